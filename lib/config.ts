@@ -1,0 +1,24 @@
+/**
+ * The one place that reads `process.env`. Library classes never read the environment; the CLI
+ * and the dev cluster pass these values in explicitly.
+ */
+export interface EnvConfig {
+  /** `TYDRA_REDIS_URL`. @defaultValue `redis://127.0.0.1:6379` */
+  redisUrl: string;
+  /** `TYDRA_CACHE_DIR`, when set. */
+  cacheDir: string | undefined;
+  /** `TYDRA_DASHBOARD_USER` / `TYDRA_DASHBOARD_PASSWORD`: basic auth for the dashboard when both are set. */
+  dashboardUser: string | undefined;
+  dashboardPassword: string | undefined;
+}
+
+export const DEFAULT_REDIS_URL = 'redis://127.0.0.1:6379';
+
+export function readEnvConfig(env: NodeJS.ProcessEnv = process.env): EnvConfig {
+  return {
+    redisUrl: env.TYDRA_REDIS_URL || DEFAULT_REDIS_URL,
+    cacheDir: env.TYDRA_CACHE_DIR || undefined,
+    dashboardUser: env.TYDRA_DASHBOARD_USER || undefined,
+    dashboardPassword: env.TYDRA_DASHBOARD_PASSWORD || undefined,
+  };
+}

@@ -1,0 +1,107 @@
+/**
+ * Every error tydra throws on purpose. Each class says when it is thrown, sets `name`, keeps
+ * `cause`, and carries the data a caller needs to act on it. Messages have a fixed shape:
+ * what was expected, then what was received.
+ */
+
+const TYDRA_ERROR = Symbol.for('tydra.error');
+
+/** Base class: `instanceof TydraError` also works across module copies (the symbol is global). */
+export class TydraError extends Error {
+  constructor(message: string, options?: ErrorOptions) {
+    super(message, options);
+    this.name = new.target.name;
+    Object.defineProperty(this, TYDRA_ERROR, { value: true });
+  }
+
+  static [Symbol.hasInstance](value: unknown): boolean {
+    if (this === TydraError) {
+      return typeof value === 'object' && value !== null && TYDRA_ERROR in value;
+    }
+    return Function.prototype[Symbol.hasInstance].call(this, value);
+  }
+}
+
+/** An option, CLI flag or argument failed validation. */
+export class InvalidOptionError extends TydraError {}
+
+/** `tydra.json` is missing or does not match the manifest schema. `field` names the culprit. */
+export class ManifestError extends TydraError {
+  constructor(
+    message: string,
+    readonly field?: string,
+  ) {
+    super(message);
+  }
+}
+
+/** A package was refused at deploy or at extraction: nothing was stored or extracted. */
+export class PackageRejectedError extends TydraError {}
+
+/** A task reference (`name[@sha1]/task`) is malformed. */
+export class InvalidTaskRefError extends TydraError {}
+
+/** No deployed package, version or task matches a reference. */
+export class UnknownTaskError extends TydraError {}
+
+/** The stored tarball does not hash to the sha1 it is stored under. */
+export class PackageIntegrityError extends TydraError {}
+
+/** No TaskInstance has this id (never existed, or removed by retention). */
+export class TaskNotFoundError extends TydraError {
+  constructor(readonly instanceId: string) {
+    super(`Expected a TaskInstance with id ${instanceId}, found none (never submitted, or removed by retention)`);
+  }
+}
+
+/**
+ * The task ran and failed: it threw, exited non-zero, or timed out. `message` is the task's own
+ * message; `remoteStack` is its stack (or the command's stderr tail).
+ */
+export class TaskFailedError extends TydraError {
+  constructor(
+    message: string,
+    readonly instanceId: string,
+    readonly remoteStack?: string,
+  ) {
+    super(message);
+  }
+}
+
+/** bubblewrap is missing or cannot create a sandbox on this host; the node refuses to start. */
+export class SandboxUnavailableError extends TydraError {}
+
+/** The in-sandbox runner broke the node↔runner protocol (bad message, early exit). */
+export class RunnerProtocolError extends TydraError {}
+
+/** The task exceeded its wall-clock limit and its whole process tree was killed. */
+export class TaskTimeoutError extends TydraError {
+  constructor(readonly timeoutMs: number) {
+    super(`timed out after ${formatSeconds(timeoutMs)}`);
+  }
+}
+
+/** A state the code should never reach; it is a bug in tydra. */
+export class IllegalStateError extends TydraError {
+  constructor(what: string) {
+    super(`internal error: ${what}; please file an issue`);
+  }
+}
+
+function formatSeconds(ms: number): string {
+  return ms % 1000 === 0 ? `${ms / 1000} s` : `${(ms / 1000).toFixed(1)} s`;
+}
+
+/** Describes a received value for error messages: "`-1` (number)". @internal */
+export function describe(value: unknown): string {
+  let text: string;
+  try {
+    text = JSON.stringify(value) ?? String(value);
+  } catch {
+    text = String(value);
+  }
+  if (text.length > 80) {
+    text = `${text.slice(0, 77)}...`;
+  }
+  return `\`${text}\` (${value === null ? 'null' : Array.isArray(value) ? 'array' : typeof value})`;
+}

@@ -1,0 +1,25 @@
+/**
+ * Every Redis key tydra writes outside BullMQ's own `bull:<queue>:*` keys. The README's key
+ * schema table is generated from the same names; change both together.
+ */
+
+/** Tarball bytes of one package version: exactly `pkg:<name>:<sha1>`. */
+export const packageBlobKey = (name: string, sha1: string): string => `pkg:${name}:${sha1}`;
+
+/** ZSET of package names, scored by their last deploy time (ms). */
+export const packagesKey = 'tydra:packages';
+
+/** HASH sha1 → JSON {@link PackageVersion} of every version of one package. */
+export const packageVersionsKey = (name: string): string => `tydra:package:${name}:versions`;
+
+/** STRING: the sha1 that `name/task` (no pin) resolves to. */
+export const packageLatestKey = (name: string): string => `tydra:package:${name}:latest`;
+
+/** STRING being filled by a deploy in 1 MiB APPENDs, renamed onto the blob key when complete. */
+export const uploadKey = (uploadId: string): string => `tydra:upload:${uploadId}`;
+
+/** ZSET of node ids, scored by their last heartbeat (ms). */
+export const nodesKey = 'tydra:nodes';
+
+/** HASH describing one node (concurrency, host, pid, start time); expires with the heartbeat. */
+export const nodeInfoKey = (nodeId: string): string => `tydra:node:${nodeId}`;

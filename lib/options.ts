@@ -1,0 +1,227 @@
+/**
+ * Options of every tydra component: raw (all optional, what callers pass) → compiled (defaults
+ * applied, validated once here). Nothing past `compile*Options` re-checks its input.
+ */
+import { availableParallelism, homedir, hostname } from 'node:os';
+import { join, resolve } from 'node:path';
+
+import { z } from 'zod';
+
+import { DEFAULT_REDIS_URL } from './config.js';
+import type { Logger } from './logger.js';
+import { silentLogger } from './logger.js';
+import { parseOptions } from './validate.js';
+
+export const MiB = 1024 * 1024;
+
+const redisUrl = z
+  .string()
+  .refine((url) => /^rediss?:\/\//.test(url), 'a redis:// or rediss:// URL');
+const positiveInt = z.number().int().positive();
+const nodeId = z.string().regex(/^[A-Za-z0-9][A-Za-z0-9_.-]{0,99}$/, 'letters, digits, `_`, `.` or `-`, at most 100');
+
+/** Limits on a package, checked at deploy and again when a node extracts it. */
+export interface PackageLimits {
+  /** Largest compressed tarball. @defaultValue 50 MiB */
+  maxPackageBytes?: number;
+  /** Largest total of uncompressed file bytes. @defaultValue 250 MiB */
+  maxUnpackedBytes?: number;
+  /** Most entries (files and folders). @defaultValue 10,000 */
+  maxEntries?: number;
+  /** Deepest path, in segments. @defaultValue 64 */
+  maxPathDepth?: number;
+  /** Longest path, in bytes. @defaultValue 1,024 */
+  maxPathLength?: number;
+}
+export type CompiledPackageLimits = Required<PackageLimits>;
+
+const packageLimitsSchema = z.strictObject({
+  maxPackageBytes: positiveInt.default(50 * MiB),
+  maxUnpackedBytes: positiveInt.default(250 * MiB),
+  maxEntries: positiveInt.default(10_000),
+  maxPathDepth: positiveInt.default(64),
+  maxPathLength: positiveInt.default(1024),
+});
+
+export function compilePackageLimits(raw: PackageLimits = {}): CompiledPackageLimits {
+  return parseOptions(packageLimitsSchema, raw);
+}
+
+interface CommonOptions {
+  /** Redis URL shared by every tydra process of a cluster. @defaultValue `redis://127.0.0.1:6379` */
+  redis?: string;
+  /** Where log lines go. @defaultValue a silent logger (the CLI passes a pino logger on stderr). */
+  logger?: Logger;
+}
+
+/** Options of the client library ({@link Tydra}). */
+export interface TydraOptions extends CommonOptions {
+  /** Package limits enforced at deploy. */
+  limits?: PackageLimits;
+  /** Largest submitted input, as JSON bytes. @defaultValue 1 MiB */
+  maxInputBytes?: number;
+}
+export interface CompiledTydraOptions {
+  redisUrl: string;
+  logger: Logger;
+  limits: CompiledPackageLimits;
+  maxInputBytes: number;
+}
+
+const tydraSchema = z.strictObject({
+  redis: redisUrl.default(DEFAULT_REDIS_URL),
+  logger: z.custom<Logger>().optional(),
+  limits: z.record(z.string(), z.unknown()).optional(),
+  maxInputBytes: positiveInt.default(MiB),
+});
+
+export function compileTydraOptions(raw: TydraOptions = {}): CompiledTydraOptions {
+  const parsed = parseOptions(tydraSchema, raw);
+  return {
+    redisUrl: parsed.redis,
+    logger: parsed.logger ?? silentLogger(),
+    limits: compilePackageLimits(raw.limits),
+    maxInputBytes: parsed.maxInputBytes,
+  };
+}
+
+/** Options of a master ({@link Master}). */
+export interface MasterOptions extends CommonOptions {
+  /** TaskInstances the master dispatches at once. Dispatch is I/O only. @defaultValue 16 */
+  concurrency?: number;
+  /** How long a submission waits between looks for a live node when none is up. @defaultValue 1,000 ms */
+  noNodeRetryMs?: number;
+}
+export interface CompiledMasterOptions {
+  redisUrl: string;
+  logger: Logger;
+  concurrency: number;
+  noNodeRetryMs: number;
+}
+
+const masterSchema = z.strictObject({
+  redis: redisUrl.default(DEFAULT_REDIS_URL),
+  logger: z.custom<Logger>().optional(),
+  concurrency: positiveInt.default(16),
+  noNodeRetryMs: positiveInt.default(1000),
+});
+
+export function compileMasterOptions(raw: MasterOptions = {}): CompiledMasterOptions {
+  const parsed = parseOptions(masterSchema, raw);
+  return { ...parsed, redisUrl: parsed.redis, logger: parsed.logger ?? silentLogger() };
+}
+
+/** Options of a node ({@link TydraNode}). */
+export interface NodeOptions extends CommonOptions {
+  /** Unique id of this node; its queue is `node.<id>`. @defaultValue `<hostname>-<pid>` */
+  id?: string;
+  /** TaskInstances (sandboxes) run at once. @defaultValue the number of CPUs */
+  concurrency?: number;
+  /** Where extracted package versions are cached. @defaultValue `~/.cache/tydra/packages` */
+  cacheDir?: string;
+  /** Wall-clock limit of a TaskInstance that sets none. @defaultValue 60,000 ms */
+  defaultTimeoutMs?: number;
+  /** Highest wall-clock limit a submission may ask for. @defaultValue 3,600,000 ms */
+  maxTimeoutMs?: number;
+  /** Size of each sandbox's private `/tmp`. @defaultValue 64 MiB */
+  scratchBytes?: number;
+  /** Heartbeat period; a node is dead after 3 missed beats. @defaultValue 5,000 ms */
+  heartbeatMs?: number;
+  /**
+   * Run tasks WITHOUT bubblewrap. Development only: task code then runs as the node's user with
+   * the node's file system and network. Logged loudly at start and for every task.
+   * @defaultValue false
+   */
+  unsafeNoSandbox?: boolean;
+  /** Package limits enforced again at extraction. */
+  limits?: PackageLimits;
+}
+export interface CompiledNodeOptions {
+  redisUrl: string;
+  logger: Logger;
+  id: string;
+  concurrency: number;
+  cacheDir: string;
+  defaultTimeoutMs: number;
+  maxTimeoutMs: number;
+  scratchBytes: number;
+  heartbeatMs: number;
+  unsafeNoSandbox: boolean;
+  limits: CompiledPackageLimits;
+}
+
+const nodeSchema = z.strictObject({
+  redis: redisUrl.default(DEFAULT_REDIS_URL),
+  logger: z.custom<Logger>().optional(),
+  id: nodeId.optional(),
+  concurrency: positiveInt.max(1024).optional(),
+  cacheDir: z.string().min(1).optional(),
+  defaultTimeoutMs: positiveInt.default(60_000),
+  maxTimeoutMs: positiveInt.default(3_600_000),
+  scratchBytes: positiveInt.default(64 * MiB),
+  heartbeatMs: positiveInt.min(100).default(5000),
+  unsafeNoSandbox: z.boolean().default(false),
+  limits: z.record(z.string(), z.unknown()).optional(),
+});
+
+export function compileNodeOptions(raw: NodeOptions = {}): CompiledNodeOptions {
+  const parsed = parseOptions(nodeSchema, raw);
+  if (parsed.defaultTimeoutMs > parsed.maxTimeoutMs) {
+    throw parseOptionsMismatch(parsed.defaultTimeoutMs, parsed.maxTimeoutMs);
+  }
+  return {
+    ...parsed,
+    redisUrl: parsed.redis,
+    logger: parsed.logger ?? silentLogger(),
+    id: parsed.id ?? defaultNodeId(),
+    concurrency: parsed.concurrency ?? availableParallelism(),
+    cacheDir: resolve(parsed.cacheDir ?? join(homedir(), '.cache', 'tydra', 'packages')),
+    limits: compilePackageLimits(raw.limits),
+  };
+}
+
+function parseOptionsMismatch(defaultTimeoutMs: number, maxTimeoutMs: number): Error {
+  return new TypeError(
+    `Expected the \`defaultTimeoutMs\` option to be at most \`maxTimeoutMs\` (${maxTimeoutMs}), got \`${defaultTimeoutMs}\` (number)`,
+  );
+}
+
+/** `<hostname>-<pid>`, reduced to the characters a BullMQ queue name and our ids allow. */
+export function defaultNodeId(): string {
+  const host = hostname().replace(/[^A-Za-z0-9_.-]/g, '-').replace(/^[^A-Za-z0-9]+/, '') || 'node';
+  return `${host}-${process.pid}`;
+}
+
+/** Options of the dashboard ({@link Dashboard}). */
+export interface DashboardOptions extends CommonOptions {
+  /** TCP port. 0 picks a free one. @defaultValue 3000 */
+  port?: number;
+  /** Address to bind. Anything but loopback should have `auth`. @defaultValue `127.0.0.1` */
+  host?: string;
+  /** Basic-auth credentials; never logged. @defaultValue none (open dashboard) */
+  auth?: { user: string; password: string };
+  /** How often the list of node queues is refreshed. @defaultValue 5,000 ms */
+  refreshMs?: number;
+}
+export interface CompiledDashboardOptions {
+  redisUrl: string;
+  logger: Logger;
+  port: number;
+  host: string;
+  auth: { user: string; password: string } | undefined;
+  refreshMs: number;
+}
+
+const dashboardSchema = z.strictObject({
+  redis: redisUrl.default(DEFAULT_REDIS_URL),
+  logger: z.custom<Logger>().optional(),
+  port: z.number().int().min(0).max(65535).default(3000),
+  host: z.string().min(1).default('127.0.0.1'),
+  auth: z.strictObject({ user: z.string().min(1), password: z.string().min(1) }).optional(),
+  refreshMs: positiveInt.min(100).default(5000),
+});
+
+export function compileDashboardOptions(raw: DashboardOptions = {}): CompiledDashboardOptions {
+  const parsed = parseOptions(dashboardSchema, raw);
+  return { ...parsed, redisUrl: parsed.redis, logger: parsed.logger ?? silentLogger(), auth: parsed.auth };
+}
