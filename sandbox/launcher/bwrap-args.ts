@@ -1,0 +1,102 @@
+/**
+ * bubblewrap argv, built as data. Each function returns one group of flags; none runs anything,
+ * so each can be tested without bwrap. Policy: nothing of the host is visible unless listed
+ * here, and nothing is writable except the sandbox's own size-capped `/tmp`.
+ */
+import { lstatSync, readlinkSync } from 'node:fs';
+
+/** Where the package is mounted, read-only. Also the working directory of every task. */
+export const PACKAGE_MOUNT = '/task';
+/** Where tydra's compiled `sandbox/` folder (the runner) is mounted, read-only. */
+export const RUNTIME_MOUNT = '/opt/tydra';
+/** Where the Node binary is mounted when it lives outside `/usr`. */
+export const NODE_MOUNT = '/opt/tydra-node/node';
+/** The unprivileged user and group a task runs as (nobody / nogroup). */
+export const SANDBOX_UID = 65534;
+
+/** The environment a task sees; nothing else of the node's environment crosses over. */
+export const SANDBOX_PATH = '/usr/local/bin:/usr/bin:/bin';
+
+export interface SandboxMounts {
+  packageDir: string;
+  runtimeDir: string;
+  /** Real path of the Node binary, bound at `NODE_MOUNT` when not under `/usr`. */
+  nodeBinary?: string;
+  scratchBytes: number;
+}
+
+/** Own namespaces for everything (network: loopback only), no capabilities, no new user namespaces. */
+export function isolationArgs(): string[] {
+  return [
+    '--unshare-all',
+    '--unshare-user',
+    '--uid', String(SANDBOX_UID),
+    '--gid', String(SANDBOX_UID),
+    '--disable-userns',
+    '--cap-drop', 'ALL',
+    // Kill the sandbox if the node dies (even by SIGKILL), and detach it from any terminal
+    // (TIOCSTI injection, CVE-2017-5226).
+    '--die-with-parent',
+    '--new-session',
+    '--hostname', 'tydra-sandbox',
+  ];
+}
+
+/** A cleared environment plus the documented allow-list. */
+export function environmentArgs(extra: Record<string, string>): string[] {
+  const env: Record<string, string> = { PATH: SANDBOX_PATH, HOME: '/tmp', TMPDIR: '/tmp', LANG: 'C.UTF-8', ...extra };
+  return ['--clearenv', ...Object.entries(env).flatMap(([name, value]) => ['--setenv', name, value])];
+}
+
+/**
+ * The system folders a runtime needs, read-only. On merged-/usr systems `/bin`, `/lib`… are
+ * symlinks into `/usr`, recreated as symlinks; elsewhere they are bound if they exist.
+ */
+export function systemMountArgs(root = '/'): string[] {
+  const args = ['--ro-bind', '/usr', '/usr'];
+  for (const dir of ['/bin', '/sbin', '/lib', '/lib32', '/lib64', '/libx32']) {
+    const link = readLinkOrUndefined(`${root === '/' ? '' : root}${dir}`);
+    if (link !== undefined) {
+      args.push('--symlink', link, dir);
+    } else {
+      args.push('--ro-bind-try', dir, dir);
+    }
+  }
+  // Only what the dynamic loader and the C library read; no passwd, no shadow, no hosts.
+  for (const file of ['/etc/ld.so.cache', '/etc/ld.so.conf', '/etc/ld.so.conf.d', '/etc/alternatives', '/etc/localtime']) {
+    args.push('--ro-bind-try', file, file);
+  }
+  args.push('--proc', '/proc', '--dev', '/dev');
+  return args;
+}
+
+/** The package and the runner read-only; a private size-capped tmpfs for scratch. */
+export function taskMountArgs(mounts: SandboxMounts): string[] {
+  const args = [
+    '--size', String(mounts.scratchBytes), '--tmpfs', '/tmp',
+    '--ro-bind', mounts.packageDir, PACKAGE_MOUNT,
+    '--ro-bind', mounts.runtimeDir, RUNTIME_MOUNT,
+  ];
+  if (mounts.nodeBinary !== undefined && !mounts.nodeBinary.startsWith('/usr/')) {
+    args.push('--ro-bind', mounts.nodeBinary, NODE_MOUNT);
+  }
+  return [...args, '--chdir', PACKAGE_MOUNT];
+}
+
+/** The full argv for `bwrap`: flags, then `--` so the command can never be read as a flag. */
+export function buildBwrapArgs(mounts: SandboxMounts, env: Record<string, string>, command: readonly string[]): string[] {
+  return [...isolationArgs(), ...environmentArgs(env), ...systemMountArgs(), ...taskMountArgs(mounts), '--', ...command];
+}
+
+/** The Node binary as seen from inside the sandbox. */
+export function sandboxNodePath(nodeBinary: string): string {
+  return nodeBinary.startsWith('/usr/') ? nodeBinary : NODE_MOUNT;
+}
+
+function readLinkOrUndefined(path: string): string | undefined {
+  try {
+    return lstatSync(path).isSymbolicLink() ? readlinkSync(path) : undefined;
+  } catch {
+    return undefined;
+  }
+}

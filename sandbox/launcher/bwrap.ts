@@ -1,0 +1,47 @@
+/**
+ * Finds bubblewrap and proves it can build a sandbox here before a node takes any job: a node
+ * that cannot sandbox must refuse to start, not fail every task.
+ */
+import { accessSync, constants } from 'node:fs';
+import { delimiter, join } from 'node:path';
+
+import { execa } from 'execa';
+
+import { SandboxUnavailableError } from '../../lib/errors.js';
+import { isolationArgs, systemMountArgs } from './bwrap-args.js';
+
+export const INSTALL_HINT = 'install it with: apt-get install -y bubblewrap';
+
+/** Absolute path of `bwrap` on PATH, or undefined. */
+export function findBwrap(path = process.env.PATH ?? ''): string | undefined {
+  for (const dir of path.split(delimiter)) {
+    if (!dir) {
+      continue;
+    }
+    const candidate = join(dir, 'bwrap');
+    try {
+      accessSync(candidate, constants.X_OK);
+      return candidate;
+    } catch {
+      // not here
+    }
+  }
+  return undefined;
+}
+
+/** Returns the bwrap path after running `true` in a sandbox like the real one; throws otherwise. */
+export async function checkBwrap(path?: string): Promise<string> {
+  const bwrap = findBwrap(path);
+  if (bwrap === undefined) {
+    throw new SandboxUnavailableError(`bubblewrap (bwrap) was not found on PATH; ${INSTALL_HINT}`);
+  }
+  const probe = await execa(bwrap, [...isolationArgs(), ...systemMountArgs(), '--', 'true'], { reject: false, timeout: 10_000, extendEnv: false, env: {} });
+  if (probe.exitCode !== 0) {
+    const reason = String(probe.stderr).trim().split('\n').pop() ?? '';
+    throw new SandboxUnavailableError(
+      `bubblewrap at ${bwrap} cannot create a sandbox on this host (${reason || `exit code ${probe.exitCode}`}); ` +
+        'it needs unprivileged user namespaces, or root, and in a container a seccomp/AppArmor profile that allows them',
+    );
+  }
+  return bwrap;
+}
