@@ -1,0 +1,245 @@
+/**
+ * The client library: deploy packages, submit TaskInstances, wait for results.
+ *
+ *   const tydra = new Tydra({ redis: 'redis://127.0.0.1:6379' });
+ *   await tydra.deploy('./examples/hello');
+ *   const run = await tydra.submit('hello/greet', { name: 'Ada' });
+ *   console.log(await run.result());
+ *   await tydra.close();
+ */
+import { randomUUID } from 'node:crypto';
+
+import { Job, Queue, QueueEvents } from 'bullmq';
+import type { Redis } from 'ioredis';
+
+import { NODE_JOB_OPTIONS, nodeQueueName } from '../queues/node.js';
+import { TASK_INSTANCE_JOB, TASKS_JOB_OPTIONS, TASKS_QUEUE, type TaskInstanceData, type TaskInstanceResult } from '../queues/tasks.js';
+import { InvalidOptionError, TaskFailedError, TaskNotFoundError, UnknownTaskError, describe } from './errors.js';
+import type { Logger } from './logger.js';
+import { type NodeInfo, NodeRegistry } from './node-registry.js';
+import { type CompiledTydraOptions, compileTydraOptions, type TydraOptions } from './options.js';
+import { packDirectory } from './pack.js';
+import { type DeployResult, PackageStore, type PackageVersion } from './package-store.js';
+import { createRedis } from './redis.js';
+import { formatTaskRef, parseTaskRef } from './task-ref.js';
+
+/** Per-submission options. */
+export interface SubmitOptions {
+  /** Wall-clock limit in ms, capped by the node's maximum. @defaultValue the node's default (60 s) */
+  timeoutMs?: number;
+  /** Runs of the task before it fails for good (1 = no retry). Timeouts are never retried. @defaultValue 1 */
+  attempts?: number;
+}
+
+/** Where a TaskInstance is in its life. */
+export type TaskState = 'queued' | 'dispatched' | 'running' | 'completed' | 'failed';
+
+export interface TaskStatus {
+  id: string;
+  ref: string;
+  state: TaskState;
+  /** The node it was dispatched to, once dispatched. */
+  nodeId: string | undefined;
+  progress: unknown;
+  /** The task's result, once completed. */
+  result: unknown;
+  /** The task's error message, once failed. */
+  error: string | undefined;
+  submittedAt: number;
+  finishedAt: number | undefined;
+  /** Log lines: dispatch, task output and `ctx.log` lines. */
+  logs: string[];
+}
+
+export class Tydra {
+  readonly options: CompiledTydraOptions;
+  private readonly logger: Logger;
+  private readonly redis: Redis;
+  private readonly store: PackageStore;
+  private readonly tasksQueue: Queue<TaskInstanceData, TaskInstanceResult>;
+  private queueEvents: QueueEvents | undefined;
+  private eventsRedis: Redis | undefined;
+  private closing: Promise<void> | undefined;
+
+  constructor(options: TydraOptions = {}) {
+    this.options = compileTydraOptions(options);
+    this.logger = this.options.logger.child({ component: 'client' });
+    this.redis = createRedis(this.options.redisUrl);
+    this.redis.on('error', (error) => this.logger.warn({ err: error.message }, 'redis connection error'));
+    this.store = new PackageStore(this.redis);
+    this.tasksQueue = new Queue<TaskInstanceData, TaskInstanceResult>(TASKS_QUEUE, { connection: this.redis, defaultJobOptions: TASKS_JOB_OPTIONS });
+    this.tasksQueue.on('error', (error) => this.logger.warn({ err: error.message }, 'tasks queue error'));
+  }
+
+  /**
+   * Packs `dir` deterministically and stores it as a new version of its package (or finds the
+   * identical version already stored). Throws `ManifestError` or `PackageRejectedError`, with
+   * nothing stored, when the package is invalid.
+   */
+  async deploy(dir: string): Promise<DeployResult> {
+    const packed = await packDirectory(dir, this.options.limits);
+    const result = await this.store.deploy(packed);
+    this.logger.info({ package: result.ref, size: result.size, stored: result.stored }, 'package deployed');
+    return result;
+  }
+
+  /**
+   * Submits a TaskInstance of `ref` (`name/task` or `name@sha1prefix/task`) with `input`.
+   * The version is resolved and pinned now; an unknown package, version or task throws here.
+   */
+  async submit(ref: string, input: unknown = null, options: SubmitOptions = {}): Promise<TaskRun> {
+    const parsed = parseTaskRef(ref);
+    checkSubmitOptions(options);
+    const inputJson = JSON.stringify(input ?? null);
+    if (inputJson === undefined || Buffer.byteLength(inputJson) > this.options.maxInputBytes) {
+      throw new InvalidOptionError(`Expected the input to be JSON of at most ${this.options.maxInputBytes} bytes, got ${inputJson === undefined ? describe(input) : `${Buffer.byteLength(inputJson)} bytes`}`);
+    }
+    const version = await this.store.resolve(parsed.name, parsed.version);
+    if (version.manifest.tasks[parsed.task] === undefined) {
+      const known = Object.keys(version.manifest.tasks).join(', ');
+      throw new UnknownTaskError(`Expected package ${version.name}@${version.sha1.slice(0, 12)} to define task ${parsed.task}, got only: ${known}`);
+    }
+    const id = randomUUID();
+    const pinned = formatTaskRef(version.name, version.sha1, parsed.task);
+    const data: TaskInstanceData = {
+      ref: pinned,
+      package: { name: version.name, sha1: version.sha1 },
+      task: parsed.task,
+      input: JSON.parse(inputJson) as unknown,
+      attempts: options.attempts ?? 1,
+      submittedAt: Date.now(),
+      ...(options.timeoutMs !== undefined ? { timeoutMs: options.timeoutMs } : {}),
+    };
+    await this.tasksQueue.add(TASK_INSTANCE_JOB, data, { jobId: id });
+    this.logger.debug({ instanceId: id, ref: pinned }, 'TaskInstance submitted');
+    return new TaskRun(this, id, pinned);
+  }
+
+  /** A handle on an existing TaskInstance. */
+  run(id: string): TaskRun {
+    return new TaskRun(this, id, undefined);
+  }
+
+  /** Deployed package names. */
+  async packageNames(): Promise<string[]> {
+    return this.store.names();
+  }
+
+  /** Every version of a package, newest first, and which is latest. */
+  async packageVersions(name: string): Promise<{ latest: string | null; versions: PackageVersion[] }> {
+    return this.store.versions(name);
+  }
+
+  /** Every registered node, alive or not. */
+  async nodes(): Promise<NodeInfo[]> {
+    return new NodeRegistry(this.redis).list();
+  }
+
+  close(): Promise<void> {
+    this.closing ??= (async () => {
+      await Promise.allSettled([this.queueEvents?.close(), this.tasksQueue.close()]);
+      // QueueEvents does not close a connection it was given: we own both.
+      await Promise.allSettled([this.eventsRedis?.quit(), this.redis.quit()]);
+      this.eventsRedis?.disconnect();
+      this.redis.disconnect();
+    })();
+    return this.closing;
+  }
+
+  /** @internal */
+  async job(id: string): Promise<Job<TaskInstanceData, TaskInstanceResult>> {
+    const job = await Job.fromId<TaskInstanceData, TaskInstanceResult>(this.tasksQueue, id);
+    if (job === undefined) {
+      throw new TaskNotFoundError(id);
+    }
+    return job;
+  }
+
+  /** @internal */
+  async events(): Promise<QueueEvents> {
+    if (this.queueEvents === undefined) {
+      this.eventsRedis = this.redis.duplicate();
+      this.eventsRedis.on('error', (error) => this.logger.warn({ err: error.message }, 'redis connection error'));
+      this.queueEvents = new QueueEvents(TASKS_QUEUE, { connection: this.eventsRedis });
+      this.queueEvents.on('error', (error) => this.logger.warn({ err: error.message }, 'queue events error'));
+    }
+    await this.queueEvents.waitUntilReady();
+    return this.queueEvents;
+  }
+
+  /** @internal */
+  async status(id: string): Promise<TaskStatus> {
+    const job = await this.job(id);
+    const [jobState, { logs }] = await Promise.all([job.getState(), this.tasksQueue.getJobLogs(id)]);
+    const nodeId = job.data.dispatch?.nodeId;
+    let state: TaskState;
+    if (jobState === 'completed' || jobState === 'failed') {
+      state = jobState;
+    } else if (jobState === 'waiting-children' && nodeId !== undefined) {
+      const nodeQueue = new Queue(nodeQueueName(nodeId), { connection: this.redis, defaultJobOptions: NODE_JOB_OPTIONS });
+      try {
+        state = (await nodeQueue.getJobState(id)) === 'active' ? 'running' : 'dispatched';
+      } finally {
+        await nodeQueue.close();
+      }
+    } else {
+      state = 'queued';
+    }
+    return {
+      id,
+      ref: job.data.ref,
+      state,
+      nodeId,
+      progress: job.progress,
+      result: state === 'completed' ? job.returnvalue : undefined,
+      error: state === 'failed' ? job.failedReason : undefined,
+      submittedAt: job.data.submittedAt,
+      finishedAt: job.finishedOn,
+      logs,
+    };
+  }
+}
+
+/** One submitted TaskInstance. */
+export class TaskRun {
+  constructor(
+    private readonly client: Tydra,
+    /** The TaskInstance id. */
+    readonly id: string,
+    /** The pinned reference `name@sha1/task` (undefined for a handle made by `run(id)`). */
+    readonly ref: string | undefined,
+  ) {}
+
+  /**
+   * Waits for the TaskInstance to finish and returns the task's result. Rejects with a
+   * `TaskFailedError` carrying the task's message (and its stack as `remoteStack`).
+   */
+  async result(options: { timeoutMs?: number } = {}): Promise<unknown> {
+    const job = await this.client.job(this.id);
+    const events = await this.client.events();
+    try {
+      return await job.waitUntilFinished(events, options.timeoutMs);
+    } catch (error) {
+      const finished = await this.client.job(this.id).catch(() => undefined);
+      if (finished?.failedReason) {
+        throw new TaskFailedError(finished.failedReason, this.id, finished.stacktrace?.at(-1));
+      }
+      throw error;
+    }
+  }
+
+  async status(): Promise<TaskStatus> {
+    return this.client.status(this.id);
+  }
+}
+
+function checkSubmitOptions(options: SubmitOptions): void {
+  for (const [key, value] of Object.entries(options)) {
+    if (key !== 'timeoutMs' && key !== 'attempts') {
+      throw new InvalidOptionError(`Expected submit options \`timeoutMs\` or \`attempts\`, got unknown option \`${key}\``);
+    }
+    if (value !== undefined && (!Number.isSafeInteger(value) || (value as number) < 1)) {
+      throw new InvalidOptionError(`Expected the \`${key}\` option to be a positive integer, got ${describe(value)}`);
+    }
+  }
+}

@@ -1,0 +1,178 @@
+/**
+ * The master: takes TaskInstances from `tasks` and schedules each onto a live node.
+ *
+ * A TaskInstance is processed in steps (BullMQ's "process step jobs" pattern), so no master
+ * holds it while it runs and any master may finish it:
+ *  1. dispatch: pick a node, record it in the job data, add the node job as a child of the
+ *     TaskInstance, park the TaskInstance in `waiting-children`;
+ *  2. settle: when the child completes or fails, BullMQ queues the TaskInstance again and a
+ *     master completes it with the child's value or fails it with the child's own error.
+ * The child is added with `ignoreDependencyOnFailure`, not `failParentOnFailure`, because the
+ * latter replaces the task's error with BullMQ's generic "child failed" text.
+ * Several masters can run at once: each TaskInstance is locked by one of them per step.
+ */
+import { DelayedError, Job, Queue, WaitingChildrenError, Worker } from 'bullmq';
+import type { Redis } from 'ioredis';
+
+import { NODE_JOB, NODE_JOB_OPTIONS, type NodeJobData, nodeQueueName } from '../queues/node.js';
+import { TASKS_QUEUE, type TaskInstanceData, type TaskInstanceResult } from '../queues/tasks.js';
+import { chooseNode } from './choose-node.js';
+import type { Logger } from './logger.js';
+import { NodeRegistry } from './node-registry.js';
+import { type CompiledMasterOptions, compileMasterOptions, type MasterOptions } from './options.js';
+import { createRedis } from './redis.js';
+
+export type MasterState = 'idle' | 'running' | 'closing' | 'closed';
+
+export class Master {
+  readonly options: CompiledMasterOptions;
+  private readonly logger: Logger;
+  private readonly redis: Redis;
+  private readonly registry: NodeRegistry;
+  private readonly nodeQueues = new Map<string, Queue<NodeJobData>>();
+  private worker: Worker<TaskInstanceData, TaskInstanceResult> | undefined;
+  private turn = 0;
+  private closing: Promise<void> | undefined;
+  state: MasterState = 'idle';
+
+  constructor(options: MasterOptions = {}) {
+    this.options = compileMasterOptions(options);
+    this.logger = this.options.logger.child({ component: 'master' });
+    this.redis = createRedis(this.options.redisUrl);
+    this.redis.on('error', (error) => this.logger.warn({ err: error.message }, 'redis connection error'));
+    this.registry = new NodeRegistry(this.redis);
+  }
+
+  async start(): Promise<void> {
+    if (this.state !== 'idle') {
+      return;
+    }
+    this.worker = new Worker<TaskInstanceData, TaskInstanceResult>(TASKS_QUEUE, (job, token) => this.process(job, token), {
+      connection: this.redis,
+      concurrency: this.options.concurrency,
+      name: 'master',
+    });
+    this.worker.on('error', (error) => this.logger.error({ err: error.message }, 'master worker error'));
+    this.worker.on('failed', (job, error) => this.logger.info({ instanceId: job?.id, reason: error.message }, 'TaskInstance failed'));
+    this.worker.on('completed', (job) => this.logger.info({ instanceId: job.id }, 'TaskInstance completed'));
+    await this.worker.waitUntilReady();
+    this.state = 'running';
+    this.logger.info({ concurrency: this.options.concurrency }, 'master started');
+  }
+
+  close(): Promise<void> {
+    this.closing ??= this.closeInternal();
+    return this.closing;
+  }
+
+  private async closeInternal(): Promise<void> {
+    this.state = 'closing';
+    const steps: Array<Promise<unknown>> = [this.worker?.close() ?? Promise.resolve()];
+    await Promise.allSettled(steps);
+    await Promise.allSettled([...this.nodeQueues.values()].map((queue) => queue.close()));
+    await this.redis.quit().catch(() => this.redis.disconnect());
+    this.state = 'closed';
+  }
+
+  private async process(job: Job<TaskInstanceData, TaskInstanceResult>, token?: string): Promise<TaskInstanceResult> {
+    if (token === undefined || job.id === undefined) {
+      throw new Error('internal error: a TaskInstance was processed without a lock token or id; please file an issue');
+    }
+    // Step 2 first: a TaskInstance that comes back from waiting-children has a settled child.
+    const settled = await this.settle(job);
+    if (settled !== undefined) {
+      return settled.value;
+    }
+    let dispatch = job.data.dispatch;
+    if (dispatch === undefined) {
+      const nodeId = await this.pickNode();
+      if (nodeId === undefined) {
+        this.logger.debug({ instanceId: job.id }, 'no live node; retrying dispatch later');
+        await job.moveToDelayed(Date.now() + this.options.noNodeRetryMs, token);
+        throw new DelayedError();
+      }
+      // Record the choice before adding the child: a master that crashes between the two
+      // leaves a TaskInstance that the next master re-dispatches to the same node, where the
+      // fixed job id makes the second add a no-op.
+      dispatch = { nodeId, at: Date.now() };
+      await job.updateData({ ...job.data, dispatch });
+    }
+    const { instanceId, data } = { instanceId: job.id, data: job.data };
+    await this.nodeQueue(dispatch.nodeId).add(
+      NODE_JOB,
+      { instanceId, ref: data.ref, package: data.package, task: data.task, input: data.input, timeoutMs: data.timeoutMs },
+      {
+        ...NODE_JOB_OPTIONS,
+        jobId: instanceId,
+        attempts: data.attempts,
+        parent: { id: instanceId, queue: job.queueQualifiedName },
+        ignoreDependencyOnFailure: true,
+      },
+    );
+    await job.log(`dispatched to node ${dispatch.nodeId}`);
+    if (await job.moveToWaitingChildren(token)) {
+      throw new WaitingChildrenError();
+    }
+    // The child finished before we could park the TaskInstance: settle it now.
+    const late = await this.settle(job);
+    if (late === undefined) {
+      throw new Error(`internal error: TaskInstance ${instanceId} has no pending and no settled node job; please file an issue`);
+    }
+    return late.value;
+  }
+
+  /** The settled child's value, or throws its error; undefined while no child has settled. */
+  private async settle(job: Job<TaskInstanceData, TaskInstanceResult>): Promise<{ value: TaskInstanceResult } | undefined> {
+    const values = await job.getChildrenValues<TaskInstanceResult>();
+    const [value] = Object.values(values);
+    if (Object.keys(values).length > 0) {
+      return { value: value ?? null };
+    }
+    const failures = await job.getIgnoredChildrenFailures();
+    const [childKey, reason] = Object.entries(failures)[0] ?? [];
+    if (childKey === undefined) {
+      return undefined;
+    }
+    throw await this.childError(childKey, reason ?? 'the node job failed');
+  }
+
+  /** Rebuilds the task's own error (message and stack) from the failed node job. */
+  private async childError(childKey: string, reason: string): Promise<Error> {
+    // childKey is `<prefix>:<queue>:<jobId>`; queue names cannot contain `:`.
+    const parts = childKey.split(':');
+    const jobId = parts.at(-1);
+    const queueName = parts.at(-2);
+    const error = new Error(reason);
+    if (jobId !== undefined && queueName !== undefined) {
+      const child = await Job.fromId(this.nodeQueue(queueName.slice('node.'.length)), jobId);
+      const stack = child?.stacktrace?.at(-1);
+      if (stack) {
+        error.stack = stack;
+      }
+    }
+    return error;
+  }
+
+  private async pickNode(): Promise<string | undefined> {
+    const nodes = await this.registry.live();
+    const loads = await Promise.all(
+      nodes.map(async (node) => {
+        const counts = await this.nodeQueue(node.id).getJobCounts('wait', 'active', 'prioritized', 'delayed');
+        const pending = Object.values(counts).reduce((sum, count) => sum + count, 0);
+        return { id: node.id, concurrency: node.concurrency, pending };
+      }),
+    );
+    this.turn += 1;
+    return chooseNode(loads, this.turn)?.id;
+  }
+
+  private nodeQueue(nodeId: string): Queue<NodeJobData> {
+    let queue = this.nodeQueues.get(nodeId);
+    if (queue === undefined) {
+      queue = new Queue<NodeJobData>(nodeQueueName(nodeId), { connection: this.redis });
+      queue.on('error', (error) => this.logger.warn({ err: error.message, nodeId }, 'node queue error'));
+      this.nodeQueues.set(nodeId, queue);
+    }
+    return queue;
+  }
+}

@@ -1,0 +1,43 @@
+/**
+ * `tasks`: the master queue. One job per TaskInstance; the job id is the TaskInstance id.
+ *
+ * A master takes each job, picks a live node, adds a child job to that node's queue
+ * (`node.<id>`, see `node.ts`) and parks the TaskInstance in BullMQ's `waiting-children` state.
+ * When the child finishes, the master processes the TaskInstance again and completes it with
+ * the child's value or fails it with the child's error. Both jobs are visible in Bull Board.
+ */
+import type { DefaultJobOptions } from 'bullmq';
+
+export const TASKS_QUEUE = 'tasks';
+
+/** Job name of a TaskInstance in the `tasks` queue. */
+export const TASK_INSTANCE_JOB = 'task-instance';
+
+/** Data of a TaskInstance job. */
+export interface TaskInstanceData {
+  /** `name@sha1/task`: the version is pinned at submit time. */
+  ref: string;
+  package: { name: string; sha1: string };
+  task: string;
+  input: unknown;
+  /** Wall-clock limit in ms; the node's default when absent. */
+  timeoutMs?: number;
+  /** Attempts of the node job (1 = no retry). */
+  attempts: number;
+  submittedAt: number;
+  /** Set by the master before it adds the node job, so a re-dispatch after a crash is idempotent. */
+  dispatch?: { nodeId: string; at: number };
+}
+
+/** The result of a TaskInstance is whatever JSON value the task returned. */
+export type TaskInstanceResult = unknown;
+
+/**
+ * Retention: BullMQ keeps finished jobs forever by default. A day (or 10,000) of completed and a
+ * week of failed TaskInstances is enough to read results and investigate failures.
+ */
+export const TASKS_JOB_OPTIONS: DefaultJobOptions = {
+  attempts: 1,
+  removeOnComplete: { age: 24 * 3600, count: 10_000 },
+  removeOnFail: { age: 7 * 24 * 3600 },
+};
