@@ -1,0 +1,80 @@
+/**
+ * `tydra dev`: a whole cluster in one process for local work: a private redis-server (unless a
+ * Redis URL is given), a master, N nodes, and the dashboard.
+ */
+import { join, resolve } from 'node:path';
+
+import { Dashboard } from './dashboard.js';
+import type { Logger } from './logger.js';
+import { silentLogger } from './logger.js';
+import { Master } from './master.js';
+import { TydraNode } from './node.js';
+import { type RedisServer, startRedisServer } from './redis-server.js';
+
+export interface DevClusterOptions {
+  /** Use this Redis instead of starting a private one. */
+  redis?: string;
+  /** Nodes to start. @defaultValue 2 */
+  nodes?: number;
+  /** Project-local folder for Redis data and node caches. @defaultValue `./.tydra` */
+  dataDir?: string;
+  /** Dashboard port (0 = any free port). @defaultValue 3000 */
+  dashboardPort?: number;
+  /** Concurrency of each node. @defaultValue 2 */
+  nodeConcurrency?: number;
+  unsafeNoSandbox?: boolean;
+  logger?: Logger;
+}
+
+export interface DevCluster {
+  redisUrl: string;
+  dashboardUrl: string;
+  master: Master;
+  nodes: TydraNode[];
+  dashboard: Dashboard;
+  /** Stops everything, the private Redis last. */
+  close(): Promise<void>;
+}
+
+export async function startDevCluster(options: DevClusterOptions = {}): Promise<DevCluster> {
+  const logger = options.logger ?? silentLogger();
+  const dataDir = resolve(options.dataDir ?? '.tydra');
+  const nodeCount = options.nodes ?? 2;
+  if (!Number.isInteger(nodeCount) || nodeCount < 1 || nodeCount > 64) {
+    throw new TypeError(`Expected the \`nodes\` option to be an integer from 1 to 64, got \`${String(nodeCount)}\``);
+  }
+  let redisServer: RedisServer | undefined;
+  let redisUrl = options.redis;
+  if (redisUrl === undefined) {
+    redisServer = await startRedisServer({ dir: join(dataDir, 'redis') });
+    redisUrl = redisServer.url;
+    logger.info({ url: redisUrl, dir: join(dataDir, 'redis') }, 'started a private redis-server');
+  }
+  const master = new Master({ redis: redisUrl, logger });
+  const nodes = Array.from(
+    { length: nodeCount },
+    (_, index) =>
+      new TydraNode({
+        redis: redisUrl,
+        logger,
+        id: `dev-${index + 1}`,
+        concurrency: options.nodeConcurrency ?? 2,
+        cacheDir: join(dataDir, 'cache', `dev-${index + 1}`),
+        unsafeNoSandbox: options.unsafeNoSandbox ?? false,
+      }),
+  );
+  const dashboard = new Dashboard({ redis: redisUrl, logger, port: options.dashboardPort ?? 3000 });
+  const close = async (): Promise<void> => {
+    await Promise.allSettled([dashboard.close(), master.close(), ...nodes.map((node) => node.close())]);
+    await redisServer?.stop();
+  };
+  try {
+    await master.start();
+    await Promise.all(nodes.map((node) => node.start()));
+    const dashboardUrl = await dashboard.start();
+    return { redisUrl, dashboardUrl, master, nodes, dashboard, close };
+  } catch (error) {
+    await close();
+    throw error;
+  }
+}
