@@ -1,0 +1,37 @@
+import assert from 'node:assert/strict';
+
+import { Dashboard } from '../../lib/dashboard.js';
+import { defer, redisUrl, startCluster } from '../helpers.js';
+
+async function queueNames(url: string, headers: Record<string, string> = {}): Promise<string[]> {
+  const response = await fetch(`${url}api/queues?activeQueue=&page=1&jobsPerPage=10`, { headers });
+  assert.equal(response.status, 200);
+  const body = (await response.json()) as { queues: Array<{ name: string }> };
+  return body.queues.map((queue) => queue.name).sort();
+}
+
+describe('the dashboard (@integration)', function () {
+  this.timeout(30_000);
+
+  it('shows the tasks queue and every node queue, following nodes as they come', async () => {
+    const { nodes } = await startCluster(1);
+    const dashboard = new Dashboard({ redis: redisUrl(), port: 0, refreshMs: 100 });
+    defer(() => dashboard.close());
+    const url = await dashboard.start();
+    assert.deepEqual(await queueNames(url), ['node.' + nodes[0]?.id, 'tasks'].sort());
+    const { nodes: more } = await startCluster(1);
+    await new Promise((resolve) => setTimeout(resolve, 400));
+    assert.deepEqual(await queueNames(url), ['node.' + nodes[0]?.id, 'node.' + more[0]?.id, 'tasks'].sort());
+  });
+
+  it('asks for basic auth when credentials are set', async () => {
+    const dashboard = new Dashboard({ redis: redisUrl(), port: 0, auth: { user: 'ops', password: 's3cret' } });
+    defer(() => dashboard.close());
+    const url = await dashboard.start();
+    const denied = await fetch(`${url}api/queues`);
+    assert.equal(denied.status, 401);
+    const wrong = await fetch(`${url}api/queues`, { headers: { authorization: `Basic ${Buffer.from('ops:nope').toString('base64')}` } });
+    assert.equal(wrong.status, 401);
+    assert.deepEqual(await queueNames(url, { authorization: `Basic ${Buffer.from('ops:s3cret').toString('base64')}` }), ['tasks']);
+  });
+});

@@ -1,0 +1,107 @@
+/** Shared test helpers: the suite's Redis, temp folders, fixture packages and clusters. */
+import { cp, mkdir, mkdtemp, rm, writeFile } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { dirname, join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+
+import { Redis } from 'ioredis';
+
+import { Master } from '../lib/master.js';
+import { TydraNode } from '../lib/node.js';
+import type { NodeOptions } from '../lib/options.js';
+
+export const REPO_ROOT = fileURLToPath(new URL('../../', import.meta.url));
+export const CLI = join(REPO_ROOT, 'dist/bin/tydra.js');
+
+/** URL of the redis-server the suite started (see setup.ts). */
+export function redisUrl(): string {
+  const url = process.env.TYDRA_TEST_REDIS_URL;
+  if (!url) {
+    throw new Error('the test Redis is not running: test/setup.ts must be loaded as a root hook');
+  }
+  return url;
+}
+
+export function fixture(name: string): string {
+  return join(REPO_ROOT, 'test/fixtures', name);
+}
+
+const cleanups: Array<() => Promise<unknown>> = [];
+
+/** Runs `fn` after the current test, whatever happens. */
+export function defer(fn: () => Promise<unknown>): void {
+  cleanups.push(fn);
+}
+
+/** Runs every deferred cleanup (newest first), then empties the test Redis. */
+export async function cleanUp(): Promise<void> {
+  while (cleanups.length > 0) {
+    await cleanups.pop()?.().catch(() => undefined);
+  }
+  const redis = new Redis(redisUrl());
+  try {
+    await redis.flushall();
+  } finally {
+    redis.disconnect();
+  }
+}
+
+export async function tempDir(prefix = 'tydra-test-'): Promise<string> {
+  const dir = await mkdtemp(join(tmpdir(), prefix));
+  defer(() => rm(dir, { recursive: true, force: true }));
+  return dir;
+}
+
+/** Writes `files` (path → content) into a new temp folder and returns it. */
+export async function makePackage(files: Record<string, string>): Promise<string> {
+  const dir = await tempDir('tydra-pkg-');
+  for (const [path, content] of Object.entries(files)) {
+    await mkdir(dirname(join(dir, path)), { recursive: true });
+    await writeFile(join(dir, path), content);
+  }
+  return dir;
+}
+
+/** A copy of a fixture package in a temp folder (so a test may change it). */
+export async function copyFixture(name: string): Promise<string> {
+  const dir = await tempDir(`tydra-${name}-`);
+  await cp(fixture(name), dir, { recursive: true });
+  return dir;
+}
+
+let nodeCounter = 0;
+
+/** Starts a master and `count` nodes on the test Redis; all are closed after the test. */
+export async function startCluster(count = 1, nodeOptions: NodeOptions = {}): Promise<{ master: Master; nodes: TydraNode[] }> {
+  const master = new Master({ redis: redisUrl() });
+  defer(() => master.close());
+  await master.start();
+  const nodes: TydraNode[] = [];
+  for (let i = 0; i < count; i += 1) {
+    nodeCounter += 1;
+    const node = new TydraNode({ redis: redisUrl(), id: `test-node-${process.pid}-${nodeCounter}`, concurrency: 2, cacheDir: await tempDir('tydra-cache-'), heartbeatMs: 1000, ...nodeOptions });
+    defer(() => node.close());
+    await node.start();
+    nodes.push(node);
+  }
+  return { master, nodes };
+}
+
+export function sleep(ms: number): Promise<void> {
+  return new Promise((resolve) => setTimeout(resolve, ms));
+}
+
+/** Polls `check` until it returns a value other than undefined, or fails after `timeoutMs`. */
+export async function waitFor<T>(what: string, check: () => Promise<T | undefined> | T | undefined, timeoutMs = 10_000): Promise<T> {
+  const deadline = Date.now() + timeoutMs;
+  for (;;) {
+    const value = await check();
+    if (value !== undefined) {
+      return value;
+    }
+    if (Date.now() > deadline) {
+      throw new Error(`timed out after ${timeoutMs} ms waiting for ${what}`);
+    }
+    await sleep(50);
+  }
+}

@@ -1,0 +1,22 @@
+/** Finds processes by an environment variable, through /proc (the tests run as root). */
+import { readdir, readFile } from 'node:fs/promises';
+
+/** PIDs of live processes whose environment holds `name=value`. */
+export async function pidsWithEnv(name: string, value: string): Promise<number[]> {
+  const needle = `${name}=${value}`;
+  const pids: number[] = [];
+  for (const entry of await readdir('/proc')) {
+    if (!/^\d+$/.test(entry)) {
+      continue;
+    }
+    try {
+      const environ = await readFile(`/proc/${entry}/environ`, 'utf8');
+      if (environ.split('\0').includes(needle)) {
+        pids.push(Number(entry));
+      }
+    } catch {
+      // gone, or a kernel thread
+    }
+  }
+  return pids;
+}

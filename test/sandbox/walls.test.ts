@@ -1,0 +1,73 @@
+import assert from 'node:assert/strict';
+import { existsSync } from 'node:fs';
+
+import { Tydra } from '../../lib/client.js';
+import { copyFixture, defer, redisUrl, startCluster } from '../helpers.js';
+
+interface Attempt {
+  ok: boolean;
+  value?: unknown;
+  code?: string;
+}
+interface Walls {
+  uid: number;
+  gid: number;
+  env: Record<string, string>;
+  writePackage: Attempt;
+  writeUsr: Attempt;
+  writeTmp: Attempt;
+  shadow: Attempt;
+  passwd: Attempt;
+  root: Attempt;
+  topLevel: string[];
+  pids: number;
+}
+
+describe('the sandbox, seen from inside (@integration)', function () {
+  this.timeout(30_000);
+
+  async function run(ref: string, input: unknown = null): Promise<unknown> {
+    const tydra = new Tydra({ redis: redisUrl() });
+    defer(() => tydra.close());
+    await tydra.deploy(await copyFixture('probe'));
+    return (await tydra.submit(ref, input)).result();
+  }
+
+  it('cannot write to the package folder or the system, only to its own /tmp', async () => {
+    await startCluster(1);
+    const walls = (await run('probe/walls')) as Walls;
+    assert.deepEqual(walls.writePackage, { ok: false, code: 'EROFS' });
+    assert.deepEqual(walls.writeUsr, { ok: false, code: 'EROFS' });
+    assert.deepEqual(walls.writeTmp, { ok: true, value: 'x' });
+  });
+
+  it('sees no host files: no /root, no /etc/shadow, no /etc/passwd, only the documented folders', async () => {
+    await startCluster(1);
+    const walls = (await run('probe/walls')) as Walls;
+    assert.deepEqual(walls.shadow, { ok: false, code: 'ENOENT' });
+    assert.deepEqual(walls.passwd, { ok: false, code: 'ENOENT' });
+    assert.deepEqual(walls.root, { ok: false, code: 'ENOENT' });
+    // Exactly the sandbox's own folders, plus those of /bin, /lib… that exist on this host.
+    const always = ['dev', 'etc', 'opt', 'proc', 'task', 'tmp', 'usr'];
+    const hostDependent = ['bin', 'lib', 'lib32', 'lib64', 'libx32', 'sbin'].filter((dir) => existsSync(`/${dir}`));
+    assert.deepEqual(walls.topLevel, [...always, ...hostDependent].sort());
+  });
+
+  it('runs as nobody with a cleared environment and its own pid namespace', async () => {
+    await startCluster(1);
+    const walls = (await run('probe/walls')) as Walls;
+    assert.equal(walls.uid, 65534);
+    assert.equal(walls.gid, 65534);
+    assert.deepEqual(Object.keys(walls.env).sort(), ['HOME', 'LANG', 'PATH', 'PWD', 'TMPDIR', 'TYDRA_ATTEMPT', 'TYDRA_INSTANCE_ID', 'TYDRA_PACKAGE_DIR']);
+    assert.ok(walls.pids <= 3, `expected only the sandbox's own processes, saw ${walls.pids}`);
+  });
+
+  it('cannot open a network connection, not even to the test Redis on loopback', async () => {
+    await startCluster(1);
+    const port = Number(new URL(redisUrl()).port);
+    assert.deepEqual(await run('probe/connect', { host: '127.0.0.1', port }), { connected: false, error: 'ECONNREFUSED' });
+    const outside = (await run('probe/connect', { host: '192.0.2.1', port: 80 })) as { connected: boolean; error: string };
+    assert.equal(outside.connected, false);
+    assert.equal(outside.error, 'ENETUNREACH');
+  });
+});
