@@ -69,6 +69,8 @@ export class Tydra {
     this.store = new PackageStore(this.redis);
     this.tasksQueue = new Queue<TaskInstanceData, TaskInstanceResult>(TASKS_QUEUE, { connection: this.redis, defaultJobOptions: TASKS_JOB_OPTIONS });
     this.tasksQueue.on('error', (error) => this.logger.warn({ err: error.message }, 'tasks queue error'));
+    // Every pending `result()` adds a listener (BullMQ's waitUntilFinished); many in flight is normal.
+    this.tasksQueue.setMaxListeners(0);
   }
 
   /**
@@ -162,6 +164,7 @@ export class Tydra {
       this.eventsRedis.on('error', (error) => this.logger.warn({ err: error.message }, 'redis connection error'));
       this.queueEvents = new QueueEvents(TASKS_QUEUE, { connection: this.eventsRedis });
       this.queueEvents.on('error', (error) => this.logger.warn({ err: error.message }, 'queue events error'));
+      this.queueEvents.setMaxListeners(0);
     }
     await this.queueEvents.waitUntilReady();
     return this.queueEvents;
