@@ -1,0 +1,460 @@
+/**
+ * tydra's benchmark: `npm run bench` (build, then `node dist/bench/run.js`).
+ *
+ * Machines are shared and noisy, so absolute times mean little across runs. Every number is
+ * reported next to a baseline measured in the same process, right before or interleaved with
+ * it, and the headline figure is the RATIO between the two. See bench/README.md.
+ *
+ *  1. sandbox spawn: `runTask()` of a noop JS module in a fresh bubblewrap sandbox, vs a bare
+ *     `node -e 0` spawn; both sequential and interleaved one to one.
+ *  2. end to end: one Master and one TydraNode (concurrency 2) on a private redis-server; M
+ *     TaskInstances submitted at once, vs the same M jobs through a raw BullMQ Queue + Worker
+ *     (concurrency 2) that spawns `node -e 0` per job. Plus the idle submit→result latency.
+ *
+ * Environment: BENCH_SPAWNS (default 30), BENCH_TASKS (default 40), BENCH_LATENCY (idle
+ * latency samples, default 7). Progress goes to stderr; the table and, as the very last line,
+ * `BENCH_JSON {...}` go to stdout.
+ */
+import { randomUUID } from 'node:crypto';
+import { chmod, mkdir, mkdtemp, rm, writeFile } from 'node:fs/promises';
+import { availableParallelism, cpus, tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { performance } from 'node:perf_hooks';
+
+import { type Job, Queue, QueueEvents, Worker } from 'bullmq';
+import { execa } from 'execa';
+import { Redis } from 'ioredis';
+
+import { Master, startRedisServer, Tydra, TydraNode } from '../lib/index.js';
+import type { RedisServer } from '../lib/index.js';
+import { checkBwrap } from '../sandbox/launcher/bwrap.js';
+import { runTask } from '../sandbox/launcher/run-task.js';
+
+const MiB = 1024 * 1024;
+const WARMUP = 3;
+const TASK_TIMEOUT_MS = 30_000;
+/** Hard limit on waiting for any one result, so a broken cluster fails the bench instead of hanging it. */
+const RESULT_TIMEOUT_MS = 120_000;
+const NODE_CONCURRENCY = 2;
+const PACKAGE_NAME = 'bench';
+const TASK_NAME = 'noop';
+const NOOP_MODULE = 'export default async () => 1;\n';
+
+interface Config {
+  spawns: number;
+  tasks: number;
+  latencySamples: number;
+}
+
+interface Summary {
+  n: number;
+  medianMs: number;
+  p95Ms: number;
+  minMs: number;
+  maxMs: number;
+}
+
+interface Results {
+  config: Config & { warmup: number; nodeConcurrency: number };
+  host: { node: string; platform: string; cpus: number; cpuModel: string };
+  spawn: { baseline: Summary; tydra: Summary; ratioMedian: number; ratioP95: number };
+  endToEnd: {
+    throughput: { baselineTasksPerSec: number; tydraTasksPerSec: number; ratio: number; baselineWallMs: number; tydraWallMs: number };
+    latency: { baseline: Summary; tydra: Summary; ratioMedian: number };
+  };
+}
+
+// ---------------------------------------------------------------------------------------------
+// Cleanup: every resource registers an undo step; they run in reverse order exactly once, on
+// success, on error and on SIGINT/SIGTERM.
+
+const cleanups: Array<{ label: string; run: () => Promise<unknown> }> = [];
+let cleaning: Promise<void> | undefined;
+
+function onCleanup(label: string, run: () => Promise<unknown>): void {
+  cleanups.push({ label, run });
+}
+
+function cleanupAll(): Promise<void> {
+  cleaning ??= (async () => {
+    let failed = 0;
+    while (cleanups.length > 0) {
+      const step = cleanups.pop();
+      if (step === undefined) {
+        break;
+      }
+      try {
+        await withTimeout(step.run(), 15_000, `cleanup: ${step.label}`);
+      } catch (error) {
+        failed += 1;
+        progress(`cleanup of ${step.label} failed: ${(error as Error).message}`);
+      }
+    }
+    progress(failed === 0 ? 'cleaned up: clients closed, redis-server stopped, temp dir removed' : `cleanup finished with ${failed} failed step(s)`);
+  })();
+  return cleaning;
+}
+
+// `on`, not `once`: execa's `cleanup` option (used for redis-server) installs signal-exit, which
+// re-raises the signal and kills us before cleanup when it sees itself as the only listener.
+let signalled = false;
+for (const signal of ['SIGINT', 'SIGTERM'] as const) {
+  process.on(signal, () => {
+    if (signalled) {
+      progress(`${signal} again; exiting without waiting for cleanup`);
+      process.exit(130);
+    }
+    signalled = true;
+    progress(`${signal} received; cleaning up`);
+    void cleanupAll().finally(() => process.exit(130));
+  });
+}
+
+// ---------------------------------------------------------------------------------------------
+
+function progress(message: string): void {
+  process.stderr.write(`[bench] ${message}\n`);
+}
+
+function envInt(name: string, fallback: number): number {
+  const raw = process.env[name];
+  if (raw === undefined || raw === '') {
+    return fallback;
+  }
+  const value = Number(raw);
+  if (!Number.isSafeInteger(value) || value < 1) {
+    throw new Error(`Expected ${name} to be a positive integer, got ${JSON.stringify(raw)}`);
+  }
+  return value;
+}
+
+async function withTimeout<T>(promise: Promise<T>, ms: number, what: string): Promise<T> {
+  let timer: NodeJS.Timeout | undefined;
+  const timeout = new Promise<never>((_, reject) => {
+    timer = setTimeout(() => reject(new Error(`${what} took longer than ${ms} ms`)), ms);
+  });
+  try {
+    return await Promise.race([promise, timeout]);
+  } finally {
+    clearTimeout(timer);
+  }
+}
+
+/** Nearest-rank percentile of already sorted values. */
+function percentile(sorted: readonly number[], p: number): number {
+  if (sorted.length === 0) {
+    return Number.NaN;
+  }
+  const rank = Math.ceil((p / 100) * sorted.length);
+  return sorted[Math.min(sorted.length, Math.max(1, rank)) - 1] ?? Number.NaN;
+}
+
+function median(sorted: readonly number[]): number {
+  const n = sorted.length;
+  if (n === 0) {
+    return Number.NaN;
+  }
+  const mid = Math.floor(n / 2);
+  return n % 2 === 1 ? (sorted[mid] ?? Number.NaN) : ((sorted[mid - 1] ?? 0) + (sorted[mid] ?? 0)) / 2;
+}
+
+function summarize(samples: readonly number[]): Summary {
+  const sorted = [...samples].sort((a, b) => a - b);
+  return {
+    n: sorted.length,
+    medianMs: round(median(sorted)),
+    p95Ms: round(percentile(sorted, 95)),
+    minMs: round(sorted[0] ?? Number.NaN),
+    maxMs: round(sorted.at(-1) ?? Number.NaN),
+  };
+}
+
+function round(value: number, digits = 2): number {
+  const f = 10 ** digits;
+  return Math.round(value * f) / f;
+}
+
+async function timed(fn: () => Promise<unknown>): Promise<number> {
+  const start = performance.now();
+  await fn();
+  return performance.now() - start;
+}
+
+/**
+ * The baseline process: `node -e 0` with an empty environment, like the sandbox's. An inherited
+ * environment is not neutral: NODE_EXTRA_CA_CERTS or NODE_OPTIONS alone can add tens of ms to
+ * every start, which would flatter tydra's ratios (its sandbox clears the environment).
+ */
+async function bareSpawn(): Promise<void> {
+  await execa(process.execPath, ['-e', '0'], { extendEnv: false, env: {} });
+}
+
+/** A package folder with `noop.mjs` (and a manifest, for deploying). World-readable for the sandbox user. */
+async function makePackage(dir: string): Promise<void> {
+  await mkdir(dir, { recursive: true });
+  await writeFile(join(dir, 'noop.mjs'), NOOP_MODULE);
+  await writeFile(
+    join(dir, 'tydra.json'),
+    `${JSON.stringify({ name: PACKAGE_NAME, description: 'benchmark noop', tasks: { [TASK_NAME]: { module: 'noop.mjs' } } }, null, 2)}\n`,
+  );
+  await chmod(dir, 0o755);
+}
+
+// ---------------------------------------------------------------------------------------------
+// Benchmark 1: sandbox spawn
+
+async function benchSpawn(config: Config, packageDir: string): Promise<Results['spawn']> {
+  const bwrap = await checkBwrap();
+  progress(`sandbox spawn: bwrap at ${bwrap}; ${config.spawns} runs each, interleaved, after ${WARMUP} warm-up runs`);
+  let counter = 0;
+  const sandboxed = async (): Promise<void> => {
+    counter += 1;
+    const value = await runTask({
+      packageDir,
+      task: { module: 'noop.mjs' },
+      input: null,
+      instanceId: `bench-spawn-${counter}`,
+      attempt: 1,
+      timeoutMs: TASK_TIMEOUT_MS,
+      scratchBytes: 16 * MiB,
+      bwrap,
+    });
+    if (value !== 1) {
+      throw new Error(`Expected the noop task to return 1, got ${JSON.stringify(value)}`);
+    }
+  };
+  for (let i = 0; i < WARMUP; i += 1) {
+    await bareSpawn();
+    await sandboxed();
+  }
+  // Interleaved one to one, so a burst of load on a shared machine hits both series alike.
+  const baseline: number[] = [];
+  const tydra: number[] = [];
+  for (let i = 0; i < config.spawns; i += 1) {
+    baseline.push(await timed(bareSpawn));
+    tydra.push(await timed(sandboxed));
+  }
+  const b = summarize(baseline);
+  const t = summarize(tydra);
+  return { baseline: b, tydra: t, ratioMedian: round(t.medianMs / b.medianMs), ratioP95: round(t.p95Ms / b.p95Ms) };
+}
+
+// ---------------------------------------------------------------------------------------------
+// Benchmark 2, baseline: raw BullMQ, one Queue + one Worker (concurrency 2) spawning `node -e 0`.
+
+async function benchRawBullmq(config: Config, redisUrl: string): Promise<{ wallMs: number; latency: number[] }> {
+  const queueName = `bench-raw-${randomUUID().slice(0, 8)}`;
+  const connection = { url: redisUrl, maxRetriesPerRequest: null };
+  const queue = new Queue(queueName, { connection, defaultJobOptions: { removeOnComplete: true, removeOnFail: true } });
+  onCleanup('raw BullMQ queue', () => queue.close());
+  const events = new QueueEvents(queueName, { connection });
+  onCleanup('raw BullMQ queue events', () => events.close());
+  const worker = new Worker(
+    queueName,
+    async () => {
+      await bareSpawn();
+      return 1;
+    },
+    { connection, concurrency: NODE_CONCURRENCY },
+  );
+  onCleanup('raw BullMQ worker', () => worker.close());
+  const onError = (error: Error): void => progress(`raw BullMQ error: ${error.message}`);
+  // Each pending waitUntilFinished adds a 'closing' listener to the queue.
+  queue.setMaxListeners(config.tasks + 16);
+  queue.on('error', onError);
+  events.on('error', onError);
+  worker.on('error', onError);
+  await Promise.all([queue.waitUntilReady(), events.waitUntilReady(), worker.waitUntilReady()]);
+
+  const once = async (): Promise<void> => {
+    const job: Job = await queue.add('noop', null);
+    const value: unknown = await job.waitUntilFinished(events, RESULT_TIMEOUT_MS);
+    if (value !== 1) {
+      throw new Error(`Expected the raw BullMQ job to return 1, got ${JSON.stringify(value)}`);
+    }
+  };
+  for (let i = 0; i < WARMUP; i += 1) {
+    await once();
+  }
+  const latency: number[] = [];
+  for (let i = 0; i < config.latencySamples; i += 1) {
+    latency.push(await timed(once));
+  }
+  const wallMs = await timed(() => Promise.all(Array.from({ length: config.tasks }, once)));
+  return { wallMs, latency };
+}
+
+// ---------------------------------------------------------------------------------------------
+// Benchmark 2, tydra: Master + TydraNode (concurrency 2) + client.
+
+async function benchTydra(config: Config, redisUrl: string, packageDir: string, cacheDir: string): Promise<{ wallMs: number; latency: number[] }> {
+  const master = new Master({ redis: redisUrl });
+  onCleanup('master', () => master.close());
+  const node = new TydraNode({ redis: redisUrl, id: `bench-${process.pid}-${randomUUID().slice(0, 8)}`, concurrency: NODE_CONCURRENCY, cacheDir });
+  onCleanup('node', () => node.close());
+  const tydra = new Tydra({ redis: redisUrl });
+  onCleanup('client', () => tydra.close());
+  await Promise.all([master.start(), node.start()]);
+  const deployed = await tydra.deploy(packageDir);
+  progress(`end to end: deployed ${deployed.ref}; node ${node.id}`);
+
+  const ref = `${PACKAGE_NAME}/${TASK_NAME}`;
+  const once = async (): Promise<void> => {
+    const run = await tydra.submit(ref, null, { timeoutMs: TASK_TIMEOUT_MS });
+    const value = await run.result({ timeoutMs: RESULT_TIMEOUT_MS });
+    if (value !== 1) {
+      throw new Error(`Expected the tydra task to return 1, got ${JSON.stringify(value)}`);
+    }
+  };
+  // Warm-up also pulls the package into the node's cache and opens the client's QueueEvents.
+  for (let i = 0; i < WARMUP; i += 1) {
+    await once();
+  }
+  const latency: number[] = [];
+  for (let i = 0; i < config.latencySamples; i += 1) {
+    latency.push(await timed(once));
+  }
+  const wallMs = await timed(() => Promise.all(Array.from({ length: config.tasks }, once)));
+  return { wallMs, latency };
+}
+
+// ---------------------------------------------------------------------------------------------
+
+function formatTable(results: Results): string {
+  const rows: string[][] = [
+    ['benchmark', 'metric', 'baseline', 'tydra', 'ratio', 'ratio means'],
+    [
+      'sandbox spawn',
+      `median ms (n=${results.spawn.tydra.n})`,
+      results.spawn.baseline.medianMs.toFixed(1),
+      results.spawn.tydra.medianMs.toFixed(1),
+      `${results.spawn.ratioMedian.toFixed(2)}x`,
+      'tydra/baseline, lower is better',
+    ],
+    ['sandbox spawn', 'p95 ms', results.spawn.baseline.p95Ms.toFixed(1), results.spawn.tydra.p95Ms.toFixed(1), `${results.spawn.ratioP95.toFixed(2)}x`, 'tydra/baseline, lower is better'],
+    [
+      'end to end',
+      `throughput tasks/s (M=${results.config.tasks})`,
+      results.endToEnd.throughput.baselineTasksPerSec.toFixed(1),
+      results.endToEnd.throughput.tydraTasksPerSec.toFixed(1),
+      `${results.endToEnd.throughput.ratio.toFixed(2)}x`,
+      'tydra/baseline, higher is better',
+    ],
+    [
+      'end to end',
+      `idle latency median ms (n=${results.endToEnd.latency.tydra.n})`,
+      results.endToEnd.latency.baseline.medianMs.toFixed(1),
+      results.endToEnd.latency.tydra.medianMs.toFixed(1),
+      `${results.endToEnd.latency.ratioMedian.toFixed(2)}x`,
+      'tydra/baseline, lower is better',
+    ],
+  ];
+  const widths = rows[0]?.map((_, col) => Math.max(...rows.map((row) => (row[col] ?? '').length))) ?? [];
+  const line = (row: string[]): string => row.map((cell, col) => (col >= 2 && col <= 4 ? cell.padStart(widths[col] ?? 0) : cell.padEnd(widths[col] ?? 0))).join('  ');
+  const rule = widths.map((w) => '-'.repeat(w)).join('  ');
+  const [header, ...body] = rows;
+  return [
+    `tydra bench: node ${results.host.node}, ${results.host.cpus} CPUs (${results.host.cpuModel})`,
+    'baselines: spawn = bare `node -e 0` (empty env), interleaved 1:1 with sandboxed runs;',
+    `           end to end = raw BullMQ Queue + Worker (concurrency ${NODE_CONCURRENCY}) spawning the same \`node -e 0\` per job`,
+    '',
+    line(header ?? []),
+    rule,
+    ...body.map(line),
+  ].join('\n');
+}
+
+async function main(): Promise<void> {
+  const config: Config = {
+    spawns: envInt('BENCH_SPAWNS', 30),
+    tasks: envInt('BENCH_TASKS', 40),
+    latencySamples: envInt('BENCH_LATENCY', 7),
+  };
+
+  const root = await mkdtemp(join(tmpdir(), 'tydra-bench-'));
+  onCleanup(`temp dir ${root}`, () => rm(root, { recursive: true, force: true }));
+  await chmod(root, 0o755);
+  const packageDir = join(root, 'package');
+  await makePackage(packageDir);
+
+  const redis: RedisServer = await startRedisServer({ dir: join(root, 'redis'), persist: false });
+  onCleanup('redis-server', () => redis.stop());
+  progress(`private redis-server on ${redis.url}`);
+  await assertEmpty(redis.url);
+
+  const spawn = await benchSpawn(config, packageDir);
+  progress(`sandbox spawn: median ${spawn.tydra.medianMs} ms vs bare ${spawn.baseline.medianMs} ms`);
+
+  progress(`end to end: raw BullMQ baseline, ${config.latencySamples} idle + ${config.tasks} concurrent jobs`);
+  const raw = await benchRawBullmq(config, redis.url);
+  progress(`end to end: tydra, ${config.latencySamples} idle + ${config.tasks} concurrent TaskInstances`);
+  const ours = await benchTydra(config, redis.url, packageDir, join(root, 'cache'));
+
+  const baselineTasksPerSec = (config.tasks * 1000) / raw.wallMs;
+  const tydraTasksPerSec = (config.tasks * 1000) / ours.wallMs;
+  const rawLatency = summarize(raw.latency);
+  const tydraLatency = summarize(ours.latency);
+  const cpu = cpus()[0];
+  const results: Results = {
+    config: { ...config, warmup: WARMUP, nodeConcurrency: NODE_CONCURRENCY },
+    host: { node: process.version, platform: `${process.platform}-${process.arch}`, cpus: availableParallelism(), cpuModel: cpu?.model.trim() ?? 'unknown' },
+    spawn,
+    endToEnd: {
+      throughput: {
+        baselineTasksPerSec: round(baselineTasksPerSec),
+        tydraTasksPerSec: round(tydraTasksPerSec),
+        ratio: round(tydraTasksPerSec / baselineTasksPerSec),
+        baselineWallMs: round(raw.wallMs),
+        tydraWallMs: round(ours.wallMs),
+      },
+      latency: { baseline: rawLatency, tydra: tydraLatency, ratioMedian: round(tydraLatency.medianMs / rawLatency.medianMs) },
+    },
+  };
+
+  await cleanupAll();
+  process.stdout.write(`\n${formatTable(results)}\n\n`);
+  process.stdout.write(`BENCH_JSON ${JSON.stringify(results)}\n`);
+}
+
+/** Refuses to run against a Redis that already holds data: this must be our fresh private server. */
+async function assertEmpty(url: string): Promise<void> {
+  const client = new Redis(url, { maxRetriesPerRequest: 1 });
+  try {
+    const size = await client.dbsize();
+    if (size !== 0) {
+      throw new Error(`Expected the private redis-server at ${url} to be empty, got ${size} keys`);
+    }
+  } finally {
+    await client.quit().catch(() => client.disconnect());
+  }
+}
+
+/**
+ * Everything is closed by now, so the event loop should drain and the process exit on its own.
+ * If a handle leaked (a client that keeps reconnecting after its server is gone, say), say so
+ * loudly and exit anyway: a benchmark must never hang a CI job. The timer is unref'd, so it
+ * never delays a clean exit.
+ */
+function exitWatchdog(ms: number): void {
+  setTimeout(() => {
+    const counts = new Map<string, number>();
+    const handles = (process as unknown as { _getActiveHandles?: () => object[] })._getActiveHandles?.() ?? [];
+    for (const handle of handles) {
+      const name = handle.constructor.name;
+      counts.set(name, (counts.get(name) ?? 0) + 1);
+    }
+    const list = [...counts].map(([name, count]) => `${name} x${count}`).join(', ') || 'none visible (timers)';
+    progress(`WARNING: still running ${ms} ms after cleanup; leaked handles: ${list}. Forcing exit.`);
+    process.exit();
+  }, ms).unref();
+}
+
+try {
+  await main();
+} catch (error) {
+  progress(`FAILED: ${(error as Error).stack ?? String(error)}`);
+  process.exitCode = 1;
+} finally {
+  await cleanupAll();
+  exitWatchdog(10_000);
+}
