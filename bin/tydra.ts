@@ -11,6 +11,7 @@ import { fileURLToPath } from 'node:url';
 import { Command, InvalidArgumentError, Option } from 'commander';
 
 import { readEnvConfig } from '../lib/config.js';
+import { redactRedisUrl } from '../lib/redis.js';
 import {
   Dashboard,
   Master,
@@ -33,7 +34,7 @@ const program = new Command('tydra')
   .showHelpAfterError()
   .configureHelp({ sortSubcommands: false });
 
-const redisOption = () => new Option('--redis <url>', 'Redis URL (env TYDRA_REDIS_URL)').default(env.redisUrl, env.redisUrl.replace(/\/\/[^@/]*@/, '//***@'));
+const redisOption = () => new Option('--redis <url>', 'Redis URL (env TYDRA_REDIS_URL)').default(env.redisUrl, redactRedisUrl(env.redisUrl));
 const jsonOption = () => new Option('--json', 'print JSON instead of text');
 
 program
@@ -57,7 +58,7 @@ program
       logger,
     });
     const stop = onShutdown(() => cluster.close());
-    process.stdout.write(`tydra dev: ${cluster.nodes.length} node(s) on ${cluster.redisUrl.replace(/\/\/[^@/]*@/, '//***@')}\n`);
+    process.stdout.write(`tydra dev: ${cluster.nodes.length} node(s) on ${redactRedisUrl(cluster.redisUrl)}\n`);
     process.stdout.write(`dashboard: ${cluster.dashboardUrl}\n`);
     if (opts.demo) {
       await runDemo(cluster.redisUrl);

@@ -67,8 +67,7 @@ export class Master {
 
   private async closeInternal(): Promise<void> {
     this.state = 'closing';
-    const steps: Array<Promise<unknown>> = [this.worker?.close() ?? Promise.resolve()];
-    await Promise.allSettled(steps);
+    await Promise.allSettled([this.worker?.close()]);
     await Promise.allSettled([...this.nodeQueues.values()].map((queue) => queue.close()));
     await this.redis.quit().catch(() => this.redis.disconnect());
     this.state = 'closed';
