@@ -242,6 +242,19 @@ async function benchSpawn(config: Config, packageDir: string): Promise<Results['
 // ---------------------------------------------------------------------------------------------
 // Benchmark 2, baseline: raw BullMQ, one Queue + one Worker (concurrency 2) spawning `node -e 0`.
 
+/** The same measurement for both systems: warm-up, idle latency one at a time, then M at once. */
+async function measureEndToEnd(config: Config, once: () => Promise<void>): Promise<{ wallMs: number; latency: number[] }> {
+  for (let i = 0; i < WARMUP; i += 1) {
+    await once();
+  }
+  const latency: number[] = [];
+  for (let i = 0; i < config.latencySamples; i += 1) {
+    latency.push(await timed(once));
+  }
+  const wallMs = await timed(() => Promise.all(Array.from({ length: config.tasks }, once)));
+  return { wallMs, latency };
+}
+
 async function benchRawBullmq(config: Config, redisUrl: string): Promise<{ wallMs: number; latency: number[] }> {
   const queueName = `bench-raw-${randomUUID().slice(0, 8)}`;
   const connection = { url: redisUrl, maxRetriesPerRequest: null };
@@ -273,15 +286,7 @@ async function benchRawBullmq(config: Config, redisUrl: string): Promise<{ wallM
       throw new Error(`Expected the raw BullMQ job to return 1, got ${JSON.stringify(value)}`);
     }
   };
-  for (let i = 0; i < WARMUP; i += 1) {
-    await once();
-  }
-  const latency: number[] = [];
-  for (let i = 0; i < config.latencySamples; i += 1) {
-    latency.push(await timed(once));
-  }
-  const wallMs = await timed(() => Promise.all(Array.from({ length: config.tasks }, once)));
-  return { wallMs, latency };
+  return measureEndToEnd(config, once);
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -307,15 +312,7 @@ async function benchTydra(config: Config, redisUrl: string, packageDir: string, 
     }
   };
   // Warm-up also pulls the package into the node's cache and opens the client's QueueEvents.
-  for (let i = 0; i < WARMUP; i += 1) {
-    await once();
-  }
-  const latency: number[] = [];
-  for (let i = 0; i < config.latencySamples; i += 1) {
-    latency.push(await timed(once));
-  }
-  const wallMs = await timed(() => Promise.all(Array.from({ length: config.tasks }, once)));
-  return { wallMs, latency };
+  return measureEndToEnd(config, once);
 }
 
 // ---------------------------------------------------------------------------------------------
