@@ -77,8 +77,9 @@ program
   .description('run a master: schedule submitted TaskInstances onto live nodes')
   .addOption(redisOption())
   .option('-c, --concurrency <n>', 'TaskInstances dispatched at once', integer(1, 10_000), 16)
-  .action(async (opts: { redis: string; concurrency: number }) => {
-    const master = new Master({ redis: opts.redis, concurrency: opts.concurrency, logger: createLogger() });
+  .option('--sweep-interval <ms>', 'how often queues of dead nodes are checked for stranded TaskInstances', integer(50, 600_000), 5000)
+  .action(async (opts: { redis: string; concurrency: number; sweepInterval: number }) => {
+    const master = new Master({ redis: opts.redis, concurrency: opts.concurrency, sweepIntervalMs: opts.sweepInterval, logger: createLogger() });
     await master.start();
     onShutdown(() => master.close());
     await waitForever();
@@ -92,8 +93,10 @@ program
   .option('-c, --concurrency <n>', 'TaskInstances run at once (default: number of CPUs)', integer(1, 1024))
   .option('--cache-dir <dir>', 'package cache folder (env TYDRA_CACHE_DIR; default ~/.cache/tydra/packages)', env.cacheDir)
   .option('--timeout <ms>', 'default wall-clock limit of a task', integer(1, 86_400_000), 60_000)
+  .option('--heartbeat <ms>', 'heartbeat period; the node counts as dead after 3 missed beats', integer(100, 600_000), 5000)
+  .option('--lock-duration <ms>', 'BullMQ lock of a running job; after a crash its TaskInstances move to another node once it expires', integer(1000, 3_600_000), 30_000)
   .option('--unsafe-no-sandbox', 'DEVELOPMENT ONLY: run tasks without bubblewrap (logged loudly)')
-  .action(async (opts: { redis: string; id?: string; concurrency?: number; cacheDir?: string; timeout: number; unsafeNoSandbox?: boolean }) => {
+  .action(async (opts: { redis: string; id?: string; concurrency?: number; cacheDir?: string; timeout: number; heartbeat: number; lockDuration: number; unsafeNoSandbox?: boolean }) => {
     const node = new TydraNode(
       stripUndefined({
         redis: opts.redis,
@@ -102,6 +105,8 @@ program
         cacheDir: opts.cacheDir,
         defaultTimeoutMs: opts.timeout,
         maxTimeoutMs: Math.max(opts.timeout, 3_600_000),
+        heartbeatMs: opts.heartbeat,
+        lockDurationMs: opts.lockDuration,
         unsafeNoSandbox: opts.unsafeNoSandbox ?? false,
         logger: createLogger(),
       }),

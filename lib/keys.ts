@@ -23,3 +23,6 @@ export const nodesKey = 'tydra:nodes';
 
 /** HASH describing one node (concurrency, host, pid, start time); expires with the heartbeat. */
 export const nodeInfoKey = (nodeId: string): string => `tydra:node:${nodeId}`;
+
+/** STRING held (with a TTL) by the master sweeping a dead node's queue. */
+export const sweepLockKey = (nodeId: string): string => `tydra:sweep:${nodeId}`;

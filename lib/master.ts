@@ -20,6 +20,7 @@ import { chooseNode } from './choose-node.js';
 import type { Logger } from './logger.js';
 import { NodeRegistry } from './node-registry.js';
 import { type CompiledMasterOptions, compileMasterOptions, type MasterOptions } from './options.js';
+import { sweepDeadNodes } from './node-sweeper.js';
 import { createRedis } from './redis.js';
 
 export type MasterState = 'idle' | 'running' | 'closing' | 'closed';
@@ -31,6 +32,9 @@ export class Master {
   private readonly registry: NodeRegistry;
   private readonly nodeQueues = new Map<string, Queue<NodeJobData>>();
   private worker: Worker<TaskInstanceData, TaskInstanceResult> | undefined;
+  private tasksQueue: Queue<TaskInstanceData> | undefined;
+  private sweepTimer: NodeJS.Timeout | undefined;
+  private sweeping: Promise<unknown> | undefined;
   private turn = 0;
   private closing: Promise<void> | undefined;
   state: MasterState = 'idle';
@@ -56,6 +60,10 @@ export class Master {
     this.worker.on('failed', (job, error) => this.logger.info({ instanceId: job?.id, reason: error.message }, 'TaskInstance failed'));
     this.worker.on('completed', (job) => this.logger.info({ instanceId: job.id }, 'TaskInstance completed'));
     await this.worker.waitUntilReady();
+    this.tasksQueue = new Queue<TaskInstanceData>(TASKS_QUEUE, { connection: this.redis });
+    this.tasksQueue.on('error', (error) => this.logger.warn({ err: error.message }, 'tasks queue error'));
+    this.sweepTimer = setInterval(() => void this.sweep(), this.options.sweepIntervalMs);
+    this.sweepTimer.unref();
     this.state = 'running';
     this.logger.info({ concurrency: this.options.concurrency }, 'master started');
   }
@@ -67,7 +75,9 @@ export class Master {
 
   private async closeInternal(): Promise<void> {
     this.state = 'closing';
-    await Promise.allSettled([this.worker?.close()]);
+    clearInterval(this.sweepTimer);
+    await Promise.allSettled([this.worker?.close(), this.sweeping]);
+    await Promise.allSettled([this.tasksQueue?.close()]);
     await Promise.allSettled([...this.nodeQueues.values()].map((queue) => queue.close()));
     await this.redis.quit().catch(() => this.redis.disconnect());
     this.state = 'closed';
@@ -83,6 +93,10 @@ export class Master {
       return settled.value;
     }
     let dispatch = job.data.dispatch;
+    const lost = job.data.lostNodes ?? [];
+    if (dispatch === undefined && lost.length > this.options.maxReroutes) {
+      throw new Error(`Expected the TaskInstance to finish on a live node, but ${lost.length} node(s) were lost while holding it (${lost.join(', ')}); giving up`);
+    }
     if (dispatch === undefined) {
       const nodeId = await this.pickNode();
       if (nodeId === undefined) {
@@ -150,6 +164,28 @@ export class Master {
       }
     }
     return error;
+  }
+
+  /** One sweep of dead nodes' queues at a time; errors are logged, never thrown. */
+  private async sweep(): Promise<void> {
+    if (this.sweeping !== undefined || this.tasksQueue === undefined || this.state !== 'running') {
+      return;
+    }
+    const tasksQueue = this.tasksQueue;
+    this.sweeping = sweepDeadNodes({
+      redis: this.redis,
+      registry: this.registry,
+      nodeQueue: (nodeId) => this.nodeQueue(nodeId),
+      tasksQueue,
+      logger: this.logger,
+      owner: `master-${process.pid}`,
+      lockMs: Math.max(10_000, this.options.sweepIntervalMs * 2),
+    })
+      .catch((error: Error) => this.logger.warn({ err: error.message }, 'sweep of dead nodes failed'))
+      .finally(() => {
+        this.sweeping = undefined;
+      });
+    await this.sweeping;
   }
 
   private async pickNode(): Promise<string | undefined> {

@@ -96,10 +96,12 @@ export class TydraNode {
     this.registered = true;
     await this.beat();
     this.heartbeat = setInterval(() => void this.beat(), this.options.heartbeatMs);
+    this.heartbeat.unref();
     this.worker = new Worker<NodeJobData, unknown>(this.queueName, (job, _token, signal) => this.process(job, signal), {
       connection: this.redis,
       concurrency: this.options.concurrency,
       name: this.id,
+      lockDuration: this.options.lockDurationMs,
     });
     this.worker.on('error', (error) => this.logger.error({ err: error.message }, 'node worker error'));
     await this.worker.waitUntilReady();

@@ -91,12 +91,22 @@ export interface MasterOptions extends CommonOptions {
   concurrency?: number;
   /** How long a submission waits between looks for a live node when none is up. @defaultValue 1,000 ms */
   noNodeRetryMs?: number;
+  /** How often the queues of dead or stopped nodes are swept for stranded TaskInstances. @defaultValue 5,000 ms */
+  sweepIntervalMs?: number;
+  /**
+   * Times a TaskInstance may be taken back from a node that died while holding it before it
+   * fails for good (a task that kills its node must not take the whole cluster down in turn).
+   * @defaultValue 3
+   */
+  maxReroutes?: number;
 }
 export interface CompiledMasterOptions {
   redisUrl: string;
   logger: Logger;
   concurrency: number;
   noNodeRetryMs: number;
+  sweepIntervalMs: number;
+  maxReroutes: number;
 }
 
 const masterSchema = z.strictObject({
@@ -104,6 +114,8 @@ const masterSchema = z.strictObject({
   logger: z.custom<Logger>().optional(),
   concurrency: positiveInt.default(16),
   noNodeRetryMs: positiveInt.default(1000),
+  sweepIntervalMs: positiveInt.min(50).default(5000),
+  maxReroutes: z.number().int().min(0).default(3),
 });
 
 export function compileMasterOptions(raw: MasterOptions = {}): CompiledMasterOptions {
@@ -128,6 +140,11 @@ export interface NodeOptions extends CommonOptions {
   /** Heartbeat period; a node is dead after 3 missed beats. @defaultValue 5,000 ms */
   heartbeatMs?: number;
   /**
+   * BullMQ lock of a running job, renewed every half period. After a crash, a job is re-routed
+   * to another node only once its lock has expired. @defaultValue 30,000 ms
+   */
+  lockDurationMs?: number;
+  /**
    * Run tasks WITHOUT bubblewrap. Development only: task code then runs as the node's user with
    * the node's file system and network. Logged loudly at start and for every task.
    * @defaultValue false
@@ -146,6 +163,7 @@ export interface CompiledNodeOptions {
   maxTimeoutMs: number;
   scratchBytes: number;
   heartbeatMs: number;
+  lockDurationMs: number;
   unsafeNoSandbox: boolean;
   limits: CompiledPackageLimits;
 }
@@ -160,6 +178,7 @@ const nodeSchema = z.strictObject({
   maxTimeoutMs: positiveInt.default(3_600_000),
   scratchBytes: positiveInt.default(64 * MiB),
   heartbeatMs: positiveInt.min(100).default(5000),
+  lockDurationMs: positiveInt.min(1000).default(30_000),
   unsafeNoSandbox: z.boolean().default(false),
   limits: z.record(z.string(), z.unknown()).optional(),
 });

@@ -27,6 +27,8 @@ export interface TaskInstanceData {
   submittedAt: number;
   /** Set by the master before it adds the node job, so a re-dispatch after a crash is idempotent. */
   dispatch?: { nodeId: string; at: number };
+  /** Nodes that died (or stopped) while holding this TaskInstance; set by the sweeper. */
+  lostNodes?: string[];
 }
 
 /** The result of a TaskInstance is whatever JSON value the task returned. */

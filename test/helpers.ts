@@ -8,7 +8,7 @@ import { Redis } from 'ioredis';
 
 import { Master } from '../lib/master.js';
 import { TydraNode } from '../lib/node.js';
-import type { NodeOptions } from '../lib/options.js';
+import type { MasterOptions, NodeOptions } from '../lib/options.js';
 
 export const REPO_ROOT = fileURLToPath(new URL('../../', import.meta.url));
 export const CLI = join(REPO_ROOT, 'dist/bin/tydra.js');
@@ -72,19 +72,24 @@ export async function copyFixture(name: string): Promise<string> {
 let nodeCounter = 0;
 
 /** Starts a master and `count` nodes on the test Redis; all are closed after the test. */
-export async function startCluster(count = 1, nodeOptions: NodeOptions = {}): Promise<{ master: Master; nodes: TydraNode[] }> {
-  const master = new Master({ redis: redisUrl() });
+export async function startCluster(count = 1, nodeOptions: NodeOptions = {}, masterOptions: MasterOptions = {}): Promise<{ master: Master; nodes: TydraNode[] }> {
+  const master = new Master({ redis: redisUrl(), ...masterOptions });
   defer(() => master.close());
   await master.start();
   const nodes: TydraNode[] = [];
   for (let i = 0; i < count; i += 1) {
-    nodeCounter += 1;
-    const node = new TydraNode({ redis: redisUrl(), id: `test-node-${process.pid}-${nodeCounter}`, concurrency: 2, cacheDir: await tempDir('tydra-cache-'), heartbeatMs: 1000, ...nodeOptions });
-    defer(() => node.close());
-    await node.start();
-    nodes.push(node);
+    nodes.push(await startNode(nodeOptions));
   }
   return { master, nodes };
+}
+
+/** Starts one node (concurrency 2, fast heartbeat, own cache) on the test Redis; closed after the test. */
+export async function startNode(options: NodeOptions = {}): Promise<TydraNode> {
+  nodeCounter += 1;
+  const node = new TydraNode({ redis: redisUrl(), id: `test-node-${process.pid}-${nodeCounter}`, concurrency: 2, cacheDir: await tempDir('tydra-cache-'), heartbeatMs: 1000, ...options });
+  defer(() => node.close());
+  await node.start();
+  return node;
 }
 
 export function sleep(ms: number): Promise<void> {
