@@ -80,7 +80,7 @@ describe('the tydra CLI (@integration)', function () {
     defer(() => client.close());
     await client.deploy(await copyFixture('probe'));
     const node = execa(process.execPath, [CLI, 'node', '--id', 'doomed', '--redis', redisUrl(), '--cache-dir', await tempDir()], { reject: false, extendEnv: false, env: { PATH: process.env.PATH ?? '' } });
-    defer(async () => node.kill('SIGKILL'));
+    defer(() => Promise.resolve(node.kill('SIGKILL')));
     const run = await client.submit('probe/sleep');
     const pids = await waitFor('the sandbox to start', async () => {
       const found = await pidsWithEnv('TYDRA_INSTANCE_ID', run.id);

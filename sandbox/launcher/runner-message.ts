@@ -22,5 +22,5 @@ export function parseRunnerMessage(line: string): RunnerMessage | undefined {
     return undefined;
   }
   const parsed = runnerMessageSchema.safeParse(raw);
-  return parsed.success ? (parsed.data as RunnerMessage) : undefined;
+  return parsed.success ? parsed.data : undefined;
 }

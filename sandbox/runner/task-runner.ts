@@ -62,7 +62,7 @@ export class TaskRunner {
       if (typeof fn !== 'function') {
         throw new TypeError(`Expected the default export of ${start.module} to be a function (input, ctx) => result, got ${typeof fn}`);
       }
-      const value: unknown = await fn(start.input, ctx);
+      const value: unknown = await (fn as (input: unknown, ctx: TaskContext) => unknown)(start.input, ctx);
       this.finish({ type: 'result', value: toJsonValue(value) });
     } catch (error) {
       this.fail(error);

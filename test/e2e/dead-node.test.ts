@@ -23,7 +23,7 @@ async function startDoomedNode(tydra: Tydra, id: string) {
     extendEnv: false,
     env: { PATH: process.env.PATH ?? '' },
   });
-  defer(async () => node.kill('SIGKILL'));
+  defer(() => Promise.resolve(node.kill('SIGKILL')));
   await waitFor(`node ${id} to register`, async () => ((await tydra.nodes()).some((n) => n.id === id && n.alive) ? true : undefined), 20_000);
   // Wrapped: an execa subprocess is a promise, and returning it bare would await its exit.
   return { node };

@@ -16,7 +16,7 @@ function client(options: ConstructorParameters<typeof Tydra>[0] = {}): Tydra {
 
 function redis(): Redis {
   const connection = new Redis(redisUrl());
-  defer(async () => connection.disconnect());
+  defer(() => Promise.resolve(connection.disconnect()));
   return connection;
 }
 

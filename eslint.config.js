@@ -1,0 +1,33 @@
+// Lint rules that catch the bugs a job runner cannot afford: a forgotten `await` loses work
+// (no-floating-promises), and type-only imports stay type-only.
+import tseslint from 'typescript-eslint';
+
+export default tseslint.config(
+  { ignores: ['dist/', 'node_modules/', 'test/fixtures/', 'examples/', '.tydra/', 'eslint.config.js'] },
+  ...tseslint.configs.recommendedTypeChecked,
+  {
+    languageOptions: { parserOptions: { projectService: true, tsconfigRootDir: import.meta.dirname } },
+    rules: {
+      curly: 'error',
+      eqeqeq: ['error', 'always'],
+      'no-console': 'error',
+      '@typescript-eslint/no-floating-promises': 'error',
+      '@typescript-eslint/consistent-type-imports': 'error',
+      '@typescript-eslint/no-unused-vars': ['error', { argsIgnorePattern: '^_', varsIgnorePattern: '^_' }],
+    },
+  },
+  {
+    // Tests, the CLI and the benchmark talk to people; the library never logs to the console.
+    files: ['test/**', 'bin/**', 'bench/**'],
+    rules: { 'no-console': 'off' },
+  },
+  {
+    // Tests read the CLI's JSON output untyped; asserting on it is the point.
+    files: ['test/**'],
+    rules: {
+      '@typescript-eslint/no-unsafe-assignment': 'off',
+      '@typescript-eslint/no-unsafe-member-access': 'off',
+      '@typescript-eslint/no-unsafe-call': 'off',
+    },
+  },
+);
