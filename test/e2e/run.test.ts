@@ -155,4 +155,21 @@ describe('running TaskInstances through master and node (@integration)', functio
     await startCluster(1);
     assert.equal(((await run.result()) as { input: unknown }).input, 'early');
   });
+
+  it('with two masters running, every TaskInstance completes and runs exactly once', async () => {
+    const { master: first } = await startCluster(2);
+    const { Master } = await import('../../lib/master.js');
+    const second = new Master({ redis: redisUrl() });
+    defer(() => second.close());
+    await second.start();
+    const { tydra } = await deployedProbe();
+    const runs = await Promise.all(Array.from({ length: 12 }, (_, n) => tydra.submit('probe/echo', n)));
+    const results = await Promise.all(runs.map((run) => run.result()));
+    assert.deepEqual(results.map((r) => (r as { input: unknown }).input), Array.from({ length: 12 }, (_, n) => n));
+    for (const run of runs) {
+      const { logs } = await run.status();
+      assert.equal(logs.filter((line) => line.startsWith('running ')).length, 1, `TaskInstance ${run.id} ran more than once: ${logs.join(' | ')}`);
+    }
+    assert.equal(first.state, 'running');
+  });
 });
