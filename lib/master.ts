@@ -11,11 +11,11 @@
  * latter replaces the task's error with BullMQ's generic "child failed" text.
  * Several masters can run at once: each TaskInstance is locked by one of them per step.
  */
-import { DelayedError, Job, Queue, WaitingChildrenError, Worker } from 'bullmq';
+import { DelayedError, Job, Queue, UnrecoverableError, WaitingChildrenError, Worker } from 'bullmq';
 import type { Redis } from 'ioredis';
 
 import { NODE_JOB, NODE_JOB_OPTIONS, type NodeJobData, nodeQueueName } from '../queues/node.js';
-import { TASKS_QUEUE, type TaskInstanceData, type TaskInstanceResult } from '../queues/tasks.js';
+import { TASKS_QUEUE, type TaskInstanceData, type TaskInstanceResult, taskInstanceSchema } from '../queues/tasks.js';
 import { chooseNode } from './choose-node.js';
 import type { Logger } from './logger.js';
 import { NodeRegistry } from './node-registry.js';
@@ -87,6 +87,11 @@ export class Master {
     if (token === undefined || job.id === undefined) {
       throw new Error('internal error: a TaskInstance was processed without a lock token or id; please file an issue');
     }
+    // Anyone with Redis access can add to `tasks`: check the shape before acting on it.
+    const shape = taskInstanceSchema.safeParse(job.data);
+    if (!shape.success) {
+      throw new UnrecoverableError(`Expected TaskInstance data {ref, package, task, input, attempts}, got invalid data at \`${shape.error.issues[0]?.path.join('.') ?? ''}\`: ${shape.error.issues[0]?.message ?? ''}`);
+    }
     // Step 2 first: a TaskInstance that comes back from waiting-children has a settled child.
     const settled = await this.settle(job);
     if (settled !== undefined) {
@@ -110,7 +115,8 @@ export class Master {
       dispatch = { nodeId, at: Date.now() };
       await job.updateData({ ...job.data, dispatch });
     }
-    const { instanceId, data } = { instanceId: job.id, data: job.data };
+    const instanceId = job.id;
+    const data = job.data;
     await this.nodeQueue(dispatch.nodeId).add(
       NODE_JOB,
       { instanceId, ref: data.ref, package: data.package, task: data.task, input: data.input, timeoutMs: data.timeoutMs },

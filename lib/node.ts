@@ -52,6 +52,7 @@ export class TydraNode {
   private bwrap: string | undefined;
   private closing: Promise<void> | undefined;
   private registered = false;
+  private readonly startedAt = Date.now();
   state: NodeState = 'idle';
 
   constructor(options: NodeOptions = {}) {
@@ -131,7 +132,7 @@ export class TydraNode {
 
   private async beat(): Promise<void> {
     await this.registry
-      .heartbeat({ id: this.id, concurrency: this.options.concurrency, hostname: hostname(), pid: process.pid, startedAt: Date.now(), heartbeatMs: this.options.heartbeatMs })
+      .heartbeat({ id: this.id, concurrency: this.options.concurrency, hostname: hostname(), pid: process.pid, startedAt: this.startedAt, heartbeatMs: this.options.heartbeatMs })
       .catch((error: Error) => this.logger.warn({ err: error.message }, 'heartbeat failed'));
   }
 

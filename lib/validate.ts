@@ -27,7 +27,14 @@ export function parseOptions<S extends z.ZodType>(
     raw,
   );
   const subject = path ? `the \`${path}\` ${what}` : `the ${what}`;
-  const got = issue.code === 'unrecognized_keys' ? `unknown key(s) ${issue.keys.map((k) => `\`${k}\``).join(', ')}` : describe(received);
+  // A Redis URL or a password may hold a secret: say what was wrong, never echo the value.
+  const secret = issue.path.some((key) => key === 'redis' || key === 'password' || key === 'auth');
+  const got =
+    issue.code === 'unrecognized_keys'
+      ? `unknown key(s) ${issue.keys.map((k) => `\`${k}\``).join(', ')}`
+      : secret
+        ? `a ${typeof received} (not shown: it may hold a secret)`
+        : describe(received);
   throw new ErrorClass(`Expected ${subject} to be valid (${lowerFirst(issue.message)}), got ${got}`);
 }
 

@@ -7,6 +7,7 @@
  * the child's value or fails it with the child's error. Both jobs are visible in Bull Board.
  */
 import type { DefaultJobOptions } from 'bullmq';
+import { z } from 'zod';
 
 export const TASKS_QUEUE = 'tasks';
 
@@ -30,6 +31,19 @@ export interface TaskInstanceData {
   /** Nodes that died (or stopped) while holding this TaskInstance; set by the sweeper. */
   lostNodes?: string[];
 }
+
+/** What a master checks before acting on a TaskInstance job. */
+export const taskInstanceSchema = z.object({
+  ref: z.string().min(1),
+  package: z.object({ name: z.string().min(1), sha1: z.string().regex(/^[0-9a-f]{40}$/) }),
+  task: z.string().min(1),
+  input: z.unknown(),
+  timeoutMs: z.number().int().positive().optional(),
+  attempts: z.number().int().min(1).max(100),
+  submittedAt: z.number(),
+  dispatch: z.object({ nodeId: z.string().min(1), at: z.number() }).optional(),
+  lostNodes: z.array(z.string()).optional(),
+});
 
 /** The result of a TaskInstance is whatever JSON value the task returned. */
 export type TaskInstanceResult = unknown;

@@ -92,6 +92,23 @@ describe('the tydra CLI (@integration)', function () {
     await waitFor('every sandbox process to die', async () => ((await pidsWithEnv('TYDRA_INSTANCE_ID', run.id)).length === 0 ? true : undefined), 5000);
   });
 
+  it('a node stopped with SIGTERM finishes its running TaskInstance, then exits 0', async () => {
+    await startCluster(0);
+    const client = new Tydra({ redis: redisUrl() });
+    defer(() => client.close());
+    await client.deploy(await copyFixture('probe'));
+    const node = execa(process.execPath, [CLI, 'node', '--id', 'draining', '--redis', redisUrl(), '--cache-dir', await tempDir()], { reject: false, extendEnv: false, env: { PATH: process.env.PATH ?? '' } });
+    defer(() => Promise.resolve(node.kill('SIGKILL')));
+    const run = await client.submit('probe/nap', { ms: 1500, tag: 'drained' });
+    await waitFor('the task to start', async () => ((await pidsWithEnv('TYDRA_INSTANCE_ID', run.id)).length > 0 ? true : undefined), 20_000);
+    node.kill('SIGTERM');
+    const exit = await node;
+    assert.equal(exit.exitCode, 0, exit.stderr);
+    assert.match(exit.stderr, /tydra: SIGTERM received, stopping \(send it again to force\)/);
+    assert.deepEqual(await run.result({ timeoutMs: 5000 }), { rested: 'drained' });
+    assert.deepEqual((await client.nodes()).map((n) => [n.id, n.state, n.alive]), [['draining', 'stopped', false]]);
+  });
+
   it('tydra dev --demo starts a private Redis, master, nodes and dashboard, runs the examples and stops', async () => {
     const cwd = await tempDir();
     const result = await tydra(['dev', '--demo', '--exit', '--port', '0'], { cwd });

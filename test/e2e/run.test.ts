@@ -172,4 +172,23 @@ describe('running TaskInstances through master and node (@integration)', functio
     }
     assert.equal(first.state, 'running');
   });
+
+  it('fails a TaskInstance job whose data was not written by a client, without dispatching it', async () => {
+    await startCluster(1);
+    const { Queue } = await import('bullmq');
+    const { Redis: RedisClient } = await import('ioredis');
+    const connection = new RedisClient(redisUrl(), { maxRetriesPerRequest: null });
+    const queue = new Queue('tasks', { connection });
+    defer(async () => {
+      await queue.close();
+      connection.disconnect();
+    });
+    await queue.add('task-instance', { ref: 'x', package: { name: 'x', sha1: 'not-a-sha' }, task: 't', input: null, attempts: 1, submittedAt: 0 }, { jobId: 'forged' });
+    const tydra = new Tydra({ redis: redisUrl() });
+    defer(() => tydra.close());
+    const error = await failure(tydra.run('forged').result());
+    assert.match(error.message, /^Expected TaskInstance data \{ref, package, task, input, attempts\}, got invalid data at `package.sha1`: /);
+    assert.equal((await tydra.run('forged').status()).nodeId, undefined);
+  });
 });
+
