@@ -11,6 +11,7 @@ import type { Redis } from 'ioredis';
 
 import { PackageIntegrityError, UnknownTaskError } from './errors.js';
 import { packageBlobKey, packageLatestKey, packagesKey, packageVersionsKey, uploadKey } from './keys.js';
+import { CommitDeployStatus, withCommands } from './lua.js';
 import type { Manifest } from './manifest.js';
 import type { PackedPackage } from './pack.js';
 import { sha1Hex } from './pack.js';
@@ -42,30 +43,6 @@ export interface DeployResult {
   stored: boolean;
 }
 
-/**
- * KEYS[1] upload key, KEYS[2] blob key `pkg:<name>:<sha1>`, KEYS[3] versions hash,
- * KEYS[4] latest key, KEYS[5] packages zset. ARGV[1] sha1, ARGV[2] version JSON, ARGV[3] now (ms),
- * ARGV[4] package name.
- * Returns 1 when the upload became the blob, 0 when the blob already existed, -1 when neither
- * the blob nor the upload exists (the upload expired).
- */
-const COMMIT_DEPLOY_5 = `
-local stored = 0
-if redis.call('EXISTS', KEYS[2]) == 1 then
-  redis.call('DEL', KEYS[1])
-elseif redis.call('EXISTS', KEYS[1]) == 1 then
-  redis.call('RENAME', KEYS[1], KEYS[2])
-  redis.call('PERSIST', KEYS[2])
-  stored = 1
-else
-  return -1
-end
-redis.call('HSETNX', KEYS[3], ARGV[1], ARGV[2])
-redis.call('SET', KEYS[4], ARGV[1])
-redis.call('ZADD', KEYS[5], ARGV[3], ARGV[4])
-return stored
-`;
-
 export class PackageStore {
   constructor(private readonly redis: Redis) {}
 
@@ -83,9 +60,7 @@ export class PackageStore {
       }
     }
     const version: PackageVersion = { name, sha1, size: tarball.length, deployedAt: Date.now(), manifest: packed.manifest };
-    const status = (await this.redis.eval(
-      COMMIT_DEPLOY_5,
-      5,
+    const status = await withCommands(this.redis).commitDeploy(
       upload,
       blobKey,
       packageVersionsKey(name),
@@ -95,11 +70,11 @@ export class PackageStore {
       JSON.stringify(version),
       String(version.deployedAt),
       name,
-    )) as number;
-    if (status === -1) {
+    );
+    if (status === CommitDeployStatus.UploadMissing) {
       throw new PackageIntegrityError(`Expected the upload of ${name}@${sha1} to be in Redis at commit, found none (expired or deleted)`);
     }
-    return { name, sha1, size: tarball.length, ref: `${name}@${sha1}`, stored: status === 1 };
+    return { name, sha1, size: tarball.length, ref: `${name}@${sha1}`, stored: status === CommitDeployStatus.Stored };
   }
 
   /** The version `name` or `name@prefix` names. Throws `UnknownTaskError` if none or ambiguous. */
