@@ -59,7 +59,13 @@ export async function startRedisServer(options: RedisServerOptions): Promise<Red
   });
   exited.catch(() => undefined);
   const url = `redis://127.0.0.1:${port}`;
-  await Promise.race([waitForPing(url), exited]);
+  const gaveUp = new AbortController();
+  try {
+    await Promise.race([waitForPing(url, gaveUp.signal), exited]);
+  } finally {
+    // Stop polling when the server died early, or the loop would keep the process alive.
+    gaveUp.abort();
+  }
   return {
     url,
     port,
@@ -70,9 +76,9 @@ export async function startRedisServer(options: RedisServerOptions): Promise<Red
   };
 }
 
-async function waitForPing(url: string, timeoutMs = 10_000): Promise<void> {
+async function waitForPing(url: string, signal: AbortSignal, timeoutMs = 10_000): Promise<void> {
   const deadline = Date.now() + timeoutMs;
-  for (;;) {
+  while (!signal.aborted) {
     const client = new Redis(url, { lazyConnect: true, maxRetriesPerRequest: 0, retryStrategy: () => null });
     client.on('error', () => undefined);
     try {

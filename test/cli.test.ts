@@ -109,6 +109,12 @@ describe('the tydra CLI (@integration)', function () {
     assert.deepEqual((await client.nodes()).map((n) => [n.id, n.state, n.alive]), [['draining', 'stopped', false]]);
   });
 
+  it('tydra dev says how to install redis-server when it is missing', async () => {
+    const result = await tydra(['dev', '--port', '0'], { cwd: await tempDir(), env: { PATH: '/nonexistent' } });
+    assert.equal(result.exitCode, 1);
+    assert.equal(result.stderr.trim().split('\n').at(-1), 'tydra: redis-server was not found on PATH; install it with: apt-get install -y redis-server');
+  });
+
   it('tydra dev --demo starts a private Redis, master, nodes and dashboard, runs the examples and stops', async () => {
     const cwd = await tempDir();
     const result = await tydra(['dev', '--demo', '--exit', '--port', '0'], { cwd });
