@@ -78,8 +78,17 @@ program
   .addOption(redisOption())
   .option('-c, --concurrency <n>', 'TaskInstances dispatched at once', integer(1, 10_000), 16)
   .option('--sweep-interval <ms>', 'how often queues of dead nodes are checked for stranded TaskInstances', integer(50, 600_000), 5000)
-  .action(async (opts: { redis: string; concurrency: number; sweepInterval: number }) => {
-    const master = new Master({ redis: opts.redis, concurrency: opts.concurrency, sweepIntervalMs: opts.sweepInterval, logger: createLogger() });
+  .option('--prune-every <ms>', 'period of the package prune job', integer(100, 86_400_000), 60_000)
+  .option('--prune-grace <ms>', 'how long a version stays without holders before the prune job deletes it', integer(0, 30 * 86_400_000), 600_000)
+  .action(async (opts: { redis: string; concurrency: number; sweepInterval: number; pruneEvery: number; pruneGrace: number }) => {
+    const master = new Master({
+      redis: opts.redis,
+      concurrency: opts.concurrency,
+      sweepIntervalMs: opts.sweepInterval,
+      pruneEveryMs: opts.pruneEvery,
+      pruneGraceMs: opts.pruneGrace,
+      logger: createLogger(),
+    });
     await master.start();
     onShutdown(() => master.close());
     await waitForever();
@@ -225,9 +234,73 @@ program
         return;
       }
       const { latest, versions } = await tydra.packageVersions(name);
-      const rows = versions.map((v) => ({ sha1: v.sha1, size: v.size, deployedAt: new Date(v.deployedAt).toISOString(), latest: v.sha1 === latest, tasks: Object.keys(v.manifest.tasks) }));
-      const text = rows.length === 0 ? `no versions of ${name}` : rows.map((r) => `${name}@${r.sha1}  ${r.size} B  ${r.deployedAt}${r.latest ? '  latest' : ''}  tasks: ${r.tasks.join(', ')}`).join('\n');
+      const rows = versions.map((v) => ({
+        sha1: v.sha1,
+        size: v.size,
+        deployedAt: new Date(v.deployedAt).toISOString(),
+        latest: v.sha1 === latest,
+        undeployed: v.undeployed,
+        references: v.references,
+        holderStates: v.holderStates,
+        leaseMs: v.leaseMs,
+        idleSince: v.idleSince === undefined ? null : new Date(v.idleSince).toISOString(),
+        tasks: Object.keys(v.manifest.tasks),
+      }));
+      const text =
+        rows.length === 0
+          ? `no versions of ${name}`
+          : rows
+              .map((r) => {
+                const flags = [r.latest ? 'latest' : '', r.undeployed ? 'undeployed' : '', r.leaseMs > 0 ? `lease ${Math.ceil(r.leaseMs / 1000)} s` : ''].filter(Boolean);
+                const states = Object.entries(r.holderStates).map(([state, count]) => `${state} ${count}`).join(', ');
+                return `${name}@${r.sha1}  ${r.size} B  deployed ${r.deployedAt}  refs ${r.references}${states ? ` (${states})` : ''}${flags.length > 0 ? `  ${flags.join(', ')}` : ''}  tasks: ${r.tasks.join(', ')}`;
+              })
+              .join('\n');
       print(opts.json, rows, text);
+    });
+  });
+
+program
+  .command('undeploy')
+  .description('remove a version (NAME@SHA1PREFIX) or every version (NAME) from use; bytes stay until no TaskInstance holds them')
+  .argument('<target>', 'NAME or NAME@SHA1PREFIX')
+  .addOption(redisOption())
+  .addOption(jsonOption())
+  .action(async (target: string, opts: { redis: string; json?: boolean }) => {
+    const at = target.indexOf('@');
+    const name = at === -1 ? target : target.slice(0, at);
+    const version = at === -1 ? undefined : target.slice(at + 1);
+    if (!/^[a-z0-9][a-z0-9._-]{0,63}$/.test(name) || (version !== undefined && !/^[0-9a-f]{4,40}$/.test(version))) {
+      throw new InvalidArgumentError(`Expected NAME or NAME@SHA1PREFIX (4 to 40 hex digits), got \`${target}\``);
+    }
+    await withClient(opts.redis, async (tydra) => {
+      const result = await tydra.undeploy(name, version);
+      const text = [
+        result.undeployed.length === 0 ? `nothing to undeploy: already out of use` : result.undeployed.map((sha1) => `undeployed ${name}@${sha1}`).join('\n'),
+        `latest: ${result.latest === null ? 'none (the package can no longer be submitted)' : `${name}@${result.latest}`}`,
+      ].join('\n');
+      print(opts.json, result, text);
+    });
+  });
+
+program
+  .command('prune')
+  .description('delete package versions no TaskInstance can need (same logic as the prune job), and say why others are kept')
+  .addOption(redisOption())
+  .option('--dry-run', 'report what would be removed; change nothing')
+  .option('--grace <ms>', 'how long a version must have been without holders', integer(0, 30 * 86_400_000), 600_000)
+  .addOption(jsonOption())
+  .action(async (opts: { redis: string; dryRun?: boolean; grace: number; json?: boolean }) => {
+    await withClient(opts.redis, async (tydra) => {
+      const report = await tydra.prune({ dryRun: opts.dryRun ?? false, graceMs: opts.grace });
+      const verb = report.dryRun ? 'would remove' : 'removed';
+      const lines = [
+        ...report.healed.map((h) => `${report.dryRun ? 'would heal' : 'healed'} ${h.name}@${h.sha1}: reference of ${h.instanceId} (job ${h.why})`),
+        ...report.removed.map((d) => `${verb} ${d.name}@${d.sha1}: ${d.reason}`),
+        ...report.kept.map((d) => `kept ${d.name}@${d.sha1}: ${d.reason}`),
+        `${report.packages} package(s), ${report.versions} version(s): ${report.removed.length} ${verb}, ${report.kept.length} kept (${report.ms} ms)${report.dryRun ? '; dry run, nothing changed' : ''}`,
+      ];
+      print(opts.json, report, lines.join('\n'));
     });
   });
 

@@ -19,7 +19,8 @@ import type { Logger } from './logger.js';
 import { type NodeInfo, NodeRegistry } from './node-registry.js';
 import { type CompiledTydraOptions, compileTydraOptions, type TydraOptions } from './options.js';
 import { packDirectory } from './pack.js';
-import { type DeployResult, PackageStore, type PackageVersion } from './package-store.js';
+import { type PruneOptions, type PruneReport, prunePackages } from './package-pruner.js';
+import { type DeployResult, PackageStore, type PackageVersionInfo } from './package-store.js';
 import { createRedis } from './redis.js';
 import { formatTaskRef, parseTaskRef } from './task-ref.js';
 
@@ -51,8 +52,24 @@ export interface TaskStatus {
   logs: string[];
 }
 
+/** A version with its references, as {@link Tydra.packageVersions} lists it. */
+export interface PackageVersionUse extends PackageVersionInfo {
+  /** The reference count: TaskInstances holding this version. */
+  references: number;
+  /** Holders per BullMQ state of their TaskInstance job (`waiting`, `waiting-children`, …). */
+  holderStates: Record<string, number>;
+}
+
+/** @internal Test hooks into `submit`, to force races deterministically. */
+export interface SubmitHooks {
+  afterResolve?: () => Promise<void>;
+  afterReference?: () => Promise<void>;
+}
+
 export class Tydra {
   readonly options: CompiledTydraOptions;
+  /** @internal */
+  readonly hooks: SubmitHooks = {};
   private readonly logger: Logger;
   private readonly redis: Redis;
   private readonly store: PackageStore;
@@ -66,7 +83,7 @@ export class Tydra {
     this.logger = this.options.logger.child({ component: 'client' });
     this.redis = createRedis(this.options.redisUrl);
     this.redis.on('error', (error) => this.logger.warn({ err: error.message }, 'redis connection error'));
-    this.store = new PackageStore(this.redis);
+    this.store = new PackageStore(this.redis, { leaseMs: this.options.deployLeaseMs });
     this.tasksQueue = new Queue<TaskInstanceData, TaskInstanceResult>(TASKS_QUEUE, { connection: this.redis, defaultJobOptions: TASKS_JOB_OPTIONS });
     this.tasksQueue.on('error', (error) => this.logger.warn({ err: error.message }, 'tasks queue error'));
     // Every pending `result()` adds a listener (BullMQ's waitUntilFinished); many in flight is normal.
@@ -112,7 +129,17 @@ export class Tydra {
       submittedAt: Date.now(),
       ...(options.timeoutMs !== undefined ? { timeoutMs: options.timeoutMs } : {}),
     };
-    await this.tasksQueue.add(TASK_INSTANCE_JOB, data, { jobId: id });
+    await this.hooks.afterResolve?.();
+    // The reference first, atomically with the check that the version still exists: from here
+    // on no prune can delete it. Then the enqueue; if that fails, let go again.
+    await this.store.takeRef(version.name, version.sha1, id);
+    try {
+      await this.hooks.afterReference?.();
+      await this.tasksQueue.add(TASK_INSTANCE_JOB, data, { jobId: id });
+    } catch (error) {
+      await this.store.releaseRef(id, data.package).catch(() => undefined);
+      throw error;
+    }
     this.logger.debug({ instanceId: id, ref: pinned }, 'TaskInstance submitted');
     return new TaskRun(this, id, pinned);
   }
@@ -127,9 +154,45 @@ export class Tydra {
     return this.store.names();
   }
 
-  /** Every version of a package, newest first, and which is latest. */
-  async packageVersions(name: string): Promise<{ latest: string | null; versions: PackageVersion[] }> {
-    return this.store.versions(name);
+  /**
+   * Every stored version of a package, newest first: which is latest, which are undeployed, its
+   * holders (the reference count is their number) and their states, its lease.
+   */
+  async packageVersions(name: string): Promise<{ latest: string | null; versions: PackageVersionUse[] }> {
+    const { latest, versions } = await this.store.versions(name);
+    const withStates = await Promise.all(
+      versions.map(async (version): Promise<PackageVersionUse> => {
+        const states = await Promise.all(version.holders.map((id) => this.tasksQueue.getJobState(id)));
+        const holderStates: Record<string, number> = {};
+        for (const state of states) {
+          holderStates[state] = (holderStates[state] ?? 0) + 1;
+        }
+        return { ...version, references: version.holders.length, holderStates };
+      }),
+    );
+    return { latest, versions: withStates };
+  }
+
+  /**
+   * Removes `name@version` (a sha1 or unique prefix), or every version of `name`, from use: it can
+   * no longer be submitted. Its bytes stay until no TaskInstance holds it and a prune runs.
+   */
+  async undeploy(name: string, version?: string): Promise<{ undeployed: string[]; latest: string | null }> {
+    const sha1 = version === undefined ? undefined : await this.store.expandVersion(name, version);
+    const before = await this.store.versions(name);
+    const result = await this.store.undeploy(name, sha1);
+    const undeployed = before.versions.filter((v) => !v.undeployed && (sha1 === undefined || v.sha1 === sha1)).map((v) => v.sha1);
+    this.logger.info({ package: name, undeployed, latest: result.latest }, 'package undeployed');
+    return { undeployed, latest: result.latest };
+  }
+
+  /**
+   * Runs one prune pass now (the same logic as the prune job): deletes versions without holders,
+   * lease or latest status that have been idle longer than the grace period. `dryRun` changes
+   * nothing and reports what would go.
+   */
+  async prune(options: Pick<PruneOptions, 'dryRun' | 'graceMs'> = {}): Promise<PruneReport> {
+    return prunePackages(this.redis, options);
   }
 
   /** Every registered node, alive or not. */

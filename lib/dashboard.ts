@@ -14,6 +14,7 @@ import { Queue } from 'bullmq';
 import express, { type NextFunction, type Request, type Response } from 'express';
 import type { Redis } from 'ioredis';
 
+import { MAINTENANCE_QUEUE } from '../queues/maintenance.js';
 import { nodeQueueName } from '../queues/node.js';
 import { TASKS_QUEUE } from '../queues/tasks.js';
 import type { Logger } from './logger.js';
@@ -76,7 +77,7 @@ export class Dashboard {
   async refresh(): Promise<void> {
     try {
       const nodes = await new NodeRegistry(this.redis).list();
-      const wanted = [TASKS_QUEUE, ...nodes.map((node) => nodeQueueName(node.id))];
+      const wanted = [TASKS_QUEUE, MAINTENANCE_QUEUE, ...nodes.map((node) => nodeQueueName(node.id))];
       for (const name of wanted) {
         if (!this.queues.has(name)) {
           const queue = new Queue(name, { connection: this.redis });

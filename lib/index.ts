@@ -10,10 +10,10 @@
 
 // client.ts
 export { TaskRun, Tydra } from './client.js';
-export type { SubmitOptions, TaskState, TaskStatus } from './client.js';
+export type { PackageVersionUse, SubmitOptions, TaskState, TaskStatus } from './client.js';
 // master.ts, node.ts, dashboard.ts
 export { Master } from './master.js';
-export type { MasterState } from './master.js';
+export type { MasterState, PruneSummary } from './master.js';
 export { TydraNode } from './node.js';
 export type { NodeState } from './node.js';
 export { Dashboard } from './dashboard.js';
@@ -25,7 +25,8 @@ export type { RedisServer, RedisServerOptions } from './redis-server.js';
 // packages
 export { packDirectory } from './pack.js';
 export type { PackedPackage } from './pack.js';
-export type { DeployResult, PackageVersion } from './package-store.js';
+export type { DeployResult, PackageVersion, PackageVersionInfo } from './package-store.js';
+export type { HealedHolder, PruneDecision, PruneOptions, PruneReport } from './package-pruner.js';
 export type { Manifest, TaskSpec } from './manifest.js';
 export { parseTaskRef } from './task-ref.js';
 export type { TaskRef } from './task-ref.js';

@@ -26,3 +26,21 @@ export const nodeInfoKey = (nodeId: string): string => `tydra:node:${nodeId}`;
 
 /** STRING held (with a TTL) by the master sweeping a dead node's queue. */
 export const sweepLockKey = (nodeId: string): string => `tydra:sweep:${nodeId}`;
+
+/** ZSET of TaskInstance ids holding one version, scored by when each took its reference (ms). */
+export const packageHoldersKey = (name: string, sha1: string): string => `tydra:package:${name}:holders:${sha1}`;
+
+/** STRING with a TTL: a deploy's short hold on the version it just uploaded. */
+export const packageLeaseKey = (name: string, sha1: string): string => `tydra:package:${name}:lease:${sha1}`;
+
+/** HASH sha1 → when the version's last holder let go (ms); absent while held or never held. */
+export const packageIdleKey = (name: string): string => `tydra:package:${name}:idle`;
+
+/** SET of sha1s removed from use by `undeploy`: never resolved or submitted again. */
+export const packageUndeployedKey = (name: string): string => `tydra:package:${name}:undeployed`;
+
+/** HASH TaskInstance id → `name@sha1` it holds, so a release needs only the id. */
+export const refsKey = 'tydra:refs';
+
+/** BullMQ's hash of one TaskInstance job (default `bull` prefix), read by the prune job's audit. */
+export const taskJobKey = (queue: string, instanceId: string): string => `bull:${queue}:${instanceId}`;

@@ -14,6 +14,7 @@
 import { DelayedError, Job, Queue, UnrecoverableError, WaitingChildrenError, Worker } from 'bullmq';
 import type { Redis } from 'ioredis';
 
+import { MAINTENANCE_JOB_OPTIONS, MAINTENANCE_QUEUE, PRUNE_JOB, PRUNE_SCHEDULER, type PruneJobData } from '../queues/maintenance.js';
 import { NODE_JOB, NODE_JOB_OPTIONS, type NodeJobData, nodeQueueName } from '../queues/node.js';
 import { TASKS_QUEUE, type TaskInstanceData, type TaskInstanceResult, taskInstanceSchema } from '../queues/tasks.js';
 import { chooseNode } from './choose-node.js';
@@ -21,18 +22,51 @@ import type { Logger } from './logger.js';
 import { NodeRegistry } from './node-registry.js';
 import { type CompiledMasterOptions, compileMasterOptions, type MasterOptions } from './options.js';
 import { sweepDeadNodes } from './node-sweeper.js';
+import { type PruneReport, prunePackages } from './package-pruner.js';
+import { PackageStore } from './package-store.js';
 import { createRedis } from './redis.js';
 
 export type MasterState = 'idle' | 'running' | 'closing' | 'closed';
+
+/** Lines of one prune job's log; the summary line always follows. */
+const MAX_PRUNE_LOG_LINES = 500;
+
+/** What a prune job returns (shown in Bull Board). */
+export interface PruneSummary {
+  removed: string[];
+  healed: number;
+  kept: Record<string, number>;
+  packages: number;
+  versions: number;
+  ms: number;
+}
+
+function summarize(report: PruneReport): PruneSummary {
+  const kept: Record<string, number> = {};
+  for (const decision of report.kept) {
+    kept[decision.verdict] = (kept[decision.verdict] ?? 0) + 1;
+  }
+  return {
+    removed: report.removed.slice(0, 100).map((decision) => `${decision.name}@${decision.sha1}`),
+    healed: report.healed.length,
+    kept,
+    packages: report.packages,
+    versions: report.versions,
+    ms: report.ms,
+  };
+}
 
 export class Master {
   readonly options: CompiledMasterOptions;
   private readonly logger: Logger;
   private readonly redis: Redis;
   private readonly registry: NodeRegistry;
+  private readonly store: PackageStore;
   private readonly nodeQueues = new Map<string, Queue<NodeJobData>>();
   private worker: Worker<TaskInstanceData, TaskInstanceResult> | undefined;
   private tasksQueue: Queue<TaskInstanceData> | undefined;
+  private maintenanceQueue: Queue<PruneJobData> | undefined;
+  private maintenanceWorker: Worker<PruneJobData, PruneSummary> | undefined;
   private sweepTimer: NodeJS.Timeout | undefined;
   private sweeping: Promise<unknown> | undefined;
   private turn = 0;
@@ -45,6 +79,7 @@ export class Master {
     this.redis = createRedis(this.options.redisUrl);
     this.redis.on('error', (error) => this.logger.warn({ err: error.message }, 'redis connection error'));
     this.registry = new NodeRegistry(this.redis);
+    this.store = new PackageStore(this.redis);
   }
 
   async start(): Promise<void> {
@@ -57,9 +92,18 @@ export class Master {
       name: 'master',
     });
     this.worker.on('error', (error) => this.logger.error({ err: error.message }, 'master worker error'));
-    this.worker.on('failed', (job, error) => this.logger.info({ instanceId: job?.id, reason: error.message }, 'TaskInstance failed'));
-    this.worker.on('completed', (job) => this.logger.info({ instanceId: job.id }, 'TaskInstance completed'));
+    this.worker.on('failed', (job, error) => {
+      this.logger.info({ instanceId: job?.id, reason: error.message }, 'TaskInstance failed');
+      if (job !== undefined) {
+        void this.releaseIfFinal(job);
+      }
+    });
+    this.worker.on('completed', (job) => {
+      this.logger.info({ instanceId: job.id }, 'TaskInstance completed');
+      void this.releaseIfFinal(job);
+    });
     await this.worker.waitUntilReady();
+    await this.startMaintenance();
     this.tasksQueue = new Queue<TaskInstanceData>(TASKS_QUEUE, { connection: this.redis });
     this.tasksQueue.on('error', (error) => this.logger.warn({ err: error.message }, 'tasks queue error'));
     this.sweepTimer = setInterval(() => void this.sweep(), this.options.sweepIntervalMs);
@@ -76,8 +120,8 @@ export class Master {
   private async closeInternal(): Promise<void> {
     this.state = 'closing';
     clearInterval(this.sweepTimer);
-    await Promise.allSettled([this.worker?.close(), this.sweeping]);
-    await Promise.allSettled([this.tasksQueue?.close()]);
+    await Promise.allSettled([this.worker?.close(), this.maintenanceWorker?.close(), this.sweeping]);
+    await Promise.allSettled([this.tasksQueue?.close(), this.maintenanceQueue?.close()]);
     await Promise.allSettled([...this.nodeQueues.values()].map((queue) => queue.close()));
     await this.redis.quit().catch(() => this.redis.disconnect());
     this.state = 'closed';
@@ -112,6 +156,14 @@ export class Master {
       // Record the choice before adding the child: a master that crashes between the two
       // leaves a TaskInstance that the next master re-dispatches to the same node, where the
       // fixed job id makes the second add a no-op.
+      // Hold the pinned version again (a no-op for a normal submission): a TaskInstance retried
+      // from Bull Board after it finished has released its reference, and must not run on a
+      // version the prune job is free to delete.
+      try {
+        await this.store.takeRef(job.data.package.name, job.data.package.sha1, job.id ?? '', { alreadyHeld: true });
+      } catch (error) {
+        throw new UnrecoverableError((error as Error).message);
+      }
       dispatch = { nodeId, at: Date.now() };
       await job.updateData({ ...job.data, dispatch });
     }
@@ -170,6 +222,62 @@ export class Master {
       }
     }
     return error;
+  }
+
+  /** Releases the TaskInstance's package reference once it has reached a final state. */
+  private async releaseIfFinal(job: Job<TaskInstanceData, TaskInstanceResult>): Promise<void> {
+    try {
+      if (job.id !== undefined && ((await job.isCompleted()) || (await job.isFailed()))) {
+        await this.store.releaseRef(job.id, job.data.package);
+      }
+    } catch (error) {
+      // The prune job heals what we could not release here.
+      this.logger.warn({ instanceId: job.id, err: (error as Error).message }, 'could not release a package reference');
+    }
+  }
+
+  /** Upserts the prune job scheduler and runs prune passes (one at a time per master). */
+  private async startMaintenance(): Promise<void> {
+    this.maintenanceQueue = new Queue<PruneJobData>(MAINTENANCE_QUEUE, { connection: this.redis, defaultJobOptions: MAINTENANCE_JOB_OPTIONS });
+    this.maintenanceQueue.on('error', (error) => this.logger.warn({ err: error.message }, 'maintenance queue error'));
+    await this.maintenanceQueue.upsertJobScheduler(
+      PRUNE_SCHEDULER,
+      { every: this.options.pruneEveryMs },
+      { name: PRUNE_JOB, data: { graceMs: this.options.pruneGraceMs }, opts: MAINTENANCE_JOB_OPTIONS },
+    );
+    this.maintenanceWorker = new Worker<PruneJobData, PruneSummary>(MAINTENANCE_QUEUE, (job) => this.prune(job), {
+      connection: this.redis,
+      concurrency: 1,
+      name: 'master',
+    });
+    this.maintenanceWorker.on('error', (error) => this.logger.error({ err: error.message }, 'maintenance worker error'));
+    await this.maintenanceWorker.waitUntilReady();
+  }
+
+  private async prune(job: Job<PruneJobData, PruneSummary>): Promise<PruneSummary> {
+    if (job.name !== PRUNE_JOB) {
+      throw new UnrecoverableError(`Expected a maintenance job named ${PRUNE_JOB}, got ${job.name}`);
+    }
+    const graceMs = typeof job.data.graceMs === 'number' && job.data.graceMs >= 0 ? job.data.graceMs : this.options.pruneGraceMs;
+    const lines: string[] = [];
+    const report = await prunePackages(this.redis, {
+      graceMs,
+      // Kept versions are the common case: the log lists only what changed, plus a summary.
+      log: (line) => {
+        if (!line.startsWith('kept ') && lines.length < MAX_PRUNE_LOG_LINES) {
+          lines.push(line);
+        }
+      },
+    });
+    for (const line of lines) {
+      await job.log(line);
+    }
+    const summary = summarize(report);
+    await job.log(`pass over ${report.packages} package(s), ${report.versions} version(s) in ${report.ms} ms: removed ${report.removed.length}, healed ${report.healed.length}, kept ${report.kept.length} (${Object.entries(summary.kept).map(([why, count]) => `${why} ${count}`).join(', ') || 'none'})`);
+    if (report.removed.length > 0 || report.healed.length > 0) {
+      this.logger.info({ removed: report.removed.length, healed: report.healed.length }, 'prune pass');
+    }
+    return summary;
   }
 
   /** One sweep of dead nodes' queues at a time; errors are logged, never thrown. */

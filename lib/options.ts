@@ -60,12 +60,18 @@ export interface TydraOptions extends CommonOptions {
   limits?: PackageLimits;
   /** Largest submitted input, as JSON bytes. @defaultValue 1 MiB */
   maxInputBytes?: number;
+  /**
+   * How long a deploy holds the version it stored, so a submit shortly after finds it even if
+   * it is no longer latest. @defaultValue 600,000 ms (10 minutes)
+   */
+  deployLeaseMs?: number;
 }
 export interface CompiledTydraOptions {
   redisUrl: string;
   logger: Logger;
   limits: CompiledPackageLimits;
   maxInputBytes: number;
+  deployLeaseMs: number;
 }
 
 const tydraSchema = z.strictObject({
@@ -73,6 +79,7 @@ const tydraSchema = z.strictObject({
   logger: z.custom<Logger>().optional(),
   limits: z.record(z.string(), z.unknown()).optional(),
   maxInputBytes: positiveInt.default(MiB),
+  deployLeaseMs: positiveInt.default(10 * 60_000),
 });
 
 export function compileTydraOptions(raw: TydraOptions = {}): CompiledTydraOptions {
@@ -82,6 +89,7 @@ export function compileTydraOptions(raw: TydraOptions = {}): CompiledTydraOption
     logger: parsed.logger ?? silentLogger(),
     limits: compilePackageLimits(raw.limits),
     maxInputBytes: parsed.maxInputBytes,
+    deployLeaseMs: parsed.deployLeaseMs,
   };
 }
 
@@ -99,6 +107,10 @@ export interface MasterOptions extends CommonOptions {
    * @defaultValue 3
    */
   maxReroutes?: number;
+  /** Period of the package prune job (a BullMQ job scheduler in `maintenance`). @defaultValue 60,000 ms */
+  pruneEveryMs?: number;
+  /** Time a version must stay without holders before the prune job deletes it. @defaultValue 600,000 ms */
+  pruneGraceMs?: number;
 }
 export interface CompiledMasterOptions {
   redisUrl: string;
@@ -107,6 +119,8 @@ export interface CompiledMasterOptions {
   noNodeRetryMs: number;
   sweepIntervalMs: number;
   maxReroutes: number;
+  pruneEveryMs: number;
+  pruneGraceMs: number;
 }
 
 const masterSchema = z.strictObject({
@@ -116,6 +130,8 @@ const masterSchema = z.strictObject({
   noNodeRetryMs: positiveInt.default(1000),
   sweepIntervalMs: positiveInt.min(50).default(5000),
   maxReroutes: z.number().int().min(0).default(3),
+  pruneEveryMs: positiveInt.min(100).default(60_000),
+  pruneGraceMs: z.number().int().min(0).default(10 * 60_000),
 });
 
 export function compileMasterOptions(raw: MasterOptions = {}): CompiledMasterOptions {

@@ -13,15 +13,15 @@ async function queueNames(url: string, headers: Record<string, string> = {}): Pr
 describe('the dashboard (@integration)', function () {
   this.timeout(30_000);
 
-  it('shows the tasks queue and every node queue, following nodes as they come', async () => {
+  it('shows the tasks and maintenance queues and every node queue, following nodes as they come', async () => {
     const { nodes } = await startCluster(1);
     const dashboard = new Dashboard({ redis: redisUrl(), port: 0, refreshMs: 100 });
     defer(() => dashboard.close());
     const url = await dashboard.start();
-    assert.deepEqual(await queueNames(url), ['node.' + nodes[0]?.id, 'tasks'].sort());
+    assert.deepEqual(await queueNames(url), ['maintenance', 'node.' + nodes[0]?.id, 'tasks'].sort());
     const { nodes: more } = await startCluster(1);
     await new Promise((resolve) => setTimeout(resolve, 400));
-    assert.deepEqual(await queueNames(url), ['node.' + nodes[0]?.id, 'node.' + more[0]?.id, 'tasks'].sort());
+    assert.deepEqual(await queueNames(url), ['maintenance', 'node.' + nodes[0]?.id, 'node.' + more[0]?.id, 'tasks'].sort());
   });
 
   it('asks for basic auth when credentials are set', async () => {
@@ -32,6 +32,6 @@ describe('the dashboard (@integration)', function () {
     assert.equal(denied.status, 401);
     const wrong = await fetch(`${url}api/queues`, { headers: { authorization: `Basic ${Buffer.from('ops:nope').toString('base64')}` } });
     assert.equal(wrong.status, 401);
-    assert.deepEqual(await queueNames(url, { authorization: `Basic ${Buffer.from('ops:s3cret').toString('base64')}` }), ['tasks']);
+    assert.deepEqual(await queueNames(url, { authorization: `Basic ${Buffer.from('ops:s3cret').toString('base64')}` }), ['maintenance', 'tasks']);
   });
 });

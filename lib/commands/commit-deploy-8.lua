@@ -1,6 +1,7 @@
 --[[
   Makes an uploaded package version visible, atomically: the blob, its version entry, the
-  package's latest pointer and the package list change together or not at all.
+  package's latest pointer, the package list and the deploy's lease change together or not at
+  all.
 
   Input:
     KEYS[1] upload key      tydra:upload:<uuid> (filled by APPENDs; may not exist on a dedupe)
@@ -8,11 +9,15 @@
     KEYS[3] versions hash   tydra:package:<name>:versions
     KEYS[4] latest key      tydra:package:<name>:latest
     KEYS[5] packages zset   tydra:packages
+    KEYS[6] lease key       tydra:package:<name>:lease:<sha1>
+    KEYS[7] idle hash       tydra:package:<name>:idle
+    KEYS[8] undeployed set  tydra:package:<name>:undeployed
 
     ARGV[1] sha1
     ARGV[2] version JSON {name, sha1, size, deployedAt, manifest}
     ARGV[3] now (ms)
     ARGV[4] package name
+    ARGV[5] lease (ms)
 
   Output:
      1  the upload became the blob
@@ -33,4 +38,8 @@ end
 redis.call('HSETNX', KEYS[3], ARGV[1], ARGV[2])
 redis.call('SET', KEYS[4], ARGV[1])
 redis.call('ZADD', KEYS[5], ARGV[3], ARGV[4])
+-- A deploy of undeployed content puts it back in use; its grace period starts again now.
+redis.call('SREM', KEYS[8], ARGV[1])
+redis.call('HSET', KEYS[7], ARGV[1], ARGV[3])
+redis.call('SET', KEYS[6], ARGV[3], 'PX', ARGV[5])
 return stored
