@@ -30,7 +30,7 @@ export interface TydraCommands {
   commitDeploy(...keysThenArgs: string[]): Promise<CommitDeployStatus>;
   takeRef(...keysThenArgs: string[]): Promise<TakeRefStatus>;
   releaseRef(...keysThenArgs: string[]): Promise<0 | 1>;
-  pruneVersion(...keysThenArgs: string[]): Promise<[PruneVerdict, number]>;
+  pruneVersion(...keysThenArgs: string[]): Promise<[PruneVerdict, number, (0 | 1)?]>;
   undeploy(...keysThenArgs: string[]): Promise<[number, string]>;
 }
 

@@ -94,7 +94,7 @@ export async function prunePackages(redis: Redis, options: PruneOptions = {}): P
         log(`${dryRun ? 'would heal' : 'healed'} a reference of ${holder.instanceId} on ${name}@${sha1} (its job is ${holder.why})`);
       }
       const now = Date.now();
-      const [verdict, detail] = await commands.pruneVersion(
+      const [verdict, detail, undeployed] = await commands.pruneVersion(
         packageVersionsKey(name),
         packageHoldersKey(name, sha1),
         packageLeaseKey(name, sha1),
@@ -110,6 +110,9 @@ export async function prunePackages(redis: Redis, options: PruneOptions = {}): P
         name,
       );
       const decision: PruneDecision = { name, sha1, verdict, reason: explain(verdict, Number(detail), now, graceMs, dryRun ? healed.length : 0) };
+      if (undeployed === 1) {
+        decision.reason = `undeployed, no holders since ${new Date(Number(detail)).toISOString()}`;
+      }
       if (verdict === 'removed' || verdict === 'eligible') {
         report.removed.push(decision);
         log(`${dryRun ? 'would remove' : 'removed'} ${name}@${sha1}: ${decision.reason}`);

@@ -1,5 +1,8 @@
 import assert from 'node:assert/strict';
 
+import { writeFile } from 'node:fs/promises';
+import { join } from 'node:path';
+
 import { execa } from 'execa';
 
 import { Tydra } from '../lib/client.js';
@@ -49,6 +52,43 @@ describe('the tydra CLI (@integration)', function () {
     assert.deepEqual(JSON.parse(packages.stdout).map((v: { sha1: string; latest: boolean }) => [v.sha1, v.latest]), [[sha1, true]]);
     const nodeList = await tydra(['nodes', '--json', '--redis', redisUrl()]);
     assert.deepEqual(JSON.parse(nodeList.stdout).map((n: { id: string; alive: boolean }) => [n.id, n.alive]), [[nodes[0]?.id, true]]);
+  });
+
+  it('packages NAME shows references; undeploy takes a version out of use; prune --dry-run and prune report and remove', async () => {
+    const probe = await copyFixture('probe');
+    const v1 = (await tydra(['deploy', probe, '--redis', redisUrl()])).stdout.split('@')[1] ?? '';
+    await writeFile(join(probe, 'extra.txt'), 'a second version');
+    const v2 = (await tydra(['deploy', probe, '--redis', redisUrl()])).stdout.split('@')[1] ?? '';
+    assert.match(v2, /^[0-9a-f]{40}$/);
+    // No master yet: the submission waits and holds v2.
+    const detached = await tydra(['run', 'probe/echo', '--detach', '--redis', redisUrl()]);
+    assert.equal(detached.exitCode, 0, detached.stderr);
+
+    const listed = await tydra(['packages', 'probe', '--redis', redisUrl()]);
+    assert.equal(listed.exitCode, 0, listed.stderr);
+    assert.match(listed.stdout, new RegExp(`^probe@${v2} .* refs 1 \\(waiting 1\\)  latest, lease \\d+ s`, 'm'));
+    assert.match(listed.stdout, new RegExp(`^probe@${v1} .* refs 0  lease \\d+ s`, 'm'));
+
+    const undeployed = await tydra(['undeploy', `probe@${v1.slice(0, 7)}`, '--redis', redisUrl()]);
+    assert.equal(undeployed.exitCode, 0, undeployed.stderr);
+    assert.equal(undeployed.stdout, `undeployed probe@${v1}\nlatest: probe@${v2}`);
+    const refused = await tydra(['run', `probe@${v1}/echo`, '--detach', '--redis', redisUrl()]);
+    assert.equal(refused.exitCode, 1);
+    assert.match(refused.stderr, /which was undeployed/);
+    const bad = await tydra(['undeploy', 'probe@xyz', '--redis', redisUrl()]);
+    assert.equal(bad.exitCode, 1);
+    assert.match(bad.stderr, /Expected NAME or NAME@SHA1PREFIX/);
+
+    const dry = await tydra(['prune', '--dry-run', '--grace', '0', '--redis', redisUrl()]);
+    assert.equal(dry.exitCode, 0, dry.stderr);
+    assert.match(dry.stdout, new RegExp(`^would remove probe@${v1}: undeployed, no holders since`, 'm'));
+    assert.match(dry.stdout, new RegExp(`^kept probe@${v2}: held by 1 TaskInstance\\(s\\)$`, 'm'));
+    assert.match(dry.stdout, /dry run, nothing changed$/);
+    const real = await tydra(['prune', '--grace', '0', '--json', '--redis', redisUrl()]);
+    const report = JSON.parse(real.stdout);
+    assert.deepEqual(report.removed.map((d: { sha1: string }) => d.sha1), [v1]);
+    const after = await tydra(['packages', 'probe', '--json', '--redis', redisUrl()]);
+    assert.deepEqual(JSON.parse(after.stdout).map((v: { sha1: string; references: number }) => [v.sha1, v.references]), [[v2, 1]]);
   });
 
   it('run exits non-zero and prints the task error when the task fails', async () => {

@@ -4,9 +4,10 @@
 
   A version is deleted only when all of these hold:
     - nobody holds a reference (the holders set is empty);
-    - no deploy lease is live;
-    - it is not the package's latest version;
-    - it has been idle (no holders) for longer than the grace period, or it was undeployed.
+    - and either it was undeployed (nobody can take a new reference, so lease and grace no
+      longer protect anything),
+    - or no deploy lease is live, it is not the package's latest version, and it has been idle
+      (no holders) for longer than the grace period.
 
   Input:
     KEYS[1] versions hash   tydra:package:<name>:versions
@@ -30,8 +31,8 @@
     { 'leased', ms }     a deploy lease is live for ms more
     { 'latest', 0 }      it is the package's latest version
     { 'grace', since }   idle since `since` (ms), not yet for longer than the grace period
-    { 'eligible', since } dry run: would be deleted
-    { 'removed', since } deleted
+    { 'eligible', since, undeployed } dry run: would be deleted (undeployed: 1 or 0)
+    { 'removed', since, undeployed }  deleted
 ]]
 local sha1 = ARGV[1]
 local now = tonumber(ARGV[2])
@@ -43,20 +44,22 @@ local holders = redis.call('ZCARD', KEYS[2])
 if holders > 0 then
   return { 'held', holders }
 end
-local lease = redis.call('PTTL', KEYS[3])
-if lease > 0 then
-  return { 'leased', lease }
-end
-if redis.call('GET', KEYS[4]) == sha1 then
-  return { 'latest', 0 }
-end
-local undeployed = redis.call('SISMEMBER', KEYS[6], sha1) == 1
 local since = tonumber(redis.call('HGET', KEYS[5], sha1) or cjson.decode(json).deployedAt or 0)
-if not undeployed and now - since < tonumber(ARGV[3]) then
-  return { 'grace', since }
+local undeployed = redis.call('SISMEMBER', KEYS[6], sha1)
+if undeployed == 0 then
+  local lease = redis.call('PTTL', KEYS[3])
+  if lease > 0 then
+    return { 'leased', lease }
+  end
+  if redis.call('GET', KEYS[4]) == sha1 then
+    return { 'latest', 0 }
+  end
+  if now - since < tonumber(ARGV[3]) then
+    return { 'grace', since }
+  end
 end
 if ARGV[4] == '1' then
-  return { 'eligible', since }
+  return { 'eligible', since, undeployed }
 end
 redis.call('DEL', KEYS[7], KEYS[2], KEYS[3])
 redis.call('HDEL', KEYS[1], sha1)
@@ -67,4 +70,4 @@ if redis.call('HLEN', KEYS[1]) == 0 then
   redis.call('DEL', KEYS[1], KEYS[4], KEYS[5], KEYS[6])
   redis.call('ZREM', KEYS[8], ARGV[5])
 end
-return { 'removed', since }
+return { 'removed', since, undeployed }
