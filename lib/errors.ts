@@ -47,6 +47,20 @@ export class UnknownTaskError extends TydraError {}
 /** The stored tarball does not hash to the sha1 it is stored under. */
 export class PackageIntegrityError extends TydraError {}
 
+/**
+ * A cached package version on a node no longer matches the marker written when it was extracted:
+ * a file was changed, deleted or added, or a link or special file was planted. The node logs it,
+ * removes the copy and fetches the version again; `path` names the first difference found.
+ */
+export class CacheCorruptError extends TydraError {
+  constructor(
+    message: string,
+    readonly path?: string,
+  ) {
+    super(message);
+  }
+}
+
 /** No TaskInstance has this id (never existed, or removed by retention). */
 export class TaskNotFoundError extends TydraError {
   constructor(readonly instanceId: string) {

@@ -21,7 +21,7 @@ import type { Logger } from './logger.js';
 import { MANIFEST_FILE, parseManifest } from './manifest.js';
 import { NodeRegistry } from './node-registry.js';
 import { type CompiledNodeOptions, compileNodeOptions, type NodeOptions } from './options.js';
-import { PackageCache } from './package-cache.js';
+import { type CacheLease, PackageCache } from './package-cache.js';
 import { PackageStore } from './package-store.js';
 import { createRedis } from './redis.js';
 
@@ -64,7 +64,7 @@ export class TydraNode {
     this.registry = new NodeRegistry(this.redis);
     this.tasksQueue = new Queue(TASKS_QUEUE, { connection: this.redis });
     this.tasksQueue.on('error', (error) => this.logger.warn({ err: error.message }, 'tasks queue error'));
-    this.cache = new PackageCache(this.options.cacheDir, new PackageStore(this.redis), this.options.limits, this.logger);
+    this.cache = new PackageCache(this.options.cacheDir, new PackageStore(this.redis), this.options.limits, this.logger, this.options.cacheMaxBytes);
   }
 
   /** The node's BullMQ queue name. */
@@ -145,13 +145,22 @@ export class TydraNode {
     const logger = this.logger.child({ instanceId: data.instanceId });
     const mirror = new RedisMirror(job, this.tasksQueue, data.instanceId);
 
-    let packageDir: string;
+    let lease: CacheLease;
     try {
-      packageDir = await this.cache.ensure(data.package.name, data.package.sha1);
+      lease = await this.cache.acquire(data.package.name, data.package.sha1);
     } catch (error) {
       // A bad or missing package will not get better on retry.
       throw error instanceof PackageRejectedError ? new UnrecoverableError(error.message) : error;
     }
+    // The lease keeps the version from eviction while this TaskInstance reads and runs it.
+    try {
+      return await this.runFromPackage(job, data, lease.dir, mirror, logger, signal);
+    } finally {
+      lease.release();
+    }
+  }
+
+  private async runFromPackage(job: Job<NodeJobData, unknown>, data: z.output<typeof nodeJobSchema>, packageDir: string, mirror: RedisMirror, logger: Logger, signal?: AbortSignal): Promise<unknown> {
     const manifest = parseManifest(await readFile(join(packageDir, MANIFEST_FILE), 'utf8'));
     const task = manifest.tasks[data.task];
     if (task === undefined) {

@@ -147,6 +147,12 @@ export interface NodeOptions extends CommonOptions {
   concurrency?: number;
   /** Where extracted package versions are cached. @defaultValue `~/.cache/tydra/packages` */
   cacheDir?: string;
+  /**
+   * Bytes of extracted files the package cache keeps. Above it, versions no running TaskInstance
+   * uses are evicted, least recently used first; versions in use are never evicted, so the cache
+   * may exceed the budget while they run. @defaultValue 10 GiB
+   */
+  cacheMaxBytes?: number;
   /** Wall-clock limit of a TaskInstance that sets none. @defaultValue 60,000 ms */
   defaultTimeoutMs?: number;
   /** Highest wall-clock limit a submission may ask for. @defaultValue 3,600,000 ms */
@@ -175,6 +181,7 @@ export interface CompiledNodeOptions {
   id: string;
   concurrency: number;
   cacheDir: string;
+  cacheMaxBytes: number;
   defaultTimeoutMs: number;
   maxTimeoutMs: number;
   scratchBytes: number;
@@ -190,6 +197,7 @@ const nodeSchema = z.strictObject({
   id: nodeId.optional(),
   concurrency: positiveInt.max(1024).optional(),
   cacheDir: z.string().min(1).optional(),
+  cacheMaxBytes: positiveInt.default(10 * 1024 * MiB),
   defaultTimeoutMs: positiveInt.default(60_000),
   maxTimeoutMs: positiveInt.default(3_600_000),
   scratchBytes: positiveInt.default(64 * MiB),
