@@ -28,6 +28,7 @@ import { Redis } from 'ioredis';
 import { Master, startRedisServer, Tydra, TydraNode } from '../lib/index.js';
 import type { RedisServer } from '../lib/index.js';
 import { checkBwrap } from '../sandbox/launcher/bwrap.js';
+import { DEFAULT_TASK_LIMITS } from '../lib/task-limits.js';
 import { runTask } from '../sandbox/launcher/run-task.js';
 
 const MiB = 1024 * 1024;
@@ -215,8 +216,7 @@ async function benchSpawn(config: Config, packageDir: string): Promise<Results['
       input: null,
       instanceId: `bench-spawn-${counter}`,
       attempt: 1,
-      timeoutMs: TASK_TIMEOUT_MS,
-      scratchBytes: 16 * MiB,
+      limits: { ...DEFAULT_TASK_LIMITS, timeoutMs: TASK_TIMEOUT_MS, scratchBytes: 16 * MiB },
       bwrap,
     });
     if (value !== 1) {

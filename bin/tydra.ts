@@ -11,12 +11,14 @@ import { fileURLToPath } from 'node:url';
 import { Command, InvalidArgumentError, Option } from 'commander';
 
 import { readEnvConfig } from '../lib/config.js';
+import { LIMIT_FLAGS, parseLimitValue, type TaskLimits } from '../lib/task-limits.js';
 import { redactRedisUrl } from '../lib/redis.js';
 import {
   Dashboard,
   Master,
   type NodeInfo,
   startDevCluster,
+  TaskCancelledError,
   TaskFailedError,
   type TaskStatus,
   Tydra,
@@ -25,6 +27,7 @@ import {
 } from '../lib/index.js';
 
 const env = readEnvConfig();
+const LIMIT_FLAG_NAMES = Object.keys(LIMIT_FLAGS).join(', ');
 const packageJson = JSON.parse(readFileSync(new URL('../../package.json', import.meta.url), 'utf8')) as { version: string };
 const EXAMPLES_DIR = fileURLToPath(new URL('../../examples/', import.meta.url));
 
@@ -101,19 +104,39 @@ program
   .option('--id <id>', 'node id (default: <hostname>-<pid>)')
   .option('-c, --concurrency <n>', 'TaskInstances run at once (default: number of CPUs)', integer(1, 1024))
   .option('--cache-dir <dir>', 'package cache folder (env TYDRA_CACHE_DIR; default ~/.cache/tydra/packages)', env.cacheDir)
-  .option('--timeout <ms>', 'default wall-clock limit of a task', integer(1, 86_400_000), 60_000)
+  .option('--timeout <ms>', 'default wall-clock limit of a task (same as --limit timeout=<ms>)', integer(1, 86_400_000))
+  .option('--limit <name=value>', `default task limit, repeatable; names: ${LIMIT_FLAG_NAMES} (e.g. memory=1GiB, timeout=90s)`, collectLimits, {})
+  .option('--max-limit <name=value>', 'most a submission or tydra.json may ask for, repeatable (same names)', collectLimits, {})
+  .option('--drain-timeout <ms>', 'on SIGTERM, how long running tasks may finish before they are killed and re-routed', integer(0, 86_400_000), 30_000)
+  .option('--cache-max <bytes>', 'package cache budget, e.g. 10GiB; least recently used versions not in use are evicted above it', bytesValue, 10 * 1024 ** 3)
   .option('--heartbeat <ms>', 'heartbeat period; the node counts as dead after 3 missed beats', integer(100, 600_000), 5000)
   .option('--lock-duration <ms>', 'BullMQ lock of a running job; after a crash its TaskInstances move to another node once it expires', integer(1000, 3_600_000), 30_000)
   .option('--unsafe-no-sandbox', 'DEVELOPMENT ONLY: run tasks without bubblewrap (logged loudly)')
-  .action(async (opts: { redis: string; id?: string; concurrency?: number; cacheDir?: string; timeout: number; heartbeat: number; lockDuration: number; unsafeNoSandbox?: boolean }) => {
+  .action(
+    async (opts: {
+      redis: string;
+      id?: string;
+      concurrency?: number;
+      cacheDir?: string;
+      timeout?: number;
+      limit: TaskLimits;
+      maxLimit: TaskLimits;
+      drainTimeout: number;
+      cacheMax: number;
+      heartbeat: number;
+      lockDuration: number;
+      unsafeNoSandbox?: boolean;
+    }) => {
     const node = new TydraNode(
       stripUndefined({
         redis: opts.redis,
         id: opts.id,
         concurrency: opts.concurrency,
         cacheDir: opts.cacheDir,
-        defaultTimeoutMs: opts.timeout,
-        maxTimeoutMs: Math.max(opts.timeout, 3_600_000),
+        taskLimits: { ...opts.limit, ...(opts.timeout !== undefined ? { timeoutMs: opts.timeout } : {}) },
+        maxTaskLimits: opts.maxLimit,
+        drainTimeoutMs: opts.drainTimeout,
+        cacheMaxBytes: opts.cacheMax,
         heartbeatMs: opts.heartbeat,
         lockDurationMs: opts.lockDuration,
         unsafeNoSandbox: opts.unsafeNoSandbox ?? false,
@@ -163,8 +186,10 @@ program
   .option('--detach', 'print the TaskInstance id and return without waiting')
   .option('--timeout <ms>', 'wall-clock limit of the task', integer(1, 86_400_000))
   .option('--attempts <n>', 'runs before the task fails for good', integer(1, 100))
+  .option('--limit <name=value>', `limit for this run, repeatable; names: ${LIMIT_FLAG_NAMES}`, collectLimits, {})
+  .option('--retry-on-limit', 'retry (within --attempts) a run that broke a limit')
   .addOption(jsonOption())
-  .action(async (ref: string, opts: { redis: string; input?: string; inputFile?: string; detach?: boolean; timeout?: number; attempts?: number; json?: boolean }) => {
+  .action(async (ref: string, opts: { redis: string; input?: string; inputFile?: string; detach?: boolean; timeout?: number; attempts?: number; limit: TaskLimits; retryOnLimit?: boolean; json?: boolean }) => {
     const text = opts.inputFile !== undefined ? await readFile(opts.inputFile, 'utf8') : (opts.input ?? 'null');
     let input: unknown;
     try {
@@ -173,7 +198,11 @@ program
       throw new InvalidArgumentError(`Expected the input to be JSON, got a parse error: ${(error as Error).message}`);
     }
     await withClient(opts.redis, async (tydra) => {
-      const run = await tydra.submit(ref, input, stripUndefined({ timeoutMs: opts.timeout, attempts: opts.attempts }));
+      const run = await tydra.submit(
+        ref,
+        input,
+        stripUndefined({ timeoutMs: opts.timeout, attempts: opts.attempts, limits: Object.keys(opts.limit).length > 0 ? opts.limit : undefined, retryOnLimit: opts.retryOnLimit }),
+      );
       if (opts.detach) {
         print(opts.json, { id: run.id, ref: run.ref }, run.id);
         return;
@@ -183,15 +212,34 @@ program
         process.stdout.write(`${JSON.stringify(opts.json ? { id: run.id, ref: run.ref, state: 'completed', result } : result, null, 2)}\n`);
       } catch (error) {
         if (error instanceof TaskFailedError) {
+          const state = error instanceof TaskCancelledError ? 'cancelled' : 'failed';
           if (opts.json) {
-            process.stdout.write(`${JSON.stringify({ id: run.id, ref: run.ref, state: 'failed', error: error.message })}\n`);
+            process.stdout.write(`${JSON.stringify({ id: run.id, ref: run.ref, state, error: error.message })}\n`);
           }
-          process.stderr.write(`TaskInstance ${run.id} failed: ${error.message}\n`);
+          process.stderr.write(`TaskInstance ${run.id} ${state === 'cancelled' ? 'was cancelled' : `failed: ${error.message}`}\n`);
           process.exitCode = 1;
           return;
         }
         throw error;
       }
+    });
+  });
+
+program
+  .command('cancel')
+  .description('cancel a TaskInstance: removed if it has not started, killed on its node if it runs')
+  .argument('<id>', 'TaskInstance id')
+  .addOption(redisOption())
+  .option('--wait', 'wait until a running TaskInstance has ended')
+  .addOption(jsonOption())
+  .action(async (id: string, opts: { redis: string; wait?: boolean; json?: boolean }) => {
+    await withClient(opts.redis, async (tydra) => {
+      const result = await tydra.cancel(id);
+      if (opts.wait && result.outcome === 'cancelling') {
+        await tydra.run(id).result({ timeoutMs: 60_000 }).catch(() => undefined);
+      }
+      const text = { removed: `${id}: removed before it started`, cancelling: `${id}: running; its node was told to kill it`, finished: `${id}: already finished; nothing to cancel` }[result.outcome];
+      print(opts.json, result, text);
     });
   });
 
@@ -362,6 +410,29 @@ function integer(min: number, max: number) {
     }
     return parsed;
   };
+}
+
+/** Commander reducer for repeated `--limit name=value`. */
+function collectLimits(text: string, previous: TaskLimits): TaskLimits {
+  const at = text.indexOf('=');
+  const flag = at === -1 ? text : text.slice(0, at);
+  const name = LIMIT_FLAGS[flag];
+  if (name === undefined || at === -1) {
+    throw new InvalidArgumentError(`Expected name=value with a name among ${LIMIT_FLAG_NAMES}, got \`${text}\``);
+  }
+  try {
+    return { ...previous, [name]: parseLimitValue(name, text.slice(at + 1)) };
+  } catch (error) {
+    throw new InvalidArgumentError((error as Error).message);
+  }
+}
+
+function bytesValue(text: string): number {
+  try {
+    return parseLimitValue('memoryBytes', text);
+  } catch (error) {
+    throw new InvalidArgumentError((error as Error).message);
+  }
 }
 
 function stripUndefined<T extends object>(object: T): T {

@@ -11,10 +11,12 @@ import { randomUUID } from 'node:crypto';
 
 import { Job, Queue, QueueEvents } from 'bullmq';
 import type { Redis } from 'ioredis';
+import { z } from 'zod';
 
 import { NODE_JOB_OPTIONS, nodeQueueName } from '../queues/node.js';
 import { TASK_INSTANCE_JOB, TASKS_JOB_OPTIONS, TASKS_QUEUE, type TaskInstanceData, type TaskInstanceResult } from '../queues/tasks.js';
-import { InvalidOptionError, TaskFailedError, TaskNotFoundError, UnknownTaskError, describe } from './errors.js';
+import { CANCELLED_MESSAGE, InvalidOptionError, TaskCancelledError, TaskFailedError, TaskNotFoundError, UnknownTaskError, describe } from './errors.js';
+import { cancelChannel, cancelKey } from './keys.js';
 import type { Logger } from './logger.js';
 import { type NodeInfo, NodeRegistry } from './node-registry.js';
 import { type CompiledTydraOptions, compileTydraOptions, type TydraOptions } from './options.js';
@@ -22,18 +24,45 @@ import { packDirectory } from './pack.js';
 import { type PruneOptions, type PruneReport, prunePackages } from './package-pruner.js';
 import { type DeployResult, PackageStore, type PackageVersionInfo } from './package-store.js';
 import { createRedis } from './redis.js';
+import { type TaskLimits, taskLimitsSchema } from './task-limits.js';
 import { formatTaskRef, parseTaskRef } from './task-ref.js';
+import { parseOptions } from './validate.js';
 
 /** Per-submission options. */
 export interface SubmitOptions {
-  /** Wall-clock limit in ms, capped by the node's maximum. @defaultValue the node's default (60 s) */
+  /** Wall-clock limit in ms (same as `limits.timeoutMs`), capped by the node's maximum. @defaultValue the node's default (60 s) */
   timeoutMs?: number;
-  /** Runs of the task before it fails for good (1 = no retry). Timeouts are never retried. @defaultValue 1 */
+  /** Runs of the task before it fails for good (1 = no retry). @defaultValue 1 */
   attempts?: number;
+  /** Limits for this TaskInstance; override the task's `tydra.json` limits, capped by the node's maxima. */
+  limits?: TaskLimits;
+  /** Retry (within `attempts`) a run that broke a limit or timed out. @defaultValue false: such a run fails for good */
+  retryOnLimit?: boolean;
 }
 
+const submitOptionsSchema = z.strictObject({
+  timeoutMs: z.number().int().positive('a positive integer').optional(),
+  attempts: z.number().int().positive('a positive integer').max(100).optional(),
+  limits: taskLimitsSchema.optional(),
+  retryOnLimit: z.boolean().optional(),
+});
+
 /** Where a TaskInstance is in its life. */
-export type TaskState = 'queued' | 'dispatched' | 'running' | 'completed' | 'failed';
+export type TaskState = 'queued' | 'dispatched' | 'running' | 'completed' | 'failed' | 'cancelled';
+
+/** What `cancel` did. */
+export interface CancelResult {
+  id: string;
+  /**
+   * `removed`: it had not started, and is gone; `cancelling`: it is running and its node was told
+   * to kill it (it ends as `cancelled` within a second); `finished`: it had already ended,
+   * nothing changed.
+   */
+  outcome: 'removed' | 'cancelling' | 'finished';
+}
+
+/** How long a cancel request is remembered (it only matters until the TaskInstance ends). */
+const CANCEL_TTL_SECONDS = 7 * 24 * 3600;
 
 export interface TaskStatus {
   id: string;
@@ -108,7 +137,7 @@ export class Tydra {
    */
   async submit(ref: string, input: unknown = null, options: SubmitOptions = {}): Promise<TaskRun> {
     const parsed = parseTaskRef(ref);
-    checkSubmitOptions(options);
+    const checked = parseOptions(submitOptionsSchema, options, 'submit option');
     const inputJson = JSON.stringify(input ?? null);
     if (inputJson === undefined || Buffer.byteLength(inputJson) > this.options.maxInputBytes) {
       throw new InvalidOptionError(`Expected the input to be JSON of at most ${this.options.maxInputBytes} bytes, got ${inputJson === undefined ? describe(input) : `${Buffer.byteLength(inputJson)} bytes`}`);
@@ -125,9 +154,11 @@ export class Tydra {
       package: { name: version.name, sha1: version.sha1 },
       task: parsed.task,
       input: JSON.parse(inputJson) as unknown,
-      attempts: options.attempts ?? 1,
+      attempts: checked.attempts ?? 1,
       submittedAt: Date.now(),
-      ...(options.timeoutMs !== undefined ? { timeoutMs: options.timeoutMs } : {}),
+      ...(checked.timeoutMs !== undefined ? { timeoutMs: checked.timeoutMs } : {}),
+      ...(checked.limits !== undefined ? { limits: checked.limits } : {}),
+      ...(checked.retryOnLimit ? { retryOnLimit: true } : {}),
     };
     await this.hooks.afterResolve?.();
     // The reference first, atomically with the check that the version still exists: from here
@@ -147,6 +178,33 @@ export class Tydra {
   /** A handle on an existing TaskInstance. */
   run(id: string): TaskRun {
     return new TaskRun(this, id, undefined);
+  }
+
+  /**
+   * Cancels a TaskInstance. One that has not started is removed (and its package reference
+   * released); a running one is killed on whichever node runs it and ends as `cancelled`.
+   * Throws `TaskNotFoundError` for an unknown id.
+   */
+  async cancel(id: string): Promise<CancelResult> {
+    const job = await this.job(id);
+    const state = await job.getState();
+    if (state === 'completed' || state === 'failed') {
+      return { id, outcome: 'finished' };
+    }
+    // Remembered first: a master or node that picks the job up after this point sees it.
+    await this.redis.set(cancelKey(id), JSON.stringify({ ref: job.data.ref, at: Date.now() }), 'EX', CANCEL_TTL_SECONDS);
+    try {
+      // Fails when the TaskInstance or its node job is locked, i.e. being worked on.
+      await job.remove();
+      await this.store.releaseRef(id, job.data.package);
+      await this.redis.publish(cancelChannel, id);
+      this.logger.info({ instanceId: id }, 'TaskInstance cancelled before it started: removed');
+      return { id, outcome: 'removed' };
+    } catch (error) {
+      this.logger.debug({ instanceId: id, err: (error as Error).message }, 'TaskInstance is running: asking its node to kill it');
+    }
+    await this.redis.publish(cancelChannel, id);
+    return { id, outcome: 'cancelling' };
   }
 
   /** Deployed package names. */
@@ -212,12 +270,31 @@ export class Tydra {
   }
 
   /** @internal */
+  tasksQueueForRun(): Queue<TaskInstanceData, TaskInstanceResult> {
+    return this.tasksQueue;
+  }
+
+  /** @internal */
   async job(id: string): Promise<Job<TaskInstanceData, TaskInstanceResult>> {
     const job = await Job.fromId<TaskInstanceData, TaskInstanceResult>(this.tasksQueue, id);
     if (job === undefined) {
       throw new TaskNotFoundError(id);
     }
     return job;
+  }
+
+  /** @internal The cancel request of a TaskInstance, if one was made. */
+  async cancelRecord(id: string): Promise<{ ref: string; at: number } | undefined> {
+    const text = await this.redis.get(cancelKey(id));
+    if (text === null) {
+      return undefined;
+    }
+    try {
+      const record = JSON.parse(text) as { ref?: unknown; at?: unknown };
+      return { ref: typeof record.ref === 'string' ? record.ref : '', at: typeof record.at === 'number' ? record.at : 0 };
+    } catch {
+      return { ref: '', at: 0 };
+    }
   }
 
   /** @internal */
@@ -235,11 +312,20 @@ export class Tydra {
 
   /** @internal */
   async status(id: string): Promise<TaskStatus> {
-    const job = await this.job(id);
+    const job = await Job.fromId<TaskInstanceData, TaskInstanceResult>(this.tasksQueue, id);
+    if (job === undefined) {
+      const cancelled = await this.cancelRecord(id);
+      if (cancelled === undefined) {
+        throw new TaskNotFoundError(id);
+      }
+      return { id, ref: cancelled.ref, state: 'cancelled', nodeId: undefined, progress: 0, result: undefined, error: CANCELLED_MESSAGE, submittedAt: 0, finishedAt: cancelled.at, logs: [] };
+    }
     const [jobState, { logs }] = await Promise.all([job.getState(), this.tasksQueue.getJobLogs(id)]);
     const nodeId = job.data.dispatch?.nodeId;
     let state: TaskState;
-    if (jobState === 'completed' || jobState === 'failed') {
+    if (jobState === 'failed' && job.failedReason === CANCELLED_MESSAGE) {
+      state = 'cancelled';
+    } else if (jobState === 'completed' || jobState === 'failed') {
       state = jobState;
     } else if (jobState === 'waiting-children' && nodeId !== undefined) {
       const nodeQueue = new Queue(nodeQueueName(nodeId), { connection: this.redis, defaultJobOptions: NODE_JOB_OPTIONS });
@@ -258,7 +344,7 @@ export class Tydra {
       nodeId,
       progress: job.progress,
       result: state === 'completed' ? job.returnvalue : undefined,
-      error: state === 'failed' ? job.failedReason : undefined,
+      error: state === 'failed' || state === 'cancelled' ? job.failedReason : undefined,
       submittedAt: job.data.submittedAt,
       finishedAt: job.finishedOn,
       logs,
@@ -281,17 +367,49 @@ export class TaskRun {
    * `TaskFailedError` carrying the task's message (and its stack as `remoteStack`).
    */
   async result(options: { timeoutMs?: number } = {}): Promise<unknown> {
-    const job = await this.client.job(this.id);
     const events = await this.client.events();
+    const job = await Job.fromId(this.client.tasksQueueForRun(), this.id);
+    if (job === undefined) {
+      throw (await this.client.cancelRecord(this.id)) !== undefined ? new TaskCancelledError(this.id) : new TaskNotFoundError(this.id);
+    }
+    // A TaskInstance cancelled before it started is removed: BullMQ then sends `removed`, not
+    // `failed`, and waitUntilFinished alone would wait forever.
+    let onRemoved: ((event: { jobId: string }) => void) | undefined;
+    const removed = new Promise<never>((_resolve, reject) => {
+      onRemoved = ({ jobId }) => {
+        if (jobId === this.id) {
+          reject(new TaskCancelledError(this.id));
+        }
+      };
+      events.on('removed', onRemoved);
+    });
     try {
-      return await job.waitUntilFinished(events, options.timeoutMs);
+      return await Promise.race([job.waitUntilFinished(events, options.timeoutMs), removed]);
     } catch (error) {
-      const finished = await this.client.job(this.id).catch(() => undefined);
+      if (error instanceof TaskCancelledError) {
+        throw error;
+      }
+      const finished = await Job.fromId(this.client.tasksQueueForRun(), this.id);
+      if (finished?.failedReason === CANCELLED_MESSAGE) {
+        throw new TaskCancelledError(this.id);
+      }
       if (finished?.failedReason) {
         throw new TaskFailedError(finished.failedReason, this.id, finished.stacktrace?.at(-1));
       }
+      if (finished === undefined && (await this.client.cancelRecord(this.id)) !== undefined) {
+        throw new TaskCancelledError(this.id);
+      }
       throw error;
+    } finally {
+      if (onRemoved !== undefined) {
+        events.off('removed', onRemoved);
+      }
     }
+  }
+
+  /** Cancels this TaskInstance; see {@link Tydra.cancel}. */
+  async cancel(): Promise<CancelResult> {
+    return this.client.cancel(this.id);
   }
 
   async status(): Promise<TaskStatus> {
@@ -299,13 +417,3 @@ export class TaskRun {
   }
 }
 
-function checkSubmitOptions(options: SubmitOptions): void {
-  for (const [key, value] of Object.entries(options)) {
-    if (key !== 'timeoutMs' && key !== 'attempts') {
-      throw new InvalidOptionError(`Expected submit options \`timeoutMs\` or \`attempts\`, got unknown option \`${key}\``);
-    }
-    if (value !== undefined && (!Number.isSafeInteger(value) || (value as number) < 1)) {
-      throw new InvalidOptionError(`Expected the \`${key}\` option to be a positive integer, got ${describe(value)}`);
-    }
-  }
-}

@@ -82,8 +82,41 @@ export class TaskFailedError extends TydraError {
   }
 }
 
+/**
+ * The task broke one of its limits (memory, processes, CPU time, output…) and its whole process
+ * tree was killed. The message names the limit and its value, e.g.
+ * `memory limit exceeded (512 MiB)`.
+ */
+export class LimitExceededError extends TaskFailedError {
+  constructor(
+    message: string,
+    instanceId: string,
+    /** Which limit: `memoryBytes`, `pids`, `cpuMs`, `outputBytes`, `fileSizeBytes`… */
+    readonly limit: string,
+    readonly value: number,
+  ) {
+    super(message, instanceId);
+  }
+}
+
+/** The TaskInstance was cancelled on request (`tydra cancel`, `run.cancel()`). */
+export class TaskCancelledError extends TaskFailedError {
+  constructor(instanceId: string) {
+    super(CANCELLED_MESSAGE, instanceId);
+  }
+}
+
+/** The failure reason of a cancelled TaskInstance, as stored by BullMQ. */
+export const CANCELLED_MESSAGE = 'cancelled by request';
+
+/**
+ * The node, not the task, failed: the sandbox or its cgroup could not be set up. Reported as
+ * such, retried a bounded number of times without using the task's attempts.
+ */
+export class InfrastructureError extends TydraError {}
+
 /** bubblewrap is missing or cannot create a sandbox on this host; the node refuses to start. */
-export class SandboxUnavailableError extends TydraError {}
+export class SandboxUnavailableError extends InfrastructureError {}
 
 /** The in-sandbox runner broke the node↔runner protocol (bad message, early exit). */
 export class RunnerProtocolError extends TydraError {}

@@ -10,7 +10,9 @@
 
 // client.ts
 export { TaskRun, Tydra } from './client.js';
-export type { PackageVersionUse, SubmitOptions, TaskState, TaskStatus } from './client.js';
+export type { CancelResult, PackageVersionUse, SubmitOptions, TaskState, TaskStatus } from './client.js';
+export { DEFAULT_MAX_TASK_LIMITS, DEFAULT_TASK_LIMITS } from './task-limits.js';
+export type { TaskLimits } from './task-limits.js';
 // master.ts, node.ts, dashboard.ts
 export { Master } from './master.js';
 export type { MasterState, PruneSummary } from './master.js';
@@ -37,7 +39,11 @@ export { createLogger } from './logger.js';
 export type { Logger } from './logger.js';
 // errors.ts
 export {
+  CANCELLED_MESSAGE,
   IllegalStateError,
+  InfrastructureError,
+  LimitExceededError,
+  TaskCancelledError,
   InvalidOptionError,
   InvalidTaskRefError,
   ManifestError,

@@ -44,3 +44,9 @@ export const refsKey = 'tydra:refs';
 
 /** BullMQ's hash of one TaskInstance job (default `bull` prefix), read by the prune job's audit. */
 export const taskJobKey = (queue: string, instanceId: string): string => `bull:${queue}:${instanceId}`;
+
+/** STRING JSON {ref, at}, with a TTL: the TaskInstance was asked to stop. Checked before every step. */
+export const cancelKey = (instanceId: string): string => `tydra:cancel:${instanceId}`;
+
+/** Pub/sub channel: a message (a TaskInstance id) asks the node running it to kill it now. */
+export const cancelChannel = 'tydra:cancel';

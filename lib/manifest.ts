@@ -5,6 +5,7 @@
 import { z } from 'zod';
 
 import { ManifestError } from './errors.js';
+import { taskLimitsSchema } from './task-limits.js';
 import { parseOptions } from './validate.js';
 
 export const MANIFEST_FILE = 'tydra.json';
@@ -26,6 +27,8 @@ const taskSchema = z
     description: z.string().max(1000).optional(),
     module: packagePath.optional(),
     command: z.array(z.string().min(1).max(4096).refine((arg) => !arg.includes('\0'), 'no NUL bytes')).min(1).max(256).optional(),
+    /** This task's limits; override the package's, capped by each node's maxima. */
+    limits: taskLimitsSchema.optional(),
   })
   .refine((task) => (task.module === undefined) !== (task.command === undefined), {
     message: 'exactly one of `module` or `command`',
@@ -34,6 +37,8 @@ const taskSchema = z
 const manifestSchema = z.strictObject({
   name: z.string().regex(PACKAGE_NAME_PATTERN, `a package name matching ${PACKAGE_NAME_PATTERN}`),
   description: z.string().max(4000).optional(),
+  /** Limits of every task of the package unless the task sets its own. */
+  limits: taskLimitsSchema.optional(),
   tasks: z
     .record(z.string().regex(TASK_NAME_PATTERN, `task names matching ${TASK_NAME_PATTERN}`), taskSchema)
     .refine((tasks) => Object.keys(tasks).length > 0, 'at least one task'),

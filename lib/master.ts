@@ -18,6 +18,8 @@ import { MAINTENANCE_JOB_OPTIONS, MAINTENANCE_QUEUE, PRUNE_JOB, PRUNE_SCHEDULER,
 import { NODE_JOB, NODE_JOB_OPTIONS, type NodeJobData, nodeQueueName } from '../queues/node.js';
 import { TASKS_QUEUE, type TaskInstanceData, type TaskInstanceResult, taskInstanceSchema } from '../queues/tasks.js';
 import { chooseNode } from './choose-node.js';
+import { CANCELLED_MESSAGE } from './errors.js';
+import { cancelKey } from './keys.js';
 import type { Logger } from './logger.js';
 import { NodeRegistry } from './node-registry.js';
 import { type CompiledMasterOptions, compileMasterOptions, type MasterOptions } from './options.js';
@@ -141,6 +143,9 @@ export class Master {
     if (settled !== undefined) {
       return settled.value;
     }
+    if ((await this.redis.exists(cancelKey(job.id))) === 1) {
+      throw new UnrecoverableError(CANCELLED_MESSAGE);
+    }
     let dispatch = job.data.dispatch;
     const lost = job.data.lostNodes ?? [];
     if (dispatch === undefined && lost.length > this.options.maxReroutes) {
@@ -171,7 +176,15 @@ export class Master {
     const data = job.data;
     await this.nodeQueue(dispatch.nodeId).add(
       NODE_JOB,
-      { instanceId, ref: data.ref, package: data.package, task: data.task, input: data.input, timeoutMs: data.timeoutMs },
+      {
+        instanceId,
+        ref: data.ref,
+        package: data.package,
+        task: data.task,
+        input: data.input,
+        limits: { ...data.limits, ...(data.timeoutMs !== undefined ? { timeoutMs: data.timeoutMs } : {}) },
+        ...(data.retryOnLimit ? { retryOnLimit: true } : {}),
+      },
       {
         ...NODE_JOB_OPTIONS,
         jobId: instanceId,

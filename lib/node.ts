@@ -8,7 +8,7 @@ import { readFile } from 'node:fs/promises';
 import { hostname } from 'node:os';
 import { join } from 'node:path';
 
-import { type Job, Queue, UnrecoverableError, Worker } from 'bullmq';
+import { DelayedError, type Job, Queue, UnrecoverableError, Worker } from 'bullmq';
 import type { Redis } from 'ioredis';
 import { z } from 'zod';
 
@@ -16,19 +16,27 @@ import { type NodeJobData, nodeQueueName } from '../queues/node.js';
 import { TASKS_QUEUE } from '../queues/tasks.js';
 import { checkBwrap } from '../sandbox/launcher/bwrap.js';
 import { runTask } from '../sandbox/launcher/run-task.js';
-import { PackageRejectedError, SandboxUnavailableError, TaskFailedError, TaskTimeoutError } from './errors.js';
+import { CANCELLED_MESSAGE, InfrastructureError, LimitExceededError, PackageRejectedError, TaskFailedError, TaskTimeoutError } from './errors.js';
+import { cancelChannel, cancelKey } from './keys.js';
 import type { Logger } from './logger.js';
 import { MANIFEST_FILE, parseManifest } from './manifest.js';
 import { NodeRegistry } from './node-registry.js';
 import { type CompiledNodeOptions, compileNodeOptions, type NodeOptions } from './options.js';
-import { type CacheLease, PackageCache } from './package-cache.js';
+import { blobExists, type CacheLease, PackageCache } from './package-cache.js';
 import { PackageStore } from './package-store.js';
 import { createRedis } from './redis.js';
+import { describeLimit, resolveLimits, taskLimitsSchema } from './task-limits.js';
 
 export type NodeState = 'idle' | 'starting' | 'running' | 'closing' | 'closed';
 
 /** Log lines mirrored to Redis per TaskInstance; more are dropped with a note. */
 const MAX_LOG_LINES = 1000;
+
+/** Sandbox set-up failures a TaskInstance may meet on one node before it fails for good. */
+const MAX_INFRA_FAILURES = 3;
+
+/** Abort reason of TaskInstances killed because the node is shutting down (re-routed, not failed). */
+const SHUTDOWN_REASON = 'node shutting down';
 
 const nodeJobSchema = z.object({
   instanceId: z.string().min(1),
@@ -36,7 +44,9 @@ const nodeJobSchema = z.object({
   package: z.object({ name: z.string().min(1), sha1: z.string().regex(/^[0-9a-f]{40}$/) }),
   task: z.string().min(1),
   input: z.unknown(),
-  timeoutMs: z.number().int().positive().optional(),
+  limits: taskLimitsSchema.optional(),
+  retryOnLimit: z.boolean().optional(),
+  infraFailures: z.number().int().min(0).optional(),
 });
 
 export class TydraNode {
@@ -49,6 +59,8 @@ export class TydraNode {
   private readonly tasksQueue: Queue;
   private worker: Worker<NodeJobData, unknown> | undefined;
   private heartbeat: NodeJS.Timeout | undefined;
+  private cachePruner: NodeJS.Timeout | undefined;
+  private subscriber: Redis | undefined;
   private bwrap: string | undefined;
   private closing: Promise<void> | undefined;
   private registered = false;
@@ -98,7 +110,10 @@ export class TydraNode {
     await this.beat();
     this.heartbeat = setInterval(() => void this.beat(), this.options.heartbeatMs);
     this.heartbeat.unref();
-    this.worker = new Worker<NodeJobData, unknown>(this.queueName, (job, _token, signal) => this.process(job, signal), {
+    this.cachePruner = setInterval(() => void this.pruneCache(), this.options.cachePruneMs);
+    this.cachePruner.unref();
+    await this.listenForCancels();
+    this.worker = new Worker<NodeJobData, unknown>(this.queueName, (job, token, signal) => this.process(job, token, signal), {
       connection: this.redis,
       concurrency: this.options.concurrency,
       name: this.id,
@@ -119,8 +134,24 @@ export class TydraNode {
   private async closeInternal(): Promise<void> {
     this.state = 'closing';
     clearInterval(this.heartbeat);
-    const results = await Promise.allSettled([this.worker?.close()]);
-    await Promise.allSettled([this.registered ? this.registry.markStopped(this.id) : undefined, this.tasksQueue.close()]);
+    clearInterval(this.cachePruner);
+    // Stopped now, not when the last task ends: masters stop sending work here and re-route
+    // what waits in our queue, while running TaskInstances finish.
+    if (this.registered) {
+      await this.registry.markStopped(this.id).catch(() => undefined);
+    }
+    const closing = this.worker?.close();
+    let drainTimer: NodeJS.Timeout | undefined;
+    if (closing !== undefined) {
+      drainTimer = setTimeout(() => {
+        this.logger.warn({ drainTimeoutMs: this.options.drainTimeoutMs }, 'drain timeout: killing running TaskInstances; they will be re-routed');
+        this.worker?.cancelAllJobs(SHUTDOWN_REASON);
+      }, this.options.drainTimeoutMs);
+    }
+    const results = await Promise.allSettled([closing]);
+    clearTimeout(drainTimer);
+    await Promise.allSettled([this.registered ? this.registry.markStopped(this.id) : undefined, this.tasksQueue.close(), this.cache.idle()]);
+    await this.subscriber?.quit().catch(() => this.subscriber?.disconnect());
     await this.redis.quit().catch(() => this.redis.disconnect());
     for (const result of results) {
       if (result.status === 'rejected') {
@@ -136,7 +167,32 @@ export class TydraNode {
       .catch((error: Error) => this.logger.warn({ err: error.message }, 'heartbeat failed'));
   }
 
-  private async process(job: Job<NodeJobData, unknown>, signal?: AbortSignal): Promise<unknown> {
+  /** Cancel requests arrive on a pub/sub channel; a request for a job running here kills it. */
+  private async listenForCancels(): Promise<void> {
+    const subscriber = this.redis.duplicate();
+    this.subscriber = subscriber;
+    subscriber.on('error', (error) => this.logger.warn({ err: error.message }, 'cancel subscriber error'));
+    subscriber.on('message', (_channel: string, instanceId: string) => {
+      if (this.worker?.cancelJob(instanceId, CANCELLED_MESSAGE)) {
+        this.logger.info({ instanceId }, 'cancelling a running TaskInstance on request');
+      }
+    });
+    await subscriber.subscribe(cancelChannel);
+  }
+
+  /** Drops cached versions the prune job removed from Redis (never one in use). */
+  private async pruneCache(): Promise<void> {
+    try {
+      const summary = await this.cache.pruneRemoved((name, sha1) => blobExists(this.redis, name, sha1));
+      if (summary.removed.length > 0) {
+        this.logger.info({ removed: summary.removed.length, freedBytes: summary.freedBytes }, 'removed cached versions that were pruned from Redis');
+      }
+    } catch (error) {
+      this.logger.warn({ err: (error as Error).message }, 'cache prune failed');
+    }
+  }
+
+  private async process(job: Job<NodeJobData, unknown>, token: string | undefined, signal?: AbortSignal): Promise<unknown> {
     const parsed = nodeJobSchema.safeParse(job.data);
     if (!parsed.success) {
       throw new UnrecoverableError(`Expected node job data {instanceId, package, task, input}, got invalid data: ${parsed.error.issues[0]?.message ?? ''}`);
@@ -144,6 +200,10 @@ export class TydraNode {
     const data = parsed.data;
     const logger = this.logger.child({ instanceId: data.instanceId });
     const mirror = new RedisMirror(job, this.tasksQueue, data.instanceId);
+    // A cancel may have been asked before this job reached us: its message is long gone.
+    if ((await this.redis.exists(cancelKey(data.instanceId))) === 1) {
+      throw new UnrecoverableError(CANCELLED_MESSAGE);
+    }
 
     let lease: CacheLease;
     try {
@@ -155,6 +215,27 @@ export class TydraNode {
     // The lease keeps the version from eviction while this TaskInstance reads and runs it.
     try {
       return await this.runFromPackage(job, data, lease.dir, mirror, logger, signal);
+    } catch (error) {
+      if (signal?.aborted && signal.reason === SHUTDOWN_REASON && token !== undefined) {
+        // Killed by the drain timeout: not the task's fault. Parked here (this node is stopped),
+        // the masters' sweep hands it to a live node.
+        await job.moveToDelayed(Date.now(), token);
+        throw new DelayedError();
+      }
+      if (error instanceof InfrastructureError && token !== undefined) {
+        const failures = (data.infraFailures ?? 0) + 1;
+        logger.error({ err: error.message, failures }, 'sandbox set-up failed');
+        mirror.log(`infrastructure error on node ${this.id}: ${error.message}`);
+        await mirror.flush();
+        if (failures < MAX_INFRA_FAILURES) {
+          // Retried without using the task's attempts, a bounded number of times.
+          await job.updateData({ ...job.data, infraFailures: failures });
+          await job.moveToDelayed(Date.now() + 1000 * failures, token);
+          throw new DelayedError();
+        }
+        throw new UnrecoverableError(`infrastructure error on node ${this.id} (${failures} times): ${error.message}`);
+      }
+      throw error;
     } finally {
       lease.release();
     }
@@ -166,8 +247,11 @@ export class TydraNode {
     if (task === undefined) {
       throw new UnrecoverableError(`Expected package ${data.package.name}@${data.package.sha1} to define task ${data.task}, found none`);
     }
-    const timeoutMs = Math.min(data.timeoutMs ?? this.options.defaultTimeoutMs, this.options.maxTimeoutMs);
-    mirror.log(`running ${data.ref} on node ${this.id} (attempt ${job.attemptsMade + 1}, timeout ${timeoutMs} ms${this.bwrap ? '' : ', UNSANDBOXED'})`);
+    const { limits, clamped } = resolveLimits({ submission: data.limits, task: task.limits, package: manifest.limits }, this.options.taskLimits, this.options.maxTaskLimits);
+    for (const clamp of clamped) {
+      mirror.log(`asked for a ${describeLimit(clamp.name, clamp.asked)}; this node allows at most ${describeLimit(clamp.name, clamp.allowed)}`);
+    }
+    mirror.log(`running ${data.ref} on node ${this.id} (attempt ${job.attemptsMade + 1}, timeout ${limits.timeoutMs} ms${this.bwrap ? '' : ', UNSANDBOXED'})`);
     if (this.bwrap === undefined) {
       logger.warn('UNSAFE: running a task without a sandbox');
     }
@@ -178,8 +262,7 @@ export class TydraNode {
         input: data.input,
         instanceId: data.instanceId,
         attempt: job.attemptsMade + 1,
-        timeoutMs,
-        scratchBytes: this.options.scratchBytes,
+        limits,
         bwrap: this.bwrap,
         signal,
         onProgress: (value) => mirror.progress(value),
@@ -190,8 +273,11 @@ export class TydraNode {
     } catch (error) {
       await mirror.flush();
       logger.info({ reason: (error as Error).message }, 'task failed');
-      if (error instanceof TaskTimeoutError) {
-        // Not retried: a task that hit its wall-clock limit would most likely hit it again.
+      if (signal?.aborted && signal.reason === CANCELLED_MESSAGE) {
+        throw new UnrecoverableError(CANCELLED_MESSAGE);
+      }
+      if ((error instanceof TaskTimeoutError || error instanceof LimitExceededError) && !data.retryOnLimit) {
+        // Not retried unless asked: a task that broke a limit would most likely break it again.
         throw new UnrecoverableError(error.message);
       }
       if (error instanceof TaskFailedError) {
@@ -199,9 +285,6 @@ export class TydraNode {
         const failure = new Error(error.message);
         failure.stack = error.remoteStack ?? error.message;
         throw failure;
-      }
-      if (error instanceof SandboxUnavailableError) {
-        logger.error({ err: error.message }, 'sandbox set-up failed');
       }
       throw error;
     }

@@ -10,6 +10,8 @@ import { z } from 'zod';
 import { DEFAULT_REDIS_URL } from './config.js';
 import type { Logger } from './logger.js';
 import { silentLogger } from './logger.js';
+import { InvalidOptionError } from './errors.js';
+import { type CompiledTaskLimits, DEFAULT_MAX_TASK_LIMITS, DEFAULT_TASK_LIMITS, LIMIT_NAMES, type TaskLimits, taskLimitsSchema } from './task-limits.js';
 import { parseOptions } from './validate.js';
 
 export const MiB = 1024 * 1024;
@@ -153,12 +155,20 @@ export interface NodeOptions extends CommonOptions {
    * may exceed the budget while they run. @defaultValue 10 GiB
    */
   cacheMaxBytes?: number;
-  /** Wall-clock limit of a TaskInstance that sets none. @defaultValue 60,000 ms */
-  defaultTimeoutMs?: number;
-  /** Highest wall-clock limit a submission may ask for. @defaultValue 3,600,000 ms */
-  maxTimeoutMs?: number;
-  /** Size of each sandbox's private `/tmp`. @defaultValue 64 MiB */
-  scratchBytes?: number;
+  /**
+   * Limits of a TaskInstance that sets none (neither its submission nor its `tydra.json`).
+   * Missing keys take tydra's defaults: 60 s wall clock and CPU, 512 MiB memory, 64 processes,
+   * 256 open files, 64 MiB largest file, 64 MiB scratch, 1 MiB output per stream.
+   */
+  taskLimits?: TaskLimits;
+  /** The most a submission or `tydra.json` may ask for; larger requests are lowered to these. */
+  maxTaskLimits?: TaskLimits;
+  /** On close (SIGTERM), how long running TaskInstances may finish before they are killed and re-routed. @defaultValue 30,000 ms */
+  drainTimeoutMs?: number;
+  /** How often cached versions whose bytes left Redis (pruned) are removed from the cache. @defaultValue 60,000 ms */
+  cachePruneMs?: number;
+  /** Name of the parent cgroup under which each TaskInstance gets its own. @defaultValue `tydra` */
+  cgroupName?: string;
   /** Heartbeat period; a node is dead after 3 missed beats. @defaultValue 5,000 ms */
   heartbeatMs?: number;
   /**
@@ -182,9 +192,11 @@ export interface CompiledNodeOptions {
   concurrency: number;
   cacheDir: string;
   cacheMaxBytes: number;
-  defaultTimeoutMs: number;
-  maxTimeoutMs: number;
-  scratchBytes: number;
+  taskLimits: CompiledTaskLimits;
+  maxTaskLimits: CompiledTaskLimits;
+  drainTimeoutMs: number;
+  cachePruneMs: number;
+  cgroupName: string;
   heartbeatMs: number;
   lockDurationMs: number;
   unsafeNoSandbox: boolean;
@@ -198,9 +210,11 @@ const nodeSchema = z.strictObject({
   concurrency: positiveInt.max(1024).optional(),
   cacheDir: z.string().min(1).optional(),
   cacheMaxBytes: positiveInt.default(10 * 1024 * MiB),
-  defaultTimeoutMs: positiveInt.default(60_000),
-  maxTimeoutMs: positiveInt.default(3_600_000),
-  scratchBytes: positiveInt.default(64 * MiB),
+  taskLimits: taskLimitsSchema.optional(),
+  maxTaskLimits: taskLimitsSchema.optional(),
+  drainTimeoutMs: z.number().int().min(0).default(30_000),
+  cachePruneMs: positiveInt.min(100).default(60_000),
+  cgroupName: z.string().regex(/^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$/, 'a cgroup folder name').default('tydra'),
   heartbeatMs: positiveInt.min(100).default(5000),
   lockDurationMs: positiveInt.min(1000).default(30_000),
   unsafeNoSandbox: z.boolean().default(false),
@@ -209,8 +223,17 @@ const nodeSchema = z.strictObject({
 
 export function compileNodeOptions(raw: NodeOptions = {}): CompiledNodeOptions {
   const parsed = parseOptions(nodeSchema, raw);
-  if (parsed.defaultTimeoutMs > parsed.maxTimeoutMs) {
-    throw parseOptionsMismatch(parsed.defaultTimeoutMs, parsed.maxTimeoutMs);
+  const maxTaskLimits = { ...DEFAULT_MAX_TASK_LIMITS, ...parsed.maxTaskLimits };
+  const taskLimits = { ...DEFAULT_TASK_LIMITS, ...parsed.taskLimits };
+  for (const name of LIMIT_NAMES) {
+    if (taskLimits[name] > maxTaskLimits[name]) {
+      if (parsed.taskLimits?.[name] === undefined) {
+        // A lowered maximum lowers tydra's default with it.
+        taskLimits[name] = maxTaskLimits[name];
+      } else {
+        throw new InvalidOptionError(`Expected the \`taskLimits.${name}\` option to be at most \`maxTaskLimits.${name}\` (${maxTaskLimits[name]}), got \`${taskLimits[name]}\` (number)`);
+      }
+    }
   }
   return {
     ...parsed,
@@ -220,13 +243,9 @@ export function compileNodeOptions(raw: NodeOptions = {}): CompiledNodeOptions {
     concurrency: parsed.concurrency ?? availableParallelism(),
     cacheDir: resolve(parsed.cacheDir ?? join(homedir(), '.cache', 'tydra', 'packages')),
     limits: compilePackageLimits(raw.limits),
+    taskLimits,
+    maxTaskLimits,
   };
-}
-
-function parseOptionsMismatch(defaultTimeoutMs: number, maxTimeoutMs: number): Error {
-  return new TypeError(
-    `Expected the \`defaultTimeoutMs\` option to be at most \`maxTimeoutMs\` (${maxTimeoutMs}), got \`${defaultTimeoutMs}\` (number)`,
-  );
 }
 
 /** `<hostname>-<pid>`, reduced to the characters a BullMQ queue name and our ids allow. */

@@ -6,6 +6,8 @@
  */
 import type { DefaultJobOptions } from 'bullmq';
 
+import type { TaskLimits } from '../lib/task-limits.js';
+
 export const NODE_QUEUE_PREFIX = 'node.';
 export const NODE_JOB = 'run';
 
@@ -25,6 +27,10 @@ export interface NodeJobData {
   task: string;
   input: unknown;
   timeoutMs?: number;
+  limits?: TaskLimits;
+  retryOnLimit?: boolean;
+  /** Sandbox set-up failures so far on this node (they do not use the task's attempts). */
+  infraFailures?: number;
 }
 
 /** Retention as for `tasks`; logs capped so a chatty task cannot fill Redis. */

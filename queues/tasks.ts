@@ -9,6 +9,8 @@
 import type { DefaultJobOptions } from 'bullmq';
 import { z } from 'zod';
 
+import { type TaskLimits, taskLimitsSchema } from '../lib/task-limits.js';
+
 export const TASKS_QUEUE = 'tasks';
 
 /** Job name of a TaskInstance in the `tasks` queue. */
@@ -21,8 +23,12 @@ export interface TaskInstanceData {
   package: { name: string; sha1: string };
   task: string;
   input: unknown;
-  /** Wall-clock limit in ms; the node's default when absent. */
+  /** Wall-clock limit in ms; the node's default when absent. Same as `limits.timeoutMs`. */
   timeoutMs?: number;
+  /** Limits asked by the submission; override the task's, capped by the node's maxima. */
+  limits?: TaskLimits;
+  /** Retry (within `attempts`) a run that broke a limit; by default such a run fails for good. */
+  retryOnLimit?: boolean;
   /** Attempts of the node job (1 = no retry). */
   attempts: number;
   submittedAt: number;
@@ -39,6 +45,8 @@ export const taskInstanceSchema = z.object({
   task: z.string().min(1),
   input: z.unknown(),
   timeoutMs: z.number().int().positive().optional(),
+  limits: taskLimitsSchema.optional(),
+  retryOnLimit: z.boolean().optional(),
   attempts: z.number().int().min(1).max(100),
   submittedAt: z.number(),
   dispatch: z.object({ nodeId: z.string().min(1), at: z.number() }).optional(),

@@ -14,7 +14,8 @@ import type { Readable } from 'node:stream';
 
 import { execa } from 'execa';
 
-import { RunnerProtocolError, SandboxUnavailableError, TaskFailedError, TaskTimeoutError } from '../../lib/errors.js';
+import { LimitExceededError, RunnerProtocolError, SandboxUnavailableError, TaskFailedError, TaskTimeoutError } from '../../lib/errors.js';
+import { type CompiledTaskLimits, formatBytes } from '../../lib/task-limits.js';
 import type { TaskSpec } from '../../lib/manifest.js';
 import { encodeMessage, LineSplitter, type RunnerMessage } from '../protocol.js';
 import { buildBwrapArgs, PACKAGE_MOUNT, RUNTIME_MOUNT, sandboxNodePath } from './bwrap-args.js';
@@ -32,23 +33,19 @@ export interface RunTaskOptions {
   input: unknown;
   instanceId: string;
   attempt: number;
-  timeoutMs: number;
-  /** Size of the private `/tmp`. */
-  scratchBytes: number;
+  /** The limits that apply (see `lib/task-limits.ts`). */
+  limits: CompiledTaskLimits;
   /** Absolute path of bwrap; `undefined` runs the task WITHOUT a sandbox (development only). */
   bwrap: string | undefined;
   signal?: AbortSignal;
   onProgress?: (value: number | Record<string, unknown>) => void;
   onLog?: (line: string) => void;
-  /** Captured stdout/stderr bytes per stream kept as log lines. @defaultValue 1 MiB */
-  maxLogBytes?: number;
   /** Largest result (JSON bytes). @defaultValue 16 MiB */
   maxResultBytes?: number;
 }
 
 export async function runTask(options: RunTaskOptions): Promise<unknown> {
-  const { task, instanceId, bwrap } = options;
-  const maxLogBytes = options.maxLogBytes ?? 1024 * 1024;
+  const { task, instanceId, bwrap, limits } = options;
   const maxResultBytes = options.maxResultBytes ?? 16 * 1024 * 1024;
   const onLog = options.onLog ?? (() => undefined);
   const isModule = task.module !== undefined;
@@ -56,7 +53,14 @@ export async function runTask(options: RunTaskOptions): Promise<unknown> {
   const packageRoot = bwrap === undefined ? options.packageDir : PACKAGE_MOUNT;
   const runtimeRoot = bwrap === undefined ? RUNTIME_DIR : RUNTIME_MOUNT;
   const command = isModule
-    ? [bwrap === undefined ? NODE_BINARY : sandboxNodePath(NODE_BINARY), '--disable-proto=delete', `${runtimeRoot}/runner/main.js`]
+    ? [
+        bwrap === undefined ? NODE_BINARY : sandboxNodePath(NODE_BINARY),
+        '--disable-proto=delete',
+        // V8 reserves address space freely and grows its heap up to its own limit: keep the heap
+        // under the memory limit so a hog fails with V8's clear message, not a cgroup SIGKILL.
+        `--max-old-space-size=${heapMiB(limits.memoryBytes)}`,
+        `${runtimeRoot}/runner/main.js`,
+      ]
     : (task.command ?? []);
   const env = {
     TYDRA_INSTANCE_ID: instanceId,
@@ -66,7 +70,7 @@ export async function runTask(options: RunTaskOptions): Promise<unknown> {
   const [file, ...args] =
     bwrap === undefined
       ? command
-      : [bwrap, ...buildBwrapArgs({ packageDir: options.packageDir, runtimeDir: RUNTIME_DIR, nodeBinary: NODE_BINARY, scratchBytes: options.scratchBytes }, env, command)];
+      : [bwrap, ...buildBwrapArgs({ packageDir: options.packageDir, runtimeDir: RUNTIME_DIR, nodeBinary: NODE_BINARY, scratchBytes: limits.scratchBytes }, env, command)];
   if (file === undefined) {
     throw new TaskFailedError('Expected a command to run, got an empty one', instanceId);
   }
@@ -78,29 +82,32 @@ export async function runTask(options: RunTaskOptions): Promise<unknown> {
     extendEnv: false,
     env: bwrap === undefined ? { PATH: process.env.PATH ?? '', HOME: '/tmp', ...env } : {},
     cwd: bwrap === undefined ? options.packageDir : undefined,
-    timeout: options.timeoutMs,
+    timeout: limits.timeoutMs,
     killSignal: 'SIGTERM',
     forceKillAfterDelay: KILL_GRACE_MS,
     cancelSignal: options.signal,
   });
 
   let final: RunnerMessage | undefined;
-  let outputExceeded: string | undefined;
+  let violation: LimitExceededError | undefined;
   let protocolError: string | undefined;
-  const stopWith = (reason: string): void => {
-    outputExceeded ??= reason;
+  const stopWith = (error: LimitExceededError): void => {
+    violation ??= error;
     subprocess.kill('SIGTERM');
   };
+  const outputLimit = (stream: string): void =>
+    stopWith(new LimitExceededError(`output limit exceeded (${formatBytes(limits.outputBytes)} on ${stream})`, instanceId, 'outputBytes', limits.outputBytes));
 
   // stderr: log lines, plus a tail for error messages.
   let stderrTail = '';
-  captureLines(subprocess.stderr, maxLogBytes, (line) => onLog(`[stderr] ${line}`), (chunk) => {
+  captureLines(subprocess.stderr, limits.outputBytes, (line) => onLog(`[stderr] ${line}`), () => outputLimit('stderr'), (chunk) => {
     stderrTail = (stderrTail + chunk).slice(-STDERR_TAIL_BYTES);
   });
 
   let stdout = '';
   if (isModule) {
-    captureLines(subprocess.stdout, maxLogBytes, (line) => onLog(`[stdout] ${line}`));
+    captureLines(subprocess.stdout, limits.outputBytes, (line) => onLog(`[stdout] ${line}`), () => outputLimit('stdout'));
+    let logBytes = 0;
     const protocol = subprocess.stdio[3] as Readable;
     const lines = new LineSplitter(maxResultBytes, (line) => {
       const message = parseRunnerMessage(line);
@@ -110,6 +117,11 @@ export async function runTask(options: RunTaskOptions): Promise<unknown> {
       } else if (message.type === 'progress') {
         options.onProgress?.(message.value);
       } else if (message.type === 'log') {
+        logBytes += Buffer.byteLength(message.line);
+        if (logBytes > limits.outputBytes) {
+          outputLimit('ctx.log');
+          return;
+        }
         onLog(message.line.slice(0, 16_384));
       } else {
         final ??= message;
@@ -118,7 +130,7 @@ export async function runTask(options: RunTaskOptions): Promise<unknown> {
     protocol.setEncoding('utf8');
     protocol.on('data', (chunk: string) => {
       if (!lines.push(chunk)) {
-        stopWith(`output limit exceeded (${maxResultBytes} bytes in one message)`);
+        stopWith(new LimitExceededError(`output limit exceeded (${formatBytes(maxResultBytes)} in one result message)`, instanceId, 'resultBytes', maxResultBytes));
       }
     });
     protocol.on('end', () => lines.flush());
@@ -126,13 +138,17 @@ export async function runTask(options: RunTaskOptions): Promise<unknown> {
     subprocess.stdin.write(encodeMessage({ type: 'start', instanceId, attempt: options.attempt, module: task.module ?? '', input: options.input }));
     options.signal?.addEventListener('abort', () => subprocess.stdin.write(encodeMessage({ type: 'cancel', reason: 'cancelled' })), { once: true });
   } else {
+    // A command's stdout is its result: capped by the output limit like any stream.
     subprocess.stdout.setEncoding('utf8');
+    let stdoutBytes = 0;
     subprocess.stdout.on('data', (chunk: string) => {
-      stdout += chunk;
-      if (stdout.length > maxResultBytes) {
+      stdoutBytes += Buffer.byteLength(chunk);
+      if (stdoutBytes > Math.min(limits.outputBytes, maxResultBytes)) {
         stdout = '';
-        stopWith(`output limit exceeded (${maxResultBytes} bytes on stdout)`);
+        outputLimit('stdout');
+        return;
       }
+      stdout += chunk;
     });
     subprocess.stdin.on('error', () => undefined);
     subprocess.stdin.end(JSON.stringify(options.input ?? null));
@@ -140,14 +156,17 @@ export async function runTask(options: RunTaskOptions): Promise<unknown> {
 
   const result = await subprocess;
 
+  if (violation !== undefined) {
+    throw violation;
+  }
   if (result.timedOut) {
-    throw new TaskTimeoutError(options.timeoutMs);
+    throw new TaskTimeoutError(limits.timeoutMs);
   }
   if (result.isCanceled) {
     throw new TaskFailedError('cancelled', instanceId);
   }
-  if (outputExceeded !== undefined) {
-    throw new TaskFailedError(outputExceeded, instanceId);
+  if (/JavaScript heap out of memory|Reached heap limit/.test(stderrTail) && final === undefined) {
+    throw new LimitExceededError(`memory limit exceeded (${formatBytes(limits.memoryBytes)})`, instanceId, 'memoryBytes', limits.memoryBytes);
   }
   if (protocolError !== undefined) {
     throw new RunnerProtocolError(protocolError);
@@ -185,24 +204,33 @@ function tailSuffix(stderrTail: string): string {
   return tail ? `: ${tail}` : '';
 }
 
-/** Emits whole lines from `stream` until `maxBytes` were seen, then notes the truncation once. */
-function captureLines(stream: Readable, maxBytes: number, onLine: (line: string) => void, onChunk?: (chunk: string) => void): void {
+/** The V8 heap limit for a memory limit: three quarters of it, leaving room for the rest. */
+function heapMiB(memoryBytes: number): number {
+  return Math.max(16, Math.floor((memoryBytes * 0.75) / (1024 * 1024)));
+}
+
+/**
+ * Emits whole lines from `stream` (a line longer than 16 KiB is cut into pieces) and calls
+ * `onLimit` once when more than `maxBytes` arrived; nothing after that is kept.
+ */
+function captureLines(stream: Readable, maxBytes: number, onLine: (line: string) => void, onLimit: () => void, onChunk?: (chunk: string) => void): void {
   let seen = 0;
-  let truncated = false;
+  let over = false;
   const lines = new LineSplitter(16_384, (line) => {
-    if (!truncated) {
+    if (!over) {
       onLine(line);
     }
   });
   stream.setEncoding('utf8');
   stream.on('data', (chunk: string) => {
+    if (over) {
+      return;
+    }
     onChunk?.(chunk);
-    seen += chunk.length;
+    seen += Buffer.byteLength(chunk);
     if (seen > maxBytes) {
-      if (!truncated) {
-        truncated = true;
-        onLine(`[output truncated after ${maxBytes} bytes]`);
-      }
+      over = true;
+      onLimit();
       return;
     }
     if (!lines.push(chunk)) {

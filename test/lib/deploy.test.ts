@@ -99,7 +99,7 @@ describe('deploy and submit (@integration)', () => {
     await assert.rejects(tydra.submit('probe@abc/echo'), InvalidTaskRefError);
     await assert.rejects(tydra.submit('probe'), InvalidTaskRefError);
     await assert.rejects(tydra.submit('probe/echo', { big: 'x'.repeat(2 * 1024 * 1024) }), /Expected the input to be JSON of at most 1048576 bytes/);
-    await assert.rejects(tydra.submit('probe/echo', null, { attempts: 0 }), /Expected the `attempts` option to be a positive integer, got `0` \(number\)/);
+    await assert.rejects(tydra.submit('probe/echo', null, { attempts: 0 }), /Expected the `attempts` submit option to be valid \(a positive integer\), got `0` \(number\)/);
     const pinned = await tydra.submit(`probe@${sha1.slice(0, 7)}/echo`, { a: 1 });
     assert.equal(pinned.ref, `probe@${sha1}/echo`);
   });

@@ -23,7 +23,17 @@ describe('option validation', () => {
     );
   });
 
-  it('rejects a default timeout above the maximum, naming both', () => {
-    assert.throws(() => compileNodeOptions({ defaultTimeoutMs: 10, maxTimeoutMs: 5 }), { message: 'Expected the `defaultTimeoutMs` option to be at most `maxTimeoutMs` (5), got `10` (number)' });
+  it('rejects a default task limit above the maximum, naming both', () => {
+    assert.throws(() => compileNodeOptions({ taskLimits: { timeoutMs: 10 }, maxTaskLimits: { timeoutMs: 5 } }), {
+      message: 'Expected the `taskLimits.timeoutMs` option to be at most `maxTaskLimits.timeoutMs` (5), got `10` (number)',
+    });
+  });
+
+  it('lowers a default limit with a lowered maximum, and rejects unknown or too small limits', () => {
+    const options = compileNodeOptions({ maxTaskLimits: { memoryBytes: 64 * 1024 * 1024 } });
+    assert.equal(options.taskLimits.memoryBytes, 64 * 1024 * 1024);
+    assert.equal(options.taskLimits.pids, 64);
+    assert.throws(() => compileNodeOptions({ taskLimits: { memory: 1 } as never }), /Unrecognized key.*memory|unknown.*memory/i);
+    assert.throws(() => compileNodeOptions({ taskLimits: { pids: 1 } }), /taskLimits\.pids/);
   });
 });
