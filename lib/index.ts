@@ -36,6 +36,7 @@ export { createLogger } from './logger.js';
 export type { Logger } from './logger.js';
 // errors.ts
 export {
+  CgroupError,
   IllegalStateError,
   InvalidOptionError,
   InvalidTaskRefError,
