@@ -118,6 +118,22 @@ export class InfrastructureError extends TydraError {}
 /** bubblewrap is missing or cannot create a sandbox on this host; the node refuses to start. */
 export class SandboxUnavailableError extends InfrastructureError {}
 
+/**
+ * A TaskInstance's cgroup could not be created, limited, filled or emptied: the kernel refused
+ * a write under the cgroup mount, or processes survived every kill. `path` is the cgroup file or
+ * folder concerned; `code` is the errno code when the kernel refused (`EBUSY`, `EACCES`…).
+ */
+export class CgroupError extends InfrastructureError {
+  constructor(
+    message: string,
+    readonly path: string,
+    readonly code?: string,
+    options?: ErrorOptions,
+  ) {
+    super(message, options);
+  }
+}
+
 /** The in-sandbox runner broke the node↔runner protocol (bad message, early exit). */
 export class RunnerProtocolError extends TydraError {}
 

@@ -40,6 +40,7 @@ export type { Logger } from './logger.js';
 // errors.ts
 export {
   CANCELLED_MESSAGE,
+  CgroupError,
   IllegalStateError,
   InfrastructureError,
   LimitExceededError,
