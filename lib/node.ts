@@ -4,6 +4,7 @@
  * TaskInstance in a fresh bubblewrap sandbox. Only the node talks to workers; workers cannot
  * reach Redis or the network.
  */
+import { createHash } from 'node:crypto';
 import { readFile } from 'node:fs/promises';
 import { hostname } from 'node:os';
 import { join } from 'node:path';
@@ -15,6 +16,8 @@ import { z } from 'zod';
 import { type NodeJobData, nodeQueueName } from '../queues/node.js';
 import { TASKS_QUEUE } from '../queues/tasks.js';
 import { checkBwrap } from '../sandbox/launcher/bwrap.js';
+import { type CgroupSupport, cleanStaleCgroups, detectCgroups, removeCgroupParent } from '../sandbox/launcher/cgroup.js';
+import { findPrlimit } from '../sandbox/launcher/rlimits.js';
 import { runTask } from '../sandbox/launcher/run-task.js';
 import { CANCELLED_MESSAGE, InfrastructureError, LimitExceededError, PackageRejectedError, TaskFailedError, TaskTimeoutError } from './errors.js';
 import { cancelChannel, cancelKey } from './keys.js';
@@ -62,6 +65,9 @@ export class TydraNode {
   private cachePruner: NodeJS.Timeout | undefined;
   private subscriber: Redis | undefined;
   private bwrap: string | undefined;
+  private prlimit: string | undefined;
+  /** How this node limits each sandbox; detected once at start. */
+  cgroups: CgroupSupport | undefined;
   private closing: Promise<void> | undefined;
   private registered = false;
   private readonly startedAt = Date.now();
@@ -104,6 +110,18 @@ export class TydraNode {
       this.logger.warn('UNSAFE: --unsafe-no-sandbox is set: task code runs WITHOUT bubblewrap, with this process\'s user, files and network. Never use this outside development.');
     } else {
       this.bwrap = await checkBwrap();
+      this.prlimit = findPrlimit();
+      this.cgroups = await detectCgroups({ parentName: this.cgroupParentName() });
+      // Sandboxes of an earlier run of this node that crashed: their processes die now.
+      const stale = await cleanStaleCgroups(this.cgroups);
+      if (stale.length > 0) {
+        this.logger.warn({ count: stale.length }, 'removed sandbox cgroups left by an earlier run of this node');
+      }
+      if (this.cgroups.mode === 'none') {
+        this.logger.warn({ reason: this.cgroups.reason }, 'no usable cgroups: memory is limited by rlimits (address space) and the V8 heap flag, processes only by the wall-clock limit');
+      } else {
+        this.logger.info({ cgroups: this.cgroups.mode, parent: this.cgroups.mode === 'v2' ? this.cgroups.parent : this.cgroups.memory }, 'each TaskInstance gets its own cgroup (memory, pids)');
+      }
     }
     await this.cache.init();
     this.registered = true;
@@ -152,6 +170,9 @@ export class TydraNode {
     clearTimeout(drainTimer);
     await Promise.allSettled([this.registered ? this.registry.markStopped(this.id) : undefined, this.tasksQueue.close(), this.cache.idle()]);
     await this.subscriber?.quit().catch(() => this.subscriber?.disconnect());
+    if (this.cgroups !== undefined) {
+      await removeCgroupParent(this.cgroups).catch((error: Error) => this.logger.warn({ err: error.message }, 'could not remove the node\'s parent cgroup'));
+    }
     await this.redis.quit().catch(() => this.redis.disconnect());
     for (const result of results) {
       if (result.status === 'rejected') {
@@ -165,6 +186,12 @@ export class TydraNode {
     await this.registry
       .heartbeat({ id: this.id, concurrency: this.options.concurrency, hostname: hostname(), pid: process.pid, startedAt: this.startedAt, heartbeatMs: this.options.heartbeatMs })
       .catch((error: Error) => this.logger.warn({ err: error.message }, 'heartbeat failed'));
+  }
+
+  /** One parent cgroup per node, so that cleaning up after a crash never touches another node's sandboxes. */
+  private cgroupParentName(): string {
+    const name = `${this.options.cgroupName}.${this.id}`;
+    return name.length <= 128 ? name : `${this.options.cgroupName}.${createHash('sha1').update(this.id).digest('hex')}`;
   }
 
   /** Cancel requests arrive on a pub/sub channel; a request for a job running here kills it. */
@@ -264,6 +291,8 @@ export class TydraNode {
         attempt: job.attemptsMade + 1,
         limits,
         bwrap: this.bwrap,
+        prlimit: this.prlimit,
+        cgroups: this.cgroups,
         signal,
         onProgress: (value) => mirror.progress(value),
         onLog: (line) => mirror.log(line),

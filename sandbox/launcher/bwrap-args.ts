@@ -84,8 +84,8 @@ export function taskMountArgs(mounts: SandboxMounts): string[] {
 }
 
 /** The full argv for `bwrap`: flags, then `--` so the command can never be read as a flag. */
-export function buildBwrapArgs(mounts: SandboxMounts, env: Record<string, string>, command: readonly string[]): string[] {
-  return [...isolationArgs(), ...environmentArgs(env), ...systemMountArgs(), ...taskMountArgs(mounts), '--', ...command];
+export function buildBwrapArgs(mounts: SandboxMounts, env: Record<string, string>, command: readonly string[], extra: readonly string[] = []): string[] {
+  return [...isolationArgs(), ...environmentArgs(env), ...systemMountArgs(), ...taskMountArgs(mounts), ...extra, '--', ...command];
 }
 
 /** The Node binary as seen from inside the sandbox. */

@@ -249,3 +249,17 @@ function reasonFor(error: unknown, root: string): string {
       return detail;
   }
 }
+
+/**
+ * Removes the parent cgroup and everything under it: called when a node closes, so a host that
+ * runs many short-lived nodes (tests, autoscaling) does not collect empty cgroup folders.
+ */
+export async function removeCgroupParent(support: CgroupSupport): Promise<void> {
+  if (support.mode === 'none') {
+    return;
+  }
+  const parents = support.mode === 'v2' ? [support.parent] : [support.memory, support.pids, support.cpuacct].filter((dir) => dir !== undefined);
+  for (const parent of parents) {
+    await removeCgroupTree(parent, support.mode === 'v2' && support.cgroupKill);
+  }
+}

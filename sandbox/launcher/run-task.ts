@@ -8,23 +8,31 @@
  * down with it (`--die-with-parent`, own pid namespace: daemons that called setsid die too),
  * then SIGKILL after a grace period.
  */
+import { randomUUID } from 'node:crypto';
 import { realpathSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
-import type { Readable } from 'node:stream';
+import type { Readable, Writable } from 'node:stream';
 
 import { execa } from 'execa';
 
 import { LimitExceededError, RunnerProtocolError, SandboxUnavailableError, TaskFailedError, TaskTimeoutError } from '../../lib/errors.js';
-import { type CompiledTaskLimits, formatBytes } from '../../lib/task-limits.js';
+import { type CompiledTaskLimits, formatBytes, formatDuration } from '../../lib/task-limits.js';
 import type { TaskSpec } from '../../lib/manifest.js';
 import { encodeMessage, LineSplitter, type RunnerMessage } from '../protocol.js';
 import { buildBwrapArgs, PACKAGE_MOUNT, RUNTIME_MOUNT, sandboxNodePath } from './bwrap-args.js';
+import type { CgroupSupport } from './cgroup.js';
+import { attachSandbox, SANDBOX_SYNC_FDS, sandboxSyncArgs, sandboxSyncStdio, type StdioArray } from './cgroup-attach.js';
+import { signalFromExit } from './exit-signal.js';
+import { prlimitArgs } from './rlimits.js';
+import { createTaskCgroup, type TaskCgroup, type TaskCgroupStats } from './task-cgroup.js';
 import { parseRunnerMessage } from './runner-message.js';
 
 /** The compiled `sandbox/` folder, mounted read-only into every sandbox. */
 const RUNTIME_DIR = fileURLToPath(new URL('..', import.meta.url));
 const NODE_BINARY = realpathSync(process.execPath);
 const KILL_GRACE_MS = 2000;
+/** How often a running sandbox's cgroup counters are read. */
+const MONITOR_MS = 100;
 const STDERR_TAIL_BYTES = 2048;
 
 export interface RunTaskOptions {
@@ -37,6 +45,10 @@ export interface RunTaskOptions {
   limits: CompiledTaskLimits;
   /** Absolute path of bwrap; `undefined` runs the task WITHOUT a sandbox (development only). */
   bwrap: string | undefined;
+  /** Absolute path of util-linux prlimit, which applies the rlimits. Required with `bwrap`. */
+  prlimit?: string;
+  /** How TaskInstance cgroups are made on this host (`detectCgroups`); absent or none: rlimits only. */
+  cgroups?: CgroupSupport;
   signal?: AbortSignal;
   onProgress?: (value: number | Record<string, unknown>) => void;
   onLog?: (line: string) => void;
@@ -46,8 +58,6 @@ export interface RunTaskOptions {
 
 export async function runTask(options: RunTaskOptions): Promise<unknown> {
   const { task, instanceId, bwrap, limits } = options;
-  const maxResultBytes = options.maxResultBytes ?? 16 * 1024 * 1024;
-  const onLog = options.onLog ?? (() => undefined);
   const isModule = task.module !== undefined;
 
   const packageRoot = bwrap === undefined ? options.packageDir : PACKAGE_MOUNT;
@@ -67,26 +77,75 @@ export async function runTask(options: RunTaskOptions): Promise<unknown> {
     TYDRA_ATTEMPT: String(options.attempt),
     TYDRA_PACKAGE_DIR: packageRoot,
   };
-  const [file, ...args] =
-    bwrap === undefined
-      ? command
-      : [bwrap, ...buildBwrapArgs({ packageDir: options.packageDir, runtimeDir: RUNTIME_DIR, nodeBinary: NODE_BINARY, scratchBytes: limits.scratchBytes }, env, command)];
-  if (file === undefined) {
+  if (command.length === 0) {
     throw new TaskFailedError('Expected a command to run, got an empty one', instanceId);
   }
+  if (bwrap === undefined) {
+    const [file = '', ...args] = command;
+    return supervise(options, { file, args, isModule, env: { PATH: process.env.PATH ?? '', HOME: '/tmp', ...env }, cgroup: undefined });
+  }
+  if (options.prlimit === undefined) {
+    throw new SandboxUnavailableError('Expected the path of prlimit to run a sandboxed task, got none');
+  }
+  const withCgroup = options.cgroups !== undefined && options.cgroups.mode !== 'none';
+  const rlimits = prlimitArgs({
+    cpuSeconds: Math.max(1, Math.ceil(limits.cpuMs / 1000)),
+    openFiles: limits.openFiles,
+    fileSizeBytes: limits.fileSizeBytes,
+    core: 0,
+    // Without a cgroup the address-space rlimit is the memory fallback. Not for JavaScript: V8
+    // reserves far more address space than it uses; the heap flag above bounds it instead.
+    ...(!withCgroup && !isModule ? { addressSpaceBytes: limits.memoryBytes } : {}),
+  });
+  const mounts = { packageDir: options.packageDir, runtimeDir: RUNTIME_DIR, nodeBinary: NODE_BINARY, scratchBytes: limits.scratchBytes };
+  const args = [...rlimits, bwrap, ...buildBwrapArgs(mounts, env, command, sandboxSyncArgs())];
 
-  const subprocess = execa(file, args, {
-    stdio: isModule ? ['pipe', 'pipe', 'pipe', 'pipe'] : ['pipe', 'pipe', 'pipe'],
+  // One cgroup per TaskInstance, made before the sandbox and joined by it before the task runs.
+  const cgroup = options.cgroups !== undefined && options.cgroups.mode !== 'none'
+    ? await createTaskCgroup(options.cgroups, `task-${randomUUID()}`, { memoryBytes: limits.memoryBytes, pids: limits.pids })
+    : undefined;
+  try {
+    return await supervise(options, { file: options.prlimit, args, isModule, env: {}, cgroup });
+  } finally {
+    // Whatever happened, nothing of the task survives it, and its cgroup goes.
+    await cgroup?.remove().catch(() => undefined);
+  }
+}
+
+interface Launch {
+  file: string;
+  args: string[];
+  isModule: boolean;
+  /** Environment of the spawned process (bwrap's own is empty: it sets the task's). */
+  env: Record<string, string>;
+  cgroup: TaskCgroup | undefined;
+}
+
+/** Spawns the sandbox, feeds it, watches its streams and limits, and turns its end into a result or an error. */
+async function supervise(options: RunTaskOptions, launch: Launch): Promise<unknown> {
+  const { task, instanceId, bwrap, limits } = options;
+  const { isModule, cgroup } = launch;
+  const maxResultBytes = options.maxResultBytes ?? 16 * 1024 * 1024;
+  const onLog = options.onLog ?? (() => undefined);
+  const baseStdio: StdioArray = isModule ? ['pipe', 'pipe', 'pipe', 'pipe'] : ['pipe', 'pipe', 'pipe'];
+
+  const subprocess = execa(launch.file, launch.args, {
+    stdio: bwrap === undefined ? baseStdio : sandboxSyncStdio(baseStdio),
     buffer: false,
     reject: false,
     extendEnv: false,
-    env: bwrap === undefined ? { PATH: process.env.PATH ?? '', HOME: '/tmp', ...env } : {},
+    env: launch.env,
     cwd: bwrap === undefined ? options.packageDir : undefined,
     timeout: limits.timeoutMs,
     killSignal: 'SIGTERM',
     forceKillAfterDelay: KILL_GRACE_MS,
     cancelSignal: options.signal,
   });
+
+  // Every stdio entry of the first three is a pipe (see baseStdio); execa's types cannot see it.
+  const stdin = subprocess.stdin as Writable;
+  const stdoutStream = subprocess.stdout as Readable;
+  const stderrStream = subprocess.stderr as Readable;
 
   let final: RunnerMessage | undefined;
   let violation: LimitExceededError | undefined;
@@ -100,13 +159,13 @@ export async function runTask(options: RunTaskOptions): Promise<unknown> {
 
   // stderr: log lines, plus a tail for error messages.
   let stderrTail = '';
-  captureLines(subprocess.stderr, limits.outputBytes, (line) => onLog(`[stderr] ${line}`), () => outputLimit('stderr'), (chunk) => {
+  captureLines(stderrStream, limits.outputBytes, (line) => onLog(`[stderr] ${line}`), () => outputLimit('stderr'), (chunk) => {
     stderrTail = (stderrTail + chunk).slice(-STDERR_TAIL_BYTES);
   });
 
   let stdout = '';
   if (isModule) {
-    captureLines(subprocess.stdout, limits.outputBytes, (line) => onLog(`[stdout] ${line}`), () => outputLimit('stdout'));
+    captureLines(stdoutStream, limits.outputBytes, (line) => onLog(`[stdout] ${line}`), () => outputLimit('stdout'));
     let logBytes = 0;
     const protocol = subprocess.stdio[3] as Readable;
     const lines = new LineSplitter(maxResultBytes, (line) => {
@@ -134,14 +193,14 @@ export async function runTask(options: RunTaskOptions): Promise<unknown> {
       }
     });
     protocol.on('end', () => lines.flush());
-    subprocess.stdin.on('error', () => undefined); // EPIPE when the task dies before reading
-    subprocess.stdin.write(encodeMessage({ type: 'start', instanceId, attempt: options.attempt, module: task.module ?? '', input: options.input }));
-    options.signal?.addEventListener('abort', () => subprocess.stdin.write(encodeMessage({ type: 'cancel', reason: 'cancelled' })), { once: true });
+    stdin.on('error', () => undefined); // EPIPE when the task dies before reading
+    stdin.write(encodeMessage({ type: 'start', instanceId, attempt: options.attempt, module: task.module ?? '', input: options.input }));
+    options.signal?.addEventListener('abort', () => stdin.write(encodeMessage({ type: 'cancel', reason: 'cancelled' })), { once: true });
   } else {
     // A command's stdout is its result: capped by the output limit like any stream.
-    subprocess.stdout.setEncoding('utf8');
+    stdoutStream.setEncoding('utf8');
     let stdoutBytes = 0;
-    subprocess.stdout.on('data', (chunk: string) => {
+    stdoutStream.on('data', (chunk: string) => {
       stdoutBytes += Buffer.byteLength(chunk);
       if (stdoutBytes > Math.min(limits.outputBytes, maxResultBytes)) {
         stdout = '';
@@ -150,11 +209,42 @@ export async function runTask(options: RunTaskOptions): Promise<unknown> {
       }
       stdout += chunk;
     });
-    subprocess.stdin.on('error', () => undefined);
-    subprocess.stdin.end(JSON.stringify(options.input ?? null));
+    stdin.on('error', () => undefined);
+    stdin.end(JSON.stringify(options.input ?? null));
   }
 
+  // Let the sandbox start only once it is inside its cgroup; then watch the cgroup's counters.
+  let attachError: unknown;
+  let monitor: NodeJS.Timeout | undefined;
+  if (bwrap !== undefined) {
+    try {
+      await attachSandbox(subprocess, SANDBOX_SYNC_FDS, cgroup);
+    } catch (error) {
+      attachError = error;
+    }
+    if (cgroup !== undefined && attachError === undefined) {
+      monitor = setInterval(() => {
+        void cgroup.stats().then(
+          (stats) => {
+            const broken = brokenLimit(stats, limits, instanceId);
+            if (broken !== undefined) {
+              stopWith(broken);
+              void cgroup.kill().catch(() => undefined);
+            }
+          },
+          () => undefined,
+        );
+      }, MONITOR_MS);
+    }
+  }
   const result = await subprocess;
+  clearInterval(monitor);
+  if (attachError !== undefined) {
+    throw attachError;
+  }
+  // The final counters: an OOM kill or a fork refused in the last moments counts too.
+  const stats = await cgroup?.stats().catch(() => undefined);
+  violation ??= stats === undefined ? undefined : brokenLimit(stats, limits, instanceId);
 
   if (violation !== undefined) {
     throw violation;
@@ -165,8 +255,17 @@ export async function runTask(options: RunTaskOptions): Promise<unknown> {
   if (result.isCanceled) {
     throw new TaskFailedError('cancelled', instanceId);
   }
-  if (/JavaScript heap out of memory|Reached heap limit/.test(stderrTail) && final === undefined) {
-    throw new LimitExceededError(`memory limit exceeded (${formatBytes(limits.memoryBytes)})`, instanceId, 'memoryBytes', limits.memoryBytes);
+  if (final === undefined) {
+    const exitSignal = signalFromExit(result.exitCode, result.signal);
+    if (/JavaScript heap out of memory|Reached heap limit/.test(stderrTail)) {
+      throw memoryExceeded(limits, instanceId);
+    }
+    if (bwrap !== undefined && exitSignal === 'SIGXCPU') {
+      throw new LimitExceededError(`CPU time limit exceeded (${formatDuration(limits.cpuMs)})`, instanceId, 'cpuMs', limits.cpuMs);
+    }
+    if (bwrap !== undefined && exitSignal === 'SIGXFSZ') {
+      throw new LimitExceededError(`file size limit exceeded (${formatBytes(limits.fileSizeBytes)})`, instanceId, 'fileSizeBytes', limits.fileSizeBytes);
+    }
   }
   if (protocolError !== undefined) {
     throw new RunnerProtocolError(protocolError);
@@ -197,6 +296,26 @@ export async function runTask(options: RunTaskOptions): Promise<unknown> {
   } catch {
     throw new TaskFailedError(`Expected the command to print one JSON value on stdout, got ${JSON.stringify(text.slice(0, 200))}`, instanceId);
   }
+}
+
+/** A limit the cgroup's counters show broken, or undefined. */
+function brokenLimit(stats: TaskCgroupStats, limits: CompiledTaskLimits, instanceId: string): LimitExceededError | undefined {
+  if (stats.oomKills > 0) {
+    return memoryExceeded(limits, instanceId);
+  }
+  if (stats.pidsLimitHits > 0) {
+    // Killed at the first refused fork: a task at its process limit is a fork bomb or a bug,
+    // and letting it spin until the wall-clock limit only burns the node's CPU.
+    return new LimitExceededError(`process limit exceeded (${limits.pids} processes and threads)`, instanceId, 'pids', limits.pids);
+  }
+  if (stats.cpuUsageMs !== undefined && stats.cpuUsageMs > limits.cpuMs) {
+    return new LimitExceededError(`CPU time limit exceeded (${formatDuration(limits.cpuMs)})`, instanceId, 'cpuMs', limits.cpuMs);
+  }
+  return undefined;
+}
+
+function memoryExceeded(limits: CompiledTaskLimits, instanceId: string): LimitExceededError {
+  return new LimitExceededError(`memory limit exceeded (${formatBytes(limits.memoryBytes)})`, instanceId, 'memoryBytes', limits.memoryBytes);
 }
 
 function tailSuffix(stderrTail: string): string {
