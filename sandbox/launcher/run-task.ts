@@ -214,13 +214,13 @@ async function supervise(options: RunTaskOptions, launch: Launch): Promise<unkno
   }
 
   // Let the sandbox start only once it is inside its cgroup; then watch the cgroup's counters.
-  let attachError: unknown;
+  let attachError: Error | undefined;
   let monitor: NodeJS.Timeout | undefined;
   if (bwrap !== undefined) {
     try {
       await attachSandbox(subprocess, SANDBOX_SYNC_FDS, cgroup);
     } catch (error) {
-      attachError = error;
+      attachError = error instanceof Error ? error : new Error(String(error));
     }
     if (cgroup !== undefined && attachError === undefined) {
       monitor = setInterval(() => {
