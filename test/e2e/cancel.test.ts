@@ -1,0 +1,155 @@
+import assert from 'node:assert/strict';
+import { rmdir } from 'node:fs/promises';
+
+import { Queue } from 'bullmq';
+import { execa } from 'execa';
+import { Redis } from 'ioredis';
+
+import { Tydra } from '../../lib/client.js';
+import { TaskCancelledError, TaskFailedError, TaskNotFoundError } from '../../lib/errors.js';
+import { NODE_QUEUE_PREFIX } from '../../queues/node.js';
+import { CLI, copyFixture, defer, redisUrl, startCluster, startNode, waitFor } from '../helpers.js';
+import { pidsWithEnv } from '../processes.js';
+
+async function probeClient(): Promise<{ tydra: Tydra; sha1: string; redis: Redis }> {
+  const tydra = new Tydra({ redis: redisUrl() });
+  defer(() => tydra.close());
+  const redis = new Redis(redisUrl());
+  defer(() => Promise.resolve(redis.disconnect()));
+  const { sha1 } = await tydra.deploy(await copyFixture('probe'));
+  return { tydra, sha1, redis };
+}
+
+async function rejection(promise: Promise<unknown>): Promise<Error> {
+  try {
+    await promise;
+  } catch (error) {
+    return error as Error;
+  }
+  assert.fail('expected a rejection');
+}
+
+const holders = (redis: Redis, sha1: string): Promise<string[]> => redis.zrange(`tydra:package:probe:holders:${sha1}`, 0, -1);
+
+describe('cancellation (@integration)', function () {
+  this.timeout(30_000);
+
+  it('removes a TaskInstance that has not started and releases its reference', async () => {
+    const { tydra, sha1, redis } = await probeClient();
+    // No master, no node: it waits in `tasks`.
+    const run = await tydra.submit('probe/nap', { ms: 10 });
+    const waiting = run.result();
+    assert.deepEqual(await holders(redis, sha1), [run.id]);
+    assert.deepEqual(await run.cancel(), { id: run.id, outcome: 'removed' });
+    const error = await rejection(waiting);
+    assert.ok(error instanceof TaskCancelledError, String(error));
+    assert.equal(error.message, 'cancelled by request');
+    assert.deepEqual(await holders(redis, sha1), []);
+    assert.equal((await run.status()).state, 'cancelled');
+    await assert.rejects(run.result(), TaskCancelledError);
+    // A master started later finds nothing to run.
+    await startCluster(1);
+    assert.deepEqual(await new Queue('tasks', { connection: redis }).getJobCounts('waiting', 'active', 'completed', 'failed'), { waiting: 0, active: 0, completed: 0, failed: 0 });
+    await assert.rejects(tydra.cancel('no-such-id'), TaskNotFoundError);
+  });
+
+  it('removes a TaskInstance waiting on a busy node, node job included', async () => {
+    const { nodes } = await startCluster(1, { concurrency: 1 });
+    const { tydra, sha1, redis } = await probeClient();
+    const busy = await tydra.submit('probe/nap', { ms: 1500, tag: 'busy' });
+    const queued = await tydra.submit('probe/nap', { ms: 10, tag: 'queued' });
+    await waitFor('the second to wait on the node', async () => ((await queued.status()).state === 'dispatched' ? true : undefined));
+    assert.deepEqual(await queued.cancel(), { id: queued.id, outcome: 'removed' });
+    assert.equal(await new Queue(`${NODE_QUEUE_PREFIX}${nodes[0]?.id ?? ''}`, { connection: redis }).getJob(queued.id), undefined);
+    assert.deepEqual(await busy.result(), { rested: 'busy' });
+    await waitFor('busy to release', async () => ((await holders(redis, sha1)).length === 0 ? true : undefined));
+  });
+
+  it('kills a running TaskInstance within a second; it ends cancelled, not retried, reference released', async () => {
+    await startCluster(1);
+    const { tydra, sha1, redis } = await probeClient();
+    // `sleep` ignores SIGTERM and never returns.
+    const run = await tydra.submit('probe/sleep', null, { attempts: 3, timeoutMs: 60_000 });
+    await waitFor('the sandbox to start', async () => ((await pidsWithEnv('TYDRA_INSTANCE_ID', run.id)).length > 0 ? true : undefined));
+    const asked = Date.now();
+    assert.deepEqual(await run.cancel(), { id: run.id, outcome: 'cancelling' });
+    const error = await rejection(run.result());
+    assert.ok(error instanceof TaskCancelledError, String(error));
+    assert.ok(error instanceof TaskFailedError);
+    // Behaviour, not speed: the kill did not wait for the 60 s timeout.
+    assert.ok(Date.now() - asked < 10_000);
+    await waitFor('no process of the task', async () => ((await pidsWithEnv('TYDRA_INSTANCE_ID', run.id)).length === 0 ? true : undefined), 3000);
+    const status = await run.status();
+    assert.equal(status.state, 'cancelled');
+    assert.equal(status.error, 'cancelled by request');
+    assert.equal(status.logs.filter((line) => line.startsWith('running ')).length, 1, 'a cancelled run is not retried');
+    await waitFor('the reference to be released', async () => ((await holders(redis, sha1)).length === 0 ? true : undefined));
+    assert.deepEqual(await run.cancel(), { id: run.id, outcome: 'finished' });
+  });
+
+  it('tydra cancel ID cancels from the command line', async () => {
+    await startCluster(1);
+    const { tydra } = await probeClient();
+    const run = await tydra.submit('probe/sleep');
+    await waitFor('the sandbox to start', async () => ((await pidsWithEnv('TYDRA_INSTANCE_ID', run.id)).length > 0 ? true : undefined));
+    const cli = await execa(process.execPath, [CLI, 'cancel', run.id, '--wait', '--redis', redisUrl()], { reject: false, extendEnv: false, env: { PATH: process.env.PATH ?? '' } });
+    assert.equal(cli.exitCode, 0, cli.stderr);
+    assert.equal(cli.stdout, `${run.id}: running; its node was told to kill it`);
+    assert.equal((await run.status()).state, 'cancelled');
+    const again = await execa(process.execPath, [CLI, 'cancel', run.id, '--json', '--redis', redisUrl()], { reject: false, extendEnv: false, env: { PATH: process.env.PATH ?? '' } });
+    assert.deepEqual(JSON.parse(again.stdout), { id: run.id, outcome: 'finished' });
+  });
+});
+
+describe('node shutdown (@integration)', function () {
+  this.timeout(40_000);
+
+  it('a stopping node lets running TaskInstances finish, kills them at the drain timeout, and they finish on another node', async () => {
+    await startCluster(0, {}, { sweepIntervalMs: 200 });
+    const { tydra } = await probeClient();
+    const leaving = await startNode({ concurrency: 2, drainTimeoutMs: 1000 });
+    const short = await tydra.submit('probe/nap', { ms: 300, tag: 'short' });
+    const long = await tydra.submit('probe/nap', { ms: 4000, tag: 'long' });
+    await waitFor('both to run on the leaving node', async () => {
+      const states = await Promise.all([short.status(), long.status()]);
+      return states.every((s) => s.state === 'running') ? true : undefined;
+    });
+    const closed = leaving.close();
+    // The short one finishes within the drain timeout, on the leaving node.
+    assert.deepEqual(await short.result(), { rested: 'short' });
+    assert.equal((await short.status()).nodeId, leaving.id);
+    await closed;
+    assert.deepEqual(await pidsWithEnv('TYDRA_INSTANCE_ID', long.id), [], 'the drain timeout killed the long one');
+    const stayer = await startNode();
+    assert.deepEqual(await long.result({ timeoutMs: 30_000 }), { rested: 'long' });
+    const status = await long.status();
+    assert.equal(status.nodeId, stayer.id);
+    assert.ok(status.logs.some((line) => line.startsWith(`running probe@`) && line.includes(`on node ${leaving.id}`)));
+  });
+});
+
+describe('infrastructure errors (@integration)', function () {
+  this.timeout(30_000);
+
+  it('a sandbox set-up failure is reported as an infrastructure error, retried a bounded number of times without using attempts', async () => {
+    const { nodes } = await startCluster(1);
+    const node = nodes[0];
+    assert.ok(node !== undefined);
+    const support = node.cgroups;
+    assert.ok(support !== undefined && support.mode !== 'none', `expected cgroups on this host, got ${JSON.stringify(support)}`);
+    const { tydra } = await probeClient();
+    // Break the node's cgroups behind its back: its per-task cgroups can no longer be created.
+    const parents = support.mode === 'v1' ? [support.memory, support.pids, support.cpuacct] : [support.parent];
+    for (const parent of parents) {
+      if (parent !== undefined) {
+        await rmdir(parent);
+      }
+    }
+    const run = await tydra.submit('probe/echo', 'x', { attempts: 5 });
+    const error = await rejection(run.result({ timeoutMs: 20_000 }));
+    assert.ok(error instanceof TaskFailedError, String(error));
+    assert.match(error.message, new RegExp(`^infrastructure error on node ${node.id} \\(3 times\\): `));
+    const status = await run.status();
+    assert.equal(status.logs.filter((line) => line.startsWith(`infrastructure error on node ${node.id}: `)).length, 3);
+  });
+});
