@@ -81,44 +81,73 @@ export async function prunePackages(redis: Redis, options: PruneOptions = {}): P
   const batch = options.batch ?? 200;
   const log = options.log ?? (() => undefined);
   const store = new PackageStore(redis);
-  const commands = withCommands(redis);
+  withCommands(redis);
   const report: PruneReport = { dryRun, removed: [], kept: [], healed: [], packages: 0, versions: 0, ms: 0 };
 
-  for await (const name of scanPackageNames(redis, batch)) {
-    report.packages += 1;
-    for await (const sha1 of scanVersions(redis, name, batch)) {
-      report.versions += 1;
-      const healed = await auditHolders(redis, store, name, sha1, { dryRun, olderThan: Date.now() - auditAfterMs, batch });
-      for (const holder of healed) {
-        report.healed.push(holder);
-        log(`${dryRun ? 'would heal' : 'healed'} a reference of ${holder.instanceId} on ${name}@${sha1} (its job is ${holder.why})`);
+  for await (const names of scanPackageNames(redis, batch)) {
+    report.packages += names.length;
+    const versions = await listVersions(redis, names, batch);
+    // Versions are decided a batch at a time: one pipelined round trip for the holder audit, one
+    // for the decisions, so a pass costs O(versions / batch) round trips.
+    for (let start = 0; start < versions.length; start += batch) {
+      const chunk = versions.slice(start, start + batch);
+      report.versions += chunk.length;
+      const olderThan = Date.now() - auditAfterMs;
+      const audit = redis.pipeline();
+      for (const { name, sha1 } of chunk) {
+        audit.zcount(packageHoldersKey(name, sha1), '-inf', olderThan);
+      }
+      const counts = (await audit.exec()) ?? [];
+      const healedBy = new Map<string, number>();
+      for (const [index, { name, sha1 }] of chunk.entries()) {
+        if (Number(counts[index]?.[1] ?? 0) === 0) {
+          continue;
+        }
+        const healed = await auditHolders(redis, store, name, sha1, { dryRun, olderThan, batch });
+        healedBy.set(`${name}@${sha1}`, healed.length);
+        for (const holder of healed) {
+          report.healed.push(holder);
+          log(`${dryRun ? 'would heal' : 'healed'} a reference of ${holder.instanceId} on ${name}@${sha1} (its job is ${holder.why})`);
+        }
       }
       const now = Date.now();
-      const [verdict, detail, undeployed] = await commands.pruneVersion(
-        packageVersionsKey(name),
-        packageHoldersKey(name, sha1),
-        packageLeaseKey(name, sha1),
-        packageLatestKey(name),
-        packageIdleKey(name),
-        packageUndeployedKey(name),
-        packageBlobKey(name, sha1),
-        packagesKey,
-        sha1,
-        String(now),
-        String(graceMs),
-        dryRun ? '1' : '0',
-        name,
-      );
-      const decision: PruneDecision = { name, sha1, verdict, reason: explain(verdict, Number(detail), now, graceMs, dryRun ? healed.length : 0) };
-      if (undeployed === 1) {
-        decision.reason = `undeployed, no holders since ${new Date(Number(detail)).toISOString()}`;
+      const decide = redis.pipeline() as unknown as PrunePipeline;
+      for (const { name, sha1 } of chunk) {
+        decide.pruneVersion(
+          packageVersionsKey(name),
+          packageHoldersKey(name, sha1),
+          packageLeaseKey(name, sha1),
+          packageLatestKey(name),
+          packageIdleKey(name),
+          packageUndeployedKey(name),
+          packageBlobKey(name, sha1),
+          packagesKey,
+          sha1,
+          String(now),
+          String(graceMs),
+          dryRun ? '1' : '0',
+          name,
+        );
       }
-      if (verdict === 'removed' || verdict === 'eligible') {
-        report.removed.push(decision);
-        log(`${dryRun ? 'would remove' : 'removed'} ${name}@${sha1}: ${decision.reason}`);
-      } else if (verdict !== 'gone') {
-        report.kept.push(decision);
-        log(`kept ${name}@${sha1}: ${decision.reason}`);
+      const verdicts = (await decide.exec()) ?? [];
+      for (const [index, { name, sha1 }] of chunk.entries()) {
+        const [error, answer] = verdicts[index] ?? [new Error('no reply'), undefined];
+        if (error !== null) {
+          throw error;
+        }
+        const [verdict, detail, undeployed] = answer as [PruneVerdict, number, (0 | 1)?];
+        const wouldHeal = dryRun ? (healedBy.get(`${name}@${sha1}`) ?? 0) : 0;
+        const decision: PruneDecision = { name, sha1, verdict, reason: explain(verdict, Number(detail), now, graceMs, wouldHeal) };
+        if (undeployed === 1) {
+          decision.reason = `undeployed, no holders since ${new Date(Number(detail)).toISOString()}`;
+        }
+        if (verdict === 'removed' || verdict === 'eligible') {
+          report.removed.push(decision);
+          log(`${dryRun ? 'would remove' : 'removed'} ${name}@${sha1}: ${decision.reason}`);
+        } else if (verdict !== 'gone') {
+          report.kept.push(decision);
+          log(`kept ${name}@${sha1}: ${decision.reason}`);
+        }
       }
     }
   }
@@ -126,32 +155,49 @@ export async function prunePackages(redis: Redis, options: PruneOptions = {}): P
   return report;
 }
 
-async function* scanPackageNames(redis: Redis, batch: number): AsyncGenerator<string> {
+/** A pipeline with tydra's scripts on it (defined on the client by `withCommands`). */
+interface PrunePipeline {
+  pruneVersion(...keysThenArgs: string[]): PrunePipeline;
+  exec(): Promise<Array<[Error | null, unknown]> | null>;
+}
+
+/** Package names, a ZSCAN page at a time. */
+async function* scanPackageNames(redis: Redis, batch: number): AsyncGenerator<string[]> {
   let cursor = '0';
   do {
     const [next, entries] = await redis.zscan(packagesKey, cursor, 'COUNT', batch);
     cursor = next;
-    for (let i = 0; i < entries.length; i += 2) {
-      const name = entries[i];
-      if (name !== undefined) {
-        yield name;
-      }
+    const names = entries.filter((_entry, index) => index % 2 === 0);
+    if (names.length > 0) {
+      yield names;
     }
   } while (cursor !== '0');
 }
 
-async function* scanVersions(redis: Redis, name: string, batch: number): AsyncGenerator<string> {
-  let cursor = '0';
-  do {
-    const [next, entries] = await redis.hscan(packageVersionsKey(name), cursor, 'COUNT', batch);
-    cursor = next;
-    for (let i = 0; i < entries.length; i += 2) {
-      const sha1 = entries[i];
-      if (sha1 !== undefined) {
-        yield sha1;
+/** Every version of `names`: the first HSCAN page of each in one pipeline, the rare rest one by one. */
+async function listVersions(redis: Redis, names: readonly string[], batch: number): Promise<Array<{ name: string; sha1: string }>> {
+  const firstPages = redis.pipeline();
+  for (const name of names) {
+    firstPages.hscan(packageVersionsKey(name), '0', 'COUNT', batch);
+  }
+  const pages = (await firstPages.exec()) ?? [];
+  const versions: Array<{ name: string; sha1: string }> = [];
+  for (const [index, name] of names.entries()) {
+    let [cursor, entries] = (pages[index]?.[1] as [string, string[]] | undefined) ?? ['0', []];
+    for (;;) {
+      for (let i = 0; i < entries.length; i += 2) {
+        const sha1 = entries[i];
+        if (sha1 !== undefined) {
+          versions.push({ name, sha1 });
+        }
       }
+      if (cursor === '0') {
+        break;
+      }
+      [cursor, entries] = await redis.hscan(packageVersionsKey(name), cursor, 'COUNT', batch);
     }
-  } while (cursor !== '0');
+  }
+  return versions;
 }
 
 /**
