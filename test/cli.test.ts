@@ -149,6 +149,24 @@ describe('the tydra CLI (@integration)', function () {
     assert.deepEqual((await client.nodes()).map((n) => [n.id, n.state, n.alive]), [['draining', 'stopped', false]]);
   });
 
+  it('a second SIGTERM forces a draining node out at once, and its sandbox dies with it', async () => {
+    await startCluster(0);
+    const client = new Tydra({ redis: redisUrl() });
+    defer(() => client.close());
+    await client.deploy(await copyFixture('probe'));
+    const node = execa(process.execPath, [CLI, 'node', '--id', 'forced', '--redis', redisUrl(), '--cache-dir', await tempDir(), '--drain-timeout', '60000'], { reject: false, extendEnv: false, env: { PATH: process.env.PATH ?? '' } });
+    defer(() => Promise.resolve(node.kill('SIGKILL')));
+    const run = await client.submit('probe/sleep');
+    await waitFor('the task to start', async () => ((await pidsWithEnv('TYDRA_INSTANCE_ID', run.id)).length > 0 ? true : undefined), 20_000);
+    node.kill('SIGTERM');
+    await waitFor('the node to start draining', async () => ((await client.nodes()).some((n) => n.id === 'forced' && n.state === 'stopped') ? true : undefined));
+    node.kill('SIGTERM');
+    const exit = await node;
+    assert.equal(exit.exitCode, 130, exit.stderr);
+    assert.match(exit.stderr, /tydra: second SIGTERM, exiting now/);
+    await waitFor('every sandbox process to die', async () => ((await pidsWithEnv('TYDRA_INSTANCE_ID', run.id)).length === 0 ? true : undefined), 5000);
+  });
+
   it('tydra dev says how to install redis-server when it is missing', async () => {
     const result = await tydra(['dev', '--port', '0'], { cwd: await tempDir(), env: { PATH: '/nonexistent' } });
     assert.equal(result.exitCode, 1);
