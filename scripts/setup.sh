@@ -1,17 +1,19 @@
 #!/usr/bin/env bash
-# Installs the system packages tydra needs on Debian/Ubuntu: bubblewrap (the sandbox) and
-# redis-server (for `tydra dev` and the tests). Does nothing when both are already there.
+# Installs the system packages tydra needs on Debian/Ubuntu: bubblewrap (the sandbox),
+# util-linux's prlimit (per-task rlimits), redis-server (for `tydra dev` and the tests) and
+# /usr/bin/python3 (the Python example and attack tests run it inside the sandbox, which sees
+# only /usr: a python3 elsewhere on PATH, such as pyenv's, does not count). Does nothing when
+# all are there.
 set -euo pipefail
 
 missing=()
 command -v bwrap >/dev/null 2>&1 || missing+=(bubblewrap)
 command -v redis-server >/dev/null 2>&1 || missing+=(redis-server)
-if ! command -v python3 >/dev/null 2>&1 && [ ! -x /usr/bin/python3 ]; then
-  missing+=(python3) # the example command task is written in Python
-fi
+command -v prlimit >/dev/null 2>&1 || [ -x /usr/bin/prlimit ] || missing+=(util-linux)
+[ -x /usr/bin/python3 ] || missing+=(python3)
 
 if [ ${#missing[@]} -eq 0 ]; then
-  echo "setup: bubblewrap and redis-server are installed"
+  echo "setup: bubblewrap, prlimit, redis-server and /usr/bin/python3 are installed"
   exit 0
 fi
 
