@@ -66,8 +66,20 @@ export function systemMountArgs(root = '/'): string[] {
   for (const file of ['/etc/ld.so.cache', '/etc/ld.so.conf', '/etc/ld.so.conf.d', '/etc/alternatives', '/etc/localtime']) {
     args.push('--ro-bind-try', file, file);
   }
-  args.push('--proc', '/proc', '--dev', '/dev');
+  args.push('--proc', '/proc', ...procCoverArgs(), '--dev', '/dev');
   return args;
+}
+
+/**
+ * The parts of a fresh `/proc` that act on the whole host, re-bound read-only over it. The
+ * kernel lets a write to a sysctl through on the file mode alone when the writer's uid is the
+ * host's root, and a node running as root makes the sandbox's uid 65534 exactly that (bwrap maps
+ * it to the caller's uid): without this cover a task could set `kernel.core_pattern` or
+ * `kernel.modprobe` and run code as root on the host. bwrap covers `irq` and `bus` itself but
+ * skips `sys`. What a task reads there is still its own namespaces' view (hostname, network).
+ */
+export function procCoverArgs(): string[] {
+  return ['sys', 'sysrq-trigger', 'irq', 'bus'].flatMap((entry) => ['--ro-bind-try', `/proc/${entry}`, `/proc/${entry}`]);
 }
 
 /** The package and the runner read-only; a private size-capped tmpfs for scratch. */
@@ -80,7 +92,9 @@ export function taskMountArgs(mounts: SandboxMounts): string[] {
   if (mounts.nodeBinary !== undefined && !mounts.nodeBinary.startsWith('/usr/')) {
     args.push('--ro-bind', mounts.nodeBinary, NODE_MOUNT);
   }
-  return [...args, '--chdir', PACKAGE_MOUNT];
+  // Last, once every mount point exists: the root tmpfs bwrap builds the sandbox in becomes
+  // read-only, so `/` and `/etc` cannot be written (nor used as scratch beyond the /tmp cap).
+  return [...args, '--remount-ro', '/', '--chdir', PACKAGE_MOUNT];
 }
 
 /** The full argv for `bwrap`: flags, then `--` so the command can never be read as a flag. */

@@ -1,33 +1,14 @@
 import assert from 'node:assert/strict';
 import { lstat, readdir } from 'node:fs/promises';
 import { join } from 'node:path';
-import { gzipSync } from 'node:zlib';
-
-import { type Header as FullHeader, pack as tarPack } from 'tar-stream';
-
-type Header = Partial<FullHeader> & Pick<FullHeader, 'name'>;
 
 import { PackageRejectedError } from '../../lib/errors.js';
 import { extractPackage } from '../../lib/extract.js';
 import { compilePackageLimits } from '../../lib/options.js';
 import { tempDir } from '../helpers.js';
-
-/** Builds a gzipped tarball from raw headers, the way an attacker would, bypassing our packer. */
-async function craft(entries: Array<{ header: Header; body?: string }>): Promise<Buffer> {
-  const archive = tarPack();
-  const chunks: Buffer[] = [];
-  archive.on('data', (chunk: unknown) => chunks.push(chunk as Buffer));
-  const done = new Promise<void>((resolve) => archive.on('end', () => resolve()));
-  for (const { header, body } of entries) {
-    archive.entry({ ...header, mode: header.mode ?? 0o644, ...(body !== undefined ? { size: Buffer.byteLength(body) } : {}) }, body ?? '');
-  }
-  archive.finalize();
-  await done;
-  return gzipSync(Buffer.concat(chunks));
-}
+import { craft, file } from '../tarballs.js';
 
 const limits = compilePackageLimits();
-const file = (name: string, body = 'x'): { header: Header; body: string } => ({ header: { name, type: 'file' }, body });
 
 describe('extractPackage against crafted tarballs', () => {
   async function rejects(tarball: Buffer, message: RegExp, custom = limits): Promise<void> {

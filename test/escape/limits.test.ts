@@ -1,0 +1,74 @@
+/**
+ * Attacks on the node's resources, each a real TaskInstance through master and node: every one
+ * ends with the limit it broke named exactly, is not retried, and leaves no process and no cgroup.
+ */
+import assert from 'node:assert/strict';
+
+import { arena, expectFailure, expectResult, MiB } from './harness.js';
+
+describe('escape suite: resource attacks (@integration)', function () {
+  this.timeout(30_000);
+
+  it('a fork bomb is killed at the process limit', async () => {
+    const a = await arena();
+    await expectFailure(a, await a.attack('fork-bomb'), 'process limit exceeded (16 processes and threads)');
+  });
+
+  it('a Python memory hog is OOM-killed at the memory limit', async () => {
+    const a = await arena();
+    await expectFailure(a, await a.attack('memory-hog'), 'memory limit exceeded (64 MiB)');
+  });
+
+  it('a JavaScript heap hog fails at the memory limit', async () => {
+    const a = await arena();
+    await expectFailure(a, await a.attack('heap-hog'), 'memory limit exceeded (64 MiB)');
+  });
+
+  it('a CPU loop is stopped at the CPU time limit, long before its wall-clock limit', async () => {
+    const a = await arena();
+    const started = Date.now();
+    await expectFailure(a, await a.attack('cpu-loop', null, { cpuMs: 1000, timeoutMs: 10_000 }), 'CPU time limit exceeded (1 s)');
+    assert.ok(Date.now() - started < 8000, `took ${Date.now() - started} ms`);
+  });
+
+  it('a task that sleeps for ever times out', async () => {
+    const a = await arena();
+    await expectFailure(a, await a.attack('sleep-forever', null, { timeoutMs: 1000 }), 'timed out after 1 s');
+  });
+
+  it('a command flooding stdout (its result stream) is stopped at the output limit', async () => {
+    const a = await arena();
+    await expectFailure(a, await a.attack('stdout-flood'), 'output limit exceeded (64 KiB on stdout)');
+  });
+
+  it('a single endless line on stdout, without a newline, is stopped at the output limit', async () => {
+    const a = await arena();
+    await expectFailure(a, await a.attack('huge-line'), 'output limit exceeded (64 KiB on stdout)');
+  });
+
+  it('a single endless line on stderr is stopped at the output limit', async () => {
+    const a = await arena();
+    await expectFailure(a, await a.attack('stderr-flood'), 'output limit exceeded (64 KiB on stderr)');
+  });
+
+  it('a ctx.log flood is stopped at the output limit', async () => {
+    const a = await arena();
+    await expectFailure(a, await a.attack('log-flood'), 'output limit exceeded (64 KiB on ctx.log)');
+  });
+
+  it('a giant file from a plain process dies of SIGXFSZ at the file size limit', async () => {
+    const a = await arena();
+    await expectFailure(a, await a.attack('giant-file-sh'), 'file size limit exceeded (1 MiB)');
+  });
+
+  it('a giant file from Python (which ignores SIGXFSZ) gets EFBIG at exactly the file size limit', async () => {
+    const a = await arena();
+    assert.deepEqual(await expectResult(a, await a.attack('giant-file-py')), { error: 'EFBIG', written: MiB, size: MiB });
+  });
+
+  it('filling the scratch folder ends in ENOSPC at the scratch size', async () => {
+    const a = await arena();
+    // 64 KiB files: the 65th finds the 4 MiB tmpfs full.
+    assert.deepEqual(await expectResult(a, await a.attack('fill-scratch', null, { scratchBytes: 4 * MiB, fileSizeBytes: 64 * MiB })), { error: 'ENOSPC', written: 4 * MiB });
+  });
+});
