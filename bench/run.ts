@@ -18,7 +18,7 @@
 import { randomUUID } from 'node:crypto';
 import { chmod, mkdir, mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { availableParallelism, cpus, tmpdir } from 'node:os';
-import { join } from 'node:path';
+import { dirname, join } from 'node:path';
 import { performance } from 'node:perf_hooks';
 
 import { type Job, Queue, QueueEvents, Worker } from 'bullmq';
@@ -29,6 +29,9 @@ import { Master, startRedisServer, Tydra, TydraNode } from '../lib/index.js';
 import type { RedisServer } from '../lib/index.js';
 import { checkBwrap } from '../sandbox/launcher/bwrap.js';
 import { DEFAULT_TASK_LIMITS } from '../lib/task-limits.js';
+import { detectCgroups, removeCgroupParent } from '../sandbox/launcher/cgroup.js';
+import { findPrlimit } from '../sandbox/launcher/rlimits.js';
+import { installRuntime } from '../sandbox/launcher/runtime-dir.js';
 import { runTask } from '../sandbox/launcher/run-task.js';
 
 const MiB = 1024 * 1024;
@@ -206,6 +209,13 @@ async function makePackage(dir: string): Promise<void> {
 
 async function benchSpawn(config: Config, packageDir: string): Promise<Results['spawn']> {
   const bwrap = await checkBwrap();
+  const prlimit = findPrlimit();
+  // The runner copied next to the package, as a node copies it next to its cache; a cgroup per
+  // sandbox when the host has them, as a node does.
+  const runtimeDir = await installRuntime(dirname(packageDir));
+  const cgroups = await detectCgroups({ parentName: `tydra-bench-${process.pid}` });
+  onCleanup('bench cgroups', () => removeCgroupParent(cgroups));
+  progress(`sandbox spawn: cgroups ${cgroups.mode}${cgroups.mode === 'none' ? ` (${cgroups.reason})` : ''}`);
   progress(`sandbox spawn: bwrap at ${bwrap}; ${config.spawns} runs each, interleaved, after ${WARMUP} warm-up runs`);
   let counter = 0;
   const sandboxed = async (): Promise<void> => {
@@ -218,6 +228,11 @@ async function benchSpawn(config: Config, packageDir: string): Promise<Results['
       attempt: 1,
       limits: { ...DEFAULT_TASK_LIMITS, timeoutMs: TASK_TIMEOUT_MS, scratchBytes: 16 * MiB },
       bwrap,
+      prlimit,
+      runtimeDir,
+      cgroups,
+      // As a node does: an unprivileged sandbox user when root.
+      sandboxUser: process.getuid?.() === 0 ? { uid: 65534, gid: 65534 } : undefined,
     });
     if (value !== 1) {
       throw new Error(`Expected the noop task to return 1, got ${JSON.stringify(value)}`);

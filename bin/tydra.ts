@@ -111,6 +111,7 @@ program
   .option('--cache-max <bytes>', 'package cache budget, e.g. 10GiB; least recently used versions not in use are evicted above it', bytesValue, 10 * 1024 ** 3)
   .option('--heartbeat <ms>', 'heartbeat period; the node counts as dead after 3 missed beats', integer(100, 600_000), 5000)
   .option('--lock-duration <ms>', 'BullMQ lock of a running job; after a crash its TaskInstances move to another node once it expires', integer(1000, 3_600_000), 30_000)
+  .option('--sandbox-user <uid:gid>', 'host user the sandboxes run as (default when root: 65534:65534, nobody)', userValue)
   .option('--unsafe-no-sandbox', 'DEVELOPMENT ONLY: run tasks without bubblewrap (logged loudly)')
   .action(
     async (opts: {
@@ -125,6 +126,7 @@ program
       cacheMax: number;
       heartbeat: number;
       lockDuration: number;
+      sandboxUser?: { uid: number; gid: number };
       unsafeNoSandbox?: boolean;
     }) => {
     const node = new TydraNode(
@@ -139,6 +141,7 @@ program
         cacheMaxBytes: opts.cacheMax,
         heartbeatMs: opts.heartbeat,
         lockDurationMs: opts.lockDuration,
+        sandboxUser: opts.sandboxUser,
         unsafeNoSandbox: opts.unsafeNoSandbox ?? false,
         logger: createLogger(),
       }),
@@ -425,6 +428,14 @@ function collectLimits(text: string, previous: TaskLimits): TaskLimits {
   } catch (error) {
     throw new InvalidArgumentError((error as Error).message);
   }
+}
+
+function userValue(text: string): { uid: number; gid: number } {
+  const match = /^(\d{1,10}):(\d{1,10})$/.exec(text);
+  if (match === null) {
+    throw new InvalidArgumentError(`Expected UID:GID as numbers, got \`${text}\``);
+  }
+  return { uid: Number(match[1]), gid: Number(match[2]) };
 }
 
 function bytesValue(text: string): number {

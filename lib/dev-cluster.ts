@@ -2,6 +2,8 @@
  * `tydra dev`: a whole cluster in one process for local work: a private redis-server (unless a
  * Redis URL is given), a master, N nodes, and the dashboard.
  */
+import { createHash } from 'node:crypto';
+import { mkdir } from 'node:fs/promises';
 import { join, resolve } from 'node:path';
 
 import { Dashboard } from './dashboard.js';
@@ -9,6 +11,7 @@ import type { Logger } from './logger.js';
 import { silentLogger } from './logger.js';
 import { Master } from './master.js';
 import { TydraNode } from './node.js';
+import { unreachableFolder } from './path-access.js';
 import { type RedisServer, startRedisServer } from './redis-server.js';
 
 export interface DevClusterOptions {
@@ -36,6 +39,25 @@ export interface DevCluster {
   close(): Promise<void>;
 }
 
+/**
+ * `<dataDir>/cache`, unless the node's sandbox user (nobody, when running as root) could not
+ * reach it, as in a clone under `/root`: then a folder under `/var/cache/tydra/dev-<hash>`,
+ * one per data folder.
+ */
+async function devCacheRoot(dataDir: string, logger: Logger): Promise<string> {
+  const local = join(dataDir, 'cache');
+  if (process.getuid?.() !== 0) {
+    return local;
+  }
+  await mkdir(local, { recursive: true, mode: 0o755 });
+  if ((await unreachableFolder(local, 65534, 65534)) === undefined) {
+    return local;
+  }
+  const shared = join('/var/cache/tydra', `dev-${createHash('sha1').update(dataDir).digest('hex').slice(0, 12)}`);
+  logger.info({ cacheDir: shared, reason: `${local} is not reachable by the sandbox user` }, 'node caches go to /var/cache/tydra');
+  return shared;
+}
+
 export async function startDevCluster(options: DevClusterOptions = {}): Promise<DevCluster> {
   const logger = options.logger ?? silentLogger();
   const dataDir = resolve(options.dataDir ?? '.tydra');
@@ -51,6 +73,7 @@ export async function startDevCluster(options: DevClusterOptions = {}): Promise<
     logger.info({ url: redisUrl, dir: join(dataDir, 'redis') }, 'started a private redis-server');
   }
   const master = new Master({ redis: redisUrl, logger });
+  const cacheRoot = await devCacheRoot(dataDir, logger);
   const nodes = Array.from(
     { length: nodeCount },
     (_, index) =>
@@ -59,7 +82,7 @@ export async function startDevCluster(options: DevClusterOptions = {}): Promise<
         logger,
         id: `dev-${index + 1}`,
         concurrency: options.nodeConcurrency ?? 2,
-        cacheDir: join(dataDir, 'cache', `dev-${index + 1}`),
+        cacheDir: join(cacheRoot, `dev-${index + 1}`),
         unsafeNoSandbox: options.unsafeNoSandbox ?? false,
       }),
   );

@@ -18,9 +18,11 @@ import { TASKS_QUEUE } from '../queues/tasks.js';
 import { checkBwrap } from '../sandbox/launcher/bwrap.js';
 import { type CgroupSupport, cleanStaleCgroups, detectCgroups, removeCgroupParent } from '../sandbox/launcher/cgroup.js';
 import { findPrlimit } from '../sandbox/launcher/rlimits.js';
+import { installRuntime } from '../sandbox/launcher/runtime-dir.js';
 import { runTask } from '../sandbox/launcher/run-task.js';
-import { CANCELLED_MESSAGE, InfrastructureError, LimitExceededError, PackageRejectedError, TaskFailedError, TaskTimeoutError } from './errors.js';
+import { CANCELLED_MESSAGE, InfrastructureError, LimitExceededError, PackageRejectedError, SandboxUnavailableError, TaskFailedError, TaskTimeoutError } from './errors.js';
 import { cancelChannel, cancelKey } from './keys.js';
+import { unreachableFolder } from './path-access.js';
 import type { Logger } from './logger.js';
 import { MANIFEST_FILE, parseManifest } from './manifest.js';
 import { NodeRegistry } from './node-registry.js';
@@ -66,6 +68,7 @@ export class TydraNode {
   private subscriber: Redis | undefined;
   private bwrap: string | undefined;
   private prlimit: string | undefined;
+  private runtimeDir: string | undefined;
   /** How this node limits each sandbox; detected once at start. */
   cgroups: CgroupSupport | undefined;
   private closing: Promise<void> | undefined;
@@ -109,8 +112,12 @@ export class TydraNode {
     if (this.options.unsafeNoSandbox) {
       this.logger.warn('UNSAFE: --unsafe-no-sandbox is set: task code runs WITHOUT bubblewrap, with this process\'s user, files and network. Never use this outside development.');
     } else {
-      this.bwrap = await checkBwrap();
+      const user = this.options.sandboxUser;
+      this.bwrap = await checkBwrap(undefined, user);
       this.prlimit = findPrlimit();
+      if (user?.uid === 0) {
+        this.logger.warn('UNSAFE: sandboxUser uid 0: tasks are the host\'s root for the kernel (sysctls, mounted files); use an unprivileged user');
+      }
       this.cgroups = await detectCgroups({ parentName: this.cgroupParentName() });
       // Sandboxes of an earlier run of this node that crashed: their processes die now.
       const stale = await cleanStaleCgroups(this.cgroups);
@@ -124,6 +131,9 @@ export class TydraNode {
       }
     }
     await this.cache.init();
+    if (this.bwrap !== undefined) {
+      await this.prepareSandboxFiles();
+    }
     this.registered = true;
     await this.beat();
     this.heartbeat = setInterval(() => void this.beat(), this.options.heartbeatMs);
@@ -186,6 +196,25 @@ export class TydraNode {
     await this.registry
       .heartbeat({ id: this.id, concurrency: this.options.concurrency, hostname: hostname(), pid: process.pid, startedAt: this.startedAt, heartbeatMs: this.options.heartbeatMs })
       .catch((error: Error) => this.logger.warn({ err: error.message }, 'heartbeat failed'));
+  }
+
+  /**
+   * The sandbox user must reach what bwrap mounts: the package cache (checked here, with the
+   * fix in the error) and the runner (copied into the cache, since tydra's own folder may be
+   * private).
+   */
+  private async prepareSandboxFiles(): Promise<void> {
+    const user = this.options.sandboxUser;
+    if (user !== undefined) {
+      const blocked = await unreachableFolder(this.options.cacheDir, user.uid, user.gid);
+      if (blocked !== undefined) {
+        throw new SandboxUnavailableError(
+          `Expected the package cache ${this.options.cacheDir} to be reachable by the sandbox user ${user.uid}:${user.gid}, but ${blocked.path} has mode ${blocked.mode}; ` +
+            `allow it with chmod o+x ${blocked.path}, or choose another --cache-dir (default for root: /var/cache/tydra/packages)`,
+        );
+      }
+    }
+    this.runtimeDir = await installRuntime(this.options.cacheDir);
   }
 
   /** One parent cgroup per node, so that cleaning up after a crash never touches another node's sandboxes. */
@@ -293,6 +322,8 @@ export class TydraNode {
         bwrap: this.bwrap,
         prlimit: this.prlimit,
         cgroups: this.cgroups,
+        sandboxUser: this.options.sandboxUser,
+        runtimeDir: this.runtimeDir,
         signal,
         onProgress: (value) => mirror.progress(value),
         onLog: (line) => mirror.log(line),

@@ -147,7 +147,7 @@ export interface NodeOptions extends CommonOptions {
   id?: string;
   /** TaskInstances (sandboxes) run at once. @defaultValue the number of CPUs */
   concurrency?: number;
-  /** Where extracted package versions are cached. @defaultValue `~/.cache/tydra/packages` */
+  /** Where extracted package versions are cached. @defaultValue `/var/cache/tydra/packages` as root, else `~/.cache/tydra/packages` */
   cacheDir?: string;
   /**
    * Bytes of extracted files the package cache keeps. Above it, versions no running TaskInstance
@@ -169,6 +169,13 @@ export interface NodeOptions extends CommonOptions {
   cachePruneMs?: number;
   /** Name of the parent cgroup under which each TaskInstance gets its own. @defaultValue `tydra` */
   cgroupName?: string;
+  /**
+   * Host user and group the sandboxes run as. bwrap maps a task's uid to the user that starts
+   * it, so a node running as root starts them as this unprivileged user; the package cache must
+   * then be reachable by it. 0 maps tasks to the host's root: never do that outside a VM.
+   * @defaultValue `{ uid: 65534, gid: 65534 }` (nobody) when the node runs as root, else the node's own user
+   */
+  sandboxUser?: { uid: number; gid: number };
   /** Heartbeat period; a node is dead after 3 missed beats. @defaultValue 5,000 ms */
   heartbeatMs?: number;
   /**
@@ -197,6 +204,7 @@ export interface CompiledNodeOptions {
   drainTimeoutMs: number;
   cachePruneMs: number;
   cgroupName: string;
+  sandboxUser: { uid: number; gid: number } | undefined;
   heartbeatMs: number;
   lockDurationMs: number;
   unsafeNoSandbox: boolean;
@@ -215,6 +223,7 @@ const nodeSchema = z.strictObject({
   drainTimeoutMs: z.number().int().min(0).default(30_000),
   cachePruneMs: positiveInt.min(100).default(60_000),
   cgroupName: z.string().regex(/^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$/, 'a cgroup folder name').default('tydra'),
+  sandboxUser: z.strictObject({ uid: z.number().int().min(0).max(2 ** 32 - 2), gid: z.number().int().min(0).max(2 ** 32 - 2) }).optional(),
   heartbeatMs: positiveInt.min(100).default(5000),
   lockDurationMs: positiveInt.min(1000).default(30_000),
   unsafeNoSandbox: z.boolean().default(false),
@@ -241,11 +250,20 @@ export function compileNodeOptions(raw: NodeOptions = {}): CompiledNodeOptions {
     logger: parsed.logger ?? silentLogger(),
     id: parsed.id ?? defaultNodeId(),
     concurrency: parsed.concurrency ?? availableParallelism(),
-    cacheDir: resolve(parsed.cacheDir ?? join(homedir(), '.cache', 'tydra', 'packages')),
+    cacheDir: resolve(parsed.cacheDir ?? defaultCacheDir()),
     limits: compilePackageLimits(raw.limits),
+    sandboxUser: parsed.sandboxUser ?? (process.getuid?.() === 0 ? { uid: 65534, gid: 65534 } : undefined),
     taskLimits,
     maxTaskLimits,
   };
+}
+
+/**
+ * Root: `/var/cache/tydra/packages` (the sandbox user must reach it, and `/root` is private);
+ * anyone else: `~/.cache/tydra/packages`.
+ */
+function defaultCacheDir(): string {
+  return process.getuid?.() === 0 ? '/var/cache/tydra/packages' : join(homedir(), '.cache', 'tydra', 'packages');
 }
 
 /** `<hostname>-<pid>`, reduced to the characters a BullMQ queue name and our ids allow. */

@@ -1,5 +1,5 @@
 /** Shared test helpers: the suite's Redis, temp folders, fixture packages and clusters. */
-import { cp, mkdir, mkdtemp, rm, writeFile } from 'node:fs/promises';
+import { chmod, cp, mkdir, mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -46,8 +46,14 @@ export async function cleanUp(): Promise<void> {
   }
 }
 
+/**
+ * A fresh folder, removed after the test. Searchable by others (0711, not listable) like a
+ * real cache folder must be: a node running as root starts sandboxes as the unprivileged
+ * sandbox user, which must reach the folders bwrap mounts.
+ */
 export async function tempDir(prefix = 'tydra-test-'): Promise<string> {
   const dir = await mkdtemp(join(tmpdir(), prefix));
+  await chmod(dir, 0o711);
   defer(() => rm(dir, { recursive: true, force: true }));
   return dir;
 }

@@ -29,15 +29,24 @@ export function findBwrap(path = process.env.PATH ?? ''): string | undefined {
   return undefined;
 }
 
-/** Returns the bwrap path after running `true` in a sandbox like the real one; throws otherwise. */
-export async function checkBwrap(path?: string): Promise<string> {
+/**
+ * Returns the bwrap path after running `true` in a sandbox like the real one, as `user` when
+ * given (the sandbox user of a node running as root); throws otherwise.
+ */
+export async function checkBwrap(path?: string, user?: { uid: number; gid: number }): Promise<string> {
   const bwrap = findBwrap(path);
   if (bwrap === undefined) {
     throw new SandboxUnavailableError(`bubblewrap (bwrap) was not found on PATH; ${INSTALL_HINT}`);
   }
-  const probe = await execa(bwrap, [...isolationArgs(), ...systemMountArgs(), '--', 'true'], { reject: false, timeout: 10_000, extendEnv: false, env: {} });
+  const probe = await execa(bwrap, [...isolationArgs(), ...systemMountArgs(), '--', 'true'], { reject: false, timeout: 10_000, extendEnv: false, env: {}, ...user });
   if (probe.exitCode !== 0) {
     const reason = String(probe.stderr).trim().split('\n').pop() ?? '';
+    if (user !== undefined && user.uid !== 0) {
+      throw new SandboxUnavailableError(
+        `bubblewrap at ${bwrap} cannot create a sandbox as the sandbox user ${user.uid}:${user.gid} (${reason || `exit code ${probe.exitCode}`}); ` +
+          'it needs unprivileged user namespaces (sysctl kernel.unprivileged_userns_clone=1, user.max_user_namespaces > 0, and on Ubuntu kernel.apparmor_restrict_unprivileged_userns=0)',
+      );
+    }
     throw new SandboxUnavailableError(
       `bubblewrap at ${bwrap} cannot create a sandbox on this host (${reason || `exit code ${probe.exitCode}`}); ` +
         'it needs unprivileged user namespaces, or root, and in a container a seccomp/AppArmor profile that allows them',

@@ -33,9 +33,9 @@ async function plantPackage(name: string, tarball: Buffer): Promise<string> {
   return sha1;
 }
 
-/** Every path under `dir`, relative, sorted (links are listed, never followed). */
+/** Every path under `dir` but the node's copy of the runner (`.runtime`), relative, sorted (links are listed, never followed). */
 async function listTree(dir: string): Promise<string[]> {
-  const entries = await readdir(dir, { recursive: true });
+  const entries = (await readdir(dir, { recursive: true })).filter((entry) => entry !== '.runtime' && !entry.startsWith('.runtime/'));
   return entries.map(String).sort();
 }
 

@@ -1,8 +1,10 @@
 import assert from 'node:assert/strict';
 import { existsSync } from 'node:fs';
+import { readFile } from 'node:fs/promises';
 
 import { Tydra } from '../../lib/client.js';
-import { copyFixture, defer, redisUrl, startCluster } from '../helpers.js';
+import { copyFixture, defer, redisUrl, startCluster, waitFor } from '../helpers.js';
+import { pidsWithEnv } from '../processes.js';
 
 interface Attempt {
   ok: boolean;
@@ -60,6 +62,32 @@ describe('the sandbox, seen from inside (@integration)', function () {
     assert.equal(walls.gid, 65534);
     assert.deepEqual(Object.keys(walls.env).sort(), ['HOME', 'LANG', 'PATH', 'PWD', 'TMPDIR', 'TYDRA_ATTEMPT', 'TYDRA_INSTANCE_ID', 'TYDRA_PACKAGE_DIR']);
     assert.ok(walls.pids <= 3, `expected only the sandbox's own processes, saw ${walls.pids}`);
+  });
+
+  it('is an unprivileged user on the host too: every sandbox process has host uid 65534, never the node\'s root', async () => {
+    await startCluster(1);
+    const tydra = new Tydra({ redis: redisUrl() });
+    defer(() => tydra.close());
+    await tydra.deploy(await copyFixture('probe'));
+    const napping = await tydra.submit('probe/nap', { ms: 1500 });
+    const pids = await waitFor('the sandbox to start', async () => {
+      const found = await pidsWithEnv('TYDRA_INSTANCE_ID', napping.id);
+      return found.length > 0 ? found : undefined;
+    });
+    // Seen from the host (this test runs as root, like the node): bwrap maps a task's uid to the
+    // user that started bwrap, so this is what the kernel checks on sysctls and mounted files.
+    const expected = String(process.getuid?.() === 0 ? 65534 : process.getuid?.());
+    let checked = 0;
+    for (const pid of pids) {
+      const status = await readFile(`/proc/${pid}/status`, 'utf8').catch(() => '');
+      const uids = /^Uid:\s+(.*)$/m.exec(status)?.[1]?.trim().split(/\s+/);
+      if (uids !== undefined) {
+        assert.deepEqual(uids, [expected, expected, expected, expected], `host uids of sandbox process ${pid}`);
+        checked += 1;
+      }
+    }
+    assert.ok(checked > 0, 'at least one sandbox process was checked');
+    await napping.result();
   });
 
   it('cannot open a network connection, not even to the test Redis on loopback', async () => {
