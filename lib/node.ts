@@ -16,7 +16,7 @@ import { z } from 'zod';
 import { type NodeJobData, nodeQueueName } from '../queues/node.js';
 import { TASKS_QUEUE } from '../queues/tasks.js';
 import { checkBwrap } from '../sandbox/launcher/bwrap.js';
-import { type CgroupSupport, cleanStaleCgroups, detectCgroups, removeCgroupParent } from '../sandbox/launcher/cgroup.js';
+import { type CgroupSupport, cleanStaleCgroups, detectCgroups, removeCgroupParent, removeOrphanParents } from '../sandbox/launcher/cgroup.js';
 import { findPrlimit } from '../sandbox/launcher/rlimits.js';
 import { installRuntime } from '../sandbox/launcher/runtime-dir.js';
 import { runTask } from '../sandbox/launcher/run-task.js';
@@ -119,10 +119,10 @@ export class TydraNode {
         this.logger.warn('UNSAFE: sandboxUser uid 0: tasks are the host\'s root for the kernel (sysctls, mounted files); use an unprivileged user');
       }
       this.cgroups = await detectCgroups({ parentName: this.cgroupParentName() });
-      // Sandboxes of an earlier run of this node that crashed: their processes die now.
-      const stale = await cleanStaleCgroups(this.cgroups);
+      // Sandboxes of node processes on this host that crashed: whatever is left dies now.
+      const stale = [...(await cleanStaleCgroups(this.cgroups)), ...(await removeOrphanParents(this.cgroups, this.options.cgroupName))];
       if (stale.length > 0) {
-        this.logger.warn({ count: stale.length }, 'removed sandbox cgroups left by an earlier run of this node');
+        this.logger.warn({ cgroups: stale }, 'removed cgroups left by crashed node processes on this host');
       }
       if (this.cgroups.mode === 'none') {
         this.logger.warn({ reason: this.cgroups.reason }, 'no usable cgroups: memory is limited by rlimits (address space) and the V8 heap flag, processes only by the wall-clock limit');
@@ -217,10 +217,14 @@ export class TydraNode {
     this.runtimeDir = await installRuntime(this.options.cacheDir);
   }
 
-  /** One parent cgroup per node, so that cleaning up after a crash never touches another node's sandboxes. */
+  /**
+   * One parent cgroup per node process, `<cgroupName>.<nodeId>.<pid>`: cleaning up never
+   * touches another node's sandboxes, and the pid tells a crashed node's leftovers from a live
+   * node's (see `removeOrphanParents`).
+   */
   private cgroupParentName(): string {
-    const name = `${this.options.cgroupName}.${this.id}`;
-    return name.length <= 128 ? name : `${this.options.cgroupName}.${createHash('sha1').update(this.id).digest('hex')}`;
+    const name = `${this.options.cgroupName}.${this.id}.${process.pid}`;
+    return name.length <= 128 ? name : `${this.options.cgroupName}.${createHash('sha1').update(this.id).digest('hex')}.${process.pid}`;
   }
 
   /** Cancel requests arrive on a pub/sub channel; a request for a job running here kills it. */

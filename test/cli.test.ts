@@ -1,12 +1,13 @@
 import assert from 'node:assert/strict';
 
+import { existsSync } from 'node:fs';
 import { writeFile } from 'node:fs/promises';
-import { join } from 'node:path';
+import { dirname, join } from 'node:path';
 
 import { execa } from 'execa';
 
 import { Tydra } from '../lib/client.js';
-import { CLI, copyFixture, defer, redisUrl, startCluster, tempDir, waitFor } from './helpers.js';
+import { CLI, copyFixture, defer, redisUrl, startCluster, startNode, tempDir, waitFor } from './helpers.js';
 import { pidsWithEnv } from './processes.js';
 
 /** Runs the CLI with a clean environment (no TYDRA_REDIS_URL leaking in). */
@@ -114,7 +115,7 @@ describe('the tydra CLI (@integration)', function () {
     assert.equal(result.stderr.trim().split('\n').at(-1), 'tydra: bubblewrap (bwrap) was not found on PATH; install it with: apt-get install -y bubblewrap');
   });
 
-  it('a SIGKILLed node leaves no sandbox process behind', async () => {
+  it('a SIGKILLed node leaves no sandbox process behind, and the next node on the host removes its cgroups', async () => {
     await startCluster(0);
     const client = new Tydra({ redis: redisUrl() });
     defer(() => client.close());
@@ -130,6 +131,13 @@ describe('the tydra CLI (@integration)', function () {
     node.kill('SIGKILL');
     await node;
     await waitFor('every sandbox process to die', async () => ((await pidsWithEnv('TYDRA_INSTANCE_ID', run.id)).length === 0 ? true : undefined), 5000);
+    // Its parent cgroup (with the sandbox's cgroup inside) outlives it, until a node starts.
+    const next = await startNode();
+    const support = next.cgroups;
+    assert.ok(support !== undefined && support.mode !== 'none', 'this host has cgroups');
+    const hierarchy = dirname(support.mode === 'v2' ? support.parent : support.memory);
+    assert.equal(existsSync(join(hierarchy, `tydra.doomed.${node.pid ?? 0}`)), false, 'the crashed node\'s parent cgroup is removed');
+    assert.equal(existsSync(support.mode === 'v2' ? support.parent : support.memory), true, 'the live node keeps its own');
   });
 
   it('a node stopped with SIGTERM finishes its running TaskInstance, then exits 0', async () => {

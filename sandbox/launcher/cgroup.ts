@@ -11,7 +11,7 @@
  * `cleanStaleCgroups`, which the node calls at start-up, before it runs any task.
  */
 import { mkdir } from 'node:fs/promises';
-import { join } from 'node:path';
+import { basename, dirname, join } from 'node:path';
 
 import { CgroupError, describe, InvalidOptionError } from '../../lib/errors.js';
 import { errnoCode, listChildCgroups, pathExists, readCgroupFile, removeCgroupTree, writeCgroupFile } from './cgroup-fs.js';
@@ -261,5 +261,40 @@ export async function removeCgroupParent(support: CgroupSupport): Promise<void> 
   const parents = support.mode === 'v2' ? [support.parent] : [support.memory, support.pids, support.cpuacct].filter((dir) => dir !== undefined);
   for (const parent of parents) {
     await removeCgroupTree(parent, support.mode === 'v2' && support.cgroupKill);
+  }
+}
+
+/**
+ * Removes the parent cgroups `<prefix>.<…>.<pid>` of node processes on this host that are gone
+ * (a node killed with SIGKILL never removes its own, so every crash would leave one more).
+ * Their sandboxes died with them (`--die-with-parent`); anything left is killed first. Returns
+ * the names removed.
+ */
+export async function removeOrphanParents(support: CgroupSupport, prefix: string): Promise<string[]> {
+  if (support.mode === 'none') {
+    return [];
+  }
+  const own = support.mode === 'v2' ? support.parent : support.memory;
+  const roots = support.mode === 'v2' ? [dirname(support.parent)] : [support.memory, support.pids, support.cpuacct].filter((dir) => dir !== undefined).map((dir) => dirname(dir));
+  const cleaned: string[] = [];
+  for (const name of await listChildCgroups(dirname(own))) {
+    const pid = Number(/\.(\d+)$/.exec(name)?.[1]);
+    if (!name.startsWith(`${prefix}.`) || name === basename(own) || !Number.isSafeInteger(pid) || processExists(pid)) {
+      continue;
+    }
+    for (const root of roots) {
+      await removeCgroupTree(join(root, name), support.mode === 'v2' && support.cgroupKill).catch(() => undefined);
+    }
+    cleaned.push(name);
+  }
+  return cleaned;
+}
+
+function processExists(pid: number): boolean {
+  try {
+    process.kill(pid, 0);
+    return true;
+  } catch (error) {
+    return errnoCode(error) !== 'ESRCH';
   }
 }
