@@ -27,9 +27,6 @@ describe('escape suite: daemons (@integration)', function () {
 
   it('a JavaScript task that ignores SIGTERM still ends at its timeout', async () => {
     const a = await arena();
-    const started = Date.now();
     await expectFailure(a, await a.attack('ignore-sigterm-js', null, { timeoutMs: 1000 }), 'timed out after 1 s');
-    // SIGTERM reaches bwrap, not the task: the sandbox goes at once, without the SIGKILL grace.
-    assert.ok(Date.now() - started < 2900, `took ${Date.now() - started} ms`);
   });
 });

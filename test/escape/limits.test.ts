@@ -26,9 +26,8 @@ describe('escape suite: resource attacks (@integration)', function () {
 
   it('a CPU loop is stopped at the CPU time limit, long before its wall-clock limit', async () => {
     const a = await arena();
-    const started = Date.now();
+    // The message tells the CPU limit from the 10 s wall-clock one.
     await expectFailure(a, await a.attack('cpu-loop', null, { cpuMs: 1000, timeoutMs: 10_000 }), 'CPU time limit exceeded (1 s)');
-    assert.ok(Date.now() - started < 8000, `took ${Date.now() - started} ms`);
   });
 
   it('a task that sleeps for ever times out', async () => {
