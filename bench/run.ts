@@ -43,6 +43,8 @@ const NODE_CONCURRENCY = 2;
 const PACKAGE_NAME = 'bench';
 const TASK_NAME = 'noop';
 const NOOP_MODULE = 'export default async () => 1;\n';
+/** Never returns: cancelled by the cancel-latency benchmark. */
+const HANG_MODULE = 'export default () => new Promise(() => setInterval(() => {}, 1000));\n';
 
 interface Config {
   spawns: number;
@@ -65,6 +67,7 @@ interface Results {
   endToEnd: {
     throughput: { baselineTasksPerSec: number; tydraTasksPerSec: number; ratio: number; baselineWallMs: number; tydraWallMs: number };
     latency: { baseline: Summary; tydra: Summary; ratioMedian: number };
+    cancel: { baseline: Summary; tydra: Summary; ratioMedian: number };
   };
 }
 
@@ -197,9 +200,10 @@ async function bareSpawn(): Promise<void> {
 async function makePackage(dir: string): Promise<void> {
   await mkdir(dir, { recursive: true });
   await writeFile(join(dir, 'noop.mjs'), NOOP_MODULE);
+  await writeFile(join(dir, 'hang.mjs'), HANG_MODULE);
   await writeFile(
     join(dir, 'tydra.json'),
-    `${JSON.stringify({ name: PACKAGE_NAME, description: 'benchmark noop', tasks: { [TASK_NAME]: { module: 'noop.mjs' } } }, null, 2)}\n`,
+    `${JSON.stringify({ name: PACKAGE_NAME, description: 'benchmark noop', tasks: { [TASK_NAME]: { module: 'noop.mjs' }, hang: { module: 'hang.mjs' } } }, null, 2)}\n`,
   );
   await chmod(dir, 0o755);
 }
@@ -307,7 +311,7 @@ async function benchRawBullmq(config: Config, redisUrl: string): Promise<{ wallM
 // ---------------------------------------------------------------------------------------------
 // Benchmark 2, tydra: Master + TydraNode (concurrency 2) + client.
 
-async function benchTydra(config: Config, redisUrl: string, packageDir: string, cacheDir: string): Promise<{ wallMs: number; latency: number[] }> {
+async function benchTydra(config: Config, redisUrl: string, packageDir: string, cacheDir: string): Promise<{ wallMs: number; latency: number[]; cancel: number[] }> {
   const master = new Master({ redis: redisUrl });
   onCleanup('master', () => master.close());
   const node = new TydraNode({ redis: redisUrl, id: `bench-${process.pid}-${randomUUID().slice(0, 8)}`, concurrency: NODE_CONCURRENCY, cacheDir });
@@ -327,7 +331,34 @@ async function benchTydra(config: Config, redisUrl: string, packageDir: string, 
     }
   };
   // Warm-up also pulls the package into the node's cache and opens the client's QueueEvents.
-  return measureEndToEnd(config, once);
+  const measured = await measureEndToEnd(config, once);
+
+  // Cancel latency: from `run.cancel()` on a running TaskInstance to `result()` rejecting as
+  // cancelled (the node heard it over pub/sub, killed the sandbox, the master settled it).
+  const cancel: number[] = [];
+  for (let i = 0; i < config.latencySamples; i += 1) {
+    const run = await tydra.submit(`${PACKAGE_NAME}/hang`, null, { timeoutMs: TASK_TIMEOUT_MS });
+    const settled = run.result({ timeoutMs: RESULT_TIMEOUT_MS }).then(
+      () => {
+        throw new Error('Expected the hanging task to be cancelled, but it returned');
+      },
+      (error: Error) => error,
+    );
+    for (let polls = 0; (await run.status()).state !== 'running'; polls += 1) {
+      if (polls > 2000) {
+        throw new Error('the hanging task never started');
+      }
+      await new Promise((resolve) => setTimeout(resolve, 10));
+    }
+    const started = performance.now();
+    await run.cancel();
+    const error = await settled;
+    cancel.push(performance.now() - started);
+    if (error.name !== 'TaskCancelledError') {
+      throw new Error(`Expected TaskCancelledError, got ${error.name}: ${error.message}`);
+    }
+  }
+  return { ...measured, cancel };
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -359,6 +390,14 @@ function formatTable(results: Results): string {
       results.endToEnd.latency.tydra.medianMs.toFixed(1),
       `${results.endToEnd.latency.ratioMedian.toFixed(2)}x`,
       'tydra/baseline, lower is better',
+    ],
+    [
+      'cancel',
+      `cancel() -> cancelled, median ms (n=${results.endToEnd.cancel.tydra.n})`,
+      results.endToEnd.cancel.baseline.medianMs.toFixed(1),
+      results.endToEnd.cancel.tydra.medianMs.toFixed(1),
+      `${results.endToEnd.cancel.ratioMedian.toFixed(2)}x`,
+      'in raw BullMQ job round trips (baseline = idle latency)',
     ],
   ];
   const widths = rows[0]?.map((_, col) => Math.max(...rows.map((row) => (row[col] ?? '').length))) ?? [];
@@ -420,6 +459,7 @@ async function main(): Promise<void> {
         tydraWallMs: round(ours.wallMs),
       },
       latency: { baseline: rawLatency, tydra: tydraLatency, ratioMedian: round(tydraLatency.medianMs / rawLatency.medianMs) },
+      cancel: { baseline: rawLatency, tydra: summarize(ours.cancel), ratioMedian: round(summarize(ours.cancel).medianMs / rawLatency.medianMs) },
     },
   };
 

@@ -88,7 +88,18 @@ export function sandboxSyncStdio(stdio: Readonly<StdioArray>, fds: SandboxSyncFd
  * (its exit status and stderr say why). If the cgroup refuses the sandbox, the sandbox and bwrap
  * are SIGKILLed before the error is thrown, so no task ever runs outside its cgroup.
  */
-export async function attachSandbox(subprocess: SandboxSubprocess, fds: SandboxSyncFds, cgroup: TaskCgroup | undefined): Promise<AttachedSandbox | undefined> {
+export async function attachSandbox(
+  subprocess: SandboxSubprocess,
+  fds: SandboxSyncFds,
+  cgroup: TaskCgroup | undefined,
+  /**
+   * Asked right before the task is let go. When it says no (the run was cancelled or bwrap was
+   * killed meanwhile), the waiting sandbox is killed instead: bwrap arms `--die-with-parent` in
+   * the sandbox only after the block fd, so a sandbox whose bwrap died while it waited would
+   * otherwise start its task on its own, unsupervised.
+   */
+  shouldStart: () => boolean = () => true,
+): Promise<AttachedSandbox | undefined> {
   const info = subprocess.stdio[fds.infoFd];
   const block = subprocess.stdio[fds.blockFd];
   if (!(info instanceof Readable) || !(block instanceof Writable)) {
@@ -124,6 +135,13 @@ export async function attachSandbox(subprocess: SandboxSubprocess, fds: SandboxS
       block.destroy();
       throw error;
     }
+  }
+  if (!shouldStart()) {
+    // Still blocked on fd 5, so `childPid` is certainly this sandbox and alive.
+    signalQuietly(childPid);
+    subprocess.kill('SIGKILL');
+    block.destroy();
+    return { childPid, movedPids };
   }
   block.end(Buffer.of(1));
   return { childPid, movedPids };

@@ -66,6 +66,11 @@ export interface RunTaskOptions {
 
 export async function runTask(options: RunTaskOptions): Promise<unknown> {
   const { task, instanceId, bwrap, limits } = options;
+  // Aborted while the node was still fetching the package: an 'abort' listener added now would
+  // never fire, so nothing would stop the sandbox.
+  if (options.signal?.aborted) {
+    throw new TaskFailedError('cancelled', instanceId);
+  }
   const isModule = task.module !== undefined;
   const withCgroup = bwrap !== undefined && options.cgroups !== undefined && options.cgroups.mode !== 'none';
 
@@ -137,6 +142,9 @@ async function supervise(options: RunTaskOptions, launch: Launch): Promise<unkno
   const maxResultBytes = options.maxResultBytes ?? 16 * 1024 * 1024;
   const onLog = options.onLog ?? (() => undefined);
   const baseStdio: StdioArray = isModule ? ['pipe', 'pipe', 'pipe', 'pipe'] : ['pipe', 'pipe', 'pipe'];
+  if (options.signal?.aborted) {
+    throw new TaskFailedError('cancelled', instanceId);
+  }
 
   const subprocess = execa(launch.file, launch.args, {
     stdio: bwrap === undefined ? baseStdio : sandboxSyncStdio(baseStdio),
@@ -227,8 +235,11 @@ async function supervise(options: RunTaskOptions, launch: Launch): Promise<unkno
   let attachError: Error | undefined;
   let monitor: NodeJS.Timeout | undefined;
   if (bwrap !== undefined) {
+    // If bwrap ends (killed on cancel or timeout) while its sandbox is still being set up, the
+    // sandbox may live on: whatever is in the TaskInstance's cgroup dies with it.
+    subprocess.once('exit', () => void cgroup?.kill().catch(() => undefined));
     try {
-      await attachSandbox(subprocess, SANDBOX_SYNC_FDS, cgroup);
+      await attachSandbox(subprocess, SANDBOX_SYNC_FDS, cgroup, () => !options.signal?.aborted && subprocess.exitCode === null && subprocess.signalCode === null && violation === undefined);
     } catch (error) {
       attachError = error instanceof Error ? error : new Error(String(error));
       // Never leave a sandbox blocked on its start signal until the wall-clock limit.
