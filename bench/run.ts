@@ -9,7 +9,8 @@
  *     `node -e 0` spawn; both sequential and interleaved one to one.
  *  2. end to end: one Master and one TydraNode (concurrency 2) on a private redis-server; M
  *     TaskInstances submitted at once, vs the same M jobs through a raw BullMQ Queue + Worker
- *     (concurrency 2) that spawns `node -e 0` per job. Plus the idle submit→result latency.
+ *     (concurrency 2) that spawns `node -e 0` per job. Plus the idle submit→result latency, and
+ *     the cancel latency: `run.cancel()` on a running TaskInstance until it is settled as cancelled.
  *
  * Environment: BENCH_SPAWNS (default 30), BENCH_TASKS (default 40), BENCH_LATENCY (idle
  * latency samples, default 7). Progress goes to stderr; the table and, as the very last line,
