@@ -6,6 +6,7 @@ import { fileURLToPath } from 'node:url';
 
 import { Redis } from 'ioredis';
 
+import { Tydra } from '../lib/client.js';
 import { Master } from '../lib/master.js';
 import { TydraNode } from '../lib/node.js';
 import type { MasterOptions, NodeOptions } from '../lib/options.js';
@@ -51,6 +52,20 @@ export async function cleanUp(): Promise<void> {
  * real cache folder must be: a node running as root starts sandboxes as the unprivileged
  * sandbox user, which must reach the folders bwrap mounts.
  */
+/** A client on the test Redis, closed after the test. */
+export function testClient(options: ConstructorParameters<typeof Tydra>[0] = {}): Tydra {
+  const tydra = new Tydra({ redis: redisUrl(), ...options });
+  defer(() => tydra.close());
+  return tydra;
+}
+
+/** A plain connection to the test Redis, closed after the test. */
+export function testRedis(): Redis {
+  const connection = new Redis(redisUrl());
+  defer(() => Promise.resolve(connection.disconnect()));
+  return connection;
+}
+
 export async function tempDir(prefix = 'tydra-test-'): Promise<string> {
   const dir = await mkdtemp(join(tmpdir(), prefix));
   await chmod(dir, 0o711);

@@ -2,23 +2,10 @@ import assert from 'node:assert/strict';
 import { writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 
-import { Redis } from 'ioredis';
+import type { Redis } from 'ioredis';
 
-import { Tydra } from '../../lib/client.js';
 import { InvalidTaskRefError, ManifestError, PackageRejectedError, UnknownTaskError } from '../../lib/errors.js';
-import { copyFixture, defer, makePackage, redisUrl } from '../helpers.js';
-
-function client(options: ConstructorParameters<typeof Tydra>[0] = {}): Tydra {
-  const tydra = new Tydra({ redis: redisUrl(), ...options });
-  defer(() => tydra.close());
-  return tydra;
-}
-
-function redis(): Redis {
-  const connection = new Redis(redisUrl());
-  defer(() => Promise.resolve(connection.disconnect()));
-  return connection;
-}
+import { copyFixture, makePackage, testClient as client, testRedis as redis } from '../helpers.js';
 
 describe('deploy and submit (@integration)', () => {
   it('stores the tarball at exactly pkg:<name>:<sha1>, with versions and latest', async () => {

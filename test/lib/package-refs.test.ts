@@ -1,27 +1,14 @@
 import assert from 'node:assert/strict';
 
 import { Queue } from 'bullmq';
-import { Redis } from 'ioredis';
+import type { Redis } from 'ioredis';
 
-import { Tydra } from '../../lib/client.js';
 import { UnknownTaskError } from '../../lib/errors.js';
 import { prunePackages } from '../../lib/package-pruner.js';
 import { PackageStore } from '../../lib/package-store.js';
 import { MAINTENANCE_QUEUE } from '../../queues/maintenance.js';
 import { TASKS_QUEUE } from '../../queues/tasks.js';
-import { defer, makePackage, redisUrl, sleep, startCluster, waitFor } from '../helpers.js';
-
-function client(options: ConstructorParameters<typeof Tydra>[0] = {}): Tydra {
-  const tydra = new Tydra({ redis: redisUrl(), ...options });
-  defer(() => tydra.close());
-  return tydra;
-}
-
-function redis(): Redis {
-  const connection = new Redis(redisUrl());
-  defer(() => Promise.resolve(connection.disconnect()));
-  return connection;
-}
+import { makePackage, sleep, startCluster, testClient as client, testRedis as redis, waitFor } from '../helpers.js';
 
 /** A package `pin` whose task `which` returns `label` after `input.ms` ms, and `boom` throws. */
 function pinPackage(label: string): Promise<string> {
