@@ -70,4 +70,12 @@ describe('escape suite: resource attacks (@integration)', function () {
     // 64 KiB files: the 65th finds the 4 MiB tmpfs full.
     assert.deepEqual(await expectResult(a, await a.attack('fill-scratch', null, { scratchBytes: 4 * MiB, fileSizeBytes: 64 * MiB })), { error: 'ENOSPC', written: 4 * MiB });
   });
+
+  it('opening files without end stops at the open-files limit with EMFILE', async () => {
+    const a = await arena();
+    // 32 descriptors: stdin, stdout, stderr and the interpreter's own take the first few.
+    const result = (await expectResult(a, await a.attack('open-files', null, { openFiles: 32 }))) as { error: string; opened: number };
+    assert.equal(result.error, 'EMFILE');
+    assert.ok(result.opened > 0 && result.opened < 32, `opened ${result.opened}`);
+  });
 });
