@@ -29,6 +29,7 @@ import { Redis } from 'ioredis';
 import { Master, startRedisServer, Tydra, TydraNode } from '../lib/index.js';
 import type { RedisServer } from '../lib/index.js';
 import { checkBwrap } from '../sandbox/launcher/bwrap.js';
+import { defaultSandboxUser } from '../lib/options.js';
 import { DEFAULT_TASK_LIMITS } from '../lib/task-limits.js';
 import { detectCgroups, removeCgroupParent } from '../sandbox/launcher/cgroup.js';
 import { findPrlimit } from '../sandbox/launcher/rlimits.js';
@@ -237,7 +238,7 @@ async function benchSpawn(config: Config, packageDir: string): Promise<Results['
       runtimeDir,
       cgroups,
       // As a node does: an unprivileged sandbox user when root.
-      sandboxUser: process.getuid?.() === 0 ? { uid: 65534, gid: 65534 } : undefined,
+      sandboxUser: defaultSandboxUser(),
     });
     if (value !== 1) {
       throw new Error(`Expected the noop task to return 1, got ${JSON.stringify(value)}`);

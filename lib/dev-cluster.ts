@@ -11,6 +11,7 @@ import type { Logger } from './logger.js';
 import { silentLogger } from './logger.js';
 import { Master } from './master.js';
 import { TydraNode } from './node.js';
+import { defaultSandboxUser } from './options.js';
 import { unreachableFolder } from './path-access.js';
 import { type RedisServer, startRedisServer } from './redis-server.js';
 
@@ -46,11 +47,12 @@ export interface DevCluster {
  */
 async function devCacheRoot(dataDir: string, logger: Logger): Promise<string> {
   const local = join(dataDir, 'cache');
-  if (process.getuid?.() !== 0) {
+  const user = defaultSandboxUser();
+  if (user === undefined) {
     return local;
   }
   await mkdir(local, { recursive: true, mode: 0o755 });
-  if ((await unreachableFolder(local, 65534, 65534)) === undefined) {
+  if ((await unreachableFolder(local, user.uid, user.gid)) === undefined) {
     return local;
   }
   const shared = join('/var/cache/tydra', `dev-${createHash('sha1').update(dataDir).digest('hex').slice(0, 12)}`);

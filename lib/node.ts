@@ -11,9 +11,8 @@ import { join } from 'node:path';
 
 import { DelayedError, type Job, Queue, UnrecoverableError, Worker } from 'bullmq';
 import type { Redis } from 'ioredis';
-import { z } from 'zod';
 
-import { type NodeJobData, nodeQueueName } from '../queues/node.js';
+import { type NodeJobData, nodeJobSchema, nodeQueueName } from '../queues/node.js';
 import { TASKS_QUEUE } from '../queues/tasks.js';
 import { checkBwrap } from '../sandbox/launcher/bwrap.js';
 import { type CgroupSupport, cleanStaleCgroups, detectCgroups, removeCgroupParent, removeOrphanParents } from '../sandbox/launcher/cgroup.js';
@@ -30,7 +29,7 @@ import { type CompiledNodeOptions, compileNodeOptions, type NodeOptions } from '
 import { blobExists, type CacheLease, PackageCache } from './package-cache.js';
 import { PackageStore } from './package-store.js';
 import { createRedis } from './redis.js';
-import { describeLimit, resolveLimits, taskLimitsSchema } from './task-limits.js';
+import { describeLimit, resolveLimits } from './task-limits.js';
 
 export type NodeState = 'idle' | 'starting' | 'running' | 'closing' | 'closed';
 
@@ -43,16 +42,6 @@ const MAX_INFRA_FAILURES = 3;
 /** Abort reason of TaskInstances killed because the node is shutting down (re-routed, not failed). */
 const SHUTDOWN_REASON = 'node shutting down';
 
-const nodeJobSchema = z.object({
-  instanceId: z.string().min(1),
-  ref: z.string(),
-  package: z.object({ name: z.string().min(1), sha1: z.string().regex(/^[0-9a-f]{40}$/) }),
-  task: z.string().min(1),
-  input: z.unknown(),
-  limits: taskLimitsSchema.optional(),
-  retryOnLimit: z.boolean().optional(),
-  infraFailures: z.number().int().min(0).optional(),
-});
 
 export class TydraNode {
   readonly options: CompiledNodeOptions;
@@ -301,7 +290,7 @@ export class TydraNode {
     }
   }
 
-  private async runFromPackage(job: Job<NodeJobData, unknown>, data: z.output<typeof nodeJobSchema>, packageDir: string, mirror: RedisMirror, logger: Logger, signal?: AbortSignal): Promise<unknown> {
+  private async runFromPackage(job: Job<NodeJobData, unknown>, data: NodeJobData, packageDir: string, mirror: RedisMirror, logger: Logger, signal?: AbortSignal): Promise<unknown> {
     const manifest = parseManifest(await readFile(join(packageDir, MANIFEST_FILE), 'utf8'));
     const task = manifest.tasks[data.task];
     if (task === undefined) {

@@ -252,10 +252,15 @@ export function compileNodeOptions(raw: NodeOptions = {}): CompiledNodeOptions {
     concurrency: parsed.concurrency ?? availableParallelism(),
     cacheDir: resolve(parsed.cacheDir ?? defaultCacheDir()),
     limits: compilePackageLimits(raw.limits),
-    sandboxUser: parsed.sandboxUser ?? (process.getuid?.() === 0 ? { uid: 65534, gid: 65534 } : undefined),
+    sandboxUser: parsed.sandboxUser ?? defaultSandboxUser(),
     taskLimits,
     maxTaskLimits,
   };
+}
+
+/** nobody (65534) when this process is root, so tasks are never the host's root; else undefined (the process's own user). */
+export function defaultSandboxUser(): { uid: number; gid: number } | undefined {
+  return process.getuid?.() === 0 ? { uid: 65534, gid: 65534 } : undefined;
 }
 
 /**

@@ -6,7 +6,9 @@
  */
 import type { DefaultJobOptions } from 'bullmq';
 
-import type { TaskLimits } from '../lib/task-limits.js';
+import { z } from 'zod';
+
+import { taskInstanceSchema } from './tasks.js';
 
 export const NODE_QUEUE_PREFIX = 'node.';
 export const NODE_JOB = 'run';
@@ -19,19 +21,15 @@ export function isNodeQueueName(name: string): boolean {
   return name.startsWith(NODE_QUEUE_PREFIX);
 }
 
-/** Data of a node job. */
-export interface NodeJobData {
-  instanceId: string;
-  ref: string;
-  package: { name: string; sha1: string };
-  task: string;
-  input: unknown;
-  timeoutMs?: number;
-  limits?: TaskLimits;
-  retryOnLimit?: boolean;
-  /** Sandbox set-up failures so far on this node (they do not use the task's attempts). */
-  infraFailures?: number;
-}
+/**
+ * Data of a node job: the TaskInstance fields a node needs, as the master copies them, plus
+ * the node's own count of sandbox set-up failures (they do not use the task's attempts).
+ * Derived from the TaskInstance schema so the two cannot drift apart.
+ */
+export const nodeJobSchema = taskInstanceSchema
+  .pick({ ref: true, package: true, task: true, input: true, limits: true, retryOnLimit: true })
+  .extend({ instanceId: z.string().min(1), infraFailures: z.number().int().min(0).optional() });
+export type NodeJobData = z.infer<typeof nodeJobSchema>;
 
 /** Retention as for `tasks`; logs capped so a chatty task cannot fill Redis. */
 export const NODE_JOB_OPTIONS: DefaultJobOptions = {

@@ -66,11 +66,6 @@ export interface RunTaskOptions {
 
 export async function runTask(options: RunTaskOptions): Promise<unknown> {
   const { task, instanceId, bwrap, limits } = options;
-  // Aborted while the node was still fetching the package: an 'abort' listener added now would
-  // never fire, so nothing would stop the sandbox.
-  if (options.signal?.aborted) {
-    throw new TaskFailedError('cancelled', instanceId);
-  }
   const isModule = task.module !== undefined;
   const withCgroup = bwrap !== undefined && options.cgroups !== undefined && options.cgroups.mode !== 'none';
 
@@ -142,6 +137,8 @@ async function supervise(options: RunTaskOptions, launch: Launch): Promise<unkno
   const maxResultBytes = options.maxResultBytes ?? 16 * 1024 * 1024;
   const onLog = options.onLog ?? (() => undefined);
   const baseStdio: StdioArray = isModule ? ['pipe', 'pipe', 'pipe', 'pipe'] : ['pipe', 'pipe', 'pipe'];
+  // Aborted before the spawn (while the node fetched the package or made the cgroup): an
+  // 'abort' listener added now would never fire, so nothing would stop the sandbox.
   if (options.signal?.aborted) {
     throw new TaskFailedError('cancelled', instanceId);
   }
