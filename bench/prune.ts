@@ -17,7 +17,7 @@ import { performance } from 'node:perf_hooks';
 import { Redis } from 'ioredis';
 
 import { startRedisServer, Tydra } from '../lib/index.js';
-import { prunePackages } from '../lib/package-pruner.js';
+import { prunePackages } from '../lib/packages/pruner.js';
 
 function progress(message: string): void {
   process.stderr.write(`[bench:prune] ${message}\n`);

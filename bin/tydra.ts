@@ -10,9 +10,9 @@ import { fileURLToPath } from 'node:url';
 
 import { Command, InvalidArgumentError, Option } from 'commander';
 
-import { readEnvConfig } from '../lib/config.js';
-import { LIMIT_FLAGS, parseLimitValue, type TaskLimits } from '../lib/task-limits.js';
-import { redactRedisUrl } from '../lib/redis.js';
+import { readEnvConfig } from '../lib/core/config.js';
+import { LIMIT_FLAGS, parseLimitValue, type TaskLimits } from '../lib/core/limits.js';
+import { redactRedisUrl } from '../lib/redis/connection.js';
 import {
   Dashboard,
   Master,

@@ -9,34 +9,34 @@
  */
 
 // client.ts
-export { TaskRun, Tydra } from './client.js';
-export type { CancelResult, PackageVersionUse, SubmitOptions, TaskState, TaskStatus } from './client.js';
-export { DEFAULT_MAX_TASK_LIMITS, DEFAULT_TASK_LIMITS } from './task-limits.js';
-export type { TaskLimits } from './task-limits.js';
+export { TaskRun, Tydra } from './client/client.js';
+export type { CancelResult, PackageVersionUse, SubmitOptions, TaskState, TaskStatus } from './client/client.js';
+export { DEFAULT_MAX_TASK_LIMITS, DEFAULT_TASK_LIMITS } from './core/limits.js';
+export type { TaskLimits } from './core/limits.js';
 // master.ts, node.ts, dashboard.ts
-export { Master } from './master.js';
-export type { MasterState, PruneSummary } from './master.js';
-export { TydraNode } from './node.js';
-export type { NodeState } from './node.js';
-export { Dashboard } from './dashboard.js';
+export { Master } from './master/master.js';
+export type { MasterState, PruneSummary } from './master/master.js';
+export { TydraNode } from './node/node.js';
+export type { NodeState } from './node/node.js';
+export { Dashboard } from './ops/dashboard.js';
 // dev-cluster.ts, redis-server.ts
-export { startDevCluster } from './dev-cluster.js';
-export type { DevCluster, DevClusterOptions } from './dev-cluster.js';
-export { startRedisServer } from './redis-server.js';
-export type { RedisServer, RedisServerOptions } from './redis-server.js';
+export { startDevCluster } from './ops/dev-cluster.js';
+export type { DevCluster, DevClusterOptions } from './ops/dev-cluster.js';
+export { startRedisServer } from './ops/redis-server.js';
+export type { RedisServer, RedisServerOptions } from './ops/redis-server.js';
 // packages
-export { packDirectory } from './pack.js';
-export type { PackedPackage } from './pack.js';
-export type { DeployResult, PackageVersion, PackageVersionInfo } from './package-store.js';
-export type { HealedHolder, PruneDecision, PruneOptions, PruneReport } from './package-pruner.js';
-export type { Manifest, TaskSpec } from './manifest.js';
-export { parseTaskRef } from './task-ref.js';
-export type { TaskRef } from './task-ref.js';
-export type { NodeInfo } from './node-registry.js';
+export { packDirectory } from './packages/pack.js';
+export type { PackedPackage } from './packages/pack.js';
+export type { DeployResult, PackageVersion, PackageVersionInfo } from './packages/store.js';
+export type { HealedHolder, PruneDecision, PruneOptions, PruneReport } from './packages/pruner.js';
+export type { Manifest, TaskSpec } from './packages/manifest.js';
+export { parseTaskRef } from './packages/task-ref.js';
+export type { TaskRef } from './packages/task-ref.js';
+export type { NodeInfo } from './cluster/node-registry.js';
 // options.ts, logger.ts
-export type { DashboardOptions, MasterOptions, NodeOptions, PackageLimits, TydraOptions } from './options.js';
-export { createLogger } from './logger.js';
-export type { Logger } from './logger.js';
+export type { DashboardOptions, MasterOptions, NodeOptions, PackageLimits, TydraOptions } from './core/options.js';
+export { createLogger } from './core/logger.js';
+export type { Logger } from './core/logger.js';
 // errors.ts
 export {
   CANCELLED_MESSAGE,
@@ -57,4 +57,4 @@ export {
   TaskTimeoutError,
   TydraError,
   UnknownTaskError,
-} from './errors.js';
+} from './core/errors.js';

@@ -9,7 +9,7 @@
 import type { DefaultJobOptions } from 'bullmq';
 import { z } from 'zod';
 
-import { type TaskLimits, taskLimitsSchema } from '../lib/task-limits.js';
+import { type TaskLimits, taskLimitsSchema } from '../lib/core/limits.js';
 
 export const TASKS_QUEUE = 'tasks';
 

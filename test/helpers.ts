@@ -6,10 +6,10 @@ import { fileURLToPath } from 'node:url';
 
 import { Redis } from 'ioredis';
 
-import { Tydra } from '../lib/client.js';
-import { Master } from '../lib/master.js';
-import { TydraNode } from '../lib/node.js';
-import type { MasterOptions, NodeOptions } from '../lib/options.js';
+import { Tydra } from '../lib/client/client.js';
+import { Master } from '../lib/master/master.js';
+import { TydraNode } from '../lib/node/node.js';
+import type { MasterOptions, NodeOptions } from '../lib/core/options.js';
 
 export const REPO_ROOT = fileURLToPath(new URL('../../', import.meta.url));
 export const CLI = join(REPO_ROOT, 'dist/bin/tydra.js');

@@ -7,8 +7,8 @@ import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 
-import type { RedisServer } from '../lib/redis-server.js';
-import { startRedisServer } from '../lib/redis-server.js';
+import type { RedisServer } from '../lib/ops/redis-server.js';
+import { startRedisServer } from '../lib/ops/redis-server.js';
 import { findBwrap } from '../sandbox/launcher/bwrap.js';
 import { cleanUp } from './helpers.js';
 

@@ -7,7 +7,7 @@ import { delimiter, join } from 'node:path';
 
 import { execa } from 'execa';
 
-import { SandboxUnavailableError } from '../../lib/errors.js';
+import { SandboxUnavailableError } from '../../lib/core/errors.js';
 import { isolationArgs, systemMountArgs } from './bwrap-args.js';
 
 export const INSTALL_HINT = 'install it with: apt-get install -y bubblewrap';

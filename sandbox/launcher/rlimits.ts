@@ -19,7 +19,7 @@
 import { accessSync, constants } from 'node:fs';
 import { delimiter, join } from 'node:path';
 
-import { describe, InvalidOptionError, SandboxUnavailableError } from '../../lib/errors.js';
+import { describe, InvalidOptionError, SandboxUnavailableError } from '../../lib/core/errors.js';
 
 export const PRLIMIT_PATH = '/usr/bin/prlimit';
 

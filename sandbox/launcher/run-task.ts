@@ -15,16 +15,16 @@ import type { Readable, Writable } from 'node:stream';
 
 import { execa } from 'execa';
 
-import { LimitExceededError, RunnerProtocolError, SandboxUnavailableError, TaskFailedError, TaskTimeoutError } from '../../lib/errors.js';
-import { type CompiledTaskLimits, formatBytes, formatDuration } from '../../lib/task-limits.js';
-import type { TaskSpec } from '../../lib/manifest.js';
+import { LimitExceededError, RunnerProtocolError, SandboxUnavailableError, TaskFailedError, TaskTimeoutError } from '../../lib/core/errors.js';
+import { type CompiledTaskLimits, formatBytes, formatDuration } from '../../lib/core/limits.js';
+import type { TaskSpec } from '../../lib/packages/manifest.js';
 import { encodeMessage, LineSplitter, type RunnerMessage } from '../protocol.js';
 import { buildBwrapArgs, PACKAGE_MOUNT, RUNTIME_MOUNT, sandboxNodePath } from './bwrap-args.js';
-import type { CgroupSupport } from './cgroup.js';
-import { attachSandbox, SANDBOX_SYNC_FDS, sandboxSyncArgs, sandboxSyncStdio, type StdioArray } from './cgroup-attach.js';
+import type { CgroupSupport } from './cgroup/support.js';
+import { attachSandbox, SANDBOX_SYNC_FDS, sandboxSyncArgs, sandboxSyncStdio, type StdioArray } from './cgroup/attach.js';
 import { signalFromExit } from './exit-signal.js';
 import { prlimitArgs } from './rlimits.js';
-import { createTaskCgroup, type TaskCgroup, type TaskCgroupStats } from './task-cgroup.js';
+import { createTaskCgroup, type TaskCgroup, type TaskCgroupStats } from './cgroup/task-cgroup.js';
 import { parseRunnerMessage } from './runner-message.js';
 
 /** The compiled `sandbox/` folder, mounted read-only into every sandbox. */

@@ -5,8 +5,8 @@ import { Queue } from 'bullmq';
 import { execa } from 'execa';
 import { Redis } from 'ioredis';
 
-import { Tydra } from '../../lib/client.js';
-import { TaskCancelledError, TaskFailedError, TaskNotFoundError } from '../../lib/errors.js';
+import { Tydra } from '../../lib/client/client.js';
+import { TaskCancelledError, TaskFailedError, TaskNotFoundError } from '../../lib/core/errors.js';
 import { NODE_QUEUE_PREFIX } from '../../queues/node.js';
 import { CLI, copyFixture, defer, redisUrl, startCluster, startNode, waitFor } from '../helpers.js';
 import { pidsWithEnv } from '../processes.js';

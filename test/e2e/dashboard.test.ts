@@ -1,6 +1,6 @@
 import assert from 'node:assert/strict';
 
-import { Dashboard } from '../../lib/dashboard.js';
+import { Dashboard } from '../../lib/ops/dashboard.js';
 import { defer, redisUrl, startCluster } from '../helpers.js';
 
 async function queueNames(url: string, headers: Record<string, string> = {}): Promise<string[]> {

@@ -2,8 +2,8 @@ import assert from 'node:assert/strict';
 
 import { execa } from 'execa';
 
-import { Tydra } from '../../lib/client.js';
-import { TaskFailedError } from '../../lib/errors.js';
+import { Tydra } from '../../lib/client/client.js';
+import { TaskFailedError } from '../../lib/core/errors.js';
 import { CLI, copyFixture, defer, redisUrl, startCluster, startNode, tempDir, waitFor } from '../helpers.js';
 import { pidsWithEnv } from '../processes.js';
 

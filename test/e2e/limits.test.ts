@@ -1,8 +1,8 @@
 import assert from 'node:assert/strict';
 
-import { Tydra } from '../../lib/client.js';
-import { LimitExceededError, TaskFailedError } from '../../lib/errors.js';
-import { resolveLimits, DEFAULT_MAX_TASK_LIMITS, DEFAULT_TASK_LIMITS, parseLimitValue } from '../../lib/task-limits.js';
+import { Tydra } from '../../lib/client/client.js';
+import { LimitExceededError, TaskFailedError } from '../../lib/core/errors.js';
+import { resolveLimits, DEFAULT_MAX_TASK_LIMITS, DEFAULT_TASK_LIMITS, parseLimitValue } from '../../lib/core/limits.js';
 import { defer, makePackage, redisUrl, startCluster } from '../helpers.js';
 
 const MiB = 1024 * 1024;

@@ -1,9 +1,9 @@
 import assert from 'node:assert/strict';
 
-import { Tydra } from '../../lib/client.js';
-import { Master } from '../../lib/master.js';
-import { TydraNode } from '../../lib/node.js';
-import { type RedisServer, startRedisServer } from '../../lib/redis-server.js';
+import { Tydra } from '../../lib/client/client.js';
+import { Master } from '../../lib/master/master.js';
+import { TydraNode } from '../../lib/node/node.js';
+import { type RedisServer, startRedisServer } from '../../lib/ops/redis-server.js';
 import { copyFixture, defer, tempDir } from '../helpers.js';
 
 /**

@@ -2,8 +2,8 @@ import assert from 'node:assert/strict';
 
 import { Redis } from 'ioredis';
 
-import { Tydra } from '../../lib/client.js';
-import { TaskFailedError } from '../../lib/errors.js';
+import { Tydra } from '../../lib/client/client.js';
+import { TaskFailedError } from '../../lib/core/errors.js';
 import { copyFixture, defer, redisUrl, startCluster, waitFor } from '../helpers.js';
 import { pidsWithEnv } from '../processes.js';
 
@@ -146,7 +146,7 @@ describe('running TaskInstances through master and node (@integration)', functio
     defer(() => tydra.close());
     await tydra.deploy(await copyFixture('probe'));
     const run = await tydra.submit('probe/echo', 'early');
-    const { Master } = await import('../../lib/master.js');
+    const { Master } = await import('../../lib/master/master.js');
     const master = new Master({ redis: redisUrl(), noNodeRetryMs: 200 });
     defer(() => master.close());
     await master.start();
@@ -158,7 +158,7 @@ describe('running TaskInstances through master and node (@integration)', functio
 
   it('with two masters running, every TaskInstance completes and runs exactly once', async () => {
     const { master: first } = await startCluster(2);
-    const { Master } = await import('../../lib/master.js');
+    const { Master } = await import('../../lib/master/master.js');
     const second = new Master({ redis: redisUrl() });
     defer(() => second.close());
     await second.start();

@@ -3,7 +3,7 @@ import { Writable } from 'node:stream';
 
 import { pino } from 'pino';
 
-import { Tydra } from '../../lib/client.js';
+import { Tydra } from '../../lib/client/client.js';
 import { copyFixture, defer, redisUrl, startCluster } from '../helpers.js';
 
 describe('the development-only --unsafe-no-sandbox mode (@integration)', function () {

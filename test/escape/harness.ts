@@ -8,11 +8,11 @@ import { createHash, randomUUID } from 'node:crypto';
 import { readdir, readFile } from 'node:fs/promises';
 import { join } from 'node:path';
 
-import { type SubmitOptions, type TaskRun, type TaskStatus, Tydra } from '../../lib/client.js';
-import { TaskFailedError } from '../../lib/errors.js';
-import type { TydraNode } from '../../lib/node.js';
-import type { NodeOptions } from '../../lib/options.js';
-import { digestTree } from '../../lib/tree-digest.js';
+import { type SubmitOptions, type TaskRun, type TaskStatus, Tydra } from '../../lib/client/client.js';
+import { TaskFailedError } from '../../lib/core/errors.js';
+import type { TydraNode } from '../../lib/node/node.js';
+import type { NodeOptions } from '../../lib/core/options.js';
+import { digestTree } from '../../lib/packages/cache/tree-digest.js';
 import { copyFixture, defer, redisUrl, startCluster, waitFor } from '../helpers.js';
 import { pidsWithEnv } from '../processes.js';
 

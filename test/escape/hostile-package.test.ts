@@ -12,11 +12,11 @@ import { dirname, join } from 'node:path';
 import { Queue } from 'bullmq';
 import { Redis } from 'ioredis';
 
-import { Tydra } from '../../lib/client.js';
-import { TaskFailedError } from '../../lib/errors.js';
-import { packageBlobKey, packageLatestKey, packageVersionsKey } from '../../lib/keys.js';
-import { sha1Hex } from '../../lib/pack.js';
-import type { PackageVersion } from '../../lib/package-store.js';
+import { Tydra } from '../../lib/client/client.js';
+import { TaskFailedError } from '../../lib/core/errors.js';
+import { packageBlobKey, packageLatestKey, packageVersionsKey } from '../../lib/redis/keys.js';
+import { sha1Hex } from '../../lib/packages/pack.js';
+import type { PackageVersion } from '../../lib/packages/store.js';
 import { defer, redisUrl, startCluster, tempDir } from '../helpers.js';
 import { craft, type CraftedEntry, file } from '../tarballs.js';
 

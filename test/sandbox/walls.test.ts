@@ -2,7 +2,7 @@ import assert from 'node:assert/strict';
 import { existsSync } from 'node:fs';
 import { readFile } from 'node:fs/promises';
 
-import { Tydra } from '../../lib/client.js';
+import { Tydra } from '../../lib/client/client.js';
 import { copyFixture, defer, redisUrl, startCluster, waitFor } from '../helpers.js';
 import { pidsWithEnv } from '../processes.js';
 

@@ -1,0 +1,105 @@
+/**
+ * `tydra dev`: a whole cluster in one process for local work: a private redis-server (unless a
+ * Redis URL is given), a master, N nodes, and the dashboard.
+ */
+import { createHash } from 'node:crypto';
+import { mkdir } from 'node:fs/promises';
+import { join, resolve } from 'node:path';
+
+import { Dashboard } from './dashboard.js';
+import type { Logger } from '../core/logger.js';
+import { silentLogger } from '../core/logger.js';
+import { Master } from '../master/master.js';
+import { TydraNode } from '../node/node.js';
+import { defaultSandboxUser } from '../core/options.js';
+import { unreachableFolder } from '../core/path-access.js';
+import { type RedisServer, startRedisServer } from './redis-server.js';
+
+export interface DevClusterOptions {
+  /** Use this Redis instead of starting a private one. */
+  redis?: string;
+  /** Nodes to start. @defaultValue 2 */
+  nodes?: number;
+  /** Project-local folder for Redis data and node caches. @defaultValue `./.tydra` */
+  dataDir?: string;
+  /** Dashboard port (0 = any free port). @defaultValue 3000 */
+  dashboardPort?: number;
+  /** Concurrency of each node. @defaultValue 2 */
+  nodeConcurrency?: number;
+  unsafeNoSandbox?: boolean;
+  logger?: Logger;
+}
+
+export interface DevCluster {
+  redisUrl: string;
+  dashboardUrl: string;
+  master: Master;
+  nodes: TydraNode[];
+  dashboard: Dashboard;
+  /** Stops everything, the private Redis last. */
+  close(): Promise<void>;
+}
+
+/**
+ * `<dataDir>/cache`, unless the node's sandbox user (nobody, when running as root) could not
+ * reach it, as in a clone under `/root`: then a folder under `/var/cache/tydra/dev-<hash>`,
+ * one per data folder.
+ */
+async function devCacheRoot(dataDir: string, logger: Logger): Promise<string> {
+  const local = join(dataDir, 'cache');
+  const user = defaultSandboxUser();
+  if (user === undefined) {
+    return local;
+  }
+  await mkdir(local, { recursive: true, mode: 0o755 });
+  if ((await unreachableFolder(local, user.uid, user.gid)) === undefined) {
+    return local;
+  }
+  const shared = join('/var/cache/tydra', `dev-${createHash('sha1').update(dataDir).digest('hex').slice(0, 12)}`);
+  logger.info({ cacheDir: shared, reason: `${local} is not reachable by the sandbox user` }, 'node caches go to /var/cache/tydra');
+  return shared;
+}
+
+export async function startDevCluster(options: DevClusterOptions = {}): Promise<DevCluster> {
+  const logger = options.logger ?? silentLogger();
+  const dataDir = resolve(options.dataDir ?? '.tydra');
+  const nodeCount = options.nodes ?? 2;
+  if (!Number.isInteger(nodeCount) || nodeCount < 1 || nodeCount > 64) {
+    throw new TypeError(`Expected the \`nodes\` option to be an integer from 1 to 64, got \`${String(nodeCount)}\``);
+  }
+  let redisServer: RedisServer | undefined;
+  let redisUrl = options.redis;
+  if (redisUrl === undefined) {
+    redisServer = await startRedisServer({ dir: join(dataDir, 'redis') });
+    redisUrl = redisServer.url;
+    logger.info({ url: redisUrl, dir: join(dataDir, 'redis') }, 'started a private redis-server');
+  }
+  const master = new Master({ redis: redisUrl, logger });
+  const cacheRoot = await devCacheRoot(dataDir, logger);
+  const nodes = Array.from(
+    { length: nodeCount },
+    (_, index) =>
+      new TydraNode({
+        redis: redisUrl,
+        logger,
+        id: `dev-${index + 1}`,
+        concurrency: options.nodeConcurrency ?? 2,
+        cacheDir: join(cacheRoot, `dev-${index + 1}`),
+        unsafeNoSandbox: options.unsafeNoSandbox ?? false,
+      }),
+  );
+  const dashboard = new Dashboard({ redis: redisUrl, logger, port: options.dashboardPort ?? 3000 });
+  const close = async (): Promise<void> => {
+    await Promise.allSettled([dashboard.close(), master.close(), ...nodes.map((node) => node.close())]);
+    await redisServer?.stop();
+  };
+  try {
+    await master.start();
+    await Promise.all(nodes.map((node) => node.start()));
+    const dashboardUrl = await dashboard.start();
+    return { redisUrl, dashboardUrl, master, nodes, dashboard, close };
+  } catch (error) {
+    await close();
+    throw error;
+  }
+}

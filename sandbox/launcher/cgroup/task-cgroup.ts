@@ -1,0 +1,169 @@
+/**
+ * One cgroup per TaskInstance: a memory limit with no swap on top, a process limit, CPU time
+ * accounting, and a way to kill everything in it. The sandbox is put in before any task code
+ * runs (`cgroup-attach.ts`), so a task can neither escape the limits by forking nor outlive
+ * `kill()` by daemonising: membership is inherited across fork, setsid and double-fork.
+ */
+import { mkdir } from 'node:fs/promises';
+import { join } from 'node:path';
+
+import { CgroupError, describe, InvalidOptionError } from '../../../lib/core/errors.js';
+import type { AvailableCgroupSupport } from './support.js';
+import { assertCgroupName } from './support.js';
+import { errnoCode, killCgroupProcesses, listCgroupPids, pathExists, readKeyedCounts, readNumber, removeCgroupDir, writeCgroupFile } from './fs.js';
+
+export interface TaskCgroupLimits {
+  /** Memory limit in bytes (anonymous memory, page cache and tmpfs pages alike); no swap is allowed on top. */
+  memoryBytes: number;
+  /** Most tasks (processes and threads) alive at once, bwrap's own pid 1 included. */
+  pids: number;
+}
+
+/** What the kernel counted for one TaskInstance cgroup. Read it before `remove()`. */
+export interface TaskCgroupStats {
+  /** Processes the OOM killer killed because the memory limit was reached. */
+  oomKills: number;
+  /** Forks refused (EAGAIN) because `pids.max` was reached. */
+  pidsLimitHits: number;
+  /** CPU time used by every process that ever ran in the cgroup; undefined when not accounted (v1 without cpuacct). */
+  cpuUsageMs: number | undefined;
+  /** Highest memory usage; undefined when the kernel does not track it (v2 before 5.19). */
+  memoryPeakBytes: number | undefined;
+}
+
+/** Creates the cgroup folder(s) for one TaskInstance and sets its limits; throws `CgroupError`. */
+export async function createTaskCgroup(support: AvailableCgroupSupport, name: string, limits: TaskCgroupLimits): Promise<TaskCgroup> {
+  assertCgroupName(name, 'name');
+  for (const key of ['memoryBytes', 'pids'] as const) {
+    if (!Number.isSafeInteger(limits[key]) || limits[key] <= 0) {
+      throw new InvalidOptionError(`Expected the \`${key}\` limit to be a positive integer, got ${describe(limits[key])}`);
+    }
+  }
+  const dirs =
+    support.mode === 'v2'
+      ? { memory: join(support.parent, name), pids: join(support.parent, name), cpu: join(support.parent, name) }
+      : { memory: join(support.memory, name), pids: join(support.pids, name), cpu: support.cpuacct === undefined ? undefined : join(support.cpuacct, name) };
+  const cgroup = new TaskCgroup(support, name, dirs);
+  const created: string[] = [];
+  try {
+    for (const dir of cgroup.paths) {
+      await makeNewCgroup(dir);
+      created.push(dir);
+    }
+    await applyLimits(support, dirs.memory, dirs.pids, limits);
+  } catch (error) {
+    for (const dir of created) {
+      await removeCgroupDir(dir).catch(() => undefined);
+    }
+    throw error;
+  }
+  return cgroup;
+}
+
+export class TaskCgroup {
+  #removal: Promise<void> | undefined;
+
+  /** @internal Use `createTaskCgroup`. */
+  constructor(
+    readonly support: AvailableCgroupSupport,
+    readonly name: string,
+    private readonly dirs: { memory: string; pids: string; cpu: string | undefined },
+  ) {}
+
+  /** The cgroup folders: one on v2; one per hierarchy (memory, pids, cpuacct) on v1. */
+  get paths(): string[] {
+    return [...new Set([this.dirs.memory, this.dirs.pids, ...(this.dirs.cpu === undefined ? [] : [this.dirs.cpu])])];
+  }
+
+  /** Moves process `pid` (all its threads) into the cgroup; its later children are born there. */
+  async addProcess(pid: number): Promise<void> {
+    if (!Number.isSafeInteger(pid) || pid <= 0) {
+      throw new InvalidOptionError(`Expected a process id (positive integer), got ${describe(pid)}`);
+    }
+    for (const dir of this.paths) {
+      await writeCgroupFile(join(dir, 'cgroup.procs'), String(pid));
+    }
+  }
+
+  /** Process ids currently in the cgroup (the union over v1 hierarchies). */
+  async pids(): Promise<number[]> {
+    return [...new Set((await Promise.all(this.paths.map(listCgroupPids))).flat())].sort((a, b) => a - b);
+  }
+
+  async stats(): Promise<TaskCgroupStats> {
+    const { memory, pids, cpu } = this.dirs;
+    const pidsLimitHits = (await readKeyedCounts(join(pids, 'pids.events')))?.get('max') ?? 0;
+    if (this.support.mode === 'v2') {
+      const usageUsec = (await readKeyedCounts(join(cpu ?? memory, 'cpu.stat')))?.get('usage_usec');
+      return {
+        oomKills: (await readKeyedCounts(join(memory, 'memory.events')))?.get('oom_kill') ?? 0,
+        pidsLimitHits,
+        cpuUsageMs: usageUsec === undefined ? undefined : Math.round(usageUsec / 1000),
+        memoryPeakBytes: await readNumber(join(memory, 'memory.peak')),
+      };
+    }
+    // v1: `oom_kill` is in memory.oom_control since Linux 4.13. Before that the best sign is
+    // that the limit was hit at all (failcnt), which also counts reclaim that avoided an OOM.
+    const oomKill = (await readKeyedCounts(join(memory, 'memory.oom_control')))?.get('oom_kill');
+    const usageNs = cpu === undefined ? undefined : await readNumber(join(cpu, 'cpuacct.usage'));
+    return {
+      oomKills: oomKill ?? (((await readNumber(join(memory, 'memory.failcnt'))) ?? 0) > 0 ? 1 : 0),
+      pidsLimitHits,
+      cpuUsageMs: usageNs === undefined ? undefined : Math.round(usageNs / 1e6),
+      memoryPeakBytes: await readNumber(join(memory, 'memory.max_usage_in_bytes')),
+    };
+  }
+
+  /** SIGKILLs every process in the cgroup and waits until it is empty; throws `CgroupError` if some survive. */
+  async kill(): Promise<void> {
+    await killCgroupProcesses(this.paths, this.support.mode === 'v2' && this.support.cgroupKill);
+  }
+
+  /** Kills, then removes the folder(s). Idempotent; a cgroup already gone counts as removed. */
+  remove(): Promise<void> {
+    this.#removal ??= (async () => {
+      await this.kill();
+      for (const dir of this.paths) {
+        await removeCgroupDir(dir);
+      }
+    })().catch((error: unknown) => {
+      this.#removal = undefined; // let a later call retry
+      throw error;
+    });
+    return this.#removal;
+  }
+}
+
+async function makeNewCgroup(dir: string): Promise<void> {
+  try {
+    await mkdir(dir);
+  } catch (error) {
+    const code = errnoCode(error);
+    const received = code === 'EEXIST' ? 'an existing one (a name used twice, or a stale cgroup left for cleanStaleCgroups)' : (code ?? String(error));
+    throw new CgroupError(`Expected to create a new cgroup at ${dir}, got ${received}`, dir, code, { cause: error });
+  }
+}
+
+async function applyLimits(support: AvailableCgroupSupport, memory: string, pids: string, limits: TaskCgroupLimits): Promise<void> {
+  const bytes = String(limits.memoryBytes);
+  if (support.mode === 'v2') {
+    await writeCgroupFile(join(memory, 'memory.max'), bytes);
+    if (await pathExists(join(memory, 'memory.swap.max'))) {
+      await writeCgroupFile(join(memory, 'memory.swap.max'), '0');
+    }
+    // One OOM kill takes the whole sandbox down instead of leaving a half-dead process tree.
+    if (await pathExists(join(memory, 'memory.oom.group'))) {
+      await writeCgroupFile(join(memory, 'memory.oom.group'), '1');
+    }
+  } else {
+    // Order matters: memsw (memory + swap) may never be below the memory limit, so lower the
+    // memory limit first, then memsw to the same value, leaving no room for swap. Without
+    // memsw (swapaccount=0) swappiness 0 keeps this cgroup's own reclaim from swapping.
+    await writeCgroupFile(join(memory, 'memory.limit_in_bytes'), bytes);
+    if (await pathExists(join(memory, 'memory.memsw.limit_in_bytes'))) {
+      await writeCgroupFile(join(memory, 'memory.memsw.limit_in_bytes'), bytes);
+    }
+    await writeCgroupFile(join(memory, 'memory.swappiness'), '0');
+  }
+  await writeCgroupFile(join(pids, 'pids.max'), String(limits.pids));
+}
