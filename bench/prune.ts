@@ -60,7 +60,10 @@ async function main(): Promise<void> {
         for (let p = next++; p < packages; p = next++) {
           const dir = join(root, `p${p}`);
           await mkdir(dir, { recursive: true });
-          await writeFile(join(dir, 'tydra.json'), JSON.stringify({ name: `p${p}`, tasks: { run: { module: 'run.mjs' } } }));
+          await writeFile(
+            join(dir, 'tydra.json'),
+            JSON.stringify({ name: `p${p}`, tasks: { run: { module: 'run.mjs' } } }),
+          );
           for (let v = 0; v < versions; v += 1) {
             await writeFile(join(dir, 'run.mjs'), `export default () => ${v};\n`);
             await tydra.deploy(dir);
@@ -68,7 +71,9 @@ async function main(): Promise<void> {
         }
       }),
     );
-    progress(`deployed ${packages * versions} versions in ${Math.round(performance.now() - started)} ms; ${await redis.dbsize()} keys`);
+    progress(
+      `deployed ${packages * versions} versions in ${Math.round(performance.now() - started)} ms; ${await redis.dbsize()} keys`,
+    );
     await new Promise((resolve) => setTimeout(resolve, 20)); // every deploy lease (1 ms) is over
 
     const rounds = 3;
@@ -82,7 +87,9 @@ async function main(): Promise<void> {
       const report = await prunePackages(redis, { graceMs: 10 * 60_000 });
       steadyMs.push(performance.now() - t);
       if (report.removed.length !== 0 || report.versions !== packages * versions) {
-        throw new Error(`Expected a steady pass to keep all ${packages * versions} versions, got ${report.removed.length} removed of ${report.versions}`);
+        throw new Error(
+          `Expected a steady pass to keep all ${packages * versions} versions, got ${report.removed.length} removed of ${report.versions}`,
+        );
       }
     }
     const keysBefore = await redis.dbsize();
@@ -93,15 +100,27 @@ async function main(): Promise<void> {
     const removal = await prunePackages(redis, { graceMs: 0 });
     const removalMs = performance.now() - t;
     if (removal.removed.length !== packages * (versions - 1)) {
-      throw new Error(`Expected the removing pass to delete ${packages * (versions - 1)} versions, got ${removal.removed.length}`);
+      throw new Error(
+        `Expected the removing pass to delete ${packages * (versions - 1)} versions, got ${removal.removed.length}`,
+      );
     }
     const median = (values: number[]): number => [...values].sort((a, b) => a - b)[Math.floor(values.length / 2)] ?? 0;
     const results = {
       packages,
       versions,
       keys: keysBefore,
-      steady: { pruneMs: Math.round(median(steadyMs)), scanMs: Math.round(median(scanMs)), ratio: Number((median(steadyMs) / median(scanMs)).toFixed(1)), perVersionUs: Math.round((median(steadyMs) * 1000) / (packages * versions)) },
-      removing: { pruneMs: Math.round(removalMs), scanMs: Math.round(scanBeforeRemoval), ratio: Number((removalMs / scanBeforeRemoval).toFixed(1)), removed: removal.removed.length },
+      steady: {
+        pruneMs: Math.round(median(steadyMs)),
+        scanMs: Math.round(median(scanMs)),
+        ratio: Number((median(steadyMs) / median(scanMs)).toFixed(1)),
+        perVersionUs: Math.round((median(steadyMs) * 1000) / (packages * versions)),
+      },
+      removing: {
+        pruneMs: Math.round(removalMs),
+        scanMs: Math.round(scanBeforeRemoval),
+        ratio: Number((removalMs / scanBeforeRemoval).toFixed(1)),
+        removed: removal.removed.length,
+      },
       keysAfter: await redis.dbsize(),
     };
     process.stdout.write(

@@ -29,7 +29,7 @@ import { Redis } from 'ioredis';
 import { Master, startRedisServer, Tydra, TydraNode } from '../lib/index.js';
 import type { RedisServer } from '../lib/index.js';
 import { checkBwrap } from '../sandbox/launcher/bwrap.js';
-import { defaultSandboxUser } from '../lib/core/options.js';
+import { defaultSandboxUser } from '../lib/node/options.js';
 import { DEFAULT_TASK_LIMITS } from '../lib/core/limits.js';
 import { detectCgroups, removeCgroupParent } from '../sandbox/launcher/cgroup/support.js';
 import { findPrlimit } from '../sandbox/launcher/rlimits.js';
@@ -67,7 +67,13 @@ interface Results {
   host: { node: string; platform: string; cpus: number; cpuModel: string };
   spawn: { baseline: Summary; tydra: Summary; ratioMedian: number; ratioP95: number };
   endToEnd: {
-    throughput: { baselineTasksPerSec: number; tydraTasksPerSec: number; ratio: number; baselineWallMs: number; tydraWallMs: number };
+    throughput: {
+      baselineTasksPerSec: number;
+      tydraTasksPerSec: number;
+      ratio: number;
+      baselineWallMs: number;
+      tydraWallMs: number;
+    };
     latency: { baseline: Summary; tydra: Summary; ratioMedian: number };
     cancel: { baseline: Summary; tydra: Summary; ratioMedian: number };
   };
@@ -99,7 +105,11 @@ function cleanupAll(): Promise<void> {
         progress(`cleanup of ${step.label} failed: ${(error as Error).message}`);
       }
     }
-    progress(failed === 0 ? 'cleaned up: clients closed, redis-server stopped, temp dir removed' : `cleanup finished with ${failed} failed step(s)`);
+    progress(
+      failed === 0
+        ? 'cleaned up: clients closed, redis-server stopped, temp dir removed'
+        : `cleanup finished with ${failed} failed step(s)`,
+    );
   })();
   return cleaning;
 }
@@ -264,7 +274,10 @@ async function benchSpawn(config: Config, packageDir: string): Promise<Results['
 // Benchmark 2, baseline: raw BullMQ, one Queue + one Worker (concurrency 2) spawning `node -e 0`.
 
 /** The same measurement for both systems: warm-up, idle latency one at a time, then M at once. */
-async function measureEndToEnd(config: Config, once: () => Promise<void>): Promise<{ wallMs: number; latency: number[] }> {
+async function measureEndToEnd(
+  config: Config,
+  once: () => Promise<void>,
+): Promise<{ wallMs: number; latency: number[] }> {
   for (let i = 0; i < WARMUP; i += 1) {
     await once();
   }
@@ -313,10 +326,20 @@ async function benchRawBullmq(config: Config, redisUrl: string): Promise<{ wallM
 // ---------------------------------------------------------------------------------------------
 // Benchmark 2, tydra: Master + TydraNode (concurrency 2) + client.
 
-async function benchTydra(config: Config, redisUrl: string, packageDir: string, cacheDir: string): Promise<{ wallMs: number; latency: number[]; cancel: number[] }> {
+async function benchTydra(
+  config: Config,
+  redisUrl: string,
+  packageDir: string,
+  cacheDir: string,
+): Promise<{ wallMs: number; latency: number[]; cancel: number[] }> {
   const master = new Master({ redis: redisUrl });
   onCleanup('master', () => master.close());
-  const node = new TydraNode({ redis: redisUrl, id: `bench-${process.pid}-${randomUUID().slice(0, 8)}`, concurrency: NODE_CONCURRENCY, cacheDir });
+  const node = new TydraNode({
+    redis: redisUrl,
+    id: `bench-${process.pid}-${randomUUID().slice(0, 8)}`,
+    concurrency: NODE_CONCURRENCY,
+    cacheDir,
+  });
   onCleanup('node', () => node.close());
   const tydra = new Tydra({ redis: redisUrl });
   onCleanup('client', () => tydra.close());
@@ -376,7 +399,14 @@ function formatTable(results: Results): string {
       `${results.spawn.ratioMedian.toFixed(2)}x`,
       'tydra/baseline, lower is better',
     ],
-    ['sandbox spawn', 'p95 ms', results.spawn.baseline.p95Ms.toFixed(1), results.spawn.tydra.p95Ms.toFixed(1), `${results.spawn.ratioP95.toFixed(2)}x`, 'tydra/baseline, lower is better'],
+    [
+      'sandbox spawn',
+      'p95 ms',
+      results.spawn.baseline.p95Ms.toFixed(1),
+      results.spawn.tydra.p95Ms.toFixed(1),
+      `${results.spawn.ratioP95.toFixed(2)}x`,
+      'tydra/baseline, lower is better',
+    ],
     [
       'end to end',
       `throughput tasks/s (M=${results.config.tasks})`,
@@ -403,7 +433,10 @@ function formatTable(results: Results): string {
     ],
   ];
   const widths = rows[0]?.map((_, col) => Math.max(...rows.map((row) => (row[col] ?? '').length))) ?? [];
-  const line = (row: string[]): string => row.map((cell, col) => (col >= 2 && col <= 4 ? cell.padStart(widths[col] ?? 0) : cell.padEnd(widths[col] ?? 0))).join('  ');
+  const line = (row: string[]): string =>
+    row
+      .map((cell, col) => (col >= 2 && col <= 4 ? cell.padStart(widths[col] ?? 0) : cell.padEnd(widths[col] ?? 0)))
+      .join('  ');
   const rule = widths.map((w) => '-'.repeat(w)).join('  ');
   const [header, ...body] = rows;
   return [
@@ -450,7 +483,12 @@ async function main(): Promise<void> {
   const cpu = cpus()[0];
   const results: Results = {
     config: { ...config, warmup: WARMUP, nodeConcurrency: NODE_CONCURRENCY },
-    host: { node: process.version, platform: `${process.platform}-${process.arch}`, cpus: availableParallelism(), cpuModel: cpu?.model.trim() ?? 'unknown' },
+    host: {
+      node: process.version,
+      platform: `${process.platform}-${process.arch}`,
+      cpus: availableParallelism(),
+      cpuModel: cpu?.model.trim() ?? 'unknown',
+    },
     spawn,
     endToEnd: {
       throughput: {
@@ -460,8 +498,16 @@ async function main(): Promise<void> {
         baselineWallMs: round(raw.wallMs),
         tydraWallMs: round(ours.wallMs),
       },
-      latency: { baseline: rawLatency, tydra: tydraLatency, ratioMedian: round(tydraLatency.medianMs / rawLatency.medianMs) },
-      cancel: { baseline: rawLatency, tydra: summarize(ours.cancel), ratioMedian: round(summarize(ours.cancel).medianMs / rawLatency.medianMs) },
+      latency: {
+        baseline: rawLatency,
+        tydra: tydraLatency,
+        ratioMedian: round(tydraLatency.medianMs / rawLatency.medianMs),
+      },
+      cancel: {
+        baseline: rawLatency,
+        tydra: summarize(ours.cancel),
+        ratioMedian: round(summarize(ours.cancel).medianMs / rawLatency.medianMs),
+      },
     },
   };
 

@@ -28,7 +28,9 @@ import {
 
 const env = readEnvConfig();
 const LIMIT_FLAG_NAMES = Object.keys(LIMIT_FLAGS).join(', ');
-const packageJson = JSON.parse(readFileSync(new URL('../../package.json', import.meta.url), 'utf8')) as { version: string };
+const packageJson = JSON.parse(readFileSync(new URL('../../package.json', import.meta.url), 'utf8')) as {
+  version: string;
+};
 const EXAMPLES_DIR = fileURLToPath(new URL('../../examples/', import.meta.url));
 
 const program = new Command('tydra')
@@ -37,7 +39,8 @@ const program = new Command('tydra')
   .showHelpAfterError()
   .configureHelp({ sortSubcommands: false });
 
-const redisOption = () => new Option('--redis <url>', 'Redis URL (env TYDRA_REDIS_URL)').default(env.redisUrl, redactRedisUrl(env.redisUrl));
+const redisOption = () =>
+  new Option('--redis <url>', 'Redis URL (env TYDRA_REDIS_URL)').default(env.redisUrl, redactRedisUrl(env.redisUrl));
 const jsonOption = () => new Option('--json', 'print JSON instead of text');
 
 program
@@ -50,52 +53,80 @@ program
   .option('--demo', 'deploy the example packages, run a task of each and print the results')
   .option('--exit', 'with --demo: stop the cluster after the demo instead of waiting for Ctrl-C')
   .option('--unsafe-no-sandbox', 'DEVELOPMENT ONLY: run tasks without bubblewrap')
-  .action(async (opts: { redis?: string; nodes: number; port: number; dataDir: string; demo?: boolean; exit?: boolean; unsafeNoSandbox?: boolean }) => {
-    const logger = createLogger();
-    const cluster = await startDevCluster({
-      redis: opts.redis ?? (process.env.TYDRA_REDIS_URL ? env.redisUrl : undefined),
-      nodes: opts.nodes,
-      dashboardPort: opts.port,
-      dataDir: opts.dataDir,
-      unsafeNoSandbox: opts.unsafeNoSandbox ?? false,
-      logger,
-    });
-    const stop = onShutdown(() => cluster.close());
-    process.stdout.write(`tydra dev: ${cluster.nodes.length} node(s) on ${redactRedisUrl(cluster.redisUrl)}\n`);
-    process.stdout.write(`dashboard: ${cluster.dashboardUrl}\n`);
-    if (opts.demo) {
-      await runDemo(cluster.redisUrl);
+  .action(
+    async (opts: {
+      redis?: string;
+      nodes: number;
+      port: number;
+      dataDir: string;
+      demo?: boolean;
+      exit?: boolean;
+      unsafeNoSandbox?: boolean;
+    }) => {
+      const logger = createLogger();
+      const cluster = await startDevCluster({
+        redis: opts.redis ?? (process.env.TYDRA_REDIS_URL ? env.redisUrl : undefined),
+        nodes: opts.nodes,
+        dashboardPort: opts.port,
+        dataDir: opts.dataDir,
+        unsafeNoSandbox: opts.unsafeNoSandbox ?? false,
+        logger,
+      });
+      const stop = onShutdown(() => cluster.close());
+      process.stdout.write(`tydra dev: ${cluster.nodes.length} node(s) on ${redactRedisUrl(cluster.redisUrl)}\n`);
       process.stdout.write(`dashboard: ${cluster.dashboardUrl}\n`);
-    }
-    if (opts.demo && opts.exit) {
-      await stop();
-      return;
-    }
-    process.stdout.write('press Ctrl-C to stop\n');
-    await waitForever();
-  });
+      if (opts.demo) {
+        await runDemo(cluster.redisUrl);
+        process.stdout.write(`dashboard: ${cluster.dashboardUrl}\n`);
+      }
+      if (opts.demo && opts.exit) {
+        await stop();
+        return;
+      }
+      process.stdout.write('press Ctrl-C to stop\n');
+      await waitForever();
+    },
+  );
 
 program
   .command('master')
   .description('run a master: schedule submitted TaskInstances onto live nodes')
   .addOption(redisOption())
   .option('-c, --concurrency <n>', 'TaskInstances dispatched at once', integer(1, 10_000), 16)
-  .option('--sweep-interval <ms>', 'how often queues of dead nodes are checked for stranded TaskInstances', integer(50, 600_000), 5000)
+  .option(
+    '--sweep-interval <ms>',
+    'how often queues of dead nodes are checked for stranded TaskInstances',
+    integer(50, 600_000),
+    5000,
+  )
   .option('--prune-every <ms>', 'period of the package prune job', integer(100, 86_400_000), 60_000)
-  .option('--prune-grace <ms>', 'how long a version stays without holders before the prune job deletes it', integer(0, 30 * 86_400_000), 600_000)
-  .action(async (opts: { redis: string; concurrency: number; sweepInterval: number; pruneEvery: number; pruneGrace: number }) => {
-    const master = new Master({
-      redis: opts.redis,
-      concurrency: opts.concurrency,
-      sweepIntervalMs: opts.sweepInterval,
-      pruneEveryMs: opts.pruneEvery,
-      pruneGraceMs: opts.pruneGrace,
-      logger: createLogger(),
-    });
-    await master.start();
-    onShutdown(() => master.close());
-    await waitForever();
-  });
+  .option(
+    '--prune-grace <ms>',
+    'how long a version stays without holders before the prune job deletes it',
+    integer(0, 30 * 86_400_000),
+    600_000,
+  )
+  .action(
+    async (opts: {
+      redis: string;
+      concurrency: number;
+      sweepInterval: number;
+      pruneEvery: number;
+      pruneGrace: number;
+    }) => {
+      const master = new Master({
+        redis: opts.redis,
+        concurrency: opts.concurrency,
+        sweepIntervalMs: opts.sweepInterval,
+        pruneEveryMs: opts.pruneEvery,
+        pruneGraceMs: opts.pruneGrace,
+        logger: createLogger(),
+      });
+      await master.start();
+      onShutdown(() => master.close());
+      await waitForever();
+    },
+  );
 
 program
   .command('node')
@@ -103,15 +134,53 @@ program
   .addOption(redisOption())
   .option('--id <id>', 'node id (default: <hostname>-<pid>)')
   .option('-c, --concurrency <n>', 'TaskInstances run at once (default: number of CPUs)', integer(1, 1024))
-  .option('--cache-dir <dir>', 'package cache folder (env TYDRA_CACHE_DIR; default ~/.cache/tydra/packages)', env.cacheDir)
+  .option(
+    '--cache-dir <dir>',
+    'package cache folder (env TYDRA_CACHE_DIR; default ~/.cache/tydra/packages)',
+    env.cacheDir,
+  )
   .option('--timeout <ms>', 'default wall-clock limit of a task (same as --limit timeout=<ms>)', integer(1, 86_400_000))
-  .option('--limit <name=value>', `default task limit, repeatable; names: ${LIMIT_FLAG_NAMES} (e.g. memory=1GiB, timeout=90s)`, collectLimits, {})
-  .option('--max-limit <name=value>', 'most a submission or tydra.json may ask for, repeatable (same names)', collectLimits, {})
-  .option('--drain-timeout <ms>', 'on SIGTERM, how long running tasks may finish before they are killed and re-routed', integer(0, 86_400_000), 30_000)
-  .option('--cache-max <bytes>', 'package cache budget, e.g. 10GiB; least recently used versions not in use are evicted above it', bytesValue, 10 * 1024 ** 3)
-  .option('--heartbeat <ms>', 'heartbeat period; the node counts as dead after 3 missed beats', integer(100, 600_000), 5000)
-  .option('--lock-duration <ms>', 'BullMQ lock of a running job; after a crash its TaskInstances move to another node once it expires', integer(1000, 3_600_000), 30_000)
-  .option('--sandbox-user <uid:gid>', 'host user the sandboxes run as (default when root: 65534:65534, nobody)', userValue)
+  .option(
+    '--limit <name=value>',
+    `default task limit, repeatable; names: ${LIMIT_FLAG_NAMES} (e.g. memory=1GiB, timeout=90s)`,
+    collectLimits,
+    {},
+  )
+  .option(
+    '--max-limit <name=value>',
+    'most a submission or tydra.json may ask for, repeatable (same names)',
+    collectLimits,
+    {},
+  )
+  .option(
+    '--drain-timeout <ms>',
+    'on SIGTERM, how long running tasks may finish before they are killed and re-routed',
+    integer(0, 86_400_000),
+    30_000,
+  )
+  .option(
+    '--cache-max <bytes>',
+    'package cache budget, e.g. 10GiB; least recently used versions not in use are evicted above it',
+    bytesValue,
+    10 * 1024 ** 3,
+  )
+  .option(
+    '--heartbeat <ms>',
+    'heartbeat period; the node counts as dead after 3 missed beats',
+    integer(100, 600_000),
+    5000,
+  )
+  .option(
+    '--lock-duration <ms>',
+    'BullMQ lock of a running job; after a crash its TaskInstances move to another node once it expires',
+    integer(1000, 3_600_000),
+    30_000,
+  )
+  .option(
+    '--sandbox-user <uid:gid>',
+    'host user the sandboxes run as (default when root: 65534:65534, nobody)',
+    userValue,
+  )
   .option('--unsafe-no-sandbox', 'DEVELOPMENT ONLY: run tasks without bubblewrap (logged loudly)')
   .action(
     async (opts: {
@@ -129,37 +198,45 @@ program
       sandboxUser?: { uid: number; gid: number };
       unsafeNoSandbox?: boolean;
     }) => {
-    const node = new TydraNode(
-      stripUndefined({
-        redis: opts.redis,
-        id: opts.id,
-        concurrency: opts.concurrency,
-        cacheDir: opts.cacheDir,
-        taskLimits: { ...opts.limit, ...(opts.timeout !== undefined ? { timeoutMs: opts.timeout } : {}) },
-        maxTaskLimits: opts.maxLimit,
-        drainTimeoutMs: opts.drainTimeout,
-        cacheMaxBytes: opts.cacheMax,
-        heartbeatMs: opts.heartbeat,
-        lockDurationMs: opts.lockDuration,
-        sandboxUser: opts.sandboxUser,
-        unsafeNoSandbox: opts.unsafeNoSandbox ?? false,
-        logger: createLogger(),
-      }),
-    );
-    await node.start();
-    onShutdown(() => node.close());
-    await waitForever();
-  });
+      const node = new TydraNode(
+        stripUndefined({
+          redis: opts.redis,
+          id: opts.id,
+          concurrency: opts.concurrency,
+          cacheDir: opts.cacheDir,
+          taskLimits: { ...opts.limit, ...(opts.timeout !== undefined ? { timeoutMs: opts.timeout } : {}) },
+          maxTaskLimits: opts.maxLimit,
+          drainTimeoutMs: opts.drainTimeout,
+          cacheMaxBytes: opts.cacheMax,
+          heartbeatMs: opts.heartbeat,
+          lockDurationMs: opts.lockDuration,
+          sandboxUser: opts.sandboxUser,
+          unsafeNoSandbox: opts.unsafeNoSandbox ?? false,
+          logger: createLogger(),
+        }),
+      );
+      await node.start();
+      onShutdown(() => node.close());
+      await waitForever();
+    },
+  );
 
 program
   .command('dashboard')
-  .description('serve Bull Board over every tydra queue (basic auth: env TYDRA_DASHBOARD_USER / TYDRA_DASHBOARD_PASSWORD)')
+  .description(
+    'serve Bull Board over every tydra queue (basic auth: env TYDRA_DASHBOARD_USER / TYDRA_DASHBOARD_PASSWORD)',
+  )
   .addOption(redisOption())
   .option('-p, --port <port>', 'TCP port', integer(0, 65535), 3000)
   .option('--host <host>', 'address to bind', '127.0.0.1')
   .action(async (opts: { redis: string; port: number; host: string }) => {
-    const auth = env.dashboardUser && env.dashboardPassword ? { user: env.dashboardUser, password: env.dashboardPassword } : undefined;
-    const dashboard = new Dashboard(stripUndefined({ redis: opts.redis, port: opts.port, host: opts.host, auth, logger: createLogger() }));
+    const auth =
+      env.dashboardUser && env.dashboardPassword
+        ? { user: env.dashboardUser, password: env.dashboardPassword }
+        : undefined;
+    const dashboard = new Dashboard(
+      stripUndefined({ redis: opts.redis, port: opts.port, host: opts.host, auth, logger: createLogger() }),
+    );
     const url = await dashboard.start();
     process.stdout.write(`dashboard: ${url}\n`);
     onShutdown(() => dashboard.close());
@@ -192,41 +269,65 @@ program
   .option('--limit <name=value>', `limit for this run, repeatable; names: ${LIMIT_FLAG_NAMES}`, collectLimits, {})
   .option('--retry-on-limit', 'retry (within --attempts) a run that broke a limit')
   .addOption(jsonOption())
-  .action(async (ref: string, opts: { redis: string; input?: string; inputFile?: string; detach?: boolean; timeout?: number; attempts?: number; limit: TaskLimits; retryOnLimit?: boolean; json?: boolean }) => {
-    const text = opts.inputFile !== undefined ? await readFile(opts.inputFile, 'utf8') : (opts.input ?? 'null');
-    let input: unknown;
-    try {
-      input = JSON.parse(text);
-    } catch (error) {
-      throw new InvalidArgumentError(`Expected the input to be JSON, got a parse error: ${(error as Error).message}`);
-    }
-    await withClient(opts.redis, async (tydra) => {
-      const run = await tydra.submit(
-        ref,
-        input,
-        stripUndefined({ timeoutMs: opts.timeout, attempts: opts.attempts, limits: Object.keys(opts.limit).length > 0 ? opts.limit : undefined, retryOnLimit: opts.retryOnLimit }),
-      );
-      if (opts.detach) {
-        print(opts.json, { id: run.id, ref: run.ref }, run.id);
-        return;
-      }
+  .action(
+    async (
+      ref: string,
+      opts: {
+        redis: string;
+        input?: string;
+        inputFile?: string;
+        detach?: boolean;
+        timeout?: number;
+        attempts?: number;
+        limit: TaskLimits;
+        retryOnLimit?: boolean;
+        json?: boolean;
+      },
+    ) => {
+      const text = opts.inputFile !== undefined ? await readFile(opts.inputFile, 'utf8') : (opts.input ?? 'null');
+      let input: unknown;
       try {
-        const result = await run.result();
-        process.stdout.write(`${JSON.stringify(opts.json ? { id: run.id, ref: run.ref, state: 'completed', result } : result, null, 2)}\n`);
+        input = JSON.parse(text);
       } catch (error) {
-        if (error instanceof TaskFailedError) {
-          const state = error instanceof TaskCancelledError ? 'cancelled' : 'failed';
-          if (opts.json) {
-            process.stdout.write(`${JSON.stringify({ id: run.id, ref: run.ref, state, error: error.message })}\n`);
-          }
-          process.stderr.write(`TaskInstance ${run.id} ${state === 'cancelled' ? 'was cancelled' : `failed: ${error.message}`}\n`);
-          process.exitCode = 1;
+        throw new InvalidArgumentError(`Expected the input to be JSON, got a parse error: ${(error as Error).message}`);
+      }
+      await withClient(opts.redis, async (tydra) => {
+        const run = await tydra.submit(
+          ref,
+          input,
+          stripUndefined({
+            timeoutMs: opts.timeout,
+            attempts: opts.attempts,
+            limits: Object.keys(opts.limit).length > 0 ? opts.limit : undefined,
+            retryOnLimit: opts.retryOnLimit,
+          }),
+        );
+        if (opts.detach) {
+          print(opts.json, { id: run.id, ref: run.ref }, run.id);
           return;
         }
-        throw error;
-      }
-    });
-  });
+        try {
+          const result = await run.result();
+          process.stdout.write(
+            `${JSON.stringify(opts.json ? { id: run.id, ref: run.ref, state: 'completed', result } : result, null, 2)}\n`,
+          );
+        } catch (error) {
+          if (error instanceof TaskFailedError) {
+            const state = error instanceof TaskCancelledError ? 'cancelled' : 'failed';
+            if (opts.json) {
+              process.stdout.write(`${JSON.stringify({ id: run.id, ref: run.ref, state, error: error.message })}\n`);
+            }
+            process.stderr.write(
+              `TaskInstance ${run.id} ${state === 'cancelled' ? 'was cancelled' : `failed: ${error.message}`}\n`,
+            );
+            process.exitCode = 1;
+            return;
+          }
+          throw error;
+        }
+      });
+    },
+  );
 
 program
   .command('cancel')
@@ -239,9 +340,16 @@ program
     await withClient(opts.redis, async (tydra) => {
       const result = await tydra.cancel(id);
       if (opts.wait && result.outcome === 'cancelling') {
-        await tydra.run(id).result({ timeoutMs: 60_000 }).catch(() => undefined);
+        await tydra
+          .run(id)
+          .result({ timeoutMs: 60_000 })
+          .catch(() => undefined);
       }
-      const text = { removed: `${id}: removed before it started`, cancelling: `${id}: running; its node was told to kill it`, finished: `${id}: already finished; nothing to cancel` }[result.outcome];
+      const text = {
+        removed: `${id}: removed before it started`,
+        cancelling: `${id}: running; its node was told to kill it`,
+        finished: `${id}: already finished; nothing to cancel`,
+      }[result.outcome];
       print(opts.json, result, text);
     });
   });
@@ -302,8 +410,14 @@ program
           ? `no versions of ${name}`
           : rows
               .map((r) => {
-                const flags = [r.latest ? 'latest' : '', r.undeployed ? 'undeployed' : '', r.leaseMs > 0 ? `lease ${Math.ceil(r.leaseMs / 1000)} s` : ''].filter(Boolean);
-                const states = Object.entries(r.holderStates).map(([state, count]) => `${state} ${count}`).join(', ');
+                const flags = [
+                  r.latest ? 'latest' : '',
+                  r.undeployed ? 'undeployed' : '',
+                  r.leaseMs > 0 ? `lease ${Math.ceil(r.leaseMs / 1000)} s` : '',
+                ].filter(Boolean);
+                const states = Object.entries(r.holderStates)
+                  .map(([state, count]) => `${state} ${count}`)
+                  .join(', ');
                 return `${name}@${r.sha1}  ${r.size} B  deployed ${r.deployedAt}  refs ${r.references}${states ? ` (${states})` : ''}${flags.length > 0 ? `  ${flags.join(', ')}` : ''}  tasks: ${r.tasks.join(', ')}`;
               })
               .join('\n');
@@ -313,7 +427,9 @@ program
 
 program
   .command('undeploy')
-  .description('remove a version (NAME@SHA1PREFIX) or every version (NAME) from use; bytes stay until no TaskInstance holds them')
+  .description(
+    'remove a version (NAME@SHA1PREFIX) or every version (NAME) from use; bytes stay until no TaskInstance holds them',
+  )
   .argument('<target>', 'NAME or NAME@SHA1PREFIX')
   .addOption(redisOption())
   .addOption(jsonOption())
@@ -327,7 +443,9 @@ program
     await withClient(opts.redis, async (tydra) => {
       const result = await tydra.undeploy(name, version);
       const text = [
-        result.undeployed.length === 0 ? `nothing to undeploy: already out of use` : result.undeployed.map((sha1) => `undeployed ${name}@${sha1}`).join('\n'),
+        result.undeployed.length === 0
+          ? `nothing to undeploy: already out of use`
+          : result.undeployed.map((sha1) => `undeployed ${name}@${sha1}`).join('\n'),
         `latest: ${result.latest === null ? 'none (the package can no longer be submitted)' : `${name}@${result.latest}`}`,
       ].join('\n');
       print(opts.json, result, text);
@@ -336,7 +454,9 @@ program
 
 program
   .command('prune')
-  .description('delete package versions no TaskInstance can need (same logic as the prune job), and say why others are kept')
+  .description(
+    'delete package versions no TaskInstance can need (same logic as the prune job), and say why others are kept',
+  )
   .addOption(redisOption())
   .option('--dry-run', 'report what would be removed; change nothing')
   .option('--grace <ms>', 'how long a version must have been without holders', integer(0, 30 * 86_400_000), 600_000)
@@ -346,7 +466,10 @@ program
       const report = await tydra.prune({ dryRun: opts.dryRun ?? false, graceMs: opts.grace });
       const verb = report.dryRun ? 'would remove' : 'removed';
       const lines = [
-        ...report.healed.map((h) => `${report.dryRun ? 'would heal' : 'healed'} ${h.name}@${h.sha1}: reference of ${h.instanceId} (job ${h.why})`),
+        ...report.healed.map(
+          (h) =>
+            `${report.dryRun ? 'would heal' : 'healed'} ${h.name}@${h.sha1}: reference of ${h.instanceId} (job ${h.why})`,
+        ),
         ...report.removed.map((d) => `${verb} ${d.name}@${d.sha1}: ${d.reason}`),
         ...report.kept.map((d) => `kept ${d.name}@${d.sha1}: ${d.reason}`),
         `${report.packages} package(s), ${report.versions} version(s): ${report.removed.length} ${verb}, ${report.kept.length} kept (${report.ms} ms)${report.dryRun ? '; dry run, nothing changed' : ''}`,
@@ -361,11 +484,16 @@ async function runDemo(redisUrl: string): Promise<void> {
       const deployed = await tydra.deploy(`${EXAMPLES_DIR}${dir}`);
       process.stdout.write(`deployed ${deployed.ref}\n`);
     }
-    for (const [ref, input] of [['hello/greet', { name: 'tydra' }], ['shout/shout', { text: 'hello from a sandbox' }]] as const) {
+    for (const [ref, input] of [
+      ['hello/greet', { name: 'tydra' }],
+      ['shout/shout', { text: 'hello from a sandbox' }],
+    ] as const) {
       const run = await tydra.submit(ref, input);
       const result = await run.result({ timeoutMs: 120_000 });
       const status = await run.status();
-      process.stdout.write(`ran ${ref} on ${status.nodeId ?? '?'} (TaskInstance ${run.id}): ${JSON.stringify(result)}\n`);
+      process.stdout.write(
+        `ran ${ref} on ${status.nodeId ?? '?'} (TaskInstance ${run.id}): ${JSON.stringify(result)}\n`,
+      );
     }
   });
 }
@@ -384,7 +512,12 @@ function print(json: boolean | undefined, data: unknown, text: string): void {
 }
 
 function formatStatus(s: TaskStatus): string {
-  const lines = [`${s.id}  ${s.state}`, `ref: ${s.ref}`, `node: ${s.nodeId ?? '-'}`, `submitted: ${new Date(s.submittedAt).toISOString()}`];
+  const lines = [
+    `${s.id}  ${s.state}`,
+    `ref: ${s.ref}`,
+    `node: ${s.nodeId ?? '-'}`,
+    `submitted: ${new Date(s.submittedAt).toISOString()}`,
+  ];
   if (s.progress !== 0 && s.progress !== undefined) {
     lines.push(`progress: ${JSON.stringify(s.progress)}`);
   }

@@ -34,7 +34,11 @@ export { parseTaskRef } from './packages/task-ref.js';
 export type { TaskRef } from './packages/task-ref.js';
 export type { NodeInfo } from './cluster/node-registry.js';
 // options.ts, logger.ts
-export type { DashboardOptions, MasterOptions, NodeOptions, PackageLimits, TydraOptions } from './core/options.js';
+export type { TydraOptions } from './client/options.js';
+export type { MasterOptions } from './master/options.js';
+export type { NodeOptions } from './node/options.js';
+export type { DashboardOptions } from './ops/dashboard-options.js';
+export type { PackageLimits } from './packages/limits.js';
 export { createLogger } from './core/logger.js';
 export type { Logger } from './core/logger.js';
 // errors.ts

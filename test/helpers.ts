@@ -9,7 +9,8 @@ import { Redis } from 'ioredis';
 import { Tydra } from '../lib/client/client.js';
 import { Master } from '../lib/master/master.js';
 import { TydraNode } from '../lib/node/node.js';
-import type { MasterOptions, NodeOptions } from '../lib/core/options.js';
+import type { MasterOptions } from '../lib/master/options.js';
+import type { NodeOptions } from '../lib/node/options.js';
 
 export const REPO_ROOT = fileURLToPath(new URL('../../', import.meta.url));
 export const CLI = join(REPO_ROOT, 'dist/bin/tydra.js');
@@ -37,7 +38,9 @@ export function defer(fn: () => Promise<unknown>): void {
 /** Runs every deferred cleanup (newest first), then empties the test Redis. */
 export async function cleanUp(): Promise<void> {
   while (cleanups.length > 0) {
-    await cleanups.pop()?.().catch(() => undefined);
+    await cleanups
+      .pop()?.()
+      .catch(() => undefined);
   }
   const redis = new Redis(redisUrl());
   try {
@@ -93,7 +96,11 @@ export async function copyFixture(name: string): Promise<string> {
 let nodeCounter = 0;
 
 /** Starts a master and `count` nodes on the test Redis; all are closed after the test. */
-export async function startCluster(count = 1, nodeOptions: NodeOptions = {}, masterOptions: MasterOptions = {}): Promise<{ master: Master; nodes: TydraNode[] }> {
+export async function startCluster(
+  count = 1,
+  nodeOptions: NodeOptions = {},
+  masterOptions: MasterOptions = {},
+): Promise<{ master: Master; nodes: TydraNode[] }> {
   const master = new Master({ redis: redisUrl(), ...masterOptions });
   defer(() => master.close());
   await master.start();
@@ -107,7 +114,14 @@ export async function startCluster(count = 1, nodeOptions: NodeOptions = {}, mas
 /** Starts one node (concurrency 2, fast heartbeat, own cache) on the test Redis; closed after the test. */
 export async function startNode(options: NodeOptions = {}): Promise<TydraNode> {
   nodeCounter += 1;
-  const node = new TydraNode({ redis: redisUrl(), id: `test-node-${process.pid}-${nodeCounter}`, concurrency: 2, cacheDir: await tempDir('tydra-cache-'), heartbeatMs: 1000, ...options });
+  const node = new TydraNode({
+    redis: redisUrl(),
+    id: `test-node-${process.pid}-${nodeCounter}`,
+    concurrency: 2,
+    cacheDir: await tempDir('tydra-cache-'),
+    heartbeatMs: 1000,
+    ...options,
+  });
   defer(() => node.close());
   await node.start();
   return node;
@@ -118,7 +132,11 @@ export function sleep(ms: number): Promise<void> {
 }
 
 /** Polls `check` until it returns a value other than undefined, or fails after `timeoutMs`. */
-export async function waitFor<T>(what: string, check: () => Promise<T | undefined> | T | undefined, timeoutMs = 10_000): Promise<T> {
+export async function waitFor<T>(
+  what: string,
+  check: () => Promise<T | undefined> | T | undefined,
+  timeoutMs = 10_000,
+): Promise<T> {
   const deadline = Date.now() + timeoutMs;
   for (;;) {
     const value = await check();

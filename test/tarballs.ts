@@ -16,7 +16,10 @@ export async function craft(entries: CraftedEntry[]): Promise<Buffer> {
   archive.on('data', (chunk: unknown) => chunks.push(chunk as Buffer));
   const done = new Promise<void>((resolve) => archive.on('end', () => resolve()));
   for (const { header, body } of entries) {
-    archive.entry({ ...header, mode: header.mode ?? 0o644, ...(body !== undefined ? { size: Buffer.byteLength(body) } : {}) }, body ?? '');
+    archive.entry(
+      { ...header, mode: header.mode ?? 0o644, ...(body !== undefined ? { size: Buffer.byteLength(body) } : {}) },
+      body ?? '',
+    );
   }
   archive.finalize();
   await done;

@@ -14,12 +14,26 @@ import type { Redis } from 'ioredis';
 import { z } from 'zod';
 
 import { NODE_JOB_OPTIONS, nodeQueueName } from '../../queues/node.js';
-import { TASK_INSTANCE_JOB, TASKS_JOB_OPTIONS, TASKS_QUEUE, type TaskInstanceData, type TaskInstanceResult } from '../../queues/tasks.js';
-import { CANCELLED_MESSAGE, InvalidOptionError, TaskCancelledError, TaskFailedError, TaskNotFoundError, UnknownTaskError, describe } from '../core/errors.js';
+import {
+  TASK_INSTANCE_JOB,
+  TASKS_JOB_OPTIONS,
+  TASKS_QUEUE,
+  type TaskInstanceData,
+  type TaskInstanceResult,
+} from '../../queues/tasks.js';
+import {
+  CANCELLED_MESSAGE,
+  InvalidOptionError,
+  TaskCancelledError,
+  TaskFailedError,
+  TaskNotFoundError,
+  UnknownTaskError,
+  describe,
+} from '../core/errors.js';
 import { cancelChannel, cancelKey } from '../redis/keys.js';
 import type { Logger } from '../core/logger.js';
 import { type NodeInfo, NodeRegistry } from '../cluster/node-registry.js';
-import { type CompiledTydraOptions, compileTydraOptions, type TydraOptions } from '../core/options.js';
+import { type CompiledTydraOptions, compileTydraOptions, type TydraOptions } from './options.js';
 import { packDirectory } from '../packages/pack.js';
 import { type PruneOptions, type PruneReport, prunePackages } from '../packages/pruner.js';
 import { type DeployResult, PackageStore, type PackageVersionInfo } from '../packages/store.js';
@@ -113,7 +127,10 @@ export class Tydra {
     this.redis = createRedis(this.options.redisUrl);
     this.redis.on('error', (error) => this.logger.warn({ err: error.message }, 'redis connection error'));
     this.store = new PackageStore(this.redis, { leaseMs: this.options.deployLeaseMs });
-    this.tasksQueue = new Queue<TaskInstanceData, TaskInstanceResult>(TASKS_QUEUE, { connection: this.redis, defaultJobOptions: TASKS_JOB_OPTIONS });
+    this.tasksQueue = new Queue<TaskInstanceData, TaskInstanceResult>(TASKS_QUEUE, {
+      connection: this.redis,
+      defaultJobOptions: TASKS_JOB_OPTIONS,
+    });
     this.tasksQueue.on('error', (error) => this.logger.warn({ err: error.message }, 'tasks queue error'));
     // Every pending `result()` adds a listener (BullMQ's waitUntilFinished); many in flight is normal.
     this.tasksQueue.setMaxListeners(0);
@@ -140,12 +157,16 @@ export class Tydra {
     const checked = parseOptions(submitOptionsSchema, options, 'submit option');
     const inputJson = JSON.stringify(input ?? null);
     if (inputJson === undefined || Buffer.byteLength(inputJson) > this.options.maxInputBytes) {
-      throw new InvalidOptionError(`Expected the input to be JSON of at most ${this.options.maxInputBytes} bytes, got ${inputJson === undefined ? describe(input) : `${Buffer.byteLength(inputJson)} bytes`}`);
+      throw new InvalidOptionError(
+        `Expected the input to be JSON of at most ${this.options.maxInputBytes} bytes, got ${inputJson === undefined ? describe(input) : `${Buffer.byteLength(inputJson)} bytes`}`,
+      );
     }
     const version = await this.store.resolve(parsed.name, parsed.version);
     if (version.manifest.tasks[parsed.task] === undefined) {
       const known = Object.keys(version.manifest.tasks).join(', ');
-      throw new UnknownTaskError(`Expected package ${version.name}@${version.sha1.slice(0, 12)} to define task ${parsed.task}, got only: ${known}`);
+      throw new UnknownTaskError(
+        `Expected package ${version.name}@${version.sha1.slice(0, 12)} to define task ${parsed.task}, got only: ${known}`,
+      );
     }
     const id = randomUUID();
     const pinned = formatTaskRef(version.name, version.sha1, parsed.task);
@@ -192,7 +213,12 @@ export class Tydra {
       return { id, outcome: 'finished' };
     }
     // Remembered first: a master or node that picks the job up after this point sees it.
-    await this.redis.set(cancelKey(id), JSON.stringify({ ref: job.data.ref, at: Date.now() }), 'EX', CANCEL_TTL_SECONDS);
+    await this.redis.set(
+      cancelKey(id),
+      JSON.stringify({ ref: job.data.ref, at: Date.now() }),
+      'EX',
+      CANCEL_TTL_SECONDS,
+    );
     try {
       // Fails when the TaskInstance or its node job is locked, i.e. being worked on.
       await job.remove();
@@ -201,7 +227,10 @@ export class Tydra {
       this.logger.info({ instanceId: id }, 'TaskInstance cancelled before it started: removed');
       return { id, outcome: 'removed' };
     } catch (error) {
-      this.logger.debug({ instanceId: id, err: (error as Error).message }, 'TaskInstance is running: asking its node to kill it');
+      this.logger.debug(
+        { instanceId: id, err: (error as Error).message },
+        'TaskInstance is running: asking its node to kill it',
+      );
     }
     await this.redis.publish(cancelChannel, id);
     return { id, outcome: 'cancelling' };
@@ -239,7 +268,9 @@ export class Tydra {
     const sha1 = version === undefined ? undefined : await this.store.expandVersion(name, version);
     const before = await this.store.versions(name);
     const result = await this.store.undeploy(name, sha1);
-    const undeployed = before.versions.filter((v) => !v.undeployed && (sha1 === undefined || v.sha1 === sha1)).map((v) => v.sha1);
+    const undeployed = before.versions
+      .filter((v) => !v.undeployed && (sha1 === undefined || v.sha1 === sha1))
+      .map((v) => v.sha1);
     this.logger.info({ package: name, undeployed, latest: result.latest }, 'package undeployed');
     return { undeployed, latest: result.latest };
   }
@@ -291,7 +322,10 @@ export class Tydra {
     }
     try {
       const record = JSON.parse(text) as { ref?: unknown; at?: unknown };
-      return { ref: typeof record.ref === 'string' ? record.ref : '', at: typeof record.at === 'number' ? record.at : 0 };
+      return {
+        ref: typeof record.ref === 'string' ? record.ref : '',
+        at: typeof record.at === 'number' ? record.at : 0,
+      };
     } catch {
       return { ref: '', at: 0 };
     }
@@ -318,7 +352,18 @@ export class Tydra {
       if (cancelled === undefined) {
         throw new TaskNotFoundError(id);
       }
-      return { id, ref: cancelled.ref, state: 'cancelled', nodeId: undefined, progress: 0, result: undefined, error: CANCELLED_MESSAGE, submittedAt: 0, finishedAt: cancelled.at, logs: [] };
+      return {
+        id,
+        ref: cancelled.ref,
+        state: 'cancelled',
+        nodeId: undefined,
+        progress: 0,
+        result: undefined,
+        error: CANCELLED_MESSAGE,
+        submittedAt: 0,
+        finishedAt: cancelled.at,
+        logs: [],
+      };
     }
     const [jobState, { logs }] = await Promise.all([job.getState(), this.tasksQueue.getJobLogs(id)]);
     const nodeId = job.data.dispatch?.nodeId;
@@ -328,7 +373,10 @@ export class Tydra {
     } else if (jobState === 'completed' || jobState === 'failed') {
       state = jobState;
     } else if (jobState === 'waiting-children' && nodeId !== undefined) {
-      const nodeQueue = new Queue(nodeQueueName(nodeId), { connection: this.redis, defaultJobOptions: NODE_JOB_OPTIONS });
+      const nodeQueue = new Queue(nodeQueueName(nodeId), {
+        connection: this.redis,
+        defaultJobOptions: NODE_JOB_OPTIONS,
+      });
       try {
         state = (await nodeQueue.getJobState(id)) === 'active' ? 'running' : 'dispatched';
       } finally {
@@ -370,7 +418,9 @@ export class TaskRun {
     const events = await this.client.events();
     const job = await Job.fromId(this.client.tasksQueueForRun(), this.id);
     if (job === undefined) {
-      throw (await this.client.cancelRecord(this.id)) !== undefined ? new TaskCancelledError(this.id) : new TaskNotFoundError(this.id);
+      throw (await this.client.cancelRecord(this.id)) !== undefined
+        ? new TaskCancelledError(this.id)
+        : new TaskNotFoundError(this.id);
     }
     // A TaskInstance cancelled before it started is removed: BullMQ then sends `removed`, not
     // `failed`, and waitUntilFinished alone would wait forever.
@@ -416,4 +466,3 @@ export class TaskRun {
     return this.client.status(this.id);
   }
 }
-

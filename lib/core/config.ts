@@ -2,6 +2,8 @@
  * The one place that reads `process.env`. Library classes never read the environment; the CLI
  * and the dev cluster pass these values in explicitly.
  */
+import { DEFAULT_REDIS_URL } from './options.js';
+
 export interface EnvConfig {
   /** `TYDRA_REDIS_URL`. @defaultValue `redis://127.0.0.1:6379` */
   redisUrl: string;
@@ -11,8 +13,6 @@ export interface EnvConfig {
   dashboardUser: string | undefined;
   dashboardPassword: string | undefined;
 }
-
-export const DEFAULT_REDIS_URL = 'redis://127.0.0.1:6379';
 
 export function readEnvConfig(env: NodeJS.ProcessEnv = process.env): EnvConfig {
   return {

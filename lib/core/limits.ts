@@ -34,7 +34,16 @@ export interface TaskLimits {
 }
 export type CompiledTaskLimits = Required<TaskLimits>;
 
-export const LIMIT_NAMES = ['timeoutMs', 'cpuMs', 'memoryBytes', 'pids', 'openFiles', 'fileSizeBytes', 'scratchBytes', 'outputBytes'] as const satisfies ReadonlyArray<keyof TaskLimits>;
+export const LIMIT_NAMES = [
+  'timeoutMs',
+  'cpuMs',
+  'memoryBytes',
+  'pids',
+  'openFiles',
+  'fileSizeBytes',
+  'scratchBytes',
+  'outputBytes',
+] as const satisfies ReadonlyArray<keyof TaskLimits>;
 export type LimitName = (typeof LIMIT_NAMES)[number];
 
 export const DEFAULT_TASK_LIMITS: CompiledTaskLimits = {
@@ -101,7 +110,11 @@ export function resolveLimits(
 
 /** `512 MiB`, `1.5 KiB`, `100 bytes`. */
 export function formatBytes(bytes: number): string {
-  for (const [unit, size] of [['GiB', GiB], ['MiB', MiB], ['KiB', KiB]] as const) {
+  for (const [unit, size] of [
+    ['GiB', GiB],
+    ['MiB', MiB],
+    ['KiB', KiB],
+  ] as const) {
     if (bytes >= size) {
       return `${Number((bytes / size).toFixed(2))} ${unit}`;
     }
@@ -156,7 +169,9 @@ export function parseLimitValue(name: LimitName, text: string): number {
     factor = { '': 1, b: 1, k: KiB, kib: KiB, kb: KiB, m: MiB, mib: MiB, mb: MiB, g: GiB, gib: GiB, gb: GiB }[unit];
   }
   if (factor === undefined) {
-    throw new TypeError(`Expected a unit for ${name} (${name === 'timeoutMs' || name === 'cpuMs' ? 'ms, s, m or h' : name === 'pids' || name === 'openFiles' ? 'a plain count' : 'B, KiB, MiB or GiB'}), got \`${match[2] ?? ''}\``);
+    throw new TypeError(
+      `Expected a unit for ${name} (${name === 'timeoutMs' || name === 'cpuMs' ? 'ms, s, m or h' : name === 'pids' || name === 'openFiles' ? 'a plain count' : 'B, KiB, MiB or GiB'}), got \`${match[2] ?? ''}\``,
+    );
   }
   const result = Math.round(value * factor);
   if (!Number.isSafeInteger(result) || result <= 0) {

@@ -8,7 +8,11 @@ import { stat } from 'node:fs/promises';
 import { dirname, resolve } from 'node:path';
 
 /** The first folder on the way to `path` that `uid`/`gid` cannot pass, or undefined if none. */
-export async function unreachableFolder(path: string, uid: number, gid: number): Promise<{ path: string; mode: string } | undefined> {
+export async function unreachableFolder(
+  path: string,
+  uid: number,
+  gid: number,
+): Promise<{ path: string; mode: string } | undefined> {
   const target = resolve(path);
   const folders: string[] = [];
   for (let dir = target; ; dir = dirname(dir)) {
@@ -20,7 +24,8 @@ export async function unreachableFolder(path: string, uid: number, gid: number):
   for (const dir of folders) {
     const info = await stat(dir);
     const need = 0o1;
-    const bits = info.uid === uid ? (info.mode >> 6) & 0o7 : info.gid === gid ? (info.mode >> 3) & 0o7 : info.mode & 0o7;
+    const bits =
+      info.uid === uid ? (info.mode >> 6) & 0o7 : info.gid === gid ? (info.mode >> 3) & 0o7 : info.mode & 0o7;
     if (uid !== 0 && (bits & need) !== need) {
       return { path: dir, mode: (info.mode & 0o7777).toString(8).padStart(4, '0') };
     }

@@ -23,7 +23,8 @@ export function parseOptions<S extends z.ZodType>(
   }
   const path = issue.path.map(String).join('.');
   const received = issue.path.reduce<unknown>(
-    (value, key) => (value !== null && typeof value === 'object' ? (value as Record<PropertyKey, unknown>)[key] : undefined),
+    (value, key) =>
+      value !== null && typeof value === 'object' ? (value as Record<PropertyKey, unknown>)[key] : undefined,
     raw,
   );
   const subject = path ? `the \`${path}\` ${what}` : `the ${what}`;

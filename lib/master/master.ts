@@ -14,7 +14,13 @@
 import { DelayedError, Job, Queue, UnrecoverableError, WaitingChildrenError, Worker } from 'bullmq';
 import type { Redis } from 'ioredis';
 
-import { MAINTENANCE_JOB_OPTIONS, MAINTENANCE_QUEUE, PRUNE_JOB, PRUNE_SCHEDULER, type PruneJobData } from '../../queues/maintenance.js';
+import {
+  MAINTENANCE_JOB_OPTIONS,
+  MAINTENANCE_QUEUE,
+  PRUNE_JOB,
+  PRUNE_SCHEDULER,
+  type PruneJobData,
+} from '../../queues/maintenance.js';
 import { NODE_JOB, NODE_JOB_OPTIONS, type NodeJobData, nodeQueueName } from '../../queues/node.js';
 import { TASKS_QUEUE, type TaskInstanceData, type TaskInstanceResult, taskInstanceSchema } from '../../queues/tasks.js';
 import { chooseNode } from './choose-node.js';
@@ -22,7 +28,7 @@ import { CANCELLED_MESSAGE } from '../core/errors.js';
 import { cancelKey } from '../redis/keys.js';
 import type { Logger } from '../core/logger.js';
 import { NodeRegistry } from '../cluster/node-registry.js';
-import { type CompiledMasterOptions, compileMasterOptions, type MasterOptions } from '../core/options.js';
+import { type CompiledMasterOptions, compileMasterOptions, type MasterOptions } from './options.js';
 import { sweepDeadNodes } from './node-sweeper.js';
 import { type PruneReport, prunePackages } from '../packages/pruner.js';
 import { PackageStore } from '../packages/store.js';
@@ -88,11 +94,15 @@ export class Master {
     if (this.state !== 'idle') {
       return;
     }
-    this.worker = new Worker<TaskInstanceData, TaskInstanceResult>(TASKS_QUEUE, (job, token) => this.process(job, token), {
-      connection: this.redis,
-      concurrency: this.options.concurrency,
-      name: 'master',
-    });
+    this.worker = new Worker<TaskInstanceData, TaskInstanceResult>(
+      TASKS_QUEUE,
+      (job, token) => this.process(job, token),
+      {
+        connection: this.redis,
+        concurrency: this.options.concurrency,
+        name: 'master',
+      },
+    );
     this.worker.on('error', (error) => this.logger.error({ err: error.message }, 'master worker error'));
     this.worker.on('failed', (job, error) => {
       this.logger.info({ instanceId: job?.id, reason: error.message }, 'TaskInstance failed');
@@ -136,7 +146,9 @@ export class Master {
     // Anyone with Redis access can add to `tasks`: check the shape before acting on it.
     const shape = taskInstanceSchema.safeParse(job.data);
     if (!shape.success) {
-      throw new UnrecoverableError(`Expected TaskInstance data {ref, package, task, input, attempts}, got invalid data at \`${shape.error.issues[0]?.path.join('.') ?? ''}\`: ${shape.error.issues[0]?.message ?? ''}`);
+      throw new UnrecoverableError(
+        `Expected TaskInstance data {ref, package, task, input, attempts}, got invalid data at \`${shape.error.issues[0]?.path.join('.') ?? ''}\`: ${shape.error.issues[0]?.message ?? ''}`,
+      );
     }
     // Step 2 first: a TaskInstance that comes back from waiting-children has a settled child.
     const settled = await this.settle(job);
@@ -149,7 +161,9 @@ export class Master {
     let dispatch = job.data.dispatch;
     const lost = job.data.lostNodes ?? [];
     if (dispatch === undefined && lost.length > this.options.maxReroutes) {
-      throw new Error(`Expected the TaskInstance to finish on a live node, but ${lost.length} node(s) were lost while holding it (${lost.join(', ')}); giving up`);
+      throw new Error(
+        `Expected the TaskInstance to finish on a live node, but ${lost.length} node(s) were lost while holding it (${lost.join(', ')}); giving up`,
+      );
     }
     if (dispatch === undefined) {
       const nodeId = await this.pickNode();
@@ -200,13 +214,17 @@ export class Master {
     // The child finished before we could park the TaskInstance: settle it now.
     const late = await this.settle(job);
     if (late === undefined) {
-      throw new Error(`internal error: TaskInstance ${instanceId} has no pending and no settled node job; please file an issue`);
+      throw new Error(
+        `internal error: TaskInstance ${instanceId} has no pending and no settled node job; please file an issue`,
+      );
     }
     return late.value;
   }
 
   /** The settled child's value, or throws its error; undefined while no child has settled. */
-  private async settle(job: Job<TaskInstanceData, TaskInstanceResult>): Promise<{ value: TaskInstanceResult } | undefined> {
+  private async settle(
+    job: Job<TaskInstanceData, TaskInstanceResult>,
+  ): Promise<{ value: TaskInstanceResult } | undefined> {
     const values = await job.getChildrenValues<TaskInstanceResult>();
     const [value] = Object.values(values);
     if (Object.keys(values).length > 0) {
@@ -251,7 +269,10 @@ export class Master {
 
   /** Upserts the prune job scheduler and runs prune passes (one at a time per master). */
   private async startMaintenance(): Promise<void> {
-    this.maintenanceQueue = new Queue<PruneJobData>(MAINTENANCE_QUEUE, { connection: this.redis, defaultJobOptions: MAINTENANCE_JOB_OPTIONS });
+    this.maintenanceQueue = new Queue<PruneJobData>(MAINTENANCE_QUEUE, {
+      connection: this.redis,
+      defaultJobOptions: MAINTENANCE_JOB_OPTIONS,
+    });
     this.maintenanceQueue.on('error', (error) => this.logger.warn({ err: error.message }, 'maintenance queue error'));
     await this.maintenanceQueue.upsertJobScheduler(
       PRUNE_SCHEDULER,
@@ -263,7 +284,9 @@ export class Master {
       concurrency: 1,
       name: 'master',
     });
-    this.maintenanceWorker.on('error', (error) => this.logger.error({ err: error.message }, 'maintenance worker error'));
+    this.maintenanceWorker.on('error', (error) =>
+      this.logger.error({ err: error.message }, 'maintenance worker error'),
+    );
     await this.maintenanceWorker.waitUntilReady();
   }
 
@@ -271,7 +294,8 @@ export class Master {
     if (job.name !== PRUNE_JOB) {
       throw new UnrecoverableError(`Expected a maintenance job named ${PRUNE_JOB}, got ${job.name}`);
     }
-    const graceMs = typeof job.data.graceMs === 'number' && job.data.graceMs >= 0 ? job.data.graceMs : this.options.pruneGraceMs;
+    const graceMs =
+      typeof job.data.graceMs === 'number' && job.data.graceMs >= 0 ? job.data.graceMs : this.options.pruneGraceMs;
     const lines: string[] = [];
     const report = await prunePackages(this.redis, {
       graceMs,
@@ -286,7 +310,13 @@ export class Master {
       await job.log(line);
     }
     const summary = summarize(report);
-    await job.log(`pass over ${report.packages} package(s), ${report.versions} version(s) in ${report.ms} ms: removed ${report.removed.length}, healed ${report.healed.length}, kept ${report.kept.length} (${Object.entries(summary.kept).map(([why, count]) => `${why} ${count}`).join(', ') || 'none'})`);
+    await job.log(
+      `pass over ${report.packages} package(s), ${report.versions} version(s) in ${report.ms} ms: removed ${report.removed.length}, healed ${report.healed.length}, kept ${report.kept.length} (${
+        Object.entries(summary.kept)
+          .map(([why, count]) => `${why} ${count}`)
+          .join(', ') || 'none'
+      })`,
+    );
     if (report.removed.length > 0 || report.healed.length > 0) {
       this.logger.info({ removed: report.removed.length, healed: report.healed.length }, 'prune pass');
     }

@@ -15,17 +15,31 @@ import type { Redis } from 'ioredis';
 import { type NodeJobData, nodeJobSchema, nodeQueueName } from '../../queues/node.js';
 import { TASKS_QUEUE } from '../../queues/tasks.js';
 import { checkBwrap } from '../../sandbox/launcher/bwrap.js';
-import { type CgroupSupport, cleanStaleCgroups, detectCgroups, removeCgroupParent, removeOrphanParents } from '../../sandbox/launcher/cgroup/support.js';
+import {
+  type CgroupSupport,
+  cleanStaleCgroups,
+  detectCgroups,
+  removeCgroupParent,
+  removeOrphanParents,
+} from '../../sandbox/launcher/cgroup/support.js';
 import { findPrlimit } from '../../sandbox/launcher/rlimits.js';
 import { installRuntime } from '../../sandbox/launcher/runtime-dir.js';
 import { runTask } from '../../sandbox/launcher/run-task.js';
-import { CANCELLED_MESSAGE, InfrastructureError, LimitExceededError, PackageRejectedError, SandboxUnavailableError, TaskFailedError, TaskTimeoutError } from '../core/errors.js';
+import {
+  CANCELLED_MESSAGE,
+  InfrastructureError,
+  LimitExceededError,
+  PackageRejectedError,
+  SandboxUnavailableError,
+  TaskFailedError,
+  TaskTimeoutError,
+} from '../core/errors.js';
 import { cancelChannel, cancelKey } from '../redis/keys.js';
 import { unreachableFolder } from '../core/path-access.js';
 import type { Logger } from '../core/logger.js';
 import { MANIFEST_FILE, parseManifest } from '../packages/manifest.js';
 import { NodeRegistry } from '../cluster/node-registry.js';
-import { type CompiledNodeOptions, compileNodeOptions, type NodeOptions } from '../core/options.js';
+import { type CompiledNodeOptions, compileNodeOptions, type NodeOptions } from './options.js';
 import { blobExists, type CacheLease, PackageCache } from '../packages/cache/package-cache.js';
 import { PackageStore } from '../packages/store.js';
 import { createRedis } from '../redis/connection.js';
@@ -41,7 +55,6 @@ const MAX_INFRA_FAILURES = 3;
 
 /** Abort reason of TaskInstances killed because the node is shutting down (re-routed, not failed). */
 const SHUTDOWN_REASON = 'node shutting down';
-
 
 export class TydraNode {
   readonly options: CompiledNodeOptions;
@@ -74,7 +87,13 @@ export class TydraNode {
     this.registry = new NodeRegistry(this.redis);
     this.tasksQueue = new Queue(TASKS_QUEUE, { connection: this.redis });
     this.tasksQueue.on('error', (error) => this.logger.warn({ err: error.message }, 'tasks queue error'));
-    this.cache = new PackageCache(this.options.cacheDir, new PackageStore(this.redis), this.options.limits, this.logger, this.options.cacheMaxBytes);
+    this.cache = new PackageCache(
+      this.options.cacheDir,
+      new PackageStore(this.redis),
+      this.options.limits,
+      this.logger,
+      this.options.cacheMaxBytes,
+    );
   }
 
   /** The node's BullMQ queue name. */
@@ -99,24 +118,40 @@ export class TydraNode {
 
   private async startInternal(): Promise<void> {
     if (this.options.unsafeNoSandbox) {
-      this.logger.warn('UNSAFE: --unsafe-no-sandbox is set: task code runs WITHOUT bubblewrap, with this process\'s user, files and network. Never use this outside development.');
+      this.logger.warn(
+        "UNSAFE: --unsafe-no-sandbox is set: task code runs WITHOUT bubblewrap, with this process's user, files and network. Never use this outside development.",
+      );
     } else {
       const user = this.options.sandboxUser;
       this.bwrap = await checkBwrap(undefined, user);
       this.prlimit = findPrlimit();
       if (user?.uid === 0) {
-        this.logger.warn('UNSAFE: sandboxUser uid 0: tasks are the host\'s root for the kernel (sysctls, mounted files); use an unprivileged user');
+        this.logger.warn(
+          "UNSAFE: sandboxUser uid 0: tasks are the host's root for the kernel (sysctls, mounted files); use an unprivileged user",
+        );
       }
       this.cgroups = await detectCgroups({ parentName: this.cgroupParentName() });
       // Sandboxes of node processes on this host that crashed: whatever is left dies now.
-      const stale = [...(await cleanStaleCgroups(this.cgroups)), ...(await removeOrphanParents(this.cgroups, this.options.cgroupName))];
+      const stale = [
+        ...(await cleanStaleCgroups(this.cgroups)),
+        ...(await removeOrphanParents(this.cgroups, this.options.cgroupName)),
+      ];
       if (stale.length > 0) {
         this.logger.warn({ cgroups: stale }, 'removed cgroups left by crashed node processes on this host');
       }
       if (this.cgroups.mode === 'none') {
-        this.logger.warn({ reason: this.cgroups.reason }, 'no usable cgroups: memory is limited by rlimits (address space) and the V8 heap flag, processes only by the wall-clock limit');
+        this.logger.warn(
+          { reason: this.cgroups.reason },
+          'no usable cgroups: memory is limited by rlimits (address space) and the V8 heap flag, processes only by the wall-clock limit',
+        );
       } else {
-        this.logger.info({ cgroups: this.cgroups.mode, parent: this.cgroups.mode === 'v2' ? this.cgroups.parent : this.cgroups.memory }, 'each TaskInstance gets its own cgroup (memory, pids)');
+        this.logger.info(
+          {
+            cgroups: this.cgroups.mode,
+            parent: this.cgroups.mode === 'v2' ? this.cgroups.parent : this.cgroups.memory,
+          },
+          'each TaskInstance gets its own cgroup (memory, pids)',
+        );
       }
     }
     await this.cache.init();
@@ -130,16 +165,28 @@ export class TydraNode {
     this.cachePruner = setInterval(() => void this.pruneCache(), this.options.cachePruneMs);
     this.cachePruner.unref();
     await this.listenForCancels();
-    this.worker = new Worker<NodeJobData, unknown>(this.queueName, (job, token, signal) => this.process(job, token, signal), {
-      connection: this.redis,
-      concurrency: this.options.concurrency,
-      name: this.id,
-      lockDuration: this.options.lockDurationMs,
-    });
+    this.worker = new Worker<NodeJobData, unknown>(
+      this.queueName,
+      (job, token, signal) => this.process(job, token, signal),
+      {
+        connection: this.redis,
+        concurrency: this.options.concurrency,
+        name: this.id,
+        lockDuration: this.options.lockDurationMs,
+      },
+    );
     this.worker.on('error', (error) => this.logger.error({ err: error.message }, 'node worker error'));
     await this.worker.waitUntilReady();
     this.state = 'running';
-    this.logger.info({ queue: this.queueName, concurrency: this.options.concurrency, cacheDir: this.options.cacheDir, sandbox: this.bwrap ?? 'NONE' }, 'node started');
+    this.logger.info(
+      {
+        queue: this.queueName,
+        concurrency: this.options.concurrency,
+        cacheDir: this.options.cacheDir,
+        sandbox: this.bwrap ?? 'NONE',
+      },
+      'node started',
+    );
   }
 
   /** Stops taking jobs, waits for running ones, and leaves the registry as stopped. Idempotent. */
@@ -161,16 +208,25 @@ export class TydraNode {
     let drainTimer: NodeJS.Timeout | undefined;
     if (closing !== undefined) {
       drainTimer = setTimeout(() => {
-        this.logger.warn({ drainTimeoutMs: this.options.drainTimeoutMs }, 'drain timeout: killing running TaskInstances; they will be re-routed');
+        this.logger.warn(
+          { drainTimeoutMs: this.options.drainTimeoutMs },
+          'drain timeout: killing running TaskInstances; they will be re-routed',
+        );
         this.worker?.cancelAllJobs(SHUTDOWN_REASON);
       }, this.options.drainTimeoutMs);
     }
     const results = await Promise.allSettled([closing]);
     clearTimeout(drainTimer);
-    await Promise.allSettled([this.registered ? this.registry.markStopped(this.id) : undefined, this.tasksQueue.close(), this.cache.idle()]);
+    await Promise.allSettled([
+      this.registered ? this.registry.markStopped(this.id) : undefined,
+      this.tasksQueue.close(),
+      this.cache.idle(),
+    ]);
     await this.subscriber?.quit().catch(() => this.subscriber?.disconnect());
     if (this.cgroups !== undefined) {
-      await removeCgroupParent(this.cgroups).catch((error: Error) => this.logger.warn({ err: error.message }, 'could not remove the node\'s parent cgroup'));
+      await removeCgroupParent(this.cgroups).catch((error: Error) =>
+        this.logger.warn({ err: error.message }, "could not remove the node's parent cgroup"),
+      );
     }
     await this.redis.quit().catch(() => this.redis.disconnect());
     for (const result of results) {
@@ -183,7 +239,14 @@ export class TydraNode {
 
   private async beat(): Promise<void> {
     await this.registry
-      .heartbeat({ id: this.id, concurrency: this.options.concurrency, hostname: hostname(), pid: process.pid, startedAt: this.startedAt, heartbeatMs: this.options.heartbeatMs })
+      .heartbeat({
+        id: this.id,
+        concurrency: this.options.concurrency,
+        hostname: hostname(),
+        pid: process.pid,
+        startedAt: this.startedAt,
+        heartbeatMs: this.options.heartbeatMs,
+      })
       .catch((error: Error) => this.logger.warn({ err: error.message }, 'heartbeat failed'));
   }
 
@@ -213,7 +276,9 @@ export class TydraNode {
    */
   private cgroupParentName(): string {
     const name = `${this.options.cgroupName}.${this.id}.${process.pid}`;
-    return name.length <= 128 ? name : `${this.options.cgroupName}.${createHash('sha1').update(this.id).digest('hex')}.${process.pid}`;
+    return name.length <= 128
+      ? name
+      : `${this.options.cgroupName}.${createHash('sha1').update(this.id).digest('hex')}.${process.pid}`;
   }
 
   /** Cancel requests arrive on a pub/sub channel; a request for a job running here kills it. */
@@ -234,17 +299,26 @@ export class TydraNode {
     try {
       const summary = await this.cache.pruneRemoved((name, sha1) => blobExists(this.redis, name, sha1));
       if (summary.removed.length > 0) {
-        this.logger.info({ removed: summary.removed.length, freedBytes: summary.freedBytes }, 'removed cached versions that were pruned from Redis');
+        this.logger.info(
+          { removed: summary.removed.length, freedBytes: summary.freedBytes },
+          'removed cached versions that were pruned from Redis',
+        );
       }
     } catch (error) {
       this.logger.warn({ err: (error as Error).message }, 'cache prune failed');
     }
   }
 
-  private async process(job: Job<NodeJobData, unknown>, token: string | undefined, signal?: AbortSignal): Promise<unknown> {
+  private async process(
+    job: Job<NodeJobData, unknown>,
+    token: string | undefined,
+    signal?: AbortSignal,
+  ): Promise<unknown> {
     const parsed = nodeJobSchema.safeParse(job.data);
     if (!parsed.success) {
-      throw new UnrecoverableError(`Expected node job data {instanceId, package, task, input}, got invalid data: ${parsed.error.issues[0]?.message ?? ''}`);
+      throw new UnrecoverableError(
+        `Expected node job data {instanceId, package, task, input}, got invalid data: ${parsed.error.issues[0]?.message ?? ''}`,
+      );
     }
     const data = parsed.data;
     const logger = this.logger.child({ instanceId: data.instanceId });
@@ -290,17 +364,34 @@ export class TydraNode {
     }
   }
 
-  private async runFromPackage(job: Job<NodeJobData, unknown>, data: NodeJobData, packageDir: string, mirror: RedisMirror, logger: Logger, signal?: AbortSignal): Promise<unknown> {
+  private async runFromPackage(
+    job: Job<NodeJobData, unknown>,
+    data: NodeJobData,
+    packageDir: string,
+    mirror: RedisMirror,
+    logger: Logger,
+    signal?: AbortSignal,
+  ): Promise<unknown> {
     const manifest = parseManifest(await readFile(join(packageDir, MANIFEST_FILE), 'utf8'));
     const task = manifest.tasks[data.task];
     if (task === undefined) {
-      throw new UnrecoverableError(`Expected package ${data.package.name}@${data.package.sha1} to define task ${data.task}, found none`);
+      throw new UnrecoverableError(
+        `Expected package ${data.package.name}@${data.package.sha1} to define task ${data.task}, found none`,
+      );
     }
-    const { limits, clamped } = resolveLimits({ submission: data.limits, task: task.limits, package: manifest.limits }, this.options.taskLimits, this.options.maxTaskLimits);
+    const { limits, clamped } = resolveLimits(
+      { submission: data.limits, task: task.limits, package: manifest.limits },
+      this.options.taskLimits,
+      this.options.maxTaskLimits,
+    );
     for (const clamp of clamped) {
-      mirror.log(`asked for a ${describeLimit(clamp.name, clamp.asked)}; this node allows at most ${describeLimit(clamp.name, clamp.allowed)}`);
+      mirror.log(
+        `asked for a ${describeLimit(clamp.name, clamp.asked)}; this node allows at most ${describeLimit(clamp.name, clamp.allowed)}`,
+      );
     }
-    mirror.log(`running ${data.ref} on node ${this.id} (attempt ${job.attemptsMade + 1}, timeout ${limits.timeoutMs} ms${this.bwrap ? '' : ', UNSANDBOXED'})`);
+    mirror.log(
+      `running ${data.ref} on node ${this.id} (attempt ${job.attemptsMade + 1}, timeout ${limits.timeoutMs} ms${this.bwrap ? '' : ', UNSANDBOXED'})`,
+    );
     if (this.bwrap === undefined) {
       logger.warn('UNSAFE: running a task without a sandbox');
     }
@@ -370,7 +461,9 @@ class RedisMirror {
   }
 
   progress(value: number | Record<string, unknown>): void {
-    this.enqueue(() => Promise.all([this.job.updateProgress(value), this.tasksQueue.updateJobProgress(this.instanceId, value)]));
+    this.enqueue(() =>
+      Promise.all([this.job.updateProgress(value), this.tasksQueue.updateJobProgress(this.instanceId, value)]),
+    );
   }
 
   flush(): Promise<unknown> {

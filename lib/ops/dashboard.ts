@@ -19,7 +19,7 @@ import { nodeQueueName } from '../../queues/node.js';
 import { TASKS_QUEUE } from '../../queues/tasks.js';
 import type { Logger } from '../core/logger.js';
 import { NodeRegistry } from '../cluster/node-registry.js';
-import { type CompiledDashboardOptions, compileDashboardOptions, type DashboardOptions } from '../core/options.js';
+import { type CompiledDashboardOptions, compileDashboardOptions, type DashboardOptions } from './dashboard-options.js';
 import { createRedis } from '../redis/connection.js';
 
 export class Dashboard {
@@ -53,7 +53,10 @@ export class Dashboard {
     if (this.options.auth) {
       app.use(basicAuth(this.options.auth));
     } else if (!isLoopback(this.options.host)) {
-      this.logger.warn({ host: this.options.host }, 'the dashboard listens beyond loopback WITHOUT authentication; set TYDRA_DASHBOARD_USER and TYDRA_DASHBOARD_PASSWORD');
+      this.logger.warn(
+        { host: this.options.host },
+        'the dashboard listens beyond loopback WITHOUT authentication; set TYDRA_DASHBOARD_USER and TYDRA_DASHBOARD_PASSWORD',
+      );
     }
     app.use('/', serverAdapter.getRouter() as express.Router);
     this.server = await new Promise<Server>((resolve, reject) => {

@@ -11,7 +11,7 @@ import type { Logger } from '../core/logger.js';
 import { silentLogger } from '../core/logger.js';
 import { Master } from '../master/master.js';
 import { TydraNode } from '../node/node.js';
-import { defaultSandboxUser } from '../core/options.js';
+import { defaultSandboxUser } from '../node/options.js';
 import { unreachableFolder } from '../core/path-access.js';
 import { type RedisServer, startRedisServer } from './redis-server.js';
 
@@ -56,7 +56,10 @@ async function devCacheRoot(dataDir: string, logger: Logger): Promise<string> {
     return local;
   }
   const shared = join('/var/cache/tydra', `dev-${createHash('sha1').update(dataDir).digest('hex').slice(0, 12)}`);
-  logger.info({ cacheDir: shared, reason: `${local} is not reachable by the sandbox user` }, 'node caches go to /var/cache/tydra');
+  logger.info(
+    { cacheDir: shared, reason: `${local} is not reachable by the sandbox user` },
+    'node caches go to /var/cache/tydra',
+  );
   return shared;
 }
 

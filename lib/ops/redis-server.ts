@@ -37,14 +37,21 @@ export async function startRedisServer(options: RedisServerOptions): Promise<Red
     server = execa(
       'redis-server',
       [
-        '--port', String(port),
-        '--bind', '127.0.0.1',
-        '--dir', options.dir,
-        '--save', '',
-        '--appendonly', persist ? 'yes' : 'no',
+        '--port',
+        String(port),
+        '--bind',
+        '127.0.0.1',
+        '--dir',
+        options.dir,
+        '--save',
+        '',
+        '--appendonly',
+        persist ? 'yes' : 'no',
         // BullMQ requires noeviction: an evicted lock or job key silently loses work.
-        '--maxmemory-policy', 'noeviction',
-        '--daemonize', 'no',
+        '--maxmemory-policy',
+        'noeviction',
+        '--daemonize',
+        'no',
       ],
       { reject: false, stdio: 'ignore', cleanup: true, forceKillAfterDelay: 5000 },
     );
@@ -52,10 +59,15 @@ export async function startRedisServer(options: RedisServerOptions): Promise<Red
     throw new TydraError(`Could not start redis-server: ${(error as Error).message}; ${REDIS_INSTALL_HINT}`);
   }
   const exited = server.then((result) => {
-    if ((result as { code?: string }).code === 'ENOENT' || (result as { failed?: boolean; exitCode?: number }).exitCode === undefined) {
+    if (
+      (result as { code?: string }).code === 'ENOENT' ||
+      (result as { failed?: boolean; exitCode?: number }).exitCode === undefined
+    ) {
       throw new TydraError(`redis-server was not found on PATH; ${REDIS_INSTALL_HINT}`);
     }
-    throw new TydraError(`redis-server exited early with code ${String((result as { exitCode?: number }).exitCode)} (is port ${port} free?)`);
+    throw new TydraError(
+      `redis-server exited early with code ${String((result as { exitCode?: number }).exitCode)} (is port ${port} free?)`,
+    );
   });
   exited.catch(() => undefined);
   const url = `redis://127.0.0.1:${port}`;
@@ -87,7 +99,9 @@ async function waitForPing(url: string, signal: AbortSignal, timeoutMs = 10_000)
       return;
     } catch (error) {
       if (Date.now() > deadline) {
-        throw new TydraError(`redis-server did not answer on ${url} within ${timeoutMs} ms: ${(error as Error).message}`);
+        throw new TydraError(
+          `redis-server did not answer on ${url} within ${timeoutMs} ms: ${(error as Error).message}`,
+        );
       }
       await new Promise((resolve) => setTimeout(resolve, 50));
     } finally {
@@ -104,7 +118,9 @@ export async function freePort(): Promise<number> {
     probe.on('error', reject);
     probe.listen(0, '127.0.0.1', () => {
       const address = probe.address();
-      probe.close(() => (typeof address === 'object' && address !== null ? resolve(address.port) : reject(new Error('no port'))));
+      probe.close(() =>
+        typeof address === 'object' && address !== null ? resolve(address.port) : reject(new Error('no port')),
+      );
     });
   });
 }

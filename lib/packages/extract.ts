@@ -16,9 +16,13 @@ import { extract as tarExtract } from 'tar-stream';
 
 import { PackageRejectedError } from '../core/errors.js';
 import { isPackageRelativePath } from './manifest.js';
-import type { CompiledPackageLimits } from '../core/options.js';
+import type { CompiledPackageLimits } from './limits.js';
 
-export async function extractPackage(tarball: Buffer, destination: string, limits: CompiledPackageLimits): Promise<void> {
+export async function extractPackage(
+  tarball: Buffer,
+  destination: string,
+  limits: CompiledPackageLimits,
+): Promise<void> {
   const extractor = tarExtract();
   const seen = new Set<string>();
   let unpackedBytes = 0;
@@ -31,15 +35,21 @@ export async function extractPackage(tarball: Buffer, destination: string, limit
         throw new PackageRejectedError(`Expected at most ${limits.maxEntries} entries in the package, got more`);
       }
       if (!isPackageRelativePath(path)) {
-        throw new PackageRejectedError(`Expected package paths to be relative and inside the package, got ${JSON.stringify(header.name)}`);
+        throw new PackageRejectedError(
+          `Expected package paths to be relative and inside the package, got ${JSON.stringify(header.name)}`,
+        );
       }
       const depth = path.split('/').length;
       if (depth > limits.maxPathDepth || Buffer.byteLength(path) > limits.maxPathLength) {
-        throw new PackageRejectedError(`Expected package paths at most ${limits.maxPathDepth} deep and ${limits.maxPathLength} bytes long, got ${JSON.stringify(path.slice(0, 100))}`);
+        throw new PackageRejectedError(
+          `Expected package paths at most ${limits.maxPathDepth} deep and ${limits.maxPathLength} bytes long, got ${JSON.stringify(path.slice(0, 100))}`,
+        );
       }
       const normalised = path.replace(/^\.\//, '');
       if (seen.has(normalised)) {
-        throw new PackageRejectedError(`Expected each path once in the package, got ${JSON.stringify(normalised)} twice`);
+        throw new PackageRejectedError(
+          `Expected each path once in the package, got ${JSON.stringify(normalised)} twice`,
+        );
       }
       seen.add(normalised);
       const target = join(destination, normalised);
@@ -49,11 +59,15 @@ export async function extractPackage(tarball: Buffer, destination: string, limit
         continue;
       }
       if (header.type !== 'file') {
-        throw new PackageRejectedError(`Expected only regular files and folders in the package, got a ${header.type ?? 'unknown'} entry at ${JSON.stringify(normalised)}`);
+        throw new PackageRejectedError(
+          `Expected only regular files and folders in the package, got a ${header.type ?? 'unknown'} entry at ${JSON.stringify(normalised)}`,
+        );
       }
       unpackedBytes += header.size ?? 0;
       if (unpackedBytes > limits.maxUnpackedBytes) {
-        throw new PackageRejectedError(`Expected at most ${limits.maxUnpackedBytes} uncompressed bytes in the package, got more`);
+        throw new PackageRejectedError(
+          `Expected at most ${limits.maxUnpackedBytes} uncompressed bytes in the package, got more`,
+        );
       }
       await mkdir(join(target, '..'), { recursive: true, mode: 0o755 });
       const mode = (header.mode ?? 0) & 0o100 ? 0o755 : 0o644;
@@ -68,11 +82,16 @@ export async function extractPackage(tarball: Buffer, destination: string, limit
     }
   };
 
-  await Promise.all([pipeline(Readable.from([tarball]), createGunzip(), extractor), consume()]).catch((error: unknown) => {
-    extractor.destroy();
-    if (error instanceof PackageRejectedError) {
-      throw error;
-    }
-    throw new PackageRejectedError(`Expected a valid gzipped tarball, got an error while reading it: ${(error as Error).message}`, { cause: error });
-  });
+  await Promise.all([pipeline(Readable.from([tarball]), createGunzip(), extractor), consume()]).catch(
+    (error: unknown) => {
+      extractor.destroy();
+      if (error instanceof PackageRejectedError) {
+        throw error;
+      }
+      throw new PackageRejectedError(
+        `Expected a valid gzipped tarball, got an error while reading it: ${(error as Error).message}`,
+        { cause: error },
+      );
+    },
+  );
 }

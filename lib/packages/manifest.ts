@@ -26,7 +26,17 @@ const taskSchema = z
   .strictObject({
     description: z.string().max(1000).optional(),
     module: packagePath.optional(),
-    command: z.array(z.string().min(1).max(4096).refine((arg) => !arg.includes('\0'), 'no NUL bytes')).min(1).max(256).optional(),
+    command: z
+      .array(
+        z
+          .string()
+          .min(1)
+          .max(4096)
+          .refine((arg) => !arg.includes('\0'), 'no NUL bytes'),
+      )
+      .min(1)
+      .max(256)
+      .optional(),
     /** This task's limits; override the package's, capped by each node's maxima. */
     limits: taskLimitsSchema.optional(),
   })
@@ -53,7 +63,9 @@ export function parseManifest(text: string): Manifest {
   try {
     raw = JSON.parse(text);
   } catch (error) {
-    throw new ManifestError(`Expected ${MANIFEST_FILE} to be valid JSON, got a parse error: ${(error as Error).message}`);
+    throw new ManifestError(
+      `Expected ${MANIFEST_FILE} to be valid JSON, got a parse error: ${(error as Error).message}`,
+    );
   }
   return parseOptions(manifestSchema, raw, `field of ${MANIFEST_FILE}`, ManifestError);
 }
@@ -65,15 +77,17 @@ export function requiredFiles(task: TaskSpec): string[] {
   }
   // argv[0] without a slash is a program from the sandbox's PATH (python3, sh); other arguments
   // that look like files (`x.py`, `lib/run.sh`, `./tool`) must ship in the package.
-  return (task.command ?? []).filter((arg, index) => {
-    if (arg.startsWith('-') || arg.startsWith('/')) {
-      return false;
-    }
-    if (arg.startsWith('./')) {
-      return true;
-    }
-    return index > 0 && /^[\w.-]+(\/[\w.-]+)*\.[A-Za-z0-9]{1,8}$/.test(arg);
-  }).map((arg) => arg.replace(/^\.\//, ''));
+  return (task.command ?? [])
+    .filter((arg, index) => {
+      if (arg.startsWith('-') || arg.startsWith('/')) {
+        return false;
+      }
+      if (arg.startsWith('./')) {
+        return true;
+      }
+      return index > 0 && /^[\w.-]+(\/[\w.-]+)*\.[A-Za-z0-9]{1,8}$/.test(arg);
+    })
+    .map((arg) => arg.replace(/^\.\//, ''));
 }
 
 export function isPackageRelativePath(path: string): boolean {

@@ -13,7 +13,7 @@ import { pack as tarPack } from 'tar-stream';
 
 import { ManifestError, PackageRejectedError } from '../core/errors.js';
 import { MANIFEST_FILE, type Manifest, parseManifest, requiredFiles } from './manifest.js';
-import type { CompiledPackageLimits } from '../core/options.js';
+import type { CompiledPackageLimits } from './limits.js';
 
 /** What `packDirectory` produces: the bytes to store and what they contain. */
 export interface PackedPackage {
@@ -51,7 +51,9 @@ export async function packDirectory(dir: string, limits: CompiledPackageLimits):
       checkPathLimits(path, depth + 1, limits);
       const stats = await lstat(join(dir, path));
       if (entries.length >= limits.maxEntries) {
-        throw new PackageRejectedError(`Expected at most ${limits.maxEntries} files and folders in the package, got more`);
+        throw new PackageRejectedError(
+          `Expected at most ${limits.maxEntries} files and folders in the package, got more`,
+        );
       }
       if (stats.isDirectory()) {
         entries.push({ path, type: 'directory', mode: 0o755 });
@@ -59,13 +61,17 @@ export async function packDirectory(dir: string, limits: CompiledPackageLimits):
       } else if (stats.isFile()) {
         unpackedBytes += stats.size;
         if (unpackedBytes > limits.maxUnpackedBytes) {
-          throw new PackageRejectedError(`Expected at most ${limits.maxUnpackedBytes} uncompressed bytes in the package, got more`);
+          throw new PackageRejectedError(
+            `Expected at most ${limits.maxUnpackedBytes} uncompressed bytes in the package, got more`,
+          );
         }
         const data = await readFile(join(dir, path));
         entries.push({ path, type: 'file', mode: stats.mode & 0o100 ? 0o755 : 0o644, data });
       } else {
         const kind = stats.isSymbolicLink() ? 'a symbolic link' : 'a special file';
-        throw new PackageRejectedError(`Expected only regular files and folders in the package, got ${kind} at ${path}`);
+        throw new PackageRejectedError(
+          `Expected only regular files and folders in the package, got ${kind} at ${path}`,
+        );
       }
     }
   };
@@ -76,7 +82,10 @@ export async function packDirectory(dir: string, limits: CompiledPackageLimits):
     for (const file of requiredFiles(task)) {
       if (!files.has(file)) {
         const field = task.module !== undefined ? 'module' : 'command';
-        throw new ManifestError(`Expected the file ${file} named by \`tasks.${taskName}.${field}\` to exist in the package, found none`, `tasks.${taskName}.${field}`);
+        throw new ManifestError(
+          `Expected the file ${file} named by \`tasks.${taskName}.${field}\` to exist in the package, found none`,
+          `tasks.${taskName}.${field}`,
+        );
       }
     }
   }
@@ -85,7 +94,9 @@ export async function packDirectory(dir: string, limits: CompiledPackageLimits):
   // level 9 and no file name: zlib's gzip header has mtime 0, so the bytes depend only on content.
   const tarball = gzipSync(tar, { level: 9 });
   if (tarball.length > limits.maxPackageBytes) {
-    throw new PackageRejectedError(`Expected a package of at most ${limits.maxPackageBytes} bytes compressed, got ${tarball.length}`);
+    throw new PackageRejectedError(
+      `Expected a package of at most ${limits.maxPackageBytes} bytes compressed, got ${tarball.length}`,
+    );
   }
   return { manifest, tarball, sha1: sha1Hex(tarball), unpackedBytes, entries: entries.length };
 }
@@ -110,10 +121,14 @@ async function readManifest(dir: string): Promise<Manifest> {
 
 function checkPathLimits(path: string, depth: number, limits: CompiledPackageLimits): void {
   if (depth > limits.maxPathDepth) {
-    throw new PackageRejectedError(`Expected paths at most ${limits.maxPathDepth} folders deep, got ${depth} at ${path}`);
+    throw new PackageRejectedError(
+      `Expected paths at most ${limits.maxPathDepth} folders deep, got ${depth} at ${path}`,
+    );
   }
   if (Buffer.byteLength(path) > limits.maxPathLength) {
-    throw new PackageRejectedError(`Expected paths of at most ${limits.maxPathLength} bytes, got ${Buffer.byteLength(path)}`);
+    throw new PackageRejectedError(
+      `Expected paths of at most ${limits.maxPathLength} bytes, got ${Buffer.byteLength(path)}`,
+    );
   }
 }
 

@@ -107,7 +107,9 @@ export async function prunePackages(redis: Redis, options: PruneOptions = {}): P
         healedBy.set(`${name}@${sha1}`, healed.length);
         for (const holder of healed) {
           report.healed.push(holder);
-          log(`${dryRun ? 'would heal' : 'healed'} a reference of ${holder.instanceId} on ${name}@${sha1} (its job is ${holder.why})`);
+          log(
+            `${dryRun ? 'would heal' : 'healed'} a reference of ${holder.instanceId} on ${name}@${sha1} (its job is ${holder.why})`,
+          );
         }
       }
       const now = Date.now();
@@ -137,7 +139,12 @@ export async function prunePackages(redis: Redis, options: PruneOptions = {}): P
         }
         const [verdict, detail, undeployed] = answer as [PruneVerdict, number, (0 | 1)?];
         const wouldHeal = dryRun ? (healedBy.get(`${name}@${sha1}`) ?? 0) : 0;
-        const decision: PruneDecision = { name, sha1, verdict, reason: explain(verdict, Number(detail), now, graceMs, wouldHeal) };
+        const decision: PruneDecision = {
+          name,
+          sha1,
+          verdict,
+          reason: explain(verdict, Number(detail), now, graceMs, wouldHeal),
+        };
         if (undeployed === 1) {
           decision.reason = `undeployed, no holders since ${new Date(Number(detail)).toISOString()}`;
         }
@@ -175,7 +182,11 @@ async function* scanPackageNames(redis: Redis, batch: number): AsyncGenerator<st
 }
 
 /** Every version of `names`: the first HSCAN page of each in one pipeline, the rare rest one by one. */
-async function listVersions(redis: Redis, names: readonly string[], batch: number): Promise<Array<{ name: string; sha1: string }>> {
+async function listVersions(
+  redis: Redis,
+  names: readonly string[],
+  batch: number,
+): Promise<Array<{ name: string; sha1: string }>> {
   const firstPages = redis.pipeline();
   for (const name of names) {
     firstPages.hscan(packageVersionsKey(name), '0', 'COUNT', batch);
@@ -227,7 +238,12 @@ async function auditHolders(
     let kept = 0;
     for (const [index, id] of ids.entries()) {
       const [finishedOn, timestamp] = (answers[index]?.[1] as Array<string | null> | undefined) ?? [];
-      const why = timestamp === null || timestamp === undefined ? 'missing' : finishedOn !== null && finishedOn !== undefined ? 'finished' : undefined;
+      const why =
+        timestamp === null || timestamp === undefined
+          ? 'missing'
+          : finishedOn !== null && finishedOn !== undefined
+            ? 'finished'
+            : undefined;
       if (why === undefined) {
         kept += 1;
         continue;

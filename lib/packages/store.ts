@@ -100,10 +100,20 @@ export class PackageStore {
     // may still upload; the commit script then keeps one value and drops the other.
     if ((await this.redis.exists(blobKey)) === 0) {
       for (let offset = 0; offset < tarball.length; offset += CHUNK_BYTES) {
-        await this.redis.multi().append(upload, tarball.subarray(offset, offset + CHUNK_BYTES)).pexpire(upload, UPLOAD_TTL_MS).exec();
+        await this.redis
+          .multi()
+          .append(upload, tarball.subarray(offset, offset + CHUNK_BYTES))
+          .pexpire(upload, UPLOAD_TTL_MS)
+          .exec();
       }
     }
-    const version: PackageVersion = { name, sha1, size: tarball.length, deployedAt: Date.now(), manifest: packed.manifest };
+    const version: PackageVersion = {
+      name,
+      sha1,
+      size: tarball.length,
+      deployedAt: Date.now(),
+      manifest: packed.manifest,
+    };
     const status = await withCommands(this.redis).commitDeploy(
       upload,
       blobKey,
@@ -120,7 +130,9 @@ export class PackageStore {
       String(this.leaseMs),
     );
     if (status === CommitDeployStatus.UploadMissing) {
-      throw new PackageIntegrityError(`Expected the upload of ${name}@${sha1} to be in Redis at commit, found none (expired or deleted)`);
+      throw new PackageIntegrityError(
+        `Expected the upload of ${name}@${sha1} to be in Redis at commit, found none (expired or deleted)`,
+      );
     }
     return { name, sha1, size: tarball.length, ref: `${name}@${sha1}`, stored: status === CommitDeployStatus.Stored };
   }
@@ -139,7 +151,9 @@ export class PackageStore {
     } else {
       const matches = (await this.redis.hkeys(versionsKey)).filter((candidate) => candidate.startsWith(versionPrefix));
       if (matches.length > 1) {
-        throw new UnknownTaskError(`Expected ${name}@${versionPrefix} to name one version, got ${matches.length}: use a longer prefix`);
+        throw new UnknownTaskError(
+          `Expected ${name}@${versionPrefix} to name one version, got ${matches.length}: use a longer prefix`,
+        );
       }
       sha1 = matches[0] ?? null;
     }
@@ -148,7 +162,9 @@ export class PackageStore {
       throw new UnknownTaskError(`Expected a deployed version ${name}@${versionPrefix ?? sha1}, found none`);
     }
     if ((await this.redis.sismember(packageUndeployedKey(name), sha1)) === 1) {
-      throw new UnknownTaskError(`Expected a version of ${name} in use, got ${name}@${sha1.slice(0, 12)}, which was undeployed`);
+      throw new UnknownTaskError(
+        `Expected a version of ${name} in use, got ${name}@${sha1.slice(0, 12)}, which was undeployed`,
+      );
     }
     return JSON.parse(json) as PackageVersion;
   }
@@ -158,7 +174,12 @@ export class PackageStore {
    * still exists and is in use. Idempotent. Throws `UnknownTaskError` when the version is gone
    * (pruned) or undeployed; `alreadyHeld` accepts an undeployed version the instance holds.
    */
-  async takeRef(name: string, sha1: string, instanceId: string, options: { alreadyHeld?: boolean } = {}): Promise<void> {
+  async takeRef(
+    name: string,
+    sha1: string,
+    instanceId: string,
+    options: { alreadyHeld?: boolean } = {},
+  ): Promise<void> {
     const status = await withCommands(this.redis).takeRef(
       packageVersionsKey(name),
       packageHoldersKey(name, sha1),
@@ -173,10 +194,14 @@ export class PackageStore {
       options.alreadyHeld ? '1' : '0',
     );
     if (status === TakeRefStatus.Missing) {
-      throw new UnknownTaskError(`Expected package version ${name}@${sha1} to be stored, found none (never deployed, or pruned)`);
+      throw new UnknownTaskError(
+        `Expected package version ${name}@${sha1} to be stored, found none (never deployed, or pruned)`,
+      );
     }
     if (status === TakeRefStatus.Undeployed) {
-      throw new UnknownTaskError(`Expected a version of ${name} in use, got ${name}@${sha1.slice(0, 12)}, which was undeployed`);
+      throw new UnknownTaskError(
+        `Expected a version of ${name} in use, got ${name}@${sha1.slice(0, 12)}, which was undeployed`,
+      );
     }
   }
 
@@ -207,16 +232,25 @@ export class PackageStore {
    * newly undeployed and the new latest. Throws `UnknownTaskError` for an unknown version.
    */
   async undeploy(name: string, sha1?: string): Promise<{ undeployed: number; latest: string | null }> {
-    const [count, latest] = await withCommands(this.redis).undeploy(packageVersionsKey(name), packageLatestKey(name), packageUndeployedKey(name), sha1 ?? '');
+    const [count, latest] = await withCommands(this.redis).undeploy(
+      packageVersionsKey(name),
+      packageLatestKey(name),
+      packageUndeployedKey(name),
+      sha1 ?? '',
+    );
     if (count < 0) {
-      throw new UnknownTaskError(`Expected a deployed ${sha1 === undefined ? 'package' : 'version'} ${name}${sha1 === undefined ? '' : `@${sha1}`}, found none`);
+      throw new UnknownTaskError(
+        `Expected a deployed ${sha1 === undefined ? 'package' : 'version'} ${name}${sha1 === undefined ? '' : `@${sha1}`}, found none`,
+      );
     }
     return { undeployed: count, latest: latest === '' ? null : latest };
   }
 
   /** The full sha1 of the version `prefix` names (undeployed ones included). */
   async expandVersion(name: string, prefix: string): Promise<string> {
-    const matches = (await this.redis.hkeys(packageVersionsKey(name))).filter((candidate) => candidate.startsWith(prefix));
+    const matches = (await this.redis.hkeys(packageVersionsKey(name))).filter((candidate) =>
+      candidate.startsWith(prefix),
+    );
     if (matches.length !== 1 || matches[0] === undefined) {
       throw new UnknownTaskError(`Expected ${name}@${prefix} to name one stored version, got ${matches.length}`);
     }

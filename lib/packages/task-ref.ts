@@ -13,7 +13,9 @@ const VERSION_PATTERN = /^[0-9a-f]{7,40}$/;
 
 export function parseTaskRef(ref: unknown): TaskRef {
   if (typeof ref !== 'string') {
-    throw new InvalidTaskRefError(`Expected a task reference like \`hello/greet\` or \`hello@1a2b3c4/greet\`, got ${typeof ref}`);
+    throw new InvalidTaskRefError(
+      `Expected a task reference like \`hello/greet\` or \`hello@1a2b3c4/greet\`, got ${typeof ref}`,
+    );
   }
   const slash = ref.indexOf('/');
   const pkg = slash === -1 ? ref : ref.slice(0, slash);
@@ -26,10 +28,14 @@ export function parseTaskRef(ref: unknown): TaskRef {
     throw new InvalidTaskRefError(`Expected a task reference of the form \`name[@sha1]/task\`, got ${shown}`);
   }
   if (!PACKAGE_NAME_PATTERN.test(name)) {
-    throw new InvalidTaskRefError(`Expected the package name in ${shown} to match ${PACKAGE_NAME_PATTERN}, got \`${name}\``);
+    throw new InvalidTaskRefError(
+      `Expected the package name in ${shown} to match ${PACKAGE_NAME_PATTERN}, got \`${name}\``,
+    );
   }
   if (version !== undefined && !VERSION_PATTERN.test(version)) {
-    throw new InvalidTaskRefError(`Expected the version in ${shown} to be a sha1 or a prefix of at least 7 hex digits, got \`${version}\``);
+    throw new InvalidTaskRefError(
+      `Expected the version in ${shown} to be a sha1 or a prefix of at least 7 hex digits, got \`${version}\``,
+    );
   }
   return { name, version, task };
 }

@@ -30,15 +30,19 @@ export function isolationArgs(): string[] {
   return [
     '--unshare-all',
     '--unshare-user',
-    '--uid', String(SANDBOX_UID),
-    '--gid', String(SANDBOX_UID),
+    '--uid',
+    String(SANDBOX_UID),
+    '--gid',
+    String(SANDBOX_UID),
     '--disable-userns',
-    '--cap-drop', 'ALL',
+    '--cap-drop',
+    'ALL',
     // Kill the sandbox if the node dies (even by SIGKILL), and detach it from any terminal
     // (TIOCSTI injection, CVE-2017-5226).
     '--die-with-parent',
     '--new-session',
-    '--hostname', 'tydra-sandbox',
+    '--hostname',
+    'tydra-sandbox',
   ];
 }
 
@@ -63,7 +67,13 @@ export function systemMountArgs(root = '/'): string[] {
     }
   }
   // Only what the dynamic loader and the C library read; no passwd, no shadow, no hosts.
-  for (const file of ['/etc/ld.so.cache', '/etc/ld.so.conf', '/etc/ld.so.conf.d', '/etc/alternatives', '/etc/localtime']) {
+  for (const file of [
+    '/etc/ld.so.cache',
+    '/etc/ld.so.conf',
+    '/etc/ld.so.conf.d',
+    '/etc/alternatives',
+    '/etc/localtime',
+  ]) {
     args.push('--ro-bind-try', file, file);
   }
   args.push('--proc', '/proc', ...procCoverArgs(), '--dev', '/dev');
@@ -79,15 +89,26 @@ export function systemMountArgs(root = '/'): string[] {
  * skips `sys`. What a task reads there is still its own namespaces' view (hostname, network).
  */
 export function procCoverArgs(): string[] {
-  return ['sys', 'sysrq-trigger', 'irq', 'bus'].flatMap((entry) => ['--ro-bind-try', `/proc/${entry}`, `/proc/${entry}`]);
+  return ['sys', 'sysrq-trigger', 'irq', 'bus'].flatMap((entry) => [
+    '--ro-bind-try',
+    `/proc/${entry}`,
+    `/proc/${entry}`,
+  ]);
 }
 
 /** The package and the runner read-only; a private size-capped tmpfs for scratch. */
 export function taskMountArgs(mounts: SandboxMounts): string[] {
   const args = [
-    '--size', String(mounts.scratchBytes), '--tmpfs', '/tmp',
-    '--ro-bind', mounts.packageDir, PACKAGE_MOUNT,
-    '--ro-bind', mounts.runtimeDir, RUNTIME_MOUNT,
+    '--size',
+    String(mounts.scratchBytes),
+    '--tmpfs',
+    '/tmp',
+    '--ro-bind',
+    mounts.packageDir,
+    PACKAGE_MOUNT,
+    '--ro-bind',
+    mounts.runtimeDir,
+    RUNTIME_MOUNT,
   ];
   if (mounts.nodeBinary !== undefined && !mounts.nodeBinary.startsWith('/usr/')) {
     args.push('--ro-bind', mounts.nodeBinary, NODE_MOUNT);
@@ -98,8 +119,21 @@ export function taskMountArgs(mounts: SandboxMounts): string[] {
 }
 
 /** The full argv for `bwrap`: flags, then `--` so the command can never be read as a flag. */
-export function buildBwrapArgs(mounts: SandboxMounts, env: Record<string, string>, command: readonly string[], extra: readonly string[] = []): string[] {
-  return [...isolationArgs(), ...environmentArgs(env), ...systemMountArgs(), ...taskMountArgs(mounts), ...extra, '--', ...command];
+export function buildBwrapArgs(
+  mounts: SandboxMounts,
+  env: Record<string, string>,
+  command: readonly string[],
+  extra: readonly string[] = [],
+): string[] {
+  return [
+    ...isolationArgs(),
+    ...environmentArgs(env),
+    ...systemMountArgs(),
+    ...taskMountArgs(mounts),
+    ...extra,
+    '--',
+    ...command,
+  ];
 }
 
 /** The Node binary as seen from inside the sandbox. */

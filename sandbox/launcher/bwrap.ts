@@ -38,7 +38,13 @@ export async function checkBwrap(path?: string, user?: { uid: number; gid: numbe
   if (bwrap === undefined) {
     throw new SandboxUnavailableError(`bubblewrap (bwrap) was not found on PATH; ${INSTALL_HINT}`);
   }
-  const probe = await execa(bwrap, [...isolationArgs(), ...systemMountArgs(), '--', 'true'], { reject: false, timeout: 10_000, extendEnv: false, env: {}, ...user });
+  const probe = await execa(bwrap, [...isolationArgs(), ...systemMountArgs(), '--', 'true'], {
+    reject: false,
+    timeout: 10_000,
+    extendEnv: false,
+    env: {},
+    ...user,
+  });
   if (probe.exitCode !== 0) {
     const reason = String(probe.stderr).trim().split('\n').pop() ?? '';
     if (user !== undefined && user.uid !== 0) {

@@ -10,7 +10,10 @@ import { constants } from 'node:os';
  * `signal` when execa reports one, else the signal encoded in a 129–192 exit code. A task that
  * calls `exit(137)` on its own looks the same; use the cgroup's counters to tell an OOM kill.
  */
-export function signalFromExit(exitCode: number | undefined, signal: NodeJS.Signals | undefined): NodeJS.Signals | undefined {
+export function signalFromExit(
+  exitCode: number | undefined,
+  signal: NodeJS.Signals | undefined,
+): NodeJS.Signals | undefined {
   if (signal !== undefined) {
     return signal;
   }

@@ -51,7 +51,13 @@ export interface ProcessLimits {
 
 /** Absolute path of `prlimit`: `/usr/bin/prlimit`, else the first on PATH. */
 export function findPrlimit(path = process.env.PATH ?? ''): string {
-  for (const candidate of [PRLIMIT_PATH, ...path.split(delimiter).filter((dir) => dir !== '').map((dir) => join(dir, 'prlimit'))]) {
+  for (const candidate of [
+    PRLIMIT_PATH,
+    ...path
+      .split(delimiter)
+      .filter((dir) => dir !== '')
+      .map((dir) => join(dir, 'prlimit')),
+  ]) {
     try {
       accessSync(candidate, constants.X_OK);
       return candidate;
@@ -59,7 +65,9 @@ export function findPrlimit(path = process.env.PATH ?? ''): string {
       // not here
     }
   }
-  throw new SandboxUnavailableError(`Expected util-linux prlimit at ${PRLIMIT_PATH} or on PATH, found none; install it with: apt-get install -y util-linux`);
+  throw new SandboxUnavailableError(
+    `Expected util-linux prlimit at ${PRLIMIT_PATH} or on PATH, found none; install it with: apt-get install -y util-linux`,
+  );
 }
 
 /** The prlimit options for `limits`, ending with `--`; append the bwrap command after them. */
@@ -84,7 +92,9 @@ export function prlimitArgs(limits: ProcessLimits, uid = process.getuid?.()): st
   if (limits.nproc !== undefined) {
     const count = checkLimit('nproc', limits.nproc, 1);
     if (uid === 0) {
-      throw new InvalidOptionError(`Expected no \`nproc\` limit when the node runs as root (RLIMIT_NPROC is per real uid and not enforced for root; the pids cgroup limits a sandbox), got ${count}`);
+      throw new InvalidOptionError(
+        `Expected no \`nproc\` limit when the node runs as root (RLIMIT_NPROC is per real uid and not enforced for root; the pids cgroup limits a sandbox), got ${count}`,
+      );
     }
     args.push(`--nproc=${count}:${count}`);
   }
@@ -97,7 +107,9 @@ export function prlimitArgs(limits: ProcessLimits, uid = process.getuid?.()): st
 
 function checkLimit(name: string, value: number, min: number): number {
   if (!Number.isSafeInteger(value) || value < min) {
-    throw new InvalidOptionError(`Expected the \`${name}\` limit to be an integer of at least ${min}, got ${describe(value)}`);
+    throw new InvalidOptionError(
+      `Expected the \`${name}\` limit to be an integer of at least ${min}, got ${describe(value)}`,
+    );
   }
   return value;
 }

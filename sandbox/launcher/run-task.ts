@@ -15,13 +15,24 @@ import type { Readable, Writable } from 'node:stream';
 
 import { execa } from 'execa';
 
-import { LimitExceededError, RunnerProtocolError, SandboxUnavailableError, TaskFailedError, TaskTimeoutError } from '../../lib/core/errors.js';
+import {
+  LimitExceededError,
+  RunnerProtocolError,
+  SandboxUnavailableError,
+  TaskFailedError,
+  TaskTimeoutError,
+} from '../../lib/core/errors.js';
 import { type CompiledTaskLimits, formatBytes, formatDuration } from '../../lib/core/limits.js';
-import type { TaskSpec } from '../../lib/packages/manifest.js';
 import { encodeMessage, LineSplitter, type RunnerMessage } from '../protocol.js';
 import { buildBwrapArgs, PACKAGE_MOUNT, RUNTIME_MOUNT, sandboxNodePath } from './bwrap-args.js';
 import type { CgroupSupport } from './cgroup/support.js';
-import { attachSandbox, SANDBOX_SYNC_FDS, sandboxSyncArgs, sandboxSyncStdio, type StdioArray } from './cgroup/attach.js';
+import {
+  attachSandbox,
+  SANDBOX_SYNC_FDS,
+  sandboxSyncArgs,
+  sandboxSyncStdio,
+  type StdioArray,
+} from './cgroup/attach.js';
 import { signalFromExit } from './exit-signal.js';
 import { prlimitArgs } from './rlimits.js';
 import { createTaskCgroup, type TaskCgroup, type TaskCgroupStats } from './cgroup/task-cgroup.js';
@@ -35,9 +46,15 @@ const KILL_GRACE_MS = 2000;
 const MONITOR_MS = 100;
 const STDERR_TAIL_BYTES = 2048;
 
+/** What to start in the sandbox: a JavaScript module under the runner, or a command's argv. */
+export interface TaskEntry {
+  module?: string;
+  command?: readonly string[];
+}
+
 export interface RunTaskOptions {
   packageDir: string;
-  task: TaskSpec;
+  task: TaskEntry;
   input: unknown;
   instanceId: string;
   attempt: number;
@@ -92,7 +109,13 @@ export async function runTask(options: RunTaskOptions): Promise<unknown> {
   }
   if (bwrap === undefined) {
     const [file = '', ...args] = command;
-    return supervise(options, { file, args, isModule, env: { PATH: process.env.PATH ?? '', HOME: '/tmp', ...env }, cgroup: undefined });
+    return supervise(options, {
+      file,
+      args,
+      isModule,
+      env: { PATH: process.env.PATH ?? '', HOME: '/tmp', ...env },
+      cgroup: undefined,
+    });
   }
   if (options.prlimit === undefined) {
     throw new SandboxUnavailableError('Expected the path of prlimit to run a sandboxed task, got none');
@@ -106,13 +129,22 @@ export async function runTask(options: RunTaskOptions): Promise<unknown> {
     // reserves far more address space than it uses; the heap flag above bounds it instead.
     ...(!withCgroup && !isModule ? { addressSpaceBytes: limits.memoryBytes } : {}),
   });
-  const mounts = { packageDir: options.packageDir, runtimeDir: options.runtimeDir ?? RUNTIME_DIR, nodeBinary: NODE_BINARY, scratchBytes: limits.scratchBytes };
+  const mounts = {
+    packageDir: options.packageDir,
+    runtimeDir: options.runtimeDir ?? RUNTIME_DIR,
+    nodeBinary: NODE_BINARY,
+    scratchBytes: limits.scratchBytes,
+  };
   const args = [...rlimits, bwrap, ...buildBwrapArgs(mounts, env, command, sandboxSyncArgs())];
 
   // One cgroup per TaskInstance, made before the sandbox and joined by it before the task runs.
-  const cgroup = options.cgroups !== undefined && options.cgroups.mode !== 'none'
-    ? await createTaskCgroup(options.cgroups, `task-${randomUUID()}`, { memoryBytes: limits.memoryBytes, pids: limits.pids })
-    : undefined;
+  const cgroup =
+    options.cgroups !== undefined && options.cgroups.mode !== 'none'
+      ? await createTaskCgroup(options.cgroups, `task-${randomUUID()}`, {
+          memoryBytes: limits.memoryBytes,
+          pids: limits.pids,
+        })
+      : undefined;
   try {
     return await supervise(options, { file: options.prlimit, args, isModule, env: {}, cgroup });
   } finally {
@@ -170,17 +202,35 @@ async function supervise(options: RunTaskOptions, launch: Launch): Promise<unkno
     subprocess.kill('SIGTERM');
   };
   const outputLimit = (stream: string): void =>
-    stopWith(new LimitExceededError(`output limit exceeded (${formatBytes(limits.outputBytes)} on ${stream})`, instanceId, 'outputBytes', limits.outputBytes));
+    stopWith(
+      new LimitExceededError(
+        `output limit exceeded (${formatBytes(limits.outputBytes)} on ${stream})`,
+        instanceId,
+        'outputBytes',
+        limits.outputBytes,
+      ),
+    );
 
   // stderr: log lines, plus a tail for error messages.
   let stderrTail = '';
-  captureLines(stderrStream, limits.outputBytes, (line) => onLog(`[stderr] ${line}`), () => outputLimit('stderr'), (chunk) => {
-    stderrTail = (stderrTail + chunk).slice(-STDERR_TAIL_BYTES);
-  });
+  captureLines(
+    stderrStream,
+    limits.outputBytes,
+    (line) => onLog(`[stderr] ${line}`),
+    () => outputLimit('stderr'),
+    (chunk) => {
+      stderrTail = (stderrTail + chunk).slice(-STDERR_TAIL_BYTES);
+    },
+  );
 
   let stdout = '';
   if (isModule) {
-    captureLines(stdoutStream, limits.outputBytes, (line) => onLog(`[stdout] ${line}`), () => outputLimit('stdout'));
+    captureLines(
+      stdoutStream,
+      limits.outputBytes,
+      (line) => onLog(`[stdout] ${line}`),
+      () => outputLimit('stdout'),
+    );
     let logBytes = 0;
     const protocol = subprocess.stdio[3] as Readable;
     const lines = new LineSplitter(maxResultBytes, (line) => {
@@ -204,13 +254,32 @@ async function supervise(options: RunTaskOptions, launch: Launch): Promise<unkno
     protocol.setEncoding('utf8');
     protocol.on('data', (chunk: string) => {
       if (!lines.push(chunk)) {
-        stopWith(new LimitExceededError(`output limit exceeded (${formatBytes(maxResultBytes)} in one result message)`, instanceId, 'resultBytes', maxResultBytes));
+        stopWith(
+          new LimitExceededError(
+            `output limit exceeded (${formatBytes(maxResultBytes)} in one result message)`,
+            instanceId,
+            'resultBytes',
+            maxResultBytes,
+          ),
+        );
       }
     });
     protocol.on('end', () => lines.flush());
     stdin.on('error', () => undefined); // EPIPE when the task dies before reading
-    stdin.write(encodeMessage({ type: 'start', instanceId, attempt: options.attempt, module: task.module ?? '', input: options.input }));
-    options.signal?.addEventListener('abort', () => stdin.write(encodeMessage({ type: 'cancel', reason: 'cancelled' })), { once: true });
+    stdin.write(
+      encodeMessage({
+        type: 'start',
+        instanceId,
+        attempt: options.attempt,
+        module: task.module ?? '',
+        input: options.input,
+      }),
+    );
+    options.signal?.addEventListener(
+      'abort',
+      () => stdin.write(encodeMessage({ type: 'cancel', reason: 'cancelled' })),
+      { once: true },
+    );
   } else {
     // A command's stdout is its result: capped by the output limit like any stream.
     stdoutStream.setEncoding('utf8');
@@ -236,7 +305,16 @@ async function supervise(options: RunTaskOptions, launch: Launch): Promise<unkno
     // sandbox may live on: whatever is in the TaskInstance's cgroup dies with it.
     subprocess.once('exit', () => void cgroup?.kill().catch(() => undefined));
     try {
-      await attachSandbox(subprocess, SANDBOX_SYNC_FDS, cgroup, () => !options.signal?.aborted && subprocess.exitCode === null && subprocess.signalCode === null && violation === undefined);
+      await attachSandbox(
+        subprocess,
+        SANDBOX_SYNC_FDS,
+        cgroup,
+        () =>
+          !options.signal?.aborted &&
+          subprocess.exitCode === null &&
+          subprocess.signalCode === null &&
+          violation === undefined,
+      );
     } catch (error) {
       attachError = error instanceof Error ? error : new Error(String(error));
       // Never leave a sandbox blocked on its start signal until the wall-clock limit.
@@ -281,10 +359,20 @@ async function supervise(options: RunTaskOptions, launch: Launch): Promise<unkno
       throw memoryExceeded(limits, instanceId);
     }
     if (bwrap !== undefined && exitSignal === 'SIGXCPU') {
-      throw new LimitExceededError(`CPU time limit exceeded (${formatDuration(limits.cpuMs)})`, instanceId, 'cpuMs', limits.cpuMs);
+      throw new LimitExceededError(
+        `CPU time limit exceeded (${formatDuration(limits.cpuMs)})`,
+        instanceId,
+        'cpuMs',
+        limits.cpuMs,
+      );
     }
     if (bwrap !== undefined && exitSignal === 'SIGXFSZ') {
-      throw new LimitExceededError(`file size limit exceeded (${formatBytes(limits.fileSizeBytes)})`, instanceId, 'fileSizeBytes', limits.fileSizeBytes);
+      throw new LimitExceededError(
+        `file size limit exceeded (${formatBytes(limits.fileSizeBytes)})`,
+        instanceId,
+        'fileSizeBytes',
+        limits.fileSizeBytes,
+      );
     }
   }
   if (protocolError !== undefined) {
@@ -302,7 +390,11 @@ async function supervise(options: RunTaskOptions, launch: Launch): Promise<unkno
     if (final?.type === 'error') {
       throw new TaskFailedError(final.message, instanceId, final.stack ?? `${final.name}: ${final.message}`);
     }
-    throw new TaskFailedError(`task process ${ending} before returning a result${tailSuffix(stderrTail)}`, instanceId, stderrTail || undefined);
+    throw new TaskFailedError(
+      `task process ${ending} before returning a result${tailSuffix(stderrTail)}`,
+      instanceId,
+      stderrTail || undefined,
+    );
   }
   if (result.exitCode !== 0) {
     throw new TaskFailedError(`command ${ending}${tailSuffix(stderrTail)}`, instanceId, stderrTail || undefined);
@@ -314,28 +406,50 @@ async function supervise(options: RunTaskOptions, launch: Launch): Promise<unkno
   try {
     return JSON.parse(text) as unknown;
   } catch {
-    throw new TaskFailedError(`Expected the command to print one JSON value on stdout, got ${JSON.stringify(text.slice(0, 200))}`, instanceId);
+    throw new TaskFailedError(
+      `Expected the command to print one JSON value on stdout, got ${JSON.stringify(text.slice(0, 200))}`,
+      instanceId,
+    );
   }
 }
 
 /** A limit the cgroup's counters show broken, or undefined. */
-function brokenLimit(stats: TaskCgroupStats, limits: CompiledTaskLimits, instanceId: string): LimitExceededError | undefined {
+function brokenLimit(
+  stats: TaskCgroupStats,
+  limits: CompiledTaskLimits,
+  instanceId: string,
+): LimitExceededError | undefined {
   if (stats.oomKills > 0) {
     return memoryExceeded(limits, instanceId);
   }
   if (stats.pidsLimitHits > 0) {
     // Killed at the first refused fork: a task at its process limit is a fork bomb or a bug,
     // and letting it spin until the wall-clock limit only burns the node's CPU.
-    return new LimitExceededError(`process limit exceeded (${limits.pids} processes and threads)`, instanceId, 'pids', limits.pids);
+    return new LimitExceededError(
+      `process limit exceeded (${limits.pids} processes and threads)`,
+      instanceId,
+      'pids',
+      limits.pids,
+    );
   }
   if (stats.cpuUsageMs !== undefined && stats.cpuUsageMs > limits.cpuMs) {
-    return new LimitExceededError(`CPU time limit exceeded (${formatDuration(limits.cpuMs)})`, instanceId, 'cpuMs', limits.cpuMs);
+    return new LimitExceededError(
+      `CPU time limit exceeded (${formatDuration(limits.cpuMs)})`,
+      instanceId,
+      'cpuMs',
+      limits.cpuMs,
+    );
   }
   return undefined;
 }
 
 function memoryExceeded(limits: CompiledTaskLimits, instanceId: string): LimitExceededError {
-  return new LimitExceededError(`memory limit exceeded (${formatBytes(limits.memoryBytes)})`, instanceId, 'memoryBytes', limits.memoryBytes);
+  return new LimitExceededError(
+    `memory limit exceeded (${formatBytes(limits.memoryBytes)})`,
+    instanceId,
+    'memoryBytes',
+    limits.memoryBytes,
+  );
 }
 
 function tailSuffix(stderrTail: string): string {
@@ -352,7 +466,13 @@ function heapMiB(memoryBytes: number): number {
  * Emits whole lines from `stream` (a line longer than 16 KiB is cut into pieces) and calls
  * `onLimit` once when more than `maxBytes` arrived; nothing after that is kept.
  */
-function captureLines(stream: Readable, maxBytes: number, onLine: (line: string) => void, onLimit: () => void, onChunk?: (chunk: string) => void): void {
+function captureLines(
+  stream: Readable,
+  maxBytes: number,
+  onLine: (line: string) => void,
+  onLimit: () => void,
+  onChunk?: (chunk: string) => void,
+): void {
   let seen = 0;
   let over = false;
   const lines = new LineSplitter(16_384, (line) => {

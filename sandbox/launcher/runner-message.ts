@@ -7,7 +7,10 @@ import { z } from 'zod';
 import type { RunnerMessage } from '../protocol.js';
 
 const runnerMessageSchema = z.discriminatedUnion('type', [
-  z.strictObject({ type: z.literal('progress'), value: z.union([z.number().finite(), z.record(z.string(), z.unknown())]) }),
+  z.strictObject({
+    type: z.literal('progress'),
+    value: z.union([z.number().finite(), z.record(z.string(), z.unknown())]),
+  }),
   z.strictObject({ type: z.literal('log'), line: z.string() }),
   z.strictObject({ type: z.literal('result'), value: z.unknown() }),
   z.strictObject({ type: z.literal('error'), name: z.string(), message: z.string(), stack: z.string().optional() }),

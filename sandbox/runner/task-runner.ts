@@ -60,7 +60,9 @@ export class TaskRunner {
       const module = (await import(pathToFileURL(`${PACKAGE_DIR}/${start.module}`).href)) as { default?: unknown };
       const fn = module.default;
       if (typeof fn !== 'function') {
-        throw new TypeError(`Expected the default export of ${start.module} to be a function (input, ctx) => result, got ${typeof fn}`);
+        throw new TypeError(
+          `Expected the default export of ${start.module} to be a function (input, ctx) => result, got ${typeof fn}`,
+        );
       }
       const value: unknown = await (fn as (input: unknown, ctx: TaskContext) => unknown)(start.input, ctx);
       this.finish({ type: 'result', value: toJsonValue(value) });
@@ -95,7 +97,9 @@ function toJsonValue(value: unknown): unknown {
   try {
     text = JSON.stringify(value);
   } catch (error) {
-    throw new TypeError(`Expected the task's result to be JSON-serialisable, got an error: ${(error as Error).message}`);
+    throw new TypeError(
+      `Expected the task's result to be JSON-serialisable, got an error: ${(error as Error).message}`,
+    );
   }
   return text === undefined ? null : (JSON.parse(text) as unknown);
 }

@@ -29,7 +29,8 @@ async function rejection(promise: Promise<unknown>): Promise<Error> {
   assert.fail('expected a rejection');
 }
 
-const holders = (redis: Redis, sha1: string): Promise<string[]> => redis.zrange(`tydra:package:probe:holders:${sha1}`, 0, -1);
+const holders = (redis: Redis, sha1: string): Promise<string[]> =>
+  redis.zrange(`tydra:package:probe:holders:${sha1}`, 0, -1);
 
 describe('cancellation (@integration)', function () {
   this.timeout(30_000);
@@ -49,7 +50,10 @@ describe('cancellation (@integration)', function () {
     await assert.rejects(run.result(), TaskCancelledError);
     // A master started later finds nothing to run.
     await startCluster(1);
-    assert.deepEqual(await new Queue('tasks', { connection: redis }).getJobCounts('waiting', 'active', 'completed', 'failed'), { waiting: 0, active: 0, completed: 0, failed: 0 });
+    assert.deepEqual(
+      await new Queue('tasks', { connection: redis }).getJobCounts('waiting', 'active', 'completed', 'failed'),
+      { waiting: 0, active: 0, completed: 0, failed: 0 },
+    );
     await assert.rejects(tydra.cancel('no-such-id'), TaskNotFoundError);
   });
 
@@ -58,9 +62,14 @@ describe('cancellation (@integration)', function () {
     const { tydra, sha1, redis } = await probeClient();
     const busy = await tydra.submit('probe/nap', { ms: 1500, tag: 'busy' });
     const queued = await tydra.submit('probe/nap', { ms: 10, tag: 'queued' });
-    await waitFor('the second to wait on the node', async () => ((await queued.status()).state === 'dispatched' ? true : undefined));
+    await waitFor('the second to wait on the node', async () =>
+      (await queued.status()).state === 'dispatched' ? true : undefined,
+    );
     assert.deepEqual(await queued.cancel(), { id: queued.id, outcome: 'removed' });
-    assert.equal(await new Queue(`${NODE_QUEUE_PREFIX}${nodes[0]?.id ?? ''}`, { connection: redis }).getJob(queued.id), undefined);
+    assert.equal(
+      await new Queue(`${NODE_QUEUE_PREFIX}${nodes[0]?.id ?? ''}`, { connection: redis }).getJob(queued.id),
+      undefined,
+    );
     assert.deepEqual(await busy.result(), { rested: 'busy' });
     await waitFor('busy to release', async () => ((await holders(redis, sha1)).length === 0 ? true : undefined));
   });
@@ -70,17 +79,25 @@ describe('cancellation (@integration)', function () {
     const { tydra, sha1, redis } = await probeClient();
     // `sleep` ignores SIGTERM and never returns.
     const run = await tydra.submit('probe/sleep', null, { attempts: 3, timeoutMs: 60_000 });
-    await waitFor('the sandbox to start', async () => ((await pidsWithEnv('TYDRA_INSTANCE_ID', run.id)).length > 0 ? true : undefined));
+    await waitFor('the sandbox to start', async () =>
+      (await pidsWithEnv('TYDRA_INSTANCE_ID', run.id)).length > 0 ? true : undefined,
+    );
     assert.deepEqual(await run.cancel(), { id: run.id, outcome: 'cancelling' });
     const error = await rejection(run.result());
     assert.ok(error instanceof TaskCancelledError, String(error));
     assert.ok(error instanceof TaskFailedError);
-    await waitFor('no process of the task', async () => ((await pidsWithEnv('TYDRA_INSTANCE_ID', run.id)).length === 0 ? true : undefined), 3000);
+    await waitFor(
+      'no process of the task',
+      async () => ((await pidsWithEnv('TYDRA_INSTANCE_ID', run.id)).length === 0 ? true : undefined),
+      3000,
+    );
     const status = await run.status();
     assert.equal(status.state, 'cancelled');
     assert.equal(status.error, 'cancelled by request');
     assert.equal(status.logs.filter((line) => line.startsWith('running ')).length, 1, 'a cancelled run is not retried');
-    await waitFor('the reference to be released', async () => ((await holders(redis, sha1)).length === 0 ? true : undefined));
+    await waitFor('the reference to be released', async () =>
+      (await holders(redis, sha1)).length === 0 ? true : undefined,
+    );
     assert.deepEqual(await run.cancel(), { id: run.id, outcome: 'finished' });
   });
 
@@ -88,12 +105,22 @@ describe('cancellation (@integration)', function () {
     await startCluster(1);
     const { tydra } = await probeClient();
     const run = await tydra.submit('probe/sleep');
-    await waitFor('the sandbox to start', async () => ((await pidsWithEnv('TYDRA_INSTANCE_ID', run.id)).length > 0 ? true : undefined));
-    const cli = await execa(process.execPath, [CLI, 'cancel', run.id, '--wait', '--redis', redisUrl()], { reject: false, extendEnv: false, env: { PATH: process.env.PATH ?? '' } });
+    await waitFor('the sandbox to start', async () =>
+      (await pidsWithEnv('TYDRA_INSTANCE_ID', run.id)).length > 0 ? true : undefined,
+    );
+    const cli = await execa(process.execPath, [CLI, 'cancel', run.id, '--wait', '--redis', redisUrl()], {
+      reject: false,
+      extendEnv: false,
+      env: { PATH: process.env.PATH ?? '' },
+    });
     assert.equal(cli.exitCode, 0, cli.stderr);
     assert.equal(cli.stdout, `${run.id}: running; its node was told to kill it`);
     assert.equal((await run.status()).state, 'cancelled');
-    const again = await execa(process.execPath, [CLI, 'cancel', run.id, '--json', '--redis', redisUrl()], { reject: false, extendEnv: false, env: { PATH: process.env.PATH ?? '' } });
+    const again = await execa(process.execPath, [CLI, 'cancel', run.id, '--json', '--redis', redisUrl()], {
+      reject: false,
+      extendEnv: false,
+      env: { PATH: process.env.PATH ?? '' },
+    });
     assert.deepEqual(JSON.parse(again.stdout), { id: run.id, outcome: 'finished' });
   });
 });
@@ -133,7 +160,10 @@ describe('infrastructure errors (@integration)', function () {
     const node = nodes[0];
     assert.ok(node !== undefined);
     const support = node.cgroups;
-    assert.ok(support !== undefined && support.mode !== 'none', `expected cgroups on this host, got ${JSON.stringify(support)}`);
+    assert.ok(
+      support !== undefined && support.mode !== 'none',
+      `expected cgroups on this host, got ${JSON.stringify(support)}`,
+    );
     const { tydra } = await probeClient();
     // Break the node's cgroups behind its back: its per-task cgroups can no longer be created.
     const parents = support.mode === 'v1' ? [support.memory, support.pids, support.cpuacct] : [support.parent];

@@ -21,7 +21,10 @@ describe('the dashboard (@integration)', function () {
     assert.deepEqual(await queueNames(url), ['maintenance', 'node.' + nodes[0]?.id, 'tasks'].sort());
     const { nodes: more } = await startCluster(1);
     await new Promise((resolve) => setTimeout(resolve, 400));
-    assert.deepEqual(await queueNames(url), ['maintenance', 'node.' + nodes[0]?.id, 'node.' + more[0]?.id, 'tasks'].sort());
+    assert.deepEqual(
+      await queueNames(url),
+      ['maintenance', 'node.' + nodes[0]?.id, 'node.' + more[0]?.id, 'tasks'].sort(),
+    );
   });
 
   it('asks for basic auth when credentials are set', async () => {
@@ -30,8 +33,13 @@ describe('the dashboard (@integration)', function () {
     const url = await dashboard.start();
     const denied = await fetch(`${url}api/queues`);
     assert.equal(denied.status, 401);
-    const wrong = await fetch(`${url}api/queues`, { headers: { authorization: `Basic ${Buffer.from('ops:nope').toString('base64')}` } });
+    const wrong = await fetch(`${url}api/queues`, {
+      headers: { authorization: `Basic ${Buffer.from('ops:nope').toString('base64')}` },
+    });
     assert.equal(wrong.status, 401);
-    assert.deepEqual(await queueNames(url, { authorization: `Basic ${Buffer.from('ops:s3cret').toString('base64')}` }), ['maintenance', 'tasks']);
+    assert.deepEqual(
+      await queueNames(url, { authorization: `Basic ${Buffer.from('ops:s3cret').toString('base64')}` }),
+      ['maintenance', 'tasks'],
+    );
   });
 });

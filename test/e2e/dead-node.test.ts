@@ -18,13 +18,36 @@ async function probeClient(): Promise<Tydra> {
 
 /** A node in its own process (so it can be SIGKILLed), with a fast heartbeat and a short lock. */
 async function startDoomedNode(tydra: Tydra, id: string) {
-  const node = execa(process.execPath, [CLI, 'node', '--id', id, '--concurrency', '1', '--heartbeat', '200', '--lock-duration', '1000', '--redis', redisUrl(), '--cache-dir', await tempDir()], {
-    reject: false,
-    extendEnv: false,
-    env: { PATH: process.env.PATH ?? '' },
-  });
+  const node = execa(
+    process.execPath,
+    [
+      CLI,
+      'node',
+      '--id',
+      id,
+      '--concurrency',
+      '1',
+      '--heartbeat',
+      '200',
+      '--lock-duration',
+      '1000',
+      '--redis',
+      redisUrl(),
+      '--cache-dir',
+      await tempDir(),
+    ],
+    {
+      reject: false,
+      extendEnv: false,
+      env: { PATH: process.env.PATH ?? '' },
+    },
+  );
   defer(() => Promise.resolve(node.kill('SIGKILL')));
-  await waitFor(`node ${id} to register`, async () => ((await tydra.nodes()).some((n) => n.id === id && n.alive) ? true : undefined), 20_000);
+  await waitFor(
+    `node ${id} to register`,
+    async () => ((await tydra.nodes()).some((n) => n.id === id && n.alive) ? true : undefined),
+    20_000,
+  );
   // Wrapped: an execa subprocess is a promise, and returning it bare would await its exit.
   return { node };
 }
@@ -40,19 +63,36 @@ describe('TaskInstances on a node that dies (@integration)', function () {
     const runs = await Promise.all(['a', 'b', 'c'].map((tag) => tydra.submit('probe/nap', { ms: 1500, tag })));
     const first = runs[0];
     assert.ok(first);
-    await waitFor('the first TaskInstance to run on the doomed node', async () => ((await pidsWithEnv('TYDRA_INSTANCE_ID', first.id)).length > 0 ? true : undefined), 20_000);
-    assert.deepEqual(new Set((await Promise.all(runs.map((run) => run.status()))).map((s) => s.nodeId)), new Set([doomed]));
+    await waitFor(
+      'the first TaskInstance to run on the doomed node',
+      async () => ((await pidsWithEnv('TYDRA_INSTANCE_ID', first.id)).length > 0 ? true : undefined),
+      20_000,
+    );
+    assert.deepEqual(
+      new Set((await Promise.all(runs.map((run) => run.status()))).map((s) => s.nodeId)),
+      new Set([doomed]),
+    );
 
     node.kill('SIGKILL');
     await node;
-    await waitFor('the sandbox of the killed node to die', async () => ((await pidsWithEnv('TYDRA_INSTANCE_ID', first.id)).length === 0 ? true : undefined), 5000);
+    await waitFor(
+      'the sandbox of the killed node to die',
+      async () => ((await pidsWithEnv('TYDRA_INSTANCE_ID', first.id)).length === 0 ? true : undefined),
+      5000,
+    );
     const rescuer = await startNode();
 
     const results = await Promise.all(runs.map((run) => run.result({ timeoutMs: 30_000 })));
     assert.deepEqual(results, [{ rested: 'a' }, { rested: 'b' }, { rested: 'c' }]);
     const statuses = await Promise.all(runs.map((run) => run.status()));
-    assert.deepEqual(statuses.map((s) => s.nodeId), [rescuer.id, rescuer.id, rescuer.id]);
-    assert.ok(statuses[0]?.logs.includes(`node ${doomed} is gone; TaskInstance taken back for a new dispatch`), statuses[0]?.logs.join(' | '));
+    assert.deepEqual(
+      statuses.map((s) => s.nodeId),
+      [rescuer.id, rescuer.id, rescuer.id],
+    );
+    assert.ok(
+      statuses[0]?.logs.includes(`node ${doomed} is gone; TaskInstance taken back for a new dispatch`),
+      statuses[0]?.logs.join(' | '),
+    );
   });
 
   it('fails a TaskInstance for good once more nodes died holding it than maxReroutes allows', async () => {
@@ -61,7 +101,11 @@ describe('TaskInstances on a node that dies (@integration)', function () {
     const doomed = `doomed-${process.pid}-b`;
     const { node } = await startDoomedNode(tydra, doomed);
     const run = await tydra.submit('probe/nap', { ms: 60_000 });
-    await waitFor('the TaskInstance to run', async () => ((await pidsWithEnv('TYDRA_INSTANCE_ID', run.id)).length > 0 ? true : undefined), 20_000);
+    await waitFor(
+      'the TaskInstance to run',
+      async () => ((await pidsWithEnv('TYDRA_INSTANCE_ID', run.id)).length > 0 ? true : undefined),
+      20_000,
+    );
     node.kill('SIGKILL');
     await node;
     const error = await run.result({ timeoutMs: 30_000 }).then(
@@ -69,7 +113,10 @@ describe('TaskInstances on a node that dies (@integration)', function () {
       (e: unknown) => e,
     );
     assert.ok(error instanceof TaskFailedError);
-    assert.equal(error.message, `Expected the TaskInstance to finish on a live node, but 1 node(s) were lost while holding it (${doomed}); giving up`);
+    assert.equal(
+      error.message,
+      `Expected the TaskInstance to finish on a live node, but 1 node(s) were lost while holding it (${doomed}); giving up`,
+    );
   });
 
   it('moves the waiting TaskInstances of a cleanly stopped node to a live node', async () => {
@@ -77,11 +124,20 @@ describe('TaskInstances on a node that dies (@integration)', function () {
     const tydra = await probeClient();
     const leaving = await startNode({ concurrency: 1 });
     const runs = await Promise.all(['x', 'y', 'z'].map((tag) => tydra.submit('probe/nap', { ms: 300, tag })));
-    await waitFor('all three to be dispatched to the leaving node', async () => ((await Promise.all(runs.map((r) => r.status()))).every((s) => s.nodeId === leaving.id) ? true : undefined));
+    await waitFor('all three to be dispatched to the leaving node', async () =>
+      (await Promise.all(runs.map((r) => r.status()))).every((s) => s.nodeId === leaving.id) ? true : undefined,
+    );
     await leaving.close();
     const stayer = await startNode();
-    assert.deepEqual(await Promise.all(runs.map((run) => run.result({ timeoutMs: 30_000 }))), [{ rested: 'x' }, { rested: 'y' }, { rested: 'z' }]);
+    assert.deepEqual(await Promise.all(runs.map((run) => run.result({ timeoutMs: 30_000 }))), [
+      { rested: 'x' },
+      { rested: 'y' },
+      { rested: 'z' },
+    ]);
     const nodesUsed = (await Promise.all(runs.map((run) => run.status()))).map((s) => s.nodeId);
-    assert.ok(nodesUsed.includes(stayer.id), `expected some TaskInstances to move to ${stayer.id}, got ${nodesUsed.join(', ')}`);
+    assert.ok(
+      nodesUsed.includes(stayer.id),
+      `expected some TaskInstances to move to ${stayer.id}, got ${nodesUsed.join(', ')}`,
+    );
   });
 });

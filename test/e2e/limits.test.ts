@@ -53,13 +53,21 @@ describe('task limits from tydra.json, the submission and the node (@integration
     const pkg = await failure((await tydra.submit('loud/plain', { bytes: 8 * 1024 })).result());
     assert.equal(pkg.message, 'output limit exceeded (4 KiB on stdout)');
     // The submission asks for 32 KiB: allowed (node maximum 64 KiB).
-    assert.equal(await (await tydra.submit('loud/plain', { bytes: 20 * 1024 }, { limits: { outputBytes: 32 * 1024 } })).result(), 20 * 1024);
+    assert.equal(
+      await (await tydra.submit('loud/plain', { bytes: 20 * 1024 }, { limits: { outputBytes: 32 * 1024 } })).result(),
+      20 * 1024,
+    );
     // It asks for 1 MiB: lowered to the node's 64 KiB, and the log says so.
     const capped = await tydra.submit('loud/plain', { bytes: 100 * 1024 }, { limits: { outputBytes: MiB } });
     const error = await failure(capped.result());
     assert.equal(error.message, 'output limit exceeded (64 KiB on stdout)');
     const status = await capped.status();
-    assert.ok(status.logs.includes('asked for a output limit (1 MiB per stream); this node allows at most output limit (64 KiB per stream)'), status.logs.join('\n'));
+    assert.ok(
+      status.logs.includes(
+        'asked for a output limit (1 MiB per stream); this node allows at most output limit (64 KiB per stream)',
+      ),
+      status.logs.join('\n'),
+    );
   });
 
   it('a limit violation is not retried unless the submission asks for it', async () => {
@@ -69,7 +77,11 @@ describe('task limits from tydra.json, the submission and the node (@integration
     const once = await tydra.submit('loud/plain', { bytes: 4096 }, { attempts: 3, limits: { outputBytes: 1024 } });
     assert.equal((await failure(once.result())).message, 'output limit exceeded (1 KiB on stdout)');
     assert.equal((await once.status()).logs.filter((line) => line.startsWith('running ')).length, 1);
-    const retried = await tydra.submit('loud/plain', { bytes: 4096 }, { attempts: 2, limits: { outputBytes: 1024 }, retryOnLimit: true });
+    const retried = await tydra.submit(
+      'loud/plain',
+      { bytes: 4096 },
+      { attempts: 2, limits: { outputBytes: 1024 }, retryOnLimit: true },
+    );
     assert.equal((await failure(retried.result())).message, 'output limit exceeded (1 KiB on stdout)');
     assert.equal((await retried.status()).logs.filter((line) => line.startsWith('running ')).length, 2);
   });
@@ -77,8 +89,14 @@ describe('task limits from tydra.json, the submission and the node (@integration
   it('rejects bad limits at submit, naming the field', async () => {
     const tydra = client();
     await tydra.deploy(await loudPackage({}));
-    await assert.rejects(tydra.submit('loud/plain', null, { limits: { memoryBytes: 1024 } }), /`limits\.memoryBytes` submit option/);
-    await assert.rejects(tydra.submit('loud/plain', null, { limits: { memory: 5 } as never }), /unknown key\(s\) `memory`/);
+    await assert.rejects(
+      tydra.submit('loud/plain', null, { limits: { memoryBytes: 1024 } }),
+      /`limits\.memoryBytes` submit option/,
+    );
+    await assert.rejects(
+      tydra.submit('loud/plain', null, { limits: { memory: 5 } as never }),
+      /unknown key\(s\) `memory`/,
+    );
     await assert.rejects(tydra.deploy(await loudPackage({ task: { pids: 0 } })), /tasks\.shout\.limits\.pids/);
   });
 });
@@ -86,7 +104,11 @@ describe('task limits from tydra.json, the submission and the node (@integration
 describe('limit arithmetic', () => {
   it('resolves submission > task > package > default, capped by the maximum', () => {
     const { limits, clamped } = resolveLimits(
-      { submission: { memoryBytes: 900 * MiB }, task: { memoryBytes: 100 * MiB, pids: 10 }, package: { pids: 20, cpuMs: 5000 } },
+      {
+        submission: { memoryBytes: 900 * MiB },
+        task: { memoryBytes: 100 * MiB, pids: 10 },
+        package: { pids: 20, cpuMs: 5000 },
+      },
       DEFAULT_TASK_LIMITS,
       { ...DEFAULT_MAX_TASK_LIMITS, memoryBytes: 768 * MiB },
     );
@@ -104,10 +126,16 @@ describe('limit arithmetic', () => {
     assert.equal(parseLimitValue('timeoutMs', '2m'), 120_000);
     assert.equal(parseLimitValue('pids', '128'), 128);
     assert.throws(() => parseLimitValue('pids', '12k'), /Expected a unit for pids \(a plain count\), got `k`/);
-    assert.throws(() => parseLimitValue('memoryBytes', 'lots'), /Expected a number with an optional unit for memoryBytes, got `lots`/);
+    assert.throws(
+      () => parseLimitValue('memoryBytes', 'lots'),
+      /Expected a number with an optional unit for memoryBytes, got `lots`/,
+    );
   });
 
   it('names limits in errors', () => {
-    assert.ok(new LimitExceededError('memory limit exceeded (512 MiB)', 'id', 'memoryBytes', 512 * MiB) instanceof TaskFailedError);
+    assert.ok(
+      new LimitExceededError('memory limit exceeded (512 MiB)', 'id', 'memoryBytes', 512 * MiB) instanceof
+        TaskFailedError,
+    );
   });
 });

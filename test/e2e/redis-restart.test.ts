@@ -30,7 +30,13 @@ describe('Redis restarting (@integration)', function () {
 
   function cluster(url: string, cacheDir: string): { master: Master; node: TydraNode } {
     const master = new Master({ redis: url, sweepIntervalMs: 200 });
-    const node = new TydraNode({ redis: url, id: `restart-${process.pid}`, concurrency: 2, cacheDir, heartbeatMs: 300 });
+    const node = new TydraNode({
+      redis: url,
+      id: `restart-${process.pid}`,
+      concurrency: 2,
+      cacheDir,
+      heartbeatMs: 300,
+    });
     defer(() => node.close());
     defer(() => master.close());
     return { master, node };
@@ -52,7 +58,10 @@ describe('Redis restarting (@integration)', function () {
     await master.start();
     await node.start();
     const results = await Promise.all(runs.map((run) => after.run(run.id).result({ timeoutMs: 30_000 })));
-    assert.deepEqual(results.map((r) => (r as { input: unknown }).input), [1, 2, 3]);
+    assert.deepEqual(
+      results.map((r) => (r as { input: unknown }).input),
+      [1, 2, 3],
+    );
   });
 
   it('a running master, node and client carry on after Redis comes back', async () => {

@@ -61,7 +61,7 @@ describe('running TaskInstances through master and node (@integration)', functio
     assert.ok((await run.status()).logs.includes('[stderr] sh task ran in /task'));
   });
 
-  it('fails with the task\'s own message and stack when it throws', async () => {
+  it("fails with the task's own message and stack when it throws", async () => {
     await startCluster(1);
     const { tydra } = await deployedProbe();
     const run = await tydra.submit('probe/throw', { word: 'boom-42' });
@@ -94,14 +94,19 @@ describe('running TaskInstances through master and node (@integration)', functio
     const exited = await failure((await tydra.submit('probe/exit')).result());
     assert.equal(exited.message, 'task process exited with code 7 before returning a result: exiting without a result');
     const bigint = await failure((await tydra.submit('probe/bigint')).result());
-    assert.match(bigint.message, /^Expected the task's result to be JSON-serialisable, got an error: Do not know how to serialize a BigInt/);
+    assert.match(
+      bigint.message,
+      /^Expected the task's result to be JSON-serialisable, got an error: Do not know how to serialize a BigInt/,
+    );
   });
 
   it('kills a task that exceeds its wall-clock timeout, whole process tree included', async () => {
     await startCluster(1);
     const { tydra } = await deployedProbe();
     const run = await tydra.submit('probe/sleep', null, { timeoutMs: 1500, attempts: 3 });
-    await waitFor('the sandbox to start', async () => ((await pidsWithEnv('TYDRA_INSTANCE_ID', run.id)).length > 0 ? true : undefined));
+    await waitFor('the sandbox to start', async () =>
+      (await pidsWithEnv('TYDRA_INSTANCE_ID', run.id)).length > 0 ? true : undefined,
+    );
     const error = await failure(run.result());
     assert.equal(error.message, 'timed out after 1.5 s');
     assert.deepEqual(await pidsWithEnv('TYDRA_INSTANCE_ID', run.id), [], 'no process of the task may survive');
@@ -114,11 +119,20 @@ describe('running TaskInstances through master and node (@integration)', functio
     const { nodes } = await startCluster(1);
     const { tydra } = await deployedProbe();
     const before = await getrangeCalls();
-    assert.deepEqual(await (await tydra.submit('probe/echo', 1)).result().then((r) => (r as { input: unknown }).input), 1);
+    assert.deepEqual(
+      await (await tydra.submit('probe/echo', 1)).result().then((r) => (r as { input: unknown }).input),
+      1,
+    );
     const afterFirst = await getrangeCalls();
     assert.ok(afterFirst > before, 'the first run must download the package');
-    assert.deepEqual(await (await tydra.submit('probe/echo', 2)).result().then((r) => (r as { input: unknown }).input), 2);
-    assert.deepEqual(await (await tydra.submit('probe/sh-echo', 3)).result().then((r) => (r as { stdin: unknown }).stdin), 3);
+    assert.deepEqual(
+      await (await tydra.submit('probe/echo', 2)).result().then((r) => (r as { input: unknown }).input),
+      2,
+    );
+    assert.deepEqual(
+      await (await tydra.submit('probe/sh-echo', 3)).result().then((r) => (r as { stdin: unknown }).stdin),
+      3,
+    );
     assert.equal(await getrangeCalls(), afterFirst, 'later runs must not read pkg:<name>:<sha1>');
     assert.equal(nodes[0]?.cache.downloads, 1);
   });
@@ -128,7 +142,10 @@ describe('running TaskInstances through master and node (@integration)', functio
     const { tydra } = await deployedProbe();
     const runs = await Promise.all([1, 2, 3, 4].map((n) => tydra.submit('probe/echo', n)));
     const results = await Promise.all(runs.map((run) => run.result()));
-    assert.deepEqual(results.map((r) => (r as { input: unknown }).input), [1, 2, 3, 4]);
+    assert.deepEqual(
+      results.map((r) => (r as { input: unknown }).input),
+      [1, 2, 3, 4],
+    );
     assert.equal(nodes[0]?.cache.downloads, 1);
   });
 
@@ -165,10 +182,17 @@ describe('running TaskInstances through master and node (@integration)', functio
     const { tydra } = await deployedProbe();
     const runs = await Promise.all(Array.from({ length: 12 }, (_, n) => tydra.submit('probe/echo', n)));
     const results = await Promise.all(runs.map((run) => run.result()));
-    assert.deepEqual(results.map((r) => (r as { input: unknown }).input), Array.from({ length: 12 }, (_, n) => n));
+    assert.deepEqual(
+      results.map((r) => (r as { input: unknown }).input),
+      Array.from({ length: 12 }, (_, n) => n),
+    );
     for (const run of runs) {
       const { logs } = await run.status();
-      assert.equal(logs.filter((line) => line.startsWith('running ')).length, 1, `TaskInstance ${run.id} ran more than once: ${logs.join(' | ')}`);
+      assert.equal(
+        logs.filter((line) => line.startsWith('running ')).length,
+        1,
+        `TaskInstance ${run.id} ran more than once: ${logs.join(' | ')}`,
+      );
     }
     assert.equal(first.state, 'running');
   });
@@ -183,12 +207,18 @@ describe('running TaskInstances through master and node (@integration)', functio
       await queue.close();
       connection.disconnect();
     });
-    await queue.add('task-instance', { ref: 'x', package: { name: 'x', sha1: 'not-a-sha' }, task: 't', input: null, attempts: 1, submittedAt: 0 }, { jobId: 'forged' });
+    await queue.add(
+      'task-instance',
+      { ref: 'x', package: { name: 'x', sha1: 'not-a-sha' }, task: 't', input: null, attempts: 1, submittedAt: 0 },
+      { jobId: 'forged' },
+    );
     const tydra = new Tydra({ redis: redisUrl() });
     defer(() => tydra.close());
     const error = await failure(tydra.run('forged').result());
-    assert.match(error.message, /^Expected TaskInstance data \{ref, package, task, input, attempts\}, got invalid data at `package.sha1`: /);
+    assert.match(
+      error.message,
+      /^Expected TaskInstance data \{ref, package, task, input, attempts\}, got invalid data at `package.sha1`: /,
+    );
     assert.equal((await tydra.run('forged').status()).nodeId, undefined);
   });
 });
-

@@ -25,7 +25,10 @@ describe('the development-only --unsafe-no-sandbox mode (@integration)', functio
     assert.equal(result.uid, process.getuid?.(), 'without the sandbox the task runs as the node user');
     assert.notEqual(result.cwd, '/task');
     const warnings = lines.filter((line) => line.level === 40).map((line) => line.msg);
-    assert.ok(warnings.some((msg) => msg.startsWith('UNSAFE: --unsafe-no-sandbox is set: task code runs WITHOUT bubblewrap')), warnings.join(' | '));
+    assert.ok(
+      warnings.some((msg) => msg.startsWith('UNSAFE: --unsafe-no-sandbox is set: task code runs WITHOUT bubblewrap')),
+      warnings.join(' | '),
+    );
     assert.ok(warnings.includes('UNSAFE: running a task without a sandbox'));
   });
 });

@@ -12,7 +12,10 @@ describe('escape suite: daemons (@integration)', function () {
   it('a setsid double-fork daemon does not outlive its task, which completes normally', async () => {
     const a = await arena();
     // The task checks that its daemon is alive, in its own session, when it returns.
-    assert.deepEqual(await expectResult(a, await a.attack('daemon-double-fork')), { daemonAlive: true, newSession: true });
+    assert.deepEqual(await expectResult(a, await a.attack('daemon-double-fork')), {
+      daemonAlive: true,
+      newSession: true,
+    });
   });
 
   it('nohup and setsid sleepers in the background do not outlive their shell task', async () => {

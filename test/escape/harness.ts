@@ -11,7 +11,7 @@ import { join } from 'node:path';
 import { type SubmitOptions, type TaskRun, type TaskStatus, Tydra } from '../../lib/client/client.js';
 import { TaskFailedError } from '../../lib/core/errors.js';
 import type { TydraNode } from '../../lib/node/node.js';
-import type { NodeOptions } from '../../lib/core/options.js';
+import type { NodeOptions } from '../../lib/node/options.js';
 import { digestTree } from '../../lib/packages/cache/tree-digest.js';
 import { copyFixture, defer, redisUrl, startCluster, waitFor } from '../helpers.js';
 import { pidsWithEnv } from '../processes.js';
@@ -51,7 +51,10 @@ export async function arena(nodeOptions: NodeOptions = {}): Promise<Arena> {
   const { nodes } = await startCluster(1, nodeOptions);
   const node = nodes[0];
   assert.ok(node !== undefined);
-  assert.ok(node.cgroups !== undefined && node.cgroups.mode !== 'none', 'the escape suite needs cgroups (run as root on a host with the memory and pids controllers)');
+  assert.ok(
+    node.cgroups !== undefined && node.cgroups.mode !== 'none',
+    'the escape suite needs cgroups (run as root on a host with the memory and pids controllers)',
+  );
   const tydra = new Tydra({ redis: redisUrl() });
   defer(() => tydra.close());
   const { sha1 } = await tydra.deploy(await copyFixture('attacks'));
@@ -60,7 +63,8 @@ export async function arena(nodeOptions: NodeOptions = {}): Promise<Arena> {
     node,
     sha1,
     // Attempts to spare: the tests assert a limit violation is never retried.
-    attack: (task, input = null, limits = {}) => tydra.submit(`attacks/${task}`, input, { limits: { ...LIMITS, ...limits }, attempts: 3 }),
+    attack: (task, input = null, limits = {}) =>
+      tydra.submit(`attacks/${task}`, input, { limits: { ...LIMITS, ...limits }, attempts: 3 }),
   };
 }
 
@@ -75,7 +79,12 @@ export interface LeftoverChecks {
 }
 
 /** Asserts that `run` fails with exactly `message`, ran once, and left nothing behind. */
-export async function expectFailure(arena: Arena, run: TaskRun, message: string, checks: LeftoverChecks = {}): Promise<TaskStatus> {
+export async function expectFailure(
+  arena: Arena,
+  run: TaskRun,
+  message: string,
+  checks: LeftoverChecks = {},
+): Promise<TaskStatus> {
   await assert.rejects(run.result(), (error: unknown) => {
     assert.ok(error instanceof TaskFailedError, `expected a TaskFailedError, got ${String(error)}`);
     assert.equal(error.message, message);
@@ -101,7 +110,11 @@ export async function expectResult(arena: Arena, run: TaskRun, checks: LeftoverC
 
 /** No process with the TaskInstance's id in its environment, and no TaskInstance cgroup on the node. */
 export async function expectNothingLeft(arena: Arena, run: TaskRun, checks: LeftoverChecks = {}): Promise<void> {
-  await waitFor(`every process of ${run.id} to be gone`, async () => ((await pidsWithEnv('TYDRA_INSTANCE_ID', run.id)).length === 0 ? true : undefined), 2000);
+  await waitFor(
+    `every process of ${run.id} to be gone`,
+    async () => ((await pidsWithEnv('TYDRA_INSTANCE_ID', run.id)).length === 0 ? true : undefined),
+    2000,
+  );
   if (checks.cgroups ?? true) {
     assert.deepEqual(await taskCgroups(arena.node), [], 'the TaskInstance cgroup must be removed');
   }
@@ -110,18 +123,27 @@ export async function expectNothingLeft(arena: Arena, run: TaskRun, checks: Left
 /** `task-*` cgroups under the node's parent cgroup(s). */
 export async function taskCgroups(node: TydraNode): Promise<string[]> {
   const support = node.cgroups;
-  const parents = support?.mode === 'v2' ? [support.parent] : support?.mode === 'v1' ? [support.memory, support.pids, support.cpuacct] : [];
+  const parents =
+    support?.mode === 'v2'
+      ? [support.parent]
+      : support?.mode === 'v1'
+        ? [support.memory, support.pids, support.cpuacct]
+        : [];
   const found: string[] = [];
   for (const parent of parents) {
     if (parent !== undefined) {
-      found.push(...(await readdir(parent)).filter((name) => name.startsWith('task-')).map((name) => join(parent, name)));
+      found.push(
+        ...(await readdir(parent)).filter((name) => name.startsWith('task-')).map((name) => join(parent, name)),
+      );
     }
   }
   return found;
 }
 
 export async function sha256File(path: string): Promise<string> {
-  return createHash('sha256').update(await readFile(path)).digest('hex');
+  return createHash('sha256')
+    .update(await readFile(path))
+    .digest('hex');
 }
 
 /** What an attack could change on the host, reduced to something to compare before and after. */
@@ -150,7 +172,9 @@ export async function hostState(arena: Arena): Promise<HostState> {
 
 /** The digest the node recorded when it extracted the package: the cached copy must still match it. */
 export async function extractedDigest(arena: Arena): Promise<string> {
-  const marker = JSON.parse(await readFile(join(arena.node.cache.dir, 'attacks', `${arena.sha1}.json`), 'utf8')) as { digest: string };
+  const marker = JSON.parse(await readFile(join(arena.node.cache.dir, 'attacks', `${arena.sha1}.json`), 'utf8')) as {
+    digest: string;
+  };
   return marker.digest;
 }
 

@@ -23,10 +23,21 @@ import { craft, type CraftedEntry, file } from '../tarballs.js';
 /** Stores `tarball` as the latest version of `name`, exactly as `PackageStore.deploy` would, and returns its sha1. */
 async function plantPackage(name: string, tarball: Buffer): Promise<string> {
   const sha1 = sha1Hex(tarball);
-  const version: PackageVersion = { name, sha1, size: tarball.length, deployedAt: Date.now(), manifest: { name, tasks: { run: { module: 'run.mjs' } } } };
+  const version: PackageVersion = {
+    name,
+    sha1,
+    size: tarball.length,
+    deployedAt: Date.now(),
+    manifest: { name, tasks: { run: { module: 'run.mjs' } } },
+  };
   const redis = new Redis(redisUrl());
   try {
-    await redis.multi().set(packageBlobKey(name, sha1), tarball).hset(packageVersionsKey(name), sha1, JSON.stringify(version)).set(packageLatestKey(name), sha1).exec();
+    await redis
+      .multi()
+      .set(packageBlobKey(name, sha1), tarball)
+      .hset(packageVersionsKey(name), sha1, JSON.stringify(version))
+      .set(packageLatestKey(name), sha1)
+      .exec();
   } finally {
     redis.disconnect();
   }
@@ -35,7 +46,9 @@ async function plantPackage(name: string, tarball: Buffer): Promise<string> {
 
 /** Every path under `dir` but the node's copy of the runner (`.runtime`), relative, sorted (links are listed, never followed). */
 async function listTree(dir: string): Promise<string[]> {
-  const entries = (await readdir(dir, { recursive: true })).filter((entry) => entry !== '.runtime' && !entry.startsWith('.runtime/'));
+  const entries = (await readdir(dir, { recursive: true })).filter(
+    (entry) => entry !== '.runtime' && !entry.startsWith('.runtime/'),
+  );
   return entries.map(String).sort();
 }
 
@@ -58,7 +71,12 @@ describe('escape suite: hostile package (@integration)', function () {
       },
       {
         name: 'evil-link-then-write',
-        entries: [manifest, file('run.mjs'), { header: { name: 'out', type: 'symlink', linkname: target } }, file('out/pwned.txt', 'pwned')],
+        entries: [
+          manifest,
+          file('run.mjs'),
+          { header: { name: 'out', type: 'symlink', linkname: target } },
+          file('out/pwned.txt', 'pwned'),
+        ],
         message: 'Expected only regular files and folders in the package, got a symlink entry at "out"',
       },
       {
@@ -87,17 +105,31 @@ describe('escape suite: hostile package (@integration)', function () {
     for (const { name, entries, message } of cases) {
       await plantPackage(name, await craft(entries));
       const run = await tydra.submit(`${name}/run`, null, { attempts: 3 });
-      await assert.rejects(run.result(), (error: unknown) => error instanceof TaskFailedError && error.message === message);
+      await assert.rejects(
+        run.result(),
+        (error: unknown) => error instanceof TaskFailedError && error.message === message,
+      );
       const status = await run.status();
       assert.equal(status.state, 'failed');
       assert.equal(status.error, message);
       assert.equal((await nodeQueue.getJob(run.id))?.attemptsMade, 1, `${name}: a rejected package is not retried`);
       // The version folder, its marker and the temporary extraction folder are all gone; only
       // the (empty) folder of the package name remains.
-      assert.deepEqual(await listTree(node.cache.dir), cases.slice(0, cases.findIndex((c) => c.name === name) + 1).map((c) => c.name).sort(), name);
+      assert.deepEqual(
+        await listTree(node.cache.dir),
+        cases
+          .slice(0, cases.findIndex((c) => c.name === name) + 1)
+          .map((c) => c.name)
+          .sort(),
+        name,
+      );
     }
     assert.deepEqual(await readdir(target), [], 'nothing may be written through a link or an absolute path');
-    for (const path of [join(node.cache.dir, 'escape.mjs'), join(node.cache.dir, 'evil-dotdot', 'escape.mjs'), join(dirname(node.cache.dir), 'escape.mjs')]) {
+    for (const path of [
+      join(node.cache.dir, 'escape.mjs'),
+      join(node.cache.dir, 'evil-dotdot', 'escape.mjs'),
+      join(dirname(node.cache.dir), 'escape.mjs'),
+    ]) {
       assert.equal(existsSync(path), false, `${path} must not exist`);
     }
     assert.equal(node.cache.downloads, cases.length, 'each package was downloaded once');

@@ -27,7 +27,11 @@ describe('escape suite: resource attacks (@integration)', function () {
   it('a CPU loop is stopped at the CPU time limit, long before its wall-clock limit', async () => {
     const a = await arena();
     // The message tells the CPU limit from the 10 s wall-clock one.
-    await expectFailure(a, await a.attack('cpu-loop', null, { cpuMs: 1000, timeoutMs: 10_000 }), 'CPU time limit exceeded (1 s)');
+    await expectFailure(
+      a,
+      await a.attack('cpu-loop', null, { cpuMs: 1000, timeoutMs: 10_000 }),
+      'CPU time limit exceeded (1 s)',
+    );
   });
 
   it('a task that sleeps for ever times out', async () => {
@@ -62,19 +66,29 @@ describe('escape suite: resource attacks (@integration)', function () {
 
   it('a giant file from Python (which ignores SIGXFSZ) gets EFBIG at exactly the file size limit', async () => {
     const a = await arena();
-    assert.deepEqual(await expectResult(a, await a.attack('giant-file-py')), { error: 'EFBIG', written: MiB, size: MiB });
+    assert.deepEqual(await expectResult(a, await a.attack('giant-file-py')), {
+      error: 'EFBIG',
+      written: MiB,
+      size: MiB,
+    });
   });
 
   it('filling the scratch folder ends in ENOSPC at the scratch size', async () => {
     const a = await arena();
     // 64 KiB files: the 65th finds the 4 MiB tmpfs full.
-    assert.deepEqual(await expectResult(a, await a.attack('fill-scratch', null, { scratchBytes: 4 * MiB, fileSizeBytes: 64 * MiB })), { error: 'ENOSPC', written: 4 * MiB });
+    assert.deepEqual(
+      await expectResult(a, await a.attack('fill-scratch', null, { scratchBytes: 4 * MiB, fileSizeBytes: 64 * MiB })),
+      { error: 'ENOSPC', written: 4 * MiB },
+    );
   });
 
   it('opening files without end stops at the open-files limit with EMFILE', async () => {
     const a = await arena();
     // 32 descriptors: stdin, stdout, stderr and the interpreter's own take the first few.
-    const result = (await expectResult(a, await a.attack('open-files', null, { openFiles: 32 }))) as { error: string; opened: number };
+    const result = (await expectResult(a, await a.attack('open-files', null, { openFiles: 32 }))) as {
+      error: string;
+      opened: number;
+    };
     assert.equal(result.error, 'EMFILE');
     assert.ok(result.opened > 0 && result.opened < 32, `opened ${result.opened}`);
   });

@@ -16,22 +16,36 @@ describe('escape suite: neighbours (@integration)', function () {
     const a = await arena({ concurrency: 2 });
     const secret = `neighbour-${randomUUID()}`;
     const planter = await a.attack('plant-secret', { secret, holdMs: 1500 });
-    await waitFor('the secret to be planted', async () => ((await planter.status()).logs.includes('secret planted') ? true : undefined), 5000);
+    await waitFor(
+      'the secret to be planted',
+      async () => ((await planter.status()).logs.includes('secret planted') ? true : undefined),
+      5000,
+    );
     assert.ok((await pidsWithEnv('TYDRA_INSTANCE_ID', planter.id)).length > 0, 'the planter must still be running');
     const spy = await a.attack('spy', { secret });
-    const report = (await expectResult(a, spy, { cgroups: false })) as { tmp: string[]; secretFile: string; secretSeen: boolean; instanceIds: string[]; pids: number[] };
+    const report = (await expectResult(a, spy, { cgroups: false })) as {
+      tmp: string[];
+      secretFile: string;
+      secretSeen: boolean;
+      instanceIds: string[];
+      pids: number[];
+    };
     assert.equal((await planter.status()).state, 'running', 'the spy must have run while the planter held its secret');
     assert.deepEqual(report.tmp, []);
     assert.equal(report.secretFile, '');
     assert.equal(report.secretSeen, false);
     assert.deepEqual(report.instanceIds, [spy.id], 'only its own processes are visible');
-    assert.deepEqual(report.pids, [1, 2], 'bwrap\'s init and the task itself');
+    assert.deepEqual(report.pids, [1, 2], "bwrap's init and the task itself");
     assert.deepEqual(await expectResult(a, planter), { planted: true });
   });
 
   it('a fork bomb and a memory hog beside a well-behaved task: the hostile ones fail, the good one completes correctly', async () => {
     const a = await arena({ concurrency: 3 });
-    const [bomb, hog, good] = await Promise.all([a.attack('fork-bomb'), a.attack('memory-hog'), a.attack('steady', { below: 2_000_000, rounds: 15 })]);
+    const [bomb, hog, good] = await Promise.all([
+      a.attack('fork-bomb'),
+      a.attack('memory-hog'),
+      a.attack('steady', { below: 2_000_000, rounds: 15 }),
+    ]);
     assert.ok(bomb !== undefined && hog !== undefined && good !== undefined);
     await Promise.all([
       expectFailure(a, bomb, 'process limit exceeded (16 processes and threads)', { cgroups: false }),

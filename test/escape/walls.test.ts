@@ -57,14 +57,20 @@ function externalAddress(): string | undefined {
 describe('escape suite: walls (@integration)', function () {
   this.timeout(30_000);
 
-  it('reads no secret: /etc/shadow, /root, pid 1, the node\'s /proc entry, its cache folder, a host canary, its environment', async () => {
+  it("reads no secret: /etc/shadow, /root, pid 1, the node's /proc entry, its cache folder, a host canary, its environment", async () => {
     const a = await arena();
     const canaryDir = await tempDir('tydra-canary-');
     const canaryFile = join(canaryDir, 'canary.txt');
     await writeFile(canaryFile, CANARY);
     const before = await hostState(a);
     const secrets = [CANARY, redisUrl(), 'TYDRA_TEST_REDIS_URL', 'TYDRA_ESCAPE_CANARY', 'HOME=/root'];
-    const run = await a.attack('read-secrets', { nodePid: process.pid, cacheDir: a.node.cache.dir, nodeCwd: process.cwd(), canaryFile, secrets });
+    const run = await a.attack('read-secrets', {
+      nodePid: process.pid,
+      cacheDir: a.node.cache.dir,
+      nodeCwd: process.cwd(),
+      canaryFile,
+      secrets,
+    });
     const report = (await expectResult(a, run)) as SecretsReport;
     assert.deepEqual(report.shadow, { ok: false, code: 'ENOENT' });
     assert.deepEqual(report.root, { ok: false, code: 'ENOENT' });
@@ -79,12 +85,21 @@ describe('escape suite: walls (@integration)', function () {
     // The write lands in the sandbox's own /tmp; the host's file is untouched.
     assert.deepEqual(report.canaryWrite, { ok: true });
     assert.equal(await readFile(canaryFile, 'utf8'), CANARY);
-    assert.deepEqual(report.envKeys, ['HOME', 'LANG', 'PATH', 'PWD', 'TMPDIR', 'TYDRA_ATTEMPT', 'TYDRA_INSTANCE_ID', 'TYDRA_PACKAGE_DIR']);
+    assert.deepEqual(report.envKeys, [
+      'HOME',
+      'LANG',
+      'PATH',
+      'PWD',
+      'TMPDIR',
+      'TYDRA_ATTEMPT',
+      'TYDRA_INSTANCE_ID',
+      'TYDRA_PACKAGE_DIR',
+    ]);
     assert.deepEqual(report.secretsSeen, []);
     await expectHostUnchanged(a, before);
   });
 
-  it('connects nowhere: not the test Redis, not a loopback server, not this host\'s address, not the outside', async () => {
+  it("connects nowhere: not the test Redis, not a loopback server, not this host's address, not the outside", async () => {
     const a = await arena();
     const server = await countingServer();
     const redisPort = Number(new URL(redisUrl()).port);
@@ -97,7 +112,13 @@ describe('escape suite: walls (@integration)', function () {
       { host: '192.0.2.1', port: 80 },
     ];
     const outcomes = await expectResult(a, await a.attack('connect', targets));
-    assert.deepEqual(outcomes, ['ECONNREFUSED', 'ECONNREFUSED', 'ECONNREFUSED', ...(host !== undefined ? ['ENETUNREACH'] : []), 'ENETUNREACH']);
+    assert.deepEqual(outcomes, [
+      'ECONNREFUSED',
+      'ECONNREFUSED',
+      'ECONNREFUSED',
+      ...(host !== undefined ? ['ENETUNREACH'] : []),
+      'ENETUNREACH',
+    ]);
     assert.equal(server.connections(), 0, 'the host server must see no connection');
   });
 
@@ -142,8 +163,16 @@ describe('escape suite: walls (@integration)', function () {
     assert.deepEqual(report.tty, { ok: false, code: 'ENXIO' });
     // uid 0 does not exist in the sandbox's user namespace.
     assert.deepEqual(report.setuidRoot, { ok: false, code: 'EINVAL' });
-    assert.deepEqual(report.unshareUser, { status: 1, stdout: '', stderr: 'unshare: unshare failed: No space left on device' });
-    assert.deepEqual(report.unshareMount, { status: 1, stdout: '', stderr: 'unshare: unshare failed: Operation not permitted' });
+    assert.deepEqual(report.unshareUser, {
+      status: 1,
+      stdout: '',
+      stderr: 'unshare: unshare failed: No space left on device',
+    });
+    assert.deepEqual(report.unshareMount, {
+      status: 1,
+      stdout: '',
+      stderr: 'unshare: unshare failed: Operation not permitted',
+    });
     assert.deepEqual((report.su as { stdout: string }).stdout, '', 'su must not run a command as root');
     assert.notEqual((report.su as { status: number }).status, 0);
     assert.match(String(report.usrMount), /(^|,)ro(,|$)/);

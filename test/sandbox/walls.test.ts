@@ -60,11 +60,20 @@ describe('the sandbox, seen from inside (@integration)', function () {
     const walls = (await run('probe/walls')) as Walls;
     assert.equal(walls.uid, 65534);
     assert.equal(walls.gid, 65534);
-    assert.deepEqual(Object.keys(walls.env).sort(), ['HOME', 'LANG', 'PATH', 'PWD', 'TMPDIR', 'TYDRA_ATTEMPT', 'TYDRA_INSTANCE_ID', 'TYDRA_PACKAGE_DIR']);
+    assert.deepEqual(Object.keys(walls.env).sort(), [
+      'HOME',
+      'LANG',
+      'PATH',
+      'PWD',
+      'TMPDIR',
+      'TYDRA_ATTEMPT',
+      'TYDRA_INSTANCE_ID',
+      'TYDRA_PACKAGE_DIR',
+    ]);
     assert.ok(walls.pids <= 3, `expected only the sandbox's own processes, saw ${walls.pids}`);
   });
 
-  it('is an unprivileged user on the host too: every sandbox process has host uid 65534, never the node\'s root', async () => {
+  it("is an unprivileged user on the host too: every sandbox process has host uid 65534, never the node's root", async () => {
     await startCluster(1);
     const tydra = new Tydra({ redis: redisUrl() });
     defer(() => tydra.close());
@@ -93,8 +102,14 @@ describe('the sandbox, seen from inside (@integration)', function () {
   it('cannot open a network connection, not even to the test Redis on loopback', async () => {
     await startCluster(1);
     const port = Number(new URL(redisUrl()).port);
-    assert.deepEqual(await run('probe/connect', { host: '127.0.0.1', port }), { connected: false, error: 'ECONNREFUSED' });
-    const outside = (await run('probe/connect', { host: '192.0.2.1', port: 80 })) as { connected: boolean; error: string };
+    assert.deepEqual(await run('probe/connect', { host: '127.0.0.1', port }), {
+      connected: false,
+      error: 'ECONNREFUSED',
+    });
+    const outside = (await run('probe/connect', { host: '192.0.2.1', port: 80 })) as {
+      connected: boolean;
+      error: string;
+    };
     assert.equal(outside.connected, false);
     assert.equal(outside.error, 'ENETUNREACH');
   });

@@ -59,14 +59,21 @@ export async function writeMarker(path: string, marker: CacheMarker): Promise<vo
  * `CacheCorruptError` when it is not a small regular file holding a marker for exactly this
  * version; file-system errors (ENOENT) propagate.
  */
-export async function readMarker(path: string, name: string, sha1: string): Promise<{ marker: CacheMarker; mtimeMs: number }> {
+export async function readMarker(
+  path: string,
+  name: string,
+  sha1: string,
+): Promise<{ marker: CacheMarker; mtimeMs: number }> {
   const handle = await open(path, OPEN_FLAGS);
   let text: string;
   let mtimeMs: number;
   try {
     const stats = await handle.stat();
     if (!stats.isFile() || stats.size > MAX_MARKER_BYTES) {
-      throw new CacheCorruptError(`Expected the marker ${path} to be a regular file of at most ${MAX_MARKER_BYTES} bytes, got something else`, path);
+      throw new CacheCorruptError(
+        `Expected the marker ${path} to be a regular file of at most ${MAX_MARKER_BYTES} bytes, got something else`,
+        path,
+      );
     }
     text = await handle.readFile('utf8');
     mtimeMs = stats.mtimeMs;
@@ -81,7 +88,10 @@ export async function readMarker(path: string, name: string, sha1: string): Prom
   }
   const parsed = markerSchema.safeParse(raw);
   if (!parsed.success || parsed.data.name !== name || parsed.data.sha1 !== sha1) {
-    throw new CacheCorruptError(`Expected the marker ${path} to describe ${name}@${sha1}, got another or an invalid marker`, path);
+    throw new CacheCorruptError(
+      `Expected the marker ${path} to describe ${name}@${sha1}, got another or an invalid marker`,
+      path,
+    );
   }
   return { marker: parsed.data, mtimeMs };
 }

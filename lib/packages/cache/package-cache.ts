@@ -31,7 +31,7 @@ import { extractPackage } from '../extract.js';
 import { packageBlobKey } from '../../redis/keys.js';
 import type { Logger } from '../../core/logger.js';
 import { PACKAGE_NAME_PATTERN } from '../manifest.js';
-import type { CompiledPackageLimits } from '../../core/options.js';
+import type { CompiledPackageLimits } from '../limits.js';
 import type { PackageStore } from '../store.js';
 import { digestTree } from './tree-digest.js';
 
@@ -137,7 +137,10 @@ export class PackageCache {
     for (const { entry } of found.sort((a, b) => a.mtimeMs - b.mtimeMs)) {
       this.entries.set(entry.key, entry);
     }
-    this.logger.info({ cacheDir: this.dir, versions: this.entries.size, bytes: this.totalBytes, maxBytes: this.maxBytes }, 'package cache index rebuilt from disk');
+    this.logger.info(
+      { cacheDir: this.dir, versions: this.entries.size, bytes: this.totalBytes, maxBytes: this.maxBytes },
+      'package cache index rebuilt from disk',
+    );
     await this.enforceBudget();
   }
 
@@ -213,7 +216,10 @@ export class PackageCache {
       await this.remove(entry);
     }
     if (summary.removed.length > 0 || summary.keptInUse.length > 0) {
-      this.logger.info({ removed: summary.removed.map(ref), keptInUse: summary.keptInUse.map(ref), freedBytes: summary.freedBytes }, 'pruned cached versions no longer in Redis');
+      this.logger.info(
+        { removed: summary.removed.map(ref), keptInUse: summary.keptInUse.map(ref), freedBytes: summary.freedBytes },
+        'pruned cached versions no longer in Redis',
+      );
     }
     return summary;
   }
@@ -242,7 +248,10 @@ export class PackageCache {
         entry.verified = true;
         return;
       }
-      this.logger.warn({ package: entry.key, reason: problem }, 'cached package changed behind the node: removing it and fetching it again');
+      this.logger.warn(
+        { package: entry.key, reason: problem },
+        'cached package changed behind the node: removing it and fetching it again',
+      );
       if (this.entries.get(entry.key) === entry) {
         this.entries.delete(entry.key);
       }
@@ -258,7 +267,9 @@ export class PackageCache {
     try {
       // An untouched tree has exactly `entries` entries: a walk past that is tampering, not work.
       const tree = await digestTree(entry.dir, entry.entries);
-      return tree.digest === entry.digest ? undefined : `Expected the tree digest ${entry.digest}, got ${tree.digest} (a file was changed, added or deleted)`;
+      return tree.digest === entry.digest
+        ? undefined
+        : `Expected the tree digest ${entry.digest}, got ${tree.digest} (a file was changed, added or deleted)`;
     } catch (error) {
       return (error as Error).message;
     }
@@ -278,7 +289,15 @@ export class PackageCache {
       // Digest what is on disk (modes after umask), exactly as a later verification will see it.
       // Extraction also creates the folders a tarball leaves implicit: bound the walk accordingly.
       const tree = await digestTree(temporary, this.limits.maxEntries * this.limits.maxPathDepth);
-      marker = { version: 1, name, sha1, bytes: tree.bytes, entries: tree.entries, digest: tree.digest, extractedAt: Date.now() };
+      marker = {
+        version: 1,
+        name,
+        sha1,
+        bytes: tree.bytes,
+        entries: tree.entries,
+        digest: tree.digest,
+        extractedAt: Date.now(),
+      };
       await this.renameIntoPlace(temporary, target);
     } catch (error) {
       await rm(temporary, { recursive: true, force: true });
@@ -291,8 +310,21 @@ export class PackageCache {
       throw error;
     }
     const key = `${name}@${sha1}`;
-    this.entries.set(key, { key, name, sha1, dir: target, bytes: marker.bytes, entries: marker.entries, digest: marker.digest, leases: 0, verified: true });
-    this.logger.info({ package: key, bytes: bytes.length, unpackedBytes: marker.bytes, ms: Date.now() - started }, 'package synced into the cache');
+    this.entries.set(key, {
+      key,
+      name,
+      sha1,
+      dir: target,
+      bytes: marker.bytes,
+      entries: marker.entries,
+      digest: marker.digest,
+      leases: 0,
+      verified: true,
+    });
+    this.logger.info(
+      { package: key, bytes: bytes.length, unpackedBytes: marker.bytes, ms: Date.now() - started },
+      'package synced into the cache',
+    );
   }
 
   /** `<cacheDir>/<name>`, created if missing; anything else at that path (a link) is replaced. */
@@ -377,10 +409,16 @@ export class PackageCache {
       await this.remove(entry);
     }
     if (evicted.length > 0) {
-      this.logger.info({ evicted: evicted.map(ref), bytes: this.totalBytes, maxBytes: this.maxBytes }, 'evicted least recently used package versions');
+      this.logger.info(
+        { evicted: evicted.map(ref), bytes: this.totalBytes, maxBytes: this.maxBytes },
+        'evicted least recently used package versions',
+      );
     }
     if (this.totalBytes > this.maxBytes) {
-      this.logger.warn({ bytes: this.totalBytes, maxBytes: this.maxBytes }, 'package cache over budget: every remaining version is in use');
+      this.logger.warn(
+        { bytes: this.totalBytes, maxBytes: this.maxBytes },
+        'package cache over budget: every remaining version is in use',
+      );
     }
     return evicted;
   }
@@ -432,9 +470,25 @@ export class PackageCache {
           throw new Error(`Expected ${dir} to be a folder, got something else`);
         }
         const { marker, mtimeMs } = await readMarker(markerPath(this.dir, name, sha1), name, sha1);
-        found.push({ entry: { key, name, sha1, dir, bytes: marker.bytes, entries: marker.entries, digest: marker.digest, leases: 0, verified: false }, mtimeMs });
+        found.push({
+          entry: {
+            key,
+            name,
+            sha1,
+            dir,
+            bytes: marker.bytes,
+            entries: marker.entries,
+            digest: marker.digest,
+            leases: 0,
+            verified: false,
+          },
+          mtimeMs,
+        });
       } catch (error) {
-        this.logger.warn({ package: key, reason: (error as Error).message }, 'removing a cached version without a valid marker (left by a crash or changed behind the node)');
+        this.logger.warn(
+          { package: key, reason: (error as Error).message },
+          'removing a cached version without a valid marker (left by a crash or changed behind the node)',
+        );
         await this.removeFromDisk(name, sha1);
       }
       markers.delete(sha1);
@@ -457,7 +511,9 @@ export async function blobExists(redis: Redis, name: string, sha1: string): Prom
 /** Paths derive from the name and sha1: refuse anything that could leave `<cacheDir>/<name>`. */
 function checkVersion(name: string, sha1: string): void {
   if (!PACKAGE_NAME_PATTERN.test(name) || !SHA1_PATTERN.test(sha1)) {
-    throw new PackageRejectedError(`Expected a package name matching ${PACKAGE_NAME_PATTERN} and a 40-digit hex sha1, got ${describe(`${name}@${sha1}`)}`);
+    throw new PackageRejectedError(
+      `Expected a package name matching ${PACKAGE_NAME_PATTERN} and a 40-digit hex sha1, got ${describe(`${name}@${sha1}`)}`,
+    );
   }
 }
 

@@ -58,7 +58,10 @@ export async function digestTree(root: string, maxEntries: number): Promise<Tree
         bytes += size;
         lines.push({ path: Buffer.from(path), line: `${path}\0f\0${mode}\0${sha256}\n` });
       } else {
-        throw new CacheCorruptError(`Expected only regular files and folders in ${root}, got ${describeType(stats)} at ${JSON.stringify(path)}`, join(root, path));
+        throw new CacheCorruptError(
+          `Expected only regular files and folders in ${root}, got ${describeType(stats)} at ${JSON.stringify(path)}`,
+          join(root, path),
+        );
       }
     }
   };

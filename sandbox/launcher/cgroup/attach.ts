@@ -71,7 +71,9 @@ export function sandboxSyncArgs(fds: SandboxSyncFds = SANDBOX_SYNC_FDS): string[
 export function sandboxSyncStdio(stdio: Readonly<StdioArray>, fds: SandboxSyncFds = SANDBOX_SYNC_FDS): StdioArray {
   const last = Math.max(fds.infoFd, fds.blockFd);
   if (fds.infoFd === fds.blockFd || Math.min(fds.infoFd, fds.blockFd) < stdio.length) {
-    throw new IllegalStateError(`the sync fds ${fds.infoFd} and ${fds.blockFd} must be distinct and beyond the ${stdio.length} stdio entries`);
+    throw new IllegalStateError(
+      `the sync fds ${fds.infoFd} and ${fds.blockFd} must be distinct and beyond the ${stdio.length} stdio entries`,
+    );
   }
   const result: StdioArray = [...stdio];
   while (result.length <= last) {
@@ -103,7 +105,9 @@ export async function attachSandbox(
   const info = subprocess.stdio[fds.infoFd];
   const block = subprocess.stdio[fds.blockFd];
   if (!(info instanceof Readable) || !(block instanceof Writable)) {
-    throw new IllegalStateError(`bwrap was spawned without pipes at fds ${fds.infoFd} and ${fds.blockFd}; use sandboxSyncStdio()`);
+    throw new IllegalStateError(
+      `bwrap was spawned without pipes at fds ${fds.infoFd} and ${fds.blockFd}; use sandboxSyncStdio()`,
+    );
   }
   block.on('error', () => undefined); // EPIPE when bwrap died meanwhile
   let childPid: number | undefined;
@@ -179,7 +183,9 @@ function parseChildPid(text: string, fd: number): number | undefined {
     pid = undefined;
   }
   if (!Number.isSafeInteger(pid) || (pid as number) <= 1) {
-    throw new SandboxUnavailableError(`Expected bwrap to report {"child-pid": <pid>} on fd ${fd}, got ${JSON.stringify(text.slice(0, 200))}`);
+    throw new SandboxUnavailableError(
+      `Expected bwrap to report {"child-pid": <pid>} on fd ${fd}, got ${JSON.stringify(text.slice(0, 200))}`,
+    );
   }
   return pid as number;
 }

@@ -16,7 +16,9 @@ const KILL_ROUNDS = 100;
 const RMDIR_ATTEMPTS = 100;
 
 export function errnoCode(error: unknown): string | undefined {
-  return typeof error === 'object' && error !== null && 'code' in error && typeof error.code === 'string' ? error.code : undefined;
+  return typeof error === 'object' && error !== null && 'code' in error && typeof error.code === 'string'
+    ? error.code
+    : undefined;
 }
 
 export function sleep(ms: number): Promise<void> {
@@ -40,7 +42,12 @@ export async function readCgroupFile(path: string): Promise<string | undefined> 
     if (errnoCode(error) === 'ENOENT' || errnoCode(error) === 'ENODEV') {
       return undefined;
     }
-    throw new CgroupError(`Expected to read ${path}, got ${errnoCode(error) ?? String(error)}`, path, errnoCode(error), { cause: error });
+    throw new CgroupError(
+      `Expected to read ${path}, got ${errnoCode(error) ?? String(error)}`,
+      path,
+      errnoCode(error),
+      { cause: error },
+    );
   }
 }
 
@@ -53,7 +60,12 @@ export async function writeCgroupFile(path: string, value: string): Promise<void
   try {
     await writeFile(path, value, { flag: 'r+' });
   } catch (error) {
-    throw new CgroupError(`Expected to write \`${value.trim()}\` to ${path}, got ${errnoCode(error) ?? String(error)}`, path, errnoCode(error), { cause: error });
+    throw new CgroupError(
+      `Expected to write \`${value.trim()}\` to ${path}, got ${errnoCode(error) ?? String(error)}`,
+      path,
+      errnoCode(error),
+      { cause: error },
+    );
   }
 }
 
@@ -96,7 +108,9 @@ export async function listChildCgroups(dir: string): Promise<string[]> {
     if (errnoCode(error) === 'ENOENT') {
       return [];
     }
-    throw new CgroupError(`Expected to list ${dir}, got ${errnoCode(error) ?? String(error)}`, dir, errnoCode(error), { cause: error });
+    throw new CgroupError(`Expected to list ${dir}, got ${errnoCode(error) ?? String(error)}`, dir, errnoCode(error), {
+      cause: error,
+    });
   }
 }
 
@@ -130,7 +144,10 @@ export async function killCgroupProcesses(dirs: readonly string[], useCgroupKill
     await sleep(round < 10 ? 5 : 20);
   }
   const dir = dirs[0] ?? '';
-  throw new CgroupError(`Expected ${dir} to be empty after ${KILL_ROUNDS} rounds of SIGKILL, got processes ${pids.join(', ')} (stuck in uninterruptible sleep?)`, dir);
+  throw new CgroupError(
+    `Expected ${dir} to be empty after ${KILL_ROUNDS} rounds of SIGKILL, got processes ${pids.join(', ')} (stuck in uninterruptible sleep?)`,
+    dir,
+  );
 }
 
 /**
@@ -149,7 +166,9 @@ export async function removeCgroupDir(dir: string): Promise<void> {
         return;
       }
       if (code !== 'EBUSY' || attempt >= RMDIR_ATTEMPTS) {
-        throw new CgroupError(`Expected to remove the cgroup ${dir}, got ${code ?? String(error)}`, dir, code, { cause: error });
+        throw new CgroupError(`Expected to remove the cgroup ${dir}, got ${code ?? String(error)}`, dir, code, {
+          cause: error,
+        });
       }
       await sleep(20);
     }

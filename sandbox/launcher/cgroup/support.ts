@@ -84,7 +84,9 @@ export async function detectCgroups(options: DetectCgroupsOptions = {}): Promise
   const parentName = options.parentName ?? DEFAULT_CGROUP_PARENT;
   assertCgroupName(parentName, 'parentName');
   if (parentName === NODE_LEAF_CGROUP) {
-    throw new InvalidOptionError(`Expected the \`parentName\` option to differ from \`${NODE_LEAF_CGROUP}\` (the node's own leaf cgroup), got ${describe(parentName)}`);
+    throw new InvalidOptionError(
+      `Expected the \`parentName\` option to differ from \`${NODE_LEAF_CGROUP}\` (the node's own leaf cgroup), got ${describe(parentName)}`,
+    );
   }
 
   let v2Reason: string | undefined;
@@ -116,7 +118,10 @@ export async function cleanStaleCgroups(support: CgroupSupport): Promise<string[
   if (support.mode === 'none') {
     return [];
   }
-  const parents = support.mode === 'v2' ? [support.parent] : [support.memory, support.pids, support.cpuacct].filter((dir) => dir !== undefined);
+  const parents =
+    support.mode === 'v2'
+      ? [support.parent]
+      : [support.memory, support.pids, support.cpuacct].filter((dir) => dir !== undefined);
   const removed = new Set<string>();
   for (const parent of parents) {
     for (const name of await listChildCgroups(parent)) {
@@ -130,13 +135,18 @@ export async function cleanStaleCgroups(support: CgroupSupport): Promise<string[
 /** Throws unless `name` is a single safe path segment. @internal */
 export function assertCgroupName(name: string, what: string): void {
   if (typeof name !== 'string' || !CGROUP_NAME.test(name)) {
-    throw new InvalidOptionError(`Expected the \`${what}\` option to be a cgroup name (letters, digits, \`_\`, \`.\`, \`-\`; at most 128; not starting with \`.\`), got ${describe(name)}`);
+    throw new InvalidOptionError(
+      `Expected the \`${what}\` option to be a cgroup name (letters, digits, \`_\`, \`.\`, \`-\`; at most 128; not starting with \`.\`), got ${describe(name)}`,
+    );
   }
 }
 
 async function readControllers(dir: string): Promise<string[] | undefined> {
   const text = await readCgroupFile(join(dir, 'cgroup.controllers')).catch(() => undefined);
-  return text?.trim().split(/\s+/).filter((name) => name !== '');
+  return text
+    ?.trim()
+    .split(/\s+/)
+    .filter((name) => name !== '');
 }
 
 async function setUpV2(root: string, parentName: string, offered: readonly string[]): Promise<CgroupSupport> {
@@ -156,7 +166,9 @@ async function setUpV2(root: string, parentName: string, offered: readonly strin
       await enableControllers(root, REQUIRED_V2_CONTROLLERS);
     } catch (retryError) {
       if (retryError instanceof CgroupError && retryError.code === 'EBUSY') {
-        const others = (await readCgroupFile(join(root, 'cgroup.procs')).catch(() => ''))?.split('\n').filter((line) => line !== '').length ?? 0;
+        const others =
+          (await readCgroupFile(join(root, 'cgroup.procs')).catch(() => ''))?.split('\n').filter((line) => line !== '')
+            .length ?? 0;
         return {
           mode: 'none',
           reason: `cannot enable memory and pids for child cgroups of ${root}: ${others} other process(es) still live in it after this node moved to ${leaf} (cgroup v2 "no internal processes" rule, EBUSY)`,
@@ -173,7 +185,14 @@ async function setUpV2(root: string, parentName: string, offered: readonly strin
     return { mode: 'none', reason: reasonFor(error, root) };
   }
   // CPU accounting (cpu.stat usage_usec) needs no controller; `cpu` only adds cpu.max/weight.
-  const cpu = controllers.includes('cpu') && (await enableControllers(root, ['cpu']).then(() => enableControllers(parent, ['cpu'])).then(() => true, () => false));
+  const cpu =
+    controllers.includes('cpu') &&
+    (await enableControllers(root, ['cpu'])
+      .then(() => enableControllers(parent, ['cpu']))
+      .then(
+        () => true,
+        () => false,
+      ));
   return {
     mode: 'v2',
     parent,
@@ -210,7 +229,10 @@ async function setUpV1(root: string, parentName: string): Promise<CgroupSupport>
   }
   // The root of a pids hierarchy has no pids.* files; a child of it always has pids.max.
   if (!(await pathExists(join(pids, 'pids.max')))) {
-    return { mode: 'none', reason: `no pids controller: ${hierarchies.pids} is not a cgroup v1 pids hierarchy (no pids.max in ${pids})` };
+    return {
+      mode: 'none',
+      reason: `no pids controller: ${hierarchies.pids} is not a cgroup v1 pids hierarchy (no pids.max in ${pids})`,
+    };
   }
   let cpuacct: string | undefined;
   if (await pathExists(join(hierarchies.cpuacct, 'cpuacct.usage'))) {
@@ -230,7 +252,12 @@ async function makeCgroup(path: string): Promise<void> {
     await mkdir(path);
   } catch (error) {
     if (errnoCode(error) !== 'EEXIST') {
-      throw new CgroupError(`Expected to create the cgroup ${path}, got ${errnoCode(error) ?? String(error)}`, path, errnoCode(error), { cause: error });
+      throw new CgroupError(
+        `Expected to create the cgroup ${path}, got ${errnoCode(error) ?? String(error)}`,
+        path,
+        errnoCode(error),
+        { cause: error },
+      );
     }
   }
 }
@@ -258,7 +285,10 @@ export async function removeCgroupParent(support: CgroupSupport): Promise<void> 
   if (support.mode === 'none') {
     return;
   }
-  const parents = support.mode === 'v2' ? [support.parent] : [support.memory, support.pids, support.cpuacct].filter((dir) => dir !== undefined);
+  const parents =
+    support.mode === 'v2'
+      ? [support.parent]
+      : [support.memory, support.pids, support.cpuacct].filter((dir) => dir !== undefined);
   for (const parent of parents) {
     await removeCgroupTree(parent, support.mode === 'v2' && support.cgroupKill);
   }
@@ -275,7 +305,10 @@ export async function removeOrphanParents(support: CgroupSupport, prefix: string
     return [];
   }
   const own = support.mode === 'v2' ? support.parent : support.memory;
-  const roots = support.mode === 'v2' ? [dirname(support.parent)] : [support.memory, support.pids, support.cpuacct].filter((dir) => dir !== undefined).map((dir) => dirname(dir));
+  const roots =
+    support.mode === 'v2'
+      ? [dirname(support.parent)]
+      : [support.memory, support.pids, support.cpuacct].filter((dir) => dir !== undefined).map((dir) => dirname(dir));
   const cleaned: string[] = [];
   for (const name of await listChildCgroups(dirname(own))) {
     const pid = Number(/\.(\d+)$/.exec(name)?.[1]);

@@ -10,7 +10,16 @@ import { join } from 'node:path';
 import { CgroupError, describe, InvalidOptionError } from '../../../lib/core/errors.js';
 import type { AvailableCgroupSupport } from './support.js';
 import { assertCgroupName } from './support.js';
-import { errnoCode, killCgroupProcesses, listCgroupPids, pathExists, readKeyedCounts, readNumber, removeCgroupDir, writeCgroupFile } from './fs.js';
+import {
+  errnoCode,
+  killCgroupProcesses,
+  listCgroupPids,
+  pathExists,
+  readKeyedCounts,
+  readNumber,
+  removeCgroupDir,
+  writeCgroupFile,
+} from './fs.js';
 
 export interface TaskCgroupLimits {
   /** Memory limit in bytes (anonymous memory, page cache and tmpfs pages alike); no swap is allowed on top. */
@@ -32,17 +41,27 @@ export interface TaskCgroupStats {
 }
 
 /** Creates the cgroup folder(s) for one TaskInstance and sets its limits; throws `CgroupError`. */
-export async function createTaskCgroup(support: AvailableCgroupSupport, name: string, limits: TaskCgroupLimits): Promise<TaskCgroup> {
+export async function createTaskCgroup(
+  support: AvailableCgroupSupport,
+  name: string,
+  limits: TaskCgroupLimits,
+): Promise<TaskCgroup> {
   assertCgroupName(name, 'name');
   for (const key of ['memoryBytes', 'pids'] as const) {
     if (!Number.isSafeInteger(limits[key]) || limits[key] <= 0) {
-      throw new InvalidOptionError(`Expected the \`${key}\` limit to be a positive integer, got ${describe(limits[key])}`);
+      throw new InvalidOptionError(
+        `Expected the \`${key}\` limit to be a positive integer, got ${describe(limits[key])}`,
+      );
     }
   }
   const dirs =
     support.mode === 'v2'
       ? { memory: join(support.parent, name), pids: join(support.parent, name), cpu: join(support.parent, name) }
-      : { memory: join(support.memory, name), pids: join(support.pids, name), cpu: support.cpuacct === undefined ? undefined : join(support.cpuacct, name) };
+      : {
+          memory: join(support.memory, name),
+          pids: join(support.pids, name),
+          cpu: support.cpuacct === undefined ? undefined : join(support.cpuacct, name),
+        };
   const cgroup = new TaskCgroup(support, name, dirs);
   const created: string[] = [];
   try {
@@ -139,12 +158,20 @@ async function makeNewCgroup(dir: string): Promise<void> {
     await mkdir(dir);
   } catch (error) {
     const code = errnoCode(error);
-    const received = code === 'EEXIST' ? 'an existing one (a name used twice, or a stale cgroup left for cleanStaleCgroups)' : (code ?? String(error));
+    const received =
+      code === 'EEXIST'
+        ? 'an existing one (a name used twice, or a stale cgroup left for cleanStaleCgroups)'
+        : (code ?? String(error));
     throw new CgroupError(`Expected to create a new cgroup at ${dir}, got ${received}`, dir, code, { cause: error });
   }
 }
 
-async function applyLimits(support: AvailableCgroupSupport, memory: string, pids: string, limits: TaskCgroupLimits): Promise<void> {
+async function applyLimits(
+  support: AvailableCgroupSupport,
+  memory: string,
+  pids: string,
+  limits: TaskCgroupLimits,
+): Promise<void> {
   const bytes = String(limits.memoryBytes);
   if (support.mode === 'v2') {
     await writeCgroupFile(join(memory, 'memory.max'), bytes);

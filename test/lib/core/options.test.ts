@@ -1,7 +1,8 @@
 import assert from 'node:assert/strict';
 
 import { InvalidOptionError } from '../../../lib/core/errors.js';
-import { compileNodeOptions, compileTydraOptions } from '../../../lib/core/options.js';
+import { compileTydraOptions } from '../../../lib/client/options.js';
+import { compileNodeOptions } from '../../../lib/node/options.js';
 
 describe('option validation', () => {
   it('names the option, the expectation and the received value', () => {
@@ -9,23 +10,35 @@ describe('option validation', () => {
       name: 'InvalidOptionError',
       message: 'Expected the `concurrency` option to be valid (too small: expected number to be >0), got `0` (number)',
     });
-    assert.throws(() => compileNodeOptions({ id: 'has:colon' }), (error: Error) => error instanceof InvalidOptionError && error.message.startsWith('Expected the `id` option to be valid (') && error.message.endsWith('got `"has:colon"` (string)'));
+    assert.throws(
+      () => compileNodeOptions({ id: 'has:colon' }),
+      (error: Error) =>
+        error instanceof InvalidOptionError &&
+        error.message.startsWith('Expected the `id` option to be valid (') &&
+        error.message.endsWith('got `"has:colon"` (string)'),
+    );
   });
 
   it('rejects unknown options by name', () => {
-    assert.throws(() => compileTydraOptions({ redsi: 'redis://x' } as never), { message: /got unknown key\(s\) `redsi`/ });
+    assert.throws(() => compileTydraOptions({ redsi: 'redis://x' } as never), {
+      message: /got unknown key\(s\) `redsi`/,
+    });
   });
 
   it('never echoes a Redis URL, which may carry a password', () => {
     assert.throws(
       () => compileTydraOptions({ redis: 'http://user:hunter2@host:6379' }),
-      (error: Error) => error instanceof InvalidOptionError && !error.message.includes('hunter2') && error.message.includes('`redis` option'),
+      (error: Error) =>
+        error instanceof InvalidOptionError &&
+        !error.message.includes('hunter2') &&
+        error.message.includes('`redis` option'),
     );
   });
 
   it('rejects a default task limit above the maximum, naming both', () => {
     assert.throws(() => compileNodeOptions({ taskLimits: { timeoutMs: 10 }, maxTaskLimits: { timeoutMs: 5 } }), {
-      message: 'Expected the `taskLimits.timeoutMs` option to be at most `maxTaskLimits.timeoutMs` (5), got `10` (number)',
+      message:
+        'Expected the `taskLimits.timeoutMs` option to be at most `maxTaskLimits.timeoutMs` (5), got `10` (number)',
     });
   });
 
@@ -33,7 +46,10 @@ describe('option validation', () => {
     const options = compileNodeOptions({ maxTaskLimits: { memoryBytes: 64 * 1024 * 1024 } });
     assert.equal(options.taskLimits.memoryBytes, 64 * 1024 * 1024);
     assert.equal(options.taskLimits.pids, 64);
-    assert.throws(() => compileNodeOptions({ taskLimits: { memory: 1 } as never }), /Unrecognized key.*memory|unknown.*memory/i);
+    assert.throws(
+      () => compileNodeOptions({ taskLimits: { memory: 1 } as never }),
+      /Unrecognized key.*memory|unknown.*memory/i,
+    );
     assert.throws(() => compileNodeOptions({ taskLimits: { pids: 1 } }), /taskLimits\.pids/);
   });
 });

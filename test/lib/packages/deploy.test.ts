@@ -4,7 +4,12 @@ import { join } from 'node:path';
 
 import type { Redis } from 'ioredis';
 
-import { InvalidTaskRefError, ManifestError, PackageRejectedError, UnknownTaskError } from '../../../lib/core/errors.js';
+import {
+  InvalidTaskRefError,
+  ManifestError,
+  PackageRejectedError,
+  UnknownTaskError,
+} from '../../../lib/core/errors.js';
 import { copyFixture, makePackage, testClient as client, testRedis as redis } from '../../helpers.js';
 
 describe('deploy and submit (@integration)', () => {
@@ -20,7 +25,10 @@ describe('deploy and submit (@integration)', () => {
     assert.deepEqual(await r.keys('pkg:*'), [`pkg:probe:${result.sha1}`]);
     const { latest, versions } = await tydra.packageVersions('probe');
     assert.equal(latest, result.sha1);
-    assert.deepEqual(versions.map((v) => v.sha1), [result.sha1]);
+    assert.deepEqual(
+      versions.map((v) => v.sha1),
+      [result.sha1],
+    );
     assert.deepEqual(Object.keys(versions[0]?.manifest.tasks ?? {}).includes('echo'), true);
     assert.deepEqual(await tydra.packageNames(), ['probe']);
   });
@@ -66,27 +74,57 @@ describe('deploy and submit (@integration)', () => {
     const tydra = client({ limits: { maxPackageBytes: 200 } });
     const bad = [
       await makePackage({ 'a.js': 'x' }),
-      await makePackage({ 'tydra.json': JSON.stringify({ name: 'UPPER', tasks: { t: { module: 'a.js' } } }), 'a.js': 'x' }),
+      await makePackage({
+        'tydra.json': JSON.stringify({ name: 'UPPER', tasks: { t: { module: 'a.js' } } }),
+        'a.js': 'x',
+      }),
       await makePackage({ 'tydra.json': JSON.stringify({ name: 'ok', tasks: { t: { module: 'gone.js' } } }) }),
-      await makePackage({ 'tydra.json': JSON.stringify({ name: 'big', tasks: { t: { module: 'a.js' } } }), 'a.js': Math.random().toString(36).repeat(2000) + Math.random().toString(36).repeat(3000) }),
+      await makePackage({
+        'tydra.json': JSON.stringify({ name: 'big', tasks: { t: { module: 'a.js' } } }),
+        'a.js': Math.random().toString(36).repeat(2000) + Math.random().toString(36).repeat(3000),
+      }),
     ];
     for (const dir of bad) {
-      await assert.rejects(tydra.deploy(dir), (error: Error) => error instanceof ManifestError || error instanceof PackageRejectedError);
+      await assert.rejects(
+        tydra.deploy(dir),
+        (error: Error) => error instanceof ManifestError || error instanceof PackageRejectedError,
+      );
     }
     const r = redis();
-    assert.deepEqual([...(await r.keys('pkg:*')), ...(await r.keys('tydra:*'))], [], 'a rejected deploy must not write any package key');
+    assert.deepEqual(
+      [...(await r.keys('pkg:*')), ...(await r.keys('tydra:*'))],
+      [],
+      'a rejected deploy must not write any package key',
+    );
   });
 
   it('fails at submit time for an unknown package, version or task, and for a bad reference', async () => {
     const tydra = client();
     const { sha1 } = await tydra.deploy(await copyFixture('probe'));
-    await assert.rejects(tydra.submit('nope/echo'), { name: 'UnknownTaskError', message: 'Expected a deployed package named nope, found none' });
-    await assert.rejects(tydra.submit('probe/nope'), (error: Error) => error instanceof UnknownTaskError && error.message.startsWith(`Expected package probe@${sha1.slice(0, 12)} to define task nope, got only: `));
-    await assert.rejects(tydra.submit('probe@0000000/echo'), { name: 'UnknownTaskError', message: 'Expected a deployed version probe@0000000, found none' });
+    await assert.rejects(tydra.submit('nope/echo'), {
+      name: 'UnknownTaskError',
+      message: 'Expected a deployed package named nope, found none',
+    });
+    await assert.rejects(
+      tydra.submit('probe/nope'),
+      (error: Error) =>
+        error instanceof UnknownTaskError &&
+        error.message.startsWith(`Expected package probe@${sha1.slice(0, 12)} to define task nope, got only: `),
+    );
+    await assert.rejects(tydra.submit('probe@0000000/echo'), {
+      name: 'UnknownTaskError',
+      message: 'Expected a deployed version probe@0000000, found none',
+    });
     await assert.rejects(tydra.submit('probe@abc/echo'), InvalidTaskRefError);
     await assert.rejects(tydra.submit('probe'), InvalidTaskRefError);
-    await assert.rejects(tydra.submit('probe/echo', { big: 'x'.repeat(2 * 1024 * 1024) }), /Expected the input to be JSON of at most 1048576 bytes/);
-    await assert.rejects(tydra.submit('probe/echo', null, { attempts: 0 }), /Expected the `attempts` submit option to be valid \(a positive integer\), got `0` \(number\)/);
+    await assert.rejects(
+      tydra.submit('probe/echo', { big: 'x'.repeat(2 * 1024 * 1024) }),
+      /Expected the input to be JSON of at most 1048576 bytes/,
+    );
+    await assert.rejects(
+      tydra.submit('probe/echo', null, { attempts: 0 }),
+      /Expected the `attempts` submit option to be valid \(a positive integer\), got `0` \(number\)/,
+    );
     const pinned = await tydra.submit(`probe@${sha1.slice(0, 7)}/echo`, { a: 1 });
     assert.equal(pinned.ref, `probe@${sha1}/echo`);
   });

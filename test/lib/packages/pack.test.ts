@@ -3,7 +3,7 @@ import { chmod, mkdir, symlink, utimes, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 
 import { ManifestError, PackageRejectedError } from '../../../lib/core/errors.js';
-import { compilePackageLimits } from '../../../lib/core/options.js';
+import { compilePackageLimits } from '../../../lib/packages/limits.js';
 import { packDirectory } from '../../../lib/packages/pack.js';
 import { extractPackage } from '../../../lib/packages/extract.js';
 import { makePackage, tempDir } from '../../helpers.js';
@@ -13,9 +13,19 @@ const manifest = JSON.stringify({ name: 'det', tasks: { run: { module: 'src/run.
 
 describe('packDirectory', () => {
   it('gives the same bytes and sha1 for the same tree whatever the file times and creation order', async () => {
-    const a = await makePackage({ 'tydra.json': manifest, 'src/run.js': 'export default () => 1;\n', 'b.txt': 'b', 'a.txt': 'a' });
+    const a = await makePackage({
+      'tydra.json': manifest,
+      'src/run.js': 'export default () => 1;\n',
+      'b.txt': 'b',
+      'a.txt': 'a',
+    });
     // Same content, files created in another order and with other mtimes.
-    const b = await makePackage({ 'a.txt': 'a', 'src/run.js': 'export default () => 1;\n', 'b.txt': 'b', 'tydra.json': manifest });
+    const b = await makePackage({
+      'a.txt': 'a',
+      'src/run.js': 'export default () => 1;\n',
+      'b.txt': 'b',
+      'tydra.json': manifest,
+    });
     await utimes(join(b, 'a.txt'), new Date('2001-02-03'), new Date('2001-02-03'));
     await utimes(join(b, 'src/run.js'), new Date('2011-12-13'), new Date('2011-12-13'));
     await utimes(join(b, 'src'), new Date('1999-01-01'), new Date('1999-01-01'));
@@ -43,7 +53,11 @@ describe('packDirectory', () => {
   });
 
   it('round-trips through extractPackage', async () => {
-    const a = await makePackage({ 'tydra.json': manifest, 'src/run.js': 'export default () => 1;\n', 'deep/er/file.txt': 'deep' });
+    const a = await makePackage({
+      'tydra.json': manifest,
+      'src/run.js': 'export default () => 1;\n',
+      'deep/er/file.txt': 'deep',
+    });
     const packed = await packDirectory(a, limits);
     const out = await tempDir();
     await extractPackage(packed.tarball, join(out, 'x'), limits);
@@ -54,60 +68,120 @@ describe('packDirectory', () => {
   describe('rejections', () => {
     it('rejects a folder without tydra.json', async () => {
       const dir = await makePackage({ 'run.js': 'x' });
-      await assert.rejects(packDirectory(dir, limits), (error: Error) => error instanceof ManifestError && /Expected a tydra\.json in .*, found none/.test(error.message));
+      await assert.rejects(
+        packDirectory(dir, limits),
+        (error: Error) =>
+          error instanceof ManifestError && /Expected a tydra\.json in .*, found none/.test(error.message),
+      );
     });
 
     it('rejects tydra.json that is not JSON', async () => {
       const dir = await makePackage({ 'tydra.json': '{"name": ' });
-      await assert.rejects(packDirectory(dir, limits), (error: Error) => error instanceof ManifestError && /to be valid JSON/.test(error.message));
+      await assert.rejects(
+        packDirectory(dir, limits),
+        (error: Error) => error instanceof ManifestError && /to be valid JSON/.test(error.message),
+      );
     });
 
     it('names the bad field: an invalid package name', async () => {
-      const dir = await makePackage({ 'tydra.json': JSON.stringify({ name: 'Bad Name!', tasks: { t: { module: 'a.js' } } }), 'a.js': 'x' });
-      await assert.rejects(packDirectory(dir, limits), (error: Error) => error instanceof ManifestError && error.message.includes('`name`') && error.message.includes('"Bad Name!"'));
+      const dir = await makePackage({
+        'tydra.json': JSON.stringify({ name: 'Bad Name!', tasks: { t: { module: 'a.js' } } }),
+        'a.js': 'x',
+      });
+      await assert.rejects(
+        packDirectory(dir, limits),
+        (error: Error) =>
+          error instanceof ManifestError && error.message.includes('`name`') && error.message.includes('"Bad Name!"'),
+      );
     });
 
     it('names the bad field: a task with both module and command', async () => {
-      const dir = await makePackage({ 'tydra.json': JSON.stringify({ name: 'ok', tasks: { t: { module: 'a.js', command: ['sh'] } } }), 'a.js': 'x' });
-      await assert.rejects(packDirectory(dir, limits), (error: Error) => error instanceof ManifestError && error.message.includes('`tasks.t`') && error.message.includes('exactly one of'));
+      const dir = await makePackage({
+        'tydra.json': JSON.stringify({ name: 'ok', tasks: { t: { module: 'a.js', command: ['sh'] } } }),
+        'a.js': 'x',
+      });
+      await assert.rejects(
+        packDirectory(dir, limits),
+        (error: Error) =>
+          error instanceof ManifestError &&
+          error.message.includes('`tasks.t`') &&
+          error.message.includes('exactly one of'),
+      );
     });
 
     it('names the bad field: missing tasks', async () => {
       const dir = await makePackage({ 'tydra.json': JSON.stringify({ name: 'ok' }) });
-      await assert.rejects(packDirectory(dir, limits), (error: Error) => error instanceof ManifestError && error.message.includes('`tasks`'));
+      await assert.rejects(
+        packDirectory(dir, limits),
+        (error: Error) => error instanceof ManifestError && error.message.includes('`tasks`'),
+      );
     });
 
     it('rejects unknown manifest fields', async () => {
-      const dir = await makePackage({ 'tydra.json': JSON.stringify({ name: 'ok', tasks: { t: { module: 'a.js' } }, surprise: 1 }), 'a.js': 'x' });
-      await assert.rejects(packDirectory(dir, limits), (error: Error) => error instanceof ManifestError && error.message.includes('`surprise`'));
+      const dir = await makePackage({
+        'tydra.json': JSON.stringify({ name: 'ok', tasks: { t: { module: 'a.js' } }, surprise: 1 }),
+        'a.js': 'x',
+      });
+      await assert.rejects(
+        packDirectory(dir, limits),
+        (error: Error) => error instanceof ManifestError && error.message.includes('`surprise`'),
+      );
     });
 
     it('rejects a task whose module file is missing', async () => {
-      const dir = await makePackage({ 'tydra.json': JSON.stringify({ name: 'ok', tasks: { t: { module: 'missing.js' } } }) });
-      await assert.rejects(packDirectory(dir, limits), (error: Error) => error instanceof ManifestError && error.message === 'Expected the file missing.js named by `tasks.t.module` to exist in the package, found none');
+      const dir = await makePackage({
+        'tydra.json': JSON.stringify({ name: 'ok', tasks: { t: { module: 'missing.js' } } }),
+      });
+      await assert.rejects(
+        packDirectory(dir, limits),
+        (error: Error) =>
+          error instanceof ManifestError &&
+          error.message ===
+            'Expected the file missing.js named by `tasks.t.module` to exist in the package, found none',
+      );
     });
 
     it('rejects a task whose command file is missing', async () => {
-      const dir = await makePackage({ 'tydra.json': JSON.stringify({ name: 'ok', tasks: { t: { command: ['python3', 'shout.py'] } } }) });
-      await assert.rejects(packDirectory(dir, limits), (error: Error) => error instanceof ManifestError && error.message.includes('shout.py named by `tasks.t.command`'));
+      const dir = await makePackage({
+        'tydra.json': JSON.stringify({ name: 'ok', tasks: { t: { command: ['python3', 'shout.py'] } } }),
+      });
+      await assert.rejects(
+        packDirectory(dir, limits),
+        (error: Error) =>
+          error instanceof ManifestError && error.message.includes('shout.py named by `tasks.t.command`'),
+      );
     });
 
     it('rejects a module path that leaves the package', async () => {
-      const dir = await makePackage({ 'tydra.json': JSON.stringify({ name: 'ok', tasks: { t: { module: '../x.js' } } }) });
-      await assert.rejects(packDirectory(dir, limits), (error: Error) => error instanceof ManifestError && error.message.includes('`tasks.t.module`'));
+      const dir = await makePackage({
+        'tydra.json': JSON.stringify({ name: 'ok', tasks: { t: { module: '../x.js' } } }),
+      });
+      await assert.rejects(
+        packDirectory(dir, limits),
+        (error: Error) => error instanceof ManifestError && error.message.includes('`tasks.t.module`'),
+      );
     });
 
     it('rejects a package over the compressed size cap', async () => {
       const random = Array.from({ length: 4096 }, (_, i) => ((i * 2654435761) % 2 ** 32).toString(36)).join('');
       const dir = await makePackage({ 'tydra.json': manifest, 'src/run.js': random });
       const small = compilePackageLimits({ maxPackageBytes: 1000 });
-      await assert.rejects(packDirectory(dir, small), (error: Error) => error instanceof PackageRejectedError && /Expected a package of at most 1000 bytes compressed, got \d+/.test(error.message));
+      await assert.rejects(
+        packDirectory(dir, small),
+        (error: Error) =>
+          error instanceof PackageRejectedError &&
+          /Expected a package of at most 1000 bytes compressed, got \d+/.test(error.message),
+      );
     });
 
     it('rejects symbolic links', async () => {
       const dir = await makePackage({ 'tydra.json': manifest, 'src/run.js': 'x' });
       await symlink('/etc/passwd', join(dir, 'src/link'));
-      await assert.rejects(packDirectory(dir, limits), (error: Error) => error instanceof PackageRejectedError && error.message.includes('a symbolic link at src/link'));
+      await assert.rejects(
+        packDirectory(dir, limits),
+        (error: Error) =>
+          error instanceof PackageRejectedError && error.message.includes('a symbolic link at src/link'),
+      );
     });
 
     it('rejects too many entries and too deep paths', async () => {

@@ -13,7 +13,10 @@ import { makePackage, sleep, startCluster, testClient as client, testRedis as re
 /** A package `pin` whose task `which` returns `label` after `input.ms` ms, and `boom` throws. */
 function pinPackage(label: string): Promise<string> {
   return makePackage({
-    'tydra.json': JSON.stringify({ name: 'pin', tasks: { which: { module: 'which.mjs' }, boom: { module: 'boom.mjs' }, hang: { module: 'hang.mjs' } } }),
+    'tydra.json': JSON.stringify({
+      name: 'pin',
+      tasks: { which: { module: 'which.mjs' }, boom: { module: 'boom.mjs' }, hang: { module: 'hang.mjs' } },
+    }),
     'package.json': '{"type":"module"}',
     'which.mjs': `export default async (input) => { await new Promise((r) => setTimeout(r, input?.ms ?? 0)); return ${JSON.stringify(label)}; };`,
     'boom.mjs': `export default () => { throw new Error('boom ${label}'); };`,
@@ -26,7 +29,9 @@ async function holders(r: Redis, sha1: string): Promise<string[]> {
 }
 
 async function waitReleased(r: Redis, sha1: string): Promise<void> {
-  await waitFor(`pin@${sha1} to have no holders`, async () => ((await holders(r, sha1)).length === 0 ? true : undefined));
+  await waitFor(`pin@${sha1} to have no holders`, async () =>
+    (await holders(r, sha1)).length === 0 ? true : undefined,
+  );
 }
 
 describe('package versions, references and pruning (@integration)', function () {
@@ -115,9 +120,17 @@ describe('package versions, references and pruning (@integration)', function () 
     await sleep(5);
     tydra.hooks.afterResolve = async () => {
       const report = await prunePackages(r, { graceMs: 0 });
-      assert.deepEqual(report.removed.map((d) => d.sha1), [v1.sha1]);
+      assert.deepEqual(
+        report.removed.map((d) => d.sha1),
+        [v1.sha1],
+      );
     };
-    await assert.rejects(tydra.submit(`pin@${v1.sha1}/which`), (error: unknown) => error instanceof UnknownTaskError && /pin@[0-9a-f]{40} to be stored, found none \(never deployed, or pruned\)/.test(error.message));
+    await assert.rejects(
+      tydra.submit(`pin@${v1.sha1}/which`),
+      (error: unknown) =>
+        error instanceof UnknownTaskError &&
+        /pin@[0-9a-f]{40} to be stored, found none \(never deployed, or pruned\)/.test(error.message),
+    );
     assert.deepEqual(await new Queue(TASKS_QUEUE, { connection: r }).getJobCounts('waiting'), { waiting: 0 });
     assert.equal(await r.hlen('tydra:refs'), 0);
   });
@@ -136,14 +149,29 @@ describe('package versions, references and pruning (@integration)', function () 
     await sleep(5);
     const sorted = (hash: Record<string, string>): string[][] => Object.entries(hash).sort();
     const snapshot = async (): Promise<string> =>
-      JSON.stringify([(await r.keys('*')).sort(), sorted(await r.hgetall('tydra:package:pin:versions')), sorted(await r.hgetall('tydra:package:pin:idle'))]);
+      JSON.stringify([
+        (await r.keys('*')).sort(),
+        sorted(await r.hgetall('tydra:package:pin:versions')),
+        sorted(await r.hgetall('tydra:package:pin:idle')),
+      ]);
     const before = await snapshot();
     const dry = await prunePackages(r, { graceMs: 300, dryRun: true });
     assert.equal(await snapshot(), before);
-    const verdicts = Object.fromEntries([...dry.removed, ...dry.kept].map((decision) => [decision.sha1, decision.verdict]));
-    assert.deepEqual(verdicts, { [a.sha1]: 'eligible', [b.sha1]: 'held', [c.sha1]: 'leased', [d.sha1]: 'grace', [e.sha1]: 'latest' });
+    const verdicts = Object.fromEntries(
+      [...dry.removed, ...dry.kept].map((decision) => [decision.sha1, decision.verdict]),
+    );
+    assert.deepEqual(verdicts, {
+      [a.sha1]: 'eligible',
+      [b.sha1]: 'held',
+      [c.sha1]: 'leased',
+      [d.sha1]: 'grace',
+      [e.sha1]: 'latest',
+    });
     const real = await prunePackages(r, { graceMs: 300 });
-    assert.deepEqual(real.removed.map((decision) => [decision.sha1, decision.verdict]), [[a.sha1, 'removed']]);
+    assert.deepEqual(
+      real.removed.map((decision) => [decision.sha1, decision.verdict]),
+      [[a.sha1, 'removed']],
+    );
     assert.equal(await r.exists(`pkg:pin:${a.sha1}`), 0);
     assert.equal(await r.hexists('tydra:package:pin:versions', a.sha1), 0);
     for (const kept of [b, c, d, e]) {
@@ -172,11 +200,21 @@ describe('package versions, references and pruning (@integration)', function () 
     const young = await prunePackages(r, { graceMs: 0 });
     assert.equal(young.healed.length, 0);
     const report = await prunePackages(r, { graceMs: 60_000, auditAfterMs: 0 });
-    assert.deepEqual(report.healed.map((h) => [h.instanceId, h.why]).sort(), [[done.id, 'finished'], ['never-enqueued', 'missing'], [waiting.id, 'missing']].sort());
+    assert.deepEqual(
+      report.healed.map((h) => [h.instanceId, h.why]).sort(),
+      [
+        [done.id, 'finished'],
+        ['never-enqueued', 'missing'],
+        [waiting.id, 'missing'],
+      ].sort(),
+    );
     assert.deepEqual(await holders(r, sha1), []);
     assert.equal(await r.hlen('tydra:refs'), 0);
     // Healing starts the grace period; the latest version is kept anyway.
-    assert.deepEqual(report.kept.map((d) => d.verdict), ['latest']);
+    assert.deepEqual(
+      report.kept.map((d) => d.verdict),
+      ['latest'],
+    );
   });
 
   it('a deploy lease keeps a non-latest version across prune periods until it is submitted', async () => {
@@ -190,18 +228,30 @@ describe('package versions, references and pruning (@integration)', function () 
     const run = await leased.submit(`pin@${v1.sha1}/which`);
     assert.equal(await run.result(), 'v1');
     // Released, lease over, not latest, grace 0: the scheduled prune job removes it.
-    await waitFor('the prune job to remove v1', async () => ((await r.exists(`pkg:pin:${v1.sha1}`)) === 0 ? true : undefined), 8000);
+    await waitFor(
+      'the prune job to remove v1',
+      async () => ((await r.exists(`pkg:pin:${v1.sha1}`)) === 0 ? true : undefined),
+      8000,
+    );
     const maintenance = new Queue(MAINTENANCE_QUEUE, { connection: r });
     const completed = await maintenance.getJobs(['completed'], 0, 50);
-    const withRemoval = await Promise.all(completed.map(async (job) => (await maintenance.getJobLogs(job.id ?? '')).logs));
-    assert.ok(withRemoval.some((logs) => logs.some((line) => line.startsWith(`removed pin@${v1.sha1}: no holders since`))), 'a prune job logged the removal');
+    const withRemoval = await Promise.all(
+      completed.map(async (job) => (await maintenance.getJobLogs(job.id ?? '')).logs),
+    );
+    assert.ok(
+      withRemoval.some((logs) => logs.some((line) => line.startsWith(`removed pin@${v1.sha1}: no holders since`))),
+      'a prune job logged the removal',
+    );
   });
 
   it('many masters starting at once upsert one prune scheduler', async () => {
     await Promise.all([startCluster(0), startCluster(0), startCluster(0)]);
     const r = redis();
     const schedulers = await new Queue(MAINTENANCE_QUEUE, { connection: r }).getJobSchedulers();
-    assert.deepEqual(schedulers.map((s) => [s.key, s.every]), [['prune-packages', 60_000]]);
+    assert.deepEqual(
+      schedulers.map((s) => [s.key, s.every]),
+      [['prune-packages', 60_000]],
+    );
   });
 
   it('undeploy takes a version out of use; its bytes stay while held and go at the next prune after', async () => {
@@ -215,13 +265,19 @@ describe('package versions, references and pruning (@integration)', function () 
     await assert.rejects(tydra.submit(`pin@${v2.sha1}/which`), /which was undeployed/);
     assert.equal((await tydra.submit('pin/which')).ref, `pin@${v1.sha1}/which`);
     // Held: kept even though undeployed.
-    assert.deepEqual((await prunePackages(r, { graceMs: 60_000 })).kept.find((d) => d.sha1 === v2.sha1)?.verdict, 'held');
+    assert.deepEqual(
+      (await prunePackages(r, { graceMs: 60_000 })).kept.find((d) => d.sha1 === v2.sha1)?.verdict,
+      'held',
+    );
     await startCluster(1);
     assert.equal(await held.result(), 'v2');
     await waitReleased(r, v2.sha1);
     // Undeployed and free: removed at once, grace or not.
     const report = await prunePackages(r, { graceMs: 60_000 });
-    assert.deepEqual(report.removed.map((d) => d.sha1), [v2.sha1]);
+    assert.deepEqual(
+      report.removed.map((d) => d.sha1),
+      [v2.sha1],
+    );
     assert.equal(await r.exists(`pkg:pin:${v2.sha1}`), 0);
     await assert.rejects(tydra.undeploy('pin', 'ffff'), UnknownTaskError);
   });
@@ -251,7 +307,11 @@ describe('the prune pass at scale (@integration)', function () {
       for (let v = 0; v < 3; v += 1) {
         const sha1 = `${String(p).padStart(2, '0')}${String(v).padStart(38, '0')}`;
         pipeline.set(`pkg:p${p}:${sha1}`, 'x');
-        pipeline.hset(`tydra:package:p${p}:versions`, sha1, JSON.stringify({ name: `p${p}`, sha1, size: 1, deployedAt: now + v, manifest: { name: `p${p}`, tasks: {} } }));
+        pipeline.hset(
+          `tydra:package:p${p}:versions`,
+          sha1,
+          JSON.stringify({ name: `p${p}`, sha1, size: 1, deployedAt: now + v, manifest: { name: `p${p}`, tasks: {} } }),
+        );
         if (v === 2) {
           pipeline.set(`tydra:package:p${p}:latest`, sha1);
         }

@@ -6,18 +6,42 @@ import { buildBwrapArgs, procCoverArgs } from '../../../sandbox/launcher/bwrap-a
 const MOUNT_OPS = new Set(['--ro-bind', '--ro-bind-try', '--bind', '--symlink', '--proc', '--dev', '--tmpfs', '--dir']);
 
 describe('bwrap argv', () => {
-  const argv = buildBwrapArgs({ packageDir: '/cache/p/0123', runtimeDir: '/opt/runtime', nodeBinary: '/opt/node/bin/node', scratchBytes: 1024 * 1024 }, {}, ['true']);
+  const argv = buildBwrapArgs(
+    {
+      packageDir: '/cache/p/0123',
+      runtimeDir: '/opt/runtime',
+      nodeBinary: '/opt/node/bin/node',
+      scratchBytes: 1024 * 1024,
+    },
+    {},
+    ['true'],
+  );
 
   it('covers the host-wide parts of /proc read-only, right after mounting it', () => {
     const proc = argv.indexOf('--proc');
     assert.deepEqual(argv.slice(proc, proc + 2 + procCoverArgs().length), ['--proc', '/proc', ...procCoverArgs()]);
-    assert.deepEqual(procCoverArgs(), ['--ro-bind-try', '/proc/sys', '/proc/sys', '--ro-bind-try', '/proc/sysrq-trigger', '/proc/sysrq-trigger', '--ro-bind-try', '/proc/irq', '/proc/irq', '--ro-bind-try', '/proc/bus', '/proc/bus']);
+    assert.deepEqual(procCoverArgs(), [
+      '--ro-bind-try',
+      '/proc/sys',
+      '/proc/sys',
+      '--ro-bind-try',
+      '/proc/sysrq-trigger',
+      '/proc/sysrq-trigger',
+      '--ro-bind-try',
+      '/proc/irq',
+      '/proc/irq',
+      '--ro-bind-try',
+      '/proc/bus',
+      '/proc/bus',
+    ]);
   });
 
   it('remounts the root read-only after the last mount', () => {
     const remount = argv.indexOf('--remount-ro');
     assert.equal(argv[remount + 1], '/');
-    const lastMount = argv.slice(0, argv.indexOf('--')).reduce((last, arg, index) => (MOUNT_OPS.has(arg) ? index : last), -1);
+    const lastMount = argv
+      .slice(0, argv.indexOf('--'))
+      .reduce((last, arg, index) => (MOUNT_OPS.has(arg) ? index : last), -1);
     assert.ok(remount > lastMount, `--remount-ro at ${remount}, last mount at ${lastMount}`);
   });
 });

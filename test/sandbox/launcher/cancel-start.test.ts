@@ -20,7 +20,9 @@ describe('cancelling a sandbox while it starts (@integration)', function () {
   it('ends as cancelled, with no process left, whenever the abort comes', async () => {
     const root = await tempDir();
     await chmod(root, 0o755);
-    await writeFile(join(root, 'hang.mjs'), 'export default () => new Promise(() => setInterval(() => {}, 1000));\n', { mode: 0o644 });
+    await writeFile(join(root, 'hang.mjs'), 'export default () => new Promise(() => setInterval(() => {}, 1000));\n', {
+      mode: 0o644,
+    });
     const runtimeDir = await installRuntime(root);
     const cgroups = await detectCgroups({ parentName: `tydra-test-cancel-${process.pid}` });
     defer(() => removeCgroupParent(cgroups));
@@ -50,7 +52,11 @@ describe('cancelling a sandbox while it starts (@integration)', function () {
       );
       assert.ok(outcome instanceof TaskFailedError, `abort after ${delayMs} ms: ${String(outcome)}`);
       assert.equal(outcome.message, 'cancelled');
-      await waitFor(`no process of ${instanceId}`, async () => ((await pidsWithEnv('TYDRA_INSTANCE_ID', instanceId)).length === 0 ? true : undefined), 3000);
+      await waitFor(
+        `no process of ${instanceId}`,
+        async () => ((await pidsWithEnv('TYDRA_INSTANCE_ID', instanceId)).length === 0 ? true : undefined),
+        3000,
+      );
     }
   });
 });

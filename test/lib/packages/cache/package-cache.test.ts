@@ -8,7 +8,7 @@ import { pino } from 'pino';
 import { PackageRejectedError } from '../../../../lib/core/errors.js';
 import type { Logger } from '../../../../lib/core/logger.js';
 import { silentLogger } from '../../../../lib/core/logger.js';
-import { compilePackageLimits } from '../../../../lib/core/options.js';
+import { compilePackageLimits } from '../../../../lib/packages/limits.js';
 import { packDirectory } from '../../../../lib/packages/pack.js';
 import { blobExists, type CacheLease, PackageCache } from '../../../../lib/packages/cache/package-cache.js';
 import { PackageStore } from '../../../../lib/packages/store.js';
@@ -35,7 +35,11 @@ function redis(): Redis {
 
 /** Deploys a package whose files are `files` plus a manifest and its task module. */
 async function deploy(name: string, files: Record<string, string> = {}): Promise<Deployed> {
-  const source = await makePackage({ 'tydra.json': JSON.stringify({ name, tasks: { t: { module: 't.mjs' } } }), 't.mjs': 'export default () => 1;\n', ...files });
+  const source = await makePackage({
+    'tydra.json': JSON.stringify({ name, tasks: { t: { module: 't.mjs' } } }),
+    't.mjs': 'export default () => 1;\n',
+    ...files,
+  });
   const packed = await packDirectory(source, limits);
   await new PackageStore(redis()).deploy(packed);
   return { name, sha1: packed.sha1, bytes: packed.unpackedBytes, source };
@@ -51,8 +55,16 @@ async function deployVersions(name: string, count: number): Promise<Deployed[]> 
 }
 
 /** A cache on `dir` (a fresh temp folder by default), as a node builds it; `init` already run. */
-async function openCache(options: { dir?: string; maxBytes?: number; logger?: Logger; limits?: typeof limits } = {}): Promise<PackageCache> {
-  const cache = new PackageCache(options.dir ?? (await tempDir('tydra-cache-')), new PackageStore(redis()), options.limits ?? limits, options.logger ?? silentLogger(), options.maxBytes ?? 10 * GiB);
+async function openCache(
+  options: { dir?: string; maxBytes?: number; logger?: Logger; limits?: typeof limits } = {},
+): Promise<PackageCache> {
+  const cache = new PackageCache(
+    options.dir ?? (await tempDir('tydra-cache-')),
+    new PackageStore(redis()),
+    options.limits ?? limits,
+    options.logger ?? silentLogger(),
+    options.maxBytes ?? 10 * GiB,
+  );
   defer(() => cache.idle());
   await cache.init();
   return cache;
@@ -93,7 +105,10 @@ async function assertSameTree(dir: string, source: string): Promise<void> {
 /** A logger that keeps its lines, so tests can check what the cache warned about. */
 function recordingLogger(): { logger: Logger; lines: Array<{ level: number; msg: string }> } {
   const lines: Array<{ level: number; msg: string }> = [];
-  const logger = pino({ level: 'debug' }, { write: (line: string) => lines.push(JSON.parse(line) as { level: number; msg: string }) });
+  const logger = pino(
+    { level: 'debug' },
+    { write: (line: string) => lines.push(JSON.parse(line) as { level: number; msg: string }) },
+  );
   return { logger, lines };
 }
 
@@ -115,7 +130,10 @@ describe('package cache (@integration)', () => {
       assert.equal(cache.totalBytes, 3 * v1.bytes);
       const children = await readdir(join(cache.dir, 'lru'));
       assert.ok(!children.includes(`${v2.sha1}.json`), 'the evicted version loses its marker too');
-      assert.deepEqual(children.filter((c) => c.startsWith('.tmp-')), []);
+      assert.deepEqual(
+        children.filter((c) => c.startsWith('.tmp-')),
+        [],
+      );
     });
 
     it('never evicts a version in use: the next least recently used one goes instead', async () => {
@@ -130,7 +148,10 @@ describe('package cache (@integration)', () => {
       assert.deepEqual(await readFile(join(held.dir, 'data.txt')), await readFile(join(v1.source, 'data.txt')));
       held.release();
       held.release(); // idempotent: a second release must not free someone else's lease
-      assert.deepEqual(cache.versions().map((v) => v.leases), [0, 0, 0]);
+      assert.deepEqual(
+        cache.versions().map((v) => v.leases),
+        [0, 0, 0],
+      );
     });
 
     it('keeps a version larger than the whole budget while it is in use, then evicts it', async () => {
@@ -139,7 +160,10 @@ describe('package cache (@integration)', () => {
       const cache = await openCache({ maxBytes: Math.floor(big.bytes / 2), logger });
       const lease = await cache.acquire(big.name, big.sha1);
       assert.deepEqual(await onDisk(cache, 'big'), [big.sha1]);
-      assert.ok(lines.some((l) => l.level === 40 && /over budget/.test(l.msg)), 'running over budget is logged');
+      assert.ok(
+        lines.some((l) => l.level === 40 && /over budget/.test(l.msg)),
+        'running over budget is logged',
+      );
       lease.release();
       await cache.idle();
       assert.deepEqual(await onDisk(cache, 'big'), []);
@@ -156,7 +180,10 @@ describe('package cache (@integration)', () => {
       }
       await first.idle();
       const second = await openCache({ dir: first.dir, maxBytes });
-      assert.deepEqual(second.versions().map((v) => v.sha1), [v2.sha1, v1.sha1, v3.sha1]);
+      assert.deepEqual(
+        second.versions().map((v) => v.sha1),
+        [v2.sha1, v1.sha1, v3.sha1],
+      );
       await use(second, v4);
       assert.deepEqual(await onDisk(second, 'order'), sorted(v1, v3, v4));
       assert.equal(second.downloads, 1, 'only v4 is downloaded');
@@ -183,7 +210,10 @@ describe('package cache (@integration)', () => {
       const second = await openCache({ dir: first.dir });
       assert.deepEqual((await readdir(packageDir)).sort(), [kept.sha1, `${kept.sha1}.json`].sort());
       assert.deepEqual((await readdir(first.dir)).sort(), ['crash']);
-      assert.deepEqual(second.versions().map((v) => v.sha1), [kept.sha1]);
+      assert.deepEqual(
+        second.versions().map((v) => v.sha1),
+        [kept.sha1],
+      );
 
       const lease = await second.acquire(half.name, half.sha1);
       assert.equal(second.downloads, 1);
@@ -235,7 +265,10 @@ describe('package cache (@integration)', () => {
         assert.equal(await readFile(outside, 'utf8'), 'not the package', 'removal never follows a link');
         if (what !== 'a deleted version folder') {
           assert.equal(second.refetches, 1);
-          assert.ok(lines.some((l) => l.level === 40 && /changed behind the node/.test(l.msg)), 'tampering is logged as a warning');
+          assert.ok(
+            lines.some((l) => l.level === 40 && /changed behind the node/.test(l.msg)),
+            'tampering is logged as a warning',
+          );
         }
         lease.release();
         await use(second, version);
@@ -278,15 +311,24 @@ describe('package cache (@integration)', () => {
       await r.del(`pkg:gone:${unused.sha1}`, `pkg:gone:${busy.sha1}`);
 
       const summary = await cache.pruneRemoved((name, sha1) => blobExists(r, name, sha1));
-      assert.deepEqual(summary.removed.map((v) => v.sha1), [unused.sha1]);
-      assert.deepEqual(summary.keptInUse.map((v) => v.sha1), [busy.sha1]);
+      assert.deepEqual(
+        summary.removed.map((v) => v.sha1),
+        [unused.sha1],
+      );
+      assert.deepEqual(
+        summary.keptInUse.map((v) => v.sha1),
+        [busy.sha1],
+      );
       assert.equal(summary.freedBytes, unused.bytes);
       assert.deepEqual(await onDisk(cache, 'gone'), sorted(busy, deployed));
       assert.ok(!(await readdir(join(cache.dir, 'gone'))).includes(`${unused.sha1}.json`));
 
       lease.release();
       const later = await cache.pruneRemoved((name, sha1) => blobExists(r, name, sha1));
-      assert.deepEqual(later.removed.map((v) => v.sha1), [busy.sha1]);
+      assert.deepEqual(
+        later.removed.map((v) => v.sha1),
+        [busy.sha1],
+      );
       assert.deepEqual(await onDisk(cache, 'gone'), [deployed.sha1]);
     });
   });
@@ -295,12 +337,20 @@ describe('package cache (@integration)', () => {
     it('downloads an uncached version once for concurrent acquires', async () => {
       const version = await deploy('together', { 'lib/data.txt': 'shared' });
       const cache = await openCache();
-      const leases: CacheLease[] = await Promise.all([1, 2, 3, 4, 5].map(() => cache.acquire(version.name, version.sha1)));
+      const leases: CacheLease[] = await Promise.all(
+        [1, 2, 3, 4, 5].map(() => cache.acquire(version.name, version.sha1)),
+      );
       assert.equal(cache.downloads, 1);
       assert.equal(new Set(leases.map((l) => l.dir)).size, 1);
-      assert.deepEqual(cache.versions().map((v) => v.leases), [5]);
+      assert.deepEqual(
+        cache.versions().map((v) => v.leases),
+        [5],
+      );
       leases.forEach((l) => l.release());
-      assert.deepEqual(cache.versions().map((v) => v.leases), [0]);
+      assert.deepEqual(
+        cache.versions().map((v) => v.leases),
+        [0],
+      );
     });
 
     it('refuses a name or sha1 that could leave the cache folder', async () => {

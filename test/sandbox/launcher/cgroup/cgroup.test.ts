@@ -14,7 +14,12 @@ import { CgroupError } from '../../../../lib/core/errors.js';
 import { environmentArgs, isolationArgs, systemMountArgs } from '../../../../sandbox/launcher/bwrap-args.js';
 import { findBwrap } from '../../../../sandbox/launcher/bwrap.js';
 import type { AttachedSandbox } from '../../../../sandbox/launcher/cgroup/attach.js';
-import { attachSandbox, SANDBOX_SYNC_FDS, sandboxSyncArgs, sandboxSyncStdio } from '../../../../sandbox/launcher/cgroup/attach.js';
+import {
+  attachSandbox,
+  SANDBOX_SYNC_FDS,
+  sandboxSyncArgs,
+  sandboxSyncStdio,
+} from '../../../../sandbox/launcher/cgroup/attach.js';
 import { removeCgroupDir } from '../../../../sandbox/launcher/cgroup/fs.js';
 import type { AvailableCgroupSupport, CgroupSupport } from '../../../../sandbox/launcher/cgroup/support.js';
 import { cleanStaleCgroups, detectCgroups } from '../../../../sandbox/launcher/cgroup/support.js';
@@ -44,9 +49,28 @@ type Spawned = Omit<Sandbox, 'attached'> & { subprocess: ResultPromise };
 function spawnSandbox(command: string[], limits?: ProcessLimits): Spawned {
   const bwrap = findBwrap();
   assert.ok(bwrap, 'bwrap must be on PATH');
-  const bwrapArgv = [bwrap, ...isolationArgs(), ...environmentArgs({}), ...systemMountArgs(), '--size', String(16 * MiB), '--tmpfs', '/tmp', ...sandboxSyncArgs(), '--', ...command];
+  const bwrapArgv = [
+    bwrap,
+    ...isolationArgs(),
+    ...environmentArgs({}),
+    ...systemMountArgs(),
+    '--size',
+    String(16 * MiB),
+    '--tmpfs',
+    '/tmp',
+    ...sandboxSyncArgs(),
+    '--',
+    ...command,
+  ];
   const [file, ...args] = limits === undefined ? bwrapArgv : [findPrlimit(), ...prlimitArgs(limits), ...bwrapArgv];
-  const subprocess = execa(file ?? '', args, { stdio: sandboxSyncStdio(['ignore', 'pipe', 'pipe']), buffer: false, reject: false, extendEnv: false, env: {}, forceKillAfterDelay: false });
+  const subprocess = execa(file ?? '', args, {
+    stdio: sandboxSyncStdio(['ignore', 'pipe', 'pipe']),
+    buffer: false,
+    reject: false,
+    extendEnv: false,
+    env: {},
+    forceKillAfterDelay: false,
+  });
   defer(async () => {
     subprocess.kill('SIGKILL');
     await subprocess;
@@ -77,7 +101,9 @@ function spawnSandbox(command: string[], limits?: ProcessLimits): Spawned {
         return found;
       }
       if (exited) {
-        throw new Error(`the sandbox exited before printing ${JSON.stringify(text)}; stdout ${JSON.stringify(stdout)}, stderr ${JSON.stringify(stderr)}`);
+        throw new Error(
+          `the sandbox exited before printing ${JSON.stringify(text)}; stdout ${JSON.stringify(stdout)}, stderr ${JSON.stringify(stderr)}`,
+        );
       }
       await new Promise<void>((resolve) => waiters.push(resolve));
     }
@@ -86,7 +112,11 @@ function spawnSandbox(command: string[], limits?: ProcessLimits): Spawned {
 }
 
 /** Spawns the sandbox and attaches it to `cgroup` (none: just unblocks it). */
-async function startSandbox(cgroup: TaskCgroup | undefined, command: string[], limits?: ProcessLimits): Promise<Sandbox> {
+async function startSandbox(
+  cgroup: TaskCgroup | undefined,
+  command: string[],
+  limits?: ProcessLimits,
+): Promise<Sandbox> {
   const spawned = spawnSandbox(command, limits);
   return { ...spawned, attached: await attachSandbox(spawned.subprocess, SANDBOX_SYNC_FDS, cgroup) };
 }
@@ -124,7 +154,9 @@ function supportPaths(support: CgroupSupport): string[] {
   if (support.mode === 'v2') {
     return [support.parent];
   }
-  return support.mode === 'v1' ? [support.memory, support.pids, ...(support.cpuacct === undefined ? [] : [support.cpuacct])] : [];
+  return support.mode === 'v1'
+    ? [support.memory, support.pids, ...(support.cpuacct === undefined ? [] : [support.cpuacct])]
+    : [];
 }
 
 describe('per-TaskInstance cgroups and rlimits (@integration)', function () {
@@ -134,7 +166,11 @@ describe('per-TaskInstance cgroups and rlimits (@integration)', function () {
 
   before(async () => {
     const detected = await detectCgroups({ parentName: PARENT });
-    assert.notEqual(detected.mode, 'none', `the tests need cgroups (root, writable /sys/fs/cgroup): ${detected.mode === 'none' ? detected.reason : ''}`);
+    assert.notEqual(
+      detected.mode,
+      'none',
+      `the tests need cgroups (root, writable /sys/fs/cgroup): ${detected.mode === 'none' ? detected.reason : ''}`,
+    );
     support = detected as AvailableCgroupSupport;
   });
 
@@ -162,7 +198,10 @@ describe('per-TaskInstance cgroups and rlimits (@integration)', function () {
       if (first.mode === 'v1') {
         assert.equal(first.memory, `/sys/fs/cgroup/memory/${PARENT}`);
         assert.equal(first.pids, `/sys/fs/cgroup/pids/${PARENT}`);
-        assert.equal(first.cpuacct, existsSync('/sys/fs/cgroup/cpuacct/cpuacct.usage') ? `/sys/fs/cgroup/cpuacct/${PARENT}` : undefined);
+        assert.equal(
+          first.cpuacct,
+          existsSync('/sys/fs/cgroup/cpuacct/cpuacct.usage') ? `/sys/fs/cgroup/cpuacct/${PARENT}` : undefined,
+        );
       }
       assert.deepEqual(await detectCgroups({ parentName: PARENT }), first);
     });
@@ -178,7 +217,8 @@ describe('per-TaskInstance cgroups and rlimits (@integration)', function () {
     it('refuses a parent name that is not one path segment', async () => {
       await assert.rejects(detectCgroups({ parentName: '../escape' }), {
         name: 'InvalidOptionError',
-        message: 'Expected the `parentName` option to be a cgroup name (letters, digits, `_`, `.`, `-`; at most 128; not starting with `.`), got `"../escape"` (string)',
+        message:
+          'Expected the `parentName` option to be a cgroup name (letters, digits, `_`, `.`, `-`; at most 128; not starting with `.`), got `"../escape"` (string)',
       });
     });
 
@@ -218,7 +258,10 @@ describe('per-TaskInstance cgroups and rlimits (@integration)', function () {
       await assert.rejects(createTaskCgroup(support, cgroup.name, { memoryBytes: MiB, pids: 4 }), (error: unknown) => {
         assert.ok(error instanceof CgroupError);
         assert.equal(error.code, 'EEXIST');
-        assert.equal(error.message, `Expected to create a new cgroup at ${cgroup.paths[0]}, got an existing one (a name used twice, or a stale cgroup left for cleanStaleCgroups)`);
+        assert.equal(
+          error.message,
+          `Expected to create a new cgroup at ${cgroup.paths[0]}, got an existing one (a name used twice, or a stale cgroup left for cleanStaleCgroups)`,
+        );
         return true;
       });
     });
@@ -235,7 +278,11 @@ describe('per-TaskInstance cgroups and rlimits (@integration)', function () {
     it('has every process of the sandbox in the cgroup from its first instruction', async () => {
       const cgroup = await newCgroup();
       // The task's first action is to read its own cgroup; then it starts two children.
-      const sandbox = await startSandbox(cgroup, ['/bin/sh', '-c', 'cat /proc/self/cgroup; sleep 30 & sleep 30 & echo ready; wait']);
+      const sandbox = await startSandbox(cgroup, [
+        '/bin/sh',
+        '-c',
+        'cat /proc/self/cgroup; sleep 30 & sleep 30 & echo ready; wait',
+      ]);
       await sandbox.line('ready');
       const attached = sandbox.attached;
       assert.ok(attached !== undefined);
@@ -279,7 +326,10 @@ for fd in (3, 4, 5):
       const cgroup = await newCgroup();
       await cgroup.remove();
       const sandbox = spawnSandbox(['/bin/sh', '-c', 'echo ran']);
-      await assert.rejects(attachSandbox(sandbox.subprocess, SANDBOX_SYNC_FDS, cgroup), (error: unknown) => error instanceof CgroupError && error.code === 'ENOENT');
+      await assert.rejects(
+        attachSandbox(sandbox.subprocess, SANDBOX_SYNC_FDS, cgroup),
+        (error: unknown) => error instanceof CgroupError && error.code === 'ENOENT',
+      );
       const result = await sandbox.done;
       assert.equal(result.stdout, '');
       assert.equal(result.signal, 'SIGKILL');
@@ -297,12 +347,15 @@ for fd in (3, 4, 5):
   describe('limits', () => {
     it('OOM-kills a task that allocates 200 MiB under a 64 MiB limit: exit code 137 (SIGKILL)', async () => {
       const cgroup = await newCgroup(64 * MiB, 64);
-      const sandbox = await startSandbox(cgroup, python(`
+      const sandbox = await startSandbox(
+        cgroup,
+        python(`
 chunks = []
 for i in range(200):
     chunks.append(b'x' * (1024 * 1024))
 print('survived', flush=True)
-`));
+`),
+      );
       const result = await sandbox.done;
       assert.equal(result.stdout, '');
       assert.equal(result.exitCode, 137);
@@ -310,12 +363,17 @@ print('survived', flush=True)
       assert.equal(signalFromExit(result.exitCode, result.signal), 'SIGKILL');
       const stats = await cgroup.stats();
       assert.ok(stats.oomKills >= 1, `oomKills ${stats.oomKills}`);
-      assert.ok(stats.memoryPeakBytes === undefined || stats.memoryPeakBytes <= 64 * MiB, `peak ${stats.memoryPeakBytes}`);
+      assert.ok(
+        stats.memoryPeakBytes === undefined || stats.memoryPeakBytes <= 64 * MiB,
+        `peak ${stats.memoryPeakBytes}`,
+      );
     });
 
     it('refuses forks beyond pids.max 16, and kill()+remove() leave no process and no cgroup', async () => {
       const cgroup = await newCgroup(256 * MiB, 16);
-      const sandbox = await startSandbox(cgroup, python(`
+      const sandbox = await startSandbox(
+        cgroup,
+        python(`
 import os, time
 children, refused = 0, 0
 for i in range(40):
@@ -330,7 +388,8 @@ for i in range(40):
     children += 1
 print('forked', children, 'refused', refused, flush=True)
 time.sleep(30)
-`));
+`),
+      );
       const seen = new Set<number>();
       let most = 0;
       const watching = (async () => {
@@ -381,7 +440,10 @@ time.sleep(30)
 
     it('accounts CPU time: a 1 s busy loop uses at least 500 ms', async () => {
       const cgroup = await newCgroup();
-      const sandbox = await startSandbox(cgroup, python('import time\nt = time.time()\nwhile time.time() - t < 1.0: pass\n'));
+      const sandbox = await startSandbox(
+        cgroup,
+        python('import time\nt = time.time()\nwhile time.time() - t < 1.0: pass\n'),
+      );
       assert.equal((await sandbox.done).exitCode, 0);
       const { cpuUsageMs } = await cgroup.stats();
       assert.ok(cpuUsageMs !== undefined && cpuUsageMs >= 500, `cpuUsageMs ${cpuUsageMs}`);
@@ -397,7 +459,9 @@ time.sleep(30)
 
     it('prlimit --fsize=1048576: Python (SIGXFSZ ignored) gets EFBIG; a default process dies of SIGXFSZ (153)', async () => {
       const limits = { fileSizeBytes: MiB };
-      const py = await startSandbox(await newCgroup(), python(`
+      const py = await startSandbox(
+        await newCgroup(),
+        python(`
 import errno
 try:
     with open('/tmp/big', 'wb') as f:
@@ -405,16 +469,24 @@ try:
     print('wrote')
 except OSError as e:
     print(errno.errorcode[e.errno])
-`), limits);
+`),
+        limits,
+      );
       assert.equal((await py.done).stdout, 'EFBIG\n');
-      const head = await startSandbox(await newCgroup(), ['/bin/sh', '-c', 'exec head -c 2097152 /dev/zero > /tmp/big'], limits);
+      const head = await startSandbox(
+        await newCgroup(),
+        ['/bin/sh', '-c', 'exec head -c 2097152 /dev/zero > /tmp/big'],
+        limits,
+      );
       const result = await head.done;
       assert.equal(result.exitCode, 153);
       assert.equal(signalFromExit(result.exitCode, result.signal), 'SIGXFSZ');
     });
 
     it('prlimit --nofile=32: opening 100 files fails with EMFILE', async () => {
-      const sandbox = await startSandbox(await newCgroup(), python(`
+      const sandbox = await startSandbox(
+        await newCgroup(),
+        python(`
 import errno
 files = []
 try:
@@ -423,7 +495,9 @@ try:
     print('opened all')
 except OSError as e:
     print(errno.errorcode[e.errno], len(files))
-`), { openFiles: 32 });
+`),
+        { openFiles: 32 },
+      );
       const [code, opened] = (await sandbox.done).stdout.trim().split(' ');
       assert.equal(code, 'EMFILE');
       assert.ok(Number(opened) < 32);
@@ -433,14 +507,17 @@ except OSError as e:
 
 describe('sandbox limit argv', () => {
   it('prlimitArgs: CPU soft = limit and hard = limit + 1 s, the rest soft = hard, core always 0, then --', () => {
-    assert.deepEqual(prlimitArgs({ cpuSeconds: 30, openFiles: 256, fileSizeBytes: MiB, addressSpaceBytes: 4096 * MiB }, 0), [
-      '--cpu=30:31',
-      '--nofile=256:256',
-      `--fsize=${MiB}:${MiB}`,
-      `--as=${4096 * MiB}:${4096 * MiB}`,
-      '--core=0:0',
-      '--',
-    ]);
+    assert.deepEqual(
+      prlimitArgs({ cpuSeconds: 30, openFiles: 256, fileSizeBytes: MiB, addressSpaceBytes: 4096 * MiB }, 0),
+      [
+        '--cpu=30:31',
+        '--nofile=256:256',
+        `--fsize=${MiB}:${MiB}`,
+        `--as=${4096 * MiB}:${4096 * MiB}`,
+        '--core=0:0',
+        '--',
+      ],
+    );
     assert.deepEqual(prlimitArgs({}, 0), ['--core=0:0', '--']);
   });
 
@@ -448,14 +525,25 @@ describe('sandbox limit argv', () => {
     assert.deepEqual(prlimitArgs({ nproc: 200 }, 1000), ['--nproc=200:200', '--core=0:0', '--']);
     assert.throws(() => prlimitArgs({ nproc: 200 }, 0), {
       name: 'InvalidOptionError',
-      message: 'Expected no `nproc` limit when the node runs as root (RLIMIT_NPROC is per real uid and not enforced for root; the pids cgroup limits a sandbox), got 200',
+      message:
+        'Expected no `nproc` limit when the node runs as root (RLIMIT_NPROC is per real uid and not enforced for root; the pids cgroup limits a sandbox), got 200',
     });
-    assert.throws(() => prlimitArgs({ cpuSeconds: 1.5 }), { name: 'InvalidOptionError', message: 'Expected the `cpuSeconds` limit to be an integer of at least 1, got `1.5` (number)' });
+    assert.throws(() => prlimitArgs({ cpuSeconds: 1.5 }), {
+      name: 'InvalidOptionError',
+      message: 'Expected the `cpuSeconds` limit to be an integer of at least 1, got `1.5` (number)',
+    });
   });
 
   it('sandboxSyncArgs and sandboxSyncStdio: fds 4 and 5 after the protocol fd 3', () => {
     assert.deepEqual(sandboxSyncArgs(), ['--info-fd', '4', '--block-fd', '5']);
-    assert.deepEqual(sandboxSyncStdio(['pipe', 'pipe', 'pipe', 'pipe']), ['pipe', 'pipe', 'pipe', 'pipe', 'pipe', 'pipe']);
+    assert.deepEqual(sandboxSyncStdio(['pipe', 'pipe', 'pipe', 'pipe']), [
+      'pipe',
+      'pipe',
+      'pipe',
+      'pipe',
+      'pipe',
+      'pipe',
+    ]);
     assert.deepEqual(sandboxSyncStdio(['pipe', 'pipe', 'pipe']), ['pipe', 'pipe', 'pipe', 'ignore', 'pipe', 'pipe']);
     assert.throws(() => sandboxSyncStdio(['pipe', 'pipe', 'pipe', 'pipe', 'pipe']), { name: 'IllegalStateError' });
   });

@@ -1,0 +1,54 @@
+/** Options of the client library ({@link Tydra}): raw → compiled, validated once. */
+import { z } from 'zod';
+
+import type { Logger } from '../core/logger.js';
+import { silentLogger } from '../core/logger.js';
+import {
+  type CommonOptions,
+  DEFAULT_REDIS_URL,
+  loggerSchema,
+  MiB,
+  positiveInt,
+  redisUrlSchema,
+} from '../core/options.js';
+import { parseOptions } from '../core/validate.js';
+import { type CompiledPackageLimits, compilePackageLimits, type PackageLimits } from '../packages/limits.js';
+
+/** Options of the client library ({@link Tydra}). */
+export interface TydraOptions extends CommonOptions {
+  /** Package limits enforced at deploy. */
+  limits?: PackageLimits;
+  /** Largest submitted input, as JSON bytes. @defaultValue 1 MiB */
+  maxInputBytes?: number;
+  /**
+   * How long a deploy holds the version it stored, so a submit shortly after finds it even if
+   * it is no longer latest. @defaultValue 600,000 ms (10 minutes)
+   */
+  deployLeaseMs?: number;
+}
+export interface CompiledTydraOptions {
+  redisUrl: string;
+  logger: Logger;
+  limits: CompiledPackageLimits;
+  maxInputBytes: number;
+  deployLeaseMs: number;
+}
+
+const tydraSchema = z.strictObject({
+  redis: redisUrlSchema.default(DEFAULT_REDIS_URL),
+  logger: loggerSchema,
+  limits: z.record(z.string(), z.unknown()).optional(),
+  maxInputBytes: positiveInt.default(MiB),
+  deployLeaseMs: positiveInt.default(10 * 60_000),
+});
+
+export function compileTydraOptions(raw: TydraOptions = {}): CompiledTydraOptions {
+  const parsed = parseOptions(tydraSchema, raw);
+  return {
+    redisUrl: parsed.redis,
+    logger: parsed.logger ?? silentLogger(),
+    limits: compilePackageLimits(raw.limits),
+    maxInputBytes: parsed.maxInputBytes,
+    deployLeaseMs: parsed.deployLeaseMs,
+  };
+}

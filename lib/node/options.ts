@@ -1,0 +1,186 @@
+/** Options of a node ({@link TydraNode}): raw → compiled, validated once. */
+import { availableParallelism, homedir, hostname } from 'node:os';
+import { join, resolve } from 'node:path';
+
+import { z } from 'zod';
+
+import { InvalidOptionError } from '../core/errors.js';
+import {
+  type CompiledTaskLimits,
+  DEFAULT_MAX_TASK_LIMITS,
+  DEFAULT_TASK_LIMITS,
+  LIMIT_NAMES,
+  type TaskLimits,
+  taskLimitsSchema,
+} from '../core/limits.js';
+import type { Logger } from '../core/logger.js';
+import { silentLogger } from '../core/logger.js';
+import {
+  type CommonOptions,
+  DEFAULT_REDIS_URL,
+  loggerSchema,
+  MiB,
+  positiveInt,
+  redisUrlSchema,
+} from '../core/options.js';
+import { parseOptions } from '../core/validate.js';
+import { type CompiledPackageLimits, compilePackageLimits, type PackageLimits } from '../packages/limits.js';
+
+const nodeId = z.string().regex(/^[A-Za-z0-9][A-Za-z0-9_.-]{0,99}$/, 'letters, digits, `_`, `.` or `-`, at most 100');
+
+/** Options of a node ({@link TydraNode}). */
+export interface NodeOptions extends CommonOptions {
+  /** Unique id of this node; its queue is `node.<id>`. @defaultValue `<hostname>-<pid>` */
+  id?: string;
+  /** TaskInstances (sandboxes) run at once. @defaultValue the number of CPUs */
+  concurrency?: number;
+  /** Where extracted package versions are cached. @defaultValue `/var/cache/tydra/packages` as root, else `~/.cache/tydra/packages` */
+  cacheDir?: string;
+  /**
+   * Bytes of extracted files the package cache keeps. Above it, versions no running TaskInstance
+   * uses are evicted, least recently used first; versions in use are never evicted, so the cache
+   * may exceed the budget while they run. @defaultValue 10 GiB
+   */
+  cacheMaxBytes?: number;
+  /**
+   * Limits of a TaskInstance that sets none (neither its submission nor its `tydra.json`).
+   * Missing keys take tydra's defaults: 60 s wall clock and CPU, 512 MiB memory, 64 processes,
+   * 256 open files, 64 MiB largest file, 64 MiB scratch, 1 MiB output per stream.
+   */
+  taskLimits?: TaskLimits;
+  /** The most a submission or `tydra.json` may ask for; larger requests are lowered to these. */
+  maxTaskLimits?: TaskLimits;
+  /** On close (SIGTERM), how long running TaskInstances may finish before they are killed and re-routed. @defaultValue 30,000 ms */
+  drainTimeoutMs?: number;
+  /** How often cached versions whose bytes left Redis (pruned) are removed from the cache. @defaultValue 60,000 ms */
+  cachePruneMs?: number;
+  /** Name of the parent cgroup under which each TaskInstance gets its own. @defaultValue `tydra` */
+  cgroupName?: string;
+  /**
+   * Host user and group the sandboxes run as. bwrap maps a task's uid to the user that starts
+   * it, so a node running as root starts them as this unprivileged user; the package cache must
+   * then be reachable by it. 0 maps tasks to the host's root: never do that outside a VM.
+   * @defaultValue `{ uid: 65534, gid: 65534 }` (nobody) when the node runs as root, else the node's own user
+   */
+  sandboxUser?: { uid: number; gid: number };
+  /** Heartbeat period; a node is dead after 3 missed beats. @defaultValue 5,000 ms */
+  heartbeatMs?: number;
+  /**
+   * BullMQ lock of a running job, renewed every half period. After a crash, a job is re-routed
+   * to another node only once its lock has expired. @defaultValue 30,000 ms
+   */
+  lockDurationMs?: number;
+  /**
+   * Run tasks WITHOUT bubblewrap. Development only: task code then runs as the node's user with
+   * the node's file system and network. Logged loudly at start and for every task.
+   * @defaultValue false
+   */
+  unsafeNoSandbox?: boolean;
+  /** Package limits enforced again at extraction. */
+  limits?: PackageLimits;
+}
+export interface CompiledNodeOptions {
+  redisUrl: string;
+  logger: Logger;
+  id: string;
+  concurrency: number;
+  cacheDir: string;
+  cacheMaxBytes: number;
+  taskLimits: CompiledTaskLimits;
+  maxTaskLimits: CompiledTaskLimits;
+  drainTimeoutMs: number;
+  cachePruneMs: number;
+  cgroupName: string;
+  sandboxUser: { uid: number; gid: number } | undefined;
+  heartbeatMs: number;
+  lockDurationMs: number;
+  unsafeNoSandbox: boolean;
+  limits: CompiledPackageLimits;
+}
+
+const nodeSchema = z.strictObject({
+  redis: redisUrlSchema.default(DEFAULT_REDIS_URL),
+  logger: loggerSchema,
+  id: nodeId.optional(),
+  concurrency: positiveInt.max(1024).optional(),
+  cacheDir: z.string().min(1).optional(),
+  cacheMaxBytes: positiveInt.default(10 * 1024 * MiB),
+  taskLimits: taskLimitsSchema.optional(),
+  maxTaskLimits: taskLimitsSchema.optional(),
+  drainTimeoutMs: z.number().int().min(0).default(30_000),
+  cachePruneMs: positiveInt.min(100).default(60_000),
+  cgroupName: z
+    .string()
+    .regex(/^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$/, 'a cgroup folder name')
+    .default('tydra'),
+  sandboxUser: z
+    .strictObject({
+      uid: z
+        .number()
+        .int()
+        .min(0)
+        .max(2 ** 32 - 2),
+      gid: z
+        .number()
+        .int()
+        .min(0)
+        .max(2 ** 32 - 2),
+    })
+    .optional(),
+  heartbeatMs: positiveInt.min(100).default(5000),
+  lockDurationMs: positiveInt.min(1000).default(30_000),
+  unsafeNoSandbox: z.boolean().default(false),
+  limits: z.record(z.string(), z.unknown()).optional(),
+});
+
+export function compileNodeOptions(raw: NodeOptions = {}): CompiledNodeOptions {
+  const parsed = parseOptions(nodeSchema, raw);
+  const maxTaskLimits = { ...DEFAULT_MAX_TASK_LIMITS, ...parsed.maxTaskLimits };
+  const taskLimits = { ...DEFAULT_TASK_LIMITS, ...parsed.taskLimits };
+  for (const name of LIMIT_NAMES) {
+    if (taskLimits[name] > maxTaskLimits[name]) {
+      if (parsed.taskLimits?.[name] === undefined) {
+        // A lowered maximum lowers tydra's default with it.
+        taskLimits[name] = maxTaskLimits[name];
+      } else {
+        throw new InvalidOptionError(
+          `Expected the \`taskLimits.${name}\` option to be at most \`maxTaskLimits.${name}\` (${maxTaskLimits[name]}), got \`${taskLimits[name]}\` (number)`,
+        );
+      }
+    }
+  }
+  return {
+    ...parsed,
+    redisUrl: parsed.redis,
+    logger: parsed.logger ?? silentLogger(),
+    id: parsed.id ?? defaultNodeId(),
+    concurrency: parsed.concurrency ?? availableParallelism(),
+    cacheDir: resolve(parsed.cacheDir ?? defaultCacheDir()),
+    limits: compilePackageLimits(raw.limits),
+    sandboxUser: parsed.sandboxUser ?? defaultSandboxUser(),
+    taskLimits,
+    maxTaskLimits,
+  };
+}
+
+/** nobody (65534) when this process is root, so tasks are never the host's root; else undefined (the process's own user). */
+export function defaultSandboxUser(): { uid: number; gid: number } | undefined {
+  return process.getuid?.() === 0 ? { uid: 65534, gid: 65534 } : undefined;
+}
+
+/**
+ * Root: `/var/cache/tydra/packages` (the sandbox user must reach it, and `/root` is private);
+ * anyone else: `~/.cache/tydra/packages`.
+ */
+function defaultCacheDir(): string {
+  return process.getuid?.() === 0 ? '/var/cache/tydra/packages' : join(homedir(), '.cache', 'tydra', 'packages');
+}
+
+/** `<hostname>-<pid>`, reduced to the characters a BullMQ queue name and our ids allow. */
+export function defaultNodeId(): string {
+  const host =
+    hostname()
+      .replace(/[^A-Za-z0-9_.-]/g, '-')
+      .replace(/^[^A-Za-z0-9]+/, '') || 'node';
+  return `${host}-${process.pid}`;
+}
