@@ -5,7 +5,7 @@
  * Terms: a *package* is a folder with a `tydra.json`, stored by content as `name@sha1`; a *task*
  * is one entry of its manifest; a *TaskInstance* is one submitted run of a task (its id is the
  * job id in the `tasks` queue); a *master* schedules TaskInstances onto *nodes*; a node runs each
- * one in a fresh sandboxed *worker* process.
+ * one in a fresh *sandbox* (Pydra's worker; in the code, "worker" means only BullMQ's `Worker`).
  */
 
 // client.ts
