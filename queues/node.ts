@@ -11,7 +11,7 @@ import { z } from 'zod';
 import { taskEndingSchema } from './task-ending.js';
 import { taskInstanceSchema } from './tasks.js';
 
-export const NODE_QUEUE_PREFIX = 'node.';
+const NODE_QUEUE_PREFIX = 'node.';
 export const NODE_JOB = 'run';
 
 export function nodeQueueName(nodeId: string): string {
