@@ -10,6 +10,7 @@ import type { DefaultJobOptions } from 'bullmq';
 import { z } from 'zod';
 
 import { type TaskLimits, taskLimitsSchema } from '../lib/core/limits.js';
+import { type TaskEnding, taskEndingSchema } from './task-ending.js';
 
 export const TASKS_QUEUE = 'tasks';
 
@@ -36,6 +37,8 @@ export interface TaskInstanceData {
   dispatch?: { nodeId: string; at: number };
   /** Nodes that died (or stopped) while holding this TaskInstance; set by the sweeper. */
   lostNodes?: string[];
+  /** How it ended, recorded by the master just before it fails the job (see `task-ending.ts`). */
+  ending?: TaskEnding;
 }
 
 /** What a master checks before acting on a TaskInstance job. */
@@ -51,6 +54,7 @@ export const taskInstanceSchema = z.object({
   submittedAt: z.number(),
   dispatch: z.object({ nodeId: z.string().min(1), at: z.number() }).optional(),
   lostNodes: z.array(z.string()).optional(),
+  ending: taskEndingSchema.optional(),
 });
 
 /** The result of a TaskInstance is whatever JSON value the task returned. */

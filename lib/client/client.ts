@@ -22,10 +22,8 @@ import {
   type TaskInstanceResult,
 } from '../../queues/tasks.js';
 import {
-  CANCELLED_MESSAGE,
   InvalidOptionError,
   TaskCancelledError,
-  TaskFailedError,
   TaskNotFoundError,
   UnknownTaskError,
   describe,
@@ -41,6 +39,7 @@ import { createRedis } from '../redis/connection.js';
 import { type TaskLimits, taskLimitsSchema } from '../core/limits.js';
 import { formatTaskRef, parseTaskRef } from '../packages/task-ref.js';
 import { parseOptions } from '../core/validate.js';
+import { failedError, wasCancelled } from './task-ending.js';
 
 /** Per-submission options. */
 export interface SubmitOptions {
@@ -359,7 +358,7 @@ export class Tydra {
         nodeId: undefined,
         progress: 0,
         result: undefined,
-        error: CANCELLED_MESSAGE,
+        error: new TaskCancelledError(id).message,
         submittedAt: 0,
         finishedAt: cancelled.at,
         logs: [],
@@ -368,7 +367,7 @@ export class Tydra {
     const [jobState, { logs }] = await Promise.all([job.getState(), this.tasksQueue.getJobLogs(id)]);
     const nodeId = job.data.dispatch?.nodeId;
     let state: TaskState;
-    if (jobState === 'failed' && job.failedReason === CANCELLED_MESSAGE) {
+    if (jobState === 'failed' && wasCancelled(job)) {
       state = 'cancelled';
     } else if (jobState === 'completed' || jobState === 'failed') {
       state = jobState;
@@ -440,11 +439,8 @@ export class TaskRun {
         throw error;
       }
       const finished = await Job.fromId(this.client.tasksQueueForRun(), this.id);
-      if (finished?.failedReason === CANCELLED_MESSAGE) {
-        throw new TaskCancelledError(this.id);
-      }
       if (finished?.failedReason) {
-        throw new TaskFailedError(finished.failedReason, this.id, finished.stacktrace?.at(-1));
+        throw failedError(finished, this.id);
       }
       if (finished === undefined && (await this.client.cancelRecord(this.id)) !== undefined) {
         throw new TaskCancelledError(this.id);

@@ -38,6 +38,9 @@ export class ManifestError extends TydraError {
 /** A package was refused at deploy or at extraction: nothing was stored or extracted. */
 export class PackageRejectedError extends TydraError {}
 
+/** A job's data does not match its queue's schema (anyone with Redis access can add jobs). */
+export class InvalidJobDataError extends TydraError {}
+
 /** A task reference (`name[@sha1]/task`) is malformed. */
 export class InvalidTaskRefError extends TydraError {}
 
@@ -99,15 +102,33 @@ export class LimitExceededError extends TaskFailedError {
   }
 }
 
-/** The TaskInstance was cancelled on request (`tydra cancel`, `run.cancel()`). */
+/**
+ * The TaskInstance was cancelled on request (`tydra cancel`, `run.cancel()`). Also the abort
+ * reason a node gives the run it kills on request. Whether a TaskInstance was cancelled is
+ * recorded as its ending (`queues/task-ending.ts`), never read from a message.
+ */
 export class TaskCancelledError extends TaskFailedError {
   constructor(instanceId: string) {
     super(CANCELLED_MESSAGE, instanceId);
   }
 }
 
-/** The failure reason of a cancelled TaskInstance, as stored by BullMQ. */
+/**
+ * The message of a {@link TaskCancelledError}.
+ * @deprecated A task may throw this very message: use `instanceof TaskCancelledError`, or the
+ * `cancelled` state of `status()`, to tell a cancellation.
+ */
 export const CANCELLED_MESSAGE = 'cancelled by request';
+
+/**
+ * The abort reason of a run killed because its node is shutting down (the drain timeout passed).
+ * Not the task's fault: the node parks the TaskInstance for the masters to re-route it.
+ */
+export class NodeShutdownError extends TydraError {
+  constructor(readonly nodeId: string) {
+    super(`node ${nodeId} is shutting down`);
+  }
+}
 
 /**
  * The node, not the task, failed: the sandbox or its cgroup could not be set up. Reported as

@@ -7,7 +7,7 @@ import { Redis } from 'ioredis';
 
 import { Tydra } from '../../lib/client/client.js';
 import { TaskCancelledError, TaskFailedError, TaskNotFoundError } from '../../lib/core/errors.js';
-import { NODE_QUEUE_PREFIX } from '../../queues/node.js';
+import { nodeQueueName } from '../../queues/node.js';
 import { CLI, copyFixture, defer, redisUrl, startCluster, startNode, waitFor } from '../helpers.js';
 import { pidsWithEnv } from '../processes.js';
 
@@ -67,7 +67,7 @@ describe('cancellation (@integration)', function () {
     );
     assert.deepEqual(await queued.cancel(), { id: queued.id, outcome: 'removed' });
     assert.equal(
-      await new Queue(`${NODE_QUEUE_PREFIX}${nodes[0]?.id ?? ''}`, { connection: redis }).getJob(queued.id),
+      await new Queue(nodeQueueName(nodes[0]?.id ?? ''), { connection: redis }).getJob(queued.id),
       undefined,
     );
     assert.deepEqual(await busy.result(), { rested: 'busy' });
@@ -122,6 +122,27 @@ describe('cancellation (@integration)', function () {
       env: { PATH: process.env.PATH ?? '' },
     });
     assert.deepEqual(JSON.parse(again.stdout), { id: run.id, outcome: 'finished' });
+  });
+});
+
+describe('cancellation is a recorded ending, not a message (@integration)', function () {
+  this.timeout(30_000);
+
+  it('a task that throws "cancelled by request" itself ends failed, not cancelled', async () => {
+    await startCluster(1);
+    const { tydra, sha1, redis } = await probeClient();
+    const run = await tydra.submit('probe/throw-message', { message: 'cancelled by request' });
+    const error = await rejection(run.result());
+    assert.ok(error instanceof TaskFailedError, String(error));
+    assert.ok(!(error instanceof TaskCancelledError), 'the message alone must not make it a cancellation');
+    assert.equal(error.message, 'cancelled by request');
+    assert.match(error.remoteStack ?? '', /^Error: cancelled by request\n\s+at /);
+    const status = await run.status();
+    assert.equal(status.state, 'failed');
+    assert.equal(status.error, 'cancelled by request');
+    await waitFor('the reference to be released', async () =>
+      (await holders(redis, sha1)).length === 0 ? true : undefined,
+    );
   });
 });
 

@@ -222,3 +222,22 @@ describe('running TaskInstances through master and node (@integration)', functio
     assert.equal((await tydra.run('forged').status()).nodeId, undefined);
   });
 });
+
+describe('log lines of a chatty task (@integration)', function () {
+  this.timeout(60_000);
+
+  it('keeps the first 1,000 lines of a run and ends the log with how many more were not kept', async () => {
+    await startCluster(1);
+    const { tydra } = await deployedProbe();
+    const run = await tydra.submit('probe/chatty', { lines: 3000 });
+    assert.deepEqual(await run.result({ timeoutMs: 50_000 }), { logged: 3000 });
+    const { logs } = await run.status();
+    const taskLines = logs.filter((line) => line.startsWith('line '));
+    // The run's 1,000 lines: `running …` and the task's first 999.
+    assert.equal(taskLines.length, 999);
+    assert.equal(taskLines[0], 'line 1');
+    assert.equal(taskLines.at(-1), 'line 999');
+    assert.ok(logs[0]?.startsWith('dispatched to node '), logs[0]);
+    assert.equal(logs.at(-1), '… 2,001 more lines not kept');
+  });
+});

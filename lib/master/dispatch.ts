@@ -1,0 +1,117 @@
+/**
+ * Step 1 of a TaskInstance: choose a live node, record the choice in the job data, add the node
+ * job as a child of the TaskInstance and park the TaskInstance in `waiting-children`.
+ * The child is added with `ignoreDependencyOnFailure`, not `failParentOnFailure`, because the
+ * latter replaces the task's error with BullMQ's generic "child failed" text.
+ */
+import { DelayedError, type Queue, UnrecoverableError, WaitingChildrenError } from 'bullmq';
+import type { Redis } from 'ioredis';
+
+import { NODE_JOB, NODE_JOB_OPTIONS, type NodeJobData } from '../../queues/node.js';
+import { withoutEnding } from '../../queues/task-ending.js';
+import type { TaskInstanceData } from '../../queues/tasks.js';
+import type { NodeRegistry } from '../cluster/node-registry.js';
+import { TaskCancelledError } from '../core/errors.js';
+import type { Logger } from '../core/logger.js';
+import type { PackageStore } from '../packages/store.js';
+import { cancelKey } from '../redis/keys.js';
+import { chooseNode } from './choose-node.js';
+import type { CompiledMasterOptions } from './options.js';
+import { failWith, type TaskInstanceJob } from './settle.js';
+
+export interface DispatchDeps {
+  options: Pick<CompiledMasterOptions, 'maxReroutes' | 'noNodeRetryMs'>;
+  redis: Redis;
+  registry: NodeRegistry;
+  store: PackageStore;
+  logger: Logger;
+  nodeQueue: (nodeId: string) => Queue<NodeJobData>;
+  /** A counter that rotates ties between equally loaded nodes. */
+  nextTurn: () => number;
+}
+
+/**
+ * Sends the TaskInstance to a node and parks it (throws `WaitingChildrenError`), or delays it
+ * while no node is live (throws `DelayedError`). Returns only when the child finished before the
+ * TaskInstance could be parked: the caller settles it then.
+ */
+export async function dispatch(deps: DispatchDeps, job: TaskInstanceJob, token: string): Promise<void> {
+  const instanceId = job.id ?? '';
+  if ((await deps.redis.exists(cancelKey(instanceId))) === 1) {
+    const cancelled = new TaskCancelledError(instanceId);
+    throw await failWith(job, { kind: 'cancelled' }, new UnrecoverableError(cancelled.message));
+  }
+  let target = job.data.dispatch;
+  const lost = job.data.lostNodes ?? [];
+  if (target === undefined && lost.length > deps.options.maxReroutes) {
+    const error = new Error(
+      `Expected the TaskInstance to finish on a live node, but ${lost.length} node(s) were lost while holding it (${lost.join(', ')}); giving up`,
+    );
+    throw await failWith(job, { kind: 'infrastructure' }, error);
+  }
+  if (target === undefined) {
+    const nodeId = await pickNode(deps);
+    if (nodeId === undefined) {
+      deps.logger.debug({ instanceId }, 'no live node; retrying dispatch later');
+      await job.moveToDelayed(Date.now() + deps.options.noNodeRetryMs, token);
+      throw new DelayedError();
+    }
+    // Record the choice before adding the child: a master that crashes between the two
+    // leaves a TaskInstance that the next master re-dispatches to the same node, where the
+    // fixed job id makes the second add a no-op.
+    // Hold the pinned version again (a no-op for a normal submission): a TaskInstance retried
+    // from Bull Board after it finished has released its reference, and must not run on a
+    // version the prune job is free to delete.
+    try {
+      await deps.store.takeRef(job.data.package.name, job.data.package.sha1, instanceId, { alreadyHeld: true });
+    } catch (error) {
+      throw await failWith(job, { kind: 'rejected' }, new UnrecoverableError((error as Error).message));
+    }
+    target = { nodeId, at: Date.now() };
+    // A new dispatch starts without the ending of an earlier run (a retry from Bull Board).
+    await job.updateData({ ...withoutEnding(job.data), dispatch: target });
+  }
+  await addNodeJob(deps.nodeQueue(target.nodeId), job);
+  await job.log(`dispatched to node ${target.nodeId}`);
+  if (await job.moveToWaitingChildren(token)) {
+    throw new WaitingChildrenError();
+  }
+}
+
+/** Adds the node job: the TaskInstance's fields a node needs, with the same id, as its child. */
+async function addNodeJob(queue: Queue<NodeJobData>, job: TaskInstanceJob): Promise<void> {
+  const instanceId = job.id ?? '';
+  const data: TaskInstanceData = job.data;
+  await queue.add(
+    NODE_JOB,
+    {
+      instanceId,
+      ref: data.ref,
+      package: data.package,
+      task: data.task,
+      input: data.input,
+      limits: { ...data.limits, ...(data.timeoutMs !== undefined ? { timeoutMs: data.timeoutMs } : {}) },
+      ...(data.retryOnLimit ? { retryOnLimit: true } : {}),
+    },
+    {
+      ...NODE_JOB_OPTIONS,
+      jobId: instanceId,
+      attempts: data.attempts,
+      parent: { id: instanceId, queue: job.queueQualifiedName },
+      ignoreDependencyOnFailure: true,
+    },
+  );
+}
+
+/** The live node with the lowest load per slot (see `chooseNode`). */
+async function pickNode(deps: DispatchDeps): Promise<string | undefined> {
+  const nodes = await deps.registry.live();
+  const loads = await Promise.all(
+    nodes.map(async (node) => {
+      const counts = await deps.nodeQueue(node.id).getJobCounts('wait', 'active', 'prioritized', 'delayed');
+      const pending = Object.values(counts).reduce((sum, count) => sum + count, 0);
+      return { id: node.id, concurrency: node.concurrency, pending };
+    }),
+  );
+  return chooseNode(loads, deps.nextTurn())?.id;
+}

@@ -1,0 +1,59 @@
+/**
+ * Writes a run's progress and log lines to its node job and to its TaskInstance, in order and
+ * without blocking the task: each write is chained, and `finish` waits for the chain.
+ *
+ * A run keeps at most `MAX_RUN_LOG_LINES` lines (a chatty task must not fill Redis); the lines
+ * past that are counted, and `finish` ends both logs with how many were not kept.
+ */
+import type { Job, Queue } from 'bullmq';
+
+import { MAX_RUN_LOG_LINES } from '../../queues/node.js';
+
+/**
+ * Lines the TaskInstance's log keeps: one run's lines and its note, plus room for the lines the
+ * master writes around runs (dispatched, re-routed).
+ */
+const TASK_INSTANCE_KEEP_LOGS = MAX_RUN_LOG_LINES + 1 + 20;
+
+export class RedisMirror {
+  private chain: Promise<unknown> = Promise.resolve();
+  private lines = 0;
+
+  constructor(
+    private readonly job: Job,
+    private readonly tasksQueue: Queue,
+    private readonly instanceId: string,
+  ) {}
+
+  log(line: string): void {
+    this.lines += 1;
+    if (this.lines <= MAX_RUN_LOG_LINES) {
+      this.enqueue(() => this.both(line));
+    }
+  }
+
+  progress(value: number | Record<string, unknown>): void {
+    this.enqueue(() =>
+      Promise.all([this.job.updateProgress(value), this.tasksQueue.updateJobProgress(this.instanceId, value)]),
+    );
+  }
+
+  /** Waits for every write; then, if lines were dropped, says how many (once, at the end of the run). */
+  async finish(): Promise<void> {
+    const dropped = this.lines - MAX_RUN_LOG_LINES;
+    if (dropped > 0) {
+      this.lines = MAX_RUN_LOG_LINES;
+      this.enqueue(() => this.both(`… ${dropped.toLocaleString('en-US')} more lines not kept`));
+    }
+    await this.chain;
+  }
+
+  private both(line: string): Promise<unknown> {
+    // The node job's own keepLogs (NODE_JOB_OPTIONS) trims its log; the TaskInstance's is trimmed here.
+    return Promise.all([this.job.log(line), this.tasksQueue.addJobLog(this.instanceId, line, TASK_INSTANCE_KEEP_LOGS)]);
+  }
+
+  private enqueue(write: () => Promise<unknown>): void {
+    this.chain = this.chain.then(write).catch(() => undefined);
+  }
+}

@@ -1,0 +1,239 @@
+/**
+ * One node job, from its data to its ending: sync the pinned package into the cache, resolve
+ * the limits, run the task in a sandbox (or a task process without one, in development), and map
+ * how it ended to what BullMQ should do (complete, retry, park for re-routing, fail for good)
+ * and to the `TaskEnding` recorded on the job (see `queues/task-ending.ts`).
+ */
+import { readFile } from 'node:fs/promises';
+import { join } from 'node:path';
+
+import { DelayedError, type Job, type Queue, UnrecoverableError } from 'bullmq';
+
+import { type NodeJobData, nodeJobSchema } from '../../queues/node.js';
+import { recordedEnding, type TaskEnding, withoutEnding } from '../../queues/task-ending.js';
+import type { CgroupSupport } from '../../sandbox/launcher/cgroup/support.js';
+import { runTask } from '../../sandbox/launcher/run-task.js';
+import {
+  InfrastructureError,
+  InvalidJobDataError,
+  LimitExceededError,
+  NodeShutdownError,
+  PackageRejectedError,
+  TaskCancelledError,
+  TaskFailedError,
+  TaskTimeoutError,
+  UnknownTaskError,
+} from '../core/errors.js';
+import { describeLimit, resolveLimits } from '../core/limits.js';
+import type { Logger } from '../core/logger.js';
+import type { PackageCache } from '../packages/cache/package-cache.js';
+import { MANIFEST_FILE, parseManifest } from '../packages/manifest.js';
+import type { CancelListener } from './cancel-listener.js';
+import type { CompiledNodeOptions } from './options.js';
+import { RedisMirror } from './redis-mirror.js';
+
+/** Sandbox set-up failures a TaskInstance may meet on one node before it fails for good. */
+const MAX_INFRA_FAILURES = 3;
+
+/** What a node gives each run: its options, cache, cancel listener and sandbox tools. */
+export interface ExecutionEnv {
+  nodeId: string;
+  options: Pick<CompiledNodeOptions, 'taskLimits' | 'maxTaskLimits' | 'sandboxUser'>;
+  cache: PackageCache;
+  tasksQueue: Queue;
+  cancels: CancelListener;
+  logger: Logger;
+  /** Absolute path of bwrap; undefined runs task processes WITHOUT a sandbox (development only). */
+  bwrap: string | undefined;
+  prlimit: string | undefined;
+  cgroups: CgroupSupport | undefined;
+  runtimeDir: string | undefined;
+}
+
+/**
+ * The processor of the node's BullMQ Worker (job data is parsed here, invalid data included).
+ * A failure is recorded as the job's ending before BullMQ fails the job: BullMQ would keep only
+ * its message, which the task chooses.
+ */
+export async function executeNodeJob(env: ExecutionEnv, job: Job<NodeJobData>, token?: string): Promise<unknown> {
+  if (recordedEnding(job.data) !== undefined) {
+    // Left by an earlier attempt: it must not describe this one if this one ends unrecorded.
+    await job.updateData(withoutEnding(job.data));
+  }
+  const { signal, release } = env.cancels.track(job.id ?? '');
+  try {
+    return await execute(env, job, token, signal);
+  } catch (error) {
+    if (error instanceof DelayedError) {
+      throw error;
+    }
+    const ending = endingOf(error, signal);
+    if (typeof job.data === 'object' && job.data !== null) {
+      await job.updateData({ ...job.data, ending });
+    }
+    throw toBullMQError(error, ending, job.data);
+  } finally {
+    release();
+  }
+}
+
+async function execute(
+  env: ExecutionEnv,
+  job: Job<NodeJobData>,
+  token: string | undefined,
+  signal: AbortSignal,
+): Promise<unknown> {
+  const parsed = nodeJobSchema.safeParse(job.data);
+  if (!parsed.success) {
+    throw new InvalidJobDataError(
+      `Expected node job data {instanceId, package, task, input}, got invalid data: ${parsed.error.issues[0]?.message ?? ''}`,
+    );
+  }
+  const data = parsed.data;
+  const mirror = new RedisMirror(job, env.tasksQueue, data.instanceId);
+  // A cancel may have been asked before this job reached us: its message is long gone.
+  if (await env.cancels.requested(data.instanceId)) {
+    throw new TaskCancelledError(data.instanceId);
+  }
+  // The lease keeps the version from eviction while this TaskInstance reads and runs it.
+  const lease = await env.cache.acquire(data.package.name, data.package.sha1);
+  try {
+    return await runFromPackage(env, job, data, lease.dir, mirror, signal);
+  } catch (error) {
+    if (signal.reason instanceof NodeShutdownError && token !== undefined) {
+      // Killed by the drain timeout: not the task's fault. Parked here (this node is stopped),
+      // the masters' sweep hands it to a live node.
+      await job.moveToDelayed(Date.now(), token);
+      throw new DelayedError();
+    }
+    if (error instanceof InfrastructureError && token !== undefined) {
+      await retryInfrastructure(env, job, data, mirror, error, token);
+    }
+    throw error;
+  } finally {
+    // Before BullMQ finishes the job: the log is complete when a client reads the result.
+    await mirror.finish();
+    lease.release();
+  }
+}
+
+/** Retries a sandbox set-up failure without using the task's attempts, a bounded number of times. */
+async function retryInfrastructure(
+  env: ExecutionEnv,
+  job: Job<NodeJobData>,
+  data: NodeJobData,
+  mirror: RedisMirror,
+  error: InfrastructureError,
+  token: string,
+): Promise<never> {
+  const failures = (data.infraFailures ?? 0) + 1;
+  env.logger.error({ instanceId: data.instanceId, err: error.message, failures }, 'sandbox set-up failed');
+  mirror.log(`infrastructure error on node ${env.nodeId}: ${error.message}`);
+  if (failures >= MAX_INFRA_FAILURES) {
+    throw new InfrastructureError(`infrastructure error on node ${env.nodeId} (${failures} times): ${error.message}`);
+  }
+  await mirror.finish();
+  await job.updateData({ ...job.data, infraFailures: failures });
+  await job.moveToDelayed(Date.now() + 1000 * failures, token);
+  throw new DelayedError();
+}
+
+async function runFromPackage(
+  env: ExecutionEnv,
+  job: Job<NodeJobData>,
+  data: NodeJobData,
+  packageDir: string,
+  mirror: RedisMirror,
+  signal: AbortSignal,
+): Promise<unknown> {
+  const manifest = parseManifest(await readFile(join(packageDir, MANIFEST_FILE), 'utf8'));
+  const task = manifest.tasks[data.task];
+  if (task === undefined) {
+    throw new UnknownTaskError(
+      `Expected package ${data.package.name}@${data.package.sha1} to define task ${data.task}, found none`,
+    );
+  }
+  const { limits, clamped } = resolveLimits(
+    { submission: data.limits, task: task.limits, package: manifest.limits },
+    env.options.taskLimits,
+    env.options.maxTaskLimits,
+  );
+  for (const clamp of clamped) {
+    mirror.log(
+      `asked for a ${describeLimit(clamp.name, clamp.asked)}; this node allows at most ${describeLimit(clamp.name, clamp.allowed)}`,
+    );
+  }
+  const attempt = job.attemptsMade + 1;
+  mirror.log(
+    `running ${data.ref} on node ${env.nodeId} (attempt ${attempt}, timeout ${limits.timeoutMs} ms${env.bwrap ? '' : ', UNSANDBOXED'})`,
+  );
+  if (env.bwrap === undefined) {
+    env.logger.warn({ instanceId: data.instanceId }, 'UNSAFE: running a task without a sandbox');
+  }
+  try {
+    return await runTask({
+      ...{ packageDir, task, input: data.input, instanceId: data.instanceId, attempt, limits, signal },
+      ...{ bwrap: env.bwrap, prlimit: env.prlimit, cgroups: env.cgroups, runtimeDir: env.runtimeDir },
+      sandboxUser: env.options.sandboxUser,
+      onProgress: (value) => mirror.progress(value),
+      onLog: (line) => mirror.log(line),
+    });
+  } catch (error) {
+    env.logger.info({ instanceId: data.instanceId, reason: (error as Error).message }, 'task failed');
+    throw error;
+  }
+}
+
+/**
+ * How a run ended, from what it threw and why its signal was aborted. The abort reason wins:
+ * the launcher may report a killed run with an error of its own rather than the reason.
+ */
+export function endingOf(error: unknown, signal?: AbortSignal): TaskEnding {
+  if (signal?.reason instanceof TaskCancelledError || error instanceof TaskCancelledError) {
+    return { kind: 'cancelled' };
+  }
+  if (error instanceof TaskTimeoutError) {
+    return { kind: 'timeout', timeoutMs: error.timeoutMs };
+  }
+  if (error instanceof LimitExceededError) {
+    return { kind: 'limit', limit: error.limit, value: error.value };
+  }
+  if (error instanceof InfrastructureError) {
+    return { kind: 'infrastructure' };
+  }
+  if (
+    error instanceof InvalidJobDataError ||
+    error instanceof PackageRejectedError ||
+    error instanceof UnknownTaskError
+  ) {
+    return { kind: 'rejected' };
+  }
+  return { kind: 'failed' };
+}
+
+/**
+ * What BullMQ gets: `UnrecoverableError` for what a retry cannot fix, a plain Error carrying the
+ * task's own message and stack (BullMQ stores them as the failure reason and stack trace).
+ */
+function toBullMQError(error: unknown, ending: TaskEnding, data: Partial<NodeJobData> | undefined): Error {
+  const message = error instanceof Error ? error.message : String(error);
+  switch (ending.kind) {
+    case 'cancelled':
+      return new UnrecoverableError(new TaskCancelledError(data?.instanceId ?? '').message);
+    case 'timeout':
+    case 'limit':
+      // Not retried unless asked: a task that broke a limit would most likely break it again.
+      return data?.retryOnLimit === true && error instanceof Error ? error : new UnrecoverableError(message);
+    case 'rejected':
+    case 'infrastructure':
+      return new UnrecoverableError(message);
+    default:
+      break;
+  }
+  if (error instanceof TaskFailedError) {
+    const failure = new Error(message);
+    failure.stack = error.remoteStack ?? message;
+    return failure;
+  }
+  return error instanceof Error ? error : new Error(message);
+}
