@@ -32,7 +32,7 @@ import { type CompiledMasterOptions, compileMasterOptions, type MasterOptions } 
 import { sweepDeadNodes } from './node-sweeper.js';
 import { type PruneReport, prunePackages } from '../packages/pruner.js';
 import { PackageStore } from '../packages/store.js';
-import { createRedis } from '../redis/connection.js';
+import { createRedis, logErrors, watchConnection } from '../redis/connection.js';
 
 export type MasterState = 'idle' | 'running' | 'closing' | 'closed';
 
@@ -85,7 +85,7 @@ export class Master {
     this.options = compileMasterOptions(options);
     this.logger = this.options.logger.child({ component: 'master' });
     this.redis = createRedis(this.options.redisUrl);
-    this.redis.on('error', (error) => this.logger.warn({ err: error.message }, 'redis connection error'));
+    watchConnection(this.redis, this.logger, 'master');
     this.registry = new NodeRegistry(this.redis);
     this.store = new PackageStore(this.redis);
   }
@@ -103,7 +103,7 @@ export class Master {
         name: 'master',
       },
     );
-    this.worker.on('error', (error) => this.logger.error({ err: error.message }, 'master worker error'));
+    logErrors(this.worker, (error) => this.logger.error({ err: error.message }, 'master worker error'));
     this.worker.on('failed', (job, error) => {
       this.logger.info({ instanceId: job?.id, reason: error.message }, 'TaskInstance failed');
       if (job !== undefined) {
@@ -117,7 +117,7 @@ export class Master {
     await this.worker.waitUntilReady();
     await this.startMaintenance();
     this.tasksQueue = new Queue<TaskInstanceData>(TASKS_QUEUE, { connection: this.redis });
-    this.tasksQueue.on('error', (error) => this.logger.warn({ err: error.message }, 'tasks queue error'));
+    logErrors(this.tasksQueue, (error) => this.logger.warn({ err: error.message }, 'tasks queue error'));
     this.sweepTimer = setInterval(() => void this.sweep(), this.options.sweepIntervalMs);
     this.sweepTimer.unref();
     this.state = 'running';
@@ -273,7 +273,7 @@ export class Master {
       connection: this.redis,
       defaultJobOptions: MAINTENANCE_JOB_OPTIONS,
     });
-    this.maintenanceQueue.on('error', (error) => this.logger.warn({ err: error.message }, 'maintenance queue error'));
+    logErrors(this.maintenanceQueue, (error) => this.logger.warn({ err: error.message }, 'maintenance queue error'));
     await this.maintenanceQueue.upsertJobScheduler(
       PRUNE_SCHEDULER,
       { every: this.options.pruneEveryMs },
@@ -284,9 +284,7 @@ export class Master {
       concurrency: 1,
       name: 'master',
     });
-    this.maintenanceWorker.on('error', (error) =>
-      this.logger.error({ err: error.message }, 'maintenance worker error'),
-    );
+    logErrors(this.maintenanceWorker, (error) => this.logger.error({ err: error.message }, 'maintenance worker error'));
     await this.maintenanceWorker.waitUntilReady();
   }
 
@@ -362,7 +360,7 @@ export class Master {
     let queue = this.nodeQueues.get(nodeId);
     if (queue === undefined) {
       queue = new Queue<NodeJobData>(nodeQueueName(nodeId), { connection: this.redis });
-      queue.on('error', (error) => this.logger.warn({ err: error.message, nodeId }, 'node queue error'));
+      logErrors(queue, (error) => this.logger.warn({ err: error.message, nodeId }, 'node queue error'));
       this.nodeQueues.set(nodeId, queue);
     }
     return queue;

@@ -42,7 +42,7 @@ import { NodeRegistry } from '../cluster/node-registry.js';
 import { type CompiledNodeOptions, compileNodeOptions, type NodeOptions } from './options.js';
 import { blobExists, type CacheLease, PackageCache } from '../packages/cache/package-cache.js';
 import { PackageStore } from '../packages/store.js';
-import { createRedis } from '../redis/connection.js';
+import { createRedis, logErrors, watchConnection } from '../redis/connection.js';
 import { describeLimit, resolveLimits } from '../core/limits.js';
 
 export type NodeState = 'idle' | 'starting' | 'running' | 'closing' | 'closed';
@@ -83,10 +83,10 @@ export class TydraNode {
     this.id = this.options.id;
     this.logger = this.options.logger.child({ component: 'node', nodeId: this.id });
     this.redis = createRedis(this.options.redisUrl);
-    this.redis.on('error', (error) => this.logger.warn({ err: error.message }, 'redis connection error'));
+    watchConnection(this.redis, this.logger, 'node');
     this.registry = new NodeRegistry(this.redis);
     this.tasksQueue = new Queue(TASKS_QUEUE, { connection: this.redis });
-    this.tasksQueue.on('error', (error) => this.logger.warn({ err: error.message }, 'tasks queue error'));
+    logErrors(this.tasksQueue, (error) => this.logger.warn({ err: error.message }, 'tasks queue error'));
     this.cache = new PackageCache(
       this.options.cacheDir,
       new PackageStore(this.redis),
@@ -175,7 +175,7 @@ export class TydraNode {
         lockDuration: this.options.lockDurationMs,
       },
     );
-    this.worker.on('error', (error) => this.logger.error({ err: error.message }, 'node worker error'));
+    logErrors(this.worker, (error) => this.logger.error({ err: error.message }, 'node worker error'));
     await this.worker.waitUntilReady();
     this.state = 'running';
     this.logger.info(
@@ -285,7 +285,7 @@ export class TydraNode {
   private async listenForCancels(): Promise<void> {
     const subscriber = this.redis.duplicate();
     this.subscriber = subscriber;
-    subscriber.on('error', (error) => this.logger.warn({ err: error.message }, 'cancel subscriber error'));
+    watchConnection(subscriber, this.logger, 'node cancel subscriber');
     subscriber.on('message', (_channel: string, instanceId: string) => {
       if (this.worker?.cancelJob(instanceId, CANCELLED_MESSAGE)) {
         this.logger.info({ instanceId }, 'cancelling a running TaskInstance on request');

@@ -170,12 +170,12 @@ export function watchConnection(redis: Redis, logger: Logger, what: string): voi
   redis.on('error', (error: Error) => {
     if (state === 'connecting') {
       state = 'waiting';
-      logger.warn({ redis: target, err: error.message }, `${what}: cannot reach Redis yet; retrying`);
+      logger.warn({ target, err: error.message }, `${what}: cannot reach Redis yet; retrying`);
     }
   });
   redis.on('ready', () => {
     if (state === 'lost' || state === 'waiting') {
-      logger.info({ redis: target, downMs: Date.now() - since }, `${what}: connected to Redis again`);
+      logger.info({ target, downMs: Date.now() - since }, `${what}: connected to Redis again`);
     }
     state = 'connected';
   });
@@ -184,7 +184,42 @@ export function watchConnection(redis: Redis, logger: Logger, what: string): voi
     if (state === 'connected') {
       state = 'lost';
       since = Date.now();
-      logger.warn({ redis: target }, `${what}: lost the connection to Redis; retrying`);
+      logger.warn({ target }, `${what}: lost the connection to Redis; retrying`);
+    }
+  });
+}
+
+const CONNECTION_ERROR_CODES = new Set([
+  'ECONNREFUSED',
+  'ECONNRESET',
+  'ETIMEDOUT',
+  'EPIPE',
+  'EHOSTUNREACH',
+  'ENETUNREACH',
+  'ENOTFOUND',
+  'EAI_AGAIN',
+]);
+
+/** Whether `error` only says that Redis is out of reach (what {@link watchConnection} reports). */
+export function isConnectionError(error: Error): boolean {
+  return (
+    error instanceof RedisUnreachableError ||
+    CONNECTION_ERROR_CODES.has((error as NodeJS.ErrnoException).code ?? '') ||
+    error.message === 'Connection is closed.'
+  );
+}
+
+/**
+ * Passes an emitter's `error` events to `log`, except connection errors: BullMQ re-emits those on
+ * every Queue and Worker at each retry, and {@link watchConnection} already reports the outage.
+ */
+export function logErrors(
+  emitter: { on(event: 'error', listener: (error: Error) => void): unknown },
+  log: (error: Error) => void,
+): void {
+  emitter.on('error', (error: Error) => {
+    if (!isConnectionError(error)) {
+      log(error);
     }
   });
 }
