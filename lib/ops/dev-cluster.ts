@@ -100,7 +100,11 @@ export async function startDevCluster(options: DevClusterOptions = {}): Promise<
         unsafeNoSandbox: options.unsafeNoSandbox ?? false,
       }),
   );
-  const dashboard = new Dashboard({ redis: redisUrl, logger, port: options.dashboardPort ?? DEV_CLUSTER_DEFAULTS.dashboardPort });
+  const dashboard = new Dashboard({
+    redis: redisUrl,
+    logger,
+    port: options.dashboardPort ?? DEV_CLUSTER_DEFAULTS.dashboardPort,
+  });
   const close = async (): Promise<void> => {
     await Promise.allSettled([dashboard.close(), master.close(), ...nodes.map((node) => node.close())]);
     await redisServer?.stop();
