@@ -54,6 +54,7 @@ export {
   ManifestError,
   PackageIntegrityError,
   PackageRejectedError,
+  RedisUnreachableError,
   RunnerProtocolError,
   SandboxUnavailableError,
   TaskFailedError,

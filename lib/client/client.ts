@@ -35,7 +35,7 @@ import { type CompiledTydraOptions, compileTydraOptions, type TydraOptions } fro
 import { packDirectory } from '../packages/pack.js';
 import { type PruneOptions, type PruneReport, prunePackages } from '../packages/pruner.js';
 import { type DeployResult, PackageStore, type PackageVersionInfo } from '../packages/store.js';
-import { createRedis } from '../redis/connection.js';
+import { BOUNDED_QUEUE_OPTIONS, createBoundedRedis, whenReachable } from '../redis/connection.js';
 import { type TaskLimits, taskLimitsSchema } from '../core/limits.js';
 import { formatTaskRef, parseTaskRef } from '../packages/task-ref.js';
 import { parseOptions } from '../core/validate.js';
@@ -123,12 +123,13 @@ export class Tydra {
   constructor(options: TydraOptions = {}) {
     this.options = compileTydraOptions(options);
     this.logger = this.options.logger.child({ component: 'client' });
-    this.redis = createRedis(this.options.redisUrl);
+    this.redis = createBoundedRedis(this.options.redisUrl, this.options.connectTimeoutMs);
     this.redis.on('error', (error) => this.logger.warn({ err: error.message }, 'redis connection error'));
     this.store = new PackageStore(this.redis, { leaseMs: this.options.deployLeaseMs });
     this.tasksQueue = new Queue<TaskInstanceData, TaskInstanceResult>(TASKS_QUEUE, {
       connection: this.redis,
       defaultJobOptions: TASKS_JOB_OPTIONS,
+      ...BOUNDED_QUEUE_OPTIONS,
     });
     this.tasksQueue.on('error', (error) => this.logger.warn({ err: error.message }, 'tasks queue error'));
     // Every pending `result()` adds a listener (BullMQ's waitUntilFinished); many in flight is normal.
@@ -332,6 +333,8 @@ export class Tydra {
 
   /** @internal */
   async events(): Promise<QueueEvents> {
+    // Its blocking connection must ride out outages, so it is not bounded: check Redis first.
+    await whenReachable(this.redis);
     if (this.queueEvents === undefined) {
       this.eventsRedis = this.redis.duplicate();
       this.eventsRedis.on('error', (error) => this.logger.warn({ err: error.message }, 'redis connection error'));
@@ -375,6 +378,7 @@ export class Tydra {
       const nodeQueue = new Queue(nodeQueueName(nodeId), {
         connection: this.redis,
         defaultJobOptions: NODE_JOB_OPTIONS,
+        ...BOUNDED_QUEUE_OPTIONS,
       });
       try {
         state = (await nodeQueue.getJobState(id)) === 'active' ? 'running' : 'dispatched';

@@ -25,6 +25,12 @@ export interface TydraOptions extends CommonOptions {
    * it is no longer latest. @defaultValue 600,000 ms (10 minutes)
    */
   deployLeaseMs?: number;
+  /**
+   * How long a call may wait for Redis, at the first connect or after the connection was lost,
+   * before it fails with `could not reach Redis at host:port (no password): <reason>`.
+   * Waiting for a running TaskInstance's result is not bounded by it. @defaultValue 10,000 ms
+   */
+  connectTimeoutMs?: number;
 }
 export interface CompiledTydraOptions {
   redisUrl: string;
@@ -32,14 +38,23 @@ export interface CompiledTydraOptions {
   limits: CompiledPackageLimits;
   maxInputBytes: number;
   deployLeaseMs: number;
+  connectTimeoutMs: number;
 }
+
+/** The default of each client option, as documented above (the CLI shows them in `--help`). */
+export const CLIENT_DEFAULTS = {
+  maxInputBytes: MiB,
+  deployLeaseMs: 10 * 60_000,
+  connectTimeoutMs: 10_000,
+} as const;
 
 const tydraSchema = z.strictObject({
   redis: redisUrlSchema.default(DEFAULT_REDIS_URL),
   logger: loggerSchema,
   limits: z.record(z.string(), z.unknown()).optional(),
-  maxInputBytes: positiveInt.default(MiB),
-  deployLeaseMs: positiveInt.default(10 * 60_000),
+  maxInputBytes: positiveInt.default(CLIENT_DEFAULTS.maxInputBytes),
+  deployLeaseMs: positiveInt.default(CLIENT_DEFAULTS.deployLeaseMs),
+  connectTimeoutMs: positiveInt.max(3_600_000).default(CLIENT_DEFAULTS.connectTimeoutMs),
 });
 
 export function compileTydraOptions(raw: TydraOptions = {}): CompiledTydraOptions {
@@ -50,5 +65,6 @@ export function compileTydraOptions(raw: TydraOptions = {}): CompiledTydraOption
     limits: compilePackageLimits(raw.limits),
     maxInputBytes: parsed.maxInputBytes,
     deployLeaseMs: parsed.deployLeaseMs,
+    connectTimeoutMs: parsed.connectTimeoutMs,
   };
 }

@@ -136,6 +136,20 @@ export class NodeShutdownError extends TydraError {
  */
 export class InfrastructureError extends TydraError {}
 
+/**
+ * Redis did not answer within the connect timeout (`connectTimeoutMs`, `tydra --connect-timeout`):
+ * the connect failed, or the connection was lost and did not come back in time. `target` is
+ * `host:port (no password)` or `host:port (with password)`: never the password itself.
+ */
+export class RedisUnreachableError extends TydraError {
+  constructor(
+    readonly target: string,
+    readonly reason: string,
+  ) {
+    super(`could not reach Redis at ${target}: ${reason}`);
+  }
+}
+
 /** bubblewrap is missing or cannot create a sandbox on this host; the node refuses to start. */
 export class SandboxUnavailableError extends InfrastructureError {}
 

@@ -20,7 +20,7 @@ import { NodeRegistry } from '../cluster/node-registry.js';
 import { IllegalStateError } from '../core/errors.js';
 import type { Logger } from '../core/logger.js';
 import { PackageStore } from '../packages/store.js';
-import { createRedis } from '../redis/connection.js';
+import { createRedis, logErrors, watchConnection } from '../redis/connection.js';
 import { dispatch, type DispatchDeps } from './dispatch.js';
 import { sweepDeadNodes } from './node-sweeper.js';
 import { type CompiledMasterOptions, compileMasterOptions, type MasterOptions } from './options.js';
@@ -52,7 +52,7 @@ export class Master {
     this.options = compileMasterOptions(options);
     this.logger = this.options.logger.child({ component: 'master' });
     this.redis = createRedis(this.options.redisUrl);
-    this.redis.on('error', (error) => this.logger.warn({ err: error.message }, 'redis connection error'));
+    watchConnection(this.redis, this.logger, 'master');
     this.registry = new NodeRegistry(this.redis);
     this.store = new PackageStore(this.redis);
     this.pruneJob = new PruneJob({
@@ -85,7 +85,7 @@ export class Master {
         name: 'master',
       },
     );
-    this.worker.on('error', (error) => this.logger.error({ err: error.message }, 'master worker error'));
+    logErrors(this.worker, (error) => this.logger.error({ err: error.message }, 'master worker error'));
     this.worker.on('failed', (job, error) => {
       this.logger.info({ instanceId: job?.id, reason: error.message }, 'TaskInstance failed');
       if (job !== undefined) {
@@ -99,7 +99,7 @@ export class Master {
     await this.worker.waitUntilReady();
     await this.pruneJob.start();
     this.tasksQueue = new Queue<TaskInstanceData>(TASKS_QUEUE, { connection: this.redis });
-    this.tasksQueue.on('error', (error) => this.logger.warn({ err: error.message }, 'tasks queue error'));
+    logErrors(this.tasksQueue, (error) => this.logger.warn({ err: error.message }, 'tasks queue error'));
     this.sweepTimer = setInterval(() => void this.sweep(), this.options.sweepIntervalMs);
     this.sweepTimer.unref();
     this.state = 'running';
@@ -174,7 +174,7 @@ export class Master {
     let queue = this.nodeQueues.get(nodeId);
     if (queue === undefined) {
       queue = new Queue<NodeJobData>(nodeQueueName(nodeId), { connection: this.redis });
-      queue.on('error', (error) => this.logger.warn({ err: error.message, nodeId }, 'node queue error'));
+      logErrors(queue, (error) => this.logger.warn({ err: error.message, nodeId }, 'node queue error'));
       this.nodeQueues.set(nodeId, queue);
     }
     return queue;

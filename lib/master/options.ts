@@ -36,19 +36,32 @@ export interface CompiledMasterOptions {
   pruneGraceMs: number;
 }
 
+/** The default of each master option, as documented above (the CLI shows them in `--help`). */
+export const MASTER_DEFAULTS = {
+  concurrency: 16,
+  noNodeRetryMs: 1000,
+  sweepIntervalMs: 5000,
+  maxReroutes: 3,
+  pruneEveryMs: 60_000,
+  pruneGraceMs: 10 * 60_000,
+} as const;
+
+const DAY_MS = 86_400_000;
+
 const masterSchema = z.strictObject({
   redis: redisUrlSchema.default(DEFAULT_REDIS_URL),
   logger: loggerSchema,
-  concurrency: positiveInt.default(16),
-  noNodeRetryMs: positiveInt.default(1000),
-  sweepIntervalMs: positiveInt.min(50).default(5000),
-  maxReroutes: z.number().int().min(0).default(3),
-  pruneEveryMs: positiveInt.min(100).default(60_000),
+  concurrency: positiveInt.max(10_000).default(MASTER_DEFAULTS.concurrency),
+  noNodeRetryMs: positiveInt.default(MASTER_DEFAULTS.noNodeRetryMs),
+  sweepIntervalMs: positiveInt.min(50).max(600_000).default(MASTER_DEFAULTS.sweepIntervalMs),
+  maxReroutes: z.number().int().min(0).default(MASTER_DEFAULTS.maxReroutes),
+  pruneEveryMs: positiveInt.min(100).max(DAY_MS).default(MASTER_DEFAULTS.pruneEveryMs),
   pruneGraceMs: z
     .number()
     .int()
     .min(0)
-    .default(10 * 60_000),
+    .max(30 * DAY_MS)
+    .default(MASTER_DEFAULTS.pruneGraceMs),
 });
 
 export function compileMasterOptions(raw: MasterOptions = {}): CompiledMasterOptions {

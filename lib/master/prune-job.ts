@@ -16,6 +16,7 @@ import {
 } from '../../queues/maintenance.js';
 import type { Logger } from '../core/logger.js';
 import { type PruneDecision, type PruneReport, prunePackages } from '../packages/pruner.js';
+import { logErrors } from '../redis/connection.js';
 
 /** Lines of one prune job's log; the summary line always follows. */
 const MAX_PRUNE_LOG_LINES = 500;
@@ -50,7 +51,7 @@ export class PruneJob {
       connection: redis,
       defaultJobOptions: MAINTENANCE_JOB_OPTIONS,
     });
-    this.queue.on('error', (error) => logger.warn({ err: error.message }, 'maintenance queue error'));
+    logErrors(this.queue, (error) => logger.warn({ err: error.message }, 'maintenance queue error'));
     await this.queue.upsertJobScheduler(
       PRUNE_SCHEDULER,
       { every: this.options.everyMs },
@@ -61,7 +62,7 @@ export class PruneJob {
       concurrency: 1,
       name: 'master',
     });
-    this.worker.on('error', (error) => logger.error({ err: error.message }, 'maintenance worker error'));
+    logErrors(this.worker, (error) => logger.error({ err: error.message }, 'maintenance worker error'));
     await this.worker.waitUntilReady();
   }
 

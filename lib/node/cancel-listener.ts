@@ -9,6 +9,7 @@ import type { Redis } from 'ioredis';
 
 import { NodeShutdownError, TaskCancelledError } from '../core/errors.js';
 import type { Logger } from '../core/logger.js';
+import { watchConnection } from '../redis/connection.js';
 import { cancelChannel, cancelKey } from '../redis/keys.js';
 
 export class CancelListener {
@@ -24,7 +25,7 @@ export class CancelListener {
   async start(): Promise<void> {
     const subscriber = this.redis.duplicate();
     this.subscriber = subscriber;
-    subscriber.on('error', (error) => this.logger.warn({ err: error.message }, 'cancel subscriber error'));
+    watchConnection(subscriber, this.logger, 'node cancel subscriber');
     subscriber.on('message', (_channel: string, instanceId: string) => {
       const controller = this.running.get(instanceId);
       if (controller !== undefined && !controller.signal.aborted) {

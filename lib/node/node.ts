@@ -28,7 +28,7 @@ import { unreachableFolder } from '../core/path-access.js';
 import { NodeRegistry } from '../cluster/node-registry.js';
 import { blobExists, PackageCache } from '../packages/cache/package-cache.js';
 import { PackageStore } from '../packages/store.js';
-import { createRedis } from '../redis/connection.js';
+import { createRedis, logErrors, watchConnection } from '../redis/connection.js';
 import { CancelListener } from './cancel-listener.js';
 import { type CompiledNodeOptions, compileNodeOptions, type NodeOptions } from './options.js';
 import { executeNodeJob, type ExecutionEnv } from './task-execution.js';
@@ -62,10 +62,10 @@ export class TydraNode {
     this.id = this.options.id;
     this.logger = this.options.logger.child({ component: 'node', nodeId: this.id });
     this.redis = createRedis(this.options.redisUrl);
-    this.redis.on('error', (error) => this.logger.warn({ err: error.message }, 'redis connection error'));
+    watchConnection(this.redis, this.logger, 'node');
     this.registry = new NodeRegistry(this.redis);
     this.tasksQueue = new Queue(TASKS_QUEUE, { connection: this.redis });
-    this.tasksQueue.on('error', (error) => this.logger.warn({ err: error.message }, 'tasks queue error'));
+    logErrors(this.tasksQueue, (error) => this.logger.warn({ err: error.message }, 'tasks queue error'));
     this.cancels = new CancelListener(this.redis, this.logger);
     this.cache = new PackageCache(
       this.options.cacheDir,
@@ -122,7 +122,7 @@ export class TydraNode {
       name: this.id,
       lockDuration: this.options.lockDurationMs,
     });
-    this.worker.on('error', (error) => this.logger.error({ err: error.message }, 'node worker error'));
+    logErrors(this.worker, (error) => this.logger.error({ err: error.message }, 'node worker error'));
     await this.worker.waitUntilReady();
     this.state = 'running';
     this.logger.info(

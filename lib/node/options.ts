@@ -98,21 +98,34 @@ export interface CompiledNodeOptions {
   limits: CompiledPackageLimits;
 }
 
+/** The default of each node option that has a fixed one (the CLI shows them in `--help`). */
+export const NODE_DEFAULTS = {
+  cacheMaxBytes: 10 * 1024 * MiB,
+  drainTimeoutMs: 30_000,
+  cachePruneMs: 60_000,
+  cgroupName: 'tydra',
+  heartbeatMs: 5000,
+  lockDurationMs: 30_000,
+  unsafeNoSandbox: false,
+} as const;
+
+const DAY_MS = 86_400_000;
+
 const nodeSchema = z.strictObject({
   redis: redisUrlSchema.default(DEFAULT_REDIS_URL),
   logger: loggerSchema,
   id: nodeId.optional(),
   concurrency: positiveInt.max(1024).optional(),
   cacheDir: z.string().min(1).optional(),
-  cacheMaxBytes: positiveInt.default(10 * 1024 * MiB),
+  cacheMaxBytes: positiveInt.default(NODE_DEFAULTS.cacheMaxBytes),
   taskLimits: taskLimitsSchema.optional(),
   maxTaskLimits: taskLimitsSchema.optional(),
-  drainTimeoutMs: z.number().int().min(0).default(30_000),
-  cachePruneMs: positiveInt.min(100).default(60_000),
+  drainTimeoutMs: z.number().int().min(0).max(DAY_MS).default(NODE_DEFAULTS.drainTimeoutMs),
+  cachePruneMs: positiveInt.min(100).default(NODE_DEFAULTS.cachePruneMs),
   cgroupName: z
     .string()
     .regex(/^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$/, 'a cgroup folder name')
-    .default('tydra'),
+    .default(NODE_DEFAULTS.cgroupName),
   sandboxUser: z
     .strictObject({
       uid: z
@@ -127,9 +140,9 @@ const nodeSchema = z.strictObject({
         .max(2 ** 32 - 2),
     })
     .optional(),
-  heartbeatMs: positiveInt.min(100).default(5000),
-  lockDurationMs: positiveInt.min(1000).default(30_000),
-  unsafeNoSandbox: z.boolean().default(false),
+  heartbeatMs: positiveInt.min(100).max(600_000).default(NODE_DEFAULTS.heartbeatMs),
+  lockDurationMs: positiveInt.min(1000).max(3_600_000).default(NODE_DEFAULTS.lockDurationMs),
+  unsafeNoSandbox: z.boolean().default(NODE_DEFAULTS.unsafeNoSandbox),
   limits: z.record(z.string(), z.unknown()).optional(),
 });
 

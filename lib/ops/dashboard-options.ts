@@ -26,13 +26,16 @@ export interface CompiledDashboardOptions {
   refreshMs: number;
 }
 
+/** The default of each dashboard option, as documented above (the CLI shows them in `--help`). */
+export const DASHBOARD_DEFAULTS = { port: 3000, host: '127.0.0.1', refreshMs: 5000 } as const;
+
 const dashboardSchema = z.strictObject({
   redis: redisUrlSchema.default(DEFAULT_REDIS_URL),
   logger: loggerSchema,
-  port: z.number().int().min(0).max(65535).default(3000),
-  host: z.string().min(1).default('127.0.0.1'),
+  port: z.number().int().min(0).max(65535).default(DASHBOARD_DEFAULTS.port),
+  host: z.string().min(1).default(DASHBOARD_DEFAULTS.host),
   auth: z.strictObject({ user: z.string().min(1), password: z.string().min(1) }).optional(),
-  refreshMs: positiveInt.min(100).default(5000),
+  refreshMs: positiveInt.min(100).default(DASHBOARD_DEFAULTS.refreshMs),
 });
 
 export function compileDashboardOptions(raw: DashboardOptions = {}): CompiledDashboardOptions {

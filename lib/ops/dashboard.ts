@@ -20,7 +20,7 @@ import { TASKS_QUEUE } from '../../queues/tasks.js';
 import type { Logger } from '../core/logger.js';
 import { NodeRegistry } from '../cluster/node-registry.js';
 import { type CompiledDashboardOptions, compileDashboardOptions, type DashboardOptions } from './dashboard-options.js';
-import { createRedis } from '../redis/connection.js';
+import { createRedis, logErrors, watchConnection } from '../redis/connection.js';
 
 export class Dashboard {
   readonly options: CompiledDashboardOptions;
@@ -38,7 +38,7 @@ export class Dashboard {
     this.options = compileDashboardOptions(options);
     this.logger = this.options.logger.child({ component: 'dashboard' });
     this.redis = createRedis(this.options.redisUrl);
-    this.redis.on('error', (error) => this.logger.warn({ err: error.message }, 'redis connection error'));
+    watchConnection(this.redis, this.logger, 'dashboard');
   }
 
   async start(): Promise<string> {
@@ -84,7 +84,7 @@ export class Dashboard {
       for (const name of wanted) {
         if (!this.queues.has(name)) {
           const queue = new Queue(name, { connection: this.redis });
-          queue.on('error', (error) => this.logger.warn({ err: error.message, queue: name }, 'queue error'));
+          logErrors(queue, (error) => this.logger.warn({ err: error.message, queue: name }, 'queue error'));
           this.queues.set(name, queue);
         }
       }

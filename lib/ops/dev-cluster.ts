@@ -7,6 +7,7 @@ import { mkdir } from 'node:fs/promises';
 import { join, resolve } from 'node:path';
 
 import { Dashboard } from './dashboard.js';
+import { DASHBOARD_DEFAULTS } from './dashboard-options.js';
 import type { Logger } from '../core/logger.js';
 import { silentLogger } from '../core/logger.js';
 import { Master } from '../master/master.js';
@@ -29,6 +30,14 @@ export interface DevClusterOptions {
   unsafeNoSandbox?: boolean;
   logger?: Logger;
 }
+
+/** The default of each dev-cluster option, as documented above (the CLI shows them in `--help`). */
+export const DEV_CLUSTER_DEFAULTS = {
+  nodes: 2,
+  dataDir: '.tydra',
+  dashboardPort: DASHBOARD_DEFAULTS.port,
+  nodeConcurrency: 2,
+} as const;
 
 export interface DevCluster {
   redisUrl: string;
@@ -65,8 +74,8 @@ async function devCacheRoot(dataDir: string, logger: Logger): Promise<string> {
 
 export async function startDevCluster(options: DevClusterOptions = {}): Promise<DevCluster> {
   const logger = options.logger ?? silentLogger();
-  const dataDir = resolve(options.dataDir ?? '.tydra');
-  const nodeCount = options.nodes ?? 2;
+  const dataDir = resolve(options.dataDir ?? DEV_CLUSTER_DEFAULTS.dataDir);
+  const nodeCount = options.nodes ?? DEV_CLUSTER_DEFAULTS.nodes;
   if (!Number.isInteger(nodeCount) || nodeCount < 1 || nodeCount > 64) {
     throw new TypeError(`Expected the \`nodes\` option to be an integer from 1 to 64, got \`${String(nodeCount)}\``);
   }
@@ -86,12 +95,16 @@ export async function startDevCluster(options: DevClusterOptions = {}): Promise<
         redis: redisUrl,
         logger,
         id: `dev-${index + 1}`,
-        concurrency: options.nodeConcurrency ?? 2,
+        concurrency: options.nodeConcurrency ?? DEV_CLUSTER_DEFAULTS.nodeConcurrency,
         cacheDir: join(cacheRoot, `dev-${index + 1}`),
         unsafeNoSandbox: options.unsafeNoSandbox ?? false,
       }),
   );
-  const dashboard = new Dashboard({ redis: redisUrl, logger, port: options.dashboardPort ?? 3000 });
+  const dashboard = new Dashboard({
+    redis: redisUrl,
+    logger,
+    port: options.dashboardPort ?? DEV_CLUSTER_DEFAULTS.dashboardPort,
+  });
   const close = async (): Promise<void> => {
     await Promise.allSettled([dashboard.close(), master.close(), ...nodes.map((node) => node.close())]);
     await redisServer?.stop();

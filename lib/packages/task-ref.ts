@@ -18,15 +18,35 @@ export function parseTaskRef(ref: unknown): TaskRef {
     );
   }
   const slash = ref.indexOf('/');
-  const pkg = slash === -1 ? ref : ref.slice(0, slash);
   const task = slash === -1 ? '' : ref.slice(slash + 1);
-  const at = pkg.indexOf('@');
-  const name = at === -1 ? pkg : pkg.slice(0, at);
-  const version = at === -1 ? undefined : pkg.slice(at + 1).toLowerCase();
-  const shown = JSON.stringify(ref.length > 200 ? `${ref.slice(0, 200)}...` : ref);
+  const shown = show(ref);
   if (slash === -1 || !TASK_NAME_PATTERN.test(task)) {
     throw new InvalidTaskRefError(`Expected a task reference of the form \`name[@sha1]/task\`, got ${shown}`);
   }
+  return { ...splitPackage(ref.slice(0, slash), shown), task };
+}
+
+/**
+ * `name` or `name@<sha1 or prefix ≥ 7 hex>`, as `tydra undeploy` takes a version, checked by the
+ * same rules as a task reference.
+ */
+export function parsePackageVersion(text: string): { name: string; version: string | undefined } {
+  return splitPackage(text, show(text));
+}
+
+/** A package name by the manifest's rule, e.g. for `tydra packages NAME`. */
+export function parsePackageName(text: string): string {
+  const { name, version } = splitPackage(text, show(text));
+  if (version !== undefined) {
+    throw new InvalidTaskRefError(`Expected a package name without a version, got ${show(text)}`);
+  }
+  return name;
+}
+
+function splitPackage(pkg: string, shown: string): { name: string; version: string | undefined } {
+  const at = pkg.indexOf('@');
+  const name = at === -1 ? pkg : pkg.slice(0, at);
+  const version = at === -1 ? undefined : pkg.slice(at + 1).toLowerCase();
   if (!PACKAGE_NAME_PATTERN.test(name)) {
     throw new InvalidTaskRefError(
       `Expected the package name in ${shown} to match ${PACKAGE_NAME_PATTERN}, got \`${name}\``,
@@ -37,7 +57,11 @@ export function parseTaskRef(ref: unknown): TaskRef {
       `Expected the version in ${shown} to be a sha1 or a prefix of at least 7 hex digits, got \`${version}\``,
     );
   }
-  return { name, version, task };
+  return { name, version };
+}
+
+function show(text: string): string {
+  return JSON.stringify(text.length > 200 ? `${text.slice(0, 200)}...` : text);
 }
 
 export function formatTaskRef(name: string, sha1: string, task: string): string {

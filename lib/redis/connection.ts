@@ -1,11 +1,19 @@
-import { Redis, type RedisOptions } from 'ioredis';
-
 /**
  * One place that turns a Redis URL into ioredis connections, so every component uses the same
- * settings. BullMQ workers need `maxRetriesPerRequest: null` (blocking commands must wait
- * out a reconnect instead of failing the job); producers use the same, trading fail-fast for
- * "nothing submitted is lost while Redis restarts".
+ * settings, and one place that decides what happens while Redis cannot be reached.
+ *
+ * - Long-running roles (master, node, dashboard) use {@link createRedis}: commands wait out an
+ *   outage (`maxRetriesPerRequest: null`, which BullMQ workers require), ioredis reconnects with
+ *   backoff, and {@link watchConnection} logs each change of state once.
+ * - The client uses {@link createBoundedRedis}: a caller must not wait for ever, so once Redis has
+ *   been out of reach for `connectTimeoutMs` (at the first connect or after losing it) every
+ *   pending and new command fails with a {@link RedisUnreachableError}, until Redis is back.
  */
+import { type Command, Redis, type RedisOptions } from 'ioredis';
+
+import { RedisUnreachableError } from '../core/errors.js';
+import type { Logger } from '../core/logger.js';
+
 export function createRedis(url: string, options: RedisOptions = {}): Redis {
   return new Redis(url, { maxRetriesPerRequest: null, lazyConnect: false, ...options });
 }
@@ -21,4 +29,197 @@ export function redactRedisUrl(url: string): string {
   } catch {
     return '[unparseable redis url]';
   }
+}
+
+/** `127.0.0.1:6379 (no password)`: where a connection goes, safe for messages. */
+export function describeRedisTarget(redis: Redis): string {
+  const { host, port, password } = redis.options;
+  return `${host ?? '127.0.0.1'}:${port ?? 6379} (${password ? 'with' : 'no'} password)`;
+}
+
+/** What ioredis keeps private but lets us reject: its offline queue and the commands in flight. */
+interface FlushableRedis {
+  flushQueue(error: Error): void;
+}
+
+/**
+ * Fails commands once Redis has been unreachable for `timeoutMs`, and lets them through again
+ * when it is back. The deadline starts at creation and again whenever the connection is lost.
+ */
+class ConnectionGate {
+  /** Set once the deadline passed without a connection; cleared on `ready`. */
+  private unreachable: RedisUnreachableError | undefined;
+  private reason: string;
+  private timer: NodeJS.Timeout | undefined;
+  private readonly waiters = new Set<(error?: Error) => void>();
+
+  constructor(
+    private readonly redis: Redis,
+    private readonly timeoutMs: number,
+  ) {
+    this.reason = this.noAnswer();
+    redis.on('error', (error: Error) => {
+      this.reason = error.message;
+    });
+    redis.on('ready', () => this.reached());
+    redis.on('close', () => this.arm());
+    redis.on('end', () => this.disarm(new RedisUnreachableError(describeRedisTarget(redis), 'connection closed')));
+    const send = redis.sendCommand.bind(redis);
+    redis.sendCommand = (command: Command, stream?: Parameters<Redis['sendCommand']>[1]) => {
+      // `connect` is the handshake after a TCP connect (ready check, AUTH): let it through.
+      if (this.unreachable !== undefined && redis.status !== 'connect' && command.name !== 'quit') {
+        command.reject(this.unreachable);
+        return command.promise;
+      }
+      return send(command, stream);
+    };
+    this.arm();
+  }
+
+  /** Resolves when connected; rejects once the deadline has passed without a connection. */
+  reachable(): Promise<void> {
+    if (this.redis.status === 'ready') {
+      return Promise.resolve();
+    }
+    if (this.unreachable !== undefined) {
+      return Promise.reject(this.unreachable);
+    }
+    return new Promise((resolve, reject) => {
+      this.waiters.add((error) => (error === undefined ? resolve() : reject(error)));
+    });
+  }
+
+  private arm(): void {
+    if (this.timer !== undefined || this.unreachable !== undefined || this.redis.status === 'end') {
+      return;
+    }
+    this.timer = setTimeout(() => {
+      this.timer = undefined;
+      const error = new RedisUnreachableError(describeRedisTarget(this.redis), this.reason);
+      this.unreachable = error;
+      (this.redis as unknown as FlushableRedis).flushQueue(error);
+      this.settle(error);
+    }, this.timeoutMs);
+    this.timer.unref();
+  }
+
+  private reached(): void {
+    this.disarm(undefined);
+    this.unreachable = undefined;
+    this.reason = this.noAnswer();
+  }
+
+  private disarm(error: Error | undefined): void {
+    clearTimeout(this.timer);
+    this.timer = undefined;
+    this.settle(error);
+  }
+
+  private settle(error: Error | undefined): void {
+    for (const waiter of this.waiters) {
+      waiter(error);
+    }
+    this.waiters.clear();
+  }
+
+  private noAnswer(): string {
+    return `no answer within ${this.timeoutMs} ms`;
+  }
+}
+
+const gates = new WeakMap<Redis, ConnectionGate>();
+
+/**
+ * A connection for callers that must not wait for ever (the client, CLI commands): once Redis has
+ * been out of reach for `connectTimeoutMs`, pending and new commands reject with
+ * `could not reach Redis at host:port (no password): <reason>` until it answers again.
+ * Not for BullMQ workers or `QueueEvents`, whose blocking commands must ride out an outage.
+ */
+export function createBoundedRedis(url: string, connectTimeoutMs: number): Redis {
+  const redis = createRedis(url);
+  gates.set(redis, new ConnectionGate(redis, connectTimeoutMs));
+  return redis;
+}
+
+/**
+ * Resolves once `redis` (made by {@link createBoundedRedis}) is connected, or rejects with a
+ * {@link RedisUnreachableError} when it has been out of reach for its connect timeout. For waits
+ * that are not commands, such as a BullMQ `waitUntilReady()`.
+ */
+export function whenReachable(redis: Redis): Promise<void> {
+  return gates.get(redis)?.reachable() ?? Promise.resolve();
+}
+
+/**
+ * BullMQ `Queue` options for a queue on a bounded connection: BullMQ would otherwise wait for the
+ * connection's `ready` event (for ever, if Redis is down) before its first command. Skipping that
+ * wait leaves every step to commands, which the connection bounds.
+ */
+export const BOUNDED_QUEUE_OPTIONS = { skipWaitingForReady: true, skipVersionCheck: true } as const;
+
+/**
+ * Logs a long-running role's connection state once per change (cannot connect yet → connected,
+ * connected → lost → reconnected), instead of once per retry. `what` names the connection in
+ * the messages (`master`, `node cancel subscriber`, …). Also keeps ioredis from printing
+ * "Unhandled error event".
+ */
+export function watchConnection(redis: Redis, logger: Logger, what: string): void {
+  const target = describeRedisTarget(redis);
+  let state: 'connecting' | 'waiting' | 'connected' | 'lost' = 'connecting';
+  let since = Date.now();
+  redis.on('error', (error: Error) => {
+    if (state === 'connecting') {
+      state = 'waiting';
+      logger.warn({ target, err: error.message }, `${what}: cannot reach Redis yet; retrying`);
+    }
+  });
+  redis.on('ready', () => {
+    if (state === 'lost' || state === 'waiting') {
+      logger.info({ target, downMs: Date.now() - since }, `${what}: connected to Redis again`);
+    }
+    state = 'connected';
+  });
+  // `reconnecting`, not `close`: a connection closed on purpose (quit) does not reconnect.
+  redis.on('reconnecting', () => {
+    if (state === 'connected') {
+      state = 'lost';
+      since = Date.now();
+      logger.warn({ target }, `${what}: lost the connection to Redis; retrying`);
+    }
+  });
+}
+
+const CONNECTION_ERROR_CODES = new Set([
+  'ECONNREFUSED',
+  'ECONNRESET',
+  'ETIMEDOUT',
+  'EPIPE',
+  'EHOSTUNREACH',
+  'ENETUNREACH',
+  'ENOTFOUND',
+  'EAI_AGAIN',
+]);
+
+/** Whether `error` only says that Redis is out of reach (what {@link watchConnection} reports). */
+export function isConnectionError(error: Error): boolean {
+  return (
+    error instanceof RedisUnreachableError ||
+    CONNECTION_ERROR_CODES.has((error as NodeJS.ErrnoException).code ?? '') ||
+    error.message === 'Connection is closed.'
+  );
+}
+
+/**
+ * Passes an emitter's `error` events to `log`, except connection errors: BullMQ re-emits those on
+ * every Queue and Worker at each retry, and {@link watchConnection} already reports the outage.
+ */
+export function logErrors(
+  emitter: { on(event: 'error', listener: (error: Error) => void): unknown },
+  log: (error: Error) => void,
+): void {
+  emitter.on('error', (error: Error) => {
+    if (!isConnectionError(error)) {
+      log(error);
+    }
+  });
 }

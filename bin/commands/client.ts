@@ -1,0 +1,215 @@
+/**
+ * The commands that talk to a cluster as a client: `deploy`, `run`, `cancel`, `status`, `nodes`,
+ * `packages`, `undeploy`, `prune`. Each opens a {@link Tydra} for the call, bounded by
+ * `--connect-timeout`, and closes it.
+ */
+import { type Command, Option } from 'commander';
+
+import type { TaskLimits } from '../../lib/core/limits.js';
+import { TaskCancelledError, TaskFailedError, type TaskRun, type Tydra } from '../../lib/index.js';
+import { MASTER_DEFAULTS } from '../../lib/master/options.js';
+import { parsePackageName, parsePackageVersion } from '../../lib/packages/task-ref.js';
+import { type ClientFlags, connectTimeoutOption, jsonOption, redisOption, withClient } from '../cli/common.js';
+import { formatNode, formatPrune, formatStatus, formatVersion, print, versionRow } from '../cli/format.js';
+import { readInput } from '../cli/input.js';
+import { collectLimits, integer, LIMIT_FLAG_NAMES, stripUndefined } from '../cli/parse.js';
+
+type Flags<T = object> = ClientFlags & { json?: boolean } & T;
+
+/** A client command: `--redis`, `--connect-timeout` and `--json` come with it. */
+function clientCommand(program: Command, name: string, description: string): Command {
+  return program
+    .command(name)
+    .description(description)
+    .addOption(redisOption())
+    .addOption(connectTimeoutOption())
+    .addOption(jsonOption());
+}
+
+export function registerClientCommands(program: Command): void {
+  clientCommand(
+    program,
+    'deploy',
+    'pack DIR deterministically and store it as a version of its package; prints name@sha1',
+  )
+    .argument('<dir>', 'package folder (with tydra.json)')
+    .action((dir: string, flags: Flags) =>
+      withClient(flags, async (tydra) => {
+        const result = await tydra.deploy(dir);
+        print(flags.json, result, `${result.ref}${result.stored ? '' : ' (unchanged)'}`);
+      }),
+    );
+  registerRun(program);
+  registerCancel(program);
+  clientCommand(program, 'status', 'show the state, node, progress, result or error and logs of a TaskInstance')
+    .argument('<id>', 'TaskInstance id')
+    .action((id: string, flags: Flags) =>
+      withClient(flags, async (tydra) => {
+        const status = await tydra.run(id).status();
+        print(flags.json, status, formatStatus(status));
+      }),
+    );
+  clientCommand(program, 'nodes', 'list registered nodes and whether they are alive').action((flags: Flags) =>
+    withClient(flags, async (tydra) => {
+      const nodes = await tydra.nodes();
+      print(flags.json, nodes, nodes.length === 0 ? 'no nodes registered' : nodes.map(formatNode).join('\n'));
+    }),
+  );
+  registerPackages(program);
+  registerUndeploy(program);
+  registerPrune(program);
+}
+
+interface RunFlags {
+  input?: string;
+  inputFile?: string;
+  detach?: boolean;
+  timeout?: number;
+  attempts?: number;
+  limit: TaskLimits;
+  retryOnLimit?: boolean;
+}
+
+function registerRun(program: Command): void {
+  clientCommand(program, 'run', 'submit a TaskInstance of REF (name[@sha1]/task) and print its result as JSON')
+    .argument('<ref>', 'task reference, e.g. hello/greet or hello@1a2b3c4/greet')
+    .addOption(new Option('--input <json>', 'input as JSON (UTF-8)').conflicts('inputFile'))
+    .option('--input-file <file>', 'read the input JSON (UTF-8) from a file')
+    .option('--detach', 'print the TaskInstance id and return without waiting')
+    .option('--timeout <ms>', 'wall-clock limit of the task', integer)
+    .option('--attempts <n>', 'runs before the task fails for good', integer)
+    .option('--limit <name=value>', `limit for this run, repeatable; names: ${LIMIT_FLAG_NAMES}`, collectLimits, {})
+    .option('--retry-on-limit', 'retry (within --attempts) a run that broke a limit')
+    .action(async (ref: string, flags: Flags<RunFlags>) => {
+      const input = await readInput(flags);
+      await withClient(flags, async (tydra) => {
+        const run = await tydra.submit(
+          ref,
+          input,
+          stripUndefined({
+            timeoutMs: flags.timeout,
+            attempts: flags.attempts,
+            limits: Object.keys(flags.limit).length > 0 ? flags.limit : undefined,
+            retryOnLimit: flags.retryOnLimit,
+          }),
+        );
+        if (flags.detach) {
+          print(flags.json, { id: run.id, ref: run.ref }, run.id);
+          return;
+        }
+        await printResult(run, flags.json);
+      });
+    });
+}
+
+/** Prints the result; a failed or cancelled TaskInstance sets exit code 1 and says why on stderr. */
+async function printResult(run: TaskRun, json: boolean | undefined): Promise<void> {
+  try {
+    const result = await run.result();
+    const data = json ? { id: run.id, ref: run.ref, state: 'completed', result } : result;
+    process.stdout.write(`${JSON.stringify(data, null, 2)}\n`);
+  } catch (error) {
+    if (!(error instanceof TaskFailedError)) {
+      throw error;
+    }
+    const state = error instanceof TaskCancelledError ? 'cancelled' : 'failed';
+    if (json) {
+      process.stdout.write(`${JSON.stringify({ id: run.id, ref: run.ref, state, error: error.message })}\n`);
+    }
+    process.stderr.write(
+      `TaskInstance ${run.id} ${state === 'cancelled' ? 'was cancelled' : `failed: ${error.message}`}\n`,
+    );
+    process.exitCode = 1;
+  }
+}
+
+function registerCancel(program: Command): void {
+  clientCommand(
+    program,
+    'cancel',
+    'cancel a TaskInstance: removed if it has not started, killed on its node if it runs',
+  )
+    .argument('<id>', 'TaskInstance id')
+    .option('--wait', 'wait until a running TaskInstance has ended')
+    .action((id: string, flags: Flags<{ wait?: boolean }>) =>
+      withClient(flags, async (tydra) => {
+        const result = await tydra.cancel(id);
+        if (flags.wait && result.outcome === 'cancelling') {
+          await tydra
+            .run(id)
+            .result({ timeoutMs: 60_000 })
+            .catch(() => undefined);
+        }
+        const text = {
+          removed: `${id}: removed before it started`,
+          cancelling: `${id}: running; its node was told to kill it`,
+          finished: `${id}: already finished; nothing to cancel`,
+        }[result.outcome];
+        print(flags.json, result, text);
+      }),
+    );
+}
+
+function registerPackages(program: Command): void {
+  clientCommand(program, 'packages', 'list deployed packages, or the versions of NAME')
+    .argument('[name]', 'package name')
+    .action(async (name: string | undefined, flags: Flags) => {
+      const checked = name === undefined ? undefined : parsePackageName(name);
+      await withClient(flags, async (tydra) => {
+        if (checked === undefined) {
+          const names = await tydra.packageNames();
+          print(flags.json, names, names.length === 0 ? 'no packages deployed' : names.join('\n'));
+          return;
+        }
+        await printVersions(tydra, checked, flags.json);
+      });
+    });
+}
+
+async function printVersions(tydra: Tydra, name: string, json: boolean | undefined): Promise<void> {
+  const { latest, versions } = await tydra.packageVersions(name);
+  const rows = versions.map((v) => versionRow(v, latest));
+  print(json, rows, rows.length === 0 ? `no versions of ${name}` : rows.map((r) => formatVersion(name, r)).join('\n'));
+}
+
+function registerUndeploy(program: Command): void {
+  clientCommand(
+    program,
+    'undeploy',
+    'remove a version (NAME@SHA1PREFIX) or every version (NAME) from use; bytes stay until no TaskInstance holds them',
+  )
+    .argument('<target>', 'NAME or NAME@SHA1PREFIX (at least 7 hex digits)')
+    .action(async (target: string, flags: Flags) => {
+      const { name, version } = parsePackageVersion(target);
+      await withClient(flags, async (tydra) => {
+        const result = await tydra.undeploy(name, version);
+        const text = [
+          result.undeployed.length === 0
+            ? `nothing to undeploy: already out of use`
+            : result.undeployed.map((sha1) => `undeployed ${name}@${sha1}`).join('\n'),
+          `latest: ${result.latest === null ? 'none (the package can no longer be submitted)' : `${name}@${result.latest}`}`,
+        ].join('\n');
+        print(flags.json, result, text);
+      });
+    });
+}
+
+function registerPrune(program: Command): void {
+  clientCommand(
+    program,
+    'prune',
+    'delete package versions no TaskInstance can need (same logic as the prune job), and say why others are kept',
+  )
+    .option('--dry-run', 'report what would be removed; change nothing')
+    .addOption(
+      new Option('--grace <ms>', 'how long a version must have been without holders')
+        .argParser(integer)
+        .default(MASTER_DEFAULTS.pruneGraceMs),
+    )
+    .action((flags: Flags<{ dryRun?: boolean; grace: number }>) =>
+      withClient(flags, async (tydra) => {
+        const report = await tydra.prune({ dryRun: flags.dryRun ?? false, graceMs: flags.grace });
+        print(flags.json, report, formatPrune(report));
+      }),
+    );
+}

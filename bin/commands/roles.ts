@@ -1,0 +1,261 @@
+/**
+ * The long-running commands: `dev`, `master`, `node`, `dashboard`. Each maps its flags to the
+ * options object of one library class; defaults shown in `--help` come from the options modules,
+ * and the class validates (an `InvalidOptionError` ends the command with one line).
+ */
+import { fileURLToPath } from 'node:url';
+
+import { type Command, Option } from 'commander';
+
+import { CLIENT_DEFAULTS } from '../../lib/client/options.js';
+import { DEFAULT_TASK_LIMITS, formatBytes, formatDuration, type TaskLimits } from '../../lib/core/limits.js';
+import { createLogger, Dashboard, Master, startDevCluster, TydraNode } from '../../lib/index.js';
+import { MASTER_DEFAULTS } from '../../lib/master/options.js';
+import { NODE_DEFAULTS } from '../../lib/node/options.js';
+import { DASHBOARD_DEFAULTS } from '../../lib/ops/dashboard-options.js';
+import { DEV_CLUSTER_DEFAULTS } from '../../lib/ops/dev-cluster.js';
+import { redactRedisUrl } from '../../lib/redis/connection.js';
+import { env, onShutdown, redisOption, waitForever, withClient } from '../cli/common.js';
+import { bytesValue, collectLimits, integer, LIMIT_FLAG_NAMES, stripUndefined, userValue } from '../cli/parse.js';
+
+const EXAMPLES_DIR = fileURLToPath(new URL('../../../examples/', import.meta.url));
+
+/** `--name <value>` parsed by `parse`, defaulting to (and showing) the library's default. */
+const defaulted = (
+  flags: string,
+  description: string,
+  parse: (text: string) => number,
+  value: number,
+  shown?: string,
+) => new Option(flags, description).argParser(parse).default(value, shown);
+
+export function registerRoles(program: Command): void {
+  registerDev(program);
+  registerMaster(program);
+  registerNode(program);
+  registerDashboard(program);
+}
+
+interface DevFlags {
+  redis?: string;
+  nodes: number;
+  port: number;
+  dataDir: string;
+  demo?: boolean;
+  exit?: boolean;
+  unsafeNoSandbox?: boolean;
+}
+
+function registerDev(program: Command): void {
+  program
+    .command('dev')
+    .description('start a local cluster: a private redis-server (unless --redis), a master, N nodes and the dashboard')
+    .option('--redis <url>', 'use this Redis instead of starting a private one (env TYDRA_REDIS_URL)')
+    .addOption(defaulted('-n, --nodes <n>', 'nodes to start', integer, DEV_CLUSTER_DEFAULTS.nodes))
+    .addOption(defaulted('-p, --port <port>', 'dashboard port (0 = any free port)', integer, DASHBOARD_DEFAULTS.port))
+    .option('--data-dir <dir>', 'project-local folder for Redis data and node caches', DEV_CLUSTER_DEFAULTS.dataDir)
+    .option('--demo', 'deploy the example packages, run a task of each and print the results')
+    .option('--exit', 'with --demo: stop the cluster after the demo instead of waiting for Ctrl-C')
+    .option('--unsafe-no-sandbox', 'DEVELOPMENT ONLY: run tasks without bubblewrap')
+    .action(runDev);
+}
+
+async function runDev(flags: DevFlags): Promise<void> {
+  const cluster = await startDevCluster({
+    redis: flags.redis ?? (process.env.TYDRA_REDIS_URL ? env.redisUrl : undefined),
+    nodes: flags.nodes,
+    dashboardPort: flags.port,
+    dataDir: flags.dataDir,
+    unsafeNoSandbox: flags.unsafeNoSandbox ?? false,
+    logger: createLogger(),
+  });
+  const stop = onShutdown(() => cluster.close());
+  process.stdout.write(`tydra dev: ${cluster.nodes.length} node(s) on ${redactRedisUrl(cluster.redisUrl)}\n`);
+  process.stdout.write(`dashboard: ${cluster.dashboardUrl}\n`);
+  if (flags.demo) {
+    await runDemo(cluster.redisUrl);
+    process.stdout.write(`dashboard: ${cluster.dashboardUrl}\n`);
+  }
+  if (flags.demo && flags.exit) {
+    await stop();
+    return;
+  }
+  process.stdout.write('press Ctrl-C to stop\n');
+  await waitForever();
+}
+
+async function runDemo(redis: string): Promise<void> {
+  await withClient({ redis, connectTimeout: CLIENT_DEFAULTS.connectTimeoutMs }, async (tydra) => {
+    for (const dir of ['hello', 'shout']) {
+      const deployed = await tydra.deploy(`${EXAMPLES_DIR}${dir}`);
+      process.stdout.write(`deployed ${deployed.ref}\n`);
+    }
+    for (const [ref, input] of [
+      ['hello/greet', { name: 'tydra' }],
+      ['shout/shout', { text: 'hello from a sandbox' }],
+    ] as const) {
+      const run = await tydra.submit(ref, input);
+      const result = await run.result({ timeoutMs: 120_000 });
+      const status = await run.status();
+      process.stdout.write(
+        `ran ${ref} on ${status.nodeId ?? '?'} (TaskInstance ${run.id}): ${JSON.stringify(result)}\n`,
+      );
+    }
+  });
+}
+
+function registerMaster(program: Command): void {
+  const d = MASTER_DEFAULTS;
+  program
+    .command('master')
+    .description('run a master: schedule submitted TaskInstances onto live nodes')
+    .addOption(redisOption())
+    .addOption(defaulted('-c, --concurrency <n>', 'TaskInstances dispatched at once', integer, d.concurrency))
+    .addOption(
+      defaulted(
+        '--sweep-interval <ms>',
+        'how often dead nodes are swept for TaskInstances',
+        integer,
+        d.sweepIntervalMs,
+      ),
+    )
+    .addOption(defaulted('--prune-every <ms>', 'period of the package prune job', integer, d.pruneEveryMs))
+    .addOption(
+      defaulted(
+        '--prune-grace <ms>',
+        'how long a version stays without holders before it is deleted',
+        integer,
+        d.pruneGraceMs,
+      ),
+    )
+    .action(
+      async (flags: {
+        redis: string;
+        concurrency: number;
+        sweepInterval: number;
+        pruneEvery: number;
+        pruneGrace: number;
+      }) => {
+        const master = new Master({
+          redis: flags.redis,
+          concurrency: flags.concurrency,
+          sweepIntervalMs: flags.sweepInterval,
+          pruneEveryMs: flags.pruneEvery,
+          pruneGraceMs: flags.pruneGrace,
+          logger: createLogger(),
+        });
+        await master.start();
+        onShutdown(() => master.close());
+        await waitForever();
+      },
+    );
+}
+
+interface NodeFlags {
+  redis: string;
+  id?: string;
+  concurrency?: number;
+  cacheDir?: string;
+  timeout?: number;
+  limit: TaskLimits;
+  maxLimit: TaskLimits;
+  drainTimeout: number;
+  cacheMax: number;
+  heartbeat: number;
+  lockDuration: number;
+  sandboxUser?: { uid: number; gid: number };
+  unsafeNoSandbox?: boolean;
+}
+
+function registerNode(program: Command): void {
+  const d = NODE_DEFAULTS;
+  program
+    .command('node')
+    .description('run a node: take TaskInstances from node.<id> and run each in a fresh sandbox')
+    .addOption(redisOption())
+    .option('--id <id>', 'node id (default: <hostname>-<pid>)')
+    .option('-c, --concurrency <n>', 'TaskInstances run at once (default: number of CPUs)', integer)
+    .option(
+      '--cache-dir <dir>',
+      'package cache folder (env TYDRA_CACHE_DIR; default ~/.cache/tydra/packages)',
+      env.cacheDir,
+    )
+    .option(
+      '--timeout <ms>',
+      `default wall-clock limit of a task, same as --limit timeout=<ms> (default: ${formatDuration(DEFAULT_TASK_LIMITS.timeoutMs)})`,
+      integer,
+    )
+    .option('--limit <name=value>', `default task limit, repeatable; names: ${LIMIT_FLAG_NAMES}`, collectLimits, {})
+    .option('--max-limit <name=value>', 'most a submission or tydra.json may ask for, repeatable', collectLimits, {})
+    .addOption(
+      defaulted('--drain-timeout <ms>', 'on SIGTERM, how long running tasks may finish', integer, d.drainTimeoutMs),
+    )
+    .addOption(
+      defaulted(
+        '--cache-max <bytes>',
+        'package cache budget, e.g. 10GiB',
+        bytesValue,
+        d.cacheMaxBytes,
+        formatBytes(d.cacheMaxBytes),
+      ),
+    )
+    .addOption(defaulted('--heartbeat <ms>', 'heartbeat period; dead after 3 missed beats', integer, d.heartbeatMs))
+    .addOption(
+      defaulted(
+        '--lock-duration <ms>',
+        'lock of a running job; after a crash its tasks move once it expires',
+        integer,
+        d.lockDurationMs,
+      ),
+    )
+    .option('--sandbox-user <uid:gid>', 'host user the sandboxes run as (default when root: 65534:65534)', userValue)
+    .option('--unsafe-no-sandbox', 'DEVELOPMENT ONLY: run tasks without bubblewrap (logged loudly)')
+    .action(runNode);
+}
+
+async function runNode(flags: NodeFlags): Promise<void> {
+  const node = new TydraNode(
+    stripUndefined({
+      redis: flags.redis,
+      id: flags.id,
+      concurrency: flags.concurrency,
+      cacheDir: flags.cacheDir,
+      taskLimits: { ...flags.limit, ...(flags.timeout !== undefined ? { timeoutMs: flags.timeout } : {}) },
+      maxTaskLimits: flags.maxLimit,
+      drainTimeoutMs: flags.drainTimeout,
+      cacheMaxBytes: flags.cacheMax,
+      heartbeatMs: flags.heartbeat,
+      lockDurationMs: flags.lockDuration,
+      sandboxUser: flags.sandboxUser,
+      unsafeNoSandbox: flags.unsafeNoSandbox ?? false,
+      logger: createLogger(),
+    }),
+  );
+  await node.start();
+  onShutdown(() => node.close());
+  await waitForever();
+}
+
+function registerDashboard(program: Command): void {
+  program
+    .command('dashboard')
+    .description(
+      'serve Bull Board over every tydra queue (basic auth: env TYDRA_DASHBOARD_USER / TYDRA_DASHBOARD_PASSWORD)',
+    )
+    .addOption(redisOption())
+    .addOption(defaulted('-p, --port <port>', 'TCP port', integer, DASHBOARD_DEFAULTS.port))
+    .option('--host <host>', 'address to bind', DASHBOARD_DEFAULTS.host)
+    .action(async (flags: { redis: string; port: number; host: string }) => {
+      const auth =
+        env.dashboardUser && env.dashboardPassword
+          ? { user: env.dashboardUser, password: env.dashboardPassword }
+          : undefined;
+      const dashboard = new Dashboard(
+        stripUndefined({ redis: flags.redis, port: flags.port, host: flags.host, auth, logger: createLogger() }),
+      );
+      const url = await dashboard.start();
+      process.stdout.write(`dashboard: ${url}\n`);
+      onShutdown(() => dashboard.close());
+      await waitForever();
+    });
+}

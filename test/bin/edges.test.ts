@@ -1,0 +1,120 @@
+import assert from 'node:assert/strict';
+
+import { writeFile } from 'node:fs/promises';
+import { join } from 'node:path';
+
+import { MASTER_DEFAULTS } from '../../lib/master/options.js';
+import { NODE_DEFAULTS } from '../../lib/node/options.js';
+import { formatBytes } from '../../lib/core/limits.js';
+import { freePort } from '../../lib/ops/redis-server.js';
+import { copyFixture, redisUrl, tempDir } from '../helpers.js';
+import { tydra, tydraWithRawArgs } from './run-cli.js';
+
+/** The help line of `flag` (commander may wrap its description onto the next line). */
+function helpOf(help: string, flag: string): string {
+  const at = help.indexOf(`${flag} `);
+  assert.notEqual(at, -1, `${flag} is in the help`);
+  const rest = help.slice(at);
+  return rest.slice(0, rest.search(/\n {2}-/)).replace(/\s+/g, ' ');
+}
+
+describe('the tydra CLI: defaults and validation from the library (@integration)', function () {
+  this.timeout(60_000);
+
+  it('--help shows the defaults the options modules define', async () => {
+    const master = await tydra(['master', '--help']);
+    assert.equal(master.exitCode, 0, master.stderr);
+    assert.match(helpOf(master.stdout, '--concurrency'), new RegExp(`\\(default: ${MASTER_DEFAULTS.concurrency}\\)$`));
+    assert.match(helpOf(master.stdout, '--prune-grace'), new RegExp(`\\(default: ${MASTER_DEFAULTS.pruneGraceMs}\\)$`));
+    const node = await tydra(['node', '--help']);
+    assert.match(helpOf(node.stdout, '--heartbeat'), new RegExp(`\\(default: ${NODE_DEFAULTS.heartbeatMs}\\)$`));
+    assert.ok(helpOf(node.stdout, '--cache-max').endsWith(`(default: ${formatBytes(NODE_DEFAULTS.cacheMaxBytes)})`));
+  });
+
+  it('the library validates flags: an option out of range is one line and exit 1', async () => {
+    const result = await tydra(['master', '--concurrency', '0', '--redis', redisUrl()]);
+    assert.equal(result.exitCode, 1);
+    assert.equal(
+      result.stderr,
+      'tydra: Expected the `concurrency` option to be valid (too small: expected number to be >0), got `0` (number)',
+    );
+  });
+
+  it('a 4-hex version prefix and a package name that breaks the manifest rule are refused', async () => {
+    const short = await tydra(['undeploy', 'probe@abcd', '--redis', redisUrl()]);
+    assert.equal(short.exitCode, 1);
+    assert.equal(
+      short.stderr,
+      'tydra: Expected the version in "probe@abcd" to be a sha1 or a prefix of at least 7 hex digits, got `abcd`',
+    );
+    const outside = await tydra(['packages', '../etc', '--redis', redisUrl()]);
+    assert.equal(outside.exitCode, 1);
+    assert.equal(
+      outside.stderr,
+      'tydra: Expected the package name in "../etc" to match /^[a-z0-9][a-z0-9._-]{0,63}$/, got `../etc`',
+    );
+  });
+});
+
+describe('the tydra CLI: bounded connects and input bytes (@integration)', function () {
+  this.timeout(60_000);
+
+  it('every client command against a closed port exits non-zero: could not reach Redis', async () => {
+    const port = await freePort();
+    const dir = await copyFixture('probe');
+    const commands = [
+      ['nodes'],
+      ['deploy', dir],
+      ['run', 'probe/echo'],
+      ['status', 'some-id'],
+      ['cancel', 'some-id'],
+      ['packages'],
+      ['undeploy', 'probe'],
+      ['prune'],
+    ];
+    const results = await Promise.all(
+      commands.map((args) => tydra([...args, '--redis', `redis://127.0.0.1:${port}`, '--connect-timeout', '1000'])),
+    );
+    for (const [index, result] of results.entries()) {
+      assert.equal(result.exitCode, 1, `${commands[index]?.[0]}: ${result.stderr}`);
+      assert.equal(
+        result.stderr,
+        `tydra: could not reach Redis at 127.0.0.1:${port} (no password): connect ECONNREFUSED 127.0.0.1:${port}`,
+      );
+    }
+    const secret = await tydra(['nodes', '--redis', `redis://:hunter2@127.0.0.1:${port}`, '--connect-timeout', '500']);
+    assert.match(secret.stderr, /^tydra: could not reach Redis at 127\.0\.0\.1:\d+ \(with password\): /);
+    assert.doesNotMatch(secret.stderr, /hunter2/);
+  });
+
+  it('invalid UTF-8 in --input or --input-file is refused, naming the byte offset', async () => {
+    const bad = Buffer.from([0x22, 0x61, 0xff, 0x62, 0x22]); // "a\xffb"
+    for (const args of [[Buffer.from('--input'), bad], [Buffer.concat([Buffer.from('--input='), bad])]]) {
+      const result = await tydraWithRawArgs([Buffer.from('run'), Buffer.from('probe/echo'), ...args]);
+      assert.notEqual(result.exitCode, 0);
+      assert.equal(result.stderr, 'tydra: Expected --input to be UTF-8, got an invalid byte 0xff at byte offset 2');
+    }
+    const file = join(await tempDir(), 'input.json');
+    // `é` is fine; the truncated `€` (e2 82, then `"`) starts at byte 8.
+    await writeFile(file, Buffer.from([0x7b, 0x22, 0x61, 0x22, 0x3a, 0x22, 0xc3, 0xa9, 0xe2, 0x82, 0x22, 0x7d]));
+    const fromFile = await tydra(['run', 'probe/echo', '--input-file', file, '--redis', redisUrl()]);
+    assert.equal(fromFile.exitCode, 1);
+    assert.equal(
+      fromFile.stderr,
+      `tydra: Expected the file ${file} to be UTF-8, got an invalid byte 0xe2 at byte offset 8`,
+    );
+    // A real U+FFFD is text like any other: the command gets past the input, to Redis.
+    const port = await freePort();
+    const replacement = await tydra([
+      'run',
+      'x/y',
+      '--input',
+      '"\uFFFD"',
+      '--redis',
+      `redis://127.0.0.1:${port}`,
+      '--connect-timeout',
+      '500',
+    ]);
+    assert.match(replacement.stderr, /^tydra: could not reach Redis at /);
+  });
+});
