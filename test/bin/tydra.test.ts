@@ -6,9 +6,20 @@ import { dirname, join } from 'node:path';
 
 import { execa } from 'execa';
 
-import { Tydra } from '../../lib/client/client.js';
-import { CLI, copyFixture, defer, redisUrl, startCluster, startNode, tempDir, waitFor } from '../helpers.js';
+import {
+  CLI,
+  copyFixture,
+  defer,
+  redisUrl,
+  startCluster,
+  startNode,
+  tempDir,
+  testClient,
+  waitFor,
+} from '../helpers.js';
 import { pidsWithEnv } from '../processes.js';
+
+// Node ids carry this process's pid, so their parent cgroups (`tydra.<id>.<pid>`) fall under the leak check.
 
 /** Runs the CLI with a clean environment (no TYDRA_REDIS_URL leaking in). */
 function tydra(args: string[], options: { cwd?: string; env?: Record<string, string> } = {}) {
@@ -57,8 +68,7 @@ describe('the tydra CLI (@integration)', function () {
     assert.equal(detached.exitCode, 0, detached.stderr);
     const id = detached.stdout.trim();
     assert.match(id, /^[0-9a-f-]{36}$/);
-    const client = new Tydra({ redis: redisUrl() });
-    defer(() => client.close());
+    const client = testClient();
     await client.run(id).result();
     const status = await tydra(['status', id, '--json', '--redis', redisUrl()]);
     const parsed = JSON.parse(status.stdout);
@@ -154,12 +164,11 @@ describe('the tydra CLI (@integration)', function () {
 
   it('a SIGKILLed node leaves no sandbox process behind, and the next node on the host removes its cgroups', async () => {
     await startCluster(0);
-    const client = new Tydra({ redis: redisUrl() });
-    defer(() => client.close());
+    const client = testClient();
     await client.deploy(await copyFixture('probe'));
     const node = execa(
       process.execPath,
-      [CLI, 'node', '--id', 'doomed', '--redis', redisUrl(), '--cache-dir', await tempDir()],
+      [CLI, 'node', '--id', `doomed-${process.pid}`, '--redis', redisUrl(), '--cache-dir', await tempDir()],
       { reject: false, extendEnv: false, env: { PATH: process.env.PATH ?? '' } },
     );
     defer(() => Promise.resolve(node.kill('SIGKILL')));
@@ -186,7 +195,7 @@ describe('the tydra CLI (@integration)', function () {
     assert.ok(support !== undefined && support.mode !== 'none', 'this host has cgroups');
     const hierarchy = dirname(support.mode === 'v2' ? support.parent : support.memory);
     assert.equal(
-      existsSync(join(hierarchy, `tydra.doomed.${node.pid ?? 0}`)),
+      existsSync(join(hierarchy, `tydra.doomed-${process.pid}.${node.pid ?? 0}`)),
       false,
       "the crashed node's parent cgroup is removed",
     );
@@ -199,12 +208,11 @@ describe('the tydra CLI (@integration)', function () {
 
   it('a node stopped with SIGTERM finishes its running TaskInstance, then exits 0', async () => {
     await startCluster(0);
-    const client = new Tydra({ redis: redisUrl() });
-    defer(() => client.close());
+    const client = testClient();
     await client.deploy(await copyFixture('probe'));
     const node = execa(
       process.execPath,
-      [CLI, 'node', '--id', 'draining', '--redis', redisUrl(), '--cache-dir', await tempDir()],
+      [CLI, 'node', '--id', `draining-${process.pid}`, '--redis', redisUrl(), '--cache-dir', await tempDir()],
       { reject: false, extendEnv: false, env: { PATH: process.env.PATH ?? '' } },
     );
     defer(() => Promise.resolve(node.kill('SIGKILL')));
@@ -221,14 +229,13 @@ describe('the tydra CLI (@integration)', function () {
     assert.deepEqual(await run.result({ timeoutMs: 5000 }), { rested: 'drained' });
     assert.deepEqual(
       (await client.nodes()).map((n) => [n.id, n.state, n.alive]),
-      [['draining', 'stopped', false]],
+      [[`draining-${process.pid}`, 'stopped', false]],
     );
   });
 
   it('a second SIGTERM forces a draining node out at once, and its sandbox dies with it', async () => {
     await startCluster(0);
-    const client = new Tydra({ redis: redisUrl() });
-    defer(() => client.close());
+    const client = testClient();
     await client.deploy(await copyFixture('probe'));
     const node = execa(
       process.execPath,
@@ -236,7 +243,7 @@ describe('the tydra CLI (@integration)', function () {
         CLI,
         'node',
         '--id',
-        'forced',
+        `forced-${process.pid}`,
         '--redis',
         redisUrl(),
         '--cache-dir',
@@ -255,7 +262,7 @@ describe('the tydra CLI (@integration)', function () {
     );
     node.kill('SIGTERM');
     await waitFor('the node to start draining', async () =>
-      (await client.nodes()).some((n) => n.id === 'forced' && n.state === 'stopped') ? true : undefined,
+      (await client.nodes()).some((n) => n.id === `forced-${process.pid}` && n.state === 'stopped') ? true : undefined,
     );
     node.kill('SIGTERM');
     const exit = await node;
