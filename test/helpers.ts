@@ -14,6 +14,7 @@ import { Master } from '../lib/master/master.js';
 import { TydraNode } from '../lib/node/node.js';
 import type { MasterOptions } from '../lib/master/options.js';
 import type { NodeOptions } from '../lib/node/options.js';
+import { detectCgroups, removeCgroupParent } from '../sandbox/launcher/cgroup/support.js';
 
 export const REPO_ROOT = fileURLToPath(new URL('../../', import.meta.url));
 export const CLI = join(REPO_ROOT, 'dist/bin/tydra.js');
@@ -139,6 +140,17 @@ export function recordingLogger(level = 'debug'): { logger: Logger; entries: Arr
     },
   });
   return { logger: pino({ level }, sink), entries };
+}
+
+/**
+ * Removes the parent cgroup (`tydra.<id>.<pid>`, task cgroups included) of a node process that
+ * ended without cleaning up (SIGKILL, a forced exit). The next node started on the host would
+ * remove it, but none may come.
+ */
+export async function removeNodeCgroups(nodeId: string, pid: number | undefined): Promise<void> {
+  if (pid !== undefined) {
+    await removeCgroupParent(await detectCgroups({ parentName: `tydra.${nodeId}.${pid}` }));
+  }
 }
 
 export function sleep(ms: number): Promise<void> {

@@ -11,6 +11,7 @@ import {
   copyFixture,
   defer,
   redisUrl,
+  removeNodeCgroups,
   startCluster,
   startNode,
   tempDir,
@@ -253,7 +254,12 @@ describe('the tydra CLI (@integration)', function () {
       ],
       { reject: false, extendEnv: false, env: { PATH: process.env.PATH ?? '' } },
     );
-    defer(() => Promise.resolve(node.kill('SIGKILL')));
+    defer(async () => {
+      node.kill('SIGKILL');
+      await node;
+      // Forced out, the node exits without removing its cgroups.
+      await removeNodeCgroups(`forced-${process.pid}`, node.pid);
+    });
     const run = await client.submit('probe/sleep');
     await waitFor(
       'the task to start',

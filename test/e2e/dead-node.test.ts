@@ -4,12 +4,12 @@ import { execa } from 'execa';
 
 import type { Tydra } from '../../lib/client/client.js';
 import { TaskFailedError } from '../../lib/core/errors.js';
-import { detectCgroups, removeCgroupParent } from '../../sandbox/launcher/cgroup/support.js';
 import {
   CLI,
   copyFixture,
   defer,
   redisUrl,
+  removeNodeCgroups,
   startCluster,
   startNode,
   tempDir,
@@ -55,9 +55,7 @@ async function startDoomedNode(tydra: Tydra, id: string) {
   defer(async () => {
     node.kill('SIGKILL');
     await node;
-    // A SIGKILLed node never removes its parent cgroup; the next node started on the host would,
-    // but none may come: remove it here.
-    await removeCgroupParent(await detectCgroups({ parentName: `tydra.${id}.${node.pid ?? 0}` }));
+    await removeNodeCgroups(id, node.pid);
   });
   await waitFor(
     `node ${id} to register`,
