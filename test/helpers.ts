@@ -2,15 +2,19 @@
 import { chmod, cp, mkdir, mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
+import { Writable } from 'node:stream';
 import { fileURLToPath } from 'node:url';
 
-import { Redis } from 'ioredis';
+import { Redis, type RedisOptions } from 'ioredis';
+import { pino } from 'pino';
 
 import { Tydra } from '../lib/client/client.js';
+import type { Logger } from '../lib/core/logger.js';
 import { Master } from '../lib/master/master.js';
 import { TydraNode } from '../lib/node/node.js';
 import type { MasterOptions } from '../lib/master/options.js';
 import type { NodeOptions } from '../lib/node/options.js';
+import { detectCgroups, removeCgroupParent } from '../sandbox/launcher/cgroup/support.js';
 
 export const REPO_ROOT = fileURLToPath(new URL('../../', import.meta.url));
 export const CLI = join(REPO_ROOT, 'dist/bin/tydra.js');
@@ -19,7 +23,9 @@ export const CLI = join(REPO_ROOT, 'dist/bin/tydra.js');
 export function redisUrl(): string {
   const url = process.env.TYDRA_TEST_REDIS_URL;
   if (!url) {
-    throw new Error('the test Redis is not running: test/setup.ts must be loaded as a root hook');
+    throw new Error(
+      'the test Redis is not running: a test that needs Redis must be tagged (@integration), which the unit run (setup-unit.ts) leaves out',
+    );
   }
   return url;
 }
@@ -35,26 +41,15 @@ export function defer(fn: () => Promise<unknown>): void {
   cleanups.push(fn);
 }
 
-/** Runs every deferred cleanup (newest first), then empties the test Redis. */
+/** Runs every deferred cleanup, newest first (the root hooks call it after each test). */
 export async function cleanUp(): Promise<void> {
   while (cleanups.length > 0) {
     await cleanups
       .pop()?.()
       .catch(() => undefined);
   }
-  const redis = new Redis(redisUrl());
-  try {
-    await redis.flushall();
-  } finally {
-    redis.disconnect();
-  }
 }
 
-/**
- * A fresh folder, removed after the test. Searchable by others (0711, not listable) like a
- * real cache folder must be: a node running as root starts sandboxes as the unprivileged
- * sandbox user, which must reach the folders bwrap mounts.
- */
 /** A client on the test Redis, closed after the test. */
 export function testClient(options: ConstructorParameters<typeof Tydra>[0] = {}): Tydra {
   const tydra = new Tydra({ redis: redisUrl(), ...options });
@@ -62,13 +57,21 @@ export function testClient(options: ConstructorParameters<typeof Tydra>[0] = {})
   return tydra;
 }
 
-/** A plain connection to the test Redis, closed after the test. */
-export function testRedis(): Redis {
-  const connection = new Redis(redisUrl());
+/**
+ * A plain connection to the test Redis, closed after the test. BullMQ queues on it need
+ * `{ maxRetriesPerRequest: null }`.
+ */
+export function testRedis(options: RedisOptions = {}): Redis {
+  const connection = new Redis(redisUrl(), options);
   defer(() => Promise.resolve(connection.disconnect()));
   return connection;
 }
 
+/**
+ * A fresh folder, removed after the test. Searchable by others (0711, not listable) like a
+ * real cache folder must be: a node running as root starts sandboxes as the unprivileged
+ * sandbox user, which must reach the folders bwrap mounts.
+ */
 export async function tempDir(prefix = 'tydra-test-'): Promise<string> {
   const dir = await mkdtemp(join(tmpdir(), prefix));
   await chmod(dir, 0o711);
@@ -125,6 +128,29 @@ export async function startNode(options: NodeOptions = {}): Promise<TydraNode> {
   defer(() => node.close());
   await node.start();
   return node;
+}
+
+/** A pino logger at `level` that records every entry (`{ level, msg, ...fields }`) instead of printing it. */
+export function recordingLogger(level = 'debug'): { logger: Logger; entries: Array<{ level: number; msg: string }> } {
+  const entries: Array<{ level: number; msg: string }> = [];
+  const sink = new Writable({
+    write(chunk: Buffer, _encoding, callback) {
+      entries.push(JSON.parse(chunk.toString()) as { level: number; msg: string });
+      callback();
+    },
+  });
+  return { logger: pino({ level }, sink), entries };
+}
+
+/**
+ * Removes the parent cgroup (`tydra.<id>.<pid>`, task cgroups included) of a node process that
+ * ended without cleaning up (SIGKILL, a forced exit). The next node started on the host would
+ * remove it, but none may come.
+ */
+export async function removeNodeCgroups(nodeId: string, pid: number | undefined): Promise<void> {
+  if (pid !== undefined) {
+    await removeCgroupParent(await detectCgroups({ parentName: `tydra.${nodeId}.${pid}` }));
+  }
 }
 
 export function sleep(ms: number): Promise<void> {

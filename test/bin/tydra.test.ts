@@ -6,8 +6,20 @@ import { dirname, join } from 'node:path';
 
 import { execa } from 'execa';
 
-import { Tydra } from '../../lib/client/client.js';
-import { CLI, copyFixture, defer, redisUrl, startCluster, startNode, tempDir, waitFor } from '../helpers.js';
+import {
+  CLI,
+  copyFixture,
+  defer,
+  redisUrl,
+  removeNodeCgroups,
+  startCluster,
+  startNode,
+  tempDir,
+  testClient,
+  waitFor,
+} from '../helpers.js';
+
+// Node ids carry this process's pid, so their parent cgroups (`tydra.<id>.<pid>`) fall under the leak check.
 import { pidsWithEnv } from '../processes.js';
 import { tydra } from './run-cli.js';
 
@@ -64,8 +76,7 @@ async function deployRunStatusPackages(): Promise<void> {
   assert.equal(detached.exitCode, 0, detached.stderr);
   const id = detached.stdout.trim();
   assert.match(id, /^[0-9a-f-]{36}$/);
-  const client = new Tydra({ redis: redisUrl() });
-  defer(() => client.close());
+  const client = testClient();
   await client.run(id).result();
   const status = await tydra(['status', id, '--json', '--redis', redisUrl()]);
   const parsed = JSON.parse(status.stdout);
@@ -164,12 +175,11 @@ async function nodeWithoutBwrap(): Promise<void> {
 
 async function killedNodeLeavesNothing(): Promise<void> {
   await startCluster(0);
-  const client = new Tydra({ redis: redisUrl() });
-  defer(() => client.close());
+  const client = testClient();
   await client.deploy(await copyFixture('probe'));
   const node = execa(
     process.execPath,
-    [CLI, 'node', '--id', 'doomed', '--redis', redisUrl(), '--cache-dir', await tempDir()],
+    [CLI, 'node', '--id', `doomed-${process.pid}`, '--redis', redisUrl(), '--cache-dir', await tempDir()],
     { reject: false, extendEnv: false, env: { PATH: process.env.PATH ?? '' } },
   );
   defer(() => Promise.resolve(node.kill('SIGKILL')));
@@ -196,7 +206,7 @@ async function killedNodeLeavesNothing(): Promise<void> {
   assert.ok(support !== undefined && support.mode !== 'none', 'this host has cgroups');
   const hierarchy = dirname(support.mode === 'v2' ? support.parent : support.memory);
   assert.equal(
-    existsSync(join(hierarchy, `tydra.doomed.${node.pid ?? 0}`)),
+    existsSync(join(hierarchy, `tydra.doomed-${process.pid}.${node.pid ?? 0}`)),
     false,
     "the crashed node's parent cgroup is removed",
   );
@@ -209,12 +219,11 @@ async function killedNodeLeavesNothing(): Promise<void> {
 
 async function sigtermDrains(): Promise<void> {
   await startCluster(0);
-  const client = new Tydra({ redis: redisUrl() });
-  defer(() => client.close());
+  const client = testClient();
   await client.deploy(await copyFixture('probe'));
   const node = execa(
     process.execPath,
-    [CLI, 'node', '--id', 'draining', '--redis', redisUrl(), '--cache-dir', await tempDir()],
+    [CLI, 'node', '--id', `draining-${process.pid}`, '--redis', redisUrl(), '--cache-dir', await tempDir()],
     { reject: false, extendEnv: false, env: { PATH: process.env.PATH ?? '' } },
   );
   defer(() => Promise.resolve(node.kill('SIGKILL')));
@@ -231,21 +240,36 @@ async function sigtermDrains(): Promise<void> {
   assert.deepEqual(await run.result({ timeoutMs: 5000 }), { rested: 'drained' });
   assert.deepEqual(
     (await client.nodes()).map((n) => [n.id, n.state, n.alive]),
-    [['draining', 'stopped', false]],
+    [[`draining-${process.pid}`, 'stopped', false]],
   );
 }
 
 async function secondSigtermForces(): Promise<void> {
   await startCluster(0);
-  const client = new Tydra({ redis: redisUrl() });
-  defer(() => client.close());
+  const client = testClient();
   await client.deploy(await copyFixture('probe'));
   const node = execa(
     process.execPath,
-    [CLI, 'node', '--id', 'forced', '--redis', redisUrl(), '--cache-dir', await tempDir(), '--drain-timeout', '60000'],
+    [
+      CLI,
+      'node',
+      '--id',
+      `forced-${process.pid}`,
+      '--redis',
+      redisUrl(),
+      '--cache-dir',
+      await tempDir(),
+      '--drain-timeout',
+      '60000',
+    ],
     { reject: false, extendEnv: false, env: { PATH: process.env.PATH ?? '' } },
   );
-  defer(() => Promise.resolve(node.kill('SIGKILL')));
+  defer(async () => {
+    node.kill('SIGKILL');
+    await node;
+    // Forced out, the node exits without removing its cgroups.
+    await removeNodeCgroups(`forced-${process.pid}`, node.pid);
+  });
   const run = await client.submit('probe/sleep');
   await waitFor(
     'the task to start',
@@ -254,7 +278,7 @@ async function secondSigtermForces(): Promise<void> {
   );
   node.kill('SIGTERM');
   await waitFor('the node to start draining', async () =>
-    (await client.nodes()).some((n) => n.id === 'forced' && n.state === 'stopped') ? true : undefined,
+    (await client.nodes()).some((n) => n.id === `forced-${process.pid}` && n.state === 'stopped') ? true : undefined,
   );
   node.kill('SIGTERM');
   const exit = await node;

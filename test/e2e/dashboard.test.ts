@@ -1,7 +1,7 @@
 import assert from 'node:assert/strict';
 
 import { Dashboard } from '../../lib/ops/dashboard.js';
-import { defer, redisUrl, startCluster } from '../helpers.js';
+import { defer, redisUrl, startCluster, waitFor } from '../helpers.js';
 
 async function queueNames(url: string, headers: Record<string, string> = {}): Promise<string[]> {
   const response = await fetch(`${url}api/queues?activeQueue=&page=1&jobsPerPage=10`, { headers });
@@ -20,10 +20,10 @@ describe('the dashboard (@integration)', function () {
     const url = await dashboard.start();
     assert.deepEqual(await queueNames(url), ['maintenance', 'node.' + nodes[0]?.id, 'tasks'].sort());
     const { nodes: more } = await startCluster(1);
-    await new Promise((resolve) => setTimeout(resolve, 400));
-    assert.deepEqual(
-      await queueNames(url),
-      ['maintenance', 'node.' + nodes[0]?.id, 'node.' + more[0]?.id, 'tasks'].sort(),
+    // The dashboard refreshes its list every 100 ms; wait for it rather than sleep a fixed time.
+    const expected = ['maintenance', 'node.' + nodes[0]?.id, 'node.' + more[0]?.id, 'tasks'].sort();
+    await waitFor('the dashboard to list the second node', async () =>
+      JSON.stringify(await queueNames(url)) === JSON.stringify(expected) ? true : undefined,
     );
   });
 

@@ -2,16 +2,26 @@ import assert from 'node:assert/strict';
 
 import { execa } from 'execa';
 
-import { Tydra } from '../../lib/client/client.js';
+import type { Tydra } from '../../lib/client/client.js';
 import { TaskFailedError } from '../../lib/core/errors.js';
-import { CLI, copyFixture, defer, redisUrl, startCluster, startNode, tempDir, waitFor } from '../helpers.js';
+import {
+  CLI,
+  copyFixture,
+  defer,
+  redisUrl,
+  removeNodeCgroups,
+  startCluster,
+  startNode,
+  tempDir,
+  testClient,
+  waitFor,
+} from '../helpers.js';
 import { pidsWithEnv } from '../processes.js';
 
 const FAST_MASTER = { sweepIntervalMs: 200 };
 
 async function probeClient(): Promise<Tydra> {
-  const tydra = new Tydra({ redis: redisUrl() });
-  defer(() => tydra.close());
+  const tydra = testClient();
   await tydra.deploy(await copyFixture('probe'));
   return tydra;
 }
@@ -42,7 +52,11 @@ async function startDoomedNode(tydra: Tydra, id: string) {
       env: { PATH: process.env.PATH ?? '' },
     },
   );
-  defer(() => Promise.resolve(node.kill('SIGKILL')));
+  defer(async () => {
+    node.kill('SIGKILL');
+    await node;
+    await removeNodeCgroups(id, node.pid);
+  });
   await waitFor(
     `node ${id} to register`,
     async () => ((await tydra.nodes()).some((n) => n.id === id && n.alive) ? true : undefined),
@@ -60,7 +74,8 @@ describe('TaskInstances on a node that dies (@integration)', function () {
     const tydra = await probeClient();
     const doomed = `doomed-${process.pid}`;
     const { node } = await startDoomedNode(tydra, doomed);
-    const runs = await Promise.all(['a', 'b', 'c'].map((tag) => tydra.submit('probe/nap', { ms: 1500, tag })));
+    // Long enough that the first is still running when its node is killed, even on a loaded machine.
+    const runs = await Promise.all(['a', 'b', 'c'].map((tag) => tydra.submit('probe/nap', { ms: 4000, tag })));
     const first = runs[0];
     assert.ok(first);
     await waitFor(

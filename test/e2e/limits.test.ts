@@ -1,9 +1,7 @@
 import assert from 'node:assert/strict';
 
-import { Tydra } from '../../lib/client/client.js';
-import { LimitExceededError, TaskFailedError } from '../../lib/core/errors.js';
-import { resolveLimits, DEFAULT_MAX_TASK_LIMITS, DEFAULT_TASK_LIMITS, parseLimitValue } from '../../lib/core/limits.js';
-import { defer, makePackage, redisUrl, startCluster } from '../helpers.js';
+import { TaskFailedError } from '../../lib/core/errors.js';
+import { makePackage, startCluster, testClient } from '../helpers.js';
 
 const MiB = 1024 * 1024;
 
@@ -35,15 +33,9 @@ async function failure(promise: Promise<unknown>): Promise<TaskFailedError> {
 describe('task limits from tydra.json, the submission and the node (@integration)', function () {
   this.timeout(30_000);
 
-  function client(): Tydra {
-    const tydra = new Tydra({ redis: redisUrl() });
-    defer(() => tydra.close());
-    return tydra;
-  }
-
   it('a task limit overrides the package limit, a submission overrides both, the node maximum caps all', async () => {
     await startCluster(1, { maxTaskLimits: { outputBytes: 64 * 1024 } });
-    const tydra = client();
+    const tydra = testClient();
     await tydra.deploy(await loudPackage({ package: { outputBytes: 4096 }, task: { outputBytes: 16 * 1024 } }));
     // Task limit 16 KiB: 8 KiB passes, 20 KiB breaks it.
     assert.equal(await (await tydra.submit('loud/shout', { bytes: 8 * 1024 })).result(), 8 * 1024);
@@ -72,7 +64,7 @@ describe('task limits from tydra.json, the submission and the node (@integration
 
   it('a limit violation is not retried unless the submission asks for it', async () => {
     await startCluster(1);
-    const tydra = client();
+    const tydra = testClient();
     await tydra.deploy(await loudPackage({}));
     const once = await tydra.submit('loud/plain', { bytes: 4096 }, { attempts: 3, limits: { outputBytes: 1024 } });
     assert.equal((await failure(once.result())).message, 'output limit exceeded (1 KiB on stdout)');
@@ -87,7 +79,7 @@ describe('task limits from tydra.json, the submission and the node (@integration
   });
 
   it('rejects bad limits at submit, naming the field', async () => {
-    const tydra = client();
+    const tydra = testClient();
     await tydra.deploy(await loudPackage({}));
     await assert.rejects(
       tydra.submit('loud/plain', null, { limits: { memoryBytes: 1024 } }),
@@ -98,44 +90,5 @@ describe('task limits from tydra.json, the submission and the node (@integration
       /unknown key\(s\) `memory`/,
     );
     await assert.rejects(tydra.deploy(await loudPackage({ task: { pids: 0 } })), /tasks\.shout\.limits\.pids/);
-  });
-});
-
-describe('limit arithmetic', () => {
-  it('resolves submission > task > package > default, capped by the maximum', () => {
-    const { limits, clamped } = resolveLimits(
-      {
-        submission: { memoryBytes: 900 * MiB },
-        task: { memoryBytes: 100 * MiB, pids: 10 },
-        package: { pids: 20, cpuMs: 5000 },
-      },
-      DEFAULT_TASK_LIMITS,
-      { ...DEFAULT_MAX_TASK_LIMITS, memoryBytes: 768 * MiB },
-    );
-    assert.equal(limits.memoryBytes, 768 * MiB);
-    assert.equal(limits.pids, 10);
-    assert.equal(limits.cpuMs, 5000);
-    assert.equal(limits.timeoutMs, DEFAULT_TASK_LIMITS.timeoutMs);
-    assert.deepEqual(clamped, [{ name: 'memoryBytes', asked: 900 * MiB, allowed: 768 * MiB }]);
-  });
-
-  it('parses CLI limit values with units', () => {
-    assert.equal(parseLimitValue('memoryBytes', '512MiB'), 512 * MiB);
-    assert.equal(parseLimitValue('memoryBytes', '1.5g'), 1.5 * 1024 * MiB);
-    assert.equal(parseLimitValue('timeoutMs', '90s'), 90_000);
-    assert.equal(parseLimitValue('timeoutMs', '2m'), 120_000);
-    assert.equal(parseLimitValue('pids', '128'), 128);
-    assert.throws(() => parseLimitValue('pids', '12k'), /Expected a unit for pids \(a plain count\), got `k`/);
-    assert.throws(
-      () => parseLimitValue('memoryBytes', 'lots'),
-      /Expected a number with an optional unit for memoryBytes, got `lots`/,
-    );
-  });
-
-  it('names limits in errors', () => {
-    assert.ok(
-      new LimitExceededError('memory limit exceeded (512 MiB)', 'id', 'memoryBytes', 512 * MiB) instanceof
-        TaskFailedError,
-    );
   });
 });

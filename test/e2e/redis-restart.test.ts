@@ -1,10 +1,9 @@
 import assert from 'node:assert/strict';
 
-import { Tydra } from '../../lib/client/client.js';
 import { Master } from '../../lib/master/master.js';
 import { TydraNode } from '../../lib/node/node.js';
 import { type RedisServer, startRedisServer } from '../../lib/ops/redis-server.js';
-import { copyFixture, defer, tempDir } from '../helpers.js';
+import { copyFixture, defer, tempDir, testClient } from '../helpers.js';
 
 /**
  * These tests restart Redis under a cluster, so they use a redis-server of their own (persistent,
@@ -28,6 +27,7 @@ describe('Redis restarting (@integration)', function () {
     };
   }
 
+  // Not startCluster(): the master and node must talk to the private Redis at `url`.
   function cluster(url: string, cacheDir: string): { master: Master; node: TydraNode } {
     const master = new Master({ redis: url, sweepIntervalMs: 200 });
     const node = new TydraNode({
@@ -45,15 +45,14 @@ describe('Redis restarting (@integration)', function () {
   it('keeps submitted TaskInstances and deployed packages across a restart', async () => {
     const redis = await privateRedis();
     const url = redis.server().url;
-    const before = new Tydra({ redis: url });
+    const before = testClient({ redis: url });
     await before.deploy(await copyFixture('probe'));
     const runs = await Promise.all([1, 2, 3].map((n) => before.submit('probe/echo', n)));
     await before.close();
 
     await redis.restart();
 
-    const after = new Tydra({ redis: url });
-    defer(() => after.close());
+    const after = testClient({ redis: url });
     const { master, node } = cluster(url, await tempDir());
     await master.start();
     await node.start();
@@ -67,8 +66,7 @@ describe('Redis restarting (@integration)', function () {
   it('a running master, node and client carry on after Redis comes back', async () => {
     const redis = await privateRedis();
     const url = redis.server().url;
-    const tydra = new Tydra({ redis: url });
-    defer(() => tydra.close());
+    const tydra = testClient({ redis: url });
     await tydra.deploy(await copyFixture('probe'));
     const { master, node } = cluster(url, await tempDir());
     await master.start();

@@ -1,15 +1,12 @@
 import assert from 'node:assert/strict';
 
-import { Redis } from 'ioredis';
-
-import { Tydra } from '../../lib/client/client.js';
+import type { Tydra } from '../../lib/client/client.js';
 import { TaskFailedError } from '../../lib/core/errors.js';
-import { copyFixture, defer, redisUrl, startCluster, waitFor } from '../helpers.js';
+import { copyFixture, defer, recordingLogger, startCluster, testClient, testRedis, waitFor } from '../helpers.js';
 import { pidsWithEnv } from '../processes.js';
 
 async function deployedProbe(): Promise<{ tydra: Tydra; sha1: string }> {
-  const tydra = new Tydra({ redis: redisUrl() });
-  defer(() => tydra.close());
+  const tydra = testClient();
   const { sha1 } = await tydra.deploy(await copyFixture('probe'));
   return { tydra, sha1 };
 }
@@ -25,13 +22,8 @@ async function failure(promise: Promise<unknown>): Promise<TaskFailedError> {
 }
 
 async function getrangeCalls(): Promise<number> {
-  const redis = new Redis(redisUrl());
-  try {
-    const match = /cmdstat_getrange:calls=(\d+)/.exec(await redis.info('commandstats'));
-    return match ? Number(match[1]) : 0;
-  } finally {
-    redis.disconnect();
-  }
+  const match = /cmdstat_getrange:calls=(\d+)/.exec(await testRedis().info('commandstats'));
+  return match ? Number(match[1]) : 0;
 }
 
 describe('running TaskInstances through master and node (@integration)', function () {
@@ -159,15 +151,15 @@ describe('running TaskInstances through master and node (@integration)', functio
   });
 
   it('holds a TaskInstance until a node is alive, then runs it', async () => {
-    const tydra = new Tydra({ redis: redisUrl() });
-    defer(() => tydra.close());
+    const tydra = testClient();
     await tydra.deploy(await copyFixture('probe'));
     const run = await tydra.submit('probe/echo', 'early');
-    const { Master } = await import('../../lib/master/master.js');
-    const master = new Master({ redis: redisUrl(), noNodeRetryMs: 200 });
-    defer(() => master.close());
-    await master.start();
-    await new Promise((resolve) => setTimeout(resolve, 600));
+    const { logger, entries } = recordingLogger();
+    await startCluster(0, {}, { noNodeRetryMs: 200, logger });
+    // Counted, not slept through: the master found no node twice, and still holds the TaskInstance.
+    await waitFor('two dispatch attempts', () =>
+      entries.filter((entry) => entry.msg === 'no live node; retrying dispatch later').length >= 2 ? true : undefined,
+    );
     assert.equal((await run.status()).state, 'queued');
     await startCluster(1);
     assert.equal(((await run.result()) as { input: unknown }).input, 'early');
@@ -175,10 +167,7 @@ describe('running TaskInstances through master and node (@integration)', functio
 
   it('with two masters running, every TaskInstance completes and runs exactly once', async () => {
     const { master: first } = await startCluster(2);
-    const { Master } = await import('../../lib/master/master.js');
-    const second = new Master({ redis: redisUrl() });
-    defer(() => second.close());
-    await second.start();
+    await startCluster(0);
     const { tydra } = await deployedProbe();
     const runs = await Promise.all(Array.from({ length: 12 }, (_, n) => tydra.submit('probe/echo', n)));
     const results = await Promise.all(runs.map((run) => run.result()));
@@ -200,20 +189,14 @@ describe('running TaskInstances through master and node (@integration)', functio
   it('fails a TaskInstance job whose data was not written by a client, without dispatching it', async () => {
     await startCluster(1);
     const { Queue } = await import('bullmq');
-    const { Redis: RedisClient } = await import('ioredis');
-    const connection = new RedisClient(redisUrl(), { maxRetriesPerRequest: null });
-    const queue = new Queue('tasks', { connection });
-    defer(async () => {
-      await queue.close();
-      connection.disconnect();
-    });
+    const queue = new Queue('tasks', { connection: testRedis({ maxRetriesPerRequest: null }) });
+    defer(() => queue.close());
     await queue.add(
       'task-instance',
       { ref: 'x', package: { name: 'x', sha1: 'not-a-sha' }, task: 't', input: null, attempts: 1, submittedAt: 0 },
       { jobId: 'forged' },
     );
-    const tydra = new Tydra({ redis: redisUrl() });
-    defer(() => tydra.close());
+    const tydra = testClient();
     const error = await failure(tydra.run('forged').result());
     assert.match(
       error.message,

@@ -3,8 +3,7 @@ import { Writable } from 'node:stream';
 
 import { pino } from 'pino';
 
-import { Tydra } from '../../lib/client/client.js';
-import { copyFixture, defer, redisUrl, startCluster } from '../helpers.js';
+import { copyFixture, startCluster, testClient } from '../helpers.js';
 
 describe('the development-only --unsafe-no-sandbox mode (@integration)', function () {
   this.timeout(30_000);
@@ -18,8 +17,7 @@ describe('the development-only --unsafe-no-sandbox mode (@integration)', functio
       },
     });
     await startCluster(1, { unsafeNoSandbox: true, logger: pino({ level: 'info' }, sink) });
-    const tydra = new Tydra({ redis: redisUrl() });
-    defer(() => tydra.close());
+    const tydra = testClient();
     await tydra.deploy(await copyFixture('probe'));
     const result = (await (await tydra.submit('probe/echo', 'x')).result()) as { uid: number; cwd: string };
     assert.equal(result.uid, process.getuid?.(), 'without the sandbox the task runs as the node user');

@@ -8,12 +8,12 @@ import { createHash, randomUUID } from 'node:crypto';
 import { readdir, readFile } from 'node:fs/promises';
 import { join } from 'node:path';
 
-import { type SubmitOptions, type TaskRun, type TaskStatus, Tydra } from '../../lib/client/client.js';
+import type { SubmitOptions, TaskRun, TaskStatus, Tydra } from '../../lib/client/client.js';
 import { TaskFailedError } from '../../lib/core/errors.js';
 import type { TydraNode } from '../../lib/node/node.js';
 import type { NodeOptions } from '../../lib/node/options.js';
 import { digestTree } from '../../lib/packages/cache/tree-digest.js';
-import { copyFixture, defer, redisUrl, startCluster, waitFor } from '../helpers.js';
+import { copyFixture, startCluster, testClient, waitFor } from '../helpers.js';
 import { pidsWithEnv } from '../processes.js';
 
 export const KiB = 1024;
@@ -34,7 +34,9 @@ export const LIMITS = {
   fileSizeBytes: MiB,
   scratchBytes: 4 * MiB,
   outputBytes: 64 * KiB,
-  timeoutMs: 5000,
+  // Generous: on a busy machine a task may wait seconds for a core; the attacks that should time
+  // out set their own short timeout.
+  timeoutMs: 20_000,
 } as const;
 
 export interface Arena {
@@ -55,8 +57,7 @@ export async function arena(nodeOptions: NodeOptions = {}): Promise<Arena> {
     node.cgroups !== undefined && node.cgroups.mode !== 'none',
     'the escape suite needs cgroups (run as root on a host with the memory and pids controllers)',
   );
-  const tydra = new Tydra({ redis: redisUrl() });
-  defer(() => tydra.close());
+  const tydra = testClient();
   const { sha1 } = await tydra.deploy(await copyFixture('attacks'));
   return {
     tydra,
@@ -110,10 +111,8 @@ export async function expectResult(arena: Arena, run: TaskRun, checks: LeftoverC
 
 /** No process with the TaskInstance's id in its environment, and no TaskInstance cgroup on the node. */
 export async function expectNothingLeft(arena: Arena, run: TaskRun, checks: LeftoverChecks = {}): Promise<void> {
-  await waitFor(
-    `every process of ${run.id} to be gone`,
-    async () => ((await pidsWithEnv('TYDRA_INSTANCE_ID', run.id)).length === 0 ? true : undefined),
-    2000,
+  await waitFor(`every process of ${run.id} to be gone`, async () =>
+    (await pidsWithEnv('TYDRA_INSTANCE_ID', run.id)).length === 0 ? true : undefined,
   );
   if (checks.cgroups ?? true) {
     assert.deepEqual(await taskCgroups(arena.node), [], 'the TaskInstance cgroup must be removed');

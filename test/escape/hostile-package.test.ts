@@ -10,14 +10,11 @@ import { readdir } from 'node:fs/promises';
 import { dirname, join } from 'node:path';
 
 import { Queue } from 'bullmq';
-import { Redis } from 'ioredis';
-
-import { Tydra } from '../../lib/client/client.js';
 import { TaskFailedError } from '../../lib/core/errors.js';
 import { packageBlobKey, packageLatestKey, packageVersionsKey } from '../../lib/redis/keys.js';
 import { sha1Hex } from '../../lib/packages/pack.js';
 import type { PackageVersion } from '../../lib/packages/store.js';
-import { defer, redisUrl, startCluster, tempDir } from '../helpers.js';
+import { defer, startCluster, tempDir, testClient, testRedis } from '../helpers.js';
 import { craft, type CraftedEntry, file } from '../tarballs.js';
 
 /** Stores `tarball` as the latest version of `name`, exactly as `PackageStore.deploy` would, and returns its sha1. */
@@ -30,17 +27,12 @@ async function plantPackage(name: string, tarball: Buffer): Promise<string> {
     deployedAt: Date.now(),
     manifest: { name, tasks: { run: { module: 'run.mjs' } } },
   };
-  const redis = new Redis(redisUrl());
-  try {
-    await redis
-      .multi()
-      .set(packageBlobKey(name, sha1), tarball)
-      .hset(packageVersionsKey(name), sha1, JSON.stringify(version))
-      .set(packageLatestKey(name), sha1)
-      .exec();
-  } finally {
-    redis.disconnect();
-  }
+  await testRedis()
+    .multi()
+    .set(packageBlobKey(name, sha1), tarball)
+    .hset(packageVersionsKey(name), sha1, JSON.stringify(version))
+    .set(packageLatestKey(name), sha1)
+    .exec();
   return sha1;
 }
 
@@ -59,8 +51,7 @@ describe('escape suite: hostile package (@integration)', function () {
     const { nodes } = await startCluster(1);
     const node = nodes[0];
     assert.ok(node !== undefined);
-    const tydra = new Tydra({ redis: redisUrl() });
-    defer(() => tydra.close());
+    const tydra = testClient();
     const target = await tempDir('tydra-target-');
     const manifest = file('tydra.json', JSON.stringify({ name: 'x', tasks: { run: { module: 'run.mjs' } } }));
     const cases: Array<{ name: string; entries: CraftedEntry[]; message: string }> = [
@@ -95,12 +86,8 @@ describe('escape suite: hostile package (@integration)', function () {
         message: `Expected package paths to be relative and inside the package, got ${JSON.stringify(join(target, 'pwned.txt'))}`,
       },
     ];
-    const connection = new Redis(redisUrl(), { maxRetriesPerRequest: null });
-    const nodeQueue = new Queue(node.queueName, { connection });
-    defer(async () => {
-      await nodeQueue.close();
-      connection.disconnect();
-    });
+    const nodeQueue = new Queue(node.queueName, { connection: testRedis({ maxRetriesPerRequest: null }) });
+    defer(() => nodeQueue.close());
 
     for (const { name, entries, message } of cases) {
       await plantPackage(name, await craft(entries));

@@ -2,8 +2,7 @@ import assert from 'node:assert/strict';
 import { existsSync } from 'node:fs';
 import { readFile } from 'node:fs/promises';
 
-import { Tydra } from '../../lib/client/client.js';
-import { copyFixture, defer, redisUrl, startCluster, waitFor } from '../helpers.js';
+import { copyFixture, redisUrl, startCluster, testClient, waitFor } from '../helpers.js';
 import { pidsWithEnv } from '../processes.js';
 
 interface Attempt {
@@ -29,8 +28,7 @@ describe('the sandbox, seen from inside (@integration)', function () {
   this.timeout(30_000);
 
   async function run(ref: string, input: unknown = null): Promise<unknown> {
-    const tydra = new Tydra({ redis: redisUrl() });
-    defer(() => tydra.close());
+    const tydra = testClient();
     await tydra.deploy(await copyFixture('probe'));
     return (await tydra.submit(ref, input)).result();
   }
@@ -75,8 +73,7 @@ describe('the sandbox, seen from inside (@integration)', function () {
 
   it("is an unprivileged user on the host too: every sandbox process has host uid 65534, never the node's root", async () => {
     await startCluster(1);
-    const tydra = new Tydra({ redis: redisUrl() });
-    defer(() => tydra.close());
+    const tydra = testClient();
     await tydra.deploy(await copyFixture('probe'));
     const napping = await tydra.submit('probe/nap', { ms: 1500 });
     const pids = await waitFor('the sandbox to start', async () => {

@@ -140,13 +140,14 @@ describe('package versions, references and pruning (@integration)', function () 
     const long = client({ deployLeaseMs: 60_000 });
     const r = redis();
     const a = await short.deploy(await pinPackage('a'));
-    await sleep(400);
     const b = await short.deploy(await pinPackage('b'));
     const d = await short.deploy(await pinPackage('d'));
     const c = await long.deploy(await pinPackage('c'));
     const e = await short.deploy(await pinPackage('e'));
     await new PackageStore(r).takeRef('pin', b.sha1, 'holder-of-b');
-    await sleep(5);
+    // a idle for a minute, the others just deployed: far from the 30 s grace whatever the machine's load.
+    await r.hset('tydra:package:pin:idle', a.sha1, String(Date.now() - 60_000));
+    await sleep(5); // every 1 ms lease is over
     const sorted = (hash: Record<string, string>): string[][] => Object.entries(hash).sort();
     const snapshot = async (): Promise<string> =>
       JSON.stringify([
@@ -155,7 +156,7 @@ describe('package versions, references and pruning (@integration)', function () 
         sorted(await r.hgetall('tydra:package:pin:idle')),
       ]);
     const before = await snapshot();
-    const dry = await prunePackages(r, { graceMs: 300, dryRun: true });
+    const dry = await prunePackages(r, { graceMs: 30_000, dryRun: true });
     assert.equal(await snapshot(), before);
     const verdicts = Object.fromEntries(
       [...dry.removed, ...dry.kept].map((decision) => [decision.sha1, decision.verdict]),
@@ -167,7 +168,7 @@ describe('package versions, references and pruning (@integration)', function () 
       [d.sha1]: 'grace',
       [e.sha1]: 'latest',
     });
-    const real = await prunePackages(r, { graceMs: 300 });
+    const real = await prunePackages(r, { graceMs: 30_000 });
     assert.deepEqual(
       real.removed.map((decision) => [decision.sha1, decision.verdict]),
       [[a.sha1, 'removed']],
@@ -220,20 +221,24 @@ describe('package versions, references and pruning (@integration)', function () 
   it('a deploy lease keeps a non-latest version across prune periods until it is submitted', async () => {
     const { master } = await startCluster(1, {}, { pruneEveryMs: 150, pruneGraceMs: 0 });
     assert.equal(master.options.pruneEveryMs, 150);
-    const leased = client({ deployLeaseMs: 2000 });
+    const leased = client({ deployLeaseMs: 5000 });
     const r = redis();
+    const maintenance = new Queue(MAINTENANCE_QUEUE, { connection: r });
     const v1 = await leased.deploy(await pinPackage('v1'));
     await client({ deployLeaseMs: 1 }).deploy(await pinPackage('v2'));
-    await sleep(700); // several prune passes
+    // Several prune passes, counted rather than slept through (a busy machine runs fewer per second).
+    const passes = (await maintenance.getJobCounts('completed')).completed ?? 0;
+    await waitFor('three prune passes', async () =>
+      ((await maintenance.getJobCounts('completed')).completed ?? 0) >= passes + 3 ? true : undefined,
+    );
     const run = await leased.submit(`pin@${v1.sha1}/which`);
     assert.equal(await run.result(), 'v1');
     // Released, lease over, not latest, grace 0: the scheduled prune job removes it.
     await waitFor(
       'the prune job to remove v1',
       async () => ((await r.exists(`pkg:pin:${v1.sha1}`)) === 0 ? true : undefined),
-      8000,
+      15_000,
     );
-    const maintenance = new Queue(MAINTENANCE_QUEUE, { connection: r });
     const completed = await maintenance.getJobs(['completed'], 0, 50);
     const withRemoval = await Promise.all(
       completed.map(async (job) => (await maintenance.getJobLogs(job.id ?? '')).logs),

@@ -1,6 +1,5 @@
 import assert from 'node:assert/strict';
 
-import { chooseNode } from '../../../lib/master/choose-node.js';
 import { InvalidTaskRefError } from '../../../lib/core/errors.js';
 import { parseTaskRef } from '../../../lib/packages/task-ref.js';
 
@@ -25,32 +24,4 @@ describe('parseTaskRef', () => {
       assert.throws(() => parseTaskRef(bad), InvalidTaskRefError);
     });
   }
-});
-
-describe('chooseNode', () => {
-  it('picks the node with the lowest load per slot', () => {
-    const picked = chooseNode(
-      [
-        { id: 'a', concurrency: 1, pending: 1 },
-        { id: 'b', concurrency: 4, pending: 2 },
-      ],
-      0,
-    );
-    assert.equal(picked?.id, 'b');
-  });
-
-  it('rotates between equally loaded nodes', () => {
-    const nodes = [
-      { id: 'a', concurrency: 2, pending: 0 },
-      { id: 'b', concurrency: 2, pending: 0 },
-    ];
-    assert.deepEqual(
-      [0, 1, 2, 3].map((turn) => chooseNode(nodes, turn)?.id),
-      ['a', 'b', 'a', 'b'],
-    );
-  });
-
-  it('returns undefined when no node is alive', () => {
-    assert.equal(chooseNode([], 3), undefined);
-  });
 });

@@ -2,7 +2,6 @@ import assert from 'node:assert/strict';
 import { chmod, lstat, mkdir, readdir, readFile, rm, symlink, unlink, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 
-import { Redis } from 'ioredis';
 import { pino } from 'pino';
 
 import { PackageRejectedError } from '../../../../lib/core/errors.js';
@@ -12,7 +11,7 @@ import { compilePackageLimits } from '../../../../lib/packages/limits.js';
 import { packDirectory } from '../../../../lib/packages/pack.js';
 import { blobExists, type CacheLease, PackageCache } from '../../../../lib/packages/cache/package-cache.js';
 import { PackageStore } from '../../../../lib/packages/store.js';
-import { defer, makePackage, redisUrl, sleep, tempDir } from '../../../helpers.js';
+import { defer, makePackage, sleep, tempDir, testRedis } from '../../../helpers.js';
 
 const limits = compilePackageLimits();
 const GiB = 1024 * 1024 * 1024;
@@ -27,12 +26,6 @@ interface Deployed {
   source: string;
 }
 
-function redis(): Redis {
-  const connection = new Redis(redisUrl());
-  defer(() => Promise.resolve(connection.disconnect()));
-  return connection;
-}
-
 /** Deploys a package whose files are `files` plus a manifest and its task module. */
 async function deploy(name: string, files: Record<string, string> = {}): Promise<Deployed> {
   const source = await makePackage({
@@ -41,7 +34,7 @@ async function deploy(name: string, files: Record<string, string> = {}): Promise
     ...files,
   });
   const packed = await packDirectory(source, limits);
-  await new PackageStore(redis()).deploy(packed);
+  await new PackageStore(testRedis()).deploy(packed);
   return { name, sha1: packed.sha1, bytes: packed.unpackedBytes, source };
 }
 
@@ -60,7 +53,7 @@ async function openCache(
 ): Promise<PackageCache> {
   const cache = new PackageCache(
     options.dir ?? (await tempDir('tydra-cache-')),
-    new PackageStore(redis()),
+    new PackageStore(testRedis()),
     options.limits ?? limits,
     options.logger ?? silentLogger(),
     options.maxBytes ?? 10 * GiB,
@@ -307,7 +300,7 @@ describe('package cache (@integration)', () => {
       await use(cache, unused);
       const lease = await cache.acquire(busy.name, busy.sha1);
       await use(cache, deployed);
-      const r = redis();
+      const r = testRedis();
       await r.del(`pkg:gone:${unused.sha1}`, `pkg:gone:${busy.sha1}`);
 
       const summary = await cache.pruneRemoved((name, sha1) => blobExists(r, name, sha1));

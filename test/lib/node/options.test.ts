@@ -1,10 +1,9 @@
 import assert from 'node:assert/strict';
 
 import { InvalidOptionError } from '../../../lib/core/errors.js';
-import { compileTydraOptions } from '../../../lib/client/options.js';
 import { compileNodeOptions } from '../../../lib/node/options.js';
 
-describe('option validation', () => {
+describe('node options', () => {
   it('names the option, the expectation and the received value', () => {
     assert.throws(() => compileNodeOptions({ concurrency: 0 }), {
       name: 'InvalidOptionError',
@@ -16,22 +15,6 @@ describe('option validation', () => {
         error instanceof InvalidOptionError &&
         error.message.startsWith('Expected the `id` option to be valid (') &&
         error.message.endsWith('got `"has:colon"` (string)'),
-    );
-  });
-
-  it('rejects unknown options by name', () => {
-    assert.throws(() => compileTydraOptions({ redsi: 'redis://x' } as never), {
-      message: /got unknown key\(s\) `redsi`/,
-    });
-  });
-
-  it('never echoes a Redis URL, which may carry a password', () => {
-    assert.throws(
-      () => compileTydraOptions({ redis: 'http://user:hunter2@host:6379' }),
-      (error: Error) =>
-        error instanceof InvalidOptionError &&
-        !error.message.includes('hunter2') &&
-        error.message.includes('`redis` option'),
     );
   });
 
