@@ -8,9 +8,10 @@
  * one in a fresh sandboxed *worker* process.
  */
 
-// client.ts
-export { TaskRun, Tydra } from './client/client.js';
-export type { CancelResult, PackageVersionUse, SubmitOptions, TaskState, TaskStatus } from './client/client.js';
+// client/
+export { Tydra } from './client/client.js';
+export { TaskRun } from './client/task-run.js';
+export type { CancelResult, PackageVersionUse, SubmitOptions, TaskState, TaskStatus } from './client/types.js';
 export { DEFAULT_MAX_TASK_LIMITS, DEFAULT_TASK_LIMITS } from './core/limits.js';
 export type { TaskLimits } from './core/limits.js';
 // master.ts, node.ts, dashboard.ts
