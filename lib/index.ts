@@ -8,9 +8,10 @@
  * one in a fresh *sandbox* (Pydra's worker; in the code, "worker" means only BullMQ's `Worker`).
  */
 
-// client.ts
-export { TaskRun, Tydra } from './client/client.js';
-export type { CancelResult, PackageVersionUse, SubmitOptions, TaskState, TaskStatus } from './client/client.js';
+// client/
+export { Tydra } from './client/client.js';
+export { TaskRun } from './client/task-run.js';
+export type { CancelResult, PackageVersionUse, SubmitOptions, TaskState, TaskStatus } from './client/types.js';
 export { DEFAULT_MAX_TASK_LIMITS, DEFAULT_TASK_LIMITS } from './core/limits.js';
 export type { TaskLimits } from './core/limits.js';
 // master.ts, node.ts, dashboard.ts
@@ -43,11 +44,11 @@ export { createLogger } from './core/logger.js';
 export type { Logger } from './core/logger.js';
 // errors.ts
 export {
-  CANCELLED_MESSAGE,
   CgroupError,
   IllegalStateError,
   InfrastructureError,
   LimitExceededError,
+  NodeShutdownError,
   TaskCancelledError,
   InvalidOptionError,
   InvalidTaskRefError,
@@ -63,3 +64,9 @@ export {
   TydraError,
   UnknownTaskError,
 } from './core/errors.js';
+// queues/task-ending.ts
+export type { TaskEnding } from '../queues/task-ending.js';
+
+// ---- deprecated below this line ----
+/** @deprecated A task may throw this very message: use `instanceof TaskCancelledError` or the `cancelled` state. */
+export { CANCELLED_MESSAGE } from './core/errors.js';

@@ -21,37 +21,27 @@ import {
   type TaskInstanceData,
   type TaskInstanceResult,
 } from '../../queues/tasks.js';
-import {
-  InvalidOptionError,
-  TaskCancelledError,
-  TaskNotFoundError,
-  UnknownTaskError,
-  describe,
-} from '../core/errors.js';
-import { cancelChannel, cancelKey } from '../redis/keys.js';
+import { TaskCancelledError, TaskNotFoundError, UnknownTaskError } from '../core/errors.js';
+import { cancelChannel } from '../redis/keys.js';
 import type { Logger } from '../core/logger.js';
 import { type NodeInfo, NodeRegistry } from '../cluster/node-registry.js';
 import { type CompiledTydraOptions, compileTydraOptions, type TydraOptions } from './options.js';
 import { packDirectory } from '../packages/pack.js';
 import { type PruneOptions, type PruneReport, prunePackages } from '../packages/pruner.js';
-import { type DeployResult, PackageStore, type PackageVersionInfo } from '../packages/store.js';
+import { type DeployResult, PackageStore } from '../packages/store.js';
+import { wasCancelled } from './task-ending.js';
 import { BOUNDED_QUEUE_OPTIONS, createBoundedRedis, whenReachable } from '../redis/connection.js';
-import { type TaskLimits, taskLimitsSchema } from '../core/limits.js';
+import { taskLimitsSchema } from '../core/limits.js';
 import { formatTaskRef, parseTaskRef } from '../packages/task-ref.js';
 import { parseOptions } from '../core/validate.js';
-import { failedError, wasCancelled } from './task-ending.js';
+import { readCancelRecord, writeCancelRecord } from './cancel-record.js';
+import { serialiseInput } from './input.js';
+import { submitHooksOf } from './submit-hooks.js';
+import { TaskRun, type TaskRunContext } from './task-run.js';
+import type { CancelResult, PackageVersionUse, SubmitOptions, TaskState, TaskStatus } from './types.js';
 
-/** Per-submission options. */
-export interface SubmitOptions {
-  /** Wall-clock limit in ms (same as `limits.timeoutMs`), capped by the node's maximum. @defaultValue the node's default (60 s) */
-  timeoutMs?: number;
-  /** Runs of the task before it fails for good (1 = no retry). @defaultValue 1 */
-  attempts?: number;
-  /** Limits for this TaskInstance; override the task's `tydra.json` limits, capped by the node's maxima. */
-  limits?: TaskLimits;
-  /** Retry (within `attempts`) a run that broke a limit or timed out. @defaultValue false: such a run fails for good */
-  retryOnLimit?: boolean;
-}
+export type { CancelResult, PackageVersionUse, SubmitOptions, TaskState, TaskStatus } from './types.js';
+export { TaskRun } from './task-run.js';
 
 const submitOptionsSchema = z.strictObject({
   timeoutMs: z.number().int().positive('a positive integer').optional(),
@@ -60,62 +50,19 @@ const submitOptionsSchema = z.strictObject({
   retryOnLimit: z.boolean().optional(),
 });
 
-/** Where a TaskInstance is in its life. */
-export type TaskState = 'queued' | 'dispatched' | 'running' | 'completed' | 'failed' | 'cancelled';
-
-/** What `cancel` did. */
-export interface CancelResult {
-  id: string;
-  /**
-   * `removed`: it had not started, and is gone; `cancelling`: it is running and its node was told
-   * to kill it (it ends as `cancelled` within a second); `finished`: it had already ended,
-   * nothing changed.
-   */
-  outcome: 'removed' | 'cancelling' | 'finished';
-}
-
-/** How long a cancel request is remembered (it only matters until the TaskInstance ends). */
-const CANCEL_TTL_SECONDS = 7 * 24 * 3600;
-
-export interface TaskStatus {
-  id: string;
-  ref: string;
-  state: TaskState;
-  /** The node it was dispatched to, once dispatched. */
-  nodeId: string | undefined;
-  progress: unknown;
-  /** The task's result, once completed. */
-  result: unknown;
-  /** The task's error message, once failed. */
-  error: string | undefined;
-  submittedAt: number;
-  finishedAt: number | undefined;
-  /** Log lines: dispatch, task output and `ctx.log` lines. */
-  logs: string[];
-}
-
-/** A version with its references, as {@link Tydra.packageVersions} lists it. */
-export interface PackageVersionUse extends PackageVersionInfo {
-  /** The reference count: TaskInstances holding this version. */
-  references: number;
-  /** Holders per BullMQ state of their TaskInstance job (`waiting`, `waiting-children`, …). */
-  holderStates: Record<string, number>;
-}
-
-/** @internal Test hooks into `submit`, to force races deterministically. */
-export interface SubmitHooks {
-  afterResolve?: () => Promise<void>;
-  afterReference?: () => Promise<void>;
-}
+/** Node queues kept open for `status()`; the oldest is closed past this many. */
+const MAX_NODE_QUEUES = 32;
 
 export class Tydra {
   readonly options: CompiledTydraOptions;
-  /** @internal */
-  readonly hooks: SubmitHooks = {};
   private readonly logger: Logger;
   private readonly redis: Redis;
   private readonly store: PackageStore;
   private readonly tasksQueue: Queue<TaskInstanceData, TaskInstanceResult>;
+  /** Read-only handles on node queues (`status()` asks them whether a job is active), by node id. */
+  private readonly nodeQueues = new Map<string, Queue>();
+  /** What each TaskRun gets: the client's queue, events, cancel and status, and nothing else. */
+  private readonly runContext: TaskRunContext;
   private queueEvents: QueueEvents | undefined;
   private eventsRedis: Redis | undefined;
   private closing: Promise<void> | undefined;
@@ -134,6 +81,13 @@ export class Tydra {
     this.tasksQueue.on('error', (error) => this.logger.warn({ err: error.message }, 'tasks queue error'));
     // Every pending `result()` adds a listener (BullMQ's waitUntilFinished); many in flight is normal.
     this.tasksQueue.setMaxListeners(0);
+    this.runContext = {
+      tasksQueue: this.tasksQueue,
+      events: () => this.events(),
+      cancelRecord: (id) => readCancelRecord(this.redis, id),
+      cancel: (id) => this.cancel(id),
+      status: (id) => this.status(id),
+    };
   }
 
   /**
@@ -155,12 +109,7 @@ export class Tydra {
   async submit(ref: string, input: unknown = null, options: SubmitOptions = {}): Promise<TaskRun> {
     const parsed = parseTaskRef(ref);
     const checked = parseOptions(submitOptionsSchema, options, 'submit option');
-    const inputJson = JSON.stringify(input ?? null);
-    if (inputJson === undefined || Buffer.byteLength(inputJson) > this.options.maxInputBytes) {
-      throw new InvalidOptionError(
-        `Expected the input to be JSON of at most ${this.options.maxInputBytes} bytes, got ${inputJson === undefined ? describe(input) : `${Buffer.byteLength(inputJson)} bytes`}`,
-      );
-    }
+    const inputJson = serialiseInput(input, this.options.maxInputBytes);
     const version = await this.store.resolve(parsed.name, parsed.version);
     if (version.manifest.tasks[parsed.task] === undefined) {
       const known = Object.keys(version.manifest.tasks).join(', ');
@@ -181,24 +130,25 @@ export class Tydra {
       ...(checked.limits !== undefined ? { limits: checked.limits } : {}),
       ...(checked.retryOnLimit ? { retryOnLimit: true } : {}),
     };
-    await this.hooks.afterResolve?.();
+    const hooks = submitHooksOf(this);
+    await hooks.afterResolve?.();
     // The reference first, atomically with the check that the version still exists: from here
     // on no prune can delete it. Then the enqueue; if that fails, let go again.
     await this.store.takeRef(version.name, version.sha1, id);
     try {
-      await this.hooks.afterReference?.();
+      await hooks.afterReference?.();
       await this.tasksQueue.add(TASK_INSTANCE_JOB, data, { jobId: id });
     } catch (error) {
       await this.store.releaseRef(id, data.package).catch(() => undefined);
       throw error;
     }
     this.logger.debug({ instanceId: id, ref: pinned }, 'TaskInstance submitted');
-    return new TaskRun(this, id, pinned);
+    return new TaskRun(this.runContext, id, pinned);
   }
 
   /** A handle on an existing TaskInstance. */
   run(id: string): TaskRun {
-    return new TaskRun(this, id, undefined);
+    return new TaskRun(this.runContext, id, undefined);
   }
 
   /**
@@ -213,12 +163,7 @@ export class Tydra {
       return { id, outcome: 'finished' };
     }
     // Remembered first: a master or node that picks the job up after this point sees it.
-    await this.redis.set(
-      cancelKey(id),
-      JSON.stringify({ ref: job.data.ref, at: Date.now() }),
-      'EX',
-      CANCEL_TTL_SECONDS,
-    );
+    await writeCancelRecord(this.redis, id, job.data.ref);
     try {
       // Fails when the TaskInstance or its node job is locked, i.e. being worked on.
       await job.remove();
@@ -291,7 +236,13 @@ export class Tydra {
 
   close(): Promise<void> {
     this.closing ??= (async () => {
-      await Promise.allSettled([this.queueEvents?.close(), this.tasksQueue.close()]);
+      const nodeQueues = [...this.nodeQueues.values()];
+      this.nodeQueues.clear();
+      await Promise.allSettled([
+        this.queueEvents?.close(),
+        this.tasksQueue.close(),
+        ...nodeQueues.map((queue) => queue.close()),
+      ]);
       // QueueEvents does not close a connection it was given: we own both.
       await Promise.allSettled([this.eventsRedis?.quit(), this.redis.quit()]);
       this.eventsRedis?.disconnect();
@@ -300,13 +251,7 @@ export class Tydra {
     return this.closing;
   }
 
-  /** @internal */
-  tasksQueueForRun(): Queue<TaskInstanceData, TaskInstanceResult> {
-    return this.tasksQueue;
-  }
-
-  /** @internal */
-  async job(id: string): Promise<Job<TaskInstanceData, TaskInstanceResult>> {
+  private async job(id: string): Promise<Job<TaskInstanceData, TaskInstanceResult>> {
     const job = await Job.fromId<TaskInstanceData, TaskInstanceResult>(this.tasksQueue, id);
     if (job === undefined) {
       throw new TaskNotFoundError(id);
@@ -314,25 +259,7 @@ export class Tydra {
     return job;
   }
 
-  /** @internal The cancel request of a TaskInstance, if one was made. */
-  async cancelRecord(id: string): Promise<{ ref: string; at: number } | undefined> {
-    const text = await this.redis.get(cancelKey(id));
-    if (text === null) {
-      return undefined;
-    }
-    try {
-      const record = JSON.parse(text) as { ref?: unknown; at?: unknown };
-      return {
-        ref: typeof record.ref === 'string' ? record.ref : '',
-        at: typeof record.at === 'number' ? record.at : 0,
-      };
-    } catch {
-      return { ref: '', at: 0 };
-    }
-  }
-
-  /** @internal */
-  async events(): Promise<QueueEvents> {
+  private async events(): Promise<QueueEvents> {
     // Its blocking connection must ride out outages, so it is not bounded: check Redis first.
     await whenReachable(this.redis);
     if (this.queueEvents === undefined) {
@@ -346,11 +273,34 @@ export class Tydra {
     return this.queueEvents;
   }
 
-  /** @internal */
-  async status(id: string): Promise<TaskStatus> {
+  /**
+   * Where a node queue is asked about one job: the client's own connection, one handle per node
+   * kept open (a status poll must not open and close a Queue per call).
+   */
+  private nodeQueue(nodeId: string): Queue {
+    let queue = this.nodeQueues.get(nodeId);
+    if (queue === undefined) {
+      queue = new Queue(nodeQueueName(nodeId), {
+        connection: this.redis,
+        defaultJobOptions: NODE_JOB_OPTIONS,
+        ...BOUNDED_QUEUE_OPTIONS,
+      });
+      queue.on('error', (error) => this.logger.warn({ err: error.message }, 'node queue error'));
+      this.nodeQueues.set(nodeId, queue);
+      const oldest = this.nodeQueues.size > MAX_NODE_QUEUES ? this.nodeQueues.keys().next().value : undefined;
+      if (oldest !== undefined) {
+        const evicted = this.nodeQueues.get(oldest);
+        this.nodeQueues.delete(oldest);
+        void evicted?.close().catch(() => undefined);
+      }
+    }
+    return queue;
+  }
+
+  private async status(id: string): Promise<TaskStatus> {
     const job = await Job.fromId<TaskInstanceData, TaskInstanceResult>(this.tasksQueue, id);
     if (job === undefined) {
-      const cancelled = await this.cancelRecord(id);
+      const cancelled = await readCancelRecord(this.redis, id);
       if (cancelled === undefined) {
         throw new TaskNotFoundError(id);
       }
@@ -375,16 +325,7 @@ export class Tydra {
     } else if (jobState === 'completed' || jobState === 'failed') {
       state = jobState;
     } else if (jobState === 'waiting-children' && nodeId !== undefined) {
-      const nodeQueue = new Queue(nodeQueueName(nodeId), {
-        connection: this.redis,
-        defaultJobOptions: NODE_JOB_OPTIONS,
-        ...BOUNDED_QUEUE_OPTIONS,
-      });
-      try {
-        state = (await nodeQueue.getJobState(id)) === 'active' ? 'running' : 'dispatched';
-      } finally {
-        await nodeQueue.close();
-      }
+      state = (await this.nodeQueue(nodeId).getJobState(id)) === 'active' ? 'running' : 'dispatched';
     } else {
       state = 'queued';
     }
@@ -400,69 +341,5 @@ export class Tydra {
       finishedAt: job.finishedOn,
       logs,
     };
-  }
-}
-
-/** One submitted TaskInstance. */
-export class TaskRun {
-  constructor(
-    private readonly client: Tydra,
-    /** The TaskInstance id. */
-    readonly id: string,
-    /** The pinned reference `name@sha1/task` (undefined for a handle made by `run(id)`). */
-    readonly ref: string | undefined,
-  ) {}
-
-  /**
-   * Waits for the TaskInstance to finish and returns the task's result. Rejects with a
-   * `TaskFailedError` carrying the task's message (and its stack as `remoteStack`).
-   */
-  async result(options: { timeoutMs?: number } = {}): Promise<unknown> {
-    const events = await this.client.events();
-    const job = await Job.fromId(this.client.tasksQueueForRun(), this.id);
-    if (job === undefined) {
-      throw (await this.client.cancelRecord(this.id)) !== undefined
-        ? new TaskCancelledError(this.id)
-        : new TaskNotFoundError(this.id);
-    }
-    // A TaskInstance cancelled before it started is removed: BullMQ then sends `removed`, not
-    // `failed`, and waitUntilFinished alone would wait forever.
-    let onRemoved: ((event: { jobId: string }) => void) | undefined;
-    const removed = new Promise<never>((_resolve, reject) => {
-      onRemoved = ({ jobId }) => {
-        if (jobId === this.id) {
-          reject(new TaskCancelledError(this.id));
-        }
-      };
-      events.on('removed', onRemoved);
-    });
-    try {
-      return await Promise.race([job.waitUntilFinished(events, options.timeoutMs), removed]);
-    } catch (error) {
-      if (error instanceof TaskCancelledError) {
-        throw error;
-      }
-      const finished = await Job.fromId(this.client.tasksQueueForRun(), this.id);
-      if (finished?.failedReason) {
-        throw failedError(finished, this.id);
-      }
-      if (finished === undefined && (await this.client.cancelRecord(this.id)) !== undefined) {
-        throw new TaskCancelledError(this.id);
-      }
-      throw error;
-    } finally {
-      if (onRemoved !== undefined) {
-        events.off('removed', onRemoved);
-      }
-    }
-  }
-
-  /** Cancels this TaskInstance; see {@link Tydra.cancel}. */
-  async cancel(): Promise<CancelResult> {
-    return this.client.cancel(this.id);
-  }
-
-  async status(): Promise<TaskStatus> {
-    return this.client.status(this.id);
   }
 }

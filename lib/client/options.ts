@@ -12,7 +12,22 @@ import {
   redisUrlSchema,
 } from '../core/options.js';
 import { parseOptions } from '../core/validate.js';
-import { type CompiledPackageLimits, compilePackageLimits, type PackageLimits } from '../packages/limits.js';
+import { PACKAGE_DEFAULTS } from '../packages/defaults.js';
+import {
+  type CompiledPackageLimits,
+  compilePackageLimits,
+  PACKAGE_LIMIT_DEFAULTS,
+  type PackageLimits,
+} from '../packages/limits.js';
+
+/** Every default of the client's options, defined once (the CLI reads them from here). */
+export const CLIENT_DEFAULTS = Object.freeze({
+  redis: DEFAULT_REDIS_URL,
+  limits: PACKAGE_LIMIT_DEFAULTS,
+  maxInputBytes: MiB,
+  deployLeaseMs: PACKAGE_DEFAULTS.deployLeaseMs,
+  connectTimeoutMs: 10_000,
+});
 
 /** Options of the client library ({@link Tydra}). */
 export interface TydraOptions extends CommonOptions {
@@ -41,15 +56,8 @@ export interface CompiledTydraOptions {
   connectTimeoutMs: number;
 }
 
-/** The default of each client option, as documented above (the CLI shows them in `--help`). */
-export const CLIENT_DEFAULTS = {
-  maxInputBytes: MiB,
-  deployLeaseMs: 10 * 60_000,
-  connectTimeoutMs: 10_000,
-} as const;
-
-const tydraSchema = z.strictObject({
-  redis: redisUrlSchema.default(DEFAULT_REDIS_URL),
+export const tydraOptionsSchema = z.strictObject({
+  redis: redisUrlSchema.default(CLIENT_DEFAULTS.redis),
   logger: loggerSchema,
   limits: z.record(z.string(), z.unknown()).optional(),
   maxInputBytes: positiveInt.default(CLIENT_DEFAULTS.maxInputBytes),
@@ -58,7 +66,7 @@ const tydraSchema = z.strictObject({
 });
 
 export function compileTydraOptions(raw: TydraOptions = {}): CompiledTydraOptions {
-  const parsed = parseOptions(tydraSchema, raw);
+  const parsed = parseOptions(tydraOptionsSchema, raw);
   return {
     redisUrl: parsed.redis,
     logger: parsed.logger ?? silentLogger(),

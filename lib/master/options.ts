@@ -5,6 +5,7 @@ import type { Logger } from '../core/logger.js';
 import { silentLogger } from '../core/logger.js';
 import { type CommonOptions, DEFAULT_REDIS_URL, loggerSchema, positiveInt, redisUrlSchema } from '../core/options.js';
 import { parseOptions } from '../core/validate.js';
+import { PACKAGE_DEFAULTS } from '../packages/defaults.js';
 
 /** Options of a master ({@link Master}). */
 export interface MasterOptions extends CommonOptions {
@@ -43,7 +44,7 @@ export const MASTER_DEFAULTS = {
   sweepIntervalMs: 5000,
   maxReroutes: 3,
   pruneEveryMs: 60_000,
-  pruneGraceMs: 10 * 60_000,
+  pruneGraceMs: PACKAGE_DEFAULTS.pruneGraceMs,
 } as const;
 
 const DAY_MS = 86_400_000;

@@ -19,12 +19,21 @@ export interface PackageLimits {
 }
 export type CompiledPackageLimits = Required<PackageLimits>;
 
-const packageLimitsSchema = z.strictObject({
-  maxPackageBytes: positiveInt.default(50 * MiB),
-  maxUnpackedBytes: positiveInt.default(250 * MiB),
-  maxEntries: positiveInt.default(10_000),
-  maxPathDepth: positiveInt.default(64),
-  maxPathLength: positiveInt.default(1024),
+/** The package limits' defaults, defined once (the CLI reads them from here). */
+export const PACKAGE_LIMIT_DEFAULTS: Readonly<CompiledPackageLimits> = Object.freeze({
+  maxPackageBytes: 50 * MiB,
+  maxUnpackedBytes: 250 * MiB,
+  maxEntries: 10_000,
+  maxPathDepth: 64,
+  maxPathLength: 1024,
+});
+
+export const packageLimitsSchema = z.strictObject({
+  maxPackageBytes: positiveInt.default(PACKAGE_LIMIT_DEFAULTS.maxPackageBytes),
+  maxUnpackedBytes: positiveInt.default(PACKAGE_LIMIT_DEFAULTS.maxUnpackedBytes),
+  maxEntries: positiveInt.default(PACKAGE_LIMIT_DEFAULTS.maxEntries),
+  maxPathDepth: positiveInt.default(PACKAGE_LIMIT_DEFAULTS.maxPathDepth),
+  maxPathLength: positiveInt.default(PACKAGE_LIMIT_DEFAULTS.maxPathLength),
 });
 
 export function compilePackageLimits(raw: PackageLimits = {}): CompiledPackageLimits {

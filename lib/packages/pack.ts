@@ -3,13 +3,21 @@
  * owners or directory order, so the SHA-1 of the bytes is a content version and identical trees
  * deduplicate. We drive tar-stream directly (not tar-fs's `pack`) because tar-fs walks in
  * readdir order and copies times and owners from the file system.
+ *
+ * Packing streams: the tree is walked for names and sizes only (the uncompressed limit is checked
+ * from them before a byte is read), then each file is read in chunks through tar → gzip into a
+ * sink that counts the compressed bytes as they are produced and stops everything the moment the
+ * compressed limit is crossed. Memory stays bounded by the compressed limit, whatever the tree.
  */
 import { createHash } from 'node:crypto';
+import { createReadStream } from 'node:fs';
 import { lstat, readdir, readFile } from 'node:fs/promises';
 import { join } from 'node:path';
-import { gzipSync } from 'node:zlib';
+import { Writable } from 'node:stream';
+import { pipeline } from 'node:stream/promises';
+import { createGzip } from 'node:zlib';
 
-import { pack as tarPack } from 'tar-stream';
+import { pack as tarPack, type Pack } from 'tar-stream';
 
 import { ManifestError, PackageRejectedError } from '../core/errors.js';
 import { MANIFEST_FILE, type Manifest, parseManifest, requiredFiles } from './manifest.js';
@@ -29,18 +37,31 @@ export interface PackedPackage {
 const SKIPPED = new Set(['.git', '.hg', '.svn']);
 const FIXED_MTIME = new Date(0);
 
+/** One entry of the tree, as walked: no file content, only what the tar header needs. */
 interface TreeEntry {
   path: string;
   type: 'file' | 'directory';
   mode: number;
-  data?: Buffer;
+  size: number;
 }
 
 export async function packDirectory(dir: string, limits: CompiledPackageLimits): Promise<PackedPackage> {
   const manifest = await readManifest(dir);
+  const entries = await walkTree(dir, limits);
+  checkRequiredFiles(manifest, entries);
+  const unpackedBytes = entries.reduce((sum, entry) => sum + entry.size, 0);
+  const { tarball, sha1 } = await writeTarball(dir, entries, limits.maxPackageBytes);
+  return { manifest, tarball, sha1, unpackedBytes, entries: entries.length };
+}
+
+/**
+ * The tree under `dir` in byte order of names, each folder before its contents. Checks every
+ * limit that names and sizes decide (entries, depth, path length, uncompressed bytes), so a tree
+ * over them is refused before any file is opened.
+ */
+async function walkTree(dir: string, limits: CompiledPackageLimits): Promise<TreeEntry[]> {
   const entries: TreeEntry[] = [];
   let unpackedBytes = 0;
-
   const walk = async (relative: string, depth: number): Promise<void> => {
     const names = (await readdir(join(dir, relative))).sort(compareBytes);
     for (const name of names) {
@@ -56,7 +77,7 @@ export async function packDirectory(dir: string, limits: CompiledPackageLimits):
         );
       }
       if (stats.isDirectory()) {
-        entries.push({ path, type: 'directory', mode: 0o755 });
+        entries.push({ path, type: 'directory', mode: 0o755, size: 0 });
         await walk(path, depth + 1);
       } else if (stats.isFile()) {
         unpackedBytes += stats.size;
@@ -65,8 +86,7 @@ export async function packDirectory(dir: string, limits: CompiledPackageLimits):
             `Expected at most ${limits.maxUnpackedBytes} uncompressed bytes in the package, got more`,
           );
         }
-        const data = await readFile(join(dir, path));
-        entries.push({ path, type: 'file', mode: stats.mode & 0o100 ? 0o755 : 0o644, data });
+        entries.push({ path, type: 'file', mode: stats.mode & 0o100 ? 0o755 : 0o644, size: stats.size });
       } else {
         const kind = stats.isSymbolicLink() ? 'a symbolic link' : 'a special file';
         throw new PackageRejectedError(
@@ -76,8 +96,11 @@ export async function packDirectory(dir: string, limits: CompiledPackageLimits):
     }
   };
   await walk('', 0);
+  return entries;
+}
 
-  const files = new Map(entries.filter((e) => e.type === 'file').map((e) => [e.path, e]));
+function checkRequiredFiles(manifest: Manifest, entries: readonly TreeEntry[]): void {
+  const files = new Set(entries.filter((e) => e.type === 'file').map((e) => e.path));
   for (const [taskName, task] of Object.entries(manifest.tasks)) {
     for (const file of requiredFiles(task)) {
       if (!files.has(file)) {
@@ -89,16 +112,81 @@ export async function packDirectory(dir: string, limits: CompiledPackageLimits):
       }
     }
   }
+}
 
-  const tar = await toTar(entries);
-  // level 9 and no file name: zlib's gzip header has mtime 0, so the bytes depend only on content.
-  const tarball = gzipSync(tar, { level: 9 });
-  if (tarball.length > limits.maxPackageBytes) {
-    throw new PackageRejectedError(
-      `Expected a package of at most ${limits.maxPackageBytes} bytes compressed, got ${tarball.length}`,
-    );
+/**
+ * Streams the entries through tar and gzip into memory, hashing as it goes, and stops reading
+ * the moment the compressed bytes pass `maxPackageBytes`. gzip at level 9 without a file name:
+ * zlib's header then has mtime 0, and deflate's output does not depend on how its input was
+ * chunked, so the bytes depend only on the tree.
+ */
+async function writeTarball(
+  dir: string,
+  entries: readonly TreeEntry[],
+  maxPackageBytes: number,
+): Promise<{ tarball: Buffer; sha1: string }> {
+  const archive = tarPack();
+  const hash = createHash('sha1');
+  const chunks: Buffer[] = [];
+  let size = 0;
+  const sink = new Writable({
+    write(chunk: Buffer, _encoding, callback) {
+      size += chunk.length;
+      if (size > maxPackageBytes) {
+        callback(
+          new PackageRejectedError(
+            `Expected a package of at most ${maxPackageBytes} bytes compressed, got more (packing stopped at ${size} bytes)`,
+          ),
+        );
+        return;
+      }
+      chunks.push(chunk);
+      hash.update(chunk);
+      callback();
+    },
+  });
+  // Whichever side fails first stops the other: a refused sink aborts the file being read, and
+  // a file that cannot be read destroys the archive (and so the pipeline).
+  const stop = new AbortController();
+  const piping = pipeline(archive, createGzip({ level: 9 }), sink).catch((error: unknown) => {
+    stop.abort(error);
+    throw error;
+  });
+  const feeding = feedArchive(archive, dir, entries, stop.signal).catch((error: unknown) => {
+    archive.destroy(error as Error);
+    throw error;
+  });
+  // The refusal is the answer when there is one; otherwise the feeding side's error is the cause
+  // (the pipeline then only saw its archive destroyed).
+  const failures = (await Promise.allSettled([piping, feeding]))
+    .filter((settled) => settled.status === 'rejected')
+    .map((settled) => settled.reason as Error);
+  const failure = failures.find((error) => error instanceof PackageRejectedError) ?? failures.at(-1);
+  if (failure !== undefined) {
+    throw failure;
   }
-  return { manifest, tarball, sha1: sha1Hex(tarball), unpackedBytes, entries: entries.length };
+  return { tarball: Buffer.concat(chunks, size), sha1: hash.digest('hex') };
+}
+
+/** Writes each entry into `archive`, reading files in chunks (tar-stream applies backpressure). */
+async function feedArchive(
+  archive: Pack,
+  dir: string,
+  entries: readonly TreeEntry[],
+  signal: AbortSignal,
+): Promise<void> {
+  for (const entry of entries) {
+    signal.throwIfAborted();
+    const header = { name: entry.path, mode: entry.mode, mtime: FIXED_MTIME, uid: 0, gid: 0, uname: '', gname: '' };
+    if (entry.type === 'directory') {
+      archive.entry({ ...header, type: 'directory' });
+      continue;
+    }
+    // tar-stream checks that the bytes written match `size`: a file changed since the walk fails.
+    const writer = archive.entry({ ...header, type: 'file', size: entry.size });
+    await pipeline(createReadStream(join(dir, entry.path)), writer, { signal });
+  }
+  archive.finalize();
 }
 
 export function sha1Hex(bytes: Buffer): string {
@@ -134,25 +222,4 @@ function checkPathLimits(path: string, depth: number, limits: CompiledPackageLim
 
 function compareBytes(a: string, b: string): number {
   return Buffer.compare(Buffer.from(a), Buffer.from(b));
-}
-
-async function toTar(entries: TreeEntry[]): Promise<Buffer> {
-  const archive = tarPack();
-  const chunks: Buffer[] = [];
-  archive.on('data', (chunk: unknown) => chunks.push(chunk as Buffer));
-  const done = new Promise<void>((resolve, reject) => {
-    archive.on('end', resolve);
-    archive.on('error', reject);
-  });
-  for (const entry of entries) {
-    const header = { name: entry.path, mode: entry.mode, mtime: FIXED_MTIME, uid: 0, gid: 0, uname: '', gname: '' };
-    if (entry.type === 'directory') {
-      archive.entry({ ...header, type: 'directory' });
-    } else {
-      archive.entry({ ...header, type: 'file', size: entry.data?.length ?? 0 }, entry.data ?? Buffer.alloc(0));
-    }
-  }
-  archive.finalize();
-  await done;
-  return Buffer.concat(chunks);
 }

@@ -14,34 +14,22 @@
  */
 import type { Redis } from 'ioredis';
 
+// Kept, not passed in: every holder is a TaskInstance, whose job lives in the tasks queue by
+// contract, so a parameter would only make each caller repeat this one constant.
 import { TASKS_QUEUE } from '../../queues/tasks.js';
-import {
-  packageBlobKey,
-  packageHoldersKey,
-  packageIdleKey,
-  packageLatestKey,
-  packageLeaseKey,
-  packagesKey,
-  packageUndeployedKey,
-  packageVersionsKey,
-  taskJobKey,
-} from '../redis/keys.js';
-import { type PruneVerdict, withCommands } from '../redis/scripts.js';
+import { packageHoldersKey, packagesKey, packageVersionsKey, taskJobKey } from '../redis/keys.js';
+import { type PruneVerdict, pruneVersions } from '../redis/package-commands.js';
+import { PACKAGE_DEFAULTS } from './defaults.js';
 import { PackageStore } from './store.js';
-
-/** Default time a version must stay without holders before it may be deleted. */
-export const DEFAULT_GRACE_MS = 10 * 60 * 1000;
-/** Holders younger than this are never audited: their submit may still be enqueuing. */
-export const DEFAULT_AUDIT_AFTER_MS = 60 * 1000;
 
 export interface PruneOptions {
   /** Decide and report, change nothing. @defaultValue false */
   dryRun?: boolean;
-  /** @defaultValue 10 minutes */
+  /** Time a version must stay without holders before it may be deleted. @defaultValue `PACKAGE_DEFAULTS.pruneGraceMs` (10 minutes) */
   graceMs?: number;
-  /** @defaultValue 60 s */
+  /** Holders younger than this are never audited. @defaultValue `PACKAGE_DEFAULTS.pruneAuditAfterMs` (60 s) */
   auditAfterMs?: number;
-  /** SCAN COUNT and audit page size. @defaultValue 200 */
+  /** SCAN COUNT and audit page size. @defaultValue `PACKAGE_DEFAULTS.pruneBatch` (200) */
   batch?: number;
   /** Called with one line per decision, for the job's log. */
   log?: (line: string) => void;
@@ -73,99 +61,102 @@ export interface PruneReport {
   ms: number;
 }
 
+/** A pass's settings, with defaults applied, and what every step of it shares. */
+interface Pass {
+  redis: Redis;
+  store: PackageStore;
+  dryRun: boolean;
+  graceMs: number;
+  auditAfterMs: number;
+  batch: number;
+  log: (line: string) => void;
+  report: PruneReport;
+}
+
+type VersionRef = { name: string; sha1: string };
+
 export async function prunePackages(redis: Redis, options: PruneOptions = {}): Promise<PruneReport> {
   const started = Date.now();
   const dryRun = options.dryRun ?? false;
-  const graceMs = options.graceMs ?? DEFAULT_GRACE_MS;
-  const auditAfterMs = options.auditAfterMs ?? DEFAULT_AUDIT_AFTER_MS;
-  const batch = options.batch ?? 200;
-  const log = options.log ?? (() => undefined);
-  const store = new PackageStore(redis);
-  withCommands(redis);
-  const report: PruneReport = { dryRun, removed: [], kept: [], healed: [], packages: 0, versions: 0, ms: 0 };
-
-  for await (const names of scanPackageNames(redis, batch)) {
-    report.packages += names.length;
-    const versions = await listVersions(redis, names, batch);
+  const pass: Pass = {
+    redis,
+    store: new PackageStore(redis),
+    dryRun,
+    graceMs: options.graceMs ?? PACKAGE_DEFAULTS.pruneGraceMs,
+    auditAfterMs: options.auditAfterMs ?? PACKAGE_DEFAULTS.pruneAuditAfterMs,
+    batch: options.batch ?? PACKAGE_DEFAULTS.pruneBatch,
+    log: options.log ?? (() => undefined),
+    report: { dryRun, removed: [], kept: [], healed: [], packages: 0, versions: 0, ms: 0 },
+  };
+  for await (const names of scanPackageNames(redis, pass.batch)) {
+    pass.report.packages += names.length;
+    const versions = await listVersions(redis, names, pass.batch);
     // Versions are decided a batch at a time: one pipelined round trip for the holder audit, one
     // for the decisions, so a pass costs O(versions / batch) round trips.
-    for (let start = 0; start < versions.length; start += batch) {
-      const chunk = versions.slice(start, start + batch);
-      report.versions += chunk.length;
-      const olderThan = Date.now() - auditAfterMs;
-      const audit = redis.pipeline();
-      for (const { name, sha1 } of chunk) {
-        audit.zcount(packageHoldersKey(name, sha1), '-inf', olderThan);
-      }
-      const counts = (await audit.exec()) ?? [];
-      const healedBy = new Map<string, number>();
-      for (const [index, { name, sha1 }] of chunk.entries()) {
-        if (Number(counts[index]?.[1] ?? 0) === 0) {
-          continue;
-        }
-        const healed = await auditHolders(redis, store, name, sha1, { dryRun, olderThan, batch });
-        healedBy.set(`${name}@${sha1}`, healed.length);
-        for (const holder of healed) {
-          report.healed.push(holder);
-          log(
-            `${dryRun ? 'would heal' : 'healed'} a reference of ${holder.instanceId} on ${name}@${sha1} (its job is ${holder.why})`,
-          );
-        }
-      }
-      const now = Date.now();
-      const decide = redis.pipeline() as unknown as PrunePipeline;
-      for (const { name, sha1 } of chunk) {
-        decide.pruneVersion(
-          packageVersionsKey(name),
-          packageHoldersKey(name, sha1),
-          packageLeaseKey(name, sha1),
-          packageLatestKey(name),
-          packageIdleKey(name),
-          packageUndeployedKey(name),
-          packageBlobKey(name, sha1),
-          packagesKey,
-          sha1,
-          String(now),
-          String(graceMs),
-          dryRun ? '1' : '0',
-          name,
-        );
-      }
-      const verdicts = (await decide.exec()) ?? [];
-      for (const [index, { name, sha1 }] of chunk.entries()) {
-        const [error, answer] = verdicts[index] ?? [new Error('no reply'), undefined];
-        if (error !== null) {
-          throw error;
-        }
-        const [verdict, detail, undeployed] = answer as [PruneVerdict, number, (0 | 1)?];
-        const wouldHeal = dryRun ? (healedBy.get(`${name}@${sha1}`) ?? 0) : 0;
-        const decision: PruneDecision = {
-          name,
-          sha1,
-          verdict,
-          reason: explain(verdict, Number(detail), now, graceMs, wouldHeal),
-        };
-        if (undeployed === 1) {
-          decision.reason = `undeployed, no holders since ${new Date(Number(detail)).toISOString()}`;
-        }
-        if (verdict === 'removed' || verdict === 'eligible') {
-          report.removed.push(decision);
-          log(`${dryRun ? 'would remove' : 'removed'} ${name}@${sha1}: ${decision.reason}`);
-        } else if (verdict !== 'gone') {
-          report.kept.push(decision);
-          log(`kept ${name}@${sha1}: ${decision.reason}`);
-        }
-      }
+    for (let start = 0; start < versions.length; start += pass.batch) {
+      const chunk = versions.slice(start, start + pass.batch);
+      pass.report.versions += chunk.length;
+      const healedBy = await healChunk(pass, chunk);
+      await decideChunk(pass, chunk, healedBy);
     }
   }
-  report.ms = Date.now() - started;
-  return report;
+  pass.report.ms = Date.now() - started;
+  return pass.report;
 }
 
-/** A pipeline with tydra's scripts on it (defined on the client by `withCommands`). */
-interface PrunePipeline {
-  pruneVersion(...keysThenArgs: string[]): PrunePipeline;
-  exec(): Promise<Array<[Error | null, unknown]> | null>;
+/** Audits the holders of a chunk's versions; returns how many were healed per `name@sha1`. */
+async function healChunk(pass: Pass, chunk: readonly VersionRef[]): Promise<Map<string, number>> {
+  const { redis, dryRun, batch } = pass;
+  const olderThan = Date.now() - pass.auditAfterMs;
+  const audit = redis.pipeline();
+  for (const { name, sha1 } of chunk) {
+    audit.zcount(packageHoldersKey(name, sha1), '-inf', olderThan);
+  }
+  const counts = (await audit.exec()) ?? [];
+  const healedBy = new Map<string, number>();
+  for (const [index, { name, sha1 }] of chunk.entries()) {
+    if (Number(counts[index]?.[1] ?? 0) === 0) {
+      continue;
+    }
+    const healed = await auditHolders(redis, pass.store, name, sha1, { dryRun, olderThan, batch });
+    healedBy.set(`${name}@${sha1}`, healed.length);
+    for (const holder of healed) {
+      pass.report.healed.push(holder);
+      pass.log(
+        `${dryRun ? 'would heal' : 'healed'} a reference of ${holder.instanceId} on ${name}@${sha1} (its job is ${holder.why})`,
+      );
+    }
+  }
+  return healedBy;
+}
+
+/** Decides (and unless a dry run, deletes) a chunk of versions in one pipeline, and reports each. */
+async function decideChunk(pass: Pass, chunk: readonly VersionRef[], healedBy: Map<string, number>): Promise<void> {
+  const { dryRun, graceMs, report } = pass;
+  const now = Date.now();
+  const replies = await pruneVersions(
+    pass.redis,
+    chunk.map(({ name, sha1 }) => ({ name, sha1, now, graceMs, dryRun })),
+  );
+  for (const [index, { name, sha1 }] of chunk.entries()) {
+    const reply = replies[index];
+    if (reply === undefined) {
+      continue;
+    }
+    const { verdict, detail, undeployed } = reply;
+    const wouldHeal = dryRun ? (healedBy.get(`${name}@${sha1}`) ?? 0) : 0;
+    const reason = undeployed
+      ? `undeployed, no holders since ${new Date(detail).toISOString()}`
+      : explain(verdict, detail, now, graceMs, wouldHeal);
+    const decision: PruneDecision = { name, sha1, verdict, reason };
+    if (verdict === 'removed' || verdict === 'eligible') {
+      report.removed.push(decision);
+      pass.log(`${dryRun ? 'would remove' : 'removed'} ${name}@${sha1}: ${decision.reason}`);
+    } else if (verdict !== 'gone') {
+      report.kept.push(decision);
+      pass.log(`kept ${name}@${sha1}: ${decision.reason}`);
+    }
+  }
 }
 
 /** Package names, a ZSCAN page at a time. */

@@ -22,7 +22,17 @@ import {
   refsKey,
   uploadKey,
 } from '../redis/keys.js';
-import { CommitDeployStatus, TakeRefStatus, withCommands } from '../redis/scripts.js';
+import {
+  commitDeploy,
+  CommitDeployStatus,
+  releaseRef,
+  ReleaseRefStatus,
+  takeRef,
+  TakeRefStatus,
+  undeploy,
+  UndeployStatus,
+} from '../redis/package-commands.js';
+import { PACKAGE_DEFAULTS } from './defaults.js';
 import type { Manifest } from './manifest.js';
 import type { PackedPackage } from './pack.js';
 import { sha1Hex } from './pack.js';
@@ -31,8 +41,6 @@ import { sha1Hex } from './pack.js';
 export const CHUNK_BYTES = 1024 * 1024;
 /** An abandoned upload (crashed deployer) disappears on its own after this long. */
 const UPLOAD_TTL_MS = 60 * 60 * 1000;
-/** How long a deploy holds the version it stored before anything references it. */
-export const DEFAULT_LEASE_MS = 10 * 60 * 1000;
 
 /** One deployed version of a package, as stored in `tydra:package:<name>:versions`. */
 export interface PackageVersion {
@@ -70,7 +78,7 @@ export interface PackageVersionInfo extends PackageVersion {
 }
 
 export interface PackageStoreOptions {
-  /** Hold a deploy keeps on the version it stored. @defaultValue 10 minutes */
+  /** Hold a deploy keeps on the version it stored. @defaultValue `PACKAGE_DEFAULTS.deployLeaseMs` (10 minutes) */
   leaseMs?: number;
 }
 
@@ -81,7 +89,7 @@ export class PackageStore {
     private readonly redis: Redis,
     options: PackageStoreOptions = {},
   ) {
-    this.leaseMs = options.leaseMs ?? DEFAULT_LEASE_MS;
+    this.leaseMs = options.leaseMs ?? PACKAGE_DEFAULTS.deployLeaseMs;
   }
 
   /**
@@ -92,7 +100,8 @@ export class PackageStore {
     const { name } = packed.manifest;
     const { sha1, tarball } = packed;
     const blobKey = packageBlobKey(name, sha1);
-    const upload = uploadKey(randomUUID());
+    const uploadId = randomUUID();
+    const upload = uploadKey(uploadId);
     // Lease first, then look: a prune between our EXISTS and our commit would otherwise delete
     // the blob we decided not to upload (Ray learned this the hard way).
     await this.redis.set(packageLeaseKey(name, sha1), String(Date.now()), 'PX', this.leaseMs);
@@ -114,21 +123,14 @@ export class PackageStore {
       deployedAt: Date.now(),
       manifest: packed.manifest,
     };
-    const status = await withCommands(this.redis).commitDeploy(
-      upload,
-      blobKey,
-      packageVersionsKey(name),
-      packageLatestKey(name),
-      packagesKey,
-      packageLeaseKey(name, sha1),
-      packageIdleKey(name),
-      packageUndeployedKey(name),
-      sha1,
-      JSON.stringify(version),
-      String(version.deployedAt),
+    const status = await commitDeploy(this.redis, {
       name,
-      String(this.leaseMs),
-    );
+      sha1,
+      uploadId,
+      versionJson: JSON.stringify(version),
+      now: version.deployedAt,
+      leaseMs: this.leaseMs,
+    });
     if (status === CommitDeployStatus.UploadMissing) {
       throw new PackageIntegrityError(
         `Expected the upload of ${name}@${sha1} to be in Redis at commit, found none (expired or deleted)`,
@@ -180,19 +182,13 @@ export class PackageStore {
     instanceId: string,
     options: { alreadyHeld?: boolean } = {},
   ): Promise<void> {
-    const status = await withCommands(this.redis).takeRef(
-      packageVersionsKey(name),
-      packageHoldersKey(name, sha1),
-      refsKey,
-      packageUndeployedKey(name),
-      packageBlobKey(name, sha1),
-      packageIdleKey(name),
+    const status = await takeRef(this.redis, {
+      name,
       sha1,
       instanceId,
-      String(Date.now()),
-      `${name}@${sha1}`,
-      options.alreadyHeld ? '1' : '0',
-    );
+      now: Date.now(),
+      alreadyHeld: options.alreadyHeld ?? false,
+    });
     if (status === TakeRefStatus.Missing) {
       throw new UnknownTaskError(
         `Expected package version ${name}@${sha1} to be stored, found none (never deployed, or pruned)`,
@@ -216,15 +212,8 @@ export class PackageStore {
       }
       version = { name: ref.slice(0, at), sha1: ref.slice(at + 1) };
     }
-    const released = await withCommands(this.redis).releaseRef(
-      packageHoldersKey(version.name, version.sha1),
-      refsKey,
-      packageIdleKey(version.name),
-      instanceId,
-      version.sha1,
-      String(Date.now()),
-    );
-    return released === 1;
+    const status = await releaseRef(this.redis, { ...version, instanceId, now: Date.now() });
+    return status === ReleaseRefStatus.Released;
   }
 
   /**
@@ -232,18 +221,13 @@ export class PackageStore {
    * newly undeployed and the new latest. Throws `UnknownTaskError` for an unknown version.
    */
   async undeploy(name: string, sha1?: string): Promise<{ undeployed: number; latest: string | null }> {
-    const [count, latest] = await withCommands(this.redis).undeploy(
-      packageVersionsKey(name),
-      packageLatestKey(name),
-      packageUndeployedKey(name),
-      sha1 ?? '',
-    );
-    if (count < 0) {
+    const { status, undeployed, latest } = await undeploy(this.redis, { name, sha1 });
+    if (status === UndeployStatus.NotFound) {
       throw new UnknownTaskError(
         `Expected a deployed ${sha1 === undefined ? 'package' : 'version'} ${name}${sha1 === undefined ? '' : `@${sha1}`}, found none`,
       );
     }
-    return { undeployed: count, latest: latest === '' ? null : latest };
+    return { undeployed, latest };
   }
 
   /** The full sha1 of the version `prefix` names (undeployed ones included). */

@@ -2,61 +2,83 @@
  * Loads tydra's Lua scripts from `commands/` and registers them on an ioredis client, which then
  * runs them with EVALSHA (falling back to EVAL once after a Redis restart or SCRIPT FLUSH).
  * Each file is named `<command>-<number of keys>.lua` and documents its keys, arguments and
- * results in its header.
+ * results in its header. Nothing outside `lib/redis` calls a script by name: the typed wrappers
+ * in `package-commands.ts` build each script's KEYS and ARGV in one place.
  */
 import { readFileSync } from 'node:fs';
 
-import type { Redis } from 'ioredis';
+import type { ChainableCommander, Redis } from 'ioredis';
 
-/** Status codes of `commit-deploy-8.lua`. */
-export enum CommitDeployStatus {
-  Stored = 1,
-  AlreadyStored = 0,
-  UploadMissing = -1,
-}
+import { IllegalStateError } from '../core/errors.js';
 
-/** Status codes of `take-ref-6.lua`. */
-export enum TakeRefStatus {
-  Held = 1,
-  Missing = 0,
-  Undeployed = -1,
-}
+/** The scripts, by the name they are registered under. */
+export type ScriptName = 'commitDeploy' | 'takeRef' | 'releaseRef' | 'pruneVersion' | 'undeploy';
 
-/** Verdicts of `prune-version-8.lua`. */
-export type PruneVerdict = 'gone' | 'held' | 'leased' | 'latest' | 'grace' | 'eligible' | 'removed';
+const FILES: Readonly<Record<ScriptName, string>> = {
+  commitDeploy: 'commit-deploy-8.lua',
+  takeRef: 'take-ref-6.lua',
+  releaseRef: 'release-ref-3.lua',
+  pruneVersion: 'prune-version-8.lua',
+  undeploy: 'undeploy-3.lua',
+};
 
-/** Keys first, then arguments, in the order each script's header lists them. */
-export interface TydraCommands {
-  commitDeploy(...keysThenArgs: string[]): Promise<CommitDeployStatus>;
-  takeRef(...keysThenArgs: string[]): Promise<TakeRefStatus>;
-  releaseRef(...keysThenArgs: string[]): Promise<0 | 1>;
-  pruneVersion(...keysThenArgs: string[]): Promise<[PruneVerdict, number, (0 | 1)?]>;
-  undeploy(...keysThenArgs: string[]): Promise<[number, string]>;
-}
-
-const COMMANDS: ReadonlyArray<[keyof TydraCommands, string]> = [
-  ['commitDeploy', 'commit-deploy-8.lua'],
-  ['takeRef', 'take-ref-6.lua'],
-  ['releaseRef', 'release-ref-3.lua'],
-  ['pruneVersion', 'prune-version-8.lua'],
-  ['undeploy', 'undeploy-3.lua'],
-];
-
-const SCRIPTS = COMMANDS.map(([name, file]) => ({
-  name,
+const SCRIPTS = Object.entries(FILES).map(([name, file]) => ({
+  name: name as ScriptName,
   numberOfKeys: Number(/-(\d+)\.lua$/.exec(file)?.[1]),
   lua: readFileSync(new URL(`./commands/${file}`, import.meta.url), 'utf8'),
 }));
+const KEY_COUNTS = new Map(SCRIPTS.map(({ name, numberOfKeys }) => [name, numberOfKeys]));
+
+/** One call of a script: its keys and arguments in the order its header lists them. */
+export interface ScriptCall {
+  script: ScriptName;
+  keys: string[];
+  argv: string[];
+}
+
+type ScriptMethod<R> = (...keysThenArgs: string[]) => R;
 
 const DEFINED = new WeakSet<Redis>();
 
-/** The client, with tydra's scripts defined on it (idempotent). */
-export function withCommands(redis: Redis): Redis & TydraCommands {
+function defineScripts(redis: Redis): void {
   if (!DEFINED.has(redis)) {
     for (const { name, numberOfKeys, lua } of SCRIPTS) {
       redis.defineCommand(name, { numberOfKeys, lua });
     }
     DEFINED.add(redis);
   }
-  return redis as Redis & TydraCommands;
+}
+
+function flatten(call: ScriptCall): string[] {
+  if (KEY_COUNTS.get(call.script) !== call.keys.length) {
+    throw new IllegalStateError(
+      `the ${call.script} script takes ${KEY_COUNTS.get(call.script)} keys, was given ${call.keys.length}`,
+    );
+  }
+  return [...call.keys, ...call.argv];
+}
+
+/** Runs one script call and returns its raw reply. */
+export async function runScript(redis: Redis, call: ScriptCall): Promise<unknown> {
+  defineScripts(redis);
+  const method = (redis as unknown as Record<ScriptName, ScriptMethod<Promise<unknown>>>)[call.script];
+  return method.apply(redis, flatten(call));
+}
+
+/** Runs many script calls in one pipeline (one round trip) and returns their raw replies in order. */
+export async function runScripts(redis: Redis, calls: readonly ScriptCall[]): Promise<unknown[]> {
+  defineScripts(redis);
+  const pipeline = redis.pipeline();
+  for (const call of calls) {
+    const method = (pipeline as unknown as Record<ScriptName, ScriptMethod<ChainableCommander>>)[call.script];
+    method.apply(pipeline, flatten(call));
+  }
+  const replies = (await pipeline.exec()) ?? [];
+  return calls.map((call, index) => {
+    const [error, reply] = replies[index] ?? [new IllegalStateError(`no reply to the ${call.script} script`), null];
+    if (error !== null) {
+      throw error;
+    }
+    return reply;
+  });
 }

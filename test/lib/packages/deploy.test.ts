@@ -1,10 +1,12 @@
 import assert from 'node:assert/strict';
+import { randomBytes } from 'node:crypto';
 import { writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 
 import type { Redis } from 'ioredis';
 
 import {
+  InvalidOptionError,
   InvalidTaskRefError,
   ManifestError,
   PackageRejectedError,
@@ -96,6 +98,41 @@ describe('deploy and submit (@integration)', () => {
       [],
       'a rejected deploy must not write any package key',
     );
+  });
+
+  it('refuses a package over the client `limits.maxPackageBytes` with the pack error, storing nothing', async () => {
+    const tydra = client({ limits: { maxPackageBytes: 16 * 1024 } });
+    const dir = await copyFixture('probe');
+    await writeFile(join(dir, 'noise.bin'), randomBytes(256 * 1024));
+    await assert.rejects(
+      tydra.deploy(dir),
+      (error: Error) =>
+        error instanceof PackageRejectedError &&
+        /^Expected a package of at most 16384 bytes compressed, got more \(packing stopped at \d+ bytes\)$/.test(
+          error.message,
+        ),
+    );
+    const r = redis();
+    assert.deepEqual([...(await r.keys('pkg:*')), ...(await r.keys('tydra:*'))], [], 'a refused deploy writes nothing');
+  });
+
+  it('refuses an input JSON cannot represent (BigInt, circular, function) with InvalidOptionError', async () => {
+    const tydra = client();
+    await tydra.deploy(await copyFixture('probe'));
+    const circular: Record<string, unknown> = { a: 1 };
+    circular.self = circular;
+    const expectations: Array<[unknown, RegExp]> = [
+      [{ n: 10n }, /^Expected the input to be JSON-serialisable, got .*: Do not know how to serialize a BigInt$/],
+      [circular, /^Expected the input to be JSON-serialisable, got .*: Converting circular structure to JSON/],
+      [() => 1, /^Expected the input to be JSON-serialisable, got `\(\) => 1` \(function\)$/],
+    ];
+    for (const [input, message] of expectations) {
+      await assert.rejects(
+        tydra.submit('probe/echo', input),
+        (error: Error) => error instanceof InvalidOptionError && message.test(error.message),
+      );
+    }
+    assert.equal(await redis().hlen('tydra:refs'), 0, 'nothing was referenced or enqueued');
   });
 
   it('fails at submit time for an unknown package, version or task, and for a bad reference', async () => {

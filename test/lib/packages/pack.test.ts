@@ -1,5 +1,6 @@
 import assert from 'node:assert/strict';
-import { chmod, mkdir, symlink, utimes, writeFile } from 'node:fs/promises';
+import { randomBytes } from 'node:crypto';
+import { chmod, mkdir, readFile, symlink, utimes, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 
 import { ManifestError, PackageRejectedError } from '../../../lib/core/errors.js';
@@ -170,8 +171,40 @@ describe('packDirectory', () => {
         packDirectory(dir, small),
         (error: Error) =>
           error instanceof PackageRejectedError &&
-          /Expected a package of at most 1000 bytes compressed, got \d+/.test(error.message),
+          /^Expected a package of at most 1000 bytes compressed, got more \(packing stopped at \d+ bytes\)$/.test(
+            error.message,
+          ),
       );
+    });
+
+    it('stops reading as soon as the compressed limit is crossed, long before the input ends', async () => {
+      // 32 MiB of random bytes cannot compress below a 64 KiB limit. What the process read is
+      // counted by the kernel (/proc/self/io rchar): the old pack read every file whole first.
+      const dir = await makePackage({ 'tydra.json': manifest, 'src/run.js': 'x' });
+      await writeFile(join(dir, 'random.bin'), randomBytes(32 * 1024 * 1024));
+      const small = compilePackageLimits({ maxPackageBytes: 64 * 1024 });
+      const before = await bytesRead();
+      await assert.rejects(
+        packDirectory(dir, small),
+        (error: Error) =>
+          error instanceof PackageRejectedError &&
+          error.message.startsWith('Expected a package of at most 65536 bytes compressed, got more'),
+      );
+      const read = (await bytesRead()) - before;
+      assert.ok(read < 8 * 1024 * 1024, `expected packing to stop after a few MiB of input, read ${read} bytes`);
+    });
+
+    it('refuses a tree over the uncompressed limit before opening any file', async () => {
+      const dir = await makePackage({ 'tydra.json': manifest, 'src/run.js': 'x' });
+      await writeFile(join(dir, 'big.bin'), Buffer.alloc(4 * 1024 * 1024));
+      const before = await bytesRead();
+      await assert.rejects(
+        packDirectory(dir, compilePackageLimits({ maxUnpackedBytes: 1024 * 1024 })),
+        (error: Error) =>
+          error instanceof PackageRejectedError &&
+          error.message === 'Expected at most 1048576 uncompressed bytes in the package, got more',
+      );
+      assert.ok((await bytesRead()) - before < 1024 * 1024, 'the sizes alone decide: no file content is read');
     });
 
     it('rejects symbolic links', async () => {
@@ -192,3 +225,13 @@ describe('packDirectory', () => {
     });
   });
 });
+
+/** Bytes this process has read through read(2) and friends, as the kernel counts them. */
+async function bytesRead(): Promise<number> {
+  const io = await readFile('/proc/self/io', 'utf8');
+  const match = /^rchar: (\d+)$/m.exec(io);
+  if (match?.[1] === undefined) {
+    throw new Error(`expected an rchar line in /proc/self/io, got ${io}`);
+  }
+  return Number(match[1]);
+}

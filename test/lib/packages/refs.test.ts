@@ -3,6 +3,7 @@ import assert from 'node:assert/strict';
 import { Queue } from 'bullmq';
 import type { Redis } from 'ioredis';
 
+import { setSubmitHooks } from '../../../lib/client/submit-hooks.js';
 import { UnknownTaskError } from '../../../lib/core/errors.js';
 import { prunePackages } from '../../../lib/packages/pruner.js';
 import { PackageStore } from '../../../lib/packages/store.js';
@@ -101,10 +102,12 @@ describe('package versions, references and pruning (@integration)', function () 
     await tydra.deploy(await pinPackage('v2'));
     await sleep(5); // v1: not latest, lease gone, idle since its deploy
     let verdict: string | undefined;
-    tydra.hooks.afterReference = async () => {
-      const report = await prunePackages(r, { graceMs: 0 });
-      verdict = report.kept.find((d) => d.sha1 === v1.sha1)?.verdict;
-    };
+    setSubmitHooks(tydra, {
+      afterReference: async () => {
+        const report = await prunePackages(r, { graceMs: 0 });
+        verdict = report.kept.find((d) => d.sha1 === v1.sha1)?.verdict;
+      },
+    });
     const run = await tydra.submit(`pin@${v1.sha1.slice(0, 10)}/which`);
     assert.equal(verdict, 'held');
     assert.equal(await r.exists(`pkg:pin:${v1.sha1}`), 1);
@@ -118,19 +121,19 @@ describe('package versions, references and pruning (@integration)', function () 
     const v1 = await tydra.deploy(await pinPackage('v1'));
     await tydra.deploy(await pinPackage('v2'));
     await sleep(5);
-    tydra.hooks.afterResolve = async () => {
-      const report = await prunePackages(r, { graceMs: 0 });
-      assert.deepEqual(
-        report.removed.map((d) => d.sha1),
-        [v1.sha1],
-      );
-    };
+    let pruned: string[] | undefined;
+    setSubmitHooks(tydra, {
+      afterResolve: async () => {
+        pruned = (await prunePackages(r, { graceMs: 0 })).removed.map((d) => d.sha1);
+      },
+    });
     await assert.rejects(
       tydra.submit(`pin@${v1.sha1}/which`),
       (error: unknown) =>
         error instanceof UnknownTaskError &&
         /pin@[0-9a-f]{40} to be stored, found none \(never deployed, or pruned\)/.test(error.message),
     );
+    assert.deepEqual(pruned, [v1.sha1], 'the prune ran in the gap and removed v1');
     assert.deepEqual(await new Queue(TASKS_QUEUE, { connection: r }).getJobCounts('waiting'), { waiting: 0 });
     assert.equal(await r.hlen('tydra:refs'), 0);
   });

@@ -1,0 +1,226 @@
+/**
+ * Typed wrappers of the package scripts in `commands/`. Each takes named arguments, builds the
+ * script's KEYS and ARGV in the order its header documents, and maps the reply to a typed
+ * result: callers never see positional strings or raw status codes.
+ */
+import type { Redis } from 'ioredis';
+
+import { IllegalStateError } from '../core/errors.js';
+import {
+  packageBlobKey,
+  packageHoldersKey,
+  packageIdleKey,
+  packageLatestKey,
+  packageLeaseKey,
+  packagesKey,
+  packageUndeployedKey,
+  packageVersionsKey,
+  refsKey,
+  uploadKey,
+} from './keys.js';
+import { runScript, runScripts, type ScriptCall } from './scripts.js';
+
+/** Status codes of `commit-deploy-8.lua`. */
+export enum CommitDeployStatus {
+  Stored = 1,
+  AlreadyStored = 0,
+  UploadMissing = -1,
+}
+
+/** Status codes of `take-ref-6.lua`. */
+export enum TakeRefStatus {
+  Held = 1,
+  Missing = 0,
+  Undeployed = -1,
+}
+
+/** Status codes of `release-ref-3.lua`. */
+export enum ReleaseRefStatus {
+  Released = 1,
+  NotHeld = 0,
+}
+
+/** Status of `undeploy-3.lua`: a count of -1 means the version or package does not exist. */
+export enum UndeployStatus {
+  Undeployed = 'undeployed',
+  NotFound = 'not-found',
+}
+
+/** Verdicts of `prune-version-8.lua`. */
+export type PruneVerdict = 'gone' | 'held' | 'leased' | 'latest' | 'grace' | 'eligible' | 'removed';
+const PRUNE_VERDICTS: ReadonlySet<string> = new Set([
+  'gone',
+  'held',
+  'leased',
+  'latest',
+  'grace',
+  'eligible',
+  'removed',
+]);
+
+function toStatus<E extends number>(values: Record<string, string | E>, reply: unknown, script: string): E {
+  if (typeof reply === 'number' && Object.values(values).includes(reply as E)) {
+    return reply as E;
+  }
+  throw new IllegalStateError(`the ${script} script replied ${JSON.stringify(reply)}`);
+}
+
+export interface CommitDeployArgs {
+  name: string;
+  sha1: string;
+  /** The upload being committed (`tydra:upload:<uploadId>`); may not exist on a dedupe. */
+  uploadId: string;
+  /** The version entry, as JSON. */
+  versionJson: string;
+  now: number;
+  leaseMs: number;
+}
+
+/** Makes an uploaded version visible: blob, version entry, latest, package list and lease in one step. */
+export async function commitDeploy(redis: Redis, args: CommitDeployArgs): Promise<CommitDeployStatus> {
+  const { name, sha1 } = args;
+  const reply = await runScript(redis, {
+    script: 'commitDeploy',
+    keys: [
+      uploadKey(args.uploadId),
+      packageBlobKey(name, sha1),
+      packageVersionsKey(name),
+      packageLatestKey(name),
+      packagesKey,
+      packageLeaseKey(name, sha1),
+      packageIdleKey(name),
+      packageUndeployedKey(name),
+    ],
+    argv: [sha1, args.versionJson, String(args.now), name, String(args.leaseMs)],
+  });
+  return toStatus(CommitDeployStatus, reply, 'commitDeploy');
+}
+
+export interface TakeRefArgs {
+  name: string;
+  sha1: string;
+  instanceId: string;
+  now: number;
+  /** Accept an undeployed version (the instance already holds it). */
+  alreadyHeld: boolean;
+}
+
+/** Takes `instanceId`'s reference on `name@sha1`, atomically with the check that it can be used. */
+export async function takeRef(redis: Redis, args: TakeRefArgs): Promise<TakeRefStatus> {
+  const { name, sha1 } = args;
+  const reply = await runScript(redis, {
+    script: 'takeRef',
+    keys: [
+      packageVersionsKey(name),
+      packageHoldersKey(name, sha1),
+      refsKey,
+      packageUndeployedKey(name),
+      packageBlobKey(name, sha1),
+      packageIdleKey(name),
+    ],
+    argv: [sha1, args.instanceId, String(args.now), `${name}@${sha1}`, args.alreadyHeld ? '1' : '0'],
+  });
+  return toStatus(TakeRefStatus, reply, 'takeRef');
+}
+
+export interface ReleaseRefArgs {
+  name: string;
+  sha1: string;
+  instanceId: string;
+  now: number;
+}
+
+/** Releases `instanceId`'s reference on `name@sha1` (idempotent). */
+export async function releaseRef(redis: Redis, args: ReleaseRefArgs): Promise<ReleaseRefStatus> {
+  const reply = await runScript(redis, {
+    script: 'releaseRef',
+    keys: [packageHoldersKey(args.name, args.sha1), refsKey, packageIdleKey(args.name)],
+    argv: [args.instanceId, args.sha1, String(args.now)],
+  });
+  return toStatus(ReleaseRefStatus, reply, 'releaseRef');
+}
+
+export interface UndeployArgs {
+  name: string;
+  /** The version to undeploy; undefined for every version of the package. */
+  sha1: string | undefined;
+}
+
+export interface UndeployReply {
+  status: UndeployStatus;
+  /** Versions newly undeployed. */
+  undeployed: number;
+  /** The package's latest version afterwards. */
+  latest: string | null;
+}
+
+/** Removes `name@sha1` (or every version of `name`) from use, moving latest if needed. */
+export async function undeploy(redis: Redis, args: UndeployArgs): Promise<UndeployReply> {
+  const reply = await runScript(redis, {
+    script: 'undeploy',
+    keys: [packageVersionsKey(args.name), packageLatestKey(args.name), packageUndeployedKey(args.name)],
+    argv: [args.sha1 ?? ''],
+  });
+  const [count, latest] = Array.isArray(reply) ? (reply as unknown[]) : [];
+  if (typeof count !== 'number' || typeof latest !== 'string') {
+    throw new IllegalStateError(`the undeploy script replied ${JSON.stringify(reply)}`);
+  }
+  return {
+    status: count < 0 ? UndeployStatus.NotFound : UndeployStatus.Undeployed,
+    undeployed: Math.max(0, count),
+    latest: latest === '' ? null : latest,
+  };
+}
+
+export interface PruneVersionArgs {
+  name: string;
+  sha1: string;
+  now: number;
+  graceMs: number;
+  /** Decide, change nothing. */
+  dryRun: boolean;
+}
+
+export interface PruneVersionReply {
+  verdict: PruneVerdict;
+  /** Holders (`held`), lease ms left (`leased`), idle since in ms (`grace`, `eligible`, `removed`), else 0. */
+  detail: number;
+  /** `eligible` or `removed` because it was undeployed (not because its grace period ran out). */
+  undeployed: boolean;
+}
+
+function pruneVersionCall(args: PruneVersionArgs): ScriptCall {
+  const { name, sha1 } = args;
+  return {
+    script: 'pruneVersion',
+    keys: [
+      packageVersionsKey(name),
+      packageHoldersKey(name, sha1),
+      packageLeaseKey(name, sha1),
+      packageLatestKey(name),
+      packageIdleKey(name),
+      packageUndeployedKey(name),
+      packageBlobKey(name, sha1),
+      packagesKey,
+    ],
+    argv: [sha1, String(args.now), String(args.graceMs), args.dryRun ? '1' : '0', name],
+  };
+}
+
+function toPruneVersionReply(reply: unknown): PruneVersionReply {
+  const [verdict, detail, undeployed] = Array.isArray(reply) ? (reply as unknown[]) : [];
+  if (typeof verdict !== 'string' || !PRUNE_VERDICTS.has(verdict) || typeof detail !== 'number') {
+    throw new IllegalStateError(`the pruneVersion script replied ${JSON.stringify(reply)}`);
+  }
+  return { verdict: verdict as PruneVerdict, detail, undeployed: undeployed === 1 };
+}
+
+/** Decides (and unless a dry run, deletes) one version, in one step. */
+export async function pruneVersion(redis: Redis, args: PruneVersionArgs): Promise<PruneVersionReply> {
+  return toPruneVersionReply(await runScript(redis, pruneVersionCall(args)));
+}
+
+/** {@link pruneVersion} for many versions in one pipeline (one round trip); replies in order. */
+export async function pruneVersions(redis: Redis, args: readonly PruneVersionArgs[]): Promise<PruneVersionReply[]> {
+  return (await runScripts(redis, args.map(pruneVersionCall))).map(toPruneVersionReply);
+}
