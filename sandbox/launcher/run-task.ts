@@ -212,7 +212,9 @@ async function supervise(options: RunTaskOptions, launch: Launch): Promise<unkno
     const result = await subprocess;
     // Everything the task wrote is read and counted before its ending is judged.
     await capture.ended;
-    limitHit ??= await monitor?.stop();
+    // Not `limitHit ??= await …`: that would skip stop(), and its timer would outlive the run.
+    const finalHit = await monitor?.stop();
+    limitHit ??= finalHit;
     return settle(
       outcome({
         ...capture.output,

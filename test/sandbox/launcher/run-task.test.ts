@@ -13,7 +13,7 @@ import { type CgroupSupport, detectCgroups, removeCgroupParent } from '../../../
 import { findPrlimit } from '../../../sandbox/launcher/rlimits.js';
 import { runTask, type RunTaskOptions } from '../../../sandbox/launcher/run-task.js';
 import { installRuntime } from '../../../sandbox/launcher/runtime-dir.js';
-import { tempDir } from '../../helpers.js';
+import { tempDir, waitFor } from '../../helpers.js';
 
 const MiB = 1024 * 1024;
 
@@ -71,11 +71,16 @@ describe('runTask (@integration)', function () {
   describe('output written right before the runner exits', () => {
     it('counts toward the output limit: 100 lines of 64 KiB then a return fail at the default 1 MiB', async () => {
       assert.equal(DEFAULT_TASK_LIMITS.outputBytes, MiB);
+      const timers = (): number => process.getActiveResourcesInfo().filter((kind) => kind === 'Timeout').length;
+      const timersBefore = timers();
       await assert.rejects(run('loud-exit.mjs', {}), (error: unknown) => {
         assert.ok(error instanceof LimitExceededError, String(error));
         assert.equal(error.message, 'output limit exceeded (1 MiB on stdout)');
         return true;
       });
+      // The cgroup monitor's timer ends with the run, even when a limit ended it (execa's kill
+      // grace timer may still run for a moment after the exit).
+      await waitFor('no timer of the run left', () => (timers() <= timersBefore ? true : undefined), 5000);
     });
 
     it('is delivered in full under a limit large enough: every line reaches onLog', async () => {
