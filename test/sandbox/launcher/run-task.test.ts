@@ -13,7 +13,7 @@ import { type CgroupSupport, detectCgroups, removeCgroupParent } from '../../../
 import { findPrlimit } from '../../../sandbox/launcher/rlimits.js';
 import { runTask, type RunTaskOptions } from '../../../sandbox/launcher/run-task.js';
 import { installRuntime } from '../../../sandbox/launcher/runtime-dir.js';
-import { tempDir, waitFor } from '../../helpers.js';
+import { tempDir } from '../../helpers.js';
 
 const MiB = 1024 * 1024;
 
@@ -26,6 +26,36 @@ const LOUD_EXIT = `export default () => {
 /** Says it started, then never returns. */
 const HANG =
   "export default () => { console.log('started'); return new Promise(() => setInterval(() => {}, 1000)); };\n";
+
+/**
+ * Counts the intervals code under `pathPart` starts and clears until `stop()`, which restores the
+ * timers and returns how many of them are still running.
+ */
+function watchIntervals(pathPart: string): { started(): number; stop(): number } {
+  const { setInterval: realSet, clearInterval: realClear } = globalThis;
+  const running = new Set<unknown>();
+  let started = 0;
+  globalThis.setInterval = (...args: Parameters<typeof realSet>) => {
+    const handle = realSet(...args);
+    if (new Error().stack?.includes(pathPart)) {
+      started += 1;
+      running.add(handle);
+    }
+    return handle;
+  };
+  globalThis.clearInterval = (handle?: Parameters<typeof realClear>[0]) => {
+    running.delete(handle);
+    realClear(handle);
+  };
+  return {
+    started: () => started,
+    stop: () => {
+      globalThis.setInterval = realSet;
+      globalThis.clearInterval = realClear;
+      return running.size;
+    },
+  };
+}
 
 describe('runTask (@integration)', function () {
   this.timeout(60_000);
@@ -71,16 +101,20 @@ describe('runTask (@integration)', function () {
   describe('output written right before the runner exits', () => {
     it('counts toward the output limit: 100 lines of 64 KiB then a return fail at the default 1 MiB', async () => {
       assert.equal(DEFAULT_TASK_LIMITS.outputBytes, MiB);
-      const timers = (): number => process.getActiveResourcesInfo().filter((kind) => kind === 'Timeout').length;
-      const timersBefore = timers();
-      await assert.rejects(run('loud-exit.mjs', {}), (error: unknown) => {
-        assert.ok(error instanceof LimitExceededError, String(error));
-        assert.equal(error.message, 'output limit exceeded (1 MiB on stdout)');
-        return true;
-      });
-      // The cgroup monitor's timer ends with the run, even when a limit ended it (execa's kill
-      // grace timer may still run for a moment after the exit).
-      await waitFor('no timer of the run left', () => (timers() <= timersBefore ? true : undefined), 5000);
+      const intervals = watchIntervals('/sandbox/launcher/');
+      let left: number;
+      try {
+        await assert.rejects(run('loud-exit.mjs', {}), (error: unknown) => {
+          assert.ok(error instanceof LimitExceededError, String(error));
+          assert.equal(error.message, 'output limit exceeded (1 MiB on stdout)');
+          return true;
+        });
+        // The cgroup monitor's timer ends with the run, even when a limit ended it.
+        assert.ok(intervals.started() > 0, 'the run watched its cgroup');
+      } finally {
+        left = intervals.stop();
+      }
+      assert.equal(left, 0, 'intervals of the launcher left running');
     });
 
     it('is delivered in full under a limit large enough: every line reaches onLog', async () => {
