@@ -32,6 +32,8 @@ import { captureStreams, feedCommand, type SandboxStreams, startRunner } from '.
 const RUNTIME_DIR = fileURLToPath(new URL('..', import.meta.url));
 const NODE_BINARY = realpathSync(process.execPath);
 const DEFAULT_MAX_RESULT_BYTES = 16 * 1024 * 1024;
+/** How long the streams may stay open after the sandbox exited (see `StreamCapture.ended`). */
+const STREAM_END_GRACE_MS = 2000;
 
 /** What to start in the sandbox: a JavaScript module under the runner, or a command's argv. */
 export interface TaskEntry {
@@ -211,7 +213,7 @@ async function supervise(options: RunTaskOptions, launch: Launch): Promise<unkno
       bwrap === undefined ? undefined : await monitorSandbox(subprocess, launch.cgroup, limits, shouldStart, stop);
     const result = await subprocess;
     // Everything the task wrote is read and counted before its ending is judged.
-    await capture.ended;
+    await capture.ended(STREAM_END_GRACE_MS);
     // Not `limitHit ??= await …`: that would skip stop(), and its timer would outlive the run.
     const finalHit = await monitor?.stop();
     limitHit ??= finalHit;

@@ -6,6 +6,7 @@
  */
 import type { Readable, Writable } from 'node:stream';
 import { finished } from 'node:stream/promises';
+import { setTimeout as delay } from 'node:timers/promises';
 
 import { encodeMessage, LineSplitter } from '../protocol.js';
 import type { FinalMessage, LimitHit } from './outcome.js';
@@ -42,8 +43,13 @@ export interface CapturedOutput {
 
 export interface StreamCapture {
   output: CapturedOutput;
-  /** Resolves when every output stream has ended (or failed). */
-  ended: Promise<void>;
+  /**
+   * Resolves when every output stream has ended, or `graceMs` after the call, whichever comes
+   * first; then the streams are destroyed. Call it once the sandbox exited: normally every writer
+   * is dead and the pipes drain at once, but a sandbox process bwrap cloned before it was killed
+   * (and never reported) may hold them open for ever.
+   */
+  ended(graceMs: number): Promise<void>;
 }
 
 /** Wires the streams of a sandbox; `protocol` present means a JavaScript task under the runner. */
@@ -65,7 +71,14 @@ export function captureStreams(streams: SandboxStreams, options: CaptureOptions)
     captureProtocol(streams.protocol, options, output, hit);
   }
   const readables = [streams.stdout, streams.stderr, ...(streams.protocol ? [streams.protocol] : [])];
-  return { output, ended: Promise.all(readables.map(endOf)).then(() => undefined) };
+  const allEnded = Promise.all(readables.map(endOf));
+  const ended = async (graceMs: number): Promise<void> => {
+    const grace = new AbortController();
+    await Promise.race([allEnded, delay(graceMs, undefined, { signal: grace.signal }).catch(() => undefined)]);
+    grace.abort();
+    readables.forEach((stream) => stream.destroy());
+  };
+  return { output, ended };
 }
 
 /** Sends the runner its `start` message and, on abort, `cancel`; returns the listener's remover. */
