@@ -77,15 +77,31 @@ export class TaskRunner {
     }
   }
 
-  /** Sends the final message, then exits once it is flushed: one TaskInstance per process. */
+  /**
+   * Sends the final message, then exits once everything is flushed: one TaskInstance per process.
+   * stdout and stderr are pipes, which Node writes asynchronously: `process.exit()` with writes
+   * still queued would drop what the task printed last, and the node could neither show it nor
+   * hold it to the output limit. So they drain first, and only then goes the final message.
+   */
   private finish(message: RunnerMessage): void {
     if (this.finished) {
       return;
     }
-    this.send(message);
     this.finished = true;
-    this.out.end(() => process.exit(0));
+    void Promise.all([flushed(process.stdout), flushed(process.stderr)]).then(() => {
+      this.out.write(encodeMessage(message));
+      this.out.end(() => process.exit(0));
+    });
   }
+}
+
+/** Resolves once every write queued on `stream` so far went out (or failed: the reader is gone). */
+function flushed(stream: NodeJS.WriteStream): Promise<void> {
+  if (stream.writableLength === 0 || stream.destroyed) {
+    return Promise.resolve();
+  }
+  // Writes complete in order, so an empty write's callback runs after all the earlier ones.
+  return new Promise((resolve) => stream.write('', () => resolve()));
 }
 
 /** The result must survive JSON: `undefined` becomes `null`; BigInt or cycles fail the task. */

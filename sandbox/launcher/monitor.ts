@@ -1,0 +1,89 @@
+/**
+ * Puts a started sandbox into its TaskInstance cgroup, lets it run, then reads the cgroup's
+ * counters every 100 ms: an OOM kill, a refused fork or CPU time past the limit stops the
+ * sandbox at once instead of at the wall-clock limit. Whatever is left in the cgroup dies when
+ * bwrap exits.
+ */
+import type { CompiledTaskLimits } from '../../lib/core/limits.js';
+import { attachSandbox, SANDBOX_SYNC_FDS, type SandboxSubprocess } from './cgroup/attach.js';
+import type { TaskCgroup, TaskCgroupStats } from './cgroup/task-cgroup.js';
+import type { LimitHit } from './outcome.js';
+
+/** How often a running sandbox's cgroup counters are read. */
+const MONITOR_MS = 100;
+
+export interface MonitoredSubprocess extends SandboxSubprocess {
+  once(event: 'exit', listener: () => void): unknown;
+}
+
+export interface SandboxMonitor {
+  /** Why the sandbox could not be attached to its cgroup; it was SIGKILLed. */
+  setupError?: Error;
+  /** Stops the periodic reads; resolves with a limit the final counters show broken. */
+  stop(): Promise<LimitHit | undefined>;
+}
+
+/**
+ * Attaches the sandbox bwrap is holding on its block fd, releases it when `shouldStart` still
+ * says yes, and watches its cgroup (when there is one), calling `onLimit` at the first broken limit.
+ */
+export async function monitorSandbox(
+  subprocess: MonitoredSubprocess,
+  cgroup: TaskCgroup | undefined,
+  limits: CompiledTaskLimits,
+  shouldStart: () => boolean,
+  onLimit: (hit: LimitHit) => void,
+): Promise<SandboxMonitor> {
+  // If bwrap ends (killed on cancel or timeout) while its sandbox is still being set up, the
+  // sandbox may live on: whatever is in the TaskInstance's cgroup dies with it.
+  subprocess.once('exit', () => void cgroup?.kill().catch(() => undefined));
+  try {
+    await attachSandbox(subprocess, SANDBOX_SYNC_FDS, cgroup, shouldStart);
+  } catch (error) {
+    // Never leave a sandbox blocked on its start signal until the wall-clock limit.
+    subprocess.kill('SIGKILL');
+    return {
+      setupError: error instanceof Error ? error : new Error(String(error)),
+      stop: () => Promise.resolve(undefined),
+    };
+  }
+  if (cgroup === undefined) {
+    return { stop: () => Promise.resolve(undefined) };
+  }
+  const timer = setInterval(() => {
+    void cgroup.stats().then(
+      (stats) => {
+        const hit = brokenLimit(stats, limits);
+        if (hit !== undefined) {
+          onLimit(hit);
+          void cgroup.kill().catch(() => undefined);
+        }
+      },
+      () => undefined,
+    );
+  }, MONITOR_MS);
+  return {
+    stop: async () => {
+      clearInterval(timer);
+      // The final counters: an OOM kill or a fork refused in the last moments counts too.
+      const stats = await cgroup.stats().catch(() => undefined);
+      return stats === undefined ? undefined : brokenLimit(stats, limits);
+    },
+  };
+}
+
+/** A limit the cgroup's counters show broken, or undefined. */
+export function brokenLimit(stats: TaskCgroupStats, limits: CompiledTaskLimits): LimitHit | undefined {
+  if (stats.oomKills > 0) {
+    return { limit: 'memoryBytes' };
+  }
+  if (stats.pidsLimitHits > 0) {
+    // Killed at the first refused fork: a task at its process limit is a fork bomb or a bug,
+    // and letting it spin until the wall-clock limit only burns the node's CPU.
+    return { limit: 'pids' };
+  }
+  if (stats.cpuUsageMs !== undefined && stats.cpuUsageMs > limits.cpuMs) {
+    return { limit: 'cpuMs' };
+  }
+  return undefined;
+}

@@ -1,0 +1,201 @@
+/**
+ * The sandbox's streams: feeds stdin, turns stdout and stderr into log lines (or, for a command,
+ * its result), reads the runner's protocol fd, counts each stream's bytes against the output
+ * limit, and records what it saw for `outcome`. Every stream is read to its end, even past a
+ * limit, so the sandbox never blocks on a full pipe and nothing it wrote goes uncounted.
+ */
+import type { Readable, Writable } from 'node:stream';
+import { finished } from 'node:stream/promises';
+import { setTimeout as delay } from 'node:timers/promises';
+
+import { encodeMessage, LineSplitter } from '../protocol.js';
+import type { FinalMessage, LimitHit } from './outcome.js';
+import { parseRunnerMessage } from './runner-message.js';
+
+const STDERR_TAIL_BYTES = 2048;
+/** Longest log line handed on; longer ones are cut into pieces. */
+const LOG_LINE_BYTES = 16_384;
+
+export interface SandboxStreams {
+  stdin: Writable;
+  stdout: Readable;
+  stderr: Readable;
+  /** The runner's fd 3 (JavaScript tasks only). */
+  protocol?: Readable;
+}
+
+export interface CaptureOptions {
+  outputBytes: number;
+  maxResultBytes: number;
+  onLog: (line: string) => void;
+  onProgress?: (value: number | Record<string, unknown>) => void;
+  /** Called at each limit hit (with it) or protocol error (without): the sandbox must stop. */
+  onStop: (hit?: LimitHit) => void;
+}
+
+/** What the streams carried, filled in as it arrives; complete once `ended` resolves. */
+export interface CapturedOutput {
+  final?: FinalMessage;
+  protocolError?: string;
+  stderrTail: string;
+  stdout: string;
+}
+
+export interface StreamCapture {
+  output: CapturedOutput;
+  /**
+   * Resolves when every output stream has ended, or `graceMs` after the call, whichever comes
+   * first; then the streams are destroyed. Call it once the sandbox exited: normally every writer
+   * is dead and the pipes drain at once, but a sandbox process bwrap cloned before it was killed
+   * (and never reported) may hold them open for ever.
+   */
+  ended(graceMs: number): Promise<void>;
+}
+
+/** Wires the streams of a sandbox; `protocol` present means a JavaScript task under the runner. */
+export function captureStreams(streams: SandboxStreams, options: CaptureOptions): StreamCapture {
+  const output: CapturedOutput = { stderrTail: '', stdout: '' };
+  const hit = (limit: LimitHit): void => options.onStop(limit);
+  captureLines(streams.stderr, options.outputBytes, (line) => options.onLog(`[stderr] ${line}`), {
+    onLimit: () => hit({ limit: 'outputBytes', stream: 'stderr' }),
+    onChunk: (chunk) => (output.stderrTail = (output.stderrTail + chunk).slice(-STDERR_TAIL_BYTES)),
+  });
+  if (streams.protocol === undefined) {
+    captureResult(streams.stdout, Math.min(options.outputBytes, options.maxResultBytes), output, () =>
+      hit({ limit: 'outputBytes', stream: 'stdout' }),
+    );
+  } else {
+    captureLines(streams.stdout, options.outputBytes, (line) => options.onLog(`[stdout] ${line}`), {
+      onLimit: () => hit({ limit: 'outputBytes', stream: 'stdout' }),
+    });
+    captureProtocol(streams.protocol, options, output, hit);
+  }
+  const readables = [streams.stdout, streams.stderr, ...(streams.protocol ? [streams.protocol] : [])];
+  const allEnded = Promise.all(readables.map(endOf));
+  const ended = async (graceMs: number): Promise<void> => {
+    const grace = new AbortController();
+    await Promise.race([allEnded, delay(graceMs, undefined, { signal: grace.signal }).catch(() => undefined)]);
+    grace.abort();
+    readables.forEach((stream) => stream.destroy());
+  };
+  return { output, ended };
+}
+
+/** Sends the runner its `start` message and, on abort, `cancel`; returns the listener's remover. */
+export function startRunner(
+  stdin: Writable,
+  start: { instanceId: string; attempt: number; module: string; input: unknown },
+  signal: AbortSignal | undefined,
+): () => void {
+  stdin.on('error', () => undefined); // EPIPE when the task dies before reading
+  stdin.write(encodeMessage({ type: 'start', ...start }));
+  const cancel = (): void => void stdin.write(encodeMessage({ type: 'cancel', reason: 'cancelled' }));
+  signal?.addEventListener('abort', cancel, { once: true });
+  return () => signal?.removeEventListener('abort', cancel);
+}
+
+/** Gives a command its input: one JSON value on stdin, then end-of-file. */
+export function feedCommand(stdin: Writable, input: unknown): void {
+  stdin.on('error', () => undefined);
+  stdin.end(JSON.stringify(input ?? null));
+}
+
+/** A command's stdout is its result: kept whole, unless it grows past `maxBytes`. */
+function captureResult(stream: Readable, maxBytes: number, output: CapturedOutput, onLimit: () => void): void {
+  let bytes = 0;
+  let over = false;
+  stream.setEncoding('utf8');
+  stream.on('data', (chunk: string) => {
+    bytes += Buffer.byteLength(chunk);
+    if (over || bytes > maxBytes) {
+      over = true;
+      output.stdout = '';
+      onLimit();
+      return;
+    }
+    output.stdout += chunk;
+  });
+}
+
+/** The runner's messages: progress and `ctx.log` lines on the way, then the final message. */
+function captureProtocol(
+  stream: Readable,
+  options: CaptureOptions,
+  output: CapturedOutput,
+  hit: (limit: LimitHit) => void,
+): void {
+  let logBytes = 0;
+  let over = false;
+  const lines = new LineSplitter(options.maxResultBytes, (line) => {
+    const message = parseRunnerMessage(line);
+    if (message === undefined) {
+      output.protocolError ??= `Expected a runner message, got ${JSON.stringify(line.slice(0, 200))}`;
+      options.onStop();
+    } else if (message.type === 'progress') {
+      options.onProgress?.(message.value);
+    } else if (message.type === 'log') {
+      logBytes += Buffer.byteLength(message.line);
+      if (logBytes > options.outputBytes) {
+        hit({ limit: 'outputBytes', stream: 'ctx.log' });
+        return;
+      }
+      options.onLog(message.line.slice(0, LOG_LINE_BYTES));
+    } else {
+      output.final ??= message;
+    }
+  });
+  stream.setEncoding('utf8');
+  stream.on('data', (chunk: string) => {
+    // Past the limit the rest is read and dropped: buffering it would grow without bound.
+    if (!over && !lines.push(chunk)) {
+      over = true;
+      hit({ limit: 'resultBytes' });
+    }
+  });
+  stream.on('end', () => {
+    if (!over) {
+      lines.flush();
+    }
+  });
+}
+
+/**
+ * Emits whole lines from `stream` (a line longer than 16 KiB is cut into pieces) and calls
+ * `onLimit` once when more than `maxBytes` arrived; nothing after that is kept.
+ */
+function captureLines(
+  stream: Readable,
+  maxBytes: number,
+  onLine: (line: string) => void,
+  hooks: { onLimit: () => void; onChunk?: (chunk: string) => void },
+): void {
+  let seen = 0;
+  let over = false;
+  const lines = new LineSplitter(LOG_LINE_BYTES, (line) => {
+    if (!over) {
+      onLine(line);
+    }
+  });
+  stream.setEncoding('utf8');
+  stream.on('data', (chunk: string) => {
+    if (over) {
+      return;
+    }
+    hooks.onChunk?.(chunk);
+    seen += Buffer.byteLength(chunk);
+    if (seen > maxBytes) {
+      over = true;
+      hooks.onLimit();
+      return;
+    }
+    if (!lines.push(chunk)) {
+      lines.flush();
+    }
+  });
+  stream.on('end', () => lines.flush());
+}
+
+/** Resolves when `stream` ended, closed or failed: whichever way, nothing more will come. */
+function endOf(stream: Readable): Promise<void> {
+  return finished(stream).catch(() => undefined);
+}

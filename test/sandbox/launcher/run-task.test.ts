@@ -1,0 +1,166 @@
+/**
+ * runTask against real bwrap: what a JavaScript task writes on its way out, and the typed
+ * reasons an abort rejects with.
+ */
+import assert from 'node:assert/strict';
+import { chmod, writeFile } from 'node:fs/promises';
+import { join } from 'node:path';
+
+import { LimitExceededError, TaskCancelledError, TaskFailedError } from '../../../lib/core/errors.js';
+import { type CompiledTaskLimits, DEFAULT_TASK_LIMITS } from '../../../lib/core/limits.js';
+import { checkBwrap } from '../../../sandbox/launcher/bwrap.js';
+import { type CgroupSupport, detectCgroups, removeCgroupParent } from '../../../sandbox/launcher/cgroup/support.js';
+import { findPrlimit } from '../../../sandbox/launcher/rlimits.js';
+import { runTask, type RunTaskOptions } from '../../../sandbox/launcher/run-task.js';
+import { installRuntime } from '../../../sandbox/launcher/runtime-dir.js';
+import { tempDir } from '../../helpers.js';
+
+const MiB = 1024 * 1024;
+
+/** 100 lines of 64 KiB on stdout, then a result: 6.4 MiB written just before the runner exits. */
+const LOUD_EXIT = `export default () => {
+  for (let i = 0; i < 100; i += 1) console.log(String(i).padStart(3, '0') + 'x'.repeat(64 * 1024 - 3));
+  return 'done2';
+};
+`;
+/** Says it started, then never returns. */
+const HANG =
+  "export default () => { console.log('started'); return new Promise(() => setInterval(() => {}, 1000)); };\n";
+
+/**
+ * Counts the intervals code under `pathPart` starts and clears until `stop()`, which restores the
+ * timers and returns how many of them are still running.
+ */
+function watchIntervals(pathPart: string): { started(): number; stop(): number } {
+  const { setInterval: realSet, clearInterval: realClear } = globalThis;
+  const running = new Set<unknown>();
+  let started = 0;
+  globalThis.setInterval = (...args: Parameters<typeof realSet>) => {
+    const handle = realSet(...args);
+    if (new Error().stack?.includes(pathPart)) {
+      started += 1;
+      running.add(handle);
+    }
+    return handle;
+  };
+  globalThis.clearInterval = (handle?: Parameters<typeof realClear>[0]) => {
+    running.delete(handle);
+    realClear(handle);
+  };
+  return {
+    started: () => started,
+    stop: () => {
+      globalThis.setInterval = realSet;
+      globalThis.clearInterval = realClear;
+      return running.size;
+    },
+  };
+}
+
+describe('runTask (@integration)', function () {
+  this.timeout(60_000);
+  let root: string;
+  let base: Omit<RunTaskOptions, 'task' | 'limits' | 'instanceId'>;
+  let cgroups: CgroupSupport;
+
+  before(async () => {
+    cgroups = await detectCgroups({ parentName: `tydra-test-run-task-${process.pid}` });
+  });
+
+  // Each test's temp folders are removed after it (test/setup.ts), so each gets its own package.
+  beforeEach(async () => {
+    root = await tempDir();
+    await chmod(root, 0o755);
+    for (const [name, text] of Object.entries({ 'loud-exit.mjs': LOUD_EXIT, 'hang.mjs': HANG })) {
+      await writeFile(join(root, name), text, { mode: 0o644 });
+    }
+    base = {
+      packageDir: root,
+      input: null,
+      attempt: 1,
+      bwrap: await checkBwrap(),
+      prlimit: findPrlimit(),
+      cgroups,
+      sandboxUser: process.getuid?.() === 0 ? { uid: 65534, gid: 65534 } : undefined,
+      runtimeDir: await installRuntime(root),
+    };
+  });
+
+  after(() => removeCgroupParent(cgroups));
+
+  function run(module: string, limits: Partial<CompiledTaskLimits>, extra: Partial<RunTaskOptions> = {}) {
+    return runTask({
+      ...base,
+      task: { module },
+      instanceId: `run-task-${process.pid}-${Math.random().toString(16).slice(2)}`,
+      limits: { ...DEFAULT_TASK_LIMITS, ...limits },
+      ...extra,
+    });
+  }
+
+  describe('output written right before the runner exits', () => {
+    it('counts toward the output limit: 100 lines of 64 KiB then a return fail at the default 1 MiB', async () => {
+      assert.equal(DEFAULT_TASK_LIMITS.outputBytes, MiB);
+      const intervals = watchIntervals('/sandbox/launcher/');
+      let left: number;
+      try {
+        await assert.rejects(run('loud-exit.mjs', {}), (error: unknown) => {
+          assert.ok(error instanceof LimitExceededError, String(error));
+          assert.equal(error.message, 'output limit exceeded (1 MiB on stdout)');
+          return true;
+        });
+        // The cgroup monitor's timer ends with the run, even when a limit ended it.
+        assert.ok(intervals.started() > 0, 'the run watched its cgroup');
+      } finally {
+        left = intervals.stop();
+      }
+      assert.equal(left, 0, 'intervals of the launcher left running');
+    });
+
+    it('is delivered in full under a limit large enough: every line reaches onLog', async () => {
+      const lines: string[] = [];
+      const result = await run('loud-exit.mjs', { outputBytes: 64 * MiB }, { onLog: (line) => lines.push(line) });
+      assert.equal(result, 'done2');
+      // Lines over 16 KiB reach onLog in 16 KiB pieces; each line's first piece carries its number.
+      const numbered = lines.filter((line) => /^\[stdout\] \d{3}x/.test(line)).map((line) => line.slice(9, 12));
+      assert.deepEqual(
+        numbered,
+        Array.from({ length: 100 }, (_, i) => String(i).padStart(3, '0')),
+      );
+      const bytes = lines.reduce((sum, line) => sum + Buffer.byteLength(line) - '[stdout] '.length, 0);
+      assert.equal(bytes, 100 * 64 * 1024);
+    });
+  });
+
+  describe('abort', () => {
+    it('rejects with the abort reason itself when it is an Error, so callers can use instanceof', async () => {
+      const controller = new AbortController();
+      const reason = new TaskCancelledError('typed-reason');
+      const running = run(
+        'hang.mjs',
+        { timeoutMs: 600_000 },
+        { signal: controller.signal, onLog: () => controller.abort(reason) },
+      );
+      await assert.rejects(running, (error: unknown) => error === reason);
+    });
+
+    it('rejects with the abort reason when aborted before the spawn', async () => {
+      const reason = new Error('node shutting down');
+      await assert.rejects(
+        run('hang.mjs', {}, { signal: AbortSignal.abort(reason) }),
+        (error: unknown) => error === reason,
+      );
+    });
+
+    it('rejects with TaskFailedError("cancelled") for a reason that is not an Error', async () => {
+      await assert.rejects(
+        run('hang.mjs', {}, { signal: AbortSignal.abort('cancelled by request') }),
+        (error: unknown) => {
+          assert.ok(error instanceof TaskFailedError && !(error instanceof TaskCancelledError), String(error));
+          assert.equal(error.message, 'cancelled');
+          return true;
+        },
+      );
+    });
+  });
+});
