@@ -27,6 +27,11 @@ export default tseslint.config(
     },
   },
   {
+    // Small functions in the shipped code (issue "one room per concern"): blank lines and comments not counted.
+    files: ['lib/**', 'queues/**', 'sandbox/**', 'bin/**'],
+    rules: { 'max-lines-per-function': ['error', { max: 60, skipBlankLines: true, skipComments: true }] },
+  },
+  {
     // Tests, the CLI and the benchmark talk to people; the library never logs to the console.
     files: ['test/**', 'bin/**', 'bench/**'],
     rules: { 'no-console': 'off' },
