@@ -1,6 +1,24 @@
 /** Finds processes by an environment variable, through /proc (the tests run as root). */
 import { readdir, readFile } from 'node:fs/promises';
 
+/**
+ * PIDs of live processes with `value` among their arguments. A sandbox that bwrap cloned but has
+ * not started yet still has bwrap's argv (which names the TaskInstance), not the task's environment.
+ */
+export async function pidsWithArg(value: string): Promise<number[]> {
+  const pids: number[] = [];
+  for (const entry of await readdir('/proc')) {
+    if (!/^\d+$/.test(entry) || Number(entry) === process.pid) {
+      continue;
+    }
+    const cmdline = await readFile(`/proc/${entry}/cmdline`, 'utf8').catch(() => '');
+    if (cmdline.split('\0').includes(value)) {
+      pids.push(Number(entry));
+    }
+  }
+  return pids;
+}
+
 /** PIDs of live processes whose environment holds `name=value`. */
 export async function pidsWithEnv(name: string, value: string): Promise<number[]> {
   const needle = `${name}=${value}`;

@@ -7,8 +7,15 @@
  * dies with bwrap (`--die-with-parent`, own pid namespace) and the cgroup is killed when bwrap exits.
  *
  * execa does not kill a detached subprocess when the node exits, so `killOnExit` does. A node
- * killed by a signal it does not handle (or SIGKILL) runs no exit hook: its sandboxes live on
- * until they end, as they did before for SIGKILL.
+ * killed by a signal it does not handle (or SIGKILL) runs no exit hook; then bwrap's
+ * `--die-with-parent` takes its sandbox down, except in the start-up window before the sandbox is
+ * let go (`cgroup/attach.ts`).
+ *
+ * When bwrap exits, whatever is left of its process group is SIGKILLed: a sandbox child that bwrap
+ * cloned but had not let go yet (bwrap killed on a cancel before it reported the child's pid) is
+ * still in that group, outside any cgroup, with `--die-with-parent` not yet armed, and holds the
+ * node's pipes open. The group cannot be reused while such a member lives, and a group with no
+ * member left makes the kill a no-op (ESRCH).
  */
 import type { Readable, Writable } from 'node:stream';
 
@@ -37,7 +44,7 @@ export interface SpawnOptions {
 /** Spawns the sandbox in its own process group, with every stream a pipe. */
 export function spawnSandbox(options: SpawnOptions): ResultPromise {
   const baseStdio: StdioArray = options.isModule ? ['pipe', 'pipe', 'pipe', 'pipe'] : ['pipe', 'pipe', 'pipe'];
-  return execa(options.file, options.args, {
+  const subprocess = execa(options.file, options.args, {
     stdio: options.sandboxed ? sandboxSyncStdio(baseStdio) : baseStdio,
     buffer: false,
     reject: false,
@@ -51,6 +58,20 @@ export function spawnSandbox(options: SpawnOptions): ResultPromise {
     detached: true,
     ...(options.sandboxed ? options.user : {}),
   });
+  const group = subprocess.pid;
+  subprocess.once('exit', () => killGroup(group));
+  return subprocess;
+}
+
+function killGroup(group: number | undefined): void {
+  if (group === undefined) {
+    return;
+  }
+  try {
+    process.kill(-group, 'SIGKILL');
+  } catch {
+    // ESRCH: nothing left in the group.
+  }
 }
 
 /** The streams of a spawned sandbox; every one of them is a pipe (see `spawnSandbox`). */

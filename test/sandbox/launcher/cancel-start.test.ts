@@ -10,7 +10,7 @@ import { findPrlimit } from '../../../sandbox/launcher/rlimits.js';
 import { runTask } from '../../../sandbox/launcher/run-task.js';
 import { installRuntime } from '../../../sandbox/launcher/runtime-dir.js';
 import { defer, tempDir, waitFor } from '../../helpers.js';
-import { pidsWithEnv } from '../../processes.js';
+import { pidsWithArg, pidsWithEnv } from '../../processes.js';
 
 describe('cancelling a sandbox while it starts (@integration)', function () {
   this.timeout(60_000);
@@ -54,8 +54,12 @@ describe('cancelling a sandbox while it starts (@integration)', function () {
       assert.equal(outcome.message, 'cancelled');
       await waitFor(
         `no process of ${instanceId}`,
-        async () => ((await pidsWithEnv('TYDRA_INSTANCE_ID', instanceId)).length === 0 ? true : undefined),
-        3000,
+        async () =>
+          (await pidsWithEnv('TYDRA_INSTANCE_ID', instanceId)).length === 0 &&
+          (await pidsWithArg(instanceId)).length === 0
+            ? true
+            : undefined,
+        10_000,
       );
     }
   });
