@@ -95,7 +95,9 @@ describe('taking a node job back from a lost node, in one step (@integration)', 
 
   it('leaves a node job that finished alone, so its result and ending are kept', async () => {
     const { redis, tasks, node, instanceId, takeBack } = await parkedInstance();
-    const worker = new Worker(node.name, async () => 'done', { connection: testRedis({ maxRetriesPerRequest: null }) });
+    const worker = new Worker(node.name, () => Promise.resolve('done'), {
+      connection: testRedis({ maxRetriesPerRequest: null }),
+    });
     defer(() => worker.close());
     await waitFor('the node job to complete', async () =>
       (await node.getJobState(instanceId)) === 'completed' ? true : undefined,
