@@ -2,6 +2,7 @@ import assert from 'node:assert/strict';
 
 import { nodeQueueName } from '../../queues/node.js';
 import { copyFixture, startCluster, startNode, testClient, testRedis, waitFor } from '../helpers.js';
+import { startMasterProcess } from './master-process.js';
 
 describe('nodes gone for longer than the retention period (@integration)', function () {
   this.timeout(30_000);
@@ -26,6 +27,16 @@ describe('nodes gone for longer than the retention period (@integration)', funct
     assert.deepEqual(
       (await tydra.nodes()).map((node) => [node.id, node.alive]),
       [[staying.id, true]],
+    );
+  });
+
+  it('tydra master --node-retention sets the period', async () => {
+    await startMasterProcess(['--sweep-interval', '100', '--node-retention', '200']);
+    const tydra = testClient();
+    const leaving = await startNode({ heartbeatMs: 200 });
+    await leaving.close();
+    await waitFor('the stopped node to be forgotten', async () =>
+      (await tydra.nodes()).some((node) => node.id === leaving.id) ? undefined : true,
     );
   });
 });

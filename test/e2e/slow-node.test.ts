@@ -1,27 +1,10 @@
 import assert from 'node:assert/strict';
 
-import { execa } from 'execa';
-
-import { CLI, copyFixture, defer, redisUrl, startNode, testClient, waitFor } from '../helpers.js';
+import { copyFixture, startNode, testClient, waitFor } from '../helpers.js';
 import { pidsWithEnv } from '../processes.js';
+import { startMasterProcess } from './master-process.js';
 
 const HEARTBEAT_MS = 200;
-
-/** A master in its own process, so it keeps sweeping while this process's event loop is blocked. */
-async function startMasterProcess(): Promise<void> {
-  const master = execa(process.execPath, [CLI, 'master', '--redis', redisUrl(), '--sweep-interval', '100'], {
-    reject: false,
-    extendEnv: false,
-    env: { PATH: process.env.PATH ?? '' },
-  });
-  defer(async () => {
-    master.kill('SIGKILL');
-    await master;
-  });
-  let stderr = '';
-  master.stderr?.on('data', (chunk: Buffer) => (stderr += chunk.toString()));
-  await waitFor('the master to start', () => (stderr.includes('master started') ? true : undefined), 20_000);
-}
 
 /** Blocks this process's event loop (the node's heartbeats and lock renewals with it). */
 function blockEventLoop(ms: number): void {
@@ -35,7 +18,8 @@ describe('a node that is slow but alive (@integration)', function () {
   this.timeout(60_000);
 
   it('is not declared dead: nothing is taken back or run twice while its event loop is blocked', async () => {
-    await startMasterProcess();
+    // In its own process, so it keeps sweeping while this process's event loop is blocked.
+    await startMasterProcess(['--sweep-interval', '100']);
     const node = await startNode({ concurrency: 2, heartbeatMs: HEARTBEAT_MS, lockDurationMs: 5000 });
     const tydra = testClient();
     await tydra.deploy(await copyFixture('probe'));
