@@ -35,8 +35,13 @@ export interface TaskInstanceData {
   submittedAt: number;
   /** Set by the master before it adds the node job, so a re-dispatch after a crash is idempotent. */
   dispatch?: { nodeId: string; at: number };
-  /** Nodes that died (or stopped) while holding this TaskInstance; set by the sweeper. */
+  /**
+   * Nodes lost while running this TaskInstance (each counts toward the master's `maxReroutes`);
+   * recorded by the dispatch step from the sweeper's take-back record.
+   */
   lostNodes?: string[];
+  /** Every node the TaskInstance was taken back from, whether or not it had started there (for logs). */
+  takenBackFrom?: string[];
   /** How it ended, recorded by the master just before it fails the job (see `task-ending.ts`). */
   ending?: TaskEnding;
 }
@@ -54,6 +59,7 @@ export const taskInstanceSchema = z.object({
   submittedAt: z.number(),
   dispatch: z.object({ nodeId: z.string().min(1), at: z.number() }).optional(),
   lostNodes: z.array(z.string()).optional(),
+  takenBackFrom: z.array(z.string()).optional(),
   ending: taskEndingSchema.optional(),
 });
 

@@ -119,6 +119,14 @@ function registerMaster(program: Command): void {
         d.sweepIntervalMs,
       ),
     )
+    .addOption(
+      defaulted(
+        '--node-retention <ms>',
+        'how long a dead or stopped node stays listed once its queue is empty',
+        integer,
+        d.nodeRetentionMs,
+      ),
+    )
     .addOption(defaulted('--prune-every <ms>', 'period of the package prune job', integer, d.pruneEveryMs))
     .addOption(
       defaulted(
@@ -133,6 +141,7 @@ function registerMaster(program: Command): void {
         redis: string;
         concurrency: number;
         sweepInterval: number;
+        nodeRetention: number;
         pruneEvery: number;
         pruneGrace: number;
       }) => {
@@ -140,6 +149,7 @@ function registerMaster(program: Command): void {
           redis: flags.redis,
           concurrency: flags.concurrency,
           sweepIntervalMs: flags.sweepInterval,
+          nodeRetentionMs: flags.nodeRetention,
           pruneEveryMs: flags.pruneEvery,
           pruneGraceMs: flags.pruneGrace,
           logger: createLogger(),

@@ -1,8 +1,13 @@
 /**
  * Which nodes exist and which are alive. Each node writes a heartbeat into `tydra:nodes` (a ZSET
- * scored by time) and its description into `tydra:node:<id>`. A node is alive while its last
- * heartbeat is younger than three heartbeat periods. Stopped or dead nodes stay listed (their
- * queues may still hold jobs) but never receive new work.
+ * scored by time) and its description into `tydra:node:<id>`. A node is alive (receives new
+ * work) while its last heartbeat is younger than three heartbeat periods. A node is lost (the
+ * masters take back the jobs waiting in its queue) once it stopped, or once it has been silent
+ * for longer than both three heartbeat periods and its BullMQ lock duration: a node whose event
+ * loop is blocked, or whose machine is saturated, misses heartbeats but is not dead, and its
+ * running jobs' locks (renewed by the same event loop) say so only for that long. Stopped and
+ * lost nodes stay listed while their queues may hold jobs; the masters' sweep forgets them after
+ * the retention period (see `node-sweeper.ts`).
  */
 import type { Redis } from 'ioredis';
 
@@ -17,14 +22,25 @@ export interface NodeInfo {
   pid: number;
   startedAt: number;
   heartbeatMs: number;
-  /** Last heartbeat (ms since the epoch). */
+  /** BullMQ lock duration of its running jobs. */
+  lockDurationMs: number;
+  /** Last heartbeat, or when it stopped (ms since the epoch). */
   lastSeen: number;
   /** `running`, or `stopped` after a clean shutdown. */
   state: 'running' | 'stopped';
+  /** Heard from within three heartbeat periods: it receives new work. */
   alive: boolean;
+  /** Stopped, or silent for longer than three heartbeat periods and its lock duration: its waiting work is taken back. */
+  lost: boolean;
 }
 
-export type NodeDescription = Pick<NodeInfo, 'id' | 'concurrency' | 'hostname' | 'pid' | 'startedAt' | 'heartbeatMs'>;
+export type NodeDescription = Pick<
+  NodeInfo,
+  'id' | 'concurrency' | 'hostname' | 'pid' | 'startedAt' | 'heartbeatMs' | 'lockDurationMs'
+>;
+
+/** Lock duration assumed for a node registered by a version that did not publish it (BullMQ's default). */
+const DEFAULT_LOCK_MS = 30_000;
 
 export class NodeRegistry {
   constructor(private readonly redis: Redis) {}
@@ -37,9 +53,12 @@ export class NodeRegistry {
       .exec();
   }
 
-  /** A clean stop: the node stays listed (its queue remains visible) but is no longer alive. */
-  async markStopped(nodeId: string): Promise<void> {
-    await this.redis.multi().zadd(nodesKey, 0, nodeId).hset(nodeInfoKey(nodeId), 'state', 'stopped').exec();
+  /**
+   * A clean stop: the node stays listed (its queue remains visible) but is no longer alive. Its
+   * score becomes the stop time, from which its retention period runs.
+   */
+  async markStopped(nodeId: string, now = Date.now()): Promise<void> {
+    await this.redis.multi().zadd(nodesKey, now, nodeId).hset(nodeInfoKey(nodeId), 'state', 'stopped').exec();
   }
 
   async list(now = Date.now()): Promise<NodeInfo[]> {
@@ -56,7 +75,9 @@ export class NodeRegistry {
     return ids.map(([id, lastSeen], index) => {
       const raw = (infos[index]?.[1] ?? {}) as Record<string, string>;
       const heartbeatMs = Number(raw.heartbeatMs) || 5000;
+      const lockDurationMs = Number(raw.lockDurationMs) || DEFAULT_LOCK_MS;
       const state = raw.state === 'stopped' ? 'stopped' : 'running';
+      const silentMs = now - lastSeen;
       return {
         id,
         concurrency: Number(raw.concurrency) || 1,
@@ -64,9 +85,11 @@ export class NodeRegistry {
         pid: Number(raw.pid) || 0,
         startedAt: Number(raw.startedAt) || 0,
         heartbeatMs,
+        lockDurationMs,
         lastSeen,
         state,
-        alive: state === 'running' && now - lastSeen < 3 * heartbeatMs,
+        alive: state === 'running' && silentMs < 3 * heartbeatMs,
+        lost: state === 'stopped' || silentMs > Math.max(3 * heartbeatMs, lockDurationMs),
       };
     });
   }

@@ -1,6 +1,9 @@
 /**
  * Step 1 of a TaskInstance: choose a live node, record the choice in the job data, add the node
  * job as a child of the TaskInstance and park the TaskInstance in `waiting-children`.
+ * A TaskInstance the sweeper took back from a lost node comes here again with its old dispatch
+ * still recorded; the sweeper's record (`tydra:taken-back:<id>`) says so, and whether that node
+ * had started it: only such a loss counts toward `maxReroutes`.
  * The child is added with `ignoreDependencyOnFailure`, not `failParentOnFailure`, because the
  * latter replaces the task's error with BullMQ's generic "child failed" text.
  */
@@ -15,6 +18,7 @@ import { TaskCancelledError } from '../core/errors.js';
 import type { Logger } from '../core/logger.js';
 import type { PackageStore } from '../packages/store.js';
 import { cancelKey } from '../redis/keys.js';
+import { clearTakenBack, readTakenBack } from '../redis/sweep-commands.js';
 import { chooseNode } from './choose-node.js';
 import type { CompiledMasterOptions } from './options.js';
 import { failWith, type TaskInstanceJob } from './settle.js';
@@ -41,6 +45,7 @@ export async function dispatch(deps: DispatchDeps, job: TaskInstanceJob, token: 
     const cancelled = new TaskCancelledError(instanceId);
     throw await failWith(job, { kind: 'cancelled' }, new UnrecoverableError(cancelled.message));
   }
+  await foldTakenBack(deps, job);
   let target = job.data.dispatch;
   const lost = job.data.lostNodes ?? [];
   if (target === undefined && lost.length > deps.options.maxReroutes) {
@@ -76,6 +81,31 @@ export async function dispatch(deps: DispatchDeps, job: TaskInstanceJob, token: 
   if (await job.moveToWaitingChildren(token)) {
     throw new WaitingChildrenError();
   }
+}
+
+/**
+ * If the sweeper took the current dispatch's node job back, forgets that dispatch and records
+ * the node (in `lostNodes` only if it had started the TaskInstance). Idempotent: the record
+ * matches only the dispatch it ended (by node and time), so one left behind by a crash before
+ * its deletion is ignored, and a crash before the update folds it again.
+ */
+async function foldTakenBack(deps: DispatchDeps, job: TaskInstanceJob): Promise<void> {
+  const instanceId = job.id ?? '';
+  const current = job.data.dispatch;
+  if (current === undefined) {
+    return;
+  }
+  const record = await readTakenBack(deps.redis, instanceId);
+  if (record === undefined || record.nodeId !== current.nodeId || record.dispatchAt !== current.at) {
+    return;
+  }
+  const { dispatch: _ended, ...rest } = job.data;
+  await job.updateData({
+    ...rest,
+    takenBackFrom: [...(rest.takenBackFrom ?? []), record.nodeId],
+    ...(record.ran ? { lostNodes: [...(rest.lostNodes ?? []), record.nodeId] } : {}),
+  });
+  await clearTakenBack(deps.redis, instanceId);
 }
 
 /** Adds the node job: the TaskInstance's fields a node needs, with the same id, as its child. */

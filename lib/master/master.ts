@@ -160,14 +160,22 @@ export class Master {
       nodeQueue: (nodeId) => this.nodeQueue(nodeId),
       tasksQueue,
       logger: this.logger,
+      forgetNodeQueue: (nodeId) => this.forgetNodeQueue(nodeId),
       owner: `master-${process.pid}`,
       lockMs: Math.max(10_000, this.options.sweepIntervalMs * 2),
+      retentionMs: this.options.nodeRetentionMs,
     })
       .catch((error: Error) => this.logger.warn({ err: error.message }, 'sweep of dead nodes failed'))
       .finally(() => {
         this.sweeping = undefined;
       });
     await this.sweeping;
+  }
+
+  private async forgetNodeQueue(nodeId: string): Promise<void> {
+    const queue = this.nodeQueues.get(nodeId);
+    this.nodeQueues.delete(nodeId);
+    await queue?.close();
   }
 
   private nodeQueue(nodeId: string): Queue<NodeJobData> {

@@ -1,89 +1,161 @@
 /**
- * Rescues TaskInstances stranded on the queue of a node that died or stopped.
+ * Rescues TaskInstances stranded on the queue of a node that died or stopped, and forgets nodes
+ * that have been gone for longer than the retention period.
  *
  * BullMQ recovers a stalled job only from a Worker on the same queue, and a per-node queue has
  * exactly one consumer: its node. When that node is gone for good, nobody takes its waiting jobs
- * and its active ones stay active. The sweeper, run by every master, looks at the queues of nodes
- * that are no longer alive and re-routes each job whose lock is gone: it marks the TaskInstance
- * for a new dispatch (recording the lost node), then removes the node job. Removing a TaskInstance's
- * last pending child moves it from `waiting-children` back to `wait`, and the normal dispatch step
- * then sends it to a live node. A job whose node is still holding its lock (a slow heartbeat, not
- * a death) cannot be removed, so it is left alone and the TaskInstance's mark is rolled back.
+ * and its active ones stay active. The sweeper, run by every master, looks at the queues of lost
+ * nodes (see `node-registry.ts`) and takes back each job whose lock is gone, in one atomic
+ * script (`take-back-node-job-7.lua`): it removes the node job, which moves the TaskInstance
+ * from `waiting-children` back to `wait`, and records whether the node had started it. The next
+ * dispatch reads that record: only a node lost while running the TaskInstance counts toward
+ * `maxReroutes`; work a node never started (handed back by a drain, or waiting on a node that
+ * died) moves for free. A job whose node still holds its lock is left alone.
  */
-import { Job, type Queue } from 'bullmq';
+import type { Queue } from 'bullmq';
 import type { Redis } from 'ioredis';
 
 import type { NodeJobData } from '../../queues/node.js';
-import type { TaskInstanceData } from '../../queues/tasks.js';
-import { sweepLockKey } from '../redis/keys.js';
+import { taskInstanceSchema, type TaskInstanceData } from '../../queues/tasks.js';
+import type { NodeInfo, NodeRegistry } from '../cluster/node-registry.js';
 import type { Logger } from '../core/logger.js';
-import type { NodeRegistry } from '../cluster/node-registry.js';
+import { sweepLockKey, taskJobKey } from '../redis/keys.js';
+import { RetireNodeStatus, retireNode, TakeBackStatus, takeBackNodeJob } from '../redis/sweep-commands.js';
 
-/** Jobs looked at per dead node and sweep, so one sweep stays short. */
+/** Jobs looked at per lost node and sweep, so one sweep stays short. */
 const BATCH = 200;
+
+/** How long a take-back record waits for the TaskInstance's next dispatch (a lost record only costs a second sweep). */
+const RECORD_TTL_MS = 7 * 24 * 3600 * 1000;
 
 export interface SweeperDeps {
   redis: Redis;
   registry: NodeRegistry;
   nodeQueue: (nodeId: string) => Queue<NodeJobData>;
+  /** Closes and forgets the master's Queue of a retired node. */
+  forgetNodeQueue: (nodeId: string) => Promise<void>;
   tasksQueue: Queue<TaskInstanceData>;
   logger: Logger;
   /** Who holds the per-node sweep lock (for debugging). */
   owner: string;
   lockMs: number;
+  /** A lost node with an empty queue is forgotten this long after it was last heard from. */
+  retentionMs: number;
 }
 
-/** Sweeps every dead or stopped node's queue once; returns how many TaskInstances were re-routed. */
-export async function sweepDeadNodes(deps: SweeperDeps): Promise<number> {
-  let rerouted = 0;
-  for (const node of await deps.registry.list()) {
-    if (node.alive) {
+/** What one sweep did. */
+export interface SweepSummary {
+  /** TaskInstances taken back from lost nodes. */
+  takenBack: number;
+  /** Nodes forgotten after their retention period. */
+  retired: string[];
+}
+
+/** Sweeps every lost node's queue once, then forgets the ones past their retention period. */
+export async function sweepDeadNodes(deps: SweeperDeps, now = Date.now()): Promise<SweepSummary> {
+  const summary: SweepSummary = { takenBack: 0, retired: [] };
+  for (const node of await deps.registry.list(now)) {
+    if (!node.lost) {
       continue;
     }
-    // One master per dead node at a time: two masters re-routing the same job would race.
+    // One master per lost node at a time: it keeps the logs and the retirement tidy (the
+    // take-back itself is atomic, so two masters could not both take the same job back).
     const locked = await deps.redis.set(sweepLockKey(node.id), deps.owner, 'PX', deps.lockMs, 'NX');
     if (locked === null) {
       continue;
     }
     try {
-      rerouted += await sweepNode(deps, node.id);
+      summary.takenBack += await sweepNode(deps, node.id);
+      if (await retireIfExpired(deps, node, now)) {
+        summary.retired.push(node.id);
+      }
     } finally {
       await deps.redis.del(sweepLockKey(node.id));
     }
   }
-  return rerouted;
+  return summary;
 }
 
 async function sweepNode(deps: SweeperDeps, nodeId: string): Promise<number> {
   const queue = deps.nodeQueue(nodeId);
   const jobs = await queue.getJobs(['wait', 'prioritized', 'delayed', 'active'], 0, BATCH - 1);
-  let rerouted = 0;
+  let takenBack = 0;
   for (const job of jobs) {
     const instanceId = job.data?.instanceId;
-    if (job.id === undefined || instanceId === undefined) {
+    if (job.id === undefined || instanceId === undefined || job.id !== instanceId) {
       continue;
     }
-    const instance = await Job.fromId<TaskInstanceData>(deps.tasksQueue, instanceId);
-    if (instance === undefined || instance.data.dispatch?.nodeId !== nodeId) {
+    const dispatchAt = await dispatchedAt(deps, instanceId, nodeId);
+    if (dispatchAt === undefined) {
       continue;
     }
-    // A job that finished meanwhile is not stranded (removing it would drop its result).
-    const state = await job.getState();
-    if (state === 'completed' || state === 'failed' || state === 'unknown') {
+    const status = await takeBackNodeJob(deps.redis, {
+      queue: queue.name,
+      nodeId,
+      instanceId,
+      tasksQueue: deps.tasksQueue.name,
+      dispatchAt,
+      now: Date.now(),
+      recordTtlMs: RECORD_TTL_MS,
+    });
+    if (status !== TakeBackStatus.TakenBackRunning && status !== TakeBackStatus.TakenBackWaiting) {
+      // Locked (its node is alive after all), finished meanwhile, or gone: not stranded.
       continue;
     }
-    const before = instance.data;
-    const { dispatch: _lost, ...rest } = before;
-    await instance.updateData({ ...rest, lostNodes: [...(before.lostNodes ?? []), nodeId] });
-    const removed = await queue.remove(job.id);
-    if (removed !== 1) {
-      // Still locked: the node (or its lock) is alive after all. Undo the mark.
-      await instance.updateData(before);
-      continue;
-    }
-    rerouted += 1;
-    await instance.log(`node ${nodeId} is gone; TaskInstance taken back for a new dispatch`);
-    deps.logger.warn({ nodeId, instanceId }, 're-routing a TaskInstance from a dead node');
+    takenBack += 1;
+    const ran = status === TakeBackStatus.TakenBackRunning;
+    await deps.tasksQueue.addJobLog(
+      instanceId,
+      `node ${nodeId} is gone; TaskInstance taken back for a new dispatch${ran ? '' : ' (it had not started there)'}`,
+    );
+    deps.logger.warn({ nodeId, instanceId, ran }, 'took a TaskInstance back from a lost node');
   }
-  return rerouted;
+  return takenBack;
+}
+
+/**
+ * The TaskInstance's `dispatch.at` if it is dispatched to `nodeId`. Read outside the script
+ * (Lua's cjson is no JSON parser to trust with user input); safe because a TaskInstance's
+ * dispatch changes only while it has no pending node job, and the script checks that this job
+ * is still that TaskInstance's pending child.
+ */
+async function dispatchedAt(deps: SweeperDeps, instanceId: string, nodeId: string): Promise<number | undefined> {
+  const raw = await deps.redis.hget(taskJobKey(deps.tasksQueue.name, instanceId), 'data');
+  let dispatch: unknown;
+  try {
+    dispatch = raw === null ? undefined : (JSON.parse(raw) as { dispatch?: unknown }).dispatch;
+  } catch {
+    return undefined;
+  }
+  const parsed = taskInstanceSchema.shape.dispatch.safeParse(dispatch);
+  return parsed.success && parsed.data?.nodeId === nodeId ? parsed.data.at : undefined;
+}
+
+/**
+ * Forgets a node heard from last more than the retention period ago whose queue has no pending
+ * job: its registry entry goes in one checked step, then the queue's leftover keys (finished
+ * jobs, events) through BullMQ's obliterate, which refuses a queue with an active job. A node
+ * that restarts with the same id simply registers again; one that did so in the instant between
+ * the two steps could find its queue paused (restart it once more).
+ */
+async function retireIfExpired(deps: SweeperDeps, node: NodeInfo, now: number): Promise<boolean> {
+  if (now - node.lastSeen <= deps.retentionMs) {
+    return false;
+  }
+  const queue = deps.nodeQueue(node.id);
+  const status = await retireNode(deps.redis, {
+    nodeId: node.id,
+    queue: queue.name,
+    cutoff: now - deps.retentionMs,
+  });
+  if (status !== RetireNodeStatus.Retired) {
+    return false;
+  }
+  await queue.obliterate();
+  await deps.forgetNodeQueue(node.id);
+  deps.logger.info(
+    { nodeId: node.id, lastSeen: node.lastSeen },
+    'forgot a node gone for longer than the retention period',
+  );
+  return true;
 }

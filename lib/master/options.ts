@@ -16,11 +16,19 @@ export interface MasterOptions extends CommonOptions {
   /** How often the queues of dead or stopped nodes are swept for stranded TaskInstances. @defaultValue 5,000 ms */
   sweepIntervalMs?: number;
   /**
-   * Times a TaskInstance may be taken back from a node that died while holding it before it
+   * Times a TaskInstance may be taken back from a node that died while running it before it
    * fails for good (a task that kills its node must not take the whole cluster down in turn).
+   * Work taken back from a node that never started it (a drain, or a queue of a dead node) does
+   * not count.
    * @defaultValue 3
    */
   maxReroutes?: number;
+  /**
+   * How long a lost (dead or stopped) node stays listed in `tydra:nodes`, `tydra nodes` and the
+   * dashboard after it was last heard from; it is forgotten only once its queue holds no pending
+   * job. @defaultValue 3,600,000 ms (1 h)
+   */
+  nodeRetentionMs?: number;
   /** Period of the package prune job (a BullMQ job scheduler in `maintenance`). @defaultValue 60,000 ms */
   pruneEveryMs?: number;
   /** Time a version must stay without holders before the prune job deletes it. @defaultValue 600,000 ms */
@@ -33,6 +41,7 @@ export interface CompiledMasterOptions {
   noNodeRetryMs: number;
   sweepIntervalMs: number;
   maxReroutes: number;
+  nodeRetentionMs: number;
   pruneEveryMs: number;
   pruneGraceMs: number;
 }
@@ -43,6 +52,7 @@ export const MASTER_DEFAULTS = {
   noNodeRetryMs: 1000,
   sweepIntervalMs: 5000,
   maxReroutes: 3,
+  nodeRetentionMs: 3_600_000,
   pruneEveryMs: 60_000,
   pruneGraceMs: PACKAGE_DEFAULTS.pruneGraceMs,
 } as const;
@@ -56,6 +66,12 @@ const masterSchema = z.strictObject({
   noNodeRetryMs: positiveInt.default(MASTER_DEFAULTS.noNodeRetryMs),
   sweepIntervalMs: positiveInt.min(50).max(600_000).default(MASTER_DEFAULTS.sweepIntervalMs),
   maxReroutes: z.number().int().min(0).default(MASTER_DEFAULTS.maxReroutes),
+  nodeRetentionMs: z
+    .number()
+    .int()
+    .min(0)
+    .max(30 * DAY_MS)
+    .default(MASTER_DEFAULTS.nodeRetentionMs),
   pruneEveryMs: positiveInt.min(100).max(DAY_MS).default(MASTER_DEFAULTS.pruneEveryMs),
   pruneGraceMs: z
     .number()

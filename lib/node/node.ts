@@ -244,6 +244,7 @@ export class TydraNode {
         pid: process.pid,
         startedAt: this.startedAt,
         heartbeatMs: this.options.heartbeatMs,
+        lockDurationMs: this.options.lockDurationMs,
       })
       .catch((error: Error) => this.logger.warn({ err: error.message }, 'heartbeat failed'));
   }

@@ -102,7 +102,8 @@ async function execute(
   } catch (error) {
     if (signal.reason instanceof NodeShutdownError && token !== undefined) {
       // Killed by the drain timeout: not the task's fault. Parked here (this node is stopped),
-      // the masters' sweep hands it to a live node.
+      // the masters' sweep hands it to a live node; parked (delayed, not active), it is a
+      // hand-back and does not count toward the master's maxReroutes.
       await job.moveToDelayed(Date.now(), token);
       throw new DelayedError();
     }

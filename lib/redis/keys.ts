@@ -18,14 +18,20 @@ export const packageLatestKey = (name: string): string => `tydra:package:${name}
 /** STRING being filled by a deploy in 1 MiB APPENDs, renamed onto the blob key when complete. */
 export const uploadKey = (uploadId: string): string => `tydra:upload:${uploadId}`;
 
-/** ZSET of node ids, scored by their last heartbeat (ms). */
+/** ZSET of node ids, scored by their last heartbeat, or by when they stopped (ms). */
 export const nodesKey = 'tydra:nodes';
 
-/** HASH describing one node (concurrency, host, pid, start time); expires with the heartbeat. */
+/** HASH describing one node (concurrency, host, pid, start time, heartbeat and lock periods, state). */
 export const nodeInfoKey = (nodeId: string): string => `tydra:node:${nodeId}`;
 
 /** STRING held (with a TTL) by the master sweeping a dead node's queue. */
 export const sweepLockKey = (nodeId: string): string => `tydra:sweep:${nodeId}`;
+
+/**
+ * HASH {node, dispatchAt, ran, at}, with a TTL: the sweeper took the TaskInstance's node job back
+ * from a node that is gone; the next dispatch reads it, counts the loss if `ran`, and deletes it.
+ */
+export const takenBackKey = (instanceId: string): string => `tydra:taken-back:${instanceId}`;
 
 /** ZSET of TaskInstance ids holding one version, scored by when each took its reference (ms). */
 export const packageHoldersKey = (name: string, sha1: string): string => `tydra:package:${name}:holders:${sha1}`;

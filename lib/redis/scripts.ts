@@ -3,16 +3,23 @@
  * runs them with EVALSHA (falling back to EVAL once after a Redis restart or SCRIPT FLUSH).
  * Each file is named `<command>-<number of keys>.lua` and documents its keys, arguments and
  * results in its header. Nothing outside `lib/redis` calls a script by name: the typed wrappers
- * in `package-commands.ts` build each script's KEYS and ARGV in one place.
+ * in `package-commands.ts` and `sweep-commands.ts` build each script's KEYS and ARGV in one place.
+ *
+ * A script may pull in one of the installed BullMQ's own Lua functions with
+ * `--- @include "bullmq:<name>"` (a file of BullMQ's `commands/includes`, with the includes it
+ * needs, each once): a script that changes BullMQ's keys then does it exactly as BullMQ does.
  */
 import { readFileSync } from 'node:fs';
+import { createRequire } from 'node:module';
+import { dirname, join } from 'node:path';
 
 import type { ChainableCommander, Redis } from 'ioredis';
 
 import { IllegalStateError } from '../core/errors.js';
 
 /** The scripts, by the name they are registered under. */
-export type ScriptName = 'commitDeploy' | 'takeRef' | 'releaseRef' | 'pruneVersion' | 'undeploy';
+export type ScriptName =
+  'commitDeploy' | 'takeRef' | 'releaseRef' | 'pruneVersion' | 'undeploy' | 'takeBackNodeJob' | 'retireNode';
 
 const FILES: Readonly<Record<ScriptName, string>> = {
   commitDeploy: 'commit-deploy-8.lua',
@@ -20,12 +27,36 @@ const FILES: Readonly<Record<ScriptName, string>> = {
   releaseRef: 'release-ref-3.lua',
   pruneVersion: 'prune-version-8.lua',
   undeploy: 'undeploy-3.lua',
+  takeBackNodeJob: 'take-back-node-job-7.lua',
+  retireNode: 'retire-node-8.lua',
 };
+
+/** The installed BullMQ's Lua includes (the package has no `exports` map, so its files are reachable). */
+const BULLMQ_INCLUDES = join(
+  dirname(createRequire(import.meta.url).resolve('bullmq/package.json')),
+  'dist/esm/commands/includes',
+);
+const INCLUDE = /^--- @include "([^"]+)"\s*$/gm;
+
+/** Replaces each `bullmq:` include line with the function's source, its own includes first, each once. */
+function resolveIncludes(lua: string, included = new Set<string>()): string {
+  return lua.replace(INCLUDE, (_line, target: string) => {
+    const name = target.replace(/^bullmq:/, '').replace(/^includes\//, '');
+    if (!/^[A-Za-z]+$/.test(name)) {
+      throw new IllegalStateError(`a Lua script includes ${JSON.stringify(target)}; only bullmq:<name> is supported`);
+    }
+    if (included.has(name)) {
+      return '';
+    }
+    included.add(name);
+    return resolveIncludes(readFileSync(join(BULLMQ_INCLUDES, `${name}.lua`), 'utf8'), included);
+  });
+}
 
 const SCRIPTS = Object.entries(FILES).map(([name, file]) => ({
   name: name as ScriptName,
   numberOfKeys: Number(/-(\d+)\.lua$/.exec(file)?.[1]),
-  lua: readFileSync(new URL(`./commands/${file}`, import.meta.url), 'utf8'),
+  lua: resolveIncludes(readFileSync(new URL(`./commands/${file}`, import.meta.url), 'utf8')),
 }));
 const KEY_COUNTS = new Map(SCRIPTS.map(({ name, numberOfKeys }) => [name, numberOfKeys]));
 

@@ -134,6 +134,72 @@ describe('TaskInstances on a node that dies (@integration)', function () {
     );
   });
 
+  it('hands back what a SIGKILLed node had not started without counting it toward maxReroutes', async () => {
+    await startCluster(0, {}, { ...FAST_MASTER, maxReroutes: 0 });
+    const tydra = await probeClient();
+    const doomed = `doomed-${process.pid}-c`;
+    const { node } = await startDoomedNode(tydra, doomed);
+    const running = await tydra.submit('probe/nap', { ms: 60_000 });
+    await waitFor(
+      'the first TaskInstance to run',
+      async () => ((await pidsWithEnv('TYDRA_INSTANCE_ID', running.id)).length > 0 ? true : undefined),
+      20_000,
+    );
+    // Concurrency 1: these wait in the doomed node's queue and never start there.
+    const waiting = await Promise.all(['p', 'q'].map((tag) => tydra.submit('probe/nap', { ms: 100, tag })));
+    await waitFor('the waiting ones to be dispatched to the doomed node', async () =>
+      (await Promise.all(waiting.map((r) => r.status()))).every((s) => s.nodeId === doomed) ? true : undefined,
+    );
+    node.kill('SIGKILL');
+    await node;
+    const rescuer = await startNode();
+
+    assert.deepEqual(await Promise.all(waiting.map((run) => run.result({ timeoutMs: 30_000 }))), [
+      { rested: 'p' },
+      { rested: 'q' },
+    ]);
+    for (const run of waiting) {
+      const status = await run.status();
+      assert.equal(status.nodeId, rescuer.id);
+      assert.ok(
+        status.logs.includes(
+          `node ${doomed} is gone; TaskInstance taken back for a new dispatch (it had not started there)`,
+        ),
+        status.logs.join(' | '),
+      );
+    }
+    const error = await running.result({ timeoutMs: 30_000 }).then(
+      () => assert.fail('expected the TaskInstance that was running to fail'),
+      (e: unknown) => e,
+    );
+    assert.ok(error instanceof TaskFailedError);
+    assert.equal(
+      error.message,
+      `Expected the TaskInstance to finish on a live node, but 1 node(s) were lost while holding it (${doomed}); giving up`,
+    );
+  });
+
+  it('hands back the waiting TaskInstances of gracefully closed nodes without counting them', async () => {
+    await startCluster(0, {}, { ...FAST_MASTER, maxReroutes: 0 });
+    const tydra = await probeClient();
+    const runs = await Promise.all(['x', 'y', 'z', 'w'].map((tag) => tydra.submit('probe/nap', { ms: 300, tag })));
+    // Two graceful restarts of the only node (concurrency 1): each hands back what it had not started.
+    for (let restart = 0; restart < 2; restart += 1) {
+      const leaving = await startNode({ concurrency: 1 });
+      await waitFor('a TaskInstance to be dispatched to the leaving node', async () =>
+        (await Promise.all(runs.map((r) => r.status()))).some((s) => s.nodeId === leaving.id) ? true : undefined,
+      );
+      await leaving.close();
+    }
+    await startNode();
+    assert.deepEqual(await Promise.all(runs.map((run) => run.result({ timeoutMs: 30_000 }))), [
+      { rested: 'x' },
+      { rested: 'y' },
+      { rested: 'z' },
+      { rested: 'w' },
+    ]);
+  });
+
   it('moves the waiting TaskInstances of a cleanly stopped node to a live node', async () => {
     await startCluster(0, {}, FAST_MASTER);
     const tydra = await probeClient();

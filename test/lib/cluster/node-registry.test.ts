@@ -1,0 +1,40 @@
+import assert from 'node:assert/strict';
+
+import { NodeRegistry } from '../../../lib/cluster/node-registry.js';
+import { testRedis } from '../../helpers.js';
+
+const node = {
+  id: 'slow-node',
+  concurrency: 1,
+  hostname: 'h',
+  pid: 1,
+  startedAt: 0,
+  heartbeatMs: 200,
+  lockDurationMs: 5000,
+};
+
+describe('node registry: alive and lost (@integration)', () => {
+  it('stops sending work to a node that misses heartbeats, but calls it lost only once its locks could have expired', async () => {
+    const registry = new NodeRegistry(testRedis());
+    await registry.heartbeat(node, 10_000);
+    const at = async (now: number) => {
+      const [info] = await registry.list(now);
+      return { alive: info?.alive, lost: info?.lost };
+    };
+    assert.deepEqual(await at(10_100), { alive: true, lost: false });
+    // Three heartbeat periods missed: a blocked event loop looks like this.
+    assert.deepEqual(await at(10_000 + 3 * 200 + 1), { alive: false, lost: false });
+    assert.deepEqual(await at(10_000 + 5000 + 1), { alive: false, lost: true });
+  });
+
+  it('counts a stopped node as lost at once, and as last seen when it stopped', async () => {
+    const registry = new NodeRegistry(testRedis());
+    await registry.heartbeat(node, 10_000);
+    await registry.markStopped(node.id, 12_000);
+    const [info] = await registry.list(12_001);
+    assert.equal(info?.state, 'stopped');
+    assert.equal(info?.alive, false);
+    assert.equal(info?.lost, true);
+    assert.equal(info?.lastSeen, 12_000);
+  });
+});
