@@ -8,6 +8,7 @@ import { fileURLToPath } from 'node:url';
 import { type Command, Option } from 'commander';
 
 import { CLIENT_DEFAULTS } from '../../lib/client/options.js';
+import { FORCE_CLOSE_MS } from '../../lib/core/bounded-close.js';
 import { DEFAULT_TASK_LIMITS, formatBytes, formatDuration, type TaskLimits } from '../../lib/core/limits.js';
 import { createLogger, Dashboard, Master, startDevCluster, TydraNode } from '../../lib/index.js';
 import { MASTER_DEFAULTS } from '../../lib/master/options.js';
@@ -69,7 +70,8 @@ async function runDev(flags: DevFlags): Promise<void> {
     unsafeNoSandbox: flags.unsafeNoSandbox ?? false,
     logger: createLogger(),
   });
-  const stop = onShutdown(() => cluster.close());
+  const drainMs = Math.max(...cluster.nodes.map((node) => node.options.drainTimeoutMs), MASTER_DEFAULTS.drainTimeoutMs);
+  const stop = onShutdown((force) => cluster.close({ force }), drainMs + FORCE_CLOSE_MS);
   process.stdout.write(`tydra dev: ${cluster.nodes.length} node(s) on ${redactRedisUrl(cluster.redisUrl)}\n`);
   process.stdout.write(`dashboard: ${cluster.dashboardUrl}\n`);
   if (flags.demo) {
@@ -128,6 +130,14 @@ function registerMaster(program: Command): void {
         d.pruneGraceMs,
       ),
     )
+    .addOption(
+      defaulted(
+        '--drain-timeout <ms>',
+        'on SIGTERM/Ctrl-C, how long dispatch steps may finish before the master force-closes',
+        integer,
+        d.drainTimeoutMs,
+      ),
+    )
     .action(
       async (flags: {
         redis: string;
@@ -135,6 +145,7 @@ function registerMaster(program: Command): void {
         sweepInterval: number;
         pruneEvery: number;
         pruneGrace: number;
+        drainTimeout: number;
       }) => {
         const master = new Master({
           redis: flags.redis,
@@ -142,10 +153,11 @@ function registerMaster(program: Command): void {
           sweepIntervalMs: flags.sweepInterval,
           pruneEveryMs: flags.pruneEvery,
           pruneGraceMs: flags.pruneGrace,
+          drainTimeoutMs: flags.drainTimeout,
           logger: createLogger(),
         });
         await master.start();
-        onShutdown(() => master.close());
+        onShutdown((force) => master.close({ force }), master.options.drainTimeoutMs + FORCE_CLOSE_MS);
         await waitForever();
       },
     );
@@ -188,7 +200,12 @@ function registerNode(program: Command): void {
     .option('--limit <name=value>', `default task limit, repeatable; names: ${LIMIT_FLAG_NAMES}`, collectLimits, {})
     .option('--max-limit <name=value>', 'most a submission or tydra.json may ask for, repeatable', collectLimits, {})
     .addOption(
-      defaulted('--drain-timeout <ms>', 'on SIGTERM, how long running tasks may finish', integer, d.drainTimeoutMs),
+      defaulted(
+        '--drain-timeout <ms>',
+        'on SIGTERM/Ctrl-C, how long running tasks may finish before they are killed and re-routed',
+        integer,
+        d.drainTimeoutMs,
+      ),
     )
     .addOption(
       defaulted(
@@ -232,7 +249,7 @@ async function runNode(flags: NodeFlags): Promise<void> {
     }),
   );
   await node.start();
-  onShutdown(() => node.close());
+  onShutdown((force) => node.close({ force }), node.options.drainTimeoutMs + FORCE_CLOSE_MS);
   await waitForever();
 }
 
@@ -255,7 +272,7 @@ function registerDashboard(program: Command): void {
       );
       const url = await dashboard.start();
       process.stdout.write(`dashboard: ${url}\n`);
-      onShutdown(() => dashboard.close());
+      onShutdown(() => dashboard.close(), FORCE_CLOSE_MS);
       await waitForever();
     });
 }

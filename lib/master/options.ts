@@ -25,6 +25,14 @@ export interface MasterOptions extends CommonOptions {
   pruneEveryMs?: number;
   /** Time a version must stay without holders before the prune job deletes it. @defaultValue 600,000 ms */
   pruneGraceMs?: number;
+  /**
+   * On `close()`, how long the dispatch steps under way may finish and the connections close
+   * gracefully; then the master force-closes them (with Redis down a graceful close never ends).
+   * `close()` resolves within this plus 5 s. A step cut short is taken over by another master
+   * once its lock expires.
+   * @defaultValue 10,000 ms
+   */
+  drainTimeoutMs?: number;
 }
 export interface CompiledMasterOptions {
   redisUrl: string;
@@ -35,6 +43,7 @@ export interface CompiledMasterOptions {
   maxReroutes: number;
   pruneEveryMs: number;
   pruneGraceMs: number;
+  drainTimeoutMs: number;
 }
 
 /** The default of each master option, as documented above (the CLI shows them in `--help`). */
@@ -45,6 +54,7 @@ export const MASTER_DEFAULTS = {
   maxReroutes: 3,
   pruneEveryMs: 60_000,
   pruneGraceMs: PACKAGE_DEFAULTS.pruneGraceMs,
+  drainTimeoutMs: 10_000,
 } as const;
 
 const DAY_MS = 86_400_000;
@@ -63,6 +73,7 @@ const masterSchema = z.strictObject({
     .min(0)
     .max(30 * DAY_MS)
     .default(MASTER_DEFAULTS.pruneGraceMs),
+  drainTimeoutMs: z.number().int().min(0).max(DAY_MS).default(MASTER_DEFAULTS.drainTimeoutMs),
 });
 
 export function compileMasterOptions(raw: MasterOptions = {}): CompiledMasterOptions {

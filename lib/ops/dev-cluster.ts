@@ -39,14 +39,21 @@ export const DEV_CLUSTER_DEFAULTS = {
   nodeConcurrency: 2,
 } as const;
 
+/** The private redis-server's time to save its append-only file after SIGTERM before SIGKILL. */
+const REDIS_STOP_GRACE_MS = 1000;
+
 export interface DevCluster {
   redisUrl: string;
   dashboardUrl: string;
   master: Master;
   nodes: TydraNode[];
   dashboard: Dashboard;
-  /** Stops everything, the private Redis last. */
-  close(): Promise<void>;
+  /**
+   * Stops the master, the nodes and the dashboard (each within its own bound: the nodes' drain
+   * timeout plus 5 s at most), then the private redis-server, last. `force: true` force-closes
+   * the roles (see `TydraNode.close`), also while a graceful close is under way. Idempotent.
+   */
+  close(options?: { force?: boolean }): Promise<void>;
 }
 
 /**
@@ -82,7 +89,13 @@ export async function startDevCluster(options: DevClusterOptions = {}): Promise<
   let redisServer: RedisServer | undefined;
   let redisUrl = options.redis;
   if (redisUrl === undefined) {
-    redisServer = await startRedisServer({ dir: join(dataDir, 'redis') });
+    // Its own process group: the terminal's Ctrl-C reaches `tydra dev` (which drains the roles
+    // first) but not redis-server, which would otherwise exit under the running roles.
+    redisServer = await startRedisServer({
+      dir: join(dataDir, 'redis'),
+      ownProcessGroup: true,
+      stopGraceMs: REDIS_STOP_GRACE_MS,
+    });
     redisUrl = redisServer.url;
     logger.info({ url: redisUrl, dir: join(dataDir, 'redis') }, 'started a private redis-server');
   }
@@ -105,9 +118,13 @@ export async function startDevCluster(options: DevClusterOptions = {}): Promise<
     logger,
     port: options.dashboardPort ?? DEV_CLUSTER_DEFAULTS.dashboardPort,
   });
-  const close = async (): Promise<void> => {
-    await Promise.allSettled([dashboard.close(), master.close(), ...nodes.map((node) => node.close())]);
-    await redisServer?.stop();
+  let closing: Promise<void> | undefined;
+  const close = (closeOptions: { force?: boolean } = {}): Promise<void> => {
+    const force = closeOptions.force ?? false;
+    const roles = [dashboard.close(), master.close({ force }), ...nodes.map((node) => node.close({ force }))];
+    // Redis last: the roles' graceful closes (re-routing, final job states) need it.
+    closing ??= Promise.allSettled(roles).then(() => redisServer?.stop());
+    return closing;
   };
   try {
     await master.start();
