@@ -70,7 +70,9 @@ async function runDev(flags: DevFlags): Promise<void> {
     unsafeNoSandbox: flags.unsafeNoSandbox ?? false,
     logger: createLogger(),
   });
-  const drainMs = Math.max(...cluster.nodes.map((node) => node.options.drainTimeoutMs), MASTER_DEFAULTS.drainTimeoutMs);
+  // Nodes drain first, then the master: the bound is the sum of both drains plus the force margin.
+  const drainMs =
+    Math.max(...cluster.nodes.map((node) => node.options.drainTimeoutMs)) + cluster.master.options.drainTimeoutMs;
   const stop = onShutdown((force) => cluster.close({ force }), drainMs + FORCE_CLOSE_MS);
   process.stdout.write(`tydra dev: ${cluster.nodes.length} node(s) on ${redactRedisUrl(cluster.redisUrl)}\n`);
   process.stdout.write(`dashboard: ${cluster.dashboardUrl}\n`);

@@ -39,6 +39,9 @@ export const DEV_CLUSTER_DEFAULTS = {
   nodeConcurrency: 2,
 } as const;
 
+/** The master's drain: its dispatch steps are short, and it only closes once the nodes have drained. */
+const DEV_MASTER_DRAIN_MS = 1000;
+
 /** The private redis-server's time to save its append-only file after SIGTERM before SIGKILL. */
 const REDIS_STOP_GRACE_MS = 1000;
 
@@ -49,8 +52,8 @@ export interface DevCluster {
   nodes: TydraNode[];
   dashboard: Dashboard;
   /**
-   * Stops the master, the nodes and the dashboard (each within its own bound: the nodes' drain
-   * timeout plus 5 s at most), then the private redis-server, last. `force: true` force-closes
+   * Stops the nodes (each within its drain timeout plus 5 s), then the master (1 s drain) and the
+   * dashboard, then the private redis-server, last. `force: true` force-closes
    * the roles (see `TydraNode.close`), also while a graceful close is under way. Idempotent.
    */
   close(options?: { force?: boolean }): Promise<void>;
@@ -99,7 +102,7 @@ export async function startDevCluster(options: DevClusterOptions = {}): Promise<
     redisUrl = redisServer.url;
     logger.info({ url: redisUrl, dir: join(dataDir, 'redis') }, 'started a private redis-server');
   }
-  const master = new Master({ redis: redisUrl, logger });
+  const master = new Master({ redis: redisUrl, logger, drainTimeoutMs: DEV_MASTER_DRAIN_MS });
   const cacheRoot = await devCacheRoot(dataDir, logger);
   const nodes = Array.from(
     { length: nodeCount },
@@ -121,9 +124,12 @@ export async function startDevCluster(options: DevClusterOptions = {}): Promise<
   let closing: Promise<void> | undefined;
   const close = (closeOptions: { force?: boolean } = {}): Promise<void> => {
     const force = closeOptions.force ?? false;
-    const roles = [dashboard.close(), master.close({ force }), ...nodes.map((node) => node.close({ force }))];
-    // Redis last: the roles' graceful closes (re-routing, final job states) need it.
-    closing ??= Promise.allSettled(roles).then(() => redisServer?.stop());
+    const nodesClosed = Promise.allSettled(nodes.map((node) => node.close({ force })));
+    // The master outlives the nodes' drain: it completes the TaskInstances they finish. Redis
+    // goes last: the roles' closes (final job states, re-routing) need it.
+    closing ??= nodesClosed
+      .then(() => Promise.allSettled([dashboard.close(), master.close({ force })]))
+      .then(() => redisServer?.stop());
     return closing;
   };
   try {
