@@ -51,20 +51,23 @@ const STOP_SIGNALS = ['SIGINT', 'SIGTERM', 'SIGHUP'] as const;
  */
 export function onShutdown(close: (force: boolean) => Promise<void>, boundMs: number): () => Promise<void> {
   let stopping: Promise<void> | undefined;
-  let forced = false;
+  /** Set by a second signal: the exit status then names it. */
+  let forcedBy: NodeJS.Signals | undefined;
   const stop = (): Promise<void> => {
     stopping ??= close(false);
     return stopping;
   };
+  const exit = (): never => process.exit(forcedBy === undefined ? 0 : 128 + constants.signals[forcedBy]);
   const handler = (signal: NodeJS.Signals): void => {
-    if (forced) {
+    if (forcedBy !== undefined) {
       process.stderr.write(`tydra: third ${signal}, exiting now\n`);
-      process.exit(128 + signalNumber(signal));
+      process.exit(128 + constants.signals[signal]);
     }
     if (stopping !== undefined) {
-      forced = true;
+      forcedBy = signal;
       process.stderr.write(`tydra: second ${signal}, force-closing (running tasks are killed and re-routed)\n`);
-      void close(true).then(() => process.exit(128 + signalNumber(signal)));
+      // The same close, cut short: `stopping` resolves when it is done, and exits.
+      void close(true);
       return;
     }
     process.stderr.write(`tydra: ${signal} received, stopping (send it again to force)\n`);
@@ -72,16 +75,12 @@ export function onShutdown(close: (force: boolean) => Promise<void>, boundMs: nu
       process.stderr.write(`tydra: the stop did not finish within ${boundMs} ms; exiting\n`);
       process.exit(1);
     }, boundMs).unref();
-    void stop().then(() => process.exit(0));
+    void stop().then(exit);
   };
   for (const signal of STOP_SIGNALS) {
     process.on(signal, handler);
   }
   return stop;
-}
-
-function signalNumber(signal: NodeJS.Signals): number {
-  return constants.signals[signal];
 }
 
 /** A command that finished should end the process; if a handle lingers, say so and exit anyway. */
