@@ -1,4 +1,6 @@
 /** What every command shares: the Redis flags, the client's lifetime, and how the process ends. */
+import { constants } from 'node:os';
+
 import { Option } from 'commander';
 
 import { CLIENT_DEFAULTS } from '../../lib/client/options.js';
@@ -36,26 +38,48 @@ export function waitForever(): Promise<never> {
   return new Promise(() => setInterval(() => undefined, 1 << 30));
 }
 
+/** Signals that stop a long-running command. SIGHUP too: a closed terminal must not orphan a dev redis-server. */
+const STOP_SIGNALS = ['SIGINT', 'SIGTERM', 'SIGHUP'] as const;
+
 /**
- * First SIGINT/SIGTERM: close gracefully (running tasks finish), then exit. Second: exit now.
+ * How a long-running command stops. First SIGINT/SIGTERM/SIGHUP (Ctrl-C included): close
+ * gracefully (running TaskInstances finish within the drain timeout), then exit 0. Second: force
+ * the close (running TaskInstances are killed and handed back), then exit 128 + the signal's
+ * number (130 for SIGINT). Third: exit at once. The library bounds every close (`boundMs`: the
+ * drain timeout plus 5 s); a watchdog exits with 1 should a close outlive it anyway.
  * Returns the graceful stop so a command can also call it itself.
  */
-export function onShutdown(close: () => Promise<void>): () => Promise<void> {
+export function onShutdown(close: (force: boolean) => Promise<void>, boundMs: number): () => Promise<void> {
   let stopping: Promise<void> | undefined;
+  /** Set by a second signal: the exit status then names it. */
+  let forcedBy: NodeJS.Signals | undefined;
   const stop = (): Promise<void> => {
-    stopping ??= close();
+    stopping ??= close(false);
     return stopping;
   };
+  const exit = (): never => process.exit(forcedBy === undefined ? 0 : 128 + constants.signals[forcedBy]);
   const handler = (signal: NodeJS.Signals): void => {
+    if (forcedBy !== undefined) {
+      process.stderr.write(`tydra: third ${signal}, exiting now\n`);
+      process.exit(128 + constants.signals[signal]);
+    }
     if (stopping !== undefined) {
-      process.stderr.write(`tydra: second ${signal}, exiting now\n`);
-      process.exit(130);
+      forcedBy = signal;
+      process.stderr.write(`tydra: second ${signal}, force-closing (running tasks are killed and re-routed)\n`);
+      // The same close, cut short: `stopping` resolves when it is done, and exits.
+      void close(true);
+      return;
     }
     process.stderr.write(`tydra: ${signal} received, stopping (send it again to force)\n`);
-    void stop().then(() => process.exit(0));
+    setTimeout(() => {
+      process.stderr.write(`tydra: the stop did not finish within ${boundMs} ms; exiting\n`);
+      process.exit(1);
+    }, boundMs).unref();
+    void stop().then(exit);
   };
-  process.on('SIGINT', handler);
-  process.on('SIGTERM', handler);
+  for (const signal of STOP_SIGNALS) {
+    process.on(signal, handler);
+  }
   return stop;
 }
 

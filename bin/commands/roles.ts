@@ -8,6 +8,7 @@ import { fileURLToPath } from 'node:url';
 import { type Command, Option } from 'commander';
 
 import { CLIENT_DEFAULTS } from '../../lib/client/options.js';
+import { FORCE_CLOSE_MS } from '../../lib/core/bounded-close.js';
 import { DEFAULT_TASK_LIMITS, formatBytes, formatDuration, type TaskLimits } from '../../lib/core/limits.js';
 import { createLogger, Dashboard, Master, startDevCluster, TydraNode } from '../../lib/index.js';
 import { MASTER_DEFAULTS } from '../../lib/master/options.js';
@@ -69,7 +70,10 @@ async function runDev(flags: DevFlags): Promise<void> {
     unsafeNoSandbox: flags.unsafeNoSandbox ?? false,
     logger: createLogger(),
   });
-  const stop = onShutdown(() => cluster.close());
+  // Nodes drain first, then the master: the bound is the sum of both drains plus the force margin.
+  const drainMs =
+    Math.max(...cluster.nodes.map((node) => node.options.drainTimeoutMs)) + cluster.master.options.drainTimeoutMs;
+  const stop = onShutdown((force) => cluster.close({ force }), drainMs + FORCE_CLOSE_MS);
   process.stdout.write(`tydra dev: ${cluster.nodes.length} node(s) on ${redactRedisUrl(cluster.redisUrl)}\n`);
   process.stdout.write(`dashboard: ${cluster.dashboardUrl}\n`);
   if (flags.demo) {
@@ -136,29 +140,41 @@ function registerMaster(program: Command): void {
         d.pruneGraceMs,
       ),
     )
-    .action(
-      async (flags: {
-        redis: string;
-        concurrency: number;
-        sweepInterval: number;
-        nodeRetention: number;
-        pruneEvery: number;
-        pruneGrace: number;
-      }) => {
-        const master = new Master({
-          redis: flags.redis,
-          concurrency: flags.concurrency,
-          sweepIntervalMs: flags.sweepInterval,
-          nodeRetentionMs: flags.nodeRetention,
-          pruneEveryMs: flags.pruneEvery,
-          pruneGraceMs: flags.pruneGrace,
-          logger: createLogger(),
-        });
-        await master.start();
-        onShutdown(() => master.close());
-        await waitForever();
-      },
-    );
+    .addOption(
+      defaulted(
+        '--drain-timeout <ms>',
+        'on SIGTERM/Ctrl-C, how long dispatch steps may finish before the master force-closes',
+        integer,
+        d.drainTimeoutMs,
+      ),
+    )
+    .action(runMaster);
+}
+
+interface MasterFlags {
+  redis: string;
+  concurrency: number;
+  sweepInterval: number;
+  nodeRetention: number;
+  pruneEvery: number;
+  pruneGrace: number;
+  drainTimeout: number;
+}
+
+async function runMaster(flags: MasterFlags): Promise<void> {
+  const master = new Master({
+    redis: flags.redis,
+    concurrency: flags.concurrency,
+    sweepIntervalMs: flags.sweepInterval,
+    nodeRetentionMs: flags.nodeRetention,
+    pruneEveryMs: flags.pruneEvery,
+    pruneGraceMs: flags.pruneGrace,
+    drainTimeoutMs: flags.drainTimeout,
+    logger: createLogger(),
+  });
+  await master.start();
+  onShutdown((force) => master.close({ force }), master.options.drainTimeoutMs + FORCE_CLOSE_MS);
+  await waitForever();
 }
 
 interface NodeFlags {
@@ -198,7 +214,12 @@ function registerNode(program: Command): void {
     .option('--limit <name=value>', `default task limit, repeatable; names: ${LIMIT_FLAG_NAMES}`, collectLimits, {})
     .option('--max-limit <name=value>', 'most a submission or tydra.json may ask for, repeatable', collectLimits, {})
     .addOption(
-      defaulted('--drain-timeout <ms>', 'on SIGTERM, how long running tasks may finish', integer, d.drainTimeoutMs),
+      defaulted(
+        '--drain-timeout <ms>',
+        'on SIGTERM/Ctrl-C, how long running tasks may finish before they are killed and re-routed',
+        integer,
+        d.drainTimeoutMs,
+      ),
     )
     .addOption(
       defaulted(
@@ -242,7 +263,7 @@ async function runNode(flags: NodeFlags): Promise<void> {
     }),
   );
   await node.start();
-  onShutdown(() => node.close());
+  onShutdown((force) => node.close({ force }), node.options.drainTimeoutMs + FORCE_CLOSE_MS);
   await waitForever();
 }
 
@@ -265,7 +286,7 @@ function registerDashboard(program: Command): void {
       );
       const url = await dashboard.start();
       process.stdout.write(`dashboard: ${url}\n`);
-      onShutdown(() => dashboard.close());
+      onShutdown(() => dashboard.close(), FORCE_CLOSE_MS);
       await waitForever();
     });
 }

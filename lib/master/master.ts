@@ -17,10 +17,12 @@ import type { Redis } from 'ioredis';
 import { type NodeJobData, nodeQueueName } from '../../queues/node.js';
 import { TASKS_QUEUE, type TaskInstanceData, type TaskInstanceResult, taskInstanceSchema } from '../../queues/tasks.js';
 import { NodeRegistry } from '../cluster/node-registry.js';
+import { QUIT_MS, settlesWithin, trigger } from '../core/bounded-close.js';
 import { IllegalStateError } from '../core/errors.js';
 import type { Logger } from '../core/logger.js';
 import { PackageStore } from '../packages/store.js';
 import { createRedis, logErrors, watchConnection } from '../redis/connection.js';
+import { dropConnections } from '../redis/force-disconnect.js';
 import { dispatch, type DispatchDeps } from './dispatch.js';
 import { sweepDeadNodes } from './node-sweeper.js';
 import { type CompiledMasterOptions, compileMasterOptions, type MasterOptions } from './options.js';
@@ -46,6 +48,7 @@ export class Master {
   private sweeping: Promise<unknown> | undefined;
   private turn = 0;
   private closing: Promise<void> | undefined;
+  private readonly forced = trigger();
   state: MasterState = 'idle';
 
   constructor(options: MasterOptions = {}) {
@@ -106,7 +109,16 @@ export class Master {
     this.logger.info({ concurrency: this.options.concurrency }, 'master started');
   }
 
-  close(): Promise<void> {
+  /**
+   * Stops taking TaskInstances and lets the dispatch steps under way finish, for at most the
+   * drain timeout; then force-closes (`force: true` does so at once, also while a graceful close
+   * is under way). Resolves within the drain timeout plus 5 s (`FORCE_CLOSE_MS`), whatever Redis
+   * does. Idempotent.
+   */
+  close(options: { force?: boolean } = {}): Promise<void> {
+    if (options.force === true) {
+      this.forced.fire();
+    }
     this.closing ??= this.closeInternal();
     return this.closing;
   }
@@ -114,11 +126,35 @@ export class Master {
   private async closeInternal(): Promise<void> {
     this.state = 'closing';
     clearInterval(this.sweepTimer);
+    const graceful = this.closeGracefully();
+    if (!(await settlesWithin(graceful, this.options.drainTimeoutMs, this.forced.promise))) {
+      this.logger.warn(
+        { drainTimeoutMs: this.options.drainTimeoutMs },
+        'force-closing the master (forced, or not closed within its drain timeout: is Redis down?); dispatch steps under way go to another master once their locks expire',
+      );
+      this.forceClose();
+      // What the graceful close still does (Worker clean-up) ends as its commands fail.
+      await settlesWithin(graceful, QUIT_MS);
+    }
+    this.state = 'closed';
+  }
+
+  private async closeGracefully(): Promise<void> {
     await Promise.allSettled([this.worker?.close(), this.pruneJob.close(), this.sweeping]);
     await Promise.allSettled([this.tasksQueue?.close()]);
     await Promise.allSettled([...this.nodeQueues.values()].map((queue) => queue.close()));
     await this.redis.quit().catch(() => this.redis.disconnect());
-    this.state = 'closed';
+  }
+
+  /** Drops every connection: pending commands fail at once and nothing reconnects. */
+  private forceClose(): void {
+    dropConnections([
+      this.worker,
+      ...this.pruneJob.connectionOwners(),
+      this.tasksQueue,
+      ...this.nodeQueues.values(),
+      this.redis,
+    ]);
   }
 
   /** One step of a TaskInstance: settle it if its child has finished, dispatch it otherwise. */

@@ -33,6 +33,14 @@ export interface MasterOptions extends CommonOptions {
   pruneEveryMs?: number;
   /** Time a version must stay without holders before the prune job deletes it. @defaultValue 600,000 ms */
   pruneGraceMs?: number;
+  /**
+   * On `close()`, how long the dispatch steps under way may finish and the connections close
+   * gracefully; then the master force-closes them (with Redis down a graceful close never ends).
+   * `close()` resolves within this plus 5 s. A step cut short is taken over by another master
+   * once its lock expires.
+   * @defaultValue 10,000 ms
+   */
+  drainTimeoutMs?: number;
 }
 export interface CompiledMasterOptions {
   redisUrl: string;
@@ -44,6 +52,7 @@ export interface CompiledMasterOptions {
   nodeRetentionMs: number;
   pruneEveryMs: number;
   pruneGraceMs: number;
+  drainTimeoutMs: number;
 }
 
 /** The default of each master option, as documented above (the CLI shows them in `--help`). */
@@ -55,6 +64,7 @@ export const MASTER_DEFAULTS = {
   nodeRetentionMs: 3_600_000,
   pruneEveryMs: 60_000,
   pruneGraceMs: PACKAGE_DEFAULTS.pruneGraceMs,
+  drainTimeoutMs: 10_000,
 } as const;
 
 const DAY_MS = 86_400_000;
@@ -79,6 +89,7 @@ const masterSchema = z.strictObject({
     .min(0)
     .max(30 * DAY_MS)
     .default(MASTER_DEFAULTS.pruneGraceMs),
+  drainTimeoutMs: z.number().int().min(0).max(DAY_MS).default(MASTER_DEFAULTS.drainTimeoutMs),
 });
 
 export function compileMasterOptions(raw: MasterOptions = {}): CompiledMasterOptions {

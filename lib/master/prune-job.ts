@@ -72,6 +72,11 @@ export class PruneJob {
     await Promise.allSettled([this.queue?.close()]);
   }
 
+  /** The Worker and the queue, for a forced stop to drop their connections. */
+  connectionOwners(): Array<Worker | Queue | undefined> {
+    return [this.worker, this.queue];
+  }
+
   private async prune(job: Job<PruneJobData, PruneSummary>): Promise<PruneSummary> {
     if (job.name !== PRUNE_JOB) {
       throw new UnrecoverableError(`Expected a maintenance job named ${PRUNE_JOB}, got ${job.name}`);

@@ -10,6 +10,7 @@ import type { Redis } from 'ioredis';
 import { NodeShutdownError, TaskCancelledError } from '../core/errors.js';
 import type { Logger } from '../core/logger.js';
 import { watchConnection } from '../redis/connection.js';
+import { dropConnections } from '../redis/force-disconnect.js';
 import { cancelChannel, cancelKey } from '../redis/keys.js';
 
 export class CancelListener {
@@ -55,14 +56,20 @@ export class CancelListener {
     };
   }
 
-  /** Aborts every run with a `NodeShutdownError` (the drain timeout passed). */
-  abortAll(nodeId: string): void {
+  /** Aborts every run with a `NodeShutdownError` (the drain timeout passed); returns how many. */
+  abortAll(nodeId: string): number {
     for (const controller of this.running.values()) {
       controller.abort(new NodeShutdownError(nodeId));
     }
+    return this.running.size;
   }
 
   async close(): Promise<void> {
     await this.subscriber?.quit().catch(() => this.subscriber?.disconnect());
+  }
+
+  /** Drops the subscriber's connection at once (a forced stop; see `force-disconnect.ts`). */
+  dropConnection(): void {
+    dropConnections([this.subscriber]);
   }
 }

@@ -22,6 +22,7 @@ import {
 } from '../../sandbox/launcher/cgroup/support.js';
 import { findPrlimit } from '../../sandbox/launcher/rlimits.js';
 import { installRuntime } from '../../sandbox/launcher/runtime-dir.js';
+import { QUIT_MS, settlesWithin, trigger } from '../core/bounded-close.js';
 import { SandboxUnavailableError } from '../core/errors.js';
 import type { Logger } from '../core/logger.js';
 import { unreachableFolder } from '../core/path-access.js';
@@ -29,9 +30,16 @@ import { NodeRegistry } from '../cluster/node-registry.js';
 import { blobExists, PackageCache } from '../packages/cache/package-cache.js';
 import { PackageStore } from '../packages/store.js';
 import { createRedis, logErrors, watchConnection } from '../redis/connection.js';
+import { dropConnections } from '../redis/force-disconnect.js';
 import { CancelListener } from './cancel-listener.js';
 import { type CompiledNodeOptions, compileNodeOptions, type NodeOptions } from './options.js';
 import { executeNodeJob, type ExecutionEnv } from './task-execution.js';
+
+/**
+ * After the drain timeout, how long running TaskInstances get to die and hand their jobs back:
+ * the sandbox kill ladder's SIGTERM-to-SIGKILL grace (2 s) and a margin.
+ */
+const SANDBOX_KILL_MS = 2500;
 
 export type NodeState = 'idle' | 'starting' | 'running' | 'closing' | 'closed';
 
@@ -53,6 +61,7 @@ export class TydraNode {
   /** How this node limits each sandbox; detected once at start. */
   cgroups: CgroupSupport | undefined;
   private closing: Promise<void> | undefined;
+  private readonly forced = trigger();
   private registered = false;
   private readonly startedAt = Date.now();
   state: NodeState = 'idle';
@@ -187,8 +196,17 @@ export class TydraNode {
     };
   }
 
-  /** Stops taking jobs, waits for running ones, and leaves the registry as stopped. Idempotent. */
-  close(): Promise<void> {
+  /**
+   * Stops taking jobs, lets running TaskInstances finish for at most the drain timeout, then
+   * kills them (their sandboxes get SIGTERM, then SIGKILL) and hands them back for re-routing;
+   * what still waits for Redis after that is force-closed. `force: true` skips the drain, also
+   * while a graceful close is under way. Leaves the registry as stopped when Redis allows.
+   * Resolves within the drain timeout plus 5 s (`FORCE_CLOSE_MS`), whatever Redis does. Idempotent.
+   */
+  close(options: { force?: boolean } = {}): Promise<void> {
+    if (options.force === true) {
+      this.forced.fire();
+    }
     this.closing ??= this.closeInternal();
     return this.closing;
   }
@@ -198,41 +216,60 @@ export class TydraNode {
     clearInterval(this.heartbeat);
     clearInterval(this.cachePruner);
     // Stopped now, not when the last task ends: masters stop sending work here and re-route
-    // what waits in our queue, while running TaskInstances finish.
-    if (this.registered) {
-      await this.registry.markStopped(this.id).catch(() => undefined);
-    }
-    const closing = this.worker?.close();
-    let drainTimer: NodeJS.Timeout | undefined;
-    if (closing !== undefined) {
-      drainTimer = setTimeout(() => {
-        this.logger.warn(
-          { drainTimeoutMs: this.options.drainTimeoutMs },
-          'drain timeout: killing running TaskInstances; they will be re-routed',
-        );
-        this.cancels.abortAll(this.id);
-      }, this.options.drainTimeoutMs);
-    }
-    const results = await Promise.allSettled([closing]);
-    clearTimeout(drainTimer);
-    await Promise.allSettled([
-      this.registered ? this.registry.markStopped(this.id) : undefined,
+    // what waits in our queue, while running TaskInstances finish. Not awaited before the
+    // drain: with Redis down it would wait for ever.
+    const stopped = this.registered ? this.registry.markStopped(this.id).catch(() => undefined) : undefined;
+    const worker = Promise.allSettled([this.worker?.close()]);
+    await this.drain(worker);
+    const closed = Promise.allSettled([
+      stopped?.then(() => this.registry.markStopped(this.id)),
       this.tasksQueue.close(),
       this.cache.idle(),
-    ]);
-    await this.cancels.close();
+      this.cancels.close(),
+    ]).then(() => this.redis.quit().catch(() => this.redis.disconnect()));
+    if (!(await settlesWithin(closed, QUIT_MS))) {
+      this.dropConnections();
+    }
     if (this.cgroups !== undefined) {
       await removeCgroupParent(this.cgroups).catch((error: Error) =>
         this.logger.warn({ err: error.message }, "could not remove the node's parent cgroup"),
       );
     }
-    await this.redis.quit().catch(() => this.redis.disconnect());
-    for (const result of results) {
+    for (const result of await worker) {
       if (result.status === 'rejected') {
         this.logger.warn({ err: String(result.reason) }, 'error while closing the node');
       }
     }
     this.state = 'closed';
+  }
+
+  /**
+   * Waits for the Worker to close (its running jobs to end) for the drain timeout; then kills the
+   * running TaskInstances, whose runs park their jobs for re-routing once the sandboxes are dead
+   * (the kill ladder takes up to {@link SANDBOX_KILL_MS}); then, if Redis still holds the Worker
+   * up, drops every connection.
+   */
+  private async drain(worker: Promise<unknown>): Promise<void> {
+    if (await settlesWithin(worker, this.options.drainTimeoutMs, this.forced.promise)) {
+      return;
+    }
+    this.logger.warn(
+      { drainTimeoutMs: this.options.drainTimeoutMs },
+      'drain timeout (or forced stop): killing running TaskInstances; they will be re-routed',
+    );
+    const killed = this.cancels.abortAll(this.id);
+    if (killed > 0 && (await settlesWithin(worker, SANDBOX_KILL_MS))) {
+      return;
+    }
+    this.logger.warn('the node could not close its Worker (is Redis down?): force-closing its connections');
+    this.dropConnections();
+    await settlesWithin(worker, QUIT_MS);
+  }
+
+  /** Drops every connection: pending commands fail at once and nothing reconnects. */
+  private dropConnections(): void {
+    dropConnections([this.worker, this.tasksQueue, this.redis]);
+    this.cancels.dropConnection();
   }
 
   private async beat(): Promise<void> {

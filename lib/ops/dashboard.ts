@@ -20,7 +20,12 @@ import { TASKS_QUEUE } from '../../queues/tasks.js';
 import type { Logger } from '../core/logger.js';
 import { NodeRegistry } from '../cluster/node-registry.js';
 import { type CompiledDashboardOptions, compileDashboardOptions, type DashboardOptions } from './dashboard-options.js';
+import { QUIT_MS, settlesWithin } from '../core/bounded-close.js';
 import { createRedis, logErrors, watchConnection } from '../redis/connection.js';
+import { dropConnections } from '../redis/force-disconnect.js';
+
+/** How long the dashboard's graceful close may take before it force-closes. */
+const CLOSE_MS = 3000;
 
 export class Dashboard {
   readonly options: CompiledDashboardOptions;
@@ -100,15 +105,35 @@ export class Dashboard {
     }
   }
 
+  /**
+   * Stops serving and closes its connections; what has not closed within {@link CLOSE_MS} (open
+   * HTTP requests, a Redis that is gone) is force-closed. Resolves within 5 s whatever Redis
+   * does (the dashboard has no drain timeout: it runs no work). Idempotent.
+   */
   close(): Promise<void> {
-    this.closing ??= (async () => {
-      clearInterval(this.timer);
-      await new Promise<void>((resolve) => (this.server ? this.server.close(() => resolve()) : resolve()));
-      this.server?.closeAllConnections();
-      await Promise.allSettled([...this.queues.values()].map((queue) => queue.close()));
-      await this.redis.quit().catch(() => this.redis.disconnect());
-    })();
+    this.closing ??= this.closeInternal();
     return this.closing;
+  }
+
+  private async closeInternal(): Promise<void> {
+    clearInterval(this.timer);
+    const graceful = this.closeGracefully();
+    if (!(await settlesWithin(graceful, CLOSE_MS))) {
+      this.logger.warn('the dashboard did not close in time (is Redis down?): force-closing its connections');
+      this.server?.closeAllConnections();
+      dropConnections([...this.queues.values(), this.redis]);
+      await settlesWithin(graceful, QUIT_MS);
+    }
+  }
+
+  private async closeGracefully(): Promise<void> {
+    const server = this.server;
+    const serverClosed = new Promise<void>((resolve) => (server ? server.close(() => resolve()) : resolve()));
+    // Idle keep-alive connections would hold `close` up; requests under way may finish.
+    server?.closeIdleConnections();
+    await serverClosed;
+    await Promise.allSettled([...this.queues.values()].map((queue) => queue.close()));
+    await this.redis.quit().catch(() => this.redis.disconnect());
   }
 }
 

@@ -39,14 +39,24 @@ export const DEV_CLUSTER_DEFAULTS = {
   nodeConcurrency: 2,
 } as const;
 
+/** The master's drain: its dispatch steps are short, and it only closes once the nodes have drained. */
+const DEV_MASTER_DRAIN_MS = 1000;
+
+/** The private redis-server's time to save its append-only file after SIGTERM before SIGKILL. */
+const REDIS_STOP_GRACE_MS = 1000;
+
 export interface DevCluster {
   redisUrl: string;
   dashboardUrl: string;
   master: Master;
   nodes: TydraNode[];
   dashboard: Dashboard;
-  /** Stops everything, the private Redis last. */
-  close(): Promise<void>;
+  /**
+   * Stops the nodes (each within its drain timeout plus 5 s), then the master (1 s drain) and the
+   * dashboard, then the private redis-server, last. `force: true` force-closes
+   * the roles (see `TydraNode.close`), also while a graceful close is under way. Idempotent.
+   */
+  close(options?: { force?: boolean }): Promise<void>;
 }
 
 /**
@@ -82,11 +92,17 @@ export async function startDevCluster(options: DevClusterOptions = {}): Promise<
   let redisServer: RedisServer | undefined;
   let redisUrl = options.redis;
   if (redisUrl === undefined) {
-    redisServer = await startRedisServer({ dir: join(dataDir, 'redis') });
+    // Its own process group: the terminal's Ctrl-C reaches `tydra dev` (which drains the roles
+    // first) but not redis-server, which would otherwise exit under the running roles.
+    redisServer = await startRedisServer({
+      dir: join(dataDir, 'redis'),
+      ownProcessGroup: true,
+      stopGraceMs: REDIS_STOP_GRACE_MS,
+    });
     redisUrl = redisServer.url;
     logger.info({ url: redisUrl, dir: join(dataDir, 'redis') }, 'started a private redis-server');
   }
-  const master = new Master({ redis: redisUrl, logger });
+  const master = new Master({ redis: redisUrl, logger, drainTimeoutMs: DEV_MASTER_DRAIN_MS });
   const cacheRoot = await devCacheRoot(dataDir, logger);
   const nodes = Array.from(
     { length: nodeCount },
@@ -105,9 +121,16 @@ export async function startDevCluster(options: DevClusterOptions = {}): Promise<
     logger,
     port: options.dashboardPort ?? DEV_CLUSTER_DEFAULTS.dashboardPort,
   });
-  const close = async (): Promise<void> => {
-    await Promise.allSettled([dashboard.close(), master.close(), ...nodes.map((node) => node.close())]);
-    await redisServer?.stop();
+  let closing: Promise<void> | undefined;
+  const close = (closeOptions: { force?: boolean } = {}): Promise<void> => {
+    const force = closeOptions.force ?? false;
+    const nodesClosed = Promise.allSettled(nodes.map((node) => node.close({ force })));
+    // The master outlives the nodes' drain: it completes the TaskInstances they finish. Redis
+    // goes last: the roles' closes (final job states, re-routing) need it.
+    closing ??= nodesClosed
+      .then(() => Promise.allSettled([dashboard.close(), master.close({ force })]))
+      .then(() => redisServer?.stop());
+    return closing;
   };
   try {
     await master.start();

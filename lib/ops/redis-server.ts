@@ -17,6 +17,16 @@ export interface RedisServerOptions {
   port?: number;
   /** Keep data across restarts in an append-only file. @defaultValue true */
   persist?: boolean;
+  /**
+   * Run it in a process group of its own, so a terminal's Ctrl-C (sent to the whole foreground
+   * group) does not stop it before its users have closed (`tydra dev` stops it last). It is
+   * still stopped when this process exits (`exit` event) but, like any process outside our
+   * group, not when this process is SIGKILLed: then it keeps running until stopped by hand.
+   * @defaultValue false (same group: it gets our signals, and execa kills it when we exit)
+   */
+  ownProcessGroup?: boolean;
+  /** On `stop()`, how long it may take to save and exit after SIGTERM before SIGKILL. @defaultValue 5,000 ms */
+  stopGraceMs?: number;
 }
 
 export interface RedisServer {
@@ -34,27 +44,13 @@ export async function startRedisServer(options: RedisServerOptions): Promise<Red
   const persist = options.persist ?? true;
   let server: ResultPromise;
   try {
-    server = execa(
-      'redis-server',
-      [
-        '--port',
-        String(port),
-        '--bind',
-        '127.0.0.1',
-        '--dir',
-        options.dir,
-        '--save',
-        '',
-        '--appendonly',
-        persist ? 'yes' : 'no',
-        // BullMQ requires noeviction: an evicted lock or job key silently loses work.
-        '--maxmemory-policy',
-        'noeviction',
-        '--daemonize',
-        'no',
-      ],
-      { reject: false, stdio: 'ignore', cleanup: true, forceKillAfterDelay: 5000 },
-    );
+    server = execa('redis-server', redisServerArgs(port, options.dir, persist), {
+      reject: false,
+      stdio: 'ignore',
+      cleanup: true,
+      detached: options.ownProcessGroup ?? false,
+      forceKillAfterDelay: options.stopGraceMs ?? 5000,
+    });
   } catch (error) {
     throw new TydraError(`Could not start redis-server: ${(error as Error).message}; ${REDIS_INSTALL_HINT}`);
   }
@@ -70,6 +66,12 @@ export async function startRedisServer(options: RedisServerOptions): Promise<Red
     );
   });
   exited.catch(() => undefined);
+  // execa's `cleanup` skips detached processes: stop it ourselves when this process exits.
+  const killOnExit = (): void => void server.kill('SIGKILL');
+  if (options.ownProcessGroup === true) {
+    process.once('exit', killOnExit);
+    void server.finally(() => process.removeListener('exit', killOnExit)).catch(() => undefined);
+  }
   const url = `redis://127.0.0.1:${port}`;
   const gaveUp = new AbortController();
   try {
@@ -86,6 +88,26 @@ export async function startRedisServer(options: RedisServerOptions): Promise<Red
       await server.catch(() => undefined);
     },
   };
+}
+
+function redisServerArgs(port: number, dir: string, persist: boolean): string[] {
+  return [
+    '--port',
+    String(port),
+    '--bind',
+    '127.0.0.1',
+    '--dir',
+    dir,
+    '--save',
+    '',
+    '--appendonly',
+    persist ? 'yes' : 'no',
+    // BullMQ requires noeviction: an evicted lock or job key silently loses work.
+    '--maxmemory-policy',
+    'noeviction',
+    '--daemonize',
+    'no',
+  ];
 }
 
 async function waitForPing(url: string, signal: AbortSignal, timeoutMs = 10_000): Promise<void> {
