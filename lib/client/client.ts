@@ -22,6 +22,8 @@ import {
   type TaskInstanceResult,
 } from '../../queues/tasks.js';
 import { TaskCancelledError, TaskNotFoundError, UnknownTaskError } from '../core/errors.js';
+import { settlesWithin } from '../core/bounded-close.js';
+import { dropConnections } from '../redis/force-disconnect.js';
 import { cancelChannel } from '../redis/keys.js';
 import type { Logger } from '../core/logger.js';
 import { type NodeInfo, NodeRegistry } from '../cluster/node-registry.js';
@@ -234,17 +236,27 @@ export class Tydra {
     return new NodeRegistry(this.redis).list();
   }
 
+  /**
+   * Closes the client's queues and connections. Bounded like every other call: with Redis out of
+   * reach a graceful close would wait for it, so past `connectTimeoutMs` the connections are
+   * dropped instead.
+   */
   close(): Promise<void> {
     this.closing ??= (async () => {
       const nodeQueues = [...this.nodeQueues.values()];
       this.nodeQueues.clear();
-      await Promise.allSettled([
-        this.queueEvents?.close(),
-        this.tasksQueue.close(),
-        ...nodeQueues.map((queue) => queue.close()),
-      ]);
-      // QueueEvents does not close a connection it was given: we own both.
-      await Promise.allSettled([this.eventsRedis?.quit(), this.redis.quit()]);
+      const graceful = (async () => {
+        await Promise.allSettled([
+          this.queueEvents?.close(),
+          this.tasksQueue.close(),
+          ...nodeQueues.map((queue) => queue.close()),
+        ]);
+        // QueueEvents does not close a connection it was given: we own both.
+        await Promise.allSettled([this.eventsRedis?.quit(), this.redis.quit()]);
+      })();
+      if (!(await settlesWithin(graceful, this.options.connectTimeoutMs))) {
+        dropConnections([this.queueEvents, this.tasksQueue, ...nodeQueues, this.eventsRedis, this.redis]);
+      }
       this.eventsRedis?.disconnect();
       this.redis.disconnect();
     })();

@@ -75,6 +75,22 @@ describe('Redis connections (@integration)', function () {
     assert.deepEqual(await tydra.packageNames(), [], 'the new server is empty, and answers');
   });
 
+  it('close() finishes with Redis gone, even while a result() wait holds the event stream open', async () => {
+    const server = await privateRedis();
+    const tydra = boundedClient(server.url);
+    await tydra.deploy(await copyFixture('probe'));
+    const run = await tydra.submit('probe/echo', 'never runs: no node');
+    // Nothing will answer this wait once Redis is gone; only close() is under test.
+    void run.result({ timeoutMs: 60_000 }).catch(() => undefined);
+    const observer = createRedis(server.url);
+    await waitFor('the result wait to block on the event stream', async () =>
+      String(await observer.client('LIST')).includes('cmd=xread') ? true : undefined,
+    );
+    observer.disconnect();
+    await server.stop();
+    await tydra.close();
+  });
+
   it('watchConnection logs a lost connection once, not at every retry, then that it is back', async () => {
     const server = await privateRedis();
     const { logger, lines } = recordingLogger();
