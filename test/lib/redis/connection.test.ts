@@ -81,7 +81,7 @@ describe('Redis connections (@integration)', function () {
     await tydra.deploy(await copyFixture('probe'));
     const run = await tydra.submit('probe/echo', 'never runs: no node');
     // Nothing will answer this wait once Redis is gone; only close() is under test.
-    void run.result({ timeoutMs: 60_000 }).catch(() => undefined);
+    void run.result({ timeoutMs: 5000 }).catch(() => undefined);
     const observer = createRedis(server.url);
     await waitFor('the result wait to block on the event stream', async () =>
       String(await observer.client('LIST')).includes('cmd=xread') ? true : undefined,
