@@ -7,7 +7,8 @@ import { PACKAGE_DEFAULTS } from '../../../lib/packages/defaults.js';
 import { PACKAGE_LIMIT_DEFAULTS } from '../../../lib/packages/limits.js';
 import { testClient } from '../../helpers.js';
 
-describe('the client surface', () => {
+// A Tydra client connects to Redis as it is built: these two need the suite's Redis.
+describe('the client surface (@integration)', () => {
   it('keeps test seams and run internals off the public Tydra class', () => {
     const tydra = testClient();
     for (const name of ['hooks', 'tasksQueueForRun', 'cancelRecord']) {
@@ -26,7 +27,9 @@ describe('the client surface', () => {
     assert.equal(run.id, 'some-id');
     assert.equal(run.ref, undefined);
   });
+});
 
+describe('the client defaults', () => {
   it('compiles its defaults from CLIENT_DEFAULTS, which reuse the package defaults', () => {
     const compiled = compileTydraOptions();
     assert.equal(compiled.redisUrl, CLIENT_DEFAULTS.redis);
