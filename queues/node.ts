@@ -25,7 +25,17 @@ export function nodeQueueName(nodeId: string): string {
  * Derived from the TaskInstance schema so the two cannot drift apart.
  */
 export const nodeJobSchema = taskInstanceSchema
-  .pick({ ref: true, package: true, task: true, input: true, limits: true, retryOnLimit: true })
+  .pick({
+    ref: true,
+    package: true,
+    task: true,
+    input: true,
+    limits: true,
+    retryOnLimit: true,
+    attempts: true,
+    maxFailedWorkunits: true,
+  })
+  .partial({ attempts: true })
   .extend({
     instanceId: z.string().min(1),
     infraFailures: z.number().int().min(0).optional(),

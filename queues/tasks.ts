@@ -14,6 +14,9 @@ import { type TaskEnding, taskEndingSchema } from './task-ending.js';
 
 export const TASKS_QUEUE = 'tasks';
 
+/** What a task is (see `lib/packages/manifest.ts`): one run, split → workunits → reduce, or steps. */
+export type TaskKind = 'simple' | 'parallel' | 'sequence';
+
 /** Job name of a TaskInstance in the `tasks` queue. */
 export const TASK_INSTANCE_JOB = 'task-instance';
 
@@ -30,8 +33,15 @@ export interface TaskInstanceData {
   limits?: TaskLimits;
   /** Retry (within `attempts`) a run that broke a limit; by default such a run fails for good. */
   retryOnLimit?: boolean;
-  /** Attempts of the node job (1 = no retry). */
+  /**
+   * Attempts of the node job (1 = no retry). For a parallel task: the attempts of each workunit
+   * (its split, reduce and coordination are not retried).
+   */
   attempts: number;
+  /** The manifest's kind of the task, copied at submit (absent: `simple`). */
+  kind?: TaskKind;
+  /** Parallel tasks: workunits that may fail for good before the TaskInstance does. @defaultValue 0 */
+  maxFailedWorkunits?: number;
   submittedAt: number;
   /** Set by the master before it adds the node job, so a re-dispatch after a crash is idempotent. */
   dispatch?: { nodeId: string; at: number };
@@ -56,6 +66,8 @@ export const taskInstanceSchema = z.object({
   limits: taskLimitsSchema.optional(),
   retryOnLimit: z.boolean().optional(),
   attempts: z.number().int().min(1).max(100),
+  kind: z.enum(['simple', 'parallel', 'sequence']).optional(),
+  maxFailedWorkunits: z.number().int().min(0).optional(),
   submittedAt: z.number(),
   dispatch: z.object({ nodeId: z.string().min(1), at: z.number() }).optional(),
   lostNodes: z.array(z.string()).optional(),

@@ -112,6 +112,7 @@ async function foldTakenBack(deps: DispatchDeps, job: TaskInstanceJob): Promise<
 async function addNodeJob(queue: Queue<NodeJobData>, job: TaskInstanceJob): Promise<void> {
   const instanceId = job.id ?? '';
   const data: TaskInstanceData = job.data;
+  const parallel = data.kind === 'parallel';
   await queue.add(
     NODE_JOB,
     {
@@ -122,11 +123,14 @@ async function addNodeJob(queue: Queue<NodeJobData>, job: TaskInstanceJob): Prom
       input: data.input,
       limits: { ...data.limits, ...(data.timeoutMs !== undefined ? { timeoutMs: data.timeoutMs } : {}) },
       ...(data.retryOnLimit ? { retryOnLimit: true } : {}),
+      ...(parallel ? { attempts: data.attempts } : {}),
+      ...(data.maxFailedWorkunits !== undefined ? { maxFailedWorkunits: data.maxFailedWorkunits } : {}),
     },
     {
       ...NODE_JOB_OPTIONS,
       jobId: instanceId,
-      attempts: data.attempts,
+      // A parallel task's attempts are each workunit's; its coordinating node job runs once.
+      attempts: parallel ? 1 : data.attempts,
       parent: { id: instanceId, queue: job.queueQualifiedName },
       ignoreDependencyOnFailure: true,
     },

@@ -56,3 +56,19 @@ export const cancelKey = (instanceId: string): string => `tydra:cancel:${instanc
 
 /** Pub/sub channel: a message (a TaskInstance id) asks the node running it to kill it now. */
 export const cancelChannel = 'tydra:cancel';
+
+/**
+ * HASH: the state of one parallel TaskInstance: `meta` (JSON: package, task, limits, attempts,
+ * maxFailedWorkunits, owner node queue), counters `enqueued`, `total`, `done`, `failed`, `running`,
+ * `splitDone`, and `abort` (JSON reason) once it must stop. Expires a while after it ends.
+ */
+export const parallelStateKey = (instanceId: string): string => `tydra:par:${instanceId}`;
+
+/** HASH unit index → JSON result (`null` for a unit that failed for good). Read in pages by reduce. */
+export const parallelResultsKey = (instanceId: string): string => `tydra:par:${instanceId}:results`;
+
+/** HASH unit index → JSON {message, stack?} of units that failed for good. */
+export const parallelFailuresKey = (instanceId: string): string => `tydra:par:${instanceId}:failures`;
+
+/** SET of the batch job ids of one instance not yet ended, so a cancel can remove the waiting ones. */
+export const parallelBatchesKey = (instanceId: string): string => `tydra:par:${instanceId}:batches`;
