@@ -23,7 +23,11 @@ module.exports = {
     layer('lib/redis/', ['lib/redis/', 'lib/core/'], 'lib/redis: connections, keys and scripts over lib/core'),
     layer('sandbox/', ['sandbox/', 'lib/core/'], 'the sandbox knows nothing of Redis, packages or queues'),
     layer('lib/packages/', ['lib/packages/', 'lib/redis/', 'lib/core/', 'queues/'], 'packages sit on redis and core'),
-    layer('lib/cluster/', ['lib/cluster/', 'lib/redis/', 'lib/core/'], 'the node registry sits on redis and core'),
+    layer(
+      'lib/cluster/',
+      ['lib/cluster/', 'lib/redis/', 'lib/core/', 'queues/'],
+      'cluster-wide state (node registry, stopping a parallel task) sits on redis, queues and core',
+    ),
     ...['client', 'master', 'node'].map((role) =>
       layer(
         `lib/${role}/`,

@@ -33,6 +33,7 @@ export const nodeJobSchema = taskInstanceSchema
     limits: true,
     retryOnLimit: true,
     attempts: true,
+    kind: true,
     maxFailedWorkunits: true,
   })
   .partial({ attempts: true })

@@ -24,8 +24,10 @@ export const workunitBatchSchema = z.object({
 });
 export type WorkunitBatchData = z.infer<typeof workunitBatchSchema>;
 
-export function batchJobId(instanceId: string, first: number, attempt: number): string {
-  return attempt === 1 ? `${instanceId}.b${first}` : `${instanceId}.b${first}.a${attempt}`;
+/** `handBack` names a batch handed back by a node that shut down mid-batch (its own id is still taken). */
+export function batchJobId(instanceId: string, first: number, attempt: number, handBack?: string): string {
+  const base = attempt === 1 ? `${instanceId}.b${first}` : `${instanceId}.b${first}.a${attempt}`;
+  return handBack === undefined ? base : `${base}.h${handBack}`;
 }
 
 /** Results live in tydra's own keys (see `lib/redis/keys.ts`), so a batch job keeps nothing. */

@@ -123,7 +123,7 @@ async function addNodeJob(queue: Queue<NodeJobData>, job: TaskInstanceJob): Prom
       input: data.input,
       limits: { ...data.limits, ...(data.timeoutMs !== undefined ? { timeoutMs: data.timeoutMs } : {}) },
       ...(data.retryOnLimit ? { retryOnLimit: true } : {}),
-      ...(parallel ? { attempts: data.attempts } : {}),
+      ...(parallel ? { kind: data.kind, attempts: data.attempts } : {}),
       ...(data.maxFailedWorkunits !== undefined ? { maxFailedWorkunits: data.maxFailedWorkunits } : {}),
     },
     {

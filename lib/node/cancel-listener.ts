@@ -11,11 +11,13 @@ import { NodeShutdownError, TaskCancelledError } from '../core/errors.js';
 import type { Logger } from '../core/logger.js';
 import { watchConnection } from '../redis/connection.js';
 import { dropConnections } from '../redis/force-disconnect.js';
-import { cancelChannel, cancelKey } from '../redis/keys.js';
+import { cancelChannel, cancelKey, parallelAbortChannel } from '../redis/keys.js';
 
 export class CancelListener {
-  private readonly running = new Map<string, AbortController>();
+  /** Every run of an instance here: its node job, and its work sandboxes when it is parallel. */
+  private readonly running = new Map<string, Set<AbortController>>();
   private subscriber: Redis | undefined;
+  private readonly unitStops = new Set<(instanceId: string) => void>();
 
   constructor(
     private readonly redis: Redis,
@@ -27,14 +29,23 @@ export class CancelListener {
     const subscriber = this.redis.duplicate();
     this.subscriber = subscriber;
     watchConnection(subscriber, this.logger, 'node cancel subscriber');
-    subscriber.on('message', (_channel: string, instanceId: string) => {
-      const controller = this.running.get(instanceId);
-      if (controller !== undefined && !controller.signal.aborted) {
+    subscriber.on('message', (channel: string, instanceId: string) => {
+      if (channel === parallelAbortChannel) {
+        this.unitStops.forEach((stop) => stop(instanceId));
+        return;
+      }
+      const controllers = [...(this.running.get(instanceId) ?? [])].filter(({ signal }) => !signal.aborted);
+      if (controllers.length > 0) {
         this.logger.info({ instanceId }, 'cancelling a running TaskInstance on request');
-        controller.abort(new TaskCancelledError(instanceId));
+        controllers.forEach((controller) => controller.abort(new TaskCancelledError(instanceId)));
       }
     });
-    await subscriber.subscribe(cancelChannel);
+    await subscriber.subscribe(cancelChannel, parallelAbortChannel);
+  }
+
+  /** Calls `stop` with the id of each parallel TaskInstance whose workunits must stop (see `parallel-stop.ts`). */
+  onUnitsStop(stop: (instanceId: string) => void): void {
+    this.unitStops.add(stop);
   }
 
   /** Whether a cancel was asked for the TaskInstance (maybe before it reached this node). */
@@ -45,11 +56,14 @@ export class CancelListener {
   /** The signal that aborts this run on a cancel request or a forced shutdown; `release` when the run ends. */
   track(instanceId: string): { signal: AbortSignal; release: () => void } {
     const controller = new AbortController();
-    this.running.set(instanceId, controller);
+    const runs = this.running.get(instanceId) ?? new Set<AbortController>();
+    runs.add(controller);
+    this.running.set(instanceId, runs);
     return {
       signal: controller.signal,
       release: () => {
-        if (this.running.get(instanceId) === controller) {
+        runs.delete(controller);
+        if (runs.size === 0 && this.running.get(instanceId) === runs) {
           this.running.delete(instanceId);
         }
       },
@@ -58,10 +72,14 @@ export class CancelListener {
 
   /** Aborts every run with a `NodeShutdownError` (the drain timeout passed); returns how many. */
   abortAll(nodeId: string): number {
-    for (const controller of this.running.values()) {
-      controller.abort(new NodeShutdownError(nodeId));
+    let count = 0;
+    for (const runs of this.running.values()) {
+      for (const controller of runs) {
+        controller.abort(new NodeShutdownError(nodeId));
+        count += 1;
+      }
     }
-    return this.running.size;
+    return count;
   }
 
   async close(): Promise<void> {

@@ -12,6 +12,7 @@ import type { Redis } from 'ioredis';
 
 import { type NodeJobData, nodeQueueName } from '../../queues/node.js';
 import { TASKS_QUEUE } from '../../queues/tasks.js';
+import { WORKUNITS_QUEUE, type WorkunitBatchData } from '../../queues/workunits.js';
 import { checkBwrap } from '../../sandbox/launcher/bwrap.js';
 import {
   type CgroupSupport,
@@ -23,7 +24,7 @@ import {
 import { findPrlimit } from '../../sandbox/launcher/rlimits.js';
 import { installRuntime } from '../../sandbox/launcher/runtime-dir.js';
 import { QUIT_MS, settlesWithin, trigger } from '../core/bounded-close.js';
-import { SandboxUnavailableError } from '../core/errors.js';
+import { NodeShutdownError, SandboxUnavailableError, TaskCancelledError } from '../core/errors.js';
 import type { Logger } from '../core/logger.js';
 import { unreachableFolder } from '../core/path-access.js';
 import { NodeRegistry } from '../cluster/node-registry.js';
@@ -33,6 +34,10 @@ import { createRedis, logErrors, watchConnection } from '../redis/connection.js'
 import { dropConnections } from '../redis/force-disconnect.js';
 import { CancelListener } from './cancel-listener.js';
 import { type CompiledNodeOptions, compileNodeOptions, type NodeOptions } from './options.js';
+import { processBatch } from './parallel/batch-processor.js';
+import { InstanceReporter } from './parallel/instance-report.js';
+import { WorkerPool } from './parallel/worker-pool.js';
+import { SlotGate } from './slot-gate.js';
 import { executeNodeJob, type ExecutionEnv } from './task-execution.js';
 
 /**
@@ -52,6 +57,15 @@ export class TydraNode {
   private readonly registry: NodeRegistry;
   private readonly tasksQueue: Queue;
   private worker: Worker<NodeJobData, unknown> | undefined;
+  /** Takes batches of parallel TaskInstances' workunits from the shared `workunits` queue. */
+  private unitsWorker: Worker<WorkunitBatchData> | undefined;
+  private readonly workunitsQueue: Queue<WorkunitBatchData>;
+  /** Other nodes' queues, to wake the coordinator of a parallel TaskInstance. */
+  private readonly otherQueues = new Map<string, Queue>();
+  private readonly gate: SlotGate;
+  private readonly reporter: InstanceReporter;
+  private pool: WorkerPool | undefined;
+  private slotsCache: { at: number; slots: Promise<number> } | undefined;
   private heartbeat: NodeJS.Timeout | undefined;
   private cachePruner: NodeJS.Timeout | undefined;
   private readonly cancels: CancelListener;
@@ -76,6 +90,10 @@ export class TydraNode {
     this.tasksQueue = new Queue(TASKS_QUEUE, { connection: this.redis });
     logErrors(this.tasksQueue, (error) => this.logger.warn({ err: error.message }, 'tasks queue error'));
     this.cancels = new CancelListener(this.redis, this.logger);
+    this.workunitsQueue = new Queue<WorkunitBatchData>(WORKUNITS_QUEUE, { connection: this.redis });
+    logErrors(this.workunitsQueue, (error) => this.logger.warn({ err: error.message }, 'workunits queue error'));
+    this.gate = new SlotGate(this.options.concurrency);
+    this.reporter = new InstanceReporter(this.tasksQueue);
     this.cache = new PackageCache(
       this.options.cacheDir,
       new PackageStore(this.redis),
@@ -133,6 +151,7 @@ export class TydraNode {
     });
     logErrors(this.worker, (error) => this.logger.error({ err: error.message }, 'node worker error'));
     await this.worker.waitUntilReady();
+    this.startUnitsWorker(env);
     this.state = 'running';
     this.logger.info(
       {
@@ -143,6 +162,60 @@ export class TydraNode {
       },
       'node started',
     );
+  }
+
+  /** The second Worker: batches of workunits, sharing this node's slots (see `slot-gate.ts`). */
+  private startUnitsWorker(env: ExecutionEnv): void {
+    const pool = new WorkerPool(env, this.logger);
+    this.pool = pool;
+    this.cancels.onUnitsStop((instanceId) => void pool.stop(instanceId, new TaskCancelledError(instanceId)));
+    const deps = {
+      redis: this.redis,
+      pool,
+      gate: this.gate,
+      reporter: this.reporter,
+      cancels: this.cancels,
+      workunitsQueue: this.workunitsQueue,
+      queueNamed: (name: string) => this.queueNamed(name),
+      logger: this.logger,
+    };
+    this.unitsWorker = new Worker<WorkunitBatchData>(WORKUNITS_QUEUE, (job) => processBatch(deps, job), {
+      connection: this.redis,
+      concurrency: this.options.concurrency,
+      name: this.id,
+      lockDuration: this.options.lockDurationMs,
+      // A batch whose node died goes back to waiting once its lock expires (at least once).
+      stalledInterval: this.options.lockDurationMs,
+      maxStalledCount: 100,
+    });
+    logErrors(this.unitsWorker, (error) => this.logger.error({ err: error.message }, 'workunits worker error'));
+  }
+
+  private queueNamed(name: string): Queue {
+    let queue = this.otherQueues.get(name);
+    if (queue === undefined) {
+      queue = new Queue(name, { connection: this.redis });
+      logErrors(queue, (error) => this.logger.warn({ err: error.message }, 'queue error'));
+      this.otherQueues.set(name, queue);
+    }
+    return queue;
+  }
+
+  /** Slots of the live nodes (at least 1), read at most every 2 s. */
+  private clusterSlots(): Promise<number> {
+    if (this.slotsCache === undefined || Date.now() - this.slotsCache.at > 2000) {
+      const slots = this.registry
+        .live()
+        .then((nodes) =>
+          Math.max(
+            1,
+            nodes.reduce((sum, node) => sum + node.concurrency, 0),
+          ),
+        )
+        .catch(() => this.options.concurrency);
+      this.slotsCache = { at: Date.now(), slots };
+    }
+    return this.slotsCache.slots;
   }
 
   /** Checks bubblewrap and prlimit, detects cgroups and removes what crashed nodes left behind. */
@@ -193,6 +266,11 @@ export class TydraNode {
       prlimit: this.prlimit,
       cgroups: this.cgroups,
       runtimeDir: this.runtimeDir,
+      redis: this.redis,
+      gate: this.gate,
+      reporter: this.reporter,
+      workunitsQueue: this.workunitsQueue,
+      clusterSlots: () => this.clusterSlots(),
     };
   }
 
@@ -219,11 +297,15 @@ export class TydraNode {
     // what waits in our queue, while running TaskInstances finish. Not awaited before the
     // drain: with Redis down it would wait for ever.
     const stopped = this.registered ? this.registry.markStopped(this.id).catch(() => undefined) : undefined;
-    const worker = Promise.allSettled([this.worker?.close()]);
+    const worker = Promise.allSettled([this.worker?.close(), this.unitsWorker?.close()]);
     await this.drain(worker);
+    await this.pool?.close(new NodeShutdownError(this.id));
+    this.reporter.close();
     const closed = Promise.allSettled([
       stopped?.then(() => this.registry.markStopped(this.id)),
       this.tasksQueue.close(),
+      this.workunitsQueue.close(),
+      ...[...this.otherQueues.values()].map((queue) => queue.close()),
       this.cache.idle(),
       this.cancels.close(),
     ]).then(() => this.redis.quit().catch(() => this.redis.disconnect()));
@@ -268,7 +350,14 @@ export class TydraNode {
 
   /** Drops every connection: pending commands fail at once and nothing reconnects. */
   private dropConnections(): void {
-    dropConnections([this.worker, this.tasksQueue, this.redis]);
+    dropConnections([
+      this.worker,
+      this.unitsWorker,
+      this.tasksQueue,
+      this.workunitsQueue,
+      ...this.otherQueues.values(),
+      this.redis,
+    ]);
     this.cancels.dropConnection();
   }
 

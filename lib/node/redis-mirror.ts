@@ -8,6 +8,7 @@
 import type { Job, Queue } from 'bullmq';
 
 import { MAX_RUN_LOG_LINES } from '../../queues/node.js';
+import { percentOf, type TaskProgress } from '../../queues/progress.js';
 
 /**
  * Lines the TaskInstance's log keeps: one run's lines and its note, plus room for the lines the
@@ -32,9 +33,11 @@ export class RedisMirror {
     }
   }
 
+  /** The task's own value on the node job; `{ percent, value }` on the TaskInstance (see `queues/progress.ts`). */
   progress(value: number | Record<string, unknown>): void {
+    const progress: TaskProgress = { percent: percentOf(value), value };
     this.enqueue(() =>
-      Promise.all([this.job.updateProgress(value), this.tasksQueue.updateJobProgress(this.instanceId, value)]),
+      Promise.all([this.job.updateProgress(value), this.tasksQueue.updateJobProgress(this.instanceId, progress)]),
     );
   }
 

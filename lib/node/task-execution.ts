@@ -8,8 +8,10 @@ import { readFile } from 'node:fs/promises';
 import { join } from 'node:path';
 
 import { DelayedError, type Job, type Queue, UnrecoverableError } from 'bullmq';
+import type { Redis } from 'ioredis';
 
 import { type NodeJobData, nodeJobSchema } from '../../queues/node.js';
+import type { WorkunitBatchData } from '../../queues/workunits.js';
 import { recordedEnding, type TaskEnding, withoutEnding } from '../../queues/task-ending.js';
 import type { CgroupSupport } from '../../sandbox/launcher/cgroup/support.js';
 import { runTask } from '../../sandbox/launcher/run-task.js';
@@ -30,7 +32,11 @@ import type { PackageCache } from '../packages/cache/package-cache.js';
 import { MANIFEST_FILE, parseManifest } from '../packages/manifest.js';
 import type { CancelListener } from './cancel-listener.js';
 import type { CompiledNodeOptions } from './options.js';
+import { coordinate, endUnits } from './parallel/coordinator.js';
+import { isParallel } from './parallel/entries.js';
+import type { InstanceReporter } from './parallel/instance-report.js';
 import { RedisMirror } from './redis-mirror.js';
+import type { SlotGate } from './slot-gate.js';
 
 /** Sandbox set-up failures a TaskInstance may meet on one node before it fails for good. */
 const MAX_INFRA_FAILURES = 3;
@@ -48,6 +54,13 @@ export interface ExecutionEnv {
   prlimit: string | undefined;
   cgroups: CgroupSupport | undefined;
   runtimeDir: string | undefined;
+  redis: Redis;
+  /** The node's slots, shared with its workunit batches. */
+  gate: SlotGate;
+  reporter: InstanceReporter;
+  workunitsQueue: Queue<WorkunitBatchData>;
+  /** Slots of all live nodes (at least 1), for sizing workunit batches and holding split back. */
+  clusterSlots: () => Promise<number>;
 }
 
 /**
@@ -93,12 +106,15 @@ async function execute(
   const mirror = new RedisMirror(job, env.tasksQueue, data.instanceId);
   // A cancel may have been asked before this job reached us: its message is long gone.
   if (await env.cancels.requested(data.instanceId)) {
+    if (data.kind === 'parallel') {
+      await endUnits(env, data.instanceId, { kind: 'cancelled' });
+    }
     throw new TaskCancelledError(data.instanceId);
   }
   // The lease keeps the version from eviction while this TaskInstance reads and runs it.
   const lease = await env.cache.acquire(data.package.name, data.package.sha1);
   try {
-    return await runFromPackage(env, job, data, lease.dir, mirror, signal);
+    return await runFromPackage(env, { job, token, data, packageDir: lease.dir, mirror, signal });
   } catch (error) {
     if (signal.reason instanceof NodeShutdownError && token !== undefined) {
       // Killed by the drain timeout: not the task's fault. Parked here (this node is stopped),
@@ -139,14 +155,17 @@ async function retryInfrastructure(
   throw new DelayedError();
 }
 
-async function runFromPackage(
-  env: ExecutionEnv,
-  job: Job<NodeJobData>,
-  data: NodeJobData,
-  packageDir: string,
-  mirror: RedisMirror,
-  signal: AbortSignal,
-): Promise<unknown> {
+interface PackageRun {
+  job: Job<NodeJobData>;
+  token: string | undefined;
+  data: NodeJobData;
+  packageDir: string;
+  mirror: RedisMirror;
+  signal: AbortSignal;
+}
+
+async function runFromPackage(env: ExecutionEnv, run: PackageRun): Promise<unknown> {
+  const { job, token, data, packageDir, mirror, signal } = run;
   const manifest = parseManifest(await readFile(join(packageDir, MANIFEST_FILE), 'utf8'));
   const task = manifest.tasks[data.task];
   if (task === undefined) {
@@ -164,6 +183,9 @@ async function runFromPackage(
       `asked for a ${describeLimit(clamp.name, clamp.asked)}; this node allows at most ${describeLimit(clamp.name, clamp.allowed)}`,
     );
   }
+  if (isParallel(task)) {
+    return coordinate({ env, job, token, data, task, packageDir, limits, mirror, signal });
+  }
   const attempt = job.attemptsMade + 1;
   mirror.log(
     `running ${data.ref} on node ${env.nodeId} (attempt ${attempt}, timeout ${limits.timeoutMs} ms${env.bwrap ? '' : ', UNSANDBOXED'})`,
@@ -172,13 +194,15 @@ async function runFromPackage(
     env.logger.warn({ instanceId: data.instanceId }, 'UNSAFE: running a task without a sandbox');
   }
   try {
-    return await runTask({
-      ...{ packageDir, task, input: data.input, instanceId: data.instanceId, attempt, limits, signal },
-      ...{ bwrap: env.bwrap, prlimit: env.prlimit, cgroups: env.cgroups, runtimeDir: env.runtimeDir },
-      sandboxUser: env.options.sandboxUser,
-      onProgress: (value) => mirror.progress(value),
-      onLog: (line) => mirror.log(line),
-    });
+    return await env.gate.with(() =>
+      runTask({
+        ...{ packageDir, task, input: data.input, instanceId: data.instanceId, attempt, limits, signal },
+        ...{ bwrap: env.bwrap, prlimit: env.prlimit, cgroups: env.cgroups, runtimeDir: env.runtimeDir },
+        sandboxUser: env.options.sandboxUser,
+        onProgress: (value) => mirror.progress(value),
+        onLog: (line) => mirror.log(line),
+      }),
+    );
   } catch (error) {
     env.logger.info({ instanceId: data.instanceId, reason: (error as Error).message }, 'task failed');
     throw error;

@@ -72,3 +72,6 @@ export const parallelFailuresKey = (instanceId: string): string => `tydra:par:${
 
 /** SET of the batch job ids of one instance not yet ended, so a cancel can remove the waiting ones. */
 export const parallelBatchesKey = (instanceId: string): string => `tydra:par:${instanceId}:batches`;
+
+/** Pub/sub channel: a message (a TaskInstance id) tells every node to stop that instance's workunits. */
+export const parallelAbortChannel = 'tydra:par-abort';

@@ -19,7 +19,14 @@ import { IllegalStateError } from '../core/errors.js';
 
 /** The scripts, by the name they are registered under. */
 export type ScriptName =
-  'commitDeploy' | 'takeRef' | 'releaseRef' | 'pruneVersion' | 'undeploy' | 'takeBackNodeJob' | 'retireNode';
+  | 'commitDeploy'
+  | 'takeRef'
+  | 'releaseRef'
+  | 'pruneVersion'
+  | 'undeploy'
+  | 'takeBackNodeJob'
+  | 'retireNode'
+  | 'recordUnits';
 
 const FILES: Readonly<Record<ScriptName, string>> = {
   commitDeploy: 'commit-deploy-8.lua',
@@ -29,6 +36,7 @@ const FILES: Readonly<Record<ScriptName, string>> = {
   undeploy: 'undeploy-3.lua',
   takeBackNodeJob: 'take-back-node-job-7.lua',
   retireNode: 'retire-node-8.lua',
+  recordUnits: 'record-units-4.lua',
 };
 
 /** The installed BullMQ's Lua includes (the package has no `exports` map, so its files are reachable). */

@@ -1,0 +1,220 @@
+/**
+ * The node job of a parallel TaskInstance (Pydra's main worker): it runs split, parks while the
+ * cluster works the units off, and runs reduce. The master sees one node job, as for a simple
+ * task, and settles the TaskInstance with its value or error. Each activation starts from the
+ * state in Redis (`parallel-commands.ts`), so the job can move to another node at any point:
+ *
+ *  1. split (not in a slot): its units go to `workunits` in batches as it yields them
+ *     (`unit-enqueuer.ts`); then `splitDone`.
+ *  2. park: the job moves itself to delayed; the batch that records the last unit (or a failure
+ *     past the policy) promotes it. It re-checks after parking (the last unit may have ended just
+ *     before) and wakes itself every `PARK_MS` as a safety net.
+ *  3. reduce (in a slot): the results, streamed in pages in split order, go to reduce; its value
+ *     is the TaskInstance's result.
+ */
+import { DelayedError, type Job } from 'bullmq';
+
+import type { NodeJobData } from '../../../queues/node.js';
+import { runReduce, runSplit } from '../../../sandbox/launcher/phases/index.js';
+import { InfrastructureError, NodeShutdownError, TaskCancelledError, TaskFailedError } from '../../core/errors.js';
+import type { CompiledTaskLimits } from '../../core/limits.js';
+import { stopParallel } from '../../cluster/parallel-stop.js';
+import {
+  endParallel,
+  initParallel,
+  markSplitDone,
+  type ParallelAbort,
+  type ParallelCounts,
+  type ParallelMeta,
+  readCounts,
+  readFailure,
+  readFailures,
+  readResultsPage,
+} from '../../redis/parallel-commands.js';
+import type { RedisMirror } from '../redis-mirror.js';
+import type { ExecutionEnv } from '../task-execution.js';
+import { parallelEntriesOf } from './entries.js';
+import { parallelProgress } from './instance-report.js';
+import { UnitEnqueuer } from './unit-enqueuer.js';
+
+const PARK_MS = 5000;
+const RESULTS_PAGE = 500;
+
+export interface CoordinatorRun {
+  env: ExecutionEnv;
+  job: Job<NodeJobData>;
+  token: string | undefined;
+  data: NodeJobData;
+  task: object;
+  packageDir: string;
+  limits: CompiledTaskLimits;
+  mirror: RedisMirror;
+  signal: AbortSignal;
+}
+
+export async function coordinate(run: CoordinatorRun): Promise<unknown> {
+  const { env, data, job } = run;
+  const id = data.instanceId;
+  const meta: ParallelMeta = {
+    ref: data.ref,
+    package: data.package,
+    task: data.task,
+    ...(data.limits !== undefined ? { limits: data.limits } : {}),
+    ...(data.retryOnLimit ? { retryOnLimit: true } : {}),
+    attempts: data.attempts ?? 1,
+    owner: { queue: job.queueName, jobId: job.id ?? id },
+  };
+  let counts = await initParallel(env.redis, id, meta, data.maxFailedWorkunits ?? 0);
+  try {
+    if (counts.abort === undefined && !counts.splitDone) {
+      counts = await splitPhase(run, counts.enqueued);
+    }
+    if (counts.abort !== undefined) {
+      throw await abortError(run, counts.abort);
+    }
+    if (!allEnded(counts)) {
+      await park(run);
+    }
+    return await reducePhase(run, counts);
+  } catch (error) {
+    // Parked, or handed to another node (drain timeout, sandbox set-up failure): the units go on.
+    if (!(
+      error instanceof DelayedError ||
+      error instanceof NodeShutdownError ||
+      error instanceof InfrastructureError
+    )) {
+      await endUnits(env, id, abortOf(error));
+    }
+    throw error;
+  }
+}
+
+/** Stops what is left of the instance's units and ends its state (the TaskInstance is ending). */
+export async function endUnits(
+  env: Pick<ExecutionEnv, 'redis' | 'workunitsQueue' | 'reporter'>,
+  id: string,
+  abort: ParallelAbort,
+): Promise<void> {
+  await stopParallel(env.redis, env.workunitsQueue, id, abort).catch(() => undefined);
+  await endParallel(env.redis, id).catch(() => undefined);
+  env.reporter.forget(id);
+}
+
+function allEnded(counts: Omit<ParallelCounts, 'enqueued'>): boolean {
+  return counts.splitDone && counts.done + counts.failed >= counts.total;
+}
+
+function abortOf(error: unknown): ParallelAbort {
+  return error instanceof TaskCancelledError
+    ? { kind: 'cancelled' }
+    : { kind: 'failed', message: error instanceof Error ? error.message : String(error) };
+}
+
+async function splitPhase(run: CoordinatorRun, alreadyEnqueued: number): Promise<ParallelCounts> {
+  const { env, data, mirror, signal } = run;
+  const id = data.instanceId;
+  if (alreadyEnqueued > 0) {
+    mirror.log(`[split] running again after a lost node: its first ${alreadyEnqueued} units were enqueued already`);
+  }
+  const enqueuer = new UnitEnqueuer({
+    redis: env.redis,
+    queue: env.workunitsQueue,
+    instanceId: id,
+    alreadyEnqueued,
+    clusterSlots: env.clusterSlots,
+    stopped: () => signal.aborted,
+  });
+  let lastReport = 0;
+  await runSplit({
+    ...phaseOptions(run, parallelEntriesOf(run.task).split),
+    input: data.input,
+    onLog: (line) => mirror.log(`[split] ${line}`),
+    onUnit: async (unit) => {
+      await enqueuer.push(unit);
+      if (enqueuer.count - lastReport >= 100) {
+        lastReport = enqueuer.count;
+        env.reporter.progress(id, parallelProgress({ ...(await readCounts(env.redis, id)), splitDone: false }));
+      }
+    },
+  });
+  await enqueuer.flush();
+  const counts = await markSplitDone(env.redis, id, enqueuer.count);
+  mirror.log(`[split] ended: ${enqueuer.count} workunits`);
+  env.reporter.progress(id, parallelProgress(counts));
+  return counts;
+}
+
+/** Moves the job to delayed until the last unit wakes it; throws `DelayedError`. */
+async function park(run: CoordinatorRun): Promise<never> {
+  const { job, token, env, data } = run;
+  if (token === undefined) {
+    throw new TaskFailedError('a parallel TaskInstance was run without a lock token', data.instanceId);
+  }
+  await run.mirror.finish();
+  await job.moveToDelayed(Date.now() + PARK_MS, token);
+  // The last unit may have ended between our count and the move, and found nothing to promote.
+  const counts = await readCounts(env.redis, data.instanceId);
+  if (allEnded(counts) || counts.abort !== undefined || (await env.cancels.requested(data.instanceId))) {
+    await job.promote().catch(() => undefined);
+  }
+  throw new DelayedError();
+}
+
+async function reducePhase(run: CoordinatorRun, counted: ParallelCounts): Promise<unknown> {
+  const { env, data, mirror } = run;
+  const id = data.instanceId;
+  const counts = counted.splitDone ? await readCounts(env.redis, id) : counted;
+  const failures = counts.failed > 0 ? await readFailures(env.redis, id) : [];
+  mirror.log(`[reduce] ${counts.done} results${failures.length > 0 ? `, ${failures.length} failed workunits` : ''}`);
+  const value = await env.gate.with(() =>
+    runReduce({
+      ...phaseOptions(run, parallelEntriesOf(run.task).reduce),
+      input: data.input,
+      results: resultsOf(run, counts.total),
+      failures: failures.map(({ index, message }) => ({ index, message })),
+      onLog: (line) => mirror.log(`[reduce] ${line}`),
+    }),
+  );
+  await env.reporter.progressNow(id, parallelProgress({ ...counts, running: 0 }));
+  await endParallel(env.redis, id);
+  env.reporter.forget(id);
+  return value;
+}
+
+/** The results in split order, read a page at a time: never all of them in memory. */
+async function* resultsOf(run: CoordinatorRun, total: number): AsyncGenerator<unknown> {
+  for (let from = 0; from < total; from += RESULTS_PAGE) {
+    const page = await readResultsPage(run.env.redis, run.data.instanceId, from, Math.min(RESULTS_PAGE, total - from));
+    for (const raw of page) {
+      yield raw === null ? null : (JSON.parse(raw) as unknown);
+    }
+  }
+}
+
+/** The error the TaskInstance fails with when its units were stopped. */
+async function abortError(run: CoordinatorRun, abort: ParallelAbort): Promise<Error> {
+  const id = run.data.instanceId;
+  if (abort.kind === 'cancelled') {
+    return new TaskCancelledError(id);
+  }
+  if (abort.kind === 'failed') {
+    return new TaskFailedError(abort.message, id);
+  }
+  const failure = await readFailure(run.env.redis, id, abort.index);
+  const message = `workunit ${abort.index} failed: ${failure?.message ?? 'no message recorded'}`;
+  return new TaskFailedError(message, id, failure?.stack ? `${message}\n${failure.stack}` : undefined);
+}
+
+function phaseOptions(run: CoordinatorRun, entry: ReturnType<typeof parallelEntriesOf>['split']) {
+  const { env } = run;
+  return {
+    entry,
+    packageDir: run.packageDir,
+    instanceId: run.data.instanceId,
+    attempt: run.job.attemptsMade + 1,
+    limits: run.limits,
+    signal: run.signal,
+    ...{ bwrap: env.bwrap, prlimit: env.prlimit, cgroups: env.cgroups },
+    ...{ runtimeDir: env.runtimeDir, sandboxUser: env.options.sandboxUser },
+  };
+}

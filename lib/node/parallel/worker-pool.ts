@@ -1,0 +1,193 @@
+/**
+ * The work sandboxes of the parallel TaskInstances this node serves (Pydra's workers held for a
+ * task). Each TaskInstance has its own set, never shared with another: at most one sandbox per
+ * slot it holds here, each running many units one after the other. A sandbox that was killed (a
+ * crash, a limit, a unit's timeout) is dropped and the next unit starts a new one. An idle
+ * sandbox is closed after `idleMs`, and all of an instance's at once when it ends, is cancelled
+ * or aborted, or when the node closes.
+ */
+import { readFile } from 'node:fs/promises';
+import { join } from 'node:path';
+
+import { startWorker, type WorkSandbox } from '../../../sandbox/launcher/phases/index.js';
+import { UnknownTaskError } from '../../core/errors.js';
+import { type CompiledTaskLimits, resolveLimits } from '../../core/limits.js';
+import type { Logger } from '../../core/logger.js';
+import type { CacheLease } from '../../packages/cache/package-cache.js';
+import { MANIFEST_FILE, parseManifest } from '../../packages/manifest.js';
+import type { ParallelMeta } from '../../redis/parallel-commands.js';
+import type { ExecutionEnv } from '../task-execution.js';
+import { parallelEntriesOf } from './entries.js';
+
+const IDLE_MS = 3000;
+
+/** One TaskInstance's sandboxes on this node. */
+export class InstanceWorkers {
+  private readonly idle: WorkSandbox[] = [];
+  private busy = 0;
+  private lastUsed = Date.now();
+  private readonly abort = new AbortController();
+  /** Every sandbox ever started for the instance here (tests and logs count them). */
+  started = 0;
+
+  constructor(
+    readonly instanceId: string,
+    private readonly env: ExecutionEnv,
+    private readonly lease: CacheLease,
+    private readonly entry: ReturnType<typeof parallelEntriesOf>['work'],
+    readonly limits: CompiledTaskLimits,
+    private readonly stopTracking: () => void,
+  ) {}
+
+  get signal(): AbortSignal {
+    return this.abort.signal;
+  }
+
+  get stopped(): boolean {
+    return this.abort.signal.aborted;
+  }
+
+  /** An idle sandbox of this instance, or a new one. */
+  async take(): Promise<WorkSandbox> {
+    if (this.stopped) {
+      throw this.abort.signal.reason as Error;
+    }
+    this.busy += 1;
+    this.lastUsed = Date.now();
+    for (let sandbox = this.idle.pop(); sandbox !== undefined; sandbox = this.idle.pop()) {
+      if (sandbox.alive) {
+        return sandbox;
+      }
+      void sandbox.close();
+    }
+    try {
+      this.started += 1;
+      return await startWorker({
+        entry: this.entry,
+        packageDir: this.lease.dir,
+        instanceId: this.instanceId,
+        attempt: 1,
+        limits: this.limits,
+        signal: this.abort.signal,
+        ...{ bwrap: this.env.bwrap, prlimit: this.env.prlimit, cgroups: this.env.cgroups },
+        ...{ runtimeDir: this.env.runtimeDir, sandboxUser: this.env.options.sandboxUser },
+      });
+    } catch (error) {
+      this.busy -= 1;
+      throw error;
+    }
+  }
+
+  /** Gives a sandbox back after a unit: kept for the next one unless it died or the instance stopped. */
+  give(sandbox: WorkSandbox): void {
+    this.busy -= 1;
+    this.lastUsed = Date.now();
+    if (sandbox.alive && !this.stopped) {
+      this.idle.push(sandbox);
+    } else {
+      void sandbox.close();
+    }
+    this.finishIfStopped();
+  }
+
+  isIdleFor(ms: number): boolean {
+    return this.busy === 0 && Date.now() - this.lastUsed >= ms;
+  }
+
+  /** Kills every sandbox of the instance (running units reject with `reason`). */
+  async stop(reason: Error): Promise<void> {
+    if (!this.abort.signal.aborted) {
+      this.abort.abort(reason);
+    }
+    const idle = this.idle.splice(0);
+    await Promise.allSettled(idle.map((sandbox) => sandbox.close()));
+    if (this.busy === 0) {
+      this.stopTracking();
+      this.lease.release();
+    }
+  }
+
+  /** Called when the last busy sandbox was given back after `stop`. */
+  finishIfStopped(): void {
+    if (this.stopped && this.busy === 0) {
+      this.stopTracking();
+      this.lease.release();
+    }
+  }
+}
+
+export class WorkerPool {
+  private readonly instances = new Map<string, Promise<InstanceWorkers>>();
+  private readonly sweeper: NodeJS.Timeout;
+
+  constructor(
+    private readonly env: ExecutionEnv,
+    private readonly logger: Logger,
+  ) {
+    this.sweeper = setInterval(() => void this.sweepIdle(), 1000);
+    this.sweeper.unref();
+  }
+
+  /** The instance's workers, loading its package and manifest on first use. */
+  instance(instanceId: string, meta: ParallelMeta): Promise<InstanceWorkers> {
+    let entry = this.instances.get(instanceId);
+    if (entry === undefined) {
+      entry = this.load(instanceId, meta);
+      this.instances.set(instanceId, entry);
+      entry.catch(() => this.instances.delete(instanceId));
+    }
+    return entry;
+  }
+
+  /** Stops and forgets an instance's workers (it ended, was cancelled or aborted). */
+  async stop(instanceId: string, reason: Error): Promise<void> {
+    const entry = this.instances.get(instanceId);
+    this.instances.delete(instanceId);
+    const workers = await entry?.catch(() => undefined);
+    await workers?.stop(reason);
+  }
+
+  async close(reason: Error): Promise<void> {
+    clearInterval(this.sweeper);
+    await Promise.allSettled([...this.instances.keys()].map((id) => this.stop(id, reason)));
+  }
+
+  private async load(instanceId: string, meta: ParallelMeta): Promise<InstanceWorkers> {
+    const lease = await this.env.cache.acquire(meta.package.name, meta.package.sha1);
+    try {
+      const manifest = parseManifest(await readFile(join(lease.dir, MANIFEST_FILE), 'utf8'));
+      const task = manifest.tasks[meta.task];
+      if (task === undefined) {
+        throw new UnknownTaskError(
+          `Expected package ${meta.package.name}@${meta.package.sha1} to define task ${meta.task}, found none`,
+        );
+      }
+      const { limits } = resolveLimits(
+        { submission: meta.limits, task: task.limits, package: manifest.limits },
+        this.env.options.taskLimits,
+        this.env.options.maxTaskLimits,
+      );
+      const { signal, release } = this.env.cancels.track(instanceId);
+      const workers = new InstanceWorkers(instanceId, this.env, lease, parallelEntriesOf(task).work, limits, release);
+      signal.addEventListener('abort', () => void this.stop(instanceId, signal.reason as Error), { once: true });
+      return workers;
+    } catch (error) {
+      lease.release();
+      throw error;
+    }
+  }
+
+  private async sweepIdle(): Promise<void> {
+    for (const [id, entry] of this.instances) {
+      const workers = await entry.catch(() => undefined);
+      if (workers?.isIdleFor(IDLE_MS)) {
+        this.logger.debug(
+          { instanceId: id, started: workers.started },
+          'closing the idle work sandboxes of an instance',
+        );
+        this.instances.delete(id);
+        await workers.stop(new Error('idle'));
+      }
+    }
+  }
+}

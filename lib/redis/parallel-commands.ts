@@ -1,0 +1,235 @@
+/**
+ * The Redis side of a parallel TaskInstance (see `lib/node/parallel/`): its state hash, its
+ * per-unit results and failures, and the set of its batches not yet ended. Every write that must
+ * count a unit once is in `record-units-4.lua`; the rest are single commands or MULTIs.
+ */
+import type { Redis } from 'ioredis';
+import { z } from 'zod';
+
+import { parallelBatchesKey, parallelFailuresKey, parallelResultsKey, parallelStateKey } from './keys.js';
+import { runScript } from './scripts.js';
+
+/** What every node needs to run a unit of the TaskInstance, written once by its coordinator. */
+export const parallelMetaSchema = z.object({
+  ref: z.string(),
+  package: z.object({ name: z.string(), sha1: z.string() }),
+  task: z.string(),
+  limits: z.record(z.string(), z.unknown()).optional(),
+  retryOnLimit: z.boolean().optional(),
+  attempts: z.number().int().min(1),
+  /** The coordinator's node queue and job id, promoted when the last unit ends. */
+  owner: z.object({ queue: z.string(), jobId: z.string() }),
+});
+export type ParallelMeta = z.infer<typeof parallelMetaSchema>;
+
+/** Why the TaskInstance's units must stop: a unit failed past the policy, or a cancel. */
+export type ParallelAbort =
+  { kind: 'workunit'; index: number } | { kind: 'cancelled' } | { kind: 'failed'; message: string };
+
+export interface ParallelCounts {
+  enqueued: number;
+  total: number;
+  done: number;
+  failed: number;
+  running: number;
+  splitDone: boolean;
+  abort: ParallelAbort | undefined;
+}
+
+/** How long the state of an ended TaskInstance stays readable (`tydra status`). */
+const ENDED_TTL_S = 3600;
+
+function int(value: string | null | undefined): number {
+  const parsed = Number(value ?? 0);
+  return Number.isFinite(parsed) ? parsed : 0;
+}
+
+function parseAbort(raw: string | null | undefined): ParallelAbort | undefined {
+  return raw ? (JSON.parse(raw) as ParallelAbort) : undefined;
+}
+
+/**
+ * Creates the state on the first run of the coordinator (a re-run after a lost node keeps what is
+ * there: the units already enqueued are not enqueued again). Refreshes the owner, which moves with
+ * the coordinator's node job.
+ */
+export async function initParallel(
+  redis: Redis,
+  id: string,
+  meta: ParallelMeta,
+  maxFailed: number,
+): Promise<ParallelCounts> {
+  const key = parallelStateKey(id);
+  await redis
+    .multi()
+    .hsetnx(key, 'maxFailed', String(maxFailed))
+    .hset(key, 'meta', JSON.stringify(meta))
+    .persist(key)
+    .exec();
+  return readCounts(redis, id);
+}
+
+export async function readMeta(redis: Redis, id: string): Promise<ParallelMeta | undefined> {
+  const raw = await redis.hget(parallelStateKey(id), 'meta');
+  return raw === null ? undefined : parallelMetaSchema.parse(JSON.parse(raw));
+}
+
+export async function readCounts(redis: Redis, id: string): Promise<ParallelCounts> {
+  const [enqueued, total, done, failed, running, splitDone, abort] = await redis.hmget(
+    parallelStateKey(id),
+    'enqueued',
+    'total',
+    'done',
+    'failed',
+    'running',
+    'splitDone',
+    'abort',
+  );
+  return {
+    enqueued: int(enqueued),
+    total: int(total),
+    done: int(done),
+    failed: int(failed),
+    running: Math.max(0, int(running)),
+    splitDone: splitDone === '1',
+    abort: parseAbort(abort),
+  };
+}
+
+/** Records units `[0, enqueued)` as enqueued (after their batches were added) and their batch ids. */
+export async function markEnqueued(redis: Redis, id: string, enqueued: number, batchIds: string[]): Promise<void> {
+  const multi = redis.multi().hset(parallelStateKey(id), 'enqueued', String(enqueued), 'total', String(enqueued));
+  if (batchIds.length > 0) {
+    multi.sadd(parallelBatchesKey(id), ...batchIds);
+  }
+  await multi.exec();
+}
+
+export async function markSplitDone(redis: Redis, id: string, total: number): Promise<ParallelCounts> {
+  await redis.hset(parallelStateKey(id), 'splitDone', '1', 'total', String(total), 'enqueued', String(total));
+  return readCounts(redis, id);
+}
+
+/** Sets the abort reason unless one is set; returns the one that holds. */
+export async function abortParallel(redis: Redis, id: string, abort: ParallelAbort): Promise<ParallelAbort> {
+  const key = parallelStateKey(id);
+  const [, [, current]] = (await redis
+    .multi()
+    .hsetnx(key, 'abort', JSON.stringify(abort))
+    .hget(key, 'abort')
+    .exec()) as [[Error | null, unknown], [Error | null, string | null]];
+  return parseAbort(current) ?? abort;
+}
+
+/**
+ * Before a batch runs: its instance's meta and abort reason, and the units marked running (one
+ * round trip). `undefined` when the instance's state is gone.
+ */
+export async function startBatch(
+  redis: Redis,
+  id: string,
+  units: number,
+): Promise<{ meta: ParallelMeta; abort: ParallelAbort | undefined } | undefined> {
+  const key = parallelStateKey(id);
+  const replies = (await redis.multi().hmget(key, 'meta', 'abort').hincrby(key, 'running', units).exec()) ?? [];
+  const [meta, abort] = (replies[0]?.[1] as Array<string | null> | undefined) ?? [];
+  if (meta === null || meta === undefined) {
+    // The instance ended long ago (its state expired): the HINCRBY just made a stray key.
+    await redis.del(key);
+    return undefined;
+  }
+  return { meta: parallelMetaSchema.parse(JSON.parse(meta)), abort: parseAbort(abort) };
+}
+
+export type UnitRecord =
+  { index: number; ok: true; value: string } | { index: number; ok: false; message: string; stack?: string };
+
+/** Records a batch's ended units; undefined when the state is gone. See `record-units-4.lua`. */
+export async function recordUnits(
+  redis: Redis,
+  id: string,
+  batchId: string,
+  running: number,
+  records: readonly UnitRecord[],
+): Promise<Omit<ParallelCounts, 'enqueued'> | undefined> {
+  const argv = [batchId, String(running)];
+  for (const record of records) {
+    argv.push(
+      String(record.index),
+      record.ok ? 'ok' : 'fail',
+      record.ok ? record.value : JSON.stringify({ message: record.message, stack: record.stack }),
+    );
+  }
+  const reply = (await runScript(redis, {
+    script: 'recordUnits',
+    keys: [parallelStateKey(id), parallelResultsKey(id), parallelFailuresKey(id), parallelBatchesKey(id)],
+    argv,
+  })) as Array<number | string>;
+  if (reply[0] === -1) {
+    return undefined;
+  }
+  const [done, failed, total, splitDone, running2, abort] = reply;
+  return {
+    done: Number(done),
+    failed: Number(failed),
+    total: Number(total),
+    splitDone: Number(splitDone) === 1,
+    running: Math.max(0, Number(running2)),
+    abort: parseAbort(String(abort)),
+  };
+}
+
+/** Adds retry batches to the set of batches not yet ended. */
+export async function addBatches(redis: Redis, id: string, batchIds: string[]): Promise<void> {
+  if (batchIds.length > 0) {
+    await redis.sadd(parallelBatchesKey(id), ...batchIds);
+  }
+}
+
+export async function pendingBatches(redis: Redis, id: string): Promise<string[]> {
+  return redis.smembers(parallelBatchesKey(id));
+}
+
+/** Results `[from, from + count)` as raw JSON texts (`null` for a missing one), in index order. */
+export async function readResultsPage(
+  redis: Redis,
+  id: string,
+  from: number,
+  count: number,
+): Promise<Array<string | null>> {
+  const fields = Array.from({ length: count }, (_, i) => String(from + i));
+  return fields.length === 0 ? [] : redis.hmget(parallelResultsKey(id), ...fields);
+}
+
+export async function readFailures(
+  redis: Redis,
+  id: string,
+): Promise<Array<{ index: number; message: string; stack?: string }>> {
+  const all = await redis.hgetall(parallelFailuresKey(id));
+  return Object.entries(all)
+    .map(([index, raw]) => ({ index: Number(index), ...(JSON.parse(raw) as { message: string; stack?: string }) }))
+    .sort((a, b) => a.index - b.index);
+}
+
+export async function readFailure(
+  redis: Redis,
+  id: string,
+  index: number,
+): Promise<{ message: string; stack?: string } | undefined> {
+  const raw = await redis.hget(parallelFailuresKey(id), String(index));
+  return raw === null ? undefined : (JSON.parse(raw) as { message: string; stack?: string });
+}
+
+/**
+ * The TaskInstance ended: the results and batches go at once (they can be large), the state and
+ * failures stay an hour for `tydra status`.
+ */
+export async function endParallel(redis: Redis, id: string): Promise<void> {
+  await redis
+    .multi()
+    .hset(parallelStateKey(id), 'ended', '1', 'running', '0')
+    .unlink(parallelResultsKey(id), parallelBatchesKey(id))
+    .expire(parallelStateKey(id), ENDED_TTL_S)
+    .expire(parallelFailuresKey(id), ENDED_TTL_S)
+    .exec();
+}
