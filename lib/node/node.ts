@@ -36,7 +36,7 @@ import { CancelListener } from './cancel-listener.js';
 import { type CompiledNodeOptions, compileNodeOptions, type NodeOptions } from './options.js';
 import { processBatch } from './parallel/batch-processor.js';
 import { InstanceReporter } from './parallel/instance-report.js';
-import { WorkerPool } from './parallel/worker-pool.js';
+import { WorkerPool, type WorkunitStats } from './parallel/worker-pool.js';
 import { SlotGate } from './slot-gate.js';
 import { executeNodeJob, type ExecutionEnv } from './task-execution.js';
 
@@ -101,6 +101,11 @@ export class TydraNode {
       this.logger,
       this.options.cacheMaxBytes,
     );
+  }
+
+  /** Workunits run and work sandboxes started on this node since it started. */
+  get workunitStats(): WorkunitStats {
+    return { ...(this.pool?.stats ?? { units: 0, sandboxes: 0 }) };
   }
 
   /** The node's BullMQ queue name. */

@@ -37,6 +37,7 @@ export class InstanceWorkers {
     private readonly entry: ReturnType<typeof parallelEntriesOf>['work'],
     readonly limits: CompiledTaskLimits,
     private readonly stopTracking: () => void,
+    private readonly stats: WorkunitStats,
   ) {}
 
   get signal(): AbortSignal {
@@ -62,6 +63,7 @@ export class InstanceWorkers {
     }
     try {
       this.started += 1;
+      this.stats.sandboxes += 1;
       return await startWorker({
         entry: this.entry,
         packageDir: this.lease.dir,
@@ -81,6 +83,7 @@ export class InstanceWorkers {
   /** Gives a sandbox back after a unit: kept for the next one unless it died or the instance stopped. */
   give(sandbox: WorkSandbox): void {
     this.busy -= 1;
+    this.stats.units += 1;
     this.lastUsed = Date.now();
     if (sandbox.alive && !this.stopped) {
       this.idle.push(sandbox);
@@ -116,7 +119,16 @@ export class InstanceWorkers {
   }
 }
 
+/** What this node did for parallel TaskInstances since it started. */
+export interface WorkunitStats {
+  /** Units run here (each try counts). */
+  units: number;
+  /** Work sandboxes started here. */
+  sandboxes: number;
+}
+
 export class WorkerPool {
+  readonly stats: WorkunitStats = { units: 0, sandboxes: 0 };
   private readonly instances = new Map<string, Promise<InstanceWorkers>>();
   private readonly sweeper: NodeJS.Timeout;
 
@@ -168,7 +180,15 @@ export class WorkerPool {
         this.env.options.maxTaskLimits,
       );
       const { signal, release } = this.env.cancels.track(instanceId);
-      const workers = new InstanceWorkers(instanceId, this.env, lease, parallelEntriesOf(task).work, limits, release);
+      const workers = new InstanceWorkers(
+        instanceId,
+        this.env,
+        lease,
+        parallelEntriesOf(task).work,
+        limits,
+        release,
+        this.stats,
+      );
       signal.addEventListener('abort', () => void this.stop(instanceId, signal.reason as Error), { once: true });
       return workers;
     } catch (error) {
