@@ -28,6 +28,7 @@ import {
   TaskTimeoutError,
 } from '../../core/errors.js';
 import type { Logger } from '../../core/logger.js';
+import { parallelAbortChannel } from '../../redis/keys.js';
 import {
   addBatches,
   type ParallelMeta,
@@ -86,9 +87,8 @@ export async function processBatch(deps: BatchDeps, job: Job<WorkunitBatchData>)
   const allEnded = counts.splitDone && counts.done + counts.failed >= counts.total;
   if (allEnded || counts.abort !== undefined) {
     await wakeCoordinator(deps, started.meta);
-  }
-  if (counts.abort !== undefined) {
-    await deps.pool.stop(id, new TaskCancelledError(id));
+    // No unit is left to run (or none may run): every node closes the instance's sandboxes now.
+    await deps.redis.publish(parallelAbortChannel, id);
   }
 }
 

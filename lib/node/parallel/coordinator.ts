@@ -125,19 +125,28 @@ async function splitPhase(run: CoordinatorRun, alreadyEnqueued: number): Promise
     stopped: () => signal.aborted,
   });
   let lastReport = 0;
-  await runSplit({
-    ...phaseOptions(run, parallelEntriesOf(run.task).split),
-    input: data.input,
-    onLog: (line) => mirror.log(`[split] ${line}`),
-    onUnit: async (unit) => {
-      await enqueuer.push(unit);
-      if (enqueuer.count - lastReport >= 100) {
-        lastReport = enqueuer.count;
-        env.reporter.progress(id, parallelProgress({ ...(await readCounts(env.redis, id)), splitDone: false }));
-      }
-    },
-  });
-  await enqueuer.flush();
+  try {
+    await runSplit({
+      ...phaseOptions(run, parallelEntriesOf(run.task).split),
+      input: data.input,
+      onLog: (line) => mirror.log(`[split] ${line}`),
+      onUnit: async (unit) => {
+        await enqueuer.push(unit);
+        if (enqueuer.count - lastReport >= 100) {
+          lastReport = enqueuer.count;
+          env.reporter.progress(id, parallelProgress({ ...(await readCounts(env.redis, id)), splitDone: false }));
+        }
+      },
+    });
+    await enqueuer.flush();
+  } catch (error) {
+    // A unit failed past the policy while split ran: that failure is the TaskInstance's.
+    const counts = await readCounts(env.redis, id);
+    if (counts.abort !== undefined && !signal.aborted) {
+      return counts;
+    }
+    throw phaseError('split', error, id);
+  }
   const counts = await markSplitDone(env.redis, id, enqueuer.count);
   mirror.log(`[split] ended: ${enqueuer.count} workunits`);
   env.reporter.progress(id, parallelProgress(counts));
@@ -163,18 +172,22 @@ async function park(run: CoordinatorRun): Promise<never> {
 async function reducePhase(run: CoordinatorRun, counted: ParallelCounts): Promise<unknown> {
   const { env, data, mirror } = run;
   const id = data.instanceId;
-  const counts = counted.splitDone ? await readCounts(env.redis, id) : counted;
+  const counts = counted;
   const failures = counts.failed > 0 ? await readFailures(env.redis, id) : [];
   mirror.log(`[reduce] ${counts.done} results${failures.length > 0 ? `, ${failures.length} failed workunits` : ''}`);
-  const value = await env.gate.with(() =>
-    runReduce({
-      ...phaseOptions(run, parallelEntriesOf(run.task).reduce),
-      input: data.input,
-      results: resultsOf(run, counts.total),
-      failures: failures.map(({ index, message }) => ({ index, message })),
-      onLog: (line) => mirror.log(`[reduce] ${line}`),
-    }),
-  );
+  const value = await env.gate
+    .with(() =>
+      runReduce({
+        ...phaseOptions(run, parallelEntriesOf(run.task).reduce),
+        input: data.input,
+        results: resultsOf(run, counts.total),
+        failures: failures.map(({ index, message }) => ({ index, message })),
+        onLog: (line) => mirror.log(`[reduce] ${line}`),
+      }),
+    )
+    .catch((error: unknown) => {
+      throw phaseError('reduce', error, id);
+    });
   await env.reporter.progressNow(id, parallelProgress({ ...counts, running: 0 }));
   await endParallel(env.redis, id);
   env.reporter.forget(id);
@@ -189,6 +202,14 @@ async function* resultsOf(run: CoordinatorRun, total: number): AsyncGenerator<un
       yield raw === null ? null : (JSON.parse(raw) as unknown);
     }
   }
+}
+
+/** A task's own failure in split or reduce says which; limits, timeouts and cancels stay as they are. */
+function phaseError(phase: 'split' | 'reduce', error: unknown, id: string): unknown {
+  if (error instanceof TaskFailedError) {
+    return new TaskFailedError(`${phase} failed: ${error.message}`, id, error.remoteStack);
+  }
+  return error;
 }
 
 /** The error the TaskInstance fails with when its units were stopped. */

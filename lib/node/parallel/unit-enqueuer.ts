@@ -28,6 +28,14 @@ const MAX_BATCH = 16;
 const WAITING_PER_SLOT = 10;
 const BACKPRESSURE_POLL_MS = 50;
 
+/** Thrown into split when the instance's units were stopped: nothing more is enqueued. */
+export class ParallelAbortedError extends Error {
+  constructor() {
+    super('the workunits of this TaskInstance were stopped');
+    this.name = 'ParallelAbortedError';
+  }
+}
+
 export interface EnqueuerDeps {
   redis: Redis;
   queue: Queue<WorkunitBatchData>;
@@ -48,6 +56,8 @@ export class UnitEnqueuer {
   private timer: NodeJS.Timeout | undefined;
   private flushing: Promise<void> = Promise.resolve();
   private failure: Error | undefined;
+  /** Set once the instance's units were stopped (a unit failed past the policy): split must end. */
+  aborted = false;
 
   constructor(private readonly deps: EnqueuerDeps) {
     this.enqueued = deps.alreadyEnqueued;
@@ -60,6 +70,9 @@ export class UnitEnqueuer {
   async push(unit: unknown): Promise<void> {
     if (this.failure !== undefined) {
       throw this.failure;
+    }
+    if (this.aborted) {
+      throw new ParallelAbortedError();
     }
     const index = this.next;
     this.next += 1;
@@ -90,7 +103,7 @@ export class UnitEnqueuer {
   }
 
   private async enqueue(units: unknown[]): Promise<void> {
-    if (units.length === 0 || this.deps.stopped()) {
+    if (units.length === 0 || this.aborted || this.deps.stopped()) {
       return;
     }
     const slots = await this.deps.clusterSlots();
@@ -119,7 +132,8 @@ export class UnitEnqueuer {
     const bound = WAITING_PER_SLOT * slots;
     for (;;) {
       const counts = await readCounts(this.deps.redis, this.deps.instanceId);
-      if (this.enqueued - counts.done - counts.failed <= bound || counts.abort !== undefined || this.deps.stopped()) {
+      this.aborted ||= counts.abort !== undefined;
+      if (this.enqueued - counts.done - counts.failed <= bound || this.aborted || this.deps.stopped()) {
         return;
       }
       await new Promise((resolve) => setTimeout(resolve, BACKPRESSURE_POLL_MS));
