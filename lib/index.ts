@@ -11,6 +11,7 @@
 // client/
 export { Tydra } from './client/client.js';
 export { TaskRun } from './client/task-run.js';
+export type { TaskRunEvents } from './client/task-run.js';
 export type { CancelResult, PackageVersionUse, SubmitOptions, TaskState, TaskStatus } from './client/types.js';
 export { DEFAULT_MAX_TASK_LIMITS, DEFAULT_TASK_LIMITS } from './core/limits.js';
 export type { TaskLimits } from './core/limits.js';

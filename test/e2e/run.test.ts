@@ -39,7 +39,7 @@ describe('running TaskInstances through master and node (@integration)', functio
     const status = await run.status();
     assert.equal(status.state, 'completed');
     assert.equal(status.nodeId, nodes[0]?.id);
-    assert.equal(status.progress, 42);
+    assert.deepEqual(status.progress, { percent: 42, value: 42 });
     assert.deepEqual(status.result, result);
     assert.ok(status.logs.includes('echo log line'), `logs: ${status.logs.join(' | ')}`);
     assert.ok(status.logs.includes('[stdout] echo stdout line'));
