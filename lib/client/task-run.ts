@@ -75,7 +75,7 @@ export class TaskRun extends EventEmitter<TaskRunEvents> {
     if (this.follower?.active) {
       return;
     }
-    const follower = new ProgressFollower(this.context, this.id, (progress) => this.emit('progress', progress));
+    const follower = new ProgressFollower(this.context, this.id, (progress) => this.deliver(progress));
     this.follower = follower;
     follower.start().catch((error: unknown) => {
       follower.stop();
@@ -83,6 +83,26 @@ export class TaskRun extends EventEmitter<TaskRunEvents> {
         this.emit('error', error instanceof Error ? error : new Error(String(error)));
       }
     });
+  }
+
+  /**
+   * Emits `progress` from inside the shared QueueEvents' emit: a listener that throws must not
+   * break that emitter for every other run of the client, so its error goes to this run's `error`
+   * listeners, or else is thrown on its own tick (an uncaught exception, as from any listener).
+   */
+  private deliver(progress: TaskProgress): void {
+    try {
+      this.emit('progress', progress);
+    } catch (error) {
+      const failure = error instanceof Error ? error : new Error(String(error));
+      if (this.listenerCount('error') > 0) {
+        this.emit('error', failure);
+      } else {
+        process.nextTick(() => {
+          throw failure;
+        });
+      }
+    }
   }
 
   /**

@@ -77,6 +77,22 @@ describe('TaskRun progress events (@integration)', function () {
     await waitFor('the late run to stop listening', () => (sharedListeners(tydra) === baseline ? true : undefined));
   });
 
+  it('sends the error of a throwing progress listener to the run’s error listeners; results still arrive', async () => {
+    const tydra = await deployedSteps();
+    const run = await tydra.submit('steps/count');
+    const errors: Error[] = [];
+    run.on('progress', () => {
+      throw new Error('a bug in a progress listener');
+    });
+    run.on('error', (error) => errors.push(error));
+    await startCluster(1);
+    assert.equal(await run.result(), 'done');
+    await waitFor('the listener errors', () => (errors.length > 0 ? true : undefined));
+    assert.ok(errors.every((error) => error.message === 'a bug in a progress listener'));
+    const other = await tydra.submit('steps/count');
+    assert.equal(await other.result(), 'done', 'the shared QueueEvents must keep working');
+  });
+
   it('close() removes the run’s listeners and its listeners on the shared events', async () => {
     const tydra = await deployedSteps();
     const run = await tydra.submit('steps/count');
