@@ -11,6 +11,7 @@
 // client/
 export { Tydra } from './client/client.js';
 export { TaskRun } from './client/task-run.js';
+export type { TaskRunEvents } from './client/task-run.js';
 export type { CancelResult, PackageVersionUse, SubmitOptions, TaskState, TaskStatus } from './client/types.js';
 export { DEFAULT_MAX_TASK_LIMITS, DEFAULT_TASK_LIMITS } from './core/limits.js';
 export type { TaskLimits } from './core/limits.js';
@@ -30,7 +31,16 @@ export { packDirectory } from './packages/pack.js';
 export type { PackedPackage } from './packages/pack.js';
 export type { DeployResult, PackageVersion, PackageVersionInfo } from './packages/store.js';
 export type { HealedHolder, PruneDecision, PruneOptions, PruneReport } from './packages/pruner.js';
-export type { Manifest, TaskSpec } from './packages/manifest.js';
+export type {
+  Manifest,
+  ParallelTaskSpec,
+  PhaseEntry,
+  SequenceStep,
+  SequenceTaskSpec,
+  SimpleTaskSpec,
+  TaskKind,
+  TaskSpec,
+} from './packages/manifest.js';
 export { parseTaskRef } from './packages/task-ref.js';
 export type { TaskRef } from './packages/task-ref.js';
 export type { NodeInfo } from './cluster/node-registry.js';
@@ -64,8 +74,9 @@ export {
   TydraError,
   UnknownTaskError,
 } from './core/errors.js';
-// queues/task-ending.ts
+// queues/task-ending.ts, queues/progress.ts
 export type { TaskEnding } from '../queues/task-ending.js';
+export type { TaskProgress, WorkunitCounts } from '../queues/progress.js';
 
 // ---- deprecated below this line ----
 /** @deprecated A task may throw this very message: use `instanceof TaskCancelledError` or the `cancelled` state. */

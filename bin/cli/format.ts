@@ -1,5 +1,6 @@
 /** How the CLI prints what the library returns: `--json` prints the data, otherwise these lines. */
 import type { NodeInfo, PackageVersionUse, PruneReport, TaskStatus } from '../../lib/index.js';
+import { formatProgress } from './progress.js';
 
 export function print(json: boolean | undefined, data: unknown, text: string): void {
   process.stdout.write(`${json ? JSON.stringify(data, null, 2) : text}\n`);
@@ -12,8 +13,8 @@ export function formatStatus(s: TaskStatus): string {
     `node: ${s.nodeId ?? '-'}`,
     `submitted: ${new Date(s.submittedAt).toISOString()}`,
   ];
-  if (s.progress !== 0 && s.progress !== undefined) {
-    lines.push(`progress: ${JSON.stringify(s.progress)}`);
+  if (s.progress !== undefined) {
+    lines.push(`progress: ${formatProgress(s.progress)}`);
   }
   if (s.state === 'completed') {
     lines.push(`result: ${JSON.stringify(s.result)}`);

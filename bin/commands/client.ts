@@ -12,6 +12,7 @@ import { parsePackageName, parsePackageVersion } from '../../lib/packages/task-r
 import { type ClientFlags, connectTimeoutOption, jsonOption, redisOption, withClient } from '../cli/common.js';
 import { formatNode, formatPrune, formatStatus, formatVersion, print, versionRow } from '../cli/format.js';
 import { readInput } from '../cli/input.js';
+import { ProgressBar } from '../cli/progress.js';
 import { collectLimits, integer, LIMIT_FLAG_NAMES, stripUndefined } from '../cli/parse.js';
 
 type Flags<T = object> = ClientFlags & { json?: boolean } & T;
@@ -68,6 +69,7 @@ interface RunFlags {
   attempts?: number;
   limit: TaskLimits;
   retryOnLimit?: boolean;
+  maxFailedWorkunits?: number;
 }
 
 function registerRun(program: Command): void {
@@ -80,6 +82,11 @@ function registerRun(program: Command): void {
     .option('--attempts <n>', 'runs before the task fails for good', integer)
     .option('--limit <name=value>', `limit for this run, repeatable; names: ${LIMIT_FLAG_NAMES}`, collectLimits, {})
     .option('--retry-on-limit', 'retry (within --attempts) a run that broke a limit')
+    .option(
+      '--max-failed-workunits <n>',
+      "parallel tasks: workunits that may fail before the TaskInstance does (default: the task's, else 0)",
+      integer,
+    )
     .action(async (ref: string, flags: Flags<RunFlags>) => {
       const input = await readInput(flags);
       await withClient(flags, async (tydra) => {
@@ -91,36 +98,52 @@ function registerRun(program: Command): void {
             attempts: flags.attempts,
             limits: Object.keys(flags.limit).length > 0 ? flags.limit : undefined,
             retryOnLimit: flags.retryOnLimit,
+            maxFailedWorkunits: flags.maxFailedWorkunits,
           }),
         );
         if (flags.detach) {
           print(flags.json, { id: run.id, ref: run.ref }, run.id);
           return;
         }
-        await printResult(run, flags.json);
+        await printResult(run, flags.json, flags.json ? undefined : new ProgressBar(process.stderr));
       });
     });
 }
 
-/** Prints the result; a failed or cancelled TaskInstance sets exit code 1 and says why on stderr. */
-async function printResult(run: TaskRun, json: boolean | undefined): Promise<void> {
-  try {
-    const result = await run.result();
-    const data = json ? { id: run.id, ref: run.ref, state: 'completed', result } : result;
-    process.stdout.write(`${JSON.stringify(data, null, 2)}\n`);
-  } catch (error) {
-    if (!(error instanceof TaskFailedError)) {
-      throw error;
-    }
-    const state = error instanceof TaskCancelledError ? 'cancelled' : 'failed';
-    if (json) {
-      process.stdout.write(`${JSON.stringify({ id: run.id, ref: run.ref, state, error: error.message })}\n`);
-    }
-    process.stderr.write(
-      `TaskInstance ${run.id} ${state === 'cancelled' ? 'was cancelled' : `failed: ${error.message}`}\n`,
-    );
-    process.exitCode = 1;
+/**
+ * Prints the result; a failed or cancelled TaskInstance sets exit code 1 and says why on stderr.
+ * Meanwhile `bar` (on a terminal only) shows the progress; it is erased before anything is printed.
+ */
+async function printResult(run: TaskRun, json: boolean | undefined, bar: ProgressBar | undefined): Promise<void> {
+  if (bar?.enabled) {
+    run.on('progress', (progress) => bar.update(progress));
   }
+  let outcome: { result: unknown } | { error: unknown };
+  try {
+    outcome = { result: await run.result() };
+  } catch (error) {
+    outcome = { error };
+  } finally {
+    run.close();
+    bar?.clear();
+  }
+  if ('result' in outcome) {
+    const data = json ? { id: run.id, ref: run.ref, state: 'completed', result: outcome.result } : outcome.result;
+    process.stdout.write(`${JSON.stringify(data, null, 2)}\n`);
+    return;
+  }
+  const { error } = outcome;
+  if (!(error instanceof TaskFailedError)) {
+    throw error;
+  }
+  const state = error instanceof TaskCancelledError ? 'cancelled' : 'failed';
+  if (json) {
+    process.stdout.write(`${JSON.stringify({ id: run.id, ref: run.ref, state, error: error.message })}\n`);
+  }
+  process.stderr.write(
+    `TaskInstance ${run.id} ${state === 'cancelled' ? 'was cancelled' : `failed: ${error.message}`}\n`,
+  );
+  process.exitCode = 1;
 }
 
 function registerCancel(program: Command): void {

@@ -21,13 +21,14 @@ import {
   type TaskInstanceData,
   type TaskInstanceResult,
 } from '../../queues/tasks.js';
-import { TaskCancelledError, TaskNotFoundError, UnknownTaskError } from '../core/errors.js';
+import { InvalidOptionError, TaskCancelledError, TaskNotFoundError, UnknownTaskError } from '../core/errors.js';
 import { settlesWithin } from '../core/bounded-close.js';
 import { dropConnections } from '../redis/force-disconnect.js';
 import { cancelChannel } from '../redis/keys.js';
 import type { Logger } from '../core/logger.js';
 import { type NodeInfo, NodeRegistry } from '../cluster/node-registry.js';
 import { type CompiledTydraOptions, compileTydraOptions, type TydraOptions } from './options.js';
+import { type TaskSpec, taskKind } from '../packages/manifest.js';
 import { packDirectory } from '../packages/pack.js';
 import { type PruneOptions, type PruneReport, prunePackages } from '../packages/pruner.js';
 import { type DeployResult, PackageStore } from '../packages/store.js';
@@ -37,9 +38,11 @@ import { taskLimitsSchema } from '../core/limits.js';
 import { formatTaskRef, parseTaskRef } from '../packages/task-ref.js';
 import { parseOptions } from '../core/validate.js';
 import { readCancelRecord, writeCancelRecord } from './cancel-record.js';
+import { reportedProgress } from './progress.js';
 import { serialiseInput } from './input.js';
 import { submitHooksOf } from './submit-hooks.js';
-import { TaskRun, type TaskRunContext } from './task-run.js';
+import { TaskRun } from './task-run.js';
+import type { TaskRunContext } from './task-run-context.js';
 import type { CancelResult, PackageVersionUse, SubmitOptions, TaskState, TaskStatus } from './types.js';
 
 export type { CancelResult, PackageVersionUse, SubmitOptions, TaskState, TaskStatus } from './types.js';
@@ -50,7 +53,34 @@ const submitOptionsSchema = z.strictObject({
   attempts: z.number().int().positive('a positive integer').max(100).optional(),
   limits: taskLimitsSchema.optional(),
   retryOnLimit: z.boolean().optional(),
+  maxFailedWorkunits: z.number().int().min(0, 'an integer >= 0').optional(),
 });
+
+/**
+ * What a TaskInstance takes from its task's kind: the kind itself; for a parallel task, the
+ * attempts of each workunit and the failures it tolerates, from the submission or else the
+ * manifest.
+ */
+function kindData(
+  task: string,
+  spec: TaskSpec,
+  options: z.output<typeof submitOptionsSchema>,
+): Pick<TaskInstanceData, 'kind' | 'attempts' | 'maxFailedWorkunits'> {
+  const kind = taskKind(spec);
+  if (spec.kind === 'parallel') {
+    return {
+      kind,
+      attempts: options.attempts ?? spec.attempts ?? 1,
+      maxFailedWorkunits: options.maxFailedWorkunits ?? spec.maxFailedWorkunits ?? 0,
+    };
+  }
+  if (options.maxFailedWorkunits !== undefined) {
+    throw new InvalidOptionError(
+      `Expected the \`maxFailedWorkunits\` submit option only for a parallel task, got it for task ${task}, a ${kind} task`,
+    );
+  }
+  return { kind, attempts: options.attempts ?? 1 };
+}
 
 /** Node queues kept open for `status()`; the oldest is closed past this many. */
 const MAX_NODE_QUEUES = 32;
@@ -113,7 +143,8 @@ export class Tydra {
     const checked = parseOptions(submitOptionsSchema, options, 'submit option');
     const inputJson = serialiseInput(input, this.options.maxInputBytes);
     const version = await this.store.resolve(parsed.name, parsed.version);
-    if (version.manifest.tasks[parsed.task] === undefined) {
+    const spec = version.manifest.tasks[parsed.task];
+    if (spec === undefined) {
       const known = Object.keys(version.manifest.tasks).join(', ');
       throw new UnknownTaskError(
         `Expected package ${version.name}@${version.sha1.slice(0, 12)} to define task ${parsed.task}, got only: ${known}`,
@@ -126,8 +157,8 @@ export class Tydra {
       package: { name: version.name, sha1: version.sha1 },
       task: parsed.task,
       input: JSON.parse(inputJson) as unknown,
-      attempts: checked.attempts ?? 1,
       submittedAt: Date.now(),
+      ...kindData(parsed.task, spec, checked),
       ...(checked.timeoutMs !== undefined ? { timeoutMs: checked.timeoutMs } : {}),
       ...(checked.limits !== undefined ? { limits: checked.limits } : {}),
       ...(checked.retryOnLimit ? { retryOnLimit: true } : {}),
@@ -321,7 +352,7 @@ export class Tydra {
         ref: cancelled.ref,
         state: 'cancelled',
         nodeId: undefined,
-        progress: 0,
+        progress: undefined,
         result: undefined,
         error: new TaskCancelledError(id).message,
         submittedAt: 0,
@@ -346,7 +377,7 @@ export class Tydra {
       ref: job.data.ref,
       state,
       nodeId,
-      progress: job.progress,
+      progress: reportedProgress(job.progress),
       result: state === 'completed' ? job.returnvalue : undefined,
       error: state === 'failed' || state === 'cancelled' ? job.failedReason : undefined,
       submittedAt: job.data.submittedAt,

@@ -1,27 +1,44 @@
-/** A handle on one submitted TaskInstance: wait for its result, cancel it, read its status. */
-import { Job, type Queue, type QueueEvents } from 'bullmq';
+/**
+ * A handle on one submitted TaskInstance: wait for its result, follow its progress, cancel it,
+ * read its status.
+ */
+import { EventEmitter } from 'node:events';
 
-import type { TaskInstanceData, TaskInstanceResult } from '../../queues/tasks.js';
+import { Job } from 'bullmq';
+
+import type { TaskProgress } from '../../queues/progress.js';
 import { TaskCancelledError, TaskNotFoundError } from '../core/errors.js';
 import { failedError } from './task-ending.js';
-import type { CancelRecord } from './cancel-record.js';
+import { ProgressFollower } from './progress-follower.js';
+import type { TaskRunContext } from './task-run-context.js';
 import type { CancelResult, TaskStatus } from './types.js';
 
-/**
- * @internal What a {@link TaskRun} needs from the client that made it, given at construction:
- * the run reaches nothing else of the client.
- */
-export interface TaskRunContext {
-  readonly tasksQueue: Queue<TaskInstanceData, TaskInstanceResult>;
-  /** The client's shared QueueEvents on the tasks queue, opened on first use. */
-  events(): Promise<QueueEvents>;
-  cancelRecord(id: string): Promise<CancelRecord | undefined>;
-  cancel(id: string): Promise<CancelResult>;
-  status(id: string): Promise<TaskStatus>;
+export type { TaskRunContext } from './task-run-context.js';
+
+/** The events of a {@link TaskRun}. */
+export interface TaskRunEvents {
+  /**
+   * The TaskInstance's progress, live, each time it changes (and once at first, with what it had
+   * reported before the listener was added). Shapes: see `TaskProgress`.
+   */
+  progress: [progress: TaskProgress];
+  /**
+   * Following the progress failed (Redis out of reach…). Emitted only when an `error` listener is
+   * there: a progress display must not crash a program that waits for the result anyway.
+   */
+  error: [error: Error];
+  newListener: [event: string | symbol, listener: (...args: unknown[]) => void];
+  removeListener: [event: string | symbol, listener: (...args: unknown[]) => void];
 }
 
-/** One submitted TaskInstance. */
-export class TaskRun {
+/**
+ * One submitted TaskInstance. `run.on('progress', fn)` starts following its progress on the
+ * client's shared QueueEvents; following stops by itself when the TaskInstance ends, when the
+ * last `progress` listener is removed, or at {@link TaskRun.close}.
+ */
+export class TaskRun extends EventEmitter<TaskRunEvents> {
+  private follower: ProgressFollower | undefined;
+
   /** @internal Made by `Tydra.submit` and `Tydra.run`. */
   constructor(
     private readonly context: TaskRunContext,
@@ -29,7 +46,64 @@ export class TaskRun {
     readonly id: string,
     /** The pinned reference `name@sha1/task` (undefined for a handle made by `run(id)`). */
     readonly ref: string | undefined,
-  ) {}
+  ) {
+    super();
+    this.on('newListener', (event) => {
+      if (event === 'progress') {
+        this.follow();
+      }
+    });
+    this.on('removeListener', (event) => {
+      if (event === 'progress' && this.listenerCount('progress') === 0) {
+        this.follower?.stop();
+      }
+    });
+  }
+
+  /**
+   * Stops following the progress and removes the run's `progress` and `error` listeners (a later
+   * `on('progress')` follows again). Idempotent. Not needed after the TaskInstance ended.
+   */
+  close(): void {
+    this.follower?.stop();
+    this.follower = undefined;
+    this.removeAllListeners('progress');
+    this.removeAllListeners('error');
+  }
+
+  private follow(): void {
+    if (this.follower?.active) {
+      return;
+    }
+    const follower = new ProgressFollower(this.context, this.id, (progress) => this.deliver(progress));
+    this.follower = follower;
+    follower.start().catch((error: unknown) => {
+      follower.stop();
+      if (this.listenerCount('error') > 0) {
+        this.emit('error', error instanceof Error ? error : new Error(String(error)));
+      }
+    });
+  }
+
+  /**
+   * Emits `progress` from inside the shared QueueEvents' emit: a listener that throws must not
+   * break that emitter for every other run of the client, so its error goes to this run's `error`
+   * listeners, or else is thrown on its own tick (an uncaught exception, as from any listener).
+   */
+  private deliver(progress: TaskProgress): void {
+    try {
+      this.emit('progress', progress);
+    } catch (error) {
+      const failure = error instanceof Error ? error : new Error(String(error));
+      if (this.listenerCount('error') > 0) {
+        this.emit('error', failure);
+      } else {
+        process.nextTick(() => {
+          throw failure;
+        });
+      }
+    }
+  }
 
   /**
    * Waits for the TaskInstance to finish and returns the task's result. Rejects with a

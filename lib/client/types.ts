@@ -1,4 +1,5 @@
 /** The types the client's API returns and takes, shared by `client.ts` and `task-run.ts`. */
+import type { TaskProgress } from '../../queues/progress.js';
 import type { TaskLimits } from '../core/limits.js';
 import type { PackageVersionInfo } from '../packages/store.js';
 
@@ -6,12 +7,21 @@ import type { PackageVersionInfo } from '../packages/store.js';
 export interface SubmitOptions {
   /** Wall-clock limit in ms (same as `limits.timeoutMs`), capped by the node's maximum. @defaultValue the node's default (60 s) */
   timeoutMs?: number;
-  /** Runs of the task before it fails for good (1 = no retry). @defaultValue 1 */
+  /**
+   * Runs of the task before it fails for good (1 = no retry); for a parallel task, tries of each
+   * workunit. @defaultValue 1; for a parallel task, its `attempts` in `tydra.json`, else 1
+   */
   attempts?: number;
   /** Limits for this TaskInstance; override the task's `tydra.json` limits, capped by the node's maxima. */
   limits?: TaskLimits;
   /** Retry (within `attempts`) a run that broke a limit or timed out. @defaultValue false: such a run fails for good */
   retryOnLimit?: boolean;
+  /**
+   * Parallel tasks only (an error for another kind): workunits that may fail for good before the
+   * TaskInstance does; reduce gets `null` in their slots. @defaultValue the task's
+   * `maxFailedWorkunits` in `tydra.json`, else 0
+   */
+  maxFailedWorkunits?: number;
 }
 
 /** Where a TaskInstance is in its life. */
@@ -34,7 +44,8 @@ export interface TaskStatus {
   state: TaskState;
   /** The node it was dispatched to, once dispatched. */
   nodeId: string | undefined;
-  progress: unknown;
+  /** What it reported last (see `TaskProgress`); undefined until it reports any. */
+  progress: TaskProgress | undefined;
   /** The task's result, once completed. */
   result: unknown;
   /** The task's error message, once failed. */

@@ -29,7 +29,7 @@ import {
 import { describeLimit, resolveLimits } from '../core/limits.js';
 import type { Logger } from '../core/logger.js';
 import type { PackageCache } from '../packages/cache/package-cache.js';
-import { MANIFEST_FILE, parseManifest } from '../packages/manifest.js';
+import { isSimpleTask, MANIFEST_FILE, parseManifest, taskKind } from '../packages/manifest.js';
 import type { CancelListener } from './cancel-listener.js';
 import type { CompiledNodeOptions } from './options.js';
 import { coordinate, endUnits } from './parallel/coordinator.js';
@@ -172,6 +172,10 @@ async function runFromPackage(env: ExecutionEnv, run: PackageRun): Promise<unkno
     throw new UnknownTaskError(
       `Expected package ${data.package.name}@${data.package.sha1} to define task ${data.task}, found none`,
     );
+  }
+  if (!isSimpleTask(task)) {
+    // Placeholder until the node runs parallel tasks (lib/node/parallel/) and the master sequences.
+    throw new UnknownTaskError(`Expected task ${data.task} to be a simple task, got a ${taskKind(task)} task`);
   }
   const { limits, clamped } = resolveLimits(
     { submission: data.limits, task: task.limits, package: manifest.limits },

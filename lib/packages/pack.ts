@@ -20,7 +20,7 @@ import { createGzip } from 'node:zlib';
 import { pack as tarPack, type Pack } from 'tar-stream';
 
 import { ManifestError, PackageRejectedError } from '../core/errors.js';
-import { MANIFEST_FILE, type Manifest, parseManifest, requiredFiles } from './manifest.js';
+import { MANIFEST_FILE, type Manifest, parseManifest, requiredFileFields } from './manifest.js';
 import type { CompiledPackageLimits } from './limits.js';
 
 /** What `packDirectory` produces: the bytes to store and what they contain. */
@@ -99,12 +99,12 @@ async function walkTree(dir: string, limits: CompiledPackageLimits): Promise<Tre
   return entries;
 }
 
+/** Every file a task names (modules, the files in commands, parallel phases included) must ship. */
 function checkRequiredFiles(manifest: Manifest, entries: readonly TreeEntry[]): void {
   const files = new Set(entries.filter((e) => e.type === 'file').map((e) => e.path));
   for (const [taskName, task] of Object.entries(manifest.tasks)) {
-    for (const file of requiredFiles(task)) {
+    for (const { file, field } of requiredFileFields(task)) {
       if (!files.has(file)) {
-        const field = task.module !== undefined ? 'module' : 'command';
         throw new ManifestError(
           `Expected the file ${file} named by \`tasks.${taskName}.${field}\` to exist in the package, found none`,
           `tasks.${taskName}.${field}`,
