@@ -29,11 +29,10 @@ import {
 import { describeLimit, resolveLimits } from '../core/limits.js';
 import type { Logger } from '../core/logger.js';
 import type { PackageCache } from '../packages/cache/package-cache.js';
-import { isSimpleTask, MANIFEST_FILE, parseManifest, taskKind } from '../packages/manifest.js';
+import { MANIFEST_FILE, parseManifest, taskKind } from '../packages/manifest.js';
 import type { CancelListener } from './cancel-listener.js';
 import type { CompiledNodeOptions } from './options.js';
 import { coordinate, endUnits } from './parallel/coordinator.js';
-import { isParallel } from './parallel/entries.js';
 import type { InstanceReporter } from './parallel/instance-report.js';
 import { RedisMirror } from './redis-mirror.js';
 import type { SlotGate } from './slot-gate.js';
@@ -173,9 +172,11 @@ async function runFromPackage(env: ExecutionEnv, run: PackageRun): Promise<unkno
       `Expected package ${data.package.name}@${data.package.sha1} to define task ${data.task}, found none`,
     );
   }
-  if (!isSimpleTask(task)) {
-    // Placeholder until the node runs parallel tasks (lib/node/parallel/) and the master sequences.
-    throw new UnknownTaskError(`Expected task ${data.task} to be a simple task, got a ${taskKind(task)} task`);
+  if (task.kind === 'sequence') {
+    // A sequence's steps are TaskInstances of their own, added by the master: it has no node job.
+    throw new UnknownTaskError(
+      `Expected task ${data.task} to be a simple or parallel task, got a ${taskKind(task)} task`,
+    );
   }
   const { limits, clamped } = resolveLimits(
     { submission: data.limits, task: task.limits, package: manifest.limits },
@@ -187,7 +188,7 @@ async function runFromPackage(env: ExecutionEnv, run: PackageRun): Promise<unkno
       `asked for a ${describeLimit(clamp.name, clamp.asked)}; this node allows at most ${describeLimit(clamp.name, clamp.allowed)}`,
     );
   }
-  if (isParallel(task)) {
+  if (task.kind === 'parallel') {
     return coordinate({ env, job, token, data, task, packageDir, limits, mirror, signal });
   }
   const attempt = job.attemptsMade + 1;

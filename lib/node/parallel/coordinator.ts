@@ -31,9 +31,9 @@ import {
   readFailures,
   readResultsPage,
 } from '../../redis/parallel-commands.js';
+import { type PhaseEntry, parallelEntries, type ParallelTaskSpec } from '../../packages/manifest.js';
 import type { RedisMirror } from '../redis-mirror.js';
 import type { ExecutionEnv } from '../task-execution.js';
-import { parallelEntriesOf } from './entries.js';
 import { parallelProgress } from './instance-report.js';
 import { UnitEnqueuer } from './unit-enqueuer.js';
 
@@ -45,7 +45,7 @@ export interface CoordinatorRun {
   job: Job<NodeJobData>;
   token: string | undefined;
   data: NodeJobData;
-  task: object;
+  task: ParallelTaskSpec;
   packageDir: string;
   limits: CompiledTaskLimits;
   mirror: RedisMirror;
@@ -127,7 +127,7 @@ async function splitPhase(run: CoordinatorRun, alreadyEnqueued: number): Promise
   let lastReport = 0;
   try {
     await runSplit({
-      ...phaseOptions(run, parallelEntriesOf(run.task).split),
+      ...phaseOptions(run, parallelEntries(run.task).split),
       input: data.input,
       onLog: (line) => mirror.log(`[split] ${line}`),
       onUnit: async (unit) => {
@@ -178,7 +178,7 @@ async function reducePhase(run: CoordinatorRun, counted: ParallelCounts): Promis
   const value = await env.gate
     .with(() =>
       runReduce({
-        ...phaseOptions(run, parallelEntriesOf(run.task).reduce),
+        ...phaseOptions(run, parallelEntries(run.task).reduce),
         input: data.input,
         results: resultsOf(run, counts.total),
         failures: failures.map(({ index, message }) => ({ index, message })),
@@ -226,7 +226,7 @@ async function abortError(run: CoordinatorRun, abort: ParallelAbort): Promise<Er
   return new TaskFailedError(message, id, failure?.stack ? `${message}\n${failure.stack}` : undefined);
 }
 
-function phaseOptions(run: CoordinatorRun, entry: ReturnType<typeof parallelEntriesOf>['split']) {
+function phaseOptions(run: CoordinatorRun, entry: PhaseEntry) {
   const { env } = run;
   return {
     entry,

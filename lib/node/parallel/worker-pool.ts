@@ -14,10 +14,9 @@ import { UnknownTaskError } from '../../core/errors.js';
 import { type CompiledTaskLimits, resolveLimits } from '../../core/limits.js';
 import type { Logger } from '../../core/logger.js';
 import type { CacheLease } from '../../packages/cache/package-cache.js';
-import { MANIFEST_FILE, parseManifest } from '../../packages/manifest.js';
+import { MANIFEST_FILE, parseManifest, parallelEntries, type PhaseEntry } from '../../packages/manifest.js';
 import type { ParallelMeta } from '../../redis/parallel-commands.js';
 import type { ExecutionEnv } from '../task-execution.js';
-import { parallelEntriesOf } from './entries.js';
 
 const IDLE_MS = 3000;
 
@@ -34,7 +33,7 @@ export class InstanceWorkers {
     readonly instanceId: string,
     private readonly env: ExecutionEnv,
     private readonly lease: CacheLease,
-    private readonly entry: ReturnType<typeof parallelEntriesOf>['work'],
+    private readonly entry: PhaseEntry,
     readonly limits: CompiledTaskLimits,
     private readonly stopTracking: () => void,
     private readonly stats: WorkunitStats,
@@ -169,9 +168,9 @@ export class WorkerPool {
     try {
       const manifest = parseManifest(await readFile(join(lease.dir, MANIFEST_FILE), 'utf8'));
       const task = manifest.tasks[meta.task];
-      if (task === undefined) {
+      if (task?.kind !== 'parallel') {
         throw new UnknownTaskError(
-          `Expected package ${meta.package.name}@${meta.package.sha1} to define task ${meta.task}, found none`,
+          `Expected package ${meta.package.name}@${meta.package.sha1} to define parallel task ${meta.task}, found ${task === undefined ? 'none' : `a ${task.kind ?? 'simple'} task`}`,
         );
       }
       const { limits } = resolveLimits(
@@ -184,7 +183,7 @@ export class WorkerPool {
         instanceId,
         this.env,
         lease,
-        parallelEntriesOf(task).work,
+        parallelEntries(task).work,
         limits,
         release,
         this.stats,
