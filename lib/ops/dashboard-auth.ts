@@ -6,7 +6,7 @@ import { createHash, timingSafeEqual } from 'node:crypto';
 
 import type { NextFunction, Request, Response } from 'express';
 
-import type { DashboardRole, DashboardUser } from './dashboard-options.js';
+import { type DashboardRole, type DashboardUser, isLoopback } from './dashboard-options.js';
 
 /** Set on `res.locals.role` for the handlers after the gate. */
 export interface DashboardLocals {
@@ -77,6 +77,25 @@ export function sameOrigin() {
     res.status(403).json({
       error: 'cross-origin request refused',
       message: `Expected a ${req.method} from a page of this dashboard (Origin or Referer on host ${req.headers.host ?? '?'}), got ${source === undefined ? 'no Origin or Referer' : `one from ${hostOf(source) ?? 'an unreadable origin'}`}`,
+    });
+  };
+}
+
+/**
+ * For an open dashboard on loopback: answer only requests addressed to a loopback name. A web
+ * page can point a name it controls at 127.0.0.1 (DNS rebinding) and then read and drive an
+ * open dashboard as a same-origin page; its requests carry that name in `Host`.
+ */
+export function loopbackHostsOnly() {
+  return (req: Request, res: Response, next: NextFunction): void => {
+    const hostname = hostOf(`http://${req.headers.host ?? ''}`)?.replace(/:\d+$/, '') ?? '';
+    if (isLoopback(hostname) || hostname === '[::1]') {
+      next();
+      return;
+    }
+    res.status(403).json({
+      error: 'host refused',
+      message: `Expected a loopback host name (127.0.0.1, localhost, [::1]) for a dashboard without users, got \`${hostname}\``,
     });
   };
 }

@@ -75,7 +75,7 @@ const dashboardSchema = z.strictObject({
 
 /** Whether `host` only answers on this machine. */
 export function isLoopback(host: string): boolean {
-  return host === 'localhost' || host === '::1' || host.startsWith('127.');
+  return host === 'localhost' || host === '::1' || /^127\.\d{1,3}\.\d{1,3}\.\d{1,3}$/.test(host);
 }
 
 export function compileDashboardOptions(raw: DashboardOptions = {}): CompiledDashboardOptions {

@@ -16,7 +16,7 @@ import type { Redis } from 'ioredis';
 import type { Logger } from '../core/logger.js';
 import { NodeRegistry } from '../cluster/node-registry.js';
 import { boardAdapter, boardQueueNames } from './board-queues.js';
-import { authenticate, type DashboardLocals, sameOrigin } from './dashboard-auth.js';
+import { authenticate, type DashboardLocals, loopbackHostsOnly, sameOrigin } from './dashboard-auth.js';
 import {
   type CompiledDashboardOptions,
   compileDashboardOptions,
@@ -82,6 +82,9 @@ export class Dashboard {
 
     const app = express();
     app.disable('x-powered-by');
+    if (this.options.users.length === 0 && !this.options.insecureNoAuth) {
+      app.use(loopbackHostsOnly());
+    }
     app.use(authenticate(this.options.users));
     app.use(sameOrigin());
     app.use((req, res: express.Response<unknown, DashboardLocals>, next) => {
@@ -102,9 +105,15 @@ export class Dashboard {
     this.url = `http://${host}:${port}/`;
     const roles = this.options.users.map((user) => user.role);
     if (this.options.insecureNoAuth) {
-      this.logger.warn({ url: this.url }, 'the dashboard is served WITHOUT authentication (--insecure-no-auth)');
+      this.logger.warn(
+        { dashboardUrl: this.url },
+        'the dashboard is served WITHOUT authentication (--insecure-no-auth)',
+      );
     }
-    this.logger.info({ url: this.url, roles: roles.length > 0 ? roles.join(',') : 'none (open)' }, 'dashboard started');
+    this.logger.info(
+      { dashboardUrl: this.url, roles: roles.length > 0 ? roles.join(',') : 'none (open)' },
+      'dashboard started',
+    );
     return this.url;
   }
 

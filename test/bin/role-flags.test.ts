@@ -100,7 +100,7 @@ describe('role log lines: JSON for services, readable on request (@integration)'
       const stderr = await dashboardStderr([...args], env);
       assert.match(
         stderr,
-        /^\d\d:\d\d:\d\d\.\d{3} INFO {2}dashboard {2}dashboard started url=\S+ roles="none \(open\)"$/m,
+        /^\d\d:\d\d:\d\d\.\d{3} INFO {2}dashboard {2}dashboard started dashboardUrl=http:\/\/127\.0\.0\.1:\d+\/ roles="none \(open\)"$/m,
       );
       assert.doesNotMatch(stderr, /^\{/m);
     }

@@ -1,4 +1,5 @@
 import assert from 'node:assert/strict';
+import { request } from 'node:http';
 
 import { Dashboard } from '../../../lib/ops/dashboard.js';
 import type { DashboardOptions } from '../../../lib/ops/dashboard-options.js';
@@ -35,6 +36,18 @@ async function boardQueues(url: string, headers: Record<string, string>): Promis
 /** A state-changing request as the board's own page sends it: same origin. */
 function put(url: string, path: string, headers: Record<string, string>): Promise<Response> {
   return fetch(`${url}${path}`, { method: 'PUT', headers: { origin: new URL(url).origin, ...headers } });
+}
+
+/** A GET with a chosen Host header (fetch will not send one it did not derive from the URL). */
+function getWithHost(url: string, host: string): Promise<number> {
+  return new Promise((resolve, reject) => {
+    const req = request(`${url}api/queues`, { headers: { host } }, (res) => {
+      res.resume();
+      res.on('end', () => resolve(res.statusCode ?? 0));
+    });
+    req.on('error', reject);
+    req.end();
+  });
 }
 
 describe('the dashboard gate: users, roles and same-origin checks (@integration)', function () {
@@ -120,5 +133,18 @@ describe('the dashboard gate: users, roles and same-origin checks (@integration)
     assert.ok(entries.some((entry) => entry.level === 40 && /WITHOUT authentication/.test(entry.msg)));
     const port = new URL(url).port;
     assert.equal((await fetch(`http://127.0.0.1:${port}/api/queues`)).status, 200);
+  });
+
+  it('an open loopback dashboard answers only to loopback host names (DNS rebinding)', async () => {
+    const url = await startDashboard();
+    const port = new URL(url).port;
+    for (const host of [`127.0.0.1:${port}`, `localhost:${port}`, 'localhost']) {
+      assert.equal(await getWithHost(url, host), 200, host);
+    }
+    for (const host of [`evil.example:${port}`, `127.0.0.1.evil.example:${port}`, 'evil.example']) {
+      assert.equal(await getWithHost(url, host), 403, host);
+    }
+    const guarded = await startDashboard({ auth: USERS });
+    assert.equal(await getWithHost(guarded, 'dashboard.example.com'), 401, 'with users, any name asks for them');
   });
 });

@@ -21,6 +21,10 @@ describe('dashboard options', () => {
     );
   });
 
+  it('takes no name that merely starts like a loopback address for loopback', () => {
+    assert.throws(() => compileDashboardOptions({ host: '127.0.0.1.example.com' }), /--insecure-no-auth/);
+  });
+
   it('serves beyond loopback with users, or open with insecureNoAuth, but not both', () => {
     const users = compileDashboardOptions({ host: '0.0.0.0', auth: { user: 'ops', password: 'pw' } }).users;
     assert.deepEqual(users, [{ user: 'ops', password: 'pw', role: 'admin' }]);
