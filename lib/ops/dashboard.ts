@@ -16,13 +16,15 @@ import type { Redis } from 'ioredis';
 import type { Logger } from '../core/logger.js';
 import { NodeRegistry } from '../cluster/node-registry.js';
 import { boardAdapter, boardQueueNames } from './board-queues.js';
-import { authenticate, type DashboardLocals, loopbackHostsOnly, sameOrigin } from './dashboard-auth.js';
+import { adminOnly, authenticate, type DashboardLocals, loopbackHostsOnly, sameOrigin } from './dashboard-auth.js';
 import {
   type CompiledDashboardOptions,
   compileDashboardOptions,
   type DashboardOptions,
   type DashboardRole,
 } from './dashboard-options.js';
+import { RUN_PRUNE_NOW_PATH, runPruneNow } from './run-prune-now.js';
+import { MAINTENANCE_QUEUE } from '../../queues/maintenance.js';
 import { QUIT_MS, settlesWithin } from '../core/bounded-close.js';
 import { createRedis, logErrors, watchConnection } from '../redis/connection.js';
 import { dropConnections } from '../redis/force-disconnect.js';
@@ -87,6 +89,11 @@ export class Dashboard {
     }
     app.use(authenticate(this.options.users));
     app.use(sameOrigin());
+    app.put(
+      RUN_PRUNE_NOW_PATH,
+      adminOnly(),
+      runPruneNow(() => this.queues.get(MAINTENANCE_QUEUE)),
+    );
     app.use((req, res: express.Response<unknown, DashboardLocals>, next) => {
       const board = this.boards.get(res.locals.role);
       if (board === undefined) {

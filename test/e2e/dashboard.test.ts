@@ -1,7 +1,9 @@
 import assert from 'node:assert/strict';
 
+import { Queue } from 'bullmq';
+
 import { Dashboard } from '../../lib/ops/dashboard.js';
-import { copyFixture, defer, redisUrl, startCluster, testClient, waitFor } from '../helpers.js';
+import { copyFixture, defer, redisUrl, startCluster, testClient, testRedis, waitFor } from '../helpers.js';
 
 async function queueNames(url: string, headers: Record<string, string> = {}): Promise<string[]> {
   const response = await fetch(`${url}api/queues?activeQueue=&page=1&jobsPerPage=10`, { headers });
@@ -131,5 +133,38 @@ describe('what the board shows and allows on tydra queues (@integration)', funct
     const status = await run.status();
     assert.equal(status.state, 'completed');
     assert.equal((await boardQueue(url, nodeQueue, 'completed')).jobs.length, 1);
+  });
+
+  it('lets an admin run the prune now on the read-only maintenance queue, and no one anything else there', async () => {
+    await startCluster(1);
+    const dashboard = new Dashboard({
+      redis: redisUrl(),
+      port: 0,
+      auth: [
+        { user: 'ops', password: 'a' },
+        { user: 'viewer', password: 'b', role: 'read-only' },
+      ],
+    });
+    defer(() => dashboard.close());
+    const url = await dashboard.start();
+    const as = (user: string, password: string) => ({
+      origin: new URL(url).origin,
+      authorization: `Basic ${Buffer.from(`${user}:${password}`).toString('base64')}`,
+    });
+    const run = (id: string, headers: Record<string, string>) =>
+      fetch(`${url}api/queues/maintenance/job-schedulers/${id}/run`, { method: 'PUT', headers });
+    assert.equal((await run('prune-packages', as('viewer', 'b'))).status, 403);
+    assert.equal((await run('other', as('ops', 'a'))).status, 405);
+    const { origin: _origin, ...noOrigin } = as('ops', 'a');
+    assert.equal((await run('prune-packages', noOrigin)).status, 403);
+    const response = await run('prune-packages', as('ops', 'a'));
+    assert.equal(response.status, 200);
+    const { job } = (await response.json()) as { job: { id: string; name: string } };
+    assert.equal(job.name, 'prune');
+    const maintenance = new Queue('maintenance', { connection: testRedis({ maxRetriesPerRequest: null }) });
+    defer(() => maintenance.close());
+    await waitFor('the prune run to complete', async () =>
+      (await maintenance.getJobState(job.id)) === 'completed' ? true : undefined,
+    );
   });
 });
