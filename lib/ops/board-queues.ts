@@ -5,7 +5,7 @@
  *    added by hand it runs without a package reference and strands its TaskInstance.
  *  - `maintenance`: read-only (its prune runs from the masters' scheduler).
  * A read-only user gets `readOnlyMode` on every queue. Cards read `hello@8531753/greet · dev-2`,
- * data times are ISO, and a TaskInstance and its node job link to each other.
+ * data times are ISO, object progress gets the percent ring, and a TaskInstance and its node job link to each other.
  */
 import { BullMQAdapter } from '@bull-board/api/bullMQAdapter';
 import type { ExternalJobUrl, QueueJobJson } from '@bull-board/api/dist/types.js';
@@ -15,7 +15,7 @@ import { MAINTENANCE_QUEUE } from '../../queues/maintenance.js';
 import { nodeQueueName } from '../../queues/node.js';
 import { TASKS_QUEUE } from '../../queues/tasks.js';
 import type { DashboardRole } from './dashboard-options.js';
-import { jobTitle, readableData } from './job-display.js';
+import { jobTitle, readableData, readableProgress } from './job-display.js';
 import { nodeIdOfQueue } from './queue-names.js';
 
 const TASKS_DESCRIPTION =
@@ -77,6 +77,7 @@ export function boardAdapter(queue: Queue, role: DashboardRole): BullMQAdapter {
   });
   adapter.setFormatter('name', (job: { name?: string; data?: unknown }) => jobTitle(name, job));
   adapter.setFormatter('data', readableData);
+  adapter.setFormatter('progress', readableProgress);
   return adapter;
 }
 

@@ -55,3 +55,20 @@ export function readableData(data: unknown): unknown {
     }),
   );
 }
+
+/**
+ * Progress as the board's percent ring reads it. The ring takes a number, or an object with a
+ * numeric `progress`; tydra's object progress (see `queues/progress.ts`), and a task's own object
+ * with a `percent`, carry `percent` instead. Such an object gains `progress` (the percent, within
+ * 0..100) so the card shows a ring, and keeps every field for the Progress tab.
+ */
+export function readableProgress(progress: unknown): unknown {
+  if (typeof progress !== 'object' || progress === null || Array.isArray(progress) || 'progress' in progress) {
+    return progress;
+  }
+  const percent = (progress as { percent?: unknown }).percent;
+  if (typeof percent !== 'number' || !Number.isFinite(percent)) {
+    return progress;
+  }
+  return { progress: Math.min(100, Math.max(0, percent)), ...progress };
+}

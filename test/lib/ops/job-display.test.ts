@@ -1,6 +1,6 @@
 import assert from 'node:assert/strict';
 
-import { jobTitle, readableData } from '../../../lib/ops/job-display.js';
+import { jobTitle, readableData, readableProgress } from '../../../lib/ops/job-display.js';
 
 const SHA1 = '8531753ab0c1d2e3f4a5b6c7d8e9f00112233445';
 
@@ -43,5 +43,14 @@ describe('how jobs read on the board', () => {
       },
     );
     assert.equal(readableData(null), null);
+  });
+
+  it('gives object progress with a percent the numeric progress the ring reads, keeping its fields', () => {
+    const parallel = { percent: 40, workunits: { total: 10, done: 4, failed: 0, running: 2 }, splitDone: true };
+    assert.deepEqual(readableProgress(parallel), { progress: 40, ...parallel });
+    assert.deepEqual(readableProgress({ percent: 140, value: 3 }), { progress: 100, percent: 140, value: 3 });
+    for (const untouched of [42, null, undefined, { stage: 'x' }, { progress: 7, percent: 9 }, [1], { percent: 'x' }]) {
+      assert.deepEqual(readableProgress(untouched), untouched);
+    }
   });
 });
