@@ -10,13 +10,20 @@ import { type Command, Option } from 'commander';
 import { CLIENT_DEFAULTS } from '../../lib/client/options.js';
 import { FORCE_CLOSE_MS } from '../../lib/core/bounded-close.js';
 import { DEFAULT_TASK_LIMITS, formatBytes, formatDuration, type TaskLimits } from '../../lib/core/limits.js';
-import { createLogger, Dashboard, Master, startDevCluster, TydraNode } from '../../lib/index.js';
+import { Dashboard, Master, startDevCluster, TydraNode } from '../../lib/index.js';
 import { MASTER_DEFAULTS } from '../../lib/master/options.js';
 import { NODE_DEFAULTS } from '../../lib/node/options.js';
 import { DASHBOARD_DEFAULTS } from '../../lib/ops/dashboard-options.js';
 import { DEV_CLUSTER_DEFAULTS } from '../../lib/ops/dev-cluster.js';
 import { redactRedisUrl } from '../../lib/redis/connection.js';
 import { env, onShutdown, redisOption, waitForever, withClient } from '../cli/common.js';
+import {
+  DASHBOARD_AUTH_HELP,
+  dashboardAuthFromEnv,
+  insecureNoAuthOption,
+  logFormatOption,
+  roleLogger,
+} from '../cli/role-flags.js';
 import { bytesValue, collectLimits, integer, LIMIT_FLAG_NAMES, stripUndefined, userValue } from '../cli/parse.js';
 
 const EXAMPLES_DIR = fileURLToPath(new URL('../../../examples/', import.meta.url));
@@ -45,6 +52,9 @@ interface DevFlags {
   demo?: boolean;
   exit?: boolean;
   unsafeNoSandbox?: boolean;
+  host: string;
+  insecureNoAuth?: boolean;
+  logFormat: string;
 }
 
 function registerDev(program: Command): void {
@@ -54,10 +64,17 @@ function registerDev(program: Command): void {
     .option('--redis <url>', 'use this Redis instead of starting a private one (env TYDRA_REDIS_URL)')
     .addOption(defaulted('-n, --nodes <n>', 'nodes to start', integer, DEV_CLUSTER_DEFAULTS.nodes))
     .addOption(defaulted('-p, --port <port>', 'dashboard port (0 = any free port)', integer, DASHBOARD_DEFAULTS.port))
+    .option(
+      '--host <host>',
+      `dashboard address to bind; beyond loopback it needs credentials (${DASHBOARD_AUTH_HELP})`,
+      DASHBOARD_DEFAULTS.host,
+    )
+    .addOption(insecureNoAuthOption())
     .option('--data-dir <dir>', 'project-local folder for Redis data and node caches', DEV_CLUSTER_DEFAULTS.dataDir)
     .option('--demo', 'deploy the example packages, run a task of each and print the results')
     .option('--exit', 'with --demo: stop the cluster after the demo instead of waiting for Ctrl-C')
     .option('--unsafe-no-sandbox', 'DEVELOPMENT ONLY: run tasks without bubblewrap')
+    .addOption(logFormatOption())
     .action(runDev);
 }
 
@@ -66,9 +83,12 @@ async function runDev(flags: DevFlags): Promise<void> {
     redis: flags.redis ?? (process.env.TYDRA_REDIS_URL ? env.redisUrl : undefined),
     nodes: flags.nodes,
     dashboardPort: flags.port,
+    dashboardHost: flags.host,
+    dashboardAuth: await dashboardAuthFromEnv(),
+    insecureNoAuth: flags.insecureNoAuth ?? false,
     dataDir: flags.dataDir,
     unsafeNoSandbox: flags.unsafeNoSandbox ?? false,
-    logger: createLogger(),
+    logger: roleLogger(flags),
   });
   // Nodes drain first, then the master: the bound is the sum of both drains plus the force margin.
   const drainMs =
@@ -148,6 +168,7 @@ function registerMaster(program: Command): void {
         d.drainTimeoutMs,
       ),
     )
+    .addOption(logFormatOption())
     .action(runMaster);
 }
 
@@ -159,6 +180,7 @@ interface MasterFlags {
   pruneEvery: number;
   pruneGrace: number;
   drainTimeout: number;
+  logFormat: string;
 }
 
 async function runMaster(flags: MasterFlags): Promise<void> {
@@ -170,7 +192,7 @@ async function runMaster(flags: MasterFlags): Promise<void> {
     pruneEveryMs: flags.pruneEvery,
     pruneGraceMs: flags.pruneGrace,
     drainTimeoutMs: flags.drainTimeout,
-    logger: createLogger(),
+    logger: roleLogger(flags),
   });
   await master.start();
   onShutdown((force) => master.close({ force }), master.options.drainTimeoutMs + FORCE_CLOSE_MS);
@@ -191,6 +213,7 @@ interface NodeFlags {
   lockDuration: number;
   sandboxUser?: { uid: number; gid: number };
   unsafeNoSandbox?: boolean;
+  logFormat: string;
 }
 
 function registerNode(program: Command): void {
@@ -241,6 +264,7 @@ function registerNode(program: Command): void {
     )
     .option('--sandbox-user <uid:gid>', 'host user the sandboxes run as (default when root: 65534:65534)', userValue)
     .option('--unsafe-no-sandbox', 'DEVELOPMENT ONLY: run tasks without bubblewrap (logged loudly)')
+    .addOption(logFormatOption())
     .action(runNode);
 }
 
@@ -259,7 +283,7 @@ async function runNode(flags: NodeFlags): Promise<void> {
       lockDurationMs: flags.lockDuration,
       sandboxUser: flags.sandboxUser,
       unsafeNoSandbox: flags.unsafeNoSandbox ?? false,
-      logger: createLogger(),
+      logger: roleLogger(flags),
     }),
   );
   await node.start();
@@ -267,26 +291,39 @@ async function runNode(flags: NodeFlags): Promise<void> {
   await waitForever();
 }
 
+interface DashboardFlags {
+  redis: string;
+  port: number;
+  host: string;
+  insecureNoAuth?: boolean;
+  logFormat: string;
+}
+
 function registerDashboard(program: Command): void {
   program
     .command('dashboard')
-    .description(
-      'serve Bull Board over every tydra queue (basic auth: env TYDRA_DASHBOARD_USER / TYDRA_DASHBOARD_PASSWORD)',
-    )
+    .description(`serve Bull Board over every tydra queue; ${DASHBOARD_AUTH_HELP}`)
     .addOption(redisOption())
     .addOption(defaulted('-p, --port <port>', 'TCP port', integer, DASHBOARD_DEFAULTS.port))
-    .option('--host <host>', 'address to bind', DASHBOARD_DEFAULTS.host)
-    .action(async (flags: { redis: string; port: number; host: string }) => {
-      const auth =
-        env.dashboardUser && env.dashboardPassword
-          ? { user: env.dashboardUser, password: env.dashboardPassword }
-          : undefined;
-      const dashboard = new Dashboard(
-        stripUndefined({ redis: flags.redis, port: flags.port, host: flags.host, auth, logger: createLogger() }),
-      );
-      const url = await dashboard.start();
-      process.stdout.write(`dashboard: ${url}\n`);
-      onShutdown(() => dashboard.close(), FORCE_CLOSE_MS);
-      await waitForever();
-    });
+    .option('--host <host>', 'address to bind; beyond loopback it needs credentials', DASHBOARD_DEFAULTS.host)
+    .addOption(insecureNoAuthOption())
+    .addOption(logFormatOption())
+    .action(runDashboard);
+}
+
+async function runDashboard(flags: DashboardFlags): Promise<void> {
+  const dashboard = new Dashboard(
+    stripUndefined({
+      redis: flags.redis,
+      port: flags.port,
+      host: flags.host,
+      auth: await dashboardAuthFromEnv(),
+      insecureNoAuth: flags.insecureNoAuth,
+      logger: roleLogger(flags),
+    }),
+  );
+  const url = await dashboard.start();
+  process.stdout.write(`dashboard: ${url}\n`);
+  onShutdown(() => dashboard.close(), FORCE_CLOSE_MS);
+  await waitForever();
 }

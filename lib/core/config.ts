@@ -9,9 +9,20 @@ export interface EnvConfig {
   redisUrl: string;
   /** `TYDRA_CACHE_DIR`, when set. */
   cacheDir: string | undefined;
-  /** `TYDRA_DASHBOARD_USER` / `TYDRA_DASHBOARD_PASSWORD`: basic auth for the dashboard when both are set. */
+  /** `TYDRA_DASHBOARD_USER`: the dashboard's admin user (with a password or a password file). */
   dashboardUser: string | undefined;
+  /** `TYDRA_DASHBOARD_PASSWORD`: the admin's password. Never logged. */
   dashboardPassword: string | undefined;
+  /** `TYDRA_DASHBOARD_PASSWORD_FILE`: a file holding the admin's password (a mounted secret). */
+  dashboardPasswordFile: string | undefined;
+  /** `TYDRA_DASHBOARD_READONLY_USER`: a user who may look but not act (Bull Board's read-only mode). */
+  dashboardReadOnlyUser: string | undefined;
+  /** `TYDRA_DASHBOARD_READONLY_PASSWORD`: the read-only user's password. Never logged. */
+  dashboardReadOnlyPassword: string | undefined;
+  /** `TYDRA_DASHBOARD_READONLY_PASSWORD_FILE`: a file holding the read-only user's password. */
+  dashboardReadOnlyPasswordFile: string | undefined;
+  /** `TYDRA_LOG_FORMAT`: `auto` (readable on a terminal, JSON otherwise), `pretty` or `json`. */
+  logFormat: string | undefined;
 }
 
 export function readEnvConfig(env: NodeJS.ProcessEnv = process.env): EnvConfig {
@@ -20,5 +31,10 @@ export function readEnvConfig(env: NodeJS.ProcessEnv = process.env): EnvConfig {
     cacheDir: env.TYDRA_CACHE_DIR || undefined,
     dashboardUser: env.TYDRA_DASHBOARD_USER || undefined,
     dashboardPassword: env.TYDRA_DASHBOARD_PASSWORD || undefined,
+    dashboardPasswordFile: env.TYDRA_DASHBOARD_PASSWORD_FILE || undefined,
+    dashboardReadOnlyUser: env.TYDRA_DASHBOARD_READONLY_USER || undefined,
+    dashboardReadOnlyPassword: env.TYDRA_DASHBOARD_READONLY_PASSWORD || undefined,
+    dashboardReadOnlyPasswordFile: env.TYDRA_DASHBOARD_READONLY_PASSWORD_FILE || undefined,
+    logFormat: env.TYDRA_LOG_FORMAT || undefined,
   };
 }

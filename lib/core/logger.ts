@@ -1,5 +1,7 @@
 import { pino, type Logger as PinoLogger } from 'pino';
 
+import { prettyDestination } from './pretty-log.js';
+
 /**
  * The logger every component takes. It is pino's interface, so callers can pass their own
  * pino instance; children carry `component`, `nodeId` or `instanceId`.
@@ -7,19 +9,57 @@ import { pino, type Logger as PinoLogger } from 'pino';
 export type Logger = PinoLogger;
 
 /**
- * The default: JSON lines on stderr at `TYDRA_LOG_LEVEL` (default `info`). Secrets never reach a
- * log line because we only ever log redacted URLs (see `redactRedisUrl`), and pino's `redact`
- * catches the usual password fields if a caller logs an options object.
+ * How log lines are written: `json` (one pino JSON object a line, what services and log
+ * shippers expect), `pretty` (readable lines, see `pretty-log.ts`), or `auto`: pretty when both
+ * stdout and stderr are terminals, JSON otherwise.
  */
-export function createLogger(level: string = process.env.TYDRA_LOG_LEVEL ?? 'info'): Logger {
-  return pino(
-    {
-      level,
-      base: undefined,
-      redact: { paths: ['password', '*.password', 'redis', '*.redis', 'url', '*.url'], censor: '[redacted]' },
+export type LogFormat = 'auto' | 'pretty' | 'json';
+
+export const LOG_FORMATS: readonly LogFormat[] = ['auto', 'pretty', 'json'];
+
+export interface LoggerOptions {
+  /** pino level. @defaultValue `TYDRA_LOG_LEVEL`, else `info` */
+  level?: string;
+  /** @defaultValue `json` */
+  format?: LogFormat;
+}
+
+/** What `auto` means for this process: pretty on a terminal, JSON when either stream is redirected. */
+export function resolveLogFormat(
+  format: LogFormat,
+  terminal: { stdout: boolean; stderr: boolean } = {
+    stdout: process.stdout.isTTY === true,
+    stderr: process.stderr.isTTY === true,
+  },
+): 'pretty' | 'json' {
+  if (format !== 'auto') {
+    return format;
+  }
+  return terminal.stdout && terminal.stderr ? 'pretty' : 'json';
+}
+
+/**
+ * The default: log lines on stderr at `TYDRA_LOG_LEVEL` (default `info`), as JSON unless the
+ * format says otherwise. Secrets never reach a log line because we only ever log redacted URLs
+ * (see `redactRedisUrl`), and pino's `redact` catches the usual password fields if a caller logs
+ * an options object. (A bare string is taken as the level, as before formats existed.)
+ */
+export function createLogger(options: LoggerOptions | string = {}): Logger {
+  const { level = process.env.TYDRA_LOG_LEVEL ?? 'info', format = 'json' } =
+    typeof options === 'string' ? { level: options } : options;
+  const pinoOptions = {
+    level,
+    base: undefined,
+    redact: {
+      paths: ['password', '*.password', 'auth', '*.auth', 'redis', '*.redis', 'url', '*.url'],
+      censor: '[redacted]',
     },
-    pino.destination(2),
-  );
+  };
+  if (resolveLogFormat(format) === 'pretty') {
+    const colours = process.stderr.isTTY === true && !process.env.NO_COLOR;
+    return pino(pinoOptions, prettyDestination(process.stderr, { colours }));
+  }
+  return pino(pinoOptions, pino.destination(2));
 }
 
 /** A logger that discards everything (library default when the caller passes none). */

@@ -1,31 +1,60 @@
 /**
- * Bull Board over every tydra queue: `tasks` and each node's `node.<id>`, kept current as nodes
- * come and go (the registry is re-read every `refreshMs` and the board's queue list replaced).
- * Bull Board has no authentication of its own; set `auth` (basic auth, compared in constant
- * time) whenever the dashboard listens beyond loopback: dashboard access is Redis access.
+ * Bull Board over every tydra queue: `tasks`, each node's `node.<id>` and `maintenance`, kept
+ * current as nodes come and go (the registry is re-read every `refreshMs` and the boards' queue
+ * lists replaced). Two boards over the same queues, one per role (see `board-queues.ts`): the
+ * gate (`dashboard-auth.ts`) authenticates each request and hands it to its role's board.
+ * Dashboard access is Redis access: beyond loopback the options refuse to start without users.
  */
-import { timingSafeEqual } from 'node:crypto';
 import type { Server } from 'node:http';
 
 import { createBullBoard } from '@bull-board/api';
-import { BullMQAdapter } from '@bull-board/api/bullMQAdapter';
 import { ExpressAdapter } from '@bull-board/express';
 import { Queue } from 'bullmq';
-import express, { type NextFunction, type Request, type Response } from 'express';
+import express from 'express';
 import type { Redis } from 'ioredis';
 
-import { MAINTENANCE_QUEUE } from '../../queues/maintenance.js';
-import { nodeQueueName } from '../../queues/node.js';
-import { TASKS_QUEUE } from '../../queues/tasks.js';
 import type { Logger } from '../core/logger.js';
 import { NodeRegistry } from '../cluster/node-registry.js';
-import { type CompiledDashboardOptions, compileDashboardOptions, type DashboardOptions } from './dashboard-options.js';
+import { boardAdapter, boardQueueNames } from './board-queues.js';
+import { adminOnly, authenticate, type DashboardLocals, loopbackHostsOnly, sameOrigin } from './dashboard-auth.js';
+import {
+  type CompiledDashboardOptions,
+  compileDashboardOptions,
+  type DashboardOptions,
+  type DashboardRole,
+} from './dashboard-options.js';
+import { RUN_PRUNE_NOW_PATH, runPruneNow } from './run-prune-now.js';
+import { MAINTENANCE_QUEUE } from '../../queues/maintenance.js';
 import { QUIT_MS, settlesWithin } from '../core/bounded-close.js';
 import { createRedis, logErrors, watchConnection } from '../redis/connection.js';
 import { dropConnections } from '../redis/force-disconnect.js';
 
 /** How long the dashboard's graceful close may take before it force-closes. */
 const CLOSE_MS = 3000;
+
+const ROLES: DashboardRole[] = ['admin', 'read-only'];
+
+interface RoleBoard {
+  board: ReturnType<typeof createBullBoard>;
+  router: express.Router;
+}
+
+function createRoleBoard(role: DashboardRole): RoleBoard {
+  const serverAdapter = new ExpressAdapter();
+  serverAdapter.setBasePath('/');
+  const board = createBullBoard({
+    queues: [],
+    serverAdapter,
+    options: {
+      uiConfig: {
+        boardTitle: role === 'admin' ? 'tydra' : 'tydra (read-only)',
+        sortQueues: false,
+        jobDetails: { defaultTab: 'Logs' },
+      },
+    },
+  });
+  return { board, router: serverAdapter.getRouter() as express.Router };
+}
 
 export class Dashboard {
   readonly options: CompiledDashboardOptions;
@@ -34,7 +63,7 @@ export class Dashboard {
   private readonly queues = new Map<string, Queue>();
   private server: Server | undefined;
   private timer: NodeJS.Timeout | undefined;
-  private board: ReturnType<typeof createBullBoard> | undefined;
+  private readonly boards = new Map<DashboardRole, RoleBoard>();
   private closing: Promise<void> | undefined;
   /** The URL the dashboard answers on, once started. */
   url = '';
@@ -47,23 +76,32 @@ export class Dashboard {
   }
 
   async start(): Promise<string> {
-    const serverAdapter = new ExpressAdapter();
-    serverAdapter.setBasePath('/');
-    this.board = createBullBoard({ queues: [], serverAdapter, options: { uiConfig: { boardTitle: 'tydra' } } });
+    for (const role of ROLES) {
+      this.boards.set(role, createRoleBoard(role));
+    }
     await this.refresh();
     this.timer = setInterval(() => void this.refresh(), this.options.refreshMs);
 
     const app = express();
     app.disable('x-powered-by');
-    if (this.options.auth) {
-      app.use(basicAuth(this.options.auth));
-    } else if (!isLoopback(this.options.host)) {
-      this.logger.warn(
-        { host: this.options.host },
-        'the dashboard listens beyond loopback WITHOUT authentication; set TYDRA_DASHBOARD_USER and TYDRA_DASHBOARD_PASSWORD',
-      );
+    if (this.options.users.length === 0 && !this.options.insecureNoAuth) {
+      app.use(loopbackHostsOnly());
     }
-    app.use('/', serverAdapter.getRouter() as express.Router);
+    app.use(authenticate(this.options.users));
+    app.use(sameOrigin());
+    app.put(
+      RUN_PRUNE_NOW_PATH,
+      adminOnly(),
+      runPruneNow(() => this.queues.get(MAINTENANCE_QUEUE)),
+    );
+    app.use((req, res: express.Response<unknown, DashboardLocals>, next) => {
+      const board = this.boards.get(res.locals.role);
+      if (board === undefined) {
+        next(new Error(`internal error: no board for role ${res.locals.role}; please file an issue`));
+        return;
+      }
+      board.router(req, res, next);
+    });
     this.server = await new Promise<Server>((resolve, reject) => {
       const server = app.listen(this.options.port, this.options.host, () => resolve(server));
       server.once('error', reject);
@@ -72,7 +110,17 @@ export class Dashboard {
     const port = typeof address === 'object' && address !== null ? address.port : this.options.port;
     const host = this.options.host.includes(':') ? `[${this.options.host}]` : this.options.host;
     this.url = `http://${host}:${port}/`;
-    this.logger.info({ url: this.url }, 'dashboard started');
+    const roles = this.options.users.map((user) => user.role);
+    if (this.options.insecureNoAuth) {
+      this.logger.warn(
+        { dashboardUrl: this.url },
+        'the dashboard is served WITHOUT authentication (--insecure-no-auth)',
+      );
+    }
+    this.logger.info(
+      { dashboardUrl: this.url, roles: roles.length > 0 ? roles.join(',') : 'none (open)' },
+      'dashboard started',
+    );
     return this.url;
   }
 
@@ -85,7 +133,7 @@ export class Dashboard {
   async refresh(): Promise<void> {
     try {
       const nodes = await new NodeRegistry(this.redis).list();
-      const wanted = [TASKS_QUEUE, MAINTENANCE_QUEUE, ...nodes.map((node) => nodeQueueName(node.id))];
+      const wanted = boardQueueNames(nodes.map((node) => node.id));
       for (const name of wanted) {
         if (!this.queues.has(name)) {
           const queue = new Queue(name, { connection: this.redis });
@@ -99,7 +147,10 @@ export class Dashboard {
           await queue.close();
         }
       }
-      this.board?.replaceQueues([...this.queues.values()].map((queue) => new BullMQAdapter(queue, { delimiter: '.' })));
+      const ordered = wanted.flatMap((name) => this.queues.get(name) ?? []);
+      for (const [role, { board }] of this.boards) {
+        board.replaceQueues(ordered.map((queue) => boardAdapter(queue, role)));
+      }
     } catch (error) {
       this.logger.warn({ err: (error as Error).message }, 'could not refresh the queue list');
     }
@@ -135,22 +186,4 @@ export class Dashboard {
     await Promise.allSettled([...this.queues.values()].map((queue) => queue.close()));
     await this.redis.quit().catch(() => this.redis.disconnect());
   }
-}
-
-function isLoopback(host: string): boolean {
-  return host === 'localhost' || host === '::1' || host.startsWith('127.');
-}
-
-function basicAuth(credentials: { user: string; password: string }) {
-  const expected = Buffer.from(`${credentials.user}:${credentials.password}`);
-  return (req: Request, res: Response, next: NextFunction): void => {
-    const header = req.headers.authorization ?? '';
-    const given = header.startsWith('Basic ') ? Buffer.from(header.slice(6), 'base64') : Buffer.alloc(0);
-    if (given.length === expected.length && timingSafeEqual(given, expected)) {
-      next();
-      return;
-    }
-    res.setHeader('WWW-Authenticate', 'Basic realm="tydra", charset="UTF-8"');
-    res.status(401).send('authentication required');
-  };
 }

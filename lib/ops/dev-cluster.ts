@@ -7,7 +7,7 @@ import { mkdir } from 'node:fs/promises';
 import { join, resolve } from 'node:path';
 
 import { Dashboard } from './dashboard.js';
-import { DASHBOARD_DEFAULTS } from './dashboard-options.js';
+import { compileDashboardOptions, DASHBOARD_DEFAULTS, type DashboardUser } from './dashboard-options.js';
 import type { Logger } from '../core/logger.js';
 import { silentLogger } from '../core/logger.js';
 import { Master } from '../master/master.js';
@@ -25,6 +25,12 @@ export interface DevClusterOptions {
   dataDir?: string;
   /** Dashboard port (0 = any free port). @defaultValue 3000 */
   dashboardPort?: number;
+  /** Address the dashboard binds; beyond loopback it needs `dashboardAuth` (see `DashboardOptions.host`). @defaultValue `127.0.0.1` */
+  dashboardHost?: string;
+  /** The dashboard's users (see `DashboardOptions.auth`). @defaultValue none (open, loopback only) */
+  dashboardAuth?: DashboardUser[];
+  /** Serve the dashboard without authentication even beyond loopback. @defaultValue false */
+  insecureNoAuth?: boolean;
   /** Concurrency of each node. @defaultValue 2 */
   nodeConcurrency?: number;
   unsafeNoSandbox?: boolean;
@@ -89,6 +95,14 @@ export async function startDevCluster(options: DevClusterOptions = {}): Promise<
   if (!Number.isInteger(nodeCount) || nodeCount < 1 || nodeCount > 64) {
     throw new TypeError(`Expected the \`nodes\` option to be an integer from 1 to 64, got \`${String(nodeCount)}\``);
   }
+  const dashboardOptions = {
+    port: options.dashboardPort ?? DEV_CLUSTER_DEFAULTS.dashboardPort,
+    host: options.dashboardHost ?? DASHBOARD_DEFAULTS.host,
+    ...(options.dashboardAuth !== undefined && options.dashboardAuth.length > 0 ? { auth: options.dashboardAuth } : {}),
+    insecureNoAuth: options.insecureNoAuth ?? false,
+  };
+  // Refuse an unsafe dashboard before anything starts (a redis-server would outlive the throw).
+  compileDashboardOptions(dashboardOptions);
   let redisServer: RedisServer | undefined;
   let redisUrl = options.redis;
   if (redisUrl === undefined) {
@@ -116,11 +130,7 @@ export async function startDevCluster(options: DevClusterOptions = {}): Promise<
         unsafeNoSandbox: options.unsafeNoSandbox ?? false,
       }),
   );
-  const dashboard = new Dashboard({
-    redis: redisUrl,
-    logger,
-    port: options.dashboardPort ?? DEV_CLUSTER_DEFAULTS.dashboardPort,
-  });
+  const dashboard = new Dashboard({ redis: redisUrl, logger, ...dashboardOptions });
   let closing: Promise<void> | undefined;
   const close = (closeOptions: { force?: boolean } = {}): Promise<void> => {
     const force = closeOptions.force ?? false;

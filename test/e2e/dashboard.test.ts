@@ -1,7 +1,9 @@
 import assert from 'node:assert/strict';
 
+import { Queue } from 'bullmq';
+
 import { Dashboard } from '../../lib/ops/dashboard.js';
-import { defer, redisUrl, startCluster, waitFor } from '../helpers.js';
+import { copyFixture, defer, redisUrl, startCluster, testClient, testRedis, waitFor } from '../helpers.js';
 
 async function queueNames(url: string, headers: Record<string, string> = {}): Promise<string[]> {
   const response = await fetch(`${url}api/queues?activeQueue=&page=1&jobsPerPage=10`, { headers });
@@ -40,6 +42,129 @@ describe('the dashboard (@integration)', function () {
     assert.deepEqual(
       await queueNames(url, { authorization: `Basic ${Buffer.from('ops:s3cret').toString('base64')}` }),
       ['maintenance', 'tasks'],
+    );
+  });
+});
+
+interface BoardJob {
+  id: string;
+  name: string;
+  data: Record<string, unknown>;
+  externalUrl?: { displayText?: string; href: string };
+}
+interface BoardQueue {
+  name: string;
+  description?: string;
+  readOnlyMode: boolean;
+  jobs: BoardJob[];
+}
+
+async function boardQueue(url: string, name: string, status: string): Promise<BoardQueue> {
+  const response = await fetch(
+    `${url}api/queues?activeQueue=${encodeURIComponent(name)}&status=${status}&page=1&jobsPerPage=10`,
+  );
+  assert.equal(response.status, 200);
+  const queue = ((await response.json()) as { queues: BoardQueue[] }).queues.find((q) => q.name === name);
+  assert.ok(queue, `the board lists ${name}`);
+  return queue;
+}
+
+describe('what the board shows and allows on tydra queues (@integration)', function () {
+  this.timeout(60_000);
+
+  it('lists tasks first, titles cards by package, sha1, task and node, shows ISO times and links the two halves', async () => {
+    const { nodes } = await startCluster(1);
+    const nodeId = nodes[0]?.id ?? '';
+    const tydra = testClient();
+    const { sha1 } = await tydra.deploy(await copyFixture('probe'));
+    const run = await tydra.submit('probe/echo', { at: 1_800_000_000_000 });
+    await run.result();
+    const dashboard = new Dashboard({ redis: redisUrl(), port: 0 });
+    defer(() => dashboard.close());
+    const url = await dashboard.start();
+
+    const tasks = await boardQueue(url, 'tasks', 'completed');
+    const response = await fetch(`${url}api/queues?activeQueue=&page=1&jobsPerPage=10`);
+    const order = ((await response.json()) as { queues: BoardQueue[] }).queues.map((queue) => queue.name);
+    assert.deepEqual(order, ['tasks', `node.${nodeId}`, 'maintenance']);
+    assert.match(tasks.description ?? '', /waits in waiting-children while its node job is active/);
+    const card = tasks.jobs.find((job) => job.id === run.id);
+    assert.equal(card?.name, `probe@${sha1.slice(0, 7)}/echo · ${nodeId}`);
+    assert.match(String(card?.data.submittedAt), /^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z$/);
+    assert.deepEqual(card?.data.input, { at: 1_800_000_000_000 }, 'the task input is shown as submitted');
+    assert.equal(card?.externalUrl?.href, `/queue/node.${encodeURIComponent(nodeId)}/${run.id}`);
+
+    const nodeQueue = await boardQueue(url, `node.${nodeId}`, 'completed');
+    assert.equal(nodeQueue.readOnlyMode, true);
+    const nodeCard = nodeQueue.jobs.find((job) => job.id === run.id);
+    assert.equal(nodeCard?.name, `probe@${sha1.slice(0, 7)}/echo · ${nodeId}`);
+    assert.equal(nodeCard?.externalUrl?.href, `/queue/tasks/${run.id}`);
+  });
+
+  it('refuses to retry, add, clean or pause node jobs and maintenance, even for an admin', async () => {
+    const { nodes } = await startCluster(1);
+    const nodeQueue = `node.${nodes[0]?.id ?? ''}`;
+    const tydra = testClient();
+    await tydra.deploy(await copyFixture('probe'));
+    const run = await tydra.submit('probe/echo', {});
+    await run.result();
+    const dashboard = new Dashboard({ redis: redisUrl(), port: 0 });
+    defer(() => dashboard.close());
+    const url = await dashboard.start();
+    const origin = new URL(url).origin;
+    const attempts: Array<[string, string, string?]> = [
+      ['PUT', `api/queues/${nodeQueue}/${run.id}/retry`],
+      ['PUT', `api/queues/${nodeQueue}/retry/completed`],
+      ['POST', `api/queues/${nodeQueue}/add`, JSON.stringify({ name: 'run', data: {} })],
+      ['PUT', `api/queues/${nodeQueue}/${run.id}/clean`],
+      ['PATCH', `api/queues/${nodeQueue}/${run.id}/update-data`, JSON.stringify({ jobData: {} })],
+      ['PUT', `api/queues/${nodeQueue}/pause`],
+      ['PUT', 'api/queues/maintenance/pause'],
+      ['PUT', 'api/queues/maintenance/clean/completed'],
+    ];
+    for (const [method, path, body] of attempts) {
+      const response = await fetch(`${url}${path}`, {
+        method,
+        headers: { origin, 'content-type': 'application/json' },
+        body,
+      });
+      assert.equal(response.status, 405, `${method} ${path}`);
+    }
+    const status = await run.status();
+    assert.equal(status.state, 'completed');
+    assert.equal((await boardQueue(url, nodeQueue, 'completed')).jobs.length, 1);
+  });
+
+  it('lets an admin run the prune now on the read-only maintenance queue, and no one anything else there', async () => {
+    await startCluster(1);
+    const dashboard = new Dashboard({
+      redis: redisUrl(),
+      port: 0,
+      auth: [
+        { user: 'ops', password: 'a' },
+        { user: 'viewer', password: 'b', role: 'read-only' },
+      ],
+    });
+    defer(() => dashboard.close());
+    const url = await dashboard.start();
+    const as = (user: string, password: string) => ({
+      origin: new URL(url).origin,
+      authorization: `Basic ${Buffer.from(`${user}:${password}`).toString('base64')}`,
+    });
+    const run = (id: string, headers: Record<string, string>) =>
+      fetch(`${url}api/queues/maintenance/job-schedulers/${id}/run`, { method: 'PUT', headers });
+    assert.equal((await run('prune-packages', as('viewer', 'b'))).status, 403);
+    assert.equal((await run('other', as('ops', 'a'))).status, 405);
+    const { origin: _origin, ...noOrigin } = as('ops', 'a');
+    assert.equal((await run('prune-packages', noOrigin)).status, 403);
+    const response = await run('prune-packages', as('ops', 'a'));
+    assert.equal(response.status, 200);
+    const { job } = (await response.json()) as { job: { id: string; name: string } };
+    assert.equal(job.name, 'prune');
+    const maintenance = new Queue('maintenance', { connection: testRedis({ maxRetriesPerRequest: null }) });
+    defer(() => maintenance.close());
+    await waitFor('the prune run to complete', async () =>
+      (await maintenance.getJobState(job.id)) === 'completed' ? true : undefined,
     );
   });
 });

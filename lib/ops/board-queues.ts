@@ -1,0 +1,87 @@
+/**
+ * One Bull Board adapter per tydra queue and role, with what the board may do on it:
+ *  - `tasks`: the TaskInstances; the buttons admins get act on them.
+ *  - `node.<id>`: read-only. A node job is half of a TaskInstance: retried, duplicated, edited or
+ *    added by hand it runs without a package reference and strands its TaskInstance.
+ *  - `maintenance`: read-only (its prune runs from the masters' scheduler).
+ * A read-only user gets `readOnlyMode` on every queue. Cards read `hello@8531753/greet · dev-2`,
+ * data times are ISO, object progress gets the percent ring, and a TaskInstance and its node job link to each other.
+ */
+import { BullMQAdapter } from '@bull-board/api/bullMQAdapter';
+import type { ExternalJobUrl, QueueJobJson } from '@bull-board/api/dist/types.js';
+import type { Queue } from 'bullmq';
+
+import { MAINTENANCE_QUEUE } from '../../queues/maintenance.js';
+import { nodeQueueName } from '../../queues/node.js';
+import { TASKS_QUEUE } from '../../queues/tasks.js';
+import type { DashboardRole } from './dashboard-options.js';
+import { jobTitle, readableData, readableProgress } from './job-display.js';
+import { nodeIdOfQueue } from './queue-names.js';
+
+const TASKS_DESCRIPTION =
+  'TaskInstances, one job each (job id = TaskInstance id). A running TaskInstance waits in ' +
+  "waiting-children while its node job is active in its node's queue: the link on the card opens it. " +
+  'Cancel a running one with `tydra cancel ID`.';
+
+const MAINTENANCE_DESCRIPTION =
+  'Housekeeping the masters run: the package prune (scheduler prune-packages). Read-only.';
+
+const nodeDescription = (nodeId: string): string =>
+  `Runs of node ${nodeId}: the node half of each TaskInstance, with the same job id as in tasks. ` +
+  'Active here while its TaskInstance waits in waiting-children. Read-only: act on the TaskInstance in tasks.';
+
+function jobIdOf(job: QueueJobJson): string | undefined {
+  return job.id === undefined || job.id === null ? undefined : String(job.id);
+}
+
+/** The other half of a TaskInstance: its node job (from `tasks`), or its TaskInstance (from a node queue). */
+function linkedJob(queueName: string, job: QueueJobJson): ExternalJobUrl | undefined {
+  const id = jobIdOf(job);
+  if (id === undefined) {
+    return undefined;
+  }
+  if (nodeIdOfQueue(queueName) !== undefined) {
+    return { displayText: 'its TaskInstance in tasks', href: `/queue/${TASKS_QUEUE}/${encodeURIComponent(id)}` };
+  }
+  const data = job.data as { dispatch?: { nodeId?: unknown } } | undefined;
+  const nodeId = data?.dispatch?.nodeId;
+  if (queueName !== TASKS_QUEUE || typeof nodeId !== 'string' || nodeId === '') {
+    return undefined;
+  }
+  const queue = nodeQueueName(nodeId);
+  return { displayText: `its run in ${queue}`, href: `/queue/${encodeURIComponent(queue)}/${encodeURIComponent(id)}` };
+}
+
+/** Whether a queue is read-only for everyone, and what the board says about it. */
+function queuePolicy(queueName: string): { readOnly: boolean; description: string } {
+  const nodeId = nodeIdOfQueue(queueName);
+  if (nodeId !== undefined) {
+    return { readOnly: true, description: nodeDescription(nodeId) };
+  }
+  if (queueName === MAINTENANCE_QUEUE) {
+    return { readOnly: true, description: MAINTENANCE_DESCRIPTION };
+  }
+  return { readOnly: false, description: queueName === TASKS_QUEUE ? TASKS_DESCRIPTION : '' };
+}
+
+/** The adapter of `queue` on the board of `role`. */
+export function boardAdapter(queue: Queue, role: DashboardRole): BullMQAdapter {
+  const name = queue.name;
+  const policy = queuePolicy(name);
+  const adapter = new BullMQAdapter(queue, {
+    delimiter: '.',
+    readOnlyMode: role === 'read-only' || policy.readOnly,
+    description: policy.description,
+    // Bull Board's type wants a link for every job; a job with no other half has none to give.
+    externalJobUrl: ((job: QueueJobJson) => linkedJob(name, job)) as (job: QueueJobJson) => ExternalJobUrl,
+  });
+  adapter.setFormatter('name', (job: { name?: string; data?: unknown }) => jobTitle(name, job));
+  adapter.setFormatter('data', readableData);
+  adapter.setFormatter('progress', readableProgress);
+  return adapter;
+}
+
+/** The board's queue order: `tasks` first, then the nodes by id, then `maintenance`. */
+export function boardQueueNames(nodeIds: string[]): string[] {
+  return [TASKS_QUEUE, ...[...nodeIds].sort().map(nodeQueueName), MAINTENANCE_QUEUE];
+}
