@@ -14,6 +14,7 @@ import type { Redis } from 'ioredis';
 import { z } from 'zod';
 
 import { NODE_JOB_OPTIONS, nodeQueueName } from '../../queues/node.js';
+import { WORKUNITS_QUEUE, type WorkunitBatchData } from '../../queues/workunits.js';
 import {
   TASK_INSTANCE_JOB,
   TASKS_JOB_OPTIONS,
@@ -24,7 +25,9 @@ import {
 import { InvalidOptionError, TaskCancelledError, TaskNotFoundError, UnknownTaskError } from '../core/errors.js';
 import { settlesWithin } from '../core/bounded-close.js';
 import { dropConnections } from '../redis/force-disconnect.js';
+import { stopParallel } from '../cluster/parallel-stop.js';
 import { cancelChannel } from '../redis/keys.js';
+import { endParallel } from '../redis/parallel-commands.js';
 import type { Logger } from '../core/logger.js';
 import { type NodeInfo, NodeRegistry } from '../cluster/node-registry.js';
 import { type CompiledTydraOptions, compileTydraOptions, type TydraOptions } from './options.js';
@@ -93,6 +96,7 @@ export class Tydra {
   private readonly tasksQueue: Queue<TaskInstanceData, TaskInstanceResult>;
   /** Read-only handles on node queues (`status()` asks them whether a job is active), by node id. */
   private readonly nodeQueues = new Map<string, Queue>();
+  private workunitsQueue: Queue<WorkunitBatchData> | undefined;
   /** What each TaskRun gets: the client's queue, events, cancel and status, and nothing else. */
   private readonly runContext: TaskRunContext;
   private queueEvents: QueueEvents | undefined;
@@ -197,9 +201,18 @@ export class Tydra {
     }
     // Remembered first: a master or node that picks the job up after this point sees it.
     await writeCancelRecord(this.redis, id, job.data.ref);
+    const parallel = job.data.kind === 'parallel';
+    if (parallel) {
+      // Its workunits run on every node, and its coordinator may be parked (not running, so
+      // not listening): stop them from here.
+      await stopParallel(this.redis, this.workunits(), id, { kind: 'cancelled' });
+    }
     try {
       // Fails when the TaskInstance or its node job is locked, i.e. being worked on.
       await job.remove();
+      if (parallel) {
+        await endParallel(this.redis, id);
+      }
       await this.store.releaseRef(id, job.data.package);
       await this.redis.publish(cancelChannel, id);
       this.logger.info({ instanceId: id }, 'TaskInstance cancelled before it started: removed');
@@ -274,7 +287,7 @@ export class Tydra {
    */
   close(): Promise<void> {
     this.closing ??= (async () => {
-      const nodeQueues = [...this.nodeQueues.values()];
+      const nodeQueues = [...this.nodeQueues.values(), ...(this.workunitsQueue ? [this.workunitsQueue] : [])];
       this.nodeQueues.clear();
       const graceful = (async () => {
         await Promise.allSettled([
@@ -320,6 +333,18 @@ export class Tydra {
    * Where a node queue is asked about one job: the client's own connection, one handle per node
    * kept open (a status poll must not open and close a Queue per call).
    */
+  /** The shared `workunits` queue, opened on first use (a cancel of a parallel TaskInstance). */
+  private workunits(): Queue<WorkunitBatchData> {
+    if (this.workunitsQueue === undefined) {
+      this.workunitsQueue = new Queue<WorkunitBatchData>(WORKUNITS_QUEUE, {
+        connection: this.redis,
+        ...BOUNDED_QUEUE_OPTIONS,
+      });
+      this.workunitsQueue.on('error', (error) => this.logger.warn({ err: error.message }, 'workunits queue error'));
+    }
+    return this.workunitsQueue;
+  }
+
   private nodeQueue(nodeId: string): Queue {
     let queue = this.nodeQueues.get(nodeId);
     if (queue === undefined) {

@@ -7,13 +7,10 @@
 import { readFile } from 'node:fs/promises';
 import { join } from 'node:path';
 
-import { DelayedError, type Job, type Queue, UnrecoverableError } from 'bullmq';
-import type { Redis } from 'ioredis';
+import { DelayedError, type Job, UnrecoverableError } from 'bullmq';
 
 import { type NodeJobData, nodeJobSchema } from '../../queues/node.js';
-import type { WorkunitBatchData } from '../../queues/workunits.js';
 import { recordedEnding, type TaskEnding, withoutEnding } from '../../queues/task-ending.js';
-import type { CgroupSupport } from '../../sandbox/launcher/cgroup/support.js';
 import { runTask } from '../../sandbox/launcher/run-task.js';
 import {
   InfrastructureError,
@@ -27,46 +24,21 @@ import {
   UnknownTaskError,
 } from '../core/errors.js';
 import { describeLimit, resolveLimits } from '../core/limits.js';
-import type { Logger } from '../core/logger.js';
-import type { PackageCache } from '../packages/cache/package-cache.js';
 import { MANIFEST_FILE, parseManifest, taskKind } from '../packages/manifest.js';
-import type { CancelListener } from './cancel-listener.js';
-import type { CompiledNodeOptions } from './options.js';
 import { coordinate, endUnits } from './parallel/coordinator.js';
-import type { InstanceReporter } from './parallel/instance-report.js';
+import type { ExecutionEnv } from './execution-env.js';
 import { RedisMirror } from './redis-mirror.js';
-import type { SlotGate } from './slot-gate.js';
 
 /** Sandbox set-up failures a TaskInstance may meet on one node before it fails for good. */
 const MAX_INFRA_FAILURES = 3;
-
-/** What a node gives each run: its options, cache, cancel listener and sandbox tools. */
-export interface ExecutionEnv {
-  nodeId: string;
-  options: Pick<CompiledNodeOptions, 'taskLimits' | 'maxTaskLimits' | 'sandboxUser'>;
-  cache: PackageCache;
-  tasksQueue: Queue;
-  cancels: CancelListener;
-  logger: Logger;
-  /** Absolute path of bwrap; undefined runs task processes WITHOUT a sandbox (development only). */
-  bwrap: string | undefined;
-  prlimit: string | undefined;
-  cgroups: CgroupSupport | undefined;
-  runtimeDir: string | undefined;
-  redis: Redis;
-  /** The node's slots, shared with its workunit batches. */
-  gate: SlotGate;
-  reporter: InstanceReporter;
-  workunitsQueue: Queue<WorkunitBatchData>;
-  /** Slots of all live nodes (at least 1), for sizing workunit batches and holding split back. */
-  clusterSlots: () => Promise<number>;
-}
 
 /**
  * The processor of the node's BullMQ Worker (job data is parsed here, invalid data included).
  * A failure is recorded as the job's ending before BullMQ fails the job: BullMQ would keep only
  * its message, which the task chooses.
  */
+export type { ExecutionEnv } from './execution-env.js';
+
 export async function executeNodeJob(env: ExecutionEnv, job: Job<NodeJobData>, token?: string): Promise<unknown> {
   if (recordedEnding(job.data) !== undefined) {
     // Left by an earlier attempt: it must not describe this one if this one ends unrecorded.

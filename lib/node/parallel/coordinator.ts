@@ -33,7 +33,7 @@ import {
 } from '../../redis/parallel-commands.js';
 import { type PhaseEntry, parallelEntries, type ParallelTaskSpec } from '../../packages/manifest.js';
 import type { RedisMirror } from '../redis-mirror.js';
-import type { ExecutionEnv } from '../task-execution.js';
+import type { ExecutionEnv } from '../execution-env.js';
 import { parallelProgress } from './instance-report.js';
 import { UnitEnqueuer } from './unit-enqueuer.js';
 

@@ -16,7 +16,7 @@ import type { Logger } from '../../core/logger.js';
 import type { CacheLease } from '../../packages/cache/package-cache.js';
 import { MANIFEST_FILE, parseManifest, parallelEntries, type PhaseEntry } from '../../packages/manifest.js';
 import type { ParallelMeta } from '../../redis/parallel-commands.js';
-import type { ExecutionEnv } from '../task-execution.js';
+import type { ExecutionEnv } from '../execution-env.js';
 
 const IDLE_MS = 3000;
 

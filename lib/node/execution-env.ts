@@ -1,0 +1,33 @@
+/** What a node gives each run of a node job or a workunit batch, fixed once its sandbox is prepared. */
+import type { Queue } from 'bullmq';
+import type { Redis } from 'ioredis';
+
+import type { WorkunitBatchData } from '../../queues/workunits.js';
+import type { CgroupSupport } from '../../sandbox/launcher/cgroup/support.js';
+import type { Logger } from '../core/logger.js';
+import type { PackageCache } from '../packages/cache/package-cache.js';
+import type { CancelListener } from './cancel-listener.js';
+import type { CompiledNodeOptions } from './options.js';
+import type { InstanceReporter } from './parallel/instance-report.js';
+import type { SlotGate } from './slot-gate.js';
+
+export interface ExecutionEnv {
+  nodeId: string;
+  options: Pick<CompiledNodeOptions, 'taskLimits' | 'maxTaskLimits' | 'sandboxUser'>;
+  cache: PackageCache;
+  tasksQueue: Queue;
+  cancels: CancelListener;
+  logger: Logger;
+  /** Absolute path of bwrap; undefined runs task processes WITHOUT a sandbox (development only). */
+  bwrap: string | undefined;
+  prlimit: string | undefined;
+  cgroups: CgroupSupport | undefined;
+  runtimeDir: string | undefined;
+  redis: Redis;
+  /** The node's slots, shared with its workunit batches. */
+  gate: SlotGate;
+  reporter: InstanceReporter;
+  workunitsQueue: Queue<WorkunitBatchData>;
+  /** Slots of all live nodes (at least 1), for sizing workunit batches and holding split back. */
+  clusterSlots: () => Promise<number>;
+}
