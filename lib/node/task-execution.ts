@@ -214,6 +214,15 @@ export function endingOf(error: unknown, signal?: AbortSignal): TaskEnding {
 }
 
 /**
+ * An ending tydra decided (cancel, timeout, limit, refusal) reads as its message alone: the stack
+ * BullMQ would store is the node's own code, meaningless to whoever reads the failed job.
+ */
+function withoutStack(error: Error): Error {
+  error.stack = error.message;
+  return error;
+}
+
+/**
  * What BullMQ gets: `UnrecoverableError` for what a retry cannot fix, a plain Error carrying the
  * task's own message and stack (BullMQ stores them as the failure reason and stack trace).
  */
@@ -221,14 +230,16 @@ function toBullMQError(error: unknown, ending: TaskEnding, data: Partial<NodeJob
   const message = error instanceof Error ? error.message : String(error);
   switch (ending.kind) {
     case 'cancelled':
-      return new UnrecoverableError(new TaskCancelledError(data?.instanceId ?? '').message);
+      return withoutStack(new UnrecoverableError(new TaskCancelledError(data?.instanceId ?? '').message));
     case 'timeout':
     case 'limit':
       // Not retried unless asked: a task that broke a limit would most likely break it again.
-      return data?.retryOnLimit === true && error instanceof Error ? error : new UnrecoverableError(message);
+      return withoutStack(
+        data?.retryOnLimit === true && error instanceof Error ? new Error(message) : new UnrecoverableError(message),
+      );
     case 'rejected':
     case 'infrastructure':
-      return new UnrecoverableError(message);
+      return withoutStack(new UnrecoverableError(message));
     default:
       break;
   }
