@@ -113,7 +113,8 @@ export class Tydra {
     const checked = parseOptions(submitOptionsSchema, options, 'submit option');
     const inputJson = serialiseInput(input, this.options.maxInputBytes);
     const version = await this.store.resolve(parsed.name, parsed.version);
-    if (version.manifest.tasks[parsed.task] === undefined) {
+    const spec = version.manifest.tasks[parsed.task];
+    if (spec === undefined) {
       const known = Object.keys(version.manifest.tasks).join(', ');
       throw new UnknownTaskError(
         `Expected package ${version.name}@${version.sha1.slice(0, 12)} to define task ${parsed.task}, got only: ${known}`,
@@ -128,6 +129,8 @@ export class Tydra {
       input: JSON.parse(inputJson) as unknown,
       attempts: checked.attempts ?? 1,
       submittedAt: Date.now(),
+      // The master runs a sequence itself, a parallel task through its coordinator: it reads the kind here.
+      ...(spec.kind !== undefined && spec.kind !== 'simple' ? { kind: spec.kind } : {}),
       ...(checked.timeoutMs !== undefined ? { timeoutMs: checked.timeoutMs } : {}),
       ...(checked.limits !== undefined ? { limits: checked.limits } : {}),
       ...(checked.retryOnLimit ? { retryOnLimit: true } : {}),
@@ -166,21 +169,50 @@ export class Tydra {
     }
     // Remembered first: a master or node that picks the job up after this point sees it.
     await writeCancelRecord(this.redis, id, job.data.ref);
-    try {
-      // Fails when the TaskInstance or its node job is locked, i.e. being worked on.
-      await job.remove();
-      await this.store.releaseRef(id, job.data.package);
-      await this.redis.publish(cancelChannel, id);
-      this.logger.info({ instanceId: id }, 'TaskInstance cancelled before it started: removed');
-      return { id, outcome: 'removed' };
-    } catch (error) {
-      this.logger.debug(
-        { instanceId: id, err: (error as Error).message },
-        'TaskInstance is running: asking its node to kill it',
-      );
+    // A sequence parked on its step is not removed whole (its finished steps with it): its
+    // step's children are cancelled below, and the master then fails it as cancelled.
+    const sequence = job.data.kind === 'sequence';
+    if (!sequence || state !== 'waiting-children') {
+      try {
+        // Fails when the TaskInstance or its node job is locked, i.e. being worked on.
+        await job.remove();
+        await this.store.releaseRef(id, job.data.package);
+        await this.redis.publish(cancelChannel, id);
+        this.logger.info({ instanceId: id }, 'TaskInstance cancelled before it started: removed');
+        return { id, outcome: 'removed' };
+      } catch (error) {
+        this.logger.debug(
+          { instanceId: id, err: (error as Error).message },
+          'TaskInstance is running: asking its node to kill it',
+        );
+      }
+    }
+    if (sequence) {
+      await this.cancelSteps(job);
     }
     await this.redis.publish(cancelChannel, id);
     return { id, outcome: 'cancelling' };
+  }
+
+  /**
+   * Cancels the children a sequence waits for (its current step), each as `cancel` does (a nested
+   * sequence in turn). Listed after the sequence's cancel request was written: a child a master
+   * adds later reads that request when it is dispatched, and fails as cancelled.
+   */
+  private async cancelSteps(job: Job<TaskInstanceData, TaskInstanceResult>): Promise<void> {
+    const prefix = `${this.tasksQueue.qualifiedName}:`;
+    let cursor = 0;
+    do {
+      const page = await job.getDependencies({ unprocessed: { cursor, count: 100 } });
+      for (const key of page.unprocessed ?? []) {
+        if (key.startsWith(prefix)) {
+          await this.cancel(key.slice(prefix.length)).catch((error: Error) =>
+            this.logger.debug({ instanceId: job.id, child: key, err: error.message }, 'could not cancel a step'),
+          );
+        }
+      }
+      cursor = page.nextUnprocessedCursor ?? 0;
+    } while (cursor !== 0);
   }
 
   /** Deployed package names. */
@@ -336,6 +368,8 @@ export class Tydra {
       state = 'cancelled';
     } else if (jobState === 'completed' || jobState === 'failed') {
       state = jobState;
+    } else if (jobState === 'waiting-children' && job.data.kind === 'sequence') {
+      state = 'running';
     } else if (jobState === 'waiting-children' && nodeId !== undefined) {
       state = (await this.nodeQueue(nodeId).getJobState(id)) === 'active' ? 'running' : 'dispatched';
     } else {

@@ -39,10 +39,21 @@ const taskSchema = z
       .optional(),
     /** This task's limits; override the package's, capped by each node's maxima. */
     limits: taskLimitsSchema.optional(),
+    // Minimal stand-in (branch wt-sequence only) until the manifest helper's TaskSpec union lands.
+    kind: z.enum(['simple', 'parallel', 'sequence']).optional(),
+    steps: z
+      .array(z.union([z.string(), z.strictObject({ all: z.array(z.string()).min(2).max(16) })]))
+      .min(1)
+      .max(64)
+      .optional(),
   })
-  .refine((task) => (task.module === undefined) !== (task.command === undefined), {
-    message: 'exactly one of `module` or `command`',
-  });
+  .refine(
+    (task) =>
+      task.kind === 'sequence'
+        ? task.steps !== undefined && task.module === undefined && task.command === undefined
+        : (task.module === undefined) !== (task.command === undefined),
+    { message: 'exactly one of `module` or `command` (a sequence: `steps` only)' },
+  );
 
 const manifestSchema = z.strictObject({
   name: z.string().regex(PACKAGE_NAME_PATTERN, `a package name matching ${PACKAGE_NAME_PATTERN}`),
