@@ -6,6 +6,7 @@ import type { Redis } from 'ioredis';
 import type { Tydra } from '../../lib/client/client.js';
 import { TaskCancelledError, TaskFailedError } from '../../lib/core/errors.js';
 import type { TaskProgress } from '../../queues/progress.js';
+import { TASK_INSTANCE_JOB, TASKS_JOB_OPTIONS } from '../../queues/tasks.js';
 import { defer, makePackage, startCluster, startNode, testClient, testRedis, waitFor } from '../helpers.js';
 import { pidsWithEnv } from '../processes.js';
 
@@ -19,11 +20,14 @@ function sequencePackage(version: string): Promise<string> {
         double: { module: 'double.mjs' },
         inc: { module: 'inc.mjs' },
         square: { module: 'square.mjs' },
-        sum: { module: 'sum.mjs' },
+        join: { module: 'join.mjs' },
         fail: { module: 'fail.mjs' },
         hang: { module: 'hang.mjs' },
         version: { module: 'version.mjs' },
-        calc: { kind: 'sequence', steps: ['double', { all: ['inc', 'square'] }, 'sum'] },
+        calc: { kind: 'sequence', steps: ['double', { all: ['inc', 'square'] }, 'join'] },
+        outer: { kind: 'sequence', steps: ['calc', 'inc'] },
+        nestedlong: { kind: 'sequence', steps: ['inc', 'long'] },
+        fastfail: { kind: 'sequence', steps: ['double', { all: ['hang', 'fail'] }, 'inc'] },
         broken: { kind: 'sequence', steps: ['double', 'fail', 'inc'] },
         long: { kind: 'sequence', steps: ['double', 'hang', 'inc'] },
         versions: { kind: 'sequence', steps: ['version', 'version'] },
@@ -32,7 +36,7 @@ function sequencePackage(version: string): Promise<string> {
     'double.mjs': 'export default (n) => n * 2;\n',
     'inc.mjs': 'export default (n) => n + 1;\n',
     'square.mjs': 'export default (n) => n * n;\n',
-    'sum.mjs': 'export default (values) => values.reduce((a, b) => a + b, 0);\n',
+    'join.mjs': "export default (values) => values.join('-');\n",
     'fail.mjs': 'export default (n) => {\n  throw new Error(`no step past ${n}`);\n};\n',
     // Never returns and ignores SIGTERM: only a kill ends it.
     'hang.mjs':
@@ -81,14 +85,14 @@ describe('sequences (@integration)', function () {
         progress.push(data as TaskProgress);
       }
     });
-    // 3 → double 6 → [inc 7, square 36] → sum 43
-    assert.equal(await run.result(), 43);
+    // 3 → double 6 → [inc 7, square 36] → join '7-36'
+    assert.equal(await run.result(), '7-36');
     const status = await run.status();
     assert.equal(status.state, 'completed');
     for (const line of [
       `step 1/3 double started: ${run.id}.s0`,
       `step 2/3 all(inc, square) started: ${run.id}.s1.0, ${run.id}.s1.1`,
-      `step 3/3 sum started: ${run.id}.s2`,
+      `step 3/3 join started: ${run.id}.s2`,
     ]) {
       assert.ok(status.logs.includes(line), `no "${line}" in: ${status.logs.join(' | ')}`);
     }
@@ -111,7 +115,7 @@ describe('sequences (@integration)', function () {
         [2, 100],
       ],
     );
-    assert.deepEqual(progress.at(-1), { percent: 100, step: { index: 2, name: 'sum' }, steps: 3 });
+    assert.deepEqual(progress.at(-1), { percent: 100, step: { index: 2, name: 'join' }, steps: 3 });
   });
 
   it('fails with the failing step named, its message and stack; later steps never start', async () => {
@@ -128,6 +132,59 @@ describe('sequences (@integration)', function () {
     await waitFor('every reference released', async () =>
       (await holders(redis, sha1)).length === 0 ? true : undefined,
     );
+  });
+
+  it('runs a sequence as a step of another (nested steps of the same version)', async () => {
+    await startCluster(1);
+    const { tydra } = await deployed();
+    const run = await tydra.submit('seq/outer', 3);
+    // calc: 3 → '7-36'; inc: '7-36' + 1 → '7-361' (JavaScript's + on a string)
+    assert.equal(await run.result(), '7-361');
+    assert.equal((await tydra.run(`${run.id}.s0.s1.1`).status()).result, 36);
+  });
+
+  it('a failed branch of an `all` step fails the sequence at once and stops the other branch', async () => {
+    await startCluster(1);
+    const { tydra, sha1, redis } = await deployed();
+    const run = await tydra.submit('seq/fastfail', 1, { timeoutMs: 60_000 });
+    const error = await rejection(run.result());
+    assert.ok(error instanceof TaskFailedError && !(error instanceof TaskCancelledError), String(error));
+    assert.equal(error.message, 'step 2 (fail) failed: no step past 2');
+    const hanging = tydra.run(`${run.id}.s1.0`);
+    await waitFor('the hanging branch to end cancelled', async () =>
+      (await hanging.status()).state === 'cancelled' ? true : undefined,
+    );
+    await waitFor('no process of the hanging branch', async () =>
+      (await pidsWithEnv('TYDRA_INSTANCE_ID', hanging.id)).length === 0 ? true : undefined,
+    );
+    assert.equal(await Job.fromId(tasksQueue(redis), `${run.id}.s2`), undefined);
+    await waitFor('every reference released', async () =>
+      (await holders(redis, sha1)).length === 0 ? true : undefined,
+    );
+  });
+
+  it('picks up after a master crash between recording a step and adding its children', async () => {
+    const { tydra, sha1, redis } = await deployed();
+    const queue = tasksQueue(redis);
+    const id = 'crashed-sequence';
+    const base = { package: { name: 'seq', sha1 }, attempts: 1, submittedAt: Date.now() };
+    // What a master leaves when it dies after recording step 2 and adding its first branch only.
+    await queue.add(
+      TASK_INSTANCE_JOB,
+      { ...base, ref: `seq@${sha1}/calc`, task: 'calc', input: 3, kind: 'sequence', sequence: { step: 1, input: 6 } },
+      { ...TASKS_JOB_OPTIONS, jobId: id },
+    );
+    await queue.add(
+      TASK_INSTANCE_JOB,
+      { ...base, ref: `seq@${sha1}/inc`, task: 'inc', input: 6, parentSequence: { id, step: 1, branch: 0 } },
+      { ...TASKS_JOB_OPTIONS, jobId: `${id}.s1.0`, parent: { id, queue: 'bull:tasks' }, continueParentOnFailure: true },
+    );
+    await startCluster(1);
+    assert.equal(await tydra.run(id).result(), '7-36');
+    const { logs } = await tydra.run(id).status();
+    assert.ok(logs.includes(`step 2/3 all(inc, square) started again: ${id}.s1.1`), logs.join(' | '));
+    assert.ok(logs.includes(`step 3/3 join started: ${id}.s2`), logs.join(' | '));
+    assert.equal((await tydra.run(`${id}.s1.0`).status()).logs.filter((line) => line.startsWith('running')).length, 1);
   });
 
   it('cancel while step 2 runs kills it, starts no later step, and ends the sequence cancelled', async () => {
@@ -148,6 +205,28 @@ describe('sequences (@integration)', function () {
     assert.equal((await run.status()).state, 'cancelled');
     assert.equal((await tydra.run(step2).status()).state, 'cancelled');
     assert.equal(await Job.fromId(tasksQueue(redis), `${run.id}.s2`), undefined);
+    await waitFor('every reference released', async () =>
+      (await holders(redis, sha1)).length === 0 ? true : undefined,
+    );
+  });
+
+  it('cancel reaches the running step of a nested sequence', async () => {
+    await startCluster(1);
+    const { tydra, sha1, redis } = await deployed();
+    const run = await tydra.submit('seq/nestedlong', 1, { timeoutMs: 60_000 });
+    const inner = `${run.id}.s1`;
+    const hanging = `${inner}.s1`;
+    await waitFor('the inner step to run', async () =>
+      (await pidsWithEnv('TYDRA_INSTANCE_ID', hanging)).length > 0 ? true : undefined,
+    );
+    assert.deepEqual(await run.cancel(), { id: run.id, outcome: 'cancelling' });
+    assert.ok((await rejection(run.result())) instanceof TaskCancelledError);
+    await waitFor('no process of the inner step', async () =>
+      (await pidsWithEnv('TYDRA_INSTANCE_ID', hanging)).length === 0 ? true : undefined,
+    );
+    for (const id of [inner, hanging]) {
+      assert.equal((await tydra.run(id).status()).state, 'cancelled', id);
+    }
     await waitFor('every reference released', async () =>
       (await holders(redis, sha1)).length === 0 ? true : undefined,
     );
