@@ -33,7 +33,7 @@ export interface StepChild {
 /** What the children of a step came to. */
 export type StepOutcome =
   | { kind: 'done'; value: unknown }
-  | { kind: 'failed'; child: StepChild; reason: string; pending: StepChild[] }
+  | { kind: 'failed'; failed: Array<{ child: StepChild; reason: string }>; pending: StepChild[] }
   | { kind: 'pending'; pending: StepChild[] };
 
 export function stepChildren(sequenceId: string, plan: SequencePlan, step: number): StepChild[] {
@@ -50,7 +50,7 @@ export function stepChildren(sequenceId: string, plan: SequencePlan, step: numbe
 
 /**
  * Reads the step's children's ends from the sequence's own hashes (values and failures stay
- * there even once retention removed a child): a failed child wins, then all done, else pending.
+ * there even once retention removed a child): failed children win, then all done, else pending.
  */
 export async function stepOutcome(job: TaskInstanceJob, children: StepChild[]): Promise<StepOutcome> {
   const [values, failures] = await Promise.all([job.getChildrenValues<unknown>(), job.getIgnoredChildrenFailures()]);
@@ -58,9 +58,11 @@ export async function stepOutcome(job: TaskInstanceJob, children: StepChild[]): 
   const pending = children.filter(
     (child) => !Object.hasOwn(values, keyOf(child)) && !Object.hasOwn(failures, keyOf(child)),
   );
-  const failed = children.find((child) => Object.hasOwn(failures, keyOf(child)));
-  if (failed !== undefined) {
-    return { kind: 'failed', child: failed, reason: failures[keyOf(failed)] ?? '', pending };
+  const failed = children
+    .filter((child) => Object.hasOwn(failures, keyOf(child)))
+    .map((child) => ({ child, reason: failures[keyOf(child)] ?? '' }));
+  if (failed.length > 0) {
+    return { kind: 'failed', failed, pending };
   }
   if (pending.length > 0) {
     return { kind: 'pending', pending };

@@ -68,6 +68,7 @@ export async function runSequence(
       }
     }
     if (await job.moveToWaitingChildren(token)) {
+      await stopAfterEarlyFailure(deps, job, plan);
       throw new WaitingChildrenError();
     }
     // Every child of the step ended before the sequence could park: look at them now.
@@ -105,7 +106,7 @@ async function advance(
   const label = plan.steps[step]?.label ?? '';
   switch (outcome.kind) {
     case 'failed':
-      throw await failStep(deps, job, step, outcome, outcome.pending);
+      throw await failStep(deps, job, step, await causeOf(deps, outcome.failed), outcome.pending);
     case 'pending': {
       // A step cancelled by its own id before it started was removed, not failed: that ends the sequence too.
       const cancelled = await firstCancelled(deps.redis, outcome.pending);
@@ -166,6 +167,39 @@ async function failStep(
   }
   await job.log(`step ${step + 1} ${child.task} failed: ${child.id}: ${reason}`);
   return failWith(job, ending ?? recordedEnding(failed?.data) ?? { kind: 'failed' }, error);
+}
+
+/**
+ * The failure that ends the step: the first failed branch not cancelled, since branches the
+ * master cancelled after a failure (see below) fail too; a cancelled one only when no other failed.
+ */
+async function causeOf(
+  deps: SequenceDeps,
+  failed: Array<{ child: StepChild; reason: string }>,
+): Promise<{ child: StepChild; reason: string }> {
+  for (const failure of failed) {
+    const child = await Job.fromId<TaskInstanceData>(deps.tasksQueue(), failure.child.id);
+    if (recordedEnding(child?.data)?.kind !== 'cancelled') {
+      return failure;
+    }
+  }
+  return failed[0] ?? { child: { id: '', task: '', branch: undefined }, reason: '' };
+}
+
+/**
+ * A branch that failed while the sequence was still active (between the adds and parking) did not
+ * bring the sequence back (`continueParentOnFailure` moves only a parked parent). The sequence is
+ * now parked on the other branches: ask them to stop, so it comes back now rather than when they end.
+ */
+async function stopAfterEarlyFailure(deps: SequenceDeps, job: TaskInstanceJob, plan: SequencePlan): Promise<void> {
+  const step = job.data.sequence?.step;
+  if (step === undefined || plan.steps[step]?.all !== true) {
+    return;
+  }
+  const outcome = await stepOutcome(job, stepChildren(job.id ?? '', plan, step));
+  if (outcome.kind === 'failed' && outcome.pending.length > 0) {
+    await cancelChildren(deps.redis, outcome.pending, job.data.ref);
+  }
 }
 
 /** The first of `children` whose cancel was asked for, if any. */
