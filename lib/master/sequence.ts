@@ -148,6 +148,7 @@ async function startStep(
   const ids = await addMissingChildren(adders(deps), job, plan, step, input);
   const label = plan.steps[step]?.label ?? '';
   await job.log(`step ${step + 1}/${plan.steps.length} ${label} started: ${ids.join(', ')}`);
+  deps.logger.debug({ instanceId: job.id, step, children: ids }, 'sequence step started');
 }
 
 /** Fails the sequence with the child's message (named by step) and stack; the other branches are asked to stop. */
