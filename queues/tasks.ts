@@ -54,6 +54,14 @@ export interface TaskInstanceData {
   takenBackFrom?: string[];
   /** How it ended, recorded by the master just before it fails the job (see `task-ending.ts`). */
   ending?: TaskEnding;
+  /**
+   * A sequence: the step under way (0-based), recorded by the master before it adds the step's
+   * children, and that step's input (the previous step's output; absent for the first step, whose
+   * input is `input`). Only the step under way is kept: earlier outputs are not needed any more.
+   */
+  sequence?: { step: number; input?: unknown };
+  /** A step of a sequence: the sequence's TaskInstance id, its step (0-based) and, in an `all` step, the branch. */
+  parentSequence?: { id: string; step: number; branch?: number };
 }
 
 /** What a master checks before acting on a TaskInstance job. */
@@ -73,6 +81,10 @@ export const taskInstanceSchema = z.object({
   lostNodes: z.array(z.string()).optional(),
   takenBackFrom: z.array(z.string()).optional(),
   ending: taskEndingSchema.optional(),
+  sequence: z.object({ step: z.number().int().min(0), input: z.unknown().optional() }).optional(),
+  parentSequence: z
+    .object({ id: z.string().min(1), step: z.number().int().min(0), branch: z.number().int().min(0).optional() })
+    .optional(),
 });
 
 /** The result of a TaskInstance is whatever JSON value the task returned. */

@@ -207,24 +207,53 @@ export class Tydra {
       // not listening): stop them from here.
       await stopParallel(this.redis, this.workunits(), id, { kind: 'cancelled' });
     }
-    try {
-      // Fails when the TaskInstance or its node job is locked, i.e. being worked on.
-      await job.remove();
-      if (parallel) {
-        await endParallel(this.redis, id);
+    // A sequence parked on its step is not removed whole (its finished steps with it): its
+    // step's children are cancelled below, and the master then fails it as cancelled.
+    const sequence = job.data.kind === 'sequence';
+    if (!sequence || state !== 'waiting-children') {
+      try {
+        // Fails when the TaskInstance or its node job is locked, i.e. being worked on.
+        await job.remove();
+        if (parallel) {
+          await endParallel(this.redis, id);
+        }
+        await this.store.releaseRef(id, job.data.package);
+        await this.redis.publish(cancelChannel, id);
+        this.logger.info({ instanceId: id }, 'TaskInstance cancelled before it started: removed');
+        return { id, outcome: 'removed' };
+      } catch (error) {
+        this.logger.debug(
+          { instanceId: id, err: (error as Error).message },
+          'TaskInstance is running: asking its node to kill it',
+        );
       }
-      await this.store.releaseRef(id, job.data.package);
-      await this.redis.publish(cancelChannel, id);
-      this.logger.info({ instanceId: id }, 'TaskInstance cancelled before it started: removed');
-      return { id, outcome: 'removed' };
-    } catch (error) {
-      this.logger.debug(
-        { instanceId: id, err: (error as Error).message },
-        'TaskInstance is running: asking its node to kill it',
-      );
+    }
+    if (sequence) {
+      await this.cancelSteps(job);
     }
     await this.redis.publish(cancelChannel, id);
     return { id, outcome: 'cancelling' };
+  }
+
+  /**
+   * Cancels the children a sequence waits for (its current step), each as `cancel` does (a nested
+   * sequence in turn). Listed after the sequence's cancel request was written: a child a master
+   * adds later reads that request when it is dispatched, and fails as cancelled.
+   */
+  private async cancelSteps(job: Job<TaskInstanceData, TaskInstanceResult>): Promise<void> {
+    const prefix = `${this.tasksQueue.qualifiedName}:`;
+    let cursor = 0;
+    do {
+      const page = await job.getDependencies({ unprocessed: { cursor, count: 100 } });
+      for (const key of page.unprocessed ?? []) {
+        if (key.startsWith(prefix)) {
+          await this.cancel(key.slice(prefix.length)).catch((error: Error) =>
+            this.logger.debug({ instanceId: job.id, child: key, err: error.message }, 'could not cancel a step'),
+          );
+        }
+      }
+      cursor = page.nextUnprocessedCursor ?? 0;
+    } while (cursor !== 0);
   }
 
   /** Deployed package names. */
@@ -392,6 +421,8 @@ export class Tydra {
       state = 'cancelled';
     } else if (jobState === 'completed' || jobState === 'failed') {
       state = jobState;
+    } else if (jobState === 'waiting-children' && job.data.kind === 'sequence') {
+      state = 'running';
     } else if (jobState === 'waiting-children' && nodeId !== undefined) {
       state = (await this.nodeQueue(nodeId).getJobState(id)) === 'active' ? 'running' : 'dispatched';
     } else {

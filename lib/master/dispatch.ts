@@ -17,10 +17,10 @@ import type { NodeRegistry } from '../cluster/node-registry.js';
 import { TaskCancelledError } from '../core/errors.js';
 import type { Logger } from '../core/logger.js';
 import type { PackageStore } from '../packages/store.js';
-import { cancelKey } from '../redis/keys.js';
 import { clearTakenBack, readTakenBack } from '../redis/sweep-commands.js';
 import { chooseNode } from './choose-node.js';
 import type { CompiledMasterOptions } from './options.js';
+import { cancelRequested } from './sequence-children.js';
 import { failWith, type TaskInstanceJob } from './settle.js';
 
 export interface DispatchDeps {
@@ -41,7 +41,9 @@ export interface DispatchDeps {
  */
 export async function dispatch(deps: DispatchDeps, job: TaskInstanceJob, token: string): Promise<void> {
   const instanceId = job.id ?? '';
-  if ((await deps.redis.exists(cancelKey(instanceId))) === 1) {
+  // A step of a sequence also stops when its sequence was cancelled (the client's cascade may
+  // have listed the sequence's children before this one was added).
+  if (await cancelRequested(deps.redis, [instanceId, job.data.parentSequence?.id])) {
     const cancelled = new TaskCancelledError(instanceId);
     throw await failWith(job, { kind: 'cancelled' }, new UnrecoverableError(cancelled.message));
   }

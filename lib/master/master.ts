@@ -3,7 +3,7 @@
  * its lifecycle (start, close) and the step that routes a TaskInstance.
  *
  * A TaskInstance is processed in steps (BullMQ's "process step jobs" pattern), so no master
- * holds it while it runs and any master may finish it:
+ * holds it while it runs and any master may finish it (a sequence is stepped in `sequence.ts`):
  *  1. dispatch (`dispatch.ts`): pick a node, record it in the job data, add the node job as a
  *     child of the TaskInstance, park the TaskInstance in `waiting-children`;
  *  2. settle (`settle.ts`): when the child completes or fails, BullMQ queues the TaskInstance
@@ -27,6 +27,7 @@ import { dispatch, type DispatchDeps } from './dispatch.js';
 import { sweepDeadNodes } from './node-sweeper.js';
 import { type CompiledMasterOptions, compileMasterOptions, type MasterOptions } from './options.js';
 import { PruneJob } from './prune-job.js';
+import { runSequence, type SequenceDeps } from './sequence.js';
 import { releaseIfFinal, settle, type TaskInstanceJob } from './settle.js';
 
 export type { PruneSummary } from './prune-job.js';
@@ -42,6 +43,7 @@ export class Master {
   private readonly pruneJob: PruneJob;
   private readonly nodeQueues = new Map<string, Queue<NodeJobData>>();
   private readonly dispatchDeps: DispatchDeps;
+  private readonly sequenceDeps: SequenceDeps;
   private worker: Worker<TaskInstanceData, TaskInstanceResult> | undefined;
   private tasksQueue: Queue<TaskInstanceData> | undefined;
   private sweepTimer: NodeJS.Timeout | undefined;
@@ -73,12 +75,26 @@ export class Master {
       nodeQueue: (nodeId) => this.nodeQueue(nodeId),
       nextTurn: () => (this.turn += 1),
     };
+    this.sequenceDeps = {
+      redis: this.redis,
+      store: this.store,
+      logger: this.logger,
+      tasksQueue: () => {
+        if (this.tasksQueue === undefined) {
+          throw new IllegalStateError('a sequence was processed before the master opened the tasks queue');
+        }
+        return this.tasksQueue;
+      },
+    };
   }
 
   async start(): Promise<void> {
     if (this.state !== 'idle') {
       return;
     }
+    // Before the worker: a sequence's first step adds its children to it.
+    this.tasksQueue = new Queue<TaskInstanceData>(TASKS_QUEUE, { connection: this.redis });
+    logErrors(this.tasksQueue, (error) => this.logger.warn({ err: error.message }, 'tasks queue error'));
     this.worker = new Worker<TaskInstanceData, TaskInstanceResult>(
       TASKS_QUEUE,
       (job, token) => this.process(job, token),
@@ -101,8 +117,6 @@ export class Master {
     });
     await this.worker.waitUntilReady();
     await this.pruneJob.start();
-    this.tasksQueue = new Queue<TaskInstanceData>(TASKS_QUEUE, { connection: this.redis });
-    logErrors(this.tasksQueue, (error) => this.logger.warn({ err: error.message }, 'tasks queue error'));
     this.sweepTimer = setInterval(() => void this.sweep(), this.options.sweepIntervalMs);
     this.sweepTimer.unref();
     this.state = 'running';
@@ -168,6 +182,9 @@ export class Master {
       throw new UnrecoverableError(
         `Expected TaskInstance data {ref, package, task, input, attempts}, got invalid data at \`${shape.error.issues[0]?.path.join('.') ?? ''}\`: ${shape.error.issues[0]?.message ?? ''}`,
       );
+    }
+    if (job.data.kind === 'sequence') {
+      return runSequence(this.sequenceDeps, job, token);
     }
     const nodeQueue = (nodeId: string): Queue<NodeJobData> => this.nodeQueue(nodeId);
     // Step 2 first: a TaskInstance that comes back from waiting-children has a settled child.
