@@ -44,6 +44,8 @@ export interface RunningSandbox {
   readonly exited: boolean;
   /** Resolves when the process exited (its streams may still hold data). */
   readonly exit: Promise<void>;
+  /** Why the sandbox could not be put in its cgroup (it was killed at once), if so. */
+  readonly setupError: Error | undefined;
   /** Stops it (SIGTERM, then SIGKILL): at a broken limit, or without one at a protocol error. */
   stop(hit?: LimitHit): void;
   /** Stops it as timed out: for callers that time it themselves (`timeoutMs: 0`). */
@@ -117,6 +119,7 @@ export async function startSandbox(options: SandboxOptions, launch: Launch, io: 
       return state.exited;
     },
     exit,
+    setupError: monitor?.setupError,
     stop,
     timeOut: () => {
       state.timedOut ||= !state.exited;

@@ -16,6 +16,11 @@ export class Channel {
     }
   }
 
+  /** Resolves once what the task printed so far went out on stdout and stderr. */
+  flushOutput(): Promise<void> {
+    return Promise.all([flushed(process.stdout), flushed(process.stderr)]).then(() => undefined);
+  }
+
   /** Reports an error the way a task fails (the last message), then exits. */
   fail(error: unknown): void {
     const err = toError(error);
@@ -33,7 +38,7 @@ export class Channel {
       return;
     }
     this.finished = true;
-    void Promise.all([flushed(process.stdout), flushed(process.stderr)]).then(() => {
+    void this.flushOutput().then(() => {
       if (message !== undefined) {
         this.out.write(encodeMessage(message));
       }

@@ -4,7 +4,7 @@
  * with `unit-result` or `unit-error`; a unit that throws does not end the worker. It never exits
  * by itself: `end`, or the end of stdin, makes it exit 0 once the current unit is answered.
  */
-import type { NodeMessage } from '../protocol.js';
+import type { NodeMessage, RunnerMessage } from '../protocol.js';
 import { toError } from './channel.js';
 import { type Mode, type RunnerEnv, type StartMessage, taskContext, type WorkContext } from './context.js';
 import { loadExport } from './load-module.js';
@@ -67,13 +67,17 @@ class WorkMode implements Mode {
   private async run(work: WorkFn, unit: UnitMessage): Promise<void> {
     const { index } = unit;
     const ctx: WorkContext = { ...taskContext(this.start, this.env), attempt: unit.attempt, index };
+    let answer: RunnerMessage;
     try {
       const value = toJsonValue(await work(unit.value, ctx), `the result of work unit ${index}`);
-      this.env.channel.send({ type: 'unit-result', index, value });
+      answer = { type: 'unit-result', index, value };
     } catch (error) {
       const err = toError(error);
-      this.env.channel.send({ type: 'unit-error', index, name: err.name, message: err.message, stack: err.stack });
+      answer = { type: 'unit-error', index, name: err.name, message: err.message, stack: err.stack };
     }
+    // What the unit printed goes out first, so the node can still tell it is this unit's.
+    await this.env.channel.flushOutput();
+    this.env.channel.send(answer);
   }
 }
 

@@ -59,16 +59,20 @@ interface Running {
 export async function startWorker(options: PhaseOptions): Promise<WorkSandbox> {
   const worker = new Worker(options);
   const launch = await prepareLaunch(options, taskEntry(options.entry));
-  worker.attach(
-    await startSandbox(options, launch, {
-      timeoutMs: 0,
-      onLog: (line) => worker.log(line),
-      onProgress: undefined,
-      onMessage: (message) => worker.onMessage(message),
-      onStdoutLine: 'module' in options.entry ? undefined : (line) => worker.onLine(line),
-      feed: (stdin) => feedWorker(stdin, options),
-    }),
-  );
+  const sandbox = await startSandbox(options, launch, {
+    timeoutMs: 0,
+    onLog: (line) => worker.log(line),
+    onProgress: undefined,
+    onMessage: (message) => worker.onMessage(message),
+    onStdoutLine: 'module' in options.entry ? undefined : (line) => worker.onLine(line),
+    feed: (stdin) => feedWorker(stdin, options),
+  });
+  worker.attach(sandbox);
+  if (sandbox.setupError !== undefined) {
+    // The node could not confine it: no worker to hand out (the error is the node's, not the task's).
+    await sandbox.ending;
+    throw sandbox.setupError;
+  }
   return worker;
 }
 
@@ -85,9 +89,12 @@ class Worker implements WorkSandbox {
   readonly id = randomUUID();
   private sandbox: RunningSandbox | undefined;
   private running: Running | undefined;
+  private lastRunning: Running | undefined;
   private dead = false;
   private protocolError: string | undefined;
   private closing: Promise<void> | undefined;
+  /** Why it ended, when it ended badly (a setup failure, a crash between units…). */
+  private endReason: Error | undefined;
 
   constructor(private readonly options: PhaseOptions) {}
 
@@ -104,9 +111,9 @@ class Worker implements WorkSandbox {
   run(unit: WorkUnit, onLog?: (line: string) => void): Promise<unknown> {
     const { sandbox } = this;
     if (sandbox === undefined || !this.alive) {
-      return Promise.reject(
-        new TaskFailedError(`work sandbox ${this.id} has ended; start another one`, this.options.instanceId),
-      );
+      const why = this.endReason === undefined ? '' : ` (${this.endReason.message})`;
+      const message = `work sandbox ${this.id} has ended${why}; start another one`;
+      return Promise.reject(new TaskFailedError(message, this.options.instanceId));
     }
     if (this.running !== undefined) {
       const busy = `work sandbox ${this.id} got unit ${unit.index} while unit ${this.running.index} runs`;
@@ -128,9 +135,14 @@ class Worker implements WorkSandbox {
     return this.closing;
   }
 
-  /** @internal A log line of the worker: the running unit's, else the phase's. */
+  /**
+   * @internal A log line of the worker: the running unit's. stdout and stderr are pipes of their
+   * own, so a unit's last lines may arrive after its result: until the next unit starts, they
+   * are still the last unit's. Before the first unit (the module loading), they are the phase's.
+   */
   log(line: string): void {
-    (this.running?.onLog ?? this.options.onLog)?.(line);
+    const unit = this.running ?? this.lastRunning;
+    (unit === undefined ? this.options.onLog : unit.onLog)?.(line);
   }
 
   /** @internal */
@@ -175,6 +187,7 @@ class Worker implements WorkSandbox {
 
   private settle(): Running | undefined {
     const running = this.running;
+    this.lastRunning = running ?? this.lastRunning;
     this.running = undefined;
     if (running !== undefined) {
       clearTimeout(running.timer);
@@ -200,11 +213,12 @@ class Worker implements WorkSandbox {
   private ended(ending: SandboxEnding): void {
     this.dead = true;
     const running = this.settle();
+    const protocolError = ending.protocolError ?? this.protocolError;
+    const result = outcome({ ...ending, protocolError, subject: 'worker process' });
+    this.endReason = 'error' in result && this.closing === undefined ? result.error : undefined;
     if (running === undefined) {
       return;
     }
-    const protocolError = ending.protocolError ?? this.protocolError;
-    const result = outcome({ ...ending, protocolError, subject: 'worker process' });
     if ('error' in result) {
       running.reject(result.error);
     } else {

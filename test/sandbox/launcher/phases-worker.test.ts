@@ -72,7 +72,10 @@ describe('startWorker (@integration)', function () {
       return true;
     });
     assert.equal(worker.alive, false);
-    await assert.rejects(worker.run({ index: 2, attempt: 1, value: { n: 1 } }), /has ended; start another one/);
+    await assert.rejects(
+      worker.run({ index: 2, attempt: 1, value: { n: 1 } }),
+      /has ended \(worker process exited with code 3 before returning a result\); start another one$/,
+    );
   });
 
   it('a unit over the memory limit rejects with LimitExceededError, and the worker is dead', async () => {
@@ -107,6 +110,24 @@ describe('startWorker (@integration)', function () {
     abort.abort(reason);
     await assert.rejects(running, (error: unknown) => error === reason);
     assert.equal(worker.alive, false);
+  });
+
+  it('rejects with the reason of a signal aborted before the start, leaving nothing behind', async () => {
+    const reason = new TaskFailedError('cancelled before the start', base.instanceId);
+    await assert.rejects(
+      startWorker(phaseOptions(base, WORK, {}, { signal: AbortSignal.abort(reason) })),
+      (error: unknown) => error === reason,
+    );
+  });
+
+  it('works unsandboxed (bwrap undefined), like runTask in development mode', async () => {
+    const options = { ...phaseOptions(base, WORK), bwrap: undefined, prlimit: undefined, cgroups: undefined };
+    const worker = closeAfter(await startWorker(options));
+    const first = (await worker.run({ index: 0, attempt: 1, value: { n: 4 } })) as Squared;
+    const second = (await worker.run({ index: 1, attempt: 1, value: { n: 5 } })) as Squared;
+    assert.deepEqual([first.square, second.square, second.worker], [16, 25, first.worker]);
+    const python = closeAfter(await startWorker({ ...options, entry: { command: [PYTHON, 'work.py'] } }));
+    assert.equal(((await python.run({ index: 0, attempt: 1, value: { n: 6 } })) as Squared).square, 36);
   });
 
   it('a missing `work` export fails the first unit with a TypeError naming the export and the module', async () => {
