@@ -74,6 +74,7 @@ describe('writeLine / writeLines', () => {
     let pulled = 0;
     const items = (async function* () {
       for (let i = 0; i < 3; i += 1) {
+        await Promise.resolve();
         pulled += 1;
         yield i;
       }

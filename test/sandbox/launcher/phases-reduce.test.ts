@@ -12,6 +12,7 @@ function results(count: number, padBytes = 0): { items: AsyncIterable<unknown>; 
   return {
     items: (async function* () {
       for (let n = 0; n < count; n += 1) {
+        await Promise.resolve(); // a page read from Redis, in the node
         produced += 1;
         yield { n, pad };
       }
@@ -56,6 +57,7 @@ describe('runReduce (@integration)', function () {
       ...phaseOptions(base, REDUCE),
       input: null,
       results: (async function* () {
+        await Promise.resolve();
         yield* [{ n: 0 }, null, { n: 2 }];
       })(),
       failures,
@@ -71,6 +73,7 @@ describe('runReduce (@integration)', function () {
         input: null,
         results: (async function* () {
           yield { n: 0 };
+          await Promise.resolve();
           throw broken;
         })(),
         failures: [],
