@@ -137,8 +137,7 @@ function captureProtocol(
   hit: (limit: LimitHit) => void,
 ): void {
   let logBytes = 0;
-  let over = false;
-  const lines = new LineSplitter(options.maxResultBytes, (line) => {
+  const onLine = (line: string): void => {
     const message = parseRunnerMessage(line);
     if (message === undefined) {
       output.protocolError ??= `Expected a runner message, got ${JSON.stringify(line.slice(0, 200))}`;
@@ -160,23 +159,14 @@ function captureProtocol(
       output.protocolError ??= `Expected a task's runner message, got a ${JSON.stringify(message.type)} message`;
       options.onStop();
     }
-  });
-  stream.setEncoding('utf8');
-  stream.on('data', (chunk: string) => {
-    // Past the limit the rest is read and dropped: buffering it would grow without bound.
-    if (!over && !lines.push(chunk)) {
-      over = true;
-      hit({ limit: 'resultBytes' });
-    }
-  });
-  stream.on('end', () => {
-    if (!over) {
-      lines.flush();
-    }
-  });
+  };
+  captureDataLines(stream, options.maxResultBytes, onLine, () => hit({ limit: 'resultBytes' }));
 }
 
-/** Lines of data (no output limit), each up to `maxLineBytes`; past it `onLimit` once and nothing more. */
+/**
+ * Lines of data (protocol messages, units, results: no output limit), each up to `maxLineBytes`;
+ * past it `onLimit` once, and the rest is read and dropped (buffering it would grow without bound).
+ */
 function captureDataLines(
   stream: Readable,
   maxLineBytes: number,
