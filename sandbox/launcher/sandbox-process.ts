@@ -9,7 +9,6 @@ import type { Readable, Writable } from 'node:stream';
 
 import type { ResultPromise } from 'execa';
 
-import type { CompiledTaskLimits } from '../../lib/core/limits.js';
 import type { Launch, SandboxOptions } from './launch.js';
 import { monitorSandbox, type SandboxMonitor } from './monitor.js';
 import { abortError, type LimitHit, type SandboxEnding } from './outcome.js';
@@ -38,8 +37,6 @@ export interface SandboxIo {
 export interface RunningSandbox {
   readonly stdin: Writable;
   readonly stdout: Readable;
-  readonly limits: CompiledTaskLimits;
-  readonly maxResultBytes: number;
   /** True once the process exited. */
   readonly exited: boolean;
   /** Resolves when the process exited (its streams may still hold data). */
@@ -113,8 +110,6 @@ export async function startSandbox(options: SandboxOptions, launch: Launch, io: 
   return {
     stdin: streams.stdin,
     stdout: streams.stdout,
-    limits,
-    maxResultBytes,
     get exited() {
       return state.exited;
     },

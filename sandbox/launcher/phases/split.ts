@@ -26,7 +26,10 @@ export interface SplitOptions extends PhaseOptions {
   onUnit(unit: unknown): void | Promise<void>;
 }
 
-/** Resolves with the number of units; awaits each onUnit promise before taking more (backpressure). */
+/**
+ * Resolves with the number of units; awaits each onUnit promise before taking more (backpressure).
+ * Settles only once the onUnit call in progress settled: no onUnit call comes after.
+ */
 export async function runSplit(options: SplitOptions): Promise<number> {
   const isModule = 'module' in options.entry;
   // Set once started; the callbacks below may run before (a unit or a failure during the start).
@@ -67,9 +70,11 @@ export async function runSplit(options: SplitOptions): Promise<number> {
   timer.arm();
   const result = outcome(await sandbox.ending);
   timer.dispose();
-  if (failure === undefined && !('error' in result)) {
-    await pump.idle();
+  if (failure !== undefined || 'error' in result) {
+    // Nothing reaches onUnit once the split failed; the call in progress still ends first.
+    pump.stop();
   }
+  await pump.idle();
   if (failure !== undefined) {
     throw failure.error;
   }

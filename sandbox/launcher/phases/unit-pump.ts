@@ -16,7 +16,8 @@ export interface UnitPumpHooks {
 export class UnitPump {
   private readonly queue: unknown[] = [];
   private delivering = false;
-  private failed = false;
+  /** `onUnit` failed or `stop()` was called: nothing more is delivered. */
+  private stopped = false;
   private idleWaiters: Array<() => void> = [];
   /** Units received so far. */
   received = 0;
@@ -29,7 +30,7 @@ export class UnitPump {
   }
 
   push(unit: unknown): void {
-    if (this.failed) {
+    if (this.stopped) {
       return;
     }
     this.received += 1;
@@ -41,7 +42,13 @@ export class UnitPump {
     }
   }
 
-  /** Resolves once every unit received so far was taken (or delivery failed). */
+  /** Delivers nothing more: what waits is dropped; the unit `onUnit` is busy with still settles (`idle()`). */
+  stop(): void {
+    this.stopped = true;
+    this.queue.length = 0;
+  }
+
+  /** Resolves once every unit received so far was taken (or delivery failed or stopped). */
   idle(): Promise<void> {
     return this.delivering ? new Promise((resolve) => this.idleWaiters.push(resolve)) : Promise.resolve();
   }
@@ -51,9 +58,13 @@ export class UnitPump {
       try {
         await this.hooks.onUnit(unit);
       } catch (error) {
-        this.failed = true;
-        this.queue.length = 0;
-        this.hooks.onError(error);
+        if (!this.stopped) {
+          this.stop();
+          this.hooks.onError(error);
+        }
+        break;
+      }
+      if (this.stopped) {
         break;
       }
       this.hooks.onAck();

@@ -62,7 +62,7 @@ export async function startWorker(options: PhaseOptions): Promise<WorkSandbox> {
   const sandbox = await startSandbox(options, launch, {
     timeoutMs: 0,
     onLog: (line) => worker.log(line),
-    onProgress: undefined,
+    onProgress: options.onProgress,
     onMessage: (message) => worker.onMessage(message),
     onStdoutLine: 'module' in options.entry ? undefined : (line) => worker.onLine(line),
     feed: (stdin) => feedWorker(stdin, options),

@@ -52,6 +52,27 @@ describe('UnitPump', () => {
     assert.deepEqual(seen, [1, 2]);
     assert.equal(errors.length, 1);
   });
+
+  it('stop() drops what waits: nothing more reaches onUnit, the call in progress still settles', async () => {
+    const seen: unknown[] = [];
+    let release: (() => void) | undefined;
+    const pump = new UnitPump({
+      onUnit: (unit) => {
+        seen.push(unit);
+        return new Promise<void>((resolve) => (release = resolve));
+      },
+      onAck: () => assert.fail('no unit is acknowledged after stop()'),
+      onBusy: () => undefined,
+      onError: (error) => assert.fail(String(error)),
+    });
+    [1, 2, 3].forEach((unit) => pump.push(unit));
+    pump.stop();
+    const idle = pump.idle();
+    release?.();
+    await idle;
+    pump.push(4);
+    assert.deepEqual(seen, [1]);
+  });
 });
 
 describe('writeLine / writeLines', () => {

@@ -89,6 +89,24 @@ describe('runReduce (@integration)', function () {
     );
   });
 
+  it('works unsandboxed (bwrap undefined), module and command alike', async () => {
+    const unsandboxed = { bwrap: undefined, prlimit: undefined, cgroups: undefined };
+    const js = await runReduce({
+      ...phaseOptions(base, REDUCE, {}, unsandboxed),
+      input: null,
+      results: results(10).items,
+      failures: [],
+    });
+    assert.deepEqual(js, { count: 10, ordered: true, sum: 45, failures: [] });
+    const py = await runReduce({
+      ...phaseOptions(base, { command: [PYTHON, 'reduce.py'] }, {}, unsandboxed),
+      input: 1,
+      results: results(10).items,
+      failures: [],
+    });
+    assert.deepEqual(py, { count: 10, ordered: true, sum: 45, input: 1 });
+  });
+
   it('names the missing export and the module', async () => {
     await assert.rejects(
       runReduce({

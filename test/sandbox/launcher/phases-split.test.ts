@@ -89,6 +89,44 @@ describe('runSplit (@integration)', function () {
     assert.equal(calls, 5);
   });
 
+  it('an abort rejects with its reason, and no onUnit call comes after', async () => {
+    const abort = new AbortController();
+    const reason = new TaskFailedError('cancelled mid-split', base.instanceId);
+    let calls = 0;
+    let settled = false;
+    let late = 0;
+    await assert.rejects(
+      runSplit({
+        ...phaseOptions(base, SPLIT, {}, { signal: abort.signal }),
+        input: { count: 1_000_000, shape: 'async' },
+        onUnit: async () => {
+          calls += 1;
+          late += settled ? 1 : 0;
+          if (calls === 20) {
+            abort.abort(reason);
+            await delay(50); // the node still busy with this unit when the sandbox dies
+          }
+        },
+      }),
+      (error: unknown) => error === reason,
+    );
+    settled = true;
+    await new Promise((resolve) => setImmediate(resolve));
+    assert.equal(calls, 20);
+    assert.equal(late, 0);
+  });
+
+  it('works unsandboxed (bwrap undefined), module and command alike', async () => {
+    const unsandboxed = { bwrap: undefined, prlimit: undefined, cgroups: undefined };
+    let units = 0;
+    const counted = (unit: unknown): void => void (units += (unit as { n: number }).n >= 0 ? 1 : 0);
+    const input = { count: 50, shape: 'async' };
+    assert.equal(await runSplit({ ...phaseOptions(base, SPLIT, {}, unsandboxed), input, onUnit: counted }), 50);
+    const command = { command: [PYTHON, 'split.py'] };
+    assert.equal(await runSplit({ ...phaseOptions(base, command, {}, unsandboxed), input, onUnit: counted }), 50);
+    assert.equal(units, 100);
+  });
+
   it('refuses a unit that is not JSON, naming it', async () => {
     await assert.rejects(
       runSplit({
