@@ -11,7 +11,24 @@
 /** The runner's protocol file descriptor. */
 export const RUNNER_FD = 3;
 
-/** Node → runner. */
+/** What a runner process does: one task (the default), or one phase of a parallel task. */
+export type RunnerMode = 'task' | 'split' | 'work' | 'reduce';
+
+/** A work unit that failed for good, as reduce sees it in `ctx.failures`. */
+export interface UnitFailure {
+  index: number;
+  message: string;
+}
+
+/**
+ * Node → runner. A runner gets one `start`, then, by mode:
+ * - task: nothing more but a possible `cancel`;
+ * - split: `credit` messages: it sends one `unit` per credit and stops pulling from the split's
+ *   iterator at zero credit (backpressure), then its `result` (the number of units);
+ * - work: `unit` messages, handled one at a time, each answered by `unit-result` or `unit-error`;
+ *   `end` (or the end of stdin) makes it exit 0. It never sends `result`;
+ * - reduce: `item` per work result in split order, then `items-end`; then its `result`.
+ */
 export type NodeMessage =
   | {
       type: 'start';
@@ -20,15 +37,30 @@ export type NodeMessage =
       /** Package-relative path of the task module. */
       module: string;
       input: unknown;
+      /** @defaultValue 'task' */
+      mode?: RunnerMode;
+      /** reduce only: the units that failed for good (their results are `null`). */
+      failures?: UnitFailure[];
     }
-  | { type: 'cancel'; reason: string };
+  | { type: 'cancel'; reason: string }
+  | { type: 'credit'; count: number }
+  | { type: 'unit'; index: number; attempt: number; value: unknown }
+  | { type: 'item'; value: unknown }
+  | { type: 'items-end' }
+  | { type: 'end' };
 
 /** Runner → node. */
 export type RunnerMessage =
   | { type: 'progress'; value: number | Record<string, unknown> }
   | { type: 'log'; line: string }
   | { type: 'result'; value: unknown }
-  | { type: 'error'; name: string; message: string; stack?: string };
+  | { type: 'error'; name: string; message: string; stack?: string }
+  /** split: one work unit (costs one credit). */
+  | { type: 'unit'; value: unknown }
+  /** work: the result of the unit `index`. */
+  | { type: 'unit-result'; index: number; value: unknown }
+  /** work: the unit `index` threw; the runner goes on serving. */
+  | { type: 'unit-error'; index: number; name: string; message: string; stack?: string };
 
 export function encodeMessage(message: NodeMessage | RunnerMessage): string {
   return `${JSON.stringify(message)}\n`;

@@ -54,6 +54,8 @@ export interface SandboxEnding {
   final?: FinalMessage;
   /** JavaScript tasks: the runner sent something that is not a runner message. */
   protocolError?: string;
+  /** What ran, in the message of a JavaScript sandbox that died early. @defaultValue 'task process' */
+  subject?: string;
   /** The last 2 KiB of stderr. */
   stderrTail: string;
   /** Commands: everything printed on stdout (empty once over the output limit). */
@@ -127,7 +129,7 @@ function moduleOutcome(ending: SandboxEnding): Outcome {
   if (final?.type === 'error') {
     return { error: new TaskFailedError(final.message, instanceId, final.stack ?? `${final.name}: ${final.message}`) };
   }
-  const message = `task process ${exitDescription(ending)} before returning a result${tailSuffix(stderrTail)}`;
+  const message = `${ending.subject ?? 'task process'} ${exitDescription(ending)} before returning a result${tailSuffix(stderrTail)}`;
   return { error: new TaskFailedError(message, instanceId, stderrTail || undefined) };
 }
 

@@ -5,15 +5,12 @@
  * private folder, the cache folder is checked to be reachable. The copy is a few small files,
  * replaced at every node start (write into a temporary folder, then rename).
  */
-import { copyFile, mkdir, rename, rm, writeFile } from 'node:fs/promises';
+import { copyFile, mkdir, readdir, rename, rm, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 
 /** The compiled `sandbox/` folder of this install. */
 const SOURCE = fileURLToPath(new URL('..', import.meta.url));
-
-/** What the runner needs: its two modules and the protocol, nothing of the launcher. */
-const FILES = ['protocol.js', 'runner/main.js', 'runner/task-runner.js'];
 
 /** Copies the runner into `<cacheDir>/.runtime` and returns that folder. */
 export async function installRuntime(cacheDir: string): Promise<string> {
@@ -21,7 +18,9 @@ export async function installRuntime(cacheDir: string): Promise<string> {
   const temporary = join(cacheDir, `.runtime-new-${process.pid}`);
   await rm(temporary, { recursive: true, force: true });
   await mkdir(join(temporary, 'runner'), { recursive: true, mode: 0o755 });
-  for (const file of FILES) {
+  // What the runner needs: the protocol and the runner's own modules, nothing of the launcher.
+  const runnerFiles = (await readdir(join(SOURCE, 'runner'))).filter((name) => name.endsWith('.js'));
+  for (const file of ['protocol.js', ...runnerFiles.map((name) => `runner/${name}`)]) {
     await copyFile(join(SOURCE, file), join(temporary, file));
   }
   // ES modules: the repository's package.json with "type": "module" is not in the sandbox.

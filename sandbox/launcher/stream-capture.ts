@@ -8,9 +8,9 @@ import type { Readable, Writable } from 'node:stream';
 import { finished } from 'node:stream/promises';
 import { setTimeout as delay } from 'node:timers/promises';
 
-import { encodeMessage, LineSplitter } from '../protocol.js';
+import { encodeMessage, LineSplitter, type NodeMessage } from '../protocol.js';
 import type { FinalMessage, LimitHit } from './outcome.js';
-import { parseRunnerMessage } from './runner-message.js';
+import { type PhaseRunnerMessage, parseRunnerMessage } from './runner-message.js';
 
 const STDERR_TAIL_BYTES = 2048;
 /** Longest log line handed on; longer ones are cut into pieces. */
@@ -31,6 +31,16 @@ export interface CaptureOptions {
   onProgress?: (value: number | Record<string, unknown>) => void;
   /** Called at each limit hit (with it) or protocol error (without): the sandbox must stop. */
   onStop: (hit?: LimitHit) => void;
+  /**
+   * The runner's messages of a parallel task's phase (`unit`, `unit-result`, `unit-error`);
+   * absent, they are a protocol error.
+   */
+  onMessage?: (message: PhaseRunnerMessage) => void;
+  /**
+   * A command's stdout as data lines (a split's units, a worker's results), each up to
+   * `maxResultBytes` and not counted as output; absent, stdout is a command's one result.
+   */
+  onStdoutLine?: (line: string) => void;
 }
 
 /** What the streams carried, filled in as it arrives; complete once `ended` resolves. */
@@ -60,7 +70,9 @@ export function captureStreams(streams: SandboxStreams, options: CaptureOptions)
     onLimit: () => hit({ limit: 'outputBytes', stream: 'stderr' }),
     onChunk: (chunk) => (output.stderrTail = (output.stderrTail + chunk).slice(-STDERR_TAIL_BYTES)),
   });
-  if (streams.protocol === undefined) {
+  if (options.onStdoutLine !== undefined) {
+    captureDataLines(streams.stdout, options.maxResultBytes, options.onStdoutLine, () => hit({ limit: 'resultBytes' }));
+  } else if (streams.protocol === undefined) {
     captureResult(streams.stdout, Math.min(options.outputBytes, options.maxResultBytes), output, () =>
       hit({ limit: 'outputBytes', stream: 'stdout' }),
     );
@@ -84,7 +96,7 @@ export function captureStreams(streams: SandboxStreams, options: CaptureOptions)
 /** Sends the runner its `start` message and, on abort, `cancel`; returns the listener's remover. */
 export function startRunner(
   stdin: Writable,
-  start: { instanceId: string; attempt: number; module: string; input: unknown },
+  start: Omit<Extract<NodeMessage, { type: 'start' }>, 'type'>,
   signal: AbortSignal | undefined,
 ): () => void {
   stdin.on('error', () => undefined); // EPIPE when the task dies before reading
@@ -125,8 +137,7 @@ function captureProtocol(
   hit: (limit: LimitHit) => void,
 ): void {
   let logBytes = 0;
-  let over = false;
-  const lines = new LineSplitter(options.maxResultBytes, (line) => {
+  const onLine = (line: string): void => {
     const message = parseRunnerMessage(line);
     if (message === undefined) {
       output.protocolError ??= `Expected a runner message, got ${JSON.stringify(line.slice(0, 200))}`;
@@ -140,23 +151,42 @@ function captureProtocol(
         return;
       }
       options.onLog(message.line.slice(0, LOG_LINE_BYTES));
-    } else {
+    } else if (message.type === 'result' || message.type === 'error') {
       output.final ??= message;
+    } else if (options.onMessage !== undefined) {
+      options.onMessage(message);
+    } else {
+      output.protocolError ??= `Expected a task's runner message, got a ${JSON.stringify(message.type)} message`;
+      options.onStop();
+    }
+  };
+  captureDataLines(stream, options.maxResultBytes, onLine, () => hit({ limit: 'resultBytes' }));
+}
+
+/**
+ * Lines of data (protocol messages, units, results: no output limit), each up to `maxLineBytes`;
+ * past it `onLimit` once, and the rest is read and dropped (buffering it would grow without bound).
+ */
+function captureDataLines(
+  stream: Readable,
+  maxLineBytes: number,
+  onLine: (line: string) => void,
+  onLimit: () => void,
+): void {
+  let over = false;
+  const lines = new LineSplitter(maxLineBytes, (line) => {
+    if (!over) {
+      onLine(line);
     }
   });
   stream.setEncoding('utf8');
   stream.on('data', (chunk: string) => {
-    // Past the limit the rest is read and dropped: buffering it would grow without bound.
     if (!over && !lines.push(chunk)) {
       over = true;
-      hit({ limit: 'resultBytes' });
+      onLimit();
     }
   });
-  stream.on('end', () => {
-    if (!over) {
-      lines.flush();
-    }
-  });
+  stream.on('end', () => lines.flush());
 }
 
 /**

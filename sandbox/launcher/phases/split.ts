@@ -1,0 +1,138 @@
+/**
+ * The split phase: runs split in a sandbox and hands its units to the node in order, one at a
+ * time. Backpressure keeps the sandbox from running ahead of the node: the runner gets one
+ * credit per unit the node took (`SPLIT_WINDOW` to start with); a command's stdout is no longer
+ * read while `SPLIT_WINDOW` units wait (its pipe fills and its writes block).
+ */
+import type { Writable } from 'node:stream';
+
+import { TaskFailedError } from '../../../lib/core/errors.js';
+import { encodeMessage } from '../../protocol.js';
+import { prepareLaunch } from '../launch.js';
+import { outcome } from '../outcome.js';
+import { settle } from '../run-task.js';
+import { type RunningSandbox, startSandbox } from '../sandbox-process.js';
+import { startRunner } from '../stream-capture.js';
+import { type PhaseOptions, taskEntry } from './options.js';
+import { PausableTimer } from './pausable-timer.js';
+import { UnitPump } from './unit-pump.js';
+
+/** Units the sandbox may be ahead of the node by. */
+export const SPLIT_WINDOW = 16;
+
+export interface SplitOptions extends PhaseOptions {
+  input: unknown;
+  /** Takes one unit; the next comes only once its promise resolved. A rejection fails the split. */
+  onUnit(unit: unknown): void | Promise<void>;
+}
+
+/**
+ * Resolves with the number of units; awaits each onUnit promise before taking more (backpressure).
+ * Settles only once the onUnit call in progress settled: no onUnit call comes after.
+ */
+export async function runSplit(options: SplitOptions): Promise<number> {
+  const isModule = 'module' in options.entry;
+  // Set once started; the callbacks below may run before (a unit or a failure during the start).
+  const ref: { sandbox?: RunningSandbox } = {};
+  let failure: { error: unknown } | undefined;
+  const fail = (error: unknown): void => {
+    failure ??= { error };
+    ref.sandbox?.stop();
+  };
+  const timer = new PausableTimer(options.limits.timeoutMs, () => ref.sandbox?.timeOut());
+  const pump = new UnitPump({
+    onUnit: (unit) => options.onUnit(unit),
+    onAck: () => (isModule ? grant(ref.sandbox?.stdin, 1) : holdBack(ref.sandbox, pump)),
+    onBusy: (busy) => (busy ? timer.hold() : timer.release()),
+    onError: fail,
+  });
+  const takeLine = (line: string): void => {
+    pushLine(line, pump, options.instanceId, fail);
+    holdBack(ref.sandbox, pump);
+  };
+  const launch = await prepareLaunch(options, taskEntry(options.entry));
+  const sandbox = await startSandbox(options, launch, {
+    timeoutMs: 0,
+    onLog: options.onLog ?? (() => undefined),
+    onProgress: options.onProgress,
+    onMessage: (message) =>
+      message.type === 'unit' ? pump.push(message.value) : fail(unexpected(message.type, options.instanceId)),
+    onStdoutLine: isModule ? undefined : takeLine,
+    feed: (stdin) => feedSplit(stdin, options),
+  });
+  ref.sandbox = sandbox;
+  if (failure !== undefined) {
+    sandbox.stop();
+  }
+  // Once the command exited, what is left in its pipe is read at once (it is bounded by the
+  // pipe's size): a stream held paused would never end.
+  void sandbox.exit.then(() => sandbox.stdout.resume());
+  timer.arm();
+  const result = outcome(await sandbox.ending);
+  timer.dispose();
+  if (failure !== undefined || 'error' in result) {
+    // Nothing reaches onUnit once the split failed; the call in progress still ends first.
+    pump.stop();
+  }
+  await pump.idle();
+  if (failure !== undefined) {
+    throw failure.error;
+  }
+  settle(result);
+  return pump.received;
+}
+
+/** The runner's start (split mode, `SPLIT_WINDOW` credits), or a command's input line. */
+function feedSplit(stdin: Writable, options: SplitOptions): () => void {
+  const { entry, instanceId, attempt, input } = options;
+  if (!('module' in entry)) {
+    stdin.on('error', () => undefined);
+    stdin.end(`${JSON.stringify(input ?? null)}\n`);
+    return () => undefined;
+  }
+  const forget = startRunner(
+    stdin,
+    { instanceId, attempt, module: entry.module, input, mode: 'split' },
+    options.signal,
+  );
+  grant(stdin, SPLIT_WINDOW);
+  return forget;
+}
+
+function grant(stdin: Writable | undefined, count: number): void {
+  if (stdin !== undefined && !stdin.destroyed) {
+    stdin.write(encodeMessage({ type: 'credit', count }));
+  }
+}
+
+/** A command's stdout is read only while fewer than `SPLIT_WINDOW` units wait, and while it runs. */
+function holdBack(sandbox: RunningSandbox | undefined, pump: UnitPump): void {
+  if (sandbox === undefined) {
+    return;
+  }
+  if (pump.waiting >= SPLIT_WINDOW && !sandbox.exited) {
+    sandbox.stdout.pause();
+  } else if (sandbox.stdout.isPaused()) {
+    sandbox.stdout.resume();
+  }
+}
+
+/** One line of a split command: one JSON unit (blank lines are skipped). */
+function pushLine(line: string, pump: UnitPump, instanceId: string, fail: (error: unknown) => void): void {
+  if (line.trim() === '') {
+    return;
+  }
+  try {
+    pump.push(JSON.parse(line) as unknown);
+  } catch {
+    const got = JSON.stringify(line.slice(0, 200));
+    fail(
+      new TaskFailedError(`Expected the split command to print one JSON work unit per line, got ${got}`, instanceId),
+    );
+  }
+}
+
+function unexpected(type: string, instanceId: string): Error {
+  const message = `Expected the split runner to send work units, got a ${JSON.stringify(type)} message`;
+  return new TaskFailedError(message, instanceId);
+}

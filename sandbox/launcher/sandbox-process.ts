@@ -1,0 +1,159 @@
+/**
+ * One running sandbox, supervised: spawned in its own process group (`spawn-sandbox.ts`), its
+ * streams read (`stream-capture.ts`), put in its cgroup and watched (`monitor.ts`). `ending`
+ * describes how it ended, as plain data for `outcome.ts`, once it exited, its streams are read
+ * and its counters checked; by then its cgroup is removed too. A task waits for that ending at
+ * once; a long-lived work sandbox keeps the handle and talks to it meanwhile.
+ */
+import type { Readable, Writable } from 'node:stream';
+
+import type { ResultPromise } from 'execa';
+
+import type { Launch, SandboxOptions } from './launch.js';
+import { monitorSandbox, type SandboxMonitor } from './monitor.js';
+import { abortError, type LimitHit, type SandboxEnding } from './outcome.js';
+import type { PhaseRunnerMessage } from './runner-message.js';
+import { killOnExit, sandboxStreams, spawnSandbox } from './spawn-sandbox.js';
+import { captureStreams, type StreamCapture } from './stream-capture.js';
+
+const DEFAULT_MAX_RESULT_BYTES = 16 * 1024 * 1024;
+/** How long the streams may stay open after the sandbox exited (see `StreamCapture.ended`). */
+const STREAM_END_GRACE_MS = 2000;
+
+/** How the caller talks to the sandbox. */
+export interface SandboxIo {
+  /** The wall-clock limit execa enforces; 0 when the caller times the sandbox itself (`timeOut`). */
+  timeoutMs: number;
+  onLog: (line: string) => void;
+  onProgress?: (value: number | Record<string, unknown>) => void;
+  /** See `CaptureOptions.onMessage`. */
+  onMessage?: (message: PhaseRunnerMessage) => void;
+  /** See `CaptureOptions.onStdoutLine`. */
+  onStdoutLine?: (line: string) => void;
+  /** Writes the first input; returns what to undo once the sandbox ended (e.g. a listener). */
+  feed: (stdin: Writable) => () => void;
+}
+
+export interface RunningSandbox {
+  readonly stdin: Writable;
+  readonly stdout: Readable;
+  /** True once the process exited. */
+  readonly exited: boolean;
+  /** Resolves when the process exited (its streams may still hold data). */
+  readonly exit: Promise<void>;
+  /** Why the sandbox could not be put in its cgroup (it was killed at once), if so. */
+  readonly setupError: Error | undefined;
+  /** Stops it (SIGTERM, then SIGKILL): at a broken limit, or without one at a protocol error. */
+  stop(hit?: LimitHit): void;
+  /** Stops it as timed out: for callers that time it themselves (`timeoutMs: 0`). */
+  timeOut(): void;
+  /** How it ended; never rejects. */
+  readonly ending: Promise<SandboxEnding>;
+}
+
+/** What is known of a sandbox while it runs. */
+interface SandboxState {
+  limitHit: LimitHit | undefined;
+  timedOut: boolean;
+  exited: boolean;
+}
+
+/**
+ * Spawns `launch` and resolves once the sandbox is in its cgroup and let go. Owns `launch.cgroup`
+ * from the call: it is removed when the sandbox ended, or at once if it never starts.
+ */
+export async function startSandbox(options: SandboxOptions, launch: Launch, io: SandboxIo): Promise<RunningSandbox> {
+  const { signal, limits } = options;
+  // Aborted before the spawn (while the node fetched the package or made the cgroup): an
+  // 'abort' listener added now would never fire, so nothing would stop the sandbox.
+  if (signal?.aborted) {
+    await launch.cgroup?.remove().catch(() => undefined);
+    throw abortError(signal.reason, options.instanceId);
+  }
+  const subprocess = spawnSandbox({
+    ...launch,
+    cwd: launch.sandboxed ? undefined : options.packageDir,
+    timeoutMs: io.timeoutMs,
+    signal,
+    user: options.sandboxUser,
+  });
+  const forgetOnExit = killOnExit(subprocess);
+  const state: SandboxState = { limitHit: undefined, timedOut: false, exited: false };
+  const exit = new Promise<void>((resolve) =>
+    subprocess.once('exit', () => {
+      state.exited = true;
+      resolve();
+    }),
+  );
+  const stop = (hit?: LimitHit): void => {
+    state.limitHit ??= hit;
+    subprocess.kill('SIGTERM');
+  };
+  const streams = sandboxStreams(subprocess, launch.isModule);
+  const maxResultBytes = options.maxResultBytes ?? DEFAULT_MAX_RESULT_BYTES;
+  const capture = captureStreams(streams, { ...io, outputBytes: limits.outputBytes, maxResultBytes, onStop: stop });
+  const unfeed = io.feed(streams.stdin);
+  // Let the sandbox start only once it is inside its cgroup; then watch the cgroup's counters.
+  const shouldStart = (): boolean =>
+    !signal?.aborted && subprocess.exitCode === null && subprocess.signalCode === null && state.limitHit === undefined;
+  const monitor = launch.sandboxed
+    ? await monitorSandbox(subprocess, launch.cgroup, limits, shouldStart, stop)
+    : undefined;
+  const ending = judge({ options, launch, subprocess, capture, monitor, state, maxResultBytes }).finally(async () => {
+    unfeed();
+    forgetOnExit();
+    // A feeder waiting for 'drain' on a sandbox that is gone learns it from 'close'.
+    streams.stdin.destroy();
+    // Whatever happened, nothing of the sandbox survives it, and its cgroup goes.
+    await launch.cgroup?.remove().catch(() => undefined);
+  });
+  return {
+    stdin: streams.stdin,
+    stdout: streams.stdout,
+    get exited() {
+      return state.exited;
+    },
+    exit,
+    setupError: monitor?.setupError,
+    stop,
+    timeOut: () => {
+      state.timedOut ||= !state.exited;
+      subprocess.kill('SIGTERM');
+    },
+    ending,
+  };
+}
+
+/** Waits for the sandbox's end, the rest of its streams and its final counters. */
+async function judge(parts: {
+  options: SandboxOptions;
+  launch: Launch;
+  subprocess: ResultPromise;
+  capture: StreamCapture;
+  monitor: SandboxMonitor | undefined;
+  state: SandboxState;
+  maxResultBytes: number;
+}): Promise<SandboxEnding> {
+  const { options, launch, capture, monitor, state } = parts;
+  const result = await parts.subprocess;
+  // Everything the task wrote is read and counted before its ending is judged.
+  await capture.ended(STREAM_END_GRACE_MS);
+  // Not `limitHit ??= await …`: that would skip stop(), and its timer would outlive the run.
+  const finalHit = await monitor?.stop();
+  state.limitHit ??= finalHit;
+  return {
+    ...capture.output,
+    instanceId: options.instanceId,
+    limits: options.limits,
+    maxResultBytes: parts.maxResultBytes,
+    sandboxed: launch.sandboxed,
+    kind: launch.isModule ? 'module' : 'command',
+    setupError: monitor?.setupError,
+    limitHit: state.limitHit,
+    timedOut: state.timedOut || result.timedOut,
+    aborted: result.isCanceled,
+    abortReason: options.signal?.reason,
+    exitCode: result.exitCode,
+    signal: result.signal,
+  };
+}
