@@ -24,6 +24,7 @@ import {
   logFormatOption,
   roleLogger,
 } from '../cli/role-flags.js';
+import { ProgressBar } from '../cli/progress.js';
 import { bytesValue, collectLimits, integer, LIMIT_FLAG_NAMES, stripUndefined, userValue } from '../cli/parse.js';
 
 const EXAMPLES_DIR = fileURLToPath(new URL('../../../examples/', import.meta.url));
@@ -110,23 +111,39 @@ async function runDev(flags: DevFlags): Promise<void> {
 
 async function runDemo(redis: string): Promise<void> {
   await withClient({ redis, connectTimeout: CLIENT_DEFAULTS.connectTimeoutMs }, async (tydra) => {
-    for (const dir of ['hello', 'shout']) {
+    for (const dir of ['hello', 'shout', 'wordcount', 'montecarlo-pi', 'report']) {
       const deployed = await tydra.deploy(`${EXAMPLES_DIR}${dir}`);
       process.stdout.write(`deployed ${deployed.ref}\n`);
     }
-    for (const [ref, input] of [
-      ['hello/greet', { name: 'tydra' }],
-      ['shout/shout', { text: 'hello from a sandbox' }],
-    ] as const) {
+    for (const [ref, input] of DEMO_RUNS) {
       const run = await tydra.submit(ref, input);
-      const result = await run.result({ timeoutMs: 120_000 });
-      const status = await run.status();
-      process.stdout.write(
-        `ran ${ref} on ${status.nodeId ?? '?'} (TaskInstance ${run.id}): ${JSON.stringify(result)}\n`,
-      );
+      // A parallel task's workunits spread over the nodes: a progress bar shows them (terminal only).
+      const bar = new ProgressBar(process.stderr);
+      if (bar.enabled) {
+        run.on('progress', (progress) => bar.update(progress));
+      }
+      try {
+        const result = await run.result({ timeoutMs: 120_000 });
+        bar.clear();
+        const status = await run.status();
+        process.stdout.write(
+          `ran ${ref} on ${status.nodeId ?? '?'} (TaskInstance ${run.id}): ${JSON.stringify(result)}\n`,
+        );
+      } finally {
+        run.close();
+        bar.clear();
+      }
     }
   });
 }
+
+const DEMO_RUNS = [
+  ['hello/greet', { name: 'tydra' }],
+  ['shout/shout', { text: 'hello from a sandbox' }],
+  ['wordcount/count', { copies: 400 }],
+  ['montecarlo-pi/estimate', { units: 40, samples: 20_000 }],
+  ['report/report', { copies: 5 }],
+] as const;
 
 function registerMaster(program: Command): void {
   const d = MASTER_DEFAULTS;

@@ -65,6 +65,9 @@ export async function coordinate(run: CoordinatorRun): Promise<unknown> {
     owner: { queue: job.queueName, jobId: job.id ?? id },
   };
   let counts = await initParallel(env.redis, id, meta, data.maxFailedWorkunits ?? 0);
+  if (!counts.splitDone) {
+    run.mirror.log(`coordinating ${data.ref} on node ${env.nodeId}${env.bwrap ? '' : ' (UNSANDBOXED)'}`);
+  }
   try {
     if (counts.abort === undefined && !counts.splitDone) {
       counts = await splitPhase(run, counts.enqueued);
