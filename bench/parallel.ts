@@ -6,8 +6,8 @@
  *     concurrency 2 on the same private Redis, in the same run. The ratio is the headline.
  *  2. scale: one TaskInstance of BENCH_BIG_UNITS (default 100,000; 0 skips it) on two nodes.
  *     The master and the nodes run as their own processes (`tydra master`, `tydra node`), so each
- *     one's peak RSS (VmHWM) is its own; the client's is this process's; Redis's is its
- *     `used_memory_peak` (reset before the run).
+ *     one's peak RSS (VmHWM) is its own; the client's is this process's (this part runs first, so
+ *     nothing else has run in it yet); Redis's is its `used_memory_peak`.
  */
 import { chmod, mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
@@ -163,6 +163,14 @@ async function main(): Promise<void> {
   await writeFile(join(packageDir, 'noop.js'), MODULE);
   const server = await startRedisServer({ dir: join(root, 'redis'), persist: false });
   try {
+    let big: Awaited<ReturnType<typeof scale>> | undefined;
+    if (bigUnits > 0) {
+      progress(`scale: one TaskInstance of ${bigUnits} workunits on two node processes`);
+      big = await scale(server.url, root, bigUnits);
+      process.stdout.write(
+        `scale: ${bigUnits} workunits in ${(big.wallMs / 1000).toFixed(1)} s (${Math.round(big.unitsPerSec)}/s); peaks: master ${mib(big.peaks.masterRss)}, node ${mib(big.peaks.nodeRss)}, client ${mib(big.peaks.clientRss)}, Redis used_memory ${mib(big.peaks.redisUsedMemoryPeak)}\n`,
+      );
+    }
     progress(`raw BullMQ: ${units} no-op jobs, concurrency ${CONCURRENCY}`);
     const rawMs = await rawBullmq(server.url, units);
     progress(`tydra: one TaskInstance of ${units} no-op workunits, one node at concurrency ${CONCURRENCY}`);
@@ -176,14 +184,6 @@ async function main(): Promise<void> {
     process.stdout.write(
       `\nworkunit throughput (${units}, concurrency ${CONCURRENCY}): tydra ${throughput.tydraUnitsPerSec}/s vs raw BullMQ ${throughput.baselineJobsPerSec}/s: ratio ${throughput.ratio}x\n`,
     );
-    let big: Awaited<ReturnType<typeof scale>> | undefined;
-    if (bigUnits > 0) {
-      progress(`scale: one TaskInstance of ${bigUnits} workunits on two node processes`);
-      big = await scale(server.url, root, bigUnits);
-      process.stdout.write(
-        `scale: ${bigUnits} workunits in ${(big.wallMs / 1000).toFixed(1)} s (${Math.round(big.unitsPerSec)}/s); peaks: master ${mib(big.peaks.masterRss)}, node ${mib(big.peaks.nodeRss)}, client ${mib(big.peaks.clientRss)}, Redis used_memory ${mib(big.peaks.redisUsedMemoryPeak)}\n`,
-      );
-    }
     process.stdout.write(`BENCH_PARALLEL_JSON ${JSON.stringify({ throughput, scale: big })}\n`);
   } finally {
     await server.stop();
