@@ -1,4 +1,5 @@
 /** Shared test helpers: the suite's Redis, temp folders, fixture packages and clusters. */
+import assert from 'node:assert/strict';
 import { chmod, cp, mkdir, mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
@@ -174,4 +175,14 @@ export async function waitFor<T>(
     }
     await sleep(50);
   }
+}
+
+/** The error `promise` rejects with; fails the test if it resolves. */
+export async function rejection(promise: Promise<unknown>): Promise<Error> {
+  try {
+    await promise;
+  } catch (error) {
+    return error as Error;
+  }
+  assert.fail('expected a rejection');
 }

@@ -8,7 +8,17 @@ import type { Redis } from 'ioredis';
 import type { Tydra } from '../../lib/client/client.js';
 import { TaskCancelledError, TaskFailedError, TaskNotFoundError } from '../../lib/core/errors.js';
 import { nodeQueueName } from '../../queues/node.js';
-import { CLI, copyFixture, redisUrl, startCluster, startNode, testClient, testRedis, waitFor } from '../helpers.js';
+import {
+  CLI,
+  copyFixture,
+  redisUrl,
+  startCluster,
+  startNode,
+  testClient,
+  testRedis,
+  waitFor,
+  rejection,
+} from '../helpers.js';
 import { pidsWithEnv } from '../processes.js';
 
 async function probeClient(): Promise<{ tydra: Tydra; sha1: string; redis: Redis }> {
@@ -16,15 +26,6 @@ async function probeClient(): Promise<{ tydra: Tydra; sha1: string; redis: Redis
   const redis = testRedis();
   const { sha1 } = await tydra.deploy(await copyFixture('probe'));
   return { tydra, sha1, redis };
-}
-
-async function rejection(promise: Promise<unknown>): Promise<Error> {
-  try {
-    await promise;
-  } catch (error) {
-    return error as Error;
-  }
-  assert.fail('expected a rejection');
 }
 
 const holders = (redis: Redis, sha1: string): Promise<string[]> =>

@@ -19,6 +19,7 @@ import {
   testClient,
   testRedis,
   waitFor,
+  rejection,
 } from '../helpers.js';
 import { pidsWithEnv } from '../processes.js';
 
@@ -110,15 +111,6 @@ async function deployed(): Promise<Tydra> {
   return tydra;
 }
 
-async function rejection(promise: Promise<unknown>): Promise<Error> {
-  try {
-    await promise;
-  } catch (error) {
-    return error as Error;
-  }
-  assert.fail('expected a rejection');
-}
-
 describe('ParallelTask (@integration)', function () {
   this.timeout(120_000);
 
@@ -194,7 +186,7 @@ describe('ParallelTask (@integration)', function () {
   it('tolerates maxFailedWorkunits failures: reduce gets null in their slots and ctx.failures', async () => {
     await startCluster(1);
     const tydra = await deployed();
-    const run = await tydra.submit('par/order', { n: 20, fail: [3, 5] }, { maxFailedWorkunits: 2 } as never);
+    const run = await tydra.submit('par/order', { n: 20, fail: [3, 5] }, { maxFailedWorkunits: 2 });
     const result = (await run.result()) as { order: Array<number | null>; failures: unknown[] };
     const expected = Array.from({ length: 20 }, (_, i) => (i === 3 || i === 5 ? null : i));
     assert.deepEqual(result.order, expected);

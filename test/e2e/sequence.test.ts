@@ -7,7 +7,7 @@ import type { Tydra } from '../../lib/client/client.js';
 import { TaskCancelledError, TaskFailedError } from '../../lib/core/errors.js';
 import type { TaskProgress } from '../../queues/progress.js';
 import { TASK_INSTANCE_JOB, TASKS_JOB_OPTIONS } from '../../queues/tasks.js';
-import { defer, makePackage, startCluster, startNode, testClient, testRedis, waitFor } from '../helpers.js';
+import { defer, makePackage, startCluster, startNode, testClient, testRedis, waitFor, rejection } from '../helpers.js';
 import { pidsWithEnv } from '../processes.js';
 
 /** A package of small steps and the sequences built from them; `version` marks which deploy ran. */
@@ -49,15 +49,6 @@ async function deployed(version = 'v1'): Promise<{ tydra: Tydra; sha1: string; r
   const tydra = testClient();
   const { sha1 } = await tydra.deploy(await sequencePackage(version));
   return { tydra, sha1, redis: testRedis({ maxRetriesPerRequest: null }) };
-}
-
-async function rejection(promise: Promise<unknown>): Promise<Error> {
-  try {
-    await promise;
-  } catch (error) {
-    return error as Error;
-  }
-  assert.fail('expected a rejection');
 }
 
 const holders = (redis: Redis, sha1: string): Promise<string[]> =>
