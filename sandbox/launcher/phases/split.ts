@@ -6,7 +6,7 @@
  */
 import type { Writable } from 'node:stream';
 
-import { TaskFailedError } from '../../../lib/core/errors.js';
+import { TaskFailedError, TaskTimeoutError } from '../../../lib/core/errors.js';
 import { encodeMessage } from '../../protocol.js';
 import { prepareLaunch } from '../launch.js';
 import { outcome } from '../outcome.js';
@@ -39,7 +39,10 @@ export async function runSplit(options: SplitOptions): Promise<number> {
     failure ??= { error };
     ref.sandbox?.stop();
   };
-  const timer = new PausableTimer(options.limits.timeoutMs, () => ref.sandbox?.timeOut());
+  const { timeoutMs } = options.limits;
+  const timer = new PausableTimer(timeoutMs, () =>
+    ref.sandbox === undefined ? fail(new TaskTimeoutError(timeoutMs)) : ref.sandbox.timeOut(),
+  );
   const pump = new UnitPump({
     onUnit: (unit) => options.onUnit(unit),
     onAck: () => (isModule ? grant(ref.sandbox?.stdin, 1) : holdBack(ref.sandbox, pump)),
