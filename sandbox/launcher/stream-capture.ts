@@ -174,16 +174,26 @@ function captureDataLines(
   onLimit: () => void,
 ): void {
   let over = false;
+  const refuse = (): void => {
+    over = true;
+    onLimit();
+  };
   const lines = new LineSplitter(maxLineBytes, (line) => {
-    if (!over) {
+    if (over) {
+      return;
+    }
+    // The splitter refuses only a line still unterminated past the limit; one that arrived
+    // whole in a chunk is measured here.
+    if (line.length > maxLineBytes) {
+      refuse();
+    } else {
       onLine(line);
     }
   });
   stream.setEncoding('utf8');
   stream.on('data', (chunk: string) => {
     if (!over && !lines.push(chunk)) {
-      over = true;
-      onLimit();
+      refuse();
     }
   });
   stream.on('end', () => lines.flush());

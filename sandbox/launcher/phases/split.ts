@@ -6,7 +6,7 @@
  */
 import type { Writable } from 'node:stream';
 
-import { TaskFailedError } from '../../../lib/core/errors.js';
+import { TaskFailedError, TaskTimeoutError } from '../../../lib/core/errors.js';
 import { encodeMessage } from '../../protocol.js';
 import { prepareLaunch } from '../launch.js';
 import { outcome } from '../outcome.js';
@@ -19,6 +19,8 @@ import { UnitPump } from './unit-pump.js';
 
 /** Units the sandbox may be ahead of the node by. */
 export const SPLIT_WINDOW = 16;
+/** Credits given back in one message while the node keeps up. */
+const CREDIT_BATCH = 4;
 
 export interface SplitOptions extends PhaseOptions {
   input: unknown;
@@ -39,13 +41,11 @@ export async function runSplit(options: SplitOptions): Promise<number> {
     failure ??= { error };
     ref.sandbox?.stop();
   };
-  const timer = new PausableTimer(options.limits.timeoutMs, () => ref.sandbox?.timeOut());
-  const pump = new UnitPump({
-    onUnit: (unit) => options.onUnit(unit),
-    onAck: () => (isModule ? grant(ref.sandbox?.stdin, 1) : holdBack(ref.sandbox, pump)),
-    onBusy: (busy) => (busy ? timer.hold() : timer.release()),
-    onError: fail,
-  });
+  const { timeoutMs } = options.limits;
+  const timer = new PausableTimer(timeoutMs, () =>
+    ref.sandbox === undefined ? fail(new TaskTimeoutError(timeoutMs)) : ref.sandbox.timeOut(),
+  );
+  const pump = splitPump(options, ref, timer, fail);
   const takeLine = (line: string): void => {
     pushLine(line, pump, options.instanceId, fail);
     holdBack(ref.sandbox, pump);
@@ -80,6 +80,43 @@ export async function runSplit(options: SplitOptions): Promise<number> {
   }
   settle(result);
   return pump.received;
+}
+
+/**
+ * Hands units to onUnit, holding the sandbox back meanwhile: the runner by credits (given back a
+ * few at a time while the node keeps up, all of them when it is idle), a command by not reading
+ * its stdout. Holds the split's timer while onUnit is busy.
+ */
+function splitPump(
+  options: SplitOptions,
+  ref: { sandbox?: RunningSandbox },
+  timer: PausableTimer,
+  fail: (error: unknown) => void,
+): UnitPump {
+  const isModule = 'module' in options.entry;
+  let owed = 0;
+  const repay = (atLeast: number): void => {
+    if (isModule && owed >= atLeast && owed > 0) {
+      grant(ref.sandbox?.stdin, owed);
+      owed = 0;
+    }
+  };
+  const pump: UnitPump = new UnitPump({
+    onUnit: (unit) => options.onUnit(unit),
+    onAck: () => {
+      owed += 1;
+      repay(CREDIT_BATCH);
+      if (!isModule) {
+        holdBack(ref.sandbox, pump);
+      }
+    },
+    onBusy: (busy) => {
+      repay(1);
+      return busy ? timer.hold() : timer.release();
+    },
+    onError: fail,
+  });
+  return pump;
 }
 
 /** The runner's start (split mode, `SPLIT_WINDOW` credits), or a command's input line. */

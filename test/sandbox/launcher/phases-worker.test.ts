@@ -4,6 +4,7 @@ import assert from 'node:assert/strict';
 import { LimitExceededError, TaskFailedError, TaskTimeoutError } from '../../../lib/core/errors.js';
 import { startWorker } from '../../../sandbox/launcher/phases/index.js';
 import { cgroupsForFile, closeAfter, MiB, type PhaseBase, phaseBase, phaseOptions, PYTHON } from './phases-harness.js';
+import { waitFor } from '../../helpers.js';
 
 interface Squared {
   worker: string;
@@ -86,6 +87,34 @@ describe('startWorker (@integration)', function () {
       return true;
     });
     assert.equal(worker.alive, false);
+  });
+
+  it("counts the output limit over the worker's life: crossing it kills the worker", async () => {
+    const worker = closeAfter(await startWorker(phaseOptions(base, WORK, { outputBytes: 64 * 1024 })));
+    const shout = (index: number): Promise<unknown> =>
+      worker.run({ index, attempt: 1, value: { op: 'shout', bytes: 20 * 1024 } });
+    for (let index = 0; index < 3; index += 1) {
+      await shout(index);
+    }
+    // The 4th unit crosses 64 KiB. Its stdout and its result travel on separate pipes: when the result is
+    // read first, the unit succeeds and the worker dies right after it, failing the next unit.
+    const error = await shout(3).then(
+      () => waitFor('the worker to die', () => (worker.alive ? undefined : shout(4).catch((e: unknown) => e))),
+      (e: unknown) => e,
+    );
+    assert.ok(error instanceof TaskFailedError, String(error));
+    assert.match(error.message, /output limit exceeded \(64 KiB on stdout\)/);
+    assert.equal(worker.alive, false);
+  });
+
+  it('fails a unit whose result is over maxResultBytes with LimitExceededError', async () => {
+    const worker = closeAfter(await startWorker({ ...phaseOptions(base, WORK), maxResultBytes: 4096 }));
+    assert.equal(await worker.run({ index: 0, attempt: 1, value: { op: 'big', bytes: 1000 } }), 'x'.repeat(1000));
+    await assert.rejects(worker.run({ index: 1, attempt: 1, value: { op: 'big', bytes: 8192 } }), (error) => {
+      assert.ok(error instanceof LimitExceededError, String(error));
+      assert.equal(error.message, 'output limit exceeded (4 KiB in one result message)');
+      return true;
+    });
   });
 
   it('times out per unit: the hanging unit rejects with TaskTimeoutError and the worker is killed', async () => {
