@@ -93,7 +93,7 @@ export class TydraNode {
     this.workunitsQueue = new Queue<WorkunitBatchData>(WORKUNITS_QUEUE, { connection: this.redis });
     logErrors(this.workunitsQueue, (error) => this.logger.warn({ err: error.message }, 'workunits queue error'));
     this.gate = new SlotGate(this.options.concurrency);
-    this.reporter = new InstanceReporter(this.tasksQueue);
+    this.reporter = new InstanceReporter(this.tasksQueue, this.redis);
     this.cache = new PackageCache(
       this.options.cacheDir,
       new PackageStore(this.redis),

@@ -34,6 +34,8 @@ export interface ParallelCounts {
   running: number;
   splitDone: boolean;
   abort: ParallelAbort | undefined;
+  /** The TaskInstance ended (its coordinator is done): its progress is final. */
+  ended: boolean;
 }
 
 /** How long the state of an ended TaskInstance stays readable (`tydra status`). */
@@ -75,7 +77,7 @@ export async function readMeta(redis: Redis, id: string): Promise<ParallelMeta |
 }
 
 export async function readCounts(redis: Redis, id: string): Promise<ParallelCounts> {
-  const [enqueued, total, done, failed, running, splitDone, abort] = await redis.hmget(
+  const [enqueued, total, done, failed, running, splitDone, abort, ended] = await redis.hmget(
     parallelStateKey(id),
     'enqueued',
     'total',
@@ -84,6 +86,7 @@ export async function readCounts(redis: Redis, id: string): Promise<ParallelCoun
     'running',
     'splitDone',
     'abort',
+    'ended',
   );
   return {
     enqueued: int(enqueued),
@@ -93,6 +96,7 @@ export async function readCounts(redis: Redis, id: string): Promise<ParallelCoun
     running: Math.max(0, int(running)),
     splitDone: splitDone === '1',
     abort: parseAbort(abort),
+    ended: ended === '1',
   };
 }
 
@@ -151,7 +155,7 @@ export async function recordUnits(
   batchId: string,
   running: number,
   records: readonly UnitRecord[],
-): Promise<Omit<ParallelCounts, 'enqueued'> | undefined> {
+): Promise<Omit<ParallelCounts, 'enqueued' | 'ended'> | undefined> {
   const argv = [batchId, String(running)];
   for (const record of records) {
     argv.push(

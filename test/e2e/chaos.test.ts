@@ -7,9 +7,17 @@ import { Redis } from 'ioredis';
 import { Tydra } from '../../lib/client/client.js';
 import { TaskFailedError } from '../../lib/core/errors.js';
 import { type RedisServer, startRedisServer } from '../../lib/ops/redis-server.js';
-import { CLI, copyFixture, defer, sleep, tempDir, waitFor } from '../helpers.js';
+import { CLI, copyFixture, defer, makePackage, sleep, tempDir, waitFor } from '../helpers.js';
 
 const INSTANCES = 200;
+const PARALLEL_INSTANCES = 3;
+const PARALLEL_PACKAGE = {
+  'tydra.json': JSON.stringify({ name: 'chaospar', tasks: { order: { kind: 'parallel', module: 'order.js' } } }),
+  'order.js': `
+    export function* split(input) { for (let i = 0; i < input.n; i += 1) yield { i, ms: input.ms }; }
+    export async function work(unit) { await new Promise((r) => setTimeout(r, unit.ms)); return unit.i; }
+    export async function reduce(results) { const out = []; for await (const r of results) out.push(r); return out; }`,
+};
 const NODE_KILLS = 6;
 const LOST_NODES_MESSAGE =
   /^Expected the TaskInstance to finish on a live node, but \d+ node\(s\) were lost while holding it/;
@@ -110,11 +118,23 @@ describe('chaos: nodes, a master and Redis killed under load (@integration)', fu
     const tydra = new Tydra({ redis: url });
     defer(() => tydra.close());
     await tydra.deploy(await copyFixture('probe'));
+    await tydra.deploy(await makePackage(PARALLEL_PACKAGE));
+    // A few parallel TaskInstances among them: their units spread over the nodes being killed.
+    const parallelRuns = [];
+    for (let i = 0; i < PARALLEL_INSTANCES; i += 1) {
+      parallelRuns.push(await tydra.submit('chaospar/order', { n: 150, ms: 10 }));
+    }
+    const parallelOutcomes = parallelRuns.map((run) =>
+      run.result({ timeoutMs: 150_000 }).then(
+        (value) => ({ ok: true as const, value }),
+        (error: unknown) => ({ ok: false as const, error }),
+      ),
+    );
     const runs = [];
     for (let i = 0; i < INSTANCES; i += 1) {
       runs.push(await tydra.submit('probe/nap', { ms: 50 + Math.floor(rand() * 250), tag: i }));
     }
-    const ids = new Set(runs.map((run) => run.id));
+    const ids = new Set([...runs, ...parallelRuns].map((run) => run.id));
     let settled = 0;
     const outcomes = runs.map((run) =>
       run.result({ timeoutMs: 150_000 }).then(
@@ -166,6 +186,22 @@ describe('chaos: nodes, a master and Redis killed under load (@integration)', fu
       }
     }
     note(`${INSTANCES - lost} completed, ${lost} failed after losing too many nodes`);
+    // Every unit of a parallel TaskInstance ran at least once, and reduce saw each result once, in order.
+    for (const [index, outcome] of (await Promise.all(parallelOutcomes)).entries()) {
+      if (outcome.ok) {
+        assert.deepEqual(
+          outcome.value,
+          Array.from({ length: 300 }, (_, i) => i),
+          `parallel ${index}`,
+        );
+      } else {
+        assert.match(
+          String(outcome.error),
+          LOST_NODES_MESSAGE,
+          `parallel TaskInstance ${index} failed for another reason`,
+        );
+      }
+    }
     assert.ok(lost < INSTANCES / 10, `${lost} TaskInstances lost too many nodes`);
 
     // Exactly once, seen from the queue: one finished job per TaskInstance, each in one final state.

@@ -191,8 +191,10 @@ async function reducePhase(run: CoordinatorRun, counted: ParallelCounts): Promis
     .catch((error: unknown) => {
       throw phaseError('reduce', error, id);
     });
-  await env.reporter.progressNow(id, parallelProgress({ ...counts, running: 0 }));
+  // Ended first: a node's progress update held back for a period is then dropped, not written
+  // over the final one.
   await endParallel(env.redis, id);
+  await env.reporter.progressNow(id, parallelProgress({ ...counts, running: 0 }));
   env.reporter.forget(id);
   return value;
 }

@@ -1,20 +1,24 @@
 /**
- * What a node reports on a parallel TaskInstance it works for: progress (at most every
- * `PROGRESS_MS` per instance, the newest counts win) and prefixed log lines, both on the
- * TaskInstance's own job in `tasks`. A node that works on many batches of one instance sends one
- * progress update per period, not one per batch.
+ * What a node reports on a parallel TaskInstance it works for: progress and prefixed log lines,
+ * both on the TaskInstance's own job in `tasks`. A node that works on many batches of one instance
+ * sends at most one progress update per `PROGRESS_MS`: the first at once, with the counts it has;
+ * the last at the end of the period, with the counts read again then, and only while the
+ * TaskInstance has not ended. Counts held back for a period could be older than the coordinator's
+ * final progress, and would overwrite it.
  */
 import type { Queue } from 'bullmq';
 
 import type { TaskProgress } from '../../../queues/progress.js';
-import type { ParallelCounts } from '../../redis/parallel-commands.js';
+import type { Redis } from 'ioredis';
+
+import { type ParallelCounts, readCounts } from '../../redis/parallel-commands.js';
 
 const PROGRESS_MS = 250;
 /** Log lines one node keeps per instance; the TaskInstance's own log is trimmed by BullMQ as well. */
 const MAX_LINES_PER_INSTANCE = 1000;
 const KEEP_LOGS = 2000;
 
-export function parallelProgress(counts: Omit<ParallelCounts, 'enqueued' | 'abort'>): TaskProgress {
+export function parallelProgress(counts: Omit<ParallelCounts, 'enqueued' | 'abort' | 'ended'>): TaskProgress {
   const ended = counts.done + counts.failed;
   const total = Math.max(counts.total, ended);
   const exact = total === 0 ? (counts.splitDone ? 100 : 0) : Math.floor((ended / total) * 100);
@@ -32,26 +36,31 @@ export function parallelProgress(counts: Omit<ParallelCounts, 'enqueued' | 'abor
 }
 
 export class InstanceReporter {
-  private readonly pending = new Map<string, TaskProgress>();
+  /** Instances with counts newer than the last write, to be read again and written at the period's end. */
+  private readonly pending = new Set<string>();
   private readonly timers = new Map<string, NodeJS.Timeout>();
   private readonly lines = new Map<string, number>();
 
-  constructor(private readonly tasksQueue: Queue) {}
+  constructor(
+    private readonly tasksQueue: Queue,
+    private readonly redis: Redis,
+  ) {}
 
   progress(instanceId: string, progress: TaskProgress): void {
-    this.pending.set(instanceId, progress);
-    if (!this.timers.has(instanceId)) {
-      this.flush(instanceId);
-      this.timers.set(
-        instanceId,
-        setTimeout(() => {
-          this.timers.delete(instanceId);
-          if (this.pending.has(instanceId)) {
-            this.flush(instanceId);
-          }
-        }, PROGRESS_MS).unref(),
-      );
+    if (this.timers.has(instanceId)) {
+      this.pending.add(instanceId);
+      return;
     }
+    void this.tasksQueue.updateJobProgress(instanceId, progress).catch(() => undefined);
+    this.timers.set(
+      instanceId,
+      setTimeout(() => {
+        this.timers.delete(instanceId);
+        if (this.pending.delete(instanceId)) {
+          void this.flushFresh(instanceId);
+        }
+      }, PROGRESS_MS).unref(),
+    );
   }
 
   /** Writes `progress` now (the final counts, which must not wait for the period). */
@@ -82,11 +91,14 @@ export class InstanceReporter {
     this.timers.clear();
   }
 
-  private flush(instanceId: string): void {
-    const progress = this.pending.get(instanceId);
-    this.pending.delete(instanceId);
-    if (progress !== undefined) {
-      void this.tasksQueue.updateJobProgress(instanceId, progress).catch(() => undefined);
+  private async flushFresh(instanceId: string): Promise<void> {
+    try {
+      const counts = await readCounts(this.redis, instanceId);
+      if (!counts.ended) {
+        await this.tasksQueue.updateJobProgress(instanceId, parallelProgress(counts));
+      }
+    } catch {
+      // Progress is best effort; the coordinator writes the final one.
     }
   }
 }
