@@ -6,6 +6,7 @@ import { Option } from 'commander';
 import { CLIENT_DEFAULTS } from '../../lib/client/options.js';
 import { readEnvConfig } from '../../lib/core/config.js';
 import { Tydra } from '../../lib/index.js';
+import { withRedisPassword } from '../../lib/core/redis-url.js';
 import { redactRedisUrl } from '../../lib/redis/connection.js';
 import { integer } from './parse.js';
 
@@ -17,8 +18,14 @@ export interface ClientFlags {
   connectTimeout: number;
 }
 
+/** `--redis`: the password may come from TYDRA_REDIS_PASSWORD instead of the URL (the command line is public). */
 export const redisOption = () =>
-  new Option('--redis <url>', 'Redis URL (env TYDRA_REDIS_URL)').default(env.redisUrl, redactRedisUrl(env.redisUrl));
+  new Option(
+    '--redis <url>',
+    'Redis URL: redis://, rediss:// or redis-sentinel://[[USER]:PASSWORD@]HOST:PORT[,HOST:PORT…]#MASTERNAME (env TYDRA_REDIS_URL; password also from TYDRA_REDIS_PASSWORD)',
+  )
+    .argParser((url: string) => withRedisPassword(url, env.redisPassword))
+    .default(env.redisUrl, redactRedisUrl(env.redisUrl));
 export const connectTimeoutOption = () =>
   new Option('--connect-timeout <ms>', 'how long to wait for Redis before giving up')
     .argParser(integer)

@@ -1,0 +1,60 @@
+import assert from 'node:assert/strict';
+
+import type { TaskStatus } from '../../lib/client/types.js';
+import { copyFixture, startCluster, testClient, waitFor } from '../helpers.js';
+import { startSentinelDeployment } from '../sentinel.js';
+
+const INSTANCES = 50;
+
+/** How many times a TaskInstance started: the node logs one `running …` line per start. */
+function starts(status: TaskStatus): number {
+  return status.logs.filter((line) => line.startsWith('running ')).length;
+}
+
+/**
+ * A primary, a replica and three sentinels of this test's own (see ../sentinel.ts); master, nodes
+ * and client reach them only through a `redis-sentinel://` URL.
+ */
+describe('Redis Sentinel failover (@integration)', function () {
+  this.timeout(90_000);
+
+  it('finishes every TaskInstance submitted before the primary is SIGKILLed, each once', async () => {
+    const deployment = await startSentinelDeployment();
+    const tydra = testClient({ redis: deployment.url });
+    await tydra.deploy(await copyFixture('probe'));
+    await startCluster(2, { redis: deployment.url }, { redis: deployment.url, sweepIntervalMs: 200 });
+
+    const runs: Array<Awaited<ReturnType<typeof tydra.submit>>> = [];
+    for (let i = 0; i < INSTANCES; i += 1) {
+      runs.push(await tydra.submit('probe/nap', { ms: 400, tag: i }));
+    }
+    const submittedAt = Date.now();
+    // More than a second after the last submit (so each was replicated), with work under way.
+    await waitFor('TaskInstances to run, a second after the last submit', async () => {
+      const running = (await Promise.all(runs.map((run) => run.status()))).filter((s) => s.state !== 'queued');
+      return Date.now() - submittedAt > 1000 && running.length > 0 ? true : undefined;
+    });
+    const unfinished = (await Promise.all(runs.map((run) => run.status()))).filter((s) => s.state !== 'completed');
+    const oldPrimary = await deployment.primaryPort();
+    await deployment.kill(oldPrimary);
+    const newPrimary = await deployment.failedOver(oldPrimary);
+    assert.notEqual(newPrimary, oldPrimary);
+
+    const results = await Promise.all(runs.map((run) => run.result({ timeoutMs: 60_000 })));
+    assert.deepEqual(
+      results.map((result) => (result as { rested: unknown }).rested),
+      runs.map((_, i) => i),
+    );
+    const statuses = await Promise.all(runs.map((run) => run.status()));
+    assert.deepEqual(
+      statuses.filter((status) => starts(status) !== 1).map((status) => `${status.id}: ${starts(status)} starts`),
+      [],
+    );
+    // The kill fell while work was left: the test proved something about a failover.
+    assert.ok(unfinished.length > 0, 'every TaskInstance had finished before the kill');
+
+    // And the deployment keeps working on the new primary.
+    const after = await tydra.submit('probe/nap', { ms: 10, tag: 'after' });
+    assert.deepEqual(await after.result({ timeoutMs: 30_000 }), { rested: 'after' });
+  });
+});
