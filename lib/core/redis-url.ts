@@ -158,6 +158,10 @@ export const redisTargetSchema = z.custom<string | RedisSentinelTarget>().transf
     checkUrl(value, context);
     return value;
   }
+  if (typeof value !== 'object' || value === null || Array.isArray(value)) {
+    context.addIssue({ code: 'custom', message: 'expected a Redis URL or a { sentinels, name } object' });
+    return z.NEVER;
+  }
   const parsed = sentinelTargetSchema.safeParse(value);
   if (!parsed.success) {
     for (const issue of parsed.error.issues) {
