@@ -56,6 +56,7 @@ export {
   PackageIntegrityError,
   PackageRejectedError,
   RedisUnreachableError,
+  SubmitNotReplicatedError,
   RunnerProtocolError,
   SandboxUnavailableError,
   TaskFailedError,

@@ -14,8 +14,13 @@ import { defer, tempDir, waitFor } from './helpers.js';
 export const MASTER_NAME = 'mymaster';
 
 export interface SentinelDeployment {
-  /** `redis-sentinel://127.0.0.1:A,127.0.0.1:B,127.0.0.1:C#mymaster` */
+  /** `redis-sentinel://127.0.0.1:A,127.0.0.1:B,127.0.0.1:C#mymaster` (no sentinels: `redis://` of the primary) */
   url: string;
+  /** Ports of the first primary and its replica. */
+  primary: number;
+  replica: number;
+  /** Sends `signal` to the redis-server on `port` (SIGSTOP a replica so it stops acknowledging, say). */
+  signal(port: number, signal: NodeJS.Signals): void;
   /** Port of the current primary, as the sentinels report it. */
   primaryPort(): Promise<number>;
   /** SIGKILLs the redis-server listening on `port` (the primary, say) and waits for it to exit. */
@@ -26,8 +31,11 @@ export interface SentinelDeployment {
   connect(port: number): Redis;
 }
 
-/** Starts the deployment and waits until every sentinel knows the replica and the other two sentinels. */
-export async function startSentinelDeployment(): Promise<SentinelDeployment> {
+/**
+ * Starts the deployment and waits until the replica is in sync and every sentinel knows the
+ * replica and the other two sentinels. With `sentinels: 0`, a primary and its replica only.
+ */
+export async function startSentinelDeployment({ sentinels: count = 3 } = {}): Promise<SentinelDeployment> {
   const dir = await tempDir('tydra-sentinel-');
   const servers = new Map<number, ResultPromise>();
   const start = (args: string[], port: number): void => {
@@ -55,7 +63,7 @@ export async function startSentinelDeployment(): Promise<SentinelDeployment> {
   );
 
   const sentinels: number[] = [];
-  for (let i = 0; i < 3; i += 1) {
+  for (let i = 0; i < count; i += 1) {
     const port = await freePort();
     const config = join(dir, `sentinel-${port}.conf`);
     await writeFile(config, sentinelConfig(port, primary, dir));
@@ -92,7 +100,13 @@ export async function startSentinelDeployment(): Promise<SentinelDeployment> {
     throw new Error('no sentinel answered GET-MASTER-ADDR-BY-NAME');
   };
   return {
-    url: `redis-sentinel://${sentinels.map((port) => `127.0.0.1:${port}`).join(',')}#${MASTER_NAME}`,
+    url:
+      count === 0
+        ? `redis://127.0.0.1:${primary}`
+        : `redis-sentinel://${sentinels.map((port) => `127.0.0.1:${port}`).join(',')}#${MASTER_NAME}`,
+    primary,
+    replica,
+    signal: (port, signal) => void servers.get(port)?.kill(signal),
     primaryPort,
     connect,
     kill: async (port) => {

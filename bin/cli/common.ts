@@ -16,6 +16,8 @@ export const env = readEnvConfig();
 export interface ClientFlags {
   redis: string;
   connectTimeout: number;
+  /** `tydra run --durable-submit`. */
+  durableSubmit?: boolean;
 }
 
 /** `--redis`: the password may come from TYDRA_REDIS_PASSWORD instead of the URL (the command line is public). */
@@ -33,7 +35,11 @@ export const connectTimeoutOption = () =>
 export const jsonOption = () => new Option('--json', 'print JSON instead of text');
 
 export async function withClient(flags: ClientFlags, fn: (tydra: Tydra) => Promise<void>): Promise<void> {
-  const tydra = new Tydra({ redis: flags.redis, connectTimeoutMs: flags.connectTimeout });
+  const tydra = new Tydra({
+    redis: flags.redis,
+    connectTimeoutMs: flags.connectTimeout,
+    ...(flags.durableSubmit === true ? { durableSubmit: true } : {}),
+  });
   try {
     await fn(tydra);
   } finally {

@@ -80,6 +80,7 @@ function registerRun(program: Command): void {
     .option('--attempts <n>', 'runs before the task fails for good', integer)
     .option('--limit <name=value>', `limit for this run, repeatable; names: ${LIMIT_FLAG_NAMES}`, collectLimits, {})
     .option('--retry-on-limit', 'retry (within --attempts) a run that broke a limit')
+    .option('--durable-submit', 'fail unless a Redis replica acknowledged the submit within 1 s (Redis WAIT)')
     .action(async (ref: string, flags: Flags<RunFlags>) => {
       const input = await readInput(flags);
       await withClient(flags, async (tydra) => {

@@ -1,7 +1,9 @@
 import assert from 'node:assert/strict';
 
 import type { TaskStatus } from '../../lib/client/types.js';
-import { copyFixture, startCluster, testClient, waitFor } from '../helpers.js';
+import { SubmitNotReplicatedError } from '../../lib/core/errors.js';
+import { TASKS_QUEUE } from '../../queues/tasks.js';
+import { copyFixture, defer, startCluster, testClient, waitFor } from '../helpers.js';
 import { startSentinelDeployment } from '../sentinel.js';
 
 const INSTANCES = 50;
@@ -56,5 +58,29 @@ describe('Redis Sentinel failover (@integration)', function () {
     // And the deployment keeps working on the new primary.
     const after = await tydra.submit('probe/nap', { ms: 10, tag: 'after' });
     assert.deepEqual(await after.result({ timeoutMs: 30_000 }), { rested: 'after' });
+  });
+});
+
+describe('durable submit (@integration)', function () {
+  this.timeout(30_000);
+
+  it('resolves once a replica has the TaskInstance, and fails when none acknowledges it', async () => {
+    const deployment = await startSentinelDeployment({ sentinels: 0 });
+    const tydra = testClient({ redis: deployment.url, durableSubmit: { timeoutMs: 300 } });
+    await tydra.deploy(await copyFixture('probe'));
+    const replica = deployment.connect(deployment.replica);
+    const kept = await tydra.submit('probe/echo', 'kept');
+    // Acknowledged means the replica has it, before any node ran it.
+    assert.equal(await replica.exists(`bull:${TASKS_QUEUE}:${kept.id}`), 1);
+
+    deployment.signal(deployment.replica, 'SIGSTOP');
+    defer(() => Promise.resolve(deployment.signal(deployment.replica, 'SIGCONT')));
+    await assert.rejects(
+      tydra.submit('probe/echo', 'unconfirmed'),
+      (error: Error) =>
+        error instanceof SubmitNotReplicatedError &&
+        error.acknowledged === 0 &&
+        /Expected 1 Redis replica\(s\) to acknowledge TaskInstance \S+ within 300 ms, got 0/.test(error.message),
+    );
   });
 });
