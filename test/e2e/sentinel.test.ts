@@ -2,7 +2,9 @@ import assert from 'node:assert/strict';
 
 import type { TaskStatus } from '../../lib/client/types.js';
 import { SubmitNotReplicatedError } from '../../lib/core/errors.js';
+import { parseSentinelUrl } from '../../lib/core/redis-url.js';
 import { TASKS_QUEUE } from '../../queues/tasks.js';
+import { tydra as tydraCli } from '../bin/run-cli.js';
 import { copyFixture, defer, startCluster, testClient, waitFor } from '../helpers.js';
 import { startSentinelDeployment } from '../sentinel.js';
 
@@ -22,7 +24,8 @@ describe('Redis Sentinel failover (@integration)', function () {
 
   it('finishes every TaskInstance submitted before the primary is SIGKILLed, each once', async () => {
     const deployment = await startSentinelDeployment();
-    const tydra = testClient({ redis: deployment.url });
+    // The client takes the object form; master, nodes and CLI the URL.
+    const tydra = testClient({ redis: parseSentinelUrl(deployment.url) });
     await tydra.deploy(await copyFixture('probe'));
     await startCluster(2, { redis: deployment.url }, { redis: deployment.url, sweepIntervalMs: 200 });
 
@@ -55,9 +58,12 @@ describe('Redis Sentinel failover (@integration)', function () {
     // The kill fell while work was left: the test proved something about a failover.
     assert.ok(unfinished.length > 0, 'every TaskInstance had finished before the kill');
 
-    // And the deployment keeps working on the new primary.
+    // And the deployment keeps working on the new primary, for the CLI too.
     const after = await tydra.submit('probe/nap', { ms: 10, tag: 'after' });
     assert.deepEqual(await after.result({ timeoutMs: 30_000 }), { rested: 'after' });
+    const cli = await tydraCli(['status', '--json', '--redis', deployment.url, after.id]);
+    assert.equal(cli.exitCode, 0, String(cli.stderr));
+    assert.equal((JSON.parse(String(cli.stdout)) as TaskStatus).state, 'completed');
   });
 });
 
