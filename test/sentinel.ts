@@ -35,7 +35,10 @@ export interface SentinelDeployment {
  * Starts the deployment and waits until the replica is in sync and every sentinel knows the
  * replica and the other two sentinels. With `sentinels: 0`, a primary and its replica only.
  */
-export async function startSentinelDeployment({ sentinels: count = 3 } = {}): Promise<SentinelDeployment> {
+export async function startSentinelDeployment({
+  sentinels: count = 3,
+  password,
+}: { sentinels?: number; password?: string } = {}): Promise<SentinelDeployment> {
   const dir = await tempDir('tydra-sentinel-');
   const servers = new Map<number, ResultPromise>();
   const start = (args: string[], port: number): void => {
@@ -46,27 +49,29 @@ export async function startSentinelDeployment({ sentinels: count = 3 } = {}): Pr
       await child;
     });
   };
+  const sentinels: number[] = [];
   const connect = (port: number): Redis => {
-    const redis = new Redis({ host: '127.0.0.1', port, lazyConnect: false, maxRetriesPerRequest: 1 });
+    // The primary and replica want the password; the sentinels take none.
+    const auth = password !== undefined && !sentinels.includes(port) ? { password } : {};
+    const redis = new Redis({ host: '127.0.0.1', port, lazyConnect: false, maxRetriesPerRequest: 1, ...auth });
     redis.on('error', () => undefined);
     defer(() => Promise.resolve(redis.disconnect()));
     return redis;
   };
 
   const primary = await freePort();
-  start(serverArgs(primary, dir), primary);
+  start(serverArgs(primary, dir, password), primary);
   const replica = await freePort();
-  start([...serverArgs(replica, dir), '--replicaof', '127.0.0.1', String(primary)], replica);
+  start([...serverArgs(replica, dir, password), '--replicaof', '127.0.0.1', String(primary)], replica);
   const replicaConnection = connect(replica);
   await waitFor('the replica to sync', async () =>
     /master_link_status:up/.test(await replicaConnection.info('replication').catch(() => '')) ? true : undefined,
   );
 
-  const sentinels: number[] = [];
   for (let i = 0; i < count; i += 1) {
     const port = await freePort();
     const config = join(dir, `sentinel-${port}.conf`);
-    await writeFile(config, sentinelConfig(port, primary, dir));
+    await writeFile(config, sentinelConfig(port, primary, dir, password));
     start([config, '--sentinel'], port);
     sentinels.push(port);
   }
@@ -126,14 +131,15 @@ export async function startSentinelDeployment({ sentinels: count = 3 } = {}): Pr
   };
 }
 
-function serverArgs(port: number, dir: string): string[] {
+function serverArgs(port: number, dir: string, password: string | undefined): string[] {
   return [
+    ...(password === undefined ? [] : ['--requirepass', password, '--masterauth', password]),
     ...['--port', String(port), '--bind', '127.0.0.1', '--dir', dir, '--dbfilename', `dump-${port}.rdb`],
     ...['--save', '', '--appendonly', 'no', '--maxmemory-policy', 'noeviction', '--daemonize', 'no'],
   ];
 }
 
-function sentinelConfig(port: number, primary: number, dir: string): string {
+function sentinelConfig(port: number, primary: number, dir: string, password: string | undefined): string {
   return [
     `port ${port}`,
     'bind 127.0.0.1',
@@ -142,6 +148,7 @@ function sentinelConfig(port: number, primary: number, dir: string): string {
     `sentinel down-after-milliseconds ${MASTER_NAME} 1000`,
     `sentinel failover-timeout ${MASTER_NAME} 5000`,
     `sentinel parallel-syncs ${MASTER_NAME} 1`,
+    ...(password === undefined ? [] : [`sentinel auth-pass ${MASTER_NAME} ${password}`]),
     '',
   ].join('\n');
 }

@@ -67,6 +67,33 @@ describe('Redis Sentinel failover (@integration)', function () {
   });
 });
 
+describe('Redis Sentinel with a password (@integration)', function () {
+  this.timeout(60_000);
+
+  it('reaches the primary with TYDRA_REDIS_PASSWORD and never prints a password', async () => {
+    const secret = 'sentinel-secret-4d1f';
+    const deployment = await startSentinelDeployment({ password: secret });
+    const good = await tydraCli(['nodes', '--json', '--redis', deployment.url], {
+      env: { TYDRA_REDIS_PASSWORD: secret },
+    });
+    assert.equal(good.exitCode, 0, String(good.stderr));
+    assert.deepEqual(JSON.parse(String(good.stdout)), []);
+
+    const wrong = 'wrong-password-93be';
+    const bad = await tydraCli(['nodes', '--connect-timeout', '1000', '--redis', deployment.url], {
+      env: { TYDRA_REDIS_PASSWORD: wrong },
+    });
+    assert.equal(bad.exitCode, 1);
+    const output = `${String(bad.stdout)}${String(bad.stderr)}`;
+    assert.match(output, /WRONGPASS/);
+    assert.ok(!output.includes(wrong) && !output.includes(secret), output);
+    const help = await tydraCli(['nodes', '--help'], {
+      env: { TYDRA_REDIS_URL: deployment.url, TYDRA_REDIS_PASSWORD: secret },
+    });
+    assert.ok(!String(help.stdout).includes(secret) && String(help.stdout).includes(':***@'), String(help.stdout));
+  });
+});
+
 describe('durable submit (@integration)', function () {
   this.timeout(30_000);
 
