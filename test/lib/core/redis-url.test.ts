@@ -1,11 +1,14 @@
 import assert from 'node:assert/strict';
 
+import { Tydra } from '../../../lib/client/client.js';
 import { compileTydraOptions } from '../../../lib/client/options.js';
 import { readEnvConfig } from '../../../lib/core/config.js';
-import { InvalidOptionError } from '../../../lib/core/errors.js';
+import { InvalidOptionError, RedisUnreachableError } from '../../../lib/core/errors.js';
 import { compileMasterOptions } from '../../../lib/master/options.js';
 import { parseSentinelUrl, sentinelUrl, withRedisPassword } from '../../../lib/core/redis-url.js';
+import { freePort } from '../../../lib/ops/redis-server.js';
 import { createRedis, describeRedisTarget, redactRedisUrl } from '../../../lib/redis/connection.js';
+import { defer } from '../../helpers.js';
 
 const SECRET = 'p@ss:w/rd#1';
 const ENCODED = encodeURIComponent(SECRET);
@@ -70,6 +73,25 @@ describe('Redis Sentinel URLs', () => {
     } finally {
       redis.disconnect();
     }
+  });
+});
+
+describe('a client on unreachable sentinels', () => {
+  it('fails after its connect timeout, naming the sentinels but not the password', async () => {
+    const port = await freePort();
+    const tydra = new Tydra({
+      redis: `redis-sentinel://:${ENCODED}@127.0.0.1:${port}#mymaster`,
+      connectTimeoutMs: 300,
+    });
+    defer(() => tydra.close());
+    await assert.rejects(
+      tydra.nodes(),
+      (error: Error) =>
+        error instanceof RedisUnreachableError &&
+        error.target === `Sentinel master mymaster via 127.0.0.1:${port} (with password)` &&
+        !error.message.includes(SECRET) &&
+        !error.message.includes(ENCODED),
+    );
   });
 });
 
