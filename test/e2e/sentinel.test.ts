@@ -3,9 +3,10 @@ import assert from 'node:assert/strict';
 import type { TaskStatus } from '../../lib/client/types.js';
 import { SubmitNotReplicatedError } from '../../lib/core/errors.js';
 import { parseSentinelUrl } from '../../lib/core/redis-url.js';
+import { Dashboard } from '../../lib/ops/dashboard.js';
 import { TASKS_QUEUE } from '../../queues/tasks.js';
 import { tydra as tydraCli } from '../bin/run-cli.js';
-import { copyFixture, defer, startCluster, testClient, waitFor } from '../helpers.js';
+import { copyFixture, defer, recordingLogger, startCluster, testClient, waitFor } from '../helpers.js';
 import { startSentinelDeployment } from '../sentinel.js';
 
 const INSTANCES = 50;
@@ -27,7 +28,11 @@ describe('Redis Sentinel failover (@integration)', function () {
     // The client takes the object form; master, nodes and CLI the URL.
     const tydra = testClient({ redis: parseSentinelUrl(deployment.url) });
     await tydra.deploy(await copyFixture('probe'));
-    await startCluster(2, { redis: deployment.url }, { redis: deployment.url, sweepIntervalMs: 200 });
+    const { logger, entries } = recordingLogger('info');
+    await startCluster(2, { redis: deployment.url, logger }, { redis: deployment.url, sweepIntervalMs: 200 });
+    const dashboard = new Dashboard({ redis: deployment.url, port: 0, refreshMs: 200 });
+    defer(() => dashboard.close());
+    const dashboardUrl = await dashboard.start();
 
     const runs: Array<Awaited<ReturnType<typeof tydra.submit>>> = [];
     for (let i = 0; i < INSTANCES; i += 1) {
@@ -57,6 +62,24 @@ describe('Redis Sentinel failover (@integration)', function () {
     );
     // The kill fell while work was left: the test proved something about a failover.
     assert.ok(unfinished.length > 0, 'every TaskInstance had finished before the kill');
+
+    // The nodes saw the primary go and found the new one through the sentinels.
+    const messages = (entries as Array<{ msg: string; target?: string }>)
+      .filter((entry) => entry.target?.startsWith('Sentinel master mymaster via 127.0.0.1:') === true)
+      .map((entry) => entry.msg);
+    assert.ok(
+      messages.some((msg) => msg.endsWith('lost the connection to Redis; retrying')),
+      messages.join('\n'),
+    );
+    assert.ok(
+      messages.some((msg) => msg.endsWith('connected to Redis again')),
+      messages.join('\n'),
+    );
+    // So did the dashboard: it answers from the new primary.
+    const response = await fetch(`${dashboardUrl}api/queues?activeQueue=&page=1&jobsPerPage=10`);
+    assert.equal(response.status, 200);
+    const queues = ((await response.json()) as { queues: Array<{ name: string }> }).queues.map((queue) => queue.name);
+    assert.ok(queues.includes(TASKS_QUEUE), queues.join(', '));
 
     // And the deployment keeps working on the new primary, for the CLI too.
     const after = await tydra.submit('probe/nap', { ms: 10, tag: 'after' });
