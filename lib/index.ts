@@ -66,6 +66,7 @@ export {
   PackageIntegrityError,
   PackageRejectedError,
   RedisUnreachableError,
+  SubmitNotReplicatedError,
   RunnerProtocolError,
   SandboxUnavailableError,
   TaskFailedError,

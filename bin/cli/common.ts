@@ -6,6 +6,7 @@ import { Option } from 'commander';
 import { CLIENT_DEFAULTS } from '../../lib/client/options.js';
 import { readEnvConfig } from '../../lib/core/config.js';
 import { Tydra } from '../../lib/index.js';
+import { withRedisPassword } from '../../lib/core/redis-url.js';
 import { redactRedisUrl } from '../../lib/redis/connection.js';
 import { integer } from './parse.js';
 
@@ -15,10 +16,18 @@ export const env = readEnvConfig();
 export interface ClientFlags {
   redis: string;
   connectTimeout: number;
+  /** `tydra run --durable-submit`. */
+  durableSubmit?: boolean;
 }
 
+/** `--redis`: the password may come from TYDRA_REDIS_PASSWORD instead of the URL (the command line is public). */
 export const redisOption = () =>
-  new Option('--redis <url>', 'Redis URL (env TYDRA_REDIS_URL)').default(env.redisUrl, redactRedisUrl(env.redisUrl));
+  new Option(
+    '--redis <url>',
+    'Redis URL: redis://, rediss:// or redis-sentinel://[[USER]:PASSWORD@]HOST:PORT[,HOST:PORT…]#MASTERNAME (env TYDRA_REDIS_URL; password also from TYDRA_REDIS_PASSWORD)',
+  )
+    .argParser((url: string) => withRedisPassword(url, env.redisPassword))
+    .default(env.redisUrl, redactRedisUrl(env.redisUrl));
 export const connectTimeoutOption = () =>
   new Option('--connect-timeout <ms>', 'how long to wait for Redis before giving up')
     .argParser(integer)
@@ -26,7 +35,11 @@ export const connectTimeoutOption = () =>
 export const jsonOption = () => new Option('--json', 'print JSON instead of text');
 
 export async function withClient(flags: ClientFlags, fn: (tydra: Tydra) => Promise<void>): Promise<void> {
-  const tydra = new Tydra({ redis: flags.redis, connectTimeoutMs: flags.connectTimeout });
+  const tydra = new Tydra({
+    redis: flags.redis,
+    connectTimeoutMs: flags.connectTimeout,
+    ...(flags.durableSubmit === true ? { durableSubmit: true } : {}),
+  });
   try {
     await fn(tydra);
   } finally {

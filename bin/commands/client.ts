@@ -87,6 +87,7 @@ function registerRun(program: Command): void {
       "parallel tasks: workunits that may fail before the TaskInstance does (default: the task's, else 0)",
       integer,
     )
+    .option('--durable-submit', 'fail unless a Redis replica acknowledged the submit within 1 s (Redis WAIT)')
     .action(async (ref: string, flags: Flags<RunFlags>) => {
       const input = await readInput(flags);
       await withClient(flags, async (tydra) => {

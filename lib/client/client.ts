@@ -37,6 +37,7 @@ import { type PruneOptions, type PruneReport, prunePackages } from '../packages/
 import { type DeployResult, PackageStore } from '../packages/store.js';
 import { wasCancelled } from './task-ending.js';
 import { BOUNDED_QUEUE_OPTIONS, createBoundedRedis, whenReachable } from '../redis/connection.js';
+import { confirmReplicated } from '../redis/replication.js';
 import { taskLimitsSchema } from '../core/limits.js';
 import { formatTaskRef, parseTaskRef } from '../packages/task-ref.js';
 import { parseOptions } from '../core/validate.js';
@@ -178,6 +179,10 @@ export class Tydra {
     } catch (error) {
       await this.store.releaseRef(id, data.package).catch(() => undefined);
       throw error;
+    }
+    if (this.options.durableSubmit !== undefined) {
+      // After the enqueue, not instead of it: `WAIT` covers every write of this connection so far.
+      await confirmReplicated(this.redis, id, this.options.durableSubmit);
     }
     this.logger.debug({ instanceId: id, ref: pinned }, 'TaskInstance submitted');
     return new TaskRun(this.runContext, id, pinned);

@@ -27,7 +27,16 @@ export const CLIENT_DEFAULTS = Object.freeze({
   maxInputBytes: MiB,
   deployLeaseMs: PACKAGE_DEFAULTS.deployLeaseMs,
   connectTimeoutMs: 10_000,
+  durableSubmit: { replicas: 1, timeoutMs: 1000 },
 });
+
+/** How many replicas must acknowledge a submit, and how long to wait for them. */
+export interface DurableSubmit {
+  /** @defaultValue 1 */
+  replicas?: number;
+  /** @defaultValue 1,000 ms */
+  timeoutMs?: number;
+}
 
 /** Options of the client library ({@link Tydra}). */
 export interface TydraOptions extends CommonOptions {
@@ -46,6 +55,13 @@ export interface TydraOptions extends CommonOptions {
    * Waiting for a running TaskInstance's result is not bounded by it. @defaultValue 10,000 ms
    */
   connectTimeoutMs?: number;
+  /**
+   * Confirm each submit with Redis `WAIT`: `submit()` resolves only once `replicas` replicas have
+   * the TaskInstance, and otherwise fails with `SubmitNotReplicatedError` after `timeoutMs`. For a
+   * replicated Redis (Sentinel), where a failover loses the writes the old primary had not yet
+   * passed on. `true` is `{ replicas: 1, timeoutMs: 1000 }`. @defaultValue false
+   */
+  durableSubmit?: boolean | DurableSubmit;
 }
 export interface CompiledTydraOptions {
   redisUrl: string;
@@ -54,7 +70,13 @@ export interface CompiledTydraOptions {
   maxInputBytes: number;
   deployLeaseMs: number;
   connectTimeoutMs: number;
+  durableSubmit: Required<DurableSubmit> | undefined;
 }
+
+const durableSubmitSchema = z.union([
+  z.boolean(),
+  z.strictObject({ replicas: positiveInt.optional(), timeoutMs: positiveInt.max(3_600_000).optional() }),
+]);
 
 export const tydraOptionsSchema = z.strictObject({
   redis: redisUrlSchema.default(CLIENT_DEFAULTS.redis),
@@ -63,6 +85,7 @@ export const tydraOptionsSchema = z.strictObject({
   maxInputBytes: positiveInt.default(CLIENT_DEFAULTS.maxInputBytes),
   deployLeaseMs: positiveInt.default(CLIENT_DEFAULTS.deployLeaseMs),
   connectTimeoutMs: positiveInt.max(3_600_000).default(CLIENT_DEFAULTS.connectTimeoutMs),
+  durableSubmit: durableSubmitSchema.default(false),
 });
 
 export function compileTydraOptions(raw: TydraOptions = {}): CompiledTydraOptions {
@@ -74,5 +97,9 @@ export function compileTydraOptions(raw: TydraOptions = {}): CompiledTydraOption
     maxInputBytes: parsed.maxInputBytes,
     deployLeaseMs: parsed.deployLeaseMs,
     connectTimeoutMs: parsed.connectTimeoutMs,
+    durableSubmit:
+      parsed.durableSubmit === false
+        ? undefined
+        : { ...CLIENT_DEFAULTS.durableSubmit, ...(parsed.durableSubmit === true ? {} : parsed.durableSubmit) },
   };
 }

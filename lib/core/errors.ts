@@ -150,6 +150,26 @@ export class RedisUnreachableError extends TydraError {
   }
 }
 
+/**
+ * A durable submit (`durableSubmit`, `tydra run --durable-submit`) stored the TaskInstance on the
+ * primary, but fewer than `replicas` replicas acknowledged it within `timeoutMs`: should the
+ * primary die now, a failover may lose it. It may still run: ask `tydra.run(instanceId).status()`
+ * before submitting it again.
+ */
+export class SubmitNotReplicatedError extends TydraError {
+  constructor(
+    readonly instanceId: string,
+    readonly replicas: number,
+    readonly acknowledged: number,
+    readonly timeoutMs: number,
+  ) {
+    super(
+      `Expected ${replicas} Redis replica(s) to acknowledge TaskInstance ${instanceId} within ${timeoutMs} ms, ` +
+        `got ${acknowledged}; it is on the primary and may still run (check its status before submitting it again)`,
+    );
+  }
+}
+
 /** bubblewrap is missing or cannot create a sandbox on this host; the node refuses to start. */
 export class SandboxUnavailableError extends InfrastructureError {}
 

@@ -7,19 +7,26 @@
 import { z } from 'zod';
 
 import type { Logger } from './logger.js';
+import { type RedisSentinelTarget, redisTargetSchema } from './redis-url.js';
 
 export const MiB = 1024 * 1024;
 
 /** Default Redis URL of every component. */
 export const DEFAULT_REDIS_URL = 'redis://127.0.0.1:6379';
 
-export const redisUrlSchema = z.string().refine((url) => /^rediss?:\/\//.test(url), 'a redis:// or rediss:// URL');
+/** `redis://`, `rediss://` or `redis-sentinel://` URL, or a Sentinel object; compiles to a URL string. */
+export const redisUrlSchema = redisTargetSchema;
 export const positiveInt = z.number().int().positive();
 export const loggerSchema = z.custom<Logger>().optional();
 
 export interface CommonOptions {
-  /** Redis URL shared by every tydra process of a cluster. @defaultValue `redis://127.0.0.1:6379` */
-  redis?: string;
+  /**
+   * The Redis every tydra process of a cluster shares: a `redis://` or `rediss://` URL, a
+   * Sentinel deployment as `redis-sentinel://[[USER]:PASSWORD@]HOST:PORT[,HOST:PORT…][/DB]#MASTERNAME`,
+   * or the same as an object `{ sentinels: [{ host, port }], name, password? }`.
+   * @defaultValue `redis://127.0.0.1:6379`
+   */
+  redis?: string | RedisSentinelTarget;
   /** Where log lines go. @defaultValue a silent logger (the CLI passes a pino logger on stderr). */
   logger?: Logger;
 }

@@ -8,19 +8,50 @@
  * - The client uses {@link createBoundedRedis}: a caller must not wait for ever, so once Redis has
  *   been out of reach for `connectTimeoutMs` (at the first connect or after losing it) every
  *   pending and new command fails with a {@link RedisUnreachableError}, until Redis is back.
+ * - A `redis-sentinel://` URL gives a Sentinel connection: ioredis asks the sentinels where the
+ *   primary is at every (re)connect, so after a failover every connection, and every duplicate
+ *   BullMQ makes of it (`duplicate()` copies the sentinel settings), finds the new primary.
  */
 import { type Command, Redis, type RedisOptions } from 'ioredis';
 
 import { RedisUnreachableError } from '../core/errors.js';
 import type { Logger } from '../core/logger.js';
+import { isSentinelUrl, parseSentinelUrl, sentinelUrl } from '../core/redis-url.js';
+
+/**
+ * Settings of a Sentinel connection. Never give up asking the sentinels (the roles ride out
+ * outages; the client's gate bounds its own waits), and reconnect at once when the primary has
+ * been demoted under us: sentinels kill clients of a reconfigured server, but one that slipped
+ * through gets `READONLY` errors until it reconnects and asks the sentinels again.
+ */
+const SENTINEL_OPTIONS: RedisOptions = {
+  sentinelRetryStrategy: (attempt: number) => Math.min(attempt * 100, 2000),
+  // Not `failoverDetector`: its subscriptions to the sentinels outlive a `quit()` (ioredis 5.11
+  // closes them only on `disconnect()`) and keep retrying for ever. Without it a connection to a
+  // dead primary reconnects by its retry strategy, asking the sentinels anew each time.
+  reconnectOnError: (error: Error) => (error.message.startsWith('READONLY') ? 2 : false),
+  enableOfflineQueue: true,
+};
 
 export function createRedis(url: string, options: RedisOptions = {}): Redis {
-  return new Redis(url, { maxRetriesPerRequest: null, lazyConnect: false, ...options });
+  const common: RedisOptions = { maxRetriesPerRequest: null, lazyConnect: false, ...options };
+  if (!isSentinelUrl(url)) {
+    return new Redis(url, common);
+  }
+  const { sentinels, name, username, password, db } = parseSentinelUrl(url);
+  return new Redis({ sentinels, name, username, password, db, ...SENTINEL_OPTIONS, ...common });
 }
 
-/** `redis://user:secret@host:6379/0` → `redis://user:***@host:6379/0`, safe for logs and errors. */
+/**
+ * `redis://user:secret@host:6379/0` → `redis://user:***@host:6379/0`, safe for logs and errors;
+ * the same for `redis-sentinel://` URLs.
+ */
 export function redactRedisUrl(url: string): string {
   try {
+    if (isSentinelUrl(url)) {
+      const target = parseSentinelUrl(url);
+      return sentinelUrl(target.password === undefined ? target : { ...target, password: '***' });
+    }
     const parsed = new URL(url);
     if (parsed.password) {
       parsed.password = '***';
@@ -31,10 +62,18 @@ export function redactRedisUrl(url: string): string {
   }
 }
 
-/** `127.0.0.1:6379 (no password)`: where a connection goes, safe for messages. */
+/**
+ * `127.0.0.1:6379 (no password)`, or `Sentinel master mymaster via 10.0.0.1:26379,10.0.0.2:26379
+ * (with password)`: where a connection goes, safe for messages.
+ */
 export function describeRedisTarget(redis: Redis): string {
-  const { host, port, password } = redis.options;
-  return `${host ?? '127.0.0.1'}:${port ?? 6379} (${password ? 'with' : 'no'} password)`;
+  const { host, port, password, sentinels, name } = redis.options;
+  const secret = `(${password ? 'with' : 'no'} password)`;
+  if (sentinels !== undefined && sentinels !== null && sentinels.length > 0) {
+    const via = sentinels.map((sentinel) => `${sentinel.host ?? 'localhost'}:${sentinel.port ?? 26379}`).join(',');
+    return `Sentinel master ${name ?? 'mymaster'} via ${via} ${secret}`;
+  }
+  return `${host ?? '127.0.0.1'}:${port ?? 6379} ${secret}`;
 }
 
 /** What ioredis keeps private but lets us reject: its offline queue and the commands in flight. */

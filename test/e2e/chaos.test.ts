@@ -191,7 +191,7 @@ describe('chaos: nodes, a master and Redis killed under load (@integration)', fu
       if (outcome.ok) {
         assert.deepEqual(
           outcome.value,
-          Array.from({ length: 300 }, (_, i) => i),
+          Array.from({ length: 150 }, (_, i) => i),
           `parallel ${index}`,
         );
       } else {

@@ -1,0 +1,173 @@
+/**
+ * What a `--redis` value names: one Redis server (`redis://`, `rediss://`) or a Sentinel
+ * deployment (`redis-sentinel://`). Pure parsing, so option schemas can validate the value and
+ * `lib/redis/connection.ts` can build the matching ioredis connection from it.
+ *
+ * The Sentinel form:
+ *
+ *     redis-sentinel://[[USER]:PASSWORD@]HOST:PORT[,HOST:PORT…][/DB]#MASTERNAME
+ *
+ * e.g. `redis-sentinel://:s3cret@10.0.0.1:26379,10.0.0.2:26379,10.0.0.3:26379#mymaster`. The hosts
+ * are the sentinels (not the Redis servers); MASTERNAME is the name they monitor (`sentinel
+ * monitor MASTERNAME …`); USER and PASSWORD authenticate to the primary and its replicas (not to
+ * the sentinels), percent-encoded like any URL's. A `/` before the `#` is allowed.
+ */
+import { z } from 'zod';
+
+import { InvalidOptionError } from './errors.js';
+
+export interface SentinelAddress {
+  host: string;
+  port: number;
+}
+
+/** A Sentinel deployment, as the client's `redis` option takes it and as a URL parses into. */
+export interface RedisSentinelTarget {
+  /** The sentinels to ask where the primary is; one reachable sentinel is enough. */
+  sentinels: SentinelAddress[];
+  /** The master name the sentinels monitor. */
+  name: string;
+  /** ACL user of the primary and replicas. */
+  username?: string;
+  /** Password of the primary and replicas. */
+  password?: string;
+  /** Database number. @defaultValue 0 */
+  db?: number;
+}
+
+export const SENTINEL_SCHEME = 'redis-sentinel:';
+const DEFAULT_SENTINEL_PORT = 26379;
+
+/** Says what is wrong with a Redis URL; the message names what was expected. */
+export class RedisUrlError extends InvalidOptionError {}
+
+export function isSentinelUrl(url: string): boolean {
+  return url.startsWith(`${SENTINEL_SCHEME}//`);
+}
+
+const SENTINEL_URL = /^redis-sentinel:\/\/(?:(?<auth>[^@/#]*)@)?(?<hosts>[^@/#?]+)(?:\/(?<db>\d*))?(?:#(?<name>.*))?$/;
+
+/** Parses a `redis-sentinel://` URL; throws a {@link RedisUrlError} saying what is wrong. */
+export function parseSentinelUrl(url: string): RedisSentinelTarget {
+  const expected = 'expected redis-sentinel://[[USER]:PASSWORD@]HOST:PORT[,HOST:PORT…][/DB]#MASTERNAME';
+  const match = SENTINEL_URL.exec(url);
+  if (match?.groups === undefined) {
+    throw new RedisUrlError(`${expected}, got a URL that does not have that shape`);
+  }
+  const { auth, hosts = '', db, name } = match.groups;
+  if (name === undefined || name === '') {
+    throw new RedisUrlError(`${expected}: the #MASTERNAME is missing`);
+  }
+  const target: RedisSentinelTarget = {
+    sentinels: hosts.split(',').map((address) => parseAddress(address, expected)),
+    name: decodeURIComponent(name),
+  };
+  if (auth !== undefined) {
+    const colon = auth.indexOf(':');
+    const username = decodeURIComponent(colon < 0 ? auth : auth.slice(0, colon));
+    const password = colon < 0 ? '' : decodeURIComponent(auth.slice(colon + 1));
+    if (username !== '') {
+      target.username = username;
+    }
+    if (password !== '') {
+      target.password = password;
+    }
+  }
+  if (db !== undefined && db !== '') {
+    target.db = Number(db);
+  }
+  return target;
+}
+
+function parseAddress(address: string, expected: string): SentinelAddress {
+  // `[::1]:26379` for IPv6, `host:26379` otherwise; the port defaults to Sentinel's 26379.
+  const match = /^(?:\[(?<ip6>[^\]]+)\]|(?<host>[^:[\]]+))(?::(?<port>\d+))?$/.exec(address);
+  const port = Number(match?.groups?.port ?? DEFAULT_SENTINEL_PORT);
+  if (match?.groups === undefined || !Number.isInteger(port) || port < 1 || port > 65535) {
+    throw new RedisUrlError(`${expected}: "${address}" is not a HOST:PORT`);
+  }
+  return { host: match.groups.ip6 ?? match.groups.host ?? '', port };
+}
+
+/** The `redis-sentinel://` URL of a target: how the client's object form travels as a URL. */
+export function sentinelUrl(target: RedisSentinelTarget): string {
+  const user = encodeURIComponent(target.username ?? '');
+  const auth =
+    target.password !== undefined ? `${user}:${encodeURIComponent(target.password)}@` : user ? `${user}@` : '';
+  const hosts = target.sentinels
+    .map(({ host, port }) => `${host.includes(':') ? `[${host}]` : host}:${port}`)
+    .join(',');
+  const db = target.db !== undefined ? `/${target.db}` : '';
+  return `${SENTINEL_SCHEME}//${auth}${hosts}${db}#${encodeURIComponent(target.name)}`;
+}
+
+/**
+ * `url` with `password` filled in when it has none (`TYDRA_REDIS_PASSWORD`, so a password need
+ * not appear on a command line). A password already in the URL wins.
+ */
+export function withRedisPassword(url: string, password: string | undefined): string {
+  if (password === undefined || password === '') {
+    return url;
+  }
+  try {
+    if (isSentinelUrl(url)) {
+      const target = parseSentinelUrl(url);
+      return target.password === undefined ? sentinelUrl({ ...target, password }) : url;
+    }
+    const parsed = new URL(url);
+    if (parsed.password === '') {
+      parsed.password = encodeURIComponent(password);
+    }
+    return parsed.toString();
+  } catch {
+    // Left as it is: the option's validation says what is wrong with it, without the password.
+    return url;
+  }
+}
+
+const sentinelTargetSchema = z.strictObject({
+  sentinels: z
+    .array(z.strictObject({ host: z.string().min(1), port: z.number().int().min(1).max(65535) }))
+    .min(1, 'at least one sentinel'),
+  name: z.string().min(1),
+  username: z.string().optional(),
+  password: z.string().optional(),
+  db: z.number().int().nonnegative().optional(),
+});
+
+function checkUrl(url: string, context: z.RefinementCtx): void {
+  if (isSentinelUrl(url)) {
+    try {
+      parseSentinelUrl(url);
+    } catch (error) {
+      context.addIssue({ code: 'custom', message: (error as Error).message });
+    }
+  } else if (!/^rediss?:\/\//.test(url)) {
+    context.addIssue({ code: 'custom', message: 'expected a redis://, rediss:// or redis-sentinel:// URL' });
+  }
+}
+
+/**
+ * A Redis URL (`redis://`, `rediss://`, `redis-sentinel://`) or a Sentinel object
+ * (`{ sentinels, name, password? }`), validated and always compiled to a URL string, so every
+ * component past its options sees one form. Not a `z.union`: its errors would only say
+ * "invalid input" instead of what is wrong with the URL or the object.
+ */
+export const redisTargetSchema = z.custom<string | RedisSentinelTarget>().transform((value, context) => {
+  if (typeof value === 'string') {
+    checkUrl(value, context);
+    return value;
+  }
+  if (typeof value !== 'object' || value === null || Array.isArray(value)) {
+    context.addIssue({ code: 'custom', message: 'expected a Redis URL or a { sentinels, name } object' });
+    return z.NEVER;
+  }
+  const parsed = sentinelTargetSchema.safeParse(value);
+  if (!parsed.success) {
+    for (const issue of parsed.error.issues) {
+      context.addIssue({ code: 'custom', message: issue.message, path: issue.path });
+    }
+    return z.NEVER;
+  }
+  return sentinelUrl(parsed.data);
+});
