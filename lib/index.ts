@@ -69,6 +69,7 @@ export {
   RunnerProtocolError,
   SandboxUnavailableError,
   TaskFailedError,
+  TaskUnrecoverableError,
   TaskNotFoundError,
   TaskTimeoutError,
   TydraError,

@@ -27,6 +27,7 @@ export const CLIENT_DEFAULTS = Object.freeze({
   maxInputBytes: MiB,
   deployLeaseMs: PACKAGE_DEFAULTS.deployLeaseMs,
   connectTimeoutMs: 10_000,
+  idempotencyWindowMs: 24 * 3600 * 1000,
 });
 
 /** Options of the client library ({@link Tydra}). */
@@ -46,6 +47,11 @@ export interface TydraOptions extends CommonOptions {
    * Waiting for a running TaskInstance's result is not bounded by it. @defaultValue 10,000 ms
    */
   connectTimeoutMs?: number;
+  /**
+   * How long a submit's idempotency `key` (scoped by package and task) names its TaskInstance: a
+   * submit with the same key within this window returns that TaskInstance. @defaultValue 24 h
+   */
+  idempotencyWindowMs?: number;
 }
 export interface CompiledTydraOptions {
   redisUrl: string;
@@ -54,6 +60,7 @@ export interface CompiledTydraOptions {
   maxInputBytes: number;
   deployLeaseMs: number;
   connectTimeoutMs: number;
+  idempotencyWindowMs: number;
 }
 
 export const tydraOptionsSchema = z.strictObject({
@@ -63,6 +70,7 @@ export const tydraOptionsSchema = z.strictObject({
   maxInputBytes: positiveInt.default(CLIENT_DEFAULTS.maxInputBytes),
   deployLeaseMs: positiveInt.default(CLIENT_DEFAULTS.deployLeaseMs),
   connectTimeoutMs: positiveInt.max(3_600_000).default(CLIENT_DEFAULTS.connectTimeoutMs),
+  idempotencyWindowMs: positiveInt.max(365 * 24 * 3600 * 1000).default(CLIENT_DEFAULTS.idempotencyWindowMs),
 });
 
 export function compileTydraOptions(raw: TydraOptions = {}): CompiledTydraOptions {
@@ -74,5 +82,6 @@ export function compileTydraOptions(raw: TydraOptions = {}): CompiledTydraOption
     maxInputBytes: parsed.maxInputBytes,
     deployLeaseMs: parsed.deployLeaseMs,
     connectTimeoutMs: parsed.connectTimeoutMs,
+    idempotencyWindowMs: parsed.idempotencyWindowMs,
   };
 }

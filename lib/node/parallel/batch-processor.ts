@@ -26,6 +26,7 @@ import {
   TaskCancelledError,
   TaskFailedError,
   TaskTimeoutError,
+  TaskUnrecoverableError,
 } from '../../core/errors.js';
 import type { Logger } from '../../core/logger.js';
 import { parallelAbortChannel } from '../../redis/keys.js';
@@ -149,7 +150,10 @@ async function runUnit(
     }
     const failure = error instanceof Error ? error : new Error(String(error));
     const limitBroken = failure instanceof TaskTimeoutError || failure instanceof LimitExceededError;
-    const final = unit.attempt >= meta.attempts || (limitBroken && meta.retryOnLimit !== true);
+    const final =
+      unit.attempt >= meta.attempts ||
+      (limitBroken && meta.retryOnLimit !== true) ||
+      failure instanceof TaskUnrecoverableError;
     deps.reporter.log(
       workers.instanceId,
       `[workunit ${unit.index}] attempt ${unit.attempt} failed${final ? '' : ', will retry'}: ${failure.message}`,
