@@ -119,6 +119,13 @@ describe('submit options: priority, delay, idempotency, backoff, env (@integrati
     assert.equal(status.state, 'delayed');
     assert.ok(status.runAt !== undefined && status.runAt > Date.now());
     assert.deepEqual(await later.cancel(), { id: later.id, outcome: 'removed' });
+    const at = new Date(Date.now() + 3_600_000).toISOString();
+    const detached = await cli(['run', 'subopts/stamp', '--at', at, '--detach', '--redis', redisUrl()]);
+    assert.equal(detached.exitCode, 0, detached.stderr);
+    const shown = await cli(['status', detached.stdout.trim(), '--redis', redisUrl()]);
+    assert.match(shown.stdout, new RegExp(`^${detached.stdout.trim()}  delayed\nref: subopts@[0-9a-f]{40}/stamp\n`));
+    assert.ok(shown.stdout.includes(`runs at: ${at}`), shown.stdout);
+    await client.run(detached.stdout.trim()).cancel();
 
     const soon = await client.submit('subopts/stamp', 'soon', { delayMs: 800 });
     const runAt = (await soon.status()).runAt ?? 0;
