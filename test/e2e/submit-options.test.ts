@@ -2,7 +2,10 @@ import assert from 'node:assert/strict';
 
 import type { Tydra } from '../../lib/client/client.js';
 import { InvalidOptionError, TaskFailedError } from '../../lib/core/errors.js';
-import { makePackage, redisUrl, startCluster, testClient, testRedis, waitFor } from '../helpers.js';
+import { Queue } from 'bullmq';
+
+import { nodeQueueName } from '../../queues/node.js';
+import { defer, makePackage, redisUrl, startCluster, testClient, testRedis, waitFor } from '../helpers.js';
 import { tydra as cli } from '../bin/run-cli.js';
 
 /** A package with one task per submit option under test; every task says when it ran. */
@@ -287,5 +290,30 @@ describe('submit options: priority, delay, idempotency, backoff, env (@integrati
     const bad = await cli(['run', 'subopts/env', '--env', 'HOME=/root', '--redis', redisUrl()]);
     assert.equal(bad.exitCode, 1);
     assert.match(bad.stderr, /Expected the `env.HOME` submit option to be a name tydra does not set itself/);
+  });
+
+  it('a node refuses job data whose env was not checked by a client (a reserved name), running nothing', async () => {
+    const { nodes } = await startCluster(1);
+    const client = await deployOptionsPackage();
+    const run = await client.submit('subopts/env');
+    await run.result();
+    const data = await testRedis().hgetall(`bull:tasks:${run.id}`);
+    const queue = new Queue(nodeQueueName(nodes[0]?.id ?? ''), {
+      connection: testRedis({ maxRetriesPerRequest: null }),
+    });
+    defer(() => queue.close());
+    const pinned = JSON.parse(data.data ?? '{}') as { ref: string; package: unknown; task: string };
+    const forged = await queue.add(
+      'run',
+      { ...pinned, instanceId: 'forged-env', input: null, env: { LD_PRELOAD: '/task/evil.so' } },
+      { jobId: 'forged-env' },
+    );
+    const reason = await waitFor('the forged job to fail', async () =>
+      (await forged.getState()) === 'failed' ? (await queue.getJob('forged-env'))?.failedReason : undefined,
+    );
+    assert.match(
+      reason,
+      /^Expected node job data \{instanceId, package, task, input\}, got invalid data: a name tydra does not set itself/,
+    );
   });
 });
