@@ -21,6 +21,7 @@ async function deployOptionsPackage(): Promise<Tydra> {
         flaky: { module: 'flaky.mjs' },
         give_up: { module: 'give-up.mjs' },
         env: { module: 'env.mjs' },
+        pair: { kind: 'sequence', steps: ['stamp', 'stamp'] },
       },
     }),
     // When it ran (ms), so the tests read the order of runs from the results, never from timing.
@@ -315,5 +316,22 @@ describe('submit options: priority, delay, idempotency, backoff, env (@integrati
       reason,
       /^Expected node job data \{instanceId, package, task, input\}, got invalid data: a name tydra does not set itself/,
     );
+  });
+
+  it("gives a sequence's steps, and their node jobs, the sequence's priority", async () => {
+    const { nodes } = await startCluster(1);
+    const client = await deployOptionsPackage();
+    const run = await client.submit('subopts/pair', 'seq', { priority: 7 });
+    await run.result();
+    const connection = testRedis({ maxRetriesPerRequest: null });
+    const tasks = new Queue('tasks', { connection });
+    const nodeQueue = new Queue(nodeQueueName(nodes[0]?.id ?? ''), { connection });
+    defer(() => Promise.all([tasks.close(), nodeQueue.close()]));
+    const steps = (await tasks.getCompleted()).filter((job) => job.data.parentSequence?.id === run.id);
+    assert.equal(steps.length, 2);
+    for (const step of steps) {
+      assert.equal(step.opts.priority, 7);
+      assert.equal((await nodeQueue.getJob(step.id ?? ''))?.opts.priority, 7);
+    }
   });
 });
