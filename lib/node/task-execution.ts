@@ -205,6 +205,9 @@ export function endingOf(error: unknown, signal?: AbortSignal): TaskEnding {
   if (error instanceof InfrastructureError) {
     return { kind: 'infrastructure' };
   }
+  if (error instanceof TaskUnrecoverableError) {
+    return { kind: 'failed', unrecoverable: true };
+  }
   if (
     error instanceof InvalidJobDataError ||
     error instanceof PackageRejectedError ||

@@ -1,7 +1,7 @@
 import assert from 'node:assert/strict';
 
 import type { Tydra } from '../../lib/client/client.js';
-import { InvalidOptionError, TaskFailedError } from '../../lib/core/errors.js';
+import { InvalidOptionError, TaskFailedError, TaskUnrecoverableError } from '../../lib/core/errors.js';
 import { Queue } from 'bullmq';
 
 import { nodeQueueName } from '../../queues/node.js';
@@ -233,7 +233,9 @@ describe('submit options: priority, delay, idempotency, backoff, env (@integrati
     await startCluster(1);
     const client = await deployOptionsPackage();
     const failed = await client.submit('subopts/give_up', null, { attempts: 3 });
-    assert.equal((await failure(failed.result())).message, 'bad input, no retry');
+    const given = await failure(failed.result());
+    assert.ok(given instanceof TaskUnrecoverableError, `got ${given.name}`);
+    assert.equal(given.message, 'bad input, no retry');
     const thrown = await client.submit('subopts/give_up', 'throw', { attempts: 3 });
     const error = await failure(thrown.result());
     assert.equal(error.message, 'own class gives up');
