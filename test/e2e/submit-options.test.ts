@@ -167,6 +167,13 @@ describe('submit options: priority, delay, idempotency, backoff, env (@integrati
       assert.match(error.message, /^Expected the `priority` submit option to be valid \(an integer from 1 \(highest\)/);
       return true;
     });
+    // With no master to take it, a prioritised TaskInstance waits in BullMQ's prioritised set.
+    const queued = await client.submit('subopts/stamp', null, { priority: 3 });
+    const tasks = new Queue('tasks', { connection: testRedis({ maxRetriesPerRequest: null }) });
+    defer(() => tasks.close());
+    assert.equal(await tasks.getJobState(queued.id), 'prioritized');
+    assert.equal((await queued.status()).state, 'queued');
+    await queued.cancel();
     const past = await cli(['run', 'subopts/stamp', '--at', '2001-01-01T00:00:00Z', '--redis', redisUrl()]);
     assert.equal(past.exitCode, 1);
     assert.match(past.stderr, /Expected the `at` submit option to be in the future/);
