@@ -22,6 +22,7 @@ async function deployOptionsPackage(): Promise<Tydra> {
         give_up: { module: 'give-up.mjs' },
         env: { module: 'env.mjs' },
         pair: { kind: 'sequence', steps: ['stamp', 'stamp'] },
+        units: { kind: 'parallel', module: 'units.mjs', attempts: 3, maxFailedWorkunits: 1 },
       },
     }),
     // When it ran (ms), so the tests read the order of runs from the results, never from timing.
@@ -45,6 +46,13 @@ async function deployOptionsPackage(): Promise<Tydra> {
       "  if (input === 'throw') throw new Bad('own class gives up');",
       "  ctx.fail('bad input, no retry');",
       '};',
+      '',
+    ].join('\n'),
+    // Unit 2 gives up for good; the others return their index.
+    'units.mjs': [
+      'export const split = () => [0, 1, 2, 3];',
+      "export const work = (unit, ctx) => (unit === 2 ? ctx.fail('unit 2 gives up') : unit);",
+      'export const reduce = async (results) => { const all = []; for await (const r of results) all.push(r); return all; };',
       '',
     ].join('\n'),
     'env.mjs': [
@@ -247,6 +255,14 @@ describe('submit options: priority, delay, idempotency, backoff, env (@integrati
     const error = await failure(thrown.result());
     assert.equal(error.message, 'own class gives up');
     assert.match(error.remoteStack ?? '', /^TydraUnrecoverable: own class gives up\n/);
+    const units = await client.submit('subopts/units');
+    assert.deepEqual(await units.result(), [0, 1, null, 3]);
+    const unitLogs = (await units.status()).logs.filter((line) => line.startsWith('[workunit 2] attempt'));
+    assert.deepEqual(
+      unitLogs,
+      ['[workunit 2] attempt 1 failed: unit 2 gives up'],
+      'a unit that gave up is not retried',
+    );
     for (const run of [failed, thrown]) {
       const { logs, state } = await run.status();
       assert.equal(state, 'failed');
