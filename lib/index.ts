@@ -70,6 +70,7 @@ export {
   RunnerProtocolError,
   SandboxUnavailableError,
   TaskFailedError,
+  TaskUnrecoverableError,
   TaskNotFoundError,
   TaskTimeoutError,
   TydraError,

@@ -35,6 +35,7 @@ export const nodeJobSchema = taskInstanceSchema
     attempts: true,
     kind: true,
     maxFailedWorkunits: true,
+    env: true,
   })
   .partial({ attempts: true })
   .extend({

@@ -18,8 +18,11 @@ import { z } from 'zod';
 export const taskEndingSchema = z.discriminatedUnion('kind', [
   /** The task returned a result. */
   z.strictObject({ kind: z.literal('completed') }),
-  /** The task threw, exited non-zero, or broke the runner protocol. */
-  z.strictObject({ kind: z.literal('failed') }),
+  /**
+   * The task threw, exited non-zero, or broke the runner protocol; `unrecoverable` when it said a
+   * retry cannot help (`ctx.fail`, an error named `TydraUnrecoverable`), so it was not retried.
+   */
+  z.strictObject({ kind: z.literal('failed'), unrecoverable: z.literal(true).optional() }),
   /** Cancelled on request (`tydra cancel`, `run.cancel()`). */
   z.strictObject({ kind: z.literal('cancelled') }),
   /** Killed at its wall-clock limit. */

@@ -10,6 +10,7 @@ import type { DefaultJobOptions } from 'bullmq';
 import { z } from 'zod';
 
 import { type TaskLimits, taskLimitsSchema } from '../lib/core/limits.js';
+import { type TaskEnv, taskEnvSchema } from '../lib/core/task-env.js';
 import { type TaskEnding, taskEndingSchema } from './task-ending.js';
 
 export const TASKS_QUEUE = 'tasks';
@@ -43,6 +44,19 @@ export interface TaskInstanceData {
   /** Parallel tasks: workunits that may fail for good before the TaskInstance does. @defaultValue 0 */
   maxFailedWorkunits?: number;
   submittedAt: number;
+  /**
+   * BullMQ priority of the TaskInstance job and of its node job (1 = highest … 2,097,152); absent:
+   * no priority, which BullMQ runs before every prioritised job.
+   */
+  priority?: number;
+  /** When a delayed submission (`delayMs`, `at`) may start (ms since the epoch); it waits as `delayed` until then. */
+  runAt?: number;
+  /** How long to wait between attempts of the node job (BullMQ backoff). */
+  backoff?: TaskBackoff;
+  /** Environment variables set in this TaskInstance's sandbox only (see `lib/core/task-env.ts`). */
+  env?: TaskEnv;
+  /** The idempotency key of the submission, if any (scoped by package and task). */
+  key?: string;
   /** Set by the master before it adds the node job, so a re-dispatch after a crash is idempotent. */
   dispatch?: { nodeId: string; at: number };
   /**
@@ -64,6 +78,24 @@ export interface TaskInstanceData {
   parentSequence?: { id: string; step: number; branch?: number };
 }
 
+/** Wait between attempts: always `delayMs` (`fixed`), or `delayMs × 2^(attempt - 1)` (`exponential`). */
+export interface TaskBackoff {
+  type: 'exponential' | 'fixed';
+  delayMs: number;
+}
+
+/** Most BullMQ accepts as a priority. */
+export const MAX_PRIORITY = 2_097_152;
+
+export const taskBackoffSchema = z.strictObject({
+  type: z.enum(['exponential', 'fixed']),
+  delayMs: z
+    .number()
+    .int()
+    .min(0)
+    .max(24 * 3600 * 1000),
+});
+
 /** What a master checks before acting on a TaskInstance job. */
 export const taskInstanceSchema = z.object({
   ref: z.string().min(1),
@@ -77,6 +109,11 @@ export const taskInstanceSchema = z.object({
   kind: z.enum(['simple', 'parallel', 'sequence']).optional(),
   maxFailedWorkunits: z.number().int().min(0).optional(),
   submittedAt: z.number(),
+  priority: z.number().int().min(1).max(MAX_PRIORITY).optional(),
+  runAt: z.number().optional(),
+  backoff: taskBackoffSchema.optional(),
+  env: taskEnvSchema.optional(),
+  key: z.string().optional(),
   dispatch: z.object({ nodeId: z.string().min(1), at: z.number() }).optional(),
   lostNodes: z.array(z.string()).optional(),
   takenBackFrom: z.array(z.string()).optional(),

@@ -8,6 +8,12 @@
  * exists, and it must start as fast as bare `node`.
  */
 
+/**
+ * The `name` of an error that must not be retried: what `ctx.fail(message)` throws, and what a
+ * task's own error class may set (`class Bad extends Error { name = 'TydraUnrecoverable' }`).
+ */
+export const UNRECOVERABLE_ERROR_NAME = 'TydraUnrecoverable';
+
 /** The runner's protocol file descriptor. */
 export const RUNNER_FD = 3;
 

@@ -13,6 +13,9 @@ export function formatStatus(s: TaskStatus): string {
     `node: ${s.nodeId ?? '-'}`,
     `submitted: ${new Date(s.submittedAt).toISOString()}`,
   ];
+  if (s.runAt !== undefined) {
+    lines.push(`runs at: ${new Date(s.runAt).toISOString()}`);
+  }
   if (s.progress !== undefined) {
     lines.push(`progress: ${formatProgress(s.progress)}`);
   }

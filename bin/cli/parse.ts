@@ -52,3 +52,24 @@ export function userValue(text: string): { uid: number; gid: number } {
 export function stripUndefined<T extends object>(object: T): T {
   return Object.fromEntries(Object.entries(object).filter(([, value]) => value !== undefined)) as T;
 }
+
+/**
+ * Commander reducer for repeated `--env NAME=value` (the value is everything after the first `=`,
+ * and may be empty). The names' rules are the client's, which checks them once.
+ */
+export function collectEnv(text: string, previous: Record<string, string>): Record<string, string> {
+  const at = text.indexOf('=');
+  if (at <= 0) {
+    throw new InvalidArgumentError(`Expected NAME=value, got \`${text.length > 80 ? `${text.slice(0, 80)}…` : text}\``);
+  }
+  return { ...previous, [text.slice(0, at)]: text.slice(at + 1) };
+}
+
+/** `exponential:1000` or `fixed:500`: the backoff type and its delay in ms. */
+export function backoffValue(text: string): { type: 'exponential' | 'fixed'; delayMs: number } {
+  const match = /^(exponential|fixed):(\d+)$/.exec(text);
+  if (match === null) {
+    throw new InvalidArgumentError(`Expected exponential:MS or fixed:MS, got \`${text}\``);
+  }
+  return { type: match[1] as 'exponential' | 'fixed', delayMs: Number(match[2]) };
+}

@@ -6,14 +6,14 @@
 import { type Command, Option } from 'commander';
 
 import type { TaskLimits } from '../../lib/core/limits.js';
-import { TaskCancelledError, TaskFailedError, type TaskRun, type Tydra } from '../../lib/index.js';
+import { type SubmitOptions, TaskCancelledError, TaskFailedError, type TaskRun, type Tydra } from '../../lib/index.js';
 import { MASTER_DEFAULTS } from '../../lib/master/options.js';
 import { parsePackageName, parsePackageVersion } from '../../lib/packages/task-ref.js';
 import { type ClientFlags, connectTimeoutOption, jsonOption, redisOption, withClient } from '../cli/common.js';
 import { formatNode, formatPrune, formatStatus, formatVersion, print, versionRow } from '../cli/format.js';
 import { readInput } from '../cli/input.js';
 import { ProgressBar } from '../cli/progress.js';
-import { collectLimits, integer, LIMIT_FLAG_NAMES, stripUndefined } from '../cli/parse.js';
+import { backoffValue, collectEnv, collectLimits, integer, LIMIT_FLAG_NAMES, stripUndefined } from '../cli/parse.js';
 
 type Flags<T = object> = ClientFlags & { json?: boolean } & T;
 
@@ -70,6 +70,12 @@ interface RunFlags {
   limit: TaskLimits;
   retryOnLimit?: boolean;
   maxFailedWorkunits?: number;
+  priority?: number;
+  delay?: number;
+  at?: string;
+  key?: string;
+  backoff?: { type: 'exponential' | 'fixed'; delayMs: number };
+  env: Record<string, string>;
 }
 
 function registerRun(program: Command): void {
@@ -88,20 +94,30 @@ function registerRun(program: Command): void {
       integer,
     )
     .option('--durable-submit', 'fail unless a Redis replica acknowledged the submit within 1 s (Redis WAIT)')
+    .option(
+      '--priority <n>',
+      'BullMQ priority, 1 (highest) to 2097152; unset runs before every prioritised one',
+      integer,
+    )
+    .addOption(
+      new Option('--delay <ms>', 'wait this long before the TaskInstance may start').argParser(integer).conflicts('at'),
+    )
+    .option(
+      '--at <iso-date>',
+      'start no earlier than this ISO 8601 date-time (in the future), e.g. 2030-01-01T09:00:00Z',
+    )
+    .option('--key <key>', 'idempotency key: a second run with the same key (same package and task) returns the first')
+    .option('--backoff <type:ms>', 'wait between attempts: exponential:MS or fixed:MS', backoffValue)
+    .option(
+      '--env <NAME=value>',
+      "environment variable in this TaskInstance's sandbox only, repeatable",
+      collectEnv,
+      {},
+    )
     .action(async (ref: string, flags: Flags<RunFlags>) => {
       const input = await readInput(flags);
       await withClient(flags, async (tydra) => {
-        const run = await tydra.submit(
-          ref,
-          input,
-          stripUndefined({
-            timeoutMs: flags.timeout,
-            attempts: flags.attempts,
-            limits: Object.keys(flags.limit).length > 0 ? flags.limit : undefined,
-            retryOnLimit: flags.retryOnLimit,
-            maxFailedWorkunits: flags.maxFailedWorkunits,
-          }),
-        );
+        const run = await tydra.submit(ref, input, submitOptionsOf(flags));
         if (flags.detach) {
           print(flags.json, { id: run.id, ref: run.ref }, run.id);
           return;
@@ -109,6 +125,23 @@ function registerRun(program: Command): void {
         await printResult(run, flags.json, flags.json ? undefined : new ProgressBar(process.stderr));
       });
     });
+}
+
+/** The submit options the flags give; flags not given stay out, so the client's defaults apply. */
+function submitOptionsOf(flags: RunFlags): SubmitOptions {
+  return stripUndefined({
+    timeoutMs: flags.timeout,
+    attempts: flags.attempts,
+    limits: Object.keys(flags.limit).length > 0 ? flags.limit : undefined,
+    retryOnLimit: flags.retryOnLimit,
+    maxFailedWorkunits: flags.maxFailedWorkunits,
+    priority: flags.priority,
+    delayMs: flags.delay,
+    at: flags.at,
+    key: flags.key,
+    backoff: flags.backoff,
+    env: Object.keys(flags.env).length > 0 ? flags.env : undefined,
+  });
 }
 
 /**

@@ -11,7 +11,6 @@ import { randomUUID } from 'node:crypto';
 
 import { Job, Queue, QueueEvents } from 'bullmq';
 import type { Redis } from 'ioredis';
-import { z } from 'zod';
 
 import { NODE_JOB_OPTIONS, nodeQueueName } from '../../queues/node.js';
 import { WORKUNITS_QUEUE, type WorkunitBatchData } from '../../queues/workunits.js';
@@ -38,9 +37,15 @@ import { type DeployResult, PackageStore } from '../packages/store.js';
 import { wasCancelled } from './task-ending.js';
 import { BOUNDED_QUEUE_OPTIONS, createBoundedRedis, whenReachable } from '../redis/connection.js';
 import { confirmReplicated } from '../redis/replication.js';
-import { taskLimitsSchema } from '../core/limits.js';
+import {
+  checkSubmitOptions,
+  type CheckedSubmitOptions,
+  runAtOf,
+  scheduleData,
+  scheduleJobOptions,
+} from './submit-options.js';
 import { formatTaskRef, parseTaskRef } from '../packages/task-ref.js';
-import { parseOptions } from '../core/validate.js';
+import { claimIdempotencyKey, type IdempotencyScope, releaseIdempotencyKey } from '../redis/idempotency-commands.js';
 import { readCancelRecord, writeCancelRecord } from './cancel-record.js';
 import { reportedProgress } from './progress.js';
 import { serialiseInput } from './input.js';
@@ -52,14 +57,6 @@ import type { CancelResult, PackageVersionUse, SubmitOptions, TaskState, TaskSta
 export type { CancelResult, PackageVersionUse, SubmitOptions, TaskState, TaskStatus } from './types.js';
 export { TaskRun } from './task-run.js';
 
-const submitOptionsSchema = z.strictObject({
-  timeoutMs: z.number().int().positive('a positive integer').optional(),
-  attempts: z.number().int().positive('a positive integer').max(100).optional(),
-  limits: taskLimitsSchema.optional(),
-  retryOnLimit: z.boolean().optional(),
-  maxFailedWorkunits: z.number().int().min(0, 'an integer >= 0').optional(),
-});
-
 /**
  * What a TaskInstance takes from its task's kind: the kind itself; for a parallel task, the
  * attempts of each workunit and the failures it tolerates, from the submission or else the
@@ -68,9 +65,18 @@ const submitOptionsSchema = z.strictObject({
 function kindData(
   task: string,
   spec: TaskSpec,
-  options: z.output<typeof submitOptionsSchema>,
+  options: CheckedSubmitOptions,
 ): Pick<TaskInstanceData, 'kind' | 'attempts' | 'maxFailedWorkunits'> {
   const kind = taskKind(spec);
+  for (const name of ['backoff', 'env'] as const) {
+    if (kind !== 'simple' && options[name] !== undefined) {
+      // A parallel task's workunits run on every node and are retried at once; a sequence's
+      // steps are TaskInstances of their own.
+      throw new InvalidOptionError(
+        `Expected the \`${name}\` submit option only for a simple task, got it for task ${task}, a ${kind} task`,
+      );
+    }
+  }
   if (spec.kind === 'parallel') {
     return {
       kind,
@@ -145,7 +151,7 @@ export class Tydra {
    */
   async submit(ref: string, input: unknown = null, options: SubmitOptions = {}): Promise<TaskRun> {
     const parsed = parseTaskRef(ref);
-    const checked = parseOptions(submitOptionsSchema, options, 'submit option');
+    const checked = checkSubmitOptions(options);
     const inputJson = serialiseInput(input, this.options.maxInputBytes);
     const version = await this.store.resolve(parsed.name, parsed.version);
     const spec = version.manifest.tasks[parsed.task];
@@ -156,28 +162,33 @@ export class Tydra {
       );
     }
     const id = randomUUID();
+    const now = Date.now();
     const pinned = formatTaskRef(version.name, version.sha1, parsed.task);
     const data: TaskInstanceData = {
       ref: pinned,
       package: { name: version.name, sha1: version.sha1 },
       task: parsed.task,
       input: JSON.parse(inputJson) as unknown,
-      submittedAt: Date.now(),
+      submittedAt: now,
       ...kindData(parsed.task, spec, checked),
       ...(checked.timeoutMs !== undefined ? { timeoutMs: checked.timeoutMs } : {}),
       ...(checked.limits !== undefined ? { limits: checked.limits } : {}),
       ...(checked.retryOnLimit ? { retryOnLimit: true } : {}),
+      ...scheduleData(checked, runAtOf(checked, now)),
     };
-    const hooks = submitHooksOf(this);
-    await hooks.afterResolve?.();
-    // The reference first, atomically with the check that the version still exists: from here
-    // on no prune can delete it. Then the enqueue; if that fails, let go again.
-    await this.store.takeRef(version.name, version.sha1, id);
+    const scope = checked.key === undefined ? undefined : { pkg: version.name, task: parsed.task, key: checked.key };
+    if (scope !== undefined) {
+      const existing = await this.claimKey(scope, id);
+      if (existing !== undefined) {
+        return existing;
+      }
+    }
     try {
-      await hooks.afterReference?.();
-      await this.tasksQueue.add(TASK_INSTANCE_JOB, data, { jobId: id });
+      await this.enqueue(id, data);
     } catch (error) {
-      await this.store.releaseRef(id, data.package).catch(() => undefined);
+      if (scope !== undefined) {
+        await releaseIdempotencyKey(this.redis, scope, id).catch(() => undefined);
+      }
       throw error;
     }
     if (this.options.durableSubmit !== undefined) {
@@ -186,6 +197,45 @@ export class Tydra {
     }
     this.logger.debug({ instanceId: id, ref: pinned }, 'TaskInstance submitted');
     return new TaskRun(this.runContext, id, pinned);
+  }
+
+  /** Takes the package reference, then adds the TaskInstance job; lets go of the reference if the add fails. */
+  private async enqueue(id: string, data: TaskInstanceData): Promise<void> {
+    const hooks = submitHooksOf(this);
+    await hooks.afterResolve?.();
+    // The reference first, atomically with the check that the version still exists: from here
+    // on no prune can delete it. Then the enqueue; if that fails, let go again.
+    await this.store.takeRef(data.package.name, data.package.sha1, id);
+    try {
+      await hooks.afterReference?.();
+      await this.tasksQueue.add(TASK_INSTANCE_JOB, data, { jobId: id, ...scheduleJobOptions(data, Date.now()) });
+    } catch (error) {
+      await this.store.releaseRef(id, data.package).catch(() => undefined);
+      throw error;
+    }
+  }
+
+  /**
+   * Claims the idempotency key for `id` (undefined: claimed, go on), or returns the TaskRun of the
+   * TaskInstance that holds it. That one's submit claims the key before it enqueues, so its job
+   * may be a moment away: wait for it (bounded by `connectTimeoutMs`); if its submit failed and
+   * let go of the key meanwhile, claim it again.
+   */
+  private async claimKey(scope: IdempotencyScope, id: string): Promise<TaskRun | undefined> {
+    const deadline = Date.now() + this.options.connectTimeoutMs;
+    for (;;) {
+      const existing = await claimIdempotencyKey(this.redis, scope, id, this.options.idempotencyWindowMs);
+      if (existing === undefined) {
+        return undefined;
+      }
+      const job = await Job.fromId<TaskInstanceData, TaskInstanceResult>(this.tasksQueue, existing);
+      const ref = job?.data.ref ?? (await readCancelRecord(this.redis, existing))?.ref;
+      if (ref !== undefined || Date.now() > deadline) {
+        this.logger.debug({ instanceId: existing, key: scope.key }, 'idempotent submit: the TaskInstance exists');
+        return new TaskRun(this.runContext, existing, ref);
+      }
+      await new Promise((resolve) => setTimeout(resolve, 50));
+    }
   }
 
   /** A handle on an existing TaskInstance. */
@@ -426,6 +476,9 @@ export class Tydra {
       state = 'cancelled';
     } else if (jobState === 'completed' || jobState === 'failed') {
       state = jobState;
+    } else if (jobState === 'delayed' && job.data.runAt !== undefined && job.data.runAt > Date.now()) {
+      // Delayed by its submission (not by a master waiting for a live node, which reads as queued).
+      state = 'delayed';
     } else if (jobState === 'waiting-children' && job.data.kind === 'sequence') {
       state = 'running';
     } else if (jobState === 'waiting-children' && nodeId !== undefined) {
@@ -442,6 +495,7 @@ export class Tydra {
       result: state === 'completed' ? job.returnvalue : undefined,
       error: state === 'failed' || state === 'cancelled' ? job.failedReason : undefined,
       submittedAt: job.data.submittedAt,
+      ...(job.data.runAt !== undefined ? { runAt: job.data.runAt } : {}),
       finishedAt: job.finishedOn,
       logs,
     };

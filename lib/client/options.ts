@@ -28,6 +28,7 @@ export const CLIENT_DEFAULTS = Object.freeze({
   deployLeaseMs: PACKAGE_DEFAULTS.deployLeaseMs,
   connectTimeoutMs: 10_000,
   durableSubmit: { replicas: 1, timeoutMs: 1000 },
+  idempotencyWindowMs: 24 * 3600 * 1000,
 });
 
 /** How many replicas must acknowledge a submit, and how long to wait for them. */
@@ -62,6 +63,11 @@ export interface TydraOptions extends CommonOptions {
    * passed on. `true` is `{ replicas: 1, timeoutMs: 1000 }`. @defaultValue false
    */
   durableSubmit?: boolean | DurableSubmit;
+  /**
+   * How long a submit's idempotency `key` (scoped by package and task) names its TaskInstance: a
+   * submit with the same key within this window returns that TaskInstance. @defaultValue 24 h
+   */
+  idempotencyWindowMs?: number;
 }
 export interface CompiledTydraOptions {
   redisUrl: string;
@@ -71,6 +77,7 @@ export interface CompiledTydraOptions {
   deployLeaseMs: number;
   connectTimeoutMs: number;
   durableSubmit: Required<DurableSubmit> | undefined;
+  idempotencyWindowMs: number;
 }
 
 const durableSubmitSchema = z.union([
@@ -86,6 +93,7 @@ export const tydraOptionsSchema = z.strictObject({
   deployLeaseMs: positiveInt.default(CLIENT_DEFAULTS.deployLeaseMs),
   connectTimeoutMs: positiveInt.max(3_600_000).default(CLIENT_DEFAULTS.connectTimeoutMs),
   durableSubmit: durableSubmitSchema.default(false),
+  idempotencyWindowMs: positiveInt.max(365 * 24 * 3600 * 1000).default(CLIENT_DEFAULTS.idempotencyWindowMs),
 });
 
 export function compileTydraOptions(raw: TydraOptions = {}): CompiledTydraOptions {
@@ -101,5 +109,6 @@ export function compileTydraOptions(raw: TydraOptions = {}): CompiledTydraOption
       parsed.durableSubmit === false
         ? undefined
         : { ...CLIENT_DEFAULTS.durableSubmit, ...(parsed.durableSubmit === true ? {} : parsed.durableSubmit) },
+    idempotencyWindowMs: parsed.idempotencyWindowMs,
   };
 }

@@ -6,7 +6,7 @@
 import type { Job } from 'bullmq';
 
 import { recordedEnding } from '../../queues/task-ending.js';
-import { LimitExceededError, TaskCancelledError, TaskFailedError } from '../core/errors.js';
+import { LimitExceededError, TaskCancelledError, TaskFailedError, TaskUnrecoverableError } from '../core/errors.js';
 
 /** Whether a failed TaskInstance job was cancelled (its recorded ending says so). */
 export function wasCancelled(job: Pick<Job, 'data'>): boolean {
@@ -15,7 +15,8 @@ export function wasCancelled(job: Pick<Job, 'data'>): boolean {
 
 /**
  * The error `result()` rejects with for a failed TaskInstance job: `TaskCancelledError` when it
- * was cancelled, `LimitExceededError` when it broke a limit, `TaskFailedError` otherwise (with
+ * was cancelled, `LimitExceededError` when it broke a limit, `TaskUnrecoverableError` when it
+ * failed for good on its own say (`ctx.fail`), `TaskFailedError` otherwise (with
  * the task's message, and its stack as `remoteStack`).
  */
 export function failedError(job: Pick<Job, 'data' | 'failedReason' | 'stacktrace'>, id: string): TaskFailedError {
@@ -26,6 +27,10 @@ export function failedError(job: Pick<Job, 'data' | 'failedReason' | 'stacktrace
       return new TaskCancelledError(id);
     case 'limit':
       return new LimitExceededError(job.failedReason, id, ending.limit, ending.value);
+    case 'failed':
+      return ending.unrecoverable
+        ? new TaskUnrecoverableError(job.failedReason, id, stack)
+        : new TaskFailedError(job.failedReason, id, stack);
     default:
       return new TaskFailedError(job.failedReason, id, stack);
   }

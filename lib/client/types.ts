@@ -22,10 +22,41 @@ export interface SubmitOptions {
    * `maxFailedWorkunits` in `tydra.json`, else 0
    */
   maxFailedWorkunits?: number;
+  /**
+   * BullMQ priority, 1 (highest) … 2,097,152, of the TaskInstance in the `tasks` queue and on its
+   * node: a higher-priority TaskInstance overtakes queued lower-priority ones. One submitted
+   * without a priority comes before every prioritised one (BullMQ's rule).
+   * @defaultValue none
+   */
+  priority?: number;
+  /** Wait this long (ms) before the TaskInstance may start; it is `delayed` meanwhile. Not with `at`. */
+  delayMs?: number;
+  /** Start no earlier than this time (a `Date` or an ISO 8601 string), which must be in the future. Not with `delayMs`. */
+  at?: Date | string;
+  /**
+   * Idempotency key (1 to 256 characters, no control characters), scoped by package and task: a
+   * second submit with the same key within the client's `idempotencyWindowMs` returns the first
+   * TaskInstance (same id) instead of submitting another, whatever its state (queued, running,
+   * finished, cancelled).
+   */
+  key?: string;
+  /**
+   * Wait between `attempts`: `fixed` waits `delayMs` each time, `exponential` `delayMs × 2^(n - 1)`
+   * before the n-th retry. Not for a parallel task. A task that calls `ctx.fail(message)`, or
+   * throws an error named `TydraUnrecoverable`, is not retried. @defaultValue no wait
+   */
+  backoff?: { type: 'exponential' | 'fixed'; delayMs: number };
+  /**
+   * Environment variables set in this TaskInstance's sandbox only. Names match
+   * `^[A-Z][A-Z0-9_]{0,63}$` and are none tydra sets (`PATH`, `HOME`, `TMPDIR`, `LANG`, `PWD`,
+   * `NODE_OPTIONS`, `NODE_PATH`, `TYDRA_*`, `LD_*`); values are strings of at most 4 KiB, 64 KiB in
+   * all. They are stored in the job data: not for secrets.
+   */
+  env?: Record<string, string>;
 }
 
 /** Where a TaskInstance is in its life. */
-export type TaskState = 'queued' | 'dispatched' | 'running' | 'completed' | 'failed' | 'cancelled';
+export type TaskState = 'queued' | 'delayed' | 'dispatched' | 'running' | 'completed' | 'failed' | 'cancelled';
 
 /** What `cancel` did. */
 export interface CancelResult {
@@ -51,6 +82,8 @@ export interface TaskStatus {
   /** The task's error message, once failed. */
   error: string | undefined;
   submittedAt: number;
+  /** A delayed submission (`delayMs`, `at`): when it may start (ms since the epoch). */
+  runAt?: number;
   finishedAt: number | undefined;
   /** Log lines: dispatch, task output and `ctx.log` lines. */
   logs: string[];

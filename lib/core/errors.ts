@@ -86,6 +86,12 @@ export class TaskFailedError extends TydraError {
 }
 
 /**
+ * The task failed and said a retry cannot help: it called `ctx.fail(message)` or threw an error
+ * named `TydraUnrecoverable`. Its node fails it for good, whatever `attempts` says.
+ */
+export class TaskUnrecoverableError extends TaskFailedError {}
+
+/**
  * The task broke one of its limits (memory, processes, CPU time, output…) and its whole process
  * tree was killed. The message names the limit and its value, e.g.
  * `memory limit exceeded (512 MiB)`.

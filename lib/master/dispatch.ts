@@ -127,12 +127,18 @@ async function addNodeJob(queue: Queue<NodeJobData>, job: TaskInstanceJob): Prom
       ...(data.retryOnLimit ? { retryOnLimit: true } : {}),
       ...(parallel ? { kind: data.kind, attempts: data.attempts } : {}),
       ...(data.maxFailedWorkunits !== undefined ? { maxFailedWorkunits: data.maxFailedWorkunits } : {}),
+      ...(data.env !== undefined ? { env: data.env } : {}),
     },
     {
       ...NODE_JOB_OPTIONS,
       jobId: instanceId,
       // A parallel task's attempts are each workunit's; its coordinating node job runs once.
       attempts: parallel ? 1 : data.attempts,
+      // The TaskInstance's priority again on its node, so it overtakes lower ones queued there too.
+      ...(data.priority !== undefined ? { priority: data.priority } : {}),
+      ...(data.backoff !== undefined && !parallel
+        ? { backoff: { type: data.backoff.type, delay: data.backoff.delayMs } }
+        : {}),
       parent: { id: instanceId, queue: job.queueQualifiedName },
       ignoreDependencyOnFailure: true,
     },

@@ -100,6 +100,8 @@ export async function addMissingChildren(
     await deps.tasksQueue.add(TASK_INSTANCE_JOB, childData(job.id ?? '', job.data, plan, step, child, input), {
       ...TASKS_JOB_OPTIONS,
       jobId: child.id,
+      // A step keeps its sequence's place in line.
+      ...(job.data.priority !== undefined ? { priority: job.data.priority } : {}),
       parent: { id: job.id ?? '', queue: job.queueQualifiedName },
       continueParentOnFailure: true,
     });
@@ -128,6 +130,7 @@ function childData(
     ...(kind !== 'simple' ? { kind } : {}),
     ...(parent.timeoutMs !== undefined ? { timeoutMs: parent.timeoutMs } : {}),
     ...(parent.limits !== undefined ? { limits: parent.limits } : {}),
+    ...(parent.priority !== undefined ? { priority: parent.priority } : {}),
     ...(parent.retryOnLimit ? { retryOnLimit: true } : {}),
     ...(parent.maxFailedWorkunits !== undefined ? { maxFailedWorkunits: parent.maxFailedWorkunits } : {}),
     parentSequence: { id: sequenceId, step, ...(child.branch !== undefined ? { branch: child.branch } : {}) },

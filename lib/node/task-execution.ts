@@ -21,6 +21,7 @@ import {
   TaskCancelledError,
   TaskFailedError,
   TaskTimeoutError,
+  TaskUnrecoverableError,
   UnknownTaskError,
 } from '../core/errors.js';
 import { describeLimit, resolveLimits } from '../core/limits.js';
@@ -176,6 +177,7 @@ async function runFromPackage(env: ExecutionEnv, run: PackageRun): Promise<unkno
         ...{ packageDir, task, input: data.input, instanceId: data.instanceId, attempt, limits, signal },
         ...{ bwrap: env.bwrap, prlimit: env.prlimit, cgroups: env.cgroups, runtimeDir: env.runtimeDir },
         sandboxUser: env.options.sandboxUser,
+        ...(data.env !== undefined ? { env: data.env } : {}),
         onProgress: (value) => mirror.progress(value),
         onLog: (line) => mirror.log(line),
       }),
@@ -202,6 +204,9 @@ export function endingOf(error: unknown, signal?: AbortSignal): TaskEnding {
   }
   if (error instanceof InfrastructureError) {
     return { kind: 'infrastructure' };
+  }
+  if (error instanceof TaskUnrecoverableError) {
+    return { kind: 'failed', unrecoverable: true };
   }
   if (
     error instanceof InvalidJobDataError ||
@@ -244,7 +249,8 @@ function toBullMQError(error: unknown, ending: TaskEnding, data: Partial<NodeJob
       break;
   }
   if (error instanceof TaskFailedError) {
-    const failure = new Error(message);
+    // The task said a retry cannot help (`ctx.fail`): BullMQ then fails the job at once.
+    const failure = error instanceof TaskUnrecoverableError ? new UnrecoverableError(message) : new Error(message);
     failure.stack = error.remoteStack ?? message;
     return failure;
   }

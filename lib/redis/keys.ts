@@ -75,3 +75,9 @@ export const parallelBatchesKey = (instanceId: string): string => `tydra:par:${i
 
 /** Pub/sub channel: a message (a TaskInstance id) tells every node to stop that instance's workunits. */
 export const parallelAbortChannel = 'tydra:par-abort';
+
+/**
+ * STRING with a TTL (the client's idempotency window): the TaskInstance id that the first submit
+ * with idempotency key `key` of `pkg/task` created. Claimed with SET NX before the enqueue.
+ */
+export const idempotencyKey = (pkg: string, task: string, key: string): string => `tydra:idem:${pkg}:${task}:${key}`;

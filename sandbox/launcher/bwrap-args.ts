@@ -48,7 +48,8 @@ export function isolationArgs(): string[] {
 
 /** A cleared environment plus the documented allow-list. */
 export function environmentArgs(extra: Record<string, string>): string[] {
-  const env: Record<string, string> = { PATH: SANDBOX_PATH, HOME: '/tmp', TMPDIR: '/tmp', LANG: 'C.UTF-8', ...extra };
+  // tydra's variables last: `extra` cannot replace them.
+  const env: Record<string, string> = { ...extra, PATH: SANDBOX_PATH, HOME: '/tmp', TMPDIR: '/tmp', LANG: 'C.UTF-8' };
   return ['--clearenv', ...Object.entries(env).flatMap(([name, value]) => ['--setenv', name, value])];
 }
 

@@ -59,6 +59,11 @@ export interface SandboxOptions {
   onProgress?: (value: number | Record<string, unknown>) => void;
   /** Every log line: the task's stdout and stderr (prefixed `[stdout] ` / `[stderr] `) and `ctx.log`. */
   onLog?: (line: string) => void;
+  /**
+   * The submission's environment variables (checked by the node: see `lib/core/task-env.ts`),
+   * set in this sandbox only, beneath tydra's own variables.
+   */
+  env?: Readonly<Record<string, string>>;
   /** Largest result (JSON bytes); for a parallel task, of each work unit and each work result. @defaultValue 16 MiB */
   maxResultBytes?: number;
 }
@@ -85,6 +90,7 @@ export async function prepareLaunch(options: SandboxOptions, entry: TaskEntry): 
       : undefined;
   const command = entryCommand(options, entry, cgroups !== undefined);
   const env = {
+    ...options.env,
     TYDRA_INSTANCE_ID: instanceId,
     TYDRA_ATTEMPT: String(options.attempt),
     TYDRA_PACKAGE_DIR: bwrap === undefined ? options.packageDir : PACKAGE_MOUNT,

@@ -10,9 +10,10 @@ import {
   SandboxUnavailableError,
   TaskFailedError,
   TaskTimeoutError,
+  TaskUnrecoverableError,
 } from '../../lib/core/errors.js';
 import { type CompiledTaskLimits, formatBytes, formatDuration } from '../../lib/core/limits.js';
-import type { RunnerMessage } from '../protocol.js';
+import { type RunnerMessage, UNRECOVERABLE_ERROR_NAME } from '../protocol.js';
 import { signalFromExit } from './exit-signal.js';
 
 /** A limit the task broke, seen by the stream capture, the cgroup counters or the exit status. */
@@ -127,7 +128,8 @@ function moduleOutcome(ending: SandboxEnding): Outcome {
     return { result: final.value };
   }
   if (final?.type === 'error') {
-    return { error: new TaskFailedError(final.message, instanceId, final.stack ?? `${final.name}: ${final.message}`) };
+    const Failure = final.name === UNRECOVERABLE_ERROR_NAME ? TaskUnrecoverableError : TaskFailedError;
+    return { error: new Failure(final.message, instanceId, final.stack ?? `${final.name}: ${final.message}`) };
   }
   const message = `${ending.subject ?? 'task process'} ${exitDescription(ending)} before returning a result${tailSuffix(stderrTail)}`;
   return { error: new TaskFailedError(message, instanceId, stderrTail || undefined) };

@@ -1,5 +1,5 @@
 /** The `ctx` argument task code gets, in every mode. */
-import type { NodeMessage, UnitFailure } from '../protocol.js';
+import { type NodeMessage, UNRECOVERABLE_ERROR_NAME, type UnitFailure } from '../protocol.js';
 import type { Channel } from './channel.js';
 import type { Pausable } from './item-buffer.js';
 import { formatArg } from './values.js';
@@ -14,6 +14,11 @@ export interface TaskContext {
   signal: AbortSignal;
   progress(value: number | Record<string, unknown>): void;
   log(...args: unknown[]): void;
+  /**
+   * Fails the TaskInstance for good with `message`: throws an error named `TydraUnrecoverable`,
+   * which is not retried whatever `attempts` says (`throw`ing one of your own does the same).
+   */
+  fail(message: string): never;
 }
 
 /** `work(unit, ctx)`: which unit this is, in split order. */
@@ -49,5 +54,10 @@ export function taskContext(start: StartMessage, env: RunnerEnv): TaskContext {
     signal: env.signal,
     progress: (value) => env.channel.send({ type: 'progress', value }),
     log: (...args) => env.channel.send({ type: 'log', line: args.map(formatArg).join(' ') }),
+    fail: (message) => {
+      const error = new Error(String(message));
+      error.name = UNRECOVERABLE_ERROR_NAME;
+      throw error;
+    },
   };
 }

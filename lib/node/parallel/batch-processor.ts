@@ -26,6 +26,7 @@ import {
   TaskCancelledError,
   TaskFailedError,
   TaskTimeoutError,
+  TaskUnrecoverableError,
 } from '../../core/errors.js';
 import type { Logger } from '../../core/logger.js';
 import { parallelAbortChannel } from '../../redis/keys.js';
@@ -78,7 +79,7 @@ export async function processBatch(deps: BatchDeps, job: Job<WorkunitBatchData>)
   if (started.abort === undefined && !(await deps.cancels.requested(id))) {
     run = await deps.gate.with(() => runUnits(deps, job, data, started.meta));
   }
-  await requeue(deps, data, run);
+  await requeue(deps, data, run, job.opts.priority);
   const counts = await recordUnits(deps.redis, id, job.id ?? '', data.units.length, run.records);
   if (counts === undefined) {
     return;
@@ -149,7 +150,10 @@ async function runUnit(
     }
     const failure = error instanceof Error ? error : new Error(String(error));
     const limitBroken = failure instanceof TaskTimeoutError || failure instanceof LimitExceededError;
-    const final = unit.attempt >= meta.attempts || (limitBroken && meta.retryOnLimit !== true);
+    const final =
+      unit.attempt >= meta.attempts ||
+      (limitBroken && meta.retryOnLimit !== true) ||
+      failure instanceof TaskUnrecoverableError;
     deps.reporter.log(
       workers.instanceId,
       `[workunit ${unit.index}] attempt ${unit.attempt} failed${final ? '' : ', will retry'}: ${failure.message}`,
@@ -167,12 +171,17 @@ async function runUnit(
 }
 
 /** Adds each unit to try again as a batch of its own, with the next attempt. */
-async function requeue(deps: BatchDeps, data: WorkunitBatchData, run: BatchRun): Promise<void> {
+/** Retries keep the batch's priority (its TaskInstance's). */
+async function requeue(deps: BatchDeps, data: WorkunitBatchData, run: BatchRun, priority?: number): Promise<void> {
   const id = data.instanceId;
   const batch = (first: number, units: unknown[], attempt: number, handBack?: string) => ({
     name: WORKUNIT_BATCH_JOB,
     data: { instanceId: id, first, units, attempt },
-    opts: { ...WORKUNIT_JOB_OPTIONS, jobId: batchJobId(id, first, attempt, handBack) },
+    opts: {
+      ...WORKUNIT_JOB_OPTIONS,
+      jobId: batchJobId(id, first, attempt, handBack),
+      ...(priority ? { priority } : {}),
+    },
   });
   const jobs = run.retries.map(({ index, value }) => batch(index, [value], data.attempt + 1));
   if (run.handBack !== undefined) {

@@ -126,6 +126,8 @@ async function splitPhase(run: CoordinatorRun, alreadyEnqueued: number): Promise
     alreadyEnqueued,
     clusterSlots: env.clusterSlots,
     stopped: () => signal.aborted,
+    // The priority the master gave the node job (0 or absent: none).
+    ...(run.job.opts.priority ? { priority: run.job.opts.priority } : {}),
   });
   let lastReport = 0;
   try {

@@ -45,6 +45,8 @@ export interface EnqueuerDeps {
   clusterSlots: () => Promise<number>;
   /** True once the instance must stop (cancel, abort): enqueueing stops. */
   stopped: () => boolean;
+  /** The TaskInstance's BullMQ priority, given to its batches so they overtake lower-priority ones. */
+  priority?: number;
 }
 
 export class UnitEnqueuer {
@@ -114,7 +116,11 @@ export class UnitEnqueuer {
       jobs.push({
         name: WORKUNIT_BATCH_JOB,
         data: { instanceId: this.deps.instanceId, first, units: units.slice(offset, offset + size), attempt: 1 },
-        opts: { ...WORKUNIT_JOB_OPTIONS, jobId: batchJobId(this.deps.instanceId, first, 1) },
+        opts: {
+          ...WORKUNIT_JOB_OPTIONS,
+          jobId: batchJobId(this.deps.instanceId, first, 1),
+          ...(this.deps.priority ? { priority: this.deps.priority } : {}),
+        },
       });
     }
     await this.deps.queue.addBulk(jobs);

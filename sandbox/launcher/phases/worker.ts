@@ -12,8 +12,8 @@
 import { randomUUID } from 'node:crypto';
 import type { Writable } from 'node:stream';
 
-import { IllegalStateError, TaskFailedError } from '../../../lib/core/errors.js';
-import { encodeMessage } from '../../protocol.js';
+import { IllegalStateError, TaskFailedError, TaskUnrecoverableError } from '../../../lib/core/errors.js';
+import { encodeMessage, UNRECOVERABLE_ERROR_NAME } from '../../protocol.js';
 import { prepareLaunch } from '../launch.js';
 import { outcome, type SandboxEnding } from '../outcome.js';
 import type { PhaseRunnerMessage } from '../runner-message.js';
@@ -155,7 +155,8 @@ class Worker implements WorkSandbox {
       this.settle()?.resolve(message.value);
     } else {
       const stack = message.stack ?? `${message.name}: ${message.message}`;
-      this.settle()?.reject(new TaskFailedError(message.message, this.options.instanceId, stack));
+      const Failure = message.name === UNRECOVERABLE_ERROR_NAME ? TaskUnrecoverableError : TaskFailedError;
+      this.settle()?.reject(new Failure(message.message, this.options.instanceId, stack));
     }
   }
 

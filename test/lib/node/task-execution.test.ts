@@ -12,6 +12,7 @@ import {
   TaskCancelledError,
   TaskFailedError,
   TaskTimeoutError,
+  TaskUnrecoverableError,
   UnknownTaskError,
 } from '../../../lib/core/errors.js';
 import { endingOf } from '../../../lib/node/task-execution.js';
@@ -69,6 +70,12 @@ describe('endingOf: how a run ended, from its error and its abort reason', () =>
     ['a refused package', new PackageRejectedError('bad'), undefined, { kind: 'rejected' }],
     ['a task the package lacks', new UnknownTaskError('nope'), undefined, { kind: 'rejected' }],
     ['a runner protocol error', new RunnerProtocolError('garbage'), undefined, { kind: 'failed' }],
+    [
+      'a task that gave up (ctx.fail)',
+      new TaskUnrecoverableError('bad input', 'i'),
+      undefined,
+      { kind: 'failed', unrecoverable: true },
+    ],
     ['anything else', new Error('ECONNRESET'), undefined, { kind: 'failed' }],
   ];
   for (const [what, error, signal, ending] of cases) {
