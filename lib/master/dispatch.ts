@@ -105,7 +105,10 @@ async function foldTakenBack(deps: DispatchDeps, job: TaskInstanceJob): Promise<
   await job.updateData({
     ...rest,
     takenBackFrom: [...(rest.takenBackFrom ?? []), record.nodeId],
-    ...(record.ran ? { lostNodes: [...(rest.lostNodes ?? []), record.nodeId] } : {}),
+    // A parallel TaskInstance's node job only coordinates (its split and reduce run in sandboxes,
+    // its units elsewhere) and carries on from its state in Redis: losing its node says nothing
+    // about the task, and must not use up maxReroutes over a long run.
+    ...(record.ran && rest.kind !== 'parallel' ? { lostNodes: [...(rest.lostNodes ?? []), record.nodeId] } : {}),
   });
   await clearTakenBack(deps.redis, instanceId);
 }
