@@ -186,24 +186,15 @@ describe('chaos: nodes, a master and Redis killed under load (@integration)', fu
       }
     }
     note(`${INSTANCES - lost} completed, ${lost} failed after losing too many nodes`);
-    // Every unit of a parallel TaskInstance ran at least once, and reduce saw each result once, in order.
+    // Every unit of a parallel TaskInstance ran at least once, and reduce saw each result once, in
+    // order. Its coordinator resumes wherever it is re-routed, so losing nodes never fails it.
     for (const [index, outcome] of (await Promise.all(parallelOutcomes)).entries()) {
-      if (outcome.ok) {
-        assert.deepEqual(
-          outcome.value,
-          Array.from({ length: 150 }, (_, i) => i),
-          `parallel ${index}`,
-        );
-      } else {
-        // Its coordinator (the node job running split) may have been on too many of the killed nodes.
-        const message = outcome.error instanceof Error ? outcome.error.message : String(outcome.error);
-        assert.match(
-          message,
-          LOST_NODES_MESSAGE,
-          `parallel TaskInstance ${index} failed for another reason: ${message}`,
-        );
-        note(`parallel TaskInstance ${index} failed after losing too many nodes`);
-      }
+      assert.ok(outcome.ok, `parallel TaskInstance ${index} failed: ${outcome.ok ? '' : String(outcome.error)}`);
+      assert.deepEqual(
+        outcome.value,
+        Array.from({ length: 150 }, (_, i) => i),
+        `parallel ${index}`,
+      );
     }
     assert.ok(lost < INSTANCES / 10, `${lost} TaskInstances lost too many nodes`);
 
