@@ -10,8 +10,8 @@ import type { Logger } from './logger.js';
 
 export const MiB = 1024 * 1024;
 
-/** Default Redis URL of every component. */
-export const DEFAULT_REDIS_URL = 'redis://127.0.0.1:6379';
+/** Default Redis URL of every component (defined with the environment, which zod-free `--help` reads). */
+export { DEFAULT_REDIS_URL } from './config.js';
 
 export const redisUrlSchema = z.string().refine((url) => /^rediss?:\/\//.test(url), 'a redis:// or rediss:// URL');
 export const positiveInt = z.number().int().positive();

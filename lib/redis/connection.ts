@@ -18,18 +18,7 @@ export function createRedis(url: string, options: RedisOptions = {}): Redis {
   return new Redis(url, { maxRetriesPerRequest: null, lazyConnect: false, ...options });
 }
 
-/** `redis://user:secret@host:6379/0` → `redis://user:***@host:6379/0`, safe for logs and errors. */
-export function redactRedisUrl(url: string): string {
-  try {
-    const parsed = new URL(url);
-    if (parsed.password) {
-      parsed.password = '***';
-    }
-    return parsed.toString();
-  } catch {
-    return '[unparseable redis url]';
-  }
-}
+export { redactRedisUrl } from './url.js';
 
 /** `127.0.0.1:6379 (no password)`: where a connection goes, safe for messages. */
 export function describeRedisTarget(redis: Redis): string {
