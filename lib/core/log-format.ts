@@ -1,5 +1,7 @@
-/** Log formats, apart from the logger so the CLI's `--help` needs no pino (`logger.ts` re-exports them). */
 /**
+ * Log formats, apart from the logger so the CLI's `--help` needs no pino (`logger.ts` re-exports
+ * them).
+ *
  * How log lines are written: `json` (one pino JSON object a line, what services and log
  * shippers expect), `pretty` (readable lines, see `pretty-log.ts`), or `auto`: pretty when both
  * stdout and stderr are terminals, JSON otherwise.
