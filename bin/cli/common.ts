@@ -1,13 +1,17 @@
-/** What every command shares: the Redis flags, the client's lifetime, and how the process ends. */
+/**
+ * What every command shares: the Redis flags, the client's lifetime, and how the process ends.
+ * Only light modules here (defaults, no zod, ioredis or BullMQ): `--help` loads this file, and the
+ * client library is imported when a command runs.
+ */
 import { constants } from 'node:os';
 
 import { Option } from 'commander';
 
-import { CLIENT_DEFAULTS } from '../../lib/client/options.js';
+import type { Tydra } from '../../lib/client/client.js';
+import { CLIENT_DEFAULTS } from '../../lib/client/defaults.js';
 import { readEnvConfig } from '../../lib/core/config.js';
-import { Tydra } from '../../lib/index.js';
 import { withRedisPassword } from '../../lib/core/redis-url.js';
-import { redactRedisUrl } from '../../lib/redis/connection.js';
+import { redactRedisUrl } from '../../lib/redis/url.js';
 import { integer } from './parse.js';
 
 export const env = readEnvConfig();
@@ -35,6 +39,7 @@ export const connectTimeoutOption = () =>
 export const jsonOption = () => new Option('--json', 'print JSON instead of text');
 
 export async function withClient(flags: ClientFlags, fn: (tydra: Tydra) => Promise<void>): Promise<void> {
+  const { Tydra } = await import('../../lib/client/client.js');
   const tydra = new Tydra({
     redis: flags.redis,
     connectTimeoutMs: flags.connectTimeout,

@@ -4,7 +4,7 @@
  */
 import { InvalidArgumentError } from 'commander';
 
-import { LIMIT_FLAGS, type LimitName, parseLimitValue, type TaskLimits } from '../../lib/core/limits.js';
+import { LIMIT_FLAGS, type LimitName, parseLimitValue, type TaskLimits } from '../../lib/core/limit-values.js';
 
 export const LIMIT_FLAG_NAMES = Object.keys(LIMIT_FLAGS).join(', ');
 

@@ -1,8 +1,12 @@
-/** Flags the long-running roles share: how they log, and who may use the dashboard. */
+/**
+ * Flags the long-running roles share: how they log, and who may use the dashboard. The logger
+ * (pino) is imported when a role starts, not when `--help` is printed.
+ */
 import { InvalidArgumentError, Option } from 'commander';
 
 import { InvalidOptionError } from '../../lib/core/errors.js';
-import { createLogger, LOG_FORMATS, type LogFormat, type Logger } from '../../lib/core/logger.js';
+import { LOG_FORMATS, type LogFormat } from '../../lib/core/log-format.js';
+import type { Logger } from '../../lib/core/logger.js';
 import { dashboardUsersFromEnv } from '../../lib/ops/dashboard-credentials.js';
 import type { DashboardUser } from '../../lib/ops/dashboard-options.js';
 import { env } from './common.js';
@@ -27,13 +31,14 @@ export const logFormatOption = () =>
  * The logger of a role; `--log-format` (or TYDRA_LOG_FORMAT) decides JSON or readable lines.
  * Commander checks the flag; only the environment's default can reach here unchecked.
  */
-export function roleLogger(flags: { logFormat: string }): Logger {
+export async function roleLogger(flags: { logFormat: string }): Promise<Logger> {
   const format = LOG_FORMATS.find((choice) => choice === flags.logFormat);
   if (format === undefined) {
     throw new InvalidOptionError(
       `Expected TYDRA_LOG_FORMAT to be one of ${LOG_FORMATS.join(', ')}, got \`${flags.logFormat}\``,
     );
   }
+  const { createLogger } = await import('../../lib/core/logger.js');
   return createLogger({ format });
 }
 

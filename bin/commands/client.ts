@@ -1,14 +1,17 @@
 /**
  * The commands that talk to a cluster as a client: `deploy`, `run`, `cancel`, `status`, `nodes`,
  * `packages`, `undeploy`, `prune`. Each opens a {@link Tydra} for the call, bounded by
- * `--connect-timeout`, and closes it.
+ * `--connect-timeout`, and closes it. What a command needs beyond its flags (the client, the
+ * package name parsers) is imported when it runs, so `--help` stays fast.
  */
 import { type Command, Option } from 'commander';
 
-import type { TaskLimits } from '../../lib/core/limits.js';
-import { type SubmitOptions, TaskCancelledError, TaskFailedError, type TaskRun, type Tydra } from '../../lib/index.js';
-import { MASTER_DEFAULTS } from '../../lib/master/options.js';
-import { parsePackageName, parsePackageVersion } from '../../lib/packages/task-ref.js';
+import type { TaskRun } from '../../lib/client/task-run.js';
+import type { Tydra } from '../../lib/client/client.js';
+import { TaskCancelledError, TaskFailedError } from '../../lib/core/errors.js';
+import type { TaskLimits } from '../../lib/core/limit-values.js';
+import { MASTER_DEFAULTS } from '../../lib/master/defaults.js';
+import type { SubmitOptions } from '../../lib/client/types.js';
 import { type ClientFlags, connectTimeoutOption, jsonOption, redisOption, withClient } from '../cli/common.js';
 import { formatNode, formatPrune, formatStatus, formatVersion, print, versionRow } from '../cli/format.js';
 import { readInput } from '../cli/input.js';
@@ -211,6 +214,7 @@ function registerPackages(program: Command): void {
   clientCommand(program, 'packages', 'list deployed packages, or the versions of NAME')
     .argument('[name]', 'package name')
     .action(async (name: string | undefined, flags: Flags) => {
+      const { parsePackageName } = await import('../../lib/packages/task-ref.js');
       const checked = name === undefined ? undefined : parsePackageName(name);
       await withClient(flags, async (tydra) => {
         if (checked === undefined) {
@@ -237,6 +241,7 @@ function registerUndeploy(program: Command): void {
   )
     .argument('<target>', 'NAME or NAME@SHA1PREFIX (at least 7 hex digits)')
     .action(async (target: string, flags: Flags) => {
+      const { parsePackageVersion } = await import('../../lib/packages/task-ref.js');
       const { name, version } = parsePackageVersion(target);
       await withClient(flags, async (tydra) => {
         const result = await tydra.undeploy(name, version);

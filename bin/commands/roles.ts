@@ -1,21 +1,20 @@
 /**
  * The long-running commands: `dev`, `master`, `node`, `dashboard`. Each maps its flags to the
  * options object of one library class; defaults shown in `--help` come from the options modules,
- * and the class validates (an `InvalidOptionError` ends the command with one line).
+ * and the class validates (an `InvalidOptionError` ends the command with one line). The role's
+ * class (and with it BullMQ, Express, …) is imported when the command runs: `--help` stays fast.
  */
 import { fileURLToPath } from 'node:url';
 
 import { type Command, Option } from 'commander';
 
-import { CLIENT_DEFAULTS } from '../../lib/client/options.js';
+import { CLIENT_DEFAULTS } from '../../lib/client/defaults.js';
 import { FORCE_CLOSE_MS } from '../../lib/core/bounded-close.js';
-import { DEFAULT_TASK_LIMITS, formatBytes, formatDuration, type TaskLimits } from '../../lib/core/limits.js';
-import { Dashboard, Master, startDevCluster, TydraNode } from '../../lib/index.js';
-import { MASTER_DEFAULTS } from '../../lib/master/options.js';
-import { NODE_DEFAULTS } from '../../lib/node/options.js';
-import { DASHBOARD_DEFAULTS } from '../../lib/ops/dashboard-options.js';
-import { DEV_CLUSTER_DEFAULTS } from '../../lib/ops/dev-cluster.js';
-import { redactRedisUrl } from '../../lib/redis/connection.js';
+import { DEFAULT_TASK_LIMITS, formatBytes, formatDuration, type TaskLimits } from '../../lib/core/limit-values.js';
+import { MASTER_DEFAULTS } from '../../lib/master/defaults.js';
+import { NODE_DEFAULTS } from '../../lib/node/defaults.js';
+import { DASHBOARD_DEFAULTS, DEV_CLUSTER_DEFAULTS } from '../../lib/ops/defaults.js';
+import { redactRedisUrl } from '../../lib/redis/url.js';
 import { env, onShutdown, redisOption, waitForever, withClient } from '../cli/common.js';
 import {
   DASHBOARD_AUTH_HELP,
@@ -80,6 +79,7 @@ function registerDev(program: Command): void {
 }
 
 async function runDev(flags: DevFlags): Promise<void> {
+  const { startDevCluster } = await import('../../lib/ops/dev-cluster.js');
   const cluster = await startDevCluster({
     redis: flags.redis ?? (process.env.TYDRA_REDIS_URL ? env.redisUrl : undefined),
     nodes: flags.nodes,
@@ -89,7 +89,7 @@ async function runDev(flags: DevFlags): Promise<void> {
     insecureNoAuth: flags.insecureNoAuth ?? false,
     dataDir: flags.dataDir,
     unsafeNoSandbox: flags.unsafeNoSandbox ?? false,
-    logger: roleLogger(flags),
+    logger: await roleLogger(flags),
   });
   // Nodes drain first, then the master: the bound is the sum of both drains plus the force margin.
   const drainMs =
@@ -201,6 +201,7 @@ interface MasterFlags {
 }
 
 async function runMaster(flags: MasterFlags): Promise<void> {
+  const { Master } = await import('../../lib/master/master.js');
   const master = new Master({
     redis: flags.redis,
     concurrency: flags.concurrency,
@@ -209,7 +210,7 @@ async function runMaster(flags: MasterFlags): Promise<void> {
     pruneEveryMs: flags.pruneEvery,
     pruneGraceMs: flags.pruneGrace,
     drainTimeoutMs: flags.drainTimeout,
-    logger: roleLogger(flags),
+    logger: await roleLogger(flags),
   });
   await master.start();
   onShutdown((force) => master.close({ force }), master.options.drainTimeoutMs + FORCE_CLOSE_MS);
@@ -286,6 +287,7 @@ function registerNode(program: Command): void {
 }
 
 async function runNode(flags: NodeFlags): Promise<void> {
+  const { TydraNode } = await import('../../lib/node/node.js');
   const node = new TydraNode(
     stripUndefined({
       redis: flags.redis,
@@ -300,7 +302,7 @@ async function runNode(flags: NodeFlags): Promise<void> {
       lockDurationMs: flags.lockDuration,
       sandboxUser: flags.sandboxUser,
       unsafeNoSandbox: flags.unsafeNoSandbox ?? false,
-      logger: roleLogger(flags),
+      logger: await roleLogger(flags),
     }),
   );
   await node.start();
@@ -329,6 +331,7 @@ function registerDashboard(program: Command): void {
 }
 
 async function runDashboard(flags: DashboardFlags): Promise<void> {
+  const { Dashboard } = await import('../../lib/ops/dashboard.js');
   const dashboard = new Dashboard(
     stripUndefined({
       redis: flags.redis,
@@ -336,7 +339,7 @@ async function runDashboard(flags: DashboardFlags): Promise<void> {
       host: flags.host,
       auth: await dashboardAuthFromEnv(),
       insecureNoAuth: flags.insecureNoAuth,
-      logger: roleLogger(flags),
+      logger: await roleLogger(flags),
     }),
   );
   const url = await dashboard.start();

@@ -107,6 +107,8 @@ export class Tydra {
   /** What each TaskRun gets: the client's queue, events, cancel and status, and nothing else. */
   private readonly runContext: TaskRunContext;
   private queueEvents: QueueEvents | undefined;
+  /** The events stream's last id when the client first needed events: where its QueueEvents starts. */
+  private eventsStart: Promise<string> | undefined;
   private eventsRedis: Redis | undefined;
   private closing: Promise<void> | undefined;
 
@@ -402,10 +404,20 @@ export class Tydra {
   private async events(): Promise<QueueEvents> {
     // Its blocking connection must ride out outages, so it is not bounded: check Redis first.
     await whenReachable(this.redis);
+    // QueueEvents starts after the stream's end as read here, not at `$`: it is "ready" before its
+    // first XREAD, and an event added in between (a job finished or removed) would be lost for good.
+    this.eventsStart ??= this.redis
+      .xrevrange(this.tasksQueue.keys.events ?? '', '+', '-', 'COUNT', 1)
+      .then(([last]) => last?.[0] ?? '0')
+      .catch((error: unknown) => {
+        this.eventsStart = undefined;
+        throw error;
+      });
+    const lastEventId = await this.eventsStart;
     if (this.queueEvents === undefined) {
       this.eventsRedis = this.redis.duplicate();
       this.eventsRedis.on('error', (error) => this.logger.warn({ err: error.message }, 'redis connection error'));
-      this.queueEvents = new QueueEvents(TASKS_QUEUE, { connection: this.eventsRedis });
+      this.queueEvents = new QueueEvents(TASKS_QUEUE, { connection: this.eventsRedis, lastEventId });
       this.queueEvents.on('error', (error) => this.logger.warn({ err: error.message }, 'queue events error'));
       this.queueEvents.setMaxListeners(0);
     }

@@ -3,33 +3,12 @@ import { z } from 'zod';
 
 import type { Logger } from '../core/logger.js';
 import { silentLogger } from '../core/logger.js';
-import {
-  type CommonOptions,
-  DEFAULT_REDIS_URL,
-  loggerSchema,
-  MiB,
-  positiveInt,
-  redisUrlSchema,
-} from '../core/options.js';
+import { type CommonOptions, loggerSchema, positiveInt, redisUrlSchema } from '../core/options.js';
 import { parseOptions } from '../core/validate.js';
-import { PACKAGE_DEFAULTS } from '../packages/defaults.js';
-import {
-  type CompiledPackageLimits,
-  compilePackageLimits,
-  PACKAGE_LIMIT_DEFAULTS,
-  type PackageLimits,
-} from '../packages/limits.js';
+import { CLIENT_DEFAULTS } from './defaults.js';
+import { type CompiledPackageLimits, compilePackageLimits, type PackageLimits } from '../packages/limits.js';
 
-/** Every default of the client's options, defined once (the CLI reads them from here). */
-export const CLIENT_DEFAULTS = Object.freeze({
-  redis: DEFAULT_REDIS_URL,
-  limits: PACKAGE_LIMIT_DEFAULTS,
-  maxInputBytes: MiB,
-  deployLeaseMs: PACKAGE_DEFAULTS.deployLeaseMs,
-  connectTimeoutMs: 10_000,
-  durableSubmit: { replicas: 1, timeoutMs: 1000 },
-  idempotencyWindowMs: 24 * 3600 * 1000,
-});
+export { CLIENT_DEFAULTS };
 
 /** How many replicas must acknowledge a submit, and how long to wait for them. */
 export interface DurableSubmit {

@@ -111,12 +111,10 @@ export class TaskRun extends EventEmitter<TaskRunEvents> {
    */
   async result(options: { timeoutMs?: number } = {}): Promise<unknown> {
     const events = await this.context.events();
-    const job = await Job.fromId(this.context.tasksQueue, this.id);
-    if (job === undefined) {
-      throw (await this.context.cancelRecord(this.id)) !== undefined
-        ? new TaskCancelledError(this.id)
-        : new TaskNotFoundError(this.id);
-    }
+    // A handle, not a fetch: waitUntilFinished needs only the id, and its own first check (one
+    // script: finished? with what result?) also says when the job does not exist, which spares
+    // a round trip before every wait. Job ids are TaskInstance ids; the name only labels errors.
+    const job = new Job(this.context.tasksQueue, 'task', null, {}, this.id);
     // A TaskInstance cancelled before it started is removed: BullMQ then sends `removed`, not
     // `failed`, and waitUntilFinished alone would wait forever.
     let onRemoved: ((event: { jobId: string }) => void) | undefined;
@@ -141,6 +139,9 @@ export class TaskRun extends EventEmitter<TaskRunEvents> {
       if (finished === undefined && (await this.context.cancelRecord(this.id)) !== undefined) {
         throw new TaskCancelledError(this.id);
       }
+      if (finished === undefined && isMissingJob(error)) {
+        throw new TaskNotFoundError(this.id);
+      }
       throw error;
     } finally {
       if (onRemoved !== undefined) {
@@ -157,4 +158,9 @@ export class TaskRun extends EventEmitter<TaskRunEvents> {
   async status(): Promise<TaskStatus> {
     return this.context.status(this.id);
   }
+}
+
+/** BullMQ's waitUntilFinished found no job with that id (its `isFinished` check said -1). */
+function isMissingJob(error: unknown): boolean {
+  return error instanceof Error && error.message.startsWith('Missing key for job ');
 }

@@ -2,7 +2,8 @@
  * The one place that reads `process.env`. Library classes never read the environment; the CLI
  * and the dev cluster pass these values in explicitly.
  */
-import { DEFAULT_REDIS_URL } from './options.js';
+/** Default Redis URL of every component (`options.ts` re-exports it). */
+export const DEFAULT_REDIS_URL = 'redis://127.0.0.1:6379';
 import { withRedisPassword } from './redis-url.js';
 
 export interface EnvConfig {

@@ -1,5 +1,6 @@
 import { pino, type Logger as PinoLogger } from 'pino';
 
+import { type LogFormat, resolveLogFormat } from './log-format.js';
 import { prettyDestination } from './pretty-log.js';
 
 /**
@@ -8,34 +9,13 @@ import { prettyDestination } from './pretty-log.js';
  */
 export type Logger = PinoLogger;
 
-/**
- * How log lines are written: `json` (one pino JSON object a line, what services and log
- * shippers expect), `pretty` (readable lines, see `pretty-log.ts`), or `auto`: pretty when both
- * stdout and stderr are terminals, JSON otherwise.
- */
-export type LogFormat = 'auto' | 'pretty' | 'json';
-
-export const LOG_FORMATS: readonly LogFormat[] = ['auto', 'pretty', 'json'];
+export { LOG_FORMATS, type LogFormat, resolveLogFormat } from './log-format.js';
 
 export interface LoggerOptions {
   /** pino level. @defaultValue `TYDRA_LOG_LEVEL`, else `info` */
   level?: string;
   /** @defaultValue `json` */
   format?: LogFormat;
-}
-
-/** What `auto` means for this process: pretty on a terminal, JSON when either stream is redirected. */
-export function resolveLogFormat(
-  format: LogFormat,
-  terminal: { stdout: boolean; stderr: boolean } = {
-    stdout: process.stdout.isTTY === true,
-    stderr: process.stderr.isTTY === true,
-  },
-): 'pretty' | 'json' {
-  if (format !== 'auto') {
-    return format;
-  }
-  return terminal.stdout && terminal.stderr ? 'pretty' : 'json';
 }
 
 /**

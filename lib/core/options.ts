@@ -7,12 +7,13 @@
 import { z } from 'zod';
 
 import type { Logger } from './logger.js';
-import { type RedisSentinelTarget, redisTargetSchema } from './redis-url.js';
+import { redisTargetSchema } from './redis-target-schema.js';
+import type { RedisSentinelTarget } from './redis-url.js';
 
 export const MiB = 1024 * 1024;
 
-/** Default Redis URL of every component. */
-export const DEFAULT_REDIS_URL = 'redis://127.0.0.1:6379';
+/** Default Redis URL of every component (defined with the environment, which zod-free `--help` reads). */
+export { DEFAULT_REDIS_URL } from './config.js';
 
 /** `redis://`, `rediss://` or `redis-sentinel://` URL, or a Sentinel object; compiles to a URL string. */
 export const redisUrlSchema = redisTargetSchema;

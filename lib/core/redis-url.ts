@@ -12,7 +12,6 @@
  * monitor MASTERNAME …`); USER and PASSWORD authenticate to the primary and its replicas (not to
  * the sentinels), percent-encoded like any URL's. A `/` before the `#` is allowed.
  */
-import { z } from 'zod';
 
 import { InvalidOptionError } from './errors.js';
 
@@ -124,50 +123,3 @@ export function withRedisPassword(url: string, password: string | undefined): st
     return url;
   }
 }
-
-const sentinelTargetSchema = z.strictObject({
-  sentinels: z
-    .array(z.strictObject({ host: z.string().min(1), port: z.number().int().min(1).max(65535) }))
-    .min(1, 'at least one sentinel'),
-  name: z.string().min(1),
-  username: z.string().optional(),
-  password: z.string().optional(),
-  db: z.number().int().nonnegative().optional(),
-});
-
-function checkUrl(url: string, context: z.RefinementCtx): void {
-  if (isSentinelUrl(url)) {
-    try {
-      parseSentinelUrl(url);
-    } catch (error) {
-      context.addIssue({ code: 'custom', message: (error as Error).message });
-    }
-  } else if (!/^rediss?:\/\//.test(url)) {
-    context.addIssue({ code: 'custom', message: 'expected a redis://, rediss:// or redis-sentinel:// URL' });
-  }
-}
-
-/**
- * A Redis URL (`redis://`, `rediss://`, `redis-sentinel://`) or a Sentinel object
- * (`{ sentinels, name, password? }`), validated and always compiled to a URL string, so every
- * component past its options sees one form. Not a `z.union`: its errors would only say
- * "invalid input" instead of what is wrong with the URL or the object.
- */
-export const redisTargetSchema = z.custom<string | RedisSentinelTarget>().transform((value, context) => {
-  if (typeof value === 'string') {
-    checkUrl(value, context);
-    return value;
-  }
-  if (typeof value !== 'object' || value === null || Array.isArray(value)) {
-    context.addIssue({ code: 'custom', message: 'expected a Redis URL or a { sentinels, name } object' });
-    return z.NEVER;
-  }
-  const parsed = sentinelTargetSchema.safeParse(value);
-  if (!parsed.success) {
-    for (const issue of parsed.error.issues) {
-      context.addIssue({ code: 'custom', message: issue.message, path: issue.path });
-    }
-    return z.NEVER;
-  }
-  return sentinelUrl(parsed.data);
-});

@@ -5,7 +5,7 @@ import type { Logger } from '../core/logger.js';
 import { silentLogger } from '../core/logger.js';
 import { type CommonOptions, DEFAULT_REDIS_URL, loggerSchema, positiveInt, redisUrlSchema } from '../core/options.js';
 import { parseOptions } from '../core/validate.js';
-import { PACKAGE_DEFAULTS } from '../packages/defaults.js';
+import { MASTER_DEFAULTS } from './defaults.js';
 
 /** Options of a master ({@link Master}). */
 export interface MasterOptions extends CommonOptions {
@@ -55,17 +55,7 @@ export interface CompiledMasterOptions {
   drainTimeoutMs: number;
 }
 
-/** The default of each master option, as documented above (the CLI shows them in `--help`). */
-export const MASTER_DEFAULTS = {
-  concurrency: 16,
-  noNodeRetryMs: 1000,
-  sweepIntervalMs: 5000,
-  maxReroutes: 3,
-  nodeRetentionMs: 3_600_000,
-  pruneEveryMs: 60_000,
-  pruneGraceMs: PACKAGE_DEFAULTS.pruneGraceMs,
-  drainTimeoutMs: 10_000,
-} as const;
+export { MASTER_DEFAULTS };
 
 const DAY_MS = 86_400_000;
 

@@ -15,15 +15,9 @@ import {
 } from '../core/limits.js';
 import type { Logger } from '../core/logger.js';
 import { silentLogger } from '../core/logger.js';
-import {
-  type CommonOptions,
-  DEFAULT_REDIS_URL,
-  loggerSchema,
-  MiB,
-  positiveInt,
-  redisUrlSchema,
-} from '../core/options.js';
+import { type CommonOptions, DEFAULT_REDIS_URL, loggerSchema, positiveInt, redisUrlSchema } from '../core/options.js';
 import { parseOptions } from '../core/validate.js';
+import { NODE_DEFAULTS } from './defaults.js';
 import { type CompiledPackageLimits, compilePackageLimits, type PackageLimits } from '../packages/limits.js';
 
 const nodeId = z.string().regex(/^[A-Za-z0-9][A-Za-z0-9_.-]{0,99}$/, 'letters, digits, `_`, `.` or `-`, at most 100');
@@ -98,16 +92,7 @@ export interface CompiledNodeOptions {
   limits: CompiledPackageLimits;
 }
 
-/** The default of each node option that has a fixed one (the CLI shows them in `--help`). */
-export const NODE_DEFAULTS = {
-  cacheMaxBytes: 10 * 1024 * MiB,
-  drainTimeoutMs: 30_000,
-  cachePruneMs: 60_000,
-  cgroupName: 'tydra',
-  heartbeatMs: 5000,
-  lockDurationMs: 30_000,
-  unsafeNoSandbox: false,
-} as const;
+export { NODE_DEFAULTS };
 
 const DAY_MS = 86_400_000;
 

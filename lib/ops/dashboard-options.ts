@@ -6,6 +6,7 @@ import type { Logger } from '../core/logger.js';
 import { silentLogger } from '../core/logger.js';
 import { type CommonOptions, DEFAULT_REDIS_URL, loggerSchema, positiveInt, redisUrlSchema } from '../core/options.js';
 import { parseOptions } from '../core/validate.js';
+import { DASHBOARD_DEFAULTS } from './defaults.js';
 
 /**
  * What a dashboard user may do. `admin`: every button the board offers on a queue that allows it.
@@ -51,8 +52,7 @@ export interface CompiledDashboardOptions {
   refreshMs: number;
 }
 
-/** The default of each dashboard option, as documented above (the CLI shows them in `--help`). */
-export const DASHBOARD_DEFAULTS = { port: 3000, host: '127.0.0.1', refreshMs: 5000 } as const;
+export { DASHBOARD_DEFAULTS };
 
 const userSchema = z.strictObject({
   user: z

@@ -7,6 +7,7 @@ import { mkdir } from 'node:fs/promises';
 import { join, resolve } from 'node:path';
 
 import { Dashboard } from './dashboard.js';
+import { DEV_CLUSTER_DEFAULTS } from './defaults.js';
 import { compileDashboardOptions, DASHBOARD_DEFAULTS, type DashboardUser } from './dashboard-options.js';
 import type { Logger } from '../core/logger.js';
 import { silentLogger } from '../core/logger.js';
@@ -37,13 +38,7 @@ export interface DevClusterOptions {
   logger?: Logger;
 }
 
-/** The default of each dev-cluster option, as documented above (the CLI shows them in `--help`). */
-export const DEV_CLUSTER_DEFAULTS = {
-  nodes: 2,
-  dataDir: '.tydra',
-  dashboardPort: DASHBOARD_DEFAULTS.port,
-  nodeConcurrency: 2,
-} as const;
+export { DEV_CLUSTER_DEFAULTS };
 
 /** The master's drain: its dispatch steps are short, and it only closes once the nodes have drained. */
 const DEV_MASTER_DRAIN_MS = 1000;

@@ -1,8 +1,9 @@
 /** Limits on a package's tarball and tree, checked at deploy and again when a node extracts it. */
 import { z } from 'zod';
 
-import { MiB, positiveInt } from '../core/options.js';
+import { positiveInt } from '../core/options.js';
 import { parseOptions } from '../core/validate.js';
+import { PACKAGE_LIMIT_DEFAULTS } from './defaults.js';
 
 /** Limits on a package, checked at deploy and again when a node extracts it. */
 export interface PackageLimits {
@@ -19,14 +20,7 @@ export interface PackageLimits {
 }
 export type CompiledPackageLimits = Required<PackageLimits>;
 
-/** The package limits' defaults, defined once (the CLI reads them from here). */
-export const PACKAGE_LIMIT_DEFAULTS: Readonly<CompiledPackageLimits> = Object.freeze({
-  maxPackageBytes: 50 * MiB,
-  maxUnpackedBytes: 250 * MiB,
-  maxEntries: 10_000,
-  maxPathDepth: 64,
-  maxPathLength: 1024,
-});
+export { PACKAGE_LIMIT_DEFAULTS };
 
 export const packageLimitsSchema = z.strictObject({
   maxPackageBytes: positiveInt.default(PACKAGE_LIMIT_DEFAULTS.maxPackageBytes),

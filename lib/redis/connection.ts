@@ -16,7 +16,7 @@ import { type Command, Redis, type RedisOptions } from 'ioredis';
 
 import { RedisUnreachableError } from '../core/errors.js';
 import type { Logger } from '../core/logger.js';
-import { isSentinelUrl, parseSentinelUrl, sentinelUrl } from '../core/redis-url.js';
+import { isSentinelUrl, parseSentinelUrl } from '../core/redis-url.js';
 
 /**
  * Settings of a Sentinel connection. Never give up asking the sentinels (the roles ride out
@@ -42,25 +42,7 @@ export function createRedis(url: string, options: RedisOptions = {}): Redis {
   return new Redis({ sentinels, name, username, password, db, ...SENTINEL_OPTIONS, ...common });
 }
 
-/**
- * `redis://user:secret@host:6379/0` → `redis://user:***@host:6379/0`, safe for logs and errors;
- * the same for `redis-sentinel://` URLs.
- */
-export function redactRedisUrl(url: string): string {
-  try {
-    if (isSentinelUrl(url)) {
-      const target = parseSentinelUrl(url);
-      return sentinelUrl(target.password === undefined ? target : { ...target, password: '***' });
-    }
-    const parsed = new URL(url);
-    if (parsed.password) {
-      parsed.password = '***';
-    }
-    return parsed.toString();
-  } catch {
-    return '[unparseable redis url]';
-  }
-}
+export { redactRedisUrl } from './url.js';
 
 /**
  * `127.0.0.1:6379 (no password)`, or `Sentinel master mymaster via 10.0.0.1:26379,10.0.0.2:26379

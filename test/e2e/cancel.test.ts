@@ -54,6 +54,8 @@ describe('cancellation (@integration)', function () {
       { waiting: 0, active: 0, completed: 0, failed: 0 },
     );
     await assert.rejects(tydra.cancel('no-such-id'), TaskNotFoundError);
+    // result() learns that a job does not exist from its wait's first check, not a fetch before it.
+    await assert.rejects(tydra.run('no-such-id').result(), TaskNotFoundError);
   });
 
   it('removes a TaskInstance waiting on a busy node, node job included', async () => {

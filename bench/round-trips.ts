@@ -1,0 +1,344 @@
+/**
+ * Redis commands and round trips per TaskInstance: `npm run bench` runs it after the others
+ * (alone: `npm run build && node dist/bench/round-trips.js`).
+ *
+ * One Master and one TydraNode (concurrency 2, as in `run.ts`) and a client on a private
+ * redis-server. After warm-up (the package cached, the client's QueueEvents open), M no-op
+ * TaskInstances run one after the other (submit → result), and the script reads what Redis
+ * counted meanwhile:
+ *
+ * - `INFO commandstats` deltas: every command Redis executed, the calls a Lua script makes
+ *   included (BullMQ moves jobs with scripts, so one EVALSHA may run twenty commands);
+ * - a MONITOR connection splits them into commands sent by a client (each crossed the network)
+ *   and commands run inside scripts, and names the queue or key family each one addressed;
+ * - `INFO stats` `total_reads_processed`: the read events the server handled. A client's
+ *   pipeline, or commands it wrote in one go, arrive in one read, so this is the count of round
+ *   trips (an upper bound when a large request needs more than one read).
+ *
+ * The cluster is not silent when idle (BullMQ's blocking pops time out and are re-issued,
+ * heartbeats, stalled-job checks), so an idle window of the same length as the measured one
+ * comes first, and its counts are subtracted: the figures are what the TaskInstances added.
+ *
+ * Environment: BENCH_TRIPS_TASKS (M, default 30). Progress goes to stderr; the table and, as the
+ * very last line, `BENCH_TRIPS_JSON {...}` go to stdout.
+ */
+import { createHash, randomUUID } from 'node:crypto';
+import { chmod, mkdir, mkdtemp, readdir, rm, writeFile } from 'node:fs/promises';
+import { createRequire } from 'node:module';
+import { tmpdir } from 'node:os';
+import { dirname, join } from 'node:path';
+import { pathToFileURL } from 'node:url';
+import { performance } from 'node:perf_hooks';
+
+import { Redis } from 'ioredis';
+
+import { Master, startRedisServer, Tydra, TydraNode } from '../lib/index.js';
+
+const WARMUP = 5;
+const NODE_CONCURRENCY = 2;
+const RESULT_TIMEOUT_MS = 60_000;
+
+/** Counts of one window: commands by name (client-sent and in-script), by area, and server reads. */
+interface Counts {
+  ms: number;
+  sent: Map<string, number>;
+  inScripts: Map<string, number>;
+  sentByArea: Map<string, number>;
+  /** `evalsha tasks:wait`, `hgetall tydra:package:*:latest`…: each command with the shape of its first key. */
+  sentDetail: Map<string, number>;
+  commandstats: Map<string, number>;
+  reads: number;
+}
+
+function progress(message: string): void {
+  process.stderr.write(`[bench:trips] ${message}\n`);
+}
+
+function tasksFromEnv(): number {
+  const raw = process.env.BENCH_TRIPS_TASKS;
+  const value = raw === undefined || raw === '' ? 30 : Number(raw);
+  if (!Number.isSafeInteger(value) || value < 1) {
+    throw new Error(`Expected BENCH_TRIPS_TASKS to be a positive integer, got ${JSON.stringify(raw)}`);
+  }
+  return value;
+}
+
+const bump = (map: Map<string, number>, key: string, by = 1): void => {
+  map.set(key, (map.get(key) ?? 0) + by);
+};
+
+/**
+ * The queue or key family a command addresses: `tasks`, `node.*` (every node queue), `tydra:node`,
+ * `pkg`… For EVALSHA/EVAL the first key of the script.
+ */
+function area(args: readonly string[]): string {
+  // The first argument that looks like a key (EVALSHA's sha and XREAD's BLOCK do not).
+  const key = args.slice(1).find((arg) => /^(bull|tydra|pkg):/.test(arg));
+  if (key === undefined) {
+    return '(no key)';
+  }
+  const parts = key.split(':');
+  if (parts[0] === 'bull') {
+    return `queue ${(parts[1] ?? '').startsWith('node.') ? 'node.<id>' : parts[1]}`;
+  }
+  return parts[0] === 'tydra' ? `tydra:${parts[1] ?? ''}` : (parts[0] ?? key);
+}
+
+/** SHA1 → name of BullMQ's scripts, so EVALSHA lines say which step they are (`moveToActive`…). */
+async function bullmqScriptNames(): Promise<Map<string, string>> {
+  const dir = join(dirname(createRequire(import.meta.url).resolve('bullmq/package.json')), 'dist/esm/scripts');
+  const names = new Map<string, string>();
+  for (const file of (await readdir(dir)).filter((f) => /^[A-Za-z]+-\d+\.js$/.test(f))) {
+    const scripts = (await import(pathToFileURL(join(dir, file)).href)) as Record<
+      string,
+      { name?: string; content?: string }
+    >;
+    for (const script of Object.values(scripts)) {
+      if (typeof script.content === 'string' && typeof script.name === 'string') {
+        names.set(createHash('sha1').update(script.content).digest('hex'), script.name);
+      }
+    }
+  }
+  return names;
+}
+
+let SCRIPT_NAMES = new Map<string, string>();
+
+/** A command and the shape of its first key, ids blanked: `evalsha bull:tasks:wait`, `hgetall tydra:package:*:latest`. */
+function detail(args: readonly string[]): string {
+  const key = args.slice(1).find((arg) => /^(bull|tydra|pkg):/.test(arg)) ?? '';
+  const shape = key
+    .split(':')
+    .map((part, i) => (i === 0 || /^[a-z-]+$/.test(part) ? part : '*'))
+    .join(':');
+  const name = (args[0] ?? '').toLowerCase();
+  const script =
+    name === 'evalsha' ? ` ${SCRIPT_NAMES.get(args[1] ?? '') ?? `tydra-script-${(args[1] ?? '').slice(0, 7)}`}` : '';
+  return `${name}${script} ${shape.replace(/^bull:\*/, 'bull:<queue>')}`.trim();
+}
+
+async function readStats(redis: Redis): Promise<{ commandstats: Map<string, number>; reads: number }> {
+  const text = await redis.info('all');
+  const commandstats = new Map<string, number>();
+  for (const match of text.matchAll(/^cmdstat_([^:]+):calls=(\d+)/gm)) {
+    commandstats.set(match[1] ?? '', Number(match[2]));
+  }
+  const reads = Number(/^total_reads_processed:(\d+)/m.exec(text)?.[1] ?? NaN);
+  return { commandstats, reads };
+}
+
+/** Runs `fn` and counts what Redis did meanwhile (the measuring connections' own commands left out). */
+async function countDuring(url: string, fn: () => Promise<void>): Promise<Counts> {
+  const stats = new Redis(url);
+  // monitor() opens its own connection; the instance it is called on never connects.
+  const monitor = await new Redis(url, { lazyConnect: true }).monitor();
+  const counts: Counts = {
+    ms: 0,
+    sent: new Map(),
+    inScripts: new Map(),
+    sentByArea: new Map(),
+    sentDetail: new Map(),
+    commandstats: new Map(),
+    reads: 0,
+  };
+  const ownAddress = `${stats.options.host ?? '127.0.0.1'}:${await localPort(stats)}`;
+  monitor.on('monitor', (_time: string, args: string[], source: string) => {
+    const name = (args[0] ?? '').toLowerCase();
+    if (source === ownAddress) {
+      return;
+    }
+    if (source === 'lua') {
+      bump(counts.inScripts, name);
+    } else {
+      bump(counts.sent, name);
+      bump(counts.sentByArea, area(args));
+      bump(counts.sentDetail, detail(args));
+    }
+  });
+  try {
+    const before = await readStats(stats);
+    const started = performance.now();
+    await fn();
+    counts.ms = performance.now() - started;
+    // Let MONITOR's stream catch up with the last commands: a PING through it marks the end.
+    await monitorCatchUp(url);
+    const after = await readStats(stats);
+    for (const [name, calls] of after.commandstats) {
+      bump(counts.commandstats, name, calls - (before.commandstats.get(name) ?? 0));
+    }
+    // The one INFO in between is ours (the stats connection sends nothing else).
+    bump(counts.commandstats, 'info', -1);
+    // Our INFO and the marker's connection, PING and QUIT are reads too; a handful, subtracted.
+    counts.reads = after.reads - before.reads - 4;
+    return counts;
+  } finally {
+    stats.disconnect();
+    monitor.disconnect();
+  }
+}
+
+async function localPort(redis: Redis): Promise<string> {
+  const id = await redis.client('ID');
+  const line = (await redis.client('LIST', 'ID', String(id))) as string;
+  return /addr=[^ ]*:(\d+)/.exec(line)?.[1] ?? '?';
+}
+
+async function monitorCatchUp(url: string): Promise<void> {
+  const marker = new Redis(url);
+  try {
+    await marker.ping();
+    await new Promise((resolve) => setTimeout(resolve, 200));
+  } finally {
+    await marker.quit();
+  }
+}
+
+/** `a` minus `b` scaled to `a`'s duration: what the measured window added to idle activity. */
+function beyondIdle(a: Map<string, number>, b: Map<string, number>, scale: number): Map<string, number> {
+  const out = new Map<string, number>();
+  for (const key of new Set([...a.keys(), ...b.keys()])) {
+    const value = (a.get(key) ?? 0) - (b.get(key) ?? 0) * scale;
+    if (Math.abs(value) >= 0.5) {
+      out.set(key, value);
+    }
+  }
+  return out;
+}
+
+const sum = (map: Map<string, number>): number => [...map.values()].reduce((a, b) => a + b, 0);
+const perTask = (value: number, tasks: number): number => Math.round((value / tasks) * 10) / 10;
+const top = (map: Map<string, number>, tasks: number, n = 10): Array<[string, number]> =>
+  [...map]
+    .map(([k, v]): [string, number] => [k, perTask(v, tasks)])
+    .filter(([, v]) => v !== 0)
+    .sort((a, b) => b[1] - a[1])
+    .slice(0, n);
+
+async function makePackage(dir: string): Promise<void> {
+  await mkdir(dir, { recursive: true });
+  await writeFile(join(dir, 'noop.mjs'), 'export default async () => 1;\n');
+  await writeFile(
+    join(dir, 'tydra.json'),
+    `${JSON.stringify({ name: 'trips', tasks: { noop: { module: 'noop.mjs' } } })}\n`,
+  );
+  await chmod(dir, 0o755);
+}
+
+interface Report {
+  tasks: number;
+  windowMs: number;
+  perTaskInstance: {
+    commands: number;
+    sentByClients: number;
+    inScripts: number;
+    roundTrips: number;
+    topCommands: Array<[string, number]>;
+    topSent: Array<[string, number]>;
+    sentByArea: Array<[string, number]>;
+    sent: Array<[string, number]>;
+  };
+  idlePerSecond: { commands: number; roundTrips: number };
+}
+
+function report(tasks: number, idle: Counts, busy: Counts): Report {
+  const scale = busy.ms / idle.ms;
+  const commands = beyondIdle(busy.commandstats, idle.commandstats, scale);
+  const sent = beyondIdle(busy.sent, idle.sent, scale);
+  const inScripts = beyondIdle(busy.inScripts, idle.inScripts, scale);
+  return {
+    tasks,
+    windowMs: Math.round(busy.ms),
+    perTaskInstance: {
+      commands: perTask(sum(commands), tasks),
+      sentByClients: perTask(sum(sent), tasks),
+      inScripts: perTask(sum(inScripts), tasks),
+      roundTrips: perTask(busy.reads - idle.reads * scale, tasks),
+      topCommands: top(commands, tasks),
+      topSent: top(sent, tasks),
+      sentByArea: top(beyondIdle(busy.sentByArea, idle.sentByArea, scale), tasks),
+      sent: top(beyondIdle(busy.sentDetail, idle.sentDetail, scale), tasks, 100),
+    },
+    idlePerSecond: {
+      commands: Math.round((sum(idle.commandstats) * 1000) / idle.ms),
+      roundTrips: Math.round((idle.reads * 1000) / idle.ms),
+    },
+  };
+}
+
+function formatReport(r: Report): string {
+  const p = r.perTaskInstance;
+  const list = (rows: Array<[string, number]>): string => rows.map(([k, v]) => `${k} ${v}`).join(', ');
+  return [
+    `Redis per TaskInstance (M=${r.tasks} no-op TaskInstances one after the other, master + 1 node, idle activity subtracted)`,
+    `  commands executed (INFO commandstats): ${p.commands}`,
+    `    sent by clients: ${p.sentByClients}; run inside Lua scripts: ${p.inScripts}`,
+    `  round trips (INFO stats total_reads_processed): ${p.roundTrips}`,
+    `  top commands: ${list(p.topCommands)}`,
+    `  top sent by clients: ${list(p.topSent)}`,
+    `  sent, by queue or key family: ${list(p.sentByArea)}`,
+    `  every command sent, with its first key:`,
+    ...p.sent.map(([k, v]) => `    ${v.toFixed(1).padStart(5)}  ${k}`),
+    `  idle cluster: ${r.idlePerSecond.commands} commands/s, ${r.idlePerSecond.roundTrips} reads/s`,
+  ].join('\n');
+}
+
+async function main(): Promise<void> {
+  const tasks = tasksFromEnv();
+  SCRIPT_NAMES = await bullmqScriptNames();
+  const root = await mkdtemp(join(tmpdir(), 'tydra-bench-trips-'));
+  const closers: Array<() => Promise<unknown>> = [() => rm(root, { recursive: true, force: true })];
+  try {
+    await chmod(root, 0o755);
+    await makePackage(join(root, 'package'));
+    const redis = await startRedisServer({ dir: join(root, 'redis'), persist: false });
+    closers.push(() => redis.stop());
+    const master = new Master({ redis: redis.url });
+    closers.push(() => master.close());
+    const node = new TydraNode({
+      redis: redis.url,
+      id: `trips-${randomUUID().slice(0, 8)}`,
+      concurrency: NODE_CONCURRENCY,
+      cacheDir: join(root, 'cache'),
+    });
+    closers.push(() => node.close());
+    const tydra = new Tydra({ redis: redis.url });
+    closers.push(() => tydra.close());
+    await Promise.all([master.start(), node.start()]);
+    await tydra.deploy(join(root, 'package'));
+    const once = async (): Promise<void> => {
+      const run = await tydra.submit('trips/noop', null);
+      try {
+        if ((await run.result({ timeoutMs: RESULT_TIMEOUT_MS })) !== 1) {
+          throw new Error('Expected the no-op task to return 1');
+        }
+      } finally {
+        run.close();
+      }
+    };
+    for (let i = 0; i < WARMUP; i += 1) {
+      await once();
+    }
+    progress(`${tasks} TaskInstances, one after the other`);
+    const busy = await countDuring(redis.url, async () => {
+      for (let i = 0; i < tasks; i += 1) {
+        await once();
+      }
+    });
+    progress(`idle window of ${Math.round(busy.ms)} ms`);
+    const idle = await countDuring(redis.url, () => new Promise((resolve) => setTimeout(resolve, busy.ms)));
+    const result = report(tasks, idle, busy);
+    process.stdout.write(`\n${formatReport(result)}\n\n`);
+    process.stdout.write(`BENCH_TRIPS_JSON ${JSON.stringify(result)}\n`);
+  } finally {
+    for (const close of closers.reverse()) {
+      await close().catch((error: Error) => progress(`cleanup failed: ${error.message}`));
+    }
+  }
+}
+
+try {
+  await main();
+} catch (error) {
+  progress(`FAILED: ${(error as Error).stack ?? String(error)}`);
+  process.exitCode = 1;
+}
