@@ -57,6 +57,7 @@ export {
   CgroupError,
   IllegalStateError,
   InfrastructureError,
+  InputSchemaError,
   LimitExceededError,
   NodeShutdownError,
   TaskCancelledError,

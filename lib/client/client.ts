@@ -32,6 +32,7 @@ import { type NodeInfo, NodeRegistry } from '../cluster/node-registry.js';
 import { type CompiledTydraOptions, compileTydraOptions, type TydraOptions } from './options.js';
 import { type TaskSpec, taskKind } from '../packages/manifest.js';
 import { packDirectory } from '../packages/pack.js';
+import { checkTaskInput } from '../packages/task-schemas.js';
 import { type PruneOptions, type PruneReport, prunePackages } from '../packages/pruner.js';
 import { type DeployResult, PackageStore } from '../packages/store.js';
 import { wasCancelled } from './task-ending.js';
@@ -163,6 +164,9 @@ export class Tydra {
         `Expected package ${version.name}@${version.sha1.slice(0, 12)} to define task ${parsed.task}, got only: ${known}`,
       );
     }
+    // The input as the task will get it (after JSON), checked before anything is written.
+    const jsonInput = JSON.parse(inputJson) as unknown;
+    checkTaskInput(parsed.task, spec, jsonInput);
     const id = randomUUID();
     const now = Date.now();
     const pinned = formatTaskRef(version.name, version.sha1, parsed.task);
@@ -170,7 +174,7 @@ export class Tydra {
       ref: pinned,
       package: { name: version.name, sha1: version.sha1 },
       task: parsed.task,
-      input: JSON.parse(inputJson) as unknown,
+      input: jsonInput,
       submittedAt: now,
       ...kindData(parsed.task, spec, checked),
       ...(checked.timeoutMs !== undefined ? { timeoutMs: checked.timeoutMs } : {}),

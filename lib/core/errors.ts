@@ -92,6 +92,36 @@ export class TaskFailedError extends TydraError {
 export class TaskUnrecoverableError extends TaskFailedError {}
 
 /**
+ * A submit's input does not match its task's `input` JSON Schema; nothing was enqueued. `field`
+ * is the manifest field (`tasks.greet.input`), `path` the JSON path in the input (`/name`, or
+ * `(root)`), `reason` what the schema asked (`must be string`).
+ */
+export class InputSchemaError extends TydraError {
+  constructor(
+    readonly field: string,
+    readonly path: string,
+    readonly reason: string,
+  ) {
+    super(`Expected the input to match ${field}: ${path} ${reason}`);
+  }
+}
+
+/**
+ * The task ran, but its value does not match its `output` JSON Schema: the TaskInstance fails
+ * for good (a retry would most likely return the same). Fields as in {@link InputSchemaError}.
+ */
+export class OutputSchemaError extends TaskUnrecoverableError {
+  constructor(
+    instanceId: string,
+    readonly field: string,
+    readonly path: string,
+    readonly reason: string,
+  ) {
+    super(`Expected the output to match ${field}: ${path} ${reason}`, instanceId);
+  }
+}
+
+/**
  * The task broke one of its limits (memory, processes, CPU time, output…) and its whole process
  * tree was killed. The message names the limit and its value, e.g.
  * `memory limit exceeded (512 MiB)`.

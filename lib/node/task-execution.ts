@@ -26,6 +26,7 @@ import {
 } from '../core/errors.js';
 import { describeLimit, resolveLimits } from '../core/limits.js';
 import { MANIFEST_FILE, parseManifest, taskKind } from '../packages/manifest.js';
+import { checkTaskOutput } from '../packages/task-schemas.js';
 import { coordinate, endUnits } from './parallel/coordinator.js';
 import type { ExecutionEnv } from './execution-env.js';
 import { RedisMirror } from './redis-mirror.js';
@@ -172,7 +173,7 @@ async function runFromPackage(env: ExecutionEnv, run: PackageRun): Promise<unkno
     env.logger.warn({ instanceId: data.instanceId }, 'UNSAFE: running a task without a sandbox');
   }
   try {
-    return await env.gate.with(() =>
+    const value = await env.gate.with(() =>
       runTask({
         ...{ packageDir, task, input: data.input, instanceId: data.instanceId, attempt, limits, signal },
         ...{ bwrap: env.bwrap, prlimit: env.prlimit, cgroups: env.cgroups, runtimeDir: env.runtimeDir },
@@ -182,6 +183,8 @@ async function runFromPackage(env: ExecutionEnv, run: PackageRun): Promise<unkno
         onLog: (line) => mirror.log(line),
       }),
     );
+    checkTaskOutput(data.task, task, value, data.instanceId);
+    return value;
   } catch (error) {
     env.logger.info({ instanceId: data.instanceId, reason: (error as Error).message }, 'task failed');
     throw error;

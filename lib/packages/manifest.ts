@@ -14,6 +14,7 @@ import { z } from 'zod';
 import type { TaskKind } from '../../queues/tasks.js';
 import { describe, ManifestError } from '../core/errors.js';
 import { taskLimitsSchema } from '../core/limits.js';
+import { compileTaskSchema, jsonSchemaField } from './task-schemas.js';
 
 export type { TaskKind } from '../../queues/tasks.js';
 
@@ -57,6 +58,10 @@ const simpleTaskSchema = z
     command: commandSchema.optional(),
     /** This task's limits; override the package's, capped by each node's maxima. */
     limits: taskLimitsSchema.optional(),
+    /** JSON Schema of the input, checked at submit (`task-schemas.ts`). */
+    input: jsonSchemaField.optional(),
+    /** JSON Schema of the value, checked on the node after the run. */
+    output: jsonSchemaField.optional(),
   })
   .refine((task) => (task.module === undefined) !== (task.command === undefined), {
     message: 'exactly one of `module` or `command`',
@@ -79,6 +84,10 @@ const parallelTaskSchema = z
     attempts: z.number().int().min(1).max(100).optional(),
     /** Workunits that may fail for good before the TaskInstance does. */
     maxFailedWorkunits: z.number().int().min(0).optional(),
+    /** JSON Schema of the input, checked at submit. */
+    input: jsonSchemaField.optional(),
+    /** JSON Schema of reduce's value, checked on the node after reduce. */
+    output: jsonSchemaField.optional(),
   })
   .refine(
     (task) => {
@@ -99,6 +108,13 @@ const sequenceTaskSchema = z.strictObject({
   kind: z.literal('sequence'),
   description: z.string().max(1000).optional(),
   steps: z.array(sequenceStepSchema).min(1).max(SEQUENCE_LIMITS.maxSteps),
+  /** JSON Schema of the input, checked at submit. */
+  input: jsonSchemaField.optional(),
+  /**
+   * Refused: nothing checks a sequence's own value yet. Its value is its last step's, which that
+   * step's own `output` checks.
+   */
+  output: z.never({ error: "no `output` on a sequence: give its last step's task an `output` schema" }).optional(),
 });
 
 const taskSchema = z.discriminatedUnion('kind', [simpleTaskSchema, parallelTaskSchema, sequenceTaskSchema], {
@@ -179,6 +195,7 @@ export function parseManifest(text: string): Manifest {
     throw manifestIssueError(first && closestIssue(first), raw);
   }
   checkSequences(result.data);
+  checkTaskSchemas(result.data);
   return result.data;
 }
 
@@ -229,6 +246,30 @@ function manifestIssueError(issue: z.core.$ZodIssue | undefined, raw: unknown): 
       : describe(received);
   const expected = issue.message.charAt(0).toLowerCase() + issue.message.slice(1);
   return new ManifestError(`Expected ${subject} to be valid (${expected}), got ${got}`, field || undefined);
+}
+
+/**
+ * Each `input` and `output` compiles as a JSON Schema (cached: a node reading the manifest of
+ * every job compiles nothing again).
+ */
+function checkTaskSchemas(manifest: Manifest): void {
+  for (const [name, task] of Object.entries(manifest.tasks)) {
+    for (const which of ['input', 'output'] as const) {
+      const schema = task[which];
+      if (schema === undefined) {
+        continue;
+      }
+      try {
+        compileTaskSchema(schema);
+      } catch (error) {
+        const field = `tasks.${name}.${which}`;
+        throw new ManifestError(
+          `Expected the \`${field}\` field of ${MANIFEST_FILE} to be a valid JSON Schema, got one that is not: ${(error as Error).message}`,
+          field,
+        );
+      }
+    }
+  }
 }
 
 /**

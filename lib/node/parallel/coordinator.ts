@@ -32,6 +32,7 @@ import {
   readResultsPage,
 } from '../../redis/parallel-commands.js';
 import { type PhaseEntry, parallelEntries, type ParallelTaskSpec } from '../../packages/manifest.js';
+import { checkTaskOutput } from '../../packages/task-schemas.js';
 import type { RedisMirror } from '../redis-mirror.js';
 import type { ExecutionEnv } from '../execution-env.js';
 import { parallelProgress } from './instance-report.js';
@@ -193,6 +194,7 @@ async function reducePhase(run: CoordinatorRun, counted: ParallelCounts): Promis
     .catch((error: unknown) => {
       throw phaseError('reduce', error, id);
     });
+  checkTaskOutput(data.task, run.task, value, id);
   // Ended first: a node's progress update held back for a period is then dropped, not written
   // over the final one.
   await endParallel(env.redis, id);
