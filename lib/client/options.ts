@@ -19,6 +19,7 @@ import {
   PACKAGE_LIMIT_DEFAULTS,
   type PackageLimits,
 } from '../packages/limits.js';
+import { type KeepFinished, keepFinishedSchema, RETENTION_DEFAULTS } from './retention.js';
 
 /** Every default of the client's options, defined once (the CLI reads them from here). */
 export const CLIENT_DEFAULTS = Object.freeze({
@@ -29,6 +30,7 @@ export const CLIENT_DEFAULTS = Object.freeze({
   connectTimeoutMs: 10_000,
   durableSubmit: { replicas: 1, timeoutMs: 1000 },
   idempotencyWindowMs: 24 * 3600 * 1000,
+  ...RETENTION_DEFAULTS,
 });
 
 /** How many replicas must acknowledge a submit, and how long to wait for them. */
@@ -68,6 +70,13 @@ export interface TydraOptions extends CommonOptions {
    * submit with the same key within this window returns that TaskInstance. @defaultValue 24 h
    */
   idempotencyWindowMs?: number;
+  /**
+   * How many completed TaskInstances BullMQ keeps, and how long (set on each TaskInstance at its
+   * submit; the first limit reached applies). @defaultValue `{ count: 10_000, ageMs: 24 h }`
+   */
+  keepCompleted?: KeepFinished;
+  /** The same for failed (and cancelled) TaskInstances. @defaultValue `{ ageMs: 7 days }` */
+  keepFailed?: KeepFinished;
 }
 export interface CompiledTydraOptions {
   redisUrl: string;
@@ -78,6 +87,8 @@ export interface CompiledTydraOptions {
   connectTimeoutMs: number;
   durableSubmit: Required<DurableSubmit> | undefined;
   idempotencyWindowMs: number;
+  keepCompleted: KeepFinished;
+  keepFailed: KeepFinished;
 }
 
 const durableSubmitSchema = z.union([
@@ -94,6 +105,8 @@ export const tydraOptionsSchema = z.strictObject({
   connectTimeoutMs: positiveInt.max(3_600_000).default(CLIENT_DEFAULTS.connectTimeoutMs),
   durableSubmit: durableSubmitSchema.default(false),
   idempotencyWindowMs: positiveInt.max(365 * 24 * 3600 * 1000).default(CLIENT_DEFAULTS.idempotencyWindowMs),
+  keepCompleted: keepFinishedSchema.default(CLIENT_DEFAULTS.keepCompleted),
+  keepFailed: keepFinishedSchema.default(CLIENT_DEFAULTS.keepFailed),
 });
 
 export function compileTydraOptions(raw: TydraOptions = {}): CompiledTydraOptions {
@@ -110,5 +123,7 @@ export function compileTydraOptions(raw: TydraOptions = {}): CompiledTydraOption
         ? undefined
         : { ...CLIENT_DEFAULTS.durableSubmit, ...(parsed.durableSubmit === true ? {} : parsed.durableSubmit) },
     idempotencyWindowMs: parsed.idempotencyWindowMs,
+    keepCompleted: parsed.keepCompleted,
+    keepFailed: parsed.keepFailed,
   };
 }
