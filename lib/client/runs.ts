@@ -169,21 +169,27 @@ async function readState(tasks: Queue<TaskInstanceData, TaskInstanceResult>, typ
   const finished = type === 'completed' || type === 'failed';
   const found: TaskJob[] = [];
   for (let start = 0; start < MAX_SCANNED; start += PAGE) {
-    const page = (await tasks.getJobs([type], start, start + PAGE - 1, false)).filter((job) => job !== undefined);
+    // A job removed between BullMQ's read of the ids and of the jobs comes back undefined.
+    const read = await tasks.getJobs([type], start, start + PAGE - 1, false);
+    const page = read.filter((job) => job !== undefined);
     found.push(...page.filter((job) => matches(job, filter)));
-    if (page.length < PAGE) {
+    if (read.length < PAGE || (finished && page.length > 0 && (page.at(-1)?.finishedOn ?? 0) < cutoff(found, filter))) {
       break;
-    }
-    if (finished) {
-      const oldest = page.at(-1)?.finishedOn ?? 0;
-      const submits = found.map((job) => job.data.submittedAt).sort((a, b) => b - a);
-      const cutoff = Math.max(filter.since, found.length >= filter.limit ? (submits[filter.limit - 1] ?? 0) : Infinity);
-      if (oldest < cutoff) {
-        break;
-      }
     }
   }
   return found;
+}
+
+/**
+ * How far back a finished set still matters: jobs that finished before it were submitted before
+ * `since`, or before the `limit`-th newest submit among the matches in hand.
+ */
+function cutoff(found: TaskJob[], filter: RunsFilter): number {
+  if (found.length < filter.limit) {
+    return filter.since;
+  }
+  const submits = found.map((job) => job.data.submittedAt).sort((a, b) => b - a);
+  return Math.max(filter.since, submits[filter.limit - 1] ?? 0);
 }
 
 /** The row of one job found in BullMQ state `type`; the state as `status()` tells it. */

@@ -1,6 +1,6 @@
 import assert from 'node:assert/strict';
 
-import { Queue } from 'bullmq';
+import { Queue, Worker } from 'bullmq';
 
 import type { Tydra } from '../../lib/client/client.js';
 import { InvalidOptionError, TaskNotFoundError, UnknownTaskError } from '../../lib/core/errors.js';
@@ -179,6 +179,54 @@ describe('history: runs and rerun (@integration)', function () {
     assert.ok((await rejection(client.rerun('no-such-id'))) instanceof TaskNotFoundError);
     const unknown = await cli(['rerun', 'no-such-id', '--redis', redisUrl()]);
     assert.equal(unknown.exitCode, 1);
+  });
+
+  it('reads the finished sets in pages: hundreds of TaskInstances, filtered and limited', async () => {
+    // No master: a plain worker completes TaskInstance jobs at once, in whatever order it takes them.
+    const connection = testRedis({ maxRetriesPerRequest: null });
+    const tasks = new Queue<TaskInstanceData>('tasks', { connection });
+    defer(() => tasks.close());
+    const base = Date.now() - 60_000;
+    const sha1 = 'a'.repeat(40);
+    const count = 450;
+    await tasks.addBulk(
+      Array.from({ length: count }, (_, n) => {
+        const name = n % 3 === 0 ? 'b' : 'a';
+        const data: TaskInstanceData = {
+          ref: `${name}@${sha1}/t`,
+          package: { name, sha1 },
+          task: 't',
+          input: n,
+          attempts: 1,
+          submittedAt: base + n,
+        };
+        return { name: 'task-instance', data, opts: { jobId: `job-${n}` } };
+      }),
+    );
+    const worker = new Worker('tasks', () => Promise.resolve(null), {
+      connection: testRedis({ maxRetriesPerRequest: null }),
+      concurrency: 50,
+    });
+    defer(() => worker.close());
+    await waitFor('every job completed', async () => ((await tasks.getCompletedCount()) === count ? true : undefined));
+    const client = testClient();
+    const all = await client.runs({ limit: 1000 });
+    assert.deepEqual(
+      all.map((row) => row.id),
+      Array.from({ length: count }, (_, n) => `job-${count - 1 - n}`),
+    );
+    assert.ok(all.every((row) => row.state === 'completed'));
+    assert.deepEqual(
+      (await client.runs({ task: 'b', limit: 3 })).map((row) => row.id),
+      ['job-447', 'job-444', 'job-441'],
+    );
+    assert.deepEqual(
+      (await client.runs({ task: 'a/t', limit: 2 })).map((row) => row.id),
+      ['job-449', 'job-448'],
+    );
+    const since = await client.runs({ since: new Date(base + 400), limit: 1000 });
+    assert.equal(since.length, 50);
+    assert.equal(since.at(-1)?.id, 'job-400');
   });
 
   it('keeps finished TaskInstances by the client’s keepCompleted and keepFailed', async () => {
