@@ -181,6 +181,27 @@ describe('history: runs and rerun (@integration)', function () {
     assert.equal(unknown.exitCode, 1);
   });
 
+  it('a pinned rerun of a pruned version fails naming --latest; with latest it runs the new version', async () => {
+    await startCluster(1);
+    const client = testClient({ deployLeaseMs: 1 });
+    const v1 = await deployVersion(client, 1);
+    const first = await client.submit('hist/ver', 'x');
+    await first.result();
+    await deployVersion(client, 2);
+    await waitFor('v1 pruned', async () => {
+      const report = await client.prune({ graceMs: 0 });
+      return report.removed.some((removed) => removed.sha1 === v1) ? true : undefined;
+    });
+    const error = await rejection(client.rerun(first.id));
+    assert.ok(error instanceof UnknownTaskError, String(error));
+    assert.match(error.message, /found none\. Re-run it with --latest/);
+    assert.deepEqual(await (await client.rerun(first.id, { latest: true })).result(), {
+      version: 2,
+      input: 'x',
+      color: null,
+    });
+  });
+
   it('reads the finished sets in pages: hundreds of TaskInstances, filtered and limited', async () => {
     // No master: a plain worker completes TaskInstance jobs at once, in whatever order it takes them.
     const connection = testRedis({ maxRetriesPerRequest: null });
