@@ -4,8 +4,11 @@
  * copied: its idempotency key (a re-run is a new TaskInstance on purpose) and its delay (`at` is
  * in the past by now); nor what the run itself recorded (dispatch, lost nodes, ending).
  */
+import { z } from 'zod';
+
 import type { TaskInstanceData } from '../../queues/tasks.js';
 import { UnknownTaskError } from '../core/errors.js';
+import { parseOptions } from '../core/validate.js';
 import type { SubmitOptions } from './types.js';
 
 /** Options of {@link Tydra.rerun}. */
@@ -14,12 +17,15 @@ export interface RerunOptions {
   latest?: boolean;
 }
 
-/** The submit that re-runs a TaskInstance with `data`. */
+const rerunOptionsSchema = z.strictObject({ latest: z.boolean().optional() });
+
+/** The submit that re-runs a TaskInstance with `data`; throws `InvalidOptionError` for bad `options`. */
 export function rerunSubmission(
   data: TaskInstanceData,
   options: RerunOptions,
 ): { ref: string; input: unknown; options: SubmitOptions } {
-  const ref = options.latest ? `${data.package.name}/${data.task}` : data.ref;
+  const checked = parseOptions(rerunOptionsSchema, options, 'rerun option');
+  const ref = checked.latest ? `${data.package.name}/${data.task}` : data.ref;
   const submit: SubmitOptions = {
     attempts: data.attempts,
     ...(data.timeoutMs !== undefined ? { timeoutMs: data.timeoutMs } : {}),

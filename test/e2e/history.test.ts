@@ -177,6 +177,7 @@ describe('history: runs and rerun (@integration)', function () {
     assert.equal(refused.exitCode, 1);
     assert.match(refused.stderr, /undeployed.*Re-run it with --latest/);
     assert.ok((await rejection(client.rerun('no-such-id'))) instanceof TaskNotFoundError);
+    await assert.rejects(client.rerun(first.id, { latest: 'yes' } as never), InvalidOptionError);
     const unknown = await cli(['rerun', 'no-such-id', '--redis', redisUrl()]);
     assert.equal(unknown.exitCode, 1);
   });
