@@ -12,6 +12,9 @@
 export { Tydra } from './client/client.js';
 export { TaskRun } from './client/task-run.js';
 export type { TaskRunEvents } from './client/task-run.js';
+export type { RunRow, RunsOptions } from './client/runs.js';
+export type { RerunOptions } from './client/rerun.js';
+export type { KeepFinished } from './client/retention.js';
 export type { CancelResult, PackageVersionUse, SubmitOptions, TaskState, TaskStatus } from './client/types.js';
 export { DEFAULT_MAX_TASK_LIMITS, DEFAULT_TASK_LIMITS } from './core/limits.js';
 export type { TaskLimits } from './core/limits.js';

@@ -57,6 +57,8 @@ export interface TaskInstanceData {
   env?: TaskEnv;
   /** The idempotency key of the submission, if any (scoped by package and task). */
   key?: string;
+  /** A re-run (`Tydra.rerun`, `tydra rerun`): the id of the TaskInstance it re-runs. */
+  rerunOf?: string;
   /** Set by the master before it adds the node job, so a re-dispatch after a crash is idempotent. */
   dispatch?: { nodeId: string; at: number };
   /**
@@ -114,6 +116,7 @@ export const taskInstanceSchema = z.object({
   backoff: taskBackoffSchema.optional(),
   env: taskEnvSchema.optional(),
   key: z.string().optional(),
+  rerunOf: z.string().min(1).optional(),
   dispatch: z.object({ nodeId: z.string().min(1), at: z.number() }).optional(),
   lostNodes: z.array(z.string()).optional(),
   takenBackFrom: z.array(z.string()).optional(),
@@ -129,7 +132,9 @@ export type TaskInstanceResult = unknown;
 
 /**
  * Retention: BullMQ keeps finished jobs forever by default. A day (or 10,000) of completed and a
- * week of failed TaskInstances is enough to read results and investigate failures.
+ * week of failed TaskInstances is enough to read results and investigate failures. The client
+ * sets its own per submit (`keepCompleted`, `keepFailed`, these by default); sequence steps,
+ * added by masters, keep these.
  */
 export const TASKS_JOB_OPTIONS: DefaultJobOptions = {
   attempts: 1,

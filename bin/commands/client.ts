@@ -21,7 +21,7 @@ import { backoffValue, collectEnv, collectLimits, integer, LIMIT_FLAG_NAMES, str
 type Flags<T = object> = ClientFlags & { json?: boolean } & T;
 
 /** A client command: `--redis`, `--connect-timeout` and `--json` come with it. */
-function clientCommand(program: Command, name: string, description: string): Command {
+export function clientCommand(program: Command, name: string, description: string): Command {
   return program
     .command(name)
     .description(description)
@@ -151,7 +151,11 @@ function submitOptionsOf(flags: RunFlags): SubmitOptions {
  * Prints the result; a failed or cancelled TaskInstance sets exit code 1 and says why on stderr.
  * Meanwhile `bar` (on a terminal only) shows the progress; it is erased before anything is printed.
  */
-async function printResult(run: TaskRun, json: boolean | undefined, bar: ProgressBar | undefined): Promise<void> {
+export async function printResult(
+  run: TaskRun,
+  json: boolean | undefined,
+  bar: ProgressBar | undefined,
+): Promise<void> {
   if (bar?.enabled) {
     run.on('progress', (progress) => bar.update(progress));
   }

@@ -14,13 +14,7 @@ import type { Redis } from 'ioredis';
 
 import { NODE_JOB_OPTIONS, nodeQueueName } from '../../queues/node.js';
 import { WORKUNITS_QUEUE, type WorkunitBatchData } from '../../queues/workunits.js';
-import {
-  TASK_INSTANCE_JOB,
-  TASKS_JOB_OPTIONS,
-  TASKS_QUEUE,
-  type TaskInstanceData,
-  type TaskInstanceResult,
-} from '../../queues/tasks.js';
+import { TASK_INSTANCE_JOB, TASKS_QUEUE, type TaskInstanceData, type TaskInstanceResult } from '../../queues/tasks.js';
 import { InvalidOptionError, TaskCancelledError, TaskNotFoundError, UnknownTaskError } from '../core/errors.js';
 import { settlesWithin } from '../core/bounded-close.js';
 import { dropConnections } from '../redis/force-disconnect.js';
@@ -52,6 +46,9 @@ import { reportedProgress } from './progress.js';
 import { serialiseInput } from './input.js';
 import { submitHooksOf } from './submit-hooks.js';
 import { TaskRun } from './task-run.js';
+import { retentionJobOptions } from './retention.js';
+import { listRuns, type RunRow, type RunsOptions } from './runs.js';
+import { pinnedVersionGone, type RerunOptions, rerunSubmission } from './rerun.js';
 import type { TaskRunContext } from './task-run-context.js';
 import type { CancelResult, PackageVersionUse, SubmitOptions, TaskState, TaskStatus } from './types.js';
 
@@ -121,7 +118,7 @@ export class Tydra {
     this.store = new PackageStore(this.redis, { leaseMs: this.options.deployLeaseMs });
     this.tasksQueue = new Queue<TaskInstanceData, TaskInstanceResult>(TASKS_QUEUE, {
       connection: this.redis,
-      defaultJobOptions: TASKS_JOB_OPTIONS,
+      defaultJobOptions: retentionJobOptions(this.options.keepCompleted, this.options.keepFailed),
       ...BOUNDED_QUEUE_OPTIONS,
     });
     this.tasksQueue.on('error', (error) => this.logger.warn({ err: error.message }, 'tasks queue error'));
@@ -153,6 +150,16 @@ export class Tydra {
    * The version is resolved and pinned now; an unknown package, version or task throws here.
    */
   async submit(ref: string, input: unknown = null, options: SubmitOptions = {}): Promise<TaskRun> {
+    return this.submitData(ref, input, options, {});
+  }
+
+  /** `submit`, with data only tydra sets (`rerunOf`). */
+  private async submitData(
+    ref: string,
+    input: unknown,
+    options: SubmitOptions,
+    extra: Pick<TaskInstanceData, 'rerunOf'>,
+  ): Promise<TaskRun> {
     const parsed = parseTaskRef(ref);
     const checked = checkSubmitOptions(options);
     const inputJson = serialiseInput(input, this.options.maxInputBytes);
@@ -181,6 +188,7 @@ export class Tydra {
       ...(checked.limits !== undefined ? { limits: checked.limits } : {}),
       ...(checked.retryOnLimit ? { retryOnLimit: true } : {}),
       ...scheduleData(checked, runAtOf(checked, now)),
+      ...extra,
     };
     const scope = checked.key === undefined ? undefined : { pkg: version.name, task: parsed.task, key: checked.key };
     if (scope !== undefined) {
@@ -247,6 +255,31 @@ export class Tydra {
   /** A handle on an existing TaskInstance. */
   run(id: string): TaskRun {
     return new TaskRun(this.runContext, id, undefined);
+  }
+
+  /**
+   * TaskInstances, newest first (see {@link RunsOptions}; the steps of sequences only with `all`),
+   * from BullMQ's own sets of the `tasks` queue: what retention (`keepCompleted`, `keepFailed`)
+   * has kept.
+   */
+  async runs(options: RunsOptions = {}): Promise<RunRow[]> {
+    return listRuns(this.tasksQueue, options, (nodeId, id) => this.nodeQueue(nodeId).getJobState(id));
+  }
+
+  /**
+   * Submits a new TaskInstance with the input and submit options of TaskInstance `id`, pinned to
+   * the version it ran unless `latest`; its data records `rerunOf: id`. Throws
+   * `TaskNotFoundError` for an id not (or no longer) kept, and `UnknownTaskError` for a version
+   * pruned or undeployed since (re-run with `latest`).
+   */
+  async rerun(id: string, options: RerunOptions = {}): Promise<TaskRun> {
+    const { data } = await this.job(id);
+    const submission = rerunSubmission(data, options);
+    try {
+      return await this.submitData(submission.ref, submission.input, submission.options, { rerunOf: id });
+    } catch (error) {
+      throw !options.latest && error instanceof UnknownTaskError ? pinnedVersionGone(id, data, error) : error;
+    }
   }
 
   /**

@@ -7,6 +7,7 @@ import { type CommonOptions, loggerSchema, positiveInt, redisUrlSchema } from '.
 import { parseOptions } from '../core/validate.js';
 import { CLIENT_DEFAULTS } from './defaults.js';
 import { type CompiledPackageLimits, compilePackageLimits, type PackageLimits } from '../packages/limits.js';
+import { type KeepFinished, keepFinishedSchema } from './retention.js';
 
 export { CLIENT_DEFAULTS };
 
@@ -47,6 +48,13 @@ export interface TydraOptions extends CommonOptions {
    * submit with the same key within this window returns that TaskInstance. @defaultValue 24 h
    */
   idempotencyWindowMs?: number;
+  /**
+   * How many completed TaskInstances BullMQ keeps, and how long (set on each TaskInstance at its
+   * submit; the first limit reached applies). @defaultValue `{ count: 10_000, ageMs: 24 h }`
+   */
+  keepCompleted?: KeepFinished;
+  /** The same for failed (and cancelled) TaskInstances. @defaultValue `{ ageMs: 7 days }` */
+  keepFailed?: KeepFinished;
 }
 export interface CompiledTydraOptions {
   redisUrl: string;
@@ -57,6 +65,8 @@ export interface CompiledTydraOptions {
   connectTimeoutMs: number;
   durableSubmit: Required<DurableSubmit> | undefined;
   idempotencyWindowMs: number;
+  keepCompleted: KeepFinished;
+  keepFailed: KeepFinished;
 }
 
 const durableSubmitSchema = z.union([
@@ -73,6 +83,8 @@ export const tydraOptionsSchema = z.strictObject({
   connectTimeoutMs: positiveInt.max(3_600_000).default(CLIENT_DEFAULTS.connectTimeoutMs),
   durableSubmit: durableSubmitSchema.default(false),
   idempotencyWindowMs: positiveInt.max(365 * 24 * 3600 * 1000).default(CLIENT_DEFAULTS.idempotencyWindowMs),
+  keepCompleted: keepFinishedSchema.default(CLIENT_DEFAULTS.keepCompleted),
+  keepFailed: keepFinishedSchema.default(CLIENT_DEFAULTS.keepFailed),
 });
 
 export function compileTydraOptions(raw: TydraOptions = {}): CompiledTydraOptions {
@@ -89,5 +101,7 @@ export function compileTydraOptions(raw: TydraOptions = {}): CompiledTydraOption
         ? undefined
         : { ...CLIENT_DEFAULTS.durableSubmit, ...(parsed.durableSubmit === true ? {} : parsed.durableSubmit) },
     idempotencyWindowMs: parsed.idempotencyWindowMs,
+    keepCompleted: parsed.keepCompleted,
+    keepFailed: parsed.keepFailed,
   };
 }

@@ -71,6 +71,8 @@ describe('the tydra CLI: bounded connects and input bytes (@integration)', funct
       ['packages'],
       ['undeploy', 'probe'],
       ['prune'],
+      ['runs'],
+      ['rerun', 'some-id'],
     ];
     const results = await Promise.all(
       commands.map((args) => tydra([...args, '--redis', `redis://127.0.0.1:${port}`, '--connect-timeout', '1000'])),
