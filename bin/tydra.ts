@@ -11,6 +11,7 @@ import { Command } from 'commander';
 import { exitSoon } from './cli/common.js';
 import { registerClientCommands } from './commands/client.js';
 import { registerHistoryCommands } from './commands/history.js';
+import { registerScheduleCommands } from './commands/schedule.js';
 import { registerRoles } from './commands/roles.js';
 
 const packageJson = JSON.parse(readFileSync(new URL('../../package.json', import.meta.url), 'utf8')) as {
@@ -26,6 +27,7 @@ const program = new Command('tydra')
 registerRoles(program);
 registerClientCommands(program);
 registerHistoryCommands(program);
+registerScheduleCommands(program);
 
 program.parseAsync().then(
   () => exitSoon(),

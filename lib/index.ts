@@ -83,6 +83,7 @@ export {
 // queues/task-ending.ts, queues/progress.ts
 export type { TaskEnding } from '../queues/task-ending.js';
 export type { TaskProgress, WorkunitCounts } from '../queues/progress.js';
+export type { ScheduleInfo, ScheduleSpec } from './client/schedules.js';
 
 // ---- deprecated below this line ----
 /** @deprecated A task may throw this very message: use `instanceof TaskCancelledError` or the `cancelled` state. */

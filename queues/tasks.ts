@@ -43,6 +43,8 @@ export interface TaskInstanceData {
   kind?: TaskKind;
   /** Parallel tasks: workunits that may fail for good before the TaskInstance does. @defaultValue 0 */
   maxFailedWorkunits?: number;
+  /** The schedule (`queues/schedules.ts`) whose firing made this TaskInstance. */
+  schedule?: string;
   submittedAt: number;
   /**
    * BullMQ priority of the TaskInstance job and of its node job (1 = highest … 2,097,152); absent:
@@ -110,6 +112,7 @@ export const taskInstanceSchema = z.object({
   attempts: z.number().int().min(1).max(100),
   kind: z.enum(['simple', 'parallel', 'sequence']).optional(),
   maxFailedWorkunits: z.number().int().min(0).optional(),
+  schedule: z.string().optional(),
   submittedAt: z.number(),
   priority: z.number().int().min(1).max(MAX_PRIORITY).optional(),
   runAt: z.number().optional(),

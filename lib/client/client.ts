@@ -13,6 +13,7 @@ import { Job, Queue, QueueEvents } from 'bullmq';
 import type { Redis } from 'ioredis';
 
 import { NODE_JOB_OPTIONS, nodeQueueName } from '../../queues/node.js';
+import { type FireJobData, SCHEDULES_QUEUE } from '../../queues/schedules.js';
 import { WORKUNITS_QUEUE, type WorkunitBatchData } from '../../queues/workunits.js';
 import { TASK_INSTANCE_JOB, TASKS_QUEUE, type TaskInstanceData, type TaskInstanceResult } from '../../queues/tasks.js';
 import { InvalidOptionError, TaskCancelledError, TaskNotFoundError, UnknownTaskError } from '../core/errors.js';
@@ -44,6 +45,14 @@ import { claimIdempotencyKey, type IdempotencyScope, releaseIdempotencyKey } fro
 import { readCancelRecord, writeCancelRecord } from './cancel-record.js';
 import { reportedProgress } from './progress.js';
 import { serialiseInput } from './input.js';
+import {
+  addSchedule,
+  listSchedules,
+  removeSchedule,
+  type ScheduleContext,
+  type ScheduleInfo,
+  type ScheduleSpec,
+} from './schedules.js';
 import { submitHooksOf } from './submit-hooks.js';
 import { TaskRun } from './task-run.js';
 import { retentionJobOptions } from './retention.js';
@@ -101,7 +110,7 @@ export class Tydra {
   private readonly tasksQueue: Queue<TaskInstanceData, TaskInstanceResult>;
   /** Read-only handles on node queues (`status()` asks them whether a job is active), by node id. */
   private readonly nodeQueues = new Map<string, Queue>();
-  private workunitsQueue: Queue<WorkunitBatchData> | undefined;
+  private readonly sharedQueues = new Map<string, Queue>();
   /** What each TaskRun gets: the client's queue, events, cancel and status, and nothing else. */
   private readonly runContext: TaskRunContext;
   private queueEvents: QueueEvents | undefined;
@@ -283,6 +292,34 @@ export class Tydra {
   }
 
   /**
+   * Adds schedule `name`: a TaskInstance of `ref` on a cron pattern (`{ cron, tz }`) or every so
+   * often (`{ every: '30s' }`), made by the masters; `name/task` runs the latest version at each
+   * firing, `name@sha1/task` the pinned one. A name in use is replaced. The reference and the
+   * input are checked now.
+   */
+  async addSchedule(name: string, ref: string, spec: ScheduleSpec): Promise<ScheduleInfo> {
+    return addSchedule(this.scheduleContext(), name, ref, spec);
+  }
+
+  /** Every schedule, by name, with when it fires next. */
+  async listSchedules(): Promise<ScheduleInfo[]> {
+    return listSchedules(this.scheduleContext());
+  }
+
+  /** Removes schedule `name` (false when there was none); the TaskInstances it made stay. */
+  async removeSchedule(name: string): Promise<boolean> {
+    return removeSchedule(this.scheduleContext(), name);
+  }
+
+  private scheduleContext(): ScheduleContext {
+    return {
+      queue: () => this.sharedQueue<FireJobData>(SCHEDULES_QUEUE),
+      store: this.store,
+      serialiseInput: (input) => JSON.parse(serialiseInput(input, this.options.maxInputBytes)) as unknown,
+    };
+  }
+
+  /**
    * Cancels a TaskInstance. One that has not started is removed (and its package reference
    * released); a running one is killed on whichever node runs it and ends as `cancelled`.
    * Throws `TaskNotFoundError` for an unknown id.
@@ -410,7 +447,7 @@ export class Tydra {
    */
   close(): Promise<void> {
     this.closing ??= (async () => {
-      const nodeQueues = [...this.nodeQueues.values(), ...(this.workunitsQueue ? [this.workunitsQueue] : [])];
+      const nodeQueues = [...this.nodeQueues.values(), ...this.sharedQueues.values()];
       this.nodeQueues.clear();
       const graceful = (async () => {
         await Promise.allSettled([
@@ -462,21 +499,26 @@ export class Tydra {
     return this.queueEvents;
   }
 
+  /** The shared `workunits` queue (a cancel of a parallel TaskInstance). */
+  private workunits(): Queue<WorkunitBatchData> {
+    return this.sharedQueue<WorkunitBatchData>(WORKUNITS_QUEUE);
+  }
+
+  /** A queue other than `tasks` and the nodes', opened on first use and kept until `close()`. */
+  private sharedQueue<T>(name: string): Queue<T> {
+    let queue = this.sharedQueues.get(name);
+    if (queue === undefined) {
+      queue = new Queue(name, { connection: this.redis, ...BOUNDED_QUEUE_OPTIONS });
+      queue.on('error', (error) => this.logger.warn({ err: error.message, queue: name }, 'queue error'));
+      this.sharedQueues.set(name, queue);
+    }
+    return queue as Queue<T>;
+  }
+
   /**
    * Where a node queue is asked about one job: the client's own connection, one handle per node
    * kept open (a status poll must not open and close a Queue per call).
    */
-  /** The shared `workunits` queue, opened on first use (a cancel of a parallel TaskInstance). */
-  private workunits(): Queue<WorkunitBatchData> {
-    if (this.workunitsQueue === undefined) {
-      this.workunitsQueue = new Queue<WorkunitBatchData>(WORKUNITS_QUEUE, {
-        connection: this.redis,
-        ...BOUNDED_QUEUE_OPTIONS,
-      });
-      this.workunitsQueue.on('error', (error) => this.logger.warn({ err: error.message }, 'workunits queue error'));
-    }
-    return this.workunitsQueue;
-  }
 
   private nodeQueue(nodeId: string): Queue {
     let queue = this.nodeQueues.get(nodeId);

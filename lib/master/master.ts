@@ -27,6 +27,7 @@ import { dispatch, type DispatchDeps } from './dispatch.js';
 import { sweepDeadNodes } from './node-sweeper.js';
 import { type CompiledMasterOptions, compileMasterOptions, type MasterOptions } from './options.js';
 import { PruneJob } from './prune-job.js';
+import { ScheduleFiring } from './schedule-firing.js';
 import { runSequence, type SequenceDeps } from './sequence.js';
 import { releaseIfFinal, settle, type TaskInstanceJob } from './settle.js';
 
@@ -41,6 +42,7 @@ export class Master {
   private readonly registry: NodeRegistry;
   private readonly store: PackageStore;
   private readonly pruneJob: PruneJob;
+  private scheduleFiring: ScheduleFiring | undefined;
   private readonly nodeQueues = new Map<string, Queue<NodeJobData>>();
   private readonly dispatchDeps: DispatchDeps;
   private readonly sequenceDeps: SequenceDeps;
@@ -117,6 +119,13 @@ export class Master {
     });
     await this.worker.waitUntilReady();
     await this.pruneJob.start();
+    this.scheduleFiring = new ScheduleFiring({
+      redis: this.redis,
+      store: this.store,
+      tasksQueue: this.tasksQueue,
+      logger: this.logger,
+    });
+    await this.scheduleFiring.start();
     this.sweepTimer = setInterval(() => void this.sweep(), this.options.sweepIntervalMs);
     this.sweepTimer.unref();
     this.state = 'running';
@@ -154,7 +163,12 @@ export class Master {
   }
 
   private async closeGracefully(): Promise<void> {
-    await Promise.allSettled([this.worker?.close(), this.pruneJob.close(), this.sweeping]);
+    await Promise.allSettled([
+      this.worker?.close(),
+      this.pruneJob.close(),
+      this.scheduleFiring?.close(),
+      this.sweeping,
+    ]);
     await Promise.allSettled([this.tasksQueue?.close()]);
     await Promise.allSettled([...this.nodeQueues.values()].map((queue) => queue.close()));
     await this.redis.quit().catch(() => this.redis.disconnect());
@@ -165,6 +179,7 @@ export class Master {
     dropConnections([
       this.worker,
       ...this.pruneJob.connectionOwners(),
+      ...(this.scheduleFiring?.connectionOwners() ?? []),
       this.tasksQueue,
       ...this.nodeQueues.values(),
       this.redis,

@@ -3,6 +3,8 @@
  *  - `tasks`: the TaskInstances; the buttons admins get act on them.
  *  - `node.<id>`: read-only. A node job is half of a TaskInstance: retried, duplicated, edited or
  *    added by hand it runs without a package reference and strands its TaskInstance.
+ *  - `workunits`: read-only: batches of parallel TaskInstances' workunits, run by every node.
+ *  - `schedules`: read-only: the firings of schedules (`tydra schedule`), each making a TaskInstance.
  *  - `maintenance`: read-only (its prune runs from the masters' scheduler).
  * A read-only user gets `readOnlyMode` on every queue. Cards read `hello@8531753/greet · dev-2`,
  * data times are ISO, object progress gets the percent ring, and a TaskInstance and its node job link to each other.
@@ -13,7 +15,9 @@ import type { Queue } from 'bullmq';
 
 import { MAINTENANCE_QUEUE } from '../../queues/maintenance.js';
 import { nodeQueueName } from '../../queues/node.js';
+import { SCHEDULES_QUEUE } from '../../queues/schedules.js';
 import { TASKS_QUEUE } from '../../queues/tasks.js';
+import { WORKUNITS_QUEUE } from '../../queues/workunits.js';
 import type { DashboardRole } from './dashboard-options.js';
 import { jobTitle, readableData, readableProgress } from './job-display.js';
 import { nodeIdOfQueue } from './queue-names.js';
@@ -25,6 +29,18 @@ const TASKS_DESCRIPTION =
 
 const MAINTENANCE_DESCRIPTION =
   'Housekeeping the masters run: the package prune (scheduler prune-packages). Read-only.';
+
+const READ_ONLY_QUEUES: ReadonlyMap<string, string> = new Map([
+  [
+    WORKUNITS_QUEUE,
+    "Batches of parallel TaskInstances' workunits (job id <TaskInstance id>.b<first unit>), pulled by every node with a free slot. Read-only: cancel the TaskInstance instead.",
+  ],
+  [
+    SCHEDULES_QUEUE,
+    'Firings of schedules (`tydra schedule add`): each job made one TaskInstance, named in its result. Read-only: manage schedules with `tydra schedule`.',
+  ],
+  [MAINTENANCE_QUEUE, MAINTENANCE_DESCRIPTION],
+]);
 
 const nodeDescription = (nodeId: string): string =>
   `Runs of node ${nodeId}: the node half of each TaskInstance, with the same job id as in tasks. ` +
@@ -58,8 +74,9 @@ function queuePolicy(queueName: string): { readOnly: boolean; description: strin
   if (nodeId !== undefined) {
     return { readOnly: true, description: nodeDescription(nodeId) };
   }
-  if (queueName === MAINTENANCE_QUEUE) {
-    return { readOnly: true, description: MAINTENANCE_DESCRIPTION };
+  const description = READ_ONLY_QUEUES.get(queueName);
+  if (description !== undefined) {
+    return { readOnly: true, description };
   }
   return { readOnly: false, description: queueName === TASKS_QUEUE ? TASKS_DESCRIPTION : '' };
 }
@@ -81,7 +98,7 @@ export function boardAdapter(queue: Queue, role: DashboardRole): BullMQAdapter {
   return adapter;
 }
 
-/** The board's queue order: `tasks` first, then the nodes by id, then `maintenance`. */
+/** The board's queue order: `tasks` first, then the nodes by id, then `workunits`, `schedules`, `maintenance`. */
 export function boardQueueNames(nodeIds: string[]): string[] {
-  return [TASKS_QUEUE, ...[...nodeIds].sort().map(nodeQueueName), MAINTENANCE_QUEUE];
+  return [TASKS_QUEUE, ...[...nodeIds].sort().map(nodeQueueName), WORKUNITS_QUEUE, SCHEDULES_QUEUE, MAINTENANCE_QUEUE];
 }

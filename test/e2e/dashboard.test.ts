@@ -12,18 +12,21 @@ async function queueNames(url: string, headers: Record<string, string> = {}): Pr
   return body.queues.map((queue) => queue.name).sort();
 }
 
+/** The queues every board lists, whatever the nodes. */
+const SHARED_QUEUES = ['tasks', 'workunits', 'schedules', 'maintenance'];
+
 describe('the dashboard (@integration)', function () {
   this.timeout(30_000);
 
-  it('shows the tasks and maintenance queues and every node queue, following nodes as they come', async () => {
+  it('shows the tasks, workunits, schedules and maintenance queues and every node queue, following nodes as they come', async () => {
     const { nodes } = await startCluster(1);
     const dashboard = new Dashboard({ redis: redisUrl(), port: 0, refreshMs: 100 });
     defer(() => dashboard.close());
     const url = await dashboard.start();
-    assert.deepEqual(await queueNames(url), ['maintenance', 'node.' + nodes[0]?.id, 'tasks'].sort());
+    assert.deepEqual(await queueNames(url), [...SHARED_QUEUES, 'node.' + nodes[0]?.id].sort());
     const { nodes: more } = await startCluster(1);
     // The dashboard refreshes its list every 100 ms; wait for it rather than sleep a fixed time.
-    const expected = ['maintenance', 'node.' + nodes[0]?.id, 'node.' + more[0]?.id, 'tasks'].sort();
+    const expected = [...SHARED_QUEUES, 'node.' + nodes[0]?.id, 'node.' + more[0]?.id].sort();
     await waitFor('the dashboard to list the second node', async () =>
       JSON.stringify(await queueNames(url)) === JSON.stringify(expected) ? true : undefined,
     );
@@ -41,7 +44,7 @@ describe('the dashboard (@integration)', function () {
     assert.equal(wrong.status, 401);
     assert.deepEqual(
       await queueNames(url, { authorization: `Basic ${Buffer.from('ops:s3cret').toString('base64')}` }),
-      ['maintenance', 'tasks'],
+      [...SHARED_QUEUES].sort(),
     );
   });
 });
@@ -86,7 +89,7 @@ describe('what the board shows and allows on tydra queues (@integration)', funct
     const tasks = await boardQueue(url, 'tasks', 'completed');
     const response = await fetch(`${url}api/queues?activeQueue=&page=1&jobsPerPage=10`);
     const order = ((await response.json()) as { queues: BoardQueue[] }).queues.map((queue) => queue.name);
-    assert.deepEqual(order, ['tasks', `node.${nodeId}`, 'maintenance']);
+    assert.deepEqual(order, ['tasks', `node.${nodeId}`, 'workunits', 'schedules', 'maintenance']);
     assert.match(tasks.description ?? '', /waits in waiting-children while its node job is active/);
     const card = tasks.jobs.find((job) => job.id === run.id);
     assert.equal(card?.name, `probe@${sha1.slice(0, 7)}/echo · ${nodeId}`);

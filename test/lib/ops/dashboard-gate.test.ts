@@ -60,6 +60,8 @@ describe('the dashboard gate: users, roles and same-origin checks (@integration)
       viewed.map((queue) => [queue.name, queue.readOnlyMode]),
       [
         ['tasks', true],
+        ['workunits', true],
+        ['schedules', true],
         ['maintenance', true],
       ],
     );
@@ -71,6 +73,8 @@ describe('the dashboard gate: users, roles and same-origin checks (@integration)
       admin.map((queue) => [queue.name, queue.readOnlyMode]),
       [
         ['tasks', false],
+        ['workunits', true],
+        ['schedules', true],
         ['maintenance', true],
       ],
     );
