@@ -81,7 +81,7 @@ export class ScheduleFiring {
       // A package, version or task that is gone, or an input its schema refuses, will not be
       // better on a retry: the firing fails for good (visible in Bull Board), the schedule stays.
       if (error instanceof UnknownTaskError || error instanceof InputSchemaError) {
-        throw new UnrecoverableError(`schedule ${schedule}: ${(error).message}`);
+        throw new UnrecoverableError(`schedule ${schedule}: ${error.message}`);
       }
       throw error;
     }
