@@ -86,7 +86,9 @@ describe('typed package script wrappers (@integration)', () => {
   it('pruneVersion: latest, leased, held, grace, eligible (dry run), removed, gone', async () => {
     const redis = testRedis();
     const now = Date.now();
-    await deployed(redis, SHA_A, now - 10_000, 1);
+    await deployed(redis, SHA_A, now - 10_000);
+    // Its lease gone by hand, not by a 1 ms expiry a fast machine may not have reached yet.
+    await redis.del(`tydra:package:pkg:lease:${SHA_A}`);
     await deployed(redis, SHA_B, now, 60_000);
     const args = { name: 'pkg', now, graceMs: 5000, dryRun: false };
     assert.equal((await pruneVersion(redis, { ...args, sha1: SHA_B })).verdict, 'leased');
