@@ -43,6 +43,13 @@ export interface TaskInstanceData {
   /** Parallel tasks: workunits that may fail for good before the TaskInstance does. @defaultValue 0 */
   maxFailedWorkunits?: number;
   submittedAt: number;
+  /**
+   * The job's `attemptsMade` when its current run started (absent: 0). BullMQ counts an attempt
+   * each time the TaskInstance ends, and a retry from Bull Board keeps the count: a TaskInstance
+   * whose `attemptsMade` is past this was retried after it ended, and runs afresh (see
+   * `lib/master/rerun.ts`) rather than being settled again from its old child.
+   */
+  run?: number;
   /** Set by the master before it adds the node job, so a re-dispatch after a crash is idempotent. */
   dispatch?: { nodeId: string; at: number };
   /**
@@ -77,6 +84,7 @@ export const taskInstanceSchema = z.object({
   kind: z.enum(['simple', 'parallel', 'sequence']).optional(),
   maxFailedWorkunits: z.number().int().min(0).optional(),
   submittedAt: z.number(),
+  run: z.number().int().min(0).optional(),
   dispatch: z.object({ nodeId: z.string().min(1), at: z.number() }).optional(),
   lostNodes: z.array(z.string()).optional(),
   takenBackFrom: z.array(z.string()).optional(),

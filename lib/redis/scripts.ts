@@ -26,7 +26,8 @@ export type ScriptName =
   | 'undeploy'
   | 'takeBackNodeJob'
   | 'retireNode'
-  | 'recordUnits';
+  | 'recordUnits'
+  | 'dropRun';
 
 const FILES: Readonly<Record<ScriptName, string>> = {
   commitDeploy: 'commit-deploy-8.lua',
@@ -37,6 +38,7 @@ const FILES: Readonly<Record<ScriptName, string>> = {
   takeBackNodeJob: 'take-back-node-job-7.lua',
   retireNode: 'retire-node-8.lua',
   recordUnits: 'record-units-4.lua',
+  dropRun: 'drop-run-2.lua',
 };
 
 /** The installed BullMQ's Lua includes (the package has no `exports` map, so its files are reachable). */
