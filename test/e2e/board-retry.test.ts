@@ -16,6 +16,7 @@ const RETRY_PACKAGE = {
     name: 'again',
     tasks: {
       stamp: { module: 'stamp.mjs' },
+      nap: { module: 'nap.mjs' },
       par: { kind: 'parallel', module: 'par.mjs' },
       seq: { kind: 'sequence', steps: ['stamp', { all: ['stamp', 'stamp'] }] },
     },
@@ -23,6 +24,10 @@ const RETRY_PACKAGE = {
   'stamp.mjs': `export default (input) => {
     if (input?.fail) throw new Error('asked to fail: ' + input.fail);
     return { nonce: Math.random(), input };
+  };\n`,
+  'nap.mjs': `export default async (input) => {
+    await new Promise((resolve) => setTimeout(resolve, input.ms));
+    return { rested: input.ms };
   };\n`,
   'par.mjs': `
     export function split(input) { return Array.from({ length: input.n }, (_, i) => ({ i, fail: input.fail })); }
@@ -114,6 +119,25 @@ describe("Bull Board's retry of an ended TaskInstance (@integration)", function 
     const status = await tydra.run(run.id).status();
     assert.equal(status.state, 'completed');
     assert.equal(status.error, undefined);
+  });
+
+  it('runs a cancelled TaskInstance again: the old cancel does not stop the new run', async () => {
+    await startCluster(1);
+    const tydra = await deployed();
+    const run = await tydra.submit('again/nap', { ms: 60_000 });
+    await waitFor('the nap to run', async () => ((await run.status()).state === 'running' ? true : undefined));
+    await tydra.cancel(run.id);
+    await rejection(run.result());
+    assert.equal((await run.status()).state, 'cancelled');
+    const queue = tasksQueue();
+    const job = await Job.fromId(queue, run.id);
+    const send = await board();
+
+    const short = { ...(job?.data as Record<string, unknown>), input: { ms: 10 } };
+    assert.equal((await send('PATCH', `api/queues/tasks/${run.id}/update-data`, { jobData: short })).status, 200);
+    assert.equal((await send('PUT', `api/queues/tasks/${run.id}/retry`)).status, 204);
+    assert.deepEqual(await tydra.run(run.id).result({ timeoutMs: 20_000 }), { rested: 10 });
+    assert.equal((await tydra.run(run.id).status()).state, 'completed');
   });
 
   it('runs a failed parallel TaskInstance again from a fresh split, and a sequence again from its first step', async () => {
