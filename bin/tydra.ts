@@ -10,6 +10,7 @@ import { Command } from 'commander';
 
 import { exitSoon } from './cli/common.js';
 import { registerClientCommands } from './commands/client.js';
+import { registerNodeControl } from './commands/node-control.js';
 import { registerRoles } from './commands/roles.js';
 
 const packageJson = JSON.parse(readFileSync(new URL('../../package.json', import.meta.url), 'utf8')) as {
@@ -23,6 +24,7 @@ const program = new Command('tydra')
   .configureHelp({ sortSubcommands: false });
 
 registerRoles(program);
+registerNodeControl(program);
 registerClientCommands(program);
 
 program.parseAsync().then(

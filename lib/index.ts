@@ -21,6 +21,7 @@ export type { MasterState, PruneSummary } from './master/master.js';
 export { TydraNode } from './node/node.js';
 export type { NodeState } from './node/node.js';
 export { Dashboard } from './ops/dashboard.js';
+export { NodeControl, type NodeControlOptions } from './ops/node-control.js';
 // dev-cluster.ts, redis-server.ts
 export { startDevCluster } from './ops/dev-cluster.js';
 export type { DevCluster, DevClusterOptions } from './ops/dev-cluster.js';
@@ -58,6 +59,7 @@ export {
   IllegalStateError,
   InfrastructureError,
   LimitExceededError,
+  NodeNotFoundError,
   NodeShutdownError,
   TaskCancelledError,
   InvalidOptionError,

@@ -23,8 +23,12 @@ import {
   type DashboardOptions,
   type DashboardRole,
 } from './dashboard-options.js';
+import { nodePauseHandler, QUEUE_PAUSE_PATH, QUEUE_RESUME_PATH } from './node-pause.js';
 import { RUN_PRUNE_NOW_PATH, runPruneNow } from './run-prune-now.js';
 import { MAINTENANCE_QUEUE } from '../../queues/maintenance.js';
+import { type NodeJobData, nodeQueueName } from '../../queues/node.js';
+import { TASKS_QUEUE, type TaskInstanceData } from '../../queues/tasks.js';
+import type { NodeDrainDeps } from '../master/node-drain.js';
 import { QUIT_MS, settlesWithin } from '../core/bounded-close.js';
 import { createRedis, logErrors, watchConnection } from '../redis/connection.js';
 import { dropConnections } from '../redis/force-disconnect.js';
@@ -94,6 +98,14 @@ export class Dashboard {
       adminOnly(),
       runPruneNow(() => this.queues.get(MAINTENANCE_QUEUE)),
     );
+    app.put(
+      QUEUE_PAUSE_PATH,
+      nodePauseHandler('pause', () => this.drainDeps(), this.logger),
+    );
+    app.put(
+      QUEUE_RESUME_PATH,
+      nodePauseHandler('resume', () => this.drainDeps(), this.logger),
+    );
     app.use((req, res: express.Response<unknown, DashboardLocals>, next) => {
       const board = this.boards.get(res.locals.role);
       if (board === undefined) {
@@ -124,6 +136,29 @@ export class Dashboard {
     return this.url;
   }
 
+  /** What draining a node from the board needs: the dashboard's connection and queues. */
+  private drainDeps(): NodeDrainDeps {
+    return {
+      redis: this.redis,
+      registry: new NodeRegistry(this.redis),
+      logger: this.logger,
+      // The board's queues carry no data type: these two hold TaskInstances and node jobs.
+      tasksQueue: this.boardQueue(TASKS_QUEUE) as Queue<TaskInstanceData>,
+      nodeQueue: (nodeId) => this.boardQueue(nodeQueueName(nodeId)) as Queue<NodeJobData>,
+    };
+  }
+
+  /** The board's queue of that name, opened now if the board does not list it (yet). */
+  private boardQueue(name: string): Queue {
+    let queue = this.queues.get(name);
+    if (queue === undefined) {
+      queue = new Queue(name, { connection: this.redis });
+      logErrors(queue, (error) => this.logger.warn({ err: error.message, queue: name }, 'queue error'));
+      this.queues.set(name, queue);
+    }
+    return queue;
+  }
+
   /** Names of the queues on the board right now. */
   get queueNames(): string[] {
     return [...this.queues.keys()];
@@ -135,11 +170,7 @@ export class Dashboard {
       const nodes = await new NodeRegistry(this.redis).list();
       const wanted = boardQueueNames(nodes.map((node) => node.id));
       for (const name of wanted) {
-        if (!this.queues.has(name)) {
-          const queue = new Queue(name, { connection: this.redis });
-          logErrors(queue, (error) => this.logger.warn({ err: error.message, queue: name }, 'queue error'));
-          this.queues.set(name, queue);
-        }
+        this.boardQueue(name);
       }
       for (const [name, queue] of this.queues) {
         if (!wanted.includes(name)) {
