@@ -10,6 +10,7 @@ import { Command } from 'commander';
 
 import { exitSoon } from './cli/common.js';
 import { registerClientCommands } from './commands/client.js';
+import { registerLogs } from './commands/logs.js';
 import { registerNodeControl } from './commands/node-control.js';
 import { registerRoles } from './commands/roles.js';
 
@@ -26,6 +27,7 @@ const program = new Command('tydra')
 registerRoles(program);
 registerNodeControl(program);
 registerClientCommands(program);
+registerLogs(program);
 
 program.parseAsync().then(
   () => exitSoon(),

@@ -22,6 +22,7 @@ export { TydraNode } from './node/node.js';
 export type { NodeState } from './node/node.js';
 export { Dashboard } from './ops/dashboard.js';
 export { NodeControl, type NodeControlOptions } from './ops/node-control.js';
+export { TaskLogs, type TaskLogsOptions } from './ops/task-logs.js';
 // dev-cluster.ts, redis-server.ts
 export { startDevCluster } from './ops/dev-cluster.js';
 export type { DevCluster, DevClusterOptions } from './ops/dev-cluster.js';
