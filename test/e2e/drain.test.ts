@@ -32,7 +32,7 @@ async function dashboard(): Promise<(path: string, headers: Record<string, strin
 
 /** A node (concurrency 1) busy with a long nap, and a second TaskInstance waiting in its queue. */
 async function busyNode(tydra: Tydra) {
-  const { nodes } = await startCluster(1, { concurrency: 1 });
+  const { nodes } = await startCluster(1, { concurrency: 1 }, { sweepIntervalMs: 200 });
   const busy = nodes[0]?.id ?? '';
   const long = await tydra.submit('probe/nap', { ms: 60_000, tag: 'long' });
   const waiting = await tydra.submit('probe/nap', { ms: 10, tag: 'waiting' });
@@ -104,6 +104,19 @@ describe('draining a node: pause of its queue in the board, tydra node drain (@i
     const unknown = await cli(['node', 'drain', 'nope', '--redis', redisUrl()]);
     assert.equal(unknown.exitCode, 1);
     assert.match(unknown.stderr, /Expected a registered node id .*got `nope`/);
+    await tydra.cancel(long.id);
+  });
+
+  it("moves what lands on a draining node later (a dispatch that chose it before the mark) at the masters' next sweep", async () => {
+    const tydra = testClient();
+    await tydra.deploy(await copyFixture('probe'));
+    const { busy, other, long, waiting } = await busyNode(tydra);
+    // The mark alone, as a master that read the registry just before it sees things: the
+    // waiting TaskInstance is on the node's queue after the drain step ran.
+    assert.equal(await new NodeRegistry(testRedis()).setDraining(busy, true), true);
+    await waiting.result({ timeoutMs: 20_000 });
+    assert.equal((await waiting.status()).nodeId, other);
+    assert.equal((await long.status()).nodeId, busy);
     await tydra.cancel(long.id);
   });
 });
