@@ -23,6 +23,7 @@ import {
   type DashboardOptions,
   type DashboardRole,
 } from './dashboard-options.js';
+import { storedData } from './job-display.js';
 import { nodePauseHandler, QUEUE_PAUSE_PATH, QUEUE_RESUME_PATH } from './node-pause.js';
 import { RUN_PRUNE_NOW_PATH, runPruneNow } from './run-prune-now.js';
 import { MAINTENANCE_QUEUE } from '../../queues/maintenance.js';
@@ -93,19 +94,7 @@ export class Dashboard {
     }
     app.use(authenticate(this.options.users));
     app.use(sameOrigin());
-    app.put(
-      RUN_PRUNE_NOW_PATH,
-      adminOnly(),
-      runPruneNow(() => this.queues.get(MAINTENANCE_QUEUE)),
-    );
-    app.put(
-      QUEUE_PAUSE_PATH,
-      nodePauseHandler('pause', () => this.drainDeps(), this.logger),
-    );
-    app.put(
-      QUEUE_RESUME_PATH,
-      nodePauseHandler('resume', () => this.drainDeps(), this.logger),
-    );
+    this.tydraRoutes(app);
     app.use((req, res: express.Response<unknown, DashboardLocals>, next) => {
       const board = this.boards.get(res.locals.role);
       if (board === undefined) {
@@ -134,6 +123,31 @@ export class Dashboard {
       'dashboard started',
     );
     return this.url;
+  }
+
+  /** What tydra answers before the board: its own actions, and what it changes in the board's. */
+  private tydraRoutes(app: express.Express): void {
+    app.put(
+      RUN_PRUNE_NOW_PATH,
+      adminOnly(),
+      runPruneNow(() => this.queues.get(MAINTENANCE_QUEUE)),
+    );
+    app.put(
+      QUEUE_PAUSE_PATH,
+      nodePauseHandler('pause', () => this.drainDeps(), this.logger),
+    );
+    app.put(
+      QUEUE_RESUME_PATH,
+      nodePauseHandler('resume', () => this.drainDeps(), this.logger),
+    );
+    // The board's "edit data" of a TaskInstance sends back the ISO times it showed: store numbers.
+    app.patch(`/api/queues/${TASKS_QUEUE}/:jobId/update-data`, express.json(), (req, _res, next) => {
+      const body: unknown = req.body;
+      if (typeof body === 'object' && body !== null && 'jobData' in body) {
+        Object.assign(body, { jobData: storedData(body.jobData) });
+      }
+      next();
+    });
   }
 
   /** What draining a node from the board needs: the dashboard's connection and queues. */

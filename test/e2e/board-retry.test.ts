@@ -107,11 +107,14 @@ describe("Bull Board's retry of an ended TaskInstance (@integration)", function 
     const error = await rejection(run.result());
     assert.ok(error instanceof TaskFailedError);
     assert.match(error.message, /asked to fail: bad input/);
-    const queue = tasksQueue();
-    const job = await Job.fromId(queue, run.id);
     const send = await board();
 
-    const fixed = { ...(job?.data as Record<string, unknown>), input: { fixed: true } };
+    // As the board's "edit data" does: what it shows (ISO times), with the input changed.
+    const shown = (await (await send('GET', `api/queues/tasks/${run.id}`)).json()) as {
+      job: { data: Record<string, unknown> };
+    };
+    assert.match(String(shown.job.data.submittedAt), /Z$/);
+    const fixed = { ...shown.job.data, input: { fixed: true } };
     assert.equal((await send('PATCH', `api/queues/tasks/${run.id}/update-data`, { jobData: fixed })).status, 200);
     assert.equal((await send('PUT', `api/queues/tasks/${run.id}/retry`)).status, 204);
     const result = (await tydra.run(run.id).result({ timeoutMs: 20_000 })) as { input: unknown };
@@ -119,6 +122,8 @@ describe("Bull Board's retry of an ended TaskInstance (@integration)", function 
     const status = await tydra.run(run.id).status();
     assert.equal(status.state, 'completed');
     assert.equal(status.error, undefined);
+    const stored = await Job.fromId(tasksQueue(), run.id);
+    assert.equal(typeof stored?.data.submittedAt, 'number', 'the edit stored epoch times again');
   });
 
   it('runs a cancelled TaskInstance again: the old cancel does not stop the new run', async () => {
