@@ -12,6 +12,8 @@ import { exitSoon } from './cli/common.js';
 import { registerClientCommands } from './commands/client.js';
 import { registerHistoryCommands } from './commands/history.js';
 import { registerScheduleCommands } from './commands/schedule.js';
+import { registerLogs } from './commands/logs.js';
+import { registerNodeControl } from './commands/node-control.js';
 import { registerRoles } from './commands/roles.js';
 
 const packageJson = JSON.parse(readFileSync(new URL('../../package.json', import.meta.url), 'utf8')) as {
@@ -25,9 +27,11 @@ const program = new Command('tydra')
   .configureHelp({ sortSubcommands: false });
 
 registerRoles(program);
+registerNodeControl(program);
 registerClientCommands(program);
 registerHistoryCommands(program);
 registerScheduleCommands(program);
+registerLogs(program);
 
 program.parseAsync().then(
   () => exitSoon(),

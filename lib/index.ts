@@ -24,6 +24,8 @@ export type { MasterState, PruneSummary } from './master/master.js';
 export { TydraNode } from './node/node.js';
 export type { NodeState } from './node/node.js';
 export { Dashboard } from './ops/dashboard.js';
+export { NodeControl, type NodeControlOptions } from './ops/node-control.js';
+export { TaskLogs, type TaskLogsOptions } from './ops/task-logs.js';
 // dev-cluster.ts, redis-server.ts
 export { startDevCluster } from './ops/dev-cluster.js';
 export type { DevCluster, DevClusterOptions } from './ops/dev-cluster.js';
@@ -62,6 +64,7 @@ export {
   InfrastructureError,
   InputSchemaError,
   LimitExceededError,
+  NodeNotFoundError,
   NodeShutdownError,
   TaskCancelledError,
   InvalidOptionError,

@@ -61,6 +61,13 @@ export interface TaskInstanceData {
   key?: string;
   /** A re-run (`Tydra.rerun`, `tydra rerun`): the id of the TaskInstance it re-runs. */
   rerunOf?: string;
+  /**
+   * The job's `attemptsMade` when its current run started (absent: 0). BullMQ counts an attempt
+   * each time the TaskInstance ends, and a retry from Bull Board keeps the count: a TaskInstance
+   * whose `attemptsMade` is past this was retried after it ended, and runs afresh (see
+   * `lib/master/rerun.ts`) rather than being settled again from its old child.
+   */
+  run?: number;
   /** Set by the master before it adds the node job, so a re-dispatch after a crash is idempotent. */
   dispatch?: { nodeId: string; at: number };
   /**
@@ -120,6 +127,7 @@ export const taskInstanceSchema = z.object({
   env: taskEnvSchema.optional(),
   key: z.string().optional(),
   rerunOf: z.string().min(1).optional(),
+  run: z.number().int().min(0).optional(),
   dispatch: z.object({ nodeId: z.string().min(1), at: z.number() }).optional(),
   lostNodes: z.array(z.string()).optional(),
   takenBackFrom: z.array(z.string()).optional(),

@@ -34,7 +34,9 @@ export function formatStatus(s: TaskStatus): string {
 export function formatNode(n: NodeInfo): string {
   const seen = n.lastSeen ? `${Math.round((Date.now() - n.lastSeen) / 1000)} s ago` : 'never';
   // Late: heartbeats missed, but not for as long as its locks last (a busy node, maybe not dead).
-  const state = n.alive ? 'alive' : n.state === 'stopped' ? 'stopped' : n.lost ? 'dead' : 'late';
+  const health = n.alive ? 'alive' : n.state === 'stopped' ? 'stopped' : n.lost ? 'dead' : 'late';
+  // Draining: marked by an operator (`tydra node drain`); it gets no new work.
+  const state = n.draining && !n.lost ? `${health}, draining` : health;
   return `${n.id}  ${state}  concurrency ${n.concurrency}  host ${n.hostname} pid ${n.pid}  last heartbeat ${seen}`;
 }
 

@@ -8,6 +8,11 @@
  * running jobs' locks (renewed by the same event loop) say so only for that long. Stopped and
  * lost nodes stay listed while their queues may hold jobs; the masters' sweep forgets them after
  * the retention period (see `node-sweeper.ts`).
+ *
+ * An operator may mark a node draining (`tydra node drain`, the board's pause of its queue): the
+ * masters send it nothing new and move what waits in its queue to other nodes, while it finishes
+ * what it runs. The mark is a field of its description, which its heartbeat leaves alone: it
+ * holds until `resume`, across restarts of the node.
  */
 import type { Redis } from 'ioredis';
 
@@ -28,8 +33,10 @@ export interface NodeInfo {
   lastSeen: number;
   /** `running`, or `stopped` after a clean shutdown. */
   state: 'running' | 'stopped';
-  /** Heard from within three heartbeat periods: it receives new work. */
+  /** Heard from within three heartbeat periods. */
   alive: boolean;
+  /** Marked draining by an operator: it gets no new work, and what waits in its queue moves. */
+  draining: boolean;
   /** Stopped, or silent for longer than three heartbeat periods and its lock duration: its waiting work is taken back. */
   lost: boolean;
 }
@@ -61,6 +68,22 @@ export class NodeRegistry {
     await this.redis.multi().zadd(nodesKey, now, nodeId).hset(nodeInfoKey(nodeId), 'state', 'stopped').exec();
   }
 
+  /**
+   * Marks a registered node draining, or not; returns false (and changes nothing) for a node the
+   * registry does not know.
+   */
+  async setDraining(nodeId: string, draining: boolean): Promise<boolean> {
+    if ((await this.redis.zscore(nodesKey, nodeId)) === null) {
+      return false;
+    }
+    if (draining) {
+      await this.redis.hset(nodeInfoKey(nodeId), 'draining', '1');
+    } else {
+      await this.redis.hdel(nodeInfoKey(nodeId), 'draining');
+    }
+    return true;
+  }
+
   async list(now = Date.now()): Promise<NodeInfo[]> {
     const flat = await this.redis.zrange(nodesKey, 0, -1, 'WITHSCORES');
     const ids: Array<[string, number]> = [];
@@ -89,6 +112,7 @@ export class NodeRegistry {
         lastSeen,
         state,
         alive: state === 'running' && silentMs < 3 * heartbeatMs,
+        draining: raw.draining === '1',
         lost: state === 'stopped' || silentMs > Math.max(3 * heartbeatMs, lockDurationMs),
       };
     });
@@ -96,5 +120,10 @@ export class NodeRegistry {
 
   async live(now = Date.now()): Promise<NodeInfo[]> {
     return (await this.list(now)).filter((node) => node.alive);
+  }
+
+  /** The nodes that receive new work: alive and not draining. */
+  async schedulable(now = Date.now()): Promise<NodeInfo[]> {
+    return (await this.list(now)).filter((node) => node.alive && !node.draining);
   }
 }

@@ -71,6 +71,13 @@ export class TaskNotFoundError extends TydraError {
   }
 }
 
+/** No node has this id in the registry (never registered, or forgotten after its retention period). */
+export class NodeNotFoundError extends TydraError {
+  constructor(readonly nodeId: string) {
+    super(`Expected a registered node id (see \`tydra nodes\`), got \`${nodeId}\``);
+  }
+}
+
 /**
  * The task ran and failed: it threw, exited non-zero, or timed out. `message` is the task's own
  * message; `remoteStack` is its stack (or the command's stderr tail).

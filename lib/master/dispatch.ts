@@ -148,9 +148,9 @@ async function addNodeJob(queue: Queue<NodeJobData>, job: TaskInstanceJob): Prom
   );
 }
 
-/** The live node with the lowest load per slot (see `chooseNode`). */
+/** The live node not draining with the lowest load per slot (see `chooseNode`). */
 async function pickNode(deps: DispatchDeps): Promise<string | undefined> {
-  const nodes = await deps.registry.live();
+  const nodes = await deps.registry.schedulable();
   const loads = await Promise.all(
     nodes.map(async (node) => {
       const counts = await deps.nodeQueue(node.id).getJobCounts('wait', 'active', 'prioritized', 'delayed');

@@ -28,6 +28,7 @@ import { sweepDeadNodes } from './node-sweeper.js';
 import { type CompiledMasterOptions, compileMasterOptions, type MasterOptions } from './options.js';
 import { PruneJob } from './prune-job.js';
 import { ScheduleFiring } from './schedule-firing.js';
+import { isRetried, type RerunDeps, startRerun } from './rerun.js';
 import { runSequence, type SequenceDeps } from './sequence.js';
 import { releaseIfFinal, settle, type TaskInstanceJob } from './settle.js';
 
@@ -46,6 +47,7 @@ export class Master {
   private readonly nodeQueues = new Map<string, Queue<NodeJobData>>();
   private readonly dispatchDeps: DispatchDeps;
   private readonly sequenceDeps: SequenceDeps;
+  private readonly rerunDeps: RerunDeps;
   private worker: Worker<TaskInstanceData, TaskInstanceResult> | undefined;
   private tasksQueue: Queue<TaskInstanceData> | undefined;
   private sweepTimer: NodeJS.Timeout | undefined;
@@ -77,6 +79,7 @@ export class Master {
       nodeQueue: (nodeId) => this.nodeQueue(nodeId),
       nextTurn: () => (this.turn += 1),
     };
+    this.rerunDeps = { redis: this.redis, store: this.store, logger: this.logger };
     this.sequenceDeps = {
       redis: this.redis,
       store: this.store,
@@ -197,6 +200,10 @@ export class Master {
       throw new UnrecoverableError(
         `Expected TaskInstance data {ref, package, task, input, attempts}, got invalid data at \`${shape.error.issues[0]?.path.join('.') ?? ''}\`: ${shape.error.issues[0]?.message ?? ''}`,
       );
+    }
+    // A TaskInstance retried after it ended starts a new run rather than settling from its old child.
+    if (isRetried(job)) {
+      await startRerun(this.rerunDeps, job);
     }
     if (job.data.kind === 'sequence') {
       return runSequence(this.sequenceDeps, job, token);

@@ -12,7 +12,7 @@
  * `maxReroutes`; work a node never started (handed back by a drain, or waiting on a node that
  * died) moves for free. A job whose node still holds its lock is left alone.
  */
-import type { Queue } from 'bullmq';
+import type { JobType, Queue } from 'bullmq';
 import type { Redis } from 'ioredis';
 
 import type { NodeJobData } from '../../queues/node.js';
@@ -51,11 +51,21 @@ export interface SweepSummary {
   retired: string[];
 }
 
-/** Sweeps every lost node's queue once, then forgets the ones past their retention period. */
+/** The states a draining node's jobs are moved from: everything it has not started. */
+const WAITING_STATES = ['wait', 'prioritized', 'delayed'] as const;
+const STRANDED_STATES = [...WAITING_STATES, 'active'] as const;
+
+/**
+ * Sweeps every lost node's queue once, then forgets the ones past their retention period; moves
+ * what waits on draining nodes (a dispatch that chose one just before it was marked lands there).
+ */
 export async function sweepDeadNodes(deps: SweeperDeps, now = Date.now()): Promise<SweepSummary> {
   const summary: SweepSummary = { takenBack: 0, retired: [] };
   for (const node of await deps.registry.list(now)) {
     if (!node.lost) {
+      if (node.draining) {
+        summary.takenBack += await takeBackWaiting(deps, node.id);
+      }
       continue;
     }
     // One master per lost node at a time: it keeps the logs and the retirement tidy (the
@@ -65,7 +75,7 @@ export async function sweepDeadNodes(deps: SweeperDeps, now = Date.now()): Promi
       continue;
     }
     try {
-      summary.takenBack += await sweepNode(deps, node.id);
+      summary.takenBack += await sweepNode(deps, node.id, STRANDED_STATES, 'is gone');
       if (await retireIfExpired(deps, node, now)) {
         summary.retired.push(node.id);
       }
@@ -76,9 +86,21 @@ export async function sweepDeadNodes(deps: SweeperDeps, now = Date.now()): Promi
   return summary;
 }
 
-async function sweepNode(deps: SweeperDeps, nodeId: string): Promise<number> {
+/** What taking jobs back needs (the drain of a live node needs no more). */
+export type TakeBackDeps = Pick<SweeperDeps, 'redis' | 'nodeQueue' | 'tasksQueue' | 'logger'>;
+
+/**
+ * Moves the TaskInstances waiting in a node's queue (not yet started there) to a new dispatch,
+ * for free (they do not count toward `maxReroutes`). What the node runs stays: a job it holds is
+ * locked, and the take-back script leaves it.
+ */
+export async function takeBackWaiting(deps: TakeBackDeps, nodeId: string): Promise<number> {
+  return sweepNode(deps, nodeId, WAITING_STATES, 'is draining');
+}
+
+async function sweepNode(deps: TakeBackDeps, nodeId: string, states: readonly JobType[], why: string): Promise<number> {
   const queue = deps.nodeQueue(nodeId);
-  const jobs = await queue.getJobs(['wait', 'prioritized', 'delayed', 'active'], 0, BATCH - 1);
+  const jobs = await queue.getJobs([...states], 0, BATCH - 1);
   let takenBack = 0;
   for (const job of jobs) {
     const instanceId = job.data?.instanceId;
@@ -106,9 +128,9 @@ async function sweepNode(deps: SweeperDeps, nodeId: string): Promise<number> {
     const ran = status === TakeBackStatus.TakenBackRunning;
     await deps.tasksQueue.addJobLog(
       instanceId,
-      `node ${nodeId} is gone; TaskInstance taken back for a new dispatch${ran ? '' : ' (it had not started there)'}`,
+      `node ${nodeId} ${why}; TaskInstance taken back for a new dispatch${ran ? '' : ' (it had not started there)'}`,
     );
-    deps.logger.warn({ nodeId, instanceId, ran }, 'took a TaskInstance back from a lost node');
+    deps.logger.warn({ nodeId, instanceId, ran }, `took a TaskInstance back from a node that ${why}`);
   }
   return takenBack;
 }
@@ -119,7 +141,7 @@ async function sweepNode(deps: SweeperDeps, nodeId: string): Promise<number> {
  * dispatch changes only while it has no pending node job, and the script checks that this job
  * is still that TaskInstance's pending child.
  */
-async function dispatchedAt(deps: SweeperDeps, instanceId: string, nodeId: string): Promise<number | undefined> {
+async function dispatchedAt(deps: TakeBackDeps, instanceId: string, nodeId: string): Promise<number | undefined> {
   const raw = await deps.redis.hget(taskJobKey(deps.tasksQueue.name, instanceId), 'data');
   let dispatch: unknown;
   try {

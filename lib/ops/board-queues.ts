@@ -2,7 +2,8 @@
  * One Bull Board adapter per tydra queue and role, with what the board may do on it:
  *  - `tasks`: the TaskInstances; the buttons admins get act on them.
  *  - `node.<id>`: read-only. A node job is half of a TaskInstance: retried, duplicated, edited or
- *    added by hand it runs without a package reference and strands its TaskInstance.
+ *    added by hand it runs without a package reference and strands its TaskInstance. Pause and
+ *    resume are answered before the board (`node-pause.ts`): they drain the node and undo it.
  *  - `workunits`: read-only: batches of parallel TaskInstances' workunits, run by every node.
  *  - `schedules`: read-only: the firings of schedules (`tydra schedule`), each making a TaskInstance.
  *  - `maintenance`: read-only (its prune runs from the masters' scheduler).
@@ -44,7 +45,8 @@ const READ_ONLY_QUEUES: ReadonlyMap<string, string> = new Map([
 
 const nodeDescription = (nodeId: string): string =>
   `Runs of node ${nodeId}: the node half of each TaskInstance, with the same job id as in tasks. ` +
-  'Active here while its TaskInstance waits in waiting-children. Read-only: act on the TaskInstance in tasks.';
+  'Active here while its TaskInstance waits in waiting-children. Read-only: act on the TaskInstance in tasks. ' +
+  'Pause drains the node (no new work; what waits here moves to other nodes; what runs finishes), resume undoes it.';
 
 function jobIdOf(job: QueueJobJson): string | undefined {
   return job.id === undefined || job.id === null ? undefined : String(job.id);

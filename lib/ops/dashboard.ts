@@ -23,8 +23,13 @@ import {
   type DashboardOptions,
   type DashboardRole,
 } from './dashboard-options.js';
+import { storedData } from './job-display.js';
+import { nodePauseHandler, QUEUE_PAUSE_PATH, QUEUE_RESUME_PATH } from './node-pause.js';
 import { RUN_PRUNE_NOW_PATH, runPruneNow } from './run-prune-now.js';
 import { MAINTENANCE_QUEUE } from '../../queues/maintenance.js';
+import { type NodeJobData, nodeQueueName } from '../../queues/node.js';
+import { TASKS_QUEUE, type TaskInstanceData } from '../../queues/tasks.js';
+import type { NodeDrainDeps } from '../master/node-drain.js';
 import { QUIT_MS, settlesWithin } from '../core/bounded-close.js';
 import { createRedis, logErrors, watchConnection } from '../redis/connection.js';
 import { dropConnections } from '../redis/force-disconnect.js';
@@ -89,11 +94,7 @@ export class Dashboard {
     }
     app.use(authenticate(this.options.users));
     app.use(sameOrigin());
-    app.put(
-      RUN_PRUNE_NOW_PATH,
-      adminOnly(),
-      runPruneNow(() => this.queues.get(MAINTENANCE_QUEUE)),
-    );
+    this.tydraRoutes(app);
     app.use((req, res: express.Response<unknown, DashboardLocals>, next) => {
       const board = this.boards.get(res.locals.role);
       if (board === undefined) {
@@ -124,6 +125,54 @@ export class Dashboard {
     return this.url;
   }
 
+  /** What tydra answers before the board: its own actions, and what it changes in the board's. */
+  private tydraRoutes(app: express.Express): void {
+    app.put(
+      RUN_PRUNE_NOW_PATH,
+      adminOnly(),
+      runPruneNow(() => this.queues.get(MAINTENANCE_QUEUE)),
+    );
+    app.put(
+      QUEUE_PAUSE_PATH,
+      nodePauseHandler('pause', () => this.drainDeps(), this.logger),
+    );
+    app.put(
+      QUEUE_RESUME_PATH,
+      nodePauseHandler('resume', () => this.drainDeps(), this.logger),
+    );
+    // The board's "edit data" of a TaskInstance sends back the ISO times it showed: store numbers.
+    app.patch(`/api/queues/${TASKS_QUEUE}/:jobId/update-data`, express.json(), (req, _res, next) => {
+      const body: unknown = req.body;
+      if (typeof body === 'object' && body !== null && 'jobData' in body) {
+        Object.assign(body, { jobData: storedData(body.jobData) });
+      }
+      next();
+    });
+  }
+
+  /** What draining a node from the board needs: the dashboard's connection and queues. */
+  private drainDeps(): NodeDrainDeps {
+    return {
+      redis: this.redis,
+      registry: new NodeRegistry(this.redis),
+      logger: this.logger,
+      // The board's queues carry no data type: these two hold TaskInstances and node jobs.
+      tasksQueue: this.boardQueue(TASKS_QUEUE) as Queue<TaskInstanceData>,
+      nodeQueue: (nodeId) => this.boardQueue(nodeQueueName(nodeId)) as Queue<NodeJobData>,
+    };
+  }
+
+  /** The board's queue of that name, opened now if the board does not list it (yet). */
+  private boardQueue(name: string): Queue {
+    let queue = this.queues.get(name);
+    if (queue === undefined) {
+      queue = new Queue(name, { connection: this.redis });
+      logErrors(queue, (error) => this.logger.warn({ err: error.message, queue: name }, 'queue error'));
+      this.queues.set(name, queue);
+    }
+    return queue;
+  }
+
   /** Names of the queues on the board right now. */
   get queueNames(): string[] {
     return [...this.queues.keys()];
@@ -135,11 +184,7 @@ export class Dashboard {
       const nodes = await new NodeRegistry(this.redis).list();
       const wanted = boardQueueNames(nodes.map((node) => node.id));
       for (const name of wanted) {
-        if (!this.queues.has(name)) {
-          const queue = new Queue(name, { connection: this.redis });
-          logErrors(queue, (error) => this.logger.warn({ err: error.message, queue: name }, 'queue error'));
-          this.queues.set(name, queue);
-        }
+        this.boardQueue(name);
       }
       for (const [name, queue] of this.queues) {
         if (!wanted.includes(name)) {

@@ -72,3 +72,30 @@ export function readableProgress(progress: unknown): unknown {
   }
   return { progress: Math.min(100, Math.max(0, percent)), ...progress };
 }
+
+const ISO_TIME = /^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d(\.\d{1,3})?Z$/;
+
+/**
+ * The inverse of {@link readableData}: the board's "edit data" sends back what it showed, ISO
+ * times included, and a TaskInstance's times are epoch milliseconds (the master refuses other
+ * data). Every ISO time under a time-like key becomes a number again; `input` is left as it is.
+ */
+export function storedData(data: unknown): unknown {
+  if (Array.isArray(data)) {
+    return data.map(storedData);
+  }
+  if (typeof data !== 'object' || data === null) {
+    return data;
+  }
+  return Object.fromEntries(
+    Object.entries(data).map(([key, value]) => {
+      if (key === 'input') {
+        return [key, value];
+      }
+      if (isTimeKey(key) && typeof value === 'string' && ISO_TIME.test(value)) {
+        return [key, Date.parse(value)];
+      }
+      return [key, storedData(value)];
+    }),
+  );
+}

@@ -237,3 +237,11 @@ export async function endParallel(redis: Redis, id: string): Promise<void> {
     .expire(parallelFailuresKey(id), ENDED_TTL_S)
     .exec();
 }
+
+/**
+ * Forgets the state of an ended run (a retried TaskInstance runs again from its split): without
+ * this, its new coordinator would find the old run's `splitDone`, counts and abort reason.
+ */
+export async function resetParallel(redis: Redis, id: string): Promise<void> {
+  await redis.unlink(parallelStateKey(id), parallelResultsKey(id), parallelFailuresKey(id), parallelBatchesKey(id));
+}

@@ -27,7 +27,8 @@ export type ScriptName =
   | 'takeBackNodeJob'
   | 'retireNode'
   | 'recordUnits'
-  | 'releaseIdempotency';
+  | 'releaseIdempotency'
+  | 'dropRun';
 
 const FILES: Readonly<Record<ScriptName, string>> = {
   commitDeploy: 'commit-deploy-8.lua',
@@ -39,6 +40,7 @@ const FILES: Readonly<Record<ScriptName, string>> = {
   retireNode: 'retire-node-8.lua',
   recordUnits: 'record-units-4.lua',
   releaseIdempotency: 'release-idempotency-1.lua',
+  dropRun: 'drop-run-2.lua',
 };
 
 /** The installed BullMQ's Lua includes (the package has no `exports` map, so its files are reachable). */

@@ -104,7 +104,7 @@ describe('what the board shows and allows on tydra queues (@integration)', funct
     assert.equal(nodeCard?.externalUrl?.href, `/queue/tasks/${run.id}`);
   });
 
-  it('refuses to retry, add, clean or pause node jobs and maintenance, even for an admin', async () => {
+  it('refuses to retry, add, clean or edit node jobs and to pause maintenance, even for an admin', async () => {
     const { nodes } = await startCluster(1);
     const nodeQueue = `node.${nodes[0]?.id ?? ''}`;
     const tydra = testClient();
@@ -121,7 +121,6 @@ describe('what the board shows and allows on tydra queues (@integration)', funct
       ['POST', `api/queues/${nodeQueue}/add`, JSON.stringify({ name: 'run', data: {} })],
       ['PUT', `api/queues/${nodeQueue}/${run.id}/clean`],
       ['PATCH', `api/queues/${nodeQueue}/${run.id}/update-data`, JSON.stringify({ jobData: {} })],
-      ['PUT', `api/queues/${nodeQueue}/pause`],
       ['PUT', 'api/queues/maintenance/pause'],
       ['PUT', 'api/queues/maintenance/clean/completed'],
     ];

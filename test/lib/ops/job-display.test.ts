@@ -1,6 +1,6 @@
 import assert from 'node:assert/strict';
 
-import { jobTitle, readableData, readableProgress } from '../../../lib/ops/job-display.js';
+import { jobTitle, readableData, readableProgress, storedData } from '../../../lib/ops/job-display.js';
 
 const SHA1 = '8531753ab0c1d2e3f4a5b6c7d8e9f00112233445';
 
@@ -52,5 +52,19 @@ describe('how jobs read on the board', () => {
     for (const untouched of [42, null, undefined, { stage: 'x' }, { progress: 7, percent: 9 }, [1], { percent: 'x' }]) {
       assert.deepEqual(readableProgress(untouched), untouched);
     }
+  });
+
+  it("stores what the board's edit sends back: ISO times under time keys become epoch ms again, input untouched", () => {
+    const data = {
+      submittedAt: 1_800_000_000_123,
+      dispatch: { nodeId: 'dev-1', at: 1_800_000_000_456 },
+      input: { at: '2027-01-15T08:00:00.000Z' },
+      attempts: 1,
+    };
+    assert.deepEqual(storedData(readableData(data)), data);
+    assert.deepEqual(storedData({ at: 'soon', note: '2027-01-15T08:00:00.000Z' }), {
+      at: 'soon',
+      note: '2027-01-15T08:00:00.000Z',
+    });
   });
 });

@@ -1,0 +1,30 @@
+/**
+ * `tydra logs ID [--follow]`: prints a TaskInstance's log lines (see `lib/ops/task-logs.ts`);
+ * `--follow` keeps printing new ones until the TaskInstance has ended.
+ */
+import type { Command } from 'commander';
+
+import { TaskLogs } from '../../lib/index.js';
+import { type ClientFlags, connectTimeoutOption, redisOption } from '../cli/common.js';
+
+type Flags = ClientFlags & { follow?: boolean };
+
+export function registerLogs(program: Command): void {
+  program
+    .command('logs')
+    .description("print a TaskInstance's log lines; --follow prints new ones until it has ended")
+    .argument('<id>', 'TaskInstance id')
+    .option('-f, --follow', 'keep printing new lines until the TaskInstance has ended')
+    .addOption(redisOption())
+    .addOption(connectTimeoutOption())
+    .action(async (id: string, flags: Flags) => {
+      const logs = new TaskLogs({ redis: flags.redis, connectTimeoutMs: flags.connectTimeout });
+      try {
+        for await (const line of logs.lines(id, { follow: flags.follow === true })) {
+          process.stdout.write(`${line}\n`);
+        }
+      } finally {
+        await logs.close();
+      }
+    });
+}
