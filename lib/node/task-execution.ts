@@ -46,6 +46,7 @@ export async function executeNodeJob(env: ExecutionEnv, job: Job<NodeJobData>, t
     await job.updateData(withoutEnding(job.data));
   }
   const { signal, release } = env.cancels.track(job.id ?? '');
+  env.metrics.queueWait(job);
   try {
     return await execute(env, job, token, signal);
   } catch (error) {
@@ -172,7 +173,7 @@ async function runFromPackage(env: ExecutionEnv, run: PackageRun): Promise<unkno
     env.logger.warn({ instanceId: data.instanceId }, 'UNSAFE: running a task without a sandbox');
   }
   try {
-    return await env.gate.with(() =>
+    const run = () =>
       runTask({
         ...{ packageDir, task, input: data.input, instanceId: data.instanceId, attempt, limits, signal },
         ...{ bwrap: env.bwrap, prlimit: env.prlimit, cgroups: env.cgroups, runtimeDir: env.runtimeDir },
@@ -180,8 +181,10 @@ async function runFromPackage(env: ExecutionEnv, run: PackageRun): Promise<unkno
         ...(data.env !== undefined ? { env: data.env } : {}),
         onProgress: (value) => mirror.progress(value),
         onLog: (line) => mirror.log(line),
-      }),
-    );
+        onStarted: env.metrics.sandboxStarted,
+      });
+    // Timed inside the slot: waiting for one is queueing, not running.
+    return await env.gate.with(() => env.metrics.timeRun(data, run, (error) => endingOf(error, signal).kind));
   } catch (error) {
     env.logger.info({ instanceId: data.instanceId, reason: (error as Error).message }, 'task failed');
     throw error;
