@@ -94,6 +94,26 @@ describe('Prometheus metrics (@integration)', function () {
     await other.text();
   });
 
+  it('counts the versions the prune job removes', async () => {
+    const { master } = await startCluster(0, {}, { metricsPort: 0, pruneEveryMs: 150, pruneGraceMs: 0 });
+    const tydra = testClient({ deployLeaseMs: 1 });
+    const version = (which: string) =>
+      makePackage({
+        'tydra.json': JSON.stringify({ name: 'pin', tasks: { which: { module: 'which.mjs' } } }),
+        'which.mjs': `export default () => '${which}';`,
+      });
+    await tydra.deploy(await version('v1'));
+    await tydra.deploy(await version('v2'));
+    // v1: not latest, no holder, lease over, grace 0: the scheduled prune removes it; v2 stays (latest).
+    const text = await scrapeUntil(
+      master.metricsUrl ?? '',
+      'tydra_prune_removed_versions_total',
+      { package: 'pin' },
+      1,
+    );
+    assert.equal(sample(text, 'tydra_task_instances_total'), undefined);
+  });
+
   it('serves /metrics on the dashboard behind its auth, with the queue depths BullMQ exports', async () => {
     await startCluster(1);
     const dashboard = new Dashboard({
