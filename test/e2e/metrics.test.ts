@@ -1,8 +1,20 @@
 import assert from 'node:assert/strict';
 
+import { execa } from 'execa';
+
 import { Dashboard } from '../../lib/ops/dashboard.js';
 import { startDevCluster } from '../../lib/ops/dev-cluster.js';
-import { copyFixture, defer, makePackage, redisUrl, startCluster, tempDir, testClient, waitFor } from '../helpers.js';
+import {
+  CLI,
+  copyFixture,
+  defer,
+  makePackage,
+  redisUrl,
+  startCluster,
+  tempDir,
+  testClient,
+  waitFor,
+} from '../helpers.js';
 
 /** The value of the sample `name` whose labels include `labels`, or undefined if there is none. */
 function sample(text: string, name: string, labels: Record<string, string> = {}): number | undefined {
@@ -92,6 +104,27 @@ describe('Prometheus metrics (@integration)', function () {
     const other = await fetch(node.metricsUrl.replace(/metrics$/, 'other'));
     assert.equal(other.status, 404);
     await other.text();
+  });
+
+  it('serves /metrics from `tydra master --metrics-port 0`, on the URL it logs', async () => {
+    const master = execa(process.execPath, [CLI, 'master', '--redis', redisUrl(), '--metrics-port', '0'], {
+      reject: false,
+      extendEnv: false,
+      env: { PATH: process.env.PATH ?? '', TYDRA_LOG_FORMAT: 'json' },
+    });
+    defer(async () => {
+      master.kill('SIGKILL');
+      await master;
+    });
+    let stderr = '';
+    master.stderr?.on('data', (chunk: Buffer) => (stderr += chunk.toString()));
+    const url = await waitFor(
+      'the master to log its metrics URL',
+      () => /"metricsUrl":"([^"]+)"/.exec(stderr)?.[1],
+      20_000,
+    );
+    assert.match(url, /^http:\/\/127\.0\.0\.1:\d+\/metrics$/);
+    assert.equal(sample(await scrape(url), 'tydra_nodes_alive'), 0);
   });
 
   it('counts the versions the prune job removes', async () => {
