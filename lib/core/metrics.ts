@@ -22,8 +22,8 @@ export interface TydraMetrics {
   runSeconds: Histogram<'package' | 'task' | 'node' | 'outcome'>;
   /** Seconds a node job waited in its node's queue before the node took it (node, first attempt). */
   queueWaitSeconds: Histogram<'package' | 'task' | 'node'>;
-  /** Seconds from launching a simple task's sandbox until it was spawned in its cgroup (node). */
-  sandboxStartSeconds: Histogram<'node'>;
+  /** Seconds from launching a sandbox until it runs in its cgroup (node), by `sandbox`: task or work. */
+  sandboxStartSeconds: Histogram<'node' | 'sandbox'>;
   /** Bytes of package tarballs downloaded from Redis into a node's cache. */
   packageSyncBytes: Counter<'node'>;
   /** Seconds to download, extract and check one package version (node). */
@@ -118,8 +118,8 @@ function runMetrics(registers: Registry[]) {
     }),
     sandboxStartSeconds: new Histogram({
       name: 'tydra_sandbox_start_seconds',
-      help: "Seconds from launching a simple task's sandbox until it runs in its cgroup",
-      labelNames: ['node'],
+      help: "Seconds from launching a sandbox until it runs in its cgroup, by sandbox: task (a simple task's) or work (a parallel task's work sandbox)",
+      labelNames: ['node', 'sandbox'],
       buckets: START_BUCKETS,
       registers,
     }),

@@ -19,8 +19,8 @@ export interface NodeMetrics {
   queueWait(job: Job<Partial<RunLabels>>): void;
   /** Runs `run`, observing its duration under the outcome `outcomeOf` gives a failure (`completed` otherwise). */
   timeRun<T>(labels: RunLabels, run: () => Promise<T>, outcomeOf: (error: unknown) => string): Promise<T>;
-  /** For `runTask`'s `onStarted` (a property, so it may be passed on unbound). */
-  sandboxStarted: (seconds: number) => void;
+  /** Observes a sandbox's start: a simple task's (`runTask`'s `onStarted`) or a work sandbox's. */
+  sandboxStarted(seconds: number, sandbox: 'task' | 'work'): void;
   /** Counts one workunit by outcome. */
   workunit(labels: RunLabels, outcome: 'ok' | 'failed' | 'retried'): void;
   /** For the package cache. */
@@ -50,8 +50,8 @@ export function nodeMetrics(metrics: TydraMetrics, node: string): NodeMetrics {
         throw error;
       }
     },
-    sandboxStarted(seconds) {
-      metrics.sandboxStartSeconds.observe({ node }, seconds);
+    sandboxStarted(seconds, sandbox) {
+      metrics.sandboxStartSeconds.observe({ node, sandbox }, seconds);
     },
     workunit(labels, outcome) {
       metrics.workunits.inc({ ...runLabels(labels), outcome });

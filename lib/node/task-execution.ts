@@ -181,7 +181,7 @@ async function runFromPackage(env: ExecutionEnv, run: PackageRun): Promise<unkno
         ...(data.env !== undefined ? { env: data.env } : {}),
         onProgress: (value) => mirror.progress(value),
         onLog: (line) => mirror.log(line),
-        onStarted: env.metrics.sandboxStarted,
+        onStarted: (seconds) => env.metrics.sandboxStarted(seconds, 'task'),
       });
     // Timed inside the slot: waiting for one is queueing, not running.
     return await env.gate.with(() => env.metrics.timeRun(data, run, (error) => endingOf(error, signal).kind));

@@ -90,7 +90,8 @@ describe('Prometheus metrics (@integration)', function () {
     assert.equal(sample(text, 'tydra_run_duration_seconds_count', { ...echo, ...at, outcome: 'completed' }), 1);
     assert.equal(sample(text, 'tydra_run_duration_seconds_count', { ...thrown, ...at, outcome: 'failed' }), 1);
     assert.equal(sample(text, 'tydra_queue_wait_seconds_count', { ...echo, ...at }), 1);
-    assert.equal(sample(text, 'tydra_sandbox_start_seconds_count', at), 2);
+    assert.equal(sample(text, 'tydra_sandbox_start_seconds_count', { ...at, sandbox: 'task' }), 2);
+    assert.ok((sample(text, 'tydra_sandbox_start_seconds_count', { ...at, sandbox: 'work' }) ?? 0) >= 1);
     assert.equal(sample(text, 'tydra_workunits_total', { package: 'par', task: 'count', ...at, outcome: 'ok' }), 2);
     // Two packages downloaded once each; every later lease (the probe's second run, the parallel
     // task's work sandboxes) found its version on disk.
