@@ -98,8 +98,13 @@ export class Dashboard {
     app.use(sameOrigin());
     // Behind the gate: read-only users may read it, nobody else.
     app.get('/metrics', async (_req, res) => {
-      const text = await dashboardMetricsText(registry, [...this.queues.values()]);
-      res.set('content-type', registry.contentType).send(text);
+      try {
+        const text = await dashboardMetricsText(registry, [...this.queues.values()]);
+        res.set('content-type', registry.contentType).send(text);
+      } catch (error) {
+        this.logger.warn({ err: (error as Error).message }, 'could not collect the metrics');
+        res.status(500).type('text/plain').send('could not collect the metrics\n');
+      }
     });
     app.put(
       RUN_PRUNE_NOW_PATH,
