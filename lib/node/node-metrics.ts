@@ -31,7 +31,9 @@ export function nodeMetrics(metrics: TydraMetrics, node: string): NodeMetrics {
   const runLabels = (labels: RunLabels) => ({ package: labels.package.name, task: labels.task, node });
   return {
     queueWait(job) {
-      const { data, processedOn, timestamp } = job;
+      const { processedOn, timestamp } = job;
+      // Job data is anyone's to write (it is checked later, in the run): read it with care.
+      const data: Partial<RunLabels> = typeof job.data === 'object' && job.data !== null ? job.data : {};
       if (job.attemptsStarted !== 1 || processedOn === undefined || typeof data.task !== 'string') {
         return;
       }

@@ -1,8 +1,10 @@
 import assert from 'node:assert/strict';
 
+import { Queue } from 'bullmq';
 import { execa } from 'execa';
 
 import { Dashboard } from '../../lib/ops/dashboard.js';
+import { nodeQueueName } from '../../queues/node.js';
 import { startDevCluster } from '../../lib/ops/dev-cluster.js';
 import {
   CLI,
@@ -13,6 +15,7 @@ import {
   startCluster,
   tempDir,
   testClient,
+  testRedis,
   waitFor,
 } from '../helpers.js';
 
@@ -105,6 +108,22 @@ describe('Prometheus metrics (@integration)', function () {
     const other = await fetch(node.metricsUrl.replace(/metrics$/, 'other'));
     assert.equal(other.status, 404);
     await other.text();
+  });
+
+  it('measures nothing of a node job whose data is not an object, and still refuses it', async () => {
+    const { nodes } = await startCluster(1, { metricsPort: 0 });
+    const node = nodes[0];
+    assert.ok(node?.metricsUrl !== undefined);
+    const queue = new Queue(nodeQueueName(node.id), { connection: testRedis({ maxRetriesPerRequest: null }) });
+    defer(() => queue.close());
+    const forged = await queue.add('run', null, { jobId: 'forged-null' });
+    const reason = await waitFor('the forged job to fail', async () =>
+      (await forged.getState()) === 'failed' ? (await queue.getJob('forged-null'))?.failedReason : undefined,
+    );
+    assert.match(reason, /^Expected node job data \{instanceId, package, task, input\}, got invalid data/);
+    const text = await scrape(node.metricsUrl);
+    assert.equal(sample(text, 'tydra_queue_wait_seconds_count'), undefined);
+    assert.equal(sample(text, 'tydra_run_duration_seconds_count'), undefined);
   });
 
   it('serves /metrics from `tydra master --metrics-port 0`, on the URL it logs', async () => {
