@@ -53,6 +53,7 @@ export type { NodeInfo } from './cluster/node-registry.js';
 export type { TydraOptions } from './client/options.js';
 export type { MasterOptions } from './master/options.js';
 export type { NodeOptions } from './node/options.js';
+export type { MetricsOptions } from './core/metrics-options.js';
 export type { DashboardOptions, DashboardRole, DashboardUser } from './ops/dashboard-options.js';
 export type { PackageLimits } from './packages/limits.js';
 export { createLogger } from './core/logger.js';

@@ -37,6 +37,16 @@ const defaulted = (
   shown?: string,
 ) => new Option(flags, description).argParser(parse).default(value, shown);
 
+/** Adds `--metrics-port` and `--metrics-host` (a master's or a node's `/metrics`) to `command`. */
+const withMetricsOptions = (command: Command, host: string): Command =>
+  command
+    .option(
+      '--metrics-port <port>',
+      'serve Prometheus metrics at GET /metrics on this port (0 = any free port)',
+      integer,
+    )
+    .option('--metrics-host <host>', 'address the metrics endpoint binds to (it has no authentication)', host);
+
 export function registerRoles(program: Command): void {
   registerDev(program);
   registerMaster(program);
@@ -147,7 +157,7 @@ const DEMO_RUNS = [
 
 function registerMaster(program: Command): void {
   const d = MASTER_DEFAULTS;
-  program
+  const command = program
     .command('master')
     .description('run a master: schedule submitted TaskInstances onto live nodes')
     .addOption(redisOption())
@@ -185,8 +195,8 @@ function registerMaster(program: Command): void {
         d.drainTimeoutMs,
       ),
     )
-    .addOption(logFormatOption())
-    .action(runMaster);
+    .addOption(logFormatOption());
+  withMetricsOptions(command, d.metricsHost).action(runMaster);
 }
 
 interface MasterFlags {
@@ -198,11 +208,14 @@ interface MasterFlags {
   pruneGrace: number;
   drainTimeout: number;
   logFormat: string;
+  metricsPort?: number;
+  metricsHost: string;
 }
 
 async function runMaster(flags: MasterFlags): Promise<void> {
   const { Master } = await import('../../lib/master/master.js');
   const master = new Master({
+    ...stripUndefined({ metricsPort: flags.metricsPort, metricsHost: flags.metricsHost }),
     redis: flags.redis,
     concurrency: flags.concurrency,
     sweepIntervalMs: flags.sweepInterval,
@@ -232,11 +245,13 @@ interface NodeFlags {
   sandboxUser?: { uid: number; gid: number };
   unsafeNoSandbox?: boolean;
   logFormat: string;
+  metricsPort?: number;
+  metricsHost: string;
 }
 
 function registerNode(program: Command): void {
   const d = NODE_DEFAULTS;
-  program
+  const command = program
     .command('node')
     .description('run a node: take TaskInstances from node.<id> and run each in a fresh sandbox')
     .addOption(redisOption())
@@ -282,8 +297,8 @@ function registerNode(program: Command): void {
     )
     .option('--sandbox-user <uid:gid>', 'host user the sandboxes run as (default when root: 65534:65534)', userValue)
     .option('--unsafe-no-sandbox', 'DEVELOPMENT ONLY: run tasks without bubblewrap (logged loudly)')
-    .addOption(logFormatOption())
-    .action(runNode);
+    .addOption(logFormatOption());
+  withMetricsOptions(command, d.metricsHost).action(runNode);
 }
 
 async function runNode(flags: NodeFlags): Promise<void> {
@@ -302,6 +317,8 @@ async function runNode(flags: NodeFlags): Promise<void> {
       lockDurationMs: flags.lockDuration,
       sandboxUser: flags.sandboxUser,
       unsafeNoSandbox: flags.unsafeNoSandbox ?? false,
+      metricsPort: flags.metricsPort,
+      metricsHost: flags.metricsHost,
       logger: await roleLogger(flags),
     }),
   );

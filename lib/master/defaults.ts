@@ -1,4 +1,5 @@
 /** The master's option defaults, apart from the zod schemas so the CLI's `--help` loads no zod. */
+import { METRICS_DEFAULT_HOST } from '../core/metrics-defaults.js';
 import { PACKAGE_DEFAULTS } from '../packages/defaults.js';
 
 /** The default of each master option, as documented above (the CLI shows them in `--help`). */
@@ -11,4 +12,5 @@ export const MASTER_DEFAULTS = {
   pruneEveryMs: 60_000,
   pruneGraceMs: PACKAGE_DEFAULTS.pruneGraceMs,
   drainTimeoutMs: 10_000,
+  metricsHost: METRICS_DEFAULT_HOST,
 } as const;

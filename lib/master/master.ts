@@ -20,10 +20,13 @@ import { NodeRegistry } from '../cluster/node-registry.js';
 import { QUIT_MS, settlesWithin, trigger } from '../core/bounded-close.js';
 import { IllegalStateError } from '../core/errors.js';
 import type { Logger } from '../core/logger.js';
+import { type TydraMetrics, tydraMetrics } from '../core/metrics.js';
+import { type MetricsServer, serveMetricsIfAsked } from '../core/metrics-server.js';
 import { PackageStore } from '../packages/store.js';
 import { createRedis, logErrors, watchConnection } from '../redis/connection.js';
 import { dropConnections } from '../redis/force-disconnect.js';
 import { dispatch, type DispatchDeps } from './dispatch.js';
+import { countFinal } from './master-metrics.js';
 import { sweepDeadNodes } from './node-sweeper.js';
 import { type CompiledMasterOptions, compileMasterOptions, type MasterOptions } from './options.js';
 import { PruneJob } from './prune-job.js';
@@ -55,6 +58,11 @@ export class Master {
   private turn = 0;
   private closing: Promise<void> | undefined;
   private readonly forced = trigger();
+  private readonly metrics: TydraMetrics;
+  private metricsServer: MetricsServer | undefined;
+  private unwatchNodes: (() => void) | undefined;
+  /** `http://host:port/metrics` once started with `metricsPort`. */
+  metricsUrl: string | undefined;
   state: MasterState = 'idle';
 
   constructor(options: MasterOptions = {}) {
@@ -64,7 +72,9 @@ export class Master {
     watchConnection(this.redis, this.logger, 'master');
     this.registry = new NodeRegistry(this.redis);
     this.store = new PackageStore(this.redis);
+    this.metrics = tydraMetrics(this.options.metrics);
     this.pruneJob = new PruneJob({
+      metrics: this.metrics,
       redis: this.redis,
       logger: this.logger,
       everyMs: this.options.pruneEveryMs,
@@ -97,6 +107,9 @@ export class Master {
     if (this.state !== 'idle') {
       return;
     }
+    this.metricsServer = await serveMetricsIfAsked(this.options, this.logger);
+    this.metricsUrl = this.metricsServer?.url;
+    this.unwatchNodes = this.metrics.watchAliveNodes(async () => (await this.registry.live()).length);
     // Before the worker: a sequence's first step adds its children to it.
     this.tasksQueue = new Queue<TaskInstanceData>(TASKS_QUEUE, { connection: this.redis });
     logErrors(this.tasksQueue, (error) => this.logger.warn({ err: error.message }, 'tasks queue error'));
@@ -112,12 +125,14 @@ export class Master {
     logErrors(this.worker, (error) => this.logger.error({ err: error.message }, 'master worker error'));
     this.worker.on('failed', (job, error) => {
       this.logger.info({ instanceId: job?.id, reason: error.message }, 'TaskInstance failed');
+      countFinal(this.metrics, job, false);
       if (job !== undefined) {
         void releaseIfFinal(job, this.store, this.logger);
       }
     });
     this.worker.on('completed', (job) => {
       this.logger.info({ instanceId: job.id }, 'TaskInstance completed');
+      countFinal(this.metrics, job, true);
       void releaseIfFinal(job, this.store, this.logger);
     });
     await this.worker.waitUntilReady();
@@ -162,6 +177,8 @@ export class Master {
       // What the graceful close still does (Worker clean-up) ends as its commands fail.
       await settlesWithin(graceful, QUIT_MS);
     }
+    this.unwatchNodes?.();
+    await this.metricsServer?.close();
     this.state = 'closed';
   }
 

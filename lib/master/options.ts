@@ -3,12 +3,18 @@ import { z } from 'zod';
 
 import type { Logger } from '../core/logger.js';
 import { silentLogger } from '../core/logger.js';
+import {
+  type CompiledMetricsOptions,
+  compileMetricsOptions,
+  type MetricsOptions,
+  metricsShape,
+} from '../core/metrics-options.js';
 import { type CommonOptions, DEFAULT_REDIS_URL, loggerSchema, positiveInt, redisUrlSchema } from '../core/options.js';
 import { parseOptions } from '../core/validate.js';
 import { MASTER_DEFAULTS } from './defaults.js';
 
 /** Options of a master ({@link Master}). */
-export interface MasterOptions extends CommonOptions {
+export interface MasterOptions extends CommonOptions, MetricsOptions {
   /** TaskInstances the master dispatches at once. Dispatch is I/O only. @defaultValue 16 */
   concurrency?: number;
   /** How long a submission waits between looks for a live node when none is up. @defaultValue 1,000 ms */
@@ -42,7 +48,7 @@ export interface MasterOptions extends CommonOptions {
    */
   drainTimeoutMs?: number;
 }
-export interface CompiledMasterOptions {
+export interface CompiledMasterOptions extends CompiledMetricsOptions {
   redisUrl: string;
   logger: Logger;
   concurrency: number;
@@ -80,9 +86,15 @@ const masterSchema = z.strictObject({
     .max(30 * DAY_MS)
     .default(MASTER_DEFAULTS.pruneGraceMs),
   drainTimeoutMs: z.number().int().min(0).max(DAY_MS).default(MASTER_DEFAULTS.drainTimeoutMs),
+  ...metricsShape,
 });
 
 export function compileMasterOptions(raw: MasterOptions = {}): CompiledMasterOptions {
   const parsed = parseOptions(masterSchema, raw);
-  return { ...parsed, redisUrl: parsed.redis, logger: parsed.logger ?? silentLogger() };
+  return {
+    ...parsed,
+    ...compileMetricsOptions(parsed),
+    redisUrl: parsed.redis,
+    logger: parsed.logger ?? silentLogger(),
+  };
 }

@@ -15,6 +15,7 @@ import {
   type PruneJobData,
 } from '../../queues/maintenance.js';
 import type { Logger } from '../core/logger.js';
+import type { TydraMetrics } from '../core/metrics.js';
 import { type PruneDecision, type PruneReport, prunePackages } from '../packages/pruner.js';
 import { logErrors } from '../redis/connection.js';
 
@@ -36,6 +37,8 @@ export interface PruneJobOptions {
   logger: Logger;
   everyMs: number;
   graceMs: number;
+  /** Where removed versions are counted (`tydra_prune_removed_versions_total`). */
+  metrics?: TydraMetrics;
 }
 
 /** The scheduler and the Worker that runs prune passes for one master. */
@@ -84,6 +87,9 @@ export class PruneJob {
     const graceMs =
       typeof job.data.graceMs === 'number' && job.data.graceMs >= 0 ? job.data.graceMs : this.options.graceMs;
     const report = await prunePackages(this.options.redis, { graceMs });
+    for (const decision of report.dryRun ? [] : report.removed) {
+      this.options.metrics?.pruneRemovals.inc({ package: decision.name });
+    }
     // Kept versions are the common case: the log lists only what changed, plus a summary.
     for (const line of changes(report).slice(0, MAX_PRUNE_LOG_LINES)) {
       await job.log(line);

@@ -1,5 +1,6 @@
 /** The node's option defaults, apart from the zod schemas so the CLI's `--help` loads no zod. */
 import { GiB } from '../core/limit-values.js';
+import { METRICS_DEFAULT_HOST } from '../core/metrics-defaults.js';
 
 /** The default of each node option that has a fixed one (the CLI shows them in `--help`). */
 export const NODE_DEFAULTS = {
@@ -10,4 +11,5 @@ export const NODE_DEFAULTS = {
   heartbeatMs: 5000,
   lockDurationMs: 30_000,
   unsafeNoSandbox: false,
+  metricsHost: METRICS_DEFAULT_HOST,
 } as const;

@@ -7,6 +7,7 @@ import type { CgroupSupport } from '../../sandbox/launcher/cgroup/support.js';
 import type { Logger } from '../core/logger.js';
 import type { PackageCache } from '../packages/cache/package-cache.js';
 import type { CancelListener } from './cancel-listener.js';
+import type { NodeMetrics } from './node-metrics.js';
 import type { CompiledNodeOptions } from './options.js';
 import type { InstanceReporter } from './parallel/instance-report.js';
 import type { SlotGate } from './slot-gate.js';
@@ -30,4 +31,6 @@ export interface ExecutionEnv {
   workunitsQueue: Queue<WorkunitBatchData>;
   /** Slots of all live nodes (at least 1), for sizing workunit batches and holding split back. */
   clusterSlots: () => Promise<number>;
+  /** This node's metrics (`tydra_run_duration_seconds`, …). */
+  metrics: NodeMetrics;
 }

@@ -26,6 +26,8 @@ import { installRuntime } from '../../sandbox/launcher/runtime-dir.js';
 import { QUIT_MS, settlesWithin, trigger } from '../core/bounded-close.js';
 import { NodeShutdownError, SandboxUnavailableError, TaskCancelledError } from '../core/errors.js';
 import type { Logger } from '../core/logger.js';
+import { tydraMetrics } from '../core/metrics.js';
+import { type MetricsServer, serveMetricsIfAsked } from '../core/metrics-server.js';
 import { unreachableFolder } from '../core/path-access.js';
 import { NodeRegistry } from '../cluster/node-registry.js';
 import { blobExists, PackageCache } from '../packages/cache/package-cache.js';
@@ -33,6 +35,7 @@ import { PackageStore } from '../packages/store.js';
 import { createRedis, logErrors, watchConnection } from '../redis/connection.js';
 import { dropConnections } from '../redis/force-disconnect.js';
 import { CancelListener } from './cancel-listener.js';
+import { type NodeMetrics, nodeMetrics } from './node-metrics.js';
 import { type CompiledNodeOptions, compileNodeOptions, type NodeOptions } from './options.js';
 import { processBatch } from './parallel/batch-processor.js';
 import { InstanceReporter } from './parallel/instance-report.js';
@@ -78,6 +81,10 @@ export class TydraNode {
   private readonly forced = trigger();
   private registered = false;
   private readonly startedAt = Date.now();
+  private readonly metrics: NodeMetrics;
+  private metricsServer: MetricsServer | undefined;
+  /** `http://host:port/metrics` once started with `metricsPort`. */
+  metricsUrl: string | undefined;
   state: NodeState = 'idle';
 
   constructor(options: NodeOptions = {}) {
@@ -94,12 +101,14 @@ export class TydraNode {
     logErrors(this.workunitsQueue, (error) => this.logger.warn({ err: error.message }, 'workunits queue error'));
     this.gate = new SlotGate(this.options.concurrency);
     this.reporter = new InstanceReporter(this.tasksQueue, this.redis);
+    this.metrics = nodeMetrics(tydraMetrics(this.options.metrics), this.id);
     this.cache = new PackageCache(
       this.options.cacheDir,
       new PackageStore(this.redis),
       this.options.limits,
       this.logger,
       this.options.cacheMaxBytes,
+      this.metrics.cache,
     );
   }
 
@@ -129,6 +138,8 @@ export class TydraNode {
   }
 
   private async startInternal(): Promise<void> {
+    this.metricsServer = await serveMetricsIfAsked(this.options, this.logger);
+    this.metricsUrl = this.metricsServer?.url;
     if (this.options.unsafeNoSandbox) {
       this.logger.warn(
         "UNSAFE: --unsafe-no-sandbox is set: task code runs WITHOUT bubblewrap, with this process's user, files and network. Never use this outside development.",
@@ -183,6 +194,7 @@ export class TydraNode {
       workunitsQueue: this.workunitsQueue,
       queueNamed: (name: string) => this.queueNamed(name),
       logger: this.logger,
+      metrics: this.metrics,
     };
     this.unitsWorker = new Worker<WorkunitBatchData>(WORKUNITS_QUEUE, (job) => processBatch(deps, job), {
       connection: this.redis,
@@ -276,6 +288,7 @@ export class TydraNode {
       reporter: this.reporter,
       workunitsQueue: this.workunitsQueue,
       clusterSlots: () => this.clusterSlots(),
+      metrics: this.metrics,
     };
   }
 
@@ -322,6 +335,7 @@ export class TydraNode {
         this.logger.warn({ err: error.message }, "could not remove the node's parent cgroup"),
       );
     }
+    await this.metricsServer?.close();
     for (const result of await worker) {
       if (result.status === 'rejected') {
         this.logger.warn({ err: String(result.reason) }, 'error while closing the node');

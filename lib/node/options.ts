@@ -15,6 +15,12 @@ import {
 } from '../core/limits.js';
 import type { Logger } from '../core/logger.js';
 import { silentLogger } from '../core/logger.js';
+import {
+  type CompiledMetricsOptions,
+  compileMetricsOptions,
+  type MetricsOptions,
+  metricsShape,
+} from '../core/metrics-options.js';
 import { type CommonOptions, DEFAULT_REDIS_URL, loggerSchema, positiveInt, redisUrlSchema } from '../core/options.js';
 import { parseOptions } from '../core/validate.js';
 import { NODE_DEFAULTS } from './defaults.js';
@@ -23,7 +29,7 @@ import { type CompiledPackageLimits, compilePackageLimits, type PackageLimits } 
 const nodeId = z.string().regex(/^[A-Za-z0-9][A-Za-z0-9_.-]{0,99}$/, 'letters, digits, `_`, `.` or `-`, at most 100');
 
 /** Options of a node ({@link TydraNode}). */
-export interface NodeOptions extends CommonOptions {
+export interface NodeOptions extends CommonOptions, MetricsOptions {
   /** Unique id of this node; its queue is `node.<id>`. @defaultValue `<hostname>-<pid>` */
   id?: string;
   /** TaskInstances (sandboxes) run at once. @defaultValue the number of CPUs */
@@ -73,7 +79,7 @@ export interface NodeOptions extends CommonOptions {
   /** Package limits enforced again at extraction. */
   limits?: PackageLimits;
 }
-export interface CompiledNodeOptions {
+export interface CompiledNodeOptions extends CompiledMetricsOptions {
   redisUrl: string;
   logger: Logger;
   id: string;
@@ -129,6 +135,7 @@ const nodeSchema = z.strictObject({
   lockDurationMs: positiveInt.min(1000).max(3_600_000).default(NODE_DEFAULTS.lockDurationMs),
   unsafeNoSandbox: z.boolean().default(NODE_DEFAULTS.unsafeNoSandbox),
   limits: z.record(z.string(), z.unknown()).optional(),
+  ...metricsShape,
 });
 
 export function compileNodeOptions(raw: NodeOptions = {}): CompiledNodeOptions {
@@ -149,6 +156,7 @@ export function compileNodeOptions(raw: NodeOptions = {}): CompiledNodeOptions {
   }
   return {
     ...parsed,
+    ...compileMetricsOptions(parsed),
     redisUrl: parsed.redis,
     logger: parsed.logger ?? silentLogger(),
     id: parsed.id ?? defaultNodeId(),

@@ -47,6 +47,7 @@ export async function executeNodeJob(env: ExecutionEnv, job: Job<NodeJobData>, t
     await job.updateData(withoutEnding(job.data));
   }
   const { signal, release } = env.cancels.track(job.id ?? '');
+  env.metrics.queueWait(job);
   try {
     return await execute(env, job, token, signal);
   } catch (error) {
@@ -173,7 +174,7 @@ async function runFromPackage(env: ExecutionEnv, run: PackageRun): Promise<unkno
     env.logger.warn({ instanceId: data.instanceId }, 'UNSAFE: running a task without a sandbox');
   }
   try {
-    const value = await env.gate.with(() =>
+    const run = () =>
       runTask({
         ...{ packageDir, task, input: data.input, instanceId: data.instanceId, attempt, limits, signal },
         ...{ bwrap: env.bwrap, prlimit: env.prlimit, cgroups: env.cgroups, runtimeDir: env.runtimeDir },
@@ -181,8 +182,10 @@ async function runFromPackage(env: ExecutionEnv, run: PackageRun): Promise<unkno
         ...(data.env !== undefined ? { env: data.env } : {}),
         onProgress: (value) => mirror.progress(value),
         onLog: (line) => mirror.log(line),
-      }),
-    );
+        onStarted: (seconds) => env.metrics.sandboxStarted(seconds, 'task'),
+      });
+    // Timed inside the slot: waiting for one is queueing, not running.
+    const value = await env.gate.with(() => env.metrics.timeRun(data, run, (error) => endingOf(error, signal).kind));
     checkTaskOutput(data.task, task, value, data.instanceId);
     return value;
   } catch (error) {

@@ -1,4 +1,5 @@
 /** Options of the dashboard ({@link Dashboard}): raw → compiled, validated once. */
+import { Registry } from 'prom-client';
 import { z } from 'zod';
 
 import { InvalidOptionError } from '../core/errors.js';
@@ -40,6 +41,12 @@ export interface DashboardOptions extends CommonOptions {
   insecureNoAuth?: boolean;
   /** How often the list of node queues is refreshed. @defaultValue 5,000 ms */
   refreshMs?: number;
+  /**
+   * The prom-client registry `GET /metrics` serves (with BullMQ's queue metrics appended); pass
+   * the one the roles of this process use to see theirs there (`tydra dev` does).
+   * @defaultValue a new registry of this instance's own (only `tydra_nodes_alive` then)
+   */
+  metrics?: Registry;
 }
 export interface CompiledDashboardOptions {
   redisUrl: string;
@@ -50,6 +57,7 @@ export interface CompiledDashboardOptions {
   users: Array<Required<DashboardUser>>;
   insecureNoAuth: boolean;
   refreshMs: number;
+  metrics: Registry;
 }
 
 export { DASHBOARD_DEFAULTS };
@@ -71,6 +79,7 @@ const dashboardSchema = z.strictObject({
   auth: z.union([userSchema, z.array(userSchema)]).optional(),
   insecureNoAuth: z.boolean().default(false),
   refreshMs: positiveInt.min(100).default(DASHBOARD_DEFAULTS.refreshMs),
+  metrics: z.custom<Registry>((value) => value instanceof Registry, 'a prom-client Registry').optional(),
 });
 
 /** Whether `host` only answers on this machine. */
@@ -103,5 +112,6 @@ export function compileDashboardOptions(raw: DashboardOptions = {}): CompiledDas
     users,
     insecureNoAuth: parsed.insecureNoAuth,
     refreshMs: parsed.refreshMs,
+    metrics: parsed.metrics ?? new Registry(),
   };
 }

@@ -14,6 +14,7 @@ import express from 'express';
 import type { Redis } from 'ioredis';
 
 import type { Logger } from '../core/logger.js';
+import { tydraMetrics } from '../core/metrics.js';
 import { NodeRegistry } from '../cluster/node-registry.js';
 import { boardAdapter, boardQueueNames } from './board-queues.js';
 import { adminOnly, authenticate, type DashboardLocals, loopbackHostsOnly, sameOrigin } from './dashboard-auth.js';
@@ -24,6 +25,7 @@ import {
   type DashboardRole,
 } from './dashboard-options.js';
 import { storedData } from './job-display.js';
+import { dashboardMetricsText } from './metrics-text.js';
 import { nodePauseHandler, QUEUE_PAUSE_PATH, QUEUE_RESUME_PATH } from './node-pause.js';
 import { RUN_PRUNE_NOW_PATH, runPruneNow } from './run-prune-now.js';
 import { MAINTENANCE_QUEUE } from '../../queues/maintenance.js';
@@ -70,6 +72,7 @@ export class Dashboard {
   private timer: NodeJS.Timeout | undefined;
   private readonly boards = new Map<DashboardRole, RoleBoard>();
   private closing: Promise<void> | undefined;
+  private unwatchNodes: (() => void) | undefined;
   /** The URL the dashboard answers on, once started. */
   url = '';
 
@@ -86,6 +89,10 @@ export class Dashboard {
     }
     await this.refresh();
     this.timer = setInterval(() => void this.refresh(), this.options.refreshMs);
+    const registry = this.options.metrics;
+    this.unwatchNodes = tydraMetrics(registry).watchAliveNodes(
+      async () => (await new NodeRegistry(this.redis).live()).length,
+    );
 
     const app = express();
     app.disable('x-powered-by');
@@ -94,6 +101,16 @@ export class Dashboard {
     }
     app.use(authenticate(this.options.users));
     app.use(sameOrigin());
+    // Behind the gate: read-only users may read it, nobody else.
+    app.get('/metrics', async (_req, res) => {
+      try {
+        const text = await dashboardMetricsText(registry, [...this.queues.values()]);
+        res.set('content-type', registry.contentType).send(text);
+      } catch (error) {
+        this.logger.warn({ err: (error as Error).message }, 'could not collect the metrics');
+        res.status(500).type('text/plain').send('could not collect the metrics\n');
+      }
+    });
     this.tydraRoutes(app);
     app.use((req, res: express.Response<unknown, DashboardLocals>, next) => {
       const board = this.boards.get(res.locals.role);
@@ -213,6 +230,7 @@ export class Dashboard {
 
   private async closeInternal(): Promise<void> {
     clearInterval(this.timer);
+    this.unwatchNodes?.();
     const graceful = this.closeGracefully();
     if (!(await settlesWithin(graceful, CLOSE_MS))) {
       this.logger.warn('the dashboard did not close in time (is Redis down?): force-closing its connections');

@@ -6,6 +6,8 @@ import { createHash } from 'node:crypto';
 import { mkdir } from 'node:fs/promises';
 import { join, resolve } from 'node:path';
 
+import { Registry } from 'prom-client';
+
 import { Dashboard } from './dashboard.js';
 import { DEV_CLUSTER_DEFAULTS } from './defaults.js';
 import { compileDashboardOptions, DASHBOARD_DEFAULTS, type DashboardUser } from './dashboard-options.js';
@@ -52,6 +54,8 @@ export interface DevCluster {
   master: Master;
   nodes: TydraNode[];
   dashboard: Dashboard;
+  /** The one prom-client registry of the master, the nodes and the dashboard: its `/metrics` shows them all. */
+  metrics: Registry;
   /**
    * Stops the nodes (each within its drain timeout plus 5 s), then the master (1 s drain) and the
    * dashboard, then the private redis-server, last. `force: true` force-closes
@@ -111,21 +115,22 @@ export async function startDevCluster(options: DevClusterOptions = {}): Promise<
     redisUrl = redisServer.url;
     logger.info({ url: redisUrl, dir: join(dataDir, 'redis') }, 'started a private redis-server');
   }
-  const master = new Master({ redis: redisUrl, logger, drainTimeoutMs: DEV_MASTER_DRAIN_MS });
+  // One registry for every role: the dashboard's `/metrics` shows them all.
+  const shared = { redis: redisUrl, logger, metrics: new Registry() };
+  const master = new Master({ ...shared, drainTimeoutMs: DEV_MASTER_DRAIN_MS });
   const cacheRoot = await devCacheRoot(dataDir, logger);
   const nodes = Array.from(
     { length: nodeCount },
     (_, index) =>
       new TydraNode({
-        redis: redisUrl,
-        logger,
+        ...shared,
         id: `dev-${index + 1}`,
         concurrency: options.nodeConcurrency ?? DEV_CLUSTER_DEFAULTS.nodeConcurrency,
         cacheDir: join(cacheRoot, `dev-${index + 1}`),
         unsafeNoSandbox: options.unsafeNoSandbox ?? false,
       }),
   );
-  const dashboard = new Dashboard({ redis: redisUrl, logger, ...dashboardOptions });
+  const dashboard = new Dashboard({ ...shared, ...dashboardOptions });
   let closing: Promise<void> | undefined;
   const close = (closeOptions: { force?: boolean } = {}): Promise<void> => {
     const force = closeOptions.force ?? false;
@@ -141,7 +146,7 @@ export async function startDevCluster(options: DevClusterOptions = {}): Promise<
     await master.start();
     await Promise.all(nodes.map((node) => node.start()));
     const dashboardUrl = await dashboard.start();
-    return { redisUrl, dashboardUrl, master, nodes, dashboard, close };
+    return { redisUrl, dashboardUrl, master, nodes, dashboard, metrics: shared.metrics, close };
   } catch (error) {
     await close();
     throw error;

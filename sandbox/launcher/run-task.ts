@@ -24,6 +24,8 @@ export type { TaskEntry } from './launch.js';
 export interface RunTaskOptions extends SandboxOptions {
   task: TaskEntry;
   input: unknown;
+  /** Called once the sandbox runs in its cgroup, with the seconds its launch took (for metrics). */
+  onStarted?: (seconds: number) => void;
 }
 
 /**
@@ -32,6 +34,7 @@ export interface RunTaskOptions extends SandboxOptions {
  * `signal`), `RunnerProtocolError`, or an `InfrastructureError` when the node could not sandbox it.
  */
 export async function runTask(options: RunTaskOptions): Promise<unknown> {
+  const launched = performance.now();
   const launch = await prepareLaunch(options, options.task);
   const sandbox = await startSandbox(options, launch, {
     timeoutMs: options.limits.timeoutMs,
@@ -39,6 +42,7 @@ export async function runTask(options: RunTaskOptions): Promise<unknown> {
     onProgress: options.onProgress,
     feed: (stdin) => feedSandbox(stdin, options),
   });
+  options.onStarted?.((performance.now() - launched) / 1000);
   return settle(outcome(await sandbox.ending));
 }
 

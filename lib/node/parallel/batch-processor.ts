@@ -38,6 +38,7 @@ import {
   type UnitRecord,
 } from '../../redis/parallel-commands.js';
 import type { CancelListener } from '../cancel-listener.js';
+import type { NodeMetrics } from '../node-metrics.js';
 import type { SlotGate } from '../slot-gate.js';
 import { type InstanceReporter, parallelProgress } from './instance-report.js';
 import type { InstanceWorkers, WorkerPool } from './worker-pool.js';
@@ -52,6 +53,7 @@ export interface BatchDeps {
   /** Queues of coordinators' node queues, to wake them. */
   queueNamed: (name: string) => Queue;
   logger: Logger;
+  metrics: NodeMetrics;
 }
 
 /** What running a batch's units gave: records to write, and units to try again. */
@@ -107,6 +109,7 @@ async function runUnits(
     // The package or task cannot be run here: every unit of the batch fails for good.
     const message = (error as Error).message;
     data.units.forEach((_unit, offset) => run.records.push({ index: data.first + offset, ok: false, message }));
+    data.units.forEach(() => deps.metrics.workunit(meta, 'failed'));
     return run;
   }
   // A batch run again after its node died counts as the units' next try.
@@ -127,6 +130,7 @@ async function runUnits(
     } else {
       run.records.push(ended);
     }
+    deps.metrics.workunit(meta, ended === 'retry' ? 'retried' : ended.ok ? 'ok' : 'failed');
   }
   return run;
 }

@@ -63,7 +63,8 @@ export class InstanceWorkers {
     try {
       this.started += 1;
       this.stats.sandboxes += 1;
-      return await startWorker({
+      const launched = performance.now();
+      const worker = await startWorker({
         entry: this.entry,
         packageDir: this.lease.dir,
         instanceId: this.instanceId,
@@ -73,6 +74,8 @@ export class InstanceWorkers {
         ...{ bwrap: this.env.bwrap, prlimit: this.env.prlimit, cgroups: this.env.cgroups },
         ...{ runtimeDir: this.env.runtimeDir, sandboxUser: this.env.options.sandboxUser },
       });
+      this.env.metrics.sandboxStarted((performance.now() - launched) / 1000, 'work');
+      return worker;
     } catch (error) {
       this.busy -= 1;
       throw error;

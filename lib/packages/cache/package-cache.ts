@@ -78,6 +78,14 @@ interface Entry {
   verified: boolean;
 }
 
+/** Told of what the cache does, for metrics (the node's `tydra_package_*` counters). */
+export interface CacheObserver {
+  /** A version was downloaded (`bytes` of tarball) and extracted in `seconds`. */
+  synced(bytes: number, seconds: number): void;
+  /** A lease was asked for: `hit` when the version was on disk, else it had to be downloaded. */
+  looked(hit: boolean): void;
+}
+
 export class PackageCache {
   /** Versions complete on disk, least recently used first: a use moves an entry to the end. */
   private readonly entries = new Map<string, Entry>();
@@ -102,6 +110,7 @@ export class PackageCache {
     private readonly logger: Logger,
     /** Bytes of extracted files kept before unused versions are evicted (`cacheMaxBytes`). */
     readonly maxBytes: number,
+    private readonly observer?: CacheObserver,
   ) {}
 
   /** Bytes of extracted files of every cached version, in use or not. */
@@ -153,6 +162,8 @@ export class PackageCache {
   async acquire(name: string, sha1: string): Promise<CacheLease> {
     checkVersion(name, sha1);
     const key = `${name}@${sha1}`;
+    // On disk (indexed, perhaps still being verified): a hit; anything else waits for a download.
+    this.observer?.looked(this.entries.has(key));
     for (;;) {
       const pending = this.inflight.get(key);
       if (pending !== undefined) {
@@ -321,6 +332,7 @@ export class PackageCache {
       leases: 0,
       verified: true,
     });
+    this.observer?.synced(bytes.length, (Date.now() - started) / 1000);
     this.logger.info(
       { package: key, bytes: bytes.length, unpackedBytes: marker.bytes, ms: Date.now() - started },
       'package synced into the cache',
