@@ -12,6 +12,7 @@ import { exitSoon } from './cli/common.js';
 import { registerClientCommands } from './commands/client.js';
 import { registerHistoryCommands } from './commands/history.js';
 import { registerScheduleCommands } from './commands/schedule.js';
+import { registerSecretCommands } from './commands/secret.js';
 import { registerRoles } from './commands/roles.js';
 
 const packageJson = JSON.parse(readFileSync(new URL('../../package.json', import.meta.url), 'utf8')) as {
@@ -28,6 +29,7 @@ registerRoles(program);
 registerClientCommands(program);
 registerHistoryCommands(program);
 registerScheduleCommands(program);
+registerSecretCommands(program);
 
 program.parseAsync().then(
   () => exitSoon(),

@@ -15,7 +15,7 @@ import { MASTER_DEFAULTS } from '../../lib/master/defaults.js';
 import { NODE_DEFAULTS } from '../../lib/node/defaults.js';
 import { DASHBOARD_DEFAULTS, DEV_CLUSTER_DEFAULTS } from '../../lib/ops/defaults.js';
 import { redactRedisUrl } from '../../lib/redis/url.js';
-import { env, onShutdown, redisOption, waitForever, withClient } from '../cli/common.js';
+import { env, onShutdown, redisOption, secretKeyOf, waitForever, withClient } from '../cli/common.js';
 import {
   DASHBOARD_AUTH_HELP,
   dashboardAuthFromEnv,
@@ -231,6 +231,7 @@ interface NodeFlags {
   lockDuration: number;
   sandboxUser?: { uid: number; gid: number };
   unsafeNoSandbox?: boolean;
+  secretKeyFile?: string;
   logFormat: string;
 }
 
@@ -282,6 +283,10 @@ function registerNode(program: Command): void {
     )
     .option('--sandbox-user <uid:gid>', 'host user the sandboxes run as (default when root: 65534:65534)', userValue)
     .option('--unsafe-no-sandbox', 'DEVELOPMENT ONLY: run tasks without bubblewrap (logged loudly)')
+    .option(
+      '--secret-key-file <file>',
+      'file holding the 32-byte secret key (base64 or hex) that opens task secrets (or env TYDRA_SECRET_KEY)',
+    )
     .addOption(logFormatOption())
     .action(runNode);
 }
@@ -302,6 +307,7 @@ async function runNode(flags: NodeFlags): Promise<void> {
       lockDurationMs: flags.lockDuration,
       sandboxUser: flags.sandboxUser,
       unsafeNoSandbox: flags.unsafeNoSandbox ?? false,
+      ...secretKeyOf(flags.secretKeyFile),
       logger: await roleLogger(flags),
     }),
   );

@@ -16,6 +16,7 @@ import {
 import type { Logger } from '../core/logger.js';
 import { silentLogger } from '../core/logger.js';
 import { type CommonOptions, DEFAULT_REDIS_URL, loggerSchema, positiveInt, redisUrlSchema } from '../core/options.js';
+import { loadSecretKey } from '../core/secret-box.js';
 import { parseOptions } from '../core/validate.js';
 import { NODE_DEFAULTS } from './defaults.js';
 import { type CompiledPackageLimits, compilePackageLimits, type PackageLimits } from '../packages/limits.js';
@@ -72,6 +73,14 @@ export interface NodeOptions extends CommonOptions {
   unsafeNoSandbox?: boolean;
   /** Package limits enforced again at extraction. */
   limits?: PackageLimits;
+  /**
+   * The secret key (32 bytes, base64 or hex) that opens stored secrets; the CLI reads
+   * `TYDRA_SECRET_KEY`. Without it the node refuses TaskInstances that need secrets. Never logged.
+   * @defaultValue none
+   */
+  secretKey?: string;
+  /** A file holding the secret key instead (`--secret-key-file`). @defaultValue none */
+  secretKeyFile?: string;
 }
 export interface CompiledNodeOptions {
   redisUrl: string;
@@ -90,6 +99,8 @@ export interface CompiledNodeOptions {
   lockDurationMs: number;
   unsafeNoSandbox: boolean;
   limits: CompiledPackageLimits;
+  /** The 32-byte secret key, when given. */
+  secretKey: Buffer | undefined;
 }
 
 export { NODE_DEFAULTS };
@@ -129,6 +140,8 @@ const nodeSchema = z.strictObject({
   lockDurationMs: positiveInt.min(1000).max(3_600_000).default(NODE_DEFAULTS.lockDurationMs),
   unsafeNoSandbox: z.boolean().default(NODE_DEFAULTS.unsafeNoSandbox),
   limits: z.record(z.string(), z.unknown()).optional(),
+  secretKey: z.string().optional(),
+  secretKeyFile: z.string().min(1).optional(),
 });
 
 export function compileNodeOptions(raw: NodeOptions = {}): CompiledNodeOptions {
@@ -147,8 +160,10 @@ export function compileNodeOptions(raw: NodeOptions = {}): CompiledNodeOptions {
       }
     }
   }
+  const { secretKey, secretKeyFile, ...rest } = parsed;
   return {
-    ...parsed,
+    ...rest,
+    secretKey: loadSecretKey({ secretKey, secretKeyFile }),
     redisUrl: parsed.redis,
     logger: parsed.logger ?? silentLogger(),
     id: parsed.id ?? defaultNodeId(),

@@ -9,6 +9,7 @@ import type { Job, Queue } from 'bullmq';
 
 import { MAX_RUN_LOG_LINES } from '../../queues/node.js';
 import { percentOf, type TaskProgress } from '../../queues/progress.js';
+import { maskSecrets } from '../core/secret-box.js';
 
 /**
  * Lines the TaskInstance's log keeps: one run's lines and its note, plus room for the lines the
@@ -19,6 +20,8 @@ const TASK_INSTANCE_KEEP_LOGS = MAX_RUN_LOG_LINES + 1 + 20;
 export class RedisMirror {
   private chain: Promise<unknown> = Promise.resolve();
   private lines = 0;
+  /** Secret values of the run: masked as `***` in every line before it is written. */
+  private secrets: readonly string[] = [];
 
   constructor(
     private readonly job: Job,
@@ -29,7 +32,31 @@ export class RedisMirror {
   log(line: string): void {
     this.lines += 1;
     if (this.lines <= MAX_RUN_LOG_LINES) {
-      this.enqueue(() => this.both(line));
+      const masked = maskSecrets(line, this.secrets);
+      this.enqueue(() => this.both(masked));
+    }
+  }
+
+  /** Masks these secret values in every later line and in `maskError`. */
+  mask(values: readonly string[]): void {
+    this.secrets = values;
+  }
+
+  /** Masks the secret values in an error's message and stacks, in place (the task chose their text). */
+  maskError(error: unknown): void {
+    if (this.secrets.length === 0 || !(error instanceof Error)) {
+      return;
+    }
+    const fields = error as unknown as Record<string, unknown>;
+    for (const field of ['message', 'stack', 'remoteStack']) {
+      const text = fields[field];
+      if (typeof text === 'string') {
+        Object.defineProperty(error, field, {
+          value: maskSecrets(text, this.secrets),
+          writable: true,
+          configurable: true,
+        });
+      }
     }
   }
 

@@ -24,6 +24,12 @@ export type { TaskEntry } from './launch.js';
 export interface RunTaskOptions extends SandboxOptions {
   task: TaskEntry;
   input: unknown;
+  /**
+   * Secret values by environment variable name, for a module task: sent in the runner's `start`
+   * message, which sets them in `process.env` before it imports the task. Never on the command
+   * line of bwrap or prlimit (any user of the host can read those). Ignored for a command.
+   */
+  secrets?: Readonly<Record<string, string>>;
 }
 
 /**
@@ -49,7 +55,8 @@ function feedSandbox(stdin: Writable, options: RunTaskOptions): () => void {
     return () => undefined;
   }
   const { instanceId, attempt, input } = options;
-  return startRunner(stdin, { instanceId, attempt, module: options.task.module, input }, options.signal);
+  const env = options.secrets !== undefined ? { env: { ...options.secrets } } : {};
+  return startRunner(stdin, { instanceId, attempt, module: options.task.module, input, ...env }, options.signal);
 }
 
 /** The result, or the error thrown. */
