@@ -89,6 +89,7 @@ async function runDev(flags: DevFlags): Promise<void> {
     insecureNoAuth: flags.insecureNoAuth ?? false,
     dataDir: flags.dataDir,
     unsafeNoSandbox: flags.unsafeNoSandbox ?? false,
+    ...secretKeyOf(undefined),
     logger: await roleLogger(flags),
   });
   // Nodes drain first, then the master: the bound is the sum of both drains plus the force margin.

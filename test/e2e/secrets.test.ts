@@ -1,6 +1,6 @@
 import assert from 'node:assert/strict';
 import { createHash, randomBytes, randomUUID } from 'node:crypto';
-import { writeFile } from 'node:fs/promises';
+import { readdir, readFile, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 
 import type { Redis } from 'ioredis';
@@ -8,7 +8,7 @@ import type { Redis } from 'ioredis';
 import type { Tydra } from '../../lib/client/client.js';
 import { InvalidOptionError, ManifestError, SecretKeyError, UnknownSecretError } from '../../lib/core/errors.js';
 import { openSecret } from '../../lib/core/secret-box.js';
-import { makePackage, redisUrl, startCluster, tempDir, testClient, testRedis } from '../helpers.js';
+import { makePackage, redisUrl, startCluster, tempDir, testClient, testRedis, waitFor } from '../helpers.js';
 import { tydra as cli } from '../bin/run-cli.js';
 
 const sha256 = (text: string): string => createHash('sha256').update(text).digest('hex');
@@ -22,6 +22,7 @@ async function deploySecretsPackage(client: Tydra): Promise<void> {
       tasks: {
         digest: { module: 'digest.mjs', secrets: ['DB_PASSWORD'] },
         leak: { module: 'leak.mjs', secrets: ['DB_PASSWORD'] },
+        hold: { module: 'hold.mjs', secrets: ['DB_PASSWORD'] },
         plain: { module: 'digest.mjs' },
         parts: { kind: 'sequence', steps: ['plain'] },
       },
@@ -30,6 +31,14 @@ async function deploySecretsPackage(client: Tydra): Promise<void> {
       "import { createHash } from 'node:crypto';",
       "const hash = (text) => (text === undefined ? null : createHash('sha256').update(text).digest('hex'));",
       'export default () => ({ db: hash(process.env.DB_PASSWORD), api: hash(process.env.API_TOKEN) });',
+      '',
+    ].join('\n'),
+    // Says whether it has its secret, then runs until cancelled.
+    'hold.mjs': [
+      'export default async (input, ctx) => {',
+      "  ctx.log(process.env.DB_PASSWORD ? 'ready' : 'missing');",
+      "  await new Promise((resolve) => ctx.signal.addEventListener('abort', resolve));",
+      '};',
       '',
     ].join('\n'),
     // Prints its secret on stdout, stderr and ctx.log, then fails with it in the message.
@@ -166,6 +175,28 @@ describe('secrets @integration', () => {
     for (const text of await everyRedisString(testRedis())) {
       assert.ok(!text.includes(value), 'a secret value is in Redis in clear');
     }
+  });
+
+  it('puts a secret on no command line nor launch environment of any process while its task runs', async () => {
+    await startCluster(1, { secretKey: key });
+    const client = testClient({ secretKey: key });
+    await deploySecretsPackage(client);
+    await client.setSecret('DB_PASSWORD', value);
+    const run = await client.submit('secretive/hold');
+    await waitFor('the task to hold its secret', async () => (await run.status()).logs.includes('ready') || undefined);
+    let scanned = 0;
+    for (const pid of await readdir('/proc')) {
+      for (const file of ['cmdline', 'environ']) {
+        const text = await readFile(`/proc/${pid}/${file}`, 'latin1').catch(() => undefined);
+        if (text !== undefined) {
+          scanned += 1;
+          assert.ok(!text.includes(value), `the secret is in /proc/${pid}/${file}`);
+        }
+      }
+    }
+    assert.ok(scanned > 2);
+    await client.cancel(run.id);
+    await assert.rejects(run.result(), { name: 'TaskCancelledError' });
   });
 
   it('masks a secret the task prints, in its logs and in its error', async () => {
