@@ -125,6 +125,22 @@ export function maskSecrets(text: string, values: readonly string[]): string {
   return masked;
 }
 
+/** A JSON value with the values masked in every string, keys included (`maskSecrets`). */
+export function maskSecretsIn(value: unknown, values: readonly string[]): unknown {
+  if (typeof value === 'string') {
+    return maskSecrets(value, values);
+  }
+  if (Array.isArray(value)) {
+    return value.map((item) => maskSecretsIn(item, values));
+  }
+  if (value !== null && typeof value === 'object') {
+    return Object.fromEntries(
+      Object.entries(value).map(([key, item]) => [maskSecrets(key, values), maskSecretsIn(item, values)]),
+    );
+  }
+  return value;
+}
+
 /**
  * `{ ENV_NAME: 'stored-name' }`: which stored secret each environment variable of a task gets.
  * Names only, never values: it is part of the job data.

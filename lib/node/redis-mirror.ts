@@ -9,7 +9,7 @@ import type { Job, Queue } from 'bullmq';
 
 import { MAX_RUN_LOG_LINES } from '../../queues/node.js';
 import { percentOf, type TaskProgress } from '../../queues/progress.js';
-import { maskSecrets } from '../core/secret-box.js';
+import { maskSecrets, maskSecretsIn } from '../core/secret-box.js';
 
 /**
  * Lines the TaskInstance's log keeps: one run's lines and its note, plus room for the lines the
@@ -42,6 +42,11 @@ export class RedisMirror {
     this.secrets = values;
   }
 
+  /** A JSON value (progress, result) with the secret values masked in its strings. */
+  maskValue<T>(value: T): T {
+    return this.secrets.length === 0 ? value : (maskSecretsIn(value, this.secrets) as T);
+  }
+
   /** Masks the secret values in an error's message and stacks, in place (the task chose their text). */
   maskError(error: unknown): void {
     if (this.secrets.length === 0 || !(error instanceof Error)) {
@@ -61,7 +66,8 @@ export class RedisMirror {
   }
 
   /** The task's own value on the node job; `{ percent, value }` on the TaskInstance (see `queues/progress.ts`). */
-  progress(value: number | Record<string, unknown>): void {
+  progress(reported: number | Record<string, unknown>): void {
+    const value = this.maskValue(reported);
     const progress: TaskProgress = { percent: percentOf(value), value };
     this.enqueue(() =>
       Promise.all([this.job.updateProgress(value), this.tasksQueue.updateJobProgress(this.instanceId, progress)]),

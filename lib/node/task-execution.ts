@@ -188,7 +188,8 @@ async function runFromPackage(env: ExecutionEnv, run: PackageRun): Promise<unkno
       }),
     );
     checkTaskOutput(data.task, task, value, data.instanceId);
-    return value;
+    // A secret is never stored in clear, not even in a result the task chose to return.
+    return mirror.maskValue(value);
   } catch (error) {
     mirror.maskError(error);
     env.logger.info({ instanceId: data.instanceId, reason: (error as Error).message }, 'task failed');

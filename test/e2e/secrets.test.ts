@@ -48,7 +48,8 @@ async function deploySecretsPackage(client: Tydra): Promise<void> {
       '  console.error(`stderr: ${process.env.DB_PASSWORD}`);',
       '  ctx.log(`ctx: ${process.env.DB_PASSWORD}!`);',
       "  if (input === 'throw') throw new Error(`bad password ${process.env.DB_PASSWORD}`);",
-      '  return null;',
+      '  ctx.progress({ note: `at ${process.env.DB_PASSWORD}` });',
+      '  return { echoed: [process.env.DB_PASSWORD], [process.env.DB_PASSWORD]: 1 };',
       '};',
       '',
     ].join('\n'),
@@ -199,14 +200,15 @@ describe('secrets @integration', () => {
     await assert.rejects(run.result(), { name: 'TaskCancelledError' });
   });
 
-  it('masks a secret the task prints, in its logs and in its error', async () => {
+  it('masks a secret the task prints, in its logs, error, progress and result', async () => {
     await startCluster(1, { secretKey: key });
     const client = testClient({ secretKey: key });
     await deploySecretsPackage(client);
     await client.setSecret('DB_PASSWORD', value);
     const run = await client.submit('secretive/leak');
-    await run.result();
-    const { logs } = await run.status();
+    assert.deepEqual(await run.result(), { echoed: ['***'], '***': 1 });
+    const { logs, progress } = await run.status();
+    assert.deepEqual(progress !== undefined && 'value' in progress ? progress.value : undefined, { note: 'at ***' });
     for (const line of ['[stdout] stdout: ***', '[stderr] stderr: ***', 'ctx: ***!']) {
       assert.ok(logs.includes(line), `${line} in ${JSON.stringify(logs)}`);
     }

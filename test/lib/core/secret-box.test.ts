@@ -7,6 +7,7 @@ import { SecretKeyError, SecretUnavailableError } from '../../../lib/core/errors
 import {
   loadSecretKey,
   maskSecrets,
+  maskSecretsIn,
   openSecret,
   parseSecretKey,
   sealSecret,
@@ -62,6 +63,9 @@ describe('secret box', () => {
 
   it('masks every value, the longest first', () => {
     assert.equal(maskSecrets('pw=abc and abcdef', ['abc', 'abcdef', '']), 'pw=*** and ***');
+    assert.deepEqual(maskSecretsIn({ abc: ['x abc', 1, null, { k: 'abc' }] }, ['abc']), {
+      '***': ['x ***', 1, null, { k: '***' }],
+    });
   });
 
   it('maps declared names to themselves, under the submission', () => {
