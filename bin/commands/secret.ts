@@ -24,6 +24,9 @@ export function registerSecretCommands(program: Command): void {
     .option('--from-file <path>', 'read the value from this file instead of stdin')
     .option('--secret-key-file <file>', 'file holding the 32-byte secret key (base64 or hex; or env TYDRA_SECRET_KEY)')
     .action(async (name: string, flags: SetFlags) => {
+      if (flags.fromFile === undefined && process.stdin.isTTY) {
+        process.stderr.write(`tydra: reading the value of ${name} from stdin; end it with Enter and Ctrl-D\n`);
+      }
       const value = await readValue(flags.fromFile);
       await withClient(flags, async (tydra) => {
         await tydra.setSecret(name, value);
