@@ -14,6 +14,7 @@ import { registerHistoryCommands } from './commands/history.js';
 import { registerScheduleCommands } from './commands/schedule.js';
 import { registerLogs } from './commands/logs.js';
 import { registerNodeControl } from './commands/node-control.js';
+import { registerSecretCommands } from './commands/secret.js';
 import { registerRoles } from './commands/roles.js';
 
 const packageJson = JSON.parse(readFileSync(new URL('../../package.json', import.meta.url), 'utf8')) as {
@@ -32,6 +33,7 @@ registerClientCommands(program);
 registerHistoryCommands(program);
 registerScheduleCommands(program);
 registerLogs(program);
+registerSecretCommands(program);
 
 program.parseAsync().then(
   () => exitSoon(),

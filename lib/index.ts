@@ -77,6 +77,9 @@ export {
   SubmitNotReplicatedError,
   RunnerProtocolError,
   SandboxUnavailableError,
+  SecretKeyError,
+  SecretUnavailableError,
+  UnknownSecretError,
   TaskFailedError,
   TaskUnrecoverableError,
   TaskNotFoundError,
@@ -88,6 +91,7 @@ export {
 export type { TaskEnding } from '../queues/task-ending.js';
 export type { TaskProgress, WorkunitCounts } from '../queues/progress.js';
 export type { ScheduleInfo, ScheduleSpec } from './client/schedules.js';
+export type { SecretInfo } from './client/secrets.js';
 
 // ---- deprecated below this line ----
 /** @deprecated A task may throw this very message: use `instanceof TaskCancelledError` or the `cancelled` state. */

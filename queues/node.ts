@@ -36,6 +36,7 @@ export const nodeJobSchema = taskInstanceSchema
     kind: true,
     maxFailedWorkunits: true,
     env: true,
+    secrets: true,
   })
   .partial({ attempts: true })
   .extend({

@@ -10,6 +10,7 @@ import type { DefaultJobOptions } from 'bullmq';
 import { z } from 'zod';
 
 import { type TaskLimits, taskLimitsSchema } from '../lib/core/limits.js';
+import { type SecretMapping, secretMappingSchema } from '../lib/core/secret-box.js';
 import { type TaskEnv, taskEnvSchema } from '../lib/core/task-env.js';
 import { type TaskEnding, taskEndingSchema } from './task-ending.js';
 
@@ -57,6 +58,11 @@ export interface TaskInstanceData {
   backoff?: TaskBackoff;
   /** Environment variables set in this TaskInstance's sandbox only (see `lib/core/task-env.ts`). */
   env?: TaskEnv;
+  /**
+   * Environment variable → stored secret name (`lib/core/secret-box.ts`), given to the sandbox
+   * by the node. Names only: a value is never in job data.
+   */
+  secrets?: SecretMapping;
   /** The idempotency key of the submission, if any (scoped by package and task). */
   key?: string;
   /** A re-run (`Tydra.rerun`, `tydra rerun`): the id of the TaskInstance it re-runs. */
@@ -125,6 +131,7 @@ export const taskInstanceSchema = z.object({
   runAt: z.number().optional(),
   backoff: taskBackoffSchema.optional(),
   env: taskEnvSchema.optional(),
+  secrets: secretMappingSchema.optional(),
   key: z.string().optional(),
   rerunOf: z.string().min(1).optional(),
   run: z.number().int().min(0).optional(),

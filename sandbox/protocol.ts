@@ -47,6 +47,11 @@ export type NodeMessage =
       mode?: RunnerMode;
       /** reduce only: the units that failed for good (their results are `null`). */
       failures?: UnitFailure[];
+      /**
+       * Secret values by name, set in `process.env` before the task module is imported: they
+       * travel on stdin, never on a command line.
+       */
+      env?: Record<string, string>;
     }
   | { type: 'cancel'; reason: string }
   | { type: 'credit'; count: number }

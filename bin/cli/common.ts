@@ -22,6 +22,8 @@ export interface ClientFlags {
   connectTimeout: number;
   /** `tydra run --durable-submit`. */
   durableSubmit?: boolean;
+  /** `tydra secret set --secret-key-file`. */
+  secretKeyFile?: string;
 }
 
 /** `--redis`: the password may come from TYDRA_REDIS_PASSWORD instead of the URL (the command line is public). */
@@ -44,12 +46,21 @@ export async function withClient(flags: ClientFlags, fn: (tydra: Tydra) => Promi
     redis: flags.redis,
     connectTimeoutMs: flags.connectTimeout,
     ...(flags.durableSubmit === true ? { durableSubmit: true } : {}),
+    ...secretKeyOf(flags.secretKeyFile),
   });
   try {
     await fn(tydra);
   } finally {
     await tydra.close();
   }
+}
+
+/** The secret key options: the file given, else `TYDRA_SECRET_KEY`, else none (only setting secrets and nodes need one). */
+export function secretKeyOf(file: string | undefined): { secretKey?: string; secretKeyFile?: string } {
+  if (file !== undefined) {
+    return { secretKeyFile: file };
+  }
+  return env.secretKey !== undefined ? { secretKey: env.secretKey } : {};
 }
 
 export function waitForever(): Promise<never> {

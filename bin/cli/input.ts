@@ -22,7 +22,7 @@ export async function readInput(flags: { input?: string; inputFile?: string }): 
   }
 }
 
-function decodeUtf8(bytes: Uint8Array, what: string): string {
+export function decodeUtf8(bytes: Uint8Array, what: string): string {
   try {
     return new TextDecoder('utf-8', { fatal: true }).decode(bytes);
   } catch {

@@ -79,6 +79,7 @@ interface RunFlags {
   key?: string;
   backoff?: { type: 'exponential' | 'fixed'; delayMs: number };
   env: Record<string, string>;
+  secret: Record<string, string>;
 }
 
 function registerRun(program: Command): void {
@@ -117,6 +118,12 @@ function registerRun(program: Command): void {
       collectEnv,
       {},
     )
+    .option(
+      '--secret <NAME=STORED>',
+      'environment variable NAME gets stored secret STORED (`tydra secret set`), repeatable',
+      collectEnv,
+      {},
+    )
     .action(async (ref: string, flags: Flags<RunFlags>) => {
       const input = await readInput(flags);
       await withClient(flags, async (tydra) => {
@@ -144,6 +151,7 @@ function submitOptionsOf(flags: RunFlags): SubmitOptions {
     key: flags.key,
     backoff: flags.backoff,
     env: Object.keys(flags.env).length > 0 ? flags.env : undefined,
+    secrets: Object.keys(flags.secret).length > 0 ? flags.secret : undefined,
   });
 }
 

@@ -15,7 +15,7 @@ import { MASTER_DEFAULTS } from '../../lib/master/defaults.js';
 import { NODE_DEFAULTS } from '../../lib/node/defaults.js';
 import { DASHBOARD_DEFAULTS, DEV_CLUSTER_DEFAULTS } from '../../lib/ops/defaults.js';
 import { redactRedisUrl } from '../../lib/redis/url.js';
-import { env, onShutdown, redisOption, waitForever, withClient } from '../cli/common.js';
+import { env, onShutdown, redisOption, secretKeyOf, waitForever, withClient } from '../cli/common.js';
 import {
   DASHBOARD_AUTH_HELP,
   dashboardAuthFromEnv,
@@ -99,6 +99,7 @@ async function runDev(flags: DevFlags): Promise<void> {
     insecureNoAuth: flags.insecureNoAuth ?? false,
     dataDir: flags.dataDir,
     unsafeNoSandbox: flags.unsafeNoSandbox ?? false,
+    ...secretKeyOf(undefined),
     logger: await roleLogger(flags),
   });
   // Nodes drain first, then the master: the bound is the sum of both drains plus the force margin.
@@ -244,6 +245,7 @@ interface NodeFlags {
   lockDuration: number;
   sandboxUser?: { uid: number; gid: number };
   unsafeNoSandbox?: boolean;
+  secretKeyFile?: string;
   logFormat: string;
   metricsPort?: number;
   metricsHost: string;
@@ -297,6 +299,10 @@ function registerNode(program: Command): void {
     )
     .option('--sandbox-user <uid:gid>', 'host user the sandboxes run as (default when root: 65534:65534)', userValue)
     .option('--unsafe-no-sandbox', 'DEVELOPMENT ONLY: run tasks without bubblewrap (logged loudly)')
+    .option(
+      '--secret-key-file <file>',
+      'file holding the 32-byte secret key (base64 or hex) that opens task secrets (or env TYDRA_SECRET_KEY)',
+    )
     .addOption(logFormatOption());
   withMetricsOptions(command, d.metricsHost).action(runNode);
 }
@@ -319,6 +325,7 @@ async function runNode(flags: NodeFlags): Promise<void> {
       unsafeNoSandbox: flags.unsafeNoSandbox ?? false,
       metricsPort: flags.metricsPort,
       metricsHost: flags.metricsHost,
+      ...secretKeyOf(flags.secretKeyFile),
       logger: await roleLogger(flags),
     }),
   );

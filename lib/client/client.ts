@@ -53,6 +53,7 @@ import {
   type ScheduleInfo,
   type ScheduleSpec,
 } from './schedules.js';
+import { listSecrets, removeSecret, type SecretInfo, setSecret, submissionSecrets } from './secrets.js';
 import { submitHooksOf } from './submit-hooks.js';
 import { TaskRun } from './task-run.js';
 import { retentionJobOptions } from './retention.js';
@@ -75,7 +76,7 @@ function kindData(
   options: CheckedSubmitOptions,
 ): Pick<TaskInstanceData, 'kind' | 'attempts' | 'maxFailedWorkunits'> {
   const kind = taskKind(spec);
-  for (const name of ['backoff', 'env'] as const) {
+  for (const name of ['backoff', 'env', 'secrets'] as const) {
     if (kind !== 'simple' && options[name] !== undefined) {
       // A parallel task's workunits run on every node and are retried at once; a sequence's
       // steps are TaskInstances of their own.
@@ -183,6 +184,8 @@ export class Tydra {
     // The input as the task will get it (after JSON), checked before anything is written.
     const jsonInput = JSON.parse(inputJson) as unknown;
     checkTaskInput(parsed.task, spec, jsonInput);
+    const secrets = spec.kind === undefined || spec.kind === 'simple' ? spec : {};
+    const mapping = await submissionSecrets(this.redis, parsed.task, secrets, checked.secrets);
     const id = randomUUID();
     const now = Date.now();
     const pinned = formatTaskRef(version.name, version.sha1, parsed.task);
@@ -197,6 +200,7 @@ export class Tydra {
       ...(checked.limits !== undefined ? { limits: checked.limits } : {}),
       ...(checked.retryOnLimit ? { retryOnLimit: true } : {}),
       ...scheduleData(checked, runAtOf(checked, now)),
+      ...(mapping !== undefined ? { secrets: mapping } : {}),
       ...extra,
     };
     const scope = checked.key === undefined ? undefined : { pkg: version.name, task: parsed.task, key: checked.key };
@@ -309,6 +313,26 @@ export class Tydra {
   /** Removes schedule `name` (false when there was none); the TaskInstances it made stay. */
   async removeSchedule(name: string): Promise<boolean> {
     return removeSchedule(this.scheduleContext(), name);
+  }
+
+  /**
+   * Seals `value` with the client's `secretKey` and stores it as secret `name` (replacing it).
+   * Names match `^[A-Z][A-Z0-9_]{0,63}$`; values are 1 byte to 64 KiB. Only the sealed value
+   * reaches Redis.
+   */
+  async setSecret(name: string, value: string): Promise<void> {
+    await setSecret(this.redis, this.options.secretKey, name, value);
+    this.logger.info({ secret: name }, 'secret set');
+  }
+
+  /** Every stored secret: its name and when it was set (never its value). Needs no key. */
+  async listSecrets(): Promise<SecretInfo[]> {
+    return listSecrets(this.redis);
+  }
+
+  /** Removes secret `name` (false when there was none). Needs no key. */
+  async removeSecret(name: string): Promise<boolean> {
+    return removeSecret(this.redis, name);
   }
 
   private scheduleContext(): ScheduleContext {

@@ -4,6 +4,7 @@ import { z } from 'zod';
 import type { Logger } from '../core/logger.js';
 import { silentLogger } from '../core/logger.js';
 import { type CommonOptions, loggerSchema, positiveInt, redisUrlSchema } from '../core/options.js';
+import { loadSecretKey } from '../core/secret-box.js';
 import { parseOptions } from '../core/validate.js';
 import { CLIENT_DEFAULTS } from './defaults.js';
 import { type CompiledPackageLimits, compilePackageLimits, type PackageLimits } from '../packages/limits.js';
@@ -55,6 +56,13 @@ export interface TydraOptions extends CommonOptions {
   keepCompleted?: KeepFinished;
   /** The same for failed (and cancelled) TaskInstances. @defaultValue `{ ageMs: 7 days }` */
   keepFailed?: KeepFinished;
+  /**
+   * The secret key (32 bytes, base64 or hex) that seals what `setSecret` stores; the CLI reads
+   * `TYDRA_SECRET_KEY`. Needed only to set secrets. Never logged. @defaultValue none
+   */
+  secretKey?: string;
+  /** A file holding the secret key instead (`--secret-key-file`). @defaultValue none */
+  secretKeyFile?: string;
 }
 export interface CompiledTydraOptions {
   redisUrl: string;
@@ -67,6 +75,8 @@ export interface CompiledTydraOptions {
   idempotencyWindowMs: number;
   keepCompleted: KeepFinished;
   keepFailed: KeepFinished;
+  /** The 32-byte secret key, when given. */
+  secretKey: Buffer | undefined;
 }
 
 const durableSubmitSchema = z.union([
@@ -85,6 +95,8 @@ export const tydraOptionsSchema = z.strictObject({
   idempotencyWindowMs: positiveInt.max(365 * 24 * 3600 * 1000).default(CLIENT_DEFAULTS.idempotencyWindowMs),
   keepCompleted: keepFinishedSchema.default(CLIENT_DEFAULTS.keepCompleted),
   keepFailed: keepFinishedSchema.default(CLIENT_DEFAULTS.keepFailed),
+  secretKey: z.string().optional(),
+  secretKeyFile: z.string().min(1).optional(),
 });
 
 export function compileTydraOptions(raw: TydraOptions = {}): CompiledTydraOptions {
@@ -103,5 +115,6 @@ export function compileTydraOptions(raw: TydraOptions = {}): CompiledTydraOption
     idempotencyWindowMs: parsed.idempotencyWindowMs,
     keepCompleted: parsed.keepCompleted,
     keepFailed: parsed.keepFailed,
+    secretKey: loadSecretKey({ secretKey: parsed.secretKey, secretKeyFile: parsed.secretKeyFile }),
   };
 }

@@ -35,6 +35,7 @@ export function rerunSubmission(
     ...(data.priority !== undefined ? { priority: data.priority } : {}),
     ...(data.backoff !== undefined ? { backoff: data.backoff } : {}),
     ...(data.env !== undefined ? { env: data.env } : {}),
+    ...(data.secrets !== undefined ? { secrets: data.secrets } : {}),
   };
   return { ref, input: data.input, options: submit };
 }

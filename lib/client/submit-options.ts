@@ -8,6 +8,7 @@ import { z } from 'zod';
 import { MAX_PRIORITY, taskBackoffSchema, type TaskInstanceData } from '../../queues/tasks.js';
 import { InvalidOptionError } from '../core/errors.js';
 import { taskLimitsSchema } from '../core/limits.js';
+import { secretMappingSchema } from '../core/secret-box.js';
 import { isReservedEnvName, taskEnvSchema } from '../core/task-env.js';
 import { parseOptions } from '../core/validate.js';
 import type { SubmitOptions } from './types.js';
@@ -41,6 +42,7 @@ export const submitOptionsSchema = z.strictObject({
     .optional(),
   backoff: taskBackoffSchema.optional(),
   env: z.record(z.string(), z.unknown()).optional(),
+  secrets: secretMappingSchema.optional(),
 });
 export type CheckedSubmitOptions = z.output<typeof submitOptionsSchema>;
 

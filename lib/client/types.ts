@@ -53,6 +53,13 @@ export interface SubmitOptions {
    * all. They are stored in the job data: not for secrets.
    */
   env?: Record<string, string>;
+  /**
+   * Secrets of this TaskInstance: environment variable name → stored secret name (`setSecret`),
+   * over the task's declared `secrets` (each mapped to the stored secret of its own name). Every
+   * stored name must exist, or the submit fails naming it. Only the names go into the job data;
+   * the node decrypts the values and the task sees them in `process.env`. Simple module tasks only.
+   */
+  secrets?: Record<string, string>;
 }
 
 /** Where a TaskInstance is in its life. */

@@ -30,6 +30,8 @@ export interface EnvConfig {
   dashboardReadOnlyPasswordFile: string | undefined;
   /** `TYDRA_LOG_FORMAT`: `auto` (readable on a terminal, JSON otherwise), `pretty` or `json`. */
   logFormat: string | undefined;
+  /** `TYDRA_SECRET_KEY`: the 32-byte secret key (base64 or hex) of clients setting secrets and of nodes. Never logged. */
+  secretKey: string | undefined;
 }
 
 export function readEnvConfig(env: NodeJS.ProcessEnv = process.env): EnvConfig {
@@ -44,5 +46,6 @@ export function readEnvConfig(env: NodeJS.ProcessEnv = process.env): EnvConfig {
     dashboardReadOnlyPassword: env.TYDRA_DASHBOARD_READONLY_PASSWORD || undefined,
     dashboardReadOnlyPasswordFile: env.TYDRA_DASHBOARD_READONLY_PASSWORD_FILE || undefined,
     logFormat: env.TYDRA_LOG_FORMAT || undefined,
+    secretKey: env.TYDRA_SECRET_KEY || undefined,
   };
 }

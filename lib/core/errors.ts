@@ -266,3 +266,25 @@ export function describe(value: unknown): string {
   }
   return `\`${text}\` (${value === null ? 'null' : Array.isArray(value) ? 'array' : typeof value})`;
 }
+
+/**
+ * A secret key (`TYDRA_SECRET_KEY`, `--secret-key-file`, the `secretKey` options) is not 32
+ * bytes in base64 or hex, or its file cannot be read. The message never holds the key.
+ */
+export class SecretKeyError extends InvalidOptionError {}
+
+/** A submit names a secret that is not stored (`secret` names it), or a secret name is invalid. */
+export class UnknownSecretError extends TydraError {
+  constructor(
+    message: string,
+    readonly secret: string,
+  ) {
+    super(message);
+  }
+}
+
+/**
+ * A node cannot give a TaskInstance its secrets: it has no secret key, a secret is gone, or it
+ * does not decrypt with the node's key. The TaskInstance is rejected, not retried.
+ */
+export class SecretUnavailableError extends TydraError {}

@@ -29,7 +29,9 @@ export function parseOptions<S extends z.ZodType>(
   );
   const subject = path ? `the \`${path}\` ${what}` : `the ${what}`;
   // A Redis URL or a password may hold a secret: say what was wrong, never echo the value.
-  const secret = issue.path.some((key) => key === 'redis' || key === 'password' || key === 'auth');
+  const secret = issue.path.some(
+    (key) => key === 'redis' || key === 'password' || key === 'auth' || key === 'secretKey',
+  );
   const got =
     issue.code === 'unrecognized_keys'
       ? `unknown key(s) ${issue.keys.map((k) => `\`${k}\``).join(', ')}`

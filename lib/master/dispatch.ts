@@ -131,6 +131,7 @@ async function addNodeJob(queue: Queue<NodeJobData>, job: TaskInstanceJob): Prom
       ...(parallel ? { kind: data.kind, attempts: data.attempts } : {}),
       ...(data.maxFailedWorkunits !== undefined ? { maxFailedWorkunits: data.maxFailedWorkunits } : {}),
       ...(data.env !== undefined ? { env: data.env } : {}),
+      ...(data.secrets !== undefined ? { secrets: data.secrets } : {}),
     },
     {
       ...NODE_JOB_OPTIONS,

@@ -22,6 +22,7 @@ import {
   metricsShape,
 } from '../core/metrics-options.js';
 import { type CommonOptions, DEFAULT_REDIS_URL, loggerSchema, positiveInt, redisUrlSchema } from '../core/options.js';
+import { loadSecretKey } from '../core/secret-box.js';
 import { parseOptions } from '../core/validate.js';
 import { NODE_DEFAULTS } from './defaults.js';
 import { type CompiledPackageLimits, compilePackageLimits, type PackageLimits } from '../packages/limits.js';
@@ -78,6 +79,14 @@ export interface NodeOptions extends CommonOptions, MetricsOptions {
   unsafeNoSandbox?: boolean;
   /** Package limits enforced again at extraction. */
   limits?: PackageLimits;
+  /**
+   * The secret key (32 bytes, base64 or hex) that opens stored secrets; the CLI reads
+   * `TYDRA_SECRET_KEY`. Without it the node refuses TaskInstances that need secrets. Never logged.
+   * @defaultValue none
+   */
+  secretKey?: string;
+  /** A file holding the secret key instead (`--secret-key-file`). @defaultValue none */
+  secretKeyFile?: string;
 }
 export interface CompiledNodeOptions extends CompiledMetricsOptions {
   redisUrl: string;
@@ -96,6 +105,8 @@ export interface CompiledNodeOptions extends CompiledMetricsOptions {
   lockDurationMs: number;
   unsafeNoSandbox: boolean;
   limits: CompiledPackageLimits;
+  /** The 32-byte secret key, when given. */
+  secretKey: Buffer | undefined;
 }
 
 export { NODE_DEFAULTS };
@@ -136,6 +147,8 @@ const nodeSchema = z.strictObject({
   unsafeNoSandbox: z.boolean().default(NODE_DEFAULTS.unsafeNoSandbox),
   limits: z.record(z.string(), z.unknown()).optional(),
   ...metricsShape,
+  secretKey: z.string().optional(),
+  secretKeyFile: z.string().min(1).optional(),
 });
 
 export function compileNodeOptions(raw: NodeOptions = {}): CompiledNodeOptions {
@@ -154,9 +167,11 @@ export function compileNodeOptions(raw: NodeOptions = {}): CompiledNodeOptions {
       }
     }
   }
+  const { secretKey, secretKeyFile, ...rest } = parsed;
   return {
-    ...parsed,
+    ...rest,
     ...compileMetricsOptions(parsed),
+    secretKey: loadSecretKey({ secretKey, secretKeyFile }),
     redisUrl: parsed.redis,
     logger: parsed.logger ?? silentLogger(),
     id: parsed.id ?? defaultNodeId(),

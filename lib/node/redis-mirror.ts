@@ -9,6 +9,7 @@ import type { Job, Queue } from 'bullmq';
 
 import { MAX_RUN_LOG_LINES } from '../../queues/node.js';
 import { percentOf, type TaskProgress } from '../../queues/progress.js';
+import { maskSecrets, maskSecretsIn } from '../core/secret-box.js';
 
 /**
  * Lines the TaskInstance's log keeps: one run's lines and its note, plus room for the lines the
@@ -19,6 +20,8 @@ const TASK_INSTANCE_KEEP_LOGS = MAX_RUN_LOG_LINES + 1 + 20;
 export class RedisMirror {
   private chain: Promise<unknown> = Promise.resolve();
   private lines = 0;
+  /** Secret values of the run: masked as `***` in every line before it is written. */
+  private secrets: readonly string[] = [];
 
   constructor(
     private readonly job: Job,
@@ -29,12 +32,42 @@ export class RedisMirror {
   log(line: string): void {
     this.lines += 1;
     if (this.lines <= MAX_RUN_LOG_LINES) {
-      this.enqueue(() => this.both(line));
+      const masked = maskSecrets(line, this.secrets);
+      this.enqueue(() => this.both(masked));
+    }
+  }
+
+  /** Masks these secret values in every later line and in `maskError`. */
+  mask(values: readonly string[]): void {
+    this.secrets = values;
+  }
+
+  /** A JSON value (progress, result) with the secret values masked in its strings. */
+  maskValue<T>(value: T): T {
+    return this.secrets.length === 0 ? value : (maskSecretsIn(value, this.secrets) as T);
+  }
+
+  /** Masks the secret values in an error's message and stacks, in place (the task chose their text). */
+  maskError(error: unknown): void {
+    if (this.secrets.length === 0 || !(error instanceof Error)) {
+      return;
+    }
+    const fields = error as unknown as Record<string, unknown>;
+    for (const field of ['message', 'stack', 'remoteStack']) {
+      const text = fields[field];
+      if (typeof text === 'string') {
+        Object.defineProperty(error, field, {
+          value: maskSecrets(text, this.secrets),
+          writable: true,
+          configurable: true,
+        });
+      }
     }
   }
 
   /** The task's own value on the node job; `{ percent, value }` on the TaskInstance (see `queues/progress.ts`). */
-  progress(value: number | Record<string, unknown>): void {
+  progress(reported: number | Record<string, unknown>): void {
+    const value = this.maskValue(reported);
     const progress: TaskProgress = { percent: percentOf(value), value };
     this.enqueue(() =>
       Promise.all([this.job.updateProgress(value), this.tasksQueue.updateJobProgress(this.instanceId, progress)]),

@@ -18,6 +18,7 @@ import {
   LimitExceededError,
   NodeShutdownError,
   PackageRejectedError,
+  SecretUnavailableError,
   TaskCancelledError,
   TaskFailedError,
   TaskTimeoutError,
@@ -25,11 +26,12 @@ import {
   UnknownTaskError,
 } from '../core/errors.js';
 import { describeLimit, resolveLimits } from '../core/limits.js';
-import { MANIFEST_FILE, parseManifest, taskKind } from '../packages/manifest.js';
+import { MANIFEST_FILE, parseManifest, type SimpleTaskSpec, taskKind } from '../packages/manifest.js';
 import { checkTaskOutput } from '../packages/task-schemas.js';
 import { coordinate, endUnits } from './parallel/coordinator.js';
 import type { ExecutionEnv } from './execution-env.js';
 import { RedisMirror } from './redis-mirror.js';
+import { openTaskSecrets } from './task-secrets.js';
 
 /** Sandbox set-up failures a TaskInstance may meet on one node before it fails for good. */
 const MAX_INFRA_FAILURES = 3;
@@ -166,6 +168,7 @@ async function runFromPackage(env: ExecutionEnv, run: PackageRun): Promise<unkno
   if (task.kind === 'parallel') {
     return coordinate({ env, job, token, data, task, packageDir, limits, mirror, signal });
   }
+  const secrets = await secretsOf(env, data, task, mirror);
   const attempt = job.attemptsMade + 1;
   mirror.log(
     `running ${data.ref} on node ${env.nodeId} (attempt ${attempt}, timeout ${limits.timeoutMs} ms${env.bwrap ? '' : ', UNSANDBOXED'})`,
@@ -180,6 +183,7 @@ async function runFromPackage(env: ExecutionEnv, run: PackageRun): Promise<unkno
         ...{ bwrap: env.bwrap, prlimit: env.prlimit, cgroups: env.cgroups, runtimeDir: env.runtimeDir },
         sandboxUser: env.options.sandboxUser,
         ...(data.env !== undefined ? { env: data.env } : {}),
+        ...(Object.keys(secrets).length > 0 ? { secrets } : {}),
         onProgress: (value) => mirror.progress(value),
         onLog: (line) => mirror.log(line),
         onStarted: (seconds) => env.metrics.sandboxStarted(seconds, 'task'),
@@ -187,11 +191,33 @@ async function runFromPackage(env: ExecutionEnv, run: PackageRun): Promise<unkno
     // Timed inside the slot: waiting for one is queueing, not running.
     const value = await env.gate.with(() => env.metrics.timeRun(data, run, (error) => endingOf(error, signal).kind));
     checkTaskOutput(data.task, task, value, data.instanceId);
-    return value;
+    // A secret is never stored in clear, not even in a result the task chose to return.
+    return mirror.maskValue(value);
   } catch (error) {
+    mirror.maskError(error);
     env.logger.info({ instanceId: data.instanceId, reason: (error as Error).message }, 'task failed');
     throw error;
   }
+}
+
+/**
+ * The secret values of a simple task's run, opened before its sandbox starts; from here on the
+ * mirror masks them in every log line and error.
+ */
+async function secretsOf(
+  env: ExecutionEnv,
+  data: NodeJobData,
+  task: SimpleTaskSpec,
+  mirror: RedisMirror,
+): Promise<Record<string, string>> {
+  const secrets = await openTaskSecrets(env.redis, env.options.secretKey, env.nodeId, task.secrets, data.secrets);
+  if (Object.keys(secrets).length > 0 && task.module === undefined) {
+    throw new SecretUnavailableError(
+      `Expected task ${data.task} to have a \`module\` to receive secrets, got a command`,
+    );
+  }
+  mirror.mask(Object.values(secrets));
+  return secrets;
 }
 
 /**
@@ -216,6 +242,7 @@ export function endingOf(error: unknown, signal?: AbortSignal): TaskEnding {
   }
   if (
     error instanceof InvalidJobDataError ||
+    error instanceof SecretUnavailableError ||
     error instanceof PackageRejectedError ||
     error instanceof UnknownTaskError
   ) {

@@ -37,6 +37,8 @@ export interface DevClusterOptions {
   /** Concurrency of each node. @defaultValue 2 */
   nodeConcurrency?: number;
   unsafeNoSandbox?: boolean;
+  /** The nodes' secret key (base64 or hex; `TYDRA_SECRET_KEY`), so tasks get their secrets. @defaultValue none */
+  secretKey?: string;
   logger?: Logger;
 }
 
@@ -128,6 +130,7 @@ export async function startDevCluster(options: DevClusterOptions = {}): Promise<
         concurrency: options.nodeConcurrency ?? DEV_CLUSTER_DEFAULTS.nodeConcurrency,
         cacheDir: join(cacheRoot, `dev-${index + 1}`),
         unsafeNoSandbox: options.unsafeNoSandbox ?? false,
+        ...(options.secretKey !== undefined ? { secretKey: options.secretKey } : {}),
       }),
   );
   const dashboard = new Dashboard({ ...shared, ...dashboardOptions });

@@ -14,6 +14,7 @@ import { z } from 'zod';
 import type { TaskKind } from '../../queues/tasks.js';
 import { describe, ManifestError } from '../core/errors.js';
 import { taskLimitsSchema } from '../core/limits.js';
+import { ENV_NAME_PATTERN, isReservedEnvName } from '../core/task-env.js';
 import { compileTaskSchema, jsonSchemaField } from './task-schemas.js';
 
 export type { TaskKind } from '../../queues/tasks.js';
@@ -48,6 +49,11 @@ const commandSchema = z
   .min(1)
   .max(256);
 
+const secretNameSchema = z
+  .string()
+  .regex(ENV_NAME_PATTERN, `a secret name matching ${ENV_NAME_PATTERN.source}`)
+  .refine((name) => !isReservedEnvName(name), 'a name tydra does not set itself (not PATH, HOME, TYDRA_*, LD_*…)');
+
 const taskName = z.string().regex(TASK_NAME_PATTERN, `a task name matching ${TASK_NAME_PATTERN}`);
 
 const simpleTaskSchema = z
@@ -62,9 +68,17 @@ const simpleTaskSchema = z
     input: jsonSchemaField.optional(),
     /** JSON Schema of the value, checked on the node after the run. */
     output: jsonSchemaField.optional(),
+    /** Secrets the task sees as environment variables of these names (`lib/core/secret-box.ts`). */
+    secrets: z.array(secretNameSchema).max(64).optional(),
   })
   .refine((task) => (task.module === undefined) !== (task.command === undefined), {
     message: 'exactly one of `module` or `command`',
+  })
+  // A command has no runner to receive its secrets in the start message, and an environment
+  // variable set by bwrap would sit on its command line.
+  .refine((task) => task.secrets === undefined || task.secrets.length === 0 || task.module !== undefined, {
+    message: '`secrets` only with `module` (a command task cannot receive secrets yet)',
+    path: ['secrets'],
   });
 
 const phaseCommandSchema = z.strictObject({ command: commandSchema });

@@ -81,3 +81,9 @@ export const parallelAbortChannel = 'tydra:par-abort';
  * with idempotency key `key` of `pkg/task` created. Claimed with SET NX before the enqueue.
  */
 export const idempotencyKey = (pkg: string, task: string, key: string): string => `tydra:idem:${pkg}:${task}:${key}`;
+
+/** HASH secret name → its sealed value (AES-256-GCM, base64; see `lib/core/secret-box.ts`). Never a clear value. */
+export const secretsKey = 'tydra:secrets';
+
+/** HASH secret name → when it was last set (ms), for `tydra secret ls`. */
+export const secretsSetAtKey = 'tydra:secrets:set-at';

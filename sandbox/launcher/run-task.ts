@@ -26,6 +26,12 @@ export interface RunTaskOptions extends SandboxOptions {
   input: unknown;
   /** Called once the sandbox runs in its cgroup, with the seconds its launch took (for metrics). */
   onStarted?: (seconds: number) => void;
+  /**
+   * Secret values by environment variable name, for a module task: sent in the runner's `start`
+   * message, which sets them in `process.env` before it imports the task. Never on the command
+   * line of bwrap or prlimit (any user of the host can read those). Ignored for a command.
+   */
+  secrets?: Readonly<Record<string, string>>;
 }
 
 /**
@@ -53,7 +59,8 @@ function feedSandbox(stdin: Writable, options: RunTaskOptions): () => void {
     return () => undefined;
   }
   const { instanceId, attempt, input } = options;
-  return startRunner(stdin, { instanceId, attempt, module: options.task.module, input }, options.signal);
+  const env = options.secrets !== undefined ? { env: { ...options.secrets } } : {};
+  return startRunner(stdin, { instanceId, attempt, module: options.task.module, input, ...env }, options.signal);
 }
 
 /** The result, or the error thrown. */

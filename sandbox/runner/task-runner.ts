@@ -43,6 +43,8 @@ export class TaskRunner {
       this.abort.abort(new Error(message.reason));
     } else if (message.type === 'start') {
       if (this.mode === undefined) {
+        // Secrets: in the environment before the mode imports the task module.
+        Object.assign(process.env, message.env ?? {});
         const env: RunnerEnv = { channel: this.channel, signal: this.abort.signal, stdin: process.stdin };
         this.mode = MODES[message.mode ?? 'task'](message, env);
       }

@@ -3,13 +3,14 @@ import { execa } from 'execa';
 import { CLI } from '../helpers.js';
 
 /** Runs the compiled CLI with a clean environment (no TYDRA_REDIS_URL leaking in) and waits for it to exit. */
-export function tydra(args: string[], options: { cwd?: string; env?: Record<string, string> } = {}) {
+export function tydra(args: string[], options: { cwd?: string; env?: Record<string, string>; input?: string } = {}) {
   return execa(process.execPath, [CLI, ...args], {
     reject: false,
     cwd: options.cwd,
     extendEnv: false,
     env: { PATH: process.env.PATH ?? '', HOME: process.env.HOME ?? '/root', ...options.env },
     timeout: 60_000,
+    ...(options.input !== undefined ? { input: options.input } : {}),
   });
 }
 
