@@ -24,6 +24,9 @@ import {
   type DashboardRole,
 } from './dashboard-options.js';
 import { RUN_PRUNE_NOW_PATH, runPruneNow } from './run-prune-now.js';
+import { TYDRA_PAGES_PATH, tydraPages } from './tydra-pages.js';
+import { Tydra } from '../client/client.js';
+import { nodeQueueName } from '../../queues/node.js';
 import { MAINTENANCE_QUEUE } from '../../queues/maintenance.js';
 import { QUIT_MS, settlesWithin } from '../core/bounded-close.js';
 import { createRedis, logErrors, watchConnection } from '../redis/connection.js';
@@ -50,6 +53,10 @@ function createRoleBoard(role: DashboardRole): RoleBoard {
         boardTitle: role === 'admin' ? 'tydra' : 'tydra (read-only)',
         sortQueues: false,
         jobDetails: { defaultTab: 'Logs' },
+        miscLinks: [
+          { text: 'Nodes', url: `${TYDRA_PAGES_PATH}/nodes` },
+          { text: 'Packages', url: `${TYDRA_PAGES_PATH}/packages` },
+        ],
       },
     },
   });
@@ -65,6 +72,8 @@ export class Dashboard {
   private timer: NodeJS.Timeout | undefined;
   private readonly boards = new Map<DashboardRole, RoleBoard>();
   private closing: Promise<void> | undefined;
+  /** The client behind the tydra pages (statuses, cancel, packages), on its own connection. */
+  private tydra: Tydra | undefined;
   /** The URL the dashboard answers on, once started. */
   url = '';
 
@@ -93,6 +102,15 @@ export class Dashboard {
       RUN_PRUNE_NOW_PATH,
       adminOnly(),
       runPruneNow(() => this.queues.get(MAINTENANCE_QUEUE)),
+    );
+    this.tydra = new Tydra({ redis: this.options.redisUrl, logger: this.logger });
+    app.use(
+      TYDRA_PAGES_PATH,
+      tydraPages({
+        tydra: this.tydra,
+        nodes: () => new NodeRegistry(this.redis).list(),
+        activeJobs: async (nodeId) => this.queues.get(nodeQueueName(nodeId))?.getActiveCount(),
+      }),
     );
     app.use((req, res: express.Response<unknown, DashboardLocals>, next) => {
       const board = this.boards.get(res.locals.role);
@@ -184,6 +202,7 @@ export class Dashboard {
     server?.closeIdleConnections();
     await serverClosed;
     await Promise.allSettled([...this.queues.values()].map((queue) => queue.close()));
+    await this.tydra?.close();
     await this.redis.quit().catch(() => this.redis.disconnect());
   }
 }
