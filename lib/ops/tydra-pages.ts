@@ -10,15 +10,16 @@ import { z } from 'zod';
 
 import type { Tydra } from '../client/client.js';
 import type { NodeInfo } from '../cluster/node-registry.js';
-import { InvalidTaskRefError, TaskNotFoundError, TydraError, UnknownTaskError } from '../core/errors.js';
+import { TaskNotFoundError, TydraError, UnknownTaskError } from '../core/errors.js';
 import { parsePackageName } from '../packages/task-ref.js';
 import { adminOnly, type DashboardLocals } from './dashboard-auth.js';
 import { instanceBody } from './instance-page.js';
 import { nodesBody } from './nodes-page.js';
 import { packagesBody, pruneBody } from './packages-page.js';
 import { html, page } from './page-html.js';
+import { TYDRA_PAGES_PATH } from './tydra-pages-path.js';
 
-export const TYDRA_PAGES_PATH = '/tydra';
+export { TYDRA_PAGES_PATH };
 
 export interface TydraPagesContext {
   /** A client on the dashboard's Redis: statuses, cancel, packages, prune. */
@@ -58,10 +59,10 @@ function handle(handler: (req: express.Request, res: Res) => Promise<void>) {
         next(error);
         return;
       }
-      const status = error instanceof TaskNotFoundError ? 404 : error instanceof UnknownTaskError ? 404 : 400;
-      const invalid = error instanceof PageInputError || error instanceof InvalidTaskRefError;
+      // Everything else (a bad id or form, an invalid package name) is the request's fault.
+      const missing = error instanceof TaskNotFoundError || error instanceof UnknownTaskError;
       res
-        .status(invalid ? 400 : status)
+        .status(missing ? 404 : 400)
         .type('html')
         .send(page('Not done', html`<p>${error.message}</p>`));
     });

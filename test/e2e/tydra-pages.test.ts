@@ -151,3 +151,30 @@ describe('the tydra pages: nodes, TaskInstances, packages (@integration)', funct
     assert.match(await pruned.text(), /Pruned\./);
   });
 });
+
+describe('the tydra pages from the board (@integration)', function () {
+  this.timeout(30_000);
+
+  it('are in the board header menu, and a TaskInstance not dispatched links to its page, where an admin cancels it', async () => {
+    const tydra = testClient();
+    await tydra.deploy(await copyFixture('probe'));
+    const run = await tydra.submit('probe/echo', {}, { delayMs: 600_000 });
+    const url = await startDashboard();
+    const board = await get(url, '', VIEWER);
+    assert.ok(board.includes('/tydra/nodes') && board.includes('/tydra/packages'), 'the header links');
+
+    const response = await fetch(`${url}api/queues?activeQueue=tasks&status=delayed&page=1&jobsPerPage=10`, {
+      headers: VIEWER,
+    });
+    const { queues } = (await response.json()) as {
+      queues: Array<{ name: string; jobs: Array<{ id: string; externalUrl?: { href: string } }> }>;
+    };
+    const card = queues.find((queue) => queue.name === 'tasks')?.jobs.find((job) => job.id === run.id);
+    assert.equal(card?.externalUrl?.href, `/tydra/instances/${run.id}`);
+
+    const text = await get(url, `tydra/instances/${run.id}`, ADMIN);
+    assert.match(text, /id="state">delayed</);
+    assert.equal((await post(url, `tydra/instances/${run.id}/cancel`, ADMIN)).status, 303);
+    assert.match(await get(url, `tydra/instances/${run.id}`, ADMIN), /id="state">cancelled</);
+  });
+});
