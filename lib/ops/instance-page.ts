@@ -23,6 +23,9 @@ export function progressInWords(p: TaskProgress): string {
 
 const ENDED = new Set(['completed', 'failed', 'cancelled']);
 
+/** The package name of a ref (`name@sha1/task` → `name`). */
+const packageName = (ref: string): string => packageOf(ref).split('@')[0] ?? '';
+
 /** The package part of a pinned ref (`name@sha1/task` → `name@sha1`). */
 const packageOf = (ref: string): string => ref.slice(0, Math.max(0, ref.indexOf('/'))) || ref;
 
@@ -68,7 +71,9 @@ export function instanceBody(status: TaskStatus, canCancel: boolean, now = Date.
       </tr>
       <tr>
         <th>package</th>
-        <td>${packageOf(status.ref)}</td>
+        <td>
+          ${packageOf(status.ref)} (<a href="/tydra/packages#package-${packageName(status.ref)}">its versions</a>)
+        </td>
       </tr>
       <tr>
         <th>progress</th>

@@ -81,7 +81,7 @@ export function packagesBody(packages: PackageListing[], admin: boolean, now = D
         ${admin && pkg.latest !== null ? undeployForm(pkg.name) : ''}`,
   );
   return html`${sections}
-    <p>${prune}</p>`;
+    <div>${prune}</div>`;
 }
 
 /** A prune report; for a dry run, with the button that prunes for real (admin only reaches it). */

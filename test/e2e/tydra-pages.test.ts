@@ -47,12 +47,25 @@ describe('the tydra pages: nodes, TaskInstances, packages (@integration)', funct
 
   it('list every node with its state, concurrency, running jobs and last heartbeat, behind auth', async () => {
     const { nodes } = await startCluster(2);
+    const tydra = testClient();
+    await tydra.deploy(await copyFixture('probe'));
+    // `sleep` never returns: it runs until it is cancelled below.
+    const run = await tydra.submit('probe/sleep', null, { timeoutMs: 60_000 });
+    defer(async () => {
+      await tydra.cancel(run.id);
+      await run.result().catch(() => undefined);
+    });
+    const { nodeId } = await waitFor('the TaskInstance to run', async () => {
+      const status = await run.status();
+      return status.state === 'running' ? status : undefined;
+    });
     const url = await startDashboard();
     assert.equal((await fetch(`${url}tydra/nodes`)).status, 401);
     const text = await get(url, 'tydra/nodes', VIEWER);
     for (const node of nodes) {
+      const running = node.id === nodeId ? 1 : 0;
       const row = new RegExp(
-        `${node.id}</a></td>\\s*<td>[^<]+\\(pid \\d+\\)</td>\\s*<td class="state-alive">alive</td>\\s*<td>2</td>\\s*<td>(0|\\?)</td>\\s*<td>\\d{4}-[^<]+ \\(\\d+ s ago\\)</td>`,
+        `${node.id}</a></td>\\s*<td>[^<]+\\(pid \\d+\\)</td>\\s*<td class="state-alive">alive</td>\\s*<td>2</td>\\s*<td>${running}</td>\\s*<td>\\d{4}-[^<]+ \\(\\d+ s ago\\)</td>`,
       );
       assert.match(text, row);
     }
