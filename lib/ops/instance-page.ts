@@ -3,7 +3,7 @@
  * state, node, package@sha1, progress in words, logs, result or error — and, for an admin while
  * it has not ended, a Cancel button (a same-origin POST; see `tydra-pages.ts`).
  */
-import type { TaskStatus } from '../client/client.js';
+import type { CancelResult, TaskStatus } from '../client/client.js';
 import type { TaskProgress } from '../../queues/progress.js';
 import { html, type SafeHtml, timeWithAge } from './page-html.js';
 
@@ -20,6 +20,13 @@ export function progressInWords(p: TaskProgress): string {
   }
   return percent;
 }
+
+/** What the page says after its Cancel button, by what `cancel` did. */
+const CANCEL_NOTICES: Record<CancelResult['outcome'], string> = {
+  removed: 'Cancelled before it started: removed.',
+  cancelling: 'Cancel requested: its node was told to kill it; it ends as cancelled within a second (reload).',
+  finished: 'It had already ended: nothing changed.',
+};
 
 const ENDED = new Set(['completed', 'failed', 'cancelled']);
 
@@ -42,8 +49,14 @@ function outcome(status: TaskStatus): SafeHtml {
 }
 
 /** The page body; `canCancel`: the user is an admin (the button shows while the TaskInstance has not ended). */
-export function instanceBody(status: TaskStatus, canCancel: boolean, now = Date.now()): SafeHtml {
+export function instanceBody(
+  status: TaskStatus,
+  canCancel: boolean,
+  cancelled?: CancelResult['outcome'],
+  now = Date.now(),
+): SafeHtml {
   const id = encodeURIComponent(status.id);
+  const notice = cancelled === undefined ? html`` : html`<p class="note" id="notice">${CANCEL_NOTICES[cancelled]}</p>`;
   const cancel =
     canCancel && !ENDED.has(status.state)
       ? html`<form method="post" action="/tydra/instances/${id}/cancel"><button type="submit">Cancel</button></form>`
@@ -52,7 +65,8 @@ export function instanceBody(status: TaskStatus, canCancel: boolean, now = Date.
     status.nodeId === undefined
       ? html`-`
       : html`<a href="/queue/node.${encodeURIComponent(status.nodeId)}/${id}">${status.nodeId}</a>`;
-  return html`<table>
+  return html`${notice}
+    <table>
       <tr>
         <th>id</th>
         <td>${status.id} (<a href="/queue/tasks/${id}">on the board</a>)</td>

@@ -29,6 +29,8 @@ export interface TydraPagesContext {
   activeJobs: (nodeId: string) => Promise<number | undefined>;
 }
 
+const PAGE_POLICY = "default-src 'none'; style-src 'unsafe-inline'; form-action 'self'; frame-ancestors 'none'";
+
 type Res = express.Response<unknown, DashboardLocals>;
 
 const idSchema = z.string().min(1).max(256);
@@ -38,6 +40,7 @@ const undeploySchema = z.object({
     .regex(/^[0-9a-f]{4,40}$/)
     .optional(),
 });
+const instanceQuerySchema = z.object({ cancel: z.enum(['removed', 'cancelling', 'finished']).optional() });
 const pruneSchema = z.object({ mode: z.enum(['dry-run', 'prune']) });
 
 /** An input that does not fit, named in the 400 page. */
@@ -74,27 +77,26 @@ async function listPackages(tydra: Tydra) {
   return Promise.all(names.sort().map(async (name) => ({ name, ...(await tydra.packageVersions(name)) })));
 }
 
-/** The router of the tydra pages, mounted at {@link TYDRA_PAGES_PATH} after the gate. */
-export function tydraPages(context: TydraPagesContext): express.Router {
-  const { tydra } = context;
-  const router = express.Router();
-  router.use(express.urlencoded({ extended: false, limit: '4kb' }));
+/**
+ * No scripts, nothing from elsewhere, and never inside another site's frame: the same-origin
+ * check cannot tell a click on a Cancel button framed by a hostile page (clickjacking).
+ */
+function pageHeaders(_req: express.Request, res: express.Response, next: express.NextFunction): void {
+  res.setHeader('Content-Security-Policy', PAGE_POLICY);
+  res.setHeader('X-Frame-Options', 'DENY');
+  next();
+}
 
-  router.get(
-    '/nodes',
-    handle(async (_req, res) => {
-      const nodes = (await context.nodes()).sort((a, b) => a.id.localeCompare(b.id));
-      const rows = await Promise.all(nodes.map(async (node) => ({ node, running: await context.activeJobs(node.id) })));
-      res.type('html').send(page('Nodes', nodesBody(rows)));
-    }),
-  );
-
+/** `/instances/:id` and its Cancel. */
+function instanceRoutes(router: express.Router, tydra: Tydra): void {
   router.get(
     '/instances/:id',
     handle(async (req, res) => {
       const id = parse(idSchema, req.params.id, 'a TaskInstance id');
+      const { cancel } = parse(instanceQuerySchema, req.query, 'no query, or cancel=removed|cancelling|finished');
       const status = await tydra.run(id).status();
-      res.type('html').send(page(`TaskInstance ${id}`, instanceBody(status, res.locals.role === 'admin')));
+      const body = instanceBody(status, res.locals.role === 'admin', cancel);
+      res.type('html').send(page(`TaskInstance ${id}`, body));
     }),
   );
 
@@ -103,11 +105,14 @@ export function tydraPages(context: TydraPagesContext): express.Router {
     adminOnly(),
     handle(async (req, res) => {
       const id = parse(idSchema, req.params.id, 'a TaskInstance id');
-      await tydra.cancel(id);
-      res.redirect(303, `${TYDRA_PAGES_PATH}/instances/${encodeURIComponent(id)}`);
+      const { outcome } = await tydra.cancel(id);
+      res.redirect(303, `${TYDRA_PAGES_PATH}/instances/${encodeURIComponent(id)}?cancel=${outcome}`);
     }),
   );
+}
 
+/** `/packages`, its undeploy buttons and the prune (dry run, then for real). */
+function packageRoutes(router: express.Router, tydra: Tydra): void {
   router.get(
     '/packages',
     handle(async (_req, res) => {
@@ -135,6 +140,22 @@ export function tydraPages(context: TydraPagesContext): express.Router {
       res.redirect(303, `${TYDRA_PAGES_PATH}/packages`);
     }),
   );
+}
 
+/** The router of the tydra pages, mounted at {@link TYDRA_PAGES_PATH} after the gate. */
+export function tydraPages(context: TydraPagesContext): express.Router {
+  const router = express.Router();
+  router.use(express.urlencoded({ extended: false, limit: '4kb' }));
+  router.use(pageHeaders);
+  router.get(
+    '/nodes',
+    handle(async (_req, res) => {
+      const nodes = (await context.nodes()).sort((a, b) => a.id.localeCompare(b.id));
+      const rows = await Promise.all(nodes.map(async (node) => ({ node, running: await context.activeJobs(node.id) })));
+      res.type('html').send(page('Nodes', nodesBody(rows)));
+    }),
+  );
+  instanceRoutes(router, context.tydra);
+  packageRoutes(router, context.tydra);
   return router;
 }

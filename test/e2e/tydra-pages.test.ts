@@ -1,7 +1,7 @@
 import assert from 'node:assert/strict';
 
 import { Dashboard } from '../../lib/ops/dashboard.js';
-import { copyFixture, defer, redisUrl, rejection, startCluster, testClient, waitFor } from '../helpers.js';
+import { copyFixture, defer, makePackage, redisUrl, rejection, startCluster, testClient, waitFor } from '../helpers.js';
 
 const basic = (user: string, password: string) => ({
   authorization: `Basic ${Buffer.from(`${user}:${password}`).toString('base64')}`,
@@ -100,6 +100,33 @@ describe('the tydra pages: nodes, TaskInstances, packages (@integration)', funct
     const missing = await fetch(`${url}tydra/instances/${encodeURIComponent(HOSTILE)}`, { headers: ADMIN });
     assert.equal(missing.status, 404);
     assert.ok(!/<script/i.test(await missing.text()));
+    const badQuery = await fetch(`${url}tydra/instances/${done.id}?cancel=${encodeURIComponent(HOSTILE)}`, {
+      headers: ADMIN,
+    });
+    assert.equal(badQuery.status, 400);
+    assert.ok(!/<script/i.test(await badQuery.text()));
+  });
+
+  it('escape a log line a task wrote, and forbid scripts and framing on every page', async () => {
+    await startCluster(1);
+    const tydra = testClient();
+    const dir = await makePackage({
+      'tydra.json': JSON.stringify({ name: 'hostile', tasks: { say: { module: 'say.mjs' } } }),
+      'say.mjs': 'export default async (input, ctx) => { ctx.log(input.line); return "said"; };',
+    });
+    await tydra.deploy(dir);
+    const run = await tydra.submit('hostile/say', { line: HOSTILE });
+    assert.equal(await run.result(), 'said');
+    const url = await startDashboard();
+    const response = await fetch(`${url}tydra/instances/${run.id}`, { headers: VIEWER });
+    const text = await response.text();
+    assert.match(text, /<pre id="logs">[^]*&lt;script&gt;alert\(1\)&lt;\/script&gt;[^]*<\/pre>/);
+    assert.ok(!/<script/i.test(text));
+    for (const path of [`tydra/instances/${run.id}`, 'tydra/nodes', 'tydra/packages']) {
+      const page = await fetch(`${url}${path}`, { headers: VIEWER });
+      assert.match(page.headers.get('content-security-policy') ?? '', /default-src 'none'.*frame-ancestors 'none'/);
+      assert.equal(page.headers.get('x-frame-options'), 'DENY');
+    }
   });
 
   it('cancel a running TaskInstance for an admin; the read-only user gets no button and 403, another origin 403', async () => {
@@ -122,7 +149,7 @@ describe('the tydra pages: nodes, TaskInstances, packages (@integration)', funct
     assert.ok(adminPage.includes(`<form method="post" action="/tydra/instances/${run.id}/cancel">`));
     const response = await post(url, `${path}/cancel`, ADMIN);
     assert.equal(response.status, 303);
-    assert.equal(response.headers.get('location'), `/${path}`);
+    assert.equal(response.headers.get('location'), `/${path}?cancel=cancelling`);
     await rejection(run.result());
     assert.equal((await run.status()).state, 'cancelled');
     assert.match(await get(url, path, ADMIN), /id="state">cancelled</);
@@ -187,7 +214,10 @@ describe('the tydra pages from the board (@integration)', function () {
 
     const text = await get(url, `tydra/instances/${run.id}`, ADMIN);
     assert.match(text, /id="state">delayed</);
-    assert.equal((await post(url, `tydra/instances/${run.id}/cancel`, ADMIN)).status, 303);
-    assert.match(await get(url, `tydra/instances/${run.id}`, ADMIN), /id="state">cancelled</);
+    const cancelled = await post(url, `tydra/instances/${run.id}/cancel`, ADMIN);
+    assert.equal(cancelled.status, 303);
+    const after = await get(url, (cancelled.headers.get('location') ?? '').slice(1), ADMIN);
+    assert.match(after, /id="notice">Cancelled before it started: removed.</);
+    assert.match(after, /id="state">cancelled</);
   });
 });
