@@ -8,7 +8,8 @@
  *  - `schedules`: read-only: the firings of schedules (`tydra schedule`), each making a TaskInstance.
  *  - `maintenance`: read-only (its prune runs from the masters' scheduler).
  * A read-only user gets `readOnlyMode` on every queue. Cards read `hello@8531753/greet · dev-2`,
- * data times are ISO, object progress gets the percent ring, and a TaskInstance and its node job link to each other.
+ * data times are ISO, object progress gets the percent ring, and a TaskInstance and its node job link to each other
+ * (one not dispatched links to its TaskInstance page).
  */
 import { BullMQAdapter } from '@bull-board/api/bullMQAdapter';
 import type { ExternalJobUrl, QueueJobJson } from '@bull-board/api/dist/types.js';
@@ -22,11 +23,12 @@ import { WORKUNITS_QUEUE } from '../../queues/workunits.js';
 import type { DashboardRole } from './dashboard-options.js';
 import { jobTitle, readableData, readableProgress } from './job-display.js';
 import { nodeIdOfQueue } from './queue-names.js';
+import { TYDRA_PAGES_PATH } from './tydra-pages-path.js';
 
 const TASKS_DESCRIPTION =
   'TaskInstances, one job each (job id = TaskInstance id). A running TaskInstance waits in ' +
   "waiting-children while its node job is active in its node's queue: the link on the card opens it. " +
-  'Cancel a running one with `tydra cancel ID`.';
+  'Cancel a running one with `tydra cancel ID`, or on its page /tydra/instances/ID (Nodes and Packages: header menu).';
 
 const MAINTENANCE_DESCRIPTION =
   'Housekeeping the masters run: the package prune (scheduler prune-packages). Read-only.';
@@ -61,10 +63,14 @@ function linkedJob(queueName: string, job: QueueJobJson): ExternalJobUrl | undef
   if (nodeIdOfQueue(queueName) !== undefined) {
     return { displayText: 'its TaskInstance in tasks', href: `/queue/${TASKS_QUEUE}/${encodeURIComponent(id)}` };
   }
+  if (queueName !== TASKS_QUEUE) {
+    return undefined;
+  }
   const data = job.data as { dispatch?: { nodeId?: unknown } } | undefined;
   const nodeId = data?.dispatch?.nodeId;
-  if (queueName !== TASKS_QUEUE || typeof nodeId !== 'string' || nodeId === '') {
-    return undefined;
+  if (typeof nodeId !== 'string' || nodeId === '') {
+    // Not dispatched (queued, delayed, a sequence): its page on the tydra pages instead.
+    return { displayText: 'its TaskInstance page', href: `${TYDRA_PAGES_PATH}/instances/${encodeURIComponent(id)}` };
   }
   const queue = nodeQueueName(nodeId);
   return { displayText: `its run in ${queue}`, href: `/queue/${encodeURIComponent(queue)}/${encodeURIComponent(id)}` };

@@ -10,6 +10,7 @@ import type { Server } from 'node:http';
 import { createBullBoard } from '@bull-board/api';
 import { ExpressAdapter } from '@bull-board/express';
 import { Queue } from 'bullmq';
+import type { Registry } from 'prom-client';
 import express from 'express';
 import type { Redis } from 'ioredis';
 
@@ -28,6 +29,8 @@ import { storedData } from './job-display.js';
 import { dashboardMetricsText } from './metrics-text.js';
 import { nodePauseHandler, QUEUE_PAUSE_PATH, QUEUE_RESUME_PATH } from './node-pause.js';
 import { RUN_PRUNE_NOW_PATH, runPruneNow } from './run-prune-now.js';
+import { TYDRA_PAGES_PATH, tydraPages } from './tydra-pages.js';
+import { Tydra } from '../client/client.js';
 import { MAINTENANCE_QUEUE } from '../../queues/maintenance.js';
 import { type NodeJobData, nodeQueueName } from '../../queues/node.js';
 import { TASKS_QUEUE, type TaskInstanceData } from '../../queues/tasks.js';
@@ -57,6 +60,10 @@ function createRoleBoard(role: DashboardRole): RoleBoard {
         boardTitle: role === 'admin' ? 'tydra' : 'tydra (read-only)',
         sortQueues: false,
         jobDetails: { defaultTab: 'Logs' },
+        miscLinks: [
+          { text: 'Nodes', url: `${TYDRA_PAGES_PATH}/nodes` },
+          { text: 'Packages', url: `${TYDRA_PAGES_PATH}/packages` },
+        ],
       },
     },
   });
@@ -73,6 +80,8 @@ export class Dashboard {
   private readonly boards = new Map<DashboardRole, RoleBoard>();
   private closing: Promise<void> | undefined;
   private unwatchNodes: (() => void) | undefined;
+  /** The client behind the tydra pages (statuses, cancel, packages), on its own connection. */
+  private tydra: Tydra | undefined;
   /** The URL the dashboard answers on, once started. */
   url = '';
 
@@ -101,17 +110,17 @@ export class Dashboard {
     }
     app.use(authenticate(this.options.users));
     app.use(sameOrigin());
-    // Behind the gate: read-only users may read it, nobody else.
-    app.get('/metrics', async (_req, res) => {
-      try {
-        const text = await dashboardMetricsText(registry, [...this.queues.values()]);
-        res.set('content-type', registry.contentType).send(text);
-      } catch (error) {
-        this.logger.warn({ err: (error as Error).message }, 'could not collect the metrics');
-        res.status(500).type('text/plain').send('could not collect the metrics\n');
-      }
-    });
+    this.metricsRoute(app, registry);
     this.tydraRoutes(app);
+    this.tydra = new Tydra({ redis: this.options.redisUrl, logger: this.logger });
+    app.use(
+      TYDRA_PAGES_PATH,
+      tydraPages({
+        tydra: this.tydra,
+        nodes: () => new NodeRegistry(this.redis).list(),
+        activeJobs: async (nodeId) => this.queues.get(nodeQueueName(nodeId))?.getActiveCount(),
+      }),
+    );
     app.use((req, res: express.Response<unknown, DashboardLocals>, next) => {
       const board = this.boards.get(res.locals.role);
       if (board === undefined) {
@@ -143,6 +152,19 @@ export class Dashboard {
   }
 
   /** What tydra answers before the board: its own actions, and what it changes in the board's. */
+  /** `/metrics`, behind the gate: read-only users may read it, nobody else. */
+  private metricsRoute(app: express.Express, registry: Registry): void {
+    app.get('/metrics', async (_req, res) => {
+      try {
+        const text = await dashboardMetricsText(registry, [...this.queues.values()]);
+        res.set('content-type', registry.contentType).send(text);
+      } catch (error) {
+        this.logger.warn({ err: (error as Error).message }, 'could not collect the metrics');
+        res.status(500).type('text/plain').send('could not collect the metrics\n');
+      }
+    });
+  }
+
   private tydraRoutes(app: express.Express): void {
     app.put(
       RUN_PRUNE_NOW_PATH,
@@ -247,6 +269,7 @@ export class Dashboard {
     server?.closeIdleConnections();
     await serverClosed;
     await Promise.allSettled([...this.queues.values()].map((queue) => queue.close()));
+    await this.tydra?.close();
     await this.redis.quit().catch(() => this.redis.disconnect());
   }
 }

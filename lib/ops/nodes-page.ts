@@ -1,0 +1,68 @@
+/**
+ * The Nodes page (`/tydra/nodes`): every registered node with its state, concurrency, the jobs
+ * active in its queue and its last heartbeat. No drain / resume actions: the node registry has
+ * no such operations yet.
+ */
+import type { NodeInfo } from '../cluster/node-registry.js';
+import { html, type SafeHtml, timeWithAge } from './page-html.js';
+
+/** How a node reads on the page. */
+export type NodeState = 'alive' | 'draining' | 'late' | 'stopped' | 'dead';
+
+/**
+ * `alive`: heard from within three heartbeats; `late`: silent longer, but its work is not taken
+ * back yet; `dead`: silent for so long that its waiting work is taken back; `stopped`: shut down cleanly.
+ */
+export function nodeState(node: NodeInfo): NodeState {
+  if (node.state === 'stopped') {
+    return 'stopped';
+  }
+  if (node.alive) {
+    // Draining (`tydra node drain`, or the board's pause of its queue): alive, sent nothing new.
+    return node.draining ? 'draining' : 'alive';
+  }
+  return node.lost ? 'dead' : 'late';
+}
+
+export interface NodeRow {
+  node: NodeInfo;
+  /** Jobs active in its queue; undefined when the dashboard has not opened its queue yet. */
+  running: number | undefined;
+}
+
+export function nodesBody(rows: NodeRow[], now = Date.now()): SafeHtml {
+  if (rows.length === 0) {
+    return html`<p>No node has registered.</p>`;
+  }
+  const lines = rows.map(({ node, running }) => {
+    const state = nodeState(node);
+    return html`<tr>
+      <td><a href="/queue/node.${encodeURIComponent(node.id)}">${node.id}</a></td>
+      <td>${node.hostname} (pid ${node.pid})</td>
+      <td class="state-${state}">${state}</td>
+      <td>${node.concurrency}</td>
+      <td>${running ?? '?'}</td>
+      <td>${timeWithAge(node.lastSeen, now)}</td>
+    </tr>`;
+  });
+  return html`<table>
+      <thead>
+        <tr>
+          <th>id</th>
+          <th>host</th>
+          <th>state</th>
+          <th>concurrency</th>
+          <th>running</th>
+          <th>last heartbeat</th>
+        </tr>
+      </thead>
+      <tbody>
+        ${lines}
+      </tbody>
+    </table>
+    <p class="note">
+      alive: heard from within three heartbeats; draining: alive, sent no new work (tydra node drain ID; tydra node
+      resume ID undoes it); late: silent longer; dead: silent past its lock duration, its waiting work taken back;
+      stopped: shut down cleanly.
+    </p>`;
+}

@@ -1,0 +1,223 @@
+import assert from 'node:assert/strict';
+
+import { Dashboard } from '../../lib/ops/dashboard.js';
+import { copyFixture, defer, makePackage, redisUrl, rejection, startCluster, testClient, waitFor } from '../helpers.js';
+
+const basic = (user: string, password: string) => ({
+  authorization: `Basic ${Buffer.from(`${user}:${password}`).toString('base64')}`,
+});
+const ADMIN = basic('ops', 's3cret-admin');
+const VIEWER = basic('viewer', 's3cret-viewer');
+
+async function startDashboard(): Promise<string> {
+  const dashboard = new Dashboard({
+    redis: redisUrl(),
+    port: 0,
+    refreshMs: 100,
+    auth: [
+      { user: 'ops', password: 's3cret-admin' },
+      { user: 'viewer', password: 's3cret-viewer', role: 'read-only' },
+    ],
+  });
+  defer(() => dashboard.close());
+  return dashboard.start();
+}
+
+async function get(url: string, path: string, headers: Record<string, string>): Promise<string> {
+  const response = await fetch(`${url}${path}`, { headers });
+  assert.equal(response.status, 200, `GET ${path}`);
+  assert.match(response.headers.get('content-type') ?? '', /^text\/html/);
+  return response.text();
+}
+
+/** A form POST as the page's own button sends it (same origin), unless `headers` say otherwise. */
+function post(url: string, path: string, headers: Record<string, string>, form: Record<string, string> = {}) {
+  return fetch(`${url}${path}`, {
+    method: 'POST',
+    redirect: 'manual',
+    headers: { origin: new URL(url).origin, 'content-type': 'application/x-www-form-urlencoded', ...headers },
+    body: new URLSearchParams(form).toString(),
+  });
+}
+
+const HOSTILE = '<script>alert(1)</script>';
+
+describe('the tydra pages: nodes, TaskInstances, packages (@integration)', function () {
+  this.timeout(60_000);
+
+  it('list every node with its state, concurrency, running jobs and last heartbeat, behind auth', async () => {
+    const { nodes } = await startCluster(2);
+    const tydra = testClient();
+    await tydra.deploy(await copyFixture('probe'));
+    // `sleep` never returns: it runs until it is cancelled below.
+    const run = await tydra.submit('probe/sleep', null, { timeoutMs: 60_000 });
+    defer(async () => {
+      await tydra.cancel(run.id);
+      await run.result().catch(() => undefined);
+    });
+    const { nodeId } = await waitFor('the TaskInstance to run', async () => {
+      const status = await run.status();
+      return status.state === 'running' ? status : undefined;
+    });
+    const url = await startDashboard();
+    assert.equal((await fetch(`${url}tydra/nodes`)).status, 401);
+    const text = await get(url, 'tydra/nodes', VIEWER);
+    for (const node of nodes) {
+      const running = node.id === nodeId ? 1 : 0;
+      const row = new RegExp(
+        `${node.id}</a></td>\\s*<td>[^<]+\\(pid \\d+\\)</td>\\s*<td class="state-alive">alive</td>\\s*<td>2</td>\\s*<td>${running}</td>\\s*<td>\\d{4}-[^<]+ \\(\\d+ s ago\\)</td>`,
+      );
+      assert.match(text, row);
+    }
+    assert.match(text, /Drain and resume are not available/);
+  });
+
+  it('show a completed TaskInstance with its result and logs, and a failed one with its error, escaped', async () => {
+    await startCluster(1);
+    const tydra = testClient();
+    const { sha1 } = await tydra.deploy(await copyFixture('probe'));
+    const done = await tydra.submit('probe/echo', { x: HOSTILE });
+    await done.result();
+    const failed = await tydra.submit('probe/throw-message', { message: HOSTILE });
+    await rejection(failed.result());
+    const url = await startDashboard();
+    assert.equal((await fetch(`${url}tydra/instances/${done.id}`)).status, 401);
+
+    const text = await get(url, `tydra/instances/${done.id}`, ADMIN);
+    assert.match(text, /<td class="state-completed" id="state">completed<\/td>/);
+    assert.ok(text.includes(`probe@${sha1}/echo`));
+    assert.ok(text.includes('42%'), 'progress in words');
+    assert.match(text, /<pre id="logs">[^]*echo log line[^]*<\/pre>/);
+    assert.ok(text.includes('&lt;script&gt;alert(1)&lt;/script&gt;'), 'the result, escaped');
+    assert.ok(!text.includes(HOSTILE) && !/<script/i.test(text));
+    assert.ok(!text.includes('>Cancel</button>'), 'no Cancel for an ended TaskInstance');
+
+    const failedText = await get(url, `tydra/instances/${failed.id}`, ADMIN);
+    assert.match(failedText, /id="state">failed</);
+    assert.match(failedText, /<pre id="error">[^<]*&lt;script&gt;alert\(1\)&lt;\/script&gt;/);
+    assert.ok(!/<script/i.test(failedText));
+
+    const missing = await fetch(`${url}tydra/instances/${encodeURIComponent(HOSTILE)}`, { headers: ADMIN });
+    assert.equal(missing.status, 404);
+    assert.ok(!/<script/i.test(await missing.text()));
+    const badQuery = await fetch(`${url}tydra/instances/${done.id}?cancel=${encodeURIComponent(HOSTILE)}`, {
+      headers: ADMIN,
+    });
+    assert.equal(badQuery.status, 400);
+    assert.ok(!/<script/i.test(await badQuery.text()));
+  });
+
+  it('escape a log line a task wrote, and forbid scripts and framing on every page', async () => {
+    await startCluster(1);
+    const tydra = testClient();
+    const dir = await makePackage({
+      'tydra.json': JSON.stringify({ name: 'hostile', tasks: { say: { module: 'say.mjs' } } }),
+      'say.mjs': 'export default async (input, ctx) => { ctx.log(input.line); return "said"; };',
+    });
+    await tydra.deploy(dir);
+    const run = await tydra.submit('hostile/say', { line: HOSTILE });
+    assert.equal(await run.result(), 'said');
+    const url = await startDashboard();
+    const response = await fetch(`${url}tydra/instances/${run.id}`, { headers: VIEWER });
+    const text = await response.text();
+    assert.match(text, /<pre id="logs">[^]*&lt;script&gt;alert\(1\)&lt;\/script&gt;[^]*<\/pre>/);
+    assert.ok(!/<script/i.test(text));
+    for (const path of [`tydra/instances/${run.id}`, 'tydra/nodes', 'tydra/packages']) {
+      const page = await fetch(`${url}${path}`, { headers: VIEWER });
+      assert.match(page.headers.get('content-security-policy') ?? '', /default-src 'none'.*frame-ancestors 'none'/);
+      assert.equal(page.headers.get('x-frame-options'), 'DENY');
+    }
+  });
+
+  it('cancel a running TaskInstance for an admin; the read-only user gets no button and 403, another origin 403', async () => {
+    await startCluster(1);
+    const tydra = testClient();
+    await tydra.deploy(await copyFixture('probe'));
+    // `sleep` ignores SIGTERM and never returns: only a cancel ends it.
+    const run = await tydra.submit('probe/sleep', null, { timeoutMs: 60_000 });
+    await waitFor('the TaskInstance to run', async () => ((await run.status()).state === 'running' ? true : undefined));
+    const url = await startDashboard();
+    const path = `tydra/instances/${run.id}`;
+
+    assert.ok(!(await get(url, path, VIEWER)).includes('Cancel'), 'no button for the read-only user');
+    assert.equal((await post(url, `${path}/cancel`, VIEWER)).status, 403);
+    assert.equal((await post(url, `${path}/cancel`, { ...ADMIN, origin: 'http://evil.example' })).status, 403);
+    assert.equal((await post(url, `${path}/cancel`, { ...ADMIN, origin: '' })).status, 403);
+    assert.equal((await run.status()).state, 'running');
+
+    const adminPage = await get(url, path, ADMIN);
+    assert.ok(adminPage.includes(`<form method="post" action="/tydra/instances/${run.id}/cancel">`));
+    const response = await post(url, `${path}/cancel`, ADMIN);
+    assert.equal(response.status, 303);
+    assert.equal(response.headers.get('location'), `/${path}?cancel=cancelling`);
+    await rejection(run.result());
+    assert.equal((await run.status()).state, 'cancelled');
+    assert.match(await get(url, path, ADMIN), /id="state">cancelled</);
+  });
+
+  it('list packages with their versions; an admin undeploys and prunes after a dry run, a read-only user cannot', async () => {
+    const tydra = testClient();
+    const first = await tydra.deploy(await copyFixture('probe'));
+    const url = await startDashboard();
+    const viewed = await get(url, 'tydra/packages', VIEWER);
+    assert.match(viewed, /<h2 id="package-probe">probe<\/h2>/);
+    assert.ok(viewed.includes(first.sha1.slice(0, 12)));
+    assert.match(viewed, /<td>latest<\/td>/);
+    assert.match(viewed, /<td>\d+ s left<\/td>/, 'the deploy lease');
+    assert.ok(!viewed.includes('<form'), 'no actions for the read-only user');
+    assert.equal((await post(url, 'tydra/packages/probe/undeploy', VIEWER)).status, 403);
+    assert.equal((await post(url, 'tydra/packages/prune', VIEWER, { mode: 'dry-run' })).status, 403);
+    assert.equal(
+      (await post(url, 'tydra/packages/prune', { ...ADMIN, origin: 'http://evil.example' }, { mode: 'prune' })).status,
+      403,
+    );
+
+    const admin = await get(url, 'tydra/packages', ADMIN);
+    assert.ok(admin.includes('action="/tydra/packages/probe/undeploy"'));
+    const dryRun = await post(url, 'tydra/packages/prune', ADMIN, { mode: 'dry-run' });
+    assert.equal(dryRun.status, 200);
+    const dryText = await dryRun.text();
+    assert.match(dryText, /Dry run: nothing was changed/);
+    assert.match(dryText, /<input type="hidden" name="mode" value="prune" \/>/);
+    assert.equal((await post(url, 'tydra/packages/prune', ADMIN, { mode: 'everything' })).status, 400);
+
+    const undeploy = await post(url, 'tydra/packages/probe/undeploy', ADMIN, { version: first.sha1.slice(0, 12) });
+    assert.equal(undeploy.status, 303);
+    const { versions } = await tydra.packageVersions('probe');
+    assert.equal(versions[0]?.undeployed, true);
+    assert.match(await get(url, 'tydra/packages', ADMIN), /<td>undeployed<\/td>/);
+    const pruned = await post(url, 'tydra/packages/prune', ADMIN, { mode: 'prune' });
+    assert.equal(pruned.status, 200);
+    assert.match(await pruned.text(), /Pruned\./);
+  });
+});
+
+describe('the tydra pages from the board (@integration)', function () {
+  this.timeout(30_000);
+
+  it('are in the board header menu, and a TaskInstance not dispatched links to its page, where an admin cancels it', async () => {
+    const tydra = testClient();
+    await tydra.deploy(await copyFixture('probe'));
+    const run = await tydra.submit('probe/echo', {}, { delayMs: 600_000 });
+    const url = await startDashboard();
+    const board = await get(url, '', VIEWER);
+    assert.ok(board.includes('/tydra/nodes') && board.includes('/tydra/packages'), 'the header links');
+
+    const response = await fetch(`${url}api/queues?activeQueue=tasks&status=delayed&page=1&jobsPerPage=10`, {
+      headers: VIEWER,
+    });
+    const { queues } = (await response.json()) as {
+      queues: Array<{ name: string; jobs: Array<{ id: string; externalUrl?: { href: string } }> }>;
+    };
+    const card = queues.find((queue) => queue.name === 'tasks')?.jobs.find((job) => job.id === run.id);
+    assert.equal(card?.externalUrl?.href, `/tydra/instances/${run.id}`);
+
+    const text = await get(url, `tydra/instances/${run.id}`, ADMIN);
+    assert.match(text, /id="state">delayed</);
+    const cancelled = await post(url, `tydra/instances/${run.id}/cancel`, ADMIN);
+    assert.equal(cancelled.status, 303);
+    const after = await get(url, (cancelled.headers.get('location') ?? '').slice(1), ADMIN);
+    assert.match(after, /id="notice">Cancelled before it started: removed.</);
+    assert.match(after, /id="state">cancelled</);
+  });
+});
