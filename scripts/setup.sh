@@ -2,8 +2,9 @@
 # Installs the system packages tydra needs on Debian/Ubuntu: bubblewrap (the sandbox),
 # util-linux's prlimit (per-task rlimits), redis-server (for `tydra dev` and the tests) and
 # /usr/bin/python3 (the Python example and attack tests run it inside the sandbox, which sees
-# only /usr: a python3 elsewhere on PATH, such as pyenv's, does not count). Does nothing when
-# all are there.
+# only /usr: a python3 elsewhere on PATH, such as pyenv's, does not count) and chromium (the
+# browser test drives it with playwright-core, which never downloads a browser). Does nothing
+# when all are there.
 set -euo pipefail
 
 missing=()
@@ -11,9 +12,10 @@ command -v bwrap >/dev/null 2>&1 || missing+=(bubblewrap)
 command -v redis-server >/dev/null 2>&1 || missing+=(redis-server)
 command -v prlimit >/dev/null 2>&1 || [ -x /usr/bin/prlimit ] || missing+=(util-linux)
 [ -x /usr/bin/python3 ] || missing+=(python3)
+command -v chromium >/dev/null 2>&1 || missing+=(chromium)
 
 if [ ${#missing[@]} -eq 0 ]; then
-  echo "setup: bubblewrap, prlimit, redis-server and /usr/bin/python3 are installed"
+  echo "setup: bubblewrap, prlimit, redis-server, /usr/bin/python3 and chromium are installed"
   exit 0
 fi
 

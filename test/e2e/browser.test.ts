@@ -1,0 +1,161 @@
+/**
+ * The dashboard as an operator uses it, in Debian's headless Chromium driven by playwright-core
+ * (never a downloaded browser): log in, the Nodes page, readable cards on the board, a
+ * TaskInstance's logs, Retry of a failed one, Cancel of a running one. Every request to another
+ * host than the dashboard's (fonts included) is aborted. Each step leaves a screenshot in
+ * `test-results/browser/` (gitignored).
+ */
+import assert from 'node:assert/strict';
+import { mkdir, rm } from 'node:fs/promises';
+import { join } from 'node:path';
+
+import { type Browser, chromium, type Page } from 'playwright-core';
+
+import { Dashboard } from '../../lib/ops/dashboard.js';
+import { CHROMIUM_PATHS, findChromium } from '../chromium.js';
+import { copyFixture, defer, REPO_ROOT, redisUrl, rejection, startCluster, testClient, waitFor } from '../helpers.js';
+
+/** Where the screenshots go (the README names it). */
+const SHOTS = join(REPO_ROOT, 'test-results/browser');
+
+const USER = { username: 'ops', password: 's3cret-admin' };
+
+async function startDashboard(): Promise<string> {
+  const dashboard = new Dashboard({
+    redis: redisUrl(),
+    port: 0,
+    refreshMs: 100,
+    auth: [{ user: USER.username, password: USER.password }],
+  });
+  defer(() => dashboard.close());
+  return dashboard.start();
+}
+
+/** A page logged in to the dashboard at `url`, whose requests to any other host are aborted. */
+async function openPage(url: string, executablePath: string): Promise<{ page: Page; blocked: string[] }> {
+  const browser: Browser = await chromium.launch({
+    executablePath,
+    headless: true,
+    args: ['--no-sandbox'],
+  });
+  defer(() => browser.close());
+  const context = await browser.newContext({ httpCredentials: USER, viewport: { width: 1400, height: 900 } });
+  const page = await context.newPage();
+  const host = new URL(url).host;
+  const blocked: string[] = [];
+  await page.route('**/*', async (route) => {
+    const requested = new URL(route.request().url());
+    if (requested.host === host) {
+      await route.continue();
+    } else {
+      blocked.push(requested.href);
+      await route.abort('blockedbyclient');
+    }
+  });
+  return { page, blocked };
+}
+
+/** Takes numbered full-page screenshots into {@link SHOTS}, emptied first (only the last run's are kept). */
+async function screenshots(): Promise<(page: Page, name: string) => Promise<void>> {
+  await rm(SHOTS, { recursive: true, force: true });
+  await mkdir(SHOTS, { recursive: true });
+  let step = 0;
+  return async (page, name) => {
+    step += 1;
+    await page.screenshot({ path: join(SHOTS, `${String(step).padStart(2, '0')}-${name}.png`), fullPage: true });
+  };
+}
+
+describe('the browser test without chromium', () => {
+  it('fails with a pointer to scripts/setup.sh instead of skipping', () => {
+    assert.throws(
+      () => findChromium(['/nonexistent/chromium']),
+      /chromium is not installed \(looked for \/nonexistent\/chromium\)[^]*run scripts\/setup\.sh/,
+    );
+    assert.ok(CHROMIUM_PATHS.length > 0);
+  });
+});
+
+describe('the dashboard in a browser (@integration)', function () {
+  this.timeout(90_000);
+
+  it('logs in, shows two live nodes, readable cards and logs; retries a failed TaskInstance, cancels a running one', async () => {
+    const executablePath = findChromium();
+    const shot = await screenshots();
+    const { nodes } = await startCluster(2);
+    const tydra = testClient();
+    const { sha1 } = await tydra.deploy(await copyFixture('probe'));
+    const done = await tydra.submit('probe/echo', { word: 'hello' });
+    await done.result();
+    const failed = await tydra.submit('probe/throw', { word: 'boom' });
+    await rejection(failed.result());
+    const url = await startDashboard();
+    const { page, blocked } = await openPage(url, executablePath);
+
+    // The Nodes page: both nodes alive.
+    await page.goto(`${url}tydra/nodes`);
+    for (const node of nodes) {
+      const row = page.getByRole('row').filter({ has: page.getByRole('cell', { name: node.id, exact: true }) });
+      await row.getByRole('cell', { name: 'alive', exact: true }).waitFor();
+    }
+    await shot(page, 'nodes');
+
+    // The board: readable card titles, the Logs tab open by default.
+    const title = (task: string) => new RegExp(`^probe@${sha1.slice(0, 7)}/${task} · test-node-`);
+    await page.goto(`${url}queue/tasks?status=completed`);
+    await page.getByText(title('echo')).waitFor();
+    await page.getByText('echo log line').waitFor();
+    await shot(page, 'completed-with-logs');
+    await page.goto(`${url}queue/tasks?status=failed`);
+    await page.getByText(title('throw')).waitFor();
+    await page.getByText(/^dispatched to node test-node-/).waitFor();
+    await shot(page, 'failed');
+
+    // Retry the failed one from its card: it runs afresh (and fails again, as `throw` does).
+    await page
+      .getByRole('button')
+      .filter({ has: page.locator('svg.lucide-refresh-cw') })
+      .filter({ hasNotText: 'Retry all' })
+      .click();
+    const confirm = page.getByRole('button', { name: 'Confirm', exact: true });
+    await confirm.waitFor();
+    await shot(page, 'retry-confirm');
+    await confirm.click();
+    await confirm.waitFor({ state: 'detached' });
+    await waitFor('the retried TaskInstance to fail again', async () => {
+      const status = await failed.status();
+      return status.state === 'failed' && status.logs.some((line) => line.startsWith('retried: run 2 starts afresh'))
+        ? true
+        : undefined;
+    });
+    await page.goto(`${url}tydra/instances/${failed.id}`);
+    const logs = page.locator('#logs');
+    await logs.getByText(/retried: run 2 starts afresh/).waitFor();
+    assert.equal((await logs.innerText()).match(/^dispatched to node /gm)?.length, 2, 'two runs');
+    assert.equal(await page.locator('#state').innerText(), 'failed');
+    await shot(page, 'retried-instance');
+
+    // Cancel a running one from its tydra page.
+    const sleeping = await tydra.submit('probe/sleep', null, { timeoutMs: 60_000 });
+    defer(async () => {
+      await tydra.cancel(sleeping.id).catch(() => undefined);
+      await sleeping.result().catch(() => undefined);
+    });
+    await waitFor('the sleep to run', async () => ((await sleeping.status()).state === 'running' ? true : undefined));
+    await page.goto(`${url}tydra/instances/${sleeping.id}`);
+    assert.equal(await page.locator('#state').innerText(), 'running');
+    await shot(page, 'running');
+    await page.getByRole('button', { name: 'Cancel', exact: true }).click();
+    await page.waitForURL(/\?cancel=/);
+    await rejection(sleeping.result());
+    await page.reload();
+    assert.equal(await page.locator('#state').innerText(), 'cancelled');
+    assert.equal(await page.locator('#error').innerText(), 'cancelled by request');
+    assert.equal(await page.getByRole('button', { name: 'Cancel', exact: true }).count(), 0);
+    await shot(page, 'cancelled');
+
+    // Bull Board's page asks for Google's fonts: they must have been asked for, and refused.
+    assert.ok(blocked.length > 0, 'the board asked for outside fonts, and they were blocked');
+    assert.ok(blocked.every((href) => new URL(href).host !== new URL(url).host));
+  });
+});
