@@ -104,7 +104,7 @@ async function peakRss(pid: number | undefined): Promise<number> {
   return match ? Number(match[1]) * 1024 : 0;
 }
 
-async function scale(url: string, root: string, units: number) {
+async function scale(url: string, packageDir: string, root: string, units: number) {
   const env = { PATH: process.env.PATH ?? '', TYDRA_LOG_LEVEL: 'warn' };
   const spawn = (args: string[]): ResultPromise =>
     execa(process.execPath, [CLI, ...args, '--redis', url], { env, extendEnv: false, reject: false, stdio: 'ignore' });
@@ -115,6 +115,8 @@ async function scale(url: string, root: string, units: number) {
   const tydra = new Tydra({ redis: url });
   const redis = new Redis(url);
   try {
+    // This part runs first: the package is not deployed yet.
+    await tydra.deploy(packageDir);
     for (;;) {
       if ((await tydra.nodes()).filter((node) => node.alive).length === 2) {
         break;
@@ -166,7 +168,7 @@ async function main(): Promise<void> {
     let big: Awaited<ReturnType<typeof scale>> | undefined;
     if (bigUnits > 0) {
       progress(`scale: one TaskInstance of ${bigUnits} workunits on two node processes`);
-      big = await scale(server.url, root, bigUnits);
+      big = await scale(server.url, packageDir, root, bigUnits);
       process.stdout.write(
         `scale: ${bigUnits} workunits in ${(big.wallMs / 1000).toFixed(1)} s (${Math.round(big.unitsPerSec)}/s); peaks: master ${mib(big.peaks.masterRss)}, node ${mib(big.peaks.nodeRss)}, client ${mib(big.peaks.clientRss)}, Redis used_memory ${mib(big.peaks.redisUsedMemoryPeak)}\n`,
       );

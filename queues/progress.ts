@@ -25,3 +25,31 @@ export function percentOf(value: number | Record<string, unknown>): number {
   const raw = typeof value === 'number' ? value : value.percent;
   return typeof raw === 'number' && Number.isFinite(raw) ? Math.min(100, Math.max(0, raw)) : 0;
 }
+
+/**
+ * A progress in words, as `tydra status` and the TaskInstance page show it:
+ * `42% · workunits 420/1000 done, 3 failed, 8 running`, `33% · step 2/3 (count)`, `42%`.
+ */
+export function describeProgress(p: TaskProgress): string {
+  const percent = `${Math.floor(p.percent)}%`;
+  if ('workunits' in p) {
+    const { total, done, failed, running } = p.workunits;
+    const splitting = p.splitDone ? '' : ' (split still running)';
+    return `${percent} · workunits ${done}/${total} done, ${failed} failed, ${running} running${splitting}`;
+  }
+  if ('step' in p) {
+    return `${percent} · step ${p.step.index + 1}/${p.steps} (${p.step.name})`;
+  }
+  const own = typeof p.value === 'object' ? ownFields(p.value) : '';
+  return own ? `${percent} · ${own}` : percent;
+}
+
+/** What a simple task reported besides its percent, as compact JSON (cut to fit one line). */
+function ownFields(value: Record<string, unknown>): string {
+  const rest = Object.fromEntries(Object.entries(value).filter(([key]) => key !== 'percent'));
+  if (Object.keys(rest).length === 0) {
+    return '';
+  }
+  const text = JSON.stringify(rest);
+  return text.length > 60 ? `${text.slice(0, 57)}...` : text;
+}

@@ -3,31 +3,10 @@
  * place on a terminal (`tydra run`). `--json` prints the progress object as it is instead.
  */
 import type { TaskProgress } from '../../lib/index.js';
+import { describeProgress } from '../../queues/progress.js';
 
 /** `42% · workunits 420/1000 done, 3 failed, 8 running`, `33% · step 2/3 (count)`, `42%`. */
-export function formatProgress(p: TaskProgress): string {
-  const percent = `${Math.floor(p.percent)}%`;
-  if ('workunits' in p) {
-    const { total, done, failed, running } = p.workunits;
-    const splitting = p.splitDone ? '' : ' (split still running)';
-    return `${percent} · workunits ${done}/${total} done, ${failed} failed, ${running} running${splitting}`;
-  }
-  if ('step' in p) {
-    return `${percent} · step ${p.step.index + 1}/${p.steps} (${p.step.name})`;
-  }
-  const own = typeof p.value === 'object' ? ownFields(p.value) : '';
-  return own ? `${percent} · ${own}` : percent;
-}
-
-/** What a simple task reported besides its percent, as compact JSON (cut to fit one line). */
-function ownFields(value: Record<string, unknown>): string {
-  const rest = Object.fromEntries(Object.entries(value).filter(([key]) => key !== 'percent'));
-  if (Object.keys(rest).length === 0) {
-    return '';
-  }
-  const text = JSON.stringify(rest);
-  return text.length > 60 ? `${text.slice(0, 57)}...` : text;
-}
+export const formatProgress = describeProgress;
 
 /** The part of a stream the bar needs: `process.stderr` in the CLI, a fake one in tests. */
 export interface BarStream {

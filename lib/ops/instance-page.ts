@@ -4,22 +4,11 @@
  * it has not ended, a Cancel button (a same-origin POST; see `tydra-pages.ts`).
  */
 import type { CancelResult, TaskStatus } from '../client/client.js';
-import type { TaskProgress } from '../../queues/progress.js';
+import { describeProgress } from '../../queues/progress.js';
 import { html, type SafeHtml, timeWithAge } from './page-html.js';
 
-/** `42% · workunits 420/1000 done, 3 failed, 8 running`, `33% · step 2/3 (count)`, `42%` (as `tydra status`). */
-export function progressInWords(p: TaskProgress): string {
-  const percent = `${Math.floor(p.percent)}%`;
-  if ('workunits' in p) {
-    const { total, done, failed, running } = p.workunits;
-    const splitting = p.splitDone ? '' : ' (split still running)';
-    return `${percent} · workunits ${done}/${total} done, ${failed} failed, ${running} running${splitting}`;
-  }
-  if ('step' in p) {
-    return `${percent} · step ${p.step.index + 1}/${p.steps} (${p.step.name})`;
-  }
-  return percent;
-}
+/** The progress in words, as `tydra status` shows it. */
+export const progressInWords = describeProgress;
 
 /** What the page says after its Cancel button, by what `cancel` did. */
 const CANCEL_NOTICES: Record<CancelResult['outcome'], string> = {

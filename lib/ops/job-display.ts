@@ -37,8 +37,20 @@ const isTimeKey = (key: string): boolean => key === 'at' || /[a-z]At$/.test(key)
  * as an ISO string. The task's own `input` is shown as it is: its keys are the task's business.
  */
 export function readableData(data: unknown): unknown {
+  return mapTimes(data, (value) =>
+    typeof value === 'number' && Number.isFinite(value) && value >= EPOCH_MS_FLOOR
+      ? new Date(value).toISOString()
+      : undefined,
+  );
+}
+
+/**
+ * `data` with each value under a time-like key replaced by `convert(value)` (unless that gives
+ * undefined), at any depth; the task's own `input` is left as it is: its keys are the task's business.
+ */
+function mapTimes(data: unknown, convert: (value: unknown) => unknown): unknown {
   if (Array.isArray(data)) {
-    return data.map(readableData);
+    return data.map((item) => mapTimes(item, convert));
   }
   if (typeof data !== 'object' || data === null) {
     return data;
@@ -48,10 +60,8 @@ export function readableData(data: unknown): unknown {
       if (key === 'input') {
         return [key, value];
       }
-      if (isTimeKey(key) && typeof value === 'number' && Number.isFinite(value) && value >= EPOCH_MS_FLOOR) {
-        return [key, new Date(value).toISOString()];
-      }
-      return [key, readableData(value)];
+      const converted = isTimeKey(key) ? convert(value) : undefined;
+      return [key, converted === undefined ? mapTimes(value, convert) : converted];
     }),
   );
 }
@@ -81,21 +91,5 @@ const ISO_TIME = /^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d(\.\d{1,3})?Z$/;
  * data). Every ISO time under a time-like key becomes a number again; `input` is left as it is.
  */
 export function storedData(data: unknown): unknown {
-  if (Array.isArray(data)) {
-    return data.map(storedData);
-  }
-  if (typeof data !== 'object' || data === null) {
-    return data;
-  }
-  return Object.fromEntries(
-    Object.entries(data).map(([key, value]) => {
-      if (key === 'input') {
-        return [key, value];
-      }
-      if (isTimeKey(key) && typeof value === 'string' && ISO_TIME.test(value)) {
-        return [key, Date.parse(value)];
-      }
-      return [key, storedData(value)];
-    }),
-  );
+  return mapTimes(data, (value) => (typeof value === 'string' && ISO_TIME.test(value) ? Date.parse(value) : undefined));
 }

@@ -230,8 +230,9 @@ describe('ParallelTask (@integration)', function () {
       20_000,
     );
     // The coordinator lands on the doomed node (the only one): its split is held back by the
-    // waiting bound when the node dies, so split runs again elsewhere and must skip what it enqueued.
-    const run = await tydra.submit('par/order', { n: 400, ms: 40 });
+    // waiting bound (512 units, plus a buffer of 256) when the node dies, so split runs again
+    // elsewhere and must skip what it enqueued.
+    const run = await tydra.submit('par/order', { n: 1500, ms: 8 });
     await waitFor(
       'the split under way on the doomed node',
       async () => {
@@ -246,7 +247,7 @@ describe('ParallelTask (@integration)', function () {
     const result = (await run.result()) as { order: number[] };
     assert.deepEqual(
       result.order,
-      Array.from({ length: 400 }, (_, i) => i),
+      Array.from({ length: 1500 }, (_, i) => i),
     );
   });
 

@@ -23,9 +23,15 @@ import { markEnqueued, readCounts } from '../../redis/parallel-commands.js';
 
 const FLUSH_MS = 20;
 const MAX_BUFFER = 256;
-const MAX_BATCH = 16;
+const MAX_BATCH = 32;
 /** Units allowed to wait, per slot of the cluster. */
 const WAITING_PER_SLOT = 10;
+/**
+ * Units allowed to wait whatever the cluster's size: two buffers' worth, so the next buffer is
+ * enqueued while the last is still being worked off (a small cluster's slots never sit idle
+ * waiting for split to be let go again), and still a few kilobytes of Redis.
+ */
+const MIN_WAITING = 2 * MAX_BUFFER;
 const BACKPRESSURE_POLL_MS = 50;
 
 /** Thrown into split when the instance's units were stopped: nothing more is enqueued. */
@@ -135,7 +141,7 @@ export class UnitEnqueuer {
   }
 
   private async holdBack(slots: number): Promise<void> {
-    const bound = WAITING_PER_SLOT * slots;
+    const bound = Math.max(MIN_WAITING, WAITING_PER_SLOT * slots);
     for (;;) {
       const counts = await readCounts(this.deps.redis, this.deps.instanceId);
       this.aborted ||= counts.abort !== undefined;
