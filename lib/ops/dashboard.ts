@@ -34,7 +34,7 @@ import { Tydra } from '../client/client.js';
 import { MAINTENANCE_QUEUE } from '../../queues/maintenance.js';
 import { type NodeJobData, nodeQueueName } from '../../queues/node.js';
 import { TASKS_QUEUE, type TaskInstanceData } from '../../queues/tasks.js';
-import type { NodeDrainDeps } from '../master/node-drain.js';
+import { drainNode, type NodeDrainDeps, resumeNode } from '../master/node-drain.js';
 import { QUIT_MS, settlesWithin } from '../core/bounded-close.js';
 import { createRedis, logErrors, watchConnection } from '../redis/connection.js';
 import { dropConnections } from '../redis/force-disconnect.js';
@@ -119,6 +119,8 @@ export class Dashboard {
         tydra: this.tydra,
         nodes: () => new NodeRegistry(this.redis).list(),
         activeJobs: async (nodeId) => this.queues.get(nodeQueueName(nodeId))?.getActiveCount(),
+        drain: (nodeId) => drainNode(this.drainDeps(), nodeId),
+        resume: (nodeId) => resumeNode(this.drainDeps(), nodeId),
       }),
     );
     app.use((req, res: express.Response<unknown, DashboardLocals>, next) => {

@@ -30,7 +30,18 @@ export interface NodeRow {
   running: number | undefined;
 }
 
-export function nodesBody(rows: NodeRow[], now = Date.now()): SafeHtml {
+/** Drain (stop sending it work) or Resume, for an admin and a node that is alive. */
+function nodeAction(node: NodeInfo, state: NodeState): SafeHtml {
+  if (state !== 'alive' && state !== 'draining') {
+    return html``;
+  }
+  const action = state === 'draining' ? 'resume' : 'drain';
+  return html`<form method="post" action="/tydra/nodes/${encodeURIComponent(node.id)}/${action}">
+    <button type="submit">${action === 'drain' ? 'Drain' : 'Resume'}</button>
+  </form>`;
+}
+
+export function nodesBody(rows: NodeRow[], now = Date.now(), admin = false): SafeHtml {
   if (rows.length === 0) {
     return html`<p>No node has registered.</p>`;
   }
@@ -43,6 +54,7 @@ export function nodesBody(rows: NodeRow[], now = Date.now()): SafeHtml {
       <td>${node.concurrency}</td>
       <td>${running ?? '?'}</td>
       <td>${timeWithAge(node.lastSeen, now)}</td>
+      ${admin ? html`<td>${nodeAction(node, state)}</td>` : html``}
     </tr>`;
   });
   return html`<table>
@@ -54,6 +66,7 @@ export function nodesBody(rows: NodeRow[], now = Date.now()): SafeHtml {
           <th>concurrency</th>
           <th>running</th>
           <th>last heartbeat</th>
+          ${admin ? html`<th></th>` : html``}
         </tr>
       </thead>
       <tbody>

@@ -27,6 +27,9 @@ export interface TydraPagesContext {
   nodes: () => Promise<NodeInfo[]>;
   /** Jobs active in a node's queue; undefined when unknown. */
   activeJobs: (nodeId: string) => Promise<number | undefined>;
+  /** Drain a node (no new work; what waits there moves) or resume it (see `lib/master/node-drain.ts`). */
+  drain: (nodeId: string) => Promise<unknown>;
+  resume: (nodeId: string) => Promise<unknown>;
 }
 
 const PAGE_POLICY = "default-src 'none'; style-src 'unsafe-inline'; form-action 'self'; frame-ancestors 'none'";
@@ -85,6 +88,29 @@ function pageHeaders(_req: express.Request, res: express.Response, next: express
   res.setHeader('Content-Security-Policy', PAGE_POLICY);
   res.setHeader('X-Frame-Options', 'DENY');
   next();
+}
+
+/** `/nodes` and its Drain / Resume. */
+function nodeRoutes(router: express.Router, context: TydraPagesContext): void {
+  router.get(
+    '/nodes',
+    handle(async (_req, res) => {
+      const nodes = (await context.nodes()).sort((a, b) => a.id.localeCompare(b.id));
+      const rows = await Promise.all(nodes.map(async (node) => ({ node, running: await context.activeJobs(node.id) })));
+      res.type('html').send(page('Nodes', nodesBody(rows, Date.now(), res.locals.role === 'admin')));
+    }),
+  );
+  for (const action of ['drain', 'resume'] as const) {
+    router.post(
+      `/nodes/:id/${action}`,
+      adminOnly(),
+      handle(async (req, res) => {
+        const id = parse(idSchema, req.params.id, 'a node id');
+        await context[action](id);
+        res.redirect(303, `${TYDRA_PAGES_PATH}/nodes`);
+      }),
+    );
+  }
 }
 
 /** `/instances/:id` and its Cancel. */
@@ -147,14 +173,7 @@ export function tydraPages(context: TydraPagesContext): express.Router {
   const router = express.Router();
   router.use(express.urlencoded({ extended: false, limit: '4kb' }));
   router.use(pageHeaders);
-  router.get(
-    '/nodes',
-    handle(async (_req, res) => {
-      const nodes = (await context.nodes()).sort((a, b) => a.id.localeCompare(b.id));
-      const rows = await Promise.all(nodes.map(async (node) => ({ node, running: await context.activeJobs(node.id) })));
-      res.type('html').send(page('Nodes', nodesBody(rows)));
-    }),
-  );
+  nodeRoutes(router, context);
   instanceRoutes(router, context.tydra);
   packageRoutes(router, context.tydra);
   return router;

@@ -72,6 +72,32 @@ describe('the tydra pages: nodes, TaskInstances, packages (@integration)', funct
     assert.match(text, /draining: alive, sent no new work \(tydra node drain ID; tydra node\s+resume ID undoes it\)/);
   });
 
+  it('drain and resume a node from its page (admin only); a read-only user sees no button and is refused', async () => {
+    const { nodes } = await startCluster(1);
+    const nodeId = nodes[0]?.id ?? '';
+    const tydra = testClient();
+    const url = await startDashboard();
+    const viewed = await get(url, 'tydra/nodes', VIEWER);
+    assert.doesNotMatch(viewed, /<button/);
+    assert.equal((await post(url, `tydra/nodes/${nodeId}/drain`, VIEWER)).status, 403);
+    assert.match(await get(url, 'tydra/nodes', ADMIN), new RegExp(`/tydra/nodes/${nodeId}/drain"`));
+    const drained = await post(url, `tydra/nodes/${nodeId}/drain`, ADMIN);
+    assert.equal(drained.status, 303);
+    assert.equal(drained.headers.get('location'), '/tydra/nodes');
+    assert.equal((await tydra.nodes()).find((node) => node.id === nodeId)?.draining, true);
+    const draining = await get(url, 'tydra/nodes', ADMIN);
+    assert.match(draining, /<td class="state-draining">draining<\/td>/);
+    assert.match(draining, new RegExp(`/tydra/nodes/${nodeId}/resume"`));
+    // Another site's form is refused like any state-changing request from elsewhere.
+    assert.equal(
+      (await post(url, `tydra/nodes/${nodeId}/resume`, { ...ADMIN, origin: 'http://evil.example' })).status,
+      403,
+    );
+    assert.equal((await post(url, `tydra/nodes/${nodeId}/resume`, ADMIN)).status, 303);
+    assert.equal((await tydra.nodes()).find((node) => node.id === nodeId)?.draining, false);
+    assert.match(await get(url, 'tydra/nodes', ADMIN), /<td class="state-alive">alive<\/td>/);
+  });
+
   it('show a completed TaskInstance with its result and logs, and a failed one with its error, escaped', async () => {
     await startCluster(1);
     const tydra = testClient();
