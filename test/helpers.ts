@@ -11,6 +11,7 @@ import { pino } from 'pino';
 
 import { Tydra } from '../lib/client/client.js';
 import type { Logger } from '../lib/core/logger.js';
+import { TaskFailedError } from '../lib/core/errors.js';
 import { Master } from '../lib/master/master.js';
 import { TydraNode } from '../lib/node/node.js';
 import type { MasterOptions } from '../lib/master/options.js';
@@ -185,4 +186,11 @@ export async function rejection(promise: Promise<unknown>): Promise<Error> {
     return error as Error;
   }
   assert.fail('expected a rejection');
+}
+
+/** The `TaskFailedError` `promise` rejects with; fails the test if it resolves or rejects otherwise. */
+export async function failure(promise: Promise<unknown>): Promise<TaskFailedError> {
+  const error = await rejection(promise);
+  assert.ok(error instanceof TaskFailedError, `expected a TaskFailedError, got ${String(error)}`);
+  return error;
 }

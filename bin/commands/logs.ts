@@ -4,7 +4,6 @@
  */
 import type { Command } from 'commander';
 
-import { TaskLogs } from '../../lib/index.js';
 import { type ClientFlags, connectTimeoutOption, redisOption } from '../cli/common.js';
 
 type Flags = ClientFlags & { follow?: boolean };
@@ -18,6 +17,8 @@ export function registerLogs(program: Command): void {
     .addOption(redisOption())
     .addOption(connectTimeoutOption())
     .action(async (id: string, flags: Flags) => {
+      // Loaded here, not at the top: `tydra --help` must not load Redis and BullMQ (bin/README.md).
+      const { TaskLogs } = await import('../../lib/ops/task-logs.js');
       const logs = new TaskLogs({ redis: flags.redis, connectTimeoutMs: flags.connectTimeout });
       try {
         for await (const line of logs.lines(id, { follow: flags.follow === true })) {

@@ -5,7 +5,7 @@
  */
 import type { Command } from 'commander';
 
-import { NodeControl } from '../../lib/index.js';
+import type { NodeControl } from '../../lib/ops/node-control.js';
 import { type ClientFlags, connectTimeoutOption, jsonOption, redisOption } from '../cli/common.js';
 import { print } from '../cli/format.js';
 
@@ -18,6 +18,8 @@ type Flags = ClientFlags & { json?: boolean };
 const flagsOf = (command: Command): Flags => command.optsWithGlobals<Flags>();
 
 async function withControl(flags: Flags, fn: (control: NodeControl) => Promise<void>): Promise<void> {
+  // Loaded here, not at the top: `tydra --help` must not load Redis and BullMQ (bin/README.md).
+  const { NodeControl } = await import('../../lib/ops/node-control.js');
   const control = new NodeControl({ redis: flags.redis, connectTimeoutMs: flags.connectTimeout });
   try {
     await fn(control);

@@ -1,24 +1,22 @@
 import assert from 'node:assert/strict';
 
 import type { Tydra } from '../../lib/client/client.js';
-import { TaskFailedError } from '../../lib/core/errors.js';
-import { copyFixture, defer, recordingLogger, startCluster, testClient, testRedis, waitFor } from '../helpers.js';
+import {
+  copyFixture,
+  defer,
+  recordingLogger,
+  startCluster,
+  testClient,
+  testRedis,
+  waitFor,
+  failure,
+} from '../helpers.js';
 import { pidsWithEnv } from '../processes.js';
 
 async function deployedProbe(): Promise<{ tydra: Tydra; sha1: string }> {
   const tydra = testClient();
   const { sha1 } = await tydra.deploy(await copyFixture('probe'));
   return { tydra, sha1 };
-}
-
-async function failure(promise: Promise<unknown>): Promise<TaskFailedError> {
-  try {
-    await promise;
-  } catch (error) {
-    assert.ok(error instanceof TaskFailedError, `expected a TaskFailedError, got ${String(error)}`);
-    return error;
-  }
-  assert.fail('expected the TaskInstance to fail');
 }
 
 async function getrangeCalls(): Promise<number> {

@@ -1,11 +1,11 @@
 import assert from 'node:assert/strict';
 
 import type { Tydra } from '../../lib/client/client.js';
-import { InvalidOptionError, TaskFailedError, TaskUnrecoverableError } from '../../lib/core/errors.js';
+import { InvalidOptionError, TaskUnrecoverableError } from '../../lib/core/errors.js';
 import { Queue } from 'bullmq';
 
 import { nodeQueueName } from '../../queues/node.js';
-import { defer, makePackage, redisUrl, startCluster, testClient, testRedis, waitFor } from '../helpers.js';
+import { defer, makePackage, redisUrl, startCluster, testClient, testRedis, waitFor, failure } from '../helpers.js';
 import { tydra as cli } from '../bin/run-cli.js';
 
 /** A package with one task per submit option under test; every task says when it ran. */
@@ -74,16 +74,6 @@ function attemptTimes(logs: string[]): Array<[number, number]> {
     const match = /^attempt (\d+) at (\d+)$/.exec(line);
     return match ? [[Number(match[1]), Number(match[2])] as [number, number]] : [];
   });
-}
-
-async function failure(promise: Promise<unknown>): Promise<TaskFailedError> {
-  try {
-    await promise;
-  } catch (error) {
-    assert.ok(error instanceof TaskFailedError, `expected a TaskFailedError, got ${String(error)}`);
-    return error;
-  }
-  assert.fail('expected the TaskInstance to fail');
 }
 
 describe('submit options: priority, delay, idempotency, backoff, env (@integration)', function () {
