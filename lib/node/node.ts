@@ -190,7 +190,6 @@ export class TydraNode {
       pool,
       gate: this.gate,
       reporter: this.reporter,
-      cancels: this.cancels,
       workunitsQueue: this.workunitsQueue,
       queueNamed: (name: string) => this.queueNamed(name),
       logger: this.logger,

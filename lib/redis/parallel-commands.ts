@@ -6,7 +6,7 @@
 import type { Redis } from 'ioredis';
 import { z } from 'zod';
 
-import { parallelBatchesKey, parallelFailuresKey, parallelResultsKey, parallelStateKey } from './keys.js';
+import { cancelKey, parallelBatchesKey, parallelFailuresKey, parallelResultsKey, parallelStateKey } from './keys.js';
 import { runScript } from './scripts.js';
 
 /** What every node needs to run a unit of the TaskInstance, written once by its coordinator. */
@@ -126,23 +126,28 @@ export async function abortParallel(redis: Redis, id: string, abort: ParallelAbo
 }
 
 /**
- * Before a batch runs: its instance's meta and abort reason, and the units marked running (one
- * round trip). `undefined` when the instance's state is gone.
+ * Before a batch runs: its instance's meta, abort reason and whether a cancel was asked (its cancel
+ * key), and the units marked running, in one round trip. `undefined` when the instance's state is gone.
  */
 export async function startBatch(
   redis: Redis,
   id: string,
   units: number,
-): Promise<{ meta: ParallelMeta; abort: ParallelAbort | undefined } | undefined> {
+): Promise<{ meta: ParallelMeta; abort: ParallelAbort | undefined; cancelled: boolean } | undefined> {
   const key = parallelStateKey(id);
-  const replies = (await redis.multi().hmget(key, 'meta', 'abort').hincrby(key, 'running', units).exec()) ?? [];
+  const replies =
+    (await redis.multi().hmget(key, 'meta', 'abort').hincrby(key, 'running', units).exists(cancelKey(id)).exec()) ?? [];
   const [meta, abort] = (replies[0]?.[1] as Array<string | null> | undefined) ?? [];
   if (meta === null || meta === undefined) {
     // The instance ended long ago (its state expired): the HINCRBY just made a stray key.
     await redis.del(key);
     return undefined;
   }
-  return { meta: parallelMetaSchema.parse(JSON.parse(meta)), abort: parseAbort(abort) };
+  return {
+    meta: parallelMetaSchema.parse(JSON.parse(meta)),
+    abort: parseAbort(abort),
+    cancelled: replies[2]?.[1] === 1,
+  };
 }
 
 export type UnitRecord =

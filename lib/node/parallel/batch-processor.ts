@@ -37,7 +37,6 @@ import {
   startBatch,
   type UnitRecord,
 } from '../../redis/parallel-commands.js';
-import type { CancelListener } from '../cancel-listener.js';
 import type { NodeMetrics } from '../node-metrics.js';
 import type { SlotGate } from '../slot-gate.js';
 import { type InstanceReporter, parallelProgress } from './instance-report.js';
@@ -48,7 +47,6 @@ export interface BatchDeps {
   pool: WorkerPool;
   gate: SlotGate;
   reporter: InstanceReporter;
-  cancels: CancelListener;
   workunitsQueue: Queue<WorkunitBatchData>;
   /** Queues of coordinators' node queues, to wake them. */
   queueNamed: (name: string) => Queue;
@@ -78,7 +76,7 @@ export async function processBatch(deps: BatchDeps, job: Job<WorkunitBatchData>)
     return; // the instance ended long ago
   }
   let run: BatchRun = { records: [], retries: [] };
-  if (started.abort === undefined && !(await deps.cancels.requested(id))) {
+  if (started.abort === undefined && !started.cancelled) {
     run = await deps.gate.with(() => runUnits(deps, job, data, started.meta));
   }
   await requeue(deps, data, run, job.opts.priority);
