@@ -3,8 +3,13 @@
 # See docker-compose.yml for how the roles are wired together and for the
 # container settings a node needs so that bubblewrap can build its sandboxes.
 
+# The Node 20 Debian bookworm image both stages start from. Docker Hub's by default;
+# scripts/compose-smoke.sh, which reaches no registry, passes a locally built stand-in
+# (`--build-arg BASE_IMAGE=localhost/node:20-bookworm-slim`).
+ARG BASE_IMAGE=node:20-bookworm-slim
+
 # ---- build: compile the TypeScript with the dev dependencies -----------------
-FROM node:20-bookworm-slim AS build
+FROM ${BASE_IMAGE} AS build
 WORKDIR /app
 
 # Dependencies first, so editing a source file does not reinstall them.
@@ -21,7 +26,7 @@ RUN npm run build \
  && npm prune --omit=dev --ignore-scripts
 
 # ---- runtime -----------------------------------------------------------------
-FROM node:20-bookworm-slim
+FROM ${BASE_IMAGE}
 
 # bubblewrap: every task runs in its own bwrap sandbox; a node refuses to start
 # without it. python3: the runtime of the example command task (examples/shout);
