@@ -9,6 +9,8 @@ export default tseslint.config(
       'node_modules/',
       'test/fixtures/',
       'examples/',
+      // Plain JavaScript run inside tydra's container image by scripts/compose-smoke.sh, like examples/.
+      'scripts/compose-smoke/',
       '.tydra/',
       'eslint.config.js',
       '.dependency-cruiser.cjs',
