@@ -19,8 +19,19 @@
  * heartbeats, stalled-job checks), so an idle window of the same length as the measured one
  * comes first, and its counts are subtracted: the figures are what the TaskInstances added.
  *
- * Environment: BENCH_TRIPS_TASKS (M, default 30). Progress goes to stderr; the table and, as the
- * very last line, `BENCH_TRIPS_JSON {...}` go to stdout.
+ * Then the cost model's inputs (README "Scaling out"), each without MONITOR, whose own output
+ * would count as traffic:
+ *
+ * - Redis memory (`INFO memory` `used_memory`) per waiting TaskInstance: W TaskInstances submitted
+ *   before any master or node runs, so they all wait in the `tasks` queue; and per finished one,
+ *   once they have all run (kept by retention: 10,000 or 24 h by default);
+ * - bytes per TaskInstance (`INFO stats` `total_net_input_bytes` / `total_net_output_bytes`) and
+ *   Redis CPU per TaskInstance (`INFO cpu` `used_cpu_user` + `used_cpu_sys`) over M more
+ *   TaskInstances one after the other, idle activity subtracted as above. The CPU figure bounds
+ *   what one Redis primary sustains: 1 s of one core / CPU per TaskInstance.
+ *
+ * Environment: BENCH_TRIPS_TASKS (M, default 30), BENCH_TRIPS_WAITING (W, default 200). Progress
+ * goes to stderr; the table and, as the very last line, `BENCH_TRIPS_JSON {...}` go to stdout.
  */
 import { createHash, randomUUID } from 'node:crypto';
 import { chmod, mkdir, mkdtemp, readdir, rm, writeFile } from 'node:fs/promises';
@@ -32,7 +43,9 @@ import { performance } from 'node:perf_hooks';
 
 import { Redis } from 'ioredis';
 
-import { Master, startRedisServer, Tydra, TydraNode } from '../lib/index.js';
+import { Master, startRedisServer, Tydra, TydraNode, type TaskRun } from '../lib/index.js';
+
+import { memoryCost, type MemoryCost, wireCost, type WireCost } from './redis-cost.js';
 
 const WARMUP = 5;
 const NODE_CONCURRENCY = 2;
@@ -54,11 +67,11 @@ function progress(message: string): void {
   process.stderr.write(`[bench:trips] ${message}\n`);
 }
 
-function tasksFromEnv(): number {
-  const raw = process.env.BENCH_TRIPS_TASKS;
-  const value = raw === undefined || raw === '' ? 30 : Number(raw);
+function countFromEnv(name: string, fallback: number): number {
+  const raw = process.env[name];
+  const value = raw === undefined || raw === '' ? fallback : Number(raw);
   if (!Number.isSafeInteger(value) || value < 1) {
-    throw new Error(`Expected BENCH_TRIPS_TASKS to be a positive integer, got ${JSON.stringify(raw)}`);
+    throw new Error(`Expected ${name} to be a positive integer, got ${JSON.stringify(raw)}`);
   }
   return value;
 }
@@ -282,58 +295,111 @@ function formatReport(r: Report): string {
   ].join('\n');
 }
 
-async function main(): Promise<void> {
-  const tasks = tasksFromEnv();
-  SCRIPT_NAMES = await bullmqScriptNames();
+/** A started cluster on a private Redis: master, one node, a client with the package deployed. */
+interface Bench {
+  url: string;
+  tydra: Tydra;
+  /** Starts the master and the node (the memory measurement submits before they run). */
+  start: () => Promise<void>;
+}
+
+/** Sets the cluster up; pushes onto `closers` what to undo, as it goes (so a failure half-way cleans up too). */
+async function setUp(closers: Array<() => Promise<unknown>>): Promise<Bench> {
   const root = await mkdtemp(join(tmpdir(), 'tydra-bench-trips-'));
-  const closers: Array<() => Promise<unknown>> = [() => rm(root, { recursive: true, force: true })];
-  try {
-    await chmod(root, 0o755);
-    await makePackage(join(root, 'package'));
-    const redis = await startRedisServer({ dir: join(root, 'redis'), persist: false });
-    closers.push(() => redis.stop());
-    const master = new Master({ redis: redis.url });
-    closers.push(() => master.close());
-    const node = new TydraNode({
-      redis: redis.url,
-      id: `trips-${randomUUID().slice(0, 8)}`,
-      concurrency: NODE_CONCURRENCY,
-      cacheDir: join(root, 'cache'),
-    });
-    closers.push(() => node.close());
-    const tydra = new Tydra({ redis: redis.url });
-    closers.push(() => tydra.close());
+  closers.push(() => rm(root, { recursive: true, force: true }));
+  await chmod(root, 0o755);
+  await makePackage(join(root, 'package'));
+  const redis = await startRedisServer({ dir: join(root, 'redis'), persist: false });
+  closers.push(() => redis.stop());
+  const master = new Master({ redis: redis.url });
+  closers.push(() => master.close());
+  const node = new TydraNode({
+    redis: redis.url,
+    id: `trips-${randomUUID().slice(0, 8)}`,
+    concurrency: NODE_CONCURRENCY,
+    cacheDir: join(root, 'cache'),
+  });
+  closers.push(() => node.close());
+  const tydra = new Tydra({ redis: redis.url });
+  closers.push(() => tydra.close());
+  await tydra.deploy(join(root, 'package'));
+  const start = async (): Promise<void> => {
     await Promise.all([master.start(), node.start()]);
-    await tydra.deploy(join(root, 'package'));
-    const once = async (): Promise<void> => {
-      const run = await tydra.submit('trips/noop', null);
-      try {
-        if ((await run.result({ timeoutMs: RESULT_TIMEOUT_MS })) !== 1) {
-          throw new Error('Expected the no-op task to return 1');
-        }
-      } finally {
-        run.close();
-      }
-    };
+  };
+  return { url: redis.url, tydra, start };
+}
+
+async function checkedResult(run: TaskRun): Promise<void> {
+  try {
+    if ((await run.result({ timeoutMs: RESULT_TIMEOUT_MS })) !== 1) {
+      throw new Error('Expected the no-op task to return 1');
+    }
+  } finally {
+    run.close();
+  }
+}
+
+/** W TaskInstances submitted while nothing runs them, then run: Redis memory per waiting and finished one. */
+async function measureMemory(bench: Bench, waiting: number): Promise<MemoryCost> {
+  let runs: TaskRun[] = [];
+  progress(`${waiting} TaskInstances submitted before the master and node start (memory)`);
+  return memoryCost(
+    bench.url,
+    waiting,
+    async () => {
+      runs = await Promise.all(Array.from({ length: waiting }, () => bench.tydra.submit('trips/noop', null)));
+    },
+    async () => {
+      await bench.start();
+      await Promise.all(runs.map(checkedResult));
+    },
+  );
+}
+
+async function main(): Promise<void> {
+  const tasks = countFromEnv('BENCH_TRIPS_TASKS', 30);
+  const waiting = countFromEnv('BENCH_TRIPS_WAITING', 200);
+  SCRIPT_NAMES = await bullmqScriptNames();
+  const closers: Array<() => Promise<unknown>> = [];
+  try {
+    const bench = await setUp(closers);
+    const memory = await measureMemory(bench, waiting);
+    const once = async (): Promise<void> => checkedResult(await bench.tydra.submit('trips/noop', null));
     for (let i = 0; i < WARMUP; i += 1) {
       await once();
     }
     progress(`${tasks} TaskInstances, one after the other`);
-    const busy = await countDuring(redis.url, async () => {
+    const sequence = async (): Promise<void> => {
       for (let i = 0; i < tasks; i += 1) {
         await once();
       }
-    });
+    };
+    const busy = await countDuring(bench.url, sequence);
     progress(`idle window of ${Math.round(busy.ms)} ms`);
-    const idle = await countDuring(redis.url, () => new Promise((resolve) => setTimeout(resolve, busy.ms)));
-    const result = report(tasks, idle, busy);
-    process.stdout.write(`\n${formatReport(result)}\n\n`);
+    const idle = await countDuring(bench.url, () => new Promise((resolve) => setTimeout(resolve, busy.ms)));
+    progress(`${tasks} more, without MONITOR (bytes and Redis CPU), then an idle window as long`);
+    const wire = await wireCost(bench.url, tasks, sequence);
+    const result = { ...report(tasks, idle, busy), memory, wire };
+    process.stdout.write(`\n${formatReport(result)}\n${formatCost(memory, wire)}\n\n`);
     process.stdout.write(`BENCH_TRIPS_JSON ${JSON.stringify(result)}\n`);
   } finally {
     for (const close of closers.reverse()) {
       await close().catch((error: Error) => progress(`cleanup failed: ${error.message}`));
     }
   }
+}
+
+function formatCost(memory: MemoryCost, wire: WireCost): string {
+  const kib = (bytes: number): string => `${(bytes / 1024).toFixed(1)} KiB`;
+  return [
+    `Redis cost per TaskInstance (without MONITOR; idle activity subtracted)`,
+    `  bytes: ${wire.netInputBytes} in (clients → Redis), ${wire.netOutputBytes} out (Redis → clients)`,
+    `  Redis CPU: ${wire.cpuMs} ms, i.e. at most ${wire.tasksPerCoreSecond} TaskInstances/s on one Redis core`,
+    `  memory: ${kib(memory.waitingBytes)} per waiting TaskInstance, ${kib(memory.finishedBytes)} per finished one ` +
+      `kept by retention (W=${memory.tasks})`,
+    `  idle cluster (master + 1 node): ${wire.idlePerSecond.netInputBytes} B/s in, ` +
+      `${wire.idlePerSecond.netOutputBytes} B/s out, ${wire.idlePerSecond.cpuMs} ms/s Redis CPU`,
+  ].join('\n');
 }
 
 try {

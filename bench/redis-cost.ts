@@ -1,0 +1,133 @@
+/**
+ * The Redis side of the cost model (README "Scaling out"), for `round-trips.ts`: memory per
+ * waiting and per finished TaskInstance, and bytes on the wire and Redis CPU time per
+ * TaskInstance. Everything is read from `INFO` on a connection that sends nothing else, and no
+ * MONITOR may be open meanwhile (Redis counts what it streams to a monitor as output bytes and
+ * spends CPU on it).
+ */
+import { Redis } from 'ioredis';
+
+/** The `INFO` counters the cost model uses. */
+export interface RedisCounters {
+  usedMemory: number;
+  netInputBytes: number;
+  netOutputBytes: number;
+  /** `used_cpu_user` + `used_cpu_sys`, in ms: the server's CPU time, its one command thread and the rest. */
+  cpuMs: number;
+}
+
+export async function readCounters(redis: Redis): Promise<RedisCounters> {
+  const text = await redis.info('all');
+  const field = (name: string): number => {
+    const value = Number(new RegExp(`^${name}:([\\d.]+)`, 'm').exec(text)?.[1]);
+    if (!Number.isFinite(value)) {
+      throw new Error(`Expected INFO to report ${name}, got ${JSON.stringify(text.slice(0, 80))}…`);
+    }
+    return value;
+  };
+  return {
+    usedMemory: field('used_memory'),
+    netInputBytes: field('total_net_input_bytes'),
+    netOutputBytes: field('total_net_output_bytes'),
+    cpuMs: (field('used_cpu_user') + field('used_cpu_sys')) * 1000,
+  };
+}
+
+/** Per TaskInstance, what a window of `tasks` TaskInstances added beyond an idle window's rate. */
+export interface WireCost {
+  netInputBytes: number;
+  netOutputBytes: number;
+  cpuMs: number;
+  /** 1 s of one core divided by `cpuMs`: the TaskInstances per second one Redis could take at most. */
+  tasksPerCoreSecond: number;
+  idlePerSecond: { netInputBytes: number; netOutputBytes: number; cpuMs: number };
+}
+
+interface Window {
+  ms: number;
+  delta: RedisCounters;
+}
+
+async function measure(url: string, fn: () => Promise<void>): Promise<Window> {
+  const stats = new Redis(url);
+  try {
+    const before = await readCounters(stats);
+    const started = performance.now();
+    await fn();
+    const ms = performance.now() - started;
+    const after = await readCounters(stats);
+    return {
+      ms,
+      delta: {
+        usedMemory: after.usedMemory - before.usedMemory,
+        netInputBytes: after.netInputBytes - before.netInputBytes,
+        netOutputBytes: after.netOutputBytes - before.netOutputBytes,
+        cpuMs: after.cpuMs - before.cpuMs,
+      },
+    };
+  } finally {
+    stats.disconnect();
+  }
+}
+
+const round = (value: number, digits = 0): number => Math.round(value * 10 ** digits) / 10 ** digits;
+
+/**
+ * Runs `batch` (which runs `tasks` TaskInstances), then an idle window as long, and returns the
+ * per-TaskInstance cost beyond idle activity. The measuring connection's own INFO calls are in both
+ * windows alike, so they cancel out.
+ */
+export async function wireCost(url: string, tasks: number, batch: () => Promise<void>): Promise<WireCost> {
+  const busy = await measure(url, batch);
+  const idle = await measure(url, () => new Promise((resolve) => setTimeout(resolve, busy.ms)));
+  const scale = busy.ms / idle.ms;
+  const per = (key: 'netInputBytes' | 'netOutputBytes' | 'cpuMs'): number =>
+    (busy.delta[key] - idle.delta[key] * scale) / tasks;
+  const cpuMs = per('cpuMs');
+  const perSecond = (key: 'netInputBytes' | 'netOutputBytes' | 'cpuMs'): number => (idle.delta[key] * 1000) / idle.ms;
+  return {
+    netInputBytes: round(per('netInputBytes')),
+    netOutputBytes: round(per('netOutputBytes')),
+    cpuMs: round(cpuMs, 3),
+    tasksPerCoreSecond: cpuMs > 0 ? round(1000 / cpuMs) : Number.POSITIVE_INFINITY,
+    idlePerSecond: {
+      netInputBytes: round(perSecond('netInputBytes')),
+      netOutputBytes: round(perSecond('netOutputBytes')),
+      cpuMs: round(perSecond('cpuMs'), 2),
+    },
+  };
+}
+
+/** Redis memory per TaskInstance: waiting (submitted, nothing running) and finished (kept by retention). */
+export interface MemoryCost {
+  tasks: number;
+  waitingBytes: number;
+  finishedBytes: number;
+}
+
+/**
+ * `submitAll` submits `tasks` TaskInstances while no master or node runs; `runAll` starts them and
+ * waits for every result. Memory is read before, after the submits, and after the results.
+ */
+export async function memoryCost(
+  url: string,
+  tasks: number,
+  submitAll: () => Promise<void>,
+  runAll: () => Promise<void>,
+): Promise<MemoryCost> {
+  const stats = new Redis(url);
+  try {
+    const before = (await readCounters(stats)).usedMemory;
+    await submitAll();
+    const waiting = (await readCounters(stats)).usedMemory;
+    await runAll();
+    const finished = (await readCounters(stats)).usedMemory;
+    return {
+      tasks,
+      waitingBytes: round((waiting - before) / tasks),
+      finishedBytes: round((finished - before) / tasks),
+    };
+  } finally {
+    stats.disconnect();
+  }
+}
