@@ -82,7 +82,7 @@ build_debian_image() {
   debootstrap --variant=minbase bookworm "$rootfs" "$mirror" >"$WORK/debootstrap.log" 2>&1 ||
     fail "debootstrap failed, see $WORK/debootstrap.log"
   rm -rf "$rootfs"/var/cache/apt/archives/*.deb "$rootfs"/var/lib/apt/lists/*
-  tar -C "$rootfs" -c . | podman import --change 'CMD ["/bin/bash"]' - "$DEBIAN_IMAGE" >/dev/null
+  tar -C "$rootfs" -c . | podman import --quiet --change 'CMD ["/bin/bash"]' - "$DEBIAN_IMAGE" >/dev/null
   rm -rf "$rootfs"
 }
 

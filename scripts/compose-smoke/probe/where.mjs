@@ -1,8 +1,8 @@
 // Reports what a task sees of its sandbox, so compose-smoke.sh can check that it ran under
-// bubblewrap inside a node container: the uid map of its user namespace (the sandbox's uid
-// 65534 is uid 1000, the image's `node` user, one level up), its capabilities and
-// no_new_privs, the pid it has in its own pid namespace, and the cgroup it sits in (the
-// container's, named after the container id by podman's cgroupfs manager).
+// bubblewrap inside a node container: its uid and the uid map of its user namespace as seen from
+// inside, its capabilities, no_new_privs and seccomp mode, the pid it has in its own pid
+// namespace, its hostname (its own UTS namespace) and its cgroups (in its own cgroup namespace
+// they all read `/`).
 import { readFileSync } from 'node:fs';
 import { hostname } from 'node:os';
 
