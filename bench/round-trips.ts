@@ -27,8 +27,10 @@
  *   once they have all run (kept by retention: 10,000 or 24 h by default);
  * - bytes per TaskInstance (`INFO stats` `total_net_input_bytes` / `total_net_output_bytes`) and
  *   Redis CPU per TaskInstance (`INFO cpu` `used_cpu_user` + `used_cpu_sys`) over M more
- *   TaskInstances one after the other, idle activity subtracted as above. The CPU figure bounds
- *   what one Redis primary sustains: 1 s of one core / CPU per TaskInstance.
+ *   TaskInstances one after the other, idle activity subtracted as above, and again over W
+ *   submitted at once (a backlog: Redis then reads several clients' commands per event-loop
+ *   pass). The CPU figure bounds what one Redis primary sustains: 1 s of one core / CPU per
+ *   TaskInstance.
  *
  * Environment: BENCH_TRIPS_TASKS (M, default 30), BENCH_TRIPS_WAITING (W, default 200). Progress
  * goes to stderr; the table and, as the very last line, `BENCH_TRIPS_JSON {...}` go to stdout.
@@ -379,8 +381,13 @@ async function main(): Promise<void> {
     const idle = await countDuring(bench.url, () => new Promise((resolve) => setTimeout(resolve, busy.ms)));
     progress(`${tasks} more, without MONITOR (bytes and Redis CPU), then an idle window as long`);
     const wire = await wireCost(bench.url, tasks, sequence);
-    const result = { ...report(tasks, idle, busy), memory, wire };
-    process.stdout.write(`\n${formatReport(result)}\n${formatCost(memory, wire)}\n\n`);
+    progress(`${waiting} submitted at once (a backlog), then an idle window as long`);
+    const backlog = await wireCost(bench.url, waiting, async () => {
+      const runs = await Promise.all(Array.from({ length: waiting }, () => bench.tydra.submit('trips/noop', null)));
+      await Promise.all(runs.map(checkedResult));
+    });
+    const result = { ...report(tasks, idle, busy), memory, wire, backlog };
+    process.stdout.write(`\n${formatReport(result)}\n${formatCost(memory, wire, backlog)}\n\n`);
     process.stdout.write(`BENCH_TRIPS_JSON ${JSON.stringify(result)}\n`);
   } finally {
     for (const close of closers.reverse()) {
@@ -389,12 +396,14 @@ async function main(): Promise<void> {
   }
 }
 
-function formatCost(memory: MemoryCost, wire: WireCost): string {
+function formatCost(memory: MemoryCost, wire: WireCost, backlog: WireCost): string {
   const kib = (bytes: number): string => `${(bytes / 1024).toFixed(1)} KiB`;
   return [
     `Redis cost per TaskInstance (without MONITOR; idle activity subtracted)`,
     `  bytes: ${wire.netInputBytes} in (clients → Redis), ${wire.netOutputBytes} out (Redis → clients)`,
     `  Redis CPU: ${wire.cpuMs} ms, i.e. at most ${wire.tasksPerCoreSecond} TaskInstances/s on one Redis core`,
+    `  with a backlog (W=${memory.tasks} submitted at once): ${backlog.netInputBytes} B in, ` +
+      `${backlog.netOutputBytes} B out, ${backlog.cpuMs} ms Redis CPU (at most ${backlog.tasksPerCoreSecond}/s per core)`,
     `  memory: ${kib(memory.waitingBytes)} per waiting TaskInstance, ${kib(memory.finishedBytes)} per finished one ` +
       `kept by retention (W=${memory.tasks})`,
     `  idle cluster (master + 1 node): ${wire.idlePerSecond.netInputBytes} B/s in, ` +
