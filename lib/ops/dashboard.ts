@@ -25,10 +25,12 @@ import {
   type DashboardOptions,
   type DashboardRole,
 } from './dashboard-options.js';
+import { type InstancePartsDeps, readInstanceParts } from './instance-parts.js';
 import { storedData } from './job-display.js';
 import { dashboardMetricsText } from './metrics-text.js';
 import { nodePauseHandler, QUEUE_PAUSE_PATH, QUEUE_RESUME_PATH } from './node-pause.js';
 import { RUN_PRUNE_NOW_PATH, runPruneNow } from './run-prune-now.js';
+import { refuseUnendedDelete, TASK_DELETE_PATH } from './running-delete.js';
 import { TYDRA_PAGES_PATH, tydraPages } from './tydra-pages.js';
 import { Tydra } from '../client/client.js';
 import { MAINTENANCE_QUEUE } from '../../queues/maintenance.js';
@@ -121,6 +123,7 @@ export class Dashboard {
         activeJobs: async (nodeId) => this.queues.get(nodeQueueName(nodeId))?.getActiveCount(),
         drain: (nodeId) => drainNode(this.drainDeps(), nodeId),
         resume: (nodeId) => resumeNode(this.drainDeps(), nodeId),
+        parts: (id, failuresFrom) => readInstanceParts(this.partsDeps(), id, failuresFrom),
       }),
     );
     app.use((req, res: express.Response<unknown, DashboardLocals>, next) => {
@@ -174,6 +177,10 @@ export class Dashboard {
       runPruneNow(() => this.queues.get(MAINTENANCE_QUEUE)),
     );
     app.put(
+      TASK_DELETE_PATH,
+      refuseUnendedDelete(() => this.boardQueue(TASKS_QUEUE)),
+    );
+    app.put(
       QUEUE_PAUSE_PATH,
       nodePauseHandler('pause', () => this.drainDeps(), this.logger),
     );
@@ -189,6 +196,15 @@ export class Dashboard {
       }
       next();
     });
+  }
+
+  /** What the TaskInstance page reads a TaskInstance's workunits and steps with. */
+  private partsDeps(): InstancePartsDeps {
+    const tydra = this.tydra;
+    if (tydra === undefined) {
+      throw new Error('internal error: the tydra pages answered before their client was made; please file an issue');
+    }
+    return { redis: this.redis, tasksQueue: this.boardQueue(TASKS_QUEUE), status: (id) => tydra.run(id).status() };
   }
 
   /** What draining a node from the board needs: the dashboard's connection and queues. */

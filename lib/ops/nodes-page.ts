@@ -1,8 +1,9 @@
 /**
  * The Nodes page (`/tydra/nodes`): every registered node with its state, concurrency, the jobs
- * active in its queue and its last heartbeat. No drain / resume actions: the node registry has
- * no such operations yet.
+ * active in its queue, its sandbox mode and package cache (as its heartbeat published them) and its
+ * last heartbeat; for an admin, Drain / Resume (see `tydra-pages.ts`).
  */
+import { cacheInWords } from '../cluster/node-facts.js';
 import type { NodeInfo } from '../cluster/node-registry.js';
 import { html, type SafeHtml, timeWithAge } from './page-html.js';
 
@@ -53,6 +54,8 @@ export function nodesBody(rows: NodeRow[], now = Date.now(), admin = false): Saf
       <td class="state-${state}">${state}</td>
       <td>${node.concurrency}</td>
       <td>${running ?? '?'}</td>
+      <td class="sandbox">${node.sandbox ?? '?'}</td>
+      <td class="cache">${cacheInWords(node)}</td>
       <td>${timeWithAge(node.lastSeen, now)}</td>
       ${admin ? html`<td>${nodeAction(node, state)}</td>` : html``}
     </tr>`;
@@ -65,6 +68,8 @@ export function nodesBody(rows: NodeRow[], now = Date.now(), admin = false): Saf
           <th>state</th>
           <th>concurrency</th>
           <th>running</th>
+          <th>sandbox</th>
+          <th>cached packages</th>
           <th>last heartbeat</th>
           ${admin ? html`<th></th>` : html``}
         </tr>
@@ -76,6 +81,8 @@ export function nodesBody(rows: NodeRow[], now = Date.now(), admin = false): Saf
     <p class="note">
       alive: heard from within three heartbeats; draining: alive, sent no new work (tydra node drain ID; tydra node
       resume ID undoes it); late: silent longer; dead: silent past its lock duration, its waiting work taken back;
-      stopped: shut down cleanly.
+      stopped: shut down cleanly. Sandbox: bubblewrap with a cgroup (v2 or v1) per TaskInstance, or with rlimits only
+      (no usable cgroups), or unsandboxed (--unsafe-no-sandbox, development only). Cached packages: versions extracted
+      in its cache and their size, as of its last heartbeat.
     </p>`;
 }
