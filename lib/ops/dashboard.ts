@@ -30,7 +30,12 @@ import { storedData } from './job-display.js';
 import { dashboardMetricsText } from './metrics-text.js';
 import { nodePauseHandler, QUEUE_PAUSE_PATH, QUEUE_RESUME_PATH } from './node-pause.js';
 import { RUN_PRUNE_NOW_PATH, runPruneNow } from './run-prune-now.js';
-import { refuseUnendedDelete, TASK_DELETE_PATH } from './running-delete.js';
+import {
+  refuseChildrenRemoval,
+  refuseUnendedDelete,
+  TASK_CHILDREN_REMOVAL_PATH,
+  TASK_DELETE_PATH,
+} from './task-guards.js';
 import { TYDRA_PAGES_PATH, tydraPages } from './tydra-pages.js';
 import { Tydra } from '../client/client.js';
 import { MAINTENANCE_QUEUE } from '../../queues/maintenance.js';
@@ -156,7 +161,6 @@ export class Dashboard {
     return this.url;
   }
 
-  /** What tydra answers before the board: its own actions, and what it changes in the board's. */
   /** `/metrics`, behind the gate: read-only users may read it, nobody else. */
   private metricsRoute(app: express.Express, registry: Registry): void {
     app.get('/metrics', async (_req, res) => {
@@ -170,6 +174,7 @@ export class Dashboard {
     });
   }
 
+  /** What tydra answers before the board: its own actions, and what it changes in the board's. */
   private tydraRoutes(app: express.Express): void {
     app.put(
       RUN_PRUNE_NOW_PATH,
@@ -180,6 +185,7 @@ export class Dashboard {
       TASK_DELETE_PATH,
       refuseUnendedDelete(() => this.boardQueue(TASKS_QUEUE)),
     );
+    app.put(TASK_CHILDREN_REMOVAL_PATH, refuseChildrenRemoval());
     app.put(
       QUEUE_PAUSE_PATH,
       nodePauseHandler('pause', () => this.drainDeps(), this.logger),

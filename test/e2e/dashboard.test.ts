@@ -138,7 +138,7 @@ describe('what the board shows and allows on tydra queues (@integration)', funct
     assert.equal((await boardQueue(url, nodeQueue, 'completed')).jobs.length, 1);
   });
 
-  it("answers the board's Delete of a TaskInstance that has not ended with where to cancel it; an ended one is deleted", async () => {
+  it("answers the board's Delete of a TaskInstance that has not ended, and its removal of children, with where to cancel it", async () => {
     await startCluster(1);
     const tydra = testClient();
     await tydra.deploy(await copyFixture('probe'));
@@ -166,6 +166,12 @@ describe('what the board shows and allows on tydra queues (@integration)', funct
       `TaskInstance ${running.id} has not ended (BullMQ state waiting-children): it is cancelled, not deleted. ` +
         `Cancel it on /tydra/instances/${running.id} (the link on its card) or with tydra cancel ${running.id}.`,
     );
+    const orphaning = await fetch(`${url}api/queues/tasks/${running.id}/remove-unprocessed-children`, {
+      method: 'PUT',
+      headers: { origin: new URL(url).origin },
+    });
+    assert.equal(orphaning.status, 405);
+    assert.match(((await orphaning.json()) as { message: string }).message, /are its node job or its steps/);
     assert.equal((await running.status()).state, 'running', 'untouched');
 
     assert.equal((await remove(done.id)).status, 204);
