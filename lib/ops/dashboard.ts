@@ -125,7 +125,7 @@ export class Dashboard {
       tydraPages({
         tydra: this.tydra,
         nodes: () => new NodeRegistry(this.redis).list(),
-        activeJobs: async (nodeId) => this.queues.get(nodeQueueName(nodeId))?.getActiveCount(),
+        nodeQueue: (nodeId) => this.nodeQueueState(nodeId),
         drain: (nodeId) => drainNode(this.drainDeps(), nodeId),
         resume: (nodeId) => resumeNode(this.drainDeps(), nodeId),
         parts: (id, failuresFrom) => readInstanceParts(this.partsDeps(), id, failuresFrom),
@@ -202,6 +202,16 @@ export class Dashboard {
       }
       next();
     });
+  }
+
+  /** Jobs active in a node's queue and whether it is paused; undefined until the board lists it. */
+  private async nodeQueueState(nodeId: string): Promise<{ running: number; paused: boolean } | undefined> {
+    const queue = this.queues.get(nodeQueueName(nodeId));
+    if (queue === undefined) {
+      return undefined;
+    }
+    const [running, paused] = await Promise.all([queue.getActiveCount(), queue.isPaused()]);
+    return { running, paused };
   }
 
   /** What the TaskInstance page reads a TaskInstance's workunits and steps with. */

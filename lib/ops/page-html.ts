@@ -57,7 +57,7 @@ td pre { margin: 0; padding: 0; border: 0; background: none; white-space: pre-wr
 form { display: inline; }
 .note { color: #57606a; }
 .state-alive, .state-completed { color: #1a7f37; }
-.state-late, .state-draining, .state-running, .state-dispatched { color: #9a6700; }
+.state-late, .state-draining, .state-paused, .state-running, .state-dispatched { color: #9a6700; }
 .state-dead, .state-failed, .state-cancelled { color: #cf222e; }
 `;
 

@@ -26,8 +26,8 @@ export interface TydraPagesContext {
   /** A client on the dashboard's Redis: statuses, cancel, packages, prune. */
   tydra: Tydra;
   nodes: () => Promise<NodeInfo[]>;
-  /** Jobs active in a node's queue; undefined when unknown. */
-  activeJobs: (nodeId: string) => Promise<number | undefined>;
+  /** Jobs active in a node's queue and whether it is paused; undefined when unknown. */
+  nodeQueue: (nodeId: string) => Promise<{ running: number; paused: boolean } | undefined>;
   /** Drain a node (no new work; what waits there moves) or resume it (see `lib/master/node-drain.ts`). */
   drain: (nodeId: string) => Promise<unknown>;
   resume: (nodeId: string) => Promise<unknown>;
@@ -102,7 +102,12 @@ function nodeRoutes(router: express.Router, context: TydraPagesContext): void {
     '/nodes',
     handle(async (_req, res) => {
       const nodes = (await context.nodes()).sort((a, b) => a.id.localeCompare(b.id));
-      const rows = await Promise.all(nodes.map(async (node) => ({ node, running: await context.activeJobs(node.id) })));
+      const rows = await Promise.all(
+        nodes.map(async (node) => {
+          const queue = await context.nodeQueue(node.id);
+          return { node, running: queue?.running, paused: queue?.paused };
+        }),
+      );
       res.type('html').send(page('Nodes', nodesBody(rows, Date.now(), res.locals.role === 'admin')));
     }),
   );

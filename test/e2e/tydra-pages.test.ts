@@ -1,10 +1,22 @@
 import assert from 'node:assert/strict';
 
+import { Queue } from 'bullmq';
+
 import { sandboxMode } from '../../lib/node/heartbeat-facts.js';
 import { Dashboard } from '../../lib/ops/dashboard.js';
 import { FAILURES_PER_PAGE } from '../../lib/ops/instance-parts.js';
 import { tydra as cli } from '../bin/run-cli.js';
-import { copyFixture, defer, makePackage, redisUrl, rejection, startCluster, testClient, waitFor } from '../helpers.js';
+import {
+  copyFixture,
+  defer,
+  makePackage,
+  redisUrl,
+  rejection,
+  startCluster,
+  testClient,
+  testRedis,
+  waitFor,
+} from '../helpers.js';
 
 const basic = (user: string, password: string) => ({
   authorization: `Basic ${Buffer.from(`${user}:${password}`).toString('base64')}`,
@@ -159,6 +171,23 @@ describe('the tydra pages: nodes, TaskInstances, packages (@integration)', funct
     );
     assert.equal((await post(url, `tydra/nodes/${nodeId}/resume`, ADMIN)).status, 303);
     assert.equal((await tydra.nodes()).find((node) => node.id === nodeId)?.draining, false);
+    assert.match(await get(url, 'tydra/nodes', ADMIN), /<td class="state-alive">alive<\/td>/);
+  });
+
+  it('read a node whose queue was paused by something else than a drain as paused; Resume gives it work again', async () => {
+    const { nodes } = await startCluster(1);
+    const nodeId = nodes[0]?.id ?? '';
+    const queue = new Queue(`node.${nodeId}`, { connection: testRedis({ maxRetriesPerRequest: null }) });
+    defer(() => queue.close());
+    await queue.pause();
+    const url = await startDashboard();
+    const text = await waitFor('the board to list the node queue', async () => {
+      const page = await get(url, 'tydra/nodes', ADMIN);
+      return page.includes('<td class="state-paused">paused</td>') ? page : undefined;
+    });
+    assert.match(text, new RegExp(`/tydra/nodes/${nodeId}/resume"`));
+    assert.equal((await post(url, `tydra/nodes/${nodeId}/resume`, ADMIN)).status, 303);
+    assert.equal(await queue.isPaused(), false);
     assert.match(await get(url, 'tydra/nodes', ADMIN), /<td class="state-alive">alive<\/td>/);
   });
 

@@ -23,11 +23,14 @@ const node = (fields: Partial<NodeInfo>): NodeInfo => ({
 });
 
 describe('what the tydra pages say', () => {
-  it('reads a node as alive, late, dead or stopped', () => {
+  it('reads a node as alive, paused, draining, late, dead or stopped', () => {
     assert.equal(nodeState(node({})), 'alive');
     assert.equal(nodeState(node({ alive: false })), 'late');
     assert.equal(nodeState(node({ alive: false, lost: true })), 'dead');
     assert.equal(nodeState(node({ state: 'stopped', alive: false, lost: true })), 'stopped');
+    assert.equal(nodeState(node({}), true), 'paused', 'its queue paused, but not drained');
+    assert.equal(nodeState(node({ draining: true }), true), 'draining');
+    assert.equal(nodeState(node({ alive: false, lost: true }), true), 'dead');
   });
 
   it('puts progress in words, as tydra status does', () => {
