@@ -256,7 +256,7 @@ describe('the tydra pages: nodes, TaskInstances, packages (@integration)', funct
     assert.equal(bad.status, 400);
   });
 
-  it("show a sequence's steps, each child TaskInstance with its state and a link, nested ids included", async () => {
+  it("show a sequence's steps, each child TaskInstance with its state and a link, branch ids of an all step included", async () => {
     await startCluster(1);
     const tydra = testClient();
     await tydra.deploy(await makePackage(PARTS_PACKAGE));
