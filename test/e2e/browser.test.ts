@@ -256,6 +256,21 @@ describe('the dashboard in a browser (@integration)', function () {
     assert.match(await page.locator('#workunits').innerText(), /total\s+6\s+done\s+3\s+failed\s+3/);
     await shot(page, 'workunits');
 
+    // The Packages page: undeploy a version with its button, then prune, dry run first.
+    await page.goto(`${url}tydra/packages`);
+    const partsTable = page.locator('#package-parts + table');
+    await partsTable.getByRole('button', { name: 'Undeploy', exact: true }).click();
+    await page.waitForURL(/\/tydra\/packages$/);
+    await page.locator('#package-parts + table').getByRole('cell', { name: 'undeployed', exact: true }).waitFor();
+    await page.getByRole('button', { name: 'Prune… (dry run first)' }).click();
+    await page.getByText('Dry run: nothing was changed.').waitFor();
+    await shot(page, 'prune-dry-run');
+    await page.getByRole('button', { name: 'Prune now', exact: true }).click();
+    await page.waitForURL(/\/tydra\/packages\/prune$/);
+    await page.getByRole('heading', { name: 'Removed (1)', exact: true }).waitFor();
+    await page.getByText('Pruned.', { exact: false }).waitFor();
+    await shot(page, 'pruned');
+
     // Bull Board's page asks for Google's fonts: they must have been asked for, and refused.
     assert.ok(blocked.length > 0, 'the board asked for outside fonts, and they were blocked');
   });

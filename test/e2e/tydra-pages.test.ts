@@ -355,6 +355,7 @@ describe('the tydra pages: nodes, TaskInstances, packages (@integration)', funct
 
     const admin = await get(url, 'tydra/packages', ADMIN);
     assert.ok(admin.includes('action="/tydra/packages/probe/undeploy"'));
+    assert.ok(admin.includes('Undeploy every version of probe'));
     const dryRun = await post(url, 'tydra/packages/prune', ADMIN, { mode: 'dry-run' });
     assert.equal(dryRun.status, 200);
     const dryText = await dryRun.text();
