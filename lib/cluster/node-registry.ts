@@ -17,9 +17,10 @@
 import type { Redis } from 'ioredis';
 
 import { nodeInfoKey, nodesKey } from '../redis/keys.js';
+import { type NodeFacts, nodeFactsFields, readNodeFacts } from './node-facts.js';
 
-/** A node as the registry sees it. */
-export interface NodeInfo {
+/** A node as the registry sees it; its facts (`node-facts.ts`) are undefined until it publishes them. */
+export interface NodeInfo extends Partial<NodeFacts> {
   id: string;
   /** TaskInstances it runs at once. */
   concurrency: number;
@@ -52,11 +53,14 @@ const DEFAULT_LOCK_MS = 30_000;
 export class NodeRegistry {
   constructor(private readonly redis: Redis) {}
 
-  async heartbeat(node: NodeDescription, now = Date.now()): Promise<void> {
+  /** Registers or refreshes `node`, with the facts it publishes (`node-facts.ts`) when given. */
+  async heartbeat(node: NodeDescription & { facts?: NodeFacts }, now = Date.now()): Promise<void> {
+    const { facts, ...description } = node;
+    const fields = facts === undefined ? {} : nodeFactsFields(facts);
     await this.redis
       .multi()
       .zadd(nodesKey, now, node.id)
-      .hset(nodeInfoKey(node.id), { ...node, state: 'running' })
+      .hset(nodeInfoKey(node.id), { ...description, ...fields, state: 'running' })
       .exec();
   }
 
@@ -114,6 +118,7 @@ export class NodeRegistry {
         alive: state === 'running' && silentMs < 3 * heartbeatMs,
         draining: raw.draining === '1',
         lost: state === 'stopped' || silentMs > Math.max(3 * heartbeatMs, lockDurationMs),
+        ...readNodeFacts(raw),
       };
     });
   }

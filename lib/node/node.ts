@@ -35,6 +35,7 @@ import { PackageStore } from '../packages/store.js';
 import { createRedis, logErrors, watchConnection } from '../redis/connection.js';
 import { dropConnections } from '../redis/force-disconnect.js';
 import { CancelListener } from './cancel-listener.js';
+import { heartbeatFacts, sandboxMode } from './heartbeat-facts.js';
 import { type NodeMetrics, nodeMetrics } from './node-metrics.js';
 import { type CompiledNodeOptions, compileNodeOptions, type NodeOptions } from './options.js';
 import { processBatch } from './parallel/batch-processor.js';
@@ -389,6 +390,7 @@ export class TydraNode {
         startedAt: this.startedAt,
         heartbeatMs: this.options.heartbeatMs,
         lockDurationMs: this.options.lockDurationMs,
+        facts: heartbeatFacts(sandboxMode(this.options.unsafeNoSandbox, this.cgroups), this.cache),
       })
       .catch((error: Error) => this.logger.warn({ err: error.message }, 'heartbeat failed'));
   }

@@ -25,10 +25,17 @@ import {
   type DashboardOptions,
   type DashboardRole,
 } from './dashboard-options.js';
+import { type InstancePartsDeps, readInstanceParts } from './instance-parts.js';
 import { storedData } from './job-display.js';
 import { dashboardMetricsText } from './metrics-text.js';
 import { nodePauseHandler, QUEUE_PAUSE_PATH, QUEUE_RESUME_PATH } from './node-pause.js';
 import { RUN_PRUNE_NOW_PATH, runPruneNow } from './run-prune-now.js';
+import {
+  refuseChildrenRemoval,
+  refuseUnendedDelete,
+  TASK_CHILDREN_REMOVAL_PATH,
+  TASK_DELETE_PATH,
+} from './task-guards.js';
 import { TYDRA_PAGES_PATH, tydraPages } from './tydra-pages.js';
 import { Tydra } from '../client/client.js';
 import { MAINTENANCE_QUEUE } from '../../queues/maintenance.js';
@@ -118,9 +125,10 @@ export class Dashboard {
       tydraPages({
         tydra: this.tydra,
         nodes: () => new NodeRegistry(this.redis).list(),
-        activeJobs: async (nodeId) => this.queues.get(nodeQueueName(nodeId))?.getActiveCount(),
+        nodeQueue: (nodeId) => this.nodeQueueState(nodeId),
         drain: (nodeId) => drainNode(this.drainDeps(), nodeId),
         resume: (nodeId) => resumeNode(this.drainDeps(), nodeId),
+        parts: (id, failuresFrom) => readInstanceParts(this.partsDeps(), id, failuresFrom),
       }),
     );
     app.use((req, res: express.Response<unknown, DashboardLocals>, next) => {
@@ -153,7 +161,6 @@ export class Dashboard {
     return this.url;
   }
 
-  /** What tydra answers before the board: its own actions, and what it changes in the board's. */
   /** `/metrics`, behind the gate: read-only users may read it, nobody else. */
   private metricsRoute(app: express.Express, registry: Registry): void {
     app.get('/metrics', async (_req, res) => {
@@ -167,12 +174,18 @@ export class Dashboard {
     });
   }
 
+  /** What tydra answers before the board: its own actions, and what it changes in the board's. */
   private tydraRoutes(app: express.Express): void {
     app.put(
       RUN_PRUNE_NOW_PATH,
       adminOnly(),
       runPruneNow(() => this.queues.get(MAINTENANCE_QUEUE)),
     );
+    app.put(
+      TASK_DELETE_PATH,
+      refuseUnendedDelete(() => this.boardQueue(TASKS_QUEUE)),
+    );
+    app.put(TASK_CHILDREN_REMOVAL_PATH, refuseChildrenRemoval());
     app.put(
       QUEUE_PAUSE_PATH,
       nodePauseHandler('pause', () => this.drainDeps(), this.logger),
@@ -189,6 +202,25 @@ export class Dashboard {
       }
       next();
     });
+  }
+
+  /** Jobs active in a node's queue and whether it is paused; undefined until the board lists it. */
+  private async nodeQueueState(nodeId: string): Promise<{ running: number; paused: boolean } | undefined> {
+    const queue = this.queues.get(nodeQueueName(nodeId));
+    if (queue === undefined) {
+      return undefined;
+    }
+    const [running, paused] = await Promise.all([queue.getActiveCount(), queue.isPaused()]);
+    return { running, paused };
+  }
+
+  /** What the TaskInstance page reads a TaskInstance's workunits and steps with. */
+  private partsDeps(): InstancePartsDeps {
+    const tydra = this.tydra;
+    if (tydra === undefined) {
+      throw new Error('internal error: the tydra pages answered before their client was made; please file an issue');
+    }
+    return { redis: this.redis, tasksQueue: this.boardQueue(TASKS_QUEUE), status: (id) => tydra.run(id).status() };
   }
 
   /** What draining a node from the board needs: the dashboard's connection and queues. */

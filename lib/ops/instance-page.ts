@@ -1,10 +1,13 @@
 /**
  * The TaskInstance page (`/tydra/instances/:id`): what `tydra status` says, for people — ref,
- * state, node, package@sha1, progress in words, logs, result or error — and, for an admin while
- * it has not ended, a Cancel button (a same-origin POST; see `tydra-pages.ts`).
+ * state, node, package@sha1, progress in words, logs, result or error; a parallel one's workunits
+ * and a sequence's steps (`instance-parts-page.ts`) — and, for an admin while it has not ended, a
+ * Cancel button (a same-origin POST; see `tydra-pages.ts`).
  */
 import type { CancelResult, TaskStatus } from '../client/client.js';
 import { describeProgress } from '../../queues/progress.js';
+import type { InstanceParts } from './instance-parts.js';
+import { partsBody } from './instance-parts-page.js';
 import { html, type SafeHtml, timeWithAge } from './page-html.js';
 
 /** The progress in words, as `tydra status` shows it. */
@@ -37,13 +40,19 @@ function outcome(status: TaskStatus): SafeHtml {
   return html``;
 }
 
-/** The page body; `canCancel`: the user is an admin (the button shows while the TaskInstance has not ended). */
-export function instanceBody(
-  status: TaskStatus,
-  canCancel: boolean,
-  cancelled?: CancelResult['outcome'],
-  now = Date.now(),
-): SafeHtml {
+export interface InstanceView {
+  /** The user is an admin: the Cancel button shows while the TaskInstance has not ended. */
+  canCancel: boolean;
+  /** What the Cancel button just did. */
+  cancelled?: CancelResult['outcome'] | undefined;
+  /** Its workunits or steps (`instance-parts.ts`). */
+  parts?: InstanceParts | undefined;
+  now?: number;
+}
+
+/** The page body. */
+export function instanceBody(status: TaskStatus, view: InstanceView): SafeHtml {
+  const { canCancel, cancelled, now = Date.now() } = view;
   const id = encodeURIComponent(status.id);
   const notice = cancelled === undefined ? html`` : html`<p class="note" id="notice">${CANCEL_NOTICES[cancelled]}</p>`;
   const cancel =
@@ -91,7 +100,7 @@ export function instanceBody(
         <td>${status.finishedAt === undefined ? '-' : timeWithAge(status.finishedAt, now)}</td>
       </tr>
     </table>
-    ${cancel} ${outcome(status)}
+    ${cancel} ${outcome(status)} ${partsBody(status.id, view.parts)}
     <h2>Logs</h2>
     <pre id="logs">${status.logs.length === 0 ? '(none)' : status.logs.join('\n')}</pre>`;
 }

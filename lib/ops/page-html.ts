@@ -53,10 +53,11 @@ main { padding: 1rem; }
 table { border-collapse: collapse; background: #fff; margin-bottom: 1rem; }
 th, td { border: 1px solid #d0d7de; padding: .3rem .6rem; text-align: left; vertical-align: top; }
 pre { background: #fff; border: 1px solid #d0d7de; padding: .6rem; overflow: auto; max-height: 30rem; }
+td pre { margin: 0; padding: 0; border: 0; background: none; white-space: pre-wrap; }
 form { display: inline; }
 .note { color: #57606a; }
 .state-alive, .state-completed { color: #1a7f37; }
-.state-late, .state-draining, .state-running, .state-dispatched { color: #9a6700; }
+.state-late, .state-draining, .state-paused, .state-running, .state-dispatched { color: #9a6700; }
 .state-dead, .state-failed, .state-cancelled { color: #cf222e; }
 `;
 

@@ -14,6 +14,7 @@ import { TaskNotFoundError, TydraError, UnknownTaskError } from '../core/errors.
 import { parsePackageName } from '../packages/task-ref.js';
 import { adminOnly, type DashboardLocals } from './dashboard-auth.js';
 import { instanceBody } from './instance-page.js';
+import type { InstanceParts } from './instance-parts.js';
 import { nodesBody } from './nodes-page.js';
 import { packagesBody, pruneBody } from './packages-page.js';
 import { html, page } from './page-html.js';
@@ -25,11 +26,13 @@ export interface TydraPagesContext {
   /** A client on the dashboard's Redis: statuses, cancel, packages, prune. */
   tydra: Tydra;
   nodes: () => Promise<NodeInfo[]>;
-  /** Jobs active in a node's queue; undefined when unknown. */
-  activeJobs: (nodeId: string) => Promise<number | undefined>;
+  /** Jobs active in a node's queue and whether it is paused; undefined when unknown. */
+  nodeQueue: (nodeId: string) => Promise<{ running: number; paused: boolean } | undefined>;
   /** Drain a node (no new work; what waits there moves) or resume it (see `lib/master/node-drain.ts`). */
   drain: (nodeId: string) => Promise<unknown>;
   resume: (nodeId: string) => Promise<unknown>;
+  /** A parallel TaskInstance's workunits (failures from the `failuresFrom`-th), a sequence's steps. */
+  parts: (id: string, failuresFrom: number) => Promise<InstanceParts | undefined>;
 }
 
 const PAGE_POLICY = "default-src 'none'; style-src 'unsafe-inline'; form-action 'self'; frame-ancestors 'none'";
@@ -43,7 +46,10 @@ const undeploySchema = z.object({
     .regex(/^[0-9a-f]{4,40}$/)
     .optional(),
 });
-const instanceQuerySchema = z.object({ cancel: z.enum(['removed', 'cancelling', 'finished']).optional() });
+const instanceQuerySchema = z.object({
+  cancel: z.enum(['removed', 'cancelling', 'finished']).optional(),
+  failures: z.coerce.number().int().min(0).max(1_000_000_000).optional(),
+});
 const pruneSchema = z.object({ mode: z.enum(['dry-run', 'prune']) });
 
 /** An input that does not fit, named in the 400 page. */
@@ -96,7 +102,12 @@ function nodeRoutes(router: express.Router, context: TydraPagesContext): void {
     '/nodes',
     handle(async (_req, res) => {
       const nodes = (await context.nodes()).sort((a, b) => a.id.localeCompare(b.id));
-      const rows = await Promise.all(nodes.map(async (node) => ({ node, running: await context.activeJobs(node.id) })));
+      const rows = await Promise.all(
+        nodes.map(async (node) => {
+          const queue = await context.nodeQueue(node.id);
+          return { node, running: queue?.running, paused: queue?.paused };
+        }),
+      );
       res.type('html').send(page('Nodes', nodesBody(rows, Date.now(), res.locals.role === 'admin')));
     }),
   );
@@ -114,14 +125,20 @@ function nodeRoutes(router: express.Router, context: TydraPagesContext): void {
 }
 
 /** `/instances/:id` and its Cancel. */
-function instanceRoutes(router: express.Router, tydra: Tydra): void {
+function instanceRoutes(router: express.Router, context: TydraPagesContext): void {
+  const { tydra } = context;
   router.get(
     '/instances/:id',
     handle(async (req, res) => {
       const id = parse(idSchema, req.params.id, 'a TaskInstance id');
-      const { cancel } = parse(instanceQuerySchema, req.query, 'no query, or cancel=removed|cancelling|finished');
+      const query = parse(
+        instanceQuerySchema,
+        req.query,
+        'no query, or cancel=removed|cancelling|finished and failures=<first failed workunit shown>',
+      );
       const status = await tydra.run(id).status();
-      const body = instanceBody(status, res.locals.role === 'admin', cancel);
+      const parts = await context.parts(id, query.failures ?? 0);
+      const body = instanceBody(status, { canCancel: res.locals.role === 'admin', cancelled: query.cancel, parts });
       res.type('html').send(page(`TaskInstance ${id}`, body));
     }),
   );
@@ -174,7 +191,7 @@ export function tydraPages(context: TydraPagesContext): express.Router {
   router.use(express.urlencoded({ extended: false, limit: '4kb' }));
   router.use(pageHeaders);
   nodeRoutes(router, context);
-  instanceRoutes(router, context.tydra);
+  instanceRoutes(router, context);
   packageRoutes(router, context.tydra);
   return router;
 }

@@ -250,3 +250,27 @@ export async function endParallel(redis: Redis, id: string): Promise<void> {
 export async function resetParallel(redis: Redis, id: string): Promise<void> {
   await redis.unlink(parallelStateKey(id), parallelResultsKey(id), parallelFailuresKey(id), parallelBatchesKey(id));
 }
+
+/**
+ * One page of a TaskInstance's failed workunits, by unit index (the TaskInstance page): `total`
+ * failures, and those from the `from`-th on, at most `count`. The failures hash is keyed by unit
+ * index: its keys are read and sorted here (HKEYS, a few bytes per failure), the page's values only.
+ */
+export async function readFailuresPage(
+  redis: Redis,
+  id: string,
+  from: number,
+  count: number,
+): Promise<{ total: number; failures: Array<{ index: number; message: string }> }> {
+  const indexes = (await redis.hkeys(parallelFailuresKey(id))).map(Number).sort((a, b) => a - b);
+  const page = indexes.slice(from, from + count);
+  const raws = page.length === 0 ? [] : await redis.hmget(parallelFailuresKey(id), ...page.map(String));
+  const failures = page.flatMap((index, i) => {
+    const raw = raws[i];
+    // Ended TaskInstances' failures expire: one may go between the two reads.
+    return raw === null || raw === undefined
+      ? []
+      : [{ index, message: (JSON.parse(raw) as { message: string }).message }];
+  });
+  return { total: indexes.length, failures };
+}

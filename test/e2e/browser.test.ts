@@ -11,9 +11,20 @@ import { join } from 'node:path';
 
 import { type Browser, chromium, type Page } from 'playwright-core';
 
+import { sandboxMode } from '../../lib/node/heartbeat-facts.js';
 import { Dashboard } from '../../lib/ops/dashboard.js';
 import { CHROMIUM_PATHS, findChromium } from '../chromium.js';
-import { copyFixture, defer, REPO_ROOT, redisUrl, rejection, startCluster, testClient, waitFor } from '../helpers.js';
+import {
+  copyFixture,
+  defer,
+  makePackage,
+  REPO_ROOT,
+  redisUrl,
+  rejection,
+  startCluster,
+  testClient,
+  waitFor,
+} from '../helpers.js';
 
 /** Where the screenshots go (the README names it). */
 const SHOTS = join(REPO_ROOT, 'test-results/browser');
@@ -65,6 +76,27 @@ async function openPage(
   return { page: await context.newPage(), blocked };
 }
 
+/** A sequence of two steps, and a parallel task whose odd units fail. */
+const PARTS_PACKAGE = {
+  'package.json': JSON.stringify({ type: 'module', private: true }),
+  'tydra.json': JSON.stringify({
+    name: 'parts',
+    tasks: {
+      calc: { kind: 'sequence', steps: ['double', 'inc'] },
+      odd: { kind: 'parallel', module: 'odd.mjs' },
+      double: { module: 'double.mjs' },
+      inc: { module: 'inc.mjs' },
+    },
+  }),
+  'double.mjs': 'export default (n) => n * 2;\n',
+  'inc.mjs': 'export default (n) => n + 1;\n',
+  'odd.mjs': `
+    export function split(input) { return Array.from({ length: input.n }, (_, i) => i); }
+    export function work(i) { if (i % 2 === 1) throw new Error('odd unit ' + i); return i; }
+    export async function reduce(results) { let ok = 0; for await (const r of results) if (r !== null) ok += 1; return ok; }
+  `,
+};
+
 /** Takes numbered full-page screenshots into {@link SHOTS}, emptied first (only the last run's are kept). */
 async function screenshots(): Promise<(page: Page, name: string) => Promise<void>> {
   await rm(SHOTS, { recursive: true, force: true });
@@ -89,7 +121,7 @@ describe('the browser test without chromium', () => {
 describe('the dashboard in a browser (@integration)', function () {
   this.timeout(90_000);
 
-  it('logs in, shows two live nodes, readable cards and logs; retries a failed TaskInstance, cancels a running one', async () => {
+  it('logs in, shows two live nodes, drains one, readable cards and logs; retries a failed TaskInstance, cancels a running one', async () => {
     const executablePath = findChromium();
     const shot = await screenshots();
     const { nodes } = await startCluster(2);
@@ -113,8 +145,37 @@ describe('the dashboard in a browser (@integration)', function () {
     for (const node of nodes) {
       const row = page.getByRole('row').filter({ has: page.getByRole('cell', { name: node.id, exact: true }) });
       await row.getByRole('cell', { name: 'alive', exact: true }).waitFor();
+      // The sandbox mode it detected, as its heartbeat published it.
+      assert.equal(await row.locator('td.sandbox').innerText(), sandboxMode(false, node.cgroups));
     }
     await shot(page, 'nodes');
+
+    // A node queue on the board offers no queue actions (no Pause that would not drain); `tasks` does.
+    const nodeId = nodes[1]?.id ?? '';
+    const actions = page.locator('button:has(svg.lucide-ellipsis-vertical)');
+    await page.goto(`${url}queue/node.${nodeId}`);
+    await page.getByText(`Runs of node ${nodeId}`).waitFor();
+    assert.equal(await actions.count(), 0, 'no actions menu on a node queue');
+    await page.goto(`${url}queue/tasks`);
+    await page.getByText('TaskInstances, one job each').waitFor();
+    await actions.click();
+    await page.getByRole('menuitem', { name: 'Pause', exact: true }).waitFor();
+    await page.keyboard.press('Escape');
+    // Drain from the Nodes page: the board then shows its queue paused; Resume undoes both.
+    await page.goto(`${url}tydra/nodes`);
+    const nodeRow = page.getByRole('row').filter({ has: page.getByRole('cell', { name: nodeId, exact: true }) });
+    await nodeRow.getByRole('button', { name: 'Drain', exact: true }).click();
+    await nodeRow.getByRole('cell', { name: 'draining', exact: true }).waitFor();
+    await page.goto(`${url}queue/node.${nodeId}`);
+    // Its header's badge `[ Paused ]` (the status tabs' "Paused" is always there).
+    await page.getByText('[ Paused ]', { exact: true }).first().waitFor();
+    await shot(page, 'drained-node-queue');
+    await page.goto(`${url}tydra/nodes`);
+    await nodeRow.getByRole('button', { name: 'Resume', exact: true }).click();
+    await nodeRow.getByRole('cell', { name: 'alive', exact: true }).waitFor();
+    await page.goto(`${url}queue/node.${nodeId}`);
+    await page.getByText(`Runs of node ${nodeId}`).waitFor();
+    assert.equal(await page.getByText('[ Paused ]', { exact: true }).count(), 0, 'resumed on the board too');
 
     // The board: readable card titles, the Logs tab open by default.
     const title = (task: string) => new RegExp(`^probe@${sha1.slice(0, 7)}/${task} · test-node-`);
@@ -158,6 +219,13 @@ describe('the dashboard in a browser (@integration)', function () {
       await sleeping.result().catch(() => undefined);
     });
     await waitFor('the sleep to run', async () => ((await sleeping.status()).state === 'running' ? true : undefined));
+    // The board's Delete of it says to cancel it instead.
+    await page.goto(`${url}queue/tasks?status=waiting-children`);
+    await page.getByText(title('sleep')).waitFor();
+    await page.locator('button:has(svg.lucide-trash-2)').click();
+    await page.getByRole('button', { name: 'Confirm', exact: true }).click();
+    await page.getByText(`TaskInstance ${sleeping.id} has not ended`).waitFor();
+    await shot(page, 'delete-refused');
     await page.goto(`${url}tydra/instances/${sleeping.id}`);
     assert.equal(await page.locator('#state').innerText(), 'running');
     await shot(page, 'running');
@@ -169,6 +237,39 @@ describe('the dashboard in a browser (@integration)', function () {
     assert.equal(await page.locator('#error').innerText(), 'cancelled by request');
     assert.equal(await page.getByRole('button', { name: 'Cancel', exact: true }).count(), 0);
     await shot(page, 'cancelled');
+
+    // A sequence's page links its steps; a parallel one's shows its workunits and failures.
+    await tydra.deploy(await makePackage(PARTS_PACKAGE));
+    const calc = await tydra.submit('parts/calc', 3);
+    assert.equal(await calc.result(), 7);
+    const odd = await tydra.submit('parts/odd', { n: 6 }, { maxFailedWorkunits: 6 });
+    assert.equal(await odd.result(), 3);
+    await page.goto(`${url}tydra/instances/${calc.id}`);
+    await page
+      .locator('#steps')
+      .getByRole('link', { name: `${calc.id}.s1`, exact: true })
+      .click();
+    await page.waitForURL(new RegExp(`/tydra/instances/${calc.id}\\.s1$`));
+    assert.equal(await page.locator('#result').innerText(), '7');
+    await page.goto(`${url}tydra/instances/${odd.id}`);
+    await page.locator('#failed-workunits').getByText('odd unit 5').waitFor();
+    assert.match(await page.locator('#workunits').innerText(), /total\s+6\s+done\s+3\s+failed\s+3/);
+    await shot(page, 'workunits');
+
+    // The Packages page: undeploy a version with its button, then prune, dry run first.
+    await page.goto(`${url}tydra/packages`);
+    const partsTable = page.locator('#package-parts + table');
+    await partsTable.getByRole('button', { name: 'Undeploy', exact: true }).click();
+    await page.waitForURL(/\/tydra\/packages$/);
+    await page.locator('#package-parts + table').getByRole('cell', { name: 'undeployed', exact: true }).waitFor();
+    await page.getByRole('button', { name: 'Prune… (dry run first)' }).click();
+    await page.getByText('Dry run: nothing was changed.').waitFor();
+    await shot(page, 'prune-dry-run');
+    await page.getByRole('button', { name: 'Prune now', exact: true }).click();
+    await page.waitForURL(/\/tydra\/packages\/prune$/);
+    await page.getByRole('heading', { name: 'Removed (1)', exact: true }).waitFor();
+    await page.getByText('Pruned.', { exact: false }).waitFor();
+    await shot(page, 'pruned');
 
     // Bull Board's page asks for Google's fonts: they must have been asked for, and refused.
     assert.ok(blocked.length > 0, 'the board asked for outside fonts, and they were blocked');

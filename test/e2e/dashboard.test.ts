@@ -2,6 +2,7 @@ import assert from 'node:assert/strict';
 
 import { Queue } from 'bullmq';
 
+import { TaskNotFoundError } from '../../lib/core/errors.js';
 import { Dashboard } from '../../lib/ops/dashboard.js';
 import { copyFixture, defer, redisUrl, startCluster, testClient, testRedis, waitFor } from '../helpers.js';
 
@@ -135,6 +136,46 @@ describe('what the board shows and allows on tydra queues (@integration)', funct
     const status = await run.status();
     assert.equal(status.state, 'completed');
     assert.equal((await boardQueue(url, nodeQueue, 'completed')).jobs.length, 1);
+  });
+
+  it("answers the board's Delete of a TaskInstance that has not ended, and its removal of children, with where to cancel it", async () => {
+    await startCluster(1);
+    const tydra = testClient();
+    await tydra.deploy(await copyFixture('probe'));
+    const done = await tydra.submit('probe/echo', {});
+    await done.result();
+    // `sleep` never returns: it runs until it is cancelled below.
+    const running = await tydra.submit('probe/sleep', null, { timeoutMs: 60_000 });
+    defer(async () => {
+      await tydra.cancel(running.id);
+      await running.result().catch(() => undefined);
+    });
+    await waitFor('the sleep to run', async () => ((await running.status()).state === 'running' ? true : undefined));
+    const dashboard = new Dashboard({ redis: redisUrl(), port: 0 });
+    defer(() => dashboard.close());
+    const url = await dashboard.start();
+    const remove = (id: string) =>
+      fetch(`${url}api/queues/tasks/${id}/clean`, { method: 'PUT', headers: { origin: new URL(url).origin } });
+
+    const refused = await remove(running.id);
+    assert.equal(refused.status, 409);
+    const body = (await refused.json()) as { error: string; message: string };
+    assert.equal(body.error, 'cancel it instead');
+    assert.equal(
+      body.message,
+      `TaskInstance ${running.id} has not ended (BullMQ state waiting-children): it is cancelled, not deleted. ` +
+        `Cancel it on /tydra/instances/${running.id} (the link on its card) or with tydra cancel ${running.id}.`,
+    );
+    const orphaning = await fetch(`${url}api/queues/tasks/${running.id}/remove-unprocessed-children`, {
+      method: 'PUT',
+      headers: { origin: new URL(url).origin },
+    });
+    assert.equal(orphaning.status, 405);
+    assert.match(((await orphaning.json()) as { message: string }).message, /are its node job or its steps/);
+    assert.equal((await running.status()).state, 'running', 'untouched');
+
+    assert.equal((await remove(done.id)).status, 204);
+    await assert.rejects(done.status(), TaskNotFoundError);
   });
 
   it('lets an admin run the prune now on the read-only maintenance queue, and no one anything else there', async () => {

@@ -1,7 +1,22 @@
 import assert from 'node:assert/strict';
 
+import { Queue } from 'bullmq';
+
+import { sandboxMode } from '../../lib/node/heartbeat-facts.js';
 import { Dashboard } from '../../lib/ops/dashboard.js';
-import { copyFixture, defer, makePackage, redisUrl, rejection, startCluster, testClient, waitFor } from '../helpers.js';
+import { FAILURES_PER_PAGE } from '../../lib/ops/instance-parts.js';
+import { tydra as cli } from '../bin/run-cli.js';
+import {
+  copyFixture,
+  defer,
+  makePackage,
+  redisUrl,
+  rejection,
+  startCluster,
+  testClient,
+  testRedis,
+  waitFor,
+} from '../helpers.js';
 
 const basic = (user: string, password: string) => ({
   authorization: `Basic ${Buffer.from(`${user}:${password}`).toString('base64')}`,
@@ -42,6 +57,34 @@ function post(url: string, path: string, headers: Record<string, string>, form: 
 
 const HOSTILE = '<script>alert(1)</script>';
 
+/** A parallel task whose units fail unless their index divides by 3, and a sequence of small steps. */
+const PARTS_PACKAGE = {
+  'package.json': JSON.stringify({ type: 'module', private: true }),
+  'tydra.json': JSON.stringify({
+    name: 'parts',
+    tasks: {
+      many: { kind: 'parallel', module: 'many.mjs' },
+      calc: { kind: 'sequence', steps: ['double', { all: ['inc', 'square'] }, 'join'] },
+      broken: { kind: 'sequence', steps: ['double', 'fail', 'inc'] },
+      double: { module: 'double.mjs' },
+      inc: { module: 'inc.mjs' },
+      square: { module: 'square.mjs' },
+      join: { module: 'join.mjs' },
+      fail: { module: 'fail.mjs' },
+    },
+  }),
+  'many.mjs': `
+    export function split(input) { return Array.from({ length: input.n }, (_, i) => i); }
+    export function work(i) { if (i % 3 !== 0) throw new Error('unit ' + i + ' <failed>'); return i; }
+    export async function reduce(results) { let ok = 0; for await (const r of results) if (r !== null) ok += 1; return ok; }
+  `,
+  'double.mjs': 'export default (n) => n * 2;\n',
+  'inc.mjs': 'export default (n) => n + 1;\n',
+  'square.mjs': 'export default (n) => n * n;\n',
+  'join.mjs': "export default (values) => values.join('-');\n",
+  'fail.mjs': 'export default (n) => { throw new Error(`no step past ${n}`); };\n',
+};
+
 describe('the tydra pages: nodes, TaskInstances, packages (@integration)', function () {
   this.timeout(60_000);
 
@@ -65,11 +108,44 @@ describe('the tydra pages: nodes, TaskInstances, packages (@integration)', funct
     for (const node of nodes) {
       const running = node.id === nodeId ? 1 : 0;
       const row = new RegExp(
-        `${node.id}</a></td>\\s*<td>[^<]+\\(pid \\d+\\)</td>\\s*<td class="state-alive">alive</td>\\s*<td>2</td>\\s*<td>${running}</td>\\s*<td>\\d{4}-[^<]+ \\(\\d+ s ago\\)</td>`,
+        `${node.id}</a></td>\\s*<td>[^<]+\\(pid \\d+\\)</td>\\s*<td class="state-alive">alive</td>\\s*<td>2</td>\\s*<td>${running}</td>\\s*<td class="sandbox">[^<]+</td>\\s*<td class="cache">[^<]+</td>\\s*<td>\\d{4}-[^<]+ \\(\\d+ s ago\\)</td>`,
       );
       assert.match(text, row);
     }
     assert.match(text, /draining: alive, sent no new work \(tydra node drain ID; tydra node\s+resume ID undoes it\)/);
+  });
+
+  it("show each node's sandbox mode and package cache, published with its heartbeat, as tydra nodes does", async () => {
+    const { nodes } = await startCluster(1);
+    const node = nodes[0];
+    assert.ok(node);
+    const mode = sandboxMode(false, node.cgroups);
+    const tydra = testClient();
+    await tydra.deploy(await copyFixture('probe'));
+    const empty = await waitFor('the first heartbeat', async () => (await tydra.nodes()).find((n) => n.id === node.id));
+    assert.deepEqual([empty.sandbox, empty.cachedVersions, empty.cachedBytes], [mode, 0, 0]);
+    await (await tydra.submit('probe/echo', {})).result();
+    const { bytes } = node.cache.summary();
+    assert.ok(bytes > 0);
+    // The next heartbeat after the version was extracted publishes it.
+    await waitFor('a heartbeat with the cached version', async () =>
+      (await tydra.nodes()).find((n) => n.id === node.id && n.cachedVersions === 1 && n.cachedBytes === bytes),
+    );
+    const url = await startDashboard();
+    const text = await get(url, 'tydra/nodes', VIEWER);
+    assert.match(
+      text,
+      new RegExp(`<td class="sandbox">${mode}</td>\\s*<td class="cache">1 version, [0-9.]+ (KiB|bytes)</td>`),
+    );
+    const listed = await cli(['nodes', '--redis', redisUrl()]);
+    assert.match(listed.stdout, new RegExp(`${node.id} .* sandbox ${mode}  cache 1 version, `));
+    const json = JSON.parse((await cli(['nodes', '--json', '--redis', redisUrl()])).stdout) as Array<
+      Record<string, unknown>
+    >;
+    assert.deepEqual(
+      json.map((n) => [n.id, n.sandbox, n.cachedVersions, n.cachedBytes]),
+      [[node.id, mode, 1, bytes]],
+    );
   });
 
   it('drain and resume a node from its page (admin only); a read-only user sees no button and is refused', async () => {
@@ -95,6 +171,23 @@ describe('the tydra pages: nodes, TaskInstances, packages (@integration)', funct
     );
     assert.equal((await post(url, `tydra/nodes/${nodeId}/resume`, ADMIN)).status, 303);
     assert.equal((await tydra.nodes()).find((node) => node.id === nodeId)?.draining, false);
+    assert.match(await get(url, 'tydra/nodes', ADMIN), /<td class="state-alive">alive<\/td>/);
+  });
+
+  it('read a node whose queue was paused by something else than a drain as paused; Resume gives it work again', async () => {
+    const { nodes } = await startCluster(1);
+    const nodeId = nodes[0]?.id ?? '';
+    const queue = new Queue(`node.${nodeId}`, { connection: testRedis({ maxRetriesPerRequest: null }) });
+    defer(() => queue.close());
+    await queue.pause();
+    const url = await startDashboard();
+    const text = await waitFor('the board to list the node queue', async () => {
+      const page = await get(url, 'tydra/nodes', ADMIN);
+      return page.includes('<td class="state-paused">paused</td>') ? page : undefined;
+    });
+    assert.match(text, new RegExp(`/tydra/nodes/${nodeId}/resume"`));
+    assert.equal((await post(url, `tydra/nodes/${nodeId}/resume`, ADMIN)).status, 303);
+    assert.equal(await queue.isPaused(), false);
     assert.match(await get(url, 'tydra/nodes', ADMIN), /<td class="state-alive">alive<\/td>/);
   });
 
@@ -131,6 +224,68 @@ describe('the tydra pages: nodes, TaskInstances, packages (@integration)', funct
     });
     assert.equal(badQuery.status, 400);
     assert.ok(!/<script/i.test(await badQuery.text()));
+  });
+
+  it("show a parallel TaskInstance's workunits with its failures a page at a time", async () => {
+    await startCluster(1);
+    const tydra = testClient();
+    await tydra.deploy(await makePackage(PARTS_PACKAGE));
+    // 36 units, 24 of which fail (every index not divisible by 3): more than one page of failures.
+    const run = await tydra.submit('parts/many', { n: 36 }, { maxFailedWorkunits: 100 });
+    assert.equal(await run.result(), 12);
+    const url = await startDashboard();
+    const first = await get(url, `tydra/instances/${run.id}`, VIEWER);
+    // A row of the failures table (the logs name the failed units too).
+    const failedRow = (index: number) => new RegExp(`<td>${index}</td>\\s*<td><pre>[^<]*unit ${index} &lt;failed&gt;`);
+    assert.match(first, /<th>total<\/th>\s*<td>36<\/td>/);
+    assert.match(first, /<th>done<\/th>\s*<td>12<\/td>/);
+    assert.match(first, /<th>failed<\/th>\s*<td>24<\/td>/);
+    assert.match(first, /<th>running<\/th>\s*<td>0<\/td>/);
+    assert.ok(first.includes(`Failed workunits (1–${FAILURES_PER_PAGE} of 24)`));
+    assert.match(first, /<td>1<\/td>\s*<td><pre>[^<]*unit 1 &lt;failed&gt;<\/pre><\/td>/);
+    assert.match(first, failedRow(29));
+    assert.doesNotMatch(first, failedRow(34), 'the last failures are on the next page');
+    const next = `/tydra/instances/${run.id}?failures=${FAILURES_PER_PAGE}#failures`;
+    assert.ok(first.includes(`href="${next}" rel="next"`));
+    const second = await get(url, next.slice(1).replace('#failures', ''), VIEWER);
+    assert.ok(second.includes(`Failed workunits (${FAILURES_PER_PAGE + 1}–24 of 24)`));
+    assert.match(second, failedRow(34));
+    assert.doesNotMatch(second, failedRow(29));
+    assert.ok(second.includes('rel="prev"') && !second.includes('rel="next"'));
+    const bad = await fetch(`${url}tydra/instances/${run.id}?failures=-1`, { headers: VIEWER });
+    assert.equal(bad.status, 400);
+  });
+
+  it("show a sequence's steps, each child TaskInstance with its state and a link, branch ids of an all step included", async () => {
+    await startCluster(1);
+    const tydra = testClient();
+    await tydra.deploy(await makePackage(PARTS_PACKAGE));
+    const calc = await tydra.submit('parts/calc', 3);
+    assert.equal(await calc.result(), '7-36');
+    const broken = await tydra.submit('parts/broken', 1);
+    await rejection(broken.result());
+    const url = await startDashboard();
+
+    const text = await get(url, `tydra/instances/${calc.id}`, VIEWER);
+    const row = (id: string, task: string, state: string) =>
+      new RegExp(
+        `<a href="/tydra/instances/${id}">${id}</a></td>\\s*<td>${task}</td>\\s*<td class="state-${state}">${state}</td>`,
+      );
+    assert.match(text, row(`${calc.id}.s0`, 'double', 'completed'));
+    assert.match(text, row(`${calc.id}.s1.0`, 'inc', 'completed'));
+    assert.match(text, row(`${calc.id}.s1.1`, 'square', 'completed'));
+    assert.match(text, row(`${calc.id}.s2`, 'join', 'completed'));
+    assert.match(text, /<td rowspan="2">2<\/td>\s*<td rowspan="2">all\(inc, square\)<\/td>/);
+    assert.match(text, /<td rowspan="1">3 \(current\)<\/td>/);
+    // A step's page is a TaskInstance page like any other.
+    assert.match(await get(url, `tydra/instances/${calc.id}.s1.1`, VIEWER), /<pre id="result">36<\/pre>/);
+
+    const failed = await get(url, `tydra/instances/${broken.id}`, VIEWER);
+    assert.match(failed, row(`${broken.id}.s1`, 'fail', 'failed'));
+    assert.match(
+      failed,
+      new RegExp(`<td>${broken.id}\\.s2</td>\\s*<td>inc</td>\\s*<td class="state-not-started">not started</td>`),
+    );
   });
 
   it('escape a log line a task wrote, and forbid scripts and framing on every page', async () => {
@@ -200,6 +355,7 @@ describe('the tydra pages: nodes, TaskInstances, packages (@integration)', funct
 
     const admin = await get(url, 'tydra/packages', ADMIN);
     assert.ok(admin.includes('action="/tydra/packages/probe/undeploy"'));
+    assert.ok(admin.includes('Undeploy every version of probe'));
     const dryRun = await post(url, 'tydra/packages/prune', ADMIN, { mode: 'dry-run' });
     assert.equal(dryRun.status, 200);
     const dryText = await dryRun.text();

@@ -8,7 +8,7 @@ import { copyFixture, startCluster, testClient } from '../helpers.js';
 describe('the development-only --unsafe-no-sandbox mode (@integration)', function () {
   this.timeout(30_000);
 
-  it('runs tasks without bubblewrap, and says so loudly at start and for every task', async () => {
+  it('runs tasks without bubblewrap, and says so loudly at start, for every task and in the node registry', async () => {
     const lines: Array<{ level: number; msg: string }> = [];
     const sink = new Writable({
       write(chunk: Buffer, _encoding, callback) {
@@ -28,5 +28,8 @@ describe('the development-only --unsafe-no-sandbox mode (@integration)', functio
       warnings.join(' | '),
     );
     assert.ok(warnings.includes('UNSAFE: running a task without a sandbox'));
+    // And to operators: `tydra nodes` and the Nodes page read its sandbox mode from the registry.
+    const [node] = await tydra.nodes();
+    assert.equal(node?.sandbox, 'unsandboxed');
   });
 });

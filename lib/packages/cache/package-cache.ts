@@ -122,6 +122,14 @@ export class PackageCache {
     return total;
   }
 
+  /**
+   * How many versions are cached and their bytes, from the index the cache keeps in memory as it
+   * changes (what the node's heartbeat publishes): no disk walk, cheap enough for every beat.
+   */
+  summary(): { versions: number; bytes: number } {
+    return { versions: this.entries.size, bytes: this.totalBytes };
+  }
+
   /** Cached versions, least recently used first. */
   versions(): CachedVersion[] {
     return [...this.entries.values()].map(describeEntry);

@@ -1,6 +1,7 @@
 import assert from 'node:assert/strict';
 
 import { NodeRegistry } from '../../../lib/cluster/node-registry.js';
+import { nodeInfoKey } from '../../../lib/redis/keys.js';
 import { testRedis } from '../../helpers.js';
 
 const node = {
@@ -36,5 +37,26 @@ describe('node registry: alive and lost (@integration)', () => {
     assert.equal(info?.alive, false);
     assert.equal(info?.lost, true);
     assert.equal(info?.lastSeen, 12_000);
+  });
+
+  it("publishes a node's sandbox mode and cache with its heartbeat, and reads none from a node that did not", async () => {
+    const redis = testRedis();
+    const registry = new NodeRegistry(redis);
+    await registry.heartbeat({ ...node, id: 'old-node' }, 10_000);
+    await registry.heartbeat({ ...node, facts: { sandbox: 'rlimits', cachedVersions: 2, cachedBytes: 4096 } }, 10_000);
+    const byId = new Map((await registry.list(10_001)).map((info) => [info.id, info]));
+    const published = byId.get(node.id);
+    assert.deepEqual([published?.sandbox, published?.cachedVersions, published?.cachedBytes], ['rlimits', 2, 4096]);
+    const old = byId.get('old-node');
+    assert.deepEqual([old?.sandbox, old?.cachedVersions, old?.cachedBytes], [undefined, undefined, undefined]);
+    // Not a field of the hash: the facts are stored flat, one field each.
+    assert.equal(await redis.hexists(nodeInfoKey(node.id), 'facts'), 0);
+    // Whatever else is in the hash (anyone with Redis access writes there) reads as unpublished.
+    await redis.hset(nodeInfoKey(node.id), { sandbox: 'chroot', cachedVersions: '-1', cachedBytes: 'many' });
+    const tampered = (await registry.list(10_001)).find((info) => info.id === node.id);
+    assert.deepEqual(
+      [tampered?.sandbox, tampered?.cachedVersions, tampered?.cachedBytes],
+      [undefined, undefined, undefined],
+    );
   });
 });

@@ -116,11 +116,14 @@ describe('package cache (@integration)', () => {
       await use(cache, v1); // v2 is now the least recently used
       assert.deepEqual(await onDisk(cache, 'lru'), sorted(v1, v2, v3));
       assert.equal(cache.evictions, 0);
+      // The summary the heartbeat publishes follows the index as versions come and go.
+      assert.deepEqual(cache.summary(), { versions: 3, bytes: 3 * v1.bytes });
 
       await use(cache, v4);
       assert.deepEqual(await onDisk(cache, 'lru'), sorted(v1, v3, v4));
       assert.equal(cache.evictions, 1);
       assert.equal(cache.totalBytes, 3 * v1.bytes);
+      assert.deepEqual(cache.summary(), { versions: 3, bytes: 3 * v1.bytes });
       const children = await readdir(join(cache.dir, 'lru'));
       assert.ok(!children.includes(`${v2.sha1}.json`), 'the evicted version loses its marker too');
       assert.deepEqual(
