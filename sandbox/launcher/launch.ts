@@ -14,6 +14,7 @@ import { buildBwrapArgs, PACKAGE_MOUNT, RUNTIME_MOUNT, sandboxNodePath } from '.
 import { sandboxSyncArgs } from './cgroup/attach.js';
 import type { CgroupSupport } from './cgroup/support.js';
 import { createTaskCgroup, type TaskCgroup } from './cgroup/task-cgroup.js';
+import { openSandboxNetwork, type SandboxNetwork, type SandboxNetworkOptions } from './network/sandbox-network.js';
 import { prlimitArgs } from './rlimits.js';
 
 /** The compiled `sandbox/` folder, mounted read-only into every sandbox. */
@@ -66,6 +67,11 @@ export interface SandboxOptions {
   env?: Readonly<Record<string, string>>;
   /** Largest result (JSON bytes); for a parallel task, of each work unit and each work result. @defaultValue 16 MiB */
   maxResultBytes?: number;
+  /**
+   * The task's endpoints and the node's verdict on each (`network/sandbox-network.ts`). Absent
+   * or empty: no network at all, and no forwarder. Ignored without bwrap (the host's network).
+   */
+  network?: SandboxNetworkOptions;
 }
 
 /** A sandbox ready to spawn. */
@@ -78,6 +84,8 @@ export interface Launch {
   env: Record<string, string>;
   /** The sandbox's cgroup, made already; whoever spawns the sandbox removes it. */
   cgroup: TaskCgroup | undefined;
+  /** The sandbox's network, open already; whoever spawns the sandbox closes it. */
+  network?: SandboxNetwork;
 }
 
 /** The argv, environment and cgroup of a sandbox running `entry`; throws before making anything on bad options. */
@@ -115,19 +123,30 @@ export async function prepareLaunch(options: SandboxOptions, entry: TaskEntry): 
     // reserves far more address space than it uses; the heap flag above bounds it instead.
     ...(cgroups === undefined && !isModule ? { addressSpaceBytes: limits.memoryBytes } : {}),
   });
+  const network = options.network?.endpoints.length
+    ? await openSandboxNetwork(options.network, { isModule, sandboxUser: options.sandboxUser, env: options.env })
+    : undefined;
   const mounts = {
     packageDir: options.packageDir,
     runtimeDir: options.runtimeDir ?? RUNTIME_DIR,
     nodeBinary: NODE_BINARY,
     scratchBytes: limits.scratchBytes,
+    extraMounts: network?.mountArgs,
   };
-  const args = [...rlimits, bwrap, ...buildBwrapArgs(mounts, env, command, sandboxSyncArgs())];
+  const started = network?.wrap(command, sandboxNodePath(NODE_BINARY), RUNTIME_MOUNT) ?? command;
+  const args = [...rlimits, bwrap, ...buildBwrapArgs(mounts, env, started, sandboxSyncArgs())];
   // One cgroup per sandbox, made before it and joined by it before the task runs.
   const cgroup =
     cgroups === undefined
       ? undefined
-      : await createTaskCgroup(cgroups, `task-${randomUUID()}`, { memoryBytes: limits.memoryBytes, pids: limits.pids });
-  return { file: options.prlimit, args, isModule, sandboxed: true, env: {}, cgroup };
+      : await createTaskCgroup(cgroups, `task-${randomUUID()}`, {
+          memoryBytes: limits.memoryBytes,
+          pids: limits.pids,
+        }).catch(async (error: unknown) => {
+          await network?.close();
+          throw error;
+        });
+  return { file: options.prlimit, args, isModule, sandboxed: true, env: {}, cgroup, network };
 }
 
 /** The argv started in the sandbox: node and the runner for a module, else the task's command. */
