@@ -17,7 +17,10 @@ import { CLI, defer, makePackage, recordingLogger, redisUrl, startCluster, tempD
 import { expectNothingLeft, LIMITS } from './harness.js';
 
 /** A loopback TCP server that echoes, or with `silent` only counts; both count connections. */
-async function loopbackServer(mode: 'echo' | 'silent'): Promise<{ port: number; connections: () => number }> {
+async function loopbackServer(
+  mode: 'echo' | 'silent',
+  ports: readonly number[] = [0],
+): Promise<{ port: number; connections: () => number }> {
   let connections = 0;
   const server: Server = createServer((socket) => {
     connections += 1;
@@ -28,8 +31,14 @@ async function loopbackServer(mode: 'echo' | 'silent'): Promise<{ port: number; 
       socket.end();
     }
   });
-  server.listen(0, '127.0.0.1');
-  await once(server, 'listening');
+  for (const port of ports) {
+    server.listen(port, '127.0.0.1');
+    const [error] = (await Promise.race([once(server, 'listening'), once(server, 'error')])) as [Error?];
+    if (error === undefined) {
+      break;
+    }
+  }
+  assert.ok(server.listening, `no free port among ${ports.join(', ')}`);
   defer(() => new Promise((resolve) => server.close(resolve)));
   const address = server.address();
   assert.ok(address !== null && typeof address === 'object');
@@ -143,6 +152,27 @@ describe('escape: network, opened per task where the node allows it @integration
       connections.filter((entry) => entry.msg === msg && (entry as unknown as { port: number }).port === port).length;
     assert.equal(count('sandbox connection opened', echo.port), 4, 'two per task, both logged');
     assert.equal(count('sandbox connection refused', declaredOnly.port), 2, 'one per task, logged');
+  });
+
+  it('serves a port below 1024 (its own namespace lets the sandbox bind it): JS and a command', async () => {
+    assert.equal(process.getuid?.(), 0, 'the escape suite runs as root');
+    // A privileged port, as https or postgres-on-a-low-port would be; the first free one.
+    const echo = await loopbackServer(
+      'echo',
+      Array.from({ length: 64 }, (_, i) => 990 - i),
+    );
+    const endpoint = `127.0.0.1:${echo.port}`;
+    await startCluster(1, { allowConnect: ['127.0.0.1:*'] });
+    const client = testClient();
+    await client.deploy(await netPackage([endpoint]));
+    for (const task of ['js', 'py']) {
+      const run = await client.submit(`net/${task}`, {
+        targets: [{ host: '127.0.0.1', port: echo.port }],
+        payload: task,
+      });
+      assert.deepEqual(await run.result(), [{ data: task }]);
+    }
+    assert.equal(echo.connections(), 2);
   });
 
   it('deploy refuses a malformed network.connect; a node refuses a malformed --allow-connect', async () => {
