@@ -6,7 +6,10 @@
  */
 import assert from 'node:assert/strict';
 import { once } from 'node:events';
+import { readdir } from 'node:fs/promises';
 import { createServer, type Server } from 'node:net';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 
 import { execa } from 'execa';
 
@@ -14,13 +17,13 @@ import { InvalidOptionError, ManifestError } from '../../lib/core/errors.js';
 import { TydraNode } from '../../lib/node/node.js';
 import { tydra } from '../bin/run-cli.js';
 import { CLI, defer, makePackage, recordingLogger, redisUrl, startCluster, tempDir, testClient } from '../helpers.js';
-import { expectNothingLeft, LIMITS } from './harness.js';
+import { type Arena, expectNothingLeft, LIMITS } from './harness.js';
 
 /** A loopback TCP server that echoes, or with `silent` only counts; both count connections. */
 async function loopbackServer(
   mode: 'echo' | 'silent',
   ports: readonly number[] = [0],
-): Promise<{ port: number; connections: () => number }> {
+): Promise<{ port: number; connections: () => number; close: () => Promise<void> }> {
   let connections = 0;
   const server: Server = createServer((socket) => {
     connections += 1;
@@ -39,10 +42,16 @@ async function loopbackServer(
     }
   }
   assert.ok(server.listening, `no free port among ${ports.join(', ')}`);
-  defer(() => new Promise((resolve) => server.close(resolve)));
+  const close = () => new Promise<void>((resolve) => server.close(() => resolve()));
+  defer(() => (server.listening ? close() : Promise.resolve()));
   const address = server.address();
   assert.ok(address !== null && typeof address === 'object');
-  return { port: address.port, connections: () => connections };
+  return { port: address.port, connections: () => connections, close };
+}
+
+/** The per-sandbox folders of the node side of the network (`sandbox/launcher/network/`). */
+function networkFolders(): Promise<string[]> {
+  return readdir(join(tmpdir(), 'tydra-net')).catch(() => []);
 }
 
 /** Sends `payload` to each {host, port}, reads until the peer ends; reports data or the error code. */
@@ -105,6 +114,7 @@ describe('escape: network, opened per task where the node allows it @integration
   this.timeout(90_000);
 
   it('reaches an allowed endpoint as written (IP and host name, JS and a command), and nothing else', async () => {
+    const foldersBefore = await networkFolders();
     const echo = await loopbackServer('echo');
     const declaredOnly = await loopbackServer('silent');
     const other = await loopbackServer('silent');
@@ -139,7 +149,8 @@ describe('escape: network, opened per task where the node allows it @integration
       }
       const status = await run.status();
       assert.ok(status.logs.some((line) => line.includes(`127.0.0.1:${declaredOnly.port} is not allowed on node`)));
-      await expectNothingLeft({ node: nodes[0] } as never, run);
+      // The harness's leftover checks read only the arena's node.
+      await expectNothingLeft({ node: nodes[0] } as Arena, run);
     }
     const undeclared = await client.submit('net/undeclared', { targets: reached, payload });
     // Without a network: nothing listens on the sandbox's loopback, and no name resolves.
@@ -152,6 +163,31 @@ describe('escape: network, opened per task where the node allows it @integration
       connections.filter((entry) => entry.msg === msg && (entry as unknown as { port: number }).port === port).length;
     assert.equal(count('sandbox connection opened', echo.port), 4, 'two per task, both logged');
     assert.equal(count('sandbox connection refused', declaredOnly.port), 2, 'one per task, logged');
+    const left = (await networkFolders()).filter((name) => !foldersBefore.includes(name));
+    assert.deepEqual(left, [], "every sandbox's network folder is removed");
+  });
+
+  it('an allowed endpoint that does not answer: the connection closes, logged as failed, in the log too', async () => {
+    const gone = await loopbackServer('silent');
+    const port = gone.port;
+    await gone.close();
+    const { logger, entries } = recordingLogger('info');
+    await startCluster(1, { allowConnect: [`127.0.0.1:${port}`], logger });
+    const client = testClient();
+    await client.deploy(await netPackage([`127.0.0.1:${port}`]));
+    const run = await client.submit('net/js', { targets: [{ host: '127.0.0.1', port }], payload: 'x' });
+    const [outcome] = (await run.result()) as unknown[];
+    assert.ok(outcome === 'ECONNRESET' || JSON.stringify(outcome) === '{"data":""}', JSON.stringify(outcome));
+    const failed = entries.filter((entry) => entry.msg === 'sandbox connection failed');
+    assert.deepEqual(
+      failed.map((entry) => {
+        const { host, port: at, reason } = entry as unknown as { host: string; port: number; reason: string };
+        return [host, at, reason];
+      }),
+      [['127.0.0.1', port, 'ECONNREFUSED']],
+    );
+    const { logs } = await run.status();
+    assert.ok(logs.includes(`network: connection to 127.0.0.1:${port} failed (ECONNREFUSED)`), logs.join(' | '));
   });
 
   it('serves a port below 1024 (its own namespace lets the sandbox bind it): JS and a command', async () => {

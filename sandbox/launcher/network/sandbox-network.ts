@@ -52,6 +52,8 @@ export interface SandboxNetwork {
 }
 
 const PRIVILEGED_PORTS = 1024;
+/** Connections one sandbox may have open through the node at once. */
+const MAX_CONNECTIONS = 256;
 const execFileAsync = promisify(execFile);
 
 /** The sandbox a network is opened for. */
@@ -80,7 +82,9 @@ export async function openSandboxNetwork(
   const report = options.onConnection ?? (() => undefined);
   const canLowerPorts = process.getuid?.() === 0;
   const endpoints = options.endpoints.map((endpoint) =>
-    endpoint.allowed && endpoint.port < PRIVILEGED_PORTS && !canLowerPorts ? { ...endpoint, allowed: false } : endpoint,
+    endpoint.allowed && endpoint.port < PRIVILEGED_PORTS && !canLowerPorts
+      ? { ...endpoint, allowed: false, refusal: 'a port below 1024 needs a node running as root' }
+      : endpoint,
   );
   const plan = loopbackPlan(endpoints);
   const forwarderConfig = ownThreads ? { ...plan.forwarder, unsetEnv: [FORWARDER_THREADS] } : plan.forwarder;
@@ -150,7 +154,18 @@ async function serveEndpoint(
   const server = createServer({ allowHalfOpen: true }, (inner) => {
     const { host, port } = endpoint;
     if (!endpoint.allowed) {
-      report({ host, port, outcome: 'refused', reason: 'not allowed by the node (--allow-connect)' });
+      report({
+        host,
+        port,
+        outcome: 'refused',
+        reason: endpoint.refusal ?? 'not allowed by the node (--allow-connect)',
+      });
+      inner.destroy();
+      return;
+    }
+    if (sockets.size >= 2 * MAX_CONNECTIONS) {
+      // Each one holds two of the node's file descriptors: a task may not exhaust them.
+      report({ host, port, outcome: 'refused', reason: `more than ${MAX_CONNECTIONS} connections at once` });
       inner.destroy();
       return;
     }
