@@ -114,18 +114,19 @@ export async function prepareLaunch(options: SandboxOptions, entry: TaskEntry): 
   if (options.prlimit === undefined) {
     throw new SandboxUnavailableError('Expected the path of prlimit to run a sandboxed task, got none');
   }
+  // Without a cgroup the address-space rlimit is the memory fallback of a command. A command with
+  // a network gets it from its forwarder (a Node process, which cannot start under it).
+  const addressSpaceBytes = cgroups === undefined && !isModule ? limits.memoryBytes : undefined;
+  const hasNetwork = (options.network?.endpoints.length ?? 0) > 0;
   const rlimits = prlimitArgs({
     cpuSeconds: Math.max(1, Math.ceil(limits.cpuMs / 1000)),
     openFiles: limits.openFiles,
     fileSizeBytes: limits.fileSizeBytes,
     core: 0,
-    // Without a cgroup the address-space rlimit is the memory fallback. Not for JavaScript: V8
-    // reserves far more address space than it uses; the heap flag above bounds it instead.
-    ...(cgroups === undefined && !isModule ? { addressSpaceBytes: limits.memoryBytes } : {}),
+    // Not for JavaScript: V8 reserves far more address space than it uses; the heap flag bounds it.
+    ...(addressSpaceBytes !== undefined && !hasNetwork ? { addressSpaceBytes } : {}),
   });
-  const network = options.network?.endpoints.length
-    ? await openSandboxNetwork(options.network, { isModule, sandboxUser: options.sandboxUser, env: options.env })
-    : undefined;
+  const network = hasNetwork ? await openNetwork(options, isModule, addressSpaceBytes) : undefined;
   const mounts = {
     packageDir: options.packageDir,
     runtimeDir: options.runtimeDir ?? RUNTIME_DIR,
@@ -147,6 +148,23 @@ export async function prepareLaunch(options: SandboxOptions, entry: TaskEntry): 
           throw error;
         });
   return { file: options.prlimit, args, isModule, sandboxed: true, env: {}, cgroup, network };
+}
+
+/** The sandbox's network, for a task with endpoints (`network/sandbox-network.ts`). */
+function openNetwork(
+  options: SandboxOptions,
+  isModule: boolean,
+  addressSpaceBytes: number | undefined,
+): Promise<SandboxNetwork | undefined> {
+  const { network, prlimit } = options;
+  if (network === undefined) {
+    return Promise.resolve(undefined);
+  }
+  return openSandboxNetwork(network, {
+    ...{ isModule, sandboxUser: options.sandboxUser, env: options.env },
+    commandRlimits:
+      addressSpaceBytes === undefined || prlimit === undefined ? [] : [prlimit, `--as=${addressSpaceBytes}`, '--'],
+  });
 }
 
 /** The argv started in the sandbox: node and the runner for a module, else the task's command. */

@@ -8,7 +8,7 @@ import { spawn } from 'node:child_process';
 import { type ForwarderConfig, forwardLoopback, readForwarderConfig } from './loopback-forwarder.js';
 
 function runChild(command: string[], config: ForwarderConfig): void {
-  const [file = '', ...args] = command;
+  const [file = '', ...args] = [...(config.commandPrefix ?? []), ...command];
   const env = { ...process.env };
   for (const name of config.unsetEnv ?? []) {
     delete env[name];

@@ -16,6 +16,8 @@ export interface ForwarderConfig {
   listen: Array<{ address: string; port: number; socket: string }>;
   /** Variables set for the forwarder process alone, removed from the command's environment. */
   unsetEnv?: string[];
+  /** argv put before the command: `prlimit --as=N --`, limits the forwarder itself could not start under. */
+  commandPrefix?: string[];
 }
 
 export function readForwarderConfig(path: string): ForwarderConfig {

@@ -39,6 +39,8 @@ export interface ForwarderConfig {
   listen: Array<{ address: string; port: number; socket: string }>;
   /** Variables set for the forwarder process alone, removed from the command's environment. */
   unsetEnv?: string[];
+  /** argv put before the command (its rlimits). */
+  commandPrefix?: string[];
 }
 
 export interface LoopbackPlan {

@@ -63,6 +63,12 @@ export interface NetworkSandbox {
   sandboxUser: { uid: number; gid: number } | undefined;
   /** The submission's environment variables (one may set what the forwarder sets for itself). */
   env: Readonly<Record<string, string>> | undefined;
+  /**
+   * For a command: what the forwarder runs it under (`prlimit --as=N --`, the memory fallback
+   * without a cgroup, which the forwarder itself could not start under). Must be a path the
+   * sandbox sees (`/usr`, `/bin`…). @defaultValue none
+   */
+  commandRlimits?: readonly string[];
 }
 
 /**
@@ -87,7 +93,11 @@ export async function openSandboxNetwork(
       : endpoint,
   );
   const plan = loopbackPlan(endpoints);
-  const forwarderConfig = ownThreads ? { ...plan.forwarder, unsetEnv: [FORWARDER_THREADS] } : plan.forwarder;
+  const forwarderConfig = {
+    ...plan.forwarder,
+    ...(ownThreads ? { unsetEnv: [FORWARDER_THREADS] } : {}),
+    ...(!isModule && sandbox.commandRlimits?.length ? { commandPrefix: [...sandbox.commandRlimits] } : {}),
+  };
   const dir = await privateFolder(sandboxUser);
   const servers: Server[] = [];
   const sockets = new Set<Socket>();
