@@ -49,9 +49,15 @@ async function loopbackServer(
   return { port: address.port, connections: () => connections, close };
 }
 
-/** The per-sandbox folders of the node side of the network (`sandbox/launcher/network/`). */
-function networkFolders(): Promise<string[]> {
-  return readdir(join(tmpdir(), 'tydra-net')).catch(() => []);
+/** The per-sandbox folders of the node side of the network (`sandbox/launcher/network/`), in every parent. */
+async function networkFolders(): Promise<string[]> {
+  const parents = (await readdir(tmpdir())).filter((name) => name.startsWith('tydra-net-'));
+  const folders = await Promise.all(
+    parents.map(async (parent) =>
+      (await readdir(join(tmpdir(), parent)).catch(() => [])).map((name) => `${parent}/${name}`),
+    ),
+  );
+  return folders.flat();
 }
 
 /** Sends `payload` to each {host, port}, reads until the peer ends; reports data or the error code. */

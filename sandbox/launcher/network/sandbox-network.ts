@@ -15,7 +15,8 @@
  */
 import { execFile } from 'node:child_process';
 import { randomUUID } from 'node:crypto';
-import { chmod, chown, mkdir, rm, writeFile } from 'node:fs/promises';
+import { rmSync } from 'node:fs';
+import { chmod, chown, mkdir, mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { connect, createServer, type Server, type Socket } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -98,7 +99,7 @@ export async function openSandboxNetwork(
     ...(ownThreads ? { unsetEnv: [FORWARDER_THREADS] } : {}),
     ...(!isModule && sandbox.commandRlimits?.length ? { commandPrefix: [...sandbox.commandRlimits] } : {}),
   };
-  const dir = await privateFolder(sandboxUser);
+  const dir = await privateFolder();
   const servers: Server[] = [];
   const sockets = new Set<Socket>();
   let closing: Promise<void> | undefined;
@@ -138,19 +139,25 @@ export async function openSandboxNetwork(
   };
 }
 
+/** This process's parent of the network folders, made once (see {@link privateFolder}). */
+let parentFolder: Promise<string> | undefined;
+
 /**
- * A folder only the sandbox user (and root) can enter, under a parent no one else can list, so
- * no other host user finds or reaches the sockets; it is bound into that sandbox alone.
+ * A fresh folder for one sandbox's network, in a parent this process made with `mkdtemp` (so no
+ * other user can have planted it) and that no one else can list (0711): the folder is the node's
+ * own, 0711 too, so the sandbox user may reach the sockets and files it knows the names of but
+ * change nothing there, and another host user would have to guess a random name. Each socket is
+ * the sandbox user's, mode 0600. The parent goes when the process exits.
  */
-async function privateFolder(sandboxUser: { uid: number; gid: number } | undefined): Promise<string> {
-  const parent = join(tmpdir(), 'tydra-net');
-  await mkdir(parent, { recursive: true, mode: 0o711 });
-  await chmod(parent, 0o711);
-  const dir = join(parent, randomUUID());
-  await mkdir(dir, { mode: 0o700 });
-  if (sandboxUser !== undefined) {
-    await chown(dir, sandboxUser.uid, sandboxUser.gid);
-  }
+async function privateFolder(): Promise<string> {
+  parentFolder ??= mkdtemp(join(tmpdir(), 'tydra-net-')).then(async (parent) => {
+    await chmod(parent, 0o711);
+    process.once('exit', () => rmSync(parent, { recursive: true, force: true }));
+    return parent;
+  });
+  const dir = join(await parentFolder, randomUUID());
+  await mkdir(dir, { mode: 0o711 });
+  await chmod(dir, 0o711);
   return dir;
 }
 
@@ -185,6 +192,7 @@ async function serveEndpoint(
     server.once('error', reject);
     server.listen(path, resolve);
   });
+  await chmod(path, 0o600);
   if (sandboxUser !== undefined) {
     await chown(path, sandboxUser.uid, sandboxUser.gid);
   }
