@@ -34,6 +34,9 @@ export function taskNetwork(
     const allowed = allowingPattern(policy, endpoint) !== undefined;
     if (!allowed) {
       log(`network: ${text} is not allowed on node ${nodeId} (--allow-connect); connections to it are refused`);
+    } else if (endpoint.port < 1024 && process.getuid?.() !== 0) {
+      // See `sandbox/launcher/network/sandbox-network.ts`: only root can open such a port in a sandbox.
+      log(`network: ${text} is not served on node ${nodeId}: a port below 1024 needs a node running as root`);
     }
     return { ...endpoint, allowed };
   });

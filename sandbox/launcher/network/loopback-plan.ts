@@ -19,8 +19,6 @@ export interface EndpointAccess {
   port: number;
   /** false: declared but not allowed by the node; connections to it are accepted, logged and closed. */
   allowed: boolean;
-  /** Why it is refused, for the log. @defaultValue not allowed by the node (--allow-connect) */
-  refusal?: string;
 }
 
 /**

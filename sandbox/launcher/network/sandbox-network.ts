@@ -11,7 +11,7 @@
  * the sandbox has no capability. Its namespace is its own, so before the task starts the node
  * (root) lowers `net.ipv4.ip_unprivileged_port_start` to 0 in that namespace alone, with
  * `nsenter --net=/proc/<sandbox>/ns/net sysctl` (`beforeStart`). A node that is not root cannot,
- * and reports such endpoints refused.
+ * and serves no such endpoint (`lib/node/network/task-network.ts` says so in the TaskInstance's log).
  */
 import { execFile } from 'node:child_process';
 import { randomUUID } from 'node:crypto';
@@ -88,11 +88,8 @@ export async function openSandboxNetwork(
   const ownThreads = !isModule && sandbox.env?.[FORWARDER_THREADS] === undefined;
   const report = options.onConnection ?? (() => undefined);
   const canLowerPorts = process.getuid?.() === 0;
-  const endpoints = options.endpoints.map((endpoint) =>
-    endpoint.allowed && endpoint.port < PRIVILEGED_PORTS && !canLowerPorts
-      ? { ...endpoint, allowed: false, refusal: 'a port below 1024 needs a node running as root' }
-      : endpoint,
-  );
+  // Not root: no port below 1024 can be served in the sandbox, so none is listened on.
+  const endpoints = options.endpoints.filter((endpoint) => canLowerPorts || endpoint.port >= PRIVILEGED_PORTS);
   const plan = loopbackPlan(endpoints);
   const forwarderConfig = {
     ...plan.forwarder,
@@ -171,12 +168,7 @@ async function serveEndpoint(
   const server = createServer({ allowHalfOpen: true }, (inner) => {
     const { host, port } = endpoint;
     if (!endpoint.allowed) {
-      report({
-        host,
-        port,
-        outcome: 'refused',
-        reason: endpoint.refusal ?? 'not allowed by the node (--allow-connect)',
-      });
+      report({ host, port, outcome: 'refused', reason: 'not allowed by the node (--allow-connect)' });
       inner.destroy();
       return;
     }
