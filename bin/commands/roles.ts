@@ -246,9 +246,20 @@ interface NodeFlags {
   sandboxUser?: { uid: number; gid: number };
   unsafeNoSandbox?: boolean;
   secretKeyFile?: string;
+  allowConnect: string[];
   logFormat: string;
   metricsPort?: number;
   metricsHost: string;
+}
+
+/** `--allow-connect HOST:PORT`, repeatable; the patterns are checked by the node's options. */
+function allowConnectOption(): Option {
+  return new Option(
+    '--allow-connect <host:port>',
+    'endpoint a task that declares it in network.connect may reach, repeatable: db.internal:5432, *.internal:5432, 127.0.0.1:* (default: none)',
+  )
+    .argParser((text: string, previous: string[]) => [...previous, text])
+    .default([]);
 }
 
 function registerNode(program: Command): void {
@@ -303,6 +314,7 @@ function registerNode(program: Command): void {
       '--secret-key-file <file>',
       'file holding the 32-byte secret key (base64 or hex) that opens task secrets (or env TYDRA_SECRET_KEY)',
     )
+    .addOption(allowConnectOption())
     .addOption(logFormatOption());
   withMetricsOptions(command, d.metricsHost).action(runNode);
 }
@@ -326,6 +338,7 @@ async function runNode(flags: NodeFlags): Promise<void> {
       metricsPort: flags.metricsPort,
       metricsHost: flags.metricsHost,
       ...secretKeyOf(flags.secretKeyFile),
+      allowConnect: flags.allowConnect,
       logger: await roleLogger(flags),
     }),
   );

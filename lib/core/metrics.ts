@@ -24,6 +24,8 @@ export interface TydraMetrics {
   queueWaitSeconds: Histogram<'package' | 'task' | 'node'>;
   /** Seconds from launching a sandbox until it runs in its cgroup (node), by `sandbox`: task or work. */
   sandboxStartSeconds: Histogram<'node' | 'sandbox'>;
+  /** Connections of tasks to their declared endpoints, by outcome (node). */
+  sandboxConnections: Counter<'node' | 'outcome'>;
   /** Bytes of package tarballs downloaded from Redis into a node's cache. */
   packageSyncBytes: Counter<'node'>;
   /** Seconds to download, extract and check one package version (node). */
@@ -121,6 +123,12 @@ function runMetrics(registers: Registry[]) {
       help: "Seconds from launching a sandbox until it runs in its cgroup, by sandbox: task (a simple task's) or work (a parallel task's work sandbox)",
       labelNames: ['node', 'sandbox'],
       buckets: START_BUCKETS,
+      registers,
+    }),
+    sandboxConnections: new Counter({
+      name: 'tydra_sandbox_connections_total',
+      help: "Connections tasks made to their declared endpoints, by outcome: opened (forwarded), refused (not allowed by the node's --allow-connect) or failed (the endpoint could not be reached)",
+      labelNames: ['node', 'outcome'],
       registers,
     }),
     workunits: new Counter({

@@ -14,7 +14,7 @@ import type { SlotGate } from './slot-gate.js';
 
 export interface ExecutionEnv {
   nodeId: string;
-  options: Pick<CompiledNodeOptions, 'taskLimits' | 'maxTaskLimits' | 'sandboxUser' | 'secretKey'>;
+  options: Pick<CompiledNodeOptions, 'taskLimits' | 'maxTaskLimits' | 'sandboxUser' | 'secretKey' | 'allowConnect'>;
   cache: PackageCache;
   tasksQueue: Queue;
   cancels: CancelListener;

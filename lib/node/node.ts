@@ -176,6 +176,7 @@ export class TydraNode {
         concurrency: this.options.concurrency,
         cacheDir: this.options.cacheDir,
         sandbox: this.bwrap ?? 'NONE',
+        allowConnect: this.options.allowConnect.map((pattern) => pattern.text),
       },
       'node started',
     );

@@ -25,6 +25,7 @@ import { type CommonOptions, DEFAULT_REDIS_URL, loggerSchema, positiveInt, redis
 import { loadSecretKey } from '../core/secret-box.js';
 import { parseOptions } from '../core/validate.js';
 import { NODE_DEFAULTS } from './defaults.js';
+import { compileConnectPolicy, type ConnectPattern } from './network/connect-policy.js';
 import { type CompiledPackageLimits, compilePackageLimits, type PackageLimits } from '../packages/limits.js';
 
 const nodeId = z.string().regex(/^[A-Za-z0-9][A-Za-z0-9_.-]{0,99}$/, 'letters, digits, `_`, `.` or `-`, at most 100');
@@ -87,6 +88,12 @@ export interface NodeOptions extends CommonOptions, MetricsOptions {
   secretKey?: string;
   /** A file holding the secret key instead (`--secret-key-file`). @defaultValue none */
   secretKeyFile?: string;
+  /**
+   * `HOST:PORT` patterns (`--allow-connect`) of the endpoints this node opens to a task that
+   * declares them in its `network.connect`; see `network/connect-policy.ts` for the grammar.
+   * @defaultValue none: no task gets any network
+   */
+  allowConnect?: string[];
 }
 export interface CompiledNodeOptions extends CompiledMetricsOptions {
   redisUrl: string;
@@ -107,6 +114,7 @@ export interface CompiledNodeOptions extends CompiledMetricsOptions {
   limits: CompiledPackageLimits;
   /** The 32-byte secret key, when given. */
   secretKey: Buffer | undefined;
+  allowConnect: ConnectPattern[];
 }
 
 export { NODE_DEFAULTS };
@@ -149,6 +157,7 @@ const nodeSchema = z.strictObject({
   ...metricsShape,
   secretKey: z.string().optional(),
   secretKeyFile: z.string().min(1).optional(),
+  allowConnect: z.array(z.string()).max(256).default([]),
 });
 
 export function compileNodeOptions(raw: NodeOptions = {}): CompiledNodeOptions {
@@ -172,6 +181,7 @@ export function compileNodeOptions(raw: NodeOptions = {}): CompiledNodeOptions {
     ...rest,
     ...compileMetricsOptions(parsed),
     secretKey: loadSecretKey({ secretKey, secretKeyFile }),
+    allowConnect: compileConnectPolicy(parsed.allowConnect),
     redisUrl: parsed.redis,
     logger: parsed.logger ?? silentLogger(),
     id: parsed.id ?? defaultNodeId(),

@@ -31,6 +31,7 @@ import { checkTaskOutput } from '../packages/task-schemas.js';
 import { coordinate, endUnits } from './parallel/coordinator.js';
 import type { ExecutionEnv } from './execution-env.js';
 import { RedisMirror } from './redis-mirror.js';
+import { taskNetwork } from './network/task-network.js';
 import { openTaskSecrets } from './task-secrets.js';
 
 /** Sandbox set-up failures a TaskInstance may meet on one node before it fails for good. */
@@ -176,6 +177,7 @@ async function runFromPackage(env: ExecutionEnv, run: PackageRun): Promise<unkno
   if (env.bwrap === undefined) {
     env.logger.warn({ instanceId: data.instanceId }, 'UNSAFE: running a task without a sandbox');
   }
+  const network = networkOf(env, data, task, mirror);
   try {
     const run = () =>
       runTask({
@@ -184,6 +186,7 @@ async function runFromPackage(env: ExecutionEnv, run: PackageRun): Promise<unkno
         sandboxUser: env.options.sandboxUser,
         ...(data.env !== undefined ? { env: data.env } : {}),
         ...(Object.keys(secrets).length > 0 ? { secrets } : {}),
+        ...(network !== undefined ? { network } : {}),
         onProgress: (value) => mirror.progress(value),
         onLog: (line) => mirror.log(line),
         onStarted: (seconds) => env.metrics.sandboxStarted(seconds, 'task'),
@@ -198,6 +201,14 @@ async function runFromPackage(env: ExecutionEnv, run: PackageRun): Promise<unkno
     env.logger.info({ instanceId: data.instanceId, reason: (error as Error).message }, 'task failed');
     throw error;
   }
+}
+
+/** The sandbox network of a simple task's run: its declared endpoints, each allowed by this node or not. */
+function networkOf(env: ExecutionEnv, data: NodeJobData, task: SimpleTaskSpec, mirror: RedisMirror) {
+  return taskNetwork(task.network, {
+    ...{ nodeId: env.nodeId, instanceId: data.instanceId, policy: env.options.allowConnect },
+    ...{ logger: env.logger, metrics: env.metrics, log: (line: string) => mirror.log(line) },
+  });
 }
 
 /**

@@ -15,6 +15,7 @@ import type { TaskKind } from '../../queues/tasks.js';
 import { describe, ManifestError } from '../core/errors.js';
 import { taskLimitsSchema } from '../core/limits.js';
 import { ENV_NAME_PATTERN, isReservedEnvName } from '../core/task-env.js';
+import { taskNetworkSchema } from '../core/network-endpoint.js';
 import { compileTaskSchema, jsonSchemaField } from './task-schemas.js';
 
 export type { TaskKind } from '../../queues/tasks.js';
@@ -70,6 +71,8 @@ const simpleTaskSchema = z
     output: jsonSchemaField.optional(),
     /** Secrets the task sees as environment variables of these names (`lib/core/secret-box.ts`). */
     secrets: z.array(secretNameSchema).max(64).optional(),
+    /** Endpoints the task connects to, opened where the node allows them (`network-endpoint.ts`). */
+    network: taskNetworkSchema.optional(),
   })
   .refine((task) => (task.module === undefined) !== (task.command === undefined), {
     message: 'exactly one of `module` or `command`',

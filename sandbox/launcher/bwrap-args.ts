@@ -23,6 +23,8 @@ export interface SandboxMounts {
   /** Real path of the Node binary, bound at `NODE_MOUNT` when not under `/usr`. */
   nodeBinary?: string;
   scratchBytes: number;
+  /** More mounts (bwrap flags), made before `/` turns read-only: a task's network (`network/`). */
+  extraMounts?: readonly string[];
 }
 
 /** Own namespaces for everything (network: loopback only), no capabilities, no new user namespaces. */
@@ -114,6 +116,7 @@ export function taskMountArgs(mounts: SandboxMounts): string[] {
   if (mounts.nodeBinary !== undefined && !mounts.nodeBinary.startsWith('/usr/')) {
     args.push('--ro-bind', mounts.nodeBinary, NODE_MOUNT);
   }
+  args.push(...(mounts.extraMounts ?? []));
   // Last, once every mount point exists: the root tmpfs bwrap builds the sandbox in becomes
   // read-only, so `/` and `/etc` cannot be written (nor used as scratch beyond the /tmp cap).
   return [...args, '--remount-ro', '/', '--chdir', PACKAGE_MOUNT];

@@ -14,6 +14,7 @@ import { buildBwrapArgs, PACKAGE_MOUNT, RUNTIME_MOUNT, sandboxNodePath } from '.
 import { sandboxSyncArgs } from './cgroup/attach.js';
 import type { CgroupSupport } from './cgroup/support.js';
 import { createTaskCgroup, type TaskCgroup } from './cgroup/task-cgroup.js';
+import { openSandboxNetwork, type SandboxNetwork, type SandboxNetworkOptions } from './network/sandbox-network.js';
 import { prlimitArgs } from './rlimits.js';
 
 /** The compiled `sandbox/` folder, mounted read-only into every sandbox. */
@@ -66,6 +67,11 @@ export interface SandboxOptions {
   env?: Readonly<Record<string, string>>;
   /** Largest result (JSON bytes); for a parallel task, of each work unit and each work result. @defaultValue 16 MiB */
   maxResultBytes?: number;
+  /**
+   * The task's endpoints and the node's verdict on each (`network/sandbox-network.ts`). Absent
+   * or empty: no network at all, and no forwarder. Ignored without bwrap (the host's network).
+   */
+  network?: SandboxNetworkOptions;
 }
 
 /** A sandbox ready to spawn. */
@@ -78,6 +84,8 @@ export interface Launch {
   env: Record<string, string>;
   /** The sandbox's cgroup, made already; whoever spawns the sandbox removes it. */
   cgroup: TaskCgroup | undefined;
+  /** The sandbox's network, open already; whoever spawns the sandbox closes it. */
+  network?: SandboxNetwork;
 }
 
 /** The argv, environment and cgroup of a sandbox running `entry`; throws before making anything on bad options. */
@@ -106,28 +114,57 @@ export async function prepareLaunch(options: SandboxOptions, entry: TaskEntry): 
   if (options.prlimit === undefined) {
     throw new SandboxUnavailableError('Expected the path of prlimit to run a sandboxed task, got none');
   }
+  // Without a cgroup the address-space rlimit is the memory fallback of a command. A command with
+  // a network gets it from its forwarder (a Node process, which cannot start under it).
+  const addressSpaceBytes = cgroups === undefined && !isModule ? limits.memoryBytes : undefined;
+  const hasNetwork = (options.network?.endpoints.length ?? 0) > 0;
   const rlimits = prlimitArgs({
     cpuSeconds: Math.max(1, Math.ceil(limits.cpuMs / 1000)),
     openFiles: limits.openFiles,
     fileSizeBytes: limits.fileSizeBytes,
     core: 0,
-    // Without a cgroup the address-space rlimit is the memory fallback. Not for JavaScript: V8
-    // reserves far more address space than it uses; the heap flag above bounds it instead.
-    ...(cgroups === undefined && !isModule ? { addressSpaceBytes: limits.memoryBytes } : {}),
+    // Not for JavaScript: V8 reserves far more address space than it uses; the heap flag bounds it.
+    ...(addressSpaceBytes !== undefined && !hasNetwork ? { addressSpaceBytes } : {}),
   });
+  const network = hasNetwork ? await openNetwork(options, isModule, addressSpaceBytes) : undefined;
   const mounts = {
     packageDir: options.packageDir,
     runtimeDir: options.runtimeDir ?? RUNTIME_DIR,
     nodeBinary: NODE_BINARY,
     scratchBytes: limits.scratchBytes,
+    extraMounts: network?.mountArgs,
   };
-  const args = [...rlimits, bwrap, ...buildBwrapArgs(mounts, env, command, sandboxSyncArgs())];
+  const started = network?.wrap(command, sandboxNodePath(NODE_BINARY), RUNTIME_MOUNT) ?? command;
+  const args = [...rlimits, bwrap, ...buildBwrapArgs(mounts, env, started, sandboxSyncArgs())];
   // One cgroup per sandbox, made before it and joined by it before the task runs.
   const cgroup =
     cgroups === undefined
       ? undefined
-      : await createTaskCgroup(cgroups, `task-${randomUUID()}`, { memoryBytes: limits.memoryBytes, pids: limits.pids });
-  return { file: options.prlimit, args, isModule, sandboxed: true, env: {}, cgroup };
+      : await createTaskCgroup(cgroups, `task-${randomUUID()}`, {
+          memoryBytes: limits.memoryBytes,
+          pids: limits.pids,
+        }).catch(async (error: unknown) => {
+          await network?.close();
+          throw error;
+        });
+  return { file: options.prlimit, args, isModule, sandboxed: true, env: {}, cgroup, network };
+}
+
+/** The sandbox's network, for a task with endpoints (`network/sandbox-network.ts`). */
+function openNetwork(
+  options: SandboxOptions,
+  isModule: boolean,
+  addressSpaceBytes: number | undefined,
+): Promise<SandboxNetwork | undefined> {
+  const { network, prlimit } = options;
+  if (network === undefined) {
+    return Promise.resolve(undefined);
+  }
+  return openSandboxNetwork(network, {
+    ...{ isModule, sandboxUser: options.sandboxUser, env: options.env },
+    commandRlimits:
+      addressSpaceBytes === undefined || prlimit === undefined ? [] : [prlimit, `--as=${addressSpaceBytes}`, '--'],
+  });
 }
 
 /** The argv started in the sandbox: node and the runner for a module, else the task's command. */

@@ -33,12 +33,14 @@ export async function monitorSandbox(
   limits: CompiledTaskLimits,
   shouldStart: () => boolean,
   onLimit: (hit: LimitHit) => void,
+  /** Set-up of the sandbox's namespaces by the node before its task starts (its network's). */
+  beforeStart?: (sandboxPid: number) => Promise<void>,
 ): Promise<SandboxMonitor> {
   // If bwrap ends (killed on cancel or timeout) while its sandbox is still being set up, the
   // sandbox may live on: whatever is in the TaskInstance's cgroup dies with it.
   subprocess.once('exit', () => void cgroup?.kill().catch(() => undefined));
   try {
-    await attachSandbox(subprocess, SANDBOX_SYNC_FDS, cgroup, shouldStart);
+    await attachSandbox(subprocess, SANDBOX_SYNC_FDS, cgroup, shouldStart, beforeStart);
   } catch (error) {
     // Never leave a sandbox blocked on its start signal until the wall-clock limit.
     subprocess.kill('SIGKILL');

@@ -68,6 +68,7 @@ export async function startSandbox(options: SandboxOptions, launch: Launch, io: 
   // 'abort' listener added now would never fire, so nothing would stop the sandbox.
   if (signal?.aborted) {
     await launch.cgroup?.remove().catch(() => undefined);
+    await launch.network?.close();
     throw abortError(signal.reason, options.instanceId);
   }
   const subprocess = spawnSandbox({
@@ -97,7 +98,7 @@ export async function startSandbox(options: SandboxOptions, launch: Launch, io: 
   const shouldStart = (): boolean =>
     !signal?.aborted && subprocess.exitCode === null && subprocess.signalCode === null && state.limitHit === undefined;
   const monitor = launch.sandboxed
-    ? await monitorSandbox(subprocess, launch.cgroup, limits, shouldStart, stop)
+    ? await monitorSandbox(subprocess, launch.cgroup, limits, shouldStart, stop, launch.network?.beforeStart)
     : undefined;
   const ending = judge({ options, launch, subprocess, capture, monitor, state, maxResultBytes }).finally(async () => {
     unfeed();
@@ -106,6 +107,7 @@ export async function startSandbox(options: SandboxOptions, launch: Launch, io: 
     streams.stdin.destroy();
     // Whatever happened, nothing of the sandbox survives it, and its cgroup goes.
     await launch.cgroup?.remove().catch(() => undefined);
+    await launch.network?.close();
   });
   return {
     stdin: streams.stdin,

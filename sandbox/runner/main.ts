@@ -1,10 +1,20 @@
 /**
- * Entry point of the in-sandbox runner: `node /opt/tydra/runner/main.js`. It only wires the
- * process to a `TaskRunner`; see `task-runner.ts`.
+ * Entry point of the in-sandbox runner: `node /opt/tydra/runner/main.js [network.json]`. It only
+ * wires the process to a `TaskRunner` (see `task-runner.ts`), after serving the task's network
+ * endpoints when it has some (`loopback-forwarder.ts`).
  */
+import { forwardLoopback, readForwarderConfig } from './loopback-forwarder.js';
 import { TaskRunner } from './task-runner.js';
 
 const runner = new TaskRunner();
 process.on('uncaughtException', (error) => runner.fail(error));
 process.on('unhandledRejection', (reason) => runner.fail(reason));
-runner.listen();
+const network = process.argv[2];
+if (network === undefined) {
+  runner.listen();
+} else {
+  forwardLoopback(readForwarderConfig(network)).then(
+    () => runner.listen(),
+    (error: unknown) => runner.fail(error),
+  );
+}

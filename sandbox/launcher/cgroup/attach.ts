@@ -101,6 +101,8 @@ export async function attachSandbox(
    * otherwise start its task on its own, unsupervised.
    */
   shouldStart: () => boolean = () => true,
+  /** Runs once the sandbox is in its cgroup, before it is let go; if it throws, the sandbox is killed. */
+  beforeStart?: (sandboxPid: number) => Promise<void>,
 ): Promise<AttachedSandbox | undefined> {
   const info = subprocess.stdio[fds.infoFd];
   const block = subprocess.stdio[fds.blockFd];
@@ -140,6 +142,7 @@ export async function attachSandbox(
       throw error;
     }
   }
+  await beforeStartOrKill(beforeStart, childPid, subprocess, block);
   if (!shouldStart()) {
     // Still blocked on fd 5, so `childPid` is certainly this sandbox and alive.
     signalQuietly(childPid);
@@ -149,6 +152,23 @@ export async function attachSandbox(
   }
   block.end(Buffer.of(1));
   return { childPid, movedPids };
+}
+
+/** Runs `beforeStart`; if it throws, kills the waiting sandbox and bwrap first (as a refused cgroup does). */
+async function beforeStartOrKill(
+  beforeStart: ((sandboxPid: number) => Promise<void>) | undefined,
+  childPid: number,
+  subprocess: SandboxSubprocess,
+  block: Writable,
+): Promise<void> {
+  try {
+    await beforeStart?.(childPid);
+  } catch (error) {
+    signalQuietly(childPid);
+    subprocess.kill('SIGKILL');
+    block.destroy();
+    throw error;
+  }
 }
 
 /** Everything bwrap writes to the info fd; it closes the fd right after the one JSON object. */

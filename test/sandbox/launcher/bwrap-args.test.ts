@@ -44,4 +44,23 @@ describe('bwrap argv', () => {
       .reduce((last, arg, index) => (MOUNT_OPS.has(arg) ? index : last), -1);
     assert.ok(remount > lastMount, `--remount-ro at ${remount}, last mount at ${lastMount}`);
   });
+
+  it("puts a task's network mounts before the root turns read-only (bwrap must create their mount points)", () => {
+    const extraMounts = [
+      '--ro-bind',
+      '/tmp/tydra-net/x',
+      '/run/tydra-net',
+      '--ro-bind',
+      '/tmp/tydra-net/x/hosts',
+      '/etc/hosts',
+    ];
+    const withNetwork = buildBwrapArgs(
+      { packageDir: '/cache/p/0123', runtimeDir: '/opt/runtime', scratchBytes: 1024 * 1024, extraMounts },
+      {},
+      ['true'],
+    );
+    const at = withNetwork.indexOf('/run/tydra-net');
+    assert.deepEqual(withNetwork.slice(at - 2, at + 4), extraMounts);
+    assert.ok(at < withNetwork.indexOf('--remount-ro'));
+  });
 });

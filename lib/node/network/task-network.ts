@@ -1,0 +1,56 @@
+/**
+ * The network of one TaskInstance: each endpoint its task declares, with the node's verdict
+ * (`connect-policy.ts`), and where each connection is reported: the node's log (every one) and
+ * metric (`tydra_sandbox_connections_total`), and the TaskInstance's log (refusals and failures,
+ * so whoever reads it learns why a connection closed at once).
+ */
+import type { ConnectionEvent, SandboxNetworkOptions } from '../../../sandbox/launcher/network/sandbox-network.js';
+import type { Logger } from '../../core/logger.js';
+import { parseEndpoint, type TaskNetwork } from '../../core/network-endpoint.js';
+import type { NodeMetrics } from '../node-metrics.js';
+import { allowingPattern, type ConnectPattern } from './connect-policy.js';
+
+export interface TaskNetworkContext {
+  nodeId: string;
+  instanceId: string;
+  policy: readonly ConnectPattern[];
+  logger: Logger;
+  metrics: Pick<NodeMetrics, 'connection'>;
+  /** A line in the TaskInstance's log. */
+  log: (line: string) => void;
+}
+
+/** The sandbox's network options, or undefined when the task declares no endpoint. */
+export function taskNetwork(
+  declared: TaskNetwork | undefined,
+  context: TaskNetworkContext,
+): SandboxNetworkOptions | undefined {
+  if (declared === undefined || declared.connect.length === 0) {
+    return undefined;
+  }
+  const { nodeId, instanceId, policy, logger, metrics, log } = context;
+  const endpoints = declared.connect.map((text) => {
+    const endpoint = parseEndpoint(text);
+    const allowed = allowingPattern(policy, endpoint) !== undefined;
+    if (!allowed) {
+      log(`network: ${text} is not allowed on node ${nodeId} (--allow-connect); connections to it are refused`);
+    } else if (endpoint.port < 1024 && process.getuid?.() !== 0) {
+      // See `sandbox/launcher/network/sandbox-network.ts`: only root can open such a port in a sandbox.
+      log(`network: ${text} is not served on node ${nodeId}: a port below 1024 needs a node running as root`);
+    }
+    return { ...endpoint, allowed };
+  });
+  const onConnection = (event: ConnectionEvent): void => {
+    const fields = { instanceId, host: event.host, port: event.port, outcome: event.outcome, reason: event.reason };
+    metrics.connection(event.outcome);
+    if (event.outcome === 'opened') {
+      logger.info(fields, 'sandbox connection opened');
+      return;
+    }
+    logger.warn(fields, `sandbox connection ${event.outcome}`);
+    log(
+      `network: connection to ${event.host}:${event.port} ${event.outcome}${event.reason ? ` (${event.reason})` : ''}`,
+    );
+  };
+  return { endpoints, onConnection };
+}
