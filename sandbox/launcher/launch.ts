@@ -15,6 +15,7 @@ import { sandboxSyncArgs } from './cgroup/attach.js';
 import type { CgroupSupport } from './cgroup/support.js';
 import { createTaskCgroup, type TaskCgroup } from './cgroup/task-cgroup.js';
 import { prlimitArgs } from './rlimits.js';
+import { encodeSecretArgs, secretArgsFlags } from './secret-args.js';
 
 /** The compiled `sandbox/` folder, mounted read-only into every sandbox. */
 export const RUNTIME_DIR = fileURLToPath(new URL('..', import.meta.url));
@@ -64,6 +65,12 @@ export interface SandboxOptions {
    * set in this sandbox only, beneath tydra's own variables.
    */
   env?: Readonly<Record<string, string>>;
+  /**
+   * Secret values by environment variable name. Under bwrap they reach the sandbox through
+   * `--args` (`secret-args.ts`), never on the command line of bwrap or prlimit (any user of the
+   * host can read those); a module's runner also gets them in its `start` message.
+   */
+  secrets?: Readonly<Record<string, string>>;
   /** Largest result (JSON bytes); for a parallel task, of each work unit and each work result. @defaultValue 16 MiB */
   maxResultBytes?: number;
 }
@@ -78,6 +85,8 @@ export interface Launch {
   env: Record<string, string>;
   /** The sandbox's cgroup, made already; whoever spawns the sandbox removes it. */
   cgroup: TaskCgroup | undefined;
+  /** bwrap's `--args` input (the secrets' `--setenv`s), written to its pipe at spawn. */
+  secretArgs?: Buffer;
 }
 
 /** The argv, environment and cgroup of a sandbox running `entry`; throws before making anything on bad options. */
@@ -100,7 +109,8 @@ export async function prepareLaunch(options: SandboxOptions, entry: TaskEntry): 
   }
   if (bwrap === undefined) {
     const [file = '', ...args] = command;
-    const hostEnv = { PATH: process.env.PATH ?? '', HOME: '/tmp', ...env };
+    // Unsandboxed (development only): a child's environ is readable by its own user alone.
+    const hostEnv = { PATH: process.env.PATH ?? '', HOME: '/tmp', ...options.secrets, ...env };
     return { file, args, isModule, sandboxed: false, env: hostEnv, cgroup: undefined };
   }
   if (options.prlimit === undefined) {
@@ -121,13 +131,16 @@ export async function prepareLaunch(options: SandboxOptions, entry: TaskEntry): 
     nodeBinary: NODE_BINARY,
     scratchBytes: limits.scratchBytes,
   };
-  const args = [...rlimits, bwrap, ...buildBwrapArgs(mounts, env, command, sandboxSyncArgs())];
+  const secrets = Object.keys(options.secrets ?? {}).length > 0 ? options.secrets : undefined;
+  const extra = [...sandboxSyncArgs(), ...(secrets !== undefined ? secretArgsFlags() : [])];
+  const args = [...rlimits, bwrap, ...buildBwrapArgs(mounts, env, command, extra)];
+  const secretArgs = secrets !== undefined ? { secretArgs: encodeSecretArgs(secrets) } : {};
   // One cgroup per sandbox, made before it and joined by it before the task runs.
   const cgroup =
     cgroups === undefined
       ? undefined
       : await createTaskCgroup(cgroups, `task-${randomUUID()}`, { memoryBytes: limits.memoryBytes, pids: limits.pids });
-  return { file: options.prlimit, args, isModule, sandboxed: true, env: {}, cgroup };
+  return { file: options.prlimit, args, isModule, sandboxed: true, env: {}, cgroup, ...secretArgs };
 }
 
 /** The argv started in the sandbox: node and the runner for a module, else the task's command. */
