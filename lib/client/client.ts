@@ -76,14 +76,12 @@ function kindData(
   options: CheckedSubmitOptions,
 ): Pick<TaskInstanceData, 'kind' | 'attempts' | 'maxFailedWorkunits'> {
   const kind = taskKind(spec);
-  for (const name of ['backoff', 'env', 'secrets'] as const) {
-    if (kind !== 'simple' && options[name] !== undefined) {
-      // A parallel task's workunits run on every node and are retried at once; a sequence's
-      // steps are TaskInstances of their own.
-      throw new InvalidOptionError(
-        `Expected the \`${name}\` submit option only for a simple task, got it for task ${task}, a ${kind} task`,
-      );
-    }
+  // `env` and `secrets` reach every kind (each phase of a parallel task, each step of a
+  // sequence); a backoff does not: workunits are retried at once, and steps have their own runs.
+  if (kind !== 'simple' && options.backoff !== undefined) {
+    throw new InvalidOptionError(
+      `Expected the \`backoff\` submit option only for a simple task, got it for task ${task}, a ${kind} task`,
+    );
   }
   if (spec.kind === 'parallel') {
     return {

@@ -133,7 +133,6 @@ function childData(
     ...(parent.priority !== undefined ? { priority: parent.priority } : {}),
     ...(parent.retryOnLimit ? { retryOnLimit: true } : {}),
     ...(parent.maxFailedWorkunits !== undefined ? { maxFailedWorkunits: parent.maxFailedWorkunits } : {}),
-    ...(parent.backoff !== undefined ? { backoff: parent.backoff } : {}),
     // The submission's environment and secret mapping (names only): every step sees them, over
     // the secrets its own task declares (opened by the node that runs the step).
     ...(parent.env !== undefined ? { env: parent.env } : {}),
