@@ -66,9 +66,9 @@ export interface SandboxOptions {
    */
   env?: Readonly<Record<string, string>>;
   /**
-   * Secret values by environment variable name. Under bwrap they reach the sandbox through
-   * `--args` (`secret-args.ts`), never on the command line of bwrap or prlimit (any user of the
-   * host can read those); a module's runner also gets them in its `start` message.
+   * Secret values by environment variable name; never on the command line of bwrap or prlimit
+   * (any user of the host can read those). A module's runner gets them in its `start` message; a
+   * command gets them from bwrap through `--args` (`secret-args.ts`).
    */
   secrets?: Readonly<Record<string, string>>;
   /** Largest result (JSON bytes); for a parallel task, of each work unit and each work result. @defaultValue 16 MiB */
@@ -110,7 +110,7 @@ export async function prepareLaunch(options: SandboxOptions, entry: TaskEntry): 
   if (bwrap === undefined) {
     const [file = '', ...args] = command;
     // Unsandboxed (development only): a child's environ is readable by its own user alone.
-    const hostEnv = { PATH: process.env.PATH ?? '', HOME: '/tmp', ...options.secrets, ...env };
+    const hostEnv = { PATH: process.env.PATH ?? '', HOME: '/tmp', ...(isModule ? {} : options.secrets), ...env };
     return { file, args, isModule, sandboxed: false, env: hostEnv, cgroup: undefined };
   }
   if (options.prlimit === undefined) {
@@ -131,7 +131,9 @@ export async function prepareLaunch(options: SandboxOptions, entry: TaskEntry): 
     nodeBinary: NODE_BINARY,
     scratchBytes: limits.scratchBytes,
   };
-  const secrets = Object.keys(options.secrets ?? {}).length > 0 ? options.secrets : undefined;
+  // A module's runner gets them in its start message and sets them after it started: they are
+  // then in no process's launch environment. A command can only get them in its environment.
+  const secrets = !isModule && Object.keys(options.secrets ?? {}).length > 0 ? options.secrets : undefined;
   const extra = [...sandboxSyncArgs(), ...(secrets !== undefined ? secretArgsFlags() : [])];
   const args = [...rlimits, bwrap, ...buildBwrapArgs(mounts, env, command, extra)];
   const secretArgs = secrets !== undefined ? { secretArgs: encodeSecretArgs(secrets) } : {};

@@ -1,5 +1,6 @@
 /**
- * Secrets into a sandbox without putting them on a command line. Any user of the host can read
+ * Secrets into a sandboxed COMMAND without putting them on a command line (a module's runner
+ * gets them in its start message instead: see `run-task.ts`). Any user of the host can read
  * `/proc/PID/cmdline` of prlimit and bwrap, so a secret may never be an argument. bwrap's
  * `--args FD` reads more arguments from a descriptor (NUL-separated) while it parses its argv:
  * the node writes `--setenv NAME VALUE` for each secret into a pipe at `SECRET_ARGS_FD` and
@@ -8,7 +9,9 @@
  * (proven in test/sandbox/secret-args.test.ts, with cmdline and environ of bwrap read back).
  *
  * bwrap's `setenv` writes to its heap, not to the environment block `/proc/PID/environ` shows,
- * which stays the empty one the node spawned it with.
+ * which stays the empty one the node spawned it with. The command itself is exec'd with them, as
+ * any environment variable: its own `/proc/PID/environ` holds them, readable only by root and by
+ * its host user (the node's `sandboxUser`), which is why a module gets them after it started.
  */
 import type { Writable } from 'node:stream';
 
