@@ -83,7 +83,11 @@ export class ScheduleFiring {
     } catch (error) {
       // A package, version or task that is gone, or an input its schema refuses, will not be
       // better on a retry: the firing fails for good (visible in Bull Board), the schedule stays.
-      if (error instanceof UnknownTaskError || error instanceof InputSchemaError || error instanceof UnknownSecretError) {
+      if (
+        error instanceof UnknownTaskError ||
+        error instanceof InputSchemaError ||
+        error instanceof UnknownSecretError
+      ) {
         throw new UnrecoverableError(`schedule ${schedule}: ${error.message}`);
       }
       throw error;

@@ -21,12 +21,7 @@ const sha256 = (text: string): string => createHash('sha256').update(text).diges
 const hashOf = (name: string, variable: string): string =>
   `${variable}=$(printf %s "\${${name}-}" | sha256sum | cut -c1-64)`;
 
-const SPLIT = [
-  'read -r input',
-  'echo "split sees $DB_PASSWORD" >&2',
-  'echo 1',
-  'echo 2',
-].join('\n');
+const SPLIT = ['read -r input', 'echo "split sees $DB_PASSWORD" >&2', 'echo 1', 'echo 2'].join('\n');
 const WORK = [
   'while read -r unit; do',
   '  echo "work sees $DB_PASSWORD" >&2',
@@ -165,12 +160,20 @@ describe('secrets and env of commands, parallel phases, sequence steps and sched
     const client = await setUp();
     const run = await client.submit('kinds/parcmd', null, { env: { GREETING: 'cmds' } });
     const work = (unit: number) => ({ unit, db: sha256(value), greeting: 'cmds' });
-    assert.deepEqual(await run.result(), { results: [work(1), work(2)], db: sha256(value), greeting: 'cmds', echo: '***' });
+    assert.deepEqual(await run.result(), {
+      results: [work(1), work(2)],
+      db: sha256(value),
+      greeting: 'cmds',
+      echo: '***',
+    });
     const { logs } = await run.status();
     for (const line of ['[split] [stderr] split sees ***', '[reduce] [stderr] reduce sees ***']) {
       assert.ok(logs.includes(line), `${line} in ${JSON.stringify(logs)}`);
     }
-    assert.ok(logs.some((line) => /^\[workunit \d\] \[stderr\] work sees \*\*\*$/.test(line)), JSON.stringify(logs));
+    assert.ok(
+      logs.some((line) => /^\[workunit \d\] \[stderr\] work sees \*\*\*$/.test(line)),
+      JSON.stringify(logs),
+    );
     await assertNotInRedis(value);
   });
 
@@ -250,7 +253,8 @@ describe('secrets and env of commands, parallel phases, sequence steps and sched
     const client = await setUp();
     await assert.rejects(
       client.addSchedule('bad', 'kinds/step', { every: '1s', secrets: { API_TOKEN: 'ABSENT' } }),
-      (error: Error) => error instanceof UnknownSecretError && /Expected secret ABSENT to be stored/.test(error.message),
+      (error: Error) =>
+        error instanceof UnknownSecretError && /Expected secret ABSENT to be stored/.test(error.message),
     );
     const tasks = new Queue<TaskInstanceData>(TASKS_QUEUE, { connection: testRedis() });
     defer(() => tasks.close());
