@@ -9,6 +9,7 @@ import { chmod, readdir, readFile } from 'node:fs/promises';
 import { SecretUnavailableError, TaskCancelledError } from '../../../lib/core/errors.js';
 import { DEFAULT_TASK_LIMITS } from '../../../lib/core/limits.js';
 import { checkBwrap } from '../../../sandbox/launcher/bwrap.js';
+import { prepareLaunch } from '../../../sandbox/launcher/launch.js';
 import { findPrlimit } from '../../../sandbox/launcher/rlimits.js';
 import { runTask, type RunTaskOptions } from '../../../sandbox/launcher/run-task.js';
 import { installRuntime } from '../../../sandbox/launcher/runtime-dir.js';
@@ -50,6 +51,32 @@ describe('secret args', () => {
       (error: Error) =>
         error instanceof SecretUnavailableError && /for TOKEN/.test(error.message) && !error.message.includes('abc'),
     );
+  });
+
+  it('prepareLaunch gives a command --args and the encoded secrets apart from argv; a module gets neither', async () => {
+    const options = {
+      packageDir: '/nonexistent',
+      instanceId: 'i',
+      attempt: 1,
+      limits: DEFAULT_TASK_LIMITS,
+      bwrap: '/usr/bin/bwrap',
+      prlimit: '/usr/bin/prlimit',
+      secrets: { DB_PASSWORD: 'hunter2' },
+    };
+    const command = await prepareLaunch(options, { command: ['/bin/true'] });
+    assert.ok(!command.args.some((arg) => arg.includes('hunter2')));
+    const at = command.args.indexOf('--args');
+    assert.equal(command.args[at + 1], String(SECRET_ARGS_FD));
+    assert.ok(at > command.args.indexOf('--clearenv'), '--args after --clearenv, or bwrap would clear them');
+    assert.ok(at < command.args.lastIndexOf('--'), 'before the command');
+    assert.deepEqual(command.secretArgs, encodeSecretArgs({ DB_PASSWORD: 'hunter2' }));
+    assert.deepEqual(command.env, {});
+    const module = await prepareLaunch(options, { module: 'task.mjs' });
+    assert.ok(!module.args.includes('--args') && module.secretArgs === undefined);
+    assert.ok(!module.args.some((arg) => arg.includes('hunter2')));
+    const unsandboxed = await prepareLaunch({ ...options, bwrap: undefined }, { command: ['/bin/true'] });
+    assert.equal(unsandboxed.env.DB_PASSWORD, 'hunter2');
+    assert.ok(!unsandboxed.args.some((arg) => arg.includes('hunter2')));
   });
 
   it('adds a pipe at its fd, leaving the fds in between closed', () => {
