@@ -90,11 +90,19 @@ async function deployKinds(client: Tydra): Promise<void> {
           secrets: ['DB_PASSWORD'],
         },
         step: { module: 'step.mjs', secrets: ['DB_PASSWORD'] },
+        cmdfail: { ...sh('cat >/dev/null; echo "bad $DB_PASSWORD" >&2; exit 3'), secrets: ['DB_PASSWORD'] },
+        parfail: { kind: 'parallel', module: 'parfail.mjs', secrets: ['DB_PASSWORD'] },
         seq: { kind: 'sequence', steps: ['cmd', 'step'] },
       },
     }),
     'par.mjs': PARALLEL_MODULE,
     'step.mjs': STEP_MODULE,
+    'parfail.mjs': [
+      'export const split = () => [0];',
+      'export const work = () => { throw new Error(`unit bad ${process.env.DB_PASSWORD}`); };',
+      'export const reduce = () => null;',
+      '',
+    ].join('\n'),
   });
   await client.deploy(dir);
 }
@@ -197,6 +205,17 @@ describe('secrets and env of commands, parallel phases, sequence steps and sched
     assert.equal((JSON.parse(viaCli.stdout) as { api: string }).api, sha256(token));
     await assertNotInRedis(value);
     await assertNotInRedis(token);
+  });
+
+  it("a failing command's or workunit's error masks the secret it printed", async () => {
+    const client = await setUp();
+    const command = await client.submit('kinds/cmdfail');
+    await assert.rejects(command.result(), (error: Error) => error.message.includes('bad ***'));
+    const { error: commandError, logs } = await command.status();
+    assert.ok(commandError?.includes('bad ***') && logs.includes('[stderr] bad ***'), commandError);
+    const parallel = await client.submit('kinds/parfail');
+    await assert.rejects(parallel.result(), (error: Error) => /workunit 0 failed: unit bad \*\*\*/.test(error.message));
+    await assertNotInRedis(value);
   });
 
   it('a node without the key refuses a command, a parallel task and a step that need secrets, saying so', async () => {
