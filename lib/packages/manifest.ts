@@ -186,20 +186,19 @@ export function parallelEntries(spec: ParallelTaskSpec): { split: PhaseEntry; wo
 
 /**
  * The secrets a TaskInstance of `task` needs by name: its own `secrets`, or for a sequence those
- * of every task its steps run (each step gets the sequence's mapping and its own declared names).
+ * of every task its steps run, nested sequences included (each step gets the sequence's mapping
+ * and its own declared names).
  */
-export function declaredSecrets(manifest: Pick<Manifest, 'tasks'>, task: string): string[] {
+export function declaredSecrets(manifest: Pick<Manifest, 'tasks'>, task: string, seen = new Set<string>()): string[] {
   const spec = manifest.tasks[task];
-  if (spec === undefined) {
+  if (spec === undefined || seen.has(task)) {
     return [];
   }
   if (spec.kind !== 'sequence') {
     return [...(spec.secrets ?? [])];
   }
-  const names = spec.steps.flatMap(stepTasks).flatMap((step) => {
-    const stepSpec = manifest.tasks[step];
-    return stepSpec !== undefined && stepSpec.kind !== 'sequence' ? (stepSpec.secrets ?? []) : [];
-  });
+  seen.add(task);
+  const names = spec.steps.flatMap(stepTasks).flatMap((step) => declaredSecrets(manifest, step, seen));
   return [...new Set(names)];
 }
 

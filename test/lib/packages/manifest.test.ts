@@ -198,12 +198,15 @@ describe('manifest', () => {
         par: { kind: 'parallel', module: 'p.js', secrets: ['C'] },
         plain: { module: 'm.js' },
         seq: { kind: 'sequence', steps: ['mod', { all: ['cmd', 'par'] }, 'plain'] },
+        inner: { kind: 'sequence', steps: ['plain', 'par'] },
+        outer: { kind: 'sequence', steps: ['inner', 'mod'] },
       }),
     );
     assert.deepEqual(declaredSecrets(manifest, 'cmd'), ['B', 'A']);
     assert.deepEqual(declaredSecrets(manifest, 'par'), ['C']);
     assert.deepEqual(declaredSecrets(manifest, 'plain'), []);
     assert.deepEqual(declaredSecrets(manifest, 'seq'), ['A', 'B', 'C']);
+    assert.deepEqual(declaredSecrets(manifest, 'outer'), ['C', 'A']);
     assert.deepEqual(declaredSecrets(manifest, 'missing'), []);
     assertRejected(withTasks({ cmd: { command: ['/bin/true'], secrets: ['PATH'] } }), 'tasks.cmd.secrets[0]');
   });
