@@ -8,6 +8,9 @@
 import type { DefaultJobOptions } from 'bullmq';
 import { z } from 'zod';
 
+import { secretMappingSchema } from '../lib/core/secret-box.js';
+import { taskEnvSchema } from '../lib/core/task-env.js';
+
 export const SCHEDULES_QUEUE = 'schedules';
 
 /** Job name of one firing. */
@@ -21,6 +24,10 @@ export const fireJobSchema = z.object({
   /** `name/task` (the latest version at each firing) or `name@sha1/task` (pinned). */
   ref: z.string().min(1),
   input: z.unknown(),
+  /** Environment variables of each TaskInstance it makes (as the `env` submit option). */
+  env: taskEnvSchema.optional(),
+  /** Environment variable → stored secret name of each TaskInstance (names only, never values). */
+  secrets: secretMappingSchema.optional(),
 });
 export type FireJobData = z.infer<typeof fireJobSchema>;
 

@@ -5,14 +5,14 @@
  */
 import { constants } from 'node:os';
 
-import { Option } from 'commander';
+import { type Command, Option } from 'commander';
 
 import type { Tydra } from '../../lib/client/client.js';
 import { CLIENT_DEFAULTS } from '../../lib/client/defaults.js';
 import { readEnvConfig } from '../../lib/core/config.js';
 import { withRedisPassword } from '../../lib/core/redis-url.js';
 import { redactRedisUrl } from '../../lib/redis/url.js';
-import { integer } from './parse.js';
+import { integer, keepValue } from './parse.js';
 
 export const env = readEnvConfig();
 
@@ -24,6 +24,9 @@ export interface ClientFlags {
   durableSubmit?: boolean;
   /** `tydra secret set --secret-key-file`. */
   secretKeyFile?: string;
+  /** `tydra run|rerun --keep-completed` / `--keep-failed`: retention of what they submit. */
+  keepCompleted?: { count?: number; ageMs?: number };
+  keepFailed?: { count?: number; ageMs?: number };
 }
 
 /** `--redis`: the password may come from TYDRA_REDIS_PASSWORD instead of the URL (the command line is public). */
@@ -46,6 +49,8 @@ export async function withClient(flags: ClientFlags, fn: (tydra: Tydra) => Promi
     redis: flags.redis,
     connectTimeoutMs: flags.connectTimeout,
     ...(flags.durableSubmit === true ? { durableSubmit: true } : {}),
+    ...(flags.keepCompleted !== undefined ? { keepCompleted: flags.keepCompleted } : {}),
+    ...(flags.keepFailed !== undefined ? { keepFailed: flags.keepFailed } : {}),
     ...secretKeyOf(flags.secretKeyFile),
   });
   try {
@@ -118,4 +123,33 @@ export function exitSoon(): void {
     process.stderr.write('tydra: open handles kept the process alive after the command finished; exiting\n');
     process.exit(process.exitCode ?? 0);
   }, 5000).unref();
+}
+
+/** `--keep-completed` and `--keep-failed` of the commands that submit (`run`, `rerun`). */
+export function addRetentionOptions(command: Command): Command {
+  const { keepCompleted, keepFailed } = CLIENT_DEFAULTS;
+  return command
+    .addOption(
+      new Option(
+        '--keep-completed <count,age>',
+        `keep at most COUNT completed TaskInstances, none older than AGE: 1000, 24h or 1000,24h (default: ${formatKeep(keepCompleted)})`,
+      ).argParser(keepValue),
+    )
+    .addOption(
+      new Option(
+        '--keep-failed <count,age>',
+        `the same for failed and cancelled TaskInstances (default: ${formatKeep(keepFailed)})`,
+      ).argParser(keepValue),
+    );
+}
+
+/** `10000,24h`: a retention as `--keep-completed` takes it. */
+function formatKeep(keep: { count?: number; ageMs?: number }): string {
+  const age =
+    keep.ageMs === undefined
+      ? undefined
+      : keep.ageMs % 86_400_000 === 0
+        ? `${keep.ageMs / 86_400_000}d`
+        : `${keep.ageMs / 3_600_000}h`;
+  return [keep.count, age].filter((part) => part !== undefined).join(',');
 }

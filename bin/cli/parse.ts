@@ -4,6 +4,7 @@
  */
 import { InvalidArgumentError } from 'commander';
 
+import { DURATION_PATTERN, parseDuration } from '../../lib/core/duration.js';
 import { LIMIT_FLAGS, type LimitName, parseLimitValue, type TaskLimits } from '../../lib/core/limit-values.js';
 
 export const LIMIT_FLAG_NAMES = Object.keys(LIMIT_FLAGS).join(', ');
@@ -72,4 +73,25 @@ export function backoffValue(text: string): { type: 'exponential' | 'fixed'; del
     throw new InvalidArgumentError(`Expected exponential:MS or fixed:MS, got \`${text}\``);
   }
   return { type: match[1] as 'exponential' | 'fixed', delayMs: Number(match[2]) };
+}
+
+/**
+ * `--keep-completed` / `--keep-failed`: a count (`1000`), an age (`24h`) or both (`1000,24h`),
+ * the client's `keepCompleted` / `keepFailed`; the client checks the ranges.
+ */
+export function keepValue(text: string): { count?: number; ageMs?: number } {
+  const keep: { count?: number; ageMs?: number } = {};
+  for (const part of text.split(',')) {
+    const trimmed = part.trim();
+    if (/^\d{1,9}$/.test(trimmed) && keep.count === undefined) {
+      keep.count = Number(trimmed);
+    } else if (DURATION_PATTERN.test(trimmed) && keep.ageMs === undefined) {
+      keep.ageMs = parseDuration(trimmed, 'the age to keep');
+    } else {
+      throw new InvalidArgumentError(
+        `Expected COUNT, AGE or COUNT,AGE (such as 1000, 24h or 1000,24h), got \`${text}\``,
+      );
+    }
+  }
+  return keep;
 }

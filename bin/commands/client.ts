@@ -12,7 +12,14 @@ import { TaskCancelledError, TaskFailedError } from '../../lib/core/errors.js';
 import type { TaskLimits } from '../../lib/core/limit-values.js';
 import { MASTER_DEFAULTS } from '../../lib/master/defaults.js';
 import type { SubmitOptions } from '../../lib/client/types.js';
-import { type ClientFlags, connectTimeoutOption, jsonOption, redisOption, withClient } from '../cli/common.js';
+import {
+  addRetentionOptions,
+  type ClientFlags,
+  connectTimeoutOption,
+  jsonOption,
+  redisOption,
+  withClient,
+} from '../cli/common.js';
 import { formatNode, formatPrune, formatStatus, formatVersion, print, versionRow } from '../cli/format.js';
 import { readInput } from '../cli/input.js';
 import { ProgressBar } from '../cli/progress.js';
@@ -83,7 +90,9 @@ interface RunFlags {
 }
 
 function registerRun(program: Command): void {
-  clientCommand(program, 'run', 'submit a TaskInstance of REF (name[@sha1]/task) and print its result as JSON')
+  addRetentionOptions(
+    clientCommand(program, 'run', 'submit a TaskInstance of REF (name[@sha1]/task) and print its result as JSON'),
+  )
     .argument('<ref>', 'task reference, e.g. hello/greet or hello@1a2b3c4/greet')
     .addOption(new Option('--input <json>', 'input as JSON (UTF-8)').conflicts('inputFile'))
     .option('--input-file <file>', 'read the input JSON (UTF-8) from a file')

@@ -2,7 +2,7 @@
 import { type Command, Option } from 'commander';
 
 import type { RunRow, TaskState } from '../../lib/index.js';
-import { type ClientFlags, withClient } from '../cli/common.js';
+import { addRetentionOptions, type ClientFlags, withClient } from '../cli/common.js';
 import { print } from '../cli/format.js';
 import { integer } from '../cli/parse.js';
 import { ProgressBar } from '../cli/progress.js';
@@ -67,10 +67,12 @@ function registerRuns(program: Command): void {
 }
 
 function registerRerun(program: Command): void {
-  clientCommand(
-    program,
-    'rerun',
-    'submit a new TaskInstance with the input and options of ID, on the same version; print its result like run',
+  addRetentionOptions(
+    clientCommand(
+      program,
+      'rerun',
+      'submit a new TaskInstance with the input and options of ID, on the same version; print its result like run',
+    ),
   )
     .argument('<id>', 'TaskInstance id')
     .option('--latest', 'run the latest version of its task instead of the version ID ran')

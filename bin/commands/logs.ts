@@ -1,12 +1,13 @@
 /**
  * `tydra logs ID [--follow]`: prints a TaskInstance's log lines (see `lib/ops/task-logs.ts`);
- * `--follow` keeps printing new ones until the TaskInstance has ended.
+ * `--follow` keeps printing new ones until the TaskInstance has ended; `--json` prints each line
+ * as a JSON string on a line of its own (NDJSON), so a line a task printed cannot pass for two.
  */
 import type { Command } from 'commander';
 
 import { type ClientFlags, connectTimeoutOption, redisOption } from '../cli/common.js';
 
-type Flags = ClientFlags & { follow?: boolean };
+type Flags = ClientFlags & { follow?: boolean; json?: boolean };
 
 export function registerLogs(program: Command): void {
   program
@@ -14,6 +15,7 @@ export function registerLogs(program: Command): void {
     .description("print a TaskInstance's log lines; --follow prints new ones until it has ended")
     .argument('<id>', 'TaskInstance id')
     .option('-f, --follow', 'keep printing new lines until the TaskInstance has ended')
+    .option('--json', 'print each line as a JSON string, one per line (NDJSON), with --follow too')
     .addOption(redisOption())
     .addOption(connectTimeoutOption())
     .action(async (id: string, flags: Flags) => {
@@ -22,7 +24,7 @@ export function registerLogs(program: Command): void {
       const logs = new TaskLogs({ redis: flags.redis, connectTimeoutMs: flags.connectTimeout });
       try {
         for await (const line of logs.lines(id, { follow: flags.follow === true })) {
-          process.stdout.write(`${line}\n`);
+          process.stdout.write(`${flags.json === true ? JSON.stringify(line) : line}\n`);
         }
       } finally {
         await logs.close();

@@ -4,10 +4,19 @@ import type { Command } from 'commander';
 import type { ScheduleInfo } from '../../lib/index.js';
 import { type ClientFlags, withClient } from '../cli/common.js';
 import { readInput } from '../cli/input.js';
+import { collectEnv } from '../cli/parse.js';
 import { clientCommand } from './client.js';
 
 type Flags = ClientFlags & { json?: boolean };
-type AddFlags = Flags & { cron?: string; tz?: string; every?: string; input?: string; inputFile?: string };
+type AddFlags = Flags & {
+  cron?: string;
+  tz?: string;
+  every?: string;
+  input?: string;
+  inputFile?: string;
+  env: Record<string, string>;
+  secret: Record<string, string>;
+};
 
 export function registerScheduleCommands(program: Command): void {
   const schedule = program
@@ -21,6 +30,13 @@ export function registerScheduleCommands(program: Command): void {
     .option('--every <duration>', 'period instead of --cron: 30s, 5m, 1h (at least 1s)')
     .option('--input <json>', 'input JSON of each TaskInstance')
     .option('--input-file <file>', 'read the input JSON (UTF-8) from a file')
+    .option('--env <NAME=value>', "environment variable in each firing's sandbox, repeatable", collectEnv, {})
+    .option(
+      '--secret <NAME=STORED>',
+      'environment variable NAME of each firing gets stored secret STORED (`tydra secret set`), repeatable',
+      collectEnv,
+      {},
+    )
     .action(async (name: string, ref: string, flags: AddFlags) => {
       const input = await readInput(flags);
       await withClient(flags, async (tydra) => {
@@ -29,6 +45,8 @@ export function registerScheduleCommands(program: Command): void {
           ...(flags.cron !== undefined ? { cron: flags.cron } : {}),
           ...(flags.tz !== undefined ? { tz: flags.tz } : {}),
           ...(flags.every !== undefined ? { every: flags.every } : {}),
+          ...(Object.keys(flags.env).length > 0 ? { env: flags.env } : {}),
+          ...(Object.keys(flags.secret).length > 0 ? { secrets: flags.secret } : {}),
         });
         process.stdout.write(flags.json ? `${JSON.stringify(added)}\n` : `${describe(added)}\n`);
       });
@@ -60,5 +78,7 @@ function describe(schedule: ScheduleInfo): string {
       ? `every ${schedule.every} ms`
       : `cron "${schedule.cron ?? '?'}"${schedule.tz ? ` (${schedule.tz})` : ''}`;
   const next = schedule.next === undefined ? '' : `, next ${new Date(schedule.next).toISOString()}`;
-  return `${schedule.name}  ${schedule.ref}  ${when}${next}  input ${JSON.stringify(schedule.input)}`;
+  const env = schedule.env === undefined ? '' : `  env ${Object.keys(schedule.env).join(',')}`;
+  const secrets = schedule.secrets === undefined ? '' : `  secrets ${Object.keys(schedule.secrets).join(',')}`;
+  return `${schedule.name}  ${schedule.ref}  ${when}${next}  input ${JSON.stringify(schedule.input)}${env}${secrets}`;
 }

@@ -25,7 +25,7 @@ import { endParallel } from '../redis/parallel-commands.js';
 import type { Logger } from '../core/logger.js';
 import { type NodeInfo, NodeRegistry } from '../cluster/node-registry.js';
 import { type CompiledTydraOptions, compileTydraOptions, type TydraOptions } from './options.js';
-import { type TaskSpec, taskKind } from '../packages/manifest.js';
+import { declaredSecrets, type TaskSpec, taskKind } from '../packages/manifest.js';
 import { packDirectory } from '../packages/pack.js';
 import { checkTaskInput } from '../packages/task-schemas.js';
 import { type PruneOptions, type PruneReport, prunePackages } from '../packages/pruner.js';
@@ -76,14 +76,12 @@ function kindData(
   options: CheckedSubmitOptions,
 ): Pick<TaskInstanceData, 'kind' | 'attempts' | 'maxFailedWorkunits'> {
   const kind = taskKind(spec);
-  for (const name of ['backoff', 'env', 'secrets'] as const) {
-    if (kind !== 'simple' && options[name] !== undefined) {
-      // A parallel task's workunits run on every node and are retried at once; a sequence's
-      // steps are TaskInstances of their own.
-      throw new InvalidOptionError(
-        `Expected the \`${name}\` submit option only for a simple task, got it for task ${task}, a ${kind} task`,
-      );
-    }
+  // `env` and `secrets` reach every kind (each phase of a parallel task, each step of a
+  // sequence); a backoff does not: workunits are retried at once, and steps have their own runs.
+  if (kind !== 'simple' && options.backoff !== undefined) {
+    throw new InvalidOptionError(
+      `Expected the \`backoff\` submit option only for a simple task, got it for task ${task}, a ${kind} task`,
+    );
   }
   if (spec.kind === 'parallel') {
     return {
@@ -184,8 +182,8 @@ export class Tydra {
     // The input as the task will get it (after JSON), checked before anything is written.
     const jsonInput = JSON.parse(inputJson) as unknown;
     checkTaskInput(parsed.task, spec, jsonInput);
-    const secrets = spec.kind === undefined || spec.kind === 'simple' ? spec : {};
-    const mapping = await submissionSecrets(this.redis, parsed.task, secrets, checked.secrets);
+    const declared = declaredSecrets(version.manifest, parsed.task);
+    const mapping = await submissionSecrets(this.redis, parsed.task, declared, checked.secrets);
     const id = randomUUID();
     const now = Date.now();
     const pinned = formatTaskRef(version.name, version.sha1, parsed.task);
@@ -338,6 +336,7 @@ export class Tydra {
   private scheduleContext(): ScheduleContext {
     return {
       queue: () => this.sharedQueue<FireJobData>(SCHEDULES_QUEUE),
+      redis: this.redis,
       store: this.store,
       serialiseInput: (input) => JSON.parse(serialiseInput(input, this.options.maxInputBytes)) as unknown,
     };

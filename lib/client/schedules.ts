@@ -4,15 +4,20 @@
  * named after it; adding one with a name in use replaces it.
  */
 import type { Queue } from 'bullmq';
+import type { Redis } from 'ioredis';
 import { z } from 'zod';
 
 import { FIRE_JOB, FIRE_JOB_OPTIONS, type FireJobData, SCHEDULE_NAME_PATTERN } from '../../queues/schedules.js';
 import { parseDuration } from '../core/duration.js';
 import { InvalidOptionError, UnknownTaskError } from '../core/errors.js';
+import { secretMappingSchema } from '../core/secret-box.js';
+import { taskEnvSchema } from '../core/task-env.js';
 import { parseOptions } from '../core/validate.js';
+import { declaredSecrets } from '../packages/manifest.js';
 import type { PackageStore } from '../packages/store.js';
 import { parseTaskRef } from '../packages/task-ref.js';
 import { checkTaskInput } from '../packages/task-schemas.js';
+import { submissionSecrets } from './secrets.js';
 
 /** The shortest period of an `every` schedule. */
 export const MIN_EVERY_MS = 1000;
@@ -27,6 +32,14 @@ export interface ScheduleSpec {
   every?: number | string;
   /** The input of each TaskInstance. @defaultValue null */
   input?: unknown;
+  /** Environment variables of each TaskInstance (as the `env` submit option). @defaultValue none */
+  env?: Record<string, string>;
+  /**
+   * Secrets of each TaskInstance: environment variable → stored secret name (as the `secrets`
+   * submit option). Each must be stored when the schedule is added, and again at each firing.
+   * @defaultValue the task's declared secrets only
+   */
+  secrets?: Record<string, string>;
 }
 
 /** A schedule as `listSchedules` returns it. */
@@ -39,6 +52,10 @@ export interface ScheduleInfo {
   /** When it fires next (ms), as BullMQ has it. */
   next: number | undefined;
   input: unknown;
+  /** Environment variables of each firing (absent: none). */
+  env?: Record<string, string>;
+  /** Secret mapping of each firing (names only; absent: the task's declared secrets). */
+  secrets?: Record<string, string>;
 }
 
 const specSchema = z
@@ -52,6 +69,8 @@ const specSchema = z
       .optional(),
     every: z.union([z.number().int().min(MIN_EVERY_MS), z.string().min(1)]).optional(),
     input: z.unknown().optional(),
+    env: taskEnvSchema.optional(),
+    secrets: secretMappingSchema.optional(),
   })
   .refine((spec) => (spec.cron === undefined) !== (spec.every === undefined), {
     message: 'exactly one of `cron` or `every`',
@@ -69,6 +88,8 @@ function isTimeZone(tz: string): boolean {
 
 export interface ScheduleContext {
   queue: () => Queue<FireJobData>;
+  /** Where `addSchedule` checks that the secrets it maps are stored. */
+  redis: Redis;
   store: PackageStore;
   serialiseInput: (input: unknown) => unknown;
 }
@@ -104,11 +125,17 @@ export async function addSchedule(
   }
   const input = context.serialiseInput(checked.input ?? null);
   checkTaskInput(parsed.task, task, input);
+  // A secret missing now fails the add, naming it (each firing checks again).
+  await submissionSecrets(context.redis, parsed.task, declaredSecrets(version.manifest, parsed.task), checked.secrets);
+  const extra = {
+    ...(checked.env !== undefined && Object.keys(checked.env).length > 0 ? { env: checked.env } : {}),
+    ...(checked.secrets !== undefined && Object.keys(checked.secrets).length > 0 ? { secrets: checked.secrets } : {}),
+  };
   const repeat = every !== undefined ? { every } : { pattern: checked.cron, ...(checked.tz ? { tz: checked.tz } : {}) };
   try {
     await context.queue().upsertJobScheduler(name, repeat, {
       name: FIRE_JOB,
-      data: { schedule: name, ref, input },
+      data: { schedule: name, ref, input, ...extra },
       opts: FIRE_JOB_OPTIONS,
     });
   } catch (error) {
@@ -117,7 +144,7 @@ export async function addSchedule(
     );
   }
   const added = (await listSchedules(context)).find((schedule) => schedule.name === name);
-  return added ?? { name, ref, cron: checked.cron, tz: checked.tz, every, next: undefined, input };
+  return added ?? { name, ref, cron: checked.cron, tz: checked.tz, every, next: undefined, input, ...extra };
 }
 
 /** Every schedule, by name. */
@@ -134,6 +161,8 @@ export async function listSchedules(context: Pick<ScheduleContext, 'queue'>): Pr
         every: scheduler.every ?? undefined,
         next: scheduler.next ?? undefined,
         input: data?.input ?? null,
+        ...(data?.env !== undefined ? { env: data.env } : {}),
+        ...(data?.secrets !== undefined ? { secrets: data.secrets } : {}),
       };
     })
     .sort((a, b) => a.name.localeCompare(b.name));

@@ -14,7 +14,6 @@ import {
   secretMappingOf,
   sealSecret,
 } from '../core/secret-box.js';
-import type { SimpleTaskSpec } from '../packages/manifest.js';
 import {
   deleteSecret,
   listSecretInfos,
@@ -64,24 +63,20 @@ export async function removeSecret(redis: Redis, name: string): Promise<boolean>
 }
 
 /**
- * The secrets of a submission of `task`: its declared names, mapped over by the submission's
+ * The secrets of a submission of `task` (any kind: a module, a command, a parallel task, a
+ * sequence whose steps get the mapping): its declared names, mapped over by the submission's
  * own; throws `UnknownSecretError` naming the first stored secret that does not exist.
  */
 export async function submissionSecrets(
   redis: Redis,
   task: string,
-  spec: Pick<SimpleTaskSpec, 'secrets' | 'module'>,
+  declared: readonly string[],
   given: SecretMapping | undefined,
 ): Promise<SecretMapping | undefined> {
-  const mapping = secretMappingOf(spec.secrets, given);
+  const mapping = secretMappingOf(declared, given);
   const entries = Object.entries(mapping);
   if (entries.length === 0) {
     return undefined;
-  }
-  if (spec.module === undefined) {
-    throw new InvalidOptionError(
-      `Expected the \`secrets\` submit option only for a task with a \`module\`, got it for task ${task}, a command task`,
-    );
   }
   const stored = [...new Set(entries.map(([, name]) => name))];
   const [missing] = await missingSecrets(redis, stored);

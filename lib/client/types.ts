@@ -50,14 +50,17 @@ export interface SubmitOptions {
    * Environment variables set in this TaskInstance's sandbox only. Names match
    * `^[A-Z][A-Z0-9_]{0,63}$` and are none tydra sets (`PATH`, `HOME`, `TMPDIR`, `LANG`, `PWD`,
    * `NODE_OPTIONS`, `NODE_PATH`, `TYDRA_*`, `LD_*`); values are strings of at most 4 KiB, 64 KiB in
-   * all. They are stored in the job data: not for secrets.
+   * all. Every kind of task: each phase of a parallel task and each step of a sequence sees them.
+   * They are stored in the job data: not for secrets.
    */
   env?: Record<string, string>;
   /**
    * Secrets of this TaskInstance: environment variable name → stored secret name (`setSecret`),
    * over the task's declared `secrets` (each mapped to the stored secret of its own name). Every
    * stored name must exist, or the submit fails naming it. Only the names go into the job data;
-   * the node decrypts the values and the task sees them in `process.env`. Simple module tasks only.
+   * the node decrypts the values and the task sees them as environment variables. Every kind of
+   * task: a module or a command, each phase of a parallel task, each step of a sequence (over the
+   * secrets its own task declares).
    */
   secrets?: Record<string, string>;
 }

@@ -13,12 +13,15 @@ import type { Redis } from 'ioredis';
 
 import { FIRE_JOB, type FireJobData, fireJobSchema, SCHEDULES_QUEUE } from '../../queues/schedules.js';
 import { TASK_INSTANCE_JOB, TASKS_JOB_OPTIONS, type TaskInstanceData } from '../../queues/tasks.js';
-import { InputSchemaError, UnknownTaskError } from '../core/errors.js';
+import { InputSchemaError, UnknownSecretError, UnknownTaskError } from '../core/errors.js';
 import type { Logger } from '../core/logger.js';
+import { type SecretMapping, secretMappingOf } from '../core/secret-box.js';
+import { declaredSecrets } from '../packages/manifest.js';
 import type { PackageStore } from '../packages/store.js';
 import { formatTaskRef, parseTaskRef } from '../packages/task-ref.js';
 import { checkTaskInput } from '../packages/task-schemas.js';
 import { logErrors } from '../redis/connection.js';
+import { missingSecrets } from '../redis/secret-commands.js';
 
 export interface ScheduleFiringDeps {
   redis: Redis;
@@ -63,9 +66,9 @@ export class ScheduleFiring {
         `Expected a ${FIRE_JOB} job {schedule, ref, input}, got ${job.name} with other data`,
       );
     }
-    const { schedule, ref, input } = parsedJob.data;
+    const { schedule } = parsedJob.data;
     try {
-      const data = await this.instanceData(schedule, ref, input);
+      const data = await this.instanceData(parsedJob.data);
       const instanceId = firingInstanceId(job);
       await this.deps.store.takeRef(data.package.name, data.package.sha1, instanceId, { alreadyHeld: true });
       try {
@@ -80,14 +83,19 @@ export class ScheduleFiring {
     } catch (error) {
       // A package, version or task that is gone, or an input its schema refuses, will not be
       // better on a retry: the firing fails for good (visible in Bull Board), the schedule stays.
-      if (error instanceof UnknownTaskError || error instanceof InputSchemaError) {
+      if (
+        error instanceof UnknownTaskError ||
+        error instanceof InputSchemaError ||
+        error instanceof UnknownSecretError
+      ) {
         throw new UnrecoverableError(`schedule ${schedule}: ${error.message}`);
       }
       throw error;
     }
   }
 
-  private async instanceData(schedule: string, ref: string, input: unknown): Promise<TaskInstanceData> {
+  private async instanceData(firing: FireJobData): Promise<TaskInstanceData> {
+    const { schedule, ref, input } = firing;
     const parsed = parseTaskRef(ref);
     const version = await this.deps.store.resolve(parsed.name, parsed.version);
     const spec = version.manifest.tasks[parsed.task];
@@ -97,6 +105,7 @@ export class ScheduleFiring {
       );
     }
     checkTaskInput(parsed.task, spec, input);
+    const secrets = await this.firingSecrets(parsed.task, declaredSecrets(version.manifest, parsed.task), firing);
     const parallel = spec.kind === 'parallel';
     return {
       ref: formatTaskRef(version.name, version.sha1, parsed.task),
@@ -108,7 +117,30 @@ export class ScheduleFiring {
       attempts: parallel ? (spec.attempts ?? 1) : 1,
       ...(parallel && spec.maxFailedWorkunits !== undefined ? { maxFailedWorkunits: spec.maxFailedWorkunits } : {}),
       schedule,
+      ...(firing.env !== undefined ? { env: firing.env } : {}),
+      ...(secrets !== undefined ? { secrets } : {}),
     };
+  }
+
+  /** The firing's secret mapping over the task's declared names; every one must still be stored. */
+  private async firingSecrets(
+    task: string,
+    declared: readonly string[],
+    firing: FireJobData,
+  ): Promise<SecretMapping | undefined> {
+    const mapping = secretMappingOf(declared, firing.secrets);
+    const entries = Object.entries(mapping);
+    if (entries.length === 0) {
+      return undefined;
+    }
+    const [missing] = await missingSecrets(this.deps.redis, [...new Set(entries.map(([, name]) => name))]);
+    if (missing !== undefined) {
+      throw new UnknownSecretError(
+        `Expected secret ${missing} to be stored for task ${task} (set it with \`tydra secret set ${missing}\`), got none`,
+        missing,
+      );
+    }
+    return mapping;
   }
 }
 

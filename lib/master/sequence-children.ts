@@ -110,7 +110,7 @@ export async function addMissingChildren(
   return added;
 }
 
-/** A step's TaskInstance: the sequence's version, attempts and limits, the step's task and kind. */
+/** A step's TaskInstance: the sequence's version, attempts, limits, env and secrets, the step's task and kind. */
 function childData(
   sequenceId: string,
   parent: TaskInstanceData,
@@ -133,6 +133,10 @@ function childData(
     ...(parent.priority !== undefined ? { priority: parent.priority } : {}),
     ...(parent.retryOnLimit ? { retryOnLimit: true } : {}),
     ...(parent.maxFailedWorkunits !== undefined ? { maxFailedWorkunits: parent.maxFailedWorkunits } : {}),
+    // The submission's environment and secret mapping (names only): every step sees them, over
+    // the secrets its own task declares (opened by the node that runs the step).
+    ...(parent.env !== undefined ? { env: parent.env } : {}),
+    ...(parent.secrets !== undefined ? { secrets: parent.secrets } : {}),
     parentSequence: { id: sequenceId, step, ...(child.branch !== undefined ? { branch: child.branch } : {}) },
   };
 }

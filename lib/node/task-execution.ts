@@ -212,8 +212,8 @@ function networkOf(env: ExecutionEnv, data: NodeJobData, task: SimpleTaskSpec, m
 }
 
 /**
- * The secret values of a simple task's run, opened before its sandbox starts; from here on the
- * mirror masks them in every log line and error.
+ * The secret values of a simple task's run (a module's or a command's), opened before its
+ * sandbox starts; from here on the mirror masks them in every log line and error.
  */
 async function secretsOf(
   env: ExecutionEnv,
@@ -222,11 +222,6 @@ async function secretsOf(
   mirror: RedisMirror,
 ): Promise<Record<string, string>> {
   const secrets = await openTaskSecrets(env.redis, env.options.secretKey, env.nodeId, task.secrets, data.secrets);
-  if (Object.keys(secrets).length > 0 && task.module === undefined) {
-    throw new SecretUnavailableError(
-      `Expected task ${data.task} to have a \`module\` to receive secrets, got a command`,
-    );
-  }
   mirror.mask(Object.values(secrets));
   return secrets;
 }

@@ -76,12 +76,6 @@ const simpleTaskSchema = z
   })
   .refine((task) => (task.module === undefined) !== (task.command === undefined), {
     message: 'exactly one of `module` or `command`',
-  })
-  // A command has no runner to receive its secrets in the start message, and an environment
-  // variable set by bwrap would sit on its command line.
-  .refine((task) => task.secrets === undefined || task.secrets.length === 0 || task.module !== undefined, {
-    message: '`secrets` only with `module` (a command task cannot receive secrets yet)',
-    path: ['secrets'],
   });
 
 const phaseCommandSchema = z.strictObject({ command: commandSchema });
@@ -101,6 +95,8 @@ const parallelTaskSchema = z
     attempts: z.number().int().min(1).max(100).optional(),
     /** Workunits that may fail for good before the TaskInstance does. */
     maxFailedWorkunits: z.number().int().min(0).optional(),
+    /** Secrets every phase (split, each work sandbox, reduce) sees as environment variables of these names. */
+    secrets: z.array(secretNameSchema).max(64).optional(),
     /** JSON Schema of the input, checked at submit. */
     input: jsonSchemaField.optional(),
     /** JSON Schema of reduce's value, checked on the node after reduce. */
@@ -189,6 +185,24 @@ export function parallelEntries(spec: ParallelTaskSpec): { split: PhaseEntry; wo
     throw new ManifestError('Expected a parallel task with `module` or all three phase commands, got neither');
   }
   return { split: { command: split.command }, work: { command: work.command }, reduce: { command: reduce.command } };
+}
+
+/**
+ * The secrets a TaskInstance of `task` needs by name: its own `secrets`, or for a sequence those
+ * of every task its steps run, nested sequences included (each step gets the sequence's mapping
+ * and its own declared names).
+ */
+export function declaredSecrets(manifest: Pick<Manifest, 'tasks'>, task: string, seen = new Set<string>()): string[] {
+  const spec = manifest.tasks[task];
+  if (spec === undefined || seen.has(task)) {
+    return [];
+  }
+  if (spec.kind !== 'sequence') {
+    return [...(spec.secrets ?? [])];
+  }
+  seen.add(task);
+  const names = spec.steps.flatMap(stepTasks).flatMap((step) => declaredSecrets(manifest, step, seen));
+  return [...new Set(names)];
 }
 
 /** The task names a step runs (one, or those of its `all`). */

@@ -6,6 +6,8 @@
 import type { Redis } from 'ioredis';
 import { z } from 'zod';
 
+import { secretMappingSchema } from '../core/secret-box.js';
+import { taskEnvSchema } from '../core/task-env.js';
 import { cancelKey, parallelBatchesKey, parallelFailuresKey, parallelResultsKey, parallelStateKey } from './keys.js';
 import { runScript } from './scripts.js';
 
@@ -17,6 +19,10 @@ export const parallelMetaSchema = z.object({
   limits: z.record(z.string(), z.unknown()).optional(),
   retryOnLimit: z.boolean().optional(),
   attempts: z.number().int().min(1),
+  /** The submission's environment, set in every work sandbox. */
+  env: taskEnvSchema.optional(),
+  /** The submission's secret mapping (names only): each node opens the values with its own key. */
+  secrets: secretMappingSchema.optional(),
   /** The coordinator's node queue and job id, promoted when the last unit ends. */
   owner: z.object({ queue: z.string(), jobId: z.string() }),
 });

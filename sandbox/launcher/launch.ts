@@ -16,6 +16,7 @@ import type { CgroupSupport } from './cgroup/support.js';
 import { createTaskCgroup, type TaskCgroup } from './cgroup/task-cgroup.js';
 import { openSandboxNetwork, type SandboxNetwork, type SandboxNetworkOptions } from './network/sandbox-network.js';
 import { prlimitArgs } from './rlimits.js';
+import { encodeSecretArgs, secretArgsFlags } from './secret-args.js';
 
 /** The compiled `sandbox/` folder, mounted read-only into every sandbox. */
 export const RUNTIME_DIR = fileURLToPath(new URL('..', import.meta.url));
@@ -65,6 +66,12 @@ export interface SandboxOptions {
    * set in this sandbox only, beneath tydra's own variables.
    */
   env?: Readonly<Record<string, string>>;
+  /**
+   * Secret values by environment variable name; never on the command line of bwrap or prlimit
+   * (any user of the host can read those). A module's runner gets them in its `start` message; a
+   * command gets them from bwrap through `--args` (`secret-args.ts`).
+   */
+  secrets?: Readonly<Record<string, string>>;
   /** Largest result (JSON bytes); for a parallel task, of each work unit and each work result. @defaultValue 16 MiB */
   maxResultBytes?: number;
   /**
@@ -86,6 +93,8 @@ export interface Launch {
   cgroup: TaskCgroup | undefined;
   /** The sandbox's network, open already; whoever spawns the sandbox closes it. */
   network?: SandboxNetwork;
+  /** bwrap's `--args` input (the secrets' `--setenv`s), written to its pipe at spawn. */
+  secretArgs?: Buffer;
 }
 
 /** The argv, environment and cgroup of a sandbox running `entry`; throws before making anything on bad options. */
@@ -108,7 +117,8 @@ export async function prepareLaunch(options: SandboxOptions, entry: TaskEntry): 
   }
   if (bwrap === undefined) {
     const [file = '', ...args] = command;
-    const hostEnv = { PATH: process.env.PATH ?? '', HOME: '/tmp', ...env };
+    // Unsandboxed (development only): a child's environ is readable by its own user alone.
+    const hostEnv = { PATH: process.env.PATH ?? '', HOME: '/tmp', ...(isModule ? {} : options.secrets), ...env };
     return { file, args, isModule, sandboxed: false, env: hostEnv, cgroup: undefined };
   }
   if (options.prlimit === undefined) {
@@ -135,7 +145,12 @@ export async function prepareLaunch(options: SandboxOptions, entry: TaskEntry): 
     extraMounts: network?.mountArgs,
   };
   const started = network?.wrap(command, sandboxNodePath(NODE_BINARY), RUNTIME_MOUNT) ?? command;
-  const args = [...rlimits, bwrap, ...buildBwrapArgs(mounts, env, started, sandboxSyncArgs())];
+  // A module's runner gets them in its start message and sets them after it started: they are
+  // then in no process's launch environment. A command can only get them in its environment.
+  const secrets = !isModule && Object.keys(options.secrets ?? {}).length > 0 ? options.secrets : undefined;
+  const extra = [...sandboxSyncArgs(), ...(secrets !== undefined ? secretArgsFlags() : [])];
+  const args = [...rlimits, bwrap, ...buildBwrapArgs(mounts, env, started, extra)];
+  const secretArgs = secrets !== undefined ? { secretArgs: encodeSecretArgs(secrets) } : {};
   // One cgroup per sandbox, made before it and joined by it before the task runs.
   const cgroup =
     cgroups === undefined
@@ -147,7 +162,7 @@ export async function prepareLaunch(options: SandboxOptions, entry: TaskEntry): 
           await network?.close();
           throw error;
         });
-  return { file: options.prlimit, args, isModule, sandboxed: true, env: {}, cgroup, network };
+  return { file: options.prlimit, args, isModule, sandboxed: true, env: {}, cgroup, network, ...secretArgs };
 }
 
 /** The sandbox's network, for a task with endpoints (`network/sandbox-network.ts`). */

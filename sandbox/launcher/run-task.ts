@@ -26,12 +26,6 @@ export interface RunTaskOptions extends SandboxOptions {
   input: unknown;
   /** Called once the sandbox runs in its cgroup, with the seconds its launch took (for metrics). */
   onStarted?: (seconds: number) => void;
-  /**
-   * Secret values by environment variable name, for a module task: sent in the runner's `start`
-   * message, which sets them in `process.env` before it imports the task. Never on the command
-   * line of bwrap or prlimit (any user of the host can read those). Ignored for a command.
-   */
-  secrets?: Readonly<Record<string, string>>;
 }
 
 /**

@@ -22,6 +22,7 @@ import type { Readable, Writable } from 'node:stream';
 import { execa, type ResultPromise } from 'execa';
 
 import { sandboxSyncStdio, type StdioArray } from './cgroup/attach.js';
+import { feedSecretArgs, SECRET_ARGS_FD, withSecretArgsStdio } from './secret-args.js';
 import type { SandboxStreams } from './stream-capture.js';
 
 const KILL_GRACE_MS = 2000;
@@ -39,13 +40,16 @@ export interface SpawnOptions {
   timeoutMs: number;
   signal?: AbortSignal;
   user?: { uid: number; gid: number };
+  /** bwrap's `--args` input (`secret-args.ts`): piped at `SECRET_ARGS_FD`, never on the command line. */
+  secretArgs?: Uint8Array;
 }
 
 /** Spawns the sandbox in its own process group, with every stream a pipe. */
 export function spawnSandbox(options: SpawnOptions): ResultPromise {
   const baseStdio: StdioArray = options.isModule ? ['pipe', 'pipe', 'pipe', 'pipe'] : ['pipe', 'pipe', 'pipe'];
+  const syncStdio = options.sandboxed ? sandboxSyncStdio(baseStdio) : baseStdio;
   const subprocess = execa(options.file, options.args, {
-    stdio: options.sandboxed ? sandboxSyncStdio(baseStdio) : baseStdio,
+    stdio: options.secretArgs !== undefined ? withSecretArgsStdio(syncStdio) : syncStdio,
     buffer: false,
     reject: false,
     extendEnv: false,
@@ -58,6 +62,9 @@ export function spawnSandbox(options: SpawnOptions): ResultPromise {
     detached: true,
     ...(options.sandboxed ? options.user : {}),
   });
+  if (options.secretArgs !== undefined) {
+    feedSecretArgs((subprocess.stdio as readonly unknown[])[SECRET_ARGS_FD], options.secretArgs);
+  }
   const group = subprocess.pid;
   subprocess.once('exit', () => killGroup(group));
   return subprocess;

@@ -114,6 +114,12 @@ describe('history: runs and rerun (@integration)', function () {
       text.stdout,
       new RegExp(`^${boom.id}  failed  hist@[0-9a-f]{40}/boom  submitted \\S+  finished \\S+  node \\S+$`),
     );
+    const limited = await cli(['runs', '--limit', '2', '--json', '--redis', redisUrl()]);
+    assert.equal(limited.exitCode, 0, limited.stderr);
+    assert.deepEqual(
+      (JSON.parse(limited.stdout) as Array<{ id: string }>).map((row) => row.id),
+      [later.id, pair.id],
+    );
     const badState = await cli(['runs', '--state', 'done', '--redis', redisUrl()]);
     assert.equal(badState.exitCode, 1);
     await later.cancel();
@@ -272,5 +278,39 @@ describe('history: runs and rerun (@integration)', function () {
     const error = await rejection(Promise.resolve().then(() => testClient({ keepCompleted: {} })));
     assert.ok(error instanceof InvalidOptionError, String(error));
     assert.match(error.message, /keepCompleted/);
+  });
+
+  it('keeps what `tydra run` and `tydra rerun` submit by --keep-completed and --keep-failed', async () => {
+    await startCluster(1);
+    const client = testClient();
+    await deployVersion(client, 1);
+    const redis = ['--redis', redisUrl()];
+    const keep = ['--keep-completed', '1,1h', '--keep-failed', '1'];
+    const ids: string[] = [];
+    for (const input of ['"a"', '"b"']) {
+      const ran = await cli(['run', 'hist/ver', '--input', input, ...keep, '--json', ...redis]);
+      assert.equal(ran.exitCode, 0, ran.stderr);
+      ids.push((JSON.parse(ran.stdout) as { id: string }).id);
+    }
+    // BullMQ trims when a later one finishes: only the newest completed one is left.
+    assert.deepEqual(
+      (await client.runs({ state: 'completed' })).map((row) => row.id),
+      [ids[1]],
+    );
+    const rerun = await cli(['rerun', ids[1] ?? '', ...keep, '--json', ...redis]);
+    assert.equal(rerun.exitCode, 0, rerun.stderr);
+    assert.deepEqual(
+      (await client.runs({ state: 'completed' })).map((row) => row.id),
+      [(JSON.parse(rerun.stdout) as { id: string }).id],
+    );
+    for (let n = 0; n < 2; n += 1) {
+      assert.equal((await cli(['run', 'hist/boom', ...keep, ...redis])).exitCode, 1);
+    }
+    assert.equal((await client.runs({ state: 'failed' })).length, 1);
+    for (const bad of ['x', '1,2', '24h,48h', '']) {
+      const refused = await cli(['run', 'hist/ver', '--keep-completed', bad, ...redis]);
+      assert.equal(refused.exitCode, 1, bad);
+      assert.match(refused.stderr, /Expected COUNT, AGE or COUNT,AGE/);
+    }
   });
 });

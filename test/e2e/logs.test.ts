@@ -36,6 +36,14 @@ describe('tydra logs ID [--follow] (@integration)', function () {
 
     const again = await cli(['logs', run.id, '--redis', redisUrl()]);
     assert.equal(again.stdout, followed.stdout, 'without --follow: the same lines, at once');
+    const json = await cli(['logs', run.id, '--json', '--redis', redisUrl()]);
+    assert.deepEqual(
+      json.stdout
+        .trim()
+        .split('\n')
+        .map((line) => JSON.parse(line) as string),
+      lines,
+    );
     const unknown = await cli(['logs', 'no-such-id', '--redis', redisUrl()]);
     assert.equal(unknown.exitCode, 1);
     assert.match(unknown.stderr, /no-such-id/);

@@ -3,13 +3,12 @@ import { createHash, randomBytes, randomUUID } from 'node:crypto';
 import { readdir, readFile, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 
-import type { Redis } from 'ioredis';
-
 import type { Tydra } from '../../lib/client/client.js';
-import { InvalidOptionError, ManifestError, SecretKeyError, UnknownSecretError } from '../../lib/core/errors.js';
+import { InvalidOptionError, SecretKeyError, UnknownSecretError } from '../../lib/core/errors.js';
 import { openSecret } from '../../lib/core/secret-box.js';
 import { makePackage, redisUrl, startCluster, tempDir, testClient, testRedis, waitFor } from '../helpers.js';
 import { tydra as cli } from '../bin/run-cli.js';
+import { everyRedisString } from './redis-strings.js';
 
 const sha256 = (text: string): string => createHash('sha256').update(text).digest('hex');
 
@@ -55,32 +54,6 @@ async function deploySecretsPackage(client: Tydra): Promise<void> {
     ].join('\n'),
   });
   await client.deploy(dir);
-}
-
-/** Every string Redis holds, under every key, whatever its type (KEYS * is fine in a test). */
-async function everyRedisString(redis: Redis): Promise<string[]> {
-  const texts: string[] = [];
-  for (const key of await redis.keys('*')) {
-    texts.push(key);
-    const type = await redis.type(key);
-    if (type === 'string') {
-      texts.push((await redis.getBuffer(key))?.toString('latin1') ?? '');
-    } else if (type === 'hash') {
-      texts.push(...Object.entries(await redis.hgetall(key)).flat());
-    } else if (type === 'list') {
-      texts.push(...(await redis.lrange(key, 0, -1)));
-    } else if (type === 'set') {
-      texts.push(...(await redis.smembers(key)));
-    } else if (type === 'zset') {
-      texts.push(...(await redis.zrange(key, 0, -1)));
-    } else if (type === 'stream') {
-      const entries = await redis.xrange(key, '-', '+');
-      texts.push(...entries.flatMap(([id, fields]) => [id, ...fields]));
-    } else {
-      assert.fail(`a key of a type this scan does not read: ${key} (${type})`);
-    }
-  }
-  return texts;
 }
 
 describe('secrets @integration', () => {
@@ -239,7 +212,7 @@ describe('secrets @integration', () => {
     assert.deepEqual(await (await client.submit('secretive/plain')).result(), { db: null, api: null });
   });
 
-  it('a submit naming a missing secret fails naming it, nothing enqueued; secrets only for module tasks', async () => {
+  it('a submit naming a missing secret fails naming it, nothing enqueued (a sequence too)', async () => {
     const client = testClient({ secretKey: key });
     await deploySecretsPackage(client);
     await assert.rejects(
@@ -255,11 +228,11 @@ describe('secrets @integration', () => {
     const viaCli = await cli(['run', 'secretive/plain', '--secret', 'X=GONE', '--redis', redisUrl()]);
     assert.equal(viaCli.exitCode, 1);
     assert.match(viaCli.stderr, /Expected secret GONE to be stored/);
-    await assert.rejects(client.submit('secretive/parts', null, { secrets: { X: 'DB_PASSWORD' } }), InvalidOptionError);
-    assert.equal(await testRedis().llen('bull:tasks:wait'), 0);
-    const command = await makePackage({
-      'tydra.json': JSON.stringify({ name: 'cmd', tasks: { t: { command: ['/bin/true'], secrets: ['A'] } } }),
+    // A sequence's mapping goes to its steps: each stored secret is checked at its submit.
+    await assert.rejects(client.submit('secretive/parts', null, { secrets: { X: 'ABSENT' } }), {
+      name: 'UnknownSecretError',
+      secret: 'ABSENT',
     });
-    await assert.rejects(client.deploy(command), ManifestError);
+    assert.equal(await testRedis().llen('bull:tasks:wait'), 0);
   });
 });

@@ -303,8 +303,8 @@ describe('submit options: priority, delay, idempotency, backoff, env (@integrati
       message:
         'Expected the `env.BIG` submit option to be a string of at most 4096 bytes, got a string of 4097 bytes (not shown)',
     });
-    await assert.rejects(client.submit('subopts/pair', null, { env: { GREETING: 'x' } }), {
-      message: 'Expected the `env` submit option only for a simple task, got it for task pair, a sequence task',
+    await assert.rejects(client.submit('subopts/pair', null, { backoff: { type: 'fixed', delayMs: 1 } }), {
+      message: 'Expected the `backoff` submit option only for a simple task, got it for task pair, a sequence task',
     });
     const bad = await cli(['run', 'subopts/env', '--env', 'HOME=/root', '--redis', redisUrl()]);
     assert.equal(bad.exitCode, 1);

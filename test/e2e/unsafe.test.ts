@@ -1,9 +1,10 @@
 import assert from 'node:assert/strict';
+import { randomBytes } from 'node:crypto';
 import { Writable } from 'node:stream';
 
 import { pino } from 'pino';
 
-import { copyFixture, startCluster, testClient } from '../helpers.js';
+import { copyFixture, makePackage, startCluster, testClient } from '../helpers.js';
 
 describe('the development-only --unsafe-no-sandbox mode (@integration)', function () {
   this.timeout(30_000);
@@ -31,5 +32,31 @@ describe('the development-only --unsafe-no-sandbox mode (@integration)', functio
     // And to operators: `tydra nodes` and the Nodes page read its sandbox mode from the registry.
     const [node] = await tydra.nodes();
     assert.equal(node?.sandbox, 'unsandboxed');
+  });
+
+  it('gives a command and a module their secrets and env without a sandbox too', async () => {
+    const key = randomBytes(32).toString('base64');
+    await startCluster(1, { unsafeNoSandbox: true, secretKey: key, logger: pino({ level: 'silent' }) });
+    const tydra = testClient({ secretKey: key });
+    await tydra.setSecret('DB_PASSWORD', 'dev-pw');
+    const script = 'cat >/dev/null; printf "{\\"db\\":\\"%s\\",\\"g\\":\\"%s\\"}" "$DB_PASSWORD" "$GREETING"';
+    await tydra.deploy(
+      await makePackage({
+        'package.json': '{ "type": "module", "private": true }',
+        'tydra.json': JSON.stringify({
+          name: 'devsecrets',
+          tasks: {
+            cmd: { command: ['/bin/sh', '-c', script], secrets: ['DB_PASSWORD'] },
+            mod: { module: 'mod.mjs', secrets: ['DB_PASSWORD'] },
+          },
+        }),
+        'mod.mjs': 'export default () => ({ db: process.env.DB_PASSWORD, g: process.env.GREETING });\n',
+      }),
+    );
+    for (const task of ['cmd', 'mod']) {
+      const run = await tydra.submit(`devsecrets/${task}`, null, { env: { GREETING: task } });
+      // The result is masked like any output: the task saw the value, Redis holds `***`.
+      assert.deepEqual(await run.result(), { db: '***', g: task }, task);
+    }
   });
 });

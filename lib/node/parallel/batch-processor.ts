@@ -143,9 +143,10 @@ async function runUnit(
   try {
     sandbox = await workers.take();
     const value = await sandbox.run(unit, (line) =>
-      deps.reporter.log(workers.instanceId, `[workunit ${unit.index}] ${line}`),
+      deps.reporter.log(workers.instanceId, workers.mask(`[workunit ${unit.index}] ${line}`)),
     );
-    return { index: unit.index, ok: true, value: JSON.stringify(value ?? null) };
+    // Masked in the JSON text: a secret never reaches Redis in clear, even in a unit's result.
+    return { index: unit.index, ok: true, value: JSON.stringify(workers.maskValue(value) ?? null) };
   } catch (error) {
     if (error instanceof TaskCancelledError || error instanceof NodeShutdownError || workers.stopped) {
       return 'stopped';
@@ -156,15 +157,16 @@ async function runUnit(
       unit.attempt >= meta.attempts ||
       (limitBroken && meta.retryOnLimit !== true) ||
       failure instanceof TaskUnrecoverableError;
+    const message = workers.mask(failure.message);
     deps.reporter.log(
       workers.instanceId,
-      `[workunit ${unit.index}] attempt ${unit.attempt} failed${final ? '' : ', will retry'}: ${failure.message}`,
+      `[workunit ${unit.index}] attempt ${unit.attempt} failed${final ? '' : ', will retry'}: ${message}`,
     );
     if (!final) {
       return 'retry';
     }
     const stack = failure instanceof TaskFailedError ? (failure.remoteStack ?? failure.stack) : failure.stack;
-    return { index: unit.index, ok: false, message: failure.message, ...(stack ? { stack } : {}) };
+    return { index: unit.index, ok: false, message, ...(stack ? { stack: workers.mask(stack) } : {}) };
   } finally {
     if (sandbox !== undefined) {
       workers.give(sandbox);

@@ -35,6 +35,7 @@ import { type PhaseEntry, parallelEntries, type ParallelTaskSpec } from '../../p
 import { checkTaskOutput } from '../../packages/task-schemas.js';
 import type { RedisMirror } from '../redis-mirror.js';
 import type { ExecutionEnv } from '../execution-env.js';
+import { openTaskSecrets } from '../task-secrets.js';
 import { parallelProgress } from './instance-report.js';
 import { UnitEnqueuer } from './unit-enqueuer.js';
 
@@ -51,6 +52,8 @@ export interface CoordinatorRun {
   limits: CompiledTaskLimits;
   mirror: RedisMirror;
   signal: AbortSignal;
+  /** The secret values of split and reduce, opened by `coordinate`. */
+  secrets?: Record<string, string>;
 }
 
 export async function coordinate(run: CoordinatorRun): Promise<unknown> {
@@ -63,8 +66,15 @@ export async function coordinate(run: CoordinatorRun): Promise<unknown> {
     ...(data.limits !== undefined ? { limits: data.limits } : {}),
     ...(data.retryOnLimit ? { retryOnLimit: true } : {}),
     attempts: data.attempts ?? 1,
+    ...(data.env !== undefined ? { env: data.env } : {}),
+    ...(data.secrets !== undefined ? { secrets: data.secrets } : {}),
     owner: { queue: job.queueName, jobId: job.id ?? id },
   };
+  // Opened before anything runs: a node without the key refuses here, and from now on every
+  // line split and reduce print is masked.
+  const secrets = await openTaskSecrets(env.redis, env.options.secretKey, env.nodeId, run.task.secrets, data.secrets);
+  run.mirror.mask(Object.values(secrets));
+  run.secrets = secrets;
   let counts = await initParallel(env.redis, id, meta, data.maxFailedWorkunits ?? 0);
   if (!counts.splitDone) {
     run.mirror.log(`coordinating ${data.ref} on node ${env.nodeId}${env.bwrap ? '' : ' (UNSANDBOXED)'}`);
@@ -81,6 +91,7 @@ export async function coordinate(run: CoordinatorRun): Promise<unknown> {
     }
     return await reducePhase(run, counts);
   } catch (error) {
+    run.mirror.maskError(error);
     // Parked, or handed to another node (drain timeout, sandbox set-up failure): the units go on.
     if (!(
       error instanceof DelayedError ||
@@ -200,7 +211,8 @@ async function reducePhase(run: CoordinatorRun, counted: ParallelCounts): Promis
   await endParallel(env.redis, id);
   await env.reporter.progressNow(id, parallelProgress({ ...counts, running: 0 }));
   env.reporter.forget(id);
-  return value;
+  // A secret is never stored in clear, not even in a value reduce chose to return.
+  return run.mirror.maskValue(value);
 }
 
 /** The results in split order, read a page at a time: never all of them in memory. */
@@ -246,5 +258,7 @@ function phaseOptions(run: CoordinatorRun, entry: PhaseEntry) {
     signal: run.signal,
     ...{ bwrap: env.bwrap, prlimit: env.prlimit, cgroups: env.cgroups },
     ...{ runtimeDir: env.runtimeDir, sandboxUser: env.options.sandboxUser },
+    ...(run.data.env !== undefined ? { env: run.data.env } : {}),
+    ...(run.secrets !== undefined && Object.keys(run.secrets).length > 0 ? { secrets: run.secrets } : {}),
   };
 }

@@ -13,10 +13,13 @@ import { startWorker, type WorkSandbox } from '../../../sandbox/launcher/phases/
 import { UnknownTaskError } from '../../core/errors.js';
 import { type CompiledTaskLimits, resolveLimits } from '../../core/limits.js';
 import type { Logger } from '../../core/logger.js';
+import { maskSecrets, maskSecretsIn } from '../../core/secret-box.js';
+import type { TaskEnv } from '../../core/task-env.js';
 import type { CacheLease } from '../../packages/cache/package-cache.js';
 import { MANIFEST_FILE, parseManifest, parallelEntries, type PhaseEntry } from '../../packages/manifest.js';
 import type { ParallelMeta } from '../../redis/parallel-commands.js';
 import type { ExecutionEnv } from '../execution-env.js';
+import { openTaskSecrets } from '../task-secrets.js';
 
 const IDLE_MS = 3000;
 
@@ -37,7 +40,20 @@ export class InstanceWorkers {
     readonly limits: CompiledTaskLimits,
     private readonly stopTracking: () => void,
     private readonly stats: WorkunitStats,
+    /** The submission's environment and the opened secret values, set in every work sandbox. */
+    private readonly sandboxEnv: { env?: TaskEnv; secrets: Record<string, string> } = { secrets: {} },
   ) {}
+
+  /** `text` with this instance's secret values masked as `***` (unit logs, results, failures). */
+  mask(text: string): string {
+    return maskSecrets(text, Object.values(this.sandboxEnv.secrets));
+  }
+
+  /** A unit's JSON value with the secret values masked in its strings. */
+  maskValue(value: unknown): unknown {
+    const values = Object.values(this.sandboxEnv.secrets);
+    return values.length === 0 ? value : maskSecretsIn(value, values);
+  }
 
   get signal(): AbortSignal {
     return this.abort.signal;
@@ -73,6 +89,8 @@ export class InstanceWorkers {
         signal: this.abort.signal,
         ...{ bwrap: this.env.bwrap, prlimit: this.env.prlimit, cgroups: this.env.cgroups },
         ...{ runtimeDir: this.env.runtimeDir, sandboxUser: this.env.options.sandboxUser },
+        ...(this.sandboxEnv.env !== undefined ? { env: this.sandboxEnv.env } : {}),
+        ...(Object.keys(this.sandboxEnv.secrets).length > 0 ? { secrets: this.sandboxEnv.secrets } : {}),
       });
       this.env.metrics.sandboxStarted((performance.now() - launched) / 1000, 'work');
       return worker;
@@ -181,6 +199,9 @@ export class WorkerPool {
         this.env.options.taskLimits,
         this.env.options.maxTaskLimits,
       );
+      // This node's key opens the secrets; without it every unit here fails, saying so.
+      const { redis, options, nodeId } = this.env;
+      const secrets = await openTaskSecrets(redis, options.secretKey, nodeId, task.secrets, meta.secrets);
       const { signal, release } = this.env.cancels.track(instanceId);
       const workers = new InstanceWorkers(
         instanceId,
@@ -190,6 +211,7 @@ export class WorkerPool {
         limits,
         release,
         this.stats,
+        { ...(meta.env !== undefined ? { env: meta.env } : {}), secrets },
       );
       signal.addEventListener('abort', () => void this.stop(instanceId, signal.reason as Error), { once: true });
       return workers;

@@ -20,3 +20,10 @@ export type { UnitFailure };
 export function taskEntry(entry: PhaseEntry): TaskEntry {
   return 'module' in entry ? { module: entry.module } : { command: entry.command };
 }
+
+/** The `env` of a runner's start message: the phase's secrets, set before the module is imported. */
+export function secretEnv(options: Pick<PhaseOptions, 'secrets'>): { env?: Record<string, string> } {
+  return options.secrets !== undefined && Object.keys(options.secrets).length > 0
+    ? { env: { ...options.secrets } }
+    : {};
+}

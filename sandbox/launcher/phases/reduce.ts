@@ -11,7 +11,7 @@ import { outcome } from '../outcome.js';
 import { settle } from '../run-task.js';
 import { type RunningSandbox, startSandbox } from '../sandbox-process.js';
 import { startRunner } from '../stream-capture.js';
-import { type PhaseOptions, taskEntry } from './options.js';
+import { type PhaseOptions, secretEnv, taskEntry } from './options.js';
 import { writeLines } from './write-lines.js';
 
 export interface ReduceOptions extends PhaseOptions {
@@ -60,7 +60,15 @@ function feedReduce(stdin: Writable, options: ReduceOptions, onError: (error: un
     writeLines(stdin, lines, (item) => `${JSON.stringify(item ?? null)}\n`).catch(onError);
     return () => undefined;
   }
-  const start = { instanceId, attempt, module: entry.module, input, mode: 'reduce' as const, failures };
+  const start = {
+    instanceId,
+    attempt,
+    module: entry.module,
+    input,
+    mode: 'reduce' as const,
+    failures,
+    ...secretEnv(options),
+  };
   const forget = startRunner(stdin, start, options.signal);
   const item = (value: unknown): string => encodeMessage({ type: 'item', value: value ?? null });
   writeLines(stdin, options.results, item, encodeMessage({ type: 'items-end' })).catch(onError);

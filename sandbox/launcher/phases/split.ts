@@ -13,7 +13,7 @@ import { outcome } from '../outcome.js';
 import { settle } from '../run-task.js';
 import { type RunningSandbox, startSandbox } from '../sandbox-process.js';
 import { startRunner } from '../stream-capture.js';
-import { type PhaseOptions, taskEntry } from './options.js';
+import { type PhaseOptions, secretEnv, taskEntry } from './options.js';
 import { PausableTimer } from './pausable-timer.js';
 import { UnitPump } from './unit-pump.js';
 
@@ -129,7 +129,7 @@ function feedSplit(stdin: Writable, options: SplitOptions): () => void {
   }
   const forget = startRunner(
     stdin,
-    { instanceId, attempt, module: entry.module, input, mode: 'split' },
+    { instanceId, attempt, module: entry.module, input, mode: 'split', ...secretEnv(options) },
     options.signal,
   );
   grant(stdin, SPLIT_WINDOW);

@@ -19,7 +19,7 @@ import { outcome, type SandboxEnding } from '../outcome.js';
 import type { PhaseRunnerMessage } from '../runner-message.js';
 import { type RunningSandbox, startSandbox } from '../sandbox-process.js';
 import { startRunner } from '../stream-capture.js';
-import { type PhaseOptions, taskEntry } from './options.js';
+import { type PhaseOptions, secretEnv, taskEntry } from './options.js';
 
 /** How long `close()` waits for the worker to exit on its own before it kills it. */
 const CLOSE_GRACE_MS = 2000;
@@ -82,7 +82,15 @@ function feedWorker(stdin: Writable, options: PhaseOptions): () => void {
     stdin.on('error', () => undefined);
     return () => undefined;
   }
-  return startRunner(stdin, { instanceId, attempt, module: entry.module, input: null, mode: 'work' }, options.signal);
+  const start = {
+    instanceId,
+    attempt,
+    module: entry.module,
+    input: null,
+    mode: 'work' as const,
+    ...secretEnv(options),
+  };
+  return startRunner(stdin, start, options.signal);
 }
 
 class Worker implements WorkSandbox {

@@ -2,6 +2,7 @@ import assert from 'node:assert/strict';
 
 import { ManifestError } from '../../../lib/core/errors.js';
 import {
+  declaredSecrets,
   fieldPath,
   parallelEntries,
   parseManifest,
@@ -187,5 +188,26 @@ describe('manifest', () => {
     assert.equal(taskKind(manifest.tasks.a!), 'simple');
     assert.deepEqual(requiredFileFields(manifest.tasks.b!), [{ file: 'run.sh', field: 'command' }]);
     assertRejected(withTasks({ a: { kind: 'simple' } }), 'tasks.a', /exactly one of/);
+  });
+
+  it('takes `secrets` on a module, a command and a parallel task; a sequence needs those of its steps', () => {
+    const manifest = parse(
+      withTasks({
+        mod: { module: 'm.js', secrets: ['A'] },
+        cmd: { command: ['/bin/true'], secrets: ['B', 'A'] },
+        par: { kind: 'parallel', module: 'p.js', secrets: ['C'] },
+        plain: { module: 'm.js' },
+        seq: { kind: 'sequence', steps: ['mod', { all: ['cmd', 'par'] }, 'plain'] },
+        inner: { kind: 'sequence', steps: ['plain', 'par'] },
+        outer: { kind: 'sequence', steps: ['inner', 'mod'] },
+      }),
+    );
+    assert.deepEqual(declaredSecrets(manifest, 'cmd'), ['B', 'A']);
+    assert.deepEqual(declaredSecrets(manifest, 'par'), ['C']);
+    assert.deepEqual(declaredSecrets(manifest, 'plain'), []);
+    assert.deepEqual(declaredSecrets(manifest, 'seq'), ['A', 'B', 'C']);
+    assert.deepEqual(declaredSecrets(manifest, 'outer'), ['C', 'A']);
+    assert.deepEqual(declaredSecrets(manifest, 'missing'), []);
+    assertRejected(withTasks({ cmd: { command: ['/bin/true'], secrets: ['PATH'] } }), 'tasks.cmd.secrets[0]');
   });
 });
