@@ -33,6 +33,7 @@ import { performance } from 'node:perf_hooks';
 import { Redis } from 'ioredis';
 
 import { Master, startRedisServer, Tydra, TydraNode } from '../lib/index.js';
+import { countPhases, type MonitorLine, type Phase, type PhaseCounts, PHASES, type Role } from './trip-phases.js';
 
 const WARMUP = 5;
 const NODE_CONCURRENCY = 2;
@@ -48,6 +49,8 @@ interface Counts {
   sentDetail: Map<string, number>;
   commandstats: Map<string, number>;
   reads: number;
+  /** Every command MONITOR saw, in order, for the split by step (`trip-phases.ts`). */
+  lines: MonitorLine[];
 }
 
 function progress(message: string): void {
@@ -140,13 +143,15 @@ async function countDuring(url: string, fn: () => Promise<void>): Promise<Counts
     sentDetail: new Map(),
     commandstats: new Map(),
     reads: 0,
+    lines: [],
   };
   const ownAddress = `${stats.options.host ?? '127.0.0.1'}:${await localPort(stats)}`;
-  monitor.on('monitor', (_time: string, args: string[], source: string) => {
+  monitor.on('monitor', (time: string, args: string[], source: string) => {
     const name = (args[0] ?? '').toLowerCase();
     if (source === ownAddress) {
       return;
     }
+    counts.lines.push({ us: monitorMicros(time), source, args });
     if (source === 'lua') {
       bump(counts.inScripts, name);
     } else {
@@ -174,6 +179,41 @@ async function countDuring(url: string, fn: () => Promise<void>): Promise<Counts
   } finally {
     stats.disconnect();
     monitor.disconnect();
+  }
+}
+
+/** MONITOR's `1732990000.123456` as µs since the epoch. */
+function monitorMicros(time: string): number {
+  const [seconds = '0', fraction = '0'] = time.split('.');
+  return Number(seconds) * 1e6 + Number(fraction.padEnd(6, '0').slice(0, 6));
+}
+
+/** Addresses (`ip:port`) of the connections open now. */
+async function clientAddresses(url: string): Promise<Set<string>> {
+  const redis = new Redis(url);
+  try {
+    const list = (await redis.client('LIST')) as string;
+    return new Set([...list.matchAll(/addr=(\S+)/g)].map((match) => match[1] ?? ''));
+  } finally {
+    redis.disconnect();
+  }
+}
+
+/** Records, as each role starts, which connections it opened. */
+class RoleMap {
+  readonly roles = new Map<string, Role>();
+  private seen = new Set<string>();
+
+  constructor(private readonly url: string) {}
+
+  async mark(role: Role): Promise<void> {
+    const now = await clientAddresses(this.url);
+    for (const address of now) {
+      if (!this.seen.has(address)) {
+        this.roles.set(address, role);
+      }
+    }
+    this.seen = now;
   }
 }
 
@@ -282,6 +322,47 @@ function formatReport(r: Report): string {
   ].join('\n');
 }
 
+const nowMicros = (): number => Math.round((performance.timeOrigin + performance.now()) * 1000);
+
+/** The node's `moveToFinished` on its node queue: the node job is done. */
+const isNodeFinish = (args: readonly string[]): boolean =>
+  detail(args).startsWith('evalsha moveToFinished bull:<queue>');
+
+interface PhaseReport {
+  phase: Phase;
+  commands: number;
+  sent: number;
+  roundTrips: number;
+  detail: Array<[string, number]>;
+}
+
+function phaseReport(phases: Map<Phase, PhaseCounts>, tasks: number): PhaseReport[] {
+  return PHASES.map((phase) => {
+    const c = phases.get(phase) ?? { commands: 0, sent: 0, roundTrips: 0, detail: new Map<string, number>() };
+    return {
+      phase,
+      commands: perTask(c.commands, tasks),
+      sent: perTask(c.sent, tasks),
+      roundTrips: perTask(c.roundTrips, tasks),
+      detail: top(c.detail, tasks, 100),
+    };
+  });
+}
+
+function formatPhases(phases: readonly PhaseReport[]): string {
+  const total = (key: 'commands' | 'sent' | 'roundTrips'): number =>
+    Math.round(phases.reduce((sum, p) => sum + p[key], 0) * 10) / 10;
+  return [
+    `By step (MONITOR, idle activity not subtracted; round trips estimated from back-to-back commands):`,
+    `  ${'step'.padEnd(12)} ${'commands'.padStart(8)} ${'sent'.padStart(6)} ${'trips'.padStart(6)}`,
+    ...phases.flatMap((p) => [
+      `  ${p.phase.padEnd(12)} ${p.commands.toFixed(1).padStart(8)} ${p.sent.toFixed(1).padStart(6)} ${p.roundTrips.toFixed(1).padStart(6)}`,
+      ...p.detail.map(([k, v]) => `      ${v.toFixed(1).padStart(5)}  ${k}`),
+    ]),
+    `  ${'all'.padEnd(12)} ${total('commands').toFixed(1).padStart(8)} ${total('sent').toFixed(1).padStart(6)} ${total('roundTrips').toFixed(1).padStart(6)}`,
+  ].join('\n');
+}
+
 async function main(): Promise<void> {
   const tasks = tasksFromEnv();
   SCRIPT_NAMES = await bullmqScriptNames();
@@ -292,8 +373,13 @@ async function main(): Promise<void> {
     await makePackage(join(root, 'package'));
     const redis = await startRedisServer({ dir: join(root, 'redis'), persist: false });
     closers.push(() => redis.stop());
+    // Each role starts alone, so the connections that appear meanwhile are its own.
+    const roleMap = new RoleMap(redis.url);
+    await roleMap.mark('other');
     const master = new Master({ redis: redis.url });
     closers.push(() => master.close());
+    await master.start();
+    await roleMap.mark('master');
     const node = new TydraNode({
       redis: redis.url,
       id: `trips-${randomUUID().slice(0, 8)}`,
@@ -301,12 +387,16 @@ async function main(): Promise<void> {
       cacheDir: join(root, 'cache'),
     });
     closers.push(() => node.close());
+    await node.start();
+    await roleMap.mark('node');
     const tydra = new Tydra({ redis: redis.url });
     closers.push(() => tydra.close());
-    await Promise.all([master.start(), node.start()]);
     await tydra.deploy(join(root, 'package'));
+    const submits: Array<[number, number]> = [];
     const once = async (): Promise<void> => {
+      const started = nowMicros();
       const run = await tydra.submit('trips/noop', null);
+      submits.push([started, nowMicros()]);
       try {
         if ((await run.result({ timeoutMs: RESULT_TIMEOUT_MS })) !== 1) {
           throw new Error('Expected the no-op task to return 1');
@@ -318,6 +408,8 @@ async function main(): Promise<void> {
     for (let i = 0; i < WARMUP; i += 1) {
       await once();
     }
+    await roleMap.mark('client');
+    submits.length = 0;
     progress(`${tasks} TaskInstances, one after the other`);
     const busy = await countDuring(redis.url, async () => {
       for (let i = 0; i < tasks; i += 1) {
@@ -326,8 +418,9 @@ async function main(): Promise<void> {
     });
     progress(`idle window of ${Math.round(busy.ms)} ms`);
     const idle = await countDuring(redis.url, () => new Promise((resolve) => setTimeout(resolve, busy.ms)));
-    const result = report(tasks, idle, busy);
-    process.stdout.write(`\n${formatReport(result)}\n\n`);
+    const phases = countPhases(busy.lines, roleMap.roles, submits, isNodeFinish, detail);
+    const result = { ...report(tasks, idle, busy), phases: phaseReport(phases, tasks) };
+    process.stdout.write(`\n${formatReport(result)}\n${formatPhases(result.phases)}\n\n`);
     process.stdout.write(`BENCH_TRIPS_JSON ${JSON.stringify(result)}\n`);
   } finally {
     for (const close of closers.reverse()) {
