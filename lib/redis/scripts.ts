@@ -21,6 +21,7 @@ import { IllegalStateError } from '../core/errors.js';
 export type ScriptName =
   | 'commitDeploy'
   | 'takeRef'
+  | 'resolveVersion'
   | 'releaseRef'
   | 'pruneVersion'
   | 'undeploy'
@@ -33,6 +34,7 @@ export type ScriptName =
 const FILES: Readonly<Record<ScriptName, string>> = {
   commitDeploy: 'commit-deploy-8.lua',
   takeRef: 'take-ref-6.lua',
+  resolveVersion: 'resolve-version-3.lua',
   releaseRef: 'release-ref-3.lua',
   pruneVersion: 'prune-version-8.lua',
   undeploy: 'undeploy-3.lua',
