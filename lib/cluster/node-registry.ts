@@ -17,6 +17,7 @@
 import type { Redis } from 'ioredis';
 
 import { nodeInfoKey, nodesKey } from '../redis/keys.js';
+import { listNodes } from '../redis/registry-commands.js';
 
 /** A node as the registry sees it. */
 export interface NodeInfo {
@@ -85,16 +86,9 @@ export class NodeRegistry {
   }
 
   async list(now = Date.now()): Promise<NodeInfo[]> {
-    const flat = await this.redis.zrange(nodesKey, 0, -1, 'WITHSCORES');
-    const ids: Array<[string, number]> = [];
-    for (let i = 0; i + 1 < flat.length; i += 2) {
-      ids.push([flat[i] as string, Number(flat[i + 1])]);
-    }
-    // Sent together, not as an ioredis pipeline: making one copies every script defined on the
-    // connection (BullMQ's included), which cost more CPU than the reads on each dispatch.
-    const infos = await Promise.all(ids.map(([id]) => this.redis.hgetall(nodeInfoKey(id))));
-    return ids.map(([id, lastSeen], index) => {
-      const raw = infos[index] ?? {};
+    // One script: the ZSET and every description, one round trip at each dispatch.
+    const nodes = await listNodes(this.redis);
+    return nodes.map(({ id, lastSeen, info: raw }) => {
       const heartbeatMs = Number(raw.heartbeatMs) || 5000;
       const lockDurationMs = Number(raw.lockDurationMs) || DEFAULT_LOCK_MS;
       const state = raw.state === 'stopped' ? 'stopped' : 'running';

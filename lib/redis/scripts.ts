@@ -29,7 +29,8 @@ export type ScriptName =
   | 'retireNode'
   | 'recordUnits'
   | 'releaseIdempotency'
-  | 'dropRun';
+  | 'dropRun'
+  | 'listNodes';
 
 const FILES: Readonly<Record<ScriptName, string>> = {
   commitDeploy: 'commit-deploy-8.lua',
@@ -43,6 +44,7 @@ const FILES: Readonly<Record<ScriptName, string>> = {
   recordUnits: 'record-units-4.lua',
   releaseIdempotency: 'release-idempotency-1.lua',
   dropRun: 'drop-run-2.lua',
+  listNodes: 'list-nodes-1.lua',
 };
 
 /** The installed BullMQ's Lua includes (the package has no `exports` map, so its files are reachable). */
