@@ -19,21 +19,8 @@
  * heartbeats, stalled-job checks), so an idle window of the same length as the measured one
  * comes first, and its counts are subtracted: the figures are what the TaskInstances added.
  *
- * Then the cost model's inputs (README "Scaling out"), each without MONITOR, whose own output
- * would count as traffic:
- *
- * - Redis memory (`INFO memory` `used_memory`) per waiting TaskInstance: W TaskInstances submitted
- *   before any master or node runs, so they all wait in the `tasks` queue; and per finished one,
- *   once they have all run (kept by retention: 10,000 or 24 h by default);
- * - bytes per TaskInstance (`INFO stats` `total_net_input_bytes` / `total_net_output_bytes`) and
- *   Redis CPU per TaskInstance (`INFO cpu` `used_cpu_user` + `used_cpu_sys`) over M more
- *   TaskInstances one after the other, idle activity subtracted as above, and again over W
- *   submitted at once (a backlog: Redis then reads several clients' commands per event-loop
- *   pass). The CPU figure bounds what one Redis primary sustains: 1 s of one core / CPU per
- *   TaskInstance.
- *
- * Environment: BENCH_TRIPS_TASKS (M, default 30), BENCH_TRIPS_WAITING (W, default 200). Progress
- * goes to stderr; the table and, as the very last line, `BENCH_TRIPS_JSON {...}` go to stdout.
+ * Environment: BENCH_TRIPS_TASKS (M, default 30). Progress goes to stderr; the table and, as the
+ * very last line, `BENCH_TRIPS_JSON {...}` go to stdout.
  */
 import { createHash, randomUUID } from 'node:crypto';
 import { chmod, mkdir, mkdtemp, readdir, rm, writeFile } from 'node:fs/promises';
@@ -45,9 +32,8 @@ import { performance } from 'node:perf_hooks';
 
 import { Redis } from 'ioredis';
 
-import { Master, startRedisServer, Tydra, TydraNode, type TaskRun } from '../lib/index.js';
-
-import { memoryCost, type MemoryCost, wireCost, type WireCost } from './redis-cost.js';
+import { Master, startRedisServer, Tydra, TydraNode } from '../lib/index.js';
+import { countPhases, type MonitorLine, type Phase, type PhaseCounts, PHASES, type Role } from './trip-phases.js';
 
 const WARMUP = 5;
 const NODE_CONCURRENCY = 2;
@@ -63,17 +49,19 @@ interface Counts {
   sentDetail: Map<string, number>;
   commandstats: Map<string, number>;
   reads: number;
+  /** Every command MONITOR saw, in order, for the split by step (`trip-phases.ts`). */
+  lines: MonitorLine[];
 }
 
 function progress(message: string): void {
   process.stderr.write(`[bench:trips] ${message}\n`);
 }
 
-function countFromEnv(name: string, fallback: number): number {
-  const raw = process.env[name];
-  const value = raw === undefined || raw === '' ? fallback : Number(raw);
+function tasksFromEnv(): number {
+  const raw = process.env.BENCH_TRIPS_TASKS;
+  const value = raw === undefined || raw === '' ? 30 : Number(raw);
   if (!Number.isSafeInteger(value) || value < 1) {
-    throw new Error(`Expected ${name} to be a positive integer, got ${JSON.stringify(raw)}`);
+    throw new Error(`Expected BENCH_TRIPS_TASKS to be a positive integer, got ${JSON.stringify(raw)}`);
   }
   return value;
 }
@@ -155,13 +143,15 @@ async function countDuring(url: string, fn: () => Promise<void>): Promise<Counts
     sentDetail: new Map(),
     commandstats: new Map(),
     reads: 0,
+    lines: [],
   };
   const ownAddress = `${stats.options.host ?? '127.0.0.1'}:${await localPort(stats)}`;
-  monitor.on('monitor', (_time: string, args: string[], source: string) => {
+  monitor.on('monitor', (time: string, args: string[], source: string) => {
     const name = (args[0] ?? '').toLowerCase();
     if (source === ownAddress) {
       return;
     }
+    counts.lines.push({ us: monitorMicros(time), source, args });
     if (source === 'lua') {
       bump(counts.inScripts, name);
     } else {
@@ -189,6 +179,41 @@ async function countDuring(url: string, fn: () => Promise<void>): Promise<Counts
   } finally {
     stats.disconnect();
     monitor.disconnect();
+  }
+}
+
+/** MONITOR's `1732990000.123456` as µs since the epoch. */
+function monitorMicros(time: string): number {
+  const [seconds = '0', fraction = '0'] = time.split('.');
+  return Number(seconds) * 1e6 + Number(fraction.padEnd(6, '0').slice(0, 6));
+}
+
+/** Addresses (`ip:port`) of the connections open now. */
+async function clientAddresses(url: string): Promise<Set<string>> {
+  const redis = new Redis(url);
+  try {
+    const list = (await redis.client('LIST')) as string;
+    return new Set([...list.matchAll(/addr=(\S+)/g)].map((match) => match[1] ?? ''));
+  } finally {
+    redis.disconnect();
+  }
+}
+
+/** Records, as each role starts, which connections it opened. */
+class RoleMap {
+  readonly roles = new Map<string, Role>();
+  private seen = new Set<string>();
+
+  constructor(private readonly url: string) {}
+
+  async mark(role: Role): Promise<void> {
+    const now = await clientAddresses(this.url);
+    for (const address of now) {
+      if (!this.seen.has(address)) {
+        this.roles.set(address, role);
+      }
+    }
+    this.seen = now;
   }
 }
 
@@ -297,118 +322,111 @@ function formatReport(r: Report): string {
   ].join('\n');
 }
 
-/** A started cluster on a private Redis: master, one node, a client with the package deployed. */
-interface Bench {
-  url: string;
-  tydra: Tydra;
-  /** Starts the master and the node (the memory measurement submits before they run). */
-  start: () => Promise<void>;
+const nowMicros = (): number => Math.round((performance.timeOrigin + performance.now()) * 1000);
+
+/** The node's `moveToFinished` on its node queue: the node job is done. */
+const isNodeFinish = (args: readonly string[]): boolean =>
+  detail(args).startsWith('evalsha moveToFinished bull:<queue>');
+
+interface PhaseReport {
+  phase: Phase;
+  commands: number;
+  sent: number;
+  roundTrips: number;
+  detail: Array<[string, number]>;
 }
 
-/** Sets the cluster up; pushes onto `closers` what to undo, as it goes (so a failure half-way cleans up too). */
-async function setUp(closers: Array<() => Promise<unknown>>): Promise<Bench> {
-  const root = await mkdtemp(join(tmpdir(), 'tydra-bench-trips-'));
-  closers.push(() => rm(root, { recursive: true, force: true }));
-  await chmod(root, 0o755);
-  await makePackage(join(root, 'package'));
-  const redis = await startRedisServer({ dir: join(root, 'redis'), persist: false });
-  closers.push(() => redis.stop());
-  const master = new Master({ redis: redis.url });
-  closers.push(() => master.close());
-  const node = new TydraNode({
-    redis: redis.url,
-    id: `trips-${randomUUID().slice(0, 8)}`,
-    concurrency: NODE_CONCURRENCY,
-    cacheDir: join(root, 'cache'),
+function phaseReport(phases: Map<Phase, PhaseCounts>, tasks: number): PhaseReport[] {
+  return PHASES.map((phase) => {
+    const c = phases.get(phase) ?? { commands: 0, sent: 0, roundTrips: 0, detail: new Map<string, number>() };
+    return {
+      phase,
+      commands: perTask(c.commands, tasks),
+      sent: perTask(c.sent, tasks),
+      roundTrips: perTask(c.roundTrips, tasks),
+      detail: top(c.detail, tasks, 100),
+    };
   });
-  closers.push(() => node.close());
-  const tydra = new Tydra({ redis: redis.url });
-  closers.push(() => tydra.close());
-  await tydra.deploy(join(root, 'package'));
-  const start = async (): Promise<void> => {
-    await Promise.all([master.start(), node.start()]);
-  };
-  return { url: redis.url, tydra, start };
 }
 
-async function checkedResult(run: TaskRun): Promise<void> {
-  try {
-    if ((await run.result({ timeoutMs: RESULT_TIMEOUT_MS })) !== 1) {
-      throw new Error('Expected the no-op task to return 1');
-    }
-  } finally {
-    run.close();
-  }
-}
-
-/** W TaskInstances submitted while nothing runs them, then run: Redis memory per waiting and finished one. */
-async function measureMemory(bench: Bench, waiting: number): Promise<MemoryCost> {
-  let runs: TaskRun[] = [];
-  progress(`${waiting} TaskInstances submitted before the master and node start (memory)`);
-  return memoryCost(
-    bench.url,
-    waiting,
-    async () => {
-      runs = await Promise.all(Array.from({ length: waiting }, () => bench.tydra.submit('trips/noop', null)));
-    },
-    async () => {
-      await bench.start();
-      await Promise.all(runs.map(checkedResult));
-    },
-  );
+function formatPhases(phases: readonly PhaseReport[]): string {
+  const total = (key: 'commands' | 'sent' | 'roundTrips'): number =>
+    Math.round(phases.reduce((sum, p) => sum + p[key], 0) * 10) / 10;
+  return [
+    `By step (MONITOR, idle activity not subtracted; round trips estimated from back-to-back commands):`,
+    `  ${'step'.padEnd(12)} ${'commands'.padStart(8)} ${'sent'.padStart(6)} ${'trips'.padStart(6)}`,
+    ...phases.flatMap((p) => [
+      `  ${p.phase.padEnd(12)} ${p.commands.toFixed(1).padStart(8)} ${p.sent.toFixed(1).padStart(6)} ${p.roundTrips.toFixed(1).padStart(6)}`,
+      ...p.detail.map(([k, v]) => `      ${v.toFixed(1).padStart(5)}  ${k}`),
+    ]),
+    `  ${'all'.padEnd(12)} ${total('commands').toFixed(1).padStart(8)} ${total('sent').toFixed(1).padStart(6)} ${total('roundTrips').toFixed(1).padStart(6)}`,
+  ].join('\n');
 }
 
 async function main(): Promise<void> {
-  const tasks = countFromEnv('BENCH_TRIPS_TASKS', 30);
-  const waiting = countFromEnv('BENCH_TRIPS_WAITING', 200);
+  const tasks = tasksFromEnv();
   SCRIPT_NAMES = await bullmqScriptNames();
-  const closers: Array<() => Promise<unknown>> = [];
+  const root = await mkdtemp(join(tmpdir(), 'tydra-bench-trips-'));
+  const closers: Array<() => Promise<unknown>> = [() => rm(root, { recursive: true, force: true })];
   try {
-    const bench = await setUp(closers);
-    const memory = await measureMemory(bench, waiting);
-    const once = async (): Promise<void> => checkedResult(await bench.tydra.submit('trips/noop', null));
+    await chmod(root, 0o755);
+    await makePackage(join(root, 'package'));
+    const redis = await startRedisServer({ dir: join(root, 'redis'), persist: false });
+    closers.push(() => redis.stop());
+    // Each role starts alone, so the connections that appear meanwhile are its own.
+    const roleMap = new RoleMap(redis.url);
+    await roleMap.mark('other');
+    const master = new Master({ redis: redis.url });
+    closers.push(() => master.close());
+    await master.start();
+    await roleMap.mark('master');
+    const node = new TydraNode({
+      redis: redis.url,
+      id: `trips-${randomUUID().slice(0, 8)}`,
+      concurrency: NODE_CONCURRENCY,
+      cacheDir: join(root, 'cache'),
+    });
+    closers.push(() => node.close());
+    await node.start();
+    await roleMap.mark('node');
+    const tydra = new Tydra({ redis: redis.url });
+    closers.push(() => tydra.close());
+    await tydra.deploy(join(root, 'package'));
+    const submits: Array<[number, number]> = [];
+    const once = async (): Promise<void> => {
+      const started = nowMicros();
+      const run = await tydra.submit('trips/noop', null);
+      submits.push([started, nowMicros()]);
+      try {
+        if ((await run.result({ timeoutMs: RESULT_TIMEOUT_MS })) !== 1) {
+          throw new Error('Expected the no-op task to return 1');
+        }
+      } finally {
+        run.close();
+      }
+    };
     for (let i = 0; i < WARMUP; i += 1) {
       await once();
     }
+    await roleMap.mark('client');
+    submits.length = 0;
     progress(`${tasks} TaskInstances, one after the other`);
-    const sequence = async (): Promise<void> => {
+    const busy = await countDuring(redis.url, async () => {
       for (let i = 0; i < tasks; i += 1) {
         await once();
       }
-    };
-    const busy = await countDuring(bench.url, sequence);
-    progress(`idle window of ${Math.round(busy.ms)} ms`);
-    const idle = await countDuring(bench.url, () => new Promise((resolve) => setTimeout(resolve, busy.ms)));
-    progress(`${tasks} more, without MONITOR (bytes and Redis CPU), then an idle window as long`);
-    const wire = await wireCost(bench.url, tasks, sequence);
-    progress(`${waiting} submitted at once (a backlog), then an idle window as long`);
-    const backlog = await wireCost(bench.url, waiting, async () => {
-      const runs = await Promise.all(Array.from({ length: waiting }, () => bench.tydra.submit('trips/noop', null)));
-      await Promise.all(runs.map(checkedResult));
     });
-    const result = { ...report(tasks, idle, busy), memory, wire, backlog };
-    process.stdout.write(`\n${formatReport(result)}\n${formatCost(memory, wire, backlog)}\n\n`);
+    progress(`idle window of ${Math.round(busy.ms)} ms`);
+    const idle = await countDuring(redis.url, () => new Promise((resolve) => setTimeout(resolve, busy.ms)));
+    const phases = countPhases(busy.lines, roleMap.roles, submits, isNodeFinish, detail);
+    const result = { ...report(tasks, idle, busy), phases: phaseReport(phases, tasks) };
+    process.stdout.write(`\n${formatReport(result)}\n${formatPhases(result.phases)}\n\n`);
     process.stdout.write(`BENCH_TRIPS_JSON ${JSON.stringify(result)}\n`);
   } finally {
     for (const close of closers.reverse()) {
       await close().catch((error: Error) => progress(`cleanup failed: ${error.message}`));
     }
   }
-}
-
-function formatCost(memory: MemoryCost, wire: WireCost, backlog: WireCost): string {
-  const kib = (bytes: number): string => `${(bytes / 1024).toFixed(1)} KiB`;
-  return [
-    `Redis cost per TaskInstance (without MONITOR; idle activity subtracted)`,
-    `  bytes: ${wire.netInputBytes} in (clients → Redis), ${wire.netOutputBytes} out (Redis → clients)`,
-    `  Redis CPU: ${wire.cpuMs} ms, i.e. at most ${wire.tasksPerCoreSecond} TaskInstances/s on one Redis core`,
-    `  with a backlog (W=${memory.tasks} submitted at once): ${backlog.netInputBytes} B in, ` +
-      `${backlog.netOutputBytes} B out, ${backlog.cpuMs} ms Redis CPU (at most ${backlog.tasksPerCoreSecond}/s per core)`,
-    `  memory: ${kib(memory.waitingBytes)} per waiting TaskInstance, ${kib(memory.finishedBytes)} per finished one ` +
-      `kept by retention (W=${memory.tasks})`,
-    `  idle cluster (master + 1 node): ${wire.idlePerSecond.netInputBytes} B/s in, ` +
-      `${wire.idlePerSecond.netOutputBytes} B/s out, ${wire.idlePerSecond.cpuMs} ms/s Redis CPU`,
-  ].join('\n');
 }
 
 try {

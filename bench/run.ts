@@ -29,12 +29,14 @@ import { Redis } from 'ioredis';
 import { Master, startRedisServer, Tydra, TydraNode } from '../lib/index.js';
 import type { RedisServer } from '../lib/index.js';
 import { checkBwrap } from '../sandbox/launcher/bwrap.js';
+import { NODE_DEFAULTS } from '../lib/node/defaults.js';
 import { defaultSandboxUser } from '../lib/node/options.js';
 import { DEFAULT_TASK_LIMITS } from '../lib/core/limits.js';
 import { detectCgroups, removeCgroupParent } from '../sandbox/launcher/cgroup/support.js';
 import { findPrlimit } from '../sandbox/launcher/rlimits.js';
 import { installRuntime } from '../sandbox/launcher/runtime-dir.js';
 import { runTask } from '../sandbox/launcher/run-task.js';
+import { type CpuShares, type CpuSources, formatCpu, measureCpu, nodeCpuCgroup, ownCpuCgroup } from './cpu-window.js';
 
 const MiB = 1024 * 1024;
 const WARMUP = 3;
@@ -52,6 +54,8 @@ interface Config {
   spawns: number;
   tasks: number;
   latencySamples: number;
+  /** Where to read CPU time (`cpu-window.ts`); the node's cgroup is added once it exists. */
+  cpu: CpuSources;
 }
 
 interface Summary {
@@ -73,6 +77,9 @@ interface Results {
       ratio: number;
       baselineWallMs: number;
       tydraWallMs: number;
+      /** Where the CPU went during each throughput run (`cpu-window.ts`). */
+      baselineCpu: CpuShares;
+      tydraCpu: CpuShares;
     };
     latency: { baseline: Summary; tydra: Summary; ratioMedian: number };
     cancel: { baseline: Summary; tydra: Summary; ratioMedian: number };
@@ -276,8 +283,9 @@ async function benchSpawn(config: Config, packageDir: string): Promise<Results['
 /** The same measurement for both systems: warm-up, idle latency one at a time, then M at once. */
 async function measureEndToEnd(
   config: Config,
+  label: string,
   once: () => Promise<void>,
-): Promise<{ wallMs: number; latency: number[] }> {
+): Promise<{ wallMs: number; latency: number[]; cpu: CpuShares }> {
   for (let i = 0; i < WARMUP; i += 1) {
     await once();
   }
@@ -285,11 +293,20 @@ async function measureEndToEnd(
   for (let i = 0; i < config.latencySamples; i += 1) {
     latency.push(await timed(once));
   }
-  const wallMs = await timed(() => Promise.all(Array.from({ length: config.tasks }, once)));
-  return { wallMs, latency };
+  // The window on the monotonic clock a `--cpu-prof` profile uses, to cut the profile to it.
+  const from = process.hrtime.bigint() / 1000n;
+  const { value: wallMs, cpu } = await measureCpu(config.cpu, () =>
+    timed(() => Promise.all(Array.from({ length: config.tasks }, once))),
+  );
+  progress(`${label} throughput window (µs, monotonic): ${from} ${process.hrtime.bigint() / 1000n}`);
+  progress(`${label} throughput CPU: ${formatCpu(cpu, config.tasks)}`);
+  return { wallMs, latency, cpu };
 }
 
-async function benchRawBullmq(config: Config, redisUrl: string): Promise<{ wallMs: number; latency: number[] }> {
+async function benchRawBullmq(
+  config: Config,
+  redisUrl: string,
+): Promise<{ wallMs: number; latency: number[]; cpu: CpuShares }> {
   const queueName = `bench-raw-${randomUUID().slice(0, 8)}`;
   const connection = { url: redisUrl, maxRetriesPerRequest: null };
   const queue = new Queue(queueName, { connection, defaultJobOptions: { removeOnComplete: true, removeOnFail: true } });
@@ -320,7 +337,7 @@ async function benchRawBullmq(config: Config, redisUrl: string): Promise<{ wallM
       throw new Error(`Expected the raw BullMQ job to return 1, got ${JSON.stringify(value)}`);
     }
   };
-  return measureEndToEnd(config, once);
+  return measureEndToEnd(config, 'raw BullMQ', once);
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -331,7 +348,7 @@ async function benchTydra(
   redisUrl: string,
   packageDir: string,
   cacheDir: string,
-): Promise<{ wallMs: number; latency: number[]; cancel: number[] }> {
+): Promise<{ wallMs: number; latency: number[]; cpu: CpuShares; cancel: number[] }> {
   const master = new Master({ redis: redisUrl });
   onCleanup('master', () => master.close());
   const node = new TydraNode({
@@ -356,7 +373,9 @@ async function benchTydra(
     }
   };
   // Warm-up also pulls the package into the node's cache and opens the client's QueueEvents.
-  const measured = await measureEndToEnd(config, once);
+  // The sandboxes' CPU is charged to the node's parent cgroup once they are moved there.
+  const cpu = { ...config.cpu, otherCgroups: [nodeCpuCgroup(NODE_DEFAULTS.cgroupName, node.id)] };
+  const measured = await measureEndToEnd({ ...config, cpu }, 'tydra', once);
 
   // Cancel latency: from `run.cancel()` on a running TaskInstance to `result()` rejecting as
   // cancelled (the node heard it over pub/sub, killed the sandbox, the master settled it).
@@ -447,6 +466,10 @@ function formatTable(results: Results): string {
     line(header ?? []),
     rule,
     ...body.map(line),
+    '',
+    'CPU during the throughput runs, in cores busy over the window:',
+    `  baseline: ${formatCpu(results.endToEnd.throughput.baselineCpu, results.config.tasks)}`,
+    `  tydra:    ${formatCpu(results.endToEnd.throughput.tydraCpu, results.config.tasks)}`,
   ].join('\n');
 }
 
@@ -455,7 +478,14 @@ async function main(): Promise<void> {
     spawns: envInt('BENCH_SPAWNS', 30),
     tasks: envInt('BENCH_TASKS', 40),
     latencySamples: envInt('BENCH_LATENCY', 7),
+    cpu: { redisPid: undefined, ownCgroup: undefined, otherCgroups: [] },
   };
+  // First, so that every process started later is born in it (and it is removed last).
+  const cpuCgroup = await ownCpuCgroup();
+  if (cpuCgroup !== undefined) {
+    onCleanup('cpuacct cgroup', cpuCgroup.remove);
+    config.cpu.ownCgroup = cpuCgroup.dir;
+  }
 
   const root = await mkdtemp(join(tmpdir(), 'tydra-bench-'));
   onCleanup(`temp dir ${root}`, () => rm(root, { recursive: true, force: true }));
@@ -467,6 +497,7 @@ async function main(): Promise<void> {
   onCleanup('redis-server', () => redis.stop());
   progress(`private redis-server on ${redis.url}`);
   await assertEmpty(redis.url);
+  config.cpu.redisPid = await redisPid(redis.url);
 
   const spawn = await benchSpawn(config, packageDir);
   progress(`sandbox spawn: median ${spawn.tydra.medianMs} ms vs bare ${spawn.baseline.medianMs} ms`);
@@ -497,6 +528,8 @@ async function main(): Promise<void> {
         ratio: round(tydraTasksPerSec / baselineTasksPerSec),
         baselineWallMs: round(raw.wallMs),
         tydraWallMs: round(ours.wallMs),
+        baselineCpu: raw.cpu,
+        tydraCpu: ours.cpu,
       },
       latency: {
         baseline: rawLatency,
@@ -514,6 +547,17 @@ async function main(): Promise<void> {
   await cleanupAll();
   process.stdout.write(`\n${formatTable(results)}\n\n`);
   process.stdout.write(`BENCH_JSON ${JSON.stringify(results)}\n`);
+}
+
+/** The redis-server's pid, as it reports it (`INFO server`). */
+async function redisPid(url: string): Promise<number | undefined> {
+  const redis = new Redis(url);
+  try {
+    const pid = Number(/^process_id:(\d+)/m.exec(await redis.info('server'))?.[1]);
+    return Number.isSafeInteger(pid) ? pid : undefined;
+  } finally {
+    redis.disconnect();
+  }
 }
 
 /** Refuses to run against a Redis that already holds data: this must be our fresh private server. */

@@ -17,6 +17,7 @@
 import type { Redis } from 'ioredis';
 
 import { nodeInfoKey, nodesKey } from '../redis/keys.js';
+import { listNodes } from '../redis/registry-commands.js';
 import { type NodeFacts, nodeFactsFields, readNodeFacts } from './node-facts.js';
 
 /** A node as the registry sees it; its facts (`node-facts.ts`) are undefined until it publishes them. */
@@ -89,18 +90,9 @@ export class NodeRegistry {
   }
 
   async list(now = Date.now()): Promise<NodeInfo[]> {
-    const flat = await this.redis.zrange(nodesKey, 0, -1, 'WITHSCORES');
-    const ids: Array<[string, number]> = [];
-    for (let i = 0; i + 1 < flat.length; i += 2) {
-      ids.push([flat[i] as string, Number(flat[i + 1])]);
-    }
-    const pipeline = this.redis.pipeline();
-    for (const [id] of ids) {
-      pipeline.hgetall(nodeInfoKey(id));
-    }
-    const infos = (await pipeline.exec()) ?? [];
-    return ids.map(([id, lastSeen], index) => {
-      const raw = (infos[index]?.[1] ?? {}) as Record<string, string>;
+    // One script: the ZSET and every description, one round trip at each dispatch.
+    const nodes = await listNodes(this.redis);
+    return nodes.map(({ id, lastSeen, info: raw }) => {
       const heartbeatMs = Number(raw.heartbeatMs) || 5000;
       const lockDurationMs = Number(raw.lockDurationMs) || DEFAULT_LOCK_MS;
       const state = raw.state === 'stopped' ? 'stopped' : 'running';

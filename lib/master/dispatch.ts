@@ -14,7 +14,7 @@ import { NODE_JOB, NODE_JOB_OPTIONS, type NodeJobData } from '../../queues/node.
 import { withoutEnding } from '../../queues/task-ending.js';
 import type { TaskInstanceData } from '../../queues/tasks.js';
 import type { NodeRegistry } from '../cluster/node-registry.js';
-import { TaskCancelledError } from '../core/errors.js';
+import { TaskCancelledError, UnknownTaskError } from '../core/errors.js';
 import type { Logger } from '../core/logger.js';
 import type { PackageStore } from '../packages/store.js';
 import { clearTakenBack, readTakenBack } from '../redis/sweep-commands.js';
@@ -41,9 +41,15 @@ export interface DispatchDeps {
  */
 export async function dispatch(deps: DispatchDeps, job: TaskInstanceJob, token: string): Promise<void> {
   const instanceId = job.id ?? '';
+  // A fresh TaskInstance needs a node and its reference held: asked for alongside the cancel
+  // check below, so the three go out together rather than one after the other.
+  const early = job.data.dispatch === undefined ? prepareDispatch(deps, job) : undefined;
+  // Awaited below on every path that uses it; one that throws first must not leave it unhandled.
+  void early?.catch(() => undefined);
   // A step of a sequence also stops when its sequence was cancelled (the client's cascade may
   // have listed the sequence's children before this one was added).
   if (await cancelRequested(deps.redis, [instanceId, job.data.parentSequence?.id])) {
+    await early?.catch(() => undefined);
     const cancelled = new TaskCancelledError(instanceId);
     throw await failWith(job, { kind: 'cancelled' }, new UnrecoverableError(cancelled.message));
   }
@@ -51,13 +57,17 @@ export async function dispatch(deps: DispatchDeps, job: TaskInstanceJob, token: 
   let target = job.data.dispatch;
   const lost = job.data.lostNodes ?? [];
   if (target === undefined && lost.length > deps.options.maxReroutes) {
+    await early?.catch(() => undefined);
     const error = new Error(
       `Expected the TaskInstance to finish on a live node, but ${lost.length} node(s) were lost while holding it (${lost.join(', ')}); giving up`,
     );
     throw await failWith(job, { kind: 'infrastructure' }, error);
   }
   if (target === undefined) {
-    const nodeId = await pickNode(deps);
+    const { nodeId, refError } = await (early ?? prepareDispatch(deps, job));
+    if (refError !== undefined) {
+      throw await failWith(job, { kind: 'rejected' }, new UnrecoverableError(refError.message));
+    }
     if (nodeId === undefined) {
       deps.logger.debug({ instanceId }, 'no live node; retrying dispatch later');
       await job.moveToDelayed(Date.now() + deps.options.noNodeRetryMs, token);
@@ -66,22 +76,47 @@ export async function dispatch(deps: DispatchDeps, job: TaskInstanceJob, token: 
     // Record the choice before adding the child: a master that crashes between the two
     // leaves a TaskInstance that the next master re-dispatches to the same node, where the
     // fixed job id makes the second add a no-op.
-    // Hold the pinned version again (a no-op for a normal submission): a TaskInstance retried
-    // from Bull Board after it finished has released its reference, and must not run on a
-    // version the prune job is free to delete.
-    try {
-      await deps.store.takeRef(job.data.package.name, job.data.package.sha1, instanceId, { alreadyHeld: true });
-    } catch (error) {
-      throw await failWith(job, { kind: 'rejected' }, new UnrecoverableError((error as Error).message));
-    }
     target = { nodeId, at: Date.now() };
     // A new dispatch starts without the ending of an earlier run (a retry from Bull Board).
     await job.updateData({ ...withoutEnding(job.data), dispatch: target });
   }
-  await addNodeJob(deps.nodeQueue(target.nodeId), job);
-  await job.log(`dispatched to node ${target.nodeId}`);
+  // The log line and the child go out together: neither needs the other.
+  await Promise.all([addNodeJob(deps.nodeQueue(target.nodeId), job), job.log(`dispatched to node ${target.nodeId}`)]);
   if (await job.moveToWaitingChildren(token)) {
     throw new WaitingChildrenError();
+  }
+}
+
+/**
+ * The node to send a TaskInstance to, and its package reference held again, both asked at once.
+ * Holding it again is a no-op for a normal submission; it covers a TaskInstance added to `tasks`
+ * by other means (it must not run on a version the prune job is free to delete, nor on one that
+ * is gone). A Redis error rejects; a refused reference is returned, for the caller to fail with.
+ */
+async function prepareDispatch(
+  deps: DispatchDeps,
+  job: TaskInstanceJob,
+): Promise<{ nodeId: string | undefined; refError: Error | undefined }> {
+  const { name, sha1 } = job.data.package;
+  const [nodeId, refError] = await Promise.all([pickNode(deps), refusedReference(deps, name, sha1, job.id ?? '')]);
+  return { nodeId, refError };
+}
+
+/** Holds the reference; returns the refusal (version gone or undeployed), throws other errors. */
+async function refusedReference(
+  deps: DispatchDeps,
+  name: string,
+  sha1: string,
+  instanceId: string,
+): Promise<UnknownTaskError | undefined> {
+  try {
+    await deps.store.takeRef(name, sha1, instanceId, { alreadyHeld: true });
+    return undefined;
+  } catch (error) {
+    if (error instanceof UnknownTaskError) {
+      return error;
+    }
+    throw error;
   }
 }
 
@@ -152,6 +187,10 @@ async function addNodeJob(queue: Queue<NodeJobData>, job: TaskInstanceJob): Prom
 /** The live node not draining with the lowest load per slot (see `chooseNode`). */
 async function pickNode(deps: DispatchDeps): Promise<string | undefined> {
   const nodes = await deps.registry.schedulable();
+  if (nodes.length === 1) {
+    // The only choice: its load would not change it.
+    return nodes[0]?.id;
+  }
   const loads = await Promise.all(
     nodes.map(async (node) => {
       const counts = await deps.nodeQueue(node.id).getJobCounts('wait', 'active', 'prioritized', 'delayed');

@@ -33,7 +33,7 @@ import { PruneJob } from './prune-job.js';
 import { ScheduleFiring } from './schedule-firing.js';
 import { isRetried, type RerunDeps, startRerun } from './rerun.js';
 import { runSequence, type SequenceDeps } from './sequence.js';
-import { releaseIfFinal, settle, type TaskInstanceJob } from './settle.js';
+import { neverDispatched, releaseIfFinal, settle, type TaskInstanceJob } from './settle.js';
 
 export type { PruneSummary } from './prune-job.js';
 
@@ -127,13 +127,13 @@ export class Master {
       this.logger.info({ instanceId: job?.id, reason: error.message }, 'TaskInstance failed');
       countFinal(this.metrics, job, false);
       if (job !== undefined) {
-        void releaseIfFinal(job, this.store, this.logger);
+        void releaseIfFinal(job, this.store, this.logger, false);
       }
     });
     this.worker.on('completed', (job) => {
       this.logger.info({ instanceId: job.id }, 'TaskInstance completed');
       countFinal(this.metrics, job, true);
-      void releaseIfFinal(job, this.store, this.logger);
+      void releaseIfFinal(job, this.store, this.logger, true);
     });
     await this.worker.waitUntilReady();
     await this.pruneJob.start();
@@ -227,7 +227,8 @@ export class Master {
     }
     const nodeQueue = (nodeId: string): Queue<NodeJobData> => this.nodeQueue(nodeId);
     // Step 2 first: a TaskInstance that comes back from waiting-children has a settled child.
-    const settled = await settle(job, nodeQueue);
+    // One never dispatched has no child to read (a dispatch is recorded before its child is added).
+    const settled = neverDispatched(job) ? undefined : await settle(job, nodeQueue);
     if (settled !== undefined) {
       return settled.value;
     }

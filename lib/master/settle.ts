@@ -63,10 +63,27 @@ function childError(reason: string, child: Job<NodeJobData> | undefined): Error 
   return error;
 }
 
-/** Releases the TaskInstance's package reference once it has reached a final state. */
-export async function releaseIfFinal(job: TaskInstanceJob, store: PackageStore, logger: Logger): Promise<void> {
+/**
+ * Whether the TaskInstance has had no node job yet: no dispatch recorded, none forgotten after a
+ * lost node (`takenBackFrom`, `lostNodes`). Its first step then need not look for a settled child.
+ */
+export function neverDispatched(job: TaskInstanceJob): boolean {
+  const { dispatch, lostNodes, takenBackFrom } = job.data;
+  return dispatch === undefined && lostNodes === undefined && takenBackFrom === undefined;
+}
+
+/**
+ * Releases the TaskInstance's package reference once it has reached a final state: at once when
+ * it `completed` (a final state), after checking when it failed (a failed attempt may be retried).
+ */
+export async function releaseIfFinal(
+  job: TaskInstanceJob,
+  store: PackageStore,
+  logger: Logger,
+  completed: boolean,
+): Promise<void> {
   try {
-    if (job.id !== undefined && ((await job.isCompleted()) || (await job.isFailed()))) {
+    if (job.id !== undefined && (completed || (await job.isFailed()))) {
       await store.releaseRef(job.id, job.data.package);
     }
   } catch (error) {

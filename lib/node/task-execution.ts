@@ -4,8 +4,6 @@
  * how it ended to what BullMQ should do (complete, retry, park for re-routing, fail for good)
  * and to the `TaskEnding` recorded on the job (see `queues/task-ending.ts`).
  */
-import { readFile } from 'node:fs/promises';
-import { join } from 'node:path';
 
 import { DelayedError, type Job, UnrecoverableError } from 'bullmq';
 
@@ -26,10 +24,11 @@ import {
   UnknownTaskError,
 } from '../core/errors.js';
 import { describeLimit, resolveLimits } from '../core/limits.js';
-import { MANIFEST_FILE, parseManifest, type SimpleTaskSpec, taskKind } from '../packages/manifest.js';
+import { type SimpleTaskSpec, taskKind } from '../packages/manifest.js';
 import { checkTaskOutput } from '../packages/task-schemas.js';
 import { coordinate, endUnits } from './parallel/coordinator.js';
 import type { ExecutionEnv } from './execution-env.js';
+import { cachedManifest } from './manifest-cache.js';
 import { RedisMirror } from './redis-mirror.js';
 import { taskNetwork } from './network/task-network.js';
 import { openTaskSecrets } from './task-secrets.js';
@@ -143,7 +142,7 @@ interface PackageRun {
 
 async function runFromPackage(env: ExecutionEnv, run: PackageRun): Promise<unknown> {
   const { job, token, data, packageDir, mirror, signal } = run;
-  const manifest = parseManifest(await readFile(join(packageDir, MANIFEST_FILE), 'utf8'));
+  const manifest = await cachedManifest(data.package.name, data.package.sha1, packageDir);
   const task = manifest.tasks[data.task];
   if (task === undefined) {
     throw new UnknownTaskError(

@@ -27,6 +27,7 @@ import {
   CommitDeployStatus,
   releaseRef,
   ReleaseRefStatus,
+  resolveVersion,
   takeRef,
   TakeRefStatus,
   undeploy,
@@ -141,34 +142,37 @@ export class PackageStore {
 
   /** The version `name` or `name@prefix` names. Throws `UnknownTaskError` if none or ambiguous. */
   async resolve(name: string, versionPrefix?: string): Promise<PackageVersion> {
-    const versionsKey = packageVersionsKey(name);
-    let sha1: string | null;
-    if (versionPrefix === undefined) {
-      sha1 = await this.redis.get(packageLatestKey(name));
-      if (sha1 === null) {
-        throw new UnknownTaskError(`Expected a deployed package named ${name}, found none`);
-      }
-    } else if (versionPrefix.length === 40) {
+    let sha1: string | undefined;
+    if (versionPrefix !== undefined && versionPrefix.length === 40) {
       sha1 = versionPrefix;
-    } else {
-      const matches = (await this.redis.hkeys(versionsKey)).filter((candidate) => candidate.startsWith(versionPrefix));
+    } else if (versionPrefix !== undefined) {
+      const matches = (await this.redis.hkeys(packageVersionsKey(name))).filter((candidate) =>
+        candidate.startsWith(versionPrefix),
+      );
       if (matches.length > 1) {
         throw new UnknownTaskError(
           `Expected ${name}@${versionPrefix} to name one version, got ${matches.length}: use a longer prefix`,
         );
       }
-      sha1 = matches[0] ?? null;
+      if (matches[0] === undefined) {
+        throw new UnknownTaskError(`Expected a deployed version ${name}@${versionPrefix}, found none`);
+      }
+      sha1 = matches[0];
     }
-    const json = sha1 === null ? null : await this.redis.hget(versionsKey, sha1);
-    if (json === null || sha1 === null) {
-      throw new UnknownTaskError(`Expected a deployed version ${name}@${versionPrefix ?? sha1}, found none`);
+    // Latest, record and undeployed mark in one script: a submit's one round trip before take-ref.
+    const found = await resolveVersion(this.redis, { name, sha1 });
+    if (found.sha1 === null) {
+      throw new UnknownTaskError(`Expected a deployed package named ${name}, found none`);
     }
-    if ((await this.redis.sismember(packageUndeployedKey(name), sha1)) === 1) {
+    if (found.json === null) {
+      throw new UnknownTaskError(`Expected a deployed version ${name}@${versionPrefix ?? found.sha1}, found none`);
+    }
+    if (found.undeployed) {
       throw new UnknownTaskError(
-        `Expected a version of ${name} in use, got ${name}@${sha1.slice(0, 12)}, which was undeployed`,
+        `Expected a version of ${name} in use, got ${name}@${found.sha1.slice(0, 12)}, which was undeployed`,
       );
     }
-    return JSON.parse(json) as PackageVersion;
+    return JSON.parse(found.json) as PackageVersion;
   }
 
   /**

@@ -123,6 +123,40 @@ export async function takeRef(redis: Redis, args: TakeRefArgs): Promise<TakeRefS
   return toStatus(TakeRefStatus, reply, 'takeRef');
 }
 
+export interface ResolvedVersion {
+  /** The version's sha1; null when the package has no latest. */
+  sha1: string | null;
+  /** The version's record (JSON); null when there is no such version. */
+  json: string | null;
+  undeployed: boolean;
+}
+
+/**
+ * Which sha1 `name`'s latest is (unless `sha1` is given), that version's record and whether it was
+ * undeployed, in one round trip.
+ */
+export async function resolveVersion(
+  redis: Redis,
+  args: { name: string; sha1: string | undefined },
+): Promise<ResolvedVersion> {
+  const reply = await runScript(redis, {
+    script: 'resolveVersion',
+    keys: [packageLatestKey(args.name), packageVersionsKey(args.name), packageUndeployedKey(args.name)],
+    argv: [args.sha1 ?? ''],
+  });
+  if (!Array.isArray(reply) || reply.length !== 3) {
+    throw new IllegalStateError(
+      `the resolveVersion script replied ${JSON.stringify(reply)}, expected [sha1, json, 0|1]`,
+    );
+  }
+  const [sha1, json, undeployed] = reply as [unknown, unknown, unknown];
+  return {
+    sha1: typeof sha1 === 'string' && sha1 !== '' ? sha1 : null,
+    json: typeof json === 'string' && json !== '' ? json : null,
+    undeployed: undeployed === 1,
+  };
+}
+
 export interface ReleaseRefArgs {
   name: string;
   sha1: string;

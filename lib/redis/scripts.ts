@@ -21,6 +21,7 @@ import { IllegalStateError } from '../core/errors.js';
 export type ScriptName =
   | 'commitDeploy'
   | 'takeRef'
+  | 'resolveVersion'
   | 'releaseRef'
   | 'pruneVersion'
   | 'undeploy'
@@ -28,11 +29,13 @@ export type ScriptName =
   | 'retireNode'
   | 'recordUnits'
   | 'releaseIdempotency'
-  | 'dropRun';
+  | 'dropRun'
+  | 'listNodes';
 
 const FILES: Readonly<Record<ScriptName, string>> = {
   commitDeploy: 'commit-deploy-8.lua',
   takeRef: 'take-ref-6.lua',
+  resolveVersion: 'resolve-version-3.lua',
   releaseRef: 'release-ref-3.lua',
   pruneVersion: 'prune-version-8.lua',
   undeploy: 'undeploy-3.lua',
@@ -41,6 +44,7 @@ const FILES: Readonly<Record<ScriptName, string>> = {
   recordUnits: 'record-units-4.lua',
   releaseIdempotency: 'release-idempotency-1.lua',
   dropRun: 'drop-run-2.lua',
+  listNodes: 'list-nodes-1.lua',
 };
 
 /** The installed BullMQ's Lua includes (the package has no `exports` map, so its files are reachable). */

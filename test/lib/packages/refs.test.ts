@@ -9,7 +9,15 @@ import { prunePackages } from '../../../lib/packages/pruner.js';
 import { PackageStore } from '../../../lib/packages/store.js';
 import { MAINTENANCE_QUEUE } from '../../../queues/maintenance.js';
 import { TASKS_QUEUE } from '../../../queues/tasks.js';
-import { makePackage, sleep, startCluster, testClient as client, testRedis as redis, waitFor } from '../../helpers.js';
+import {
+  failure,
+  makePackage,
+  sleep,
+  startCluster,
+  testClient as client,
+  testRedis as redis,
+  waitFor,
+} from '../../helpers.js';
 
 /** A package `pin` whose task `which` returns `label` after `input.ms` ms, and `boom` throws. */
 function pinPackage(label: string): Promise<string> {
@@ -79,6 +87,39 @@ describe('package versions, references and pruning (@integration)', function () 
     const { versions } = await tydra.packageVersions('pin');
     assert.equal(versions[0]?.references, 0);
     assert.ok(versions[0]?.idleSince !== undefined);
+  });
+
+  it('a TaskInstance added to tasks without a reference gets one at dispatch; one on a version that is gone fails unsent', async () => {
+    await startCluster(1);
+    const tydra = client();
+    const r = redis();
+    const { sha1 } = await tydra.deploy(await pinPackage('v1'));
+    const queue = new Queue(TASKS_QUEUE, { connection: redis({ maxRetriesPerRequest: null }) });
+    const data = (version: string) => ({
+      ref: `pin@${version}/which`,
+      package: { name: 'pin', sha1: version },
+      task: 'which',
+      input: { ms: 300 },
+      attempts: 1,
+      submittedAt: 0,
+    });
+    try {
+      await queue.add('task-instance', data(sha1), { jobId: 'by-hand' });
+      // Held while it runs, though no client took a reference for it.
+      await waitFor('the dispatch to hold the reference', async () =>
+        (await holders(r, sha1)).includes('by-hand') ? true : undefined,
+      );
+      assert.equal(await tydra.run('by-hand').result(), 'v1');
+      await waitReleased(r, sha1);
+      const gone = 'f'.repeat(40);
+      await queue.add('task-instance', data(gone), { jobId: 'gone' });
+      const error = await failure(tydra.run('gone').result());
+      assert.match(error.message, /to be stored, found none \(never deployed, or pruned\)/);
+      assert.equal((await tydra.run('gone').status()).nodeId, undefined);
+      assert.equal(await r.hexists('tydra:refs', 'gone'), 0);
+    } finally {
+      await queue.close();
+    }
   });
 
   it('lists references and the states of their holders', async () => {

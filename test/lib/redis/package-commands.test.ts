@@ -9,6 +9,7 @@ import {
   pruneVersions,
   releaseRef,
   ReleaseRefStatus,
+  resolveVersion,
   takeRef,
   TakeRefStatus,
   undeploy,
@@ -52,6 +53,31 @@ describe('typed package script wrappers (@integration)', () => {
     await undeploy(redis, { name: 'pkg', sha1: SHA_A });
     assert.equal(await takeRef(redis, { ...args, instanceId: 'i2' }), TakeRefStatus.Undeployed);
     assert.equal(await takeRef(redis, { ...args, instanceId: 'i2', alreadyHeld: true }), TakeRefStatus.Held);
+  });
+
+  it('resolveVersion: latest or a given sha1 with its record and undeployed mark, nulls for what is missing', async () => {
+    const redis = testRedis();
+    assert.deepEqual(await resolveVersion(redis, { name: 'pkg', sha1: undefined }), {
+      sha1: null,
+      json: null,
+      undeployed: false,
+    });
+    await deployed(redis, SHA_A, 1000);
+    await deployed(redis, SHA_B, 2000);
+    const latest = await resolveVersion(redis, { name: 'pkg', sha1: undefined });
+    assert.equal(latest.sha1, SHA_B);
+    assert.equal((JSON.parse(latest.json ?? '{}') as { deployedAt?: number }).deployedAt, 2000);
+    assert.equal(latest.undeployed, false);
+    await undeploy(redis, { name: 'pkg', sha1: SHA_A });
+    const old = await resolveVersion(redis, { name: 'pkg', sha1: SHA_A });
+    assert.equal(old.sha1, SHA_A);
+    assert.equal((JSON.parse(old.json ?? '{}') as { sha1?: string }).sha1, SHA_A);
+    assert.equal(old.undeployed, true);
+    assert.deepEqual(await resolveVersion(redis, { name: 'pkg', sha1: 'c'.repeat(40) }), {
+      sha1: 'c'.repeat(40),
+      json: null,
+      undeployed: false,
+    });
   });
 
   it('releaseRef: Released once, then NotHeld; the last release starts the idle time', async () => {
