@@ -4,7 +4,7 @@
  */
 import type { Command } from 'commander';
 
-import { type ClientFlags, connectTimeoutOption, redisOption } from '../cli/common.js';
+import { type ClientFlags, connectTimeoutOption, namespaceOption, redisOption } from '../cli/common.js';
 
 type Flags = ClientFlags & { follow?: boolean };
 
@@ -15,11 +15,12 @@ export function registerLogs(program: Command): void {
     .argument('<id>', 'TaskInstance id')
     .option('-f, --follow', 'keep printing new lines until the TaskInstance has ended')
     .addOption(redisOption())
+    .addOption(namespaceOption())
     .addOption(connectTimeoutOption())
     .action(async (id: string, flags: Flags) => {
       // Loaded here, not at the top: `tydra --help` must not load Redis and BullMQ (bin/README.md).
       const { TaskLogs } = await import('../../lib/ops/task-logs.js');
-      const logs = new TaskLogs({ redis: flags.redis, connectTimeoutMs: flags.connectTimeout });
+      const logs = new TaskLogs({ redis: flags.redis, namespace: flags.namespace, connectTimeoutMs: flags.connectTimeout });
       try {
         for await (const line of logs.lines(id, { follow: flags.follow === true })) {
           process.stdout.write(`${line}\n`);

@@ -11,11 +11,12 @@ import { type Command, Option } from 'commander';
 import { CLIENT_DEFAULTS } from '../../lib/client/defaults.js';
 import { FORCE_CLOSE_MS } from '../../lib/core/bounded-close.js';
 import { DEFAULT_TASK_LIMITS, formatBytes, formatDuration, type TaskLimits } from '../../lib/core/limit-values.js';
+import { DEFAULT_NAMESPACE } from '../../lib/core/namespace.js';
 import { MASTER_DEFAULTS } from '../../lib/master/defaults.js';
 import { NODE_DEFAULTS } from '../../lib/node/defaults.js';
 import { DASHBOARD_DEFAULTS, DEV_CLUSTER_DEFAULTS } from '../../lib/ops/defaults.js';
 import { redactRedisUrl } from '../../lib/redis/url.js';
-import { env, onShutdown, redisOption, secretKeyOf, waitForever, withClient } from '../cli/common.js';
+import { env, onShutdown, namespaceOption, redisOption, secretKeyOf, waitForever, withClient } from '../cli/common.js';
 import {
   DASHBOARD_AUTH_HELP,
   dashboardAuthFromEnv,
@@ -121,7 +122,8 @@ async function runDev(flags: DevFlags): Promise<void> {
 }
 
 async function runDemo(redis: string): Promise<void> {
-  await withClient({ redis, connectTimeout: CLIENT_DEFAULTS.connectTimeoutMs }, async (tydra) => {
+  // `tydra dev` runs its roles in the default namespace.
+  await withClient({ redis, namespace: DEFAULT_NAMESPACE, connectTimeout: CLIENT_DEFAULTS.connectTimeoutMs }, async (tydra) => {
     for (const dir of ['hello', 'shout', 'wordcount', 'montecarlo-pi', 'report']) {
       const deployed = await tydra.deploy(`${EXAMPLES_DIR}${dir}`);
       process.stdout.write(`deployed ${deployed.ref}\n`);
@@ -162,6 +164,7 @@ function registerMaster(program: Command): void {
     .command('master')
     .description('run a master: schedule submitted TaskInstances onto live nodes')
     .addOption(redisOption())
+    .addOption(namespaceOption())
     .addOption(defaulted('-c, --concurrency <n>', 'TaskInstances dispatched at once', integer, d.concurrency))
     .addOption(
       defaulted(
@@ -202,6 +205,7 @@ function registerMaster(program: Command): void {
 
 interface MasterFlags {
   redis: string;
+  namespace: string;
   concurrency: number;
   sweepInterval: number;
   nodeRetention: number;
@@ -218,6 +222,7 @@ async function runMaster(flags: MasterFlags): Promise<void> {
   const master = new Master({
     ...stripUndefined({ metricsPort: flags.metricsPort, metricsHost: flags.metricsHost }),
     redis: flags.redis,
+    namespace: flags.namespace,
     concurrency: flags.concurrency,
     sweepIntervalMs: flags.sweepInterval,
     nodeRetentionMs: flags.nodeRetention,
@@ -233,6 +238,7 @@ async function runMaster(flags: MasterFlags): Promise<void> {
 
 interface NodeFlags {
   redis: string;
+  namespace: string;
   id?: string;
   concurrency?: number;
   cacheDir?: string;
@@ -257,6 +263,7 @@ function registerNode(program: Command): void {
     .command('node')
     .description('run a node: take TaskInstances from node.<id> and run each in a fresh sandbox')
     .addOption(redisOption())
+    .addOption(namespaceOption())
     .option('--id <id>', 'node id (default: <hostname>-<pid>)')
     .option('-c, --concurrency <n>', 'TaskInstances run at once (default: number of CPUs)', integer)
     .option(
@@ -312,6 +319,7 @@ async function runNode(flags: NodeFlags): Promise<void> {
   const node = new TydraNode(
     stripUndefined({
       redis: flags.redis,
+      namespace: flags.namespace,
       id: flags.id,
       concurrency: flags.concurrency,
       cacheDir: flags.cacheDir,
@@ -336,6 +344,7 @@ async function runNode(flags: NodeFlags): Promise<void> {
 
 interface DashboardFlags {
   redis: string;
+  namespace: string;
   port: number;
   host: string;
   insecureNoAuth?: boolean;
@@ -347,6 +356,7 @@ function registerDashboard(program: Command): void {
     .command('dashboard')
     .description(`serve Bull Board over every tydra queue; ${DASHBOARD_AUTH_HELP}`)
     .addOption(redisOption())
+    .addOption(namespaceOption())
     .addOption(defaulted('-p, --port <port>', 'TCP port', integer, DASHBOARD_DEFAULTS.port))
     .option('--host <host>', 'address to bind; beyond loopback it needs credentials', DASHBOARD_DEFAULTS.host)
     .addOption(insecureNoAuthOption())
@@ -359,6 +369,7 @@ async function runDashboard(flags: DashboardFlags): Promise<void> {
   const dashboard = new Dashboard(
     stripUndefined({
       redis: flags.redis,
+      namespace: flags.namespace,
       port: flags.port,
       host: flags.host,
       auth: await dashboardAuthFromEnv(),

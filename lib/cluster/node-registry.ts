@@ -16,7 +16,7 @@
  */
 import type { Redis } from 'ioredis';
 
-import { nodeInfoKey, nodesKey } from '../redis/keys.js';
+import type { Keyspace } from '../redis/keys.js';
 
 /** A node as the registry sees it. */
 export interface NodeInfo {
@@ -50,13 +50,16 @@ export type NodeDescription = Pick<
 const DEFAULT_LOCK_MS = 30_000;
 
 export class NodeRegistry {
-  constructor(private readonly redis: Redis) {}
+  constructor(
+    private readonly redis: Redis,
+    private readonly keys: Keyspace,
+  ) {}
 
   async heartbeat(node: NodeDescription, now = Date.now()): Promise<void> {
     await this.redis
       .multi()
-      .zadd(nodesKey, now, node.id)
-      .hset(nodeInfoKey(node.id), { ...node, state: 'running' })
+      .zadd(this.keys.nodes, now, node.id)
+      .hset(this.keys.nodeInfo(node.id), { ...node, state: 'running' })
       .exec();
   }
 
@@ -65,7 +68,7 @@ export class NodeRegistry {
    * score becomes the stop time, from which its retention period runs.
    */
   async markStopped(nodeId: string, now = Date.now()): Promise<void> {
-    await this.redis.multi().zadd(nodesKey, now, nodeId).hset(nodeInfoKey(nodeId), 'state', 'stopped').exec();
+    await this.redis.multi().zadd(this.keys.nodes, now, nodeId).hset(this.keys.nodeInfo(nodeId), 'state', 'stopped').exec();
   }
 
   /**
@@ -73,26 +76,26 @@ export class NodeRegistry {
    * registry does not know.
    */
   async setDraining(nodeId: string, draining: boolean): Promise<boolean> {
-    if ((await this.redis.zscore(nodesKey, nodeId)) === null) {
+    if ((await this.redis.zscore(this.keys.nodes, nodeId)) === null) {
       return false;
     }
     if (draining) {
-      await this.redis.hset(nodeInfoKey(nodeId), 'draining', '1');
+      await this.redis.hset(this.keys.nodeInfo(nodeId), 'draining', '1');
     } else {
-      await this.redis.hdel(nodeInfoKey(nodeId), 'draining');
+      await this.redis.hdel(this.keys.nodeInfo(nodeId), 'draining');
     }
     return true;
   }
 
   async list(now = Date.now()): Promise<NodeInfo[]> {
-    const flat = await this.redis.zrange(nodesKey, 0, -1, 'WITHSCORES');
+    const flat = await this.redis.zrange(this.keys.nodes, 0, -1, 'WITHSCORES');
     const ids: Array<[string, number]> = [];
     for (let i = 0; i + 1 < flat.length; i += 2) {
       ids.push([flat[i] as string, Number(flat[i + 1])]);
     }
     const pipeline = this.redis.pipeline();
     for (const [id] of ids) {
-      pipeline.hgetall(nodeInfoKey(id));
+      pipeline.hgetall(this.keys.nodeInfo(id));
     }
     const infos = (await pipeline.exec()) ?? [];
     return ids.map(([id, lastSeen], index) => {

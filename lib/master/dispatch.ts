@@ -17,6 +17,7 @@ import type { NodeRegistry } from '../cluster/node-registry.js';
 import { TaskCancelledError } from '../core/errors.js';
 import type { Logger } from '../core/logger.js';
 import type { PackageStore } from '../packages/store.js';
+import type { Keyspace } from '../redis/keys.js';
 import { clearTakenBack, readTakenBack } from '../redis/sweep-commands.js';
 import { chooseNode } from './choose-node.js';
 import type { CompiledMasterOptions } from './options.js';
@@ -24,6 +25,7 @@ import { cancelRequested } from './sequence-children.js';
 import { failWith, type TaskInstanceJob } from './settle.js';
 
 export interface DispatchDeps {
+  keys: Keyspace;
   options: Pick<CompiledMasterOptions, 'maxReroutes' | 'noNodeRetryMs'>;
   redis: Redis;
   registry: NodeRegistry;
@@ -43,7 +45,7 @@ export async function dispatch(deps: DispatchDeps, job: TaskInstanceJob, token: 
   const instanceId = job.id ?? '';
   // A step of a sequence also stops when its sequence was cancelled (the client's cascade may
   // have listed the sequence's children before this one was added).
-  if (await cancelRequested(deps.redis, [instanceId, job.data.parentSequence?.id])) {
+  if (await cancelRequested(deps.redis, deps.keys, [instanceId, job.data.parentSequence?.id])) {
     const cancelled = new TaskCancelledError(instanceId);
     throw await failWith(job, { kind: 'cancelled' }, new UnrecoverableError(cancelled.message));
   }
@@ -97,7 +99,7 @@ async function foldTakenBack(deps: DispatchDeps, job: TaskInstanceJob): Promise<
   if (current === undefined) {
     return;
   }
-  const record = await readTakenBack(deps.redis, instanceId);
+  const record = await readTakenBack(deps.redis, deps.keys, instanceId);
   if (record === undefined || record.nodeId !== current.nodeId || record.dispatchAt !== current.at) {
     return;
   }
@@ -110,7 +112,7 @@ async function foldTakenBack(deps: DispatchDeps, job: TaskInstanceJob): Promise<
     // about the task, and must not use up maxReroutes over a long run.
     ...(record.ran && rest.kind !== 'parallel' ? { lostNodes: [...(rest.lostNodes ?? []), record.nodeId] } : {}),
   });
-  await clearTakenBack(deps.redis, instanceId);
+  await clearTakenBack(deps.redis, deps.keys, instanceId);
 }
 
 /** Adds the node job: the TaskInstance's fields a node needs, with the same id, as its child. */

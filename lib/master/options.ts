@@ -9,7 +9,7 @@ import {
   type MetricsOptions,
   metricsShape,
 } from '../core/metrics-options.js';
-import { type CommonOptions, DEFAULT_REDIS_URL, loggerSchema, positiveInt, redisUrlSchema } from '../core/options.js';
+import { type CommonOptions, DEFAULT_REDIS_URL, loggerSchema, positiveInt, namespaceSchema, redisUrlSchema } from '../core/options.js';
 import { parseOptions } from '../core/validate.js';
 import { MASTER_DEFAULTS } from './defaults.js';
 
@@ -50,6 +50,8 @@ export interface MasterOptions extends CommonOptions, MetricsOptions {
 }
 export interface CompiledMasterOptions extends CompiledMetricsOptions {
   redisUrl: string;
+  /** The namespace every key and queue lives in (`lib/core/namespace.ts`). */
+  namespace: string;
   logger: Logger;
   concurrency: number;
   noNodeRetryMs: number;
@@ -67,6 +69,7 @@ const DAY_MS = 86_400_000;
 
 const masterSchema = z.strictObject({
   redis: redisUrlSchema.default(DEFAULT_REDIS_URL),
+  namespace: namespaceSchema,
   logger: loggerSchema,
   concurrency: positiveInt.max(10_000).default(MASTER_DEFAULTS.concurrency),
   noNodeRetryMs: positiveInt.default(MASTER_DEFAULTS.noNodeRetryMs),
@@ -95,6 +98,7 @@ export function compileMasterOptions(raw: MasterOptions = {}): CompiledMasterOpt
     ...parsed,
     ...compileMetricsOptions(parsed),
     redisUrl: parsed.redis,
+    namespace: parsed.namespace,
     logger: parsed.logger ?? silentLogger(),
   };
 }

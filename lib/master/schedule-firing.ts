@@ -19,9 +19,11 @@ import type { PackageStore } from '../packages/store.js';
 import { formatTaskRef, parseTaskRef } from '../packages/task-ref.js';
 import { checkTaskInput } from '../packages/task-schemas.js';
 import { logErrors } from '../redis/connection.js';
+import type { Keyspace } from '../redis/keys.js';
 
 export interface ScheduleFiringDeps {
   redis: Redis;
+  keys: Keyspace;
   store: PackageStore;
   tasksQueue: Queue<TaskInstanceData>;
   logger: Logger;
@@ -41,6 +43,7 @@ export class ScheduleFiring {
   async start(): Promise<void> {
     this.worker = new Worker<FireJobData, FiringResult>(SCHEDULES_QUEUE, (job) => this.fire(job), {
       connection: this.deps.redis,
+      prefix: this.deps.keys.bullPrefix,
       concurrency: 4,
       name: 'master',
     });
