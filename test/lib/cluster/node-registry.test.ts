@@ -2,6 +2,9 @@ import assert from 'node:assert/strict';
 
 import { NodeRegistry } from '../../../lib/cluster/node-registry.js';
 import { testRedis } from '../../helpers.js';
+import { createKeys } from '../../../lib/redis/keys.js';
+
+const keys = createKeys();
 
 const node = {
   id: 'slow-node',
@@ -15,7 +18,7 @@ const node = {
 
 describe('node registry: alive and lost (@integration)', () => {
   it('stops sending work to a node that misses heartbeats, but calls it lost only once its locks could have expired', async () => {
-    const registry = new NodeRegistry(testRedis());
+    const registry = new NodeRegistry(testRedis(), keys);
     await registry.heartbeat(node, 10_000);
     const at = async (now: number) => {
       const [info] = await registry.list(now);
@@ -28,7 +31,7 @@ describe('node registry: alive and lost (@integration)', () => {
   });
 
   it('counts a stopped node as lost at once, and as last seen when it stopped', async () => {
-    const registry = new NodeRegistry(testRedis());
+    const registry = new NodeRegistry(testRedis(), keys);
     await registry.heartbeat(node, 10_000);
     await registry.markStopped(node.id, 12_000);
     const [info] = await registry.list(12_001);
