@@ -224,7 +224,7 @@ export class Tydra {
     }
     if (this.options.durableSubmit !== undefined) {
       // After the enqueue, not instead of it: `WAIT` covers every write of this connection so far.
-      await confirmReplicated(this.redis, id, this.options.durableSubmit);
+      await confirmReplicated(this.redis, this.keys, id, this.options.durableSubmit);
     }
     this.logger.debug({ instanceId: id, ref: pinned }, 'TaskInstance submitted');
     return new TaskRun(this.runContext, id, pinned);
