@@ -1,0 +1,49 @@
+import assert from 'node:assert/strict';
+
+import { createKeys } from '../../lib/redis/keys.js';
+import { deployRunCancel, startNamespace, undeployAndPrune } from '../namespace-scenario.js';
+import { type RedisClusterDeployment, startRedisCluster } from '../redis-cluster.js';
+
+/** The first two namespaces `ns-0`, `ns-1`, … whose hash tags are served by different primaries. */
+async function namespacesOnTwoPrimaries(cluster: RedisClusterDeployment): Promise<Array<[string, number]>> {
+  const found: Array<[string, number]> = [];
+  for (let i = 0; found.length < 2; i += 1) {
+    const namespace = `ns-${i}`;
+    const primary = await cluster.primaryOf(createKeys(namespace).tag);
+    if (!found.some(([, port]) => port === primary)) {
+      found.push([namespace, primary]);
+    }
+  }
+  return found;
+}
+
+/**
+ * A three-primary Redis Cluster of the test's own (see ../redis-cluster.ts), reached only through
+ * a `redis-cluster://` URL: two namespaces on different primaries each deploy, run, cancel and
+ * prune, and every key of each lives on its own primary.
+ */
+describe('Redis Cluster, sharded by namespace (@integration)', function () {
+  this.timeout(120_000);
+
+  it('runs two namespaces on different primaries, each in its own hash slot', async () => {
+    const cluster = await startRedisCluster();
+    const placed = await namespacesOnTwoPrimaries(cluster);
+    const clients = await Promise.all(placed.map(([namespace]) => startNamespace(cluster.url, namespace)));
+    for (const tydra of clients) {
+      const { sha1 } = await deployRunCancel(tydra);
+      await undeployAndPrune(tydra, sha1);
+    }
+    for (const [namespace, primary] of placed) {
+      const tag = createKeys(namespace).tag;
+      const local = await cluster.connect(primary).keys(`${tag}:*`);
+      assert.ok(
+        local.some((key) => key.startsWith(`${tag}:bull:tasks:`)),
+        `${namespace}'s TaskInstances are on port ${primary}`,
+      );
+      assert.ok(local.includes(`${tag}:nodes`), `${namespace}'s node registry is on port ${primary}`);
+      for (const other of cluster.ports.filter((port) => port !== primary)) {
+        assert.deepEqual(await cluster.connect(other).keys(`${tag}:*`), [], `${namespace} has keys on port ${other}`);
+      }
+    }
+  });
+});
