@@ -32,7 +32,7 @@ export interface ClientFlags {
 export const redisOption = () =>
   new Option(
     '--redis <url>',
-    'Redis URL: redis://, rediss:// or redis-sentinel://[[USER]:PASSWORD@]HOST:PORT[,HOST:PORT…]#MASTERNAME (env TYDRA_REDIS_URL; password also from TYDRA_REDIS_PASSWORD)',
+    'Redis URL: redis://, rediss://, redis-sentinel://[[USER]:PASSWORD@]HOST:PORT[,HOST:PORT…]#MASTERNAME or redis-cluster://[[USER]:PASSWORD@]HOST:PORT[,HOST:PORT…] (env TYDRA_REDIS_URL; password also from TYDRA_REDIS_PASSWORD)',
   )
     .argParser((url: string) => withRedisPassword(url, env.redisPassword))
     .default(env.redisUrl, redactRedisUrl(env.redisUrl));
@@ -44,7 +44,9 @@ export const namespaceOption = () =>
   )
     .argParser((name: string) => {
       if (name.length > MAX_NAMESPACE_LENGTH || !NAMESPACE_PATTERN.test(name)) {
-        throw new InvalidArgumentError(`expected 1 to ${MAX_NAMESPACE_LENGTH} of a-z 0-9 _ -, got ${JSON.stringify(name)}`);
+        throw new InvalidArgumentError(
+          `expected 1 to ${MAX_NAMESPACE_LENGTH} of a-z 0-9 _ -, got ${JSON.stringify(name)}`,
+        );
       }
       return name;
     })

@@ -12,7 +12,14 @@ import { TaskCancelledError, TaskFailedError } from '../../lib/core/errors.js';
 import type { TaskLimits } from '../../lib/core/limit-values.js';
 import { MASTER_DEFAULTS } from '../../lib/master/defaults.js';
 import type { SubmitOptions } from '../../lib/client/types.js';
-import { type ClientFlags, connectTimeoutOption, jsonOption, namespaceOption, redisOption, withClient } from '../cli/common.js';
+import {
+  type ClientFlags,
+  connectTimeoutOption,
+  jsonOption,
+  namespaceOption,
+  redisOption,
+  withClient,
+} from '../cli/common.js';
 import { formatNode, formatPrune, formatStatus, formatVersion, print, versionRow } from '../cli/format.js';
 import { readInput } from '../cli/input.js';
 import { ProgressBar } from '../cli/progress.js';

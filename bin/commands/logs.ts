@@ -20,7 +20,11 @@ export function registerLogs(program: Command): void {
     .action(async (id: string, flags: Flags) => {
       // Loaded here, not at the top: `tydra --help` must not load Redis and BullMQ (bin/README.md).
       const { TaskLogs } = await import('../../lib/ops/task-logs.js');
-      const logs = new TaskLogs({ redis: flags.redis, namespace: flags.namespace, connectTimeoutMs: flags.connectTimeout });
+      const logs = new TaskLogs({
+        redis: flags.redis,
+        namespace: flags.namespace,
+        connectTimeoutMs: flags.connectTimeout,
+      });
       try {
         for await (const line of logs.lines(id, { follow: flags.follow === true })) {
           process.stdout.write(`${line}\n`);

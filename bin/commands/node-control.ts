@@ -20,7 +20,11 @@ const flagsOf = (command: Command): Flags => command.optsWithGlobals<Flags>();
 async function withControl(flags: Flags, fn: (control: NodeControl) => Promise<void>): Promise<void> {
   // Loaded here, not at the top: `tydra --help` must not load Redis and BullMQ (bin/README.md).
   const { NodeControl } = await import('../../lib/ops/node-control.js');
-  const control = new NodeControl({ redis: flags.redis, namespace: flags.namespace, connectTimeoutMs: flags.connectTimeout });
+  const control = new NodeControl({
+    redis: flags.redis,
+    namespace: flags.namespace,
+    connectTimeoutMs: flags.connectTimeout,
+  });
   try {
     await fn(control);
   } finally {

@@ -123,31 +123,34 @@ async function runDev(flags: DevFlags): Promise<void> {
 
 async function runDemo(redis: string): Promise<void> {
   // `tydra dev` runs its roles in the default namespace.
-  await withClient({ redis, namespace: DEFAULT_NAMESPACE, connectTimeout: CLIENT_DEFAULTS.connectTimeoutMs }, async (tydra) => {
-    for (const dir of ['hello', 'shout', 'wordcount', 'montecarlo-pi', 'report']) {
-      const deployed = await tydra.deploy(`${EXAMPLES_DIR}${dir}`);
-      process.stdout.write(`deployed ${deployed.ref}\n`);
-    }
-    for (const [ref, input] of DEMO_RUNS) {
-      const run = await tydra.submit(ref, input);
-      // A parallel task's workunits spread over the nodes: a progress bar shows them (terminal only).
-      const bar = new ProgressBar(process.stderr);
-      if (bar.enabled) {
-        run.on('progress', (progress) => bar.update(progress));
+  await withClient(
+    { redis, namespace: DEFAULT_NAMESPACE, connectTimeout: CLIENT_DEFAULTS.connectTimeoutMs },
+    async (tydra) => {
+      for (const dir of ['hello', 'shout', 'wordcount', 'montecarlo-pi', 'report']) {
+        const deployed = await tydra.deploy(`${EXAMPLES_DIR}${dir}`);
+        process.stdout.write(`deployed ${deployed.ref}\n`);
       }
-      try {
-        const result = await run.result({ timeoutMs: 120_000 });
-        bar.clear();
-        const status = await run.status();
-        process.stdout.write(
-          `ran ${ref} on ${status.nodeId ?? '?'} (TaskInstance ${run.id}): ${JSON.stringify(result)}\n`,
-        );
-      } finally {
-        run.close();
-        bar.clear();
+      for (const [ref, input] of DEMO_RUNS) {
+        const run = await tydra.submit(ref, input);
+        // A parallel task's workunits spread over the nodes: a progress bar shows them (terminal only).
+        const bar = new ProgressBar(process.stderr);
+        if (bar.enabled) {
+          run.on('progress', (progress) => bar.update(progress));
+        }
+        try {
+          const result = await run.result({ timeoutMs: 120_000 });
+          bar.clear();
+          const status = await run.status();
+          process.stdout.write(
+            `ran ${ref} on ${status.nodeId ?? '?'} (TaskInstance ${run.id}): ${JSON.stringify(result)}\n`,
+          );
+        } finally {
+          run.close();
+          bar.clear();
+        }
       }
-    }
-  });
+    },
+  );
 }
 
 const DEMO_RUNS = [

@@ -36,7 +36,13 @@ function checkName(name: unknown): string {
 }
 
 /** Seals and stores `value` as secret `name` (replacing it). Needs the client's `secretKey`. */
-export async function setSecret(redis: Redis, keys: Keyspace, key: Buffer | undefined, name: string, value: string): Promise<void> {
+export async function setSecret(
+  redis: Redis,
+  keys: Keyspace,
+  key: Buffer | undefined,
+  name: string,
+  value: string,
+): Promise<void> {
   checkName(name);
   if (typeof value !== 'string') {
     throw new InvalidOptionError(`Expected the value of secret ${name} to be a string, got a ${typeof value}`);

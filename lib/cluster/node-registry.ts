@@ -68,7 +68,11 @@ export class NodeRegistry {
    * score becomes the stop time, from which its retention period runs.
    */
   async markStopped(nodeId: string, now = Date.now()): Promise<void> {
-    await this.redis.multi().zadd(this.keys.nodes, now, nodeId).hset(this.keys.nodeInfo(nodeId), 'state', 'stopped').exec();
+    await this.redis
+      .multi()
+      .zadd(this.keys.nodes, now, nodeId)
+      .hset(this.keys.nodeInfo(nodeId), 'state', 'stopped')
+      .exec();
   }
 
   /**

@@ -139,7 +139,9 @@ export function parseClusterUrl(url: string): RedisClusterTarget {
   const expected = 'expected redis-cluster://[[USER]:PASSWORD@]HOST:PORT[,HOST:PORT…]';
   const match = CLUSTER_URL.exec(url);
   if (match?.groups === undefined) {
-    throw new RedisUrlError(`${expected} (no /DB: a cluster has only database 0), got a URL that does not have that shape`);
+    throw new RedisUrlError(
+      `${expected} (no /DB: a cluster has only database 0), got a URL that does not have that shape`,
+    );
   }
   const { auth, hosts = '' } = match.groups;
   return {

@@ -9,7 +9,14 @@ import {
   type MetricsOptions,
   metricsShape,
 } from '../core/metrics-options.js';
-import { type CommonOptions, DEFAULT_REDIS_URL, loggerSchema, positiveInt, namespaceSchema, redisUrlSchema } from '../core/options.js';
+import {
+  type CommonOptions,
+  DEFAULT_REDIS_URL,
+  loggerSchema,
+  positiveInt,
+  namespaceSchema,
+  redisUrlSchema,
+} from '../core/options.js';
 import { parseOptions } from '../core/validate.js';
 import { MASTER_DEFAULTS } from './defaults.js';
 

@@ -21,7 +21,14 @@ import {
   type MetricsOptions,
   metricsShape,
 } from '../core/metrics-options.js';
-import { type CommonOptions, DEFAULT_REDIS_URL, loggerSchema, positiveInt, namespaceSchema, redisUrlSchema } from '../core/options.js';
+import {
+  type CommonOptions,
+  DEFAULT_REDIS_URL,
+  loggerSchema,
+  positiveInt,
+  namespaceSchema,
+  redisUrlSchema,
+} from '../core/options.js';
 import { loadSecretKey } from '../core/secret-box.js';
 import { parseOptions } from '../core/validate.js';
 import { NODE_DEFAULTS } from './defaults.js';

@@ -210,7 +210,14 @@ async function secretsOf(
   task: SimpleTaskSpec,
   mirror: RedisMirror,
 ): Promise<Record<string, string>> {
-  const secrets = await openTaskSecrets(env.redis, env.keys, env.options.secretKey, env.nodeId, task.secrets, data.secrets);
+  const secrets = await openTaskSecrets(
+    env.redis,
+    env.keys,
+    env.options.secretKey,
+    env.nodeId,
+    task.secrets,
+    data.secrets,
+  );
   if (Object.keys(secrets).length > 0 && task.module === undefined) {
     throw new SecretUnavailableError(
       `Expected task ${data.task} to have a \`module\` to receive secrets, got a command`,

@@ -5,7 +5,14 @@ import { z } from 'zod';
 import { InvalidOptionError } from '../core/errors.js';
 import type { Logger } from '../core/logger.js';
 import { silentLogger } from '../core/logger.js';
-import { type CommonOptions, DEFAULT_REDIS_URL, loggerSchema, positiveInt, namespaceSchema, redisUrlSchema } from '../core/options.js';
+import {
+  type CommonOptions,
+  DEFAULT_REDIS_URL,
+  loggerSchema,
+  positiveInt,
+  namespaceSchema,
+  redisUrlSchema,
+} from '../core/options.js';
 import { parseOptions } from '../core/validate.js';
 import { DASHBOARD_DEFAULTS } from './defaults.js';
 

@@ -78,7 +78,10 @@ export { redactRedisUrl } from './url.js';
  */
 export function describeRedisTarget(redis: Redis): string {
   if (redis.isCluster) {
-    const cluster = redis as unknown as { startupNodes: Array<{ host?: string; port?: number }>; options: ClusterOptions };
+    const cluster = redis as unknown as {
+      startupNodes: Array<{ host?: string; port?: number }>;
+      options: ClusterOptions;
+    };
     const seeds = cluster.startupNodes.map((node) => `${node.host ?? '127.0.0.1'}:${node.port ?? 6379}`).join(',');
     return `Redis Cluster via ${seeds} (${cluster.options.redisOptions?.password ? 'with' : 'no'} password)`;
   }

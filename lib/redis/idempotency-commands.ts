@@ -31,7 +31,12 @@ export async function claimIdempotencyKey(
 }
 
 /** Lets go of a claim whose submit failed, if it is still this TaskInstance's (see `release-idempotency-1.lua`). */
-export async function releaseIdempotencyKey(redis: Redis, keys: Keyspace, scope: IdempotencyScope, instanceId: string): Promise<void> {
+export async function releaseIdempotencyKey(
+  redis: Redis,
+  keys: Keyspace,
+  scope: IdempotencyScope,
+  instanceId: string,
+): Promise<void> {
   await runScript(redis, {
     script: 'releaseIdempotency',
     keys: [keys.idempotency(scope.pkg, scope.task, scope.key)],

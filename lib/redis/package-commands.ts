@@ -210,6 +210,15 @@ export async function pruneVersion(redis: Redis, keys: Keyspace, args: PruneVers
 }
 
 /** {@link pruneVersion} for many versions in one pipeline (one round trip); replies in order. */
-export async function pruneVersions(redis: Redis, keys: Keyspace, args: readonly PruneVersionArgs[]): Promise<PruneVersionReply[]> {
-  return (await runScripts(redis, args.map((one) => pruneVersionCall(keys, one)))).map(toPruneVersionReply);
+export async function pruneVersions(
+  redis: Redis,
+  keys: Keyspace,
+  args: readonly PruneVersionArgs[],
+): Promise<PruneVersionReply[]> {
+  return (
+    await runScripts(
+      redis,
+      args.map((one) => pruneVersionCall(keys, one)),
+    )
+  ).map(toPruneVersionReply);
 }

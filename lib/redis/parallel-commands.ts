@@ -102,7 +102,13 @@ export async function readCounts(redis: Redis, keys: Keyspace, id: string): Prom
 }
 
 /** Records units `[0, enqueued)` as enqueued (after their batches were added) and their batch ids. */
-export async function markEnqueued(redis: Redis, keys: Keyspace, id: string, enqueued: number, batchIds: string[]): Promise<void> {
+export async function markEnqueued(
+  redis: Redis,
+  keys: Keyspace,
+  id: string,
+  enqueued: number,
+  batchIds: string[],
+): Promise<void> {
   const multi = redis.multi().hset(keys.parallelState(id), 'enqueued', String(enqueued), 'total', String(enqueued));
   if (batchIds.length > 0) {
     multi.sadd(keys.parallelBatches(id), ...batchIds);
@@ -116,7 +122,12 @@ export async function markSplitDone(redis: Redis, keys: Keyspace, id: string, to
 }
 
 /** Sets the abort reason unless one is set; returns the one that holds. */
-export async function abortParallel(redis: Redis, keys: Keyspace, id: string, abort: ParallelAbort): Promise<ParallelAbort> {
+export async function abortParallel(
+  redis: Redis,
+  keys: Keyspace,
+  id: string,
+  abort: ParallelAbort,
+): Promise<ParallelAbort> {
   const key = keys.parallelState(id);
   const [, [, current]] = (await redis
     .multi()
@@ -138,7 +149,8 @@ export async function startBatch(
 ): Promise<{ meta: ParallelMeta; abort: ParallelAbort | undefined; cancelled: boolean } | undefined> {
   const key = keys.parallelState(id);
   const replies =
-    (await redis.multi().hmget(key, 'meta', 'abort').hincrby(key, 'running', units).exists(keys.cancel(id)).exec()) ?? [];
+    (await redis.multi().hmget(key, 'meta', 'abort').hincrby(key, 'running', units).exists(keys.cancel(id)).exec()) ??
+    [];
   const [meta, abort] = (replies[0]?.[1] as Array<string | null> | undefined) ?? [];
   if (meta === null || meta === undefined) {
     // The instance ended long ago (its state expired): the HINCRBY just made a stray key.
@@ -254,5 +266,10 @@ export async function endParallel(redis: Redis, keys: Keyspace, id: string): Pro
  * this, its new coordinator would find the old run's `splitDone`, counts and abort reason.
  */
 export async function resetParallel(redis: Redis, keys: Keyspace, id: string): Promise<void> {
-  await redis.unlink(keys.parallelState(id), keys.parallelResults(id), keys.parallelFailures(id), keys.parallelBatches(id));
+  await redis.unlink(
+    keys.parallelState(id),
+    keys.parallelResults(id),
+    keys.parallelFailures(id),
+    keys.parallelBatches(id),
+  );
 }

@@ -15,7 +15,13 @@ export interface SecretInfo {
 }
 
 /** Stores (or replaces) the sealed value of `name`. */
-export async function putSealedSecret(redis: Redis, keys: Keyspace, name: string, sealed: string, at: number): Promise<void> {
+export async function putSealedSecret(
+  redis: Redis,
+  keys: Keyspace,
+  name: string,
+  sealed: string,
+  at: number,
+): Promise<void> {
   await redis.multi().hset(keys.secrets, name, sealed).hset(keys.secretsSetAt, name, String(at)).exec();
 }
 
@@ -38,6 +44,10 @@ export async function missingSecrets(redis: Redis, keys: Keyspace, names: readon
 }
 
 /** The sealed values of `names`, in order; `null` for a name not stored. */
-export async function readSealedSecrets(redis: Redis, keys: Keyspace, names: readonly string[]): Promise<Array<string | null>> {
+export async function readSealedSecrets(
+  redis: Redis,
+  keys: Keyspace,
+  names: readonly string[],
+): Promise<Array<string | null>> {
   return names.length === 0 ? [] : redis.hmget(keys.secrets, ...names);
 }

@@ -58,7 +58,10 @@ async function board(): Promise<(method: string, path: string, body?: unknown) =
 }
 
 function tasksQueue(): Queue {
-  const queue = new Queue(TASKS_QUEUE, { prefix: '{tydra}:bull', connection: testRedis({ maxRetriesPerRequest: null }) });
+  const queue = new Queue(TASKS_QUEUE, {
+    prefix: '{tydra}:bull',
+    connection: testRedis({ maxRetriesPerRequest: null }),
+  });
   defer(() => queue.close());
   return queue;
 }

@@ -86,7 +86,10 @@ describe('draining a node: pause of its queue in the board, tydra node drain (@i
 
     assert.equal((await put(`api/queues/${queue}/resume`, ADMIN)).status, 200);
     assert.equal(await draining(busy), false);
-    const nodeQueue = new Queue(queue, { prefix: '{tydra}:bull', connection: testRedis({ maxRetriesPerRequest: null }) });
+    const nodeQueue = new Queue(queue, {
+      prefix: '{tydra}:bull',
+      connection: testRedis({ maxRetriesPerRequest: null }),
+    });
     defer(() => nodeQueue.close());
     assert.equal(await nodeQueue.isPaused(), false);
     assert.equal((await put('api/queues/node.nope/pause', ADMIN)).status, 404);

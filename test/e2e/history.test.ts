@@ -37,7 +37,10 @@ async function deployOther(client: Tydra): Promise<void> {
 
 /** The job data of a TaskInstance, read straight from BullMQ. */
 async function jobData(id: string): Promise<TaskInstanceData> {
-  const tasks = new Queue<TaskInstanceData>('tasks', { prefix: '{tydra}:bull', connection: testRedis({ maxRetriesPerRequest: null }) });
+  const tasks = new Queue<TaskInstanceData>('tasks', {
+    prefix: '{tydra}:bull',
+    connection: testRedis({ maxRetriesPerRequest: null }),
+  });
   defer(() => tasks.close());
   const job = await tasks.getJob(id);
   assert.ok(job !== undefined, `no job ${id}`);

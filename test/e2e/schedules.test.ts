@@ -50,7 +50,9 @@ describe('schedules (@integration)', function () {
     assert.deepEqual(await tydra.listSchedules(), []);
     assert.equal(await tydra.removeSchedule('tick'), false);
     // Finished firings hold no package reference.
-    await waitFor('every reference released', async () => ((await redis.hlen('{tydra}:refs')) === 0 ? true : undefined));
+    await waitFor('every reference released', async () =>
+      (await redis.hlen('{tydra}:refs')) === 0 ? true : undefined,
+    );
   });
 
   it('refuses a bad name, a bad period, a bad cron pattern or time zone, and an unknown task', async () => {

@@ -169,7 +169,9 @@ describe('secrets @integration', () => {
     const viaCli = await cli(['run', 'secretive/plain', '--secret', 'DB_PASSWORD=PROD_TOKEN', '--redis', redisUrl()]);
     assert.equal(viaCli.exitCode, 0, viaCli.stderr);
     assert.deepEqual(JSON.parse(viaCli.stdout), { db: sha256(`${value}-token`), api: null });
-    const data = JSON.parse((await testRedis().hget(`{tydra}:bull:tasks:${run.id}`, 'data')) ?? '{}') as { secrets?: unknown };
+    const data = JSON.parse((await testRedis().hget(`{tydra}:bull:tasks:${run.id}`, 'data')) ?? '{}') as {
+      secrets?: unknown;
+    };
     assert.deepEqual(data.secrets, { DB_PASSWORD: 'DB_PASSWORD', API_TOKEN: 'PROD_TOKEN' });
     const status = await cli(['status', run.id, '--json', '--redis', redisUrl()]);
     assert.ok(!status.stdout.includes(value));

@@ -66,7 +66,10 @@ describe('sequences (@integration)', function () {
   it('runs the steps in order, an `all` step on the same input, each output the next input', async () => {
     await startCluster(1);
     const { tydra, sha1, redis } = await deployed();
-    const events = new QueueEvents('tasks', { prefix: '{tydra}:bull', connection: testRedis({ maxRetriesPerRequest: null }) });
+    const events = new QueueEvents('tasks', {
+      prefix: '{tydra}:bull',
+      connection: testRedis({ maxRetriesPerRequest: null }),
+    });
     defer(() => events.close());
     await events.waitUntilReady();
     const progress: TaskProgress[] = [];
@@ -168,7 +171,12 @@ describe('sequences (@integration)', function () {
     await queue.add(
       TASK_INSTANCE_JOB,
       { ...base, ref: `seq@${sha1}/inc`, task: 'inc', input: 6, parentSequence: { id, step: 1, branch: 0 } },
-      { ...TASKS_JOB_OPTIONS, jobId: `${id}.s1.0`, parent: { id, queue: '{tydra}:bull:tasks' }, continueParentOnFailure: true },
+      {
+        ...TASKS_JOB_OPTIONS,
+        jobId: `${id}.s1.0`,
+        parent: { id, queue: '{tydra}:bull:tasks' },
+        continueParentOnFailure: true,
+      },
     );
     await startCluster(1);
     assert.equal(await tydra.run(id).result(), '7-36');

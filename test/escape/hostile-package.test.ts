@@ -88,7 +88,10 @@ describe('escape suite: hostile package (@integration)', function () {
         message: `Expected package paths to be relative and inside the package, got ${JSON.stringify(join(target, 'pwned.txt'))}`,
       },
     ];
-    const nodeQueue = new Queue(node.queueName, { prefix: '{tydra}:bull', connection: testRedis({ maxRetriesPerRequest: null }) });
+    const nodeQueue = new Queue(node.queueName, {
+      prefix: '{tydra}:bull',
+      connection: testRedis({ maxRetriesPerRequest: null }),
+    });
     defer(() => nodeQueue.close());
 
     for (const { name, entries, message } of cases) {

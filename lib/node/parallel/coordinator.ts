@@ -141,7 +141,10 @@ async function splitPhase(run: CoordinatorRun, alreadyEnqueued: number): Promise
         await enqueuer.push(unit);
         if (enqueuer.count - lastReport >= 100) {
           lastReport = enqueuer.count;
-          env.reporter.progress(id, parallelProgress({ ...(await readCounts(env.redis, env.keys, id)), splitDone: false }));
+          env.reporter.progress(
+            id,
+            parallelProgress({ ...(await readCounts(env.redis, env.keys, id)), splitDone: false }),
+          );
         }
       },
     });
@@ -207,7 +210,13 @@ async function reducePhase(run: CoordinatorRun, counted: ParallelCounts): Promis
 /** The results in split order, read a page at a time: never all of them in memory. */
 async function* resultsOf(run: CoordinatorRun, total: number): AsyncGenerator<unknown> {
   for (let from = 0; from < total; from += RESULTS_PAGE) {
-    const page = await readResultsPage(run.env.redis, run.env.keys, run.data.instanceId, from, Math.min(RESULTS_PAGE, total - from));
+    const page = await readResultsPage(
+      run.env.redis,
+      run.env.keys,
+      run.data.instanceId,
+      from,
+      Math.min(RESULTS_PAGE, total - from),
+    );
     for (const raw of page) {
       yield raw === null ? null : (JSON.parse(raw) as unknown);
     }

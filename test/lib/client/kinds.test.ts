@@ -23,7 +23,10 @@ async function kindsPackage(): Promise<string> {
 
 /** The TaskInstance job's data as stored in Redis. */
 async function storedData(id: string): Promise<TaskInstanceData> {
-  const queue = new Queue<TaskInstanceData>(TASKS_QUEUE, { prefix: '{tydra}:bull', connection: testRedis({ maxRetriesPerRequest: null }) });
+  const queue = new Queue<TaskInstanceData>(TASKS_QUEUE, {
+    prefix: '{tydra}:bull',
+    connection: testRedis({ maxRetriesPerRequest: null }),
+  });
   defer(() => queue.close());
   const job = await Job.fromId<TaskInstanceData>(queue, id);
   assert.ok(job !== undefined, `job ${id} must exist`);

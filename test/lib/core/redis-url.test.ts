@@ -95,7 +95,9 @@ describe('Redis Cluster URLs', () => {
       username: 'app',
       password: SECRET,
     });
-    assert.deepEqual(parseClusterUrl('redis-cluster://127.0.0.1:7000/'), { nodes: [{ host: '127.0.0.1', port: 7000 }] });
+    assert.deepEqual(parseClusterUrl('redis-cluster://127.0.0.1:7000/'), {
+      nodes: [{ host: '127.0.0.1', port: 7000 }],
+    });
   });
 
   it('says what is wrong with a malformed URL (a /DB among them), without the password', () => {

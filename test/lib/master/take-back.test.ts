@@ -74,7 +74,10 @@ describe('taking a node job back from a lost node, in one step (@integration)', 
     const { redis, tasks, node, instanceId, takeBack } = await parkedInstance();
     let release: () => void = () => undefined;
     const held = new Promise<void>((resolve) => (release = resolve));
-    const worker = new Worker(node.name, () => held, { prefix: '{tydra}:bull', connection: testRedis({ maxRetriesPerRequest: null }) });
+    const worker = new Worker(node.name, () => held, {
+      prefix: '{tydra}:bull',
+      connection: testRedis({ maxRetriesPerRequest: null }),
+    });
     // Its job is taken from under it: finishing it then fails, as for a node whose lock expired.
     worker.on('error', () => undefined);
     defer(() => worker.close(true));

@@ -137,7 +137,9 @@ describe('package versions, references and pruning (@integration)', function () 
         /pin@[0-9a-f]{40} to be stored, found none \(never deployed, or pruned\)/.test(error.message),
     );
     assert.deepEqual(pruned, [v1.sha1], 'the prune ran in the gap and removed v1');
-    assert.deepEqual(await new Queue(TASKS_QUEUE, { prefix: '{tydra}:bull', connection: r }).getJobCounts('waiting'), { waiting: 0 });
+    assert.deepEqual(await new Queue(TASKS_QUEUE, { prefix: '{tydra}:bull', connection: r }).getJobCounts('waiting'), {
+      waiting: 0,
+    });
     assert.equal(await r.hlen('{tydra}:refs'), 0);
   });
 

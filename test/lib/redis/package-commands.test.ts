@@ -115,7 +115,11 @@ describe('typed package script wrappers (@integration)', () => {
     const late = { ...args, sha1: SHA_A, now: now + 10_000 };
     assert.equal((await pruneVersion(redis, keys, { ...late, dryRun: true })).verdict, 'eligible');
     assert.equal(await redis.exists(`{tydra}:pkg:pkg:${SHA_A}`), 1, 'a dry run changes nothing');
-    assert.deepEqual(await pruneVersion(redis, keys, late), { verdict: 'removed', detail: now - 1000, undeployed: false });
+    assert.deepEqual(await pruneVersion(redis, keys, late), {
+      verdict: 'removed',
+      detail: now - 1000,
+      undeployed: false,
+    });
     assert.equal(await redis.exists(`{tydra}:pkg:pkg:${SHA_A}`), 0);
     assert.equal((await pruneVersion(redis, keys, late)).verdict, 'gone');
   });
