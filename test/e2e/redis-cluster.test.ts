@@ -1,6 +1,11 @@
 import assert from 'node:assert/strict';
 
+import type { NodeInfo } from '../../lib/cluster/node-registry.js';
+import { Dashboard } from '../../lib/ops/dashboard.js';
 import { createKeys } from '../../lib/redis/keys.js';
+import { TASKS_QUEUE } from '../../queues/tasks.js';
+import { tydra as tydraCli } from '../bin/run-cli.js';
+import { defer } from '../helpers.js';
 import { deployRunCancel, startNamespace, undeployAndPrune } from '../namespace-scenario.js';
 import { type RedisClusterDeployment, startRedisCluster } from '../redis-cluster.js';
 
@@ -33,6 +38,26 @@ describe('Redis Cluster, sharded by namespace (@integration)', function () {
       const { sha1 } = await deployRunCancel(tydra);
       await undeployAndPrune(tydra, sha1);
     }
+    // The CLI and the dashboard reach a namespace through the same URL.
+    const [[first], [second]] = placed as [[string, number], [string, number]];
+    const cli = await tydraCli(['nodes', '--json', '--redis', cluster.url, '--namespace', first]);
+    assert.equal(cli.exitCode, 0, String(cli.stderr));
+    const listed = JSON.parse(String(cli.stdout)) as NodeInfo[];
+    assert.deepEqual(
+      listed.map((node) => node.id),
+      (await clients[0]?.nodes())?.map((node) => node.id),
+    );
+    const dashboard = new Dashboard({ redis: cluster.url, namespace: second, port: 0, refreshMs: 200 });
+    defer(() => dashboard.close());
+    const response = await fetch(
+      `${await dashboard.start()}api/queues?activeQueue=${TASKS_QUEUE}&page=1&jobsPerPage=10`,
+    );
+    assert.equal(response.status, 200);
+    const tasks = (
+      (await response.json()) as { queues: Array<{ name: string; counts: Record<string, number> }> }
+    ).queues.find((queue) => queue.name === TASKS_QUEUE);
+    // Its TaskInstances: the one that completed and the cancelled one.
+    assert.deepEqual([tasks?.counts.completed, tasks?.counts.failed], [1, 1]);
     for (const [namespace, primary] of placed) {
       const tag = createKeys(namespace).tag;
       const local = await cluster.connect(primary).keys(`${tag}:*`);
