@@ -1,11 +1,12 @@
 import assert from 'node:assert/strict';
 
 import type { NodeInfo } from '../../lib/cluster/node-registry.js';
+import { SubmitNotReplicatedError } from '../../lib/core/errors.js';
 import { Dashboard } from '../../lib/ops/dashboard.js';
 import { createKeys } from '../../lib/redis/keys.js';
 import { TASKS_QUEUE } from '../../queues/tasks.js';
 import { tydra as tydraCli } from '../bin/run-cli.js';
-import { defer } from '../helpers.js';
+import { copyFixture, defer, rejection, testClient } from '../helpers.js';
 import { deployRunCancel, startNamespace, undeployAndPrune } from '../namespace-scenario.js';
 import { type RedisClusterDeployment, startRedisCluster } from '../redis-cluster.js';
 
@@ -58,6 +59,17 @@ describe('Redis Cluster, sharded by namespace (@integration)', function () {
     ).queues.find((queue) => queue.name === TASKS_QUEUE);
     // Its TaskInstances: the one that completed and the cancelled one.
     assert.deepEqual([tasks?.counts.completed, tasks?.counts.failed], [1, 1]);
+
+    // --durable-submit asks the namespace's primary (WAIT counts that connection's writes): it has no replica.
+    const durable = testClient({
+      redis: cluster.url,
+      namespace: first,
+      durableSubmit: { replicas: 1, timeoutMs: 100 },
+    });
+    await durable.deploy(await copyFixture('probe'));
+    const error = await rejection(durable.submit('probe/nap', { ms: 10 }));
+    assert.ok(error instanceof SubmitNotReplicatedError, String(error));
+    assert.equal(error.acknowledged, 0);
     for (const [namespace, primary] of placed) {
       const tag = createKeys(namespace).tag;
       const local = await cluster.connect(primary).keys(`${tag}:*`);

@@ -166,6 +166,22 @@ describe('a client on unreachable sentinels', () => {
   });
 });
 
+describe('a client on an unreachable Redis Cluster', () => {
+  it('fails after its connect timeout, naming the seed nodes but not the password', async () => {
+    const port = await freePort();
+    const tydra = new Tydra({ redis: `redis-cluster://:${ENCODED}@127.0.0.1:${port}`, connectTimeoutMs: 300 });
+    defer(() => tydra.close());
+    await assert.rejects(
+      tydra.nodes(),
+      (error: Error) =>
+        error instanceof RedisUnreachableError &&
+        error.target === `Redis Cluster via 127.0.0.1:${port} (with password)` &&
+        !error.message.includes(SECRET) &&
+        !error.message.includes(ENCODED),
+    );
+  });
+});
+
 describe('the redis option of every component', () => {
   it('takes a redis-sentinel:// URL or a { sentinels, name, password } object, compiled to a URL', () => {
     const url = 'redis-sentinel://127.0.0.1:26379,127.0.0.1:26380#mymaster';
