@@ -18,6 +18,7 @@ import { Redis } from 'ioredis';
 
 import { startRedisServer, Tydra } from '../lib/index.js';
 import { prunePackages } from '../lib/packages/pruner.js';
+import { createKeys } from '../lib/redis/keys.js';
 
 function progress(message: string): void {
   process.stderr.write(`[bench:prune] ${message}\n`);
@@ -84,7 +85,7 @@ async function main(): Promise<void> {
       await scanAll(redis);
       scanMs.push(performance.now() - t);
       t = performance.now();
-      const report = await prunePackages(redis, { graceMs: 10 * 60_000 });
+      const report = await prunePackages(redis, createKeys(), { graceMs: 10 * 60_000 });
       steadyMs.push(performance.now() - t);
       if (report.removed.length !== 0 || report.versions !== packages * versions) {
         throw new Error(
@@ -97,7 +98,7 @@ async function main(): Promise<void> {
     await scanAll(redis);
     const scanBeforeRemoval = performance.now() - t;
     t = performance.now();
-    const removal = await prunePackages(redis, { graceMs: 0 });
+    const removal = await prunePackages(redis, createKeys(), { graceMs: 0 });
     const removalMs = performance.now() - t;
     if (removal.removed.length !== packages * (versions - 1)) {
       throw new Error(

@@ -70,13 +70,19 @@ const bump = (map: Map<string, number>, key: string, by = 1): void => {
   map.set(key, (map.get(key) ?? 0) + by);
 };
 
+/** The first argument that is a key (starts with a namespace's hash tag), without the tag: `bull:tasks:x`, `packages`. */
+const firstKey = (args: readonly string[]): string | undefined =>
+  args
+    .slice(1)
+    .find((arg) => /^\{[a-z0-9_-]+\}:/.test(arg))
+    ?.replace(/^\{[a-z0-9_-]+\}:/, '');
+
 /**
  * The queue or key family a command addresses: `tasks`, `node.*` (every node queue), `tydra:node`,
  * `pkg`… For EVALSHA/EVAL the first key of the script.
  */
 function area(args: readonly string[]): string {
-  // The first argument that looks like a key (EVALSHA's sha and XREAD's BLOCK do not).
-  const key = args.slice(1).find((arg) => /^(bull|tydra|pkg):/.test(arg));
+  const key = firstKey(args);
   if (key === undefined) {
     return '(no key)';
   }
@@ -84,7 +90,7 @@ function area(args: readonly string[]): string {
   if (parts[0] === 'bull') {
     return `queue ${(parts[1] ?? '').startsWith('node.') ? 'node.<id>' : parts[1]}`;
   }
-  return parts[0] === 'tydra' ? `tydra:${parts[1] ?? ''}` : (parts[0] ?? key);
+  return parts[0] === 'pkg' ? 'pkg' : `tydra:${parts[0] ?? ''}`;
 }
 
 /** SHA1 → name of BullMQ's scripts, so EVALSHA lines say which step they are (`moveToActive`…). */
@@ -109,7 +115,7 @@ let SCRIPT_NAMES = new Map<string, string>();
 
 /** A command and the shape of its first key, ids blanked: `evalsha bull:tasks:wait`, `hgetall tydra:package:*:latest`. */
 function detail(args: readonly string[]): string {
-  const key = args.slice(1).find((arg) => /^(bull|tydra|pkg):/.test(arg)) ?? '';
+  const key = firstKey(args) ?? '';
   const shape = key
     .split(':')
     .map((part, i) => (i === 0 || /^[a-z-]+$/.test(part) ? part : '*'))

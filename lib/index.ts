@@ -49,6 +49,9 @@ export type {
 export { parseTaskRef } from './packages/task-ref.js';
 export type { TaskRef } from './packages/task-ref.js';
 export type { NodeInfo } from './cluster/node-registry.js';
+// namespaces: every key of one installation, under its hash tag `{NAME}` (README: Namespaces and Redis Cluster)
+export { DEFAULT_NAMESPACE } from './core/namespace.js';
+export { createKeys, Keyspace } from './redis/keys.js';
 // options.ts, logger.ts
 export type { TydraOptions } from './client/options.js';
 export type { MasterOptions } from './master/options.js';

@@ -5,11 +5,12 @@
  */
 import { constants } from 'node:os';
 
-import { type Command, Option } from 'commander';
+import { type Command, InvalidArgumentError, Option } from 'commander';
 
 import type { Tydra } from '../../lib/client/client.js';
 import { CLIENT_DEFAULTS } from '../../lib/client/defaults.js';
 import { readEnvConfig } from '../../lib/core/config.js';
+import { MAX_NAMESPACE_LENGTH, NAMESPACE_PATTERN } from '../../lib/core/namespace.js';
 import { withRedisPassword } from '../../lib/core/redis-url.js';
 import { redactRedisUrl } from '../../lib/redis/url.js';
 import { integer, keepValue } from './parse.js';
@@ -19,6 +20,7 @@ export const env = readEnvConfig();
 /** The flags of every command that talks to Redis as a client. */
 export interface ClientFlags {
   redis: string;
+  namespace: string;
   connectTimeout: number;
   /** `tydra run --durable-submit`. */
   durableSubmit?: boolean;
@@ -33,10 +35,25 @@ export interface ClientFlags {
 export const redisOption = () =>
   new Option(
     '--redis <url>',
-    'Redis URL: redis://, rediss:// or redis-sentinel://[[USER]:PASSWORD@]HOST:PORT[,HOST:PORT…]#MASTERNAME (env TYDRA_REDIS_URL; password also from TYDRA_REDIS_PASSWORD)',
+    'Redis URL: redis://, rediss://, redis-sentinel://[[USER]:PASSWORD@]HOST:PORT[,HOST:PORT…]#MASTERNAME or redis-cluster://[[USER]:PASSWORD@]HOST:PORT[,HOST:PORT…] (env TYDRA_REDIS_URL; password also from TYDRA_REDIS_PASSWORD)',
   )
     .argParser((url: string) => withRedisPassword(url, env.redisPassword))
     .default(env.redisUrl, redactRedisUrl(env.redisUrl));
+/** `--namespace`: which tydra installation of that Redis (checked here too, so a bad value fails before any connect). */
+export const namespaceOption = () =>
+  new Option(
+    '--namespace <name>',
+    `tydra installation in that Redis: every key and queue under the hash tag {NAME} (1-${MAX_NAMESPACE_LENGTH} of a-z 0-9 _ -; env TYDRA_NAMESPACE)`,
+  )
+    .argParser((name: string) => {
+      if (name.length > MAX_NAMESPACE_LENGTH || !NAMESPACE_PATTERN.test(name)) {
+        throw new InvalidArgumentError(
+          `expected 1 to ${MAX_NAMESPACE_LENGTH} of a-z 0-9 _ -, got ${JSON.stringify(name)}`,
+        );
+      }
+      return name;
+    })
+    .default(env.namespace);
 export const connectTimeoutOption = () =>
   new Option('--connect-timeout <ms>', 'how long to wait for Redis before giving up')
     .argParser(integer)
@@ -47,6 +64,7 @@ export async function withClient(flags: ClientFlags, fn: (tydra: Tydra) => Promi
   const { Tydra } = await import('../../lib/client/client.js');
   const tydra = new Tydra({
     redis: flags.redis,
+    namespace: flags.namespace,
     connectTimeoutMs: flags.connectTimeout,
     ...(flags.durableSubmit === true ? { durableSubmit: true } : {}),
     ...(flags.keepCompleted !== undefined ? { keepCompleted: flags.keepCompleted } : {}),

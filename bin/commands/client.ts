@@ -17,6 +17,7 @@ import {
   type ClientFlags,
   connectTimeoutOption,
   jsonOption,
+  namespaceOption,
   redisOption,
   withClient,
 } from '../cli/common.js';
@@ -33,6 +34,7 @@ export function clientCommand(program: Command, name: string, description: strin
     .command(name)
     .description(description)
     .addOption(redisOption())
+    .addOption(namespaceOption())
     .addOption(connectTimeoutOption())
     .addOption(jsonOption());
 }

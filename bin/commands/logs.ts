@@ -5,7 +5,7 @@
  */
 import type { Command } from 'commander';
 
-import { type ClientFlags, connectTimeoutOption, redisOption } from '../cli/common.js';
+import { type ClientFlags, connectTimeoutOption, namespaceOption, redisOption } from '../cli/common.js';
 
 type Flags = ClientFlags & { follow?: boolean; json?: boolean };
 
@@ -17,11 +17,16 @@ export function registerLogs(program: Command): void {
     .option('-f, --follow', 'keep printing new lines until the TaskInstance has ended')
     .option('--json', 'print each line as a JSON string, one per line (NDJSON), with --follow too')
     .addOption(redisOption())
+    .addOption(namespaceOption())
     .addOption(connectTimeoutOption())
     .action(async (id: string, flags: Flags) => {
       // Loaded here, not at the top: `tydra --help` must not load Redis and BullMQ (bin/README.md).
       const { TaskLogs } = await import('../../lib/ops/task-logs.js');
-      const logs = new TaskLogs({ redis: flags.redis, connectTimeoutMs: flags.connectTimeout });
+      const logs = new TaskLogs({
+        redis: flags.redis,
+        namespace: flags.namespace,
+        connectTimeoutMs: flags.connectTimeout,
+      });
       try {
         for await (const line of logs.lines(id, { follow: flags.follow === true })) {
           process.stdout.write(`${flags.json === true ? JSON.stringify(line) : line}\n`);

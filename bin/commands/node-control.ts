@@ -6,7 +6,7 @@
 import type { Command } from 'commander';
 
 import type { NodeControl } from '../../lib/ops/node-control.js';
-import { type ClientFlags, connectTimeoutOption, jsonOption, redisOption } from '../cli/common.js';
+import { type ClientFlags, connectTimeoutOption, jsonOption, namespaceOption, redisOption } from '../cli/common.js';
 import { print } from '../cli/format.js';
 
 type Flags = ClientFlags & { json?: boolean };
@@ -20,7 +20,11 @@ const flagsOf = (command: Command): Flags => command.optsWithGlobals<Flags>();
 async function withControl(flags: Flags, fn: (control: NodeControl) => Promise<void>): Promise<void> {
   // Loaded here, not at the top: `tydra --help` must not load Redis and BullMQ (bin/README.md).
   const { NodeControl } = await import('../../lib/ops/node-control.js');
-  const control = new NodeControl({ redis: flags.redis, connectTimeoutMs: flags.connectTimeout });
+  const control = new NodeControl({
+    redis: flags.redis,
+    namespace: flags.namespace,
+    connectTimeoutMs: flags.connectTimeout,
+  });
   try {
     await fn(control);
   } finally {
@@ -39,6 +43,7 @@ export function registerNodeControl(program: Command): void {
     .description('stop sending work to node ID: what waits on it moves to other nodes; it finishes what it runs')
     .argument('<id>', 'node id (see tydra nodes)')
     .addOption(redisOption())
+    .addOption(namespaceOption())
     .addOption(connectTimeoutOption())
     .addOption(jsonOption())
     .action((id: string, _flags: Flags, command: Command) =>
@@ -56,6 +61,7 @@ export function registerNodeControl(program: Command): void {
     .description('give a drained node ID work again')
     .argument('<id>', 'node id (see tydra nodes)')
     .addOption(redisOption())
+    .addOption(namespaceOption())
     .addOption(connectTimeoutOption())
     .addOption(jsonOption())
     .action((id: string, _flags: Flags, command: Command) =>

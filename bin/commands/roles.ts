@@ -11,11 +11,12 @@ import { type Command, Option } from 'commander';
 import { CLIENT_DEFAULTS } from '../../lib/client/defaults.js';
 import { FORCE_CLOSE_MS } from '../../lib/core/bounded-close.js';
 import { DEFAULT_TASK_LIMITS, formatBytes, formatDuration, type TaskLimits } from '../../lib/core/limit-values.js';
+import { DEFAULT_NAMESPACE } from '../../lib/core/namespace.js';
 import { MASTER_DEFAULTS } from '../../lib/master/defaults.js';
 import { NODE_DEFAULTS } from '../../lib/node/defaults.js';
 import { DASHBOARD_DEFAULTS, DEV_CLUSTER_DEFAULTS } from '../../lib/ops/defaults.js';
 import { redactRedisUrl } from '../../lib/redis/url.js';
-import { env, onShutdown, redisOption, secretKeyOf, waitForever, withClient } from '../cli/common.js';
+import { env, onShutdown, namespaceOption, redisOption, secretKeyOf, waitForever, withClient } from '../cli/common.js';
 import {
   DASHBOARD_AUTH_HELP,
   dashboardAuthFromEnv,
@@ -121,31 +122,35 @@ async function runDev(flags: DevFlags): Promise<void> {
 }
 
 async function runDemo(redis: string): Promise<void> {
-  await withClient({ redis, connectTimeout: CLIENT_DEFAULTS.connectTimeoutMs }, async (tydra) => {
-    for (const dir of ['hello', 'shout', 'wordcount', 'montecarlo-pi', 'report']) {
-      const deployed = await tydra.deploy(`${EXAMPLES_DIR}${dir}`);
-      process.stdout.write(`deployed ${deployed.ref}\n`);
-    }
-    for (const [ref, input] of DEMO_RUNS) {
-      const run = await tydra.submit(ref, input);
-      // A parallel task's workunits spread over the nodes: a progress bar shows them (terminal only).
-      const bar = new ProgressBar(process.stderr);
-      if (bar.enabled) {
-        run.on('progress', (progress) => bar.update(progress));
+  // `tydra dev` runs its roles in the default namespace.
+  await withClient(
+    { redis, namespace: DEFAULT_NAMESPACE, connectTimeout: CLIENT_DEFAULTS.connectTimeoutMs },
+    async (tydra) => {
+      for (const dir of ['hello', 'shout', 'wordcount', 'montecarlo-pi', 'report']) {
+        const deployed = await tydra.deploy(`${EXAMPLES_DIR}${dir}`);
+        process.stdout.write(`deployed ${deployed.ref}\n`);
       }
-      try {
-        const result = await run.result({ timeoutMs: 120_000 });
-        bar.clear();
-        const status = await run.status();
-        process.stdout.write(
-          `ran ${ref} on ${status.nodeId ?? '?'} (TaskInstance ${run.id}): ${JSON.stringify(result)}\n`,
-        );
-      } finally {
-        run.close();
-        bar.clear();
+      for (const [ref, input] of DEMO_RUNS) {
+        const run = await tydra.submit(ref, input);
+        // A parallel task's workunits spread over the nodes: a progress bar shows them (terminal only).
+        const bar = new ProgressBar(process.stderr);
+        if (bar.enabled) {
+          run.on('progress', (progress) => bar.update(progress));
+        }
+        try {
+          const result = await run.result({ timeoutMs: 120_000 });
+          bar.clear();
+          const status = await run.status();
+          process.stdout.write(
+            `ran ${ref} on ${status.nodeId ?? '?'} (TaskInstance ${run.id}): ${JSON.stringify(result)}\n`,
+          );
+        } finally {
+          run.close();
+          bar.clear();
+        }
       }
-    }
-  });
+    },
+  );
 }
 
 const DEMO_RUNS = [
@@ -162,6 +167,7 @@ function registerMaster(program: Command): void {
     .command('master')
     .description('run a master: schedule submitted TaskInstances onto live nodes')
     .addOption(redisOption())
+    .addOption(namespaceOption())
     .addOption(defaulted('-c, --concurrency <n>', 'TaskInstances dispatched at once', integer, d.concurrency))
     .addOption(
       defaulted(
@@ -202,6 +208,7 @@ function registerMaster(program: Command): void {
 
 interface MasterFlags {
   redis: string;
+  namespace: string;
   concurrency: number;
   sweepInterval: number;
   nodeRetention: number;
@@ -218,6 +225,7 @@ async function runMaster(flags: MasterFlags): Promise<void> {
   const master = new Master({
     ...stripUndefined({ metricsPort: flags.metricsPort, metricsHost: flags.metricsHost }),
     redis: flags.redis,
+    namespace: flags.namespace,
     concurrency: flags.concurrency,
     sweepIntervalMs: flags.sweepInterval,
     nodeRetentionMs: flags.nodeRetention,
@@ -233,6 +241,7 @@ async function runMaster(flags: MasterFlags): Promise<void> {
 
 interface NodeFlags {
   redis: string;
+  namespace: string;
   id?: string;
   concurrency?: number;
   cacheDir?: string;
@@ -268,6 +277,7 @@ function registerNode(program: Command): void {
     .command('node')
     .description('run a node: take TaskInstances from node.<id> and run each in a fresh sandbox')
     .addOption(redisOption())
+    .addOption(namespaceOption())
     .option('--id <id>', 'node id (default: <hostname>-<pid>)')
     .option('-c, --concurrency <n>', 'TaskInstances run at once (default: number of CPUs)', integer)
     .option(
@@ -324,6 +334,7 @@ async function runNode(flags: NodeFlags): Promise<void> {
   const node = new TydraNode(
     stripUndefined({
       redis: flags.redis,
+      namespace: flags.namespace,
       id: flags.id,
       concurrency: flags.concurrency,
       cacheDir: flags.cacheDir,
@@ -349,6 +360,7 @@ async function runNode(flags: NodeFlags): Promise<void> {
 
 interface DashboardFlags {
   redis: string;
+  namespace: string;
   port: number;
   host: string;
   insecureNoAuth?: boolean;
@@ -360,6 +372,7 @@ function registerDashboard(program: Command): void {
     .command('dashboard')
     .description(`serve Bull Board over every tydra queue; ${DASHBOARD_AUTH_HELP}`)
     .addOption(redisOption())
+    .addOption(namespaceOption())
     .addOption(defaulted('-p, --port <port>', 'TCP port', integer, DASHBOARD_DEFAULTS.port))
     .option('--host <host>', 'address to bind; beyond loopback it needs credentials', DASHBOARD_DEFAULTS.host)
     .addOption(insecureNoAuthOption())
@@ -372,6 +385,7 @@ async function runDashboard(flags: DashboardFlags): Promise<void> {
   const dashboard = new Dashboard(
     stripUndefined({
       redis: flags.redis,
+      namespace: flags.namespace,
       port: flags.port,
       host: flags.host,
       auth: await dashboardAuthFromEnv(),

@@ -5,7 +5,7 @@
  */
 import type { Redis } from 'ioredis';
 
-import { cancelKey } from '../redis/keys.js';
+import type { Keyspace } from '../redis/keys.js';
 
 /** How long a cancel request is remembered (it only matters until the TaskInstance ends). */
 const CANCEL_TTL_SECONDS = 7 * 24 * 3600;
@@ -17,12 +17,12 @@ export interface CancelRecord {
   at: number;
 }
 
-export async function writeCancelRecord(redis: Redis, id: string, ref: string): Promise<void> {
-  await redis.set(cancelKey(id), JSON.stringify({ ref, at: Date.now() }), 'EX', CANCEL_TTL_SECONDS);
+export async function writeCancelRecord(redis: Redis, keys: Keyspace, id: string, ref: string): Promise<void> {
+  await redis.set(keys.cancel(id), JSON.stringify({ ref, at: Date.now() }), 'EX', CANCEL_TTL_SECONDS);
 }
 
-export async function readCancelRecord(redis: Redis, id: string): Promise<CancelRecord | undefined> {
-  const text = await redis.get(cancelKey(id));
+export async function readCancelRecord(redis: Redis, keys: Keyspace, id: string): Promise<CancelRecord | undefined> {
+  const text = await redis.get(keys.cancel(id));
   if (text === null) {
     return undefined;
   }

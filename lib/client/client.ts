@@ -20,7 +20,7 @@ import { InvalidOptionError, TaskCancelledError, TaskNotFoundError, UnknownTaskE
 import { settlesWithin } from '../core/bounded-close.js';
 import { dropConnections } from '../redis/force-disconnect.js';
 import { stopParallel } from '../cluster/parallel-stop.js';
-import { cancelChannel } from '../redis/keys.js';
+import { createKeys, type Keyspace } from '../redis/keys.js';
 import { endParallel } from '../redis/parallel-commands.js';
 import type { Logger } from '../core/logger.js';
 import { type NodeInfo, NodeRegistry } from '../cluster/node-registry.js';
@@ -105,6 +105,8 @@ export class Tydra {
   readonly options: CompiledTydraOptions;
   private readonly logger: Logger;
   private readonly redis: Redis;
+  /** Every key and queue of the client's namespace. */
+  private readonly keys: Keyspace;
   private readonly store: PackageStore;
   private readonly tasksQueue: Queue<TaskInstanceData, TaskInstanceResult>;
   /** Read-only handles on node queues (`status()` asks them whether a job is active), by node id. */
@@ -123,9 +125,11 @@ export class Tydra {
     this.logger = this.options.logger.child({ component: 'client' });
     this.redis = createBoundedRedis(this.options.redisUrl, this.options.connectTimeoutMs);
     this.redis.on('error', (error) => this.logger.warn({ err: error.message }, 'redis connection error'));
-    this.store = new PackageStore(this.redis, { leaseMs: this.options.deployLeaseMs });
+    this.keys = createKeys(this.options.namespace);
+    this.store = new PackageStore(this.redis, this.keys, { leaseMs: this.options.deployLeaseMs });
     this.tasksQueue = new Queue<TaskInstanceData, TaskInstanceResult>(TASKS_QUEUE, {
       connection: this.redis,
+      prefix: this.keys.bullPrefix,
       defaultJobOptions: retentionJobOptions(this.options.keepCompleted, this.options.keepFailed),
       ...BOUNDED_QUEUE_OPTIONS,
     });
@@ -135,7 +139,7 @@ export class Tydra {
     this.runContext = {
       tasksQueue: this.tasksQueue,
       events: () => this.events(),
-      cancelRecord: (id) => readCancelRecord(this.redis, id),
+      cancelRecord: (id) => readCancelRecord(this.redis, this.keys, id),
       cancel: (id) => this.cancel(id),
       status: (id) => this.status(id),
     };
@@ -183,7 +187,7 @@ export class Tydra {
     const jsonInput = JSON.parse(inputJson) as unknown;
     checkTaskInput(parsed.task, spec, jsonInput);
     const declared = declaredSecrets(version.manifest, parsed.task);
-    const mapping = await submissionSecrets(this.redis, parsed.task, declared, checked.secrets);
+    const mapping = await submissionSecrets(this.redis, this.keys, parsed.task, declared, checked.secrets);
     const id = randomUUID();
     const now = Date.now();
     const pinned = formatTaskRef(version.name, version.sha1, parsed.task);
@@ -212,13 +216,13 @@ export class Tydra {
       await this.enqueue(id, data);
     } catch (error) {
       if (scope !== undefined) {
-        await releaseIdempotencyKey(this.redis, scope, id).catch(() => undefined);
+        await releaseIdempotencyKey(this.redis, this.keys, scope, id).catch(() => undefined);
       }
       throw error;
     }
     if (this.options.durableSubmit !== undefined) {
       // After the enqueue, not instead of it: `WAIT` covers every write of this connection so far.
-      await confirmReplicated(this.redis, id, this.options.durableSubmit);
+      await confirmReplicated(this.redis, this.keys, id, this.options.durableSubmit);
     }
     this.logger.debug({ instanceId: id, ref: pinned }, 'TaskInstance submitted');
     return new TaskRun(this.runContext, id, pinned);
@@ -249,12 +253,12 @@ export class Tydra {
   private async claimKey(scope: IdempotencyScope, id: string): Promise<TaskRun | undefined> {
     const deadline = Date.now() + this.options.connectTimeoutMs;
     for (;;) {
-      const existing = await claimIdempotencyKey(this.redis, scope, id, this.options.idempotencyWindowMs);
+      const existing = await claimIdempotencyKey(this.redis, this.keys, scope, id, this.options.idempotencyWindowMs);
       if (existing === undefined) {
         return undefined;
       }
       const job = await Job.fromId<TaskInstanceData, TaskInstanceResult>(this.tasksQueue, existing);
-      const ref = job?.data.ref ?? (await readCancelRecord(this.redis, existing))?.ref;
+      const ref = job?.data.ref ?? (await readCancelRecord(this.redis, this.keys, existing))?.ref;
       if (ref !== undefined || Date.now() > deadline) {
         this.logger.debug({ instanceId: existing, key: scope.key }, 'idempotent submit: the TaskInstance exists');
         return new TaskRun(this.runContext, existing, ref);
@@ -319,24 +323,25 @@ export class Tydra {
    * reaches Redis.
    */
   async setSecret(name: string, value: string): Promise<void> {
-    await setSecret(this.redis, this.options.secretKey, name, value);
+    await setSecret(this.redis, this.keys, this.options.secretKey, name, value);
     this.logger.info({ secret: name }, 'secret set');
   }
 
   /** Every stored secret: its name and when it was set (never its value). Needs no key. */
   async listSecrets(): Promise<SecretInfo[]> {
-    return listSecrets(this.redis);
+    return listSecrets(this.redis, this.keys);
   }
 
   /** Removes secret `name` (false when there was none). Needs no key. */
   async removeSecret(name: string): Promise<boolean> {
-    return removeSecret(this.redis, name);
+    return removeSecret(this.redis, this.keys, name);
   }
 
   private scheduleContext(): ScheduleContext {
     return {
       queue: () => this.sharedQueue<FireJobData>(SCHEDULES_QUEUE),
       redis: this.redis,
+      keys: this.keys,
       store: this.store,
       serialiseInput: (input) => JSON.parse(serialiseInput(input, this.options.maxInputBytes)) as unknown,
     };
@@ -354,12 +359,12 @@ export class Tydra {
       return { id, outcome: 'finished' };
     }
     // Remembered first: a master or node that picks the job up after this point sees it.
-    await writeCancelRecord(this.redis, id, job.data.ref);
+    await writeCancelRecord(this.redis, this.keys, id, job.data.ref);
     const parallel = job.data.kind === 'parallel';
     if (parallel) {
       // Its workunits run on every node, and its coordinator may be parked (not running, so
       // not listening): stop them from here.
-      await stopParallel(this.redis, this.workunits(), id, { kind: 'cancelled' });
+      await stopParallel(this.redis, this.keys, this.workunits(), id, { kind: 'cancelled' });
     }
     // A sequence parked on its step is not removed whole (its finished steps with it): its
     // step's children are cancelled below, and the master then fails it as cancelled.
@@ -369,10 +374,10 @@ export class Tydra {
         // Fails when the TaskInstance or its node job is locked, i.e. being worked on.
         await job.remove();
         if (parallel) {
-          await endParallel(this.redis, id);
+          await endParallel(this.redis, this.keys, id);
         }
         await this.store.releaseRef(id, job.data.package);
-        await this.redis.publish(cancelChannel, id);
+        await this.redis.publish(this.keys.cancelChannel, id);
         this.logger.info({ instanceId: id }, 'TaskInstance cancelled before it started: removed');
         return { id, outcome: 'removed' };
       } catch (error) {
@@ -385,7 +390,7 @@ export class Tydra {
     if (sequence) {
       await this.cancelSteps(job);
     }
-    await this.redis.publish(cancelChannel, id);
+    await this.redis.publish(this.keys.cancelChannel, id);
     return { id, outcome: 'cancelling' };
   }
 
@@ -455,12 +460,12 @@ export class Tydra {
    * nothing and reports what would go.
    */
   async prune(options: Pick<PruneOptions, 'dryRun' | 'graceMs'> = {}): Promise<PruneReport> {
-    return prunePackages(this.redis, options);
+    return prunePackages(this.redis, this.keys, options);
   }
 
   /** Every registered node, alive or not. */
   async nodes(): Promise<NodeInfo[]> {
-    return new NodeRegistry(this.redis).list();
+    return new NodeRegistry(this.redis, this.keys).list();
   }
 
   /**
@@ -514,7 +519,11 @@ export class Tydra {
     if (this.queueEvents === undefined) {
       this.eventsRedis = this.redis.duplicate();
       this.eventsRedis.on('error', (error) => this.logger.warn({ err: error.message }, 'redis connection error'));
-      this.queueEvents = new QueueEvents(TASKS_QUEUE, { connection: this.eventsRedis, lastEventId });
+      this.queueEvents = new QueueEvents(TASKS_QUEUE, {
+        connection: this.eventsRedis,
+        prefix: this.keys.bullPrefix,
+        lastEventId,
+      });
       this.queueEvents.on('error', (error) => this.logger.warn({ err: error.message }, 'queue events error'));
       this.queueEvents.setMaxListeners(0);
     }
@@ -531,7 +540,7 @@ export class Tydra {
   private sharedQueue<T>(name: string): Queue<T> {
     let queue = this.sharedQueues.get(name);
     if (queue === undefined) {
-      queue = new Queue(name, { connection: this.redis, ...BOUNDED_QUEUE_OPTIONS });
+      queue = new Queue(name, { connection: this.redis, prefix: this.keys.bullPrefix, ...BOUNDED_QUEUE_OPTIONS });
       queue.on('error', (error) => this.logger.warn({ err: error.message, queue: name }, 'queue error'));
       this.sharedQueues.set(name, queue);
     }
@@ -548,6 +557,7 @@ export class Tydra {
     if (queue === undefined) {
       queue = new Queue(nodeQueueName(nodeId), {
         connection: this.redis,
+        prefix: this.keys.bullPrefix,
         defaultJobOptions: NODE_JOB_OPTIONS,
         ...BOUNDED_QUEUE_OPTIONS,
       });
@@ -566,7 +576,7 @@ export class Tydra {
   private async status(id: string): Promise<TaskStatus> {
     const job = await Job.fromId<TaskInstanceData, TaskInstanceResult>(this.tasksQueue, id);
     if (job === undefined) {
-      const cancelled = await readCancelRecord(this.redis, id);
+      const cancelled = await readCancelRecord(this.redis, this.keys, id);
       if (cancelled === undefined) {
         throw new TaskNotFoundError(id);
       }

@@ -3,7 +3,7 @@ import { z } from 'zod';
 
 import type { Logger } from '../core/logger.js';
 import { silentLogger } from '../core/logger.js';
-import { type CommonOptions, loggerSchema, positiveInt, redisUrlSchema } from '../core/options.js';
+import { type CommonOptions, loggerSchema, positiveInt, namespaceSchema, redisUrlSchema } from '../core/options.js';
 import { loadSecretKey } from '../core/secret-box.js';
 import { parseOptions } from '../core/validate.js';
 import { CLIENT_DEFAULTS } from './defaults.js';
@@ -66,6 +66,8 @@ export interface TydraOptions extends CommonOptions {
 }
 export interface CompiledTydraOptions {
   redisUrl: string;
+  /** The namespace every key and queue lives in (`lib/core/namespace.ts`). */
+  namespace: string;
   logger: Logger;
   limits: CompiledPackageLimits;
   maxInputBytes: number;
@@ -86,6 +88,7 @@ const durableSubmitSchema = z.union([
 
 export const tydraOptionsSchema = z.strictObject({
   redis: redisUrlSchema.default(CLIENT_DEFAULTS.redis),
+  namespace: namespaceSchema,
   logger: loggerSchema,
   limits: z.record(z.string(), z.unknown()).optional(),
   maxInputBytes: positiveInt.default(CLIENT_DEFAULTS.maxInputBytes),
@@ -103,6 +106,7 @@ export function compileTydraOptions(raw: TydraOptions = {}): CompiledTydraOption
   const parsed = parseOptions(tydraOptionsSchema, raw);
   return {
     redisUrl: parsed.redis,
+    namespace: parsed.namespace,
     logger: parsed.logger ?? silentLogger(),
     limits: compilePackageLimits(raw.limits),
     maxInputBytes: parsed.maxInputBytes,

@@ -17,6 +17,7 @@ import { declaredSecrets } from '../packages/manifest.js';
 import type { PackageStore } from '../packages/store.js';
 import { parseTaskRef } from '../packages/task-ref.js';
 import { checkTaskInput } from '../packages/task-schemas.js';
+import type { Keyspace } from '../redis/keys.js';
 import { submissionSecrets } from './secrets.js';
 
 /** The shortest period of an `every` schedule. */
@@ -90,6 +91,7 @@ export interface ScheduleContext {
   queue: () => Queue<FireJobData>;
   /** Where `addSchedule` checks that the secrets it maps are stored. */
   redis: Redis;
+  keys: Keyspace;
   store: PackageStore;
   serialiseInput: (input: unknown) => unknown;
 }
@@ -126,7 +128,7 @@ export async function addSchedule(
   const input = context.serialiseInput(checked.input ?? null);
   checkTaskInput(parsed.task, task, input);
   // A secret missing now fails the add, naming it (each firing checks again).
-  await submissionSecrets(context.redis, parsed.task, declaredSecrets(version.manifest, parsed.task), checked.secrets);
+  await submissionSecrets(context.redis, context.keys, parsed.task, declaredSecrets(version.manifest, parsed.task), checked.secrets);
   const extra = {
     ...(checked.env !== undefined && Object.keys(checked.env).length > 0 ? { env: checked.env } : {}),
     ...(checked.secrets !== undefined && Object.keys(checked.secrets).length > 0 ? { secrets: checked.secrets } : {}),

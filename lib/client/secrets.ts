@@ -5,6 +5,8 @@
  */
 import type { Redis } from 'ioredis';
 
+import type { Keyspace } from '../redis/keys.js';
+
 import { InvalidOptionError, UnknownSecretError } from '../core/errors.js';
 import {
   isSecretName,
@@ -33,7 +35,13 @@ function checkName(name: unknown): string {
 }
 
 /** Seals and stores `value` as secret `name` (replacing it). Needs the client's `secretKey`. */
-export async function setSecret(redis: Redis, key: Buffer | undefined, name: string, value: string): Promise<void> {
+export async function setSecret(
+  redis: Redis,
+  keys: Keyspace,
+  key: Buffer | undefined,
+  name: string,
+  value: string,
+): Promise<void> {
   checkName(name);
   if (typeof value !== 'string') {
     throw new InvalidOptionError(`Expected the value of secret ${name} to be a string, got a ${typeof value}`);
@@ -49,17 +57,17 @@ export async function setSecret(redis: Redis, key: Buffer | undefined, name: str
       `Expected a secret key to set secret ${name} (the \`secretKey\` or \`secretKeyFile\` option; CLI: TYDRA_SECRET_KEY or --secret-key-file), got none`,
     );
   }
-  await putSealedSecret(redis, name, sealSecret(key, name, value), Date.now());
+  await putSealedSecret(redis, keys, name, sealSecret(key, name, value), Date.now());
 }
 
 /** Every stored secret: names and when each was set, never values. */
-export async function listSecrets(redis: Redis): Promise<SecretInfo[]> {
-  return listSecretInfos(redis);
+export async function listSecrets(redis: Redis, keys: Keyspace): Promise<SecretInfo[]> {
+  return listSecretInfos(redis, keys);
 }
 
 /** Removes secret `name`; false when there was none. */
-export async function removeSecret(redis: Redis, name: string): Promise<boolean> {
-  return deleteSecret(redis, checkName(name));
+export async function removeSecret(redis: Redis, keys: Keyspace, name: string): Promise<boolean> {
+  return deleteSecret(redis, keys, checkName(name));
 }
 
 /**
@@ -69,6 +77,7 @@ export async function removeSecret(redis: Redis, name: string): Promise<boolean>
  */
 export async function submissionSecrets(
   redis: Redis,
+  keys: Keyspace,
   task: string,
   declared: readonly string[],
   given: SecretMapping | undefined,
@@ -79,7 +88,7 @@ export async function submissionSecrets(
     return undefined;
   }
   const stored = [...new Set(entries.map(([, name]) => name))];
-  const [missing] = await missingSecrets(redis, stored);
+  const [missing] = await missingSecrets(redis, keys, stored);
   if (missing !== undefined) {
     const env = entries.filter(([, name]) => name === missing).map(([envName]) => envName);
     throw new UnknownSecretError(

@@ -16,7 +16,7 @@
  */
 import type { Redis } from 'ioredis';
 
-import { nodeInfoKey, nodesKey } from '../redis/keys.js';
+import type { Keyspace } from '../redis/keys.js';
 import { listNodes } from '../redis/registry-commands.js';
 import { type NodeFacts, nodeFactsFields, readNodeFacts } from './node-facts.js';
 
@@ -52,7 +52,10 @@ export type NodeDescription = Pick<
 const DEFAULT_LOCK_MS = 30_000;
 
 export class NodeRegistry {
-  constructor(private readonly redis: Redis) {}
+  constructor(
+    private readonly redis: Redis,
+    private readonly keys: Keyspace,
+  ) {}
 
   /** Registers or refreshes `node`, with the facts it publishes (`node-facts.ts`) when given. */
   async heartbeat(node: NodeDescription & { facts?: NodeFacts }, now = Date.now()): Promise<void> {
@@ -60,8 +63,8 @@ export class NodeRegistry {
     const fields = facts === undefined ? {} : nodeFactsFields(facts);
     await this.redis
       .multi()
-      .zadd(nodesKey, now, node.id)
-      .hset(nodeInfoKey(node.id), { ...description, ...fields, state: 'running' })
+      .zadd(this.keys.nodes, now, node.id)
+      .hset(this.keys.nodeInfo(node.id), { ...description, ...fields, state: 'running' })
       .exec();
   }
 
@@ -70,7 +73,11 @@ export class NodeRegistry {
    * score becomes the stop time, from which its retention period runs.
    */
   async markStopped(nodeId: string, now = Date.now()): Promise<void> {
-    await this.redis.multi().zadd(nodesKey, now, nodeId).hset(nodeInfoKey(nodeId), 'state', 'stopped').exec();
+    await this.redis
+      .multi()
+      .zadd(this.keys.nodes, now, nodeId)
+      .hset(this.keys.nodeInfo(nodeId), 'state', 'stopped')
+      .exec();
   }
 
   /**
@@ -78,20 +85,20 @@ export class NodeRegistry {
    * registry does not know.
    */
   async setDraining(nodeId: string, draining: boolean): Promise<boolean> {
-    if ((await this.redis.zscore(nodesKey, nodeId)) === null) {
+    if ((await this.redis.zscore(this.keys.nodes, nodeId)) === null) {
       return false;
     }
     if (draining) {
-      await this.redis.hset(nodeInfoKey(nodeId), 'draining', '1');
+      await this.redis.hset(this.keys.nodeInfo(nodeId), 'draining', '1');
     } else {
-      await this.redis.hdel(nodeInfoKey(nodeId), 'draining');
+      await this.redis.hdel(this.keys.nodeInfo(nodeId), 'draining');
     }
     return true;
   }
 
   async list(now = Date.now()): Promise<NodeInfo[]> {
     // One script: the ZSET and every description, one round trip at each dispatch.
-    const nodes = await listNodes(this.redis);
+    const nodes = await listNodes(this.redis, this.keys);
     return nodes.map(({ id, lastSeen, info: raw }) => {
       const heartbeatMs = Number(raw.heartbeatMs) || 5000;
       const lockDurationMs = Number(raw.lockDurationMs) || DEFAULT_LOCK_MS;

@@ -8,20 +8,21 @@ import type { Queue } from 'bullmq';
 import type { Redis } from 'ioredis';
 
 import type { WorkunitBatchData } from '../../queues/workunits.js';
-import { parallelAbortChannel } from '../redis/keys.js';
+import type { Keyspace } from '../redis/keys.js';
 import { abortParallel, type ParallelAbort, pendingBatches } from '../redis/parallel-commands.js';
 
 export async function stopParallel(
   redis: Redis,
+  keys: Keyspace,
   workunits: Queue<WorkunitBatchData>,
   instanceId: string,
   abort: ParallelAbort,
 ): Promise<ParallelAbort> {
-  const held = await abortParallel(redis, instanceId, abort);
-  await redis.publish(parallelAbortChannel, instanceId);
+  const held = await abortParallel(redis, keys, instanceId, abort);
+  await redis.publish(keys.parallelAbortChannel, instanceId);
   // A batch running now is locked and cannot be removed: the message above kills its sandbox,
   // and the batch ends without running its other units.
-  const batches = await pendingBatches(redis, instanceId);
+  const batches = await pendingBatches(redis, keys, instanceId);
   await Promise.allSettled(batches.map((id) => workunits.remove(id)));
   return held;
 }

@@ -4,6 +4,7 @@
  */
 /** Default Redis URL of every component (`options.ts` re-exports it). */
 export const DEFAULT_REDIS_URL = 'redis://127.0.0.1:6379';
+import { DEFAULT_NAMESPACE } from './namespace.js';
 import { withRedisPassword } from './redis-url.js';
 
 export interface EnvConfig {
@@ -12,6 +13,8 @@ export interface EnvConfig {
    * @defaultValue `redis://127.0.0.1:6379`
    */
   redisUrl: string;
+  /** `TYDRA_NAMESPACE`: the namespace of every command (`--namespace`). @defaultValue `tydra` */
+  namespace: string;
   /** `TYDRA_REDIS_PASSWORD`, when set: the password of a `--redis` URL given without one. */
   redisPassword: string | undefined;
   /** `TYDRA_CACHE_DIR`, when set. */
@@ -37,6 +40,7 @@ export interface EnvConfig {
 export function readEnvConfig(env: NodeJS.ProcessEnv = process.env): EnvConfig {
   return {
     redisUrl: withRedisPassword(env.TYDRA_REDIS_URL || DEFAULT_REDIS_URL, env.TYDRA_REDIS_PASSWORD || undefined),
+    namespace: env.TYDRA_NAMESPACE || DEFAULT_NAMESPACE,
     redisPassword: env.TYDRA_REDIS_PASSWORD || undefined,
     cacheDir: env.TYDRA_CACHE_DIR || undefined,
     dashboardUser: env.TYDRA_DASHBOARD_USER || undefined,

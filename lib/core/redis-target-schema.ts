@@ -4,7 +4,14 @@
  */
 import { z } from 'zod';
 
-import { isSentinelUrl, parseSentinelUrl, type RedisSentinelTarget, sentinelUrl } from './redis-url.js';
+import {
+  isClusterUrl,
+  isSentinelUrl,
+  parseClusterUrl,
+  parseSentinelUrl,
+  type RedisSentinelTarget,
+  sentinelUrl,
+} from './redis-url.js';
 
 const sentinelTargetSchema = z.strictObject({
   sentinels: z
@@ -17,19 +24,23 @@ const sentinelTargetSchema = z.strictObject({
 });
 
 function checkUrl(url: string, context: z.RefinementCtx): void {
-  if (isSentinelUrl(url)) {
+  const parse = isSentinelUrl(url) ? parseSentinelUrl : isClusterUrl(url) ? parseClusterUrl : undefined;
+  if (parse !== undefined) {
     try {
-      parseSentinelUrl(url);
+      parse(url);
     } catch (error) {
       context.addIssue({ code: 'custom', message: (error as Error).message });
     }
   } else if (!/^rediss?:\/\//.test(url)) {
-    context.addIssue({ code: 'custom', message: 'expected a redis://, rediss:// or redis-sentinel:// URL' });
+    context.addIssue({
+      code: 'custom',
+      message: 'expected a redis://, rediss://, redis-sentinel:// or redis-cluster:// URL',
+    });
   }
 }
 
 /**
- * A Redis URL (`redis://`, `rediss://`, `redis-sentinel://`) or a Sentinel object
+ * A Redis URL (`redis://`, `rediss://`, `redis-sentinel://`, `redis-cluster://`) or a Sentinel object
  * (`{ sentinels, name, password? }`), validated and always compiled to a URL string, so every
  * component past its options sees one form. Not a `z.union`: its errors would only say
  * "invalid input" instead of what is wrong with the URL or the object.

@@ -2,7 +2,7 @@
  * Step 1 of a TaskInstance: choose a live node, record the choice in the job data, add the node
  * job as a child of the TaskInstance and park the TaskInstance in `waiting-children`.
  * A TaskInstance the sweeper took back from a lost node comes here again with its old dispatch
- * still recorded; the sweeper's record (`tydra:taken-back:<id>`) says so, and whether that node
+ * still recorded; the sweeper's record (`{NAME}:taken-back:<id>`) says so, and whether that node
  * had started it: only such a loss counts toward `maxReroutes`.
  * The child is added with `ignoreDependencyOnFailure`, not `failParentOnFailure`, because the
  * latter replaces the task's error with BullMQ's generic "child failed" text.
@@ -17,6 +17,7 @@ import type { NodeRegistry } from '../cluster/node-registry.js';
 import { TaskCancelledError, UnknownTaskError } from '../core/errors.js';
 import type { Logger } from '../core/logger.js';
 import type { PackageStore } from '../packages/store.js';
+import type { Keyspace } from '../redis/keys.js';
 import { clearTakenBack, readTakenBack } from '../redis/sweep-commands.js';
 import { chooseNode } from './choose-node.js';
 import type { CompiledMasterOptions } from './options.js';
@@ -24,6 +25,7 @@ import { cancelRequested } from './sequence-children.js';
 import { failWith, type TaskInstanceJob } from './settle.js';
 
 export interface DispatchDeps {
+  keys: Keyspace;
   options: Pick<CompiledMasterOptions, 'maxReroutes' | 'noNodeRetryMs'>;
   redis: Redis;
   registry: NodeRegistry;
@@ -48,7 +50,7 @@ export async function dispatch(deps: DispatchDeps, job: TaskInstanceJob, token: 
   void early?.catch(() => undefined);
   // A step of a sequence also stops when its sequence was cancelled (the client's cascade may
   // have listed the sequence's children before this one was added).
-  if (await cancelRequested(deps.redis, [instanceId, job.data.parentSequence?.id])) {
+  if (await cancelRequested(deps.redis, deps.keys, [instanceId, job.data.parentSequence?.id])) {
     await early?.catch(() => undefined);
     const cancelled = new TaskCancelledError(instanceId);
     throw await failWith(job, { kind: 'cancelled' }, new UnrecoverableError(cancelled.message));
@@ -132,7 +134,7 @@ async function foldTakenBack(deps: DispatchDeps, job: TaskInstanceJob): Promise<
   if (current === undefined) {
     return;
   }
-  const record = await readTakenBack(deps.redis, instanceId);
+  const record = await readTakenBack(deps.redis, deps.keys, instanceId);
   if (record === undefined || record.nodeId !== current.nodeId || record.dispatchAt !== current.at) {
     return;
   }
@@ -145,7 +147,7 @@ async function foldTakenBack(deps: DispatchDeps, job: TaskInstanceJob): Promise<
     // about the task, and must not use up maxReroutes over a long run.
     ...(record.ran && rest.kind !== 'parallel' ? { lostNodes: [...(rest.lostNodes ?? []), record.nodeId] } : {}),
   });
-  await clearTakenBack(deps.redis, instanceId);
+  await clearTakenBack(deps.redis, deps.keys, instanceId);
 }
 
 /** Adds the node job: the TaskInstance's fields a node needs, with the same id, as its child. */

@@ -24,6 +24,7 @@ import { type TydraMetrics, tydraMetrics } from '../core/metrics.js';
 import { type MetricsServer, serveMetricsIfAsked } from '../core/metrics-server.js';
 import { PackageStore } from '../packages/store.js';
 import { createRedis, logErrors, watchConnection } from '../redis/connection.js';
+import { createKeys, type Keyspace } from '../redis/keys.js';
 import { dropConnections } from '../redis/force-disconnect.js';
 import { dispatch, type DispatchDeps } from './dispatch.js';
 import { countFinal } from './master-metrics.js';
@@ -43,6 +44,8 @@ export class Master {
   readonly options: CompiledMasterOptions;
   private readonly logger: Logger;
   private readonly redis: Redis;
+  /** Every key and queue of the master's namespace. */
+  private readonly keys: Keyspace;
   private readonly registry: NodeRegistry;
   private readonly store: PackageStore;
   private readonly pruneJob: PruneJob;
@@ -70,12 +73,14 @@ export class Master {
     this.logger = this.options.logger.child({ component: 'master' });
     this.redis = createRedis(this.options.redisUrl);
     watchConnection(this.redis, this.logger, 'master');
-    this.registry = new NodeRegistry(this.redis);
-    this.store = new PackageStore(this.redis);
+    this.keys = createKeys(this.options.namespace);
+    this.registry = new NodeRegistry(this.redis, this.keys);
+    this.store = new PackageStore(this.redis, this.keys);
     this.metrics = tydraMetrics(this.options.metrics);
     this.pruneJob = new PruneJob({
       metrics: this.metrics,
       redis: this.redis,
+      keys: this.keys,
       logger: this.logger,
       everyMs: this.options.pruneEveryMs,
       graceMs: this.options.pruneGraceMs,
@@ -83,15 +88,17 @@ export class Master {
     this.dispatchDeps = {
       options: this.options,
       redis: this.redis,
+      keys: this.keys,
       registry: this.registry,
       store: this.store,
       logger: this.logger,
       nodeQueue: (nodeId) => this.nodeQueue(nodeId),
       nextTurn: () => (this.turn += 1),
     };
-    this.rerunDeps = { redis: this.redis, store: this.store, logger: this.logger };
+    this.rerunDeps = { redis: this.redis, keys: this.keys, store: this.store, logger: this.logger };
     this.sequenceDeps = {
       redis: this.redis,
+      keys: this.keys,
       store: this.store,
       logger: this.logger,
       tasksQueue: () => {
@@ -111,13 +118,17 @@ export class Master {
     this.metricsUrl = this.metricsServer?.url;
     this.unwatchNodes = this.metrics.watchAliveNodes(async () => (await this.registry.live()).length);
     // Before the worker: a sequence's first step adds its children to it.
-    this.tasksQueue = new Queue<TaskInstanceData>(TASKS_QUEUE, { connection: this.redis });
+    this.tasksQueue = new Queue<TaskInstanceData>(TASKS_QUEUE, {
+      connection: this.redis,
+      prefix: this.keys.bullPrefix,
+    });
     logErrors(this.tasksQueue, (error) => this.logger.warn({ err: error.message }, 'tasks queue error'));
     this.worker = new Worker<TaskInstanceData, TaskInstanceResult>(
       TASKS_QUEUE,
       (job, token) => this.process(job, token),
       {
         connection: this.redis,
+        prefix: this.keys.bullPrefix,
         concurrency: this.options.concurrency,
         name: 'master',
       },
@@ -139,6 +150,7 @@ export class Master {
     await this.pruneJob.start();
     this.scheduleFiring = new ScheduleFiring({
       redis: this.redis,
+      keys: this.keys,
       store: this.store,
       tasksQueue: this.tasksQueue,
       logger: this.logger,
@@ -249,6 +261,7 @@ export class Master {
     const tasksQueue = this.tasksQueue;
     this.sweeping = sweepDeadNodes({
       redis: this.redis,
+      keys: this.keys,
       registry: this.registry,
       nodeQueue: (nodeId) => this.nodeQueue(nodeId),
       tasksQueue,
@@ -274,7 +287,10 @@ export class Master {
   private nodeQueue(nodeId: string): Queue<NodeJobData> {
     let queue = this.nodeQueues.get(nodeId);
     if (queue === undefined) {
-      queue = new Queue<NodeJobData>(nodeQueueName(nodeId), { connection: this.redis });
+      queue = new Queue<NodeJobData>(nodeQueueName(nodeId), {
+        connection: this.redis,
+        prefix: this.keys.bullPrefix,
+      });
       logErrors(queue, (error) => this.logger.warn({ err: error.message, nodeId }, 'node queue error'));
       this.nodeQueues.set(nodeId, queue);
     }

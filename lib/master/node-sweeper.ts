@@ -19,7 +19,7 @@ import type { NodeJobData } from '../../queues/node.js';
 import { taskInstanceSchema, type TaskInstanceData } from '../../queues/tasks.js';
 import type { NodeInfo, NodeRegistry } from '../cluster/node-registry.js';
 import type { Logger } from '../core/logger.js';
-import { sweepLockKey, taskJobKey } from '../redis/keys.js';
+import type { Keyspace } from '../redis/keys.js';
 import { RetireNodeStatus, retireNode, TakeBackStatus, takeBackNodeJob } from '../redis/sweep-commands.js';
 
 /** Jobs looked at per lost node and sweep, so one sweep stays short. */
@@ -30,6 +30,7 @@ const RECORD_TTL_MS = 7 * 24 * 3600 * 1000;
 
 export interface SweeperDeps {
   redis: Redis;
+  keys: Keyspace;
   registry: NodeRegistry;
   nodeQueue: (nodeId: string) => Queue<NodeJobData>;
   /** Closes and forgets the master's Queue of a retired node. */
@@ -70,7 +71,7 @@ export async function sweepDeadNodes(deps: SweeperDeps, now = Date.now()): Promi
     }
     // One master per lost node at a time: it keeps the logs and the retirement tidy (the
     // take-back itself is atomic, so two masters could not both take the same job back).
-    const locked = await deps.redis.set(sweepLockKey(node.id), deps.owner, 'PX', deps.lockMs, 'NX');
+    const locked = await deps.redis.set(deps.keys.sweepLock(node.id), deps.owner, 'PX', deps.lockMs, 'NX');
     if (locked === null) {
       continue;
     }
@@ -80,14 +81,14 @@ export async function sweepDeadNodes(deps: SweeperDeps, now = Date.now()): Promi
         summary.retired.push(node.id);
       }
     } finally {
-      await deps.redis.del(sweepLockKey(node.id));
+      await deps.redis.del(deps.keys.sweepLock(node.id));
     }
   }
   return summary;
 }
 
 /** What taking jobs back needs (the drain of a live node needs no more). */
-export type TakeBackDeps = Pick<SweeperDeps, 'redis' | 'nodeQueue' | 'tasksQueue' | 'logger'>;
+export type TakeBackDeps = Pick<SweeperDeps, 'redis' | 'keys' | 'nodeQueue' | 'tasksQueue' | 'logger'>;
 
 /**
  * Moves the TaskInstances waiting in a node's queue (not yet started there) to a new dispatch,
@@ -111,7 +112,7 @@ async function sweepNode(deps: TakeBackDeps, nodeId: string, states: readonly Jo
     if (dispatchAt === undefined) {
       continue;
     }
-    const status = await takeBackNodeJob(deps.redis, {
+    const status = await takeBackNodeJob(deps.redis, deps.keys, {
       queue: queue.name,
       nodeId,
       instanceId,
@@ -142,7 +143,7 @@ async function sweepNode(deps: TakeBackDeps, nodeId: string, states: readonly Jo
  * is still that TaskInstance's pending child.
  */
 async function dispatchedAt(deps: TakeBackDeps, instanceId: string, nodeId: string): Promise<number | undefined> {
-  const raw = await deps.redis.hget(taskJobKey(deps.tasksQueue.name, instanceId), 'data');
+  const raw = await deps.redis.hget(deps.keys.taskJob(deps.tasksQueue.name, instanceId), 'data');
   let dispatch: unknown;
   try {
     dispatch = raw === null ? undefined : (JSON.parse(raw) as { dispatch?: unknown }).dispatch;
@@ -165,7 +166,7 @@ async function retireIfExpired(deps: SweeperDeps, node: NodeInfo, now: number): 
     return false;
   }
   const queue = deps.nodeQueue(node.id);
-  const status = await retireNode(deps.redis, {
+  const status = await retireNode(deps.redis, deps.keys, {
     nodeId: node.id,
     queue: queue.name,
     cutoff: now - deps.retentionMs,

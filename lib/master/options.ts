@@ -9,7 +9,14 @@ import {
   type MetricsOptions,
   metricsShape,
 } from '../core/metrics-options.js';
-import { type CommonOptions, DEFAULT_REDIS_URL, loggerSchema, positiveInt, redisUrlSchema } from '../core/options.js';
+import {
+  type CommonOptions,
+  DEFAULT_REDIS_URL,
+  loggerSchema,
+  positiveInt,
+  namespaceSchema,
+  redisUrlSchema,
+} from '../core/options.js';
 import { parseOptions } from '../core/validate.js';
 import { MASTER_DEFAULTS } from './defaults.js';
 
@@ -30,7 +37,7 @@ export interface MasterOptions extends CommonOptions, MetricsOptions {
    */
   maxReroutes?: number;
   /**
-   * How long a lost (dead or stopped) node stays listed in `tydra:nodes`, `tydra nodes` and the
+   * How long a lost (dead or stopped) node stays listed in `{NAME}:nodes`, `tydra nodes` and the
    * dashboard after it was last heard from; it is forgotten only once its queue holds no pending
    * job. @defaultValue 3,600,000 ms (1 h)
    */
@@ -50,6 +57,8 @@ export interface MasterOptions extends CommonOptions, MetricsOptions {
 }
 export interface CompiledMasterOptions extends CompiledMetricsOptions {
   redisUrl: string;
+  /** The namespace every key and queue lives in (`lib/core/namespace.ts`). */
+  namespace: string;
   logger: Logger;
   concurrency: number;
   noNodeRetryMs: number;
@@ -67,6 +76,7 @@ const DAY_MS = 86_400_000;
 
 const masterSchema = z.strictObject({
   redis: redisUrlSchema.default(DEFAULT_REDIS_URL),
+  namespace: namespaceSchema,
   logger: loggerSchema,
   concurrency: positiveInt.max(10_000).default(MASTER_DEFAULTS.concurrency),
   noNodeRetryMs: positiveInt.default(MASTER_DEFAULTS.noNodeRetryMs),
@@ -95,6 +105,7 @@ export function compileMasterOptions(raw: MasterOptions = {}): CompiledMasterOpt
     ...parsed,
     ...compileMetricsOptions(parsed),
     redisUrl: parsed.redis,
+    namespace: parsed.namespace,
     logger: parsed.logger ?? silentLogger(),
   };
 }

@@ -18,6 +18,7 @@ import type { Logger } from '../core/logger.js';
 import type { TydraMetrics } from '../core/metrics.js';
 import { type PruneDecision, type PruneReport, prunePackages } from '../packages/pruner.js';
 import { logErrors } from '../redis/connection.js';
+import type { Keyspace } from '../redis/keys.js';
 
 /** Lines of one prune job's log; the summary line always follows. */
 const MAX_PRUNE_LOG_LINES = 500;
@@ -34,6 +35,7 @@ export interface PruneSummary {
 
 export interface PruneJobOptions {
   redis: Redis;
+  keys: Keyspace;
   logger: Logger;
   everyMs: number;
   graceMs: number;
@@ -52,6 +54,7 @@ export class PruneJob {
     const { redis, logger } = this.options;
     this.queue = new Queue<PruneJobData>(MAINTENANCE_QUEUE, {
       connection: redis,
+      prefix: this.options.keys.bullPrefix,
       defaultJobOptions: MAINTENANCE_JOB_OPTIONS,
     });
     logErrors(this.queue, (error) => logger.warn({ err: error.message }, 'maintenance queue error'));
@@ -62,6 +65,7 @@ export class PruneJob {
     );
     this.worker = new Worker<PruneJobData, PruneSummary>(MAINTENANCE_QUEUE, (job) => this.prune(job), {
       connection: redis,
+      prefix: this.options.keys.bullPrefix,
       concurrency: 1,
       name: 'master',
     });
@@ -86,7 +90,7 @@ export class PruneJob {
     }
     const graceMs =
       typeof job.data.graceMs === 'number' && job.data.graceMs >= 0 ? job.data.graceMs : this.options.graceMs;
-    const report = await prunePackages(this.options.redis, { graceMs });
+    const report = await prunePackages(this.options.redis, this.options.keys, { graceMs });
     for (const decision of report.dryRun ? [] : report.removed) {
       this.options.metrics?.pruneRemovals.inc({ package: decision.name });
     }

@@ -20,7 +20,7 @@ import { withoutEnding } from '../../queues/task-ending.js';
 import { WORKUNITS_QUEUE } from '../../queues/workunits.js';
 import type { Logger } from '../core/logger.js';
 import type { PackageStore } from '../packages/store.js';
-import { cancelKey } from '../redis/keys.js';
+import type { Keyspace } from '../redis/keys.js';
 import { resetParallel } from '../redis/parallel-commands.js';
 import { dropRun } from '../redis/rerun-commands.js';
 import { clearTakenBack } from '../redis/sweep-commands.js';
@@ -28,6 +28,7 @@ import { failWith, type TaskInstanceJob } from './settle.js';
 
 export interface RerunDeps {
   redis: Redis;
+  keys: Keyspace;
   store: PackageStore;
   logger: Logger;
 }
@@ -44,7 +45,7 @@ export function isRetried(job: TaskInstanceJob): boolean {
 export async function startRerun(deps: RerunDeps, job: TaskInstanceJob): Promise<void> {
   const instanceId = job.id ?? '';
   const parallel = job.data.kind === 'parallel';
-  const dropped = await dropRun(deps.redis, {
+  const dropped = await dropRun(deps.redis, deps.keys, {
     tasksQueue: job.queueName,
     instanceId,
     ...(parallel ? { workunitsQueue: WORKUNITS_QUEUE } : {}),
@@ -55,10 +56,10 @@ export async function startRerun(deps: RerunDeps, job: TaskInstanceJob): Promise
     );
   }
   if (parallel) {
-    await resetParallel(deps.redis, instanceId);
+    await resetParallel(deps.redis, deps.keys, instanceId);
   }
-  await clearTakenBack(deps.redis, instanceId);
-  await forgetOldCancel(deps.redis, job);
+  await clearTakenBack(deps.redis, deps.keys, instanceId);
+  await forgetOldCancel(deps.redis, deps.keys, job);
   try {
     await deps.store.takeRef(job.data.package.name, job.data.package.sha1, instanceId, { alreadyHeld: true });
   } catch (error) {
@@ -83,8 +84,8 @@ export async function startRerun(deps: RerunDeps, job: TaskInstanceJob): Promise
  * step picked the TaskInstance up is kept (its `at` is later than `processedOn`); one made in the
  * instant between the pick-up and this read is taken for the old run's.
  */
-async function forgetOldCancel(redis: Redis, job: TaskInstanceJob): Promise<void> {
-  const raw = await redis.get(cancelKey(job.id ?? ''));
+async function forgetOldCancel(redis: Redis, keys: Keyspace, job: TaskInstanceJob): Promise<void> {
+  const raw = await redis.get(keys.cancel(job.id ?? ''));
   if (raw === null) {
     return;
   }
@@ -96,6 +97,6 @@ async function forgetOldCancel(redis: Redis, job: TaskInstanceJob): Promise<void
     // An unreadable request is an old one.
   }
   if (at < (job.processedOn ?? Date.now())) {
-    await redis.del(cancelKey(job.id ?? ''));
+    await redis.del(keys.cancel(job.id ?? ''));
   }
 }

@@ -21,10 +21,12 @@ import type { PackageStore } from '../packages/store.js';
 import { formatTaskRef, parseTaskRef } from '../packages/task-ref.js';
 import { checkTaskInput } from '../packages/task-schemas.js';
 import { logErrors } from '../redis/connection.js';
+import type { Keyspace } from '../redis/keys.js';
 import { missingSecrets } from '../redis/secret-commands.js';
 
 export interface ScheduleFiringDeps {
   redis: Redis;
+  keys: Keyspace;
   store: PackageStore;
   tasksQueue: Queue<TaskInstanceData>;
   logger: Logger;
@@ -44,6 +46,7 @@ export class ScheduleFiring {
   async start(): Promise<void> {
     this.worker = new Worker<FireJobData, FiringResult>(SCHEDULES_QUEUE, (job) => this.fire(job), {
       connection: this.deps.redis,
+      prefix: this.deps.keys.bullPrefix,
       concurrency: 4,
       name: 'master',
     });
@@ -133,7 +136,7 @@ export class ScheduleFiring {
     if (entries.length === 0) {
       return undefined;
     }
-    const [missing] = await missingSecrets(this.deps.redis, [...new Set(entries.map(([, name]) => name))]);
+    const [missing] = await missingSecrets(this.deps.redis, this.deps.keys, [...new Set(entries.map(([, name]) => name))]);
     if (missing !== undefined) {
       throw new UnknownSecretError(
         `Expected secret ${missing} to be stored for task ${task} (set it with \`tydra secret set ${missing}\`), got none`,

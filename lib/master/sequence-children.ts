@@ -16,7 +16,7 @@ import type { Redis } from 'ioredis';
 import { TASK_INSTANCE_JOB, TASKS_JOB_OPTIONS, type TaskInstanceData } from '../../queues/tasks.js';
 import { formatTaskRef } from '../packages/task-ref.js';
 import type { PackageStore } from '../packages/store.js';
-import { cancelChannel, cancelKey } from '../redis/keys.js';
+import type { Keyspace } from '../redis/keys.js';
 import type { SequencePlan } from './sequence-plan.js';
 import type { TaskInstanceJob } from './settle.js';
 
@@ -146,15 +146,15 @@ function childData(
  * dispatched, or not yet started on its node, reads it there), then the message to the node
  * running it. A child that already ended ignores both.
  */
-export async function cancelChildren(redis: Redis, children: StepChild[], ref: string): Promise<void> {
+export async function cancelChildren(redis: Redis, keys: Keyspace, children: StepChild[], ref: string): Promise<void> {
   for (const child of children) {
-    await redis.set(cancelKey(child.id), JSON.stringify({ ref, at: Date.now() }), 'EX', CANCEL_TTL_SECONDS);
-    await redis.publish(cancelChannel, child.id);
+    await redis.set(keys.cancel(child.id), JSON.stringify({ ref, at: Date.now() }), 'EX', CANCEL_TTL_SECONDS);
+    await redis.publish(keys.cancelChannel, child.id);
   }
 }
 
 /** Whether a cancel was asked for any of `ids` (the TaskInstance itself, the sequence it is a step of). */
-export async function cancelRequested(redis: Redis, ids: Array<string | undefined>): Promise<boolean> {
-  const keys = ids.filter((id) => id !== undefined && id !== '').map((id) => cancelKey(id ?? ''));
-  return (await redis.exists(...keys)) > 0;
+export async function cancelRequested(redis: Redis, keys: Keyspace, ids: Array<string | undefined>): Promise<boolean> {
+  const cancelKeys = ids.filter((id) => id !== undefined && id !== '').map((id) => keys.cancel(id ?? ''));
+  return (await redis.exists(...cancelKeys)) > 0;
 }

@@ -13,7 +13,7 @@ import { z } from 'zod';
 
 import type { TaskKind } from '../../queues/tasks.js';
 import { ManifestError } from '../core/errors.js';
-import { packageVersionsKey } from '../redis/keys.js';
+import type { Keyspace } from '../redis/keys.js';
 
 /** One step: a single task, or (`all`) tasks run concurrently on the same input. */
 export interface SequenceStep {
@@ -39,11 +39,12 @@ const kindSchema = z.object({ kind: z.enum(['simple', 'parallel', 'sequence']).o
 /** The plan of sequence `task` of `name@sha1`; throws a `ManifestError` naming the field when it cannot be run. */
 export async function readSequencePlan(
   redis: Redis,
+  keys: Keyspace,
   pkg: { name: string; sha1: string },
   task: string,
 ): Promise<SequencePlan> {
   const where = `${pkg.name}@${pkg.sha1.slice(0, 12)}`;
-  const raw = await redis.hget(packageVersionsKey(pkg.name), pkg.sha1);
+  const raw = await redis.hget(keys.packageVersions(pkg.name), pkg.sha1);
   if (raw === null) {
     throw new ManifestError(`Expected package version ${where} to be stored, found none (pruned?)`);
   }

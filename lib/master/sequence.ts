@@ -22,6 +22,7 @@ import type { TaskInstanceData, TaskInstanceResult } from '../../queues/tasks.js
 import { IllegalStateError, ManifestError, TaskCancelledError } from '../core/errors.js';
 import type { Logger } from '../core/logger.js';
 import type { PackageStore } from '../packages/store.js';
+import type { Keyspace } from '../redis/keys.js';
 import {
   addMissingChildren,
   cancelChildren,
@@ -35,6 +36,7 @@ import { failWith, type TaskInstanceJob } from './settle.js';
 
 export interface SequenceDeps {
   redis: Redis;
+  keys: Keyspace;
   store: PackageStore;
   logger: Logger;
   tasksQueue: () => Queue<TaskInstanceData>;
@@ -52,9 +54,9 @@ export async function runSequence(
   const plan = await planOf(deps, job);
   for (;;) {
     const step = job.data.sequence?.step;
-    if (await cancelRequested(deps.redis, [job.id, job.data.parentSequence?.id])) {
+    if (await cancelRequested(deps.redis, deps.keys, [job.id, job.data.parentSequence?.id])) {
       const running = step === undefined ? [] : stepChildren(job.id ?? '', plan, step);
-      await cancelChildren(deps.redis, running, job.data.ref);
+      await cancelChildren(deps.redis, deps.keys, running, job.data.ref);
       await job.log('cancelled by request');
       const cancelled = new TaskCancelledError(job.id ?? '');
       throw await failWith(job, { kind: 'cancelled' }, new UnrecoverableError(cancelled.message));
@@ -82,7 +84,7 @@ async function planOf(deps: SequenceDeps, job: TaskInstanceJob): Promise<Sequenc
     if (depth >= MAX_DEPTH) {
       throw new ManifestError(`Expected sequences nested at most ${MAX_DEPTH} deep, got ${job.id ?? ''} (a cycle?)`);
     }
-    return await readSequencePlan(deps.redis, job.data.package, job.data.task);
+    return await readSequencePlan(deps.redis, deps.keys, job.data.package, job.data.task);
   } catch (error) {
     if (!(error instanceof ManifestError)) {
       throw error;
@@ -109,7 +111,7 @@ async function advance(
       throw await failStep(deps, job, step, await causeOf(deps, outcome.failed), outcome.pending);
     case 'pending': {
       // A step cancelled by its own id before it started was removed, not failed: that ends the sequence too.
-      const cancelled = await firstCancelled(deps.redis, outcome.pending);
+      const cancelled = await firstCancelled(deps.redis, deps.keys, outcome.pending);
       if (cancelled !== undefined) {
         const reason = new TaskCancelledError(cancelled.id).message;
         const others = outcome.pending.filter((child) => child !== cancelled);
@@ -159,7 +161,7 @@ async function failStep(
   { child, reason, ending }: { child: StepChild; reason: string; ending?: TaskEnding },
   pending: StepChild[],
 ): Promise<Error> {
-  await cancelChildren(deps.redis, pending, job.data.ref);
+  await cancelChildren(deps.redis, deps.keys, pending, job.data.ref);
   const failed = await Job.fromId<TaskInstanceData>(deps.tasksQueue(), child.id);
   const error = new Error(`step ${step + 1} (${child.task}) failed: ${reason || 'the step failed'}`);
   const stack = failed?.stacktrace?.at(-1);
@@ -199,14 +201,14 @@ async function stopAfterEarlyFailure(deps: SequenceDeps, job: TaskInstanceJob, p
   }
   const outcome = await stepOutcome(job, stepChildren(job.id ?? '', plan, step));
   if (outcome.kind === 'failed' && outcome.pending.length > 0) {
-    await cancelChildren(deps.redis, outcome.pending, job.data.ref);
+    await cancelChildren(deps.redis, deps.keys, outcome.pending, job.data.ref);
   }
 }
 
 /** The first of `children` whose cancel was asked for, if any. */
-async function firstCancelled(redis: Redis, children: StepChild[]): Promise<StepChild | undefined> {
+async function firstCancelled(redis: Redis, keys: Keyspace, children: StepChild[]): Promise<StepChild | undefined> {
   for (const child of children) {
-    if (await cancelRequested(redis, [child.id])) {
+    if (await cancelRequested(redis, keys, [child.id])) {
       return child;
     }
   }

@@ -11,7 +11,7 @@ import { NodeShutdownError, TaskCancelledError } from '../core/errors.js';
 import type { Logger } from '../core/logger.js';
 import { watchConnection } from '../redis/connection.js';
 import { dropConnections } from '../redis/force-disconnect.js';
-import { cancelChannel, cancelKey, parallelAbortChannel } from '../redis/keys.js';
+import type { Keyspace } from '../redis/keys.js';
 
 export class CancelListener {
   /** Every run of an instance here: its node job, and its work sandboxes when it is parallel. */
@@ -21,6 +21,7 @@ export class CancelListener {
 
   constructor(
     private readonly redis: Redis,
+    private readonly keys: Keyspace,
     private readonly logger: Logger,
   ) {}
 
@@ -30,7 +31,7 @@ export class CancelListener {
     this.subscriber = subscriber;
     watchConnection(subscriber, this.logger, 'node cancel subscriber');
     subscriber.on('message', (channel: string, instanceId: string) => {
-      if (channel === parallelAbortChannel) {
+      if (channel === this.keys.parallelAbortChannel) {
         this.unitStops.forEach((stop) => stop(instanceId));
         return;
       }
@@ -40,7 +41,7 @@ export class CancelListener {
         controllers.forEach((controller) => controller.abort(new TaskCancelledError(instanceId)));
       }
     });
-    await subscriber.subscribe(cancelChannel, parallelAbortChannel);
+    await subscriber.subscribe(this.keys.cancelChannel, this.keys.parallelAbortChannel);
   }
 
   /** Calls `stop` with the id of each parallel TaskInstance whose workunits must stop (see `parallel-stop.ts`). */
@@ -50,7 +51,7 @@ export class CancelListener {
 
   /** Whether a cancel was asked for the TaskInstance (maybe before it reached this node). */
   async requested(instanceId: string): Promise<boolean> {
-    return (await this.redis.exists(cancelKey(instanceId))) === 1;
+    return (await this.redis.exists(this.keys.cancel(instanceId))) === 1;
   }
 
   /** The signal that aborts this run on a cancel request or a forced shutdown; `release` when the run ends. */

@@ -6,6 +6,7 @@ import type { WorkunitBatchData } from '../../queues/workunits.js';
 import type { CgroupSupport } from '../../sandbox/launcher/cgroup/support.js';
 import type { Logger } from '../core/logger.js';
 import type { PackageCache } from '../packages/cache/package-cache.js';
+import type { Keyspace } from '../redis/keys.js';
 import type { CancelListener } from './cancel-listener.js';
 import type { NodeMetrics } from './node-metrics.js';
 import type { CompiledNodeOptions } from './options.js';
@@ -25,6 +26,8 @@ export interface ExecutionEnv {
   cgroups: CgroupSupport | undefined;
   runtimeDir: string | undefined;
   redis: Redis;
+  /** Every key and queue of the node's namespace. */
+  keys: Keyspace;
   /** The node's slots, shared with its workunit batches. */
   gate: SlotGate;
   reporter: InstanceReporter;

@@ -33,6 +33,7 @@ import { NodeRegistry } from '../cluster/node-registry.js';
 import { blobExists, PackageCache } from '../packages/cache/package-cache.js';
 import { PackageStore } from '../packages/store.js';
 import { createRedis, logErrors, watchConnection } from '../redis/connection.js';
+import { createKeys, type Keyspace } from '../redis/keys.js';
 import { dropConnections } from '../redis/force-disconnect.js';
 import { CancelListener } from './cancel-listener.js';
 import { heartbeatFacts, sandboxMode } from './heartbeat-facts.js';
@@ -57,6 +58,8 @@ export class TydraNode {
   readonly id: string;
   readonly cache: PackageCache;
   private readonly logger: Logger;
+  /** Every key and queue of the node's namespace. */
+  private readonly keys: Keyspace;
   private readonly redis: Redis;
   private readonly registry: NodeRegistry;
   private readonly tasksQueue: Queue;
@@ -94,18 +97,22 @@ export class TydraNode {
     this.logger = this.options.logger.child({ component: 'node', nodeId: this.id });
     this.redis = createRedis(this.options.redisUrl);
     watchConnection(this.redis, this.logger, 'node');
-    this.registry = new NodeRegistry(this.redis);
-    this.tasksQueue = new Queue(TASKS_QUEUE, { connection: this.redis });
+    this.keys = createKeys(this.options.namespace);
+    this.registry = new NodeRegistry(this.redis, this.keys);
+    this.tasksQueue = new Queue(TASKS_QUEUE, { connection: this.redis, prefix: this.keys.bullPrefix });
     logErrors(this.tasksQueue, (error) => this.logger.warn({ err: error.message }, 'tasks queue error'));
-    this.cancels = new CancelListener(this.redis, this.logger);
-    this.workunitsQueue = new Queue<WorkunitBatchData>(WORKUNITS_QUEUE, { connection: this.redis });
+    this.cancels = new CancelListener(this.redis, this.keys, this.logger);
+    this.workunitsQueue = new Queue<WorkunitBatchData>(WORKUNITS_QUEUE, {
+      connection: this.redis,
+      prefix: this.keys.bullPrefix,
+    });
     logErrors(this.workunitsQueue, (error) => this.logger.warn({ err: error.message }, 'workunits queue error'));
     this.gate = new SlotGate(this.options.concurrency);
-    this.reporter = new InstanceReporter(this.tasksQueue, this.redis);
+    this.reporter = new InstanceReporter(this.tasksQueue, this.redis, this.keys);
     this.metrics = nodeMetrics(tydraMetrics(this.options.metrics), this.id);
     this.cache = new PackageCache(
       this.options.cacheDir,
-      new PackageStore(this.redis),
+      new PackageStore(this.redis, this.keys),
       this.options.limits,
       this.logger,
       this.options.cacheMaxBytes,
@@ -162,6 +169,7 @@ export class TydraNode {
     const env = this.executionEnv();
     this.worker = new Worker<NodeJobData, unknown>(this.queueName, (job, token) => executeNodeJob(env, job, token), {
       connection: this.redis,
+      prefix: this.keys.bullPrefix,
       concurrency: this.options.concurrency,
       name: this.id,
       lockDuration: this.options.lockDurationMs,
@@ -189,6 +197,7 @@ export class TydraNode {
     this.cancels.onUnitsStop((instanceId) => void pool.stop(instanceId, new TaskCancelledError(instanceId)));
     const deps = {
       redis: this.redis,
+      keys: this.keys,
       pool,
       gate: this.gate,
       reporter: this.reporter,
@@ -199,6 +208,7 @@ export class TydraNode {
     };
     this.unitsWorker = new Worker<WorkunitBatchData>(WORKUNITS_QUEUE, (job) => processBatch(deps, job), {
       connection: this.redis,
+      prefix: this.keys.bullPrefix,
       concurrency: this.options.concurrency,
       name: this.id,
       lockDuration: this.options.lockDurationMs,
@@ -212,7 +222,7 @@ export class TydraNode {
   private queueNamed(name: string): Queue {
     let queue = this.otherQueues.get(name);
     if (queue === undefined) {
-      queue = new Queue(name, { connection: this.redis });
+      queue = new Queue(name, { connection: this.redis, prefix: this.keys.bullPrefix });
       logErrors(queue, (error) => this.logger.warn({ err: error.message }, 'queue error'));
       this.otherQueues.set(name, queue);
     }
@@ -285,6 +295,7 @@ export class TydraNode {
       cgroups: this.cgroups,
       runtimeDir: this.runtimeDir,
       redis: this.redis,
+      keys: this.keys,
       gate: this.gate,
       reporter: this.reporter,
       workunitsQueue: this.workunitsQueue,
@@ -430,7 +441,7 @@ export class TydraNode {
   /** Drops cached versions the prune job removed from Redis (never one in use). */
   private async pruneCache(): Promise<void> {
     try {
-      const summary = await this.cache.pruneRemoved((name, sha1) => blobExists(this.redis, name, sha1));
+      const summary = await this.cache.pruneRemoved((name, sha1) => blobExists(this.redis, this.keys, name, sha1));
       if (summary.removed.length > 0) {
         this.logger.info(
           { removed: summary.removed.length, freedBytes: summary.freedBytes },

@@ -21,7 +21,14 @@ import {
   type MetricsOptions,
   metricsShape,
 } from '../core/metrics-options.js';
-import { type CommonOptions, DEFAULT_REDIS_URL, loggerSchema, positiveInt, redisUrlSchema } from '../core/options.js';
+import {
+  type CommonOptions,
+  DEFAULT_REDIS_URL,
+  loggerSchema,
+  positiveInt,
+  namespaceSchema,
+  redisUrlSchema,
+} from '../core/options.js';
 import { loadSecretKey } from '../core/secret-box.js';
 import { parseOptions } from '../core/validate.js';
 import { NODE_DEFAULTS } from './defaults.js';
@@ -97,6 +104,8 @@ export interface NodeOptions extends CommonOptions, MetricsOptions {
 }
 export interface CompiledNodeOptions extends CompiledMetricsOptions {
   redisUrl: string;
+  /** The namespace every key and queue lives in (`lib/core/namespace.ts`). */
+  namespace: string;
   logger: Logger;
   id: string;
   concurrency: number;
@@ -123,6 +132,7 @@ const DAY_MS = 86_400_000;
 
 const nodeSchema = z.strictObject({
   redis: redisUrlSchema.default(DEFAULT_REDIS_URL),
+  namespace: namespaceSchema,
   logger: loggerSchema,
   id: nodeId.optional(),
   concurrency: positiveInt.max(1024).optional(),
@@ -183,6 +193,7 @@ export function compileNodeOptions(raw: NodeOptions = {}): CompiledNodeOptions {
     secretKey: loadSecretKey({ secretKey, secretKeyFile }),
     allowConnect: compileConnectPolicy(parsed.allowConnect),
     redisUrl: parsed.redis,
+    namespace: parsed.namespace,
     logger: parsed.logger ?? silentLogger(),
     id: parsed.id ?? defaultNodeId(),
     concurrency: parsed.concurrency ?? availableParallelism(),

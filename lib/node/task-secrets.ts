@@ -9,11 +9,13 @@ import type { Redis } from 'ioredis';
 
 import { SecretUnavailableError } from '../core/errors.js';
 import { openSecret, type SecretMapping, secretMappingOf } from '../core/secret-box.js';
+import type { Keyspace } from '../redis/keys.js';
 import { readSealedSecrets } from '../redis/secret-commands.js';
 
 /** Environment variable → clear value; empty when the TaskInstance needs no secrets. */
 export async function openTaskSecrets(
   redis: Redis,
+  keys: Keyspace,
   key: Buffer | undefined,
   nodeId: string,
   declared: readonly string[] | undefined,
@@ -30,6 +32,7 @@ export async function openTaskSecrets(
   }
   const sealed = await readSealedSecrets(
     redis,
+    keys,
     entries.map(([, name]) => name),
   );
   const env: Record<string, string> = {};

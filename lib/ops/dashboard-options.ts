@@ -5,7 +5,14 @@ import { z } from 'zod';
 import { InvalidOptionError } from '../core/errors.js';
 import type { Logger } from '../core/logger.js';
 import { silentLogger } from '../core/logger.js';
-import { type CommonOptions, DEFAULT_REDIS_URL, loggerSchema, positiveInt, redisUrlSchema } from '../core/options.js';
+import {
+  type CommonOptions,
+  DEFAULT_REDIS_URL,
+  loggerSchema,
+  positiveInt,
+  namespaceSchema,
+  redisUrlSchema,
+} from '../core/options.js';
 import { parseOptions } from '../core/validate.js';
 import { DASHBOARD_DEFAULTS } from './defaults.js';
 
@@ -50,6 +57,8 @@ export interface DashboardOptions extends CommonOptions {
 }
 export interface CompiledDashboardOptions {
   redisUrl: string;
+  /** The namespace every key and queue lives in (`lib/core/namespace.ts`). */
+  namespace: string;
   logger: Logger;
   port: number;
   host: string;
@@ -73,6 +82,7 @@ const userSchema = z.strictObject({
 
 const dashboardSchema = z.strictObject({
   redis: redisUrlSchema.default(DEFAULT_REDIS_URL),
+  namespace: namespaceSchema,
   logger: loggerSchema,
   port: z.number().int().min(0).max(65535).default(DASHBOARD_DEFAULTS.port),
   host: z.string().min(1).default(DASHBOARD_DEFAULTS.host),
@@ -106,6 +116,7 @@ export function compileDashboardOptions(raw: DashboardOptions = {}): CompiledDas
   }
   return {
     redisUrl: parsed.redis,
+    namespace: parsed.namespace,
     logger: parsed.logger ?? silentLogger(),
     port: parsed.port,
     host: parsed.host,

@@ -44,6 +44,7 @@ import { TASKS_QUEUE, type TaskInstanceData } from '../../queues/tasks.js';
 import { drainNode, type NodeDrainDeps, resumeNode } from '../master/node-drain.js';
 import { QUIT_MS, settlesWithin } from '../core/bounded-close.js';
 import { createRedis, logErrors, watchConnection } from '../redis/connection.js';
+import { createKeys, type Keyspace } from '../redis/keys.js';
 import { dropConnections } from '../redis/force-disconnect.js';
 
 /** How long the dashboard's graceful close may take before it force-closes. */
@@ -81,6 +82,8 @@ export class Dashboard {
   readonly options: CompiledDashboardOptions;
   private readonly logger: Logger;
   private readonly redis: Redis;
+  /** Every key and queue of the dashboard's namespace. */
+  private readonly keys: Keyspace;
   private readonly queues = new Map<string, Queue>();
   private server: Server | undefined;
   private timer: NodeJS.Timeout | undefined;
@@ -96,6 +99,7 @@ export class Dashboard {
     this.options = compileDashboardOptions(options);
     this.logger = this.options.logger.child({ component: 'dashboard' });
     this.redis = createRedis(this.options.redisUrl);
+    this.keys = createKeys(this.options.namespace);
     watchConnection(this.redis, this.logger, 'dashboard');
   }
 
@@ -107,7 +111,7 @@ export class Dashboard {
     this.timer = setInterval(() => void this.refresh(), this.options.refreshMs);
     const registry = this.options.metrics;
     this.unwatchNodes = tydraMetrics(registry).watchAliveNodes(
-      async () => (await new NodeRegistry(this.redis).live()).length,
+      async () => (await new NodeRegistry(this.redis, this.keys).live()).length,
     );
 
     const app = express();
@@ -119,12 +123,12 @@ export class Dashboard {
     app.use(sameOrigin());
     this.metricsRoute(app, registry);
     this.tydraRoutes(app);
-    this.tydra = new Tydra({ redis: this.options.redisUrl, logger: this.logger });
+    this.tydra = new Tydra({ redis: this.options.redisUrl, namespace: this.options.namespace, logger: this.logger });
     app.use(
       TYDRA_PAGES_PATH,
       tydraPages({
         tydra: this.tydra,
-        nodes: () => new NodeRegistry(this.redis).list(),
+        nodes: () => new NodeRegistry(this.redis, this.keys).list(),
         nodeQueue: (nodeId) => this.nodeQueueState(nodeId),
         drain: (nodeId) => drainNode(this.drainDeps(), nodeId),
         resume: (nodeId) => resumeNode(this.drainDeps(), nodeId),
@@ -220,14 +224,15 @@ export class Dashboard {
     if (tydra === undefined) {
       throw new Error('internal error: the tydra pages answered before their client was made; please file an issue');
     }
-    return { redis: this.redis, tasksQueue: this.boardQueue(TASKS_QUEUE), status: (id) => tydra.run(id).status() };
+    return { redis: this.redis, keys: this.keys, tasksQueue: this.boardQueue(TASKS_QUEUE), status: (id) => tydra.run(id).status() };
   }
 
   /** What draining a node from the board needs: the dashboard's connection and queues. */
   private drainDeps(): NodeDrainDeps {
     return {
       redis: this.redis,
-      registry: new NodeRegistry(this.redis),
+      keys: this.keys,
+      registry: new NodeRegistry(this.redis, this.keys),
       logger: this.logger,
       // The board's queues carry no data type: these two hold TaskInstances and node jobs.
       tasksQueue: this.boardQueue(TASKS_QUEUE) as Queue<TaskInstanceData>,
@@ -239,7 +244,7 @@ export class Dashboard {
   private boardQueue(name: string): Queue {
     let queue = this.queues.get(name);
     if (queue === undefined) {
-      queue = new Queue(name, { connection: this.redis });
+      queue = new Queue(name, { connection: this.redis, prefix: this.keys.bullPrefix });
       logErrors(queue, (error) => this.logger.warn({ err: error.message, queue: name }, 'queue error'));
       this.queues.set(name, queue);
     }
@@ -254,7 +259,7 @@ export class Dashboard {
   /** Re-reads the node registry and replaces the board's queues. */
   async refresh(): Promise<void> {
     try {
-      const nodes = await new NodeRegistry(this.redis).list();
+      const nodes = await new NodeRegistry(this.redis, this.keys).list();
       const wanted = boardQueueNames(nodes.map((node) => node.id));
       for (const name of wanted) {
         this.boardQueue(name);

@@ -10,6 +10,7 @@ import type { TaskState, TaskStatus } from '../client/types.js';
 import { TaskNotFoundError, TydraError } from '../core/errors.js';
 import { stepChildren } from '../master/sequence-children.js';
 import { readSequencePlan } from '../master/sequence-plan.js';
+import type { Keyspace } from '../redis/keys.js';
 import { readCounts, readFailuresPage } from '../redis/parallel-commands.js';
 import type { WorkunitCounts } from '../../queues/progress.js';
 import type { TaskInstanceData } from '../../queues/tasks.js';
@@ -44,6 +45,7 @@ export type InstanceParts = WorkunitParts | StepParts;
 
 export interface InstancePartsDeps {
   redis: Redis;
+  keys: Keyspace;
   tasksQueue: Queue;
   /** A TaskInstance's status, as `tydra status` reads it. */
   status: (id: string) => Promise<TaskStatus>;
@@ -57,7 +59,7 @@ export async function readInstanceParts(
 ): Promise<InstanceParts | undefined> {
   const job = await Job.fromId<TaskInstanceData>(deps.tasksQueue, id);
   if (job?.data.kind === 'parallel') {
-    return workunitParts(deps.redis, job, failuresFrom);
+    return workunitParts(deps.redis, deps.keys, job, failuresFrom);
   }
   if (job?.data.kind === 'sequence') {
     return stepParts(deps, job);
@@ -65,11 +67,16 @@ export async function readInstanceParts(
   return undefined;
 }
 
-async function workunitParts(redis: Redis, job: Job<TaskInstanceData>, from: number): Promise<WorkunitParts> {
+async function workunitParts(
+  redis: Redis,
+  keys: Keyspace,
+  job: Job<TaskInstanceData>,
+  from: number,
+): Promise<WorkunitParts> {
   const id = job.id ?? '';
   const [live, failures] = await Promise.all([
-    readCounts(redis, id),
-    readFailuresPage(redis, id, from, FAILURES_PER_PAGE),
+    readCounts(redis, keys, id),
+    readFailuresPage(redis, keys, id, from, FAILURES_PER_PAGE),
   ]);
   // The state hash counts while it lives; the job's last progress report outlives it.
   const progress = job.progress as { workunits?: WorkunitCounts; splitDone?: boolean } | undefined;
@@ -87,7 +94,7 @@ async function stepParts(deps: InstancePartsDeps, job: Job<TaskInstanceData>): P
   const current = job.data.sequence?.step;
   let plan;
   try {
-    plan = await readSequencePlan(deps.redis, job.data.package, job.data.task);
+    plan = await readSequencePlan(deps.redis, deps.keys, job.data.package, job.data.task);
   } catch (error) {
     if (error instanceof TydraError) {
       return { kind: 'sequence', current, steps: [], problem: error.message };

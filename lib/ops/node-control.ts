@@ -15,9 +15,12 @@ import { type Logger, silentLogger } from '../core/logger.js';
 import { drainNode, type NodeDrainDeps, resumeNode } from '../master/node-drain.js';
 import { BOUNDED_QUEUE_OPTIONS, createBoundedRedis, whenReachable } from '../redis/connection.js';
 import { dropConnections } from '../redis/force-disconnect.js';
+import { createKeys, type Keyspace } from '../redis/keys.js';
 
 export interface NodeControlOptions {
   redis: string;
+  /** The namespace (`lib/core/namespace.ts`). @defaultValue `tydra` */
+  namespace?: string;
   /** How long a call waits for an unreachable Redis. @defaultValue 10 s */
   connectTimeoutMs?: number;
   logger?: Logger;
@@ -25,17 +28,20 @@ export interface NodeControlOptions {
 
 export class NodeControl {
   private readonly redis: Redis;
+  private readonly keys: Keyspace;
   private readonly queues = new Map<string, Queue>();
   private readonly deps: NodeDrainDeps;
 
   constructor(options: NodeControlOptions) {
+    this.keys = createKeys(options.namespace);
     this.redis = createBoundedRedis(options.redis, options.connectTimeoutMs ?? 10_000);
     const logger = (options.logger ?? silentLogger()).child({ component: 'node-control' });
     this.redis.on('error', (error) => logger.debug({ err: error.message }, 'redis connection error'));
     const tasksQueue = this.queue<TaskInstanceData>(TASKS_QUEUE);
     this.deps = {
       redis: this.redis,
-      registry: new NodeRegistry(this.redis),
+      keys: this.keys,
+      registry: new NodeRegistry(this.redis, this.keys),
       logger,
       tasksQueue,
       nodeQueue: (nodeId) => this.queue<NodeJobData>(nodeQueueName(nodeId)),
@@ -67,7 +73,7 @@ export class NodeControl {
   private queue<T>(name: string): Queue<T> {
     let queue = this.queues.get(name);
     if (queue === undefined) {
-      queue = new Queue(name, { connection: this.redis, ...BOUNDED_QUEUE_OPTIONS });
+      queue = new Queue(name, { connection: this.redis, prefix: this.keys.bullPrefix, ...BOUNDED_QUEUE_OPTIONS });
       // Errors reach the caller through the commands that fail.
       queue.on('error', () => undefined);
       this.queues.set(name, queue);

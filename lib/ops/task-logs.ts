@@ -16,9 +16,12 @@ import { QUIT_MS, settlesWithin } from '../core/bounded-close.js';
 import { TaskNotFoundError } from '../core/errors.js';
 import { BOUNDED_QUEUE_OPTIONS, createBoundedRedis, whenReachable } from '../redis/connection.js';
 import { dropConnections } from '../redis/force-disconnect.js';
+import { createKeys } from '../redis/keys.js';
 
 export interface TaskLogsOptions {
   redis: string;
+  /** The namespace (`lib/core/namespace.ts`). @defaultValue `tydra` */
+  namespace?: string;
   /** How long a call waits for an unreachable Redis. @defaultValue 10 s */
   connectTimeoutMs?: number;
   /** How often a follow looks for new lines. @defaultValue 250 ms */
@@ -35,7 +38,11 @@ export class TaskLogs {
   constructor(options: TaskLogsOptions) {
     this.redis = createBoundedRedis(options.redis, options.connectTimeoutMs ?? 10_000);
     this.redis.on('error', () => undefined);
-    this.queue = new Queue(TASKS_QUEUE, { connection: this.redis, ...BOUNDED_QUEUE_OPTIONS });
+    this.queue = new Queue(TASKS_QUEUE, {
+      connection: this.redis,
+      prefix: createKeys(options.namespace).bullPrefix,
+      ...BOUNDED_QUEUE_OPTIONS,
+    });
     this.queue.on('error', () => undefined);
     this.pollMs = options.pollMs ?? 250;
   }

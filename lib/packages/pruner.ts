@@ -17,7 +17,7 @@ import type { Redis } from 'ioredis';
 // Kept, not passed in: every holder is a TaskInstance, whose job lives in the tasks queue by
 // contract, so a parameter would only make each caller repeat this one constant.
 import { TASKS_QUEUE } from '../../queues/tasks.js';
-import { packageHoldersKey, packagesKey, packageVersionsKey, taskJobKey } from '../redis/keys.js';
+import type { Keyspace } from '../redis/keys.js';
 import { type PruneVerdict, pruneVersions } from '../redis/package-commands.js';
 import { PACKAGE_DEFAULTS } from './defaults.js';
 import { PackageStore } from './store.js';
@@ -64,6 +64,7 @@ export interface PruneReport {
 /** A pass's settings, with defaults applied, and what every step of it shares. */
 interface Pass {
   redis: Redis;
+  keys: Keyspace;
   store: PackageStore;
   dryRun: boolean;
   graceMs: number;
@@ -75,12 +76,13 @@ interface Pass {
 
 type VersionRef = { name: string; sha1: string };
 
-export async function prunePackages(redis: Redis, options: PruneOptions = {}): Promise<PruneReport> {
+export async function prunePackages(redis: Redis, keys: Keyspace, options: PruneOptions = {}): Promise<PruneReport> {
   const started = Date.now();
   const dryRun = options.dryRun ?? false;
   const pass: Pass = {
     redis,
-    store: new PackageStore(redis),
+    keys,
+    store: new PackageStore(redis, keys),
     dryRun,
     graceMs: options.graceMs ?? PACKAGE_DEFAULTS.pruneGraceMs,
     auditAfterMs: options.auditAfterMs ?? PACKAGE_DEFAULTS.pruneAuditAfterMs,
@@ -88,9 +90,9 @@ export async function prunePackages(redis: Redis, options: PruneOptions = {}): P
     log: options.log ?? (() => undefined),
     report: { dryRun, removed: [], kept: [], healed: [], packages: 0, versions: 0, ms: 0 },
   };
-  for await (const names of scanPackageNames(redis, pass.batch)) {
+  for await (const names of scanPackageNames(redis, keys, pass.batch)) {
     pass.report.packages += names.length;
-    const versions = await listVersions(redis, names, pass.batch);
+    const versions = await listVersions(redis, keys, names, pass.batch);
     // Versions are decided a batch at a time: one pipelined round trip for the holder audit, one
     // for the decisions, so a pass costs O(versions / batch) round trips.
     for (let start = 0; start < versions.length; start += pass.batch) {
@@ -106,11 +108,11 @@ export async function prunePackages(redis: Redis, options: PruneOptions = {}): P
 
 /** Audits the holders of a chunk's versions; returns how many were healed per `name@sha1`. */
 async function healChunk(pass: Pass, chunk: readonly VersionRef[]): Promise<Map<string, number>> {
-  const { redis, dryRun, batch } = pass;
+  const { redis, keys, dryRun, batch } = pass;
   const olderThan = Date.now() - pass.auditAfterMs;
   const audit = redis.pipeline();
   for (const { name, sha1 } of chunk) {
-    audit.zcount(packageHoldersKey(name, sha1), '-inf', olderThan);
+    audit.zcount(keys.packageHolders(name, sha1), '-inf', olderThan);
   }
   const counts = (await audit.exec()) ?? [];
   const healedBy = new Map<string, number>();
@@ -118,7 +120,7 @@ async function healChunk(pass: Pass, chunk: readonly VersionRef[]): Promise<Map<
     if (Number(counts[index]?.[1] ?? 0) === 0) {
       continue;
     }
-    const healed = await auditHolders(redis, pass.store, name, sha1, { dryRun, olderThan, batch });
+    const healed = await auditHolders(redis, keys, pass.store, name, sha1, { dryRun, olderThan, batch });
     healedBy.set(`${name}@${sha1}`, healed.length);
     for (const holder of healed) {
       pass.report.healed.push(holder);
@@ -136,6 +138,7 @@ async function decideChunk(pass: Pass, chunk: readonly VersionRef[], healedBy: M
   const now = Date.now();
   const replies = await pruneVersions(
     pass.redis,
+    pass.keys,
     chunk.map(({ name, sha1 }) => ({ name, sha1, now, graceMs, dryRun })),
   );
   for (const [index, { name, sha1 }] of chunk.entries()) {
@@ -160,10 +163,10 @@ async function decideChunk(pass: Pass, chunk: readonly VersionRef[], healedBy: M
 }
 
 /** Package names, a ZSCAN page at a time. */
-async function* scanPackageNames(redis: Redis, batch: number): AsyncGenerator<string[]> {
+async function* scanPackageNames(redis: Redis, keys: Keyspace, batch: number): AsyncGenerator<string[]> {
   let cursor = '0';
   do {
-    const [next, entries] = await redis.zscan(packagesKey, cursor, 'COUNT', batch);
+    const [next, entries] = await redis.zscan(keys.packages, cursor, 'COUNT', batch);
     cursor = next;
     const names = entries.filter((_entry, index) => index % 2 === 0);
     if (names.length > 0) {
@@ -175,12 +178,13 @@ async function* scanPackageNames(redis: Redis, batch: number): AsyncGenerator<st
 /** Every version of `names`: the first HSCAN page of each in one pipeline, the rare rest one by one. */
 async function listVersions(
   redis: Redis,
+  keys: Keyspace,
   names: readonly string[],
   batch: number,
 ): Promise<Array<{ name: string; sha1: string }>> {
   const firstPages = redis.pipeline();
   for (const name of names) {
-    firstPages.hscan(packageVersionsKey(name), '0', 'COUNT', batch);
+    firstPages.hscan(keys.packageVersions(name), '0', 'COUNT', batch);
   }
   const pages = (await firstPages.exec()) ?? [];
   const versions: Array<{ name: string; sha1: string }> = [];
@@ -196,7 +200,7 @@ async function listVersions(
       if (cursor === '0') {
         break;
       }
-      [cursor, entries] = await redis.hscan(packageVersionsKey(name), cursor, 'COUNT', batch);
+      [cursor, entries] = await redis.hscan(keys.packageVersions(name), cursor, 'COUNT', batch);
     }
   }
   return versions;
@@ -208,13 +212,14 @@ async function listVersions(
  */
 async function auditHolders(
   redis: Redis,
+  keys: Keyspace,
   store: PackageStore,
   name: string,
   sha1: string,
   options: { dryRun: boolean; olderThan: number; batch: number },
 ): Promise<HealedHolder[]> {
   const healed: HealedHolder[] = [];
-  const key = packageHoldersKey(name, sha1);
+  const key = keys.packageHolders(name, sha1);
   let offset = 0;
   for (;;) {
     const ids = await redis.zrangebyscore(key, '-inf', options.olderThan, 'LIMIT', offset, options.batch);
@@ -223,7 +228,7 @@ async function auditHolders(
     }
     const pipeline = redis.pipeline();
     for (const id of ids) {
-      pipeline.hmget(taskJobKey(TASKS_QUEUE, id), 'finishedOn', 'timestamp');
+      pipeline.hmget(keys.taskJob(TASKS_QUEUE, id), 'finishedOn', 'timestamp');
     }
     const answers = (await pipeline.exec()) ?? [];
     let kept = 0;

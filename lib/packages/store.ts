@@ -10,18 +10,7 @@ import { randomUUID } from 'node:crypto';
 import type { Redis } from 'ioredis';
 
 import { PackageIntegrityError, UnknownTaskError } from '../core/errors.js';
-import {
-  packageBlobKey,
-  packageHoldersKey,
-  packageIdleKey,
-  packageLatestKey,
-  packageLeaseKey,
-  packagesKey,
-  packageUndeployedKey,
-  packageVersionsKey,
-  refsKey,
-  uploadKey,
-} from '../redis/keys.js';
+import type { Keyspace } from '../redis/keys.js';
 import {
   commitDeploy,
   CommitDeployStatus,
@@ -43,7 +32,7 @@ export const CHUNK_BYTES = 1024 * 1024;
 /** An abandoned upload (crashed deployer) disappears on its own after this long. */
 const UPLOAD_TTL_MS = 60 * 60 * 1000;
 
-/** One deployed version of a package, as stored in `tydra:package:<name>:versions`. */
+/** One deployed version of a package, as stored in `{NAME}:package:<name>:versions`. */
 export interface PackageVersion {
   name: string;
   sha1: string;
@@ -88,6 +77,7 @@ export class PackageStore {
 
   constructor(
     private readonly redis: Redis,
+    private readonly keys: Keyspace,
     options: PackageStoreOptions = {},
   ) {
     this.leaseMs = options.leaseMs ?? PACKAGE_DEFAULTS.deployLeaseMs;
@@ -100,12 +90,12 @@ export class PackageStore {
   async deploy(packed: PackedPackage): Promise<DeployResult> {
     const { name } = packed.manifest;
     const { sha1, tarball } = packed;
-    const blobKey = packageBlobKey(name, sha1);
+    const blobKey = this.keys.packageBlob(name, sha1);
     const uploadId = randomUUID();
-    const upload = uploadKey(uploadId);
+    const upload = this.keys.upload(uploadId);
     // Lease first, then look: a prune between our EXISTS and our commit would otherwise delete
     // the blob we decided not to upload (Ray learned this the hard way).
-    await this.redis.set(packageLeaseKey(name, sha1), String(Date.now()), 'PX', this.leaseMs);
+    await this.redis.set(this.keys.packageLease(name, sha1), String(Date.now()), 'PX', this.leaseMs);
     // Dedupe: identical content is never uploaded twice. A concurrent deploy of the same tree
     // may still upload; the commit script then keeps one value and drops the other.
     if ((await this.redis.exists(blobKey)) === 0) {
@@ -124,7 +114,7 @@ export class PackageStore {
       deployedAt: Date.now(),
       manifest: packed.manifest,
     };
-    const status = await commitDeploy(this.redis, {
+    const status = await commitDeploy(this.redis, this.keys, {
       name,
       sha1,
       uploadId,
@@ -146,7 +136,7 @@ export class PackageStore {
     if (versionPrefix !== undefined && versionPrefix.length === 40) {
       sha1 = versionPrefix;
     } else if (versionPrefix !== undefined) {
-      const matches = (await this.redis.hkeys(packageVersionsKey(name))).filter((candidate) =>
+      const matches = (await this.redis.hkeys(this.keys.packageVersions(name))).filter((candidate) =>
         candidate.startsWith(versionPrefix),
       );
       if (matches.length > 1) {
@@ -160,7 +150,7 @@ export class PackageStore {
       sha1 = matches[0];
     }
     // Latest, record and undeployed mark in one script: a submit's one round trip before take-ref.
-    const found = await resolveVersion(this.redis, { name, sha1 });
+    const found = await resolveVersion(this.redis, this.keys, { name, sha1 });
     if (found.sha1 === null) {
       throw new UnknownTaskError(`Expected a deployed package named ${name}, found none`);
     }
@@ -186,7 +176,7 @@ export class PackageStore {
     instanceId: string,
     options: { alreadyHeld?: boolean } = {},
   ): Promise<void> {
-    const status = await takeRef(this.redis, {
+    const status = await takeRef(this.redis, this.keys, {
       name,
       sha1,
       instanceId,
@@ -209,14 +199,14 @@ export class PackageStore {
   async releaseRef(instanceId: string, pinned?: { name: string; sha1: string }): Promise<boolean> {
     let version = pinned;
     if (version === undefined) {
-      const ref = await this.redis.hget(refsKey, instanceId);
+      const ref = await this.redis.hget(this.keys.refs, instanceId);
       const at = ref?.lastIndexOf('@') ?? -1;
       if (ref === null || ref === undefined || at < 1) {
         return false;
       }
       version = { name: ref.slice(0, at), sha1: ref.slice(at + 1) };
     }
-    const status = await releaseRef(this.redis, { ...version, instanceId, now: Date.now() });
+    const status = await releaseRef(this.redis, this.keys, { ...version, instanceId, now: Date.now() });
     return status === ReleaseRefStatus.Released;
   }
 
@@ -225,7 +215,7 @@ export class PackageStore {
    * newly undeployed and the new latest. Throws `UnknownTaskError` for an unknown version.
    */
   async undeploy(name: string, sha1?: string): Promise<{ undeployed: number; latest: string | null }> {
-    const { status, undeployed, latest } = await undeploy(this.redis, { name, sha1 });
+    const { status, undeployed, latest } = await undeploy(this.redis, this.keys, { name, sha1 });
     if (status === UndeployStatus.NotFound) {
       throw new UnknownTaskError(
         `Expected a deployed ${sha1 === undefined ? 'package' : 'version'} ${name}${sha1 === undefined ? '' : `@${sha1}`}, found none`,
@@ -236,7 +226,7 @@ export class PackageStore {
 
   /** The full sha1 of the version `prefix` names (undeployed ones included). */
   async expandVersion(name: string, prefix: string): Promise<string> {
-    const matches = (await this.redis.hkeys(packageVersionsKey(name))).filter((candidate) =>
+    const matches = (await this.redis.hkeys(this.keys.packageVersions(name))).filter((candidate) =>
       candidate.startsWith(prefix),
     );
     if (matches.length !== 1 || matches[0] === undefined) {
@@ -248,17 +238,17 @@ export class PackageStore {
   /** Every stored version of `name`, newest first, with its use. */
   async versions(name: string): Promise<{ latest: string | null; versions: PackageVersionInfo[] }> {
     const [latest, all, undeployed, idle] = await Promise.all([
-      this.redis.get(packageLatestKey(name)),
-      this.redis.hvals(packageVersionsKey(name)),
-      this.redis.smembers(packageUndeployedKey(name)),
-      this.redis.hgetall(packageIdleKey(name)),
+      this.redis.get(this.keys.packageLatest(name)),
+      this.redis.hvals(this.keys.packageVersions(name)),
+      this.redis.smembers(this.keys.packageUndeployed(name)),
+      this.redis.hgetall(this.keys.packageIdle(name)),
     ]);
     const stored = all.map((json) => JSON.parse(json) as PackageVersion).sort((a, b) => b.deployedAt - a.deployedAt);
     const versions = await Promise.all(
       stored.map(async (version): Promise<PackageVersionInfo> => {
         const [holders, lease] = await Promise.all([
-          this.redis.zrange(packageHoldersKey(name, version.sha1), 0, -1),
-          this.redis.pttl(packageLeaseKey(name, version.sha1)),
+          this.redis.zrange(this.keys.packageHolders(name, version.sha1), 0, -1),
+          this.redis.pttl(this.keys.packageLease(name, version.sha1)),
         ]);
         const idleAt = idle[version.sha1];
         return {
@@ -276,7 +266,7 @@ export class PackageStore {
 
   /** Names of all deployed packages. */
   async names(): Promise<string[]> {
-    return this.redis.zrange(packagesKey, 0, -1);
+    return this.redis.zrange(this.keys.packages, 0, -1);
   }
 
   /**
@@ -284,7 +274,7 @@ export class PackageStore {
    * Throws `PackageIntegrityError` when the bytes are missing or do not hash to `sha1`.
    */
   async download(name: string, sha1: string): Promise<Buffer> {
-    const key = packageBlobKey(name, sha1);
+    const key = this.keys.packageBlob(name, sha1);
     const length = await this.redis.strlen(key);
     if (length === 0) {
       throw new PackageIntegrityError(`Expected package bytes at ${key}, found none`);

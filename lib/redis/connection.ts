@@ -11,12 +11,18 @@
  * - A `redis-sentinel://` URL gives a Sentinel connection: ioredis asks the sentinels where the
  *   primary is at every (re)connect, so after a failover every connection, and every duplicate
  *   BullMQ makes of it (`duplicate()` copies the sentinel settings), finds the new primary.
+ * - A `redis-cluster://` URL gives an ioredis `Cluster`, typed as a `Redis` for the rest of tydra:
+ *   it answers the same commands, and every key tydra and BullMQ touch carries the namespace's
+ *   hash tag (`keys.ts`), so each MULTI, pipeline and Lua script stays in one slot and is routed
+ *   to the primary that serves it. What a Cluster cannot do with one namespace's keys, tydra does
+ *   not ask: no SCAN or KEYS over the keyspace (the pruner walks its own ZSET and HASHes), and
+ *   `WAIT` (`replication.ts`) goes to the namespace's primary.
  */
-import { type Command, Redis, type RedisOptions } from 'ioredis';
+import { Cluster, type ClusterOptions, type Command, Redis, type RedisOptions } from 'ioredis';
 
 import { RedisUnreachableError } from '../core/errors.js';
 import type { Logger } from '../core/logger.js';
-import { isSentinelUrl, parseSentinelUrl } from '../core/redis-url.js';
+import { isClusterUrl, isSentinelUrl, parseClusterUrl, parseSentinelUrl } from '../core/redis-url.js';
 
 /**
  * Settings of a Sentinel connection. Never give up asking the sentinels (the roles ride out
@@ -33,8 +39,30 @@ const SENTINEL_OPTIONS: RedisOptions = {
   enableOfflineQueue: true,
 };
 
+/**
+ * Settings of a Cluster connection: ask the seed nodes again with backoff for ever (as a single
+ * Redis reconnects), and queue commands while the slot map is being learnt or refreshed.
+ */
+const CLUSTER_OPTIONS: ClusterOptions = {
+  clusterRetryStrategy: (attempt: number) => Math.min(attempt * 100, 2000),
+  enableOfflineQueue: true,
+  enableReadyCheck: true,
+};
+
 export function createRedis(url: string, options: RedisOptions = {}): Redis {
   const common: RedisOptions = { maxRetriesPerRequest: null, lazyConnect: false, ...options };
+  if (isClusterUrl(url)) {
+    const { nodes, username, password } = parseClusterUrl(url);
+    const { lazyConnect, ...redisOptions } = common;
+    const cluster = new Cluster(nodes, {
+      ...CLUSTER_OPTIONS,
+      lazyConnect: lazyConnect ?? false,
+      // BullMQ reads `redisOptions.maxRetriesPerRequest` of a Cluster (null for its workers).
+      redisOptions: { ...redisOptions, username, password },
+    });
+    // Typed as a Redis: see the header. Code that must tell them apart checks `isCluster`.
+    return cluster as unknown as Redis;
+  }
   if (!isSentinelUrl(url)) {
     return new Redis(url, common);
   }
@@ -49,6 +77,14 @@ export { redactRedisUrl } from './url.js';
  * (with password)`: where a connection goes, safe for messages.
  */
 export function describeRedisTarget(redis: Redis): string {
+  if (redis.isCluster) {
+    const cluster = redis as unknown as {
+      startupNodes: Array<{ host?: string; port?: number }>;
+      options: ClusterOptions;
+    };
+    const seeds = cluster.startupNodes.map((node) => `${node.host ?? '127.0.0.1'}:${node.port ?? 6379}`).join(',');
+    return `Redis Cluster via ${seeds} (${cluster.options.redisOptions?.password ? 'with' : 'no'} password)`;
+  }
   const { host, port, password, sentinels, name } = redis.options;
   const secret = `(${password ? 'with' : 'no'} password)`;
   if (sentinels !== undefined && sentinels !== null && sentinels.length > 0) {
@@ -60,7 +96,21 @@ export function describeRedisTarget(redis: Redis): string {
 
 /** What ioredis keeps private but lets us reject: its offline queue and the commands in flight. */
 interface FlushableRedis {
-  flushQueue(error: Error): void;
+  flushQueue?(error: Error): void;
+  /** A Cluster's queue of commands waiting for the slot map (it has no `flushQueue`). */
+  offlineQueue?: { length: number; shift(): { command: Command } | undefined };
+}
+
+/** Rejects every command `redis` (a Redis or a Cluster) still holds with `error`. */
+function rejectPending(redis: Redis, error: Error): void {
+  const flushable = redis as unknown as FlushableRedis;
+  if (flushable.flushQueue !== undefined) {
+    flushable.flushQueue(error);
+    return;
+  }
+  for (let item = flushable.offlineQueue?.shift(); item !== undefined; item = flushable.offlineQueue?.shift()) {
+    item.command.reject(error);
+  }
 }
 
 /**
@@ -86,13 +136,14 @@ class ConnectionGate {
     redis.on('close', () => this.arm());
     redis.on('end', () => this.disarm(new RedisUnreachableError(describeRedisTarget(redis), 'connection closed')));
     const send = redis.sendCommand.bind(redis);
-    redis.sendCommand = (command: Command, stream?: Parameters<Redis['sendCommand']>[1]) => {
+    // `...rest`: a Cluster's sendCommand takes the node as a third argument.
+    redis.sendCommand = (command: Command, ...rest: unknown[]) => {
       // `connect` is the handshake after a TCP connect (ready check, AUTH): let it through.
       if (this.unreachable !== undefined && redis.status !== 'connect' && command.name !== 'quit') {
         command.reject(this.unreachable);
         return command.promise;
       }
-      return send(command, stream);
+      return (send as (command: Command, ...rest: unknown[]) => unknown)(command, ...rest);
     };
     this.arm();
   }
@@ -118,7 +169,7 @@ class ConnectionGate {
       this.timer = undefined;
       const error = new RedisUnreachableError(describeRedisTarget(this.redis), this.reason);
       this.unreachable = error;
-      (this.redis as unknown as FlushableRedis).flushQueue(error);
+      rejectPending(this.redis, error);
       this.settle(error);
     }, this.timeoutMs);
     this.timer.unref();

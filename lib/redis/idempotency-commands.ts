@@ -5,7 +5,7 @@
  */
 import type { Redis } from 'ioredis';
 
-import { idempotencyKey } from './keys.js';
+import type { Keyspace } from './keys.js';
 import { runScript } from './scripts.js';
 
 export interface IdempotencyScope {
@@ -20,20 +20,26 @@ export interface IdempotencyScope {
  */
 export async function claimIdempotencyKey(
   redis: Redis,
+  keys: Keyspace,
   scope: IdempotencyScope,
   instanceId: string,
   ttlMs: number,
 ): Promise<string | undefined> {
-  const key = idempotencyKey(scope.pkg, scope.task, scope.key);
+  const key = keys.idempotency(scope.pkg, scope.task, scope.key);
   const previous = await redis.call('SET', key, instanceId, 'PX', String(ttlMs), 'NX', 'GET');
   return typeof previous === 'string' ? previous : undefined;
 }
 
 /** Lets go of a claim whose submit failed, if it is still this TaskInstance's (see `release-idempotency-1.lua`). */
-export async function releaseIdempotencyKey(redis: Redis, scope: IdempotencyScope, instanceId: string): Promise<void> {
+export async function releaseIdempotencyKey(
+  redis: Redis,
+  keys: Keyspace,
+  scope: IdempotencyScope,
+  instanceId: string,
+): Promise<void> {
   await runScript(redis, {
     script: 'releaseIdempotency',
-    keys: [idempotencyKey(scope.pkg, scope.task, scope.key)],
+    keys: [keys.idempotency(scope.pkg, scope.task, scope.key)],
     argv: [instanceId],
   });
 }

@@ -6,18 +6,7 @@
 import type { Redis } from 'ioredis';
 
 import { IllegalStateError } from '../core/errors.js';
-import {
-  packageBlobKey,
-  packageHoldersKey,
-  packageIdleKey,
-  packageLatestKey,
-  packageLeaseKey,
-  packagesKey,
-  packageUndeployedKey,
-  packageVersionsKey,
-  refsKey,
-  uploadKey,
-} from './keys.js';
+import type { Keyspace } from './keys.js';
 import { runScript, runScripts, type ScriptCall } from './scripts.js';
 
 /** Status codes of `commit-deploy-8.lua`. */
@@ -68,7 +57,7 @@ function toStatus<E extends number>(values: Record<string, string | E>, reply: u
 export interface CommitDeployArgs {
   name: string;
   sha1: string;
-  /** The upload being committed (`tydra:upload:<uploadId>`); may not exist on a dedupe. */
+  /** The upload being committed (`{NAME}:upload:<uploadId>`); may not exist on a dedupe. */
   uploadId: string;
   /** The version entry, as JSON. */
   versionJson: string;
@@ -77,19 +66,19 @@ export interface CommitDeployArgs {
 }
 
 /** Makes an uploaded version visible: blob, version entry, latest, package list and lease in one step. */
-export async function commitDeploy(redis: Redis, args: CommitDeployArgs): Promise<CommitDeployStatus> {
+export async function commitDeploy(redis: Redis, keys: Keyspace, args: CommitDeployArgs): Promise<CommitDeployStatus> {
   const { name, sha1 } = args;
   const reply = await runScript(redis, {
     script: 'commitDeploy',
     keys: [
-      uploadKey(args.uploadId),
-      packageBlobKey(name, sha1),
-      packageVersionsKey(name),
-      packageLatestKey(name),
-      packagesKey,
-      packageLeaseKey(name, sha1),
-      packageIdleKey(name),
-      packageUndeployedKey(name),
+      keys.upload(args.uploadId),
+      keys.packageBlob(name, sha1),
+      keys.packageVersions(name),
+      keys.packageLatest(name),
+      keys.packages,
+      keys.packageLease(name, sha1),
+      keys.packageIdle(name),
+      keys.packageUndeployed(name),
     ],
     argv: [sha1, args.versionJson, String(args.now), name, String(args.leaseMs)],
   });
@@ -106,17 +95,17 @@ export interface TakeRefArgs {
 }
 
 /** Takes `instanceId`'s reference on `name@sha1`, atomically with the check that it can be used. */
-export async function takeRef(redis: Redis, args: TakeRefArgs): Promise<TakeRefStatus> {
+export async function takeRef(redis: Redis, keys: Keyspace, args: TakeRefArgs): Promise<TakeRefStatus> {
   const { name, sha1 } = args;
   const reply = await runScript(redis, {
     script: 'takeRef',
     keys: [
-      packageVersionsKey(name),
-      packageHoldersKey(name, sha1),
-      refsKey,
-      packageUndeployedKey(name),
-      packageBlobKey(name, sha1),
-      packageIdleKey(name),
+      keys.packageVersions(name),
+      keys.packageHolders(name, sha1),
+      keys.refs,
+      keys.packageUndeployed(name),
+      keys.packageBlob(name, sha1),
+      keys.packageIdle(name),
     ],
     argv: [sha1, args.instanceId, String(args.now), `${name}@${sha1}`, args.alreadyHeld ? '1' : '0'],
   });
@@ -137,11 +126,12 @@ export interface ResolvedVersion {
  */
 export async function resolveVersion(
   redis: Redis,
+  keys: Keyspace,
   args: { name: string; sha1: string | undefined },
 ): Promise<ResolvedVersion> {
   const reply = await runScript(redis, {
     script: 'resolveVersion',
-    keys: [packageLatestKey(args.name), packageVersionsKey(args.name), packageUndeployedKey(args.name)],
+    keys: [keys.packageLatest(args.name), keys.packageVersions(args.name), keys.packageUndeployed(args.name)],
     argv: [args.sha1 ?? ''],
   });
   if (!Array.isArray(reply) || reply.length !== 3) {
@@ -165,10 +155,10 @@ export interface ReleaseRefArgs {
 }
 
 /** Releases `instanceId`'s reference on `name@sha1` (idempotent). */
-export async function releaseRef(redis: Redis, args: ReleaseRefArgs): Promise<ReleaseRefStatus> {
+export async function releaseRef(redis: Redis, keys: Keyspace, args: ReleaseRefArgs): Promise<ReleaseRefStatus> {
   const reply = await runScript(redis, {
     script: 'releaseRef',
-    keys: [packageHoldersKey(args.name, args.sha1), refsKey, packageIdleKey(args.name)],
+    keys: [keys.packageHolders(args.name, args.sha1), keys.refs, keys.packageIdle(args.name)],
     argv: [args.instanceId, args.sha1, String(args.now)],
   });
   return toStatus(ReleaseRefStatus, reply, 'releaseRef');
@@ -189,10 +179,10 @@ export interface UndeployReply {
 }
 
 /** Removes `name@sha1` (or every version of `name`) from use, moving latest if needed. */
-export async function undeploy(redis: Redis, args: UndeployArgs): Promise<UndeployReply> {
+export async function undeploy(redis: Redis, keys: Keyspace, args: UndeployArgs): Promise<UndeployReply> {
   const reply = await runScript(redis, {
     script: 'undeploy',
-    keys: [packageVersionsKey(args.name), packageLatestKey(args.name), packageUndeployedKey(args.name)],
+    keys: [keys.packageVersions(args.name), keys.packageLatest(args.name), keys.packageUndeployed(args.name)],
     argv: [args.sha1 ?? ''],
   });
   const [count, latest] = Array.isArray(reply) ? (reply as unknown[]) : [];
@@ -223,19 +213,19 @@ export interface PruneVersionReply {
   undeployed: boolean;
 }
 
-function pruneVersionCall(args: PruneVersionArgs): ScriptCall {
+function pruneVersionCall(keys: Keyspace, args: PruneVersionArgs): ScriptCall {
   const { name, sha1 } = args;
   return {
     script: 'pruneVersion',
     keys: [
-      packageVersionsKey(name),
-      packageHoldersKey(name, sha1),
-      packageLeaseKey(name, sha1),
-      packageLatestKey(name),
-      packageIdleKey(name),
-      packageUndeployedKey(name),
-      packageBlobKey(name, sha1),
-      packagesKey,
+      keys.packageVersions(name),
+      keys.packageHolders(name, sha1),
+      keys.packageLease(name, sha1),
+      keys.packageLatest(name),
+      keys.packageIdle(name),
+      keys.packageUndeployed(name),
+      keys.packageBlob(name, sha1),
+      keys.packages,
     ],
     argv: [sha1, String(args.now), String(args.graceMs), args.dryRun ? '1' : '0', name],
   };
@@ -250,11 +240,20 @@ function toPruneVersionReply(reply: unknown): PruneVersionReply {
 }
 
 /** Decides (and unless a dry run, deletes) one version, in one step. */
-export async function pruneVersion(redis: Redis, args: PruneVersionArgs): Promise<PruneVersionReply> {
-  return toPruneVersionReply(await runScript(redis, pruneVersionCall(args)));
+export async function pruneVersion(redis: Redis, keys: Keyspace, args: PruneVersionArgs): Promise<PruneVersionReply> {
+  return toPruneVersionReply(await runScript(redis, pruneVersionCall(keys, args)));
 }
 
 /** {@link pruneVersion} for many versions in one pipeline (one round trip); replies in order. */
-export async function pruneVersions(redis: Redis, args: readonly PruneVersionArgs[]): Promise<PruneVersionReply[]> {
-  return (await runScripts(redis, args.map(pruneVersionCall))).map(toPruneVersionReply);
+export async function pruneVersions(
+  redis: Redis,
+  keys: Keyspace,
+  args: readonly PruneVersionArgs[],
+): Promise<PruneVersionReply[]> {
+  return (
+    await runScripts(
+      redis,
+      args.map((one) => pruneVersionCall(keys, one)),
+    )
+  ).map(toPruneVersionReply);
 }

@@ -8,7 +8,7 @@ import { z } from 'zod';
 
 import { secretMappingSchema } from '../core/secret-box.js';
 import { taskEnvSchema } from '../core/task-env.js';
-import { cancelKey, parallelBatchesKey, parallelFailuresKey, parallelResultsKey, parallelStateKey } from './keys.js';
+import type { Keyspace } from './keys.js';
 import { runScript } from './scripts.js';
 
 /** What every node needs to run a unit of the TaskInstance, written once by its coordinator. */
@@ -63,28 +63,29 @@ function parseAbort(raw: string | null | undefined): ParallelAbort | undefined {
  */
 export async function initParallel(
   redis: Redis,
+  keys: Keyspace,
   id: string,
   meta: ParallelMeta,
   maxFailed: number,
 ): Promise<ParallelCounts> {
-  const key = parallelStateKey(id);
+  const key = keys.parallelState(id);
   await redis
     .multi()
     .hsetnx(key, 'maxFailed', String(maxFailed))
     .hset(key, 'meta', JSON.stringify(meta))
     .persist(key)
     .exec();
-  return readCounts(redis, id);
+  return readCounts(redis, keys, id);
 }
 
-export async function readMeta(redis: Redis, id: string): Promise<ParallelMeta | undefined> {
-  const raw = await redis.hget(parallelStateKey(id), 'meta');
+export async function readMeta(redis: Redis, keys: Keyspace, id: string): Promise<ParallelMeta | undefined> {
+  const raw = await redis.hget(keys.parallelState(id), 'meta');
   return raw === null ? undefined : parallelMetaSchema.parse(JSON.parse(raw));
 }
 
-export async function readCounts(redis: Redis, id: string): Promise<ParallelCounts> {
+export async function readCounts(redis: Redis, keys: Keyspace, id: string): Promise<ParallelCounts> {
   const [enqueued, total, done, failed, running, splitDone, abort, ended] = await redis.hmget(
-    parallelStateKey(id),
+    keys.parallelState(id),
     'enqueued',
     'total',
     'done',
@@ -107,22 +108,33 @@ export async function readCounts(redis: Redis, id: string): Promise<ParallelCoun
 }
 
 /** Records units `[0, enqueued)` as enqueued (after their batches were added) and their batch ids. */
-export async function markEnqueued(redis: Redis, id: string, enqueued: number, batchIds: string[]): Promise<void> {
-  const multi = redis.multi().hset(parallelStateKey(id), 'enqueued', String(enqueued), 'total', String(enqueued));
+export async function markEnqueued(
+  redis: Redis,
+  keys: Keyspace,
+  id: string,
+  enqueued: number,
+  batchIds: string[],
+): Promise<void> {
+  const multi = redis.multi().hset(keys.parallelState(id), 'enqueued', String(enqueued), 'total', String(enqueued));
   if (batchIds.length > 0) {
-    multi.sadd(parallelBatchesKey(id), ...batchIds);
+    multi.sadd(keys.parallelBatches(id), ...batchIds);
   }
   await multi.exec();
 }
 
-export async function markSplitDone(redis: Redis, id: string, total: number): Promise<ParallelCounts> {
-  await redis.hset(parallelStateKey(id), 'splitDone', '1', 'total', String(total), 'enqueued', String(total));
-  return readCounts(redis, id);
+export async function markSplitDone(redis: Redis, keys: Keyspace, id: string, total: number): Promise<ParallelCounts> {
+  await redis.hset(keys.parallelState(id), 'splitDone', '1', 'total', String(total), 'enqueued', String(total));
+  return readCounts(redis, keys, id);
 }
 
 /** Sets the abort reason unless one is set; returns the one that holds. */
-export async function abortParallel(redis: Redis, id: string, abort: ParallelAbort): Promise<ParallelAbort> {
-  const key = parallelStateKey(id);
+export async function abortParallel(
+  redis: Redis,
+  keys: Keyspace,
+  id: string,
+  abort: ParallelAbort,
+): Promise<ParallelAbort> {
+  const key = keys.parallelState(id);
   const [, [, current]] = (await redis
     .multi()
     .hsetnx(key, 'abort', JSON.stringify(abort))
@@ -137,12 +149,14 @@ export async function abortParallel(redis: Redis, id: string, abort: ParallelAbo
  */
 export async function startBatch(
   redis: Redis,
+  keys: Keyspace,
   id: string,
   units: number,
 ): Promise<{ meta: ParallelMeta; abort: ParallelAbort | undefined; cancelled: boolean } | undefined> {
-  const key = parallelStateKey(id);
+  const key = keys.parallelState(id);
   const replies =
-    (await redis.multi().hmget(key, 'meta', 'abort').hincrby(key, 'running', units).exists(cancelKey(id)).exec()) ?? [];
+    (await redis.multi().hmget(key, 'meta', 'abort').hincrby(key, 'running', units).exists(keys.cancel(id)).exec()) ??
+    [];
   const [meta, abort] = (replies[0]?.[1] as Array<string | null> | undefined) ?? [];
   if (meta === null || meta === undefined) {
     // The instance ended long ago (its state expired): the HINCRBY just made a stray key.
@@ -162,6 +176,7 @@ export type UnitRecord =
 /** Records a batch's ended units; undefined when the state is gone. See `record-units-4.lua`. */
 export async function recordUnits(
   redis: Redis,
+  keys: Keyspace,
   id: string,
   batchId: string,
   running: number,
@@ -177,7 +192,7 @@ export async function recordUnits(
   }
   const reply = (await runScript(redis, {
     script: 'recordUnits',
-    keys: [parallelStateKey(id), parallelResultsKey(id), parallelFailuresKey(id), parallelBatchesKey(id)],
+    keys: [keys.parallelState(id), keys.parallelResults(id), keys.parallelFailures(id), keys.parallelBatches(id)],
     argv,
   })) as Array<number | string>;
   if (reply[0] === -1) {
@@ -195,32 +210,34 @@ export async function recordUnits(
 }
 
 /** Adds retry batches to the set of batches not yet ended. */
-export async function addBatches(redis: Redis, id: string, batchIds: string[]): Promise<void> {
+export async function addBatches(redis: Redis, keys: Keyspace, id: string, batchIds: string[]): Promise<void> {
   if (batchIds.length > 0) {
-    await redis.sadd(parallelBatchesKey(id), ...batchIds);
+    await redis.sadd(keys.parallelBatches(id), ...batchIds);
   }
 }
 
-export async function pendingBatches(redis: Redis, id: string): Promise<string[]> {
-  return redis.smembers(parallelBatchesKey(id));
+export async function pendingBatches(redis: Redis, keys: Keyspace, id: string): Promise<string[]> {
+  return redis.smembers(keys.parallelBatches(id));
 }
 
 /** Results `[from, from + count)` as raw JSON texts (`null` for a missing one), in index order. */
 export async function readResultsPage(
   redis: Redis,
+  keys: Keyspace,
   id: string,
   from: number,
   count: number,
 ): Promise<Array<string | null>> {
   const fields = Array.from({ length: count }, (_, i) => String(from + i));
-  return fields.length === 0 ? [] : redis.hmget(parallelResultsKey(id), ...fields);
+  return fields.length === 0 ? [] : redis.hmget(keys.parallelResults(id), ...fields);
 }
 
 export async function readFailures(
   redis: Redis,
+  keys: Keyspace,
   id: string,
 ): Promise<Array<{ index: number; message: string; stack?: string }>> {
-  const all = await redis.hgetall(parallelFailuresKey(id));
+  const all = await redis.hgetall(keys.parallelFailures(id));
   return Object.entries(all)
     .map(([index, raw]) => ({ index: Number(index), ...(JSON.parse(raw) as { message: string; stack?: string }) }))
     .sort((a, b) => a.index - b.index);
@@ -228,10 +245,11 @@ export async function readFailures(
 
 export async function readFailure(
   redis: Redis,
+  keys: Keyspace,
   id: string,
   index: number,
 ): Promise<{ message: string; stack?: string } | undefined> {
-  const raw = await redis.hget(parallelFailuresKey(id), String(index));
+  const raw = await redis.hget(keys.parallelFailures(id), String(index));
   return raw === null ? undefined : (JSON.parse(raw) as { message: string; stack?: string });
 }
 
@@ -239,13 +257,13 @@ export async function readFailure(
  * The TaskInstance ended: the results and batches go at once (they can be large), the state and
  * failures stay an hour for `tydra status`.
  */
-export async function endParallel(redis: Redis, id: string): Promise<void> {
+export async function endParallel(redis: Redis, keys: Keyspace, id: string): Promise<void> {
   await redis
     .multi()
-    .hset(parallelStateKey(id), 'ended', '1', 'running', '0')
-    .unlink(parallelResultsKey(id), parallelBatchesKey(id))
-    .expire(parallelStateKey(id), ENDED_TTL_S)
-    .expire(parallelFailuresKey(id), ENDED_TTL_S)
+    .hset(keys.parallelState(id), 'ended', '1', 'running', '0')
+    .unlink(keys.parallelResults(id), keys.parallelBatches(id))
+    .expire(keys.parallelState(id), ENDED_TTL_S)
+    .expire(keys.parallelFailures(id), ENDED_TTL_S)
     .exec();
 }
 
@@ -253,8 +271,13 @@ export async function endParallel(redis: Redis, id: string): Promise<void> {
  * Forgets the state of an ended run (a retried TaskInstance runs again from its split): without
  * this, its new coordinator would find the old run's `splitDone`, counts and abort reason.
  */
-export async function resetParallel(redis: Redis, id: string): Promise<void> {
-  await redis.unlink(parallelStateKey(id), parallelResultsKey(id), parallelFailuresKey(id), parallelBatchesKey(id));
+export async function resetParallel(redis: Redis, keys: Keyspace, id: string): Promise<void> {
+  await redis.unlink(
+    keys.parallelState(id),
+    keys.parallelResults(id),
+    keys.parallelFailures(id),
+    keys.parallelBatches(id),
+  );
 }
 
 /**
@@ -264,13 +287,14 @@ export async function resetParallel(redis: Redis, id: string): Promise<void> {
  */
 export async function readFailuresPage(
   redis: Redis,
+  keys: Keyspace,
   id: string,
   from: number,
   count: number,
 ): Promise<{ total: number; failures: Array<{ index: number; message: string }> }> {
-  const indexes = (await redis.hkeys(parallelFailuresKey(id))).map(Number).sort((a, b) => a - b);
+  const indexes = (await redis.hkeys(keys.parallelFailures(id))).map(Number).sort((a, b) => a - b);
   const page = indexes.slice(from, from + count);
-  const raws = page.length === 0 ? [] : await redis.hmget(parallelFailuresKey(id), ...page.map(String));
+  const raws = page.length === 0 ? [] : await redis.hmget(keys.parallelFailures(id), ...page.map(String));
   const failures = page.flatMap((index, i) => {
     const raw = raws[i];
     // Ended TaskInstances' failures expire: one may go between the two reads.

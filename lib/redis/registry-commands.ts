@@ -5,20 +5,20 @@
 import type { Redis } from 'ioredis';
 
 import { IllegalStateError } from '../core/errors.js';
-import { nodeInfoKey, nodesKey } from './keys.js';
+import type { Keyspace } from './keys.js';
 import { runScript } from './scripts.js';
 
 export interface RegisteredNode {
   id: string;
   /** Last heartbeat, or when it stopped (ms since the epoch): the ZSET's score. */
   lastSeen: number;
-  /** Its description (`tydra:node:<id>`); empty when that is gone. */
+  /** Its description (`{NAME}:node:<id>`); empty when that is gone. */
   info: Record<string, string>;
 }
 
 /** Every registered node, in the ZSET's order, with its description. */
-export async function listNodes(redis: Redis): Promise<RegisteredNode[]> {
-  const reply = await runScript(redis, { script: 'listNodes', keys: [nodesKey], argv: [nodeInfoKey('')] });
+export async function listNodes(redis: Redis, keys: Keyspace): Promise<RegisteredNode[]> {
+  const reply = await runScript(redis, { script: 'listNodes', keys: [keys.nodes], argv: [keys.nodeInfo('')] });
   if (!Array.isArray(reply) || reply.length % 3 !== 0) {
     throw new IllegalStateError(`the listNodes script replied ${JSON.stringify(reply)}, expected [id, score, hash]*`);
   }

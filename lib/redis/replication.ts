@@ -8,6 +8,29 @@
 import type { Redis } from 'ioredis';
 
 import { SubmitNotReplicatedError } from '../core/errors.js';
+import type { Keyspace } from './keys.js';
+
+/** What `WAIT` needs of a Cluster: its slot map (`host:port` of each slot's primary first) and its nodes. */
+interface ClusterView {
+  slots: string[][];
+  nodes(role: 'master'): Redis[];
+}
+
+/**
+ * The connection `WAIT` must go to: WAIT counts the writes of the connection it is sent on, and a
+ * Cluster, which would send a keyless command to any node, wrote the submit on its connection
+ * to the primary of the namespace's slot.
+ */
+async function waitConnection(redis: Redis, keys: Keyspace): Promise<Redis> {
+  if (!redis.isCluster) {
+    return redis;
+  }
+  const slot = Number(await redis.call('CLUSTER', 'KEYSLOT', keys.tag));
+  const cluster = redis as unknown as ClusterView;
+  const primary = cluster.slots[slot]?.[0];
+  const node = cluster.nodes('master').find(({ options }) => `${options.host}:${options.port}` === primary);
+  return node ?? redis;
+}
 
 /**
  * Resolves once `replicas` replicas have acknowledged every write `redis` made so far (the
@@ -16,10 +39,11 @@ import { SubmitNotReplicatedError } from '../core/errors.js';
  */
 export async function confirmReplicated(
   redis: Redis,
+  keys: Keyspace,
   instanceId: string,
   { replicas, timeoutMs }: { replicas: number; timeoutMs: number },
 ): Promise<void> {
-  const acknowledged = await redis.wait(replicas, timeoutMs);
+  const acknowledged = await (await waitConnection(redis, keys)).wait(replicas, timeoutMs);
   if (acknowledged < replicas) {
     throw new SubmitNotReplicatedError(instanceId, replicas, acknowledged, timeoutMs);
   }

@@ -5,10 +5,8 @@
 import type { Redis } from 'ioredis';
 
 import { IllegalStateError } from '../core/errors.js';
+import type { Keyspace } from './keys.js';
 import { runScript } from './scripts.js';
-
-/** BullMQ's key of a queue (default `bull` prefix), as its scripts expect it. */
-const queueKey = (queue: string, suffix: string): string => `bull:${queue}:${suffix}`;
 
 export interface DropRunArgs {
   /** The TaskInstance's queue (`tasks`). */
@@ -19,12 +17,12 @@ export interface DropRunArgs {
 }
 
 /** Removes the ended run's leftovers; returns how many jobs went, or `'running'` when a child is still held. */
-export async function dropRun(redis: Redis, args: DropRunArgs): Promise<number | 'running'> {
+export async function dropRun(redis: Redis, keys: Keyspace, args: DropRunArgs): Promise<number | 'running'> {
   const workunits = args.workunitsQueue ?? 'workunits';
   const reply = await runScript(redis, {
     script: 'dropRun',
-    keys: [queueKey(args.tasksQueue, args.instanceId), queueKey(workunits, 'failed')],
-    argv: [queueKey(workunits, ''), args.workunitsQueue === undefined ? '' : `${args.instanceId}.b`],
+    keys: [keys.queueKey(args.tasksQueue, args.instanceId), keys.queueKey(workunits, 'failed')],
+    argv: [keys.queueKey(workunits, ''), args.workunitsQueue === undefined ? '' : `${args.instanceId}.b`],
   });
   if (typeof reply !== 'number') {
     throw new IllegalStateError(`the dropRun script replied ${JSON.stringify(reply)}`);

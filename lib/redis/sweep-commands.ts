@@ -6,7 +6,7 @@
 import type { Redis } from 'ioredis';
 
 import { IllegalStateError } from '../core/errors.js';
-import { nodeInfoKey, nodesKey, takenBackKey, taskJobKey } from './keys.js';
+import type { Keyspace } from './keys.js';
 import { runScript } from './scripts.js';
 
 /** Status codes of `take-back-node-job-7.lua`. */
@@ -36,9 +36,6 @@ function toStatus<E extends number>(values: Record<string, string | E>, reply: u
   throw new IllegalStateError(`the ${script} script replied ${JSON.stringify(reply)}`);
 }
 
-/** BullMQ's key of a queue (default `bull` prefix), as its scripts expect it. */
-const queueKey = (queue: string, suffix: string): string => `bull:${queue}:${suffix}`;
-
 export interface TakeBackArgs {
   /** The node's queue (`node.<id>`). */
   queue: string;
@@ -55,24 +52,24 @@ export interface TakeBackArgs {
 }
 
 /** Takes a stranded node job back in one step (see `take-back-node-job-7.lua`). */
-export async function takeBackNodeJob(redis: Redis, args: TakeBackArgs): Promise<TakeBackStatus> {
-  const job = queueKey(args.queue, args.instanceId);
+export async function takeBackNodeJob(redis: Redis, keys: Keyspace, args: TakeBackArgs): Promise<TakeBackStatus> {
+  const job = keys.queueKey(args.queue, args.instanceId);
   const reply = await runScript(redis, {
     script: 'takeBackNodeJob',
     keys: [
       job,
       `${job}:lock`,
-      queueKey(args.queue, 'wait'),
-      queueKey(args.queue, 'active'),
-      queueKey(args.queue, 'delayed'),
-      queueKey(args.queue, 'prioritized'),
-      takenBackKey(args.instanceId),
+      keys.queueKey(args.queue, 'wait'),
+      keys.queueKey(args.queue, 'active'),
+      keys.queueKey(args.queue, 'delayed'),
+      keys.queueKey(args.queue, 'prioritized'),
+      keys.takenBack(args.instanceId),
     ],
     argv: [
-      queueKey(args.queue, ''),
+      keys.queueKey(args.queue, ''),
       args.instanceId,
       args.nodeId,
-      taskJobKey(args.tasksQueue, args.instanceId),
+      keys.taskJob(args.tasksQueue, args.instanceId),
       String(args.dispatchAt),
       String(args.now),
       String(args.recordTtlMs),
@@ -91,8 +88,8 @@ export interface TakenBack {
 }
 
 /** The take-back record of a TaskInstance, if any. */
-export async function readTakenBack(redis: Redis, instanceId: string): Promise<TakenBack | undefined> {
-  const raw = await redis.hgetall(takenBackKey(instanceId));
+export async function readTakenBack(redis: Redis, keys: Keyspace, instanceId: string): Promise<TakenBack | undefined> {
+  const raw = await redis.hgetall(keys.takenBack(instanceId));
   if (raw.node === undefined || raw.dispatchAt === undefined) {
     return undefined;
   }
@@ -100,8 +97,8 @@ export async function readTakenBack(redis: Redis, instanceId: string): Promise<T
 }
 
 /** Deletes the take-back record once the dispatch has folded it into the TaskInstance. */
-export async function clearTakenBack(redis: Redis, instanceId: string): Promise<void> {
-  await redis.del(takenBackKey(instanceId));
+export async function clearTakenBack(redis: Redis, keys: Keyspace, instanceId: string): Promise<void> {
+  await redis.del(keys.takenBack(instanceId));
 }
 
 export interface RetireNodeArgs {
@@ -113,14 +110,14 @@ export interface RetireNodeArgs {
 }
 
 /** Removes a long-gone node with an empty queue from the registry (see `retire-node-8.lua`). */
-export async function retireNode(redis: Redis, args: RetireNodeArgs): Promise<RetireNodeStatus> {
+export async function retireNode(redis: Redis, keys: Keyspace, args: RetireNodeArgs): Promise<RetireNodeStatus> {
   const reply = await runScript(redis, {
     script: 'retireNode',
     keys: [
-      nodesKey,
-      nodeInfoKey(args.nodeId),
+      keys.nodes,
+      keys.nodeInfo(args.nodeId),
       ...['wait', 'active', 'delayed', 'prioritized', 'paused', 'waiting-children'].map((state) =>
-        queueKey(args.queue, state),
+        keys.queueKey(args.queue, state),
       ),
     ],
     argv: [args.nodeId, String(args.cutoff)],

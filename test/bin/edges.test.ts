@@ -56,6 +56,24 @@ describe('the tydra CLI: defaults and validation from the library (@integration)
   });
 });
 
+describe('the tydra CLI: --namespace (@integration)', function () {
+  this.timeout(60_000);
+
+  it('takes the namespace from --namespace or TYDRA_NAMESPACE and refuses a bad one before connecting', async () => {
+    const dir = await copyFixture('probe');
+    const deployed = await tydra(['deploy', dir, '--json', '--redis', redisUrl(), '--namespace', 'cli-ns']);
+    assert.equal(deployed.exitCode, 0, deployed.stderr);
+    const listed = async (env: Record<string, string>, ...flags: string[]) =>
+      JSON.parse((await tydra(['packages', '--json', '--redis', redisUrl(), ...flags], { env })).stdout) as unknown[];
+    assert.equal((await listed({}, '--namespace', 'cli-ns')).length, 1);
+    assert.equal((await listed({ TYDRA_NAMESPACE: 'cli-ns' })).length, 1);
+    assert.deepEqual(await listed({}), [], 'the default namespace has no packages');
+    const bad = await tydra(['nodes', '--redis', `redis://127.0.0.1:${await freePort()}`, '--namespace', 'a}b']);
+    assert.equal(bad.exitCode, 1);
+    assert.match(bad.stderr, /--namespace <name>' argument 'a}b' is invalid\. expected 1 to 32 of a-z 0-9 _ -/);
+  });
+});
+
 describe('the tydra CLI: bounded connects and input bytes (@integration)', function () {
   this.timeout(60_000);
 

@@ -37,7 +37,10 @@ describe('the tydra CLI: progress and parallel flags (@integration)', function (
     await client.deploy(await makePackage({ 'tydra.json': JSON.stringify(manifest), 'p.js': 'x' }));
     const detached = await tydra(['run', 'par/p', '--max-failed-workunits', '4', '--detach', '--redis', redisUrl()]);
     assert.equal(detached.exitCode, 0, detached.stderr);
-    const queue = new Queue<TaskInstanceData>(TASKS_QUEUE, { connection: testRedis({ maxRetriesPerRequest: null }) });
+    const queue = new Queue<TaskInstanceData>(TASKS_QUEUE, {
+      prefix: '{tydra}:bull',
+      connection: testRedis({ maxRetriesPerRequest: null }),
+    });
     defer(() => queue.close());
     const job = await Job.fromId<TaskInstanceData>(queue, detached.stdout.trim());
     assert.deepEqual([job?.data.kind, job?.data.maxFailedWorkunits], ['parallel', 4]);

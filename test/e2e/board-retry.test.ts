@@ -5,9 +5,11 @@ import { Job, Queue } from 'bullmq';
 import type { Tydra } from '../../lib/client/client.js';
 import { TaskFailedError } from '../../lib/core/errors.js';
 import { Dashboard } from '../../lib/ops/dashboard.js';
-import { parallelStateKey } from '../../lib/redis/keys.js';
+import { createKeys } from '../../lib/redis/keys.js';
 import { TASKS_QUEUE } from '../../queues/tasks.js';
 import { defer, makePackage, redisUrl, startCluster, testClient, testRedis, waitFor } from '../helpers.js';
+
+const keys = createKeys();
 
 /** Tasks whose every run differs (a nonce), and that fail when their input asks them to. */
 const RETRY_PACKAGE = {
@@ -56,7 +58,10 @@ async function board(): Promise<(method: string, path: string, body?: unknown) =
 }
 
 function tasksQueue(): Queue {
-  const queue = new Queue(TASKS_QUEUE, { connection: testRedis({ maxRetriesPerRequest: null }) });
+  const queue = new Queue(TASKS_QUEUE, {
+    prefix: '{tydra}:bull',
+    connection: testRedis({ maxRetriesPerRequest: null }),
+  });
   defer(() => queue.close());
   return queue;
 }
@@ -163,7 +168,7 @@ describe("Bull Board's retry of an ended TaskInstance (@integration)", function 
     assert.equal((await send('PUT', `api/queues/tasks/${seq.id}/retry`)).status, 204);
     const parResult = (await tydra.run(par.id).result({ timeoutMs: 30_000 })) as { sum: number };
     assert.equal(parResult.sum, 66, 'every unit ran in the new run');
-    assert.equal(await redis.hget(parallelStateKey(par.id), 'failed'), '0');
+    assert.equal(await redis.hget(keys.parallelState(par.id), 'failed'), '0');
     const after = (await tydra.run(seq.id).result({ timeoutMs: 30_000 })) as Array<{ nonce: number }>;
     assert.equal(after.length, 2);
     assert.notDeepEqual(

@@ -29,7 +29,7 @@ async function probeClient(): Promise<{ tydra: Tydra; sha1: string; redis: Redis
 }
 
 const holders = (redis: Redis, sha1: string): Promise<string[]> =>
-  redis.zrange(`tydra:package:probe:holders:${sha1}`, 0, -1);
+  redis.zrange(`{tydra}:package:probe:holders:${sha1}`, 0, -1);
 
 describe('cancellation (@integration)', function () {
   this.timeout(30_000);
@@ -50,7 +50,12 @@ describe('cancellation (@integration)', function () {
     // A master started later finds nothing to run.
     await startCluster(1);
     assert.deepEqual(
-      await new Queue('tasks', { connection: redis }).getJobCounts('waiting', 'active', 'completed', 'failed'),
+      await new Queue('tasks', { prefix: '{tydra}:bull', connection: redis }).getJobCounts(
+        'waiting',
+        'active',
+        'completed',
+        'failed',
+      ),
       { waiting: 0, active: 0, completed: 0, failed: 0 },
     );
     await assert.rejects(tydra.cancel('no-such-id'), TaskNotFoundError);
@@ -69,7 +74,9 @@ describe('cancellation (@integration)', function () {
     );
     assert.deepEqual(await queued.cancel(), { id: queued.id, outcome: 'removed' });
     assert.equal(
-      await new Queue(nodeQueueName(nodes[0]?.id ?? ''), { connection: redis }).getJob(queued.id),
+      await new Queue(nodeQueueName(nodes[0]?.id ?? ''), { prefix: '{tydra}:bull', connection: redis }).getJob(
+        queued.id,
+      ),
       undefined,
     );
     assert.deepEqual(await busy.result(), { rested: 'busy' });

@@ -208,9 +208,9 @@ describe('chaos: nodes, a master and Redis killed under load (@integration)', fu
     const redis = new Redis(url);
     defer(() => Promise.resolve(redis.disconnect()));
     await waitFor('every package reference to be released', async () =>
-      (await redis.hlen('tydra:refs')) === 0 ? true : undefined,
+      (await redis.hlen('{tydra}:refs')) === 0 ? true : undefined,
     );
-    const holderKeys = await redis.keys('tydra:package:*:holders:*');
+    const holderKeys = await redis.keys('{tydra}:package:*:holders:*');
     const holders =
       holderKeys.length === 0
         ? 0

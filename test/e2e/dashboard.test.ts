@@ -204,7 +204,10 @@ describe('what the board shows and allows on tydra queues (@integration)', funct
     assert.equal(response.status, 200);
     const { job } = (await response.json()) as { job: { id: string; name: string } };
     assert.equal(job.name, 'prune');
-    const maintenance = new Queue('maintenance', { connection: testRedis({ maxRetriesPerRequest: null }) });
+    const maintenance = new Queue('maintenance', {
+      prefix: '{tydra}:bull',
+      connection: testRedis({ maxRetriesPerRequest: null }),
+    });
     defer(() => maintenance.close());
     await waitFor('the prune run to complete', async () =>
       (await maintenance.getJobState(job.id)) === 'completed' ? true : undefined,

@@ -8,6 +8,9 @@ import { Dashboard } from '../../lib/ops/dashboard.js';
 import { nodeQueueName } from '../../queues/node.js';
 import { tydra as cli } from '../bin/run-cli.js';
 import { copyFixture, defer, redisUrl, startCluster, startNode, testClient, testRedis, waitFor } from '../helpers.js';
+import { createKeys } from '../../lib/redis/keys.js';
+
+const keys = createKeys();
 
 const basic = (user: string, password: string) => ({
   authorization: `Basic ${Buffer.from(`${user}:${password}`).toString('base64')}`,
@@ -51,7 +54,7 @@ async function busyNode(tydra: Tydra, sweepIntervalMs?: number) {
 }
 
 async function draining(nodeId: string): Promise<boolean | undefined> {
-  const nodes = await new NodeRegistry(testRedis()).list();
+  const nodes = await new NodeRegistry(testRedis(), keys).list();
   return nodes.find((node) => node.id === nodeId)?.draining;
 }
 
@@ -83,7 +86,10 @@ describe('draining a node: pause of its queue in the board, tydra node drain (@i
 
     assert.equal((await put(`api/queues/${queue}/resume`, ADMIN)).status, 200);
     assert.equal(await draining(busy), false);
-    const nodeQueue = new Queue(queue, { connection: testRedis({ maxRetriesPerRequest: null }) });
+    const nodeQueue = new Queue(queue, {
+      prefix: '{tydra}:bull',
+      connection: testRedis({ maxRetriesPerRequest: null }),
+    });
     defer(() => nodeQueue.close());
     assert.equal(await nodeQueue.isPaused(), false);
     assert.equal((await put('api/queues/node.nope/pause', ADMIN)).status, 404);
@@ -120,7 +126,7 @@ describe('draining a node: pause of its queue in the board, tydra node drain (@i
     const { busy, other, long, waiting } = await busyNode(tydra, 200);
     // The mark alone, as a master that read the registry just before it sees things: the
     // waiting TaskInstance is on the node's queue after the drain step ran.
-    assert.equal(await new NodeRegistry(testRedis()).setDraining(busy, true), true);
+    assert.equal(await new NodeRegistry(testRedis(), keys).setDraining(busy, true), true);
     await waiting.result({ timeoutMs: 20_000 });
     assert.equal((await waiting.status()).nodeId, other);
     assert.equal((await long.status()).nodeId, busy);

@@ -37,7 +37,10 @@ async function deployOther(client: Tydra): Promise<void> {
 
 /** The job data of a TaskInstance, read straight from BullMQ. */
 async function jobData(id: string): Promise<TaskInstanceData> {
-  const tasks = new Queue<TaskInstanceData>('tasks', { connection: testRedis({ maxRetriesPerRequest: null }) });
+  const tasks = new Queue<TaskInstanceData>('tasks', {
+    prefix: '{tydra}:bull',
+    connection: testRedis({ maxRetriesPerRequest: null }),
+  });
   defer(() => tasks.close());
   const job = await tasks.getJob(id);
   assert.ok(job !== undefined, `no job ${id}`);
@@ -212,7 +215,7 @@ describe('history: runs and rerun (@integration)', function () {
   it('reads the finished sets in pages: hundreds of TaskInstances, filtered and limited', async () => {
     // No master: a plain worker completes TaskInstance jobs at once, in whatever order it takes them.
     const connection = testRedis({ maxRetriesPerRequest: null });
-    const tasks = new Queue<TaskInstanceData>('tasks', { connection });
+    const tasks = new Queue<TaskInstanceData>('tasks', { prefix: '{tydra}:bull', connection });
     defer(() => tasks.close());
     const base = Date.now() - 60_000;
     const sha1 = 'a'.repeat(40);
@@ -232,6 +235,7 @@ describe('history: runs and rerun (@integration)', function () {
       }),
     );
     const worker = new Worker('tasks', () => Promise.resolve(null), {
+      prefix: '{tydra}:bull',
       connection: testRedis({ maxRetriesPerRequest: null }),
       concurrency: 50,
     });

@@ -114,7 +114,10 @@ describe('Prometheus metrics (@integration)', function () {
     const { nodes } = await startCluster(1, { metricsPort: 0 });
     const node = nodes[0];
     assert.ok(node?.metricsUrl !== undefined);
-    const queue = new Queue(nodeQueueName(node.id), { connection: testRedis({ maxRetriesPerRequest: null }) });
+    const queue = new Queue(nodeQueueName(node.id), {
+      prefix: '{tydra}:bull',
+      connection: testRedis({ maxRetriesPerRequest: null }),
+    });
     defer(() => queue.close());
     const forged = await queue.add('run', null, { jobId: 'forged-null' });
     const reason = await waitFor('the forged job to fail', async () =>

@@ -17,13 +17,13 @@ describe('nodes gone for longer than the retention period (@integration)', funct
     await leaving.close();
     const staying = await startNode({ heartbeatMs: 200 });
     const redis = testRedis();
-    assert.ok((await redis.keys(`bull:${nodeQueueName(leaving.id)}:*`)).length > 0);
+    assert.ok((await redis.keys(`{tydra}:bull:${nodeQueueName(leaving.id)}:*`)).length > 0);
 
     await waitFor('the stopped node to be forgotten', async () =>
       (await tydra.nodes()).some((node) => node.id === leaving.id) ? undefined : true,
     );
-    assert.deepEqual(await redis.keys(`bull:${nodeQueueName(leaving.id)}:*`), []);
-    assert.deepEqual(await redis.keys(`tydra:node:${leaving.id}`), []);
+    assert.deepEqual(await redis.keys(`{tydra}:bull:${nodeQueueName(leaving.id)}:*`), []);
+    assert.deepEqual(await redis.keys(`{tydra}:node:${leaving.id}`), []);
     assert.deepEqual(
       (await tydra.nodes()).map((node) => [node.id, node.alive]),
       [[staying.id, true]],

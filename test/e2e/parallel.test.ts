@@ -5,7 +5,7 @@ import { execa } from 'execa';
 
 import type { Tydra } from '../../lib/client/client.js';
 import { TaskCancelledError, TaskFailedError } from '../../lib/core/errors.js';
-import { parallelStateKey } from '../../lib/redis/keys.js';
+import { createKeys } from '../../lib/redis/keys.js';
 import { WORKUNITS_QUEUE } from '../../queues/workunits.js';
 import {
   CLI,
@@ -22,6 +22,8 @@ import {
   rejection,
 } from '../helpers.js';
 import { pidsWithEnv } from '../processes.js';
+
+const keys = createKeys();
 
 /**
  * One package, several parallel tasks. Every work sandbox draws a random id when it loads, and
@@ -171,7 +173,7 @@ describe('ParallelTask (@integration)', function () {
     assert.equal(error.message, 'workunit 17 failed: boom 17');
     assert.match(error.remoteStack ?? '', /boom 17/);
     // Nothing of it waits in `workunits`, and no sandbox of it is left.
-    const workunits = new Queue(WORKUNITS_QUEUE, { connection: redis });
+    const workunits = new Queue(WORKUNITS_QUEUE, { prefix: '{tydra}:bull', connection: redis });
     defer(() => workunits.close());
     await waitFor('no batch of the instance left', async () => {
       const jobs = await workunits.getJobs(['waiting', 'active', 'delayed', 'prioritized']);
@@ -180,7 +182,7 @@ describe('ParallelTask (@integration)', function () {
     await waitFor('no sandbox of the instance left', async () =>
       (await pidsWithEnv('TYDRA_INSTANCE_ID', run.id)).length === 0 ? true : undefined,
     );
-    assert.equal(await redis.hget(parallelStateKey(run.id), 'ended'), '1');
+    assert.equal(await redis.hget(keys.parallelState(run.id), 'ended'), '1');
   });
 
   it('tolerates maxFailedWorkunits failures: reduce gets null in their slots and ctx.failures', async () => {

@@ -187,7 +187,7 @@ describe('running TaskInstances through master and node (@integration)', functio
   it('fails a TaskInstance job whose data was not written by a client, without dispatching it', async () => {
     await startCluster(1);
     const { Queue } = await import('bullmq');
-    const queue = new Queue('tasks', { connection: testRedis({ maxRetriesPerRequest: null }) });
+    const queue = new Queue('tasks', { prefix: '{tydra}:bull', connection: testRedis({ maxRetriesPerRequest: null }) });
     defer(() => queue.close());
     await queue.add(
       'task-instance',

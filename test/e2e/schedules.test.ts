@@ -23,7 +23,7 @@ describe('schedules (@integration)', function () {
     await startCluster(1);
     const tydra = testClient();
     const redis = testRedis();
-    const tasks = new Queue<TaskInstanceData>(TASKS_QUEUE, { connection: redis });
+    const tasks = new Queue<TaskInstanceData>(TASKS_QUEUE, { prefix: '{tydra}:bull', connection: redis });
     defer(() => tasks.close());
     const dir = await copyFixture('probe');
     const v1 = await tydra.deploy(dir);
@@ -50,7 +50,9 @@ describe('schedules (@integration)', function () {
     assert.deepEqual(await tydra.listSchedules(), []);
     assert.equal(await tydra.removeSchedule('tick'), false);
     // Finished firings hold no package reference.
-    await waitFor('every reference released', async () => ((await redis.hlen('tydra:refs')) === 0 ? true : undefined));
+    await waitFor('every reference released', async () =>
+      (await redis.hlen('{tydra}:refs')) === 0 ? true : undefined,
+    );
   });
 
   it('refuses a bad name, a bad period, a bad cron pattern or time zone, and an unknown task', async () => {

@@ -70,7 +70,7 @@ describe('secrets @integration', () => {
       ['API_TOKEN', 'DB_PASSWORD'],
     );
     assert.ok(listed.every((secret) => secret.setAt > Date.now() - 60_000 && !('value' in secret)));
-    const sealed = await testRedis().hget('tydra:secrets', 'DB_PASSWORD');
+    const sealed = await testRedis().hget('{tydra}:secrets', 'DB_PASSWORD');
     assert.ok(sealed !== null && !sealed.includes(value));
     assert.equal(await client.removeSecret('API_TOKEN'), true);
     assert.equal(await client.removeSecret('API_TOKEN'), false);
@@ -96,7 +96,7 @@ describe('secrets @integration', () => {
     assert.equal(set.exitCode, 0, set.stderr);
     assert.equal(set.stdout, 'set secret DB_PASSWORD');
     // stdin without its trailing newline, sealed under the name.
-    const sealed = (await testRedis().hget('tydra:secrets', 'DB_PASSWORD')) ?? '';
+    const sealed = (await testRedis().hget('{tydra}:secrets', 'DB_PASSWORD')) ?? '';
     assert.equal(openSecret(Buffer.from(key, 'base64'), 'DB_PASSWORD', sealed), value);
     const file = join(await tempDir(), 'key');
     await writeFile(file, key);
@@ -142,7 +142,9 @@ describe('secrets @integration', () => {
     const viaCli = await cli(['run', 'secretive/plain', '--secret', 'DB_PASSWORD=PROD_TOKEN', '--redis', redisUrl()]);
     assert.equal(viaCli.exitCode, 0, viaCli.stderr);
     assert.deepEqual(JSON.parse(viaCli.stdout), { db: sha256(`${value}-token`), api: null });
-    const data = JSON.parse((await testRedis().hget(`bull:tasks:${run.id}`, 'data')) ?? '{}') as { secrets?: unknown };
+    const data = JSON.parse((await testRedis().hget(`{tydra}:bull:tasks:${run.id}`, 'data')) ?? '{}') as {
+      secrets?: unknown;
+    };
     assert.deepEqual(data.secrets, { DB_PASSWORD: 'DB_PASSWORD', API_TOKEN: 'PROD_TOKEN' });
     const status = await cli(['status', run.id, '--json', '--redis', redisUrl()]);
     assert.ok(!status.stdout.includes(value));
@@ -204,7 +206,7 @@ describe('secrets @integration', () => {
       run.result(),
       /Expected node .* to have a secret key \(TYDRA_SECRET_KEY or --secret-key-file\)/,
     );
-    const data = JSON.parse((await testRedis().hget(`bull:tasks:${run.id}`, 'data')) ?? '{}') as {
+    const data = JSON.parse((await testRedis().hget(`{tydra}:bull:tasks:${run.id}`, 'data')) ?? '{}') as {
       ending?: { kind: string };
     };
     assert.equal(data.ending?.kind, 'rejected');
@@ -233,6 +235,6 @@ describe('secrets @integration', () => {
       name: 'UnknownSecretError',
       secret: 'ABSENT',
     });
-    assert.equal(await testRedis().llen('bull:tasks:wait'), 0);
+    assert.equal(await testRedis().llen('{tydra}:bull:tasks:wait'), 0);
   });
 });

@@ -127,7 +127,7 @@ describe('durable submit (@integration)', function () {
     const replica = deployment.connect(deployment.replica);
     const kept = await tydra.submit('probe/echo', 'kept');
     // Acknowledged means the replica has it, before any node ran it.
-    assert.equal(await replica.exists(`bull:${TASKS_QUEUE}:${kept.id}`), 1);
+    assert.equal(await replica.exists(`{tydra}:bull:${TASKS_QUEUE}:${kept.id}`), 1);
 
     deployment.signal(deployment.replica, 'SIGSTOP');
     defer(() => Promise.resolve(deployment.signal(deployment.replica, 'SIGCONT')));

@@ -52,10 +52,10 @@ async function deployed(version = 'v1'): Promise<{ tydra: Tydra; sha1: string; r
 }
 
 const holders = (redis: Redis, sha1: string): Promise<string[]> =>
-  redis.zrange(`tydra:package:seq:holders:${sha1}`, 0, -1);
+  redis.zrange(`{tydra}:package:seq:holders:${sha1}`, 0, -1);
 
 function tasksQueue(redis: Redis): Queue {
-  const queue = new Queue('tasks', { connection: redis });
+  const queue = new Queue('tasks', { prefix: '{tydra}:bull', connection: redis });
   defer(() => queue.close());
   return queue;
 }
@@ -66,7 +66,10 @@ describe('sequences (@integration)', function () {
   it('runs the steps in order, an `all` step on the same input, each output the next input', async () => {
     await startCluster(1);
     const { tydra, sha1, redis } = await deployed();
-    const events = new QueueEvents('tasks', { connection: testRedis({ maxRetriesPerRequest: null }) });
+    const events = new QueueEvents('tasks', {
+      prefix: '{tydra}:bull',
+      connection: testRedis({ maxRetriesPerRequest: null }),
+    });
     defer(() => events.close());
     await events.waitUntilReady();
     const progress: TaskProgress[] = [];
@@ -168,7 +171,12 @@ describe('sequences (@integration)', function () {
     await queue.add(
       TASK_INSTANCE_JOB,
       { ...base, ref: `seq@${sha1}/inc`, task: 'inc', input: 6, parentSequence: { id, step: 1, branch: 0 } },
-      { ...TASKS_JOB_OPTIONS, jobId: `${id}.s1.0`, parent: { id, queue: 'bull:tasks' }, continueParentOnFailure: true },
+      {
+        ...TASKS_JOB_OPTIONS,
+        jobId: `${id}.s1.0`,
+        parent: { id, queue: '{tydra}:bull:tasks' },
+        continueParentOnFailure: true,
+      },
     );
     await startCluster(1);
     assert.equal(await tydra.run(id).result(), '7-36');

@@ -167,7 +167,7 @@ describe('submit options: priority, delay, idempotency, backoff, env (@integrati
     });
     // With no master to take it, a prioritised TaskInstance waits in BullMQ's prioritised set.
     const queued = await client.submit('subopts/stamp', null, { priority: 3 });
-    const tasks = new Queue('tasks', { connection: testRedis({ maxRetriesPerRequest: null }) });
+    const tasks = new Queue('tasks', { prefix: '{tydra}:bull', connection: testRedis({ maxRetriesPerRequest: null }) });
     defer(() => tasks.close());
     assert.equal(await tasks.getJobState(queued.id), 'prioritized');
     assert.equal((await queued.status()).state, 'queued');
@@ -204,8 +204,8 @@ describe('submit options: priority, delay, idempotency, backoff, env (@integrati
     assert.notEqual(other.id, first?.id);
     await other.result();
     const redis = testRedis();
-    assert.equal(await redis.get('tydra:idem:subopts:stamp:order-1234'), first?.id);
-    const ttl = await redis.pttl('tydra:idem:subopts:stamp:order-1234');
+    assert.equal(await redis.get('{tydra}:idem:subopts:stamp:order-1234'), first?.id);
+    const ttl = await redis.pttl('{tydra}:idem:subopts:stamp:order-1234');
     assert.ok(ttl > 0 && ttl <= 24 * 3600 * 1000, `ttl ${ttl}`);
   });
 
@@ -316,8 +316,9 @@ describe('submit options: priority, delay, idempotency, backoff, env (@integrati
     const client = await deployOptionsPackage();
     const run = await client.submit('subopts/env');
     await run.result();
-    const data = await testRedis().hgetall(`bull:tasks:${run.id}`);
+    const data = await testRedis().hgetall(`{tydra}:bull:tasks:${run.id}`);
     const queue = new Queue(nodeQueueName(nodes[0]?.id ?? ''), {
+      prefix: '{tydra}:bull',
       connection: testRedis({ maxRetriesPerRequest: null }),
     });
     defer(() => queue.close());
@@ -342,8 +343,8 @@ describe('submit options: priority, delay, idempotency, backoff, env (@integrati
     const run = await client.submit('subopts/pair', 'seq', { priority: 7 });
     await run.result();
     const connection = testRedis({ maxRetriesPerRequest: null });
-    const tasks = new Queue('tasks', { connection });
-    const nodeQueue = new Queue(nodeQueueName(nodes[0]?.id ?? ''), { connection });
+    const tasks = new Queue('tasks', { prefix: '{tydra}:bull', connection });
+    const nodeQueue = new Queue(nodeQueueName(nodes[0]?.id ?? ''), { prefix: '{tydra}:bull', connection });
     defer(() => Promise.all([tasks.close(), nodeQueue.close()]));
     const steps = (await tasks.getCompleted()).filter((job) => job.data.parentSequence?.id === run.id);
     assert.equal(steps.length, 2);

@@ -43,7 +43,10 @@ async function deploySchemaPackage(client: Tydra): Promise<void> {
 }
 
 async function taskCounts(): Promise<Record<string, number>> {
-  const tasks = new Queue(TASKS_QUEUE, { connection: testRedis({ maxRetriesPerRequest: null }) });
+  const tasks = new Queue(TASKS_QUEUE, {
+    prefix: '{tydra}:bull',
+    connection: testRedis({ maxRetriesPerRequest: null }),
+  });
   defer(() => tasks.close());
   return tasks.getJobCounts();
 }

@@ -11,11 +11,13 @@ import { dirname, join } from 'node:path';
 
 import { Queue } from 'bullmq';
 import { TaskFailedError } from '../../lib/core/errors.js';
-import { packageBlobKey, packageLatestKey, packageVersionsKey } from '../../lib/redis/keys.js';
+import { createKeys } from '../../lib/redis/keys.js';
 import { sha1Hex } from '../../lib/packages/pack.js';
 import type { PackageVersion } from '../../lib/packages/store.js';
 import { defer, startCluster, tempDir, testClient, testRedis } from '../helpers.js';
 import { craft, type CraftedEntry, file } from '../tarballs.js';
+
+const keys = createKeys();
 
 /** Stores `tarball` as the latest version of `name`, exactly as `PackageStore.deploy` would, and returns its sha1. */
 async function plantPackage(name: string, tarball: Buffer): Promise<string> {
@@ -29,9 +31,9 @@ async function plantPackage(name: string, tarball: Buffer): Promise<string> {
   };
   await testRedis()
     .multi()
-    .set(packageBlobKey(name, sha1), tarball)
-    .hset(packageVersionsKey(name), sha1, JSON.stringify(version))
-    .set(packageLatestKey(name), sha1)
+    .set(keys.packageBlob(name, sha1), tarball)
+    .hset(keys.packageVersions(name), sha1, JSON.stringify(version))
+    .set(keys.packageLatest(name), sha1)
     .exec();
   return sha1;
 }
@@ -86,7 +88,10 @@ describe('escape suite: hostile package (@integration)', function () {
         message: `Expected package paths to be relative and inside the package, got ${JSON.stringify(join(target, 'pwned.txt'))}`,
       },
     ];
-    const nodeQueue = new Queue(node.queueName, { connection: testRedis({ maxRetriesPerRequest: null }) });
+    const nodeQueue = new Queue(node.queueName, {
+      prefix: '{tydra}:bull',
+      connection: testRedis({ maxRetriesPerRequest: null }),
+    });
     defer(() => nodeQueue.close());
 
     for (const { name, entries, message } of cases) {

@@ -29,7 +29,7 @@ import {
   TaskUnrecoverableError,
 } from '../../core/errors.js';
 import type { Logger } from '../../core/logger.js';
-import { parallelAbortChannel } from '../../redis/keys.js';
+import type { Keyspace } from '../../redis/keys.js';
 import {
   addBatches,
   type ParallelMeta,
@@ -44,6 +44,7 @@ import type { InstanceWorkers, WorkerPool } from './worker-pool.js';
 
 export interface BatchDeps {
   redis: Redis;
+  keys: Keyspace;
   pool: WorkerPool;
   gate: SlotGate;
   reporter: InstanceReporter;
@@ -71,7 +72,7 @@ export async function processBatch(deps: BatchDeps, job: Job<WorkunitBatchData>)
   }
   const data = parsed.data;
   const id = data.instanceId;
-  const started = await startBatch(deps.redis, id, data.units.length);
+  const started = await startBatch(deps.redis, deps.keys, id, data.units.length);
   if (started === undefined) {
     return; // the instance ended long ago
   }
@@ -80,7 +81,7 @@ export async function processBatch(deps: BatchDeps, job: Job<WorkunitBatchData>)
     run = await deps.gate.with(() => runUnits(deps, job, data, started.meta));
   }
   await requeue(deps, data, run, job.opts.priority);
-  const counts = await recordUnits(deps.redis, id, job.id ?? '', data.units.length, run.records);
+  const counts = await recordUnits(deps.redis, deps.keys, id, job.id ?? '', data.units.length, run.records);
   if (counts === undefined) {
     return;
   }
@@ -89,7 +90,7 @@ export async function processBatch(deps: BatchDeps, job: Job<WorkunitBatchData>)
   if (allEnded || counts.abort !== undefined) {
     await wakeCoordinator(deps, started.meta);
     // No unit is left to run (or none may run): every node closes the instance's sandboxes now.
-    await deps.redis.publish(parallelAbortChannel, id);
+    await deps.redis.publish(deps.keys.parallelAbortChannel, id);
   }
 }
 
@@ -197,6 +198,7 @@ async function requeue(deps: BatchDeps, data: WorkunitBatchData, run: BatchRun, 
   await deps.workunitsQueue.addBulk(jobs);
   await addBatches(
     deps.redis,
+    deps.keys,
     data.instanceId,
     jobs.map((job) => job.opts.jobId),
   );

@@ -72,10 +72,10 @@ export async function coordinate(run: CoordinatorRun): Promise<unknown> {
   };
   // Opened before anything runs: a node without the key refuses here, and from now on every
   // line split and reduce print is masked.
-  const secrets = await openTaskSecrets(env.redis, env.options.secretKey, env.nodeId, run.task.secrets, data.secrets);
+  const secrets = await openTaskSecrets(env.redis, env.keys, env.options.secretKey, env.nodeId, run.task.secrets, data.secrets);
   run.mirror.mask(Object.values(secrets));
   run.secrets = secrets;
-  let counts = await initParallel(env.redis, id, meta, data.maxFailedWorkunits ?? 0);
+  let counts = await initParallel(env.redis, env.keys, id, meta, data.maxFailedWorkunits ?? 0);
   if (!counts.splitDone) {
     run.mirror.log(`coordinating ${data.ref} on node ${env.nodeId}${env.bwrap ? '' : ' (UNSANDBOXED)'}`);
   }
@@ -106,12 +106,12 @@ export async function coordinate(run: CoordinatorRun): Promise<unknown> {
 
 /** Stops what is left of the instance's units and ends its state (the TaskInstance is ending). */
 export async function endUnits(
-  env: Pick<ExecutionEnv, 'redis' | 'workunitsQueue' | 'reporter'>,
+  env: Pick<ExecutionEnv, 'redis' | 'keys' | 'workunitsQueue' | 'reporter'>,
   id: string,
   abort: ParallelAbort,
 ): Promise<void> {
-  await stopParallel(env.redis, env.workunitsQueue, id, abort).catch(() => undefined);
-  await endParallel(env.redis, id).catch(() => undefined);
+  await stopParallel(env.redis, env.keys, env.workunitsQueue, id, abort).catch(() => undefined);
+  await endParallel(env.redis, env.keys, id).catch(() => undefined);
   env.reporter.forget(id);
 }
 
@@ -133,6 +133,7 @@ async function splitPhase(run: CoordinatorRun, alreadyEnqueued: number): Promise
   }
   const enqueuer = new UnitEnqueuer({
     redis: env.redis,
+    keys: env.keys,
     queue: env.workunitsQueue,
     instanceId: id,
     alreadyEnqueued,
@@ -151,20 +152,23 @@ async function splitPhase(run: CoordinatorRun, alreadyEnqueued: number): Promise
         await enqueuer.push(unit);
         if (enqueuer.count - lastReport >= 100) {
           lastReport = enqueuer.count;
-          env.reporter.progress(id, parallelProgress({ ...(await readCounts(env.redis, id)), splitDone: false }));
+          env.reporter.progress(
+            id,
+            parallelProgress({ ...(await readCounts(env.redis, env.keys, id)), splitDone: false }),
+          );
         }
       },
     });
     await enqueuer.flush();
   } catch (error) {
     // A unit failed past the policy while split ran: that failure is the TaskInstance's.
-    const counts = await readCounts(env.redis, id);
+    const counts = await readCounts(env.redis, env.keys, id);
     if (counts.abort !== undefined && !signal.aborted) {
       return counts;
     }
     throw phaseError('split', error, id);
   }
-  const counts = await markSplitDone(env.redis, id, enqueuer.count);
+  const counts = await markSplitDone(env.redis, env.keys, id, enqueuer.count);
   mirror.log(`[split] ended: ${enqueuer.count} workunits`);
   env.reporter.progress(id, parallelProgress(counts));
   return counts;
@@ -179,7 +183,7 @@ async function park(run: CoordinatorRun): Promise<never> {
   await run.mirror.finish();
   await job.moveToDelayed(Date.now() + PARK_MS, token);
   // The last unit may have ended between our count and the move, and found nothing to promote.
-  const counts = await readCounts(env.redis, data.instanceId);
+  const counts = await readCounts(env.redis, env.keys, data.instanceId);
   if (allEnded(counts) || counts.abort !== undefined || (await env.cancels.requested(data.instanceId))) {
     await job.promote().catch(() => undefined);
   }
@@ -190,7 +194,7 @@ async function reducePhase(run: CoordinatorRun, counted: ParallelCounts): Promis
   const { env, data, mirror } = run;
   const id = data.instanceId;
   const counts = counted;
-  const failures = counts.failed > 0 ? await readFailures(env.redis, id) : [];
+  const failures = counts.failed > 0 ? await readFailures(env.redis, env.keys, id) : [];
   mirror.log(`[reduce] ${counts.done} results${failures.length > 0 ? `, ${failures.length} failed workunits` : ''}`);
   const value = await env.gate
     .with(() =>
@@ -208,7 +212,7 @@ async function reducePhase(run: CoordinatorRun, counted: ParallelCounts): Promis
   checkTaskOutput(data.task, run.task, value, id);
   // Ended first: a node's progress update held back for a period is then dropped, not written
   // over the final one.
-  await endParallel(env.redis, id);
+  await endParallel(env.redis, env.keys, id);
   await env.reporter.progressNow(id, parallelProgress({ ...counts, running: 0 }));
   env.reporter.forget(id);
   // A secret is never stored in clear, not even in a value reduce chose to return.
@@ -218,7 +222,13 @@ async function reducePhase(run: CoordinatorRun, counted: ParallelCounts): Promis
 /** The results in split order, read a page at a time: never all of them in memory. */
 async function* resultsOf(run: CoordinatorRun, total: number): AsyncGenerator<unknown> {
   for (let from = 0; from < total; from += RESULTS_PAGE) {
-    const page = await readResultsPage(run.env.redis, run.data.instanceId, from, Math.min(RESULTS_PAGE, total - from));
+    const page = await readResultsPage(
+      run.env.redis,
+      run.env.keys,
+      run.data.instanceId,
+      from,
+      Math.min(RESULTS_PAGE, total - from),
+    );
     for (const raw of page) {
       yield raw === null ? null : (JSON.parse(raw) as unknown);
     }
@@ -242,7 +252,7 @@ async function abortError(run: CoordinatorRun, abort: ParallelAbort): Promise<Er
   if (abort.kind === 'failed') {
     return new TaskFailedError(abort.message, id);
   }
-  const failure = await readFailure(run.env.redis, id, abort.index);
+  const failure = await readFailure(run.env.redis, run.env.keys, id, abort.index);
   const message = `workunit ${abort.index} failed: ${failure?.message ?? 'no message recorded'}`;
   return new TaskFailedError(message, id, failure?.stack ? `${message}\n${failure.stack}` : undefined);
 }

@@ -11,6 +11,7 @@ import type { Queue } from 'bullmq';
 import type { TaskProgress } from '../../../queues/progress.js';
 import type { Redis } from 'ioredis';
 
+import type { Keyspace } from '../../redis/keys.js';
 import { type ParallelCounts, readCounts } from '../../redis/parallel-commands.js';
 
 const PROGRESS_MS = 250;
@@ -44,6 +45,7 @@ export class InstanceReporter {
   constructor(
     private readonly tasksQueue: Queue,
     private readonly redis: Redis,
+    private readonly keys: Keyspace,
   ) {}
 
   progress(instanceId: string, progress: TaskProgress): void {
@@ -93,7 +95,7 @@ export class InstanceReporter {
 
   private async flushFresh(instanceId: string): Promise<void> {
     try {
-      const counts = await readCounts(this.redis, instanceId);
+      const counts = await readCounts(this.redis, this.keys, instanceId);
       if (!counts.ended) {
         await this.tasksQueue.updateJobProgress(instanceId, parallelProgress(counts));
       }

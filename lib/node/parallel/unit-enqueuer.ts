@@ -19,6 +19,7 @@ import {
   WORKUNIT_JOB_OPTIONS,
   type WorkunitBatchData,
 } from '../../../queues/workunits.js';
+import type { Keyspace } from '../../redis/keys.js';
 import { markEnqueued, readCounts } from '../../redis/parallel-commands.js';
 
 const FLUSH_MS = 20;
@@ -44,6 +45,7 @@ export class ParallelAbortedError extends Error {
 
 export interface EnqueuerDeps {
   redis: Redis;
+  keys: Keyspace;
   queue: Queue<WorkunitBatchData>;
   instanceId: string;
   alreadyEnqueued: number;
@@ -133,6 +135,7 @@ export class UnitEnqueuer {
     this.enqueued += units.length;
     await markEnqueued(
       this.deps.redis,
+      this.deps.keys,
       this.deps.instanceId,
       this.enqueued,
       jobs.map((job) => job.opts.jobId),
@@ -143,7 +146,7 @@ export class UnitEnqueuer {
   private async holdBack(slots: number): Promise<void> {
     const bound = Math.max(MIN_WAITING, WAITING_PER_SLOT * slots);
     for (;;) {
-      const counts = await readCounts(this.deps.redis, this.deps.instanceId);
+      const counts = await readCounts(this.deps.redis, this.deps.keys, this.deps.instanceId);
       this.aborted ||= counts.abort !== undefined;
       if (this.enqueued - counts.done - counts.failed <= bound || this.aborted || this.deps.stopped()) {
         return;

@@ -28,7 +28,7 @@ import type { Redis } from 'ioredis';
 import { type CacheMarker, MARKER_SUFFIX, markerPath, readMarker, TMP_PREFIX, writeMarker } from './marker.js';
 import { describe, PackageRejectedError } from '../../core/errors.js';
 import { extractPackage } from '../extract.js';
-import { packageBlobKey } from '../../redis/keys.js';
+import type { Keyspace } from '../../redis/keys.js';
 import type { Logger } from '../../core/logger.js';
 import { PACKAGE_NAME_PATTERN } from '../manifest.js';
 import type { CompiledPackageLimits } from '../limits.js';
@@ -213,7 +213,7 @@ export class PackageCache {
 
   /**
    * Removes every unused cached version for which `exists` says its bytes are gone from Redis
-   * (pass `(name, sha1) => blobExists(redis, name, sha1)`). A version in use is kept and
+   * (pass `(name, sha1) => blobExists(redis, keys, name, sha1)`). A version in use is kept and
    * reported; the node calls this periodically.
    */
   async pruneRemoved(exists: (name: string, sha1: string) => Promise<boolean>): Promise<PruneSummary> {
@@ -521,11 +521,11 @@ export class PackageCache {
 }
 
 /**
- * Whether `pkg:<name>:<sha1>` still holds bytes: the `exists` test for
+ * Whether `{NAME}:pkg:<name>:<sha1>` still holds bytes: the `exists` test for
  * {@link PackageCache.pruneRemoved}. Read-only.
  */
-export async function blobExists(redis: Redis, name: string, sha1: string): Promise<boolean> {
-  return (await redis.exists(packageBlobKey(name, sha1))) === 1;
+export async function blobExists(redis: Redis, keys: Keyspace, name: string, sha1: string): Promise<boolean> {
+  return (await redis.exists(keys.packageBlob(name, sha1))) === 1;
 }
 
 /** Paths derive from the name and sha1: refuse anything that could leave `<cacheDir>/<name>`. */

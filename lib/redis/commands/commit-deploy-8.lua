@@ -4,14 +4,14 @@
   all.
 
   Input:
-    KEYS[1] upload key      tydra:upload:<uuid> (filled by APPENDs; may not exist on a dedupe)
-    KEYS[2] blob key        pkg:<name>:<sha1>
-    KEYS[3] versions hash   tydra:package:<name>:versions
-    KEYS[4] latest key      tydra:package:<name>:latest
-    KEYS[5] packages zset   tydra:packages
-    KEYS[6] lease key       tydra:package:<name>:lease:<sha1>
-    KEYS[7] idle hash       tydra:package:<name>:idle
-    KEYS[8] undeployed set  tydra:package:<name>:undeployed
+    KEYS[1] upload key      {NAME}:upload:<uuid> (filled by APPENDs; may not exist on a dedupe)
+    KEYS[2] blob key        {NAME}:pkg:<name>:<sha1>
+    KEYS[3] versions hash   {NAME}:package:<name>:versions
+    KEYS[4] latest key      {NAME}:package:<name>:latest
+    KEYS[5] packages zset   {NAME}:packages
+    KEYS[6] lease key       {NAME}:package:<name>:lease:<sha1>
+    KEYS[7] idle hash       {NAME}:package:<name>:idle
+    KEYS[8] undeployed set  {NAME}:package:<name>:undeployed
 
     ARGV[1] sha1
     ARGV[2] version JSON {name, sha1, size, deployedAt, manifest}

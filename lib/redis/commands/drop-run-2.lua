@@ -10,10 +10,10 @@
   stopped) must not be removed; checked and removed in one step, none can be taken meanwhile.
 
   Input:
-    KEYS[1] the TaskInstance's job key       bull:tasks:<id>
-    KEYS[2] the workunits queue's failed set bull:workunits:failed
+    KEYS[1] the TaskInstance's job key       {NAME}:bull:tasks:<id>
+    KEYS[2] the workunits queue's failed set {NAME}:bull:workunits:failed
 
-    ARGV[1] the workunits queue key prefix   bull:workunits:
+    ARGV[1] the workunits queue key prefix   {NAME}:bull:workunits:
     ARGV[2] the prefix of the TaskInstance's batch ids (`<id>.b`), or '' for no batches
 
   Output:

@@ -10,14 +10,14 @@
       (no holders) for longer than the grace period.
 
   Input:
-    KEYS[1] versions hash   tydra:package:<name>:versions
-    KEYS[2] holders zset    tydra:package:<name>:holders:<sha1>
-    KEYS[3] lease key       tydra:package:<name>:lease:<sha1>
-    KEYS[4] latest key      tydra:package:<name>:latest
-    KEYS[5] idle hash       tydra:package:<name>:idle
-    KEYS[6] undeployed set  tydra:package:<name>:undeployed
-    KEYS[7] blob key        pkg:<name>:<sha1>
-    KEYS[8] packages zset   tydra:packages
+    KEYS[1] versions hash   {NAME}:package:<name>:versions
+    KEYS[2] holders zset    {NAME}:package:<name>:holders:<sha1>
+    KEYS[3] lease key       {NAME}:package:<name>:lease:<sha1>
+    KEYS[4] latest key      {NAME}:package:<name>:latest
+    KEYS[5] idle hash       {NAME}:package:<name>:idle
+    KEYS[6] undeployed set  {NAME}:package:<name>:undeployed
+    KEYS[7] blob key        {NAME}:pkg:<name>:<sha1>
+    KEYS[8] packages zset   {NAME}:packages
 
     ARGV[1] sha1
     ARGV[2] now (ms)

@@ -6,10 +6,10 @@
   stops its work and the coordinator fails the TaskInstance naming it.
 
   Input:
-    KEYS[1] state hash      tydra:par:<id>
-    KEYS[2] results hash    tydra:par:<id>:results
-    KEYS[3] failures hash   tydra:par:<id>:failures
-    KEYS[4] batches set     tydra:par:<id>:batches
+    KEYS[1] state hash      {NAME}:par:<id>
+    KEYS[2] results hash    {NAME}:par:<id>:results
+    KEYS[3] failures hash   {NAME}:par:<id>:failures
+    KEYS[4] batches set     {NAME}:par:<id>:batches
 
     ARGV[1] batch job id (no longer waiting or running)
     ARGV[2] units the batch had marked running

@@ -1,5 +1,5 @@
 --[[
-  Lets go of an idempotency key (`tydra:idem:<pkg>:<task>:<key>`) that a submit claimed but
+  Lets go of an idempotency key (`{NAME}:idem:<pkg>:<task>:<key>`) that a submit claimed but
   could not enqueue, only if it still names that submit's TaskInstance: a key that expired and
   was claimed again by another submit in between is left alone.
 

@@ -5,9 +5,9 @@
   measured from it.
 
   Input:
-    KEYS[1] holders zset    tydra:package:<name>:holders:<sha1>
-    KEYS[2] refs hash       tydra:refs
-    KEYS[3] idle hash       tydra:package:<name>:idle
+    KEYS[1] holders zset    {NAME}:package:<name>:holders:<sha1>
+    KEYS[2] refs hash       {NAME}:refs
+    KEYS[3] idle hash       {NAME}:package:<name>:idle
 
     ARGV[1] TaskInstance id
     ARGV[2] sha1

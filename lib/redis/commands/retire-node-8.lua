@@ -5,14 +5,14 @@
   obliterates the queue's leftover keys (finished jobs, events, meta).
 
   Input:
-    KEYS[1] nodes zset          tydra:nodes
-    KEYS[2] node info hash      tydra:node:<nodeId>
-    KEYS[3] wait list           bull:node.<nodeId>:wait
-    KEYS[4] active list         bull:node.<nodeId>:active
-    KEYS[5] delayed zset        bull:node.<nodeId>:delayed
-    KEYS[6] prioritized zset    bull:node.<nodeId>:prioritized
-    KEYS[7] paused list         bull:node.<nodeId>:paused (older BullMQ versions)
-    KEYS[8] waiting-children    bull:node.<nodeId>:waiting-children
+    KEYS[1] nodes zset          {NAME}:nodes
+    KEYS[2] node info hash      {NAME}:node:<nodeId>
+    KEYS[3] wait list           {NAME}:bull:node.<nodeId>:wait
+    KEYS[4] active list         {NAME}:bull:node.<nodeId>:active
+    KEYS[5] delayed zset        {NAME}:bull:node.<nodeId>:delayed
+    KEYS[6] prioritized zset    {NAME}:bull:node.<nodeId>:prioritized
+    KEYS[7] paused list         {NAME}:bull:node.<nodeId>:paused (older BullMQ versions)
+    KEYS[8] waiting-children    {NAME}:bull:node.<nodeId>:waiting-children
 
     ARGV[1] node id
     ARGV[2] cutoff (ms): retire only if the last heartbeat (or stop) is older

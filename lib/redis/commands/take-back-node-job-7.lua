@@ -15,18 +15,18 @@
   would rewrite the user's input on the way (`[]` becomes `{}`, long numbers lose digits).
 
   Input:
-    KEYS[1] node job hash      bull:node.<nodeId>:<jobId>
-    KEYS[2] node job lock      bull:node.<nodeId>:<jobId>:lock
-    KEYS[3] wait list          bull:node.<nodeId>:wait
-    KEYS[4] active list        bull:node.<nodeId>:active
-    KEYS[5] delayed zset       bull:node.<nodeId>:delayed
-    KEYS[6] prioritized zset   bull:node.<nodeId>:prioritized
-    KEYS[7] take-back record   tydra:taken-back:<instanceId>
+    KEYS[1] node job hash      {NAME}:bull:node.<nodeId>:<jobId>
+    KEYS[2] node job lock      {NAME}:bull:node.<nodeId>:<jobId>:lock
+    KEYS[3] wait list          {NAME}:bull:node.<nodeId>:wait
+    KEYS[4] active list        {NAME}:bull:node.<nodeId>:active
+    KEYS[5] delayed zset       {NAME}:bull:node.<nodeId>:delayed
+    KEYS[6] prioritized zset   {NAME}:bull:node.<nodeId>:prioritized
+    KEYS[7] take-back record   {NAME}:taken-back:<instanceId>
 
-    ARGV[1] queue key prefix   bull:node.<nodeId>:
+    ARGV[1] queue key prefix   {NAME}:bull:node.<nodeId>:
     ARGV[2] job id (the TaskInstance id)
     ARGV[3] node id
-    ARGV[4] the TaskInstance's job key, which must be the node job's parent: bull:tasks:<instanceId>
+    ARGV[4] the TaskInstance's job key, which must be the node job's parent: {NAME}:bull:tasks:<instanceId>
     ARGV[5] the TaskInstance's dispatch time (ms), copied into the record
     ARGV[6] now (ms)
     ARGV[7] time to live of the record (ms)

@@ -5,12 +5,12 @@
   Idempotent: taking a reference the instance already holds changes nothing.
 
   Input:
-    KEYS[1] versions hash   tydra:package:<name>:versions
-    KEYS[2] holders zset    tydra:package:<name>:holders:<sha1>
-    KEYS[3] refs hash       tydra:refs
-    KEYS[4] undeployed set  tydra:package:<name>:undeployed
-    KEYS[5] blob key        pkg:<name>:<sha1>
-    KEYS[6] idle hash       tydra:package:<name>:idle
+    KEYS[1] versions hash   {NAME}:package:<name>:versions
+    KEYS[2] holders zset    {NAME}:package:<name>:holders:<sha1>
+    KEYS[3] refs hash       {NAME}:refs
+    KEYS[4] undeployed set  {NAME}:package:<name>:undeployed
+    KEYS[5] blob key        {NAME}:pkg:<name>:<sha1>
+    KEYS[6] idle hash       {NAME}:package:<name>:idle
 
     ARGV[1] sha1
     ARGV[2] TaskInstance id

@@ -4,9 +4,9 @@
   latest moves to the newest version still in use, or disappears when there is none.
 
   Input:
-    KEYS[1] versions hash   tydra:package:<name>:versions
-    KEYS[2] latest key      tydra:package:<name>:latest
-    KEYS[3] undeployed set  tydra:package:<name>:undeployed
+    KEYS[1] versions hash   {NAME}:package:<name>:versions
+    KEYS[2] latest key      {NAME}:package:<name>:latest
+    KEYS[3] undeployed set  {NAME}:package:<name>:undeployed
 
     ARGV[1] sha1 to undeploy, or '' for every version of the package
 

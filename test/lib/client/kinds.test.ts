@@ -23,7 +23,10 @@ async function kindsPackage(): Promise<string> {
 
 /** The TaskInstance job's data as stored in Redis. */
 async function storedData(id: string): Promise<TaskInstanceData> {
-  const queue = new Queue<TaskInstanceData>(TASKS_QUEUE, { connection: testRedis({ maxRetriesPerRequest: null }) });
+  const queue = new Queue<TaskInstanceData>(TASKS_QUEUE, {
+    prefix: '{tydra}:bull',
+    connection: testRedis({ maxRetriesPerRequest: null }),
+  });
   defer(() => queue.close());
   const job = await Job.fromId<TaskInstanceData>(queue, id);
   assert.ok(job !== undefined, `job ${id} must exist`);
@@ -39,7 +42,11 @@ async function assertDeployRefused(files: Record<string, string>, field: string,
     return true;
   });
   const redis = testRedis();
-  assert.deepEqual([...(await redis.keys('pkg:*')), ...(await redis.keys('tydra:*'))], [], 'nothing stored');
+  assert.deepEqual(
+    (await redis.keys('{tydra}:*')).filter((key) => !key.startsWith('{tydra}:bull:')),
+    [],
+    'nothing stored',
+  );
 }
 
 describe('task kinds at deploy and submit (@integration)', () => {
@@ -132,6 +139,6 @@ describe('task kinds at deploy and submit (@integration)', () => {
         error instanceof InvalidOptionError &&
         /`maxFailedWorkunits` submit option .*got `-1` \(number\)/.test(error.message),
     );
-    assert.equal(await testRedis().hlen('tydra:refs'), 0, 'nothing was referenced or enqueued');
+    assert.equal(await testRedis().hlen('{tydra}:refs'), 0, 'nothing was referenced or enqueued');
   });
 });

@@ -1,8 +1,10 @@
 import assert from 'node:assert/strict';
 
 import { NodeRegistry } from '../../../lib/cluster/node-registry.js';
-import { nodeInfoKey } from '../../../lib/redis/keys.js';
 import { testRedis } from '../../helpers.js';
+import { createKeys } from '../../../lib/redis/keys.js';
+
+const keys = createKeys();
 
 const node = {
   id: 'slow-node',
@@ -16,7 +18,7 @@ const node = {
 
 describe('node registry: alive and lost (@integration)', () => {
   it('stops sending work to a node that misses heartbeats, but calls it lost only once its locks could have expired', async () => {
-    const registry = new NodeRegistry(testRedis());
+    const registry = new NodeRegistry(testRedis(), keys);
     await registry.heartbeat(node, 10_000);
     const at = async (now: number) => {
       const [info] = await registry.list(now);
@@ -29,7 +31,7 @@ describe('node registry: alive and lost (@integration)', () => {
   });
 
   it('counts a stopped node as lost at once, and as last seen when it stopped', async () => {
-    const registry = new NodeRegistry(testRedis());
+    const registry = new NodeRegistry(testRedis(), keys);
     await registry.heartbeat(node, 10_000);
     await registry.markStopped(node.id, 12_000);
     const [info] = await registry.list(12_001);
@@ -41,7 +43,7 @@ describe('node registry: alive and lost (@integration)', () => {
 
   it("publishes a node's sandbox mode and cache with its heartbeat, and reads none from a node that did not", async () => {
     const redis = testRedis();
-    const registry = new NodeRegistry(redis);
+    const registry = new NodeRegistry(redis, keys);
     await registry.heartbeat({ ...node, id: 'old-node' }, 10_000);
     await registry.heartbeat({ ...node, facts: { sandbox: 'rlimits', cachedVersions: 2, cachedBytes: 4096 } }, 10_000);
     const byId = new Map((await registry.list(10_001)).map((info) => [info.id, info]));
@@ -50,9 +52,9 @@ describe('node registry: alive and lost (@integration)', () => {
     const old = byId.get('old-node');
     assert.deepEqual([old?.sandbox, old?.cachedVersions, old?.cachedBytes], [undefined, undefined, undefined]);
     // Not a field of the hash: the facts are stored flat, one field each.
-    assert.equal(await redis.hexists(nodeInfoKey(node.id), 'facts'), 0);
+    assert.equal(await redis.hexists(keys.nodeInfo(node.id), 'facts'), 0);
     // Whatever else is in the hash (anyone with Redis access writes there) reads as unpublished.
-    await redis.hset(nodeInfoKey(node.id), { sandbox: 'chroot', cachedVersions: '-1', cachedBytes: 'many' });
+    await redis.hset(keys.nodeInfo(node.id), { sandbox: 'chroot', cachedVersions: '-1', cachedBytes: 'many' });
     const tampered = (await registry.list(10_001)).find((info) => info.id === node.id);
     assert.deepEqual(
       [tampered?.sandbox, tampered?.cachedVersions, tampered?.cachedBytes],

@@ -5,7 +5,15 @@ import { compileTydraOptions } from '../../../lib/client/options.js';
 import { readEnvConfig } from '../../../lib/core/config.js';
 import { InvalidOptionError, RedisUnreachableError } from '../../../lib/core/errors.js';
 import { compileMasterOptions } from '../../../lib/master/options.js';
-import { parseSentinelUrl, sentinelUrl, withRedisPassword } from '../../../lib/core/redis-url.js';
+import { compileNodeOptions } from '../../../lib/node/options.js';
+import { compileDashboardOptions } from '../../../lib/ops/dashboard-options.js';
+import {
+  clusterUrl,
+  parseClusterUrl,
+  parseSentinelUrl,
+  sentinelUrl,
+  withRedisPassword,
+} from '../../../lib/core/redis-url.js';
 import { freePort } from '../../../lib/ops/redis-server.js';
 import { createRedis, describeRedisTarget, redactRedisUrl } from '../../../lib/redis/connection.js';
 import { defer } from '../../helpers.js';
@@ -76,6 +84,69 @@ describe('Redis Sentinel URLs', () => {
   });
 });
 
+describe('Redis Cluster URLs', () => {
+  it('parses seed nodes (port 6379 by default), user and password', () => {
+    assert.deepEqual(parseClusterUrl(`redis-cluster://app:${ENCODED}@10.0.0.1:7000,[::1]:7001,redis-c`), {
+      nodes: [
+        { host: '10.0.0.1', port: 7000 },
+        { host: '::1', port: 7001 },
+        { host: 'redis-c', port: 6379 },
+      ],
+      username: 'app',
+      password: SECRET,
+    });
+    assert.deepEqual(parseClusterUrl('redis-cluster://127.0.0.1:7000/'), {
+      nodes: [{ host: '127.0.0.1', port: 7000 }],
+    });
+  });
+
+  it('says what is wrong with a malformed URL (a /DB among them), without the password', () => {
+    for (const url of [
+      `redis-cluster://:${ENCODED}@h:7000/1`,
+      `redis-cluster://:${ENCODED}@h:70000`,
+      `redis-cluster://:${ENCODED}@`,
+      `redis-cluster://:${ENCODED}@h:1#m`,
+    ]) {
+      assert.throws(
+        () => parseClusterUrl(url),
+        (error: Error) =>
+          error.message.startsWith('expected redis-cluster://[[USER]:PASSWORD@]HOST:PORT[,HOST:PORT…]') &&
+          !error.message.includes(ENCODED) &&
+          !error.message.includes(SECRET),
+        url,
+      );
+    }
+  });
+
+  it('round-trips, redacts the password and fills in TYDRA_REDIS_PASSWORD only where the URL has none', () => {
+    const url = `redis-cluster://app:${ENCODED}@127.0.0.1:7000,127.0.0.1:7001`;
+    assert.equal(clusterUrl(parseClusterUrl(url)), url);
+    assert.equal(redactRedisUrl(url), 'redis-cluster://app:***@127.0.0.1:7000,127.0.0.1:7001');
+    assert.equal(redactRedisUrl('redis-cluster://h:1'), 'redis-cluster://h:1');
+    assert.equal(redactRedisUrl('redis-cluster://h:1/2'), '[unparseable redis url]');
+    assert.equal(parseClusterUrl(withRedisPassword('redis-cluster://h:1', SECRET)).password, SECRET);
+    assert.equal(parseClusterUrl(withRedisPassword('redis-cluster://:mine@h:1', SECRET)).password, 'mine');
+    const env = readEnvConfig({ TYDRA_REDIS_URL: 'redis-cluster://h:1', TYDRA_REDIS_PASSWORD: SECRET });
+    assert.equal(parseClusterUrl(env.redisUrl).password, SECRET);
+  });
+
+  it('is accepted by every component and gives an ioredis Cluster, described without the password', () => {
+    const url = 'redis-cluster://127.0.0.1:7000,127.0.0.1:7001';
+    assert.equal(compileTydraOptions({ redis: url }).redisUrl, url);
+    assert.equal(compileMasterOptions({ redis: url }).redisUrl, url);
+    assert.equal(compileNodeOptions({ redis: url }).redisUrl, url);
+    assert.equal(compileDashboardOptions({ redis: url }).redisUrl, url);
+    assert.throws(() => compileTydraOptions({ redis: `redis-cluster://:${ENCODED}@h:1/1` }), InvalidOptionError);
+    const redis = createRedis(`redis-cluster://:${ENCODED}@127.0.0.1:1,127.0.0.1:2`, { lazyConnect: true });
+    try {
+      assert.equal(redis.isCluster, true);
+      assert.equal(describeRedisTarget(redis), 'Redis Cluster via 127.0.0.1:1,127.0.0.1:2 (with password)');
+    } finally {
+      redis.disconnect();
+    }
+  });
+});
+
 describe('a client on unreachable sentinels', () => {
   it('fails after its connect timeout, naming the sentinels but not the password', async () => {
     const port = await freePort();
@@ -89,6 +160,22 @@ describe('a client on unreachable sentinels', () => {
       (error: Error) =>
         error instanceof RedisUnreachableError &&
         error.target === `Sentinel master mymaster via 127.0.0.1:${port} (with password)` &&
+        !error.message.includes(SECRET) &&
+        !error.message.includes(ENCODED),
+    );
+  });
+});
+
+describe('a client on an unreachable Redis Cluster', () => {
+  it('fails after its connect timeout, naming the seed nodes but not the password', async () => {
+    const port = await freePort();
+    const tydra = new Tydra({ redis: `redis-cluster://:${ENCODED}@127.0.0.1:${port}`, connectTimeoutMs: 300 });
+    defer(() => tydra.close());
+    await assert.rejects(
+      tydra.nodes(),
+      (error: Error) =>
+        error instanceof RedisUnreachableError &&
+        error.target === `Redis Cluster via 127.0.0.1:${port} (with password)` &&
         !error.message.includes(SECRET) &&
         !error.message.includes(ENCODED),
     );

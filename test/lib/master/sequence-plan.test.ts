@@ -3,6 +3,9 @@ import assert from 'node:assert/strict';
 import { ManifestError } from '../../../lib/core/errors.js';
 import { readSequencePlan } from '../../../lib/master/sequence-plan.js';
 import { testRedis } from '../../helpers.js';
+import { createKeys } from '../../../lib/redis/keys.js';
+
+const keys = createKeys();
 
 const SHA1 = 'a'.repeat(40);
 const pkg = { name: 'plans', sha1: SHA1 };
@@ -11,7 +14,7 @@ const pkg = { name: 'plans', sha1: SHA1 };
 async function stored(tasks: Record<string, unknown>): Promise<ReturnType<typeof testRedis>> {
   const redis = testRedis();
   await redis.hset(
-    'tydra:package:plans:versions',
+    '{tydra}:package:plans:versions',
     SHA1,
     JSON.stringify({ name: 'plans', sha1: SHA1, size: 1, deployedAt: 0, manifest: { name: 'plans', tasks } }),
   );
@@ -37,7 +40,7 @@ describe('sequence plans from the stored manifest (@integration)', () => {
       summary: { module: 'summary.js' },
       report: { kind: 'sequence', steps: ['fetch', 'count', { all: ['chart', 'summary'] }], description: 'x' },
     });
-    const plan = await readSequencePlan(redis, pkg, 'report');
+    const plan = await readSequencePlan(redis, keys, pkg, 'report');
     assert.deepEqual(plan.steps, [
       { tasks: ['fetch'], all: false, label: 'fetch' },
       { tasks: ['count'], all: false, label: 'count' },
@@ -54,11 +57,11 @@ describe('sequence plans from the stored manifest (@integration)', () => {
       unknown: { kind: 'sequence', steps: ['fetch', { all: ['fetch', 'nope'] }] },
       itself: { kind: 'sequence', steps: ['fetch', 'itself'] },
     });
-    const unknown = await manifestError(readSequencePlan(redis, pkg, 'unknown'));
+    const unknown = await manifestError(readSequencePlan(redis, keys, pkg, 'unknown'));
     assert.equal(unknown.field, 'tasks.unknown.steps[1].all[1]');
     assert.match(unknown.message, /name another task of the package, got "nope"/);
-    assert.equal((await manifestError(readSequencePlan(redis, pkg, 'itself'))).field, 'tasks.itself.steps[1]');
-    assert.equal((await manifestError(readSequencePlan(redis, pkg, 'fetch'))).field, 'tasks.fetch.steps');
-    await manifestError(readSequencePlan(redis, { name: 'plans', sha1: 'b'.repeat(40) }, 'unknown'));
+    assert.equal((await manifestError(readSequencePlan(redis, keys, pkg, 'itself'))).field, 'tasks.itself.steps[1]');
+    assert.equal((await manifestError(readSequencePlan(redis, keys, pkg, 'fetch'))).field, 'tasks.fetch.steps');
+    await manifestError(readSequencePlan(redis, keys, { name: 'plans', sha1: 'b'.repeat(40) }, 'unknown'));
   });
 });

@@ -12,7 +12,10 @@ describe("TaskLogs: a TaskInstance's log lines, followed (@integration)", functi
 
   it('yields new lines as they come, also once the log was trimmed, and ends when the job is gone', async () => {
     // A job no master takes: the test writes its log and ends it by hand.
-    const queue = new Queue(TASKS_QUEUE, { connection: testRedis({ maxRetriesPerRequest: null }) });
+    const queue = new Queue(TASKS_QUEUE, {
+      prefix: '{tydra}:bull',
+      connection: testRedis({ maxRetriesPerRequest: null }),
+    });
     defer(() => queue.close());
     await queue.add('task-instance', {}, { jobId: 'logged' });
     const logs = new TaskLogs({ redis: redisUrl(), pollMs: 20 });

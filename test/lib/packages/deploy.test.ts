@@ -22,9 +22,9 @@ describe('deploy and submit (@integration)', () => {
     assert.equal(result.stored, true);
     assert.equal(result.ref, `probe@${result.sha1}`);
     const r = redis();
-    const blob = await r.getBuffer(`pkg:probe:${result.sha1}`);
+    const blob = await r.getBuffer(`{tydra}:pkg:probe:${result.sha1}`);
     assert.ok(blob !== null && blob.length === result.size);
-    assert.deepEqual(await r.keys('pkg:*'), [`pkg:probe:${result.sha1}`]);
+    assert.deepEqual(await r.keys('{tydra}:pkg:*'), [`{tydra}:pkg:probe:${result.sha1}`]);
     const { latest, versions } = await tydra.packageVersions('probe');
     assert.equal(latest, result.sha1);
     assert.deepEqual(
@@ -45,7 +45,7 @@ describe('deploy and submit (@integration)', () => {
     assert.equal(second.sha1, first.sha1);
     assert.equal(second.stored, false);
     assert.equal(await appendCalls(r), appendsBefore, 'no byte may be uploaded again');
-    assert.equal((await r.keys('pkg:*')).length, 1);
+    assert.equal((await r.keys('{tydra}:pkg:*')).length, 1);
     assert.equal((await tydra.packageVersions('probe')).versions.length, 1);
   });
 
@@ -55,8 +55,8 @@ describe('deploy and submit (@integration)', () => {
     const results = await Promise.all([tydra.deploy(dir), tydra.deploy(dir), tydra.deploy(dir)]);
     assert.equal(new Set(results.map((r) => r.sha1)).size, 1);
     const r = redis();
-    assert.equal((await r.keys('pkg:*')).length, 1);
-    assert.deepEqual(await r.keys('tydra:upload:*'), [], 'no upload may be left behind');
+    assert.equal((await r.keys('{tydra}:pkg:*')).length, 1);
+    assert.deepEqual(await r.keys('{tydra}:upload:*'), [], 'no upload may be left behind');
   });
 
   it('a changed tree becomes a new latest version beside the old one', async () => {
@@ -69,7 +69,7 @@ describe('deploy and submit (@integration)', () => {
     const { latest, versions } = await tydra.packageVersions('probe');
     assert.equal(latest, v2.sha1);
     assert.deepEqual(new Set(versions.map((v) => v.sha1)), new Set([v1.sha1, v2.sha1]));
-    assert.equal((await redis().keys('pkg:probe:*')).length, 2);
+    assert.equal((await redis().keys('{tydra}:pkg:probe:*')).length, 2);
   });
 
   it('stores nothing for a rejected package', async () => {
@@ -94,7 +94,7 @@ describe('deploy and submit (@integration)', () => {
     }
     const r = redis();
     assert.deepEqual(
-      [...(await r.keys('pkg:*')), ...(await r.keys('tydra:*'))],
+      (await r.keys('{tydra}:*')).filter((key) => !key.startsWith('{tydra}:bull:')),
       [],
       'a rejected deploy must not write any package key',
     );
@@ -113,7 +113,11 @@ describe('deploy and submit (@integration)', () => {
         ),
     );
     const r = redis();
-    assert.deepEqual([...(await r.keys('pkg:*')), ...(await r.keys('tydra:*'))], [], 'a refused deploy writes nothing');
+    assert.deepEqual(
+      (await r.keys('{tydra}:*')).filter((key) => !key.startsWith('{tydra}:bull:')),
+      [],
+      'a refused deploy writes nothing',
+    );
   });
 
   it('refuses an input JSON cannot represent (BigInt, circular, function) with InvalidOptionError', async () => {
@@ -132,7 +136,7 @@ describe('deploy and submit (@integration)', () => {
         (error: Error) => error instanceof InvalidOptionError && message.test(error.message),
       );
     }
-    assert.equal(await redis().hlen('tydra:refs'), 0, 'nothing was referenced or enqueued');
+    assert.equal(await redis().hlen('{tydra}:refs'), 0, 'nothing was referenced or enqueued');
   });
 
   it('fails at submit time for an unknown package, version or task, and for a bad reference', async () => {

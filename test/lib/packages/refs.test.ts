@@ -18,6 +18,9 @@ import {
   testRedis as redis,
   waitFor,
 } from '../../helpers.js';
+import { createKeys } from '../../../lib/redis/keys.js';
+
+const keys = createKeys();
 
 /** A package `pin` whose task `which` returns `label` after `input.ms` ms, and `boom` throws. */
 function pinPackage(label: string): Promise<string> {
@@ -34,7 +37,7 @@ function pinPackage(label: string): Promise<string> {
 }
 
 async function holders(r: Redis, sha1: string): Promise<string[]> {
-  return r.zrange(`tydra:package:pin:holders:${sha1}`, 0, -1);
+  return r.zrange(`{tydra}:package:pin:holders:${sha1}`, 0, -1);
 }
 
 async function waitReleased(r: Redis, sha1: string): Promise<void> {
@@ -78,12 +81,12 @@ describe('package versions, references and pruning (@integration)', function () 
     await assert.rejects(failing.result(), /boom v1/);
     await assert.rejects(slow.result(), /timed out after 0.5 s/);
     await waitReleased(r, sha1);
-    assert.equal(await r.hlen('tydra:refs'), 0);
+    assert.equal(await r.hlen('{tydra}:refs'), 0);
     // The node ran the failing task twice, and it was released once: a second release is a no-op.
-    const store = new PackageStore(r);
+    const store = new PackageStore(r, keys);
     assert.equal(await store.releaseRef(failing.id), false);
     assert.equal(await store.releaseRef(failing.id, { name: 'pin', sha1 }), false);
-    assert.equal(await r.zcard(`tydra:package:pin:holders:${sha1}`), 0);
+    assert.equal(await r.zcard(`{tydra}:package:pin:holders:${sha1}`), 0);
     const { versions } = await tydra.packageVersions('pin');
     assert.equal(versions[0]?.references, 0);
     assert.ok(versions[0]?.idleSince !== undefined);
@@ -116,7 +119,7 @@ describe('package versions, references and pruning (@integration)', function () 
       const error = await failure(tydra.run('gone').result());
       assert.match(error.message, /to be stored, found none \(never deployed, or pruned\)/);
       assert.equal((await tydra.run('gone').status()).nodeId, undefined);
-      assert.equal(await r.hexists('tydra:refs', 'gone'), 0);
+      assert.equal(await r.hexists(keys.refs, 'gone'), 0);
     } finally {
       await queue.close();
     }
@@ -145,13 +148,13 @@ describe('package versions, references and pruning (@integration)', function () 
     let verdict: string | undefined;
     setSubmitHooks(tydra, {
       afterReference: async () => {
-        const report = await prunePackages(r, { graceMs: 0 });
+        const report = await prunePackages(r, keys, { graceMs: 0 });
         verdict = report.kept.find((d) => d.sha1 === v1.sha1)?.verdict;
       },
     });
     const run = await tydra.submit(`pin@${v1.sha1.slice(0, 10)}/which`);
     assert.equal(verdict, 'held');
-    assert.equal(await r.exists(`pkg:pin:${v1.sha1}`), 1);
+    assert.equal(await r.exists(`{tydra}:pkg:pin:${v1.sha1}`), 1);
     await startCluster(1);
     assert.equal(await run.result(), 'v1');
   });
@@ -165,7 +168,7 @@ describe('package versions, references and pruning (@integration)', function () 
     let pruned: string[] | undefined;
     setSubmitHooks(tydra, {
       afterResolve: async () => {
-        pruned = (await prunePackages(r, { graceMs: 0 })).removed.map((d) => d.sha1);
+        pruned = (await prunePackages(r, keys, { graceMs: 0 })).removed.map((d) => d.sha1);
       },
     });
     await assert.rejects(
@@ -175,8 +178,10 @@ describe('package versions, references and pruning (@integration)', function () 
         /pin@[0-9a-f]{40} to be stored, found none \(never deployed, or pruned\)/.test(error.message),
     );
     assert.deepEqual(pruned, [v1.sha1], 'the prune ran in the gap and removed v1');
-    assert.deepEqual(await new Queue(TASKS_QUEUE, { connection: r }).getJobCounts('waiting'), { waiting: 0 });
-    assert.equal(await r.hlen('tydra:refs'), 0);
+    assert.deepEqual(await new Queue(TASKS_QUEUE, { prefix: '{tydra}:bull', connection: r }).getJobCounts('waiting'), {
+      waiting: 0,
+    });
+    assert.equal(await r.hlen('{tydra}:refs'), 0);
   });
 
   it('keeps latest, leased, held and in-grace versions, removes only the eligible one; dry-run changes nothing', async () => {
@@ -188,19 +193,19 @@ describe('package versions, references and pruning (@integration)', function () 
     const d = await short.deploy(await pinPackage('d'));
     const c = await long.deploy(await pinPackage('c'));
     const e = await short.deploy(await pinPackage('e'));
-    await new PackageStore(r).takeRef('pin', b.sha1, 'holder-of-b');
+    await new PackageStore(r, keys).takeRef('pin', b.sha1, 'holder-of-b');
     // a idle for a minute, the others just deployed: far from the 30 s grace whatever the machine's load.
-    await r.hset('tydra:package:pin:idle', a.sha1, String(Date.now() - 60_000));
+    await r.hset('{tydra}:package:pin:idle', a.sha1, String(Date.now() - 60_000));
     await sleep(5); // every 1 ms lease is over
     const sorted = (hash: Record<string, string>): string[][] => Object.entries(hash).sort();
     const snapshot = async (): Promise<string> =>
       JSON.stringify([
         (await r.keys('*')).sort(),
-        sorted(await r.hgetall('tydra:package:pin:versions')),
-        sorted(await r.hgetall('tydra:package:pin:idle')),
+        sorted(await r.hgetall('{tydra}:package:pin:versions')),
+        sorted(await r.hgetall('{tydra}:package:pin:idle')),
       ]);
     const before = await snapshot();
-    const dry = await prunePackages(r, { graceMs: 30_000, dryRun: true });
+    const dry = await prunePackages(r, keys, { graceMs: 30_000, dryRun: true });
     assert.equal(await snapshot(), before);
     const verdicts = Object.fromEntries(
       [...dry.removed, ...dry.kept].map((decision) => [decision.sha1, decision.verdict]),
@@ -212,26 +217,26 @@ describe('package versions, references and pruning (@integration)', function () 
       [d.sha1]: 'grace',
       [e.sha1]: 'latest',
     });
-    const real = await prunePackages(r, { graceMs: 30_000 });
+    const real = await prunePackages(r, keys, { graceMs: 30_000 });
     assert.deepEqual(
       real.removed.map((decision) => [decision.sha1, decision.verdict]),
       [[a.sha1, 'removed']],
     );
-    assert.equal(await r.exists(`pkg:pin:${a.sha1}`), 0);
-    assert.equal(await r.hexists('tydra:package:pin:versions', a.sha1), 0);
+    assert.equal(await r.exists(`{tydra}:pkg:pin:${a.sha1}`), 0);
+    assert.equal(await r.hexists('{tydra}:package:pin:versions', a.sha1), 0);
     for (const kept of [b, c, d, e]) {
-      assert.equal(await r.exists(`pkg:pin:${kept.sha1}`), 1, `pkg:pin:${kept.sha1} must remain`);
+      assert.equal(await r.exists(`{tydra}:pkg:pin:${kept.sha1}`), 1, `{tydra}:pkg:pin:${kept.sha1} must remain`);
     }
   });
 
   it('heals references left by crashed processes: a removed job and a finished job that was never released', async () => {
     const tydra = client({ deployLeaseMs: 1 });
     const r = redis();
-    const store = new PackageStore(r);
+    const store = new PackageStore(r, keys);
     const { sha1 } = await tydra.deploy(await pinPackage('v1'));
     // An operator removes a waiting TaskInstance in Bull Board (no master runs yet, so it waits).
     const waiting = await tydra.submit('pin/which');
-    assert.equal(await new Queue(TASKS_QUEUE, { connection: r }).remove(waiting.id), 1);
+    assert.equal(await new Queue(TASKS_QUEUE, { prefix: '{tydra}:bull', connection: r }).remove(waiting.id), 1);
     await startCluster(1);
     const done = await tydra.submit('pin/which');
     await done.result();
@@ -242,9 +247,9 @@ describe('package versions, references and pruning (@integration)', function () 
     await store.takeRef('pin', sha1, 'never-enqueued');
     assert.equal((await holders(r, sha1)).length, 3);
     // Young holders are never audited (their submit may still be enqueuing):
-    const young = await prunePackages(r, { graceMs: 0 });
+    const young = await prunePackages(r, keys, { graceMs: 0 });
     assert.equal(young.healed.length, 0);
-    const report = await prunePackages(r, { graceMs: 60_000, auditAfterMs: 0 });
+    const report = await prunePackages(r, keys, { graceMs: 60_000, auditAfterMs: 0 });
     assert.deepEqual(
       report.healed.map((h) => [h.instanceId, h.why]).sort(),
       [
@@ -254,7 +259,7 @@ describe('package versions, references and pruning (@integration)', function () 
       ].sort(),
     );
     assert.deepEqual(await holders(r, sha1), []);
-    assert.equal(await r.hlen('tydra:refs'), 0);
+    assert.equal(await r.hlen('{tydra}:refs'), 0);
     // Healing starts the grace period; the latest version is kept anyway.
     assert.deepEqual(
       report.kept.map((d) => d.verdict),
@@ -267,7 +272,7 @@ describe('package versions, references and pruning (@integration)', function () 
     assert.equal(master.options.pruneEveryMs, 150);
     const leased = client({ deployLeaseMs: 5000 });
     const r = redis();
-    const maintenance = new Queue(MAINTENANCE_QUEUE, { connection: r });
+    const maintenance = new Queue(MAINTENANCE_QUEUE, { prefix: '{tydra}:bull', connection: r });
     const v1 = await leased.deploy(await pinPackage('v1'));
     await client({ deployLeaseMs: 1 }).deploy(await pinPackage('v2'));
     // Several prune passes, counted rather than slept through (a busy machine runs fewer per second).
@@ -280,7 +285,7 @@ describe('package versions, references and pruning (@integration)', function () 
     // Released, lease over, not latest, grace 0: the scheduled prune job removes it.
     await waitFor(
       'the prune job to remove v1',
-      async () => ((await r.exists(`pkg:pin:${v1.sha1}`)) === 0 ? true : undefined),
+      async () => ((await r.exists(`{tydra}:pkg:pin:${v1.sha1}`)) === 0 ? true : undefined),
       15_000,
     );
     const completed = await maintenance.getJobs(['completed'], 0, 50);
@@ -296,7 +301,7 @@ describe('package versions, references and pruning (@integration)', function () 
   it('many masters starting at once upsert one prune scheduler', async () => {
     await Promise.all([startCluster(0), startCluster(0), startCluster(0)]);
     const r = redis();
-    const schedulers = await new Queue(MAINTENANCE_QUEUE, { connection: r }).getJobSchedulers();
+    const schedulers = await new Queue(MAINTENANCE_QUEUE, { prefix: '{tydra}:bull', connection: r }).getJobSchedulers();
     assert.deepEqual(
       schedulers.map((s) => [s.key, s.every]),
       [['prune-packages', 60_000]],
@@ -315,19 +320,19 @@ describe('package versions, references and pruning (@integration)', function () 
     assert.equal((await tydra.submit('pin/which')).ref, `pin@${v1.sha1}/which`);
     // Held: kept even though undeployed.
     assert.deepEqual(
-      (await prunePackages(r, { graceMs: 60_000 })).kept.find((d) => d.sha1 === v2.sha1)?.verdict,
+      (await prunePackages(r, keys, { graceMs: 60_000 })).kept.find((d) => d.sha1 === v2.sha1)?.verdict,
       'held',
     );
     await startCluster(1);
     assert.equal(await held.result(), 'v2');
     await waitReleased(r, v2.sha1);
     // Undeployed and free: removed at once, grace or not.
-    const report = await prunePackages(r, { graceMs: 60_000 });
+    const report = await prunePackages(r, keys, { graceMs: 60_000 });
     assert.deepEqual(
       report.removed.map((d) => d.sha1),
       [v2.sha1],
     );
-    assert.equal(await r.exists(`pkg:pin:${v2.sha1}`), 0);
+    assert.equal(await r.exists(`{tydra}:pkg:pin:${v2.sha1}`), 0);
     await assert.rejects(tydra.undeploy('pin', 'ffff'), UnknownTaskError);
   });
 });
@@ -341,10 +346,10 @@ describe('the prune pass at scale (@integration)', function () {
     await tydra.deploy(await pinPackage('only'));
     await tydra.undeploy('pin');
     await sleep(5);
-    const report = await prunePackages(r, { graceMs: 0, batch: 2 });
+    const report = await prunePackages(r, keys, { graceMs: 0, batch: 2 });
     assert.equal(report.removed.length, 1);
     assert.deepEqual(await tydra.packageNames(), []);
-    assert.deepEqual((await r.keys('tydra:package:*')).concat(await r.keys('pkg:*')), []);
+    assert.deepEqual((await r.keys('{tydra}:package:*')).concat(await r.keys('{tydra}:pkg:*')), []);
   });
 
   it('walks every package and version in bounded batches', async () => {
@@ -355,24 +360,24 @@ describe('the prune pass at scale (@integration)', function () {
     for (let p = 0; p < 30; p += 1) {
       for (let v = 0; v < 3; v += 1) {
         const sha1 = `${String(p).padStart(2, '0')}${String(v).padStart(38, '0')}`;
-        pipeline.set(`pkg:p${p}:${sha1}`, 'x');
+        pipeline.set(`{tydra}:pkg:p${p}:${sha1}`, 'x');
         pipeline.hset(
-          `tydra:package:p${p}:versions`,
+          `{tydra}:package:p${p}:versions`,
           sha1,
           JSON.stringify({ name: `p${p}`, sha1, size: 1, deployedAt: now + v, manifest: { name: `p${p}`, tasks: {} } }),
         );
         if (v === 2) {
-          pipeline.set(`tydra:package:p${p}:latest`, sha1);
+          pipeline.set(`{tydra}:package:p${p}:latest`, sha1);
         }
       }
-      pipeline.zadd('tydra:packages', now, `p${p}`);
+      pipeline.zadd('{tydra}:packages', now, `p${p}`);
     }
     await pipeline.exec();
-    const report = await prunePackages(r, { graceMs: 1000, batch: 4 });
+    const report = await prunePackages(r, keys, { graceMs: 1000, batch: 4 });
     assert.equal(report.packages, 30);
     assert.equal(report.versions, 90);
     assert.equal(report.removed.length, 60);
     assert.equal(report.kept.filter((d) => d.verdict === 'latest').length, 30);
-    assert.equal((await r.keys('pkg:*')).length, 30);
+    assert.equal((await r.keys('{tydra}:pkg:*')).length, 30);
   });
 });

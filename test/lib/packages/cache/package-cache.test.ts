@@ -12,6 +12,9 @@ import { packDirectory } from '../../../../lib/packages/pack.js';
 import { blobExists, type CacheLease, PackageCache } from '../../../../lib/packages/cache/package-cache.js';
 import { PackageStore } from '../../../../lib/packages/store.js';
 import { defer, makePackage, sleep, tempDir, testRedis } from '../../../helpers.js';
+import { createKeys } from '../../../../lib/redis/keys.js';
+
+const keys = createKeys();
 
 const limits = compilePackageLimits();
 const GiB = 1024 * 1024 * 1024;
@@ -34,7 +37,7 @@ async function deploy(name: string, files: Record<string, string> = {}): Promise
     ...files,
   });
   const packed = await packDirectory(source, limits);
-  await new PackageStore(testRedis()).deploy(packed);
+  await new PackageStore(testRedis(), keys).deploy(packed);
   return { name, sha1: packed.sha1, bytes: packed.unpackedBytes, source };
 }
 
@@ -53,7 +56,7 @@ async function openCache(
 ): Promise<PackageCache> {
   const cache = new PackageCache(
     options.dir ?? (await tempDir('tydra-cache-')),
-    new PackageStore(testRedis()),
+    new PackageStore(testRedis(), keys),
     options.limits ?? limits,
     options.logger ?? silentLogger(),
     options.maxBytes ?? 10 * GiB,
@@ -304,9 +307,9 @@ describe('package cache (@integration)', () => {
       const lease = await cache.acquire(busy.name, busy.sha1);
       await use(cache, deployed);
       const r = testRedis();
-      await r.del(`pkg:gone:${unused.sha1}`, `pkg:gone:${busy.sha1}`);
+      await r.del(`{tydra}:pkg:gone:${unused.sha1}`, `{tydra}:pkg:gone:${busy.sha1}`);
 
-      const summary = await cache.pruneRemoved((name, sha1) => blobExists(r, name, sha1));
+      const summary = await cache.pruneRemoved((name, sha1) => blobExists(r, keys, name, sha1));
       assert.deepEqual(
         summary.removed.map((v) => v.sha1),
         [unused.sha1],
@@ -320,7 +323,7 @@ describe('package cache (@integration)', () => {
       assert.ok(!(await readdir(join(cache.dir, 'gone'))).includes(`${unused.sha1}.json`));
 
       lease.release();
-      const later = await cache.pruneRemoved((name, sha1) => blobExists(r, name, sha1));
+      const later = await cache.pruneRemoved((name, sha1) => blobExists(r, keys, name, sha1));
       assert.deepEqual(
         later.removed.map((v) => v.sha1),
         [busy.sha1],
