@@ -128,7 +128,13 @@ export async function addSchedule(
   const input = context.serialiseInput(checked.input ?? null);
   checkTaskInput(parsed.task, task, input);
   // A secret missing now fails the add, naming it (each firing checks again).
-  await submissionSecrets(context.redis, context.keys, parsed.task, declaredSecrets(version.manifest, parsed.task), checked.secrets);
+  await submissionSecrets(
+    context.redis,
+    context.keys,
+    parsed.task,
+    declaredSecrets(version.manifest, parsed.task),
+    checked.secrets,
+  );
   const extra = {
     ...(checked.env !== undefined && Object.keys(checked.env).length > 0 ? { env: checked.env } : {}),
     ...(checked.secrets !== undefined && Object.keys(checked.secrets).length > 0 ? { secrets: checked.secrets } : {}),

@@ -136,7 +136,9 @@ export class ScheduleFiring {
     if (entries.length === 0) {
       return undefined;
     }
-    const [missing] = await missingSecrets(this.deps.redis, this.deps.keys, [...new Set(entries.map(([, name]) => name))]);
+    const [missing] = await missingSecrets(this.deps.redis, this.deps.keys, [
+      ...new Set(entries.map(([, name]) => name)),
+    ]);
     if (missing !== undefined) {
       throw new UnknownSecretError(
         `Expected secret ${missing} to be stored for task ${task} (set it with \`tydra secret set ${missing}\`), got none`,

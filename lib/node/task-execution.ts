@@ -220,7 +220,14 @@ async function secretsOf(
   task: SimpleTaskSpec,
   mirror: RedisMirror,
 ): Promise<Record<string, string>> {
-  const secrets = await openTaskSecrets(env.redis, env.keys, env.options.secretKey, env.nodeId, task.secrets, data.secrets);
+  const secrets = await openTaskSecrets(
+    env.redis,
+    env.keys,
+    env.options.secretKey,
+    env.nodeId,
+    task.secrets,
+    data.secrets,
+  );
   mirror.mask(Object.values(secrets));
   return secrets;
 }

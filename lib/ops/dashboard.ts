@@ -224,7 +224,12 @@ export class Dashboard {
     if (tydra === undefined) {
       throw new Error('internal error: the tydra pages answered before their client was made; please file an issue');
     }
-    return { redis: this.redis, keys: this.keys, tasksQueue: this.boardQueue(TASKS_QUEUE), status: (id) => tydra.run(id).status() };
+    return {
+      redis: this.redis,
+      keys: this.keys,
+      tasksQueue: this.boardQueue(TASKS_QUEUE),
+      status: (id) => tydra.run(id).status(),
+    };
   }
 
   /** What draining a node from the board needs: the dashboard's connection and queues. */

@@ -72,7 +72,14 @@ export async function coordinate(run: CoordinatorRun): Promise<unknown> {
   };
   // Opened before anything runs: a node without the key refuses here, and from now on every
   // line split and reduce print is masked.
-  const secrets = await openTaskSecrets(env.redis, env.keys, env.options.secretKey, env.nodeId, run.task.secrets, data.secrets);
+  const secrets = await openTaskSecrets(
+    env.redis,
+    env.keys,
+    env.options.secretKey,
+    env.nodeId,
+    run.task.secrets,
+    data.secrets,
+  );
   run.mirror.mask(Object.values(secrets));
   run.secrets = secrets;
   let counts = await initParallel(env.redis, env.keys, id, meta, data.maxFailedWorkunits ?? 0);

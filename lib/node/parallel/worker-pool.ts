@@ -201,7 +201,14 @@ export class WorkerPool {
       );
       // This node's key opens the secrets; without it every unit here fails, saying so.
       const { redis, options, nodeId } = this.env;
-      const secrets = await openTaskSecrets(redis, this.env.keys, options.secretKey, nodeId, task.secrets, meta.secrets);
+      const secrets = await openTaskSecrets(
+        redis,
+        this.env.keys,
+        options.secretKey,
+        nodeId,
+        task.secrets,
+        meta.secrets,
+      );
       const { signal, release } = this.env.cancels.track(instanceId);
       const workers = new InstanceWorkers(
         instanceId,
