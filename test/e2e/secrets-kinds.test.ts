@@ -228,7 +228,7 @@ describe('secrets and env of commands, parallel phases, sequence steps and sched
 
   it('a schedule carries its env and secret mapping to every firing (CLI --every 1s, fires twice)', async () => {
     await setUp();
-    const tasks = new Queue<TaskInstanceData>(TASKS_QUEUE, { connection: testRedis() });
+    const tasks = new Queue<TaskInstanceData>(TASKS_QUEUE, { prefix: '{tydra}:bull', connection: testRedis() });
     defer(() => tasks.close());
     const missing = await cli([
       ...['schedule', 'add', 'nope', 'kinds/cmd', '--every', '1s', '--secret', 'API_TOKEN=ABSENT'],
@@ -275,7 +275,7 @@ describe('secrets and env of commands, parallel phases, sequence steps and sched
       (error: Error) =>
         error instanceof UnknownSecretError && /Expected secret ABSENT to be stored/.test(error.message),
     );
-    const tasks = new Queue<TaskInstanceData>(TASKS_QUEUE, { connection: testRedis() });
+    const tasks = new Queue<TaskInstanceData>(TASKS_QUEUE, { prefix: '{tydra}:bull', connection: testRedis() });
     defer(() => tasks.close());
     const added = await client.addSchedule('cron', 'kinds/step', {
       cron: '* * * * * *',

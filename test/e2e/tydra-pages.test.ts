@@ -177,7 +177,10 @@ describe('the tydra pages: nodes, TaskInstances, packages (@integration)', funct
   it('read a node whose queue was paused by something else than a drain as paused; Resume gives it work again', async () => {
     const { nodes } = await startCluster(1);
     const nodeId = nodes[0]?.id ?? '';
-    const queue = new Queue(`node.${nodeId}`, { connection: testRedis({ maxRetriesPerRequest: null }) });
+    const queue = new Queue(`node.${nodeId}`, {
+      prefix: '{tydra}:bull',
+      connection: testRedis({ maxRetriesPerRequest: null }),
+    });
     defer(() => queue.close());
     await queue.pause();
     const url = await startDashboard();

@@ -97,7 +97,7 @@ describe('package versions, references and pruning (@integration)', function () 
     const tydra = client();
     const r = redis();
     const { sha1 } = await tydra.deploy(await pinPackage('v1'));
-    const queue = new Queue(TASKS_QUEUE, { connection: redis({ maxRetriesPerRequest: null }) });
+    const queue = new Queue(TASKS_QUEUE, { prefix: '{tydra}:bull', connection: redis({ maxRetriesPerRequest: null }) });
     const data = (version: string) => ({
       ref: `pin@${version}/which`,
       package: { name: 'pin', sha1: version },
