@@ -249,6 +249,8 @@ interface NodeFlags {
   logFormat: string;
   metricsPort?: number;
   metricsHost: string;
+  warmMax?: number;
+  warmIdle: number;
 }
 
 function registerNode(program: Command): void {
@@ -304,7 +306,25 @@ function registerNode(program: Command): void {
       'file holding the 32-byte secret key (base64 or hex) that opens task secrets (or env TYDRA_SECRET_KEY)',
     )
     .addOption(logFormatOption());
-  withMetricsOptions(command, d.metricsHost).action(runNode);
+  withMetricsOptions(withWarmOptions(command), d.metricsHost).action(runNode);
+}
+
+/** The warm pool's flags (`lib/node/warm-pool.ts`). */
+function withWarmOptions(command: Command): Command {
+  return command
+    .option(
+      '--warm-max <n>',
+      'pre-started single-use sandboxes kept for recently run JavaScript tasks; 0: none (default: the concurrency)',
+      integer,
+    )
+    .addOption(
+      defaulted(
+        '--warm-idle <ms>',
+        'how long a pre-started sandbox waits for a task',
+        integer,
+        NODE_DEFAULTS.warmIdleMs,
+      ),
+    );
 }
 
 async function runNode(flags: NodeFlags): Promise<void> {
@@ -321,6 +341,8 @@ async function runNode(flags: NodeFlags): Promise<void> {
       cacheMaxBytes: flags.cacheMax,
       heartbeatMs: flags.heartbeat,
       lockDurationMs: flags.lockDuration,
+      warmMax: flags.warmMax,
+      warmIdleMs: flags.warmIdle,
       sandboxUser: flags.sandboxUser,
       unsafeNoSandbox: flags.unsafeNoSandbox ?? false,
       metricsPort: flags.metricsPort,

@@ -39,12 +39,33 @@ export interface NodeInfo {
   draining: boolean;
   /** Stopped, or silent for longer than three heartbeat periods and its lock duration: its waiting work is taken back. */
   lost: boolean;
+  /** `name@sha1` of the versions it has a pre-started sandbox for, at its last heartbeat. */
+  warm: string[];
+  /** `name@sha1` of the versions in its package cache (the most recently used ones), at its last heartbeat. */
+  cached: string[];
+  /** Its warm pool at its last heartbeat; absent for a node that publishes none. */
+  pool?: NodePoolInfo;
+}
+
+/** A node's warm pool as its heartbeat publishes it (see `lib/node/warm-pool.ts`). */
+export interface NodePoolInfo {
+  /** Pooled sandboxes. */
+  size: number;
+  /** The most it keeps (`--warm-max`). */
+  max: number;
+  /** TaskInstances that claimed a pooled sandbox, and that found none, since it started. */
+  hits: number;
+  misses: number;
 }
 
 export type NodeDescription = Pick<
   NodeInfo,
   'id' | 'concurrency' | 'hostname' | 'pid' | 'startedAt' | 'heartbeatMs' | 'lockDurationMs'
->;
+> &
+  Partial<Pick<NodeInfo, 'warm' | 'cached' | 'pool'>>;
+
+/** Most cached versions a heartbeat names. */
+const MAX_PUBLISHED_VERSIONS = 64;
 
 /** Lock duration assumed for a node registered by a version that did not publish it (BullMQ's default). */
 const DEFAULT_LOCK_MS = 30_000;
@@ -53,10 +74,16 @@ export class NodeRegistry {
   constructor(private readonly redis: Redis) {}
 
   async heartbeat(node: NodeDescription, now = Date.now()): Promise<void> {
+    const { warm, cached, pool, ...plain } = node;
+    const published = {
+      ...(warm !== undefined ? { warm: JSON.stringify(warm.slice(-MAX_PUBLISHED_VERSIONS)) } : {}),
+      ...(cached !== undefined ? { cached: JSON.stringify(cached.slice(-MAX_PUBLISHED_VERSIONS)) } : {}),
+      ...(pool !== undefined ? { pool: JSON.stringify(pool) } : {}),
+    };
     await this.redis
       .multi()
       .zadd(nodesKey, now, node.id)
-      .hset(nodeInfoKey(node.id), { ...node, state: 'running' })
+      .hset(nodeInfoKey(node.id), { ...plain, ...published, state: 'running' })
       .exec();
   }
 
@@ -114,6 +141,9 @@ export class NodeRegistry {
         alive: state === 'running' && silentMs < 3 * heartbeatMs,
         draining: raw.draining === '1',
         lost: state === 'stopped' || silentMs > Math.max(3 * heartbeatMs, lockDurationMs),
+        warm: stringList(raw.warm),
+        cached: stringList(raw.cached),
+        ...poolOf(raw.pool),
       };
     });
   }
@@ -125,5 +155,32 @@ export class NodeRegistry {
   /** The nodes that receive new work: alive and not draining. */
   async schedulable(now = Date.now()): Promise<NodeInfo[]> {
     return (await this.list(now)).filter((node) => node.alive && !node.draining);
+  }
+}
+
+/** A JSON list of strings a node wrote; anything else (an older node, a stray write) is none. */
+function stringList(text: string | undefined): string[] {
+  const value = parseJson(text);
+  return Array.isArray(value) ? value.filter((item): item is string => typeof item === 'string') : [];
+}
+
+function poolOf(text: string | undefined): { pool?: NodePoolInfo } {
+  const value = parseJson(text);
+  if (typeof value !== 'object' || value === null) {
+    return {};
+  }
+  const record = value as Record<string, unknown>;
+  const count = (key: string): number => (Number.isSafeInteger(record[key]) ? (record[key] as number) : 0);
+  return { pool: { size: count('size'), max: count('max'), hits: count('hits'), misses: count('misses') } };
+}
+
+function parseJson(text: string | undefined): unknown {
+  if (text === undefined) {
+    return undefined;
+  }
+  try {
+    return JSON.parse(text) as unknown;
+  } catch {
+    return undefined;
   }
 }

@@ -18,7 +18,7 @@ import { TaskCancelledError } from '../core/errors.js';
 import type { Logger } from '../core/logger.js';
 import type { PackageStore } from '../packages/store.js';
 import { clearTakenBack, readTakenBack } from '../redis/sweep-commands.js';
-import { chooseNode } from './choose-node.js';
+import { chooseNode, type NodeLoad } from './choose-node.js';
 import type { CompiledMasterOptions } from './options.js';
 import { cancelRequested } from './sequence-children.js';
 import { failWith, type TaskInstanceJob } from './settle.js';
@@ -57,7 +57,7 @@ export async function dispatch(deps: DispatchDeps, job: TaskInstanceJob, token: 
     throw await failWith(job, { kind: 'infrastructure' }, error);
   }
   if (target === undefined) {
-    const nodeId = await pickNode(deps);
+    const nodeId = await pickNode(deps, `${job.data.package.name}@${job.data.package.sha1}`);
     if (nodeId === undefined) {
       deps.logger.debug({ instanceId }, 'no live node; retrying dispatch later');
       await job.moveToDelayed(Date.now() + deps.options.noNodeRetryMs, token);
@@ -149,14 +149,20 @@ async function addNodeJob(queue: Queue<NodeJobData>, job: TaskInstanceJob): Prom
   );
 }
 
-/** The live node not draining with the lowest load per slot (see `chooseNode`). */
-async function pickNode(deps: DispatchDeps): Promise<string | undefined> {
+/** The live node not draining with the lowest load per slot, warm or cached for `version` if one ties (see `chooseNode`). */
+async function pickNode(deps: DispatchDeps, version: string): Promise<string | undefined> {
   const nodes = await deps.registry.schedulable();
   const loads = await Promise.all(
     nodes.map(async (node) => {
       const counts = await deps.nodeQueue(node.id).getJobCounts('wait', 'active', 'prioritized', 'delayed');
       const pending = Object.values(counts).reduce((sum, count) => sum + count, 0);
-      return { id: node.id, concurrency: node.concurrency, pending };
+      const load: NodeLoad = { id: node.id, concurrency: node.concurrency, pending };
+      if (node.warm.includes(version)) {
+        load.affinity = 'warm';
+      } else if (node.cached.includes(version)) {
+        load.affinity = 'cached';
+      }
+      return load;
     }),
   );
   return chooseNode(loads, deps.nextTurn())?.id;

@@ -21,6 +21,8 @@ export interface NodeMetrics {
   timeRun<T>(labels: RunLabels, run: () => Promise<T>, outcomeOf: (error: unknown) => string): Promise<T>;
   /** Observes a sandbox's start: a simple task's (`runTask`'s `onStarted`) or a work sandbox's. */
   sandboxStarted(seconds: number, sandbox: 'task' | 'work'): void;
+  /** Counts a TaskInstance the warm pool saw: `hit` when it claimed a pre-started sandbox. */
+  warmClaim(hit: boolean): void;
   /** Counts one workunit by outcome. */
   workunit(labels: RunLabels, outcome: 'ok' | 'failed' | 'retried'): void;
   /** For the package cache. */
@@ -54,6 +56,9 @@ export function nodeMetrics(metrics: TydraMetrics, node: string): NodeMetrics {
     },
     sandboxStarted(seconds, sandbox) {
       metrics.sandboxStartSeconds.observe({ node, sandbox }, seconds);
+    },
+    warmClaim(hit) {
+      metrics.warmPoolClaims.inc({ node, result: hit ? 'hit' : 'miss' });
     },
     workunit(labels, outcome) {
       metrics.workunits.inc({ ...runLabels(labels), outcome });

@@ -87,6 +87,16 @@ export interface NodeOptions extends CommonOptions, MetricsOptions {
   secretKey?: string;
   /** A file holding the secret key instead (`--secret-key-file`). @defaultValue none */
   secretKeyFile?: string;
+  /**
+   * Most pre-started single-use sandboxes the node keeps for the simple JavaScript tasks it ran
+   * lately (the warm pool, `warm-pool.ts`); 0 turns the pool off. @defaultValue the concurrency
+   */
+  warmMax?: number;
+  /**
+   * How long a pooled sandbox waits for a TaskInstance before it is stopped; a combination of
+   * version, task and limits nobody ran for that long gets none. @defaultValue 300,000 ms
+   */
+  warmIdleMs?: number;
 }
 export interface CompiledNodeOptions extends CompiledMetricsOptions {
   redisUrl: string;
@@ -107,6 +117,8 @@ export interface CompiledNodeOptions extends CompiledMetricsOptions {
   limits: CompiledPackageLimits;
   /** The 32-byte secret key, when given. */
   secretKey: Buffer | undefined;
+  warmMax: number;
+  warmIdleMs: number;
 }
 
 export { NODE_DEFAULTS };
@@ -149,6 +161,8 @@ const nodeSchema = z.strictObject({
   ...metricsShape,
   secretKey: z.string().optional(),
   secretKeyFile: z.string().min(1).optional(),
+  warmMax: z.number().int().min(0).max(1024).optional(),
+  warmIdleMs: positiveInt.min(1000).max(DAY_MS).default(NODE_DEFAULTS.warmIdleMs),
 });
 
 export function compileNodeOptions(raw: NodeOptions = {}): CompiledNodeOptions {
@@ -176,6 +190,7 @@ export function compileNodeOptions(raw: NodeOptions = {}): CompiledNodeOptions {
     logger: parsed.logger ?? silentLogger(),
     id: parsed.id ?? defaultNodeId(),
     concurrency: parsed.concurrency ?? availableParallelism(),
+    warmMax: parsed.warmMax ?? parsed.concurrency ?? availableParallelism(),
     cacheDir: resolve(parsed.cacheDir ?? defaultCacheDir()),
     limits: compilePackageLimits(raw.limits),
     sandboxUser: parsed.sandboxUser ?? defaultSandboxUser(),

@@ -11,7 +11,6 @@ import { DelayedError, type Job, UnrecoverableError } from 'bullmq';
 
 import { type NodeJobData, nodeJobSchema } from '../../queues/node.js';
 import { recordedEnding, type TaskEnding, withoutEnding } from '../../queues/task-ending.js';
-import { runTask } from '../../sandbox/launcher/run-task.js';
 import {
   InfrastructureError,
   InvalidJobDataError,
@@ -32,6 +31,7 @@ import { coordinate, endUnits } from './parallel/coordinator.js';
 import type { ExecutionEnv } from './execution-env.js';
 import { RedisMirror } from './redis-mirror.js';
 import { openTaskSecrets } from './task-secrets.js';
+import { runSimpleTask } from './warm-run.js';
 
 /** Sandbox set-up failures a TaskInstance may meet on one node before it fails for good. */
 const MAX_INFRA_FAILURES = 3;
@@ -178,16 +178,20 @@ async function runFromPackage(env: ExecutionEnv, run: PackageRun): Promise<unkno
   }
   try {
     const run = () =>
-      runTask({
-        ...{ packageDir, task, input: data.input, instanceId: data.instanceId, attempt, limits, signal },
-        ...{ bwrap: env.bwrap, prlimit: env.prlimit, cgroups: env.cgroups, runtimeDir: env.runtimeDir },
-        sandboxUser: env.options.sandboxUser,
-        ...(data.env !== undefined ? { env: data.env } : {}),
-        ...(Object.keys(secrets).length > 0 ? { secrets } : {}),
-        onProgress: (value) => mirror.progress(value),
-        onLog: (line) => mirror.log(line),
-        onStarted: (seconds) => env.metrics.sandboxStarted(seconds, 'task'),
-      });
+      runSimpleTask(
+        env.warmPool,
+        {
+          ...{ packageDir, task, input: data.input, instanceId: data.instanceId, attempt, limits, signal },
+          ...{ bwrap: env.bwrap, prlimit: env.prlimit, cgroups: env.cgroups, runtimeDir: env.runtimeDir },
+          sandboxUser: env.options.sandboxUser,
+          ...(data.env !== undefined ? { env: data.env } : {}),
+          ...(Object.keys(secrets).length > 0 ? { secrets } : {}),
+          onProgress: (value) => mirror.progress(value),
+          onLog: (line) => mirror.log(line),
+          onStarted: (seconds) => env.metrics.sandboxStarted(seconds, 'task'),
+        },
+        data.package,
+      );
     // Timed inside the slot: waiting for one is queueing, not running.
     const value = await env.gate.with(() => env.metrics.timeRun(data, run, (error) => endingOf(error, signal).kind));
     checkTaskOutput(data.task, task, value, data.instanceId);

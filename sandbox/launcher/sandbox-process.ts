@@ -32,6 +32,10 @@ export interface SandboxIo {
   onStdoutLine?: (line: string) => void;
   /** Writes the first input; returns what to undo once the sandbox ended (e.g. a listener). */
   feed: (stdin: Writable) => () => void;
+  /** See `CaptureOptions.onReady`. */
+  onReady?: () => void;
+  /** A pooled sandbox's claim: see `monitorSandbox`'s `watchFrom`. */
+  watchFrom?: Promise<number>;
 }
 
 export interface RunningSandbox {
@@ -97,7 +101,7 @@ export async function startSandbox(options: SandboxOptions, launch: Launch, io: 
   const shouldStart = (): boolean =>
     !signal?.aborted && subprocess.exitCode === null && subprocess.signalCode === null && state.limitHit === undefined;
   const monitor = launch.sandboxed
-    ? await monitorSandbox(subprocess, launch.cgroup, limits, shouldStart, stop)
+    ? await monitorSandbox(subprocess, launch.cgroup, limits, shouldStart, stop, io.watchFrom)
     : undefined;
   const ending = judge({ options, launch, subprocess, capture, monitor, state, maxResultBytes }).finally(async () => {
     unfeed();

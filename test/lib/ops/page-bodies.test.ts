@@ -17,6 +17,8 @@ const node = (fields: Partial<NodeInfo>): NodeInfo => ({
   alive: true,
   draining: false,
   lost: false,
+  warm: [],
+  cached: [],
   ...fields,
 });
 
