@@ -12,7 +12,8 @@ import type { Tydra } from '../../lib/client/client.js';
 import { NodeRegistry } from '../../lib/cluster/node-registry.js';
 import type { TydraNode } from '../../lib/node/node.js';
 import { taskCgroups } from '../escape/harness.js';
-import { makePackage, sleep, startCluster, testClient, testRedis, waitFor } from '../helpers.js';
+import { tydra as cli } from '../bin/run-cli.js';
+import { makePackage, redisUrl, sleep, startCluster, testClient, testRedis, waitFor } from '../helpers.js';
 
 /**
  * `once` tells whether its sandbox served anyone before (a file in the sandbox's own /tmp, a
@@ -101,6 +102,22 @@ describe('warm pool: pre-started single-use sandboxes (@integration)', function 
     });
     assert.equal(published.pool?.misses, 1);
     assert.equal(published.cached.length, 1);
+    const listed = await cli(['nodes', '--redis', redisUrl()]);
+    assert.match(listed.stdout, /warm pool [12]\/2, 2 hits, 1 misses \(67% hits\)/);
+  });
+
+  it('drains a version the cache evicts', async () => {
+    // A budget of one byte: the version is evicted as soon as its TaskInstance lets go of it.
+    const { nodes } = await startCluster(1, { warmMax: 2, cacheMaxBytes: 1 });
+    const node = nodes[0];
+    assert.ok(node !== undefined);
+    const tydra = testClient();
+    await tydra.deploy(await makePackage(FILES));
+    await (await tydra.submit('warm/once', null)).result();
+    await waitFor('the pooled sandbox started after the run to be stopped', async () =>
+      node.warmPoolStats.started >= 1 && node.warmPoolStats.discarded >= 1 ? emptyPool(node)() : undefined,
+    );
+    assert.equal(node.cache.versions().length, 0, 'the version was evicted');
   });
 
   it('starts the timeout at the claim: a pooled sandbox older than the timeout still runs its task', async () => {
