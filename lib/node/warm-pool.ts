@@ -13,9 +13,9 @@
  *   `idleMs` gets none; when the pool is full, a combination that missed takes the place of the
  *   least recently used one.
  *
- * Refills never delay real work: one sandbox starts at a time, only once the TaskInstance that
- * used the last one has started (its `start` message sent, or its cold sandbox let go), and never
- * while a cold start is under way on the node. A pooled sandbox runs under its own limits, not a
+ * Refills never delay real work: at most two sandboxes start at a time, only once the TaskInstance
+ * that used the last one has started (its `start` message sent, or its cold sandbox let go), and
+ * never while a cold start is under way on the node. A pooled sandbox runs under its own limits, not a
  * TaskInstance's, and its timeout starts at the claim.
  *
  * Drained (every sandbox stopped): a version by `drainVersion` (cache eviction, prune, undeploy:
@@ -63,6 +63,13 @@ export interface WarmPoolStats {
   discarded: number;
 }
 
+/**
+ * Pooled sandboxes starting at once. Two: one start at a time could not keep up with a node whose
+ * two slots each finish a short task every few tens of milliseconds (half the TaskInstances of a
+ * burst found the pool empty), and more would only crowd the CPU the running tasks need.
+ */
+const MAX_REFILLS = 2;
+
 /** Unclaimed sandboxes of one combination that died by themselves before it stops refilling it. */
 const MAX_UNCLAIMED_DEATHS = 3;
 
@@ -90,7 +97,7 @@ export class WarmPool {
   private readonly combinations = new Map<string, Combination>();
   private readonly counts = { hits: 0, misses: 0, started: 0, discarded: 0 };
   private coldStarts = 0;
-  private refilling = false;
+  private refilling = 0;
   private paused = false;
   private closed = false;
   private readonly ending = new Set<Promise<void>>();
@@ -244,22 +251,24 @@ export class WarmPool {
     }
   }
 
-  /** Starts the next missing sandbox, one at a time, when nothing real waits for the CPU. */
+  /**
+   * Starts the missing sandboxes, at most {@link MAX_REFILLS} at a time, when no cold start is under
+   * way on the node (a cold start is a TaskInstance waiting; a refill is only a future one).
+   */
   private refill(): void {
-    if (this.refilling || this.paused || this.closed || this.coldStarts > 0) {
-      return;
+    while (this.refilling < MAX_REFILLS && !this.paused && !this.closed && this.coldStarts === 0) {
+      const combination = this.nextToFill();
+      if (combination === undefined) {
+        return;
+      }
+      this.refilling += 1;
+      const work = this.startOne(combination).finally(() => {
+        this.refilling -= 1;
+        this.refill();
+      });
+      this.ending.add(work);
+      void work.finally(() => this.ending.delete(work));
     }
-    const combination = this.nextToFill();
-    if (combination === undefined) {
-      return;
-    }
-    this.refilling = true;
-    const work = this.startOne(combination).finally(() => {
-      this.refilling = false;
-      this.refill();
-    });
-    this.ending.add(work);
-    void work.finally(() => this.ending.delete(work));
   }
 
   /** The most recently used combination below its target, if the pool has room. */
