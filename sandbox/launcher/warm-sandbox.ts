@@ -140,9 +140,14 @@ export class WarmSandbox {
     return this.sandbox.ending.then(() => undefined);
   }
 
-  /** Whether it may still be claimed: not claimed, not ended, not discarded. */
+  /**
+   * Whether it may still be claimed: not claimed, not discarded, and its process alive (one that
+   * died unclaimed would fail the TaskInstance that claimed it for a fault that is not its own).
+   */
   get claimable(): boolean {
-    return (this.#state === 'starting' || this.#state === 'ready') && !this.control.signal.aborted;
+    return (
+      (this.#state === 'starting' || this.#state === 'ready') && !this.control.signal.aborted && !this.sandbox.exited
+    );
   }
 
   /**
