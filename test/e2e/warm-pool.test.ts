@@ -5,7 +5,8 @@
  * undeploy, on a node drain and on close, leaving no process and no cgroup.
  */
 import assert from 'node:assert/strict';
-import { readFile } from 'node:fs/promises';
+import { randomBytes, randomUUID } from 'node:crypto';
+import { readdir, readFile } from 'node:fs/promises';
 import { join } from 'node:path';
 
 import type { Tydra } from '../../lib/client/client.js';
@@ -118,6 +119,70 @@ describe('warm pool: pre-started single-use sandboxes (@integration)', function 
       node.warmPoolStats.started >= 1 && node.warmPoolStats.discarded >= 1 ? emptyPool(node)() : undefined,
     );
     assert.equal(node.cache.versions().length, 0, 'the version was evicted');
+  });
+
+  it('gives a pooled sandbox the secrets of the TaskInstance that claims it, on no command line nor environment block', async () => {
+    const key = randomBytes(32).toString('base64');
+    const secret = `pw-${randomUUID()}`;
+    const { nodes } = await startCluster(1, { warmMax: 1, secretKey: key });
+    const node = nodes[0];
+    assert.ok(node !== undefined);
+    const tydra = testClient({ secretKey: key });
+    await tydra.setSecret('DB_PASSWORD', secret);
+    await tydra.deploy(
+      await makePackage({
+        'tydra.json': JSON.stringify({
+          name: 'sealed',
+          tasks: { hold: { module: 'hold.mjs', secrets: ['DB_PASSWORD'] } },
+        }),
+        // Says whether it has its secret, then waits to be cancelled (or returns at once when asked).
+        'hold.mjs': `export default async (input, ctx) => {
+  ctx.log(process.env.DB_PASSWORD === input.expect ? 'has it' : 'lacks it');
+  if (!input.wait) return 'done';
+  await new Promise((resolve) => ctx.signal.addEventListener('abort', resolve));
+};
+`,
+      }),
+    );
+    assert.equal(await (await tydra.submit('sealed/hold', { expect: secret })).result(), 'done');
+    await waitFor('a pooled sandbox', readyIn(node));
+    const run = await tydra.submit('sealed/hold', { expect: secret, wait: true });
+    await waitFor(
+      'the pooled task to hold its secret',
+      async () => (await run.status()).logs.includes('has it') || undefined,
+    );
+    assert.equal(node.warmPoolStats.hits, 1);
+    for (const pid of await readdir('/proc')) {
+      for (const file of ['cmdline', 'environ']) {
+        const text = await readFile(`/proc/${pid}/${file}`, 'latin1').catch(() => '');
+        assert.ok(!text.includes(secret), `the secret is in /proc/${pid}/${file}`);
+      }
+    }
+    await tydra.cancel(run.id);
+    await assert.rejects(run.result(), { name: 'TaskCancelledError' });
+  });
+
+  it('sends a TaskInstance, among equally idle nodes, to the one with its version warm (and cached)', async () => {
+    const { nodes } = await startCluster(2, { warmMax: 1 });
+    const tydra = testClient();
+    const { sha1 } = await tydra.deploy(await makePackage(FILES));
+    const first = await tydra.submit('warm/once', null);
+    await first.result();
+    const warmNode = nodes.find((node) => node.warmPoolStats.misses === 1);
+    assert.ok(warmNode !== undefined);
+    const registry = new NodeRegistry(testRedis());
+    for (let i = 0; i < 3; i += 1) {
+      // Published warm (a heartbeat after the replacement was ready): without the preference,
+      // the master would rotate between the two idle nodes.
+      await waitFor('the warm node to publish its pooled sandbox', async () => {
+        const info = (await registry.list()).find((node) => node.id === warmNode.id);
+        return warmNode.warmPoolStats.ready >= 1 && info?.warm.includes(`warm@${sha1}`) ? true : undefined;
+      });
+      const run = await tydra.submit('warm/once', null);
+      await run.result();
+      assert.equal((await run.status()).nodeId, warmNode.id);
+    }
+    assert.equal(warmNode.warmPoolStats.hits, 3);
   });
 
   it('starts the timeout at the claim: a pooled sandbox older than the timeout still runs its task', async () => {
