@@ -213,6 +213,22 @@ describe('warm pool: pre-started single-use sandboxes (@integration)', function 
     assert.equal(node.warmPoolStats.size, 0);
   });
 
+  it('replaces a pooled sandbox that dies unclaimed', async () => {
+    const { tydra, node } = await pooledCluster(1);
+    await (await tydra.submit('warm/once', null)).result();
+    await waitFor('a pooled sandbox', readyIn(node));
+    const { started } = node.warmPoolStats;
+    const pids = await sandboxPids(node);
+    assert.ok(pids.length > 0);
+    pids.forEach((pid) => process.kill(pid, 'SIGKILL'));
+    await waitFor('a replacement', () =>
+      node.warmPoolStats.started === started + 1 && node.warmPoolStats.ready === 1 ? true : undefined,
+    );
+    const next = (await (await tydra.submit('warm/once', null)).result()) as Once;
+    assert.equal(next.reused, false);
+    assert.equal(node.warmPoolStats.hits, 1, 'the replacement served it');
+  });
+
   it('leaves no process of a pooled sandbox once the node closed', async () => {
     const { tydra, node } = await pooledCluster();
     await (await tydra.submit('warm/once', null)).result();
