@@ -148,10 +148,8 @@ export class WarmPool {
       if (pooled?.sandbox !== undefined) {
         this.counts.hits += 1;
         this.options.onClaim?.(true);
-        const result = pooled.sandbox.claim(claim);
-        // The start message is out: the refill competes with nothing but the task itself.
-        this.refill();
-        return await result;
+        // Once its start message is out, the refill competes with nothing but the task itself.
+        return await pooled.sandbox.claim({ ...claim, onStarted: () => this.refill() });
       }
       this.counts.misses += 1;
       this.options.onClaim?.(false);
@@ -159,6 +157,8 @@ export class WarmPool {
       return await this.runColdCounted(runCold);
     } finally {
       combination.running -= 1;
+      // Also when a claim failed before its start (the sandbox died meanwhile).
+      this.refill();
     }
   }
 

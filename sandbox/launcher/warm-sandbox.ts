@@ -59,6 +59,8 @@ export interface WarmClaim {
   signal?: AbortSignal;
   onProgress?: (value: number | Record<string, unknown>) => void;
   onLog?: (line: string) => void;
+  /** Called once the `start` message is sent: the TaskInstance runs. */
+  onStarted?: () => void;
 }
 
 /** Why a pooled sandbox was stopped before any TaskInstance claimed it. */
@@ -173,6 +175,7 @@ export class WarmSandbox {
     const env = { ...claim.env, TYDRA_INSTANCE_ID: instanceId, TYDRA_ATTEMPT: String(attempt), ...claim.secrets };
     const start = { instanceId, attempt, module: this.options.module, input: claim.input, env };
     const unstart = startRunner(this.sandbox.stdin, start, signal);
+    claim.onStarted?.();
     try {
       const ending = await this.sandbox.ending;
       return settle(outcome({ ...ending, instanceId, abortReason: signal?.reason }));
