@@ -82,6 +82,8 @@ interface Combination {
   lastUsed: number;
   deaths: number;
   sandboxes: Set<Pooled>;
+  /** Forgotten while some of its TaskInstances ran: no refill, and dropped when the last one ends. */
+  drained: boolean;
 }
 
 interface Pooled {
@@ -157,6 +159,9 @@ export class WarmPool {
       return await this.runColdCounted(runCold);
     } finally {
       combination.running -= 1;
+      if (combination.drained && combination.running === 0) {
+        this.combinations.delete(combination.key);
+      }
       // Also when a claim failed before its start (the sandbox died meanwhile).
       this.refill();
     }
@@ -199,10 +204,11 @@ export class WarmPool {
     const key = JSON.stringify([spec.package.name, spec.package.sha1, spec.packageDir, spec.module, spec.limits]);
     let combination = this.combinations.get(key);
     if (combination === undefined) {
-      combination = { key, spec, running: 0, peak: 0, lastUsed: 0, deaths: 0, sandboxes: new Set() };
+      combination = { key, spec, running: 0, peak: 0, lastUsed: 0, deaths: 0, sandboxes: new Set(), drained: false };
       this.combinations.set(key, combination);
     }
     combination.lastUsed = Date.now();
+    combination.drained = false;
     return combination;
   }
 
@@ -282,6 +288,7 @@ export class WarmPool {
       if (now - combination.lastUsed > this.options.idleMs) {
         this.forget(combination, 'not used lately');
       } else if (
+        !combination.drained &&
         combination.deaths < MAX_UNCLAIMED_DEATHS &&
         combination.sandboxes.size < Math.max(1, combination.peak)
       ) {
@@ -360,7 +367,7 @@ export class WarmPool {
     if (combination.running === 0) {
       this.combinations.delete(combination.key);
     } else {
-      combination.peak = 0;
+      combination.drained = true;
     }
   }
 }
