@@ -23,6 +23,7 @@ export { Master } from './master/master.js';
 export type { MasterState, PruneSummary } from './master/master.js';
 export { TydraNode } from './node/node.js';
 export type { NodeState } from './node/node.js';
+export type { WarmPoolStats } from './node/warm-pool.js';
 export { Dashboard } from './ops/dashboard.js';
 export { NodeControl, type NodeControlOptions } from './ops/node-control.js';
 export { TaskLogs, type TaskLogsOptions } from './ops/task-logs.js';
@@ -48,7 +49,7 @@ export type {
 } from './packages/manifest.js';
 export { parseTaskRef } from './packages/task-ref.js';
 export type { TaskRef } from './packages/task-ref.js';
-export type { NodeInfo } from './cluster/node-registry.js';
+export type { NodeInfo, NodePoolInfo } from './cluster/node-registry.js';
 // namespaces: every key of one installation, under its hash tag `{NAME}` (README: Namespaces and Redis Cluster)
 export { DEFAULT_NAMESPACE } from './core/namespace.js';
 export { createKeys, Keyspace } from './redis/keys.js';

@@ -62,6 +62,8 @@ export type NodeMessage =
 
 /** Runner → node. */
 export type RunnerMessage =
+  /** A pooled runner (`TYDRA_WARM=1`, see `launcher/warm-sandbox.ts`): loaded, waiting for `start`. */
+  | { type: 'ready' }
   | { type: 'progress'; value: number | Record<string, unknown> }
   | { type: 'log'; line: string }
   | { type: 'result'; value: unknown }

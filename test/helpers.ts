@@ -116,7 +116,12 @@ export async function startCluster(
   return { master, nodes };
 }
 
-/** Starts one node (concurrency 2, fast heartbeat, own cache) on the test Redis; closed after the test. */
+/**
+ * Starts one node (concurrency 2, fast heartbeat, own cache) on the test Redis; closed after the
+ * test. Its warm pool is off unless `warmMax` is given: tests that count a TaskInstance's
+ * processes and cgroups would otherwise see the pooled sandboxes started after it (the pool's own
+ * tests are in `e2e/warm-pool.test.ts` and `escape/pooled-limits.test.ts`).
+ */
 export async function startNode(options: NodeOptions = {}): Promise<TydraNode> {
   nodeCounter += 1;
   const node = new TydraNode({
@@ -125,6 +130,7 @@ export async function startNode(options: NodeOptions = {}): Promise<TydraNode> {
     concurrency: 2,
     cacheDir: await tempDir('tydra-cache-'),
     heartbeatMs: 1000,
+    warmMax: 0,
     ...options,
   });
   defer(() => node.close());

@@ -19,7 +19,11 @@ export async function pidsWithArg(value: string): Promise<number[]> {
   return pids;
 }
 
-/** PIDs of live processes whose environment holds `name=value`. */
+/**
+ * PIDs of live processes whose environment holds `name=value`, or whose title is `name=value`:
+ * a pooled runner gets its TaskInstance's variables after it started, so its environment block
+ * does not show them, and it takes `TYDRA_INSTANCE_ID=<id>` as its title instead (`task-runner.ts`).
+ */
 export async function pidsWithEnv(name: string, value: string): Promise<number[]> {
   const needle = `${name}=${value}`;
   const pids: number[] = [];
@@ -29,7 +33,8 @@ export async function pidsWithEnv(name: string, value: string): Promise<number[]
     }
     try {
       const environ = await readFile(`/proc/${entry}/environ`, 'utf8');
-      if (environ.split('\0').includes(needle)) {
+      const cmdline = await readFile(`/proc/${entry}/cmdline`, 'utf8');
+      if (environ.split('\0').includes(needle) || cmdline.split('\0')[0] === needle) {
         pids.push(Number(entry));
       }
     } catch {

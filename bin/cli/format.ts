@@ -40,7 +40,21 @@ export function formatNode(n: NodeInfo): string {
   const state = n.draining && !n.lost ? `${health}, draining` : health;
   // Sandbox and cache: what the node published with its heartbeat (`?` for a node that did not).
   const facts = `sandbox ${n.sandbox ?? '?'}  cache ${cacheInWords(n)}`;
-  return `${n.id}  ${state}  concurrency ${n.concurrency}  host ${n.hostname} pid ${n.pid}  ${facts}  last heartbeat ${seen}`;
+  return `${n.id}  ${state}  concurrency ${n.concurrency}  ${formatPool(n)}  host ${n.hostname} pid ${n.pid}  ${facts}  last heartbeat ${seen}`;
+}
+
+/** The warm pool as the node's last heartbeat published it (`lib/node/warm-pool.ts`). */
+function formatPool(n: NodeInfo): string {
+  const pool = n.pool;
+  if (pool === undefined) {
+    return 'warm pool unknown';
+  }
+  if (pool.max === 0) {
+    return 'warm pool off';
+  }
+  const claims = pool.hits + pool.misses;
+  const rate = claims === 0 ? '' : ` (${Math.round((100 * pool.hits) / claims)}% hits)`;
+  return `warm pool ${pool.size}/${pool.max}, ${pool.hits} hits, ${pool.misses} misses${rate}`;
 }
 
 /** One row of `tydra packages NAME`, as `--json` prints it. */

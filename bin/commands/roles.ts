@@ -259,6 +259,8 @@ interface NodeFlags {
   logFormat: string;
   metricsPort?: number;
   metricsHost: string;
+  warmMax?: number;
+  warmIdle: number;
 }
 
 /** `--allow-connect HOST:PORT`, repeatable; the patterns are checked by the node's options. */
@@ -326,7 +328,25 @@ function registerNode(program: Command): void {
     )
     .addOption(allowConnectOption())
     .addOption(logFormatOption());
-  withMetricsOptions(command, d.metricsHost).action(runNode);
+  withMetricsOptions(withWarmOptions(command), d.metricsHost).action(runNode);
+}
+
+/** The warm pool's flags (`lib/node/warm-pool.ts`). */
+function withWarmOptions(command: Command): Command {
+  return command
+    .option(
+      '--warm-max <n>',
+      'pre-started single-use sandboxes kept for recently run JavaScript tasks; 0: none (default: the concurrency)',
+      integer,
+    )
+    .addOption(
+      defaulted(
+        '--warm-idle <ms>',
+        'how long a pre-started sandbox waits for a task',
+        integer,
+        NODE_DEFAULTS.warmIdleMs,
+      ),
+    );
 }
 
 async function runNode(flags: NodeFlags): Promise<void> {
@@ -344,6 +364,8 @@ async function runNode(flags: NodeFlags): Promise<void> {
       cacheMaxBytes: flags.cacheMax,
       heartbeatMs: flags.heartbeat,
       lockDurationMs: flags.lockDuration,
+      warmMax: flags.warmMax,
+      warmIdleMs: flags.warmIdle,
       sandboxUser: flags.sandboxUser,
       unsafeNoSandbox: flags.unsafeNoSandbox ?? false,
       metricsPort: flags.metricsPort,

@@ -41,12 +41,33 @@ export interface NodeInfo extends Partial<NodeFacts> {
   draining: boolean;
   /** Stopped, or silent for longer than three heartbeat periods and its lock duration: its waiting work is taken back. */
   lost: boolean;
+  /** `name@sha1` of the versions it has a pre-started sandbox for, at its last heartbeat. */
+  warm: string[];
+  /** `name@sha1` of the versions in its package cache (the most recently used ones), at its last heartbeat. */
+  cached: string[];
+  /** Its warm pool at its last heartbeat; absent for a node that publishes none. */
+  pool?: NodePoolInfo;
+}
+
+/** A node's warm pool as its heartbeat publishes it (see `lib/node/warm-pool.ts`). */
+export interface NodePoolInfo {
+  /** Pooled sandboxes. */
+  size: number;
+  /** The most it keeps (`--warm-max`). */
+  max: number;
+  /** TaskInstances that claimed a pooled sandbox, and that found none, since it started. */
+  hits: number;
+  misses: number;
 }
 
 export type NodeDescription = Pick<
   NodeInfo,
   'id' | 'concurrency' | 'hostname' | 'pid' | 'startedAt' | 'heartbeatMs' | 'lockDurationMs'
->;
+> &
+  Partial<Pick<NodeInfo, 'warm' | 'cached' | 'pool'>>;
+
+/** Most cached versions a heartbeat names. */
+const MAX_PUBLISHED_VERSIONS = 64;
 
 /** Lock duration assumed for a node registered by a version that did not publish it (BullMQ's default). */
 const DEFAULT_LOCK_MS = 30_000;
@@ -59,12 +80,17 @@ export class NodeRegistry {
 
   /** Registers or refreshes `node`, with the facts it publishes (`node-facts.ts`) when given. */
   async heartbeat(node: NodeDescription & { facts?: NodeFacts }, now = Date.now()): Promise<void> {
-    const { facts, ...description } = node;
-    const fields = facts === undefined ? {} : nodeFactsFields(facts);
+    const { facts, warm, cached, pool, ...plain } = node;
+    const published = {
+      ...(facts !== undefined ? nodeFactsFields(facts) : {}),
+      ...(warm !== undefined ? { warm: JSON.stringify(warm.slice(-MAX_PUBLISHED_VERSIONS)) } : {}),
+      ...(cached !== undefined ? { cached: JSON.stringify(cached.slice(-MAX_PUBLISHED_VERSIONS)) } : {}),
+      ...(pool !== undefined ? { pool: JSON.stringify(pool) } : {}),
+    };
     await this.redis
       .multi()
       .zadd(this.keys.nodes, now, node.id)
-      .hset(this.keys.nodeInfo(node.id), { ...description, ...fields, state: 'running' })
+      .hset(this.keys.nodeInfo(node.id), { ...plain, ...published, state: 'running' })
       .exec();
   }
 
@@ -118,6 +144,9 @@ export class NodeRegistry {
         draining: raw.draining === '1',
         lost: state === 'stopped' || silentMs > Math.max(3 * heartbeatMs, lockDurationMs),
         ...readNodeFacts(raw),
+        warm: stringList(raw.warm),
+        cached: stringList(raw.cached),
+        ...poolOf(raw.pool),
       };
     });
   }
@@ -129,5 +158,32 @@ export class NodeRegistry {
   /** The nodes that receive new work: alive and not draining. */
   async schedulable(now = Date.now()): Promise<NodeInfo[]> {
     return (await this.list(now)).filter((node) => node.alive && !node.draining);
+  }
+}
+
+/** A JSON list of strings a node wrote; anything else (an older node, a stray write) is none. */
+function stringList(text: string | undefined): string[] {
+  const value = parseJson(text);
+  return Array.isArray(value) ? value.filter((item): item is string => typeof item === 'string') : [];
+}
+
+function poolOf(text: string | undefined): { pool?: NodePoolInfo } {
+  const value = parseJson(text);
+  if (typeof value !== 'object' || value === null) {
+    return {};
+  }
+  const record = value as Record<string, unknown>;
+  const count = (key: string): number => (Number.isSafeInteger(record[key]) ? (record[key] as number) : 0);
+  return { pool: { size: count('size'), max: count('max'), hits: count('hits'), misses: count('misses') } };
+}
+
+function parseJson(text: string | undefined): unknown {
+  if (text === undefined) {
+    return undefined;
+  }
+  try {
+    return JSON.parse(text) as unknown;
+  } catch {
+    return undefined;
   }
 }

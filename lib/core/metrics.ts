@@ -34,6 +34,8 @@ export interface TydraMetrics {
   packageCacheLookups: Counter<'node' | 'result'>;
   /** Package versions the prune job deleted from Redis (master). */
   pruneRemovals: Counter<'package'>;
+  /** Simple JavaScript TaskInstances by `result`: `hit` (a pre-started sandbox) or `miss` (a cold start) (node). */
+  warmPoolClaims: Counter<'node' | 'result'>;
   /** Workunits of parallel TaskInstances by `outcome`: ok, failed (for good) or retried (node). */
   workunits: Counter<'package' | 'task' | 'node' | 'outcome'>;
   /** Nodes alive right now, read from the node registry at scrape time (master, dashboard). */
@@ -166,6 +168,12 @@ function packageMetrics(registers: Registry[]) {
       name: 'tydra_prune_removed_versions_total',
       help: 'Package versions the prune job deleted from Redis',
       labelNames: ['package'],
+      registers,
+    }),
+    warmPoolClaims: new Counter({
+      name: 'tydra_warm_pool_claims_total',
+      help: 'Simple JavaScript TaskInstances by result: hit (a pre-started sandbox) or miss (a cold start)',
+      labelNames: ['node', 'result'],
       registers,
     }),
   };

@@ -19,7 +19,7 @@ import type { Logger } from '../core/logger.js';
 import type { PackageStore } from '../packages/store.js';
 import type { Keyspace } from '../redis/keys.js';
 import { clearTakenBack, readTakenBack } from '../redis/sweep-commands.js';
-import { chooseNode } from './choose-node.js';
+import { chooseNode, type NodeLoad } from './choose-node.js';
 import type { CompiledMasterOptions } from './options.js';
 import { cancelRequested } from './sequence-children.js';
 import { failWith, type TaskInstanceJob } from './settle.js';
@@ -100,7 +100,10 @@ async function prepareDispatch(
   job: TaskInstanceJob,
 ): Promise<{ nodeId: string | undefined; refError: Error | undefined }> {
   const { name, sha1 } = job.data.package;
-  const [nodeId, refError] = await Promise.all([pickNode(deps), refusedReference(deps, name, sha1, job.id ?? '')]);
+  const [nodeId, refError] = await Promise.all([
+    pickNode(deps, `${name}@${sha1}`),
+    refusedReference(deps, name, sha1, job.id ?? ''),
+  ]);
   return { nodeId, refError };
 }
 
@@ -186,8 +189,8 @@ async function addNodeJob(queue: Queue<NodeJobData>, job: TaskInstanceJob): Prom
   );
 }
 
-/** The live node not draining with the lowest load per slot (see `chooseNode`). */
-async function pickNode(deps: DispatchDeps): Promise<string | undefined> {
+/** The live node not draining with the lowest load per slot, warm or cached for `version` if one ties (see `chooseNode`). */
+async function pickNode(deps: DispatchDeps, version: string): Promise<string | undefined> {
   const nodes = await deps.registry.schedulable();
   if (nodes.length === 1) {
     // The only choice: its load would not change it.
@@ -197,7 +200,13 @@ async function pickNode(deps: DispatchDeps): Promise<string | undefined> {
     nodes.map(async (node) => {
       const counts = await deps.nodeQueue(node.id).getJobCounts('wait', 'active', 'prioritized', 'delayed');
       const pending = Object.values(counts).reduce((sum, count) => sum + count, 0);
-      return { id: node.id, concurrency: node.concurrency, pending };
+      const load: NodeLoad = { id: node.id, concurrency: node.concurrency, pending };
+      if (node.warm.includes(version)) {
+        load.affinity = 'warm';
+      } else if (node.cached.includes(version)) {
+        load.affinity = 'cached';
+      }
+      return load;
     }),
   );
   return chooseNode(loads, deps.nextTurn())?.id;

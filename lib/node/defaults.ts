@@ -11,5 +11,6 @@ export const NODE_DEFAULTS = {
   heartbeatMs: 5000,
   lockDurationMs: 30_000,
   unsafeNoSandbox: false,
+  warmIdleMs: 300_000,
   metricsHost: METRICS_DEFAULT_HOST,
 } as const;

@@ -23,6 +23,8 @@ export interface NodeMetrics {
   sandboxStarted(seconds: number, sandbox: 'task' | 'work'): void;
   /** Counts one connection of a task to a declared endpoint (`network/task-network.ts`). */
   connection(outcome: 'opened' | 'refused' | 'failed'): void;
+  /** Counts a TaskInstance the warm pool saw: `hit` when it claimed a pre-started sandbox. */
+  warmClaim(hit: boolean): void;
   /** Counts one workunit by outcome. */
   workunit(labels: RunLabels, outcome: 'ok' | 'failed' | 'retried'): void;
   /** For the package cache. */
@@ -59,6 +61,9 @@ export function nodeMetrics(metrics: TydraMetrics, node: string): NodeMetrics {
     },
     connection(outcome) {
       metrics.sandboxConnections.inc({ node, outcome });
+    },
+    warmClaim(hit) {
+      metrics.warmPoolClaims.inc({ node, result: hit ? 'hit' : 'miss' });
     },
     workunit(labels, outcome) {
       metrics.workunits.inc({ ...runLabels(labels), outcome });

@@ -44,6 +44,8 @@ import { InstanceReporter } from './parallel/instance-report.js';
 import { WorkerPool, type WorkunitStats } from './parallel/worker-pool.js';
 import { SlotGate } from './slot-gate.js';
 import { executeNodeJob, type ExecutionEnv } from './task-execution.js';
+import { WarmPool, type WarmPoolStats } from './warm-pool.js';
+import { upkeepWarmPool } from './warm-upkeep.js';
 
 /**
  * After the drain timeout, how long running TaskInstances get to die and hand their jobs back:
@@ -87,6 +89,8 @@ export class TydraNode {
   private readonly startedAt = Date.now();
   private readonly metrics: NodeMetrics;
   private metricsServer: MetricsServer | undefined;
+  /** Pre-started sandboxes (`warm-pool.ts`); made once the sandbox is prepared. */
+  private warmPool: WarmPool | undefined;
   /** `http://host:port/metrics` once started with `metricsPort`. */
   metricsUrl: string | undefined;
   state: NodeState = 'idle';
@@ -125,6 +129,11 @@ export class TydraNode {
     return { ...(this.pool?.stats ?? { units: 0, sandboxes: 0 }) };
   }
 
+  /** The warm pool's counters (all zero while it is off). */
+  get warmPoolStats(): WarmPoolStats {
+    return this.warmPool?.stats ?? { size: 0, ready: 0, hits: 0, misses: 0, started: 0, discarded: 0 };
+  }
+
   /** The node's BullMQ queue name. */
   get queueName(): string {
     return nodeQueueName(this.id);
@@ -158,6 +167,7 @@ export class TydraNode {
     await this.cache.init();
     if (this.bwrap !== undefined) {
       await this.prepareSandboxFiles();
+      this.startWarmPool();
     }
     this.registered = true;
     await this.beat();
@@ -281,6 +291,25 @@ export class TydraNode {
     }
   }
 
+  /** The warm pool, drained of a version whenever the cache removes it. */
+  private startWarmPool(): void {
+    const pool = new WarmPool({
+      max: this.options.warmMax,
+      idleMs: this.options.warmIdleMs,
+      sandbox: {
+        bwrap: this.bwrap,
+        prlimit: this.prlimit,
+        cgroups: this.cgroups,
+        runtimeDir: this.runtimeDir,
+        sandboxUser: this.options.sandboxUser,
+      },
+      logger: this.logger.child({ component: 'warm-pool' }),
+      onClaim: (hit) => this.metrics.warmClaim(hit),
+    });
+    this.cache.onRemove((name, sha1) => pool.drainVersion(name, sha1));
+    this.warmPool = pool;
+  }
+
   /** What each run needs from this node, fixed once the sandbox is prepared. */
   private executionEnv(): ExecutionEnv {
     return {
@@ -301,6 +330,7 @@ export class TydraNode {
       workunitsQueue: this.workunitsQueue,
       clusterSlots: () => this.clusterSlots(),
       metrics: this.metrics,
+      warmPool: this.warmPool,
     };
   }
 
@@ -323,12 +353,15 @@ export class TydraNode {
     this.state = 'closing';
     clearInterval(this.heartbeat);
     clearInterval(this.cachePruner);
+    // Pooled sandboxes run no work: they go first, and nothing refills them.
+    const pooled = this.warmPool?.close();
     // Stopped now, not when the last task ends: masters stop sending work here and re-route
     // what waits in our queue, while running TaskInstances finish. Not awaited before the
     // drain: with Redis down it would wait for ever.
     const stopped = this.registered ? this.registry.markStopped(this.id).catch(() => undefined) : undefined;
     const worker = Promise.allSettled([this.worker?.close(), this.unitsWorker?.close()]);
     await this.drain(worker);
+    await pooled;
     await this.pool?.close(new NodeShutdownError(this.id));
     this.reporter.close();
     const closed = Promise.allSettled([
@@ -393,6 +426,13 @@ export class TydraNode {
   }
 
   private async beat(): Promise<void> {
+    const pool = this.warmPool;
+    if (pool?.enabled === true && this.state !== 'closing') {
+      await upkeepWarmPool(this.redis, this.keys, this.id, pool).catch((error: Error) =>
+        this.logger.warn({ err: error.message }, 'warm pool upkeep failed'),
+      );
+    }
+    const stats = this.warmPoolStats;
     await this.registry
       .heartbeat({
         id: this.id,
@@ -403,6 +443,9 @@ export class TydraNode {
         heartbeatMs: this.options.heartbeatMs,
         lockDurationMs: this.options.lockDurationMs,
         facts: heartbeatFacts(sandboxMode(this.options.unsafeNoSandbox, this.cgroups), this.cache),
+        warm: pool?.warmVersions() ?? [],
+        cached: this.cache.versions().map((version) => `${version.name}@${version.sha1}`),
+        pool: { size: stats.size, max: pool?.enabled === true ? this.options.warmMax : 0, ...pickHits(stats) },
       })
       .catch((error: Error) => this.logger.warn({ err: error.message }, 'heartbeat failed'));
   }
@@ -452,4 +495,8 @@ export class TydraNode {
       this.logger.warn({ err: (error as Error).message }, 'cache prune failed');
     }
   }
+}
+
+function pickHits(stats: WarmPoolStats): { hits: number; misses: number } {
+  return { hits: stats.hits, misses: stats.misses };
 }

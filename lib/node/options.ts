@@ -101,6 +101,16 @@ export interface NodeOptions extends CommonOptions, MetricsOptions {
    * @defaultValue none: no task gets any network
    */
   allowConnect?: string[];
+  /**
+   * Most pre-started single-use sandboxes the node keeps for the simple JavaScript tasks it ran
+   * lately (the warm pool, `warm-pool.ts`); 0 turns the pool off. @defaultValue the concurrency
+   */
+  warmMax?: number;
+  /**
+   * How long a pooled sandbox waits for a TaskInstance before it is stopped; a combination of
+   * version, task and limits nobody ran for that long gets none. @defaultValue 300,000 ms
+   */
+  warmIdleMs?: number;
 }
 export interface CompiledNodeOptions extends CompiledMetricsOptions {
   redisUrl: string;
@@ -124,6 +134,8 @@ export interface CompiledNodeOptions extends CompiledMetricsOptions {
   /** The 32-byte secret key, when given. */
   secretKey: Buffer | undefined;
   allowConnect: ConnectPattern[];
+  warmMax: number;
+  warmIdleMs: number;
 }
 
 export { NODE_DEFAULTS };
@@ -168,6 +180,8 @@ const nodeSchema = z.strictObject({
   secretKey: z.string().optional(),
   secretKeyFile: z.string().min(1).optional(),
   allowConnect: z.array(z.string()).max(256).default([]),
+  warmMax: z.number().int().min(0).max(1024).optional(),
+  warmIdleMs: positiveInt.min(1000).max(DAY_MS).default(NODE_DEFAULTS.warmIdleMs),
 });
 
 export function compileNodeOptions(raw: NodeOptions = {}): CompiledNodeOptions {
@@ -197,6 +211,7 @@ export function compileNodeOptions(raw: NodeOptions = {}): CompiledNodeOptions {
     logger: parsed.logger ?? silentLogger(),
     id: parsed.id ?? defaultNodeId(),
     concurrency: parsed.concurrency ?? availableParallelism(),
+    warmMax: parsed.warmMax ?? parsed.concurrency ?? availableParallelism(),
     cacheDir: resolve(parsed.cacheDir ?? defaultCacheDir()),
     limits: compilePackageLimits(raw.limits),
     sandboxUser: parsed.sandboxUser ?? defaultSandboxUser(),

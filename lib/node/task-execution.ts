@@ -9,7 +9,6 @@ import { DelayedError, type Job, UnrecoverableError } from 'bullmq';
 
 import { type NodeJobData, nodeJobSchema } from '../../queues/node.js';
 import { recordedEnding, type TaskEnding, withoutEnding } from '../../queues/task-ending.js';
-import { runTask } from '../../sandbox/launcher/run-task.js';
 import {
   InfrastructureError,
   InvalidJobDataError,
@@ -23,7 +22,7 @@ import {
   TaskUnrecoverableError,
   UnknownTaskError,
 } from '../core/errors.js';
-import { describeLimit, resolveLimits } from '../core/limits.js';
+import { type CompiledTaskLimits, describeLimit, resolveLimits, type TaskLimits } from '../core/limits.js';
 import { type SimpleTaskSpec, taskKind } from '../packages/manifest.js';
 import { checkTaskOutput } from '../packages/task-schemas.js';
 import { coordinate, endUnits } from './parallel/coordinator.js';
@@ -32,6 +31,7 @@ import { cachedManifest } from './manifest-cache.js';
 import { RedisMirror } from './redis-mirror.js';
 import { taskNetwork } from './network/task-network.js';
 import { openTaskSecrets } from './task-secrets.js';
+import { runSimpleTask } from './warm-run.js';
 
 /** Sandbox set-up failures a TaskInstance may meet on one node before it fails for good. */
 const MAX_INFRA_FAILURES = 3;
@@ -155,16 +155,7 @@ async function runFromPackage(env: ExecutionEnv, run: PackageRun): Promise<unkno
       `Expected task ${data.task} to be a simple or parallel task, got a ${taskKind(task)} task`,
     );
   }
-  const { limits, clamped } = resolveLimits(
-    { submission: data.limits, task: task.limits, package: manifest.limits },
-    env.options.taskLimits,
-    env.options.maxTaskLimits,
-  );
-  for (const clamp of clamped) {
-    mirror.log(
-      `asked for a ${describeLimit(clamp.name, clamp.asked)}; this node allows at most ${describeLimit(clamp.name, clamp.allowed)}`,
-    );
-  }
+  const limits = limitsOf(env, data, { task: task.limits, package: manifest.limits }, mirror);
   if (task.kind === 'parallel') {
     return coordinate({ env, job, token, data, task, packageDir, limits, mirror, signal });
   }
@@ -179,17 +170,21 @@ async function runFromPackage(env: ExecutionEnv, run: PackageRun): Promise<unkno
   const network = networkOf(env, data, task, mirror);
   try {
     const run = () =>
-      runTask({
-        ...{ packageDir, task, input: data.input, instanceId: data.instanceId, attempt, limits, signal },
-        ...{ bwrap: env.bwrap, prlimit: env.prlimit, cgroups: env.cgroups, runtimeDir: env.runtimeDir },
-        sandboxUser: env.options.sandboxUser,
-        ...(data.env !== undefined ? { env: data.env } : {}),
-        ...(Object.keys(secrets).length > 0 ? { secrets } : {}),
-        ...(network !== undefined ? { network } : {}),
-        onProgress: (value) => mirror.progress(value),
-        onLog: (line) => mirror.log(line),
-        onStarted: (seconds) => env.metrics.sandboxStarted(seconds, 'task'),
-      });
+      runSimpleTask(
+        env.warmPool,
+        {
+          ...{ packageDir, task, input: data.input, instanceId: data.instanceId, attempt, limits, signal },
+          ...{ bwrap: env.bwrap, prlimit: env.prlimit, cgroups: env.cgroups, runtimeDir: env.runtimeDir },
+          sandboxUser: env.options.sandboxUser,
+          ...(data.env !== undefined ? { env: data.env } : {}),
+          ...(Object.keys(secrets).length > 0 ? { secrets } : {}),
+          ...(network !== undefined ? { network } : {}),
+          onProgress: (value) => mirror.progress(value),
+          onLog: (line) => mirror.log(line),
+          onStarted: (seconds) => env.metrics.sandboxStarted(seconds, 'task'),
+        },
+        data.package,
+      );
     // Timed inside the slot: waiting for one is queueing, not running.
     const value = await env.gate.with(() => env.metrics.timeRun(data, run, (error) => endingOf(error, signal).kind));
     checkTaskOutput(data.task, task, value, data.instanceId);
@@ -200,6 +195,26 @@ async function runFromPackage(env: ExecutionEnv, run: PackageRun): Promise<unkno
     env.logger.info({ instanceId: data.instanceId, reason: (error as Error).message }, 'task failed');
     throw error;
   }
+}
+
+/** The limits that apply on this node, each one clamped to its maximum said in the TaskInstance's log. */
+function limitsOf(
+  env: ExecutionEnv,
+  data: NodeJobData,
+  declared: { task: TaskLimits | undefined; package: TaskLimits | undefined },
+  mirror: RedisMirror,
+): CompiledTaskLimits {
+  const { limits, clamped } = resolveLimits(
+    { submission: data.limits, ...declared },
+    env.options.taskLimits,
+    env.options.maxTaskLimits,
+  );
+  for (const clamp of clamped) {
+    mirror.log(
+      `asked for a ${describeLimit(clamp.name, clamp.asked)}; this node allows at most ${describeLimit(clamp.name, clamp.allowed)}`,
+    );
+  }
+  return limits;
 }
 
 /** The sandbox network of a simple task's run: its declared endpoints, each allowed by this node or not. */

@@ -35,6 +35,12 @@ export async function monitorSandbox(
   onLimit: (hit: LimitHit) => void,
   /** Set-up of the sandbox's namespaces by the node before its task starts (its network's). */
   beforeStart?: (sandboxPid: number) => Promise<void>,
+  /**
+   * A pooled sandbox (`warm-sandbox.ts`): the counters are read only once this resolves, at the
+   * claim, with the CPU time the sandbox used before it (Node's start-up), which is not the
+   * TaskInstance's. @defaultValue read from the start, no CPU time before it
+   */
+  watchFrom?: Promise<number>,
 ): Promise<SandboxMonitor> {
   // If bwrap ends (killed on cancel or timeout) while its sandbox is still being set up, the
   // sandbox may live on: whatever is in the TaskInstance's cgroup dies with it.
@@ -52,30 +58,46 @@ export async function monitorSandbox(
   if (cgroup === undefined) {
     return { stop: () => Promise.resolve(undefined) };
   }
-  const timer = setInterval(() => {
-    void cgroup.stats().then(
-      (stats) => {
-        const hit = brokenLimit(stats, limits);
-        if (hit !== undefined) {
-          onLimit(hit);
-          void cgroup.kill().catch(() => undefined);
-        }
-      },
-      () => undefined,
-    );
-  }, MONITOR_MS);
+  let cpuBeforeMs = 0;
+  let timer: NodeJS.Timeout | undefined;
+  let stopped = false;
+  const watch = (): void => {
+    timer = setInterval(() => {
+      void cgroup.stats().then(
+        (stats) => {
+          const hit = brokenLimit(stats, limits, cpuBeforeMs);
+          if (hit !== undefined) {
+            onLimit(hit);
+            void cgroup.kill().catch(() => undefined);
+          }
+        },
+        () => undefined,
+      );
+    }, MONITOR_MS);
+  };
+  if (watchFrom === undefined) {
+    watch();
+  } else {
+    void watchFrom.then((before) => {
+      cpuBeforeMs = before;
+      if (!stopped) {
+        watch();
+      }
+    });
+  }
   return {
     stop: async () => {
+      stopped = true;
       clearInterval(timer);
       // The final counters: an OOM kill or a fork refused in the last moments counts too.
       const stats = await cgroup.stats().catch(() => undefined);
-      return stats === undefined ? undefined : brokenLimit(stats, limits);
+      return stats === undefined ? undefined : brokenLimit(stats, limits, cpuBeforeMs);
     },
   };
 }
 
 /** A limit the cgroup's counters show broken, or undefined. */
-export function brokenLimit(stats: TaskCgroupStats, limits: CompiledTaskLimits): LimitHit | undefined {
+export function brokenLimit(stats: TaskCgroupStats, limits: CompiledTaskLimits, cpuBeforeMs = 0): LimitHit | undefined {
   if (stats.oomKills > 0) {
     return { limit: 'memoryBytes' };
   }
@@ -84,7 +106,7 @@ export function brokenLimit(stats: TaskCgroupStats, limits: CompiledTaskLimits):
     // and letting it spin until the wall-clock limit only burns the node's CPU.
     return { limit: 'pids' };
   }
-  if (stats.cpuUsageMs !== undefined && stats.cpuUsageMs > limits.cpuMs) {
+  if (stats.cpuUsageMs !== undefined && stats.cpuUsageMs - cpuBeforeMs > limits.cpuMs) {
     return { limit: 'cpuMs' };
   }
   return undefined;

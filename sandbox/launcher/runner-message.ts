@@ -9,6 +9,7 @@ import type { RunnerMessage } from '../protocol.js';
 const unitIndex = z.number().int().nonnegative();
 
 const runnerMessageSchema = z.discriminatedUnion('type', [
+  z.strictObject({ type: z.literal('ready') }),
   z.strictObject({
     type: z.literal('progress'),
     value: z.union([z.number().finite(), z.record(z.string(), z.unknown())]),

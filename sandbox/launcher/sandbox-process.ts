@@ -32,6 +32,10 @@ export interface SandboxIo {
   onStdoutLine?: (line: string) => void;
   /** Writes the first input; returns what to undo once the sandbox ended (e.g. a listener). */
   feed: (stdin: Writable) => () => void;
+  /** See `CaptureOptions.onReady`. */
+  onReady?: () => void;
+  /** A pooled sandbox's claim: see `monitorSandbox`'s `watchFrom`. */
+  watchFrom?: Promise<number>;
 }
 
 export interface RunningSandbox {
@@ -58,6 +62,22 @@ interface SandboxState {
   exited: boolean;
 }
 
+/** Removes what `prepareLaunch` made for the sandbox: its cgroup and its network. */
+async function releaseLaunch(launch: Launch): Promise<void> {
+  await launch.cgroup?.remove().catch(() => undefined);
+  await launch.network?.close();
+}
+
+/** Resolves when the sandbox process exits, marking `state.exited` first. */
+function exitOf(subprocess: ResultPromise, state: SandboxState): Promise<void> {
+  return new Promise<void>((resolve) =>
+    subprocess.once('exit', () => {
+      state.exited = true;
+      resolve();
+    }),
+  );
+}
+
 /**
  * Spawns `launch` and resolves once the sandbox is in its cgroup and let go. Owns `launch.cgroup`
  * from the call: it is removed when the sandbox ended, or at once if it never starts.
@@ -67,8 +87,7 @@ export async function startSandbox(options: SandboxOptions, launch: Launch, io: 
   // Aborted before the spawn (while the node fetched the package or made the cgroup): an
   // 'abort' listener added now would never fire, so nothing would stop the sandbox.
   if (signal?.aborted) {
-    await launch.cgroup?.remove().catch(() => undefined);
-    await launch.network?.close();
+    await releaseLaunch(launch);
     throw abortError(signal.reason, options.instanceId);
   }
   const subprocess = spawnSandbox({
@@ -80,12 +99,7 @@ export async function startSandbox(options: SandboxOptions, launch: Launch, io: 
   });
   const forgetOnExit = killOnExit(subprocess);
   const state: SandboxState = { limitHit: undefined, timedOut: false, exited: false };
-  const exit = new Promise<void>((resolve) =>
-    subprocess.once('exit', () => {
-      state.exited = true;
-      resolve();
-    }),
-  );
+  const exit = exitOf(subprocess, state);
   const stop = (hit?: LimitHit): void => {
     state.limitHit ??= hit;
     subprocess.kill('SIGTERM');
@@ -98,7 +112,15 @@ export async function startSandbox(options: SandboxOptions, launch: Launch, io: 
   const shouldStart = (): boolean =>
     !signal?.aborted && subprocess.exitCode === null && subprocess.signalCode === null && state.limitHit === undefined;
   const monitor = launch.sandboxed
-    ? await monitorSandbox(subprocess, launch.cgroup, limits, shouldStart, stop, launch.network?.beforeStart)
+    ? await monitorSandbox(
+        subprocess,
+        launch.cgroup,
+        limits,
+        shouldStart,
+        stop,
+        launch.network?.beforeStart,
+        io.watchFrom,
+      )
     : undefined;
   const ending = judge({ options, launch, subprocess, capture, monitor, state, maxResultBytes }).finally(async () => {
     unfeed();
@@ -106,8 +128,7 @@ export async function startSandbox(options: SandboxOptions, launch: Launch, io: 
     // A feeder waiting for 'drain' on a sandbox that is gone learns it from 'close'.
     streams.stdin.destroy();
     // Whatever happened, nothing of the sandbox survives it, and its cgroup goes.
-    await launch.cgroup?.remove().catch(() => undefined);
-    await launch.network?.close();
+    await releaseLaunch(launch);
   });
   return {
     stdin: streams.stdin,

@@ -41,6 +41,8 @@ export interface CaptureOptions {
    * `maxResultBytes` and not counted as output; absent, stdout is a command's one result.
    */
   onStdoutLine?: (line: string) => void;
+  /** A pooled runner's `ready` message (`warm-sandbox.ts`); absent, that message is a protocol error. */
+  onReady?: () => void;
 }
 
 /** What the streams carried, filled in as it arrives; complete once `ended` resolves. */
@@ -153,6 +155,13 @@ function captureProtocol(
       options.onLog(message.line.slice(0, LOG_LINE_BYTES));
     } else if (message.type === 'result' || message.type === 'error') {
       output.final ??= message;
+    } else if (message.type === 'ready') {
+      if (options.onReady === undefined) {
+        output.protocolError ??= 'Expected a task\'s runner message, got a "ready" message from a runner not pooled';
+        options.onStop();
+      } else {
+        options.onReady();
+      }
     } else if (options.onMessage !== undefined) {
       options.onMessage(message);
     } else {

@@ -31,6 +31,11 @@ export class TaskRunner {
     process.stdin.setEncoding('utf8');
     process.stdin.on('data', (chunk: string) => lines.push(chunk));
     process.stdin.on('end', () => this.mode?.onInputEnd());
+    if (process.env.TYDRA_WARM === '1') {
+      // A pooled sandbox: tell the node this runner is loaded. The variable is the node's, not the task's.
+      delete process.env.TYDRA_WARM;
+      this.channel.send({ type: 'ready' });
+    }
   }
 
   fail(error: unknown): void {
@@ -43,8 +48,15 @@ export class TaskRunner {
       this.abort.abort(new Error(message.reason));
     } else if (message.type === 'start') {
       if (this.mode === undefined) {
-        // Secrets: in the environment before the mode imports the task module.
+        // Secrets (and, in a pooled sandbox, every per-TaskInstance variable): in the
+        // environment before the mode imports the task module.
         Object.assign(process.env, message.env ?? {});
+        const instance = message.env?.TYDRA_INSTANCE_ID;
+        if (instance !== undefined) {
+          // A pooled runner's environment block predates its TaskInstance, so /proc/<pid>/environ
+          // does not name it: its title (/proc/<pid>/cmdline, `ps`) does instead.
+          process.title = `TYDRA_INSTANCE_ID=${instance}`;
+        }
         const env: RunnerEnv = { channel: this.channel, signal: this.abort.signal, stdin: process.stdin };
         this.mode = MODES[message.mode ?? 'task'](message, env);
       }

@@ -94,6 +94,7 @@ export class PackageCache {
   /** Marker touches and budget runs started by `release`, which cannot wait for them. */
   private readonly background = new Set<Promise<void>>();
   private budgetRun: Promise<unknown> = Promise.resolve();
+  private readonly removalListeners = new Set<(name: string, sha1: string) => void>();
   /** Versions downloaded from Redis by this process (a cache hit does not count). */
   downloads = 0;
   /** Versions removed to stay under `maxBytes`. */
@@ -128,6 +129,15 @@ export class PackageCache {
    */
   summary(): { versions: number; bytes: number } {
     return { versions: this.entries.size, bytes: this.totalBytes };
+  }
+
+  /**
+   * Calls `listener(name, sha1)` right before a version's folder is removed (evicted, pruned,
+   * or found changed); returns the undo.
+   */
+  onRemove(listener: (name: string, sha1: string) => void): () => void {
+    this.removalListeners.add(listener);
+    return () => this.removalListeners.delete(listener);
   }
 
   /** Cached versions, least recently used first. */
@@ -458,6 +468,9 @@ export class PackageCache {
    * the entries themselves and never follow a link inside them.
    */
   private async removeFromDisk(name: string, sha1: string): Promise<void> {
+    // First, and synchronously: whatever holds the folder without a lease (the node's warm
+    // pool) lets go of it before it goes.
+    this.removalListeners.forEach((listener) => listener(name, sha1));
     const packageDir = join(this.dir, name);
     if (!(await isRealFolder(packageDir))) {
       return;

@@ -61,4 +61,21 @@ describe('node registry: alive and lost (@integration)', () => {
       [undefined, undefined, undefined],
     );
   });
+
+  it('publishes the warm and cached versions and the pool of a node, and reads none from an older node', async () => {
+    const registry = new NodeRegistry(testRedis(), keys);
+    await registry.heartbeat({ ...node, id: 'old-node' }, 10_000);
+    const pool = { size: 1, max: 2, hits: 3, misses: 4 };
+    await registry.heartbeat({ ...node, warm: ['p@1'], cached: ['p@1', 'q@2'], pool }, 10_000);
+    const infos = await registry.list(10_001);
+    const pick = (id: string) => infos.find((info) => info.id === id);
+    assert.deepEqual(
+      { warm: pick('slow-node')?.warm, cached: pick('slow-node')?.cached, pool: pick('slow-node')?.pool },
+      { warm: ['p@1'], cached: ['p@1', 'q@2'], pool },
+    );
+    assert.deepEqual(
+      { warm: pick('old-node')?.warm, cached: pick('old-node')?.cached, pool: pick('old-node')?.pool },
+      { warm: [], cached: [], pool: undefined },
+    );
+  });
 });

@@ -52,4 +52,19 @@ describe('chooseNode', () => {
   it('returns undefined when no node is alive', () => {
     assert.equal(chooseNode([], 3), undefined);
   });
+
+  it('prefers, among equally loaded nodes, one with the version warm, then one with it cached', () => {
+    const nodes = [
+      { id: 'a', concurrency: 2, pending: 0 },
+      { id: 'b', concurrency: 2, pending: 0, affinity: 'cached' as const },
+      { id: 'c', concurrency: 2, pending: 0, affinity: 'warm' as const },
+      { id: 'd', concurrency: 2, pending: 1, affinity: 'warm' as const },
+    ];
+    assert.deepEqual(
+      [0, 1].map((turn) => chooseNode(nodes, turn)?.id),
+      ['c', 'c'],
+    );
+    assert.equal(chooseNode(nodes.slice(0, 2), 1)?.id, 'b', 'cached beats nothing');
+    assert.equal(chooseNode([nodes[0]!, nodes[3]!], 0)?.id, 'a', 'affinity never beats a lower load');
+  });
 });

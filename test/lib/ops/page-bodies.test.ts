@@ -19,6 +19,8 @@ const node = (fields: Partial<NodeInfo>): NodeInfo => ({
   alive: true,
   draining: false,
   lost: false,
+  warm: [],
+  cached: [],
   ...fields,
 });
 

@@ -1,0 +1,324 @@
+/**
+ * The warm pool (`lib/node/warm-pool.ts`): `npm run bench` runs it after `run.ts` (alone:
+ * `npm run build && node dist/bench/warm-pool.js`).
+ *
+ * 1. Idle submit → result latency, one TaskInstance at a time, of a no-op JavaScript task through
+ *    a Master and one node (concurrency 2): COLD (a node with `warmMax: 0`) and WARM (a node with
+ *    the pool on, each sample submitted once a pooled sandbox is ready), each interleaved one to
+ *    one with the baseline: a raw BullMQ Queue + Worker (concurrency 2) on the same Redis whose
+ *    processor spawns a bare `node -e 0` with an empty environment. Ratios are of medians.
+ * 2. Throughput of M no-op TaskInstances submitted at once, pool on, against the same baseline,
+ *    and the pool's hit rate over them.
+ * 3. Memory: a node started as its own process (`tydra node`, pool on) on the same Redis; its RSS
+ *    idle, then with its pool filled, and the cost of one pooled sandbox: the summed PSS and RSS
+ *    of its processes, and its cgroup's memory use.
+ *
+ * Environment: BENCH_POOL_LATENCY (samples per series, default 15), BENCH_POOL_TASKS (M, default
+ * 60). Progress goes to stderr; the table and, as the very last line, `BENCH_POOL_JSON {...}` go
+ * to stdout.
+ */
+import { randomUUID } from 'node:crypto';
+import { chmod, mkdir, mkdtemp, readdir, readFile, rm, writeFile } from 'node:fs/promises';
+import { availableParallelism, cpus, tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { performance } from 'node:perf_hooks';
+import { fileURLToPath } from 'node:url';
+
+import { type Job, Queue, QueueEvents, Worker } from 'bullmq';
+import { execa, type ResultPromise } from 'execa';
+
+import { NodeRegistry } from '../lib/cluster/node-registry.js';
+import { createKeys, Master, startRedisServer, Tydra, TydraNode } from '../lib/index.js';
+import { createRedis } from '../lib/redis/connection.js';
+import { detectCgroups } from '../sandbox/launcher/cgroup/support.js';
+
+const NODE_CONCURRENCY = 2;
+const RESULT_TIMEOUT_MS = 60_000;
+const WARMUP = 3;
+const CLI = fileURLToPath(new URL('../bin/tydra.js', import.meta.url));
+
+interface Summary {
+  n: number;
+  medianMs: number;
+  p95Ms: number;
+}
+
+const cleanups: Array<() => Promise<unknown>> = [];
+
+function progress(message: string): void {
+  process.stderr.write(`[bench:pool] ${message}\n`);
+}
+
+function envInt(name: string, fallback: number): number {
+  const value = Number(process.env[name] ?? fallback);
+  if (!Number.isSafeInteger(value) || value < 1) {
+    throw new Error(`Expected ${name} to be a positive integer, got ${JSON.stringify(process.env[name])}`);
+  }
+  return value;
+}
+
+function summarize(samples: readonly number[]): Summary {
+  const sorted = [...samples].sort((a, b) => a - b);
+  const at = (p: number): number => sorted[Math.min(sorted.length - 1, Math.floor(p * sorted.length))] ?? 0;
+  const mid = sorted.length % 2 === 1 ? at(0.5) : ((sorted[sorted.length / 2 - 1] ?? 0) + at(0.5)) / 2;
+  return { n: sorted.length, medianMs: round(mid), p95Ms: round(at(0.95)) };
+}
+
+const round = (value: number, digits = 2): number => Number(value.toFixed(digits));
+
+async function timed(fn: () => Promise<unknown>): Promise<number> {
+  const start = performance.now();
+  await fn();
+  return performance.now() - start;
+}
+
+async function waitUntil(what: string, check: () => Promise<boolean> | boolean, timeoutMs = 60_000): Promise<void> {
+  const deadline = Date.now() + timeoutMs;
+  while (!(await check())) {
+    if (Date.now() > deadline) {
+      throw new Error(`timed out waiting for ${what}`);
+    }
+    await new Promise((resolve) => setTimeout(resolve, 10));
+  }
+}
+
+/** The baseline: raw BullMQ, concurrency 2, each job a bare `node -e 0` with an empty environment. */
+async function rawBullmq(redisUrl: string): Promise<() => Promise<void>> {
+  const name = `bench-pool-raw-${randomUUID().slice(0, 8)}`;
+  const connection = { url: redisUrl, maxRetriesPerRequest: null };
+  const queue = new Queue(name, { connection, defaultJobOptions: { removeOnComplete: true, removeOnFail: true } });
+  const events = new QueueEvents(name, { connection });
+  const worker = new Worker(
+    name,
+    async () => {
+      await execa(process.execPath, ['-e', '0'], { extendEnv: false, env: {} });
+      return 1;
+    },
+    { connection, concurrency: NODE_CONCURRENCY },
+  );
+  cleanups.push(() => Promise.all([worker.close(), events.close(), queue.close()]));
+  queue.setMaxListeners(1000);
+  await Promise.all([queue.waitUntilReady(), events.waitUntilReady(), worker.waitUntilReady()]);
+  return async () => {
+    const job: Job = await queue.add('noop', null);
+    if ((await job.waitUntilFinished(events, RESULT_TIMEOUT_MS)) !== 1) {
+      throw new Error('Expected the raw BullMQ job to return 1');
+    }
+  };
+}
+
+async function startNode(redisUrl: string, cacheDir: string, warmMax: number): Promise<TydraNode> {
+  const node = new TydraNode({
+    redis: redisUrl,
+    id: `bench-pool-${warmMax}-${process.pid}`,
+    concurrency: NODE_CONCURRENCY,
+    cacheDir,
+    warmMax,
+  });
+  await node.start();
+  return node;
+}
+
+/** Idle latency samples of `tydra` interleaved with the baseline's; `before` runs ahead of each tydra sample, untimed. */
+async function interleaved(
+  samples: number,
+  raw: () => Promise<void>,
+  tydra: () => Promise<void>,
+  before: () => Promise<void>,
+): Promise<{ baseline: Summary; tydra: Summary; ratioMedian: number }> {
+  for (let i = 0; i < WARMUP; i += 1) {
+    await raw();
+    await before();
+    await tydra();
+  }
+  const a: number[] = [];
+  const b: number[] = [];
+  for (let i = 0; i < samples; i += 1) {
+    a.push(await timed(raw));
+    await before();
+    b.push(await timed(tydra));
+  }
+  const baseline = summarize(a);
+  const ours = summarize(b);
+  return { baseline, tydra: ours, ratioMedian: round(ours.medianMs / baseline.medianMs) };
+}
+
+/** kB of a /proc/<pid>/ file's `field:` line (VmRSS in status, Pss in smaps_rollup). */
+async function procKb(pid: number, file: string, field: string): Promise<number> {
+  const text = await readFile(`/proc/${pid}/${file}`, 'utf8').catch(() => '');
+  const match = new RegExp(`^${field}:\\s+(\\d+) kB`, 'm').exec(text);
+  return match === null ? 0 : Number(match[1]);
+}
+
+/** PSS and RSS (MiB) of each pooled sandbox of node `id` (pid `pid`), and its cgroup's memory use. */
+async function pooledCost(
+  id: string,
+  pid: number,
+): Promise<Array<{ pssMiB: number; rssMiB: number; cgroupMiB: number }>> {
+  const support = await detectCgroups({ parentName: `tydra.${id}.${pid}` });
+  const parent = support.mode === 'v2' ? support.parent : support.mode === 'v1' ? support.memory : undefined;
+  if (parent === undefined) {
+    return [];
+  }
+  const costs = [];
+  for (const name of (await readdir(parent)).filter((entry) => entry.startsWith('task-'))) {
+    const dir = join(parent, name);
+    const pids = (await readFile(join(dir, 'cgroup.procs'), 'utf8')).split('\n').filter(Boolean).map(Number);
+    let pss = 0;
+    let rss = 0;
+    for (const member of pids) {
+      pss += await procKb(member, 'smaps_rollup', 'Pss');
+      rss += await procKb(member, 'status', 'VmRSS');
+    }
+    const usage = await readFile(join(dir, support.mode === 'v2' ? 'memory.current' : 'memory.usage_in_bytes'), 'utf8');
+    costs.push({
+      pssMiB: round(pss / 1024, 1),
+      rssMiB: round(rss / 1024, 1),
+      cgroupMiB: round(Number(usage) / 2 ** 20, 1),
+    });
+  }
+  return costs;
+}
+
+/** A `tydra node` process with the pool on: its RSS idle and with a full pool, and what one pooled sandbox costs. */
+async function measureMemory(redisUrl: string, root: string, tydra: Tydra, ref: string) {
+  const id = `bench-pool-rss-${process.pid}`;
+  const connection = createRedis(redisUrl);
+  cleanups.push(() => connection.quit());
+  const registry = new NodeRegistry(connection, createKeys());
+  const args = ['node', '--redis', redisUrl, '--id', id, '--concurrency', String(NODE_CONCURRENCY)];
+  const child: ResultPromise = execa(
+    process.execPath,
+    [CLI, ...args, '--cache-dir', join(root, 'rss-cache'), '--heartbeat', '500', '--log-format', 'json'],
+    { reject: false, stdio: 'ignore', env: { TYDRA_LOG_LEVEL: 'warn' } },
+  );
+  cleanups.push(async () => {
+    child.kill('SIGTERM');
+    await child;
+  });
+  const info = async () => (await registry.list()).find((node) => node.id === id && node.alive);
+  await waitUntil('the node process to register', async () => (await info()) !== undefined);
+  const pid = child.pid ?? 0;
+  await new Promise((resolve) => setTimeout(resolve, 2000)); // settled: no start-up work left
+  const idleRssMiB = round((await procKb(pid, 'status', 'VmRSS')) / 1024, 1);
+  // Two at once, twice: the pool learns that two run together and keeps two.
+  for (let pair = 0; pair < 2; pair += 1) {
+    await Promise.all([0, 1].map(async () => (await tydra.submit(ref, null)).result({ timeoutMs: RESULT_TIMEOUT_MS })));
+  }
+  await waitUntil('two pooled sandboxes', async () => (await info())?.pool?.size === 2);
+  await new Promise((resolve) => setTimeout(resolve, 2000)); // runners loaded
+  const pooledRssMiB = round((await procKb(pid, 'status', 'VmRSS')) / 1024, 1);
+  const sandboxes = await pooledCost(id, pid);
+  return { idleRssMiB, pooledRssMiB, sandboxes };
+}
+
+async function makePackage(dir: string): Promise<void> {
+  await mkdir(dir, { recursive: true });
+  await writeFile(join(dir, 'noop.mjs'), 'export default async () => 1;\n');
+  await writeFile(
+    join(dir, 'tydra.json'),
+    JSON.stringify({ name: 'benchpool', tasks: { noop: { module: 'noop.mjs' } } }),
+  );
+  await chmod(dir, 0o755);
+}
+
+async function main(): Promise<void> {
+  const samples = envInt('BENCH_POOL_LATENCY', 15);
+  const tasks = envInt('BENCH_POOL_TASKS', 60);
+  const root = await mkdtemp(join(tmpdir(), 'tydra-bench-pool-'));
+  cleanups.push(() => rm(root, { recursive: true, force: true }));
+  await chmod(root, 0o755);
+  await makePackage(join(root, 'package'));
+  const redis = await startRedisServer({ dir: join(root, 'redis'), persist: false });
+  cleanups.push(() => redis.stop());
+  const master = new Master({ redis: redis.url });
+  cleanups.push(() => master.close());
+  const tydra = new Tydra({ redis: redis.url });
+  cleanups.push(() => tydra.close());
+  await master.start();
+  await tydra.deploy(join(root, 'package'));
+  const ref = 'benchpool/noop';
+  const raw = await rawBullmq(redis.url);
+  const once = async (): Promise<void> => {
+    if ((await (await tydra.submit(ref, null)).result({ timeoutMs: RESULT_TIMEOUT_MS })) !== 1) {
+      throw new Error('Expected the no-op task to return 1');
+    }
+  };
+
+  progress(`cold: a node without a pool, ${samples} idle samples interleaved with raw BullMQ`);
+  const coldNode = await startNode(redis.url, join(root, 'cache-cold'), 0);
+  const cold = await interleaved(samples, raw, once, () => Promise.resolve());
+  await coldNode.close();
+
+  progress(`warm: a node with the pool on, ${samples} idle samples, each once a pooled sandbox is ready`);
+  const node = await startNode(redis.url, join(root, 'cache-warm'), NODE_CONCURRENCY);
+  cleanups.push(() => node.close());
+  // The node's first TaskInstance is cold (nothing ran yet to pool for); every later one finds one.
+  const ready = (): Promise<void> =>
+    waitUntil('a ready pooled sandbox', () => node.warmPoolStats.misses === 0 || node.warmPoolStats.ready >= 1);
+  const warm = await interleaved(samples, raw, once, ready);
+  const warmHits = node.warmPoolStats.hits;
+
+  progress(`throughput: ${tasks} at once, pool on, against raw BullMQ`);
+  const rawWallMs = await timed(() => Promise.all(Array.from({ length: tasks }, raw)));
+  const before = node.warmPoolStats;
+  const tydraWallMs = await timed(() => Promise.all(Array.from({ length: tasks }, once)));
+  const after = node.warmPoolStats;
+  const hits = after.hits - before.hits;
+  const misses = after.misses - before.misses;
+  await node.close();
+
+  progress('memory: a `tydra node` process, idle and with two pooled sandboxes');
+  const memory = await measureMemory(redis.url, root, tydra, ref);
+
+  const cpu = cpus()[0];
+  const results = {
+    date: new Date().toISOString(),
+    host: { node: process.version, cpus: availableParallelism(), cpuModel: cpu?.model.trim() ?? 'unknown' },
+    latency: { cold, warm, warmSampleHits: `${warmHits - (WARMUP - 1)}/${samples}` },
+    throughput: {
+      tasks,
+      baselineTasksPerSec: round((tasks * 1000) / rawWallMs),
+      tydraTasksPerSec: round((tasks * 1000) / tydraWallMs),
+      ratio: round(rawWallMs / tydraWallMs),
+      hitRate: round(hits / Math.max(1, hits + misses)),
+      hits,
+      misses,
+    },
+    memory,
+  };
+  process.stdout.write(`\n${formatTable(results)}\n\nBENCH_POOL_JSON ${JSON.stringify(results)}\n`);
+}
+
+function formatTable(r: {
+  latency: { cold: Awaited<ReturnType<typeof interleaved>>; warm: Awaited<ReturnType<typeof interleaved>> };
+  throughput: { tasks: number; baselineTasksPerSec: number; tydraTasksPerSec: number; ratio: number; hitRate: number };
+  memory: Awaited<ReturnType<typeof measureMemory>>;
+}): string {
+  const { cold, warm } = r.latency;
+  const t = r.throughput;
+  const m = r.memory;
+  const first = m.sandboxes[0];
+  return [
+    'warm pool bench (baseline: raw BullMQ, concurrency 2, spawning `node -e 0` per job, same Redis, same process)',
+    `idle submit→result, cold : ${cold.tydra.medianMs} ms vs ${cold.baseline.medianMs} ms  = ${cold.ratioMedian}x (p95 ${cold.tydra.p95Ms} vs ${cold.baseline.p95Ms})`,
+    `idle submit→result, warm : ${warm.tydra.medianMs} ms vs ${warm.baseline.medianMs} ms  = ${warm.ratioMedian}x (p95 ${warm.tydra.p95Ms} vs ${warm.baseline.p95Ms})`,
+    `throughput, ${t.tasks} at once : ${t.tydraTasksPerSec}/s vs ${t.baselineTasksPerSec}/s = ${t.ratio}x, pool hit rate ${Math.round(t.hitRate * 100)}%`,
+    `node RSS: idle ${m.idleRssMiB} MiB, with ${m.sandboxes.length} pooled sandboxes ${m.pooledRssMiB} MiB`,
+    first === undefined
+      ? 'pooled sandbox: none found'
+      : `per pooled sandbox: PSS ${first.pssMiB} MiB, RSS ${first.rssMiB} MiB, cgroup memory ${first.cgroupMiB} MiB`,
+  ].join('\n');
+}
+
+try {
+  await main();
+} catch (error) {
+  progress(`FAILED: ${(error as Error).stack ?? String(error)}`);
+  process.exitCode = 1;
+} finally {
+  for (const cleanup of cleanups.reverse()) {
+    await cleanup().catch((error: Error) => progress(`cleanup failed: ${error.message}`));
+  }
+  setTimeout(() => process.exit(), 10_000).unref();
+}
