@@ -1,6 +1,6 @@
 /** How the CLI prints what the library returns: `--json` prints the data, otherwise these lines. */
 import type { NodeInfo, PackageVersionUse, PruneReport, TaskStatus } from '../../lib/index.js';
-import { cacheInWords } from '../../lib/cluster/node-facts.js';
+import { cacheInWords, poolInWords } from '../../lib/cluster/node-facts.js';
 import { formatProgress } from './progress.js';
 
 export function print(json: boolean | undefined, data: unknown, text: string): void {
@@ -40,21 +40,7 @@ export function formatNode(n: NodeInfo): string {
   const state = n.draining && !n.lost ? `${health}, draining` : health;
   // Sandbox and cache: what the node published with its heartbeat (`?` for a node that did not).
   const facts = `sandbox ${n.sandbox ?? '?'}  cache ${cacheInWords(n)}`;
-  return `${n.id}  ${state}  concurrency ${n.concurrency}  ${formatPool(n)}  host ${n.hostname} pid ${n.pid}  ${facts}  last heartbeat ${seen}`;
-}
-
-/** The warm pool as the node's last heartbeat published it (`lib/node/warm-pool.ts`). */
-function formatPool(n: NodeInfo): string {
-  const pool = n.pool;
-  if (pool === undefined) {
-    return 'warm pool unknown';
-  }
-  if (pool.max === 0) {
-    return 'warm pool off';
-  }
-  const claims = pool.hits + pool.misses;
-  const rate = claims === 0 ? '' : ` (${Math.round((100 * pool.hits) / claims)}% hits)`;
-  return `warm pool ${pool.size}/${pool.max}, ${pool.hits} hits, ${pool.misses} misses${rate}`;
+  return `${n.id}  ${state}  concurrency ${n.concurrency}  warm pool ${poolInWords(n.pool)}  host ${n.hostname} pid ${n.pid}  ${facts}  last heartbeat ${seen}`;
 }
 
 /** One row of `tydra packages NAME`, as `--json` prints it. */

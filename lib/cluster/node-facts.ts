@@ -57,3 +57,16 @@ export function cacheInWords(facts: Partial<NodeFacts>): string {
   const versions = `${facts.cachedVersions} version${facts.cachedVersions === 1 ? '' : 's'}`;
   return `${versions}, ${formatBytes(facts.cachedBytes)}`;
 }
+
+/** A node's warm pool (`lib/node/warm-pool.ts`) as its last heartbeat published it, in words. */
+export function poolInWords(pool: { size: number; max: number; hits: number; misses: number } | undefined): string {
+  if (pool === undefined) {
+    return 'unknown';
+  }
+  if (pool.max === 0) {
+    return 'off';
+  }
+  const claims = pool.hits + pool.misses;
+  const rate = claims === 0 ? '' : ` (${Math.round((100 * pool.hits) / claims)}% hits)`;
+  return `${pool.size}/${pool.max}, ${pool.hits} hits, ${pool.misses} misses${rate}`;
+}

@@ -1,9 +1,9 @@
 /**
  * The Nodes page (`/tydra/nodes`): every registered node with its state, concurrency, the jobs
- * active in its queue, its sandbox mode and package cache (as its heartbeat published them) and its
+ * active in its queue, its sandbox mode, package cache and warm pool (as its heartbeat published them) and its
  * last heartbeat; for an admin, Drain / Resume (see `tydra-pages.ts`).
  */
-import { cacheInWords } from '../cluster/node-facts.js';
+import { cacheInWords, poolInWords } from '../cluster/node-facts.js';
 import type { NodeInfo } from '../cluster/node-registry.js';
 import { html, type SafeHtml, timeWithAge } from './page-html.js';
 
@@ -60,6 +60,7 @@ export function nodesBody(rows: NodeRow[], now = Date.now(), admin = false): Saf
       <td>${running ?? '?'}</td>
       <td class="sandbox">${node.sandbox ?? '?'}</td>
       <td class="cache">${cacheInWords(node)}</td>
+      <td class="pool">${poolInWords(node.pool)}</td>
       <td>${timeWithAge(node.lastSeen, now)}</td>
       ${admin ? html`<td>${nodeAction(node, state)}</td>` : html``}
     </tr>`;
@@ -74,6 +75,7 @@ export function nodesBody(rows: NodeRow[], now = Date.now(), admin = false): Saf
           <th>running</th>
           <th>sandbox</th>
           <th>cached packages</th>
+          <th>warm pool</th>
           <th>last heartbeat</th>
           ${admin ? html`<th></th>` : html``}
         </tr>
@@ -88,6 +90,7 @@ export function nodesBody(rows: NodeRow[], now = Date.now(), admin = false): Saf
       (Resume); late: silent longer; dead: silent past its lock duration, its waiting work taken back; stopped: shut
       down cleanly. Sandbox: bubblewrap with a cgroup (v2 or v1) per TaskInstance, or with rlimits only (no usable
       cgroups), or unsandboxed (--unsafe-no-sandbox, development only). Cached packages: versions extracted in its cache
-      and their size, as of its last heartbeat.
+      and their size, as of its last heartbeat. Warm pool: pre-started single-use sandboxes it keeps / the most it keeps
+      (--warm-max), and how many TaskInstances found one (hits) or started cold (misses).
     </p>`;
 }

@@ -122,10 +122,13 @@ describe('durable submit (@integration)', function () {
 
   it('resolves once a replica has the TaskInstance, and fails when none acknowledges it', async () => {
     const deployment = await startSentinelDeployment({ sentinels: 0 });
+    // A busy machine may take a while to replicate: the acknowledged case gets a long wait, the
+    // refused one (replica stopped) a short one, as its outcome does not depend on the machine.
+    const patient = testClient({ redis: deployment.url, durableSubmit: { timeoutMs: 10_000 } });
     const tydra = testClient({ redis: deployment.url, durableSubmit: { timeoutMs: 300 } });
-    await tydra.deploy(await copyFixture('probe'));
+    await patient.deploy(await copyFixture('probe'));
     const replica = deployment.connect(deployment.replica);
-    const kept = await tydra.submit('probe/echo', 'kept');
+    const kept = await patient.submit('probe/echo', 'kept');
     // Acknowledged means the replica has it, before any node ran it.
     assert.equal(await replica.exists(`{tydra}:bull:${TASKS_QUEUE}:${kept.id}`), 1);
 

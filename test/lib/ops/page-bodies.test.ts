@@ -56,6 +56,18 @@ describe('what the tydra pages say', () => {
     assert.match(published, /<td class="sandbox">\?<\/td>\s*<td class="cache">\?<\/td>/);
   });
 
+  it("shows a node's warm pool: size, most, hits and misses; off; unknown for a node that published none", () => {
+    const pool = (size: number, max: number, hits: number, misses: number) => ({ size, max, hits, misses });
+    const page = nodesBody([
+      { node: node({ id: 'a', pool: pool(1, 2, 3, 1) }), running: 0 },
+      { node: node({ id: 'b', pool: pool(0, 0, 0, 5) }), running: 0 },
+      { node: node({ id: 'c' }), running: 0 },
+    ]).text;
+    assert.match(page, /<td class="pool">1\/2, 3 hits, 1 misses \(75% hits\)<\/td>/);
+    assert.match(page, /<td class="pool">off<\/td>/);
+    assert.match(page, /<td class="pool">unknown<\/td>/);
+  });
+
   it("pages a parallel TaskInstance's failed workunits and links a sequence's reached steps", () => {
     const failures = Array.from({ length: FAILURES_PER_PAGE }, (_, i) => ({ index: 100 + i, message: `boom <${i}>` }));
     const parallel = partsBody('p1', {
