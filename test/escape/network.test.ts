@@ -5,11 +5,6 @@
  * test's own.
  */
 import assert from 'node:assert/strict';
-import { once } from 'node:events';
-import { readdir } from 'node:fs/promises';
-import { createServer, type Server } from 'node:net';
-import { tmpdir } from 'node:os';
-import { join } from 'node:path';
 
 import { execa } from 'execa';
 
@@ -18,47 +13,7 @@ import { TydraNode } from '../../lib/node/node.js';
 import { tydra } from '../bin/run-cli.js';
 import { CLI, defer, makePackage, recordingLogger, redisUrl, startCluster, tempDir, testClient } from '../helpers.js';
 import { type Arena, expectNothingLeft, LIMITS } from './harness.js';
-
-/** A loopback TCP server that echoes, or with `silent` only counts; both count connections. */
-async function loopbackServer(
-  mode: 'echo' | 'silent',
-  ports: readonly number[] = [0],
-): Promise<{ port: number; connections: () => number; close: () => Promise<void> }> {
-  let connections = 0;
-  const server: Server = createServer((socket) => {
-    connections += 1;
-    socket.on('error', () => undefined);
-    if (mode === 'echo') {
-      socket.pipe(socket);
-    } else {
-      socket.end();
-    }
-  });
-  for (const port of ports) {
-    server.listen(port, '127.0.0.1');
-    const [error] = (await Promise.race([once(server, 'listening'), once(server, 'error')])) as [Error?];
-    if (error === undefined) {
-      break;
-    }
-  }
-  assert.ok(server.listening, `no free port among ${ports.join(', ')}`);
-  const close = () => new Promise<void>((resolve) => server.close(() => resolve()));
-  defer(() => (server.listening ? close() : Promise.resolve()));
-  const address = server.address();
-  assert.ok(address !== null && typeof address === 'object');
-  return { port: address.port, connections: () => connections, close };
-}
-
-/** The per-sandbox folders of the node side of the network (`sandbox/launcher/network/`), in every parent. */
-async function networkFolders(): Promise<string[]> {
-  const parents = (await readdir(tmpdir())).filter((name) => name.startsWith('tydra-net-'));
-  const folders = await Promise.all(
-    parents.map(async (parent) =>
-      (await readdir(join(tmpdir(), parent)).catch(() => [])).map((name) => `${parent}/${name}`),
-    ),
-  );
-  return folders.flat();
-}
+import { loopbackServer, networkFolders } from './network-harness.js';
 
 /** Sends `payload` to each {host, port}, reads until the peer ends; reports data or the error code. */
 const ECHO_JS = `import { connect } from 'node:net';
