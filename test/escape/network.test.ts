@@ -11,7 +11,17 @@ import { execa } from 'execa';
 import { InvalidOptionError, ManifestError } from '../../lib/core/errors.js';
 import { TydraNode } from '../../lib/node/node.js';
 import { tydra } from '../bin/run-cli.js';
-import { CLI, defer, makePackage, recordingLogger, redisUrl, startCluster, tempDir, testClient } from '../helpers.js';
+import {
+  CLI,
+  defer,
+  makePackage,
+  recordingLogger,
+  redisUrl,
+  startCluster,
+  tempDir,
+  testClient,
+  waitFor,
+} from '../helpers.js';
 import { type Arena, expectNothingLeft, LIMITS } from './harness.js';
 import { loopbackServer, networkFolders } from './network-harness.js';
 
@@ -170,6 +180,24 @@ describe('escape: network, opened per task where the node allows it @integration
       assert.deepEqual(await run.result(), [{ data: task }]);
     }
     assert.equal(echo.connections(), 2);
+  });
+
+  it('the warm pool never serves a task with a network: it starts cold, its endpoint reachable', async () => {
+    const echo = await loopbackServer('echo');
+    const allowConnect = [`127.0.0.1:${echo.port}`];
+    const [node] = (await startCluster(1, { allowConnect, warmMax: 1 })).nodes;
+    assert.ok(node !== undefined);
+    const client = testClient();
+    await client.deploy(await netPackage(allowConnect));
+    // Same version, module and limits: a miss of `undeclared` pools a sandbox `js` could claim.
+    assert.deepEqual(await (await client.submit('net/undeclared', { targets: [], payload: '' })).result(), []);
+    await waitFor('a pooled sandbox', () => (node.warmPoolStats.ready >= 1 ? true : undefined));
+    const before = node.warmPoolStats;
+    const run = await client.submit('net/js', { targets: [{ host: '127.0.0.1', port: echo.port }], payload: 'cold' });
+    assert.deepEqual(await run.result(), [{ data: 'cold' }]);
+    const after = node.warmPoolStats;
+    assert.deepEqual([after.hits, after.misses], [before.hits, before.misses], 'the pool was not even asked');
+    assert.ok(after.ready >= 1, 'the pooled sandbox is still there, unused');
   });
 
   it('deploy refuses a malformed network.connect; a node refuses a malformed --allow-connect', async () => {
