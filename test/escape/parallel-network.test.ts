@@ -2,13 +2,14 @@
  * A parallel task's network: split, each work sandbox and reduce get the endpoints the task
  * declares and the node that runs them allows, from a module and from commands; a declared
  * endpoint the node does not allow is refused in work, said in the unit's log; every network
- * folder goes with its sandbox. Only loopback servers of the test's own.
+ * folder goes with its sandbox; each node judges by its own `--allow-connect`. Only loopback
+ * servers of the test's own.
  */
 import assert from 'node:assert/strict';
 
 import { Registry } from 'prom-client';
 
-import { makePackage, recordingLogger, startCluster, testClient, waitFor } from '../helpers.js';
+import { makePackage, recordingLogger, startCluster, startNode, testClient, waitFor } from '../helpers.js';
 import { type Arena, expectNothingLeft, LIMITS } from './harness.js';
 import { loopbackServer, networkFolders } from './network-harness.js';
 
@@ -25,15 +26,15 @@ const roundTrip = ({ host, port }, payload) =>
     socket.on('end', () => done({ data }));
     socket.on('error', (error) => done(error.code ?? error.message));
   });
-export async function* split({ echo, refused }) {
+export async function* split({ echo, refused, units = 2 }) {
   const got = await roundTrip(echo, 'split');
-  for (const unit of [0, 1]) yield { unit, split: got, echo, refused };
+  for (let unit = 0; unit < units; unit += 1) yield { unit, split: got, echo, refused };
 }
 export const work = async ({ unit, split, echo, refused }) => ({
   unit,
   split,
   work: await roundTrip(echo, 'work ' + unit),
-  refused: await roundTrip(refused, 'x'),
+  refused: refused === null ? null : await roundTrip(refused, 'x'),
 });
 export async function reduce(results, { echo }) {
   const all = [];
@@ -156,5 +157,48 @@ describe('escape: network of a parallel task, in split, work and reduce @integra
       const left = (await networkFolders()).filter((name) => !foldersBefore.includes(name));
       return left.length === 0 ? true : undefined;
     });
+  });
+
+  it('each node applies its own --allow-connect: work on a node that does not allow the endpoint is refused', async () => {
+    const echo = await loopbackServer('echo');
+    const endpoint = `127.0.0.1:${echo.port}`;
+    const { nodes } = await startCluster(1, { allowConnect: [endpoint] });
+    const allowing = nodes[0];
+    const denying = await startNode({ allowConnect: [] });
+    assert.ok(allowing !== undefined);
+    const client = testClient();
+    await client.deploy(await parallelNetPackage([endpoint]));
+    const units = 60;
+    const run = await client.submit('parnet/js', {
+      echo: { host: '127.0.0.1', port: echo.port },
+      refused: null,
+      units,
+    });
+    type Unit = { unit: number; split: unknown; work: unknown };
+    const { results, reduce } = (await run.result()) as { results: Unit[]; reduce: unknown };
+    const { logs } = await run.status();
+    const coordinator = logs.some((line) => line.startsWith('coordinating') && line.includes(`on node ${allowing.id}`))
+      ? allowing
+      : denying;
+    // Split and reduce ran on the coordinating node (no node was lost): its policy decided for them.
+    const phaseOutcome = (payload: string) => (coordinator === allowing ? { data: payload } : { data: '' });
+    assert.deepEqual(reduce, phaseOutcome('reduce'));
+    const reached = results.filter(
+      (result) => JSON.stringify(result.work) === JSON.stringify({ data: `work ${result.unit}` }),
+    );
+    const refused = results.filter((result) => JSON.stringify(result.work) === '{"data":""}');
+    assert.equal(reached.length + refused.length, units, JSON.stringify(results));
+    // Each unit ran once (no retries): one node's units reached the endpoint, the other's were refused.
+    assert.equal(reached.length, allowing.workunitStats.units, 'units on the allowing node reached it');
+    assert.equal(refused.length, denying.workunitStats.units, 'units on the denying node were refused');
+    assert.ok(reached.length > 0 && refused.length > 0, `both nodes ran units: ${reached.length}/${refused.length}`);
+    assert.deepEqual(results[0]?.split, phaseOutcome('split'));
+    const notAllowed = (node: { id: string }) => `[work] network: ${endpoint} is not allowed on node ${node.id}`;
+    assert.ok(
+      logs.some((line) => line.startsWith(notAllowed(denying))),
+      JSON.stringify(logs),
+    );
+    assert.ok(!logs.some((line) => line.startsWith(notAllowed(allowing))), JSON.stringify(logs));
+    assert.equal(echo.connections(), reached.length + (coordinator === allowing ? 2 : 0));
   });
 });
