@@ -97,6 +97,11 @@ const parallelTaskSchema = z
     maxFailedWorkunits: z.number().int().min(0).optional(),
     /** Secrets every phase (split, each work sandbox, reduce) sees as environment variables of these names. */
     secrets: z.array(secretNameSchema).max(64).optional(),
+    /**
+     * Endpoints every phase (split, each work sandbox, reduce) connects to, opened where the node
+     * that runs the phase allows them (its own `--allow-connect`).
+     */
+    network: taskNetworkSchema.optional(),
     /** JSON Schema of the input, checked at submit. */
     input: jsonSchemaField.optional(),
     /** JSON Schema of reduce's value, checked on the node after reduce. */

@@ -5,60 +5,25 @@
  * test's own.
  */
 import assert from 'node:assert/strict';
-import { once } from 'node:events';
-import { readdir } from 'node:fs/promises';
-import { createServer, type Server } from 'node:net';
-import { tmpdir } from 'node:os';
-import { join } from 'node:path';
 
 import { execa } from 'execa';
 
 import { InvalidOptionError, ManifestError } from '../../lib/core/errors.js';
 import { TydraNode } from '../../lib/node/node.js';
 import { tydra } from '../bin/run-cli.js';
-import { CLI, defer, makePackage, recordingLogger, redisUrl, startCluster, tempDir, testClient } from '../helpers.js';
+import {
+  CLI,
+  defer,
+  makePackage,
+  recordingLogger,
+  redisUrl,
+  startCluster,
+  tempDir,
+  testClient,
+  waitFor,
+} from '../helpers.js';
 import { type Arena, expectNothingLeft, LIMITS } from './harness.js';
-
-/** A loopback TCP server that echoes, or with `silent` only counts; both count connections. */
-async function loopbackServer(
-  mode: 'echo' | 'silent',
-  ports: readonly number[] = [0],
-): Promise<{ port: number; connections: () => number; close: () => Promise<void> }> {
-  let connections = 0;
-  const server: Server = createServer((socket) => {
-    connections += 1;
-    socket.on('error', () => undefined);
-    if (mode === 'echo') {
-      socket.pipe(socket);
-    } else {
-      socket.end();
-    }
-  });
-  for (const port of ports) {
-    server.listen(port, '127.0.0.1');
-    const [error] = (await Promise.race([once(server, 'listening'), once(server, 'error')])) as [Error?];
-    if (error === undefined) {
-      break;
-    }
-  }
-  assert.ok(server.listening, `no free port among ${ports.join(', ')}`);
-  const close = () => new Promise<void>((resolve) => server.close(() => resolve()));
-  defer(() => (server.listening ? close() : Promise.resolve()));
-  const address = server.address();
-  assert.ok(address !== null && typeof address === 'object');
-  return { port: address.port, connections: () => connections, close };
-}
-
-/** The per-sandbox folders of the node side of the network (`sandbox/launcher/network/`), in every parent. */
-async function networkFolders(): Promise<string[]> {
-  const parents = (await readdir(tmpdir())).filter((name) => name.startsWith('tydra-net-'));
-  const folders = await Promise.all(
-    parents.map(async (parent) =>
-      (await readdir(join(tmpdir(), parent)).catch(() => [])).map((name) => `${parent}/${name}`),
-    ),
-  );
-  return folders.flat();
-}
+import { loopbackServer, networkFolders } from './network-harness.js';
 
 /** Sends `payload` to each {host, port}, reads until the peer ends; reports data or the error code. */
 const ECHO_JS = `import { connect } from 'node:net';
@@ -215,6 +180,24 @@ describe('escape: network, opened per task where the node allows it @integration
       assert.deepEqual(await run.result(), [{ data: task }]);
     }
     assert.equal(echo.connections(), 2);
+  });
+
+  it('the warm pool never serves a task with a network: it starts cold, its endpoint reachable', async () => {
+    const echo = await loopbackServer('echo');
+    const allowConnect = [`127.0.0.1:${echo.port}`];
+    const [node] = (await startCluster(1, { allowConnect, warmMax: 1 })).nodes;
+    assert.ok(node !== undefined);
+    const client = testClient();
+    await client.deploy(await netPackage(allowConnect));
+    // Same version, module and limits: a miss of `undeclared` pools a sandbox `js` could claim.
+    assert.deepEqual(await (await client.submit('net/undeclared', { targets: [], payload: '' })).result(), []);
+    await waitFor('a pooled sandbox', () => (node.warmPoolStats.ready >= 1 ? true : undefined));
+    const before = node.warmPoolStats;
+    const run = await client.submit('net/js', { targets: [{ host: '127.0.0.1', port: echo.port }], payload: 'cold' });
+    assert.deepEqual(await run.result(), [{ data: 'cold' }]);
+    const after = node.warmPoolStats;
+    assert.deepEqual([after.hits, after.misses], [before.hits, before.misses], 'the pool was not even asked');
+    assert.ok(after.ready >= 1, 'the pooled sandbox is still there, unused');
   });
 
   it('deploy refuses a malformed network.connect; a node refuses a malformed --allow-connect', async () => {

@@ -3,8 +3,13 @@
  * (`connect-policy.ts`), and where each connection is reported: the node's log (every one) and
  * metric (`tydra_sandbox_connections_total`), and the TaskInstance's log (refusals and failures,
  * so whoever reads it learns why a connection closed at once).
+ *
+ * A simple task's sandbox, and split and reduce, get both at once (`taskNetwork`). A parallel
+ * task's work sandboxes, many per instance on a node, share the verdicts (`judgeEndpoints`, said
+ * once in the log) and each reports its connections to the unit it runs (`connectionReporter`).
  */
 import type { ConnectionEvent, SandboxNetworkOptions } from '../../../sandbox/launcher/network/sandbox-network.js';
+import type { EndpointAccess } from '../../../sandbox/launcher/network/loopback-plan.js';
 import type { Logger } from '../../core/logger.js';
 import { parseEndpoint, type TaskNetwork } from '../../core/network-endpoint.js';
 import type { NodeMetrics } from '../node-metrics.js';
@@ -25,11 +30,23 @@ export function taskNetwork(
   declared: TaskNetwork | undefined,
   context: TaskNetworkContext,
 ): SandboxNetworkOptions | undefined {
+  const endpoints = judgeEndpoints(declared, context);
+  return endpoints === undefined ? undefined : { endpoints, onConnection: connectionReporter(context) };
+}
+
+/**
+ * Each declared endpoint, allowed by this node or not; what is not served is said in the log.
+ * Undefined when the task declares none.
+ */
+export function judgeEndpoints(
+  declared: TaskNetwork | undefined,
+  context: Pick<TaskNetworkContext, 'nodeId' | 'policy' | 'log'>,
+): EndpointAccess[] | undefined {
   if (declared === undefined || declared.connect.length === 0) {
     return undefined;
   }
-  const { nodeId, instanceId, policy, logger, metrics, log } = context;
-  const endpoints = declared.connect.map((text) => {
+  const { nodeId, policy, log } = context;
+  return declared.connect.map((text) => {
     const endpoint = parseEndpoint(text);
     const allowed = allowingPattern(policy, endpoint) !== undefined;
     if (!allowed) {
@@ -40,7 +57,14 @@ export function taskNetwork(
     }
     return { ...endpoint, allowed };
   });
-  const onConnection = (event: ConnectionEvent): void => {
+}
+
+/** Reports one sandbox's connections: the node's log and metric, and refusals and failures in `log`. */
+export function connectionReporter(
+  context: Pick<TaskNetworkContext, 'instanceId' | 'logger' | 'metrics' | 'log'>,
+): (event: ConnectionEvent) => void {
+  const { instanceId, logger, metrics, log } = context;
+  return (event) => {
     const fields = { instanceId, host: event.host, port: event.port, outcome: event.outcome, reason: event.reason };
     metrics.connection(event.outcome);
     if (event.outcome === 'opened') {
@@ -52,5 +76,4 @@ export function taskNetwork(
       `network: connection to ${event.host}:${event.port} ${event.outcome}${event.reason ? ` (${event.reason})` : ''}`,
     );
   };
-  return { endpoints, onConnection };
 }

@@ -35,6 +35,7 @@ import { type PhaseEntry, parallelEntries, type ParallelTaskSpec } from '../../p
 import { checkTaskOutput } from '../../packages/task-schemas.js';
 import type { RedisMirror } from '../redis-mirror.js';
 import type { ExecutionEnv } from '../execution-env.js';
+import { taskNetwork } from '../network/task-network.js';
 import { openTaskSecrets } from '../task-secrets.js';
 import { parallelProgress } from './instance-report.js';
 import { UnitEnqueuer } from './unit-enqueuer.js';
@@ -152,7 +153,7 @@ async function splitPhase(run: CoordinatorRun, alreadyEnqueued: number): Promise
   let lastReport = 0;
   try {
     await runSplit({
-      ...phaseOptions(run, parallelEntries(run.task).split),
+      ...phaseOptions(run, parallelEntries(run.task).split, 'split'),
       input: data.input,
       onLog: (line) => mirror.log(`[split] ${line}`),
       onUnit: async (unit) => {
@@ -206,7 +207,7 @@ async function reducePhase(run: CoordinatorRun, counted: ParallelCounts): Promis
   const value = await env.gate
     .with(() =>
       runReduce({
-        ...phaseOptions(run, parallelEntries(run.task).reduce),
+        ...phaseOptions(run, parallelEntries(run.task).reduce, 'reduce'),
         input: data.input,
         results: resultsOf(run, counts.total),
         failures: failures.map(({ index, message }) => ({ index, message })),
@@ -264,8 +265,13 @@ async function abortError(run: CoordinatorRun, abort: ParallelAbort): Promise<Er
   return new TaskFailedError(message, id, failure?.stack ? `${message}\n${failure.stack}` : undefined);
 }
 
-function phaseOptions(run: CoordinatorRun, entry: PhaseEntry) {
+function phaseOptions(run: CoordinatorRun, entry: PhaseEntry, phase: 'split' | 'reduce') {
   const { env } = run;
+  // Judged by this node's own policy: split and reduce may each run on another node.
+  const network = taskNetwork(run.task.network, {
+    ...{ nodeId: env.nodeId, instanceId: run.data.instanceId, policy: env.options.allowConnect },
+    ...{ logger: env.logger, metrics: env.metrics, log: (line: string) => run.mirror.log(`[${phase}] ${line}`) },
+  });
   return {
     entry,
     packageDir: run.packageDir,
@@ -277,5 +283,6 @@ function phaseOptions(run: CoordinatorRun, entry: PhaseEntry) {
     ...{ runtimeDir: env.runtimeDir, sandboxUser: env.options.sandboxUser },
     ...(run.data.env !== undefined ? { env: run.data.env } : {}),
     ...(run.secrets !== undefined && Object.keys(run.secrets).length > 0 ? { secrets: run.secrets } : {}),
+    ...(network !== undefined ? { network } : {}),
   };
 }

@@ -9,6 +9,8 @@
 import { readFile } from 'node:fs/promises';
 import { join } from 'node:path';
 
+import type { EndpointAccess } from '../../../sandbox/launcher/network/loopback-plan.js';
+import type { SandboxNetworkOptions } from '../../../sandbox/launcher/network/sandbox-network.js';
 import { startWorker, type WorkSandbox } from '../../../sandbox/launcher/phases/index.js';
 import { UnknownTaskError } from '../../core/errors.js';
 import { type CompiledTaskLimits, resolveLimits } from '../../core/limits.js';
@@ -19,6 +21,7 @@ import type { CacheLease } from '../../packages/cache/package-cache.js';
 import { MANIFEST_FILE, parseManifest, parallelEntries, type PhaseEntry } from '../../packages/manifest.js';
 import type { ParallelMeta } from '../../redis/parallel-commands.js';
 import type { ExecutionEnv } from '../execution-env.js';
+import { connectionReporter, judgeEndpoints } from '../network/task-network.js';
 import { openTaskSecrets } from '../task-secrets.js';
 
 const IDLE_MS = 3000;
@@ -40,8 +43,13 @@ export class InstanceWorkers {
     readonly limits: CompiledTaskLimits,
     private readonly stopTracking: () => void,
     private readonly stats: WorkunitStats,
-    /** The submission's environment and the opened secret values, set in every work sandbox. */
-    private readonly sandboxEnv: { env?: TaskEnv; secrets: Record<string, string> } = { secrets: {} },
+    /**
+     * The submission's environment and the opened secret values, set in every work sandbox, and
+     * the endpoints each one gets (judged by this node's policy once for the instance).
+     */
+    private readonly sandboxEnv: { env?: TaskEnv; secrets: Record<string, string>; endpoints?: EndpointAccess[] } = {
+      secrets: {},
+    },
   ) {}
 
   /** `text` with this instance's secret values masked as `***` (unit logs, results, failures). */
@@ -80,6 +88,8 @@ export class InstanceWorkers {
       this.started += 1;
       this.stats.sandboxes += 1;
       const launched = performance.now();
+      const sandbox: { started?: WorkSandbox } = {};
+      const log = (line: string): void => this.env.reporter.log(this.instanceId, this.mask(`[work] ${line}`));
       const worker = await startWorker({
         entry: this.entry,
         packageDir: this.lease.dir,
@@ -91,13 +101,29 @@ export class InstanceWorkers {
         ...{ runtimeDir: this.env.runtimeDir, sandboxUser: this.env.options.sandboxUser },
         ...(this.sandboxEnv.env !== undefined ? { env: this.sandboxEnv.env } : {}),
         ...(Object.keys(this.sandboxEnv.secrets).length > 0 ? { secrets: this.sandboxEnv.secrets } : {}),
+        ...this.network((line) => (sandbox.started === undefined ? log(line) : sandbox.started.log(line))),
+        // What it prints before its first unit (its module loading) is the instance's.
+        onLog: log,
       });
+      sandbox.started = worker;
       this.env.metrics.sandboxStarted((performance.now() - launched) / 1000, 'work');
       return worker;
     } catch (error) {
       this.busy -= 1;
       throw error;
     }
+  }
+
+  /** A work sandbox's network, if the task declares one: its connections go to `log`. */
+  private network(log: (line: string) => void): { network?: SandboxNetworkOptions } {
+    const { endpoints } = this.sandboxEnv;
+    if (endpoints === undefined) {
+      return {};
+    }
+    const { logger, metrics } = this.env;
+    return {
+      network: { endpoints, onConnection: connectionReporter({ instanceId: this.instanceId, logger, metrics, log }) },
+    };
   }
 
   /** Gives a sandbox back after a unit: kept for the next one unless it died or the instance stopped. */
@@ -209,6 +235,12 @@ export class WorkerPool {
         task.secrets,
         meta.secrets,
       );
+      // This node's policy, whichever node runs split and reduce; said once in the log.
+      const endpoints = judgeEndpoints(task.network, {
+        nodeId,
+        policy: options.allowConnect,
+        log: (line) => this.env.reporter.log(instanceId, `[work] ${line}`),
+      });
       const { signal, release } = this.env.cancels.track(instanceId);
       const workers = new InstanceWorkers(
         instanceId,
@@ -218,7 +250,7 @@ export class WorkerPool {
         limits,
         release,
         this.stats,
-        { ...(meta.env !== undefined ? { env: meta.env } : {}), secrets },
+        { ...(meta.env !== undefined ? { env: meta.env } : {}), secrets, ...(endpoints ? { endpoints } : {}) },
       );
       signal.addEventListener('abort', () => void this.stop(instanceId, signal.reason as Error), { once: true });
       return workers;

@@ -43,6 +43,11 @@ export interface WorkSandbox {
    * or o.signal.reason (worker killed). After a kill `alive` is false and the pool replaces it.
    */
   run(unit: WorkUnit, onLog?: (line: string) => void): Promise<unknown>;
+  /**
+   * Writes a line of the node's about this sandbox (its network's connections) where its own
+   * lines go: to the unit it runs, or ran last, or before its first unit to the phase's `onLog`.
+   */
+  log(line: string): void;
   /** Ends stdin, waits for exit (SIGTERM→SIGKILL ladder), removes its cgroup. Idempotent. */
   close(): Promise<void>;
 }
@@ -144,7 +149,7 @@ class Worker implements WorkSandbox {
   }
 
   /**
-   * @internal A log line of the worker: the running unit's. stdout and stderr are pipes of their
+   * A log line of the worker: the running unit's. stdout and stderr are pipes of their
    * own, so a unit's last lines may arrive after its result: until the next unit starts, they
    * are still the last unit's. Before the first unit (the module loading), they are the phase's.
    */

@@ -112,6 +112,18 @@ describe('manifest', () => {
     );
   });
 
+  it('takes `network` on a parallel task (module or commands), checked as on a simple task', () => {
+    const network = { connect: ['db.internal:5432', '127.0.0.1:8080'] };
+    const phases = { split: { command: ['s'] }, work: { command: ['w'] }, reduce: { command: ['r'] } };
+    const manifest = parse(
+      withTasks({ p: { kind: 'parallel', module: 'p.js', network }, c: { kind: 'parallel', ...phases, network } }),
+    );
+    assert.deepEqual((manifest.tasks.p as ParallelTaskSpec).network, network);
+    assert.deepEqual((manifest.tasks.c as ParallelTaskSpec).network, network);
+    const bad = { connect: ['db.internal'] };
+    assertRejected(withTasks({ p: { kind: 'parallel', module: 'p.js', network: bad } }), 'tasks.p.network.connect[0]');
+  });
+
   it('rejects a phase command that is not an argv', () => {
     const phases = { split: { command: [] }, work: { command: ['w'] }, reduce: { command: ['r'] } };
     assertRejected(withTasks({ p: { kind: 'parallel', ...phases } }), 'tasks.p.split.command');
