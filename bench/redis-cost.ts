@@ -1,7 +1,7 @@
 /**
- * The Redis side of the cost model (README "Scaling out"), for `round-trips.ts`: memory per
- * waiting and per finished TaskInstance, and bytes on the wire and Redis CPU time per
- * TaskInstance. Everything is read from `INFO` on a connection that sends nothing else, and no
+ * The Redis side of the cost model (README "Scaling out"), for `cost-model.ts`: memory per
+ * waiting and per finished TaskInstance, and bytes on the wire, Redis CPU time, commands and
+ * round trips per TaskInstance. Everything is read from `INFO` on a connection that sends nothing else, and no
  * MONITOR may be open meanwhile (Redis counts what it streams to a monitor as output bytes and
  * spends CPU on it).
  */
@@ -14,6 +14,10 @@ export interface RedisCounters {
   netOutputBytes: number;
   /** `used_cpu_user` + `used_cpu_sys`, in ms: the server's CPU time, its one command thread and the rest. */
   cpuMs: number;
+  /** Every command executed, the calls Lua scripts make included: the sum of `INFO commandstats` calls. */
+  commands: number;
+  /** `total_reads_processed`: the read events the server handled, i.e. round trips. */
+  reads: number;
 }
 
 export async function readCounters(redis: Redis): Promise<RedisCounters> {
@@ -30,17 +34,23 @@ export async function readCounters(redis: Redis): Promise<RedisCounters> {
     netInputBytes: field('total_net_input_bytes'),
     netOutputBytes: field('total_net_output_bytes'),
     cpuMs: (field('used_cpu_user') + field('used_cpu_sys')) * 1000,
+    commands: [...text.matchAll(/^cmdstat_[^:]+:calls=(\d+)/gm)].reduce((sum, match) => sum + Number(match[1]), 0),
+    reads: field('total_reads_processed'),
   };
 }
+
+type Counter = Exclude<keyof RedisCounters, 'usedMemory'>;
 
 /** Per TaskInstance, what a window of `tasks` TaskInstances added beyond an idle window's rate. */
 export interface WireCost {
   netInputBytes: number;
   netOutputBytes: number;
   cpuMs: number;
+  commands: number;
+  roundTrips: number;
   /** 1 s of one core divided by `cpuMs`: the TaskInstances per second one Redis could take at most. */
   tasksPerCoreSecond: number;
-  idlePerSecond: { netInputBytes: number; netOutputBytes: number; cpuMs: number };
+  idlePerSecond: { netInputBytes: number; netOutputBytes: number; cpuMs: number; commands: number; roundTrips: number };
 }
 
 interface Window {
@@ -63,6 +73,8 @@ async function measure(url: string, fn: () => Promise<void>): Promise<Window> {
         netInputBytes: after.netInputBytes - before.netInputBytes,
         netOutputBytes: after.netOutputBytes - before.netOutputBytes,
         cpuMs: after.cpuMs - before.cpuMs,
+        commands: after.commands - before.commands,
+        reads: after.reads - before.reads,
       },
     };
   } finally {
@@ -81,19 +93,22 @@ export async function wireCost(url: string, tasks: number, batch: () => Promise<
   const busy = await measure(url, batch);
   const idle = await measure(url, () => new Promise((resolve) => setTimeout(resolve, busy.ms)));
   const scale = busy.ms / idle.ms;
-  const per = (key: 'netInputBytes' | 'netOutputBytes' | 'cpuMs'): number =>
-    (busy.delta[key] - idle.delta[key] * scale) / tasks;
+  const per = (key: Counter): number => (busy.delta[key] - idle.delta[key] * scale) / tasks;
   const cpuMs = per('cpuMs');
-  const perSecond = (key: 'netInputBytes' | 'netOutputBytes' | 'cpuMs'): number => (idle.delta[key] * 1000) / idle.ms;
+  const perSecond = (key: Counter): number => (idle.delta[key] * 1000) / idle.ms;
   return {
     netInputBytes: round(per('netInputBytes')),
     netOutputBytes: round(per('netOutputBytes')),
     cpuMs: round(cpuMs, 3),
+    commands: round(per('commands'), 1),
+    roundTrips: round(per('reads'), 1),
     tasksPerCoreSecond: cpuMs > 0 ? round(1000 / cpuMs) : Number.POSITIVE_INFINITY,
     idlePerSecond: {
       netInputBytes: round(perSecond('netInputBytes')),
       netOutputBytes: round(perSecond('netOutputBytes')),
       cpuMs: round(perSecond('cpuMs'), 2),
+      commands: round(perSecond('commands'), 1),
+      roundTrips: round(perSecond('reads'), 1),
     },
   };
 }
