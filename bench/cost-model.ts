@@ -23,12 +23,13 @@
  * `BENCH_COST_JSON {...}` go to stdout.
  */
 import { randomUUID } from 'node:crypto';
-import { chmod, mkdir, mkdtemp, rm, writeFile } from 'node:fs/promises';
+import { chmod, mkdtemp, rm } from 'node:fs/promises';
 import { loadavg, tmpdir } from 'node:os';
 import { join } from 'node:path';
 
 import { Master, startRedisServer, type TaskRun, Tydra, TydraNode } from '../lib/index.js';
 import { memoryCost, type MemoryCost, wireCost, type WireCost } from './redis-cost.js';
+import { makeNoopPackage } from './noop-package.js';
 
 const WARMUP = 5;
 const NODE_CONCURRENCY = 2;
@@ -47,16 +48,6 @@ function countFromEnv(name: string, fallback: number): number {
   return value;
 }
 
-async function makePackage(dir: string): Promise<void> {
-  await mkdir(dir, { recursive: true });
-  await writeFile(join(dir, 'noop.mjs'), 'export default async () => 1;\n');
-  await writeFile(
-    join(dir, 'tydra.json'),
-    `${JSON.stringify({ name: 'cost', tasks: { noop: { module: 'noop.mjs' } } })}\n`,
-  );
-  await chmod(dir, 0o755);
-}
-
 /** A cluster on a private Redis, the package deployed; the master and node start when told. */
 interface Bench {
   url: string;
@@ -70,7 +61,7 @@ async function setUp(closers: Array<() => Promise<unknown>>): Promise<Bench> {
   const root = await mkdtemp(join(tmpdir(), 'tydra-bench-cost-'));
   closers.push(() => rm(root, { recursive: true, force: true }));
   await chmod(root, 0o755);
-  await makePackage(join(root, 'package'));
+  await makeNoopPackage(join(root, 'package'), 'cost');
   const redis = await startRedisServer({ dir: join(root, 'redis'), persist: false });
   closers.push(() => redis.stop());
   const master = new Master({ redis: redis.url });

@@ -23,7 +23,7 @@
  * very last line, `BENCH_TRIPS_JSON {...}` go to stdout.
  */
 import { createHash, randomUUID } from 'node:crypto';
-import { chmod, mkdir, mkdtemp, readdir, rm, writeFile } from 'node:fs/promises';
+import { chmod, mkdtemp, readdir, rm } from 'node:fs/promises';
 import { createRequire } from 'node:module';
 import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
@@ -34,6 +34,7 @@ import { Redis } from 'ioredis';
 
 import { Master, startRedisServer, Tydra, TydraNode } from '../lib/index.js';
 import { countPhases, type MonitorLine, type Phase, type PhaseCounts, PHASES, type Role } from './trip-phases.js';
+import { makeNoopPackage } from './noop-package.js';
 
 const WARMUP = 5;
 const NODE_CONCURRENCY = 2;
@@ -260,16 +261,6 @@ const top = (map: Map<string, number>, tasks: number, n = 10): Array<[string, nu
     .sort((a, b) => b[1] - a[1])
     .slice(0, n);
 
-async function makePackage(dir: string): Promise<void> {
-  await mkdir(dir, { recursive: true });
-  await writeFile(join(dir, 'noop.mjs'), 'export default async () => 1;\n');
-  await writeFile(
-    join(dir, 'tydra.json'),
-    `${JSON.stringify({ name: 'trips', tasks: { noop: { module: 'noop.mjs' } } })}\n`,
-  );
-  await chmod(dir, 0o755);
-}
-
 interface Report {
   tasks: number;
   windowMs: number;
@@ -376,7 +367,7 @@ async function main(): Promise<void> {
   const closers: Array<() => Promise<unknown>> = [() => rm(root, { recursive: true, force: true })];
   try {
     await chmod(root, 0o755);
-    await makePackage(join(root, 'package'));
+    await makeNoopPackage(join(root, 'package'), 'trips');
     const redis = await startRedisServer({ dir: join(root, 'redis'), persist: false });
     closers.push(() => redis.stop());
     // Each role starts alone, so the connections that appear meanwhile are its own.

@@ -18,7 +18,7 @@
  * to stdout.
  */
 import { randomUUID } from 'node:crypto';
-import { chmod, mkdir, mkdtemp, readdir, readFile, rm, writeFile } from 'node:fs/promises';
+import { chmod, mkdtemp, readdir, readFile, rm } from 'node:fs/promises';
 import { availableParallelism, cpus, tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { performance } from 'node:perf_hooks';
@@ -31,6 +31,7 @@ import { NodeRegistry } from '../lib/cluster/node-registry.js';
 import { createKeys, Master, startRedisServer, Tydra, TydraNode } from '../lib/index.js';
 import { createRedis } from '../lib/redis/connection.js';
 import { detectCgroups } from '../sandbox/launcher/cgroup/support.js';
+import { makeNoopPackage } from './noop-package.js';
 
 const NODE_CONCURRENCY = 2;
 const RESULT_TIMEOUT_MS = 60_000;
@@ -212,23 +213,13 @@ async function measureMemory(redisUrl: string, root: string, tydra: Tydra, ref: 
   return { idleRssMiB, pooledRssMiB, sandboxes };
 }
 
-async function makePackage(dir: string): Promise<void> {
-  await mkdir(dir, { recursive: true });
-  await writeFile(join(dir, 'noop.mjs'), 'export default async () => 1;\n');
-  await writeFile(
-    join(dir, 'tydra.json'),
-    JSON.stringify({ name: 'benchpool', tasks: { noop: { module: 'noop.mjs' } } }),
-  );
-  await chmod(dir, 0o755);
-}
-
 async function main(): Promise<void> {
   const samples = envInt('BENCH_POOL_LATENCY', 15);
   const tasks = envInt('BENCH_POOL_TASKS', 60);
   const root = await mkdtemp(join(tmpdir(), 'tydra-bench-pool-'));
   cleanups.push(() => rm(root, { recursive: true, force: true }));
   await chmod(root, 0o755);
-  await makePackage(join(root, 'package'));
+  await makeNoopPackage(join(root, 'package'), 'benchpool');
   const redis = await startRedisServer({ dir: join(root, 'redis'), persist: false });
   cleanups.push(() => redis.stop());
   const master = new Master({ redis: redis.url });

@@ -48,3 +48,21 @@ export async function networkFolders(): Promise<string[]> {
   );
   return folders.flat();
 }
+
+/**
+ * The opening of a task module (JavaScript source) that defines `roundTrip({ host, port }, payload)`:
+ * it sends `payload`, reads until the peer ends, and resolves with `{ data }` or the error code.
+ */
+export const ROUND_TRIP_JS = `import { connect } from 'node:net';
+const roundTrip = ({ host, port }, payload) =>
+  new Promise((resolve) => {
+    const socket = connect({ host, port });
+    let data = '';
+    const done = (outcome) => { socket.destroy(); resolve(outcome); };
+    socket.setTimeout(3000, () => done('timeout'));
+    socket.on('connect', () => socket.end(payload));
+    socket.on('data', (chunk) => { data += chunk; });
+    socket.on('end', () => done({ data }));
+    socket.on('error', (error) => done(error.code ?? error.message));
+  });
+`;

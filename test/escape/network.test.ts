@@ -23,22 +23,10 @@ import {
   waitFor,
 } from '../helpers.js';
 import { type Arena, expectNothingLeft, LIMITS } from './harness.js';
-import { loopbackServer, networkFolders } from './network-harness.js';
+import { loopbackServer, networkFolders, ROUND_TRIP_JS } from './network-harness.js';
 
 /** Sends `payload` to each {host, port}, reads until the peer ends; reports data or the error code. */
-const ECHO_JS = `import { connect } from 'node:net';
-const roundTrip = ({ host, port }, payload) =>
-  new Promise((resolve) => {
-    const socket = connect({ host, port });
-    let data = '';
-    const done = (outcome) => { socket.destroy(); resolve(outcome); };
-    socket.setTimeout(3000, () => done('timeout'));
-    socket.on('connect', () => socket.end(payload));
-    socket.on('data', (chunk) => { data += chunk; });
-    socket.on('end', () => done({ data }));
-    socket.on('error', (error) => done(error.code ?? error.message));
-  });
-export default async ({ targets, payload }) => {
+const ECHO_JS = `${ROUND_TRIP_JS}export default async ({ targets, payload }) => {
   const outcomes = [];
   for (const target of targets) outcomes.push(await roundTrip(target, payload));
   return outcomes;

@@ -11,22 +11,10 @@ import { Registry } from 'prom-client';
 
 import { makePackage, recordingLogger, startCluster, startNode, testClient, waitFor } from '../helpers.js';
 import { type Arena, expectNothingLeft, LIMITS } from './harness.js';
-import { loopbackServer, networkFolders } from './network-harness.js';
+import { loopbackServer, networkFolders, ROUND_TRIP_JS } from './network-harness.js';
 
 /** Each phase sends its own payload to `echo`; work also tries `refused`. Outcomes: data or an error code. */
-const PARALLEL_JS = `import { connect } from 'node:net';
-const roundTrip = ({ host, port }, payload) =>
-  new Promise((resolve) => {
-    const socket = connect({ host, port });
-    let data = '';
-    const done = (outcome) => { socket.destroy(); resolve(outcome); };
-    socket.setTimeout(3000, () => done('timeout'));
-    socket.on('connect', () => socket.end(payload));
-    socket.on('data', (chunk) => { data += chunk; });
-    socket.on('end', () => done({ data }));
-    socket.on('error', (error) => done(error.code ?? error.message));
-  });
-export async function* split({ echo, refused, units = 2 }) {
+const PARALLEL_JS = `${ROUND_TRIP_JS}export async function* split({ echo, refused, units = 2 }) {
   const got = await roundTrip(echo, 'split');
   for (let unit = 0; unit < units; unit += 1) yield { unit, split: got, echo, refused };
 }
