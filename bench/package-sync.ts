@@ -66,7 +66,10 @@ function textFile(index: number, bytes: number): string {
 
 /** Writes the package tree: `files` files in 40 folders, 44 MiB random + 16 MiB text at 2,000 files. */
 async function writePackage(dir: string, files: number): Promise<void> {
-  await writeFile(join(dir, 'tydra.json'), JSON.stringify({ name: PACKAGE_NAME, tasks: { run: { module: 'run.mjs' } } }));
+  await writeFile(
+    join(dir, 'tydra.json'),
+    JSON.stringify({ name: PACKAGE_NAME, tasks: { run: { module: 'run.mjs' } } }),
+  );
   await writeFile(join(dir, 'run.mjs'), 'export default () => 1;\n');
   for (let i = 0; i < files; i += 1) {
     const folder = join(dir, `d${i % 40}`, `s${i % 7}`);
@@ -131,7 +134,9 @@ async function measure(root: string, redis: Redis, store: PackageStore, sha1: st
     started = performance.now();
     await rawSync(redis, key, rawDir);
     measured.rawMs.push(performance.now() - started);
-    progress(`run ${run + 1}/${runs}: tydra ${Math.round(measured.tydraMs.at(-1) ?? 0)} ms, raw ${Math.round(measured.rawMs.at(-1) ?? 0)} ms`);
+    progress(
+      `run ${run + 1}/${runs}: tydra ${Math.round(measured.tydraMs.at(-1) ?? 0)} ms, raw ${Math.round(measured.rawMs.at(-1) ?? 0)} ms`,
+    );
     if (cache.downloads !== 1) {
       throw new Error(`Expected one download per first sync, got ${cache.downloads}`);
     }
