@@ -6,7 +6,7 @@
  * then interleaves BENCH_SYNC_RUNS rounds (default 5) of:
  *  - tydra: a node's first sync, `PackageCache.acquire` into an empty cache folder (download,
  *    SHA-1 check, checked extraction, tree digest, marker), exactly what a TaskInstance runs;
- *  - baseline, same process: GETRANGE of the same blob in the same chunk size, gunzip and
+ *  - baseline, same process (the two alternate which goes first): GETRANGE of the same blob in the same chunk size, gunzip and
  *    tar-stream extraction writing every file, with no checks at all.
  * The headline is the ratio of the medians. Then the cache hit: `acquire` + `release` of the
  * synced version, BENCH_SYNC_HITS times (default 200), what every TaskInstance pays.
@@ -116,34 +116,49 @@ interface Measured {
   hitMs: number[];
 }
 
-/** Interleaved first syncs (tydra, then baseline, each into an empty folder), then the hits. */
+/**
+ * One round: tydra's first sync into an empty cache folder and the baseline into an empty folder,
+ * alternating which goes first (the second pays for writing back the first one's dirty pages).
+ */
+async function firstSyncs(root: string, redis: Redis, store: PackageStore, sha1: string, run: number) {
+  const cache = new PackageCache(join(root, `cache${run}`), store, compilePackageLimits(), silentLogger(), 1024 * MiB);
+  await cache.init();
+  const rawDir = join(root, `raw${run}`);
+  await mkdir(rawDir);
+  const timed = { tydraMs: 0, rawMs: 0 };
+  const tydraSync = async (): Promise<void> => {
+    const started = performance.now();
+    (await cache.acquire(PACKAGE_NAME, sha1)).release();
+    timed.tydraMs = performance.now() - started;
+  };
+  const rawRun = async (): Promise<void> => {
+    const started = performance.now();
+    await rawSync(redis, createKeys().packageBlob(PACKAGE_NAME, sha1), rawDir);
+    timed.rawMs = performance.now() - started;
+  };
+  for (const side of run % 2 === 0 ? [tydraSync, rawRun] : [rawRun, tydraSync]) {
+    await side();
+  }
+  if (cache.downloads !== 1) {
+    throw new Error(`Expected one download per first sync, got ${cache.downloads}`);
+  }
+  await rm(rawDir, { recursive: true, force: true });
+  return { cache, ...timed };
+}
+
+/** Interleaved first syncs, then the hits on the last round's cache. */
 async function measure(root: string, redis: Redis, store: PackageStore, sha1: string, runs: number, hits: number) {
-  const limits = compilePackageLimits();
-  const key = createKeys().packageBlob(PACKAGE_NAME, sha1);
   const measured: Measured = { tydraMs: [], rawMs: [], hitMs: [] };
   let cache: PackageCache | undefined;
   for (let run = 0; run < runs; run += 1) {
-    const cacheDir = join(root, `cache${run}`);
-    cache = new PackageCache(cacheDir, store, limits, silentLogger(), 1024 * MiB);
-    await cache.init();
-    let started = performance.now();
-    (await cache.acquire(PACKAGE_NAME, sha1)).release();
-    measured.tydraMs.push(performance.now() - started);
-    const rawDir = join(root, `raw${run}`);
-    await mkdir(rawDir);
-    started = performance.now();
-    await rawSync(redis, key, rawDir);
-    measured.rawMs.push(performance.now() - started);
-    progress(
-      `run ${run + 1}/${runs}: tydra ${Math.round(measured.tydraMs.at(-1) ?? 0)} ms, raw ${Math.round(measured.rawMs.at(-1) ?? 0)} ms`,
-    );
-    if (cache.downloads !== 1) {
-      throw new Error(`Expected one download per first sync, got ${cache.downloads}`);
+    if (cache !== undefined) {
+      await rm(cache.dir, { recursive: true, force: true });
     }
-    if (run < runs - 1) {
-      await rm(cacheDir, { recursive: true, force: true });
-    }
-    await rm(rawDir, { recursive: true, force: true });
+    const result = await firstSyncs(root, redis, store, sha1, run);
+    cache = result.cache;
+    measured.tydraMs.push(result.tydraMs);
+    measured.rawMs.push(result.rawMs);
+    progress(`run ${run + 1}/${runs}: tydra ${Math.round(result.tydraMs)} ms, raw ${Math.round(result.rawMs)} ms`);
   }
   if (cache === undefined) {
     throw new Error('Expected at least one run');
