@@ -5,6 +5,9 @@
  * written, so a decompression bomb stops at the limit. Modes are normalised (no setuid, setgid
  * or sticky bits) and files belong to the node's user. Files are created with O_EXCL, so nothing
  * is ever written through a link.
+ *
+ * tar-stream is imported on the first extraction: an idle node that has synced nothing does not
+ * hold it.
  */
 import { Readable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
@@ -12,7 +15,7 @@ import { createGunzip } from 'node:zlib';
 import { mkdir, open } from 'node:fs/promises';
 import { join } from 'node:path';
 
-import { extract as tarExtract, type Header } from 'tar-stream';
+import type { Header } from 'tar-stream';
 
 import { PackageRejectedError } from '../core/errors.js';
 import { isPackageRelativePath } from './manifest.js';
@@ -23,6 +26,7 @@ export async function extractPackage(
   destination: string,
   limits: CompiledPackageLimits,
 ): Promise<void> {
+  const { extract: tarExtract } = await import('tar-stream');
   const extractor = tarExtract();
   const state: ExtractState = { seen: new Set<string>(), unpackedBytes: 0 };
   const consume = async (): Promise<void> => {

@@ -25,7 +25,7 @@ import {
 import { PACKAGE_DEFAULTS } from './defaults.js';
 import type { Manifest } from './manifest.js';
 import type { PackedPackage } from './pack.js';
-import { sha1Hex } from './pack.js';
+import { sha1Hex } from './sha1.js';
 
 /** Largest value moved by one Redis command. */
 export const CHUNK_BYTES = 1024 * 1024;
