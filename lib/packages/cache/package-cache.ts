@@ -306,8 +306,7 @@ export class PackageCache {
 
   private async fetch(name: string, sha1: string): Promise<void> {
     const started = Date.now();
-    const chunks = await this.store.download(name, sha1);
-    const tarballBytes = chunks.reduce((sum, chunk) => sum + chunk.length, 0);
+    const bytes = await this.store.download(name, sha1);
     this.downloads += 1;
     const packageDir = await this.packageDir(name);
     const target = join(packageDir, sha1);
@@ -315,11 +314,10 @@ export class PackageCache {
     await mkdir(temporary, { mode: 0o755 });
     let marker: CacheMarker;
     try {
-      const written = await extractPackage(chunks, temporary, this.limits);
-      // Digest what is on disk (modes after umask), exactly as a later verification will see it;
-      // file contents come from the hashes taken while extraction wrote them, not a second read.
+      await extractPackage(bytes, temporary, this.limits);
+      // Digest what is on disk (modes after umask), exactly as a later verification will see it.
       // Extraction also creates the folders a tarball leaves implicit: bound the walk accordingly.
-      const tree = await digestTree(temporary, this.limits.maxEntries * this.limits.maxPathDepth, written);
+      const tree = await digestTree(temporary, this.limits.maxEntries * this.limits.maxPathDepth);
       marker = {
         version: 1,
         name,
@@ -352,9 +350,9 @@ export class PackageCache {
       leases: 0,
       verified: true,
     });
-    this.observer?.synced(tarballBytes, (Date.now() - started) / 1000);
+    this.observer?.synced(bytes.length, (Date.now() - started) / 1000);
     this.logger.info(
-      { package: key, bytes: tarballBytes, unpackedBytes: marker.bytes, ms: Date.now() - started },
+      { package: key, bytes: bytes.length, unpackedBytes: marker.bytes, ms: Date.now() - started },
       'package synced into the cache',
     );
   }
