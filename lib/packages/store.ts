@@ -5,7 +5,7 @@
  * of at most 1 MiB (APPEND to upload, GETRANGE to download): other clients never wait behind a
  * 50 MiB SET or GET.
  */
-import { randomUUID } from 'node:crypto';
+import { createHash, randomUUID } from 'node:crypto';
 
 import type { Redis } from 'ioredis';
 
@@ -25,10 +25,11 @@ import {
 import { PACKAGE_DEFAULTS } from './defaults.js';
 import type { Manifest } from './manifest.js';
 import type { PackedPackage } from './pack.js';
-import { sha1Hex } from './pack.js';
 
 /** Largest value moved by one Redis command. */
 export const CHUNK_BYTES = 1024 * 1024;
+/** GETRANGEs of one download sent before the first answer is read. */
+const DOWNLOAD_IN_FLIGHT = 4;
 /** An abandoned upload (crashed deployer) disappears on its own after this long. */
 const UPLOAD_TTL_MS = 60 * 60 * 1000;
 
@@ -270,24 +271,39 @@ export class PackageStore {
   }
 
   /**
-   * Reads `pkg:<name>:<sha1>` in GETRANGE chunks of at most 1 MiB and checks its SHA-1.
+   * Reads `pkg:<name>:<sha1>` in GETRANGE chunks of at most 1 MiB and checks its SHA-1; returns
+   * the chunks in order (never concatenated: extraction streams them). Up to
+   * `DOWNLOAD_IN_FLIGHT` GETRANGEs are pipelined on the connection, so the next chunk is already
+   * on its way while one is read; Redis still serves them one 1 MiB command at a time.
    * Throws `PackageIntegrityError` when the bytes are missing or do not hash to `sha1`.
    */
-  async download(name: string, sha1: string): Promise<Buffer> {
+  async download(name: string, sha1: string): Promise<Buffer[]> {
     const key = this.keys.packageBlob(name, sha1);
     const length = await this.redis.strlen(key);
     if (length === 0) {
       throw new PackageIntegrityError(`Expected package bytes at ${key}, found none`);
     }
-    const chunks: Buffer[] = [];
+    const offsets: number[] = [];
     for (let offset = 0; offset < length; offset += CHUNK_BYTES) {
-      chunks.push(await this.redis.getrangeBuffer(key, offset, Math.min(offset + CHUNK_BYTES, length) - 1));
+      offsets.push(offset);
     }
-    const bytes = Buffer.concat(chunks);
-    const actual = sha1Hex(bytes);
+    const hash = createHash('sha1');
+    const chunks: Buffer[] = [];
+    for (let first = 0; first < offsets.length; first += DOWNLOAD_IN_FLIGHT) {
+      const batch = await Promise.all(
+        offsets
+          .slice(first, first + DOWNLOAD_IN_FLIGHT)
+          .map((offset) => this.redis.getrangeBuffer(key, offset, Math.min(offset + CHUNK_BYTES, length) - 1)),
+      );
+      for (const chunk of batch) {
+        hash.update(chunk);
+        chunks.push(chunk);
+      }
+    }
+    const actual = hash.digest('hex');
     if (actual !== sha1) {
       throw new PackageIntegrityError(`Expected the bytes at ${key} to hash to ${sha1}, got ${actual}`);
     }
-    return bytes;
+    return chunks;
   }
 }

@@ -306,7 +306,8 @@ export class PackageCache {
 
   private async fetch(name: string, sha1: string): Promise<void> {
     const started = Date.now();
-    const bytes = await this.store.download(name, sha1);
+    const chunks = await this.store.download(name, sha1);
+    const tarballBytes = chunks.reduce((sum, chunk) => sum + chunk.length, 0);
     this.downloads += 1;
     const packageDir = await this.packageDir(name);
     const target = join(packageDir, sha1);
@@ -314,10 +315,11 @@ export class PackageCache {
     await mkdir(temporary, { mode: 0o755 });
     let marker: CacheMarker;
     try {
-      await extractPackage(bytes, temporary, this.limits);
-      // Digest what is on disk (modes after umask), exactly as a later verification will see it.
+      const written = await extractPackage(chunks, temporary, this.limits);
+      // Digest what is on disk (modes after umask), exactly as a later verification will see it;
+      // file contents come from the hashes taken while extraction wrote them, not a second read.
       // Extraction also creates the folders a tarball leaves implicit: bound the walk accordingly.
-      const tree = await digestTree(temporary, this.limits.maxEntries * this.limits.maxPathDepth);
+      const tree = await digestTree(temporary, this.limits.maxEntries * this.limits.maxPathDepth, written);
       marker = {
         version: 1,
         name,
@@ -350,9 +352,9 @@ export class PackageCache {
       leases: 0,
       verified: true,
     });
-    this.observer?.synced(bytes.length, (Date.now() - started) / 1000);
+    this.observer?.synced(tarballBytes, (Date.now() - started) / 1000);
     this.logger.info(
-      { package: key, bytes: bytes.length, unpackedBytes: marker.bytes, ms: Date.now() - started },
+      { package: key, bytes: tarballBytes, unpackedBytes: marker.bytes, ms: Date.now() - started },
       'package synced into the cache',
     );
   }

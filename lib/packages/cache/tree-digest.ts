@@ -30,11 +30,17 @@ const OPEN_FLAGS = constants.O_RDONLY | constants.O_NOFOLLOW | constants.O_NONBL
 const READ_CHUNK = 64 * 1024;
 
 /**
- * Walks `root` once and digests it. Throws `CacheCorruptError` if `root` is not a real folder,
- * if the tree holds anything but regular files and folders, or more than `maxEntries` entries;
+ * Walks `root` once and digests it. `written` holds the SHA-256 of files whose bytes the caller
+ * just wrote and hashed itself (extraction): such a file is not read back when its size on disk
+ * matches; every entry is still `lstat`ed, so anything else in the tree still shows.
+ * Throws `CacheCorruptError` if `root` is not a real folder, if the tree holds anything but regular files and folders, or more than `maxEntries` entries;
  * file-system errors (ENOENT when a file vanishes mid-walk) propagate as they are.
  */
-export async function digestTree(root: string, maxEntries: number): Promise<TreeDigest> {
+export async function digestTree(
+  root: string,
+  maxEntries: number,
+  written?: ReadonlyMap<string, { sha256: string; size: number }>,
+): Promise<TreeDigest> {
   const rootStats = await lstat(root);
   if (!rootStats.isDirectory()) {
     throw new CacheCorruptError(`Expected ${root} to be a folder, got ${describeType(rootStats)}`, root);
@@ -43,23 +49,33 @@ export async function digestTree(root: string, maxEntries: number): Promise<Tree
   let bytes = 0;
 
   const walk = async (relative: string): Promise<void> => {
-    for (const name of await readdir(relative ? join(root, relative) : root)) {
+    const folder = relative ? join(root, relative) : root;
+    const names = await readdir(folder);
+    const over = names[maxEntries - lines.length];
+    if (over !== undefined) {
+      const path = relative ? `${relative}/${over}` : over;
+      throw new CacheCorruptError(`Expected at most ${maxEntries} entries in ${root}, got more`, join(root, path));
+    }
+    // One folder's lstats at once: a sequential walk waits a thread-pool round trip per entry.
+    const found = await Promise.all(names.map(async (name) => ({ name, entry: await lstat(join(folder, name)) })));
+    for (const { name, entry } of found) {
       const path = relative ? `${relative}/${name}` : name;
       if (lines.length >= maxEntries) {
         throw new CacheCorruptError(`Expected at most ${maxEntries} entries in ${root}, got more`, join(root, path));
       }
-      const stats = await lstat(join(root, path));
-      const mode = (stats.mode & 0o7777).toString(8);
-      if (stats.isDirectory()) {
+      const mode = (entry.mode & 0o7777).toString(8);
+      if (entry.isDirectory()) {
         lines.push({ path: Buffer.from(path), line: `${path}\0d\0${mode}\0\n` });
         await walk(path);
-      } else if (stats.isFile()) {
-        const { sha256, size } = await hashFile(join(root, path));
+      } else if (entry.isFile()) {
+        const known = written?.get(path);
+        const { sha256, size } =
+          known !== undefined && known.size === entry.size ? known : await hashFile(join(root, path));
         bytes += size;
         lines.push({ path: Buffer.from(path), line: `${path}\0f\0${mode}\0${sha256}\n` });
       } else {
         throw new CacheCorruptError(
-          `Expected only regular files and folders in ${root}, got ${describeType(stats)} at ${JSON.stringify(path)}`,
+          `Expected only regular files and folders in ${root}, got ${describeType(entry)} at ${JSON.stringify(path)}`,
           join(root, path),
         );
       }

@@ -1,5 +1,6 @@
 import assert from 'node:assert/strict';
-import { lstat, readdir } from 'node:fs/promises';
+import { createHash, randomBytes } from 'node:crypto';
+import { lstat, readdir, readFile } from 'node:fs/promises';
 import { join } from 'node:path';
 
 import { PackageRejectedError } from '../../../lib/core/errors.js';
@@ -33,6 +34,24 @@ describe('extractPackage against crafted tarballs', () => {
     assert.equal((await lstat(join(out, 'bin/tool'))).mode & 0o7777, 0o755);
     assert.equal((await lstat(join(out, 'a.txt'))).mode & 0o7777, 0o644);
     assert.equal((await lstat(join(out, 'bin'))).mode & 0o7000, 0);
+  });
+
+  it('takes tarball chunks in order and returns the SHA-256 and size of each file it wrote', async () => {
+    const out = join(await tempDir(), 'pkg');
+    const big = randomBytes(1024 * 1024 + 17).toString('hex'); // 2 MiB: more than one batched write
+    const tarball = await craft([
+      { header: { name: 'd/big.bin', type: 'file', mode: 0o644 }, body: big },
+      file('a.txt'),
+    ]);
+    const chunks = [tarball.subarray(0, 1000), tarball.subarray(1000, 70_000), tarball.subarray(70_000)];
+    const written = await extractPackage(chunks, out, limits);
+    assert.deepEqual([...written.keys()].sort(), ['a.txt', 'd/big.bin']);
+    for (const [path, { sha256, size }] of written) {
+      const onDisk = await readFile(join(out, path));
+      assert.equal(size, onDisk.length);
+      assert.equal(sha256, createHash('sha256').update(onDisk).digest('hex'));
+    }
+    assert.equal(await readFile(join(out, 'd/big.bin'), 'utf8'), big);
   });
 
   it('rejects `..` and absolute paths', async () => {
