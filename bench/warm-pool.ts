@@ -10,7 +10,7 @@
  * 2. Throughput of M no-op TaskInstances submitted at once, pool on, against the same baseline,
  *    and the pool's hit rate over them.
  * 3. Memory: a node started as its own process (`tydra node`, pool on) on the same Redis; its RSS
- *    idle, then with its pool filled, and the cost of one pooled sandbox: the summed PSS and RSS
+ *    idle (sampled for 30 s after it registered: see {@link idleRss}), then with its pool filled, and the cost of one pooled sandbox: the summed PSS and RSS
  *    of its processes, and its cgroup's memory use.
  *
  * Environment: BENCH_POOL_LATENCY (samples per series, default 15), BENCH_POOL_TASKS (M, default
@@ -181,6 +181,31 @@ async function pooledCost(
   return costs;
 }
 
+/** Seconds an idle node's RSS is sampled (once a second) after it registered. */
+const IDLE_SAMPLE_S = 30;
+
+/**
+ * RSS (MiB) of the idle node `pid`: 2 s and 10 s after it registered, and the lowest over
+ * {@link IDLE_SAMPLE_S} s; plus the start-up peak (VmHWM). Start-up (module loading, BullMQ's
+ * scripts) grows V8's young generation to about 20 MiB more than the node keeps; V8 gives it back
+ * only when its memory reducer runs, which an idle process's timers (the heartbeat, BullMQ's
+ * blocking calls) can put off from about 6 s to more than 30 s. A single reading at 2 s (what this
+ * bench took before) measured start-up garbage, not the idle node.
+ */
+async function idleRss(pid: number) {
+  const samples: number[] = [];
+  for (let second = 1; second <= IDLE_SAMPLE_S; second += 1) {
+    await new Promise((resolve) => setTimeout(resolve, 1000));
+    samples.push(round((await procKb(pid, 'status', 'VmRSS')) / 1024, 1));
+  }
+  return {
+    idleRssAt2sMiB: samples[1] ?? 0,
+    idleRssAt10sMiB: samples[9] ?? 0,
+    idleRssMiB: Math.min(...samples),
+    startPeakRssMiB: round((await procKb(pid, 'status', 'VmHWM')) / 1024, 1),
+  };
+}
+
 /** A `tydra node` process with the pool on: its RSS idle and with a full pool, and what one pooled sandbox costs. */
 async function measureMemory(redisUrl: string, root: string, tydra: Tydra, ref: string) {
   const id = `bench-pool-rss-${process.pid}`;
@@ -200,8 +225,7 @@ async function measureMemory(redisUrl: string, root: string, tydra: Tydra, ref: 
   const info = async () => (await registry.list()).find((node) => node.id === id && node.alive);
   await waitUntil('the node process to register', async () => (await info()) !== undefined);
   const pid = child.pid ?? 0;
-  await new Promise((resolve) => setTimeout(resolve, 2000)); // settled: no start-up work left
-  const idleRssMiB = round((await procKb(pid, 'status', 'VmRSS')) / 1024, 1);
+  const idle = await idleRss(pid);
   // Two at once, twice: the pool learns that two run together and keeps two.
   for (let pair = 0; pair < 2; pair += 1) {
     await Promise.all([0, 1].map(async () => (await tydra.submit(ref, null)).result({ timeoutMs: RESULT_TIMEOUT_MS })));
@@ -210,7 +234,7 @@ async function measureMemory(redisUrl: string, root: string, tydra: Tydra, ref: 
   await new Promise((resolve) => setTimeout(resolve, 2000)); // runners loaded
   const pooledRssMiB = round((await procKb(pid, 'status', 'VmRSS')) / 1024, 1);
   const sandboxes = await pooledCost(id, pid);
-  return { idleRssMiB, pooledRssMiB, sandboxes };
+  return { ...idle, pooledRssMiB, sandboxes };
 }
 
 async function main(): Promise<void> {
@@ -295,7 +319,7 @@ function formatTable(r: {
     `idle submit→result, cold : ${cold.tydra.medianMs} ms vs ${cold.baseline.medianMs} ms  = ${cold.ratioMedian}x (p95 ${cold.tydra.p95Ms} vs ${cold.baseline.p95Ms})`,
     `idle submit→result, warm : ${warm.tydra.medianMs} ms vs ${warm.baseline.medianMs} ms  = ${warm.ratioMedian}x (p95 ${warm.tydra.p95Ms} vs ${warm.baseline.p95Ms})`,
     `throughput, ${t.tasks} at once : ${t.tydraTasksPerSec}/s vs ${t.baselineTasksPerSec}/s = ${t.ratio}x, pool hit rate ${Math.round(t.hitRate * 100)}%`,
-    `node RSS: idle ${m.idleRssMiB} MiB, with ${m.sandboxes.length} pooled sandboxes ${m.pooledRssMiB} MiB`,
+    `node RSS: idle ${m.idleRssMiB} MiB (lowest over ${IDLE_SAMPLE_S} s; at 2 s ${m.idleRssAt2sMiB}, at 10 s ${m.idleRssAt10sMiB}, start-up peak ${m.startPeakRssMiB}), with ${m.sandboxes.length} pooled sandboxes ${m.pooledRssMiB} MiB`,
     first === undefined
       ? 'pooled sandbox: none found'
       : `per pooled sandbox: PSS ${first.pssMiB} MiB, RSS ${first.rssMiB} MiB, cgroup memory ${first.cgroupMiB} MiB`,

@@ -8,6 +8,9 @@
  *
  * Each file's SHA-256 is computed from the bytes as they are written, so the cache's tree digest
  * (`cache/tree-digest.ts`) need not read the tree back.
+ *
+ * tar-stream is imported on the first extraction: an idle node that has synced nothing does not
+ * hold it.
  */
 import { createHash } from 'node:crypto';
 import { Readable } from 'node:stream';
@@ -16,7 +19,7 @@ import { createGunzip } from 'node:zlib';
 import { type FileHandle, mkdir, open } from 'node:fs/promises';
 import { join } from 'node:path';
 
-import { extract as tarExtract, type Header } from 'tar-stream';
+import type { Header } from 'tar-stream';
 
 import { PackageRejectedError } from '../core/errors.js';
 import { isPackageRelativePath } from './manifest.js';
@@ -40,6 +43,7 @@ export async function extractPackage(
   destination: string,
   limits: CompiledPackageLimits,
 ): Promise<Map<string, WrittenFile>> {
+  const { extract: tarExtract } = await import('tar-stream');
   const extractor = tarExtract();
   const state: ExtractState = { seen: new Set<string>(), unpackedBytes: 0, written: new Map() };
   const consume = async (): Promise<void> => {

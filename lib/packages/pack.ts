@@ -23,6 +23,8 @@ import { ManifestError, PackageRejectedError } from '../core/errors.js';
 import { MANIFEST_FILE, type Manifest, parseManifest, requiredFileFields } from './manifest.js';
 import type { CompiledPackageLimits } from './limits.js';
 
+export { sha1Hex } from './sha1.js';
+
 /** What `packDirectory` produces: the bytes to store and what they contain. */
 export interface PackedPackage {
   manifest: Manifest;
@@ -187,10 +189,6 @@ async function feedArchive(
     await pipeline(createReadStream(join(dir, entry.path)), writer, { signal });
   }
   archive.finalize();
-}
-
-export function sha1Hex(bytes: Buffer): string {
-  return createHash('sha1').update(bytes).digest('hex');
 }
 
 async function readManifest(dir: string): Promise<Manifest> {
