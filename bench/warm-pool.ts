@@ -213,9 +213,10 @@ async function measureMemory(redisUrl: string, root: string, tydra: Tydra, ref: 
   cleanups.push(() => connection.quit());
   const registry = new NodeRegistry(connection, createKeys());
   const args = ['node', '--redis', redisUrl, '--id', id, '--concurrency', String(NODE_CONCURRENCY)];
+  // The bin file itself, as an operator starts it: its shebang's V8 flags count (bin/tydra.ts).
   const child: ResultPromise = execa(
-    process.execPath,
-    [CLI, ...args, '--cache-dir', join(root, 'rss-cache'), '--heartbeat', '500', '--log-format', 'json'],
+    CLI,
+    [...args, '--cache-dir', join(root, 'rss-cache'), '--heartbeat', '500', '--log-format', 'json'],
     { reject: false, stdio: 'ignore', env: { TYDRA_LOG_LEVEL: 'warn' } },
   );
   cleanups.push(async () => {
