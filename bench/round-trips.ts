@@ -360,6 +360,24 @@ function formatPhases(phases: readonly PhaseReport[]): string {
   ].join('\n');
 }
 
+/**
+ * One TaskInstance's commands as sent, each with its time (ms) since `submit()` was called and the
+ * role that sent it: where the wall time of submit → result goes (BENCH_TRIPS_TIMELINE=N prints
+ * the last N).
+ */
+function timeline(
+  lines: readonly MonitorLine[],
+  roles: ReadonlyMap<string, Role>,
+  [start, submitted]: readonly [number, number],
+  resolved: number,
+): string {
+  const ms = (us: number): string => ((us - start) / 1000).toFixed(2).padStart(7);
+  const rows = lines
+    .filter((line) => line.source !== 'lua' && line.us >= start && line.us <= resolved)
+    .map((line) => `${ms(line.us)}  ${(roles.get(line.source) ?? 'other').padEnd(6)} ${detail(line.args)}`);
+  return [`timeline: submitted at ${ms(submitted)} ms, result at ${ms(resolved)} ms`, ...rows].join('\n');
+}
+
 async function main(): Promise<void> {
   const tasks = tasksFromEnv();
   SCRIPT_NAMES = await bullmqScriptNames();
@@ -390,6 +408,7 @@ async function main(): Promise<void> {
     closers.push(() => tydra.close());
     await tydra.deploy(join(root, 'package'));
     const submits: Array<[number, number]> = [];
+    const results: number[] = [];
     const once = async (): Promise<void> => {
       const started = nowMicros();
       const run = await tydra.submit('trips/noop', null);
@@ -398,6 +417,7 @@ async function main(): Promise<void> {
         if ((await run.result({ timeoutMs: RESULT_TIMEOUT_MS })) !== 1) {
           throw new Error('Expected the no-op task to return 1');
         }
+        results.push(nowMicros());
       } finally {
         run.close();
       }
@@ -407,6 +427,7 @@ async function main(): Promise<void> {
     }
     await roleMap.mark('client');
     submits.length = 0;
+    results.length = 0;
     progress(`${tasks} TaskInstances, one after the other`);
     const busy = await countDuring(redis.url, async () => {
       for (let i = 0; i < tasks; i += 1) {
@@ -418,6 +439,10 @@ async function main(): Promise<void> {
     const phases = countPhases(busy.lines, roleMap.roles, submits, isNodeFinish, detail);
     const result = { ...report(tasks, idle, busy), phases: phaseReport(phases, tasks) };
     process.stdout.write(`\n${formatReport(result)}\n${formatPhases(result.phases)}\n\n`);
+    const shown = Number(process.env['BENCH_TRIPS_TIMELINE'] ?? 0);
+    for (let i = Math.max(0, tasks - shown); i < tasks; i += 1) {
+      process.stdout.write(`${timeline(busy.lines, roleMap.roles, submits[i] ?? [0, 0], results[i] ?? 0)}\n\n`);
+    }
     process.stdout.write(`BENCH_TRIPS_JSON ${JSON.stringify(result)}\n`);
   } finally {
     for (const close of closers.reverse()) {

@@ -51,7 +51,14 @@ export interface RunningSandbox {
   stop(hit?: LimitHit): void;
   /** Stops it as timed out: for callers that time it themselves (`timeoutMs: 0`). */
   timeOut(): void;
-  /** How it ended; never rejects. */
+  /**
+   * How it ended, once its process exited, its streams were read and its final counters taken,
+   * but before its cgroup and network are removed; never rejects. A TaskInstance's result needs
+   * no more, so a caller that settles on it saves the teardown's milliseconds, and must still
+   * wait for `ending` before it reports the sandbox gone.
+   */
+  readonly judged: Promise<SandboxEnding>;
+  /** How it ended, once nothing of it is left (`judged`, then its cgroup and network removed); never rejects. */
   readonly ending: Promise<SandboxEnding>;
 }
 
@@ -122,14 +129,14 @@ export async function startSandbox(options: SandboxOptions, launch: Launch, io: 
         io.watchFrom,
       )
     : undefined;
-  const ending = judge({ options, launch, subprocess, capture, monitor, state, maxResultBytes }).finally(async () => {
+  const judged = judge({ options, launch, subprocess, capture, monitor, state, maxResultBytes }).finally(() => {
     unfeed();
     forgetOnExit();
     // A feeder waiting for 'drain' on a sandbox that is gone learns it from 'close'.
     streams.stdin.destroy();
-    // Whatever happened, nothing of the sandbox survives it, and its cgroup goes.
-    await releaseLaunch(launch);
   });
+  // Whatever happened, nothing of the sandbox survives it, and its cgroup goes.
+  const ending = judged.finally(() => releaseLaunch(launch));
   return {
     stdin: streams.stdin,
     stdout: streams.stdout,
@@ -143,6 +150,7 @@ export async function startSandbox(options: SandboxOptions, launch: Launch, io: 
       state.timedOut ||= !state.exited;
       subprocess.kill('SIGTERM');
     },
+    judged,
     ending,
   };
 }

@@ -177,7 +177,9 @@ export class WarmSandbox {
     const unstart = startRunner(this.sandbox.stdin, start, signal);
     claim.onStarted?.();
     try {
-      const ending = await this.sandbox.ending;
+      // Judged, not ended: its cgroup's removal need not delay the result. The pool waits for
+      // `ended` (drain, close), so nothing of the sandbox outlives the node.
+      const ending = await this.sandbox.judged;
       return settle(outcome({ ...ending, instanceId, abortReason: signal?.reason }));
     } finally {
       clearTimeout(timer);

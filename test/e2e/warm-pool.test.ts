@@ -22,7 +22,10 @@ import { makePackage, redisUrl, sleep, startCluster, testClient, testRedis, wait
  * global of its process) and leaves a fresh random token in both.
  */
 const FILES = {
-  'tydra.json': JSON.stringify({ name: 'warm', tasks: { once: { module: 'once.mjs' }, nap: { module: 'nap.mjs' } } }),
+  'tydra.json': JSON.stringify({
+    name: 'warm',
+    tasks: { once: { module: 'once.mjs' }, nap: { module: 'nap.mjs' }, linger: { module: 'linger.mjs' } },
+  }),
   'once.mjs': `import { randomUUID } from 'node:crypto';
 import { existsSync, writeFileSync } from 'node:fs';
 export default () => {
@@ -31,6 +34,14 @@ export default () => {
   writeFileSync('/tmp/sandbox-token', token);
   globalThis.sandboxToken = token;
   return { reused, token, instance: process.env.TYDRA_INSTANCE_ID, attempt: process.env.TYDRA_ATTEMPT, colour: process.env.COLOUR ?? null };
+};
+`,
+  'linger.mjs': `import { spawn } from 'node:child_process';
+export default async () => {
+  const child = spawn('sleep', ['600'], { detached: true, stdio: 'ignore' });
+  await new Promise((resolve, reject) => { child.once('spawn', resolve); child.once('error', reject); });
+  child.unref();
+  return 'left one behind';
 };
 `,
   'nap.mjs': `export default async (input) => { await new Promise((resolve) => setTimeout(resolve, input.ms)); return 'rested'; };\n`,
@@ -228,6 +239,22 @@ describe('warm pool: pre-started single-use sandboxes (@integration)', function 
     const next = (await (await tydra.submit('warm/once', null)).result()) as Once;
     assert.equal(next.reused, false);
     assert.equal(node.warmPoolStats.hits, 1, 'the replacement served it');
+  });
+
+  it('settles a claim before its teardown, and still kills what the task left and removes its cgroup', async () => {
+    const { tydra, node } = await pooledCluster(1);
+    await (await tydra.submit('warm/linger', null)).result();
+    // The cold run's cgroups went before its result: what is left is the pooled sandbox's.
+    await waitFor('a pooled sandbox', readyIn(node));
+    const [claimed] = await taskCgroups(node);
+    assert.ok(claimed !== undefined, 'the pooled sandbox has its cgroup');
+    assert.equal(await (await tydra.submit('warm/linger', null)).result(), 'left one behind');
+    assert.equal(node.warmPoolStats.hits, 1, 'the pooled sandbox ran it');
+    // The result came at the runner's last message; the detached `sleep` lives on in the cgroup
+    // until the teardown kills it: a cgroup directory cannot be removed while a process is in it.
+    await waitFor('the claimed cgroup to be gone', async () =>
+      (await taskCgroups(node)).includes(claimed) ? undefined : true,
+    );
   });
 
   it('leaves no process of a pooled sandbox once the node closed', async () => {
