@@ -71,6 +71,7 @@ export {
   LimitExceededError,
   NodeNotFoundError,
   NodeShutdownError,
+  ParallelResultMissingError,
   TaskCancelledError,
   InvalidOptionError,
   InvalidTaskRefError,

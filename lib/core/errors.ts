@@ -232,6 +232,24 @@ export class CgroupError extends InfrastructureError {
   }
 }
 
+/**
+ * A parallel TaskInstance's workunit is recorded as done, but its result is not in Redis when
+ * reduce reads it: the results were deleted (the TaskInstance had ended) or lost (a Redis restart
+ * without the last writes). Reduce is not run over a hole: its value would be wrong, not missing.
+ * `index` is the unit's index in split order.
+ */
+export class ParallelResultMissingError extends TydraError {
+  constructor(
+    readonly instanceId: string,
+    readonly index: number,
+  ) {
+    super(
+      `Expected the result of workunit ${index} of parallel TaskInstance ${instanceId} (recorded as done), ` +
+        'got no result: it was deleted or lost (a Redis restart?)',
+    );
+  }
+}
+
 /** The in-sandbox runner broke the node↔runner protocol (bad message, early exit). */
 export class RunnerProtocolError extends TydraError {}
 

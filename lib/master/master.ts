@@ -141,10 +141,11 @@ export class Master {
         void releaseIfFinal(job, this.store, this.logger, false);
       }
     });
+    // No release here: it happened in `process`, before the completion. This event is lost when
+    // the master dies, or Redis restarts, between the completion and its delivery.
     this.worker.on('completed', (job) => {
       this.logger.info({ instanceId: job.id }, 'TaskInstance completed');
       countFinal(this.metrics, job, true);
-      void releaseIfFinal(job, this.store, this.logger, true);
     });
     await this.worker.waitUntilReady();
     await this.pruneJob.start();
@@ -218,8 +219,20 @@ export class Master {
     ]);
   }
 
-  /** One step of a TaskInstance: settle it if its child has finished, dispatch it otherwise. */
+  /**
+   * One step of a TaskInstance. A step that returns completes the TaskInstance (a final state), so
+   * its package reference is released first: released before completed, never completed and
+   * still held. Should the completion itself be lost, the step runs again and the release, being
+   * idempotent, changes nothing.
+   */
   private async process(job: TaskInstanceJob, token?: string): Promise<TaskInstanceResult> {
+    const value = await this.step(job, token);
+    await releaseIfFinal(job, this.store, this.logger, true);
+    return value;
+  }
+
+  /** Settles a TaskInstance if its child has finished, dispatches it otherwise; steps a sequence. */
+  private async step(job: TaskInstanceJob, token?: string): Promise<TaskInstanceResult> {
     if (token === undefined || job.id === undefined) {
       throw new IllegalStateError('a TaskInstance was processed without a lock token or id');
     }

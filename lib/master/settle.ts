@@ -74,7 +74,8 @@ export function neverDispatched(job: TaskInstanceJob): boolean {
 
 /**
  * Releases the TaskInstance's package reference once it has reached a final state: at once when
- * it `completed` (a final state), after checking when it failed (a failed attempt may be retried).
+ * it is completing (the master's step returned: a final state), after checking when it failed (a
+ * failed attempt may be retried). Idempotent (`release-ref-3.lua`).
  */
 export async function releaseIfFinal(
   job: TaskInstanceJob,

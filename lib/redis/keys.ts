@@ -118,7 +118,8 @@ export class Keyspace {
   /**
    * HASH: the state of one parallel TaskInstance: `meta` (JSON: package, task, limits, attempts,
    * maxFailedWorkunits, owner node queue), counters `enqueued`, `total`, `done`, `failed`, `running`,
-   * `splitDone`, and `abort` (JSON reason) once it must stop. Expires a while after it ends.
+   * `splitDone`, and `abort` (JSON reason) once it must stop; `ended` and `value` (reduce's JSON
+   * value, for a coordinator that runs again) once it ends. Expires a while after it ends.
    */
   parallelState(instanceId: string): string {
     return `${this.tag}:par:${instanceId}`;

@@ -59,7 +59,8 @@ function parseAbort(raw: string | null | undefined): ParallelAbort | undefined {
 /**
  * Creates the state on the first run of the coordinator (a re-run after a lost node keeps what is
  * there: the units already enqueued are not enqueued again). Refreshes the owner, which moves with
- * the coordinator's node job.
+ * the coordinator's node job. An ended state is left as it is, expiry included (see
+ * `init-parallel-1.lua`): its counts say `ended`, and `readReducedValue` has reduce's value.
  */
 export async function initParallel(
   redis: Redis,
@@ -68,14 +69,25 @@ export async function initParallel(
   meta: ParallelMeta,
   maxFailed: number,
 ): Promise<ParallelCounts> {
-  const key = keys.parallelState(id);
-  await redis
-    .multi()
-    .hsetnx(key, 'maxFailed', String(maxFailed))
-    .hset(key, 'meta', JSON.stringify(meta))
-    .persist(key)
-    .exec();
+  await runScript(redis, {
+    script: 'initParallel',
+    keys: [keys.parallelState(id)],
+    argv: [String(maxFailed), JSON.stringify(meta)],
+  });
   return readCounts(redis, keys, id);
+}
+
+/**
+ * The value reduce returned, as `endParallel` stored it (masked, JSON); undefined when the
+ * TaskInstance has not reduced (still running, or it ended with an error).
+ */
+export async function readReducedValue(
+  redis: Redis,
+  keys: Keyspace,
+  id: string,
+): Promise<{ value: unknown } | undefined> {
+  const raw = await redis.hget(keys.parallelState(id), 'value');
+  return raw === null ? undefined : { value: JSON.parse(raw) as unknown };
 }
 
 export async function readMeta(redis: Redis, keys: Keyspace, id: string): Promise<ParallelMeta | undefined> {
@@ -255,14 +267,27 @@ export async function readFailure(
 
 /**
  * The TaskInstance ended: the results and batches go at once (they can be large), the state and
- * failures stay an hour for `tydra status`.
+ * failures stay an hour for `tydra status`. `reduced` is reduce's value when it ended with one:
+ * kept in the state for that hour, so a coordinator that runs again after this (its node job's
+ * lock expired, or its node died before the job completed) answers with it instead of reducing
+ * the deleted results again.
  */
-export async function endParallel(redis: Redis, keys: Keyspace, id: string): Promise<void> {
-  await redis
-    .multi()
-    .hset(keys.parallelState(id), 'ended', '1', 'running', '0')
+export async function endParallel(
+  redis: Redis,
+  keys: Keyspace,
+  id: string,
+  reduced?: { value: unknown },
+): Promise<void> {
+  const state = keys.parallelState(id);
+  const multi = redis.multi();
+  if (reduced !== undefined) {
+    // `undefined` has no JSON: reduce's "no value" is stored, and settled, as null.
+    multi.hset(state, 'value', JSON.stringify(reduced.value ?? null));
+  }
+  await multi
+    .hset(state, 'ended', '1', 'running', '0')
     .unlink(keys.parallelResults(id), keys.parallelBatches(id))
-    .expire(keys.parallelState(id), ENDED_TTL_S)
+    .expire(state, ENDED_TTL_S)
     .expire(keys.parallelFailures(id), ENDED_TTL_S)
     .exec();
 }

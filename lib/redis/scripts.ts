@@ -28,6 +28,7 @@ export type ScriptName =
   | 'takeBackNodeJob'
   | 'retireNode'
   | 'recordUnits'
+  | 'initParallel'
   | 'releaseIdempotency'
   | 'dropRun'
   | 'listNodes';
@@ -42,6 +43,7 @@ const FILES: Readonly<Record<ScriptName, string>> = {
   takeBackNodeJob: 'take-back-node-job-7.lua',
   retireNode: 'retire-node-8.lua',
   recordUnits: 'record-units-4.lua',
+  initParallel: 'init-parallel-1.lua',
   releaseIdempotency: 'release-idempotency-1.lua',
   dropRun: 'drop-run-2.lua',
   listNodes: 'list-nodes-1.lua',

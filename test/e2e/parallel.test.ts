@@ -1,11 +1,12 @@
 import assert from 'node:assert/strict';
 
-import { Queue } from 'bullmq';
+import { Job, Queue } from 'bullmq';
 import { execa } from 'execa';
 
 import type { Tydra } from '../../lib/client/client.js';
-import { TaskCancelledError, TaskFailedError } from '../../lib/core/errors.js';
+import { ParallelResultMissingError, TaskCancelledError, TaskFailedError } from '../../lib/core/errors.js';
 import { createKeys } from '../../lib/redis/keys.js';
+import { nodeQueueName } from '../../queues/node.js';
 import { WORKUNITS_QUEUE } from '../../queues/workunits.js';
 import {
   CLI,
@@ -196,6 +197,60 @@ describe('ParallelTask (@integration)', function () {
       { index: 3, message: 'boom 3' },
       { index: 5, message: 'boom 5' },
     ]);
+  });
+
+  it('a coordinator run again after its TaskInstance ended answers with the stored value, not a reduce over deleted results', async () => {
+    const { nodes } = await startCluster(1);
+    const tydra = await deployed();
+    const redis = testRedis();
+    const run = await tydra.submit('par/order', { n: 6 });
+    const first = (await run.result()) as { order: number[] };
+    assert.deepEqual(
+      first.order,
+      Array.from({ length: 6 }, (_, i) => i),
+    );
+    // The results went at the end; the ended state keeps reduce's value and its expiry.
+    assert.equal(await redis.exists(keys.parallelResults(run.id)), 0);
+    const ttl = await redis.ttl(keys.parallelState(run.id));
+    // What a lost lock or a node killed before the job completed does: BullMQ runs the
+    // coordinator's node job again. Here it is moved back to wait, and the node takes it.
+    const nodeQueue = new Queue(nodeQueueName(nodes[0]?.id ?? ''), { prefix: '{tydra}:bull', connection: redis });
+    defer(() => nodeQueue.close());
+    const job = await Job.fromId(nodeQueue, run.id);
+    assert.ok(job !== undefined, 'the coordinator node job is kept');
+    assert.deepEqual(job.returnvalue, first);
+    await job.retry('completed');
+    const again = await waitFor('the coordinator node job to complete again', async () => {
+      const current = await Job.fromId(nodeQueue, run.id);
+      return (await current?.getState()) === 'completed' ? current : undefined;
+    });
+    assert.equal(again?.attemptsStarted, (job.attemptsStarted ?? 0) + 1, 'the node job ran again');
+    assert.deepEqual(again?.returnvalue, first);
+    assert.deepEqual(await run.result(), first);
+    // Not made persistent by the second run: the ended state still expires.
+    const after = await redis.ttl(keys.parallelState(run.id));
+    assert.ok(after > 0 && after <= ttl, `the ended state keeps its expiry (ttl ${after} s)`);
+  });
+
+  it('fails with ParallelResultMissingError when a unit recorded as done has no result, rather than reducing a null', async () => {
+    const tydra = await deployed();
+    const redis = testRedis();
+    // Submitted before any master or node runs, then given the state a Redis restart can leave:
+    // split done, 3 units done, the result of unit 1 lost.
+    const run = await tydra.submit('par/order', { n: 3 });
+    const result = (i: number) => JSON.stringify({ i, worker: 'w', attempt: 1 });
+    await redis
+      .multi()
+      .hset(keys.parallelState(run.id), { splitDone: '1', total: '3', enqueued: '3', done: '3', failed: '0' })
+      .hset(keys.parallelResults(run.id), { 0: result(0), 2: result(2) })
+      .exec();
+    await startCluster(1);
+    const error = await rejection(run.result());
+    assert.equal(
+      error.message,
+      `Expected the result of workunit 1 of parallel TaskInstance ${run.id} (recorded as done), got no result: it was deleted or lost (a Redis restart?)`,
+    );
+    assert.equal(error.message, new ParallelResultMissingError(run.id, 1).message);
   });
 
   it('replaces a crashed work sandbox; the crashed unit runs again on its second attempt', async () => {

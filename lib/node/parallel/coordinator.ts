@@ -10,13 +10,20 @@
  *     past the policy) promotes it. It re-checks after parking (the last unit may have ended just
  *     before) and wakes itself every `PARK_MS` as a safety net.
  *  3. reduce (in a slot): the results, streamed in pages in split order, go to reduce; its value
- *     is the TaskInstance's result.
+ *     is the TaskInstance's result, and is stored with the ended state: a coordinator that runs
+ *     again after the end (lost lock, node killed before the job completed) answers with it.
  */
 import { DelayedError, type Job } from 'bullmq';
 
 import type { NodeJobData } from '../../../queues/node.js';
 import { runReduce, runSplit } from '../../../sandbox/launcher/phases/index.js';
-import { InfrastructureError, NodeShutdownError, TaskCancelledError, TaskFailedError } from '../../core/errors.js';
+import {
+  InfrastructureError,
+  NodeShutdownError,
+  ParallelResultMissingError,
+  TaskCancelledError,
+  TaskFailedError,
+} from '../../core/errors.js';
 import type { CompiledTaskLimits } from '../../core/limits.js';
 import { stopParallel } from '../../cluster/parallel-stop.js';
 import {
@@ -29,6 +36,7 @@ import {
   readCounts,
   readFailure,
   readFailures,
+  readReducedValue,
   readResultsPage,
 } from '../../redis/parallel-commands.js';
 import { type PhaseEntry, parallelEntries, type ParallelTaskSpec } from '../../packages/manifest.js';
@@ -84,6 +92,15 @@ export async function coordinate(run: CoordinatorRun): Promise<unknown> {
   run.mirror.mask(Object.values(secrets));
   run.secrets = secrets;
   let counts = await initParallel(env.redis, env.keys, id, meta, data.maxFailedWorkunits ?? 0);
+  if (counts.ended) {
+    // Run again after the end (its node job's lock expired, or its node died before the job
+    // completed): the results are deleted, so reduce must not run again; answer as the first run did.
+    const reduced = await readReducedValue(env.redis, env.keys, id);
+    if (reduced !== undefined) {
+      run.mirror.log('[reduce] ran already: answering with its stored value');
+      return reduced.value;
+    }
+  }
   if (!counts.splitDone) {
     run.mirror.log(`coordinating ${data.ref} on node ${env.nodeId}${env.bwrap ? '' : ' (UNSANDBOXED)'}`);
   }
@@ -218,13 +235,14 @@ async function reducePhase(run: CoordinatorRun, counted: ParallelCounts): Promis
       throw phaseError('reduce', error, id);
     });
   checkTaskOutput(data.task, run.task, value, id);
+  // A secret is never stored in clear, not even in a value reduce chose to return.
+  const masked = run.mirror.maskValue(value);
   // Ended first: a node's progress update held back for a period is then dropped, not written
-  // over the final one.
-  await endParallel(env.redis, env.keys, id);
+  // over the final one. The value is kept with the ended state for a coordinator run again.
+  await endParallel(env.redis, env.keys, id, { value: masked });
   await env.reporter.progressNow(id, parallelProgress({ ...counts, running: 0 }));
   env.reporter.forget(id);
-  // A secret is never stored in clear, not even in a value reduce chose to return.
-  return run.mirror.maskValue(value);
+  return masked;
 }
 
 /** The results in split order, read a page at a time: never all of them in memory. */
@@ -237,8 +255,12 @@ async function* resultsOf(run: CoordinatorRun, total: number): AsyncGenerator<un
       from,
       Math.min(RESULTS_PAGE, total - from),
     );
-    for (const raw of page) {
-      yield raw === null ? null : (JSON.parse(raw) as unknown);
+    for (const [offset, raw] of page.entries()) {
+      // A unit that failed for good is recorded as `null`; no field at all is a lost result.
+      if (raw === null) {
+        throw new ParallelResultMissingError(run.data.instanceId, from + offset);
+      }
+      yield JSON.parse(raw) as unknown;
     }
   }
 }

@@ -5,6 +5,7 @@ import type { Redis } from 'ioredis';
 
 import { setSubmitHooks } from '../../../lib/client/submit-hooks.js';
 import { UnknownTaskError } from '../../../lib/core/errors.js';
+import { Master } from '../../../lib/master/master.js';
 import { prunePackages } from '../../../lib/packages/pruner.js';
 import { PackageStore } from '../../../lib/packages/store.js';
 import { MAINTENANCE_QUEUE } from '../../../queues/maintenance.js';
@@ -12,13 +13,16 @@ import { TASKS_QUEUE } from '../../../queues/tasks.js';
 import {
   failure,
   makePackage,
+  defer,
   sleep,
   startCluster,
+  startNode,
   testClient as client,
   testRedis as redis,
   waitFor,
 } from '../../helpers.js';
 import { createKeys } from '../../../lib/redis/keys.js';
+import { startRedisProxy } from '../../redis-proxy.js';
 
 const keys = createKeys();
 
@@ -90,6 +94,34 @@ describe('package versions, references and pruning (@integration)', function () 
     const { versions } = await tydra.packageVersions('pin');
     assert.equal(versions[0]?.references, 0);
     assert.ok(versions[0]?.idleSince !== undefined);
+  });
+
+  it('releases the reference before the TaskInstance completes: a completion whose reply the master never gets leaks none', async () => {
+    const tydra = client();
+    const r = redis();
+    const { sha1 } = await tydra.deploy(await pinPackage('v1'));
+    const run = await tydra.submit('pin/which');
+    // The master talks to Redis through a proxy that loses the reply to its completion of the
+    // TaskInstance (BullMQ's moveToFinished: job id, timestamp, `returnvalue`), as a Redis restart
+    // or a master killed just then does: completed in Redis, no `completed` event in the master.
+    const proxy = await startRedisProxy();
+    const id = run.id.replace(/[^A-Za-z0-9-]/g, (c) => `\\${c}`);
+    const completing = proxy.holdRepliesAfter(
+      new RegExp(`\\$${run.id.length}\\r\\n${id}\\r\\n\\$\\d+\\r\\n\\d+\\r\\n\\$11\\r\\nreturnvalue\\r\\n`),
+    );
+    const master = new Master({ redis: proxy.url });
+    defer(() => master.close());
+    await master.start();
+    await startNode();
+    await completing;
+    await waitFor('the TaskInstance to be completed in Redis', async () =>
+      (await run.status()).state === 'completed' ? true : undefined,
+    );
+    proxy.dropHeld();
+    assert.equal(await run.result(), 'v1');
+    // Released before the completion, so already now, with no event and no prune pass.
+    assert.deepEqual(await holders(r, sha1), []);
+    assert.equal(await r.hexists(keys.refs, run.id), 0);
   });
 
   it('a TaskInstance added to tasks without a reference gets one at dispatch; one on a version that is gone fails unsent', async () => {
