@@ -58,6 +58,11 @@ export interface RunningSandbox {
    * wait for `ending` before it reports the sandbox gone.
    */
   readonly judged: Promise<SandboxEnding>;
+  /**
+   * For a JavaScript task, how it ended as judged at the runner's final message, without waiting
+   * for the exit (see `judgeAtFinal`); else, or when it exits without one, `judged`.
+   */
+  readonly settled: Promise<SandboxEnding>;
   /** How it ended, once nothing of it is left (`judged`, then its cgroup and network removed); never rejects. */
   readonly ending: Promise<SandboxEnding>;
 }
@@ -107,10 +112,7 @@ export async function startSandbox(options: SandboxOptions, launch: Launch, io: 
   const forgetOnExit = killOnExit(subprocess);
   const state: SandboxState = { limitHit: undefined, timedOut: false, exited: false };
   const exit = exitOf(subprocess, state);
-  const stop = (hit?: LimitHit): void => {
-    state.limitHit ??= hit;
-    subprocess.kill('SIGTERM');
-  };
+  const stop = stopper(subprocess, state);
   const streams = sandboxStreams(subprocess, launch.isModule);
   const maxResultBytes = options.maxResultBytes ?? DEFAULT_MAX_RESULT_BYTES;
   const capture = captureStreams(streams, { ...io, outputBytes: limits.outputBytes, maxResultBytes, onStop: stop });
@@ -129,14 +131,13 @@ export async function startSandbox(options: SandboxOptions, launch: Launch, io: 
         io.watchFrom,
       )
     : undefined;
-  const judged = judge({ options, launch, subprocess, capture, monitor, state, maxResultBytes }).finally(() => {
+  const parts = { options, launch, subprocess, capture, monitor, state, maxResultBytes };
+  const judged = judge(parts).finally(() => {
     unfeed();
     forgetOnExit();
     // A feeder waiting for 'drain' on a sandbox that is gone learns it from 'close'.
     streams.stdin.destroy();
   });
-  // Whatever happened, nothing of the sandbox survives it, and its cgroup goes.
-  const ending = judged.finally(() => releaseLaunch(launch));
   return {
     stdin: streams.stdin,
     stdout: streams.stdout,
@@ -151,12 +152,21 @@ export async function startSandbox(options: SandboxOptions, launch: Launch, io: 
       subprocess.kill('SIGTERM');
     },
     judged,
-    ending,
+    settled: launch.isModule ? Promise.race([judged, capture.final.then(() => judgeAtFinal(parts))]) : judged,
+    // Whatever happened, nothing of the sandbox survives it, and its cgroup goes.
+    ending: judged.finally(() => releaseLaunch(launch)),
   };
 }
 
-/** Waits for the sandbox's end, the rest of its streams and its final counters. */
-async function judge(parts: {
+/** Stops the sandbox (SIGTERM, then execa's SIGKILL), recording the limit that made it stop. */
+function stopper(subprocess: ResultPromise, state: SandboxState): (hit?: LimitHit) => void {
+  return (hit) => {
+    state.limitHit ??= hit;
+    subprocess.kill('SIGTERM');
+  };
+}
+
+interface JudgeParts {
   options: SandboxOptions;
   launch: Launch;
   subprocess: ResultPromise;
@@ -164,14 +174,52 @@ async function judge(parts: {
   monitor: SandboxMonitor | undefined;
   state: SandboxState;
   maxResultBytes: number;
-}): Promise<SandboxEnding> {
-  const { options, launch, capture, monitor, state } = parts;
+}
+
+/**
+ * How a JavaScript sandbox ended, judged at its runner's final message instead of at its exit,
+ * which saves the exit and namespace teardown (milliseconds). The runner sends that message only
+ * once what the task printed went out on stdout and stderr (`runner/channel.ts`), so that output
+ * already sits in the pipes: after one turn of the event loop it has been read, and an
+ * unterminated last line is emitted now. The final counters are read now too. The exit itself
+ * (its status, a death by signal) decides nothing for a run that has a final message
+ * (`outcome.ts`), and a limit broken after the task returned is not the task's result's concern:
+ * the teardown kills whatever is left.
+ */
+async function judgeAtFinal(parts: JudgeParts): Promise<SandboxEnding> {
+  await new Promise((resolve) => setImmediate(resolve));
+  parts.capture.flushLines();
+  parts.state.limitHit ??= await parts.monitor?.stop();
+  return endingOf(parts, {
+    timedOut: parts.state.timedOut,
+    aborted: parts.options.signal?.aborted === true,
+    exitCode: undefined,
+    signal: undefined,
+  });
+}
+
+/** Waits for the sandbox's end, the rest of its streams and its final counters. */
+async function judge(parts: JudgeParts): Promise<SandboxEnding> {
+  const { capture, monitor, state } = parts;
   const result = await parts.subprocess;
   // Everything the task wrote is read and counted before its ending is judged.
   await capture.ended(STREAM_END_GRACE_MS);
   // Not `limitHit ??= await …`: that would skip stop(), and its timer would outlive the run.
   const finalHit = await monitor?.stop();
   state.limitHit ??= finalHit;
+  return endingOf(parts, {
+    timedOut: state.timedOut || result.timedOut,
+    aborted: result.isCanceled,
+    exitCode: result.exitCode,
+    signal: result.signal,
+  });
+}
+
+function endingOf(
+  parts: JudgeParts,
+  exit: Pick<SandboxEnding, 'timedOut' | 'aborted' | 'exitCode' | 'signal'>,
+): SandboxEnding {
+  const { options, launch, capture, monitor, state } = parts;
   return {
     ...capture.output,
     instanceId: options.instanceId,
@@ -181,10 +229,7 @@ async function judge(parts: {
     kind: launch.isModule ? 'module' : 'command',
     setupError: monitor?.setupError,
     limitHit: state.limitHit,
-    timedOut: state.timedOut || result.timedOut,
-    aborted: result.isCanceled,
+    ...exit,
     abortReason: options.signal?.reason,
-    exitCode: result.exitCode,
-    signal: result.signal,
   };
 }

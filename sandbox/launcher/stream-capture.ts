@@ -62,16 +62,27 @@ export interface StreamCapture {
    * (and never reported) may hold them open for ever.
    */
   ended(graceMs: number): Promise<void>;
+  /**
+   * Emits what stdout and stderr hold of an unterminated last line now, as their end would: for
+   * a caller that judges a run at the runner's final message, before the streams end.
+   */
+  flushLines(): void;
+  /** Resolves when the runner's final message (`output.final`) arrived; never, without one. */
+  final: Promise<void>;
 }
 
 /** Wires the streams of a sandbox; `protocol` present means a JavaScript task under the runner. */
 export function captureStreams(streams: SandboxStreams, options: CaptureOptions): StreamCapture {
   const output: CapturedOutput = { stderrTail: '', stdout: '' };
   const hit = (limit: LimitHit): void => options.onStop(limit);
-  captureLines(streams.stderr, options.outputBytes, (line) => options.onLog(`[stderr] ${line}`), {
+  const flushers: Array<() => void> = [];
+  let onFinal = (): void => undefined;
+  const final = new Promise<void>((resolve) => (onFinal = resolve));
+  const stderrLines = captureLines(streams.stderr, options.outputBytes, (line) => options.onLog(`[stderr] ${line}`), {
     onLimit: () => hit({ limit: 'outputBytes', stream: 'stderr' }),
     onChunk: (chunk) => (output.stderrTail = (output.stderrTail + chunk).slice(-STDERR_TAIL_BYTES)),
   });
+  flushers.push(stderrLines);
   if (options.onStdoutLine !== undefined) {
     captureDataLines(streams.stdout, options.maxResultBytes, options.onStdoutLine, () => hit({ limit: 'resultBytes' }));
   } else if (streams.protocol === undefined) {
@@ -79,10 +90,11 @@ export function captureStreams(streams: SandboxStreams, options: CaptureOptions)
       hit({ limit: 'outputBytes', stream: 'stdout' }),
     );
   } else {
-    captureLines(streams.stdout, options.outputBytes, (line) => options.onLog(`[stdout] ${line}`), {
+    const stdoutLines = captureLines(streams.stdout, options.outputBytes, (line) => options.onLog(`[stdout] ${line}`), {
       onLimit: () => hit({ limit: 'outputBytes', stream: 'stdout' }),
     });
-    captureProtocol(streams.protocol, options, output, hit);
+    flushers.push(stdoutLines);
+    captureProtocol(streams.protocol, { ...options, onFinal }, output, hit);
   }
   const readables = [streams.stdout, streams.stderr, ...(streams.protocol ? [streams.protocol] : [])];
   const allEnded = Promise.all(readables.map(endOf));
@@ -92,7 +104,7 @@ export function captureStreams(streams: SandboxStreams, options: CaptureOptions)
     grace.abort();
     readables.forEach((stream) => stream.destroy());
   };
-  return { output, ended };
+  return { output, ended, flushLines: () => flushers.forEach((flush) => flush()), final };
 }
 
 /** Sends the runner its `start` message and, on abort, `cancel`; returns the listener's remover. */
@@ -134,7 +146,7 @@ function captureResult(stream: Readable, maxBytes: number, output: CapturedOutpu
 /** The runner's messages: progress and `ctx.log` lines on the way, then the final message. */
 function captureProtocol(
   stream: Readable,
-  options: CaptureOptions,
+  options: CaptureOptions & { onFinal: () => void },
   output: CapturedOutput,
   hit: (limit: LimitHit) => void,
 ): void {
@@ -154,7 +166,10 @@ function captureProtocol(
       }
       options.onLog(message.line.slice(0, LOG_LINE_BYTES));
     } else if (message.type === 'result' || message.type === 'error') {
-      output.final ??= message;
+      if (output.final === undefined) {
+        output.final = message;
+        options.onFinal();
+      }
     } else if (message.type === 'ready') {
       if (options.onReady === undefined) {
         output.protocolError ??= 'Expected a task\'s runner message, got a "ready" message from a runner not pooled';
@@ -217,7 +232,7 @@ function captureLines(
   maxBytes: number,
   onLine: (line: string) => void,
   hooks: { onLimit: () => void; onChunk?: (chunk: string) => void },
-): void {
+): () => void {
   let seen = 0;
   let over = false;
   const lines = new LineSplitter(LOG_LINE_BYTES, (line) => {
@@ -242,6 +257,7 @@ function captureLines(
     }
   });
   stream.on('end', () => lines.flush());
+  return () => lines.flush();
 }
 
 /** Resolves when `stream` ended, closed or failed: whichever way, nothing more will come. */

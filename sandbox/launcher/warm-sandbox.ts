@@ -177,9 +177,9 @@ export class WarmSandbox {
     const unstart = startRunner(this.sandbox.stdin, start, signal);
     claim.onStarted?.();
     try {
-      // Judged, not ended: its cgroup's removal need not delay the result. The pool waits for
-      // `ended` (drain, close), so nothing of the sandbox outlives the node.
-      const ending = await this.sandbox.judged;
+      // Settled at the runner's final message: the exit and the cgroup's removal need not delay
+      // the result. The pool waits for `ended` (drain, close): nothing of it outlives the node.
+      const ending = await this.sandbox.settled;
       return settle(outcome({ ...ending, instanceId, abortReason: signal?.reason }));
     } finally {
       clearTimeout(timer);

@@ -24,7 +24,12 @@ import { makePackage, redisUrl, sleep, startCluster, testClient, testRedis, wait
 const FILES = {
   'tydra.json': JSON.stringify({
     name: 'warm',
-    tasks: { once: { module: 'once.mjs' }, nap: { module: 'nap.mjs' }, linger: { module: 'linger.mjs' } },
+    tasks: {
+      once: { module: 'once.mjs' },
+      nap: { module: 'nap.mjs' },
+      linger: { module: 'linger.mjs' },
+      print: { module: 'print.mjs' },
+    },
   }),
   'once.mjs': `import { randomUUID } from 'node:crypto';
 import { existsSync, writeFileSync } from 'node:fs';
@@ -42,6 +47,14 @@ export default async () => {
   await new Promise((resolve, reject) => { child.once('spawn', resolve); child.once('error', reject); });
   child.unref();
   return 'left one behind';
+};
+`,
+  'print.mjs': `export default () => {
+  // A slow exit: the runner's last message is out long before the streams end.
+  process.on('exit', () => { const until = Date.now() + 1500; while (Date.now() < until); });
+  console.error('to stderr');
+  process.stdout.write('printed, with no newline at the end');
+  return 'printed';
 };
 `,
   'nap.mjs': `export default async (input) => { await new Promise((resolve) => setTimeout(resolve, input.ms)); return 'rested'; };\n`,
@@ -255,6 +268,19 @@ describe('warm pool: pre-started single-use sandboxes (@integration)', function 
     await waitFor('the claimed cgroup to be gone', async () =>
       (await taskCgroups(node)).includes(claimed) ? undefined : true,
     );
+  });
+
+  it("settled at the runner's last message, still logs everything the task printed before it", async () => {
+    const { tydra, node } = await pooledCluster(1);
+    await (await tydra.submit('warm/print', null)).result();
+    await waitFor('a pooled sandbox', readyIn(node));
+    const run = await tydra.submit('warm/print', null);
+    assert.equal(await run.result(), 'printed');
+    assert.equal(node.warmPoolStats.hits, 1, 'the pooled sandbox ran it');
+    // Read at once: the log is complete when the result is (the node finishes it first).
+    const { logs } = await run.status();
+    assert.ok(logs.includes('[stderr] to stderr'), `stderr line missing from ${logs.length} log lines`);
+    assert.ok(logs.includes('[stdout] printed, with no newline at the end'), 'the unterminated last line');
   });
 
   it('leaves no process of a pooled sandbox once the node closed', async () => {
