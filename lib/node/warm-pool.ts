@@ -95,6 +95,14 @@ interface Pooled {
   idleTimer: NodeJS.Timeout;
 }
 
+/**
+ * How long after a pooled TaskInstance settled its replacement starts. Spawning bwrap forks the
+ * node's process, which blocks its event loop for several milliseconds: started at the claim (as
+ * it was), that landed while the runner ran the task and held its result back; started at once
+ * after it, on the job's way to Redis. A refill is only for a future TaskInstance.
+ */
+const REFILL_AFTER_CLAIM_MS = 10;
+
 export class WarmPool {
   private readonly combinations = new Map<string, Combination>();
   private readonly counts = { hits: 0, misses: 0, started: 0, discarded: 0 };
@@ -102,6 +110,7 @@ export class WarmPool {
   private refilling = 0;
   private paused = false;
   private closed = false;
+  private refillTimer: NodeJS.Timeout | undefined;
   private readonly ending = new Set<Promise<void>>();
 
   constructor(private readonly options: WarmPoolOptions) {}
@@ -136,7 +145,8 @@ export class WarmPool {
   /**
    * Runs one TaskInstance: in a pooled sandbox of its combination when one is there, else with
    * `runCold(onStarted)`, which must call `onStarted` once its sandbox runs. Either way it
-   * counts as a use of the combination, and a replacement starts once the TaskInstance started.
+   * counts as a use of the combination; a replacement starts once a cold TaskInstance started,
+   * and shortly after a pooled one settled ({@link REFILL_AFTER_CLAIM_MS}).
    */
   async run(spec: WarmSpec, claim: WarmClaim, runCold: (onStarted: () => void) => Promise<unknown>): Promise<unknown> {
     if (!this.enabled || this.closed) {
@@ -145,13 +155,14 @@ export class WarmPool {
     const combination = this.use(spec);
     combination.running += 1;
     combination.peak = Math.max(combination.peak, combination.running);
+    let hit = false;
     try {
       const pooled = this.take(combination);
       if (pooled?.sandbox !== undefined) {
+        hit = true;
         this.counts.hits += 1;
         this.options.onClaim?.(true);
-        // Once its start message is out, the refill competes with nothing but the task itself.
-        return await pooled.sandbox.claim({ ...claim, onStarted: () => this.refill() });
+        return await pooled.sandbox.claim(claim);
       }
       this.counts.misses += 1;
       this.options.onClaim?.(false);
@@ -163,8 +174,20 @@ export class WarmPool {
         this.combinations.delete(combination.key);
       }
       // Also when a claim failed before its start (the sandbox died meanwhile).
-      this.refill();
+      if (hit) {
+        this.refillSoon();
+      } else {
+        this.refill();
+      }
     }
+  }
+
+  /** {@link refill} in {@link REFILL_AFTER_CLAIM_MS}, once however many claims settle meanwhile. */
+  private refillSoon(): void {
+    this.refillTimer ??= setTimeout(() => {
+      this.refillTimer = undefined;
+      this.refill();
+    }, REFILL_AFTER_CLAIM_MS);
   }
 
   /** Stops the pooled sandboxes of one version (evicted, pruned or undeployed) and forgets it. */
@@ -192,6 +215,7 @@ export class WarmPool {
   /** Stops every pooled sandbox and starts no more; resolves once all have exited. Idempotent. */
   async close(): Promise<void> {
     this.closed = true;
+    clearTimeout(this.refillTimer);
     for (const combination of [...this.combinations.values()]) {
       this.forget(combination, 'node closing');
     }
