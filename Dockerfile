@@ -54,5 +54,5 @@ COPY --from=build /app/examples ./examples
 # package cache defaults to /home/node/.cache/tydra/packages, which it owns.
 USER node
 
-ENTRYPOINT ["node", "--max-semi-space-size=1", "dist/bin/tydra.js"]
+ENTRYPOINT ["node", "--max-semi-space-size=1", "--v8-pool-size=1", "dist/bin/tydra.js"]
 CMD ["--help"]

@@ -1,16 +1,17 @@
-#!/usr/bin/env -S node --max-semi-space-size=1
+#!/usr/bin/env -S node --max-semi-space-size=1 --v8-pool-size=1
 /**
  * The `tydra` CLI. Thin by design: parse strictly, map flags to library options, call the
  * library, clean up. Client commands take `--redis` (env TYDRA_REDIS_URL), `--connect-timeout`
  * and `--json`; roles take `--redis`. Defaults and validation belong to the options modules.
  *
- * Why `--max-semi-space-size=1` in the shebang: loading BullMQ, ioredis and the rest grows V8's
- * young generation to 32 MiB, and V8 gives that back only when its memory reducer runs, which the
- * timers of an idle node or master (heartbeats, BullMQ's blocking calls) can put off for minutes.
- * A 1 MiB semi-space keeps an idle node near 72 MiB instead of 93 (docs/benchmarks.md). These
- * processes wait on Redis and sandboxes, so the extra scavenges cost nothing measurable; run
- * `node dist/bin/tydra.js` (no flag) or `NODE_OPTIONS` to choose otherwise. `env -S` needs
- * coreutils 8.30 or later (Debian 10+, macOS's env has it too).
+ * Why the V8 flags in the shebang: loading BullMQ, ioredis and the rest grows V8's young
+ * generation to 32 MiB, and V8 gives that back only when its memory reducer runs, which the
+ * timers of an idle node or master (heartbeats, BullMQ's blocking calls) can put off for minutes;
+ * and each of V8's four background threads keeps its own malloc arena. A 1 MiB semi-space and
+ * one background thread keep an idle node near 70 MiB instead of 93 (docs/benchmarks.md). These
+ * processes wait on Redis and sandboxes, so more scavenges and GC work on one helper thread cost
+ * nothing measurable; run `node dist/bin/tydra.js` (no flags) to choose otherwise. `env -S` needs
+ * GNU coreutils 8.30+ or a BSD/macOS env.
  */
 import { readFileSync } from 'node:fs';
 
