@@ -107,8 +107,8 @@ export async function startSandbox(options: SandboxOptions, launch: Launch, io: 
   const streams = sandboxStreams(subprocess, launch.isModule);
   const maxResultBytes = options.maxResultBytes ?? DEFAULT_MAX_RESULT_BYTES;
   const capture = captureStreams(streams, { ...io, outputBytes: limits.outputBytes, maxResultBytes, onStop: stop });
-  const unfeed = io.feed(streams.stdin);
-  // Let the sandbox start only once it is inside its cgroup; then watch the cgroup's counters.
+  // No task code before the sandbox is in its cgroup (a runner without a network boots while it
+  // is moved, and gets `start` from the feed below, after); then watch the cgroup's counters.
   const shouldStart = (): boolean =>
     !signal?.aborted && subprocess.exitCode === null && subprocess.signalCode === null && state.limitHit === undefined;
   const monitor = launch.sandboxed
@@ -120,8 +120,10 @@ export async function startSandbox(options: SandboxOptions, launch: Launch, io: 
         stop,
         launch.network?.beforeStart,
         io.watchFrom,
+        launch.isModule && launch.network === undefined ? 'overlapped' : 'blocking',
       )
     : undefined;
+  const unfeed = io.feed(streams.stdin);
   const ending = judge({ options, launch, subprocess, capture, monitor, state, maxResultBytes }).finally(async () => {
     unfeed();
     forgetOnExit();
