@@ -161,10 +161,10 @@ async function judge(parts: {
 }): Promise<SandboxEnding> {
   const { options, launch, capture, monitor, state } = parts;
   const result = await parts.subprocess;
-  // Everything the task wrote is read and counted before its ending is judged.
-  await capture.ended(STREAM_END_GRACE_MS);
-  // Not `limitHit ??= await …`: that would skip stop(), and its timer would outlive the run.
-  const finalHit = await monitor?.stop();
+  // Everything the task wrote is read and counted before its ending is judged; the cgroup's
+  // final counters are read meanwhile. Not `limitHit ??= await …`: that would skip stop(), and
+  // its timer would outlive the run.
+  const [, finalHit] = await Promise.all([capture.ended(STREAM_END_GRACE_MS), monitor?.stop()]);
   state.limitHit ??= finalHit;
   return {
     ...capture.output,

@@ -153,9 +153,7 @@ export class TaskCgroup {
   remove(): Promise<void> {
     this.#removal ??= (async () => {
       await this.kill();
-      for (const dir of this.paths) {
-        await removeCgroupDir(dir);
-      }
+      await Promise.all(this.paths.map(removeCgroupDir));
     })().catch((error: unknown) => {
       this.#removal = undefined; // let a later call retry
       throw error;
