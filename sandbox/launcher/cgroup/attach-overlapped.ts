@@ -25,6 +25,8 @@
  * count Node's start-up memory (a few MiB); CPU time before the move is not counted either. Both
  * are the runner's, never the task's. A move that fails kills the sandbox and rejects: the
  * TaskInstance fails with the `CgroupError` (an `InfrastructureError`), its task never started.
+ * Unlike a blocked sandbox, a running one may have exited by the time it is killed; its pid is
+ * then signalled in vain (pids are allocated cyclically, so not reused within milliseconds).
  */
 import {
   addIfAlive,
