@@ -112,10 +112,12 @@ describe('overlapped cgroup attach (@integration)', function () {
     assertInTaskCgroup(await run('cgroup-at-import.mjs'));
   });
 
-  it('runs a pooled task in its cgroup too', async () => {
-    const warm = await WarmSandbox.start({ ...base, module: 'cgroup-at-import.mjs' });
-    assert.equal(await warm.ready, true);
-    assertInTaskCgroup(await warm.claim({ instanceId: 'overlap-warm', attempt: 1, input: null }));
+  it('runs a pooled task, and a process it forks at import, in its cgroup too', async () => {
+    for (const module of ['cgroup-at-import.mjs', 'fork-at-import.mjs']) {
+      const warm = await WarmSandbox.start({ ...base, module });
+      assert.equal(await warm.ready, true);
+      assertInTaskCgroup(await warm.claim({ instanceId: 'overlap-warm', attempt: 1, input: null }));
+    }
   });
 
   it('has a process the task forks at import in the cgroup', async () => {
