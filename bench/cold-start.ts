@@ -5,6 +5,8 @@
  *
  * Interleaved rounds, each timing:
  * - `node -e 0` with an empty environment (the baseline);
+ * - the runner alone, outside any sandbox: spawn → its `ready` message (Node's start-up plus the
+ *   runner's modules, before any task; what a cold sandbox pays on top of bwrap and the cgroup);
  * - making one TaskInstance cgroup with its limits (what a pool of pre-made cgroups would save);
  * - moving a live process into it (the migration a cgroup-v1 host pays on every start);
  * - a whole cold sandbox: `runTask()` of a no-op module (prlimit → bwrap → cgroup → runner → task);
@@ -27,6 +29,7 @@ import { checkBwrap } from '../sandbox/launcher/bwrap.js';
 import { detectCgroups, removeCgroupParent } from '../sandbox/launcher/cgroup/support.js';
 import { createTaskCgroup } from '../sandbox/launcher/cgroup/task-cgroup.js';
 import { findPrlimit } from '../sandbox/launcher/rlimits.js';
+import { RUNTIME_DIR } from '../sandbox/launcher/launch.js';
 import { runTask } from '../sandbox/launcher/run-task.js';
 import { installRuntime } from '../sandbox/launcher/runtime-dir.js';
 import { WarmSandbox } from '../sandbox/launcher/warm-sandbox.js';
@@ -70,6 +73,20 @@ async function main(): Promise<void> {
       sandboxUser: defaultSandboxUser(),
     };
     const bare = (): Promise<unknown> => execa(process.execPath, ['-e', '0'], { extendEnv: false, env: {} });
+    const runner = async (): Promise<number> => {
+      const start = performance.now();
+      const child = execa(process.execPath, ['--disable-proto=delete', join(RUNTIME_DIR, 'runner/main.js')], {
+        stdio: ['pipe', 'ignore', 'ignore', 'pipe'],
+        extendEnv: false,
+        env: { TYDRA_WARM: '1' },
+        reject: false,
+      });
+      await new Promise((resolve) => child.stdio[3].once('data', resolve));
+      const ms = performance.now() - start;
+      child.kill('SIGKILL');
+      await child;
+      return ms;
+    };
     const makeCgroup = async (): Promise<number> => {
       const start = performance.now();
       const cgroup = await createTaskCgroup(cgroups, `task-${randomUUID()}`, { memoryBytes: 2 ** 28, pids: 64 });
@@ -92,10 +109,11 @@ async function main(): Promise<void> {
       await warm.ready;
       return timed(() => warm.claim({ instanceId: randomUUID(), attempt: 1, input: null }));
     };
-    const series: Record<string, number[]> = { bare: [], cgroup: [], migrate: [], cold: [], claim: [] };
+    const series: Record<string, number[]> = { bare: [], runner: [], cgroup: [], migrate: [], cold: [], claim: [] };
     for (let round = 0; round < WARMUP + rounds; round += 1) {
       const sample = {
         bare: await timed(bare),
+        runner: await runner(),
         cgroup: await makeCgroup(),
         migrate: await migrate(),
         cold: await timed(cold),

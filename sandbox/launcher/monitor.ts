@@ -6,6 +6,7 @@
  */
 import type { CompiledTaskLimits } from '../../lib/core/limits.js';
 import { attachSandbox, SANDBOX_SYNC_FDS, type SandboxSubprocess } from './cgroup/attach.js';
+import { attachOverlapped } from './cgroup/attach-overlapped.js';
 import type { TaskCgroup, TaskCgroupStats } from './cgroup/task-cgroup.js';
 import type { LimitHit } from './outcome.js';
 
@@ -41,12 +42,18 @@ export async function monitorSandbox(
    * TaskInstance's. @defaultValue read from the start, no CPU time before it
    */
   watchFrom?: Promise<number>,
+  /**
+   * `overlapped`: let the sandbox boot while it is moved (`cgroup/attach-overlapped.ts`), for a
+   * runner that waits for `start` and has no `beforeStart`; the caller sends `start` only once
+   * this resolved. @defaultValue `blocking` (`cgroup/attach.ts`)
+   */
+  attach: 'blocking' | 'overlapped' = 'blocking',
 ): Promise<SandboxMonitor> {
   // If bwrap ends (killed on cancel or timeout) while its sandbox is still being set up, the
   // sandbox may live on: whatever is in the TaskInstance's cgroup dies with it.
   subprocess.once('exit', () => void cgroup?.kill().catch(() => undefined));
   try {
-    await attachSandbox(subprocess, SANDBOX_SYNC_FDS, cgroup, shouldStart, beforeStart);
+    await attachBy(attach, subprocess, cgroup, shouldStart, beforeStart);
   } catch (error) {
     // Never leave a sandbox blocked on its start signal until the wall-clock limit.
     subprocess.kill('SIGKILL');
@@ -94,6 +101,19 @@ export async function monitorSandbox(
       return stats === undefined ? undefined : brokenLimit(stats, limits, cpuBeforeMs);
     },
   };
+}
+
+/** The overlapped recipe when asked for and possible (a cgroup, no `beforeStart`), else the blocking one. */
+function attachBy(
+  attach: 'blocking' | 'overlapped',
+  subprocess: SandboxSubprocess,
+  cgroup: TaskCgroup | undefined,
+  shouldStart: () => boolean,
+  beforeStart: ((sandboxPid: number) => Promise<void>) | undefined,
+): Promise<unknown> {
+  return attach === 'overlapped' && cgroup !== undefined && beforeStart === undefined
+    ? attachOverlapped(subprocess, SANDBOX_SYNC_FDS, cgroup, shouldStart)
+    : attachSandbox(subprocess, SANDBOX_SYNC_FDS, cgroup, shouldStart, beforeStart);
 }
 
 /** A limit the cgroup's counters show broken, or undefined. */

@@ -116,8 +116,8 @@ export async function startSandbox(options: SandboxOptions, launch: Launch, io: 
   const streams = sandboxStreams(subprocess, launch.isModule);
   const maxResultBytes = options.maxResultBytes ?? DEFAULT_MAX_RESULT_BYTES;
   const capture = captureStreams(streams, { ...io, outputBytes: limits.outputBytes, maxResultBytes, onStop: stop });
-  const unfeed = io.feed(streams.stdin);
-  // Let the sandbox start only once it is inside its cgroup; then watch the cgroup's counters.
+  // No task code before the sandbox is in its cgroup (a runner without a network boots while it
+  // is moved, and gets `start` from the feed below, after); then watch the cgroup's counters.
   const shouldStart = (): boolean =>
     !signal?.aborted && subprocess.exitCode === null && subprocess.signalCode === null && state.limitHit === undefined;
   const monitor = launch.sandboxed
@@ -129,8 +129,10 @@ export async function startSandbox(options: SandboxOptions, launch: Launch, io: 
         stop,
         launch.network?.beforeStart,
         io.watchFrom,
+        launch.isModule && launch.network === undefined ? 'overlapped' : 'blocking',
       )
     : undefined;
+  const unfeed = io.feed(streams.stdin);
   const parts = { options, launch, subprocess, capture, monitor, state, maxResultBytes };
   const judged = judge(parts).finally(() => {
     unfeed();
@@ -202,10 +204,10 @@ async function judgeAtFinal(parts: JudgeParts): Promise<SandboxEnding> {
 async function judge(parts: JudgeParts): Promise<SandboxEnding> {
   const { capture, monitor, state } = parts;
   const result = await parts.subprocess;
-  // Everything the task wrote is read and counted before its ending is judged.
-  await capture.ended(STREAM_END_GRACE_MS);
-  // Not `limitHit ??= await …`: that would skip stop(), and its timer would outlive the run.
-  const finalHit = await monitor?.stop();
+  // Everything the task wrote is read and counted before its ending is judged; the cgroup's
+  // final counters are read meanwhile. Not `limitHit ??= await …`: that would skip stop(), and
+  // its timer would outlive the run.
+  const [, finalHit] = await Promise.all([capture.ended(STREAM_END_GRACE_MS), monitor?.stop()]);
   state.limitHit ??= finalHit;
   return endingOf(parts, {
     timedOut: state.timedOut || result.timedOut,

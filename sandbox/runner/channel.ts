@@ -1,24 +1,56 @@
 /**
- * The runner's side of the protocol: messages out on fd 3, and the one way a runner process
- * ends (drain what the task printed, send the last message, exit).
+ * The runner's side of the protocol: messages in on fd 0, out on fd 3, and the one way a runner
+ * process ends (drain what the task printed, send the last message, exit).
+ *
+ * Plain fd calls rather than streams on the way to `start`: `process.stdin` on a pipe is a
+ * `net.Socket`, and loading `net` (and a WriteStream for fd 3) took about 5 ms of every cold
+ * start before `start` could even be read. fd 3 is a blocking socket (the node's spawn leaves the
+ * sandbox's end so), so `writeSync` writes each message whole, in order, and a task that logs
+ * faster than the node reads waits instead of queueing without bound. fd 0: see `InputReader`.
  */
-import { createWriteStream } from 'node:fs';
+import { readSync, writeSync } from 'node:fs';
 
 import { encodeMessage, RUNNER_FD, type RunnerMessage } from '../protocol.js';
+import type { Pausable } from './item-buffer.js';
+
+/** stdout/stderr streams the process created: Node makes them on first use, and a task that never printed has none to flush. */
+const createdStdio = new Set<NodeJS.WriteStream>();
+
+/**
+ * Records each of `process.stdout` / `process.stderr` when Node creates it (its lazy getter runs).
+ * Must run before anything touches them: main.ts calls it first.
+ */
+export function trackStdio(): void {
+  for (const name of ['stdout', 'stderr'] as const) {
+    const descriptor = Object.getOwnPropertyDescriptor(process, name);
+    const get = descriptor?.get?.bind(process);
+    if (descriptor === undefined || get === undefined || descriptor.configurable !== true) {
+      createdStdio.add(process[name]); // not a lazy getter here: flush it always
+      continue;
+    }
+    Object.defineProperty(process, name, {
+      ...descriptor,
+      get() {
+        const stream = get() as NodeJS.WriteStream;
+        createdStdio.add(stream);
+        return stream;
+      },
+    });
+  }
+}
 
 export class Channel {
-  private readonly out = createWriteStream('', { fd: RUNNER_FD });
   private finished = false;
 
   send(message: RunnerMessage): void {
     if (!this.finished) {
-      this.out.write(encodeMessage(message));
+      writeMessage(message);
     }
   }
 
   /** Resolves once what the task printed so far went out on stdout and stderr. */
   flushOutput(): Promise<void> {
-    return Promise.all([flushed(process.stdout), flushed(process.stderr)]).then(() => undefined);
+    return Promise.all([...createdStdio].map(flushed)).then(() => undefined);
   }
 
   /** Reports an error the way a task fails (the last message), then exits. */
@@ -39,11 +71,105 @@ export class Channel {
     }
     this.finished = true;
     void this.flushOutput().then(() => {
-      if (message !== undefined) {
-        this.out.write(encodeMessage(message));
+      try {
+        if (message !== undefined) {
+          writeMessage(message);
+        }
+      } finally {
+        process.exit(0);
       }
-      this.out.end(() => process.exit(0));
     });
+  }
+}
+
+/** One whole message on fd 3; dropped when the node is gone (EPIPE): the sandbox dies with it. */
+function writeMessage(message: RunnerMessage): void {
+  const bytes = Buffer.from(encodeMessage(message));
+  try {
+    for (let offset = 0; offset < bytes.length;) {
+      offset += writeSync(RUNNER_FD, bytes, offset);
+    }
+  } catch (error) {
+    if ((error as NodeJS.ErrnoException).code !== 'EPIPE') {
+      throw error;
+    }
+  }
+}
+
+/**
+ * The node's messages on fd 0, as text. Until `start` arrives the runner has nothing else to do,
+ * so it reads synchronously (`readUntil`): no `net` to load, no thread waiting. After it, a
+ * `process.stdin` stream takes over (`follow`), for `cancel` and the phases' messages. (A read
+ * left waiting on libuv's thread pool instead would keep `process.exit()` from returning: Node
+ * joins those threads at exit.)
+ */
+export class InputReader implements Pausable {
+  private readonly decoder = new TextDecoder();
+  private paused = false;
+  private stream: NodeJS.ReadStream | undefined;
+
+  constructor(
+    private readonly onText: (text: string) => void,
+    private readonly onEnd: () => void,
+  ) {}
+
+  /**
+   * Reads and hands on text until `done()` says so after a chunk; returns false at end of input
+   * (the node is gone: `onEnd` ran). If fd 0 is non-blocking (EAGAIN), it goes on as a stream.
+   */
+  readUntil(done: () => boolean): boolean {
+    const buffer = Buffer.allocUnsafe(65_536);
+    while (!done()) {
+      let bytes: number;
+      try {
+        bytes = readSync(0, buffer, 0, buffer.length, null);
+      } catch (error) {
+        if ((error as NodeJS.ErrnoException).code === 'EAGAIN') {
+          this.follow();
+          return true;
+        }
+        bytes = 0;
+      }
+      if (bytes === 0) {
+        const rest = this.decoder.decode();
+        if (rest !== '') {
+          this.onText(rest);
+        }
+        this.onEnd();
+        return false;
+      }
+      this.onText(this.decoder.decode(buffer.subarray(0, bytes), { stream: true }));
+    }
+    return true;
+  }
+
+  /** Reads the rest as a stream (idempotent). */
+  follow(): void {
+    if (this.stream !== undefined) {
+      return;
+    }
+    const stream = process.stdin;
+    this.stream = stream;
+    const rest = this.decoder.decode();
+    if (rest !== '') {
+      this.onText(rest);
+    }
+    stream.setEncoding('utf8');
+    stream.on('data', (chunk: string) => this.onText(chunk));
+    stream.on('end', () => this.onEnd());
+    if (this.paused) {
+      stream.pause();
+    }
+  }
+
+  pause(): void {
+    this.paused = true;
+    this.stream?.pause();
+  }
+
+  resume(): void {
+    this.paused = false;
+    this.stream?.resume();
   }
 }
 

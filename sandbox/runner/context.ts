@@ -1,10 +1,18 @@
-/** The `ctx` argument task code gets, in every mode. */
+/**
+ * What every mode shares: the `ctx` argument task code gets, loading the task's export, and
+ * turning what task code returns or logs into JSON for the protocol. One module rather than
+ * three: each module the runner loads before `start` is on every cold start's critical path.
+ */
+import { pathToFileURL } from 'node:url';
+
 import { type NodeMessage, UNRECOVERABLE_ERROR_NAME, type UnitFailure } from '../protocol.js';
 import type { Channel } from './channel.js';
 import type { Pausable } from './item-buffer.js';
-import { formatArg } from './values.js';
 
 export type StartMessage = Extract<NodeMessage, { type: 'start' }>;
+
+/** The folder the package is mounted at (read-only); the launcher always sets it. */
+const PACKAGE_DIR = process.env.TYDRA_PACKAGE_DIR ?? '/task';
 
 export interface TaskContext {
   instanceId: string;
@@ -60,4 +68,69 @@ export function taskContext(start: StartMessage, env: RunnerEnv): TaskContext {
       throw error;
     },
   };
+}
+
+/**
+ * The export `name` of the package module `module` (`default` for a simple task), or a
+ * TypeError naming both when it is not a function. Imports task code from the read-only package
+ * folder: called only once `start` arrived, never before (see `sandbox/launcher/cgroup/attach-overlapped.ts`).
+ */
+export async function loadExport<F extends (...args: never[]) => unknown>(
+  module: string,
+  name: string,
+  signature: string,
+): Promise<F> {
+  const exports = (await import(pathToFileURL(`${PACKAGE_DIR}/${module}`).href)) as Record<string, unknown>;
+  const fn = exports[name];
+  if (typeof fn !== 'function') {
+    const which = name === 'default' ? 'the default export' : `an export named \`${name}\``;
+    throw new TypeError(`Expected ${which} of ${module} to be a function ${signature}, got ${typeof fn}`);
+  }
+  return fn as F;
+}
+
+/** The result must survive JSON: `undefined` becomes `null`; BigInt or cycles fail the task. */
+export function toJsonValue(value: unknown, what = "the task's result"): unknown {
+  if (value === undefined) {
+    return null;
+  }
+  let text: string | undefined;
+  try {
+    text = JSON.stringify(value);
+  } catch (error) {
+    throw new TypeError(`Expected ${what} to be JSON-serialisable, got an error: ${(error as Error).message}`);
+  }
+  return text === undefined ? null : (JSON.parse(text) as unknown);
+}
+
+/**
+ * A work unit must be a JSON value as it is: it is stored, sent to other nodes and retried, so
+ * `undefined`, functions or symbols are refused rather than silently turned into `null`.
+ */
+export function toJsonUnit(value: unknown, what: string): unknown {
+  const text = ((): string | undefined => {
+    try {
+      return JSON.stringify(value);
+    } catch (error) {
+      throw new TypeError(`Expected ${what} to be JSON-serialisable, got an error: ${(error as Error).message}`);
+    }
+  })();
+  if (text === undefined) {
+    throw new TypeError(`Expected ${what} to be JSON-serialisable, got ${typeof value}`);
+  }
+  return JSON.parse(text) as unknown;
+}
+
+export function formatArg(arg: unknown): string {
+  if (typeof arg === 'string') {
+    return arg;
+  }
+  if (arg instanceof Error) {
+    return arg.stack ?? arg.message;
+  }
+  try {
+    return JSON.stringify(arg) ?? String(arg);
+  } catch {
+    return String(arg);
+  }
 }

@@ -4,9 +4,15 @@
  * number wait in memory (`ItemBuffer` pauses stdin), so the results are never all held at once.
  */
 import { ItemBuffer } from './item-buffer.js';
-import { type Mode, type ReduceContext, type RunnerEnv, type StartMessage, taskContext } from './context.js';
-import { loadExport } from './load-module.js';
-import { toJsonValue } from './values.js';
+import {
+  loadExport,
+  type Mode,
+  type ReduceContext,
+  type RunnerEnv,
+  type StartMessage,
+  taskContext,
+  toJsonValue,
+} from './context.js';
 
 type ReduceFn = (results: AsyncIterable<unknown>, input: unknown, ctx: ReduceContext) => unknown;
 

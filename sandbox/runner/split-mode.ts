@@ -5,9 +5,15 @@
  * Ends with `result`: the number of units.
  */
 import { Credits } from './credits.js';
-import { type Mode, type RunnerEnv, type StartMessage, type TaskContext, taskContext } from './context.js';
-import { loadExport } from './load-module.js';
-import { toJsonUnit } from './values.js';
+import {
+  loadExport,
+  type Mode,
+  type RunnerEnv,
+  type StartMessage,
+  type TaskContext,
+  taskContext,
+  toJsonUnit,
+} from './context.js';
 
 type SplitFn = (input: unknown, ctx: TaskContext) => unknown;
 

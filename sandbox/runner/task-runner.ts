@@ -1,40 +1,87 @@
 /**
  * The runner process: reads the `start` message on stdin, then runs the mode it names: one
  * task (the default export, then exit), or a phase of a parallel task (`split`, `work`,
- * `reduce`; see the `*-mode.ts` files). Every later message goes to that mode; `cancel` aborts
- * `ctx.signal` in any mode. Imports nothing outside Node's standard library.
+ * `reduce`; see the `*-mode.ts` files, imported only when named: a cold task loads none of
+ * them). Every later message goes to that mode; `cancel` aborts `ctx.signal` in any mode.
+ * Imports nothing outside Node's standard library.
  */
 import { LineSplitter, type NodeMessage } from '../protocol.js';
-import { Channel } from './channel.js';
-import type { Mode, RunnerEnv, StartMessage } from './context.js';
-import { reduceMode } from './reduce-mode.js';
-import { splitMode } from './split-mode.js';
-import { taskMode } from './task-mode.js';
-import { workMode } from './work-mode.js';
+import { Channel, InputReader } from './channel.js';
+import {
+  loadExport,
+  type Mode,
+  type RunnerEnv,
+  type StartMessage,
+  type TaskContext,
+  taskContext,
+  toJsonValue,
+} from './context.js';
 
 export type { ReduceContext, TaskContext, WorkContext } from './context.js';
 
-const MODES: Record<NonNullable<StartMessage['mode']>, (start: StartMessage, env: RunnerEnv) => Mode> = {
-  task: taskMode,
-  split: splitMode,
-  work: workMode,
-  reduce: reduceMode,
+type ModeStarter = (start: StartMessage, env: RunnerEnv) => Mode;
+type TaskFn = (input: unknown, ctx: TaskContext) => unknown;
+
+/** mode `task`: one call of the module's default export, its result, exit. */
+function taskMode(start: StartMessage, env: RunnerEnv, onCalled: () => void): Mode {
+  void (async () => {
+    const fn = await loadExport<TaskFn>(start.module, 'default', '(input, ctx) => result');
+    const running = fn(start.input, taskContext(start, env));
+    onCalled();
+    const value = await running;
+    env.channel.finish({ type: 'result', value: toJsonValue(value) });
+  })().catch((error: unknown) => env.channel.fail(error));
+  return { onMessage: () => undefined, onInputEnd: () => undefined };
+}
+
+const PHASE_MODES: Record<Exclude<NonNullable<StartMessage['mode']>, 'task'>, () => Promise<ModeStarter>> = {
+  split: async () => (await import('./split-mode.js')).splitMode,
+  work: async () => (await import('./work-mode.js')).workMode,
+  reduce: async () => (await import('./reduce-mode.js')).reduceMode,
 };
+
+/** Forwards to a mode that is still being imported, then to the mode itself. */
+function lazyMode(load: () => Promise<ModeStarter>, start: StartMessage, env: RunnerEnv, channel: Channel): Mode {
+  const early: Array<(mode: Mode) => void> = [];
+  let mode: Mode | undefined;
+  load().then(
+    (starter) => {
+      mode = starter(start, env);
+      early.splice(0).forEach((replay) => replay(mode as Mode));
+    },
+    (error: unknown) => channel.fail(error),
+  );
+  const forward = (call: (target: Mode) => void): void => (mode === undefined ? void early.push(call) : call(mode));
+  return {
+    onMessage: (message) => forward((target) => target.onMessage(message)),
+    onInputEnd: () => forward((target) => target.onInputEnd()),
+  };
+}
 
 export class TaskRunner {
   private readonly channel = new Channel();
   private readonly abort = new AbortController();
   private mode: Mode | undefined;
+  private input: InputReader | undefined;
+  private phase = false;
 
   listen(): void {
     const lines = new LineSplitter(Number.MAX_SAFE_INTEGER, (line) => this.onMessage(line));
-    process.stdin.setEncoding('utf8');
-    process.stdin.on('data', (chunk: string) => lines.push(chunk));
-    process.stdin.on('end', () => this.mode?.onInputEnd());
+    this.input = new InputReader(
+      (text) => lines.push(text),
+      () => this.mode?.onInputEnd(),
+    );
     if (process.env.TYDRA_WARM === '1') {
       // A pooled sandbox: tell the node this runner is loaded. The variable is the node's, not the task's.
       delete process.env.TYDRA_WARM;
       this.channel.send({ type: 'ready' });
+    }
+    const input = this.input;
+    // A task's only later message is `cancel`: the stream (which loads `net`) is opened once its
+    // function was called, after a turn of the event loop, so a short task ends before paying
+    // for it. A phase needs it at once.
+    if (input.readUntil(() => this.mode !== undefined) && this.phase) {
+      input.follow();
     }
   }
 
@@ -47,7 +94,7 @@ export class TaskRunner {
     if (message.type === 'cancel') {
       this.abort.abort(new Error(message.reason));
     } else if (message.type === 'start') {
-      if (this.mode === undefined) {
+      if (this.mode === undefined && this.input !== undefined) {
         // Secrets (and, in a pooled sandbox, every per-TaskInstance variable): in the
         // environment before the mode imports the task module.
         Object.assign(process.env, message.env ?? {});
@@ -57,8 +104,14 @@ export class TaskRunner {
           // does not name it: its title (/proc/<pid>/cmdline, `ps`) does instead.
           process.title = `TYDRA_INSTANCE_ID=${instance}`;
         }
-        const env: RunnerEnv = { channel: this.channel, signal: this.abort.signal, stdin: process.stdin };
-        this.mode = MODES[message.mode ?? 'task'](message, env);
+        const env: RunnerEnv = { channel: this.channel, signal: this.abort.signal, stdin: this.input };
+        const phase = message.mode === undefined || message.mode === 'task' ? undefined : PHASE_MODES[message.mode];
+        this.phase = phase !== undefined;
+        const input = this.input;
+        this.mode =
+          phase === undefined
+            ? taskMode(message, env, () => setImmediate(() => input.follow()))
+            : lazyMode(phase, message, env, this.channel);
       }
     } else {
       this.mode?.onMessage(message);

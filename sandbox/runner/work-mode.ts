@@ -6,9 +6,15 @@
  */
 import type { NodeMessage, RunnerMessage } from '../protocol.js';
 import { toError } from './channel.js';
-import { type Mode, type RunnerEnv, type StartMessage, taskContext, type WorkContext } from './context.js';
-import { loadExport } from './load-module.js';
-import { toJsonValue } from './values.js';
+import {
+  loadExport,
+  type Mode,
+  type RunnerEnv,
+  type StartMessage,
+  taskContext,
+  toJsonValue,
+  type WorkContext,
+} from './context.js';
 
 type WorkFn = (unit: unknown, ctx: WorkContext) => unknown;
 type UnitMessage = Extract<NodeMessage, { type: 'unit' }>;

@@ -104,24 +104,8 @@ export async function attachSandbox(
   /** Runs once the sandbox is in its cgroup, before it is let go; if it throws, the sandbox is killed. */
   beforeStart?: (sandboxPid: number) => Promise<void>,
 ): Promise<AttachedSandbox | undefined> {
-  const info = subprocess.stdio[fds.infoFd];
-  const block = subprocess.stdio[fds.blockFd];
-  if (!(info instanceof Readable) || !(block instanceof Writable)) {
-    throw new IllegalStateError(
-      `bwrap was spawned without pipes at fds ${fds.infoFd} and ${fds.blockFd}; use sandboxSyncStdio()`,
-    );
-  }
-  block.on('error', () => undefined); // EPIPE when bwrap died meanwhile
-  let childPid: number | undefined;
-  try {
-    childPid = parseChildPid(await readAll(info), fds.infoFd);
-  } catch (error) {
-    subprocess.kill('SIGKILL');
-    block.destroy();
-    throw error;
-  }
+  const { block, childPid } = await readSandboxPid(subprocess, fds);
   if (childPid === undefined) {
-    block.destroy();
     return undefined;
   }
   const movedPids: number[] = [];
@@ -152,6 +136,37 @@ export async function attachSandbox(
   }
   block.end(Buffer.of(1));
   return { childPid, movedPids };
+}
+
+/**
+ * bwrap's block pipe and the sandbox's pid, once bwrap reported it; `childPid` is undefined (and
+ * the pipe destroyed) when bwrap exited before making the sandbox. On a garbled report bwrap is
+ * SIGKILLed and the error thrown. @internal Shared with `attach-overlapped.ts`.
+ */
+export async function readSandboxPid(
+  subprocess: SandboxSubprocess,
+  fds: SandboxSyncFds,
+): Promise<{ block: Writable; childPid: number | undefined }> {
+  const info = subprocess.stdio[fds.infoFd];
+  const block = subprocess.stdio[fds.blockFd];
+  if (!(info instanceof Readable) || !(block instanceof Writable)) {
+    throw new IllegalStateError(
+      `bwrap was spawned without pipes at fds ${fds.infoFd} and ${fds.blockFd}; use sandboxSyncStdio()`,
+    );
+  }
+  block.on('error', () => undefined); // EPIPE when bwrap died meanwhile
+  let childPid: number | undefined;
+  try {
+    childPid = parseChildPid(await readAll(info), fds.infoFd);
+  } catch (error) {
+    subprocess.kill('SIGKILL');
+    block.destroy();
+    throw error;
+  }
+  if (childPid === undefined) {
+    block.destroy();
+  }
+  return { block, childPid };
 }
 
 /** Runs `beforeStart`; if it throws, kills the waiting sandbox and bwrap first (as a refused cgroup does). */
@@ -210,19 +225,20 @@ function parseChildPid(text: string, fd: number): number | undefined {
   return pid as number;
 }
 
-async function addIfAlive(cgroup: TaskCgroup, pid: number, moved: number[]): Promise<void> {
+/** Moves `pid` and records it in `moved`; a process that exited meanwhile (ESRCH) needs no cgroup. @internal */
+export async function addIfAlive(cgroup: TaskCgroup, pid: number, moved: number[]): Promise<void> {
   try {
     await cgroup.addProcess(pid);
     moved.push(pid);
   } catch (error) {
-    const code = typeof error === 'object' && error !== null && 'code' in error ? error.code : undefined;
-    if (code !== 'ESRCH') {
-      throw error; // a process that exited meanwhile needs no cgroup
+    if (errnoCode(error) !== 'ESRCH') {
+      throw error;
     }
   }
 }
 
-function signalQuietly(pid: number): void {
+/** SIGKILLs `pid` unless it is gone already. @internal */
+export function signalQuietly(pid: number): void {
   try {
     process.kill(pid, 'SIGKILL');
   } catch (error) {

@@ -11,6 +11,34 @@ export async function childPids(pid: number): Promise<number[]> {
   return fromChildrenFiles ?? (await scanForChildren(pid));
 }
 
+/**
+ * Children of any of `parents` that are not in it themselves, all in one pass: the children files
+ * of each parent where the kernel has them, else ONE scan of /proc for the whole set (not one per
+ * parent), its stat files read in parallel.
+ */
+export async function childrenOfAny(parents: ReadonlySet<number>): Promise<number[]> {
+  const found = new Set<number>();
+  let perParent = true;
+  for (const parent of parents) {
+    const children = await readChildrenFiles(parent);
+    if (children === undefined) {
+      perParent = false;
+      break;
+    }
+    children.forEach((child) => found.add(child));
+  }
+  if (!perParent) {
+    const entries = (await readdir('/proc')).filter((entry) => /^\d+$/.test(entry));
+    const ppids = await Promise.all(entries.map((entry) => parentPid(Number(entry))));
+    entries.forEach((entry, i) => {
+      if (parents.has(ppids[i] ?? 0)) {
+        found.add(Number(entry));
+      }
+    });
+  }
+  return [...found].filter((pid) => !parents.has(pid));
+}
+
 /** Every descendant of `pid`, parents before their children, each read after its parent. */
 export async function descendantPids(pid: number): Promise<number[]> {
   const found: number[] = [];
@@ -65,13 +93,6 @@ async function readChildrenFiles(pid: number): Promise<number[] | undefined> {
   return [...children];
 }
 
-async function scanForChildren(pid: number): Promise<number[]> {
-  const entries = await readdir('/proc');
-  const children: number[] = [];
-  for (const entry of entries) {
-    if (/^\d+$/.test(entry) && (await parentPid(Number(entry))) === pid) {
-      children.push(Number(entry));
-    }
-  }
-  return children;
+function scanForChildren(pid: number): Promise<number[]> {
+  return childrenOfAny(new Set([pid]));
 }

@@ -63,17 +63,18 @@ export async function createTaskCgroup(
           cpu: support.cpuacct === undefined ? undefined : join(support.cpuacct, name),
         };
   const cgroup = new TaskCgroup(support, name, dirs);
-  const created: string[] = [];
+  // Every folder, then every limit, at once (each is its own file in cgroupfs): on the critical
+  // path of every cold start.
+  const made = await Promise.allSettled(cgroup.paths.map(makeNewCgroup));
+  const failed = made.find((result) => result.status === 'rejected');
   try {
-    for (const dir of cgroup.paths) {
-      await makeNewCgroup(dir);
-      created.push(dir);
+    if (failed !== undefined) {
+      throw failed.reason;
     }
     await applyLimits(support, dirs.memory, dirs.pids, limits);
   } catch (error) {
-    for (const dir of created) {
-      await removeCgroupDir(dir).catch(() => undefined);
-    }
+    const created = cgroup.paths.filter((_, i) => made[i]?.status === 'fulfilled');
+    await Promise.all(created.map((dir) => removeCgroupDir(dir).catch(() => undefined)));
     throw error;
   }
   return cgroup;
@@ -99,9 +100,9 @@ export class TaskCgroup {
     if (!Number.isSafeInteger(pid) || pid <= 0) {
       throw new InvalidOptionError(`Expected a process id (positive integer), got ${describe(pid)}`);
     }
-    for (const dir of this.paths) {
-      await writeCgroupFile(join(dir, 'cgroup.procs'), String(pid));
-    }
+    // In parallel: on v1 the kernel serialises the moves anyway, and only the first waits for
+    // its RCU grace period; the others follow within it.
+    await Promise.all(this.paths.map((dir) => writeCgroupFile(join(dir, 'cgroup.procs'), String(pid))));
   }
 
   /** Process ids currently in the cgroup (the union over v1 hierarchies). */
@@ -111,25 +112,35 @@ export class TaskCgroup {
 
   async stats(): Promise<TaskCgroupStats> {
     const { memory, pids, cpu } = this.dirs;
-    const pidsLimitHits = (await readKeyedCounts(join(pids, 'pids.events')))?.get('max') ?? 0;
     if (this.support.mode === 'v2') {
-      const usageUsec = (await readKeyedCounts(join(cpu ?? memory, 'cpu.stat')))?.get('usage_usec');
+      const [pidsEvents, cpuStat, memoryEvents, memoryPeakBytes] = await Promise.all([
+        readKeyedCounts(join(pids, 'pids.events')),
+        readKeyedCounts(join(cpu ?? memory, 'cpu.stat')),
+        readKeyedCounts(join(memory, 'memory.events')),
+        readNumber(join(memory, 'memory.peak')),
+      ]);
+      const usageUsec = cpuStat?.get('usage_usec');
       return {
-        oomKills: (await readKeyedCounts(join(memory, 'memory.events')))?.get('oom_kill') ?? 0,
-        pidsLimitHits,
+        oomKills: memoryEvents?.get('oom_kill') ?? 0,
+        pidsLimitHits: pidsEvents?.get('max') ?? 0,
         cpuUsageMs: usageUsec === undefined ? undefined : Math.round(usageUsec / 1000),
-        memoryPeakBytes: await readNumber(join(memory, 'memory.peak')),
+        memoryPeakBytes,
       };
     }
     // v1: `oom_kill` is in memory.oom_control since Linux 4.13. Before that the best sign is
     // that the limit was hit at all (failcnt), which also counts reclaim that avoided an OOM.
-    const oomKill = (await readKeyedCounts(join(memory, 'memory.oom_control')))?.get('oom_kill');
-    const usageNs = cpu === undefined ? undefined : await readNumber(join(cpu, 'cpuacct.usage'));
+    const [pidsEvents, oomControl, usageNs, memoryPeakBytes, failcnt] = await Promise.all([
+      readKeyedCounts(join(pids, 'pids.events')),
+      readKeyedCounts(join(memory, 'memory.oom_control')),
+      cpu === undefined ? undefined : readNumber(join(cpu, 'cpuacct.usage')),
+      readNumber(join(memory, 'memory.max_usage_in_bytes')),
+      readNumber(join(memory, 'memory.failcnt')),
+    ]);
     return {
-      oomKills: oomKill ?? (((await readNumber(join(memory, 'memory.failcnt'))) ?? 0) > 0 ? 1 : 0),
-      pidsLimitHits,
+      oomKills: oomControl?.get('oom_kill') ?? ((failcnt ?? 0) > 0 ? 1 : 0),
+      pidsLimitHits: pidsEvents?.get('max') ?? 0,
       cpuUsageMs: usageNs === undefined ? undefined : Math.round(usageNs / 1e6),
-      memoryPeakBytes: await readNumber(join(memory, 'memory.max_usage_in_bytes')),
+      memoryPeakBytes,
     };
   }
 
@@ -142,9 +153,7 @@ export class TaskCgroup {
   remove(): Promise<void> {
     this.#removal ??= (async () => {
       await this.kill();
-      for (const dir of this.paths) {
-        await removeCgroupDir(dir);
-      }
+      await Promise.all(this.paths.map(removeCgroupDir));
     })().catch((error: unknown) => {
       this.#removal = undefined; // let a later call retry
       throw error;
@@ -172,25 +181,37 @@ async function applyLimits(
   pids: string,
   limits: TaskCgroupLimits,
 ): Promise<void> {
-  const bytes = String(limits.memoryBytes);
+  await Promise.all([
+    applyMemoryLimit(support, memory, String(limits.memoryBytes)),
+    writeCgroupFile(join(pids, 'pids.max'), String(limits.pids)),
+  ]);
+}
+
+/** The memory limit and what goes with it; the optional files are probed in parallel with the limit's write. */
+async function applyMemoryLimit(support: AvailableCgroupSupport, memory: string, bytes: string): Promise<void> {
+  const writeIfPresent = async (file: string, value: string): Promise<void> => {
+    if (await pathExists(join(memory, file))) {
+      await writeCgroupFile(join(memory, file), value);
+    }
+  };
   if (support.mode === 'v2') {
-    await writeCgroupFile(join(memory, 'memory.max'), bytes);
-    if (await pathExists(join(memory, 'memory.swap.max'))) {
-      await writeCgroupFile(join(memory, 'memory.swap.max'), '0');
-    }
     // One OOM kill takes the whole sandbox down instead of leaving a half-dead process tree.
-    if (await pathExists(join(memory, 'memory.oom.group'))) {
-      await writeCgroupFile(join(memory, 'memory.oom.group'), '1');
-    }
-  } else {
-    // Order matters: memsw (memory + swap) may never be below the memory limit, so lower the
-    // memory limit first, then memsw to the same value, leaving no room for swap. Without
-    // memsw (swapaccount=0) swappiness 0 keeps this cgroup's own reclaim from swapping.
-    await writeCgroupFile(join(memory, 'memory.limit_in_bytes'), bytes);
-    if (await pathExists(join(memory, 'memory.memsw.limit_in_bytes'))) {
-      await writeCgroupFile(join(memory, 'memory.memsw.limit_in_bytes'), bytes);
-    }
-    await writeCgroupFile(join(memory, 'memory.swappiness'), '0');
+    await Promise.all([
+      writeCgroupFile(join(memory, 'memory.max'), bytes),
+      writeIfPresent('memory.swap.max', '0'),
+      writeIfPresent('memory.oom.group', '1'),
+    ]);
+    return;
   }
-  await writeCgroupFile(join(pids, 'pids.max'), String(limits.pids));
+  // Order matters: memsw (memory + swap) may never be below the memory limit, so lower the
+  // memory limit first, then memsw to the same value, leaving no room for swap. Without
+  // memsw (swapaccount=0) swappiness 0 keeps this cgroup's own reclaim from swapping.
+  const [hasMemsw] = await Promise.all([
+    pathExists(join(memory, 'memory.memsw.limit_in_bytes')),
+    writeCgroupFile(join(memory, 'memory.limit_in_bytes'), bytes),
+    writeCgroupFile(join(memory, 'memory.swappiness'), '0'),
+  ]);
+  if (hasMemsw) {
+    await writeCgroupFile(join(memory, 'memory.memsw.limit_in_bytes'), bytes);
+  }
 }
