@@ -9,7 +9,9 @@
  *   runner's modules, before any task; what a cold sandbox pays on top of bwrap and the cgroup);
  * - making one TaskInstance cgroup with its limits (what a pool of pre-made cgroups would save);
  * - moving a live process into it (the migration a cgroup-v1 host pays on every start);
- * - a whole cold sandbox: `runTask()` of a no-op module (prlimit → bwrap → cgroup → runner → task);
+ * - a whole cold sandbox: `runTask()` of a no-op module (prlimit → bwrap → cgroup → runner → task),
+ *   to its result as a node gets it (`cold`: at the runner's final message) and to its end
+ *   (`coldGone`: exited, cgroup removed);
  * - a pooled sandbox's share: `WarmSandbox.claim()` of a sandbox started and ready beforehand
  *   (the `start` message, the task's import and run, the exit and the clean-up).
  *
@@ -102,21 +104,41 @@ async function main(): Promise<void> {
       await child;
       return ms;
     };
-    const cold = (): Promise<unknown> =>
-      runTask({ ...sandbox, task: { module: 'noop.mjs' }, input: null, instanceId: randomUUID(), attempt: 1 });
+    // As a node runs it: the result counts at the runner's final message (`onTeardown`); `gone`
+    // is when nothing of the sandbox is left (its exit, its cgroup's removal).
+    const cold = async (): Promise<{ result: number; gone: number }> => {
+      let ended: Promise<void> = Promise.resolve();
+      const start = performance.now();
+      const task = { module: 'noop.mjs' };
+      await runTask({
+        ...sandbox,
+        task,
+        input: null,
+        instanceId: randomUUID(),
+        attempt: 1,
+        onTeardown: (e) => {
+          ended = e;
+        },
+      });
+      const result = performance.now() - start;
+      await ended;
+      return { result, gone: performance.now() - start };
+    };
     const claim = async (): Promise<number> => {
       const warm = await WarmSandbox.start({ ...sandbox, module: 'noop.mjs' });
       await warm.ready;
       return timed(() => warm.claim({ instanceId: randomUUID(), attempt: 1, input: null }));
     };
-    const series: Record<string, number[]> = { bare: [], runner: [], cgroup: [], migrate: [], cold: [], claim: [] };
+    const series: Record<string, number[]> = {
+      ...{ bare: [], runner: [], cgroup: [], migrate: [], cold: [], coldGone: [], claim: [] },
+    };
     for (let round = 0; round < WARMUP + rounds; round += 1) {
       const sample = {
         bare: await timed(bare),
         runner: await runner(),
         cgroup: await makeCgroup(),
         migrate: await migrate(),
-        cold: await timed(cold),
+        ...(await cold().then(({ result, gone }) => ({ cold: result, coldGone: gone }))),
         claim: await claim(),
       };
       if (round >= WARMUP) {

@@ -12,6 +12,7 @@ import type { NodeMetrics } from './node-metrics.js';
 import type { CompiledNodeOptions } from './options.js';
 import type { InstanceReporter } from './parallel/instance-report.js';
 import type { SlotGate } from './slot-gate.js';
+import type { Teardowns } from './teardowns.js';
 import type { WarmPool } from './warm-pool.js';
 
 export interface ExecutionEnv {
@@ -37,6 +38,8 @@ export interface ExecutionEnv {
   clusterSlots: () => Promise<number>;
   /** This node's metrics (`tydra_run_duration_seconds`, …). */
   metrics: NodeMetrics;
+  /** Sandboxes still ending after their TaskInstance settled; the node waits for them at close. */
+  teardowns: Teardowns;
   /** Pre-started sandboxes for simple JavaScript tasks (`warm-pool.ts`); absent: every sandbox starts cold. */
   warmPool?: WarmPool;
 }

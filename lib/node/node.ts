@@ -44,6 +44,7 @@ import { InstanceReporter } from './parallel/instance-report.js';
 import { WorkerPool, type WorkunitStats } from './parallel/worker-pool.js';
 import { SlotGate } from './slot-gate.js';
 import { executeNodeJob, type ExecutionEnv } from './task-execution.js';
+import { Teardowns } from './teardowns.js';
 import { WarmPool, type WarmPoolStats } from './warm-pool.js';
 import { upkeepWarmPool } from './warm-upkeep.js';
 
@@ -91,6 +92,7 @@ export class TydraNode {
   private metricsServer: MetricsServer | undefined;
   /** Pre-started sandboxes (`warm-pool.ts`); made once the sandbox is prepared. */
   private warmPool: WarmPool | undefined;
+  private readonly teardowns = new Teardowns();
   /** `http://host:port/metrics` once started with `metricsPort`. */
   metricsUrl: string | undefined;
   state: NodeState = 'idle';
@@ -331,6 +333,7 @@ export class TydraNode {
       clusterSlots: () => this.clusterSlots(),
       metrics: this.metrics,
       warmPool: this.warmPool,
+      teardowns: this.teardowns,
     };
   }
 
@@ -363,6 +366,8 @@ export class TydraNode {
     await this.drain(worker);
     await pooled;
     await this.pool?.close(new NodeShutdownError(this.id));
+    // Sandboxes of settled TaskInstances still ending: their cgroups go before their parent does.
+    await this.teardowns.idle();
     this.reporter.close();
     const closed = Promise.allSettled([
       stopped?.then(() => this.registry.markStopped(this.id)),

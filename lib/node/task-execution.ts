@@ -182,6 +182,7 @@ async function runFromPackage(env: ExecutionEnv, run: PackageRun): Promise<unkno
           onProgress: (value) => mirror.progress(value),
           onLog: (line) => mirror.log(line),
           onStarted: (seconds) => env.metrics.sandboxStarted(seconds, 'task'),
+          onTeardown: env.teardowns.track,
         },
         data.package,
       );

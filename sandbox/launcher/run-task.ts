@@ -26,6 +26,13 @@ export interface RunTaskOptions extends SandboxOptions {
   input: unknown;
   /** Called once the sandbox runs in its cgroup, with the seconds its launch took (for metrics). */
   onStarted?: (seconds: number) => void;
+  /**
+   * Given, `runTask` settles a JavaScript task at its runner's final message (see
+   * `RunningSandbox.settled`) and hands over the rest of the sandbox's end (its exit, its
+   * cgroup's removal) as this promise, which the caller must wait for before it reports the
+   * sandbox gone. Absent, `runTask` resolves only once nothing of the sandbox is left.
+   */
+  onTeardown?: (ended: Promise<void>) => void;
 }
 
 /**
@@ -43,7 +50,11 @@ export async function runTask(options: RunTaskOptions): Promise<unknown> {
     feed: (stdin) => feedSandbox(stdin, options),
   });
   options.onStarted?.((performance.now() - launched) / 1000);
-  return settle(outcome(await sandbox.ending));
+  if (options.onTeardown === undefined) {
+    return settle(outcome(await sandbox.ending));
+  }
+  options.onTeardown(sandbox.ending.then(() => undefined));
+  return settle(outcome(await sandbox.settled));
 }
 
 /** Starts the runner (returns the remover of its cancel listener), or gives a command its input. */

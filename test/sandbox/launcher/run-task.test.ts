@@ -3,7 +3,7 @@
  * reasons an abort rejects with.
  */
 import assert from 'node:assert/strict';
-import { chmod, writeFile } from 'node:fs/promises';
+import { chmod, readdir, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 
 import { LimitExceededError, TaskCancelledError, TaskFailedError } from '../../../lib/core/errors.js';
@@ -21,6 +21,22 @@ const MiB = 1024 * 1024;
 const LOUD_EXIT = `export default () => {
   for (let i = 0; i < 100; i += 1) console.log(String(i).padStart(3, '0') + 'x'.repeat(64 * 1024 - 3));
   return 'done2';
+};
+`;
+/**
+ * Returns, then cannot exit: its exit handler reads stdin to its end, which the node closes only
+ * once the sandbox has exited (or was killed at its timeout).
+ */
+const HOLD_EXIT = `import { readSync } from 'node:fs';
+export default () => {
+  process.on('exit', () => {
+    const buffer = Buffer.alloc(64);
+    for (;;) {
+      try { if (readSync(0, buffer) === 0) return; } catch (error) { if (error.code !== 'EAGAIN') return; }
+    }
+  });
+  process.stdout.write('no newline at the end');
+  return 'held';
 };
 `;
 /** Says it started, then never returns. */
@@ -71,7 +87,11 @@ describe('runTask (@integration)', function () {
   beforeEach(async () => {
     root = await tempDir();
     await chmod(root, 0o755);
-    for (const [name, text] of Object.entries({ 'loud-exit.mjs': LOUD_EXIT, 'hang.mjs': HANG })) {
+    for (const [name, text] of Object.entries({
+      'loud-exit.mjs': LOUD_EXIT,
+      'hang.mjs': HANG,
+      'hold-exit.mjs': HOLD_EXIT,
+    })) {
       await writeFile(join(root, name), text, { mode: 0o644 });
     }
     base = {
@@ -129,6 +149,53 @@ describe('runTask (@integration)', function () {
       );
       const bytes = lines.reduce((sum, line) => sum + Buffer.byteLength(line) - '[stdout] '.length, 0);
       assert.equal(bytes, 100 * 64 * 1024);
+    });
+  });
+
+  describe('settled at the final message (onTeardown, as a node runs it)', () => {
+    it('resolves while the sandbox still lives, with every line before it, and hands over its end', async () => {
+      const lines: string[] = [];
+      let ended: Promise<void> | undefined;
+      let gone = false;
+      const result = await run(
+        'hold-exit.mjs',
+        { timeoutMs: 3000 },
+        {
+          onLog: (line) => lines.push(line),
+          onTeardown: (teardown) => {
+            ended = teardown.then(() => {
+              gone = true;
+            });
+          },
+        },
+      );
+      assert.equal(result, 'held');
+      assert.equal(gone, false, 'the result came while the sandbox could not exit yet');
+      assert.deepEqual(lines, ['[stdout] no newline at the end'], 'the unterminated last line, at once');
+      await ended;
+      assert.equal(gone, true);
+      const parent = cgroups.mode === 'v2' ? cgroups.parent : cgroups.mode === 'v1' ? cgroups.memory : undefined;
+      assert.ok(parent !== undefined, 'this test needs cgroups');
+      const leftovers = await readdir(parent);
+      assert.deepEqual(
+        leftovers.filter((name) => name.startsWith('task-')),
+        [],
+        'its cgroup went with its end',
+      );
+    });
+
+    it('still delivers 6.4 MiB printed right before the final message in full', async () => {
+      const lines: string[] = [];
+      let ended: Promise<void> = Promise.resolve();
+      const result = await run(
+        'loud-exit.mjs',
+        { outputBytes: 64 * MiB },
+        { onLog: (line) => lines.push(line), onTeardown: (teardown) => void (ended = teardown) },
+      );
+      assert.equal(result, 'done2');
+      const bytes = lines.reduce((sum, line) => sum + Buffer.byteLength(line) - '[stdout] '.length, 0);
+      assert.equal(bytes, 100 * 64 * 1024);
+      await ended;
     });
   });
 
