@@ -19,7 +19,8 @@
  * heartbeats, stalled-job checks), so an idle window of the same length as the measured one
  * comes first, and its counts are subtracted: the figures are what the TaskInstances added.
  *
- * Environment: BENCH_TRIPS_TASKS (M, default 30). Progress goes to stderr; the table and, as the
+ * Environment: BENCH_TRIPS_TASKS (M, default 30); BENCH_TRIPS_TIMELINE (N, default 0: the last N
+ * TaskInstances' commands as sent, each with its time since `submit()`). Progress goes to stderr; the table and, as the
  * very last line, `BENCH_TRIPS_JSON {...}` go to stdout.
  */
 import { createHash, randomUUID } from 'node:crypto';
@@ -439,7 +440,7 @@ async function main(): Promise<void> {
     const phases = countPhases(busy.lines, roleMap.roles, submits, isNodeFinish, detail);
     const result = { ...report(tasks, idle, busy), phases: phaseReport(phases, tasks) };
     process.stdout.write(`\n${formatReport(result)}\n${formatPhases(result.phases)}\n\n`);
-    const shown = Number(process.env['BENCH_TRIPS_TIMELINE'] ?? 0);
+    const shown = Math.min(tasks, Math.max(0, Math.trunc(Number(process.env['BENCH_TRIPS_TIMELINE'] ?? 0)) || 0));
     for (let i = Math.max(0, tasks - shown); i < tasks; i += 1) {
       process.stdout.write(`${timeline(busy.lines, roleMap.roles, submits[i] ?? [0, 0], results[i] ?? 0)}\n\n`);
     }

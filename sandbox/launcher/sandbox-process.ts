@@ -189,9 +189,12 @@ interface JudgeParts {
  * the teardown kills whatever is left.
  */
 async function judgeAtFinal(parts: JudgeParts): Promise<SandboxEnding> {
+  // The counters are read on libuv's threads meanwhile. Not `limitHit ??= await …`: see `judge`.
+  const finalHit = parts.monitor?.stop();
   await new Promise((resolve) => setImmediate(resolve));
   parts.capture.flushLines();
-  parts.state.limitHit ??= await parts.monitor?.stop();
+  const hit = await finalHit;
+  parts.state.limitHit ??= hit;
   return endingOf(parts, {
     timedOut: parts.state.timedOut,
     aborted: parts.options.signal?.aborted === true,
