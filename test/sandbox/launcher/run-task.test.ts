@@ -8,11 +8,9 @@ import { join } from 'node:path';
 
 import { LimitExceededError, TaskCancelledError, TaskFailedError } from '../../../lib/core/errors.js';
 import { type CompiledTaskLimits, DEFAULT_TASK_LIMITS } from '../../../lib/core/limits.js';
-import { checkBwrap } from '../../../sandbox/launcher/bwrap.js';
 import { type CgroupSupport, detectCgroups, removeCgroupParent } from '../../../sandbox/launcher/cgroup/support.js';
-import { findPrlimit } from '../../../sandbox/launcher/rlimits.js';
 import { runTask, type RunTaskOptions } from '../../../sandbox/launcher/run-task.js';
-import { installRuntime } from '../../../sandbox/launcher/runtime-dir.js';
+import { sandboxBase } from './sandbox-base.js';
 import { tempDir } from '../../helpers.js';
 
 const MiB = 1024 * 1024;
@@ -94,16 +92,7 @@ describe('runTask (@integration)', function () {
     })) {
       await writeFile(join(root, name), text, { mode: 0o644 });
     }
-    base = {
-      packageDir: root,
-      input: null,
-      attempt: 1,
-      bwrap: await checkBwrap(),
-      prlimit: findPrlimit(),
-      cgroups,
-      sandboxUser: process.getuid?.() === 0 ? { uid: 65534, gid: 65534 } : undefined,
-      runtimeDir: await installRuntime(root),
-    };
+    base = await sandboxBase(root, cgroups);
   });
 
   after(() => removeCgroupParent(cgroups));

@@ -8,17 +8,15 @@ import { chmod, readdir, readFile } from 'node:fs/promises';
 
 import { SecretUnavailableError, TaskCancelledError } from '../../../lib/core/errors.js';
 import { DEFAULT_TASK_LIMITS } from '../../../lib/core/limits.js';
-import { checkBwrap } from '../../../sandbox/launcher/bwrap.js';
 import { prepareLaunch } from '../../../sandbox/launcher/launch.js';
-import { findPrlimit } from '../../../sandbox/launcher/rlimits.js';
 import { runTask, type RunTaskOptions } from '../../../sandbox/launcher/run-task.js';
-import { installRuntime } from '../../../sandbox/launcher/runtime-dir.js';
 import {
   encodeSecretArgs,
   SECRET_ARGS_FD,
   secretArgsFlags,
   withSecretArgsStdio,
 } from '../../../sandbox/launcher/secret-args.js';
+import { sandboxBase } from './sandbox-base.js';
 import { tempDir, waitFor } from '../../helpers.js';
 
 const sha256 = (text: string): string => createHash('sha256').update(text).digest('hex');
@@ -94,16 +92,7 @@ describe('secrets of a sandboxed command (@integration)', function () {
   beforeEach(async () => {
     const root = await tempDir();
     await chmod(root, 0o755);
-    base = {
-      packageDir: root,
-      input: null,
-      attempt: 1,
-      limits: DEFAULT_TASK_LIMITS,
-      bwrap: await checkBwrap(),
-      prlimit: findPrlimit(),
-      sandboxUser: process.getuid?.() === 0 ? { uid: 65534, gid: 65534 } : undefined,
-      runtimeDir: await installRuntime(root),
-    };
+    base = { ...(await sandboxBase(root)), limits: DEFAULT_TASK_LIMITS };
   });
 
   it('the task sees the value; bwrap has it neither in /proc/PID/cmdline nor environ; fd 6 is closed', async () => {

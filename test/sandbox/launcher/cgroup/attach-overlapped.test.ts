@@ -11,16 +11,14 @@ import { join } from 'node:path';
 
 import { CgroupError, InfrastructureError, LimitExceededError } from '../../../../lib/core/errors.js';
 import { type CompiledTaskLimits, DEFAULT_TASK_LIMITS } from '../../../../lib/core/limits.js';
-import { checkBwrap } from '../../../../sandbox/launcher/bwrap.js';
 import { type CgroupSupport, detectCgroups, removeCgroupParent } from '../../../../sandbox/launcher/cgroup/support.js';
 import { prepareLaunch } from '../../../../sandbox/launcher/launch.js';
 import { outcome } from '../../../../sandbox/launcher/outcome.js';
-import { findPrlimit } from '../../../../sandbox/launcher/rlimits.js';
 import { runTask, type RunTaskOptions } from '../../../../sandbox/launcher/run-task.js';
-import { installRuntime } from '../../../../sandbox/launcher/runtime-dir.js';
 import { startSandbox } from '../../../../sandbox/launcher/sandbox-process.js';
 import { startRunner } from '../../../../sandbox/launcher/stream-capture.js';
 import { WarmSandbox } from '../../../../sandbox/launcher/warm-sandbox.js';
+import { sandboxBase } from '../sandbox-base.js';
 import { tempDir } from '../../../helpers.js';
 
 const PARENT = `tydra-test-overlap-${process.pid}`;
@@ -84,17 +82,7 @@ describe('overlapped cgroup attach (@integration)', function () {
     for (const [name, text] of Object.entries(modules)) {
       await writeFile(join(root, name), text, { mode: 0o644 });
     }
-    base = {
-      packageDir: root,
-      input: null,
-      attempt: 1,
-      limits: DEFAULT_TASK_LIMITS,
-      bwrap: await checkBwrap(),
-      prlimit: findPrlimit(),
-      cgroups,
-      sandboxUser: process.getuid?.() === 0 ? { uid: 65534, gid: 65534 } : undefined,
-      runtimeDir: await installRuntime(root),
-    };
+    base = { ...(await sandboxBase(root, cgroups)), limits: DEFAULT_TASK_LIMITS };
   });
 
   after(() => removeCgroupParent(cgroups));
