@@ -21,6 +21,7 @@ import {
   removeCgroupParent,
   removeOrphanParents,
 } from '../../sandbox/launcher/cgroup/support.js';
+import { killOrphanedSandboxes } from '../../sandbox/launcher/orphans.js';
 import { findPrlimit } from '../../sandbox/launcher/rlimits.js';
 import { installRuntime } from '../../sandbox/launcher/runtime-dir.js';
 import { QUIT_MS, settlesWithin, trigger } from '../core/bounded-close.js';
@@ -261,7 +262,8 @@ export class TydraNode {
   /** Checks bubblewrap and prlimit, detects cgroups and removes what crashed nodes left behind. */
   private async prepareSandbox(): Promise<void> {
     const user = this.options.sandboxUser;
-    this.bwrap = await checkBwrap(undefined, user);
+    const bwrap = await checkBwrap(undefined, user);
+    this.bwrap = bwrap;
     this.prlimit = findPrlimit();
     if (user?.uid === 0) {
       this.logger.warn(
@@ -276,6 +278,10 @@ export class TydraNode {
     ];
     if (stale.length > 0) {
       this.logger.warn({ cgroups: stale }, 'removed cgroups left by crashed node processes on this host');
+    }
+    const orphans = await killOrphanedSandboxes(bwrap);
+    if (orphans.length > 0) {
+      this.logger.warn({ pids: orphans }, 'killed bwrap processes a crashed node left stuck on this host');
     }
     if (this.cgroups.mode === 'none') {
       this.logger.warn(
