@@ -31,21 +31,13 @@ import { compilePackageLimits } from '../lib/packages/limits.js';
 import { packDirectory } from '../lib/packages/pack.js';
 import { CHUNK_BYTES, PackageStore } from '../lib/packages/store.js';
 import { createKeys } from '../lib/redis/keys.js';
+import { envInt } from './env.js';
 
 const MiB = 1024 * 1024;
 const PACKAGE_NAME = 'syncbench';
 
 function progress(message: string): void {
   process.stderr.write(`[bench:sync] ${message}\n`);
-}
-
-function envInt(name: string, fallback: number): number {
-  const raw = process.env[name];
-  const value = raw === undefined ? fallback : Number(raw);
-  if (!Number.isSafeInteger(value) || value < 1) {
-    throw new Error(`Expected ${name} to be a positive integer, got ${raw ?? ''}`);
-  }
-  return value;
 }
 
 const median = (values: number[]): number => [...values].sort((a, b) => a - b)[Math.floor(values.length / 2)] ?? 0;

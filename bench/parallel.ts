@@ -20,6 +20,7 @@ import { execa, type ResultPromise } from 'execa';
 import { Redis } from 'ioredis';
 
 import { Master, startRedisServer, Tydra, TydraNode } from '../lib/index.js';
+import { envInt } from './env.js';
 
 const CLI = fileURLToPath(new URL('../bin/tydra.js', import.meta.url));
 const CONCURRENCY = 2;
@@ -28,11 +29,6 @@ export function* split(input) { for (let i = 0; i < input.n; i += 1) yield i; }
 export function work(i) { return i; }
 export async function reduce(results) { let n = 0; let sum = 0; for await (const r of results) { n += 1; sum += r; } return { n, sum }; }
 `;
-
-function envInt(name: string, fallback: number): number {
-  const raw = process.env[name];
-  return raw === undefined || raw === '' ? fallback : Number.parseInt(raw, 10);
-}
 
 function progress(line: string): void {
   process.stderr.write(`[bench:parallel] ${line}\n`);

@@ -19,18 +19,10 @@ import { Redis } from 'ioredis';
 import { startRedisServer, Tydra } from '../lib/index.js';
 import { prunePackages } from '../lib/packages/pruner.js';
 import { createKeys } from '../lib/redis/keys.js';
+import { envInt } from './env.js';
 
 function progress(message: string): void {
   process.stderr.write(`[bench:prune] ${message}\n`);
-}
-
-function envInt(name: string, fallback: number): number {
-  const raw = process.env[name];
-  const value = raw === undefined ? fallback : Number(raw);
-  if (!Number.isSafeInteger(value) || value < 1) {
-    throw new Error(`Expected ${name} to be a positive integer, got ${raw ?? ''}`);
-  }
-  return value;
 }
 
 async function scanAll(redis: Redis): Promise<number> {

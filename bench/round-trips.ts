@@ -36,6 +36,7 @@ import { Redis } from 'ioredis';
 import { Master, startRedisServer, Tydra, TydraNode } from '../lib/index.js';
 import { countPhases, type MonitorLine, type Phase, type PhaseCounts, PHASES, type Role } from './trip-phases.js';
 import { makeNoopPackage } from './noop-package.js';
+import { envInt } from './env.js';
 
 const WARMUP = 5;
 const NODE_CONCURRENCY = 2;
@@ -57,15 +58,6 @@ interface Counts {
 
 function progress(message: string): void {
   process.stderr.write(`[bench:trips] ${message}\n`);
-}
-
-function tasksFromEnv(): number {
-  const raw = process.env.BENCH_TRIPS_TASKS;
-  const value = raw === undefined || raw === '' ? 30 : Number(raw);
-  if (!Number.isSafeInteger(value) || value < 1) {
-    throw new Error(`Expected BENCH_TRIPS_TASKS to be a positive integer, got ${JSON.stringify(raw)}`);
-  }
-  return value;
 }
 
 const bump = (map: Map<string, number>, key: string, by = 1): void => {
@@ -380,7 +372,8 @@ function timeline(
 }
 
 async function main(): Promise<void> {
-  const tasks = tasksFromEnv();
+  const tasks = envInt('BENCH_TRIPS_TASKS', 30);
+  const shown = Math.min(tasks, envInt('BENCH_TRIPS_TIMELINE', 0, 0));
   SCRIPT_NAMES = await bullmqScriptNames();
   const root = await mkdtemp(join(tmpdir(), 'tydra-bench-trips-'));
   const closers: Array<() => Promise<unknown>> = [() => rm(root, { recursive: true, force: true })];
@@ -440,7 +433,6 @@ async function main(): Promise<void> {
     const phases = countPhases(busy.lines, roleMap.roles, submits, isNodeFinish, detail);
     const result = { ...report(tasks, idle, busy), phases: phaseReport(phases, tasks) };
     process.stdout.write(`\n${formatReport(result)}\n${formatPhases(result.phases)}\n\n`);
-    const shown = Math.min(tasks, Math.max(0, Math.trunc(Number(process.env['BENCH_TRIPS_TIMELINE'] ?? 0)) || 0));
     for (let i = Math.max(0, tasks - shown); i < tasks; i += 1) {
       process.stdout.write(`${timeline(busy.lines, roleMap.roles, submits[i] ?? [0, 0], results[i] ?? 0)}\n\n`);
     }

@@ -37,6 +37,7 @@ import { findPrlimit } from '../sandbox/launcher/rlimits.js';
 import { installRuntime } from '../sandbox/launcher/runtime-dir.js';
 import { runTask } from '../sandbox/launcher/run-task.js';
 import { type CpuShares, type CpuSources, formatCpu, measureCpu, nodeCpuCgroup, ownCpuCgroup } from './cpu-window.js';
+import { envInt } from './env.js';
 
 const MiB = 1024 * 1024;
 const WARMUP = 3;
@@ -140,18 +141,6 @@ for (const signal of ['SIGINT', 'SIGTERM'] as const) {
 
 function progress(message: string): void {
   process.stderr.write(`[bench] ${message}\n`);
-}
-
-function envInt(name: string, fallback: number): number {
-  const raw = process.env[name];
-  if (raw === undefined || raw === '') {
-    return fallback;
-  }
-  const value = Number(raw);
-  if (!Number.isSafeInteger(value) || value < 1) {
-    throw new Error(`Expected ${name} to be a positive integer, got ${JSON.stringify(raw)}`);
-  }
-  return value;
 }
 
 async function withTimeout<T>(promise: Promise<T>, ms: number, what: string): Promise<T> {

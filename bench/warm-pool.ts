@@ -32,6 +32,7 @@ import { createKeys, Master, startRedisServer, Tydra, TydraNode } from '../lib/i
 import { createRedis } from '../lib/redis/connection.js';
 import { detectCgroups } from '../sandbox/launcher/cgroup/support.js';
 import { makeNoopPackage } from './noop-package.js';
+import { envInt } from './env.js';
 
 const NODE_CONCURRENCY = 2;
 const RESULT_TIMEOUT_MS = 60_000;
@@ -48,14 +49,6 @@ const cleanups: Array<() => Promise<unknown>> = [];
 
 function progress(message: string): void {
   process.stderr.write(`[bench:pool] ${message}\n`);
-}
-
-function envInt(name: string, fallback: number): number {
-  const value = Number(process.env[name] ?? fallback);
-  if (!Number.isSafeInteger(value) || value < 1) {
-    throw new Error(`Expected ${name} to be a positive integer, got ${JSON.stringify(process.env[name])}`);
-  }
-  return value;
 }
 
 function summarize(samples: readonly number[]): Summary {
