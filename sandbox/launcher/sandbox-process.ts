@@ -52,18 +52,13 @@ export interface RunningSandbox {
   /** Stops it as timed out: for callers that time it themselves (`timeoutMs: 0`). */
   timeOut(): void;
   /**
-   * How it ended, once its process exited, its streams were read and its final counters taken,
-   * but before its cgroup and network are removed; never rejects. A TaskInstance's result needs
-   * no more, so a caller that settles on it saves the teardown's milliseconds, and must still
-   * wait for `ending` before it reports the sandbox gone.
-   */
-  readonly judged: Promise<SandboxEnding>;
-  /**
    * For a JavaScript task, how it ended as judged at the runner's final message, without waiting
-   * for the exit (see `judgeAtFinal`); else, or when it exits without one, `judged`.
+   * for its exit (see `judgeAtFinal`); else, or when it exits without one, as judged at its exit.
+   * Never rejects. A caller that settles on it must still wait for `ending` before it reports the
+   * sandbox gone.
    */
   readonly settled: Promise<SandboxEnding>;
-  /** How it ended, once nothing of it is left (`judged`, then its cgroup and network removed); never rejects. */
+  /** How it ended, judged at its exit, once nothing of it is left (cgroup, network); never rejects. */
   readonly ending: Promise<SandboxEnding>;
 }
 
@@ -153,7 +148,6 @@ export async function startSandbox(options: SandboxOptions, launch: Launch, io: 
       state.timedOut ||= !state.exited;
       subprocess.kill('SIGTERM');
     },
-    judged,
     settled: launch.isModule ? Promise.race([judged, capture.final.then(() => judgeAtFinal(parts))]) : judged,
     // Whatever happened, nothing of the sandbox survives it, and its cgroup goes.
     ending: judged.finally(() => releaseLaunch(launch)),
