@@ -15,6 +15,7 @@ import { sandboxSyncArgs } from './cgroup/attach.js';
 import type { CgroupSupport } from './cgroup/support.js';
 import { createTaskCgroup, type TaskCgroup } from './cgroup/task-cgroup.js';
 import { openSandboxNetwork, type SandboxNetwork, type SandboxNetworkOptions } from './network/sandbox-network.js';
+import { nodeMark, NODE_MARK_VARIABLE } from './orphans.js';
 import { prlimitArgs } from './rlimits.js';
 import { encodeSecretArgs, secretArgsFlags } from './secret-args.js';
 
@@ -162,7 +163,9 @@ export async function prepareLaunch(options: SandboxOptions, entry: TaskEntry): 
           await network?.close();
           throw error;
         });
-  return { file: options.prlimit, args, isModule, sandboxed: true, env: {}, cgroup, network, ...secretArgs };
+  // bwrap's own environment is only this node's mark (`orphans.ts`); the task's is set by --clearenv.
+  const launchEnv = { [NODE_MARK_VARIABLE]: nodeMark() };
+  return { file: options.prlimit, args, isModule, sandboxed: true, env: launchEnv, cgroup, network, ...secretArgs };
 }
 
 /** The sandbox's network, for a task with endpoints (`network/sandbox-network.ts`). */
