@@ -91,13 +91,13 @@ async function sandboxPids(node: TydraNode): Promise<number[]> {
   return pids;
 }
 
-function alive(pid: number): boolean {
-  try {
-    process.kill(pid, 0);
-    return true;
-  } catch {
-    return false;
-  }
+/**
+ * Whether a process runs: a zombie does not. One whose parent died waits for init or a
+ * subreaper to reap it, and a subreaper that never does (a test runner's) would keep it listed.
+ */
+async function alive(pid: number): Promise<boolean> {
+  const stat = await readFile(`/proc/${pid}/stat`, 'utf8').catch(() => '');
+  return stat !== '' && stat.slice(stat.lastIndexOf(')') + 2)[0] !== 'Z';
 }
 
 describe('warm pool: pre-started single-use sandboxes (@integration)', function () {
@@ -291,6 +291,8 @@ describe('warm pool: pre-started single-use sandboxes (@integration)', function 
     assert.ok(pids.length > 0, 'the pooled sandbox runs in its own cgroup');
     await node.close();
     // Its cgroups went with the node's parent cgroup: the suite's leak check looks for them.
-    await waitFor('every pooled process to be gone', () => (pids.some(alive) ? undefined : true));
+    await waitFor('every pooled process to be gone', async () =>
+      (await Promise.all(pids.map(alive))).includes(true) ? undefined : true,
+    );
   });
 });

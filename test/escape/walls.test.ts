@@ -10,6 +10,7 @@ import { createServer, type Server } from 'node:net';
 import { networkInterfaces } from 'node:os';
 import { join } from 'node:path';
 
+import { nodeMark, NODE_MARK_VARIABLE } from '../../sandbox/launcher/orphans.js';
 import { defer, redisUrl, tempDir } from '../helpers.js';
 import { arena, CANARY, expectFailure, expectHostUnchanged, expectResult, hostState, sha256File } from './harness.js';
 
@@ -74,8 +75,9 @@ describe('escape suite: walls (@integration)', function () {
     const report = (await expectResult(a, run)) as SecretsReport;
     assert.deepEqual(report.shadow, { ok: false, code: 'ENOENT' });
     assert.deepEqual(report.root, { ok: false, code: 'ENOENT' });
-    // Pid 1 is bwrap's own init in the sandbox's pid namespace, started with an empty environment.
-    assert.deepEqual(report.pid1Environ, { ok: true, value: '' });
+    // Pid 1 is bwrap's own init in the sandbox's pid namespace, started with nothing in its
+    // environment but its node's mark (`sandbox/launcher/orphans.ts`): no secret, no Redis address.
+    assert.deepEqual(report.pid1Environ, { ok: true, value: `${NODE_MARK_VARIABLE}=${nodeMark()}\0` });
     assert.equal(report.pid1Cmdline.ok, true);
     assert.deepEqual((report.pid1Cmdline.value as string[]).slice(0, 2), ['/usr/bin/bwrap', '--unshare-all']);
     assert.deepEqual(report.nodeEnviron, { ok: false, code: 'ENOENT' });

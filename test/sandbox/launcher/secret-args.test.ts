@@ -9,6 +9,7 @@ import { chmod, readdir, readFile } from 'node:fs/promises';
 import { SecretUnavailableError, TaskCancelledError } from '../../../lib/core/errors.js';
 import { DEFAULT_TASK_LIMITS } from '../../../lib/core/limits.js';
 import { prepareLaunch } from '../../../sandbox/launcher/launch.js';
+import { nodeMark, NODE_MARK_VARIABLE } from '../../../sandbox/launcher/orphans.js';
 import { runTask, type RunTaskOptions } from '../../../sandbox/launcher/run-task.js';
 import {
   encodeSecretArgs,
@@ -68,7 +69,8 @@ describe('secret args', () => {
     assert.ok(at > command.args.indexOf('--clearenv'), '--args after --clearenv, or bwrap would clear them');
     assert.ok(at < command.args.lastIndexOf('--'), 'before the command');
     assert.deepEqual(command.secretArgs, encodeSecretArgs({ DB_PASSWORD: 'hunter2' }));
-    assert.deepEqual(command.env, {});
+    // bwrap's own environment: the node's mark alone (`orphans.ts`), never a secret.
+    assert.deepEqual(command.env, { [NODE_MARK_VARIABLE]: nodeMark() });
     const module = await prepareLaunch(options, { module: 'task.mjs' });
     assert.ok(!module.args.includes('--args') && module.secretArgs === undefined);
     assert.ok(!module.args.some((arg) => arg.includes('hunter2')));
