@@ -21,6 +21,7 @@ import {
   removeCgroupParent,
   removeOrphanParents,
 } from '../../sandbox/launcher/cgroup/support.js';
+import { removeStaleNetworkFolders } from '../../sandbox/launcher/network/stale-folders.js';
 import { killOrphanedSandboxes } from '../../sandbox/launcher/orphans.js';
 import { findPrlimit } from '../../sandbox/launcher/rlimits.js';
 import { installRuntime } from '../../sandbox/launcher/runtime-dir.js';
@@ -259,6 +260,25 @@ export class TydraNode {
     return this.slotsCache.slots;
   }
 
+  /** Sandboxes of node processes on this host that crashed: whatever is left of them goes now. */
+  private async removeLeftovers(cgroups: CgroupSupport, bwrap: string): Promise<void> {
+    const stale = [
+      ...(await cleanStaleCgroups(cgroups)),
+      ...(await removeOrphanParents(cgroups, this.options.cgroupName)),
+    ];
+    if (stale.length > 0) {
+      this.logger.warn({ cgroups: stale }, 'removed cgroups left by crashed node processes on this host');
+    }
+    const orphans = await killOrphanedSandboxes(bwrap);
+    if (orphans.length > 0) {
+      this.logger.warn({ pids: orphans }, 'killed bwrap processes a crashed node left stuck on this host');
+    }
+    const folders = await removeStaleNetworkFolders();
+    if (folders.length > 0) {
+      this.logger.warn({ folders }, 'removed network folders left by crashed node processes on this host');
+    }
+  }
+
   /** Checks bubblewrap and prlimit, detects cgroups and removes what crashed nodes left behind. */
   private async prepareSandbox(): Promise<void> {
     const user = this.options.sandboxUser;
@@ -271,18 +291,7 @@ export class TydraNode {
       );
     }
     this.cgroups = await detectCgroups({ parentName: this.cgroupParentName() });
-    // Sandboxes of node processes on this host that crashed: whatever is left dies now.
-    const stale = [
-      ...(await cleanStaleCgroups(this.cgroups)),
-      ...(await removeOrphanParents(this.cgroups, this.options.cgroupName)),
-    ];
-    if (stale.length > 0) {
-      this.logger.warn({ cgroups: stale }, 'removed cgroups left by crashed node processes on this host');
-    }
-    const orphans = await killOrphanedSandboxes(bwrap);
-    if (orphans.length > 0) {
-      this.logger.warn({ pids: orphans }, 'killed bwrap processes a crashed node left stuck on this host');
-    }
+    await this.removeLeftovers(this.cgroups, bwrap);
     if (this.cgroups.mode === 'none') {
       this.logger.warn(
         { reason: this.cgroups.reason },

@@ -15,7 +15,8 @@ import { sandboxSyncArgs } from './cgroup/attach.js';
 import type { CgroupSupport } from './cgroup/support.js';
 import { createTaskCgroup, type TaskCgroup } from './cgroup/task-cgroup.js';
 import { openSandboxNetwork, type SandboxNetwork, type SandboxNetworkOptions } from './network/sandbox-network.js';
-import { nodeMark, NODE_MARK_VARIABLE } from './orphans.js';
+import { NODE_MARK_VARIABLE } from './orphans.js';
+import { nodeMark } from './process-mark.js';
 import { prlimitArgs } from './rlimits.js';
 import { encodeSecretArgs, secretArgsFlags } from './secret-args.js';
 

@@ -12,27 +12,15 @@
  * and start time (a pid alone may have been reused). bwrap's `--clearenv` keeps it out of the
  * task's environment; `/proc/PID/environ` still shows what bwrap was started with, in the child too.
  */
-import { readFileSync } from 'node:fs';
 import { readdir, readFile } from 'node:fs/promises';
+
+import { isMarkAlive } from './process-mark.js';
 
 /** The variable every tydra sandbox is started with (`launch.ts`): it marks our command lines. */
 const INSTANCE_MARK = 'TYDRA_INSTANCE_ID';
 
-/** In bwrap's own environment: `<pid>:<start time>` of the node process that spawned it. */
+/** In bwrap's own environment: the mark (`process-mark.ts`) of the node process that spawned it. */
 export const NODE_MARK_VARIABLE = 'TYDRA_NODE';
-
-let ownMark: string | undefined;
-
-/** The {@link NODE_MARK_VARIABLE} of this process, the node's. */
-export function nodeMark(): string {
-  ownMark ??= processMark(process.pid);
-  return ownMark;
-}
-
-/** `<pid>:<start time in clock ticks since boot>` of a running process; throws if there is none. */
-export function processMark(pid: number): string {
-  return `${pid}:${startTimeOf(readFileSync(`/proc/${pid}/stat`, 'utf8'))}`;
-}
 
 /**
  * SIGKILLs every process whose command line starts with `bwrap` (the absolute path the node
@@ -67,26 +55,8 @@ async function isOrphan(pid: string, bwrap: string): Promise<boolean> {
     const prefix = `${NODE_MARK_VARIABLE}=`;
     const mark = environ.split('\0').find((entry) => entry.startsWith(prefix));
     // No mark: not started by a node of this version; leave it to whoever started it.
-    return mark !== undefined && !(await isAlive(mark.slice(prefix.length)));
+    return mark !== undefined && !(await isMarkAlive(mark.slice(prefix.length)));
   } catch {
     return false; // exited while we looked
   }
-}
-
-/** Whether the process a mark names still runs: same pid, same start time. */
-async function isAlive(mark: string): Promise<boolean> {
-  const [pid = '', startTime] = mark.split(':');
-  if (!/^\d+$/.test(pid)) {
-    return true; // not a mark we wrote: never a reason to kill
-  }
-  try {
-    return startTimeOf(await readFile(`/proc/${pid}/stat`, 'utf8')) === startTime;
-  } catch {
-    return false; // no such process
-  }
-}
-
-/** Field 22 of `/proc/PID/stat`; comm (field 2) may hold spaces and parentheses, so count after the last ')'. */
-function startTimeOf(stat: string): string {
-  return stat.slice(stat.lastIndexOf(')') + 2).split(' ')[19] ?? '';
 }

@@ -10,7 +10,8 @@ import { createServer, type Server } from 'node:net';
 import { networkInterfaces } from 'node:os';
 import { join } from 'node:path';
 
-import { nodeMark, NODE_MARK_VARIABLE } from '../../sandbox/launcher/orphans.js';
+import { NODE_MARK_VARIABLE } from '../../sandbox/launcher/orphans.js';
+import { nodeMark } from '../../sandbox/launcher/process-mark.js';
 import { defer, redisUrl, tempDir } from '../helpers.js';
 import { arena, CANARY, expectFailure, expectHostUnchanged, expectResult, hostState, sha256File } from './harness.js';
 

@@ -23,6 +23,7 @@ import { join } from 'node:path';
 import { promisify } from 'node:util';
 
 import { type EndpointAccess, loopbackPlan, NETWORK_MOUNT, type PlacedEndpoint } from './loopback-plan.js';
+import { networkFolderPrefix } from './stale-folders.js';
 
 /** One connection the task made, as the node reports it. */
 export interface ConnectionEvent {
@@ -144,10 +145,11 @@ let parentFolder: Promise<string> | undefined;
  * other user can have planted it) and that no one else can list (0711): the folder is the node's
  * own, 0711 too, so the sandbox user may reach the sockets and files it knows the names of but
  * change nothing there, and another host user would have to guess a random name. Each socket is
- * the sandbox user's, mode 0600. The parent goes when the process exits.
+ * the sandbox user's, mode 0600. The parent goes when the process exits, or, if it was killed,
+ * at the next node's start (`stale-folders.ts`).
  */
 async function privateFolder(): Promise<string> {
-  parentFolder ??= mkdtemp(join(tmpdir(), 'tydra-net-')).then(async (parent) => {
+  parentFolder ??= mkdtemp(join(tmpdir(), networkFolderPrefix())).then(async (parent) => {
     await chmod(parent, 0o711);
     process.once('exit', () => rmSync(parent, { recursive: true, force: true }));
     return parent;

@@ -10,7 +10,8 @@ import { readdir, readFile } from 'node:fs/promises';
 import { execa } from 'execa';
 
 import { checkBwrap } from '../../../sandbox/launcher/bwrap.js';
-import { killOrphanedSandboxes, nodeMark, NODE_MARK_VARIABLE, processMark } from '../../../sandbox/launcher/orphans.js';
+import { killOrphanedSandboxes, NODE_MARK_VARIABLE } from '../../../sandbox/launcher/orphans.js';
+import { nodeMark, processMark } from '../../../sandbox/launcher/process-mark.js';
 import { waitFor } from '../../helpers.js';
 
 /** The pids of the processes whose command line holds `tag`. */

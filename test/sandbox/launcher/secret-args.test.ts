@@ -9,7 +9,8 @@ import { chmod, readdir, readFile } from 'node:fs/promises';
 import { SecretUnavailableError, TaskCancelledError } from '../../../lib/core/errors.js';
 import { DEFAULT_TASK_LIMITS } from '../../../lib/core/limits.js';
 import { prepareLaunch } from '../../../sandbox/launcher/launch.js';
-import { nodeMark, NODE_MARK_VARIABLE } from '../../../sandbox/launcher/orphans.js';
+import { NODE_MARK_VARIABLE } from '../../../sandbox/launcher/orphans.js';
+import { nodeMark } from '../../../sandbox/launcher/process-mark.js';
 import { runTask, type RunTaskOptions } from '../../../sandbox/launcher/run-task.js';
 import {
   encodeSecretArgs,
