@@ -34,7 +34,7 @@ import { PruneJob } from './prune-job.js';
 import { ScheduleFiring } from './schedule-firing.js';
 import { isRetried, type RerunDeps, startRerun } from './rerun.js';
 import { runSequence, type SequenceDeps } from './sequence.js';
-import { neverDispatched, releaseIfFinal, settle, type TaskInstanceJob } from './settle.js';
+import { failsForGood, neverDispatched, releaseIfFinal, settle, type TaskInstanceJob } from './settle.js';
 
 export type { PruneSummary } from './prune-job.js';
 
@@ -226,7 +226,18 @@ export class Master {
    * idempotent, changes nothing.
    */
   private async process(job: TaskInstanceJob, token?: string): Promise<TaskInstanceResult> {
-    const value = await this.step(job, token);
+    let value: TaskInstanceResult;
+    try {
+      value = await this.step(job, token);
+    } catch (error) {
+      // Released before BullMQ records the failure, like a completion below: the `failed` event
+      // is lost when the master dies, or Redis restarts, in between. A closing worker leaves the
+      // job to stall and run again instead of failing it, so nothing is final then.
+      if (this.worker?.closing === undefined && failsForGood(job, error)) {
+        await releaseIfFinal(job, this.store, this.logger, true);
+      }
+      throw error;
+    }
     await releaseIfFinal(job, this.store, this.logger, true);
     return value;
   }

@@ -4,7 +4,7 @@
  * child's recorded ending onto it (see `queues/task-ending.ts`). When the TaskInstance has reached
  * a final state, its package reference is released.
  */
-import { Job, type Queue } from 'bullmq';
+import { Job, type Queue, RATE_LIMIT_ERROR, UnrecoverableError } from 'bullmq';
 
 import type { NodeJobData } from '../../queues/node.js';
 import { recordedEnding, type TaskEnding } from '../../queues/task-ending.js';
@@ -74,21 +74,38 @@ export function neverDispatched(job: TaskInstanceJob): boolean {
 
 /**
  * Releases the TaskInstance's package reference once it has reached a final state: at once when
- * it is completing (the master's step returned: a final state), after checking when it failed (a
- * failed attempt may be retried). Idempotent (`release-ref-3.lua`).
+ * it is known to (its step returned, or threw what fails it for good: {@link failsForGood}), after
+ * checking when it failed (on the worker's `failed` event, for the cases that does not cover).
+ * Idempotent (`release-ref-3.lua`).
  */
 export async function releaseIfFinal(
   job: TaskInstanceJob,
   store: PackageStore,
   logger: Logger,
-  completed: boolean,
+  final: boolean,
 ): Promise<void> {
   try {
-    if (job.id !== undefined && (completed || (await job.isFailed()))) {
+    if (job.id !== undefined && (final || (await job.isFailed()))) {
       await store.releaseRef(job.id, job.data.package);
     }
   } catch (error) {
     // The prune job heals what we could not release here.
     logger.warn({ instanceId: job.id, err: (error as Error).message }, 'could not release a package reference');
   }
+}
+
+/** What BullMQ throws to move a job elsewhere than failed (`Worker.handleFailed`): never a failure. */
+const MOVES = new Set(['DelayedError', 'WaitingError', 'WaitingChildrenError', 'RateLimitError']);
+
+/**
+ * Whether BullMQ fails the job for good when its processor throws `error`: an UnrecoverableError,
+ * or its last attempt (the first test of `Job.shouldRetryJob`). BullMQ may give up in more cases
+ * (`maxStartedAttempts`, a backoff of -1); the `failed` event covers those.
+ */
+export function failsForGood(job: TaskInstanceJob, error: unknown): boolean {
+  if (!(error instanceof Error) || MOVES.has(error.name) || error.message === RATE_LIMIT_ERROR) {
+    return false;
+  }
+  const unrecoverable = error instanceof UnrecoverableError || error.name === 'UnrecoverableError';
+  return unrecoverable || job.attemptsMade + 1 >= (job.opts.attempts ?? 1);
 }

@@ -124,6 +124,32 @@ describe('package versions, references and pruning (@integration)', function () 
     assert.equal(await r.hexists(keys.refs, run.id), 0);
   });
 
+  it('releases the reference before the TaskInstance fails for good: a failure whose reply the master never gets leaks none', async () => {
+    const tydra = client();
+    const r = redis();
+    const { sha1 } = await tydra.deploy(await pinPackage('v1'));
+    const run = await tydra.submit('pin/boom');
+    // As above, for BullMQ's moveToFinished to failed (job id, timestamp, `failedReason`): failed
+    // in Redis, no `failed` event in the master, which released the reference until now.
+    const proxy = await startRedisProxy();
+    const id = run.id.replace(/[^A-Za-z0-9-]/g, (c) => `\\${c}`);
+    const failing = proxy.holdRepliesAfter(
+      new RegExp(`\\$${run.id.length}\\r\\n${id}\\r\\n\\$\\d+\\r\\n\\d+\\r\\n\\$12\\r\\nfailedReason\\r\\n`),
+    );
+    const master = new Master({ redis: proxy.url });
+    defer(() => master.close());
+    await master.start();
+    await startNode();
+    await failing;
+    await waitFor('the TaskInstance to be failed in Redis', async () =>
+      (await run.status()).state === 'failed' ? true : undefined,
+    );
+    proxy.dropHeld();
+    assert.match((await failure(run.result())).message, /boom v1/);
+    assert.deepEqual(await holders(r, sha1), []);
+    assert.equal(await r.hexists(keys.refs, run.id), 0);
+  });
+
   it('a TaskInstance added to tasks without a reference gets one at dispatch; one on a version that is gone fails unsent', async () => {
     await startCluster(1);
     const tydra = client();
