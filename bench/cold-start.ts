@@ -5,6 +5,8 @@
  *
  * Interleaved rounds, each timing:
  * - `node -e 0` with an empty environment (the baseline);
+ * - `node -e 0` in a sandbox as tydra starts one (prlimit → bwrap with every isolation flag and
+ *   mount), with no cgroup and no runner: the floor of a cold start (`sandboxFloor`);
  * - the runner alone, outside any sandbox: spawn → its `ready` message (Node's start-up plus the
  *   runner's modules, before any task; what a cold sandbox pays on top of bwrap and the cgroup);
  * - making one TaskInstance cgroup with its limits (what a pool of pre-made cgroups would save);
@@ -18,6 +20,7 @@
  * Environment: BENCH_COLD_ROUNDS (default 15). The table and `BENCH_COLD_JSON {...}` go to stdout.
  */
 import { randomUUID } from 'node:crypto';
+import { realpathSync } from 'node:fs';
 import { chmod, mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
@@ -28,10 +31,11 @@ import { execa } from 'execa';
 import { DEFAULT_TASK_LIMITS } from '../lib/core/limits.js';
 import { defaultSandboxUser } from '../lib/node/options.js';
 import { checkBwrap } from '../sandbox/launcher/bwrap.js';
+import { sandboxNodePath } from '../sandbox/launcher/bwrap-args.js';
 import { detectCgroups, removeCgroupParent } from '../sandbox/launcher/cgroup/support.js';
 import { createTaskCgroup } from '../sandbox/launcher/cgroup/task-cgroup.js';
 import { findPrlimit } from '../sandbox/launcher/rlimits.js';
-import { RUNTIME_DIR } from '../sandbox/launcher/launch.js';
+import { prepareLaunch, RUNTIME_DIR } from '../sandbox/launcher/launch.js';
 import { runTask } from '../sandbox/launcher/run-task.js';
 import { installRuntime } from '../sandbox/launcher/runtime-dir.js';
 import { WarmSandbox } from '../sandbox/launcher/warm-sandbox.js';
@@ -75,6 +79,14 @@ async function main(): Promise<void> {
       sandboxUser: defaultSandboxUser(),
     };
     const bare = (): Promise<unknown> => execa(process.execPath, ['-e', '0'], { extendEnv: false, env: {} });
+    const sandboxFloor = async (): Promise<number> => {
+      const start = performance.now();
+      const node = sandboxNodePath(realpathSync(process.execPath));
+      const options = { ...sandbox, cgroups: undefined, instanceId: randomUUID(), attempt: 1 };
+      const launch = await prepareLaunch(options, { command: [node, '-e', '0'] });
+      await execa(launch.file, launch.args, { extendEnv: false, env: launch.env, ...sandbox.sandboxUser });
+      return performance.now() - start;
+    };
     const runner = async (): Promise<number> => {
       const start = performance.now();
       const child = execa(process.execPath, ['--disable-proto=delete', join(RUNTIME_DIR, 'runner/main.js')], {
@@ -130,11 +142,12 @@ async function main(): Promise<void> {
       return timed(() => warm.claim({ instanceId: randomUUID(), attempt: 1, input: null }));
     };
     const series: Record<string, number[]> = {
-      ...{ bare: [], runner: [], cgroup: [], migrate: [], cold: [], coldGone: [], claim: [] },
+      ...{ bare: [], sandboxFloor: [], runner: [], cgroup: [], migrate: [], cold: [], coldGone: [], claim: [] },
     };
     for (let round = 0; round < WARMUP + rounds; round += 1) {
       const sample = {
         bare: await timed(bare),
+        sandboxFloor: await sandboxFloor(),
         runner: await runner(),
         cgroup: await makeCgroup(),
         migrate: await migrate(),
@@ -148,7 +161,7 @@ async function main(): Promise<void> {
     const medians = Object.fromEntries(Object.entries(series).map(([name, samples]) => [name, median(samples)]));
     const base = medians.bare ?? 1;
     const lines = Object.entries(medians).map(
-      ([name, ms]) => `${name.padEnd(8)} ${ms.toFixed(1).padStart(7)} ms  ${(ms / base).toFixed(2)}x node -e 0`,
+      ([name, ms]) => `${name.padEnd(12)} ${ms.toFixed(1).padStart(7)} ms  ${(ms / base).toFixed(2)}x node -e 0`,
     );
     process.stdout.write(
       `cold start pieces (cgroup ${cgroups.mode}, ${rounds} rounds, medians)\n${lines.join('\n')}\n`,
