@@ -5,8 +5,9 @@
  *
  * Interleaved rounds, each timing:
  * - `node -e 0` with an empty environment (the baseline);
- * - `node -e 0` in a sandbox as tydra starts one (prlimit → bwrap with every isolation flag and
- *   mount), with no cgroup and no runner: the floor of a cold start (`sandboxFloor`);
+ * - `node -e 0` in a sandbox as tydra spawns one (prlimit → bwrap with every isolation flag and
+ *   mount, `spawnSandbox`), let go at once, with no cgroup and no runner: the floor of a cold
+ *   start to its end (`sandboxFloor`);
  * - the runner alone, outside any sandbox: spawn → its `ready` message (Node's start-up plus the
  *   runner's modules, before any task; what a cold sandbox pays on top of bwrap and the cgroup);
  * - making one TaskInstance cgroup with its limits (what a pool of pre-made cgroups would save);
@@ -25,6 +26,7 @@ import { chmod, mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
 import { performance } from 'node:perf_hooks';
+import type { Writable } from 'node:stream';
 
 import { execa } from 'execa';
 
@@ -32,11 +34,13 @@ import { DEFAULT_TASK_LIMITS } from '../lib/core/limits.js';
 import { defaultSandboxUser } from '../lib/node/options.js';
 import { checkBwrap } from '../sandbox/launcher/bwrap.js';
 import { sandboxNodePath } from '../sandbox/launcher/bwrap-args.js';
+import { SANDBOX_SYNC_FDS } from '../sandbox/launcher/cgroup/attach.js';
 import { detectCgroups, removeCgroupParent } from '../sandbox/launcher/cgroup/support.js';
 import { createTaskCgroup } from '../sandbox/launcher/cgroup/task-cgroup.js';
 import { findPrlimit } from '../sandbox/launcher/rlimits.js';
 import { prepareLaunch, RUNTIME_DIR } from '../sandbox/launcher/launch.js';
 import { runTask } from '../sandbox/launcher/run-task.js';
+import { spawnSandbox } from '../sandbox/launcher/spawn-sandbox.js';
 import { installRuntime } from '../sandbox/launcher/runtime-dir.js';
 import { WarmSandbox } from '../sandbox/launcher/warm-sandbox.js';
 
@@ -82,9 +86,18 @@ async function main(): Promise<void> {
     const sandboxFloor = async (): Promise<number> => {
       const start = performance.now();
       const node = sandboxNodePath(realpathSync(process.execPath));
-      const options = { ...sandbox, cgroups: undefined, instanceId: randomUUID(), attempt: 1 };
+      // No cgroup: a command's memory limit is then an address-space rlimit, under which V8
+      // cannot reserve its code range. Set out of reach here; the other rlimits stay.
+      const limits = { ...sandbox.limits, memoryBytes: 2 ** 45 };
+      const options = { ...sandbox, limits, cgroups: undefined, instanceId: randomUUID(), attempt: 1 };
       const launch = await prepareLaunch(options, { command: [node, '-e', '0'] });
-      await execa(launch.file, launch.args, { extendEnv: false, env: launch.env, ...sandbox.sandboxUser });
+      const child = spawnSandbox({ ...launch, timeoutMs: 10_000, user: sandbox.sandboxUser });
+      // Let go at once: the byte the node writes once the sandbox is in its cgroup (`attach.ts`).
+      (child.stdio[SANDBOX_SYNC_FDS.blockFd] as Writable).end(Buffer.of(1));
+      const { exitCode } = await child;
+      if (exitCode !== 0) {
+        throw new Error(`Expected node -e 0 in the sandbox to exit 0, got ${String(exitCode)}`);
+      }
       return performance.now() - start;
     };
     const runner = async (): Promise<number> => {
@@ -139,7 +152,10 @@ async function main(): Promise<void> {
     const claim = async (): Promise<number> => {
       const warm = await WarmSandbox.start({ ...sandbox, module: 'noop.mjs' });
       await warm.ready;
-      return timed(() => warm.claim({ instanceId: randomUUID(), attempt: 1, input: null }));
+      const ms = await timed(() => warm.claim({ instanceId: randomUUID(), attempt: 1, input: null }));
+      // Its teardown must not overlap the next round's samples (`bare` first).
+      await warm.ended;
+      return ms;
     };
     const series: Record<string, number[]> = {
       ...{ bare: [], sandboxFloor: [], runner: [], cgroup: [], migrate: [], cold: [], coldGone: [], claim: [] },
