@@ -67,7 +67,7 @@ export async function attachOverlapped(
     // Tried once each: a zombie stays in /proc (with its parent) after its move was refused (ESRCH).
     const tried = new Set(movedPids);
     for (;;) {
-      const found = (await childrenOfAny(new Set(movedPids))).filter((pid) => !tried.has(pid));
+      const found = childrenOfAny(new Set(movedPids)).filter((pid) => !tried.has(pid));
       if (found.length === 0) {
         break;
       }

@@ -114,7 +114,7 @@ export async function attachSandbox(
       await cgroup.addProcess(childPid);
       movedPids.push(childPid);
       for (let i = 0; i < movedPids.length; i += 1) {
-        for (const child of await childPids(movedPids[i] ?? 0)) {
+        for (const child of childPids(movedPids[i] ?? 0)) {
           await addIfAlive(cgroup, child, movedPids);
         }
       }

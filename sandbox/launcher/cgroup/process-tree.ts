@@ -2,13 +2,18 @@
  * Child and descendant processes of a pid, read from /proc. `/proc/<pid>/task/<tid>/children`
  * is cheap but only exists with CONFIG_PROC_CHILDREN (absent on some kernels, this CI host's
  * included), so the fallback scans the PPid field of every `/proc/<pid>/stat`.
+ *
+ * The reads are synchronous on purpose. procfs files are made in memory by the kernel when read
+ * (no disk, nothing these files wait on), so one read(2) takes microseconds; the same read
+ * through `fs/promises` is five threadpool round trips (open, fstat, two reads, close), each with
+ * its callbacks on the main thread. A scan of /proc runs on every sandbox's start on hosts
+ * without the children files, and measured async it cost the node more CPU than the reads.
  */
-import { readdir, readFile } from 'node:fs/promises';
+import { readdirSync, readFileSync } from 'node:fs';
 
 /** Direct children of `pid` (empty when it is gone). Each call reads /proc afresh. */
-export async function childPids(pid: number): Promise<number[]> {
-  const fromChildrenFiles = await readChildrenFiles(pid);
-  return fromChildrenFiles ?? (await scanForChildren(pid));
+export function childPids(pid: number): number[] {
+  return readChildrenFiles(pid) ?? childrenOfAny(new Set([pid]));
 }
 
 /**
@@ -16,11 +21,11 @@ export async function childPids(pid: number): Promise<number[]> {
  * of each parent where the kernel has them, else ONE scan of /proc for the whole set (not one per
  * parent), its stat files read in parallel.
  */
-export async function childrenOfAny(parents: ReadonlySet<number>): Promise<number[]> {
+export function childrenOfAny(parents: ReadonlySet<number>): number[] {
   const found = new Set<number>();
   let perParent = true;
   for (const parent of parents) {
-    const children = await readChildrenFiles(parent);
+    const children = readChildrenFiles(parent);
     if (children === undefined) {
       perParent = false;
       break;
@@ -28,23 +33,21 @@ export async function childrenOfAny(parents: ReadonlySet<number>): Promise<numbe
     children.forEach((child) => found.add(child));
   }
   if (!perParent) {
-    const entries = (await readdir('/proc')).filter((entry) => /^\d+$/.test(entry));
-    const ppids = await Promise.all(entries.map((entry) => parentPid(Number(entry))));
-    entries.forEach((entry, i) => {
-      if (parents.has(ppids[i] ?? 0)) {
+    for (const entry of readdirSync('/proc').filter((name) => /^\d+$/.test(name))) {
+      if (parents.has(parentPidNow(Number(entry)) ?? 0)) {
         found.add(Number(entry));
       }
-    });
+    }
   }
   return [...found].filter((pid) => !parents.has(pid));
 }
 
 /** Every descendant of `pid`, parents before their children, each read after its parent. */
-export async function descendantPids(pid: number): Promise<number[]> {
+export function descendantPids(pid: number): number[] {
   const found: number[] = [];
   const queue = [pid];
   for (let next = queue.shift(); next !== undefined; next = queue.shift()) {
-    for (const child of await childPids(next)) {
+    for (const child of childPids(next)) {
       if (!found.includes(child)) {
         found.push(child);
         queue.push(child);
@@ -55,9 +58,9 @@ export async function descendantPids(pid: number): Promise<number[]> {
 }
 
 /** Parent pid from `/proc/<pid>/stat`, or undefined when the process is gone. */
-export async function parentPid(pid: number): Promise<number | undefined> {
+function parentPidNow(pid: number): number | undefined {
   try {
-    const stat = await readFile(`/proc/${pid}/stat`, 'utf8');
+    const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
     // "pid (comm) state ppid …": comm may hold spaces and parentheses, so cut at the last ")".
     const ppid = stat.slice(stat.lastIndexOf(')') + 2).split(' ')[1];
     return ppid === undefined ? undefined : Number(ppid);
@@ -66,10 +69,10 @@ export async function parentPid(pid: number): Promise<number | undefined> {
   }
 }
 
-async function readChildrenFiles(pid: number): Promise<number[] | undefined> {
+function readChildrenFiles(pid: number): number[] | undefined {
   let threads: string[];
   try {
-    threads = await readdir(`/proc/${pid}/task`);
+    threads = readdirSync(`/proc/${pid}/task`);
   } catch {
     return [];
   }
@@ -77,7 +80,7 @@ async function readChildrenFiles(pid: number): Promise<number[] | undefined> {
   for (const tid of threads) {
     let text: string;
     try {
-      text = await readFile(`/proc/${pid}/task/${tid}/children`, 'utf8');
+      text = readFileSync(`/proc/${pid}/task/${tid}/children`, 'utf8');
     } catch (error) {
       if ((error as NodeJS.ErrnoException).code === 'ENOENT' && tid === String(pid)) {
         return undefined; // the main thread exists, its children file does not: no CONFIG_PROC_CHILDREN
@@ -91,8 +94,4 @@ async function readChildrenFiles(pid: number): Promise<number[] | undefined> {
     }
   }
   return [...children];
-}
-
-function scanForChildren(pid: number): Promise<number[]> {
-  return childrenOfAny(new Set([pid]));
 }

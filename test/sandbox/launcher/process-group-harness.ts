@@ -18,7 +18,7 @@ process.on('SIGINT', () => process.stdout.write('sigint\n'));
 const onLog = (line: string): void => {
   if (line === '[stdout] running') {
     // The harness's one child is prlimit, which became bwrap (exec, same pid).
-    void childPids(process.pid).then((pids) => process.stdout.write(`bwrap ${pids.join(' ')}\n`));
+    process.stdout.write(`bwrap ${childPids(process.pid).join(' ')}\n`);
   }
 };
 runTask({

@@ -327,7 +327,7 @@ describe('per-TaskInstance cgroups and rlimits (@integration)', function () {
         assert.ok(inside.endsWith(`/${PARENT}/${cgroup.name}`), `inside the sandbox: ${inside}`);
       }
       // From the host: bwrap's child and all its descendants are exactly the cgroup's processes.
-      const tree = [attached.childPid, ...(await descendantPids(attached.childPid))].sort((a, b) => a - b);
+      const tree = [attached.childPid, ...descendantPids(attached.childPid)].sort((a, b) => a - b);
       assert.equal(tree.length, 4, `expected pid 1, sh and two sleeps, got ${tree.join(', ')}`);
       assert.deepEqual(await cgroup.pids(), tree);
       for (const pid of tree) {
