@@ -4,7 +4,7 @@
  * child's recorded ending onto it (see `queues/task-ending.ts`). When the TaskInstance has reached
  * a final state, its package reference is released.
  */
-import { Job, type Queue, RATE_LIMIT_ERROR, UnrecoverableError } from 'bullmq';
+import { Job, type Queue, UnrecoverableError } from 'bullmq';
 
 import type { NodeJobData } from '../../queues/node.js';
 import { recordedEnding, type TaskEnding } from '../../queues/task-ending.js';
@@ -14,12 +14,16 @@ import type { PackageStore } from '../packages/store.js';
 
 export type TaskInstanceJob = Job<TaskInstanceData, TaskInstanceResult>;
 
+/** Errors {@link failWith} recorded an ending for: the step's own decision to fail the TaskInstance. */
+const recorded = new WeakSet<Error>();
+
 /**
  * Records how the TaskInstance ended, then returns the error to fail it with. The record comes
  * first: BullMQ keeps only the error's message, which for a task's failure is the task's to choose.
  */
 export async function failWith(job: TaskInstanceJob, ending: TaskEnding, error: Error): Promise<Error> {
   await job.updateData({ ...job.data, ending });
+  recorded.add(error);
   return error;
 }
 
@@ -94,16 +98,16 @@ export async function releaseIfFinal(
   }
 }
 
-/** What BullMQ throws to move a job elsewhere than failed (`Worker.handleFailed`): never a failure. */
-const MOVES = new Set(['DelayedError', 'WaitingError', 'WaitingChildrenError', 'RateLimitError']);
-
 /**
- * Whether BullMQ fails the job for good when its processor throws `error`: an UnrecoverableError,
- * or its last attempt (the first test of `Job.shouldRetryJob`). BullMQ may give up in more cases
- * (`maxStartedAttempts`, a backoff of -1); the `failed` event covers those.
+ * Whether BullMQ fails the job for good when its processor throws `error`, known before it does:
+ * an ending the step recorded ({@link failWith}: the node job failed, a cancel, a rejection),
+ * thrown as an UnrecoverableError or on the last attempt (the first test of `Job.shouldRetryJob`).
+ * Anything else, a lost lock or Redis gone mid-step, may leave the job to stall and run again, so
+ * only the `failed` event, after BullMQ moved it, may release then; it also covers the ends BullMQ
+ * decides alone (`maxStartedAttempts`, a backoff of -1).
  */
 export function failsForGood(job: TaskInstanceJob, error: unknown): boolean {
-  if (!(error instanceof Error) || MOVES.has(error.name) || error.message === RATE_LIMIT_ERROR) {
+  if (!(error instanceof Error) || !recorded.has(error)) {
     return false;
   }
   const unrecoverable = error instanceof UnrecoverableError || error.name === 'UnrecoverableError';

@@ -199,6 +199,11 @@ async function splitPhase(run: CoordinatorRun, alreadyEnqueued: number): Promise
   return counts;
 }
 
+/** BullMQ's answer to a move by a run whose lock is gone (`Missing lock`, `Lock mismatch`). */
+function lostLock(error: unknown): boolean {
+  return error instanceof Error && /^(Missing lock|Lock mismatch) for job /.test(error.message);
+}
+
 /** Moves the job to delayed until the last unit wakes it; throws `DelayedError`. */
 async function park(run: CoordinatorRun): Promise<never> {
   const { job, token, env, data } = run;
@@ -206,7 +211,16 @@ async function park(run: CoordinatorRun): Promise<never> {
     throw new TaskFailedError('a parallel TaskInstance was run without a lock token', data.instanceId);
   }
   await run.mirror.finish();
-  await job.moveToDelayed(Date.now() + PARK_MS, token);
+  try {
+    await job.moveToDelayed(Date.now() + PARK_MS, token);
+  } catch (error) {
+    // Our lock expired (a Redis restart, a stalled loop): the job is another run's now, or will be
+    // once the stalled check moves it. The units go on; ending them here would fail the instance.
+    if (lostLock(error)) {
+      throw new DelayedError();
+    }
+    throw error;
+  }
   // The last unit may have ended between our count and the move, and found nothing to promote.
   const counts = await readCounts(env.redis, env.keys, data.instanceId);
   if (allEnded(counts) || counts.abort !== undefined || (await env.cancels.requested(data.instanceId))) {

@@ -4,6 +4,7 @@ import { Queue } from 'bullmq';
 import type { Redis } from 'ioredis';
 
 import { setSubmitHooks } from '../../../lib/client/submit-hooks.js';
+import type { TaskRun } from '../../../lib/client/task-run.js';
 import { UnknownTaskError } from '../../../lib/core/errors.js';
 import { Master } from '../../../lib/master/master.js';
 import { prunePackages } from '../../../lib/packages/pruner.js';
@@ -48,6 +49,34 @@ async function waitReleased(r: Redis, sha1: string): Promise<void> {
   await waitFor(`pin@${sha1} to have no holders`, async () =>
     (await holders(r, sha1)).length === 0 ? true : undefined,
   );
+}
+
+/**
+ * Runs `task` of pin v1 through a master that talks to Redis through a proxy losing the reply to
+ * its end of the TaskInstance (BullMQ's moveToFinished: job id, timestamp, then `returnvalue` or
+ * `failedReason`), as a Redis restart or a master killed just then does: ended in Redis, no
+ * `completed` or `failed` event in the master. Resolves once Redis holds the end.
+ */
+async function endWithLostReply(task: string, state: 'completed' | 'failed'): Promise<{ run: TaskRun; sha1: string }> {
+  const tydra = client();
+  const { sha1 } = await tydra.deploy(await pinPackage('v1'));
+  const run = await tydra.submit(task);
+  const proxy = await startRedisProxy();
+  const id = run.id.replace(/[^A-Za-z0-9-]/g, (c) => `\\${c}`);
+  const field = state === 'completed' ? 'returnvalue' : 'failedReason';
+  const ending = proxy.holdRepliesAfter(
+    new RegExp(`\\$${run.id.length}\\r\\n${id}\\r\\n\\$\\d+\\r\\n\\d+\\r\\n\\$${field.length}\\r\\n${field}\\r\\n`),
+  );
+  const master = new Master({ redis: proxy.url });
+  defer(() => master.close());
+  await master.start();
+  await startNode();
+  await ending;
+  await waitFor(`the TaskInstance to be ${state} in Redis`, async () =>
+    (await run.status()).state === state ? true : undefined,
+  );
+  proxy.dropHeld();
+  return { run, sha1 };
 }
 
 describe('package versions, references and pruning (@integration)', function () {
@@ -97,27 +126,8 @@ describe('package versions, references and pruning (@integration)', function () 
   });
 
   it('releases the reference before the TaskInstance completes: a completion whose reply the master never gets leaks none', async () => {
-    const tydra = client();
     const r = redis();
-    const { sha1 } = await tydra.deploy(await pinPackage('v1'));
-    const run = await tydra.submit('pin/which');
-    // The master talks to Redis through a proxy that loses the reply to its completion of the
-    // TaskInstance (BullMQ's moveToFinished: job id, timestamp, `returnvalue`), as a Redis restart
-    // or a master killed just then does: completed in Redis, no `completed` event in the master.
-    const proxy = await startRedisProxy();
-    const id = run.id.replace(/[^A-Za-z0-9-]/g, (c) => `\\${c}`);
-    const completing = proxy.holdRepliesAfter(
-      new RegExp(`\\$${run.id.length}\\r\\n${id}\\r\\n\\$\\d+\\r\\n\\d+\\r\\n\\$11\\r\\nreturnvalue\\r\\n`),
-    );
-    const master = new Master({ redis: proxy.url });
-    defer(() => master.close());
-    await master.start();
-    await startNode();
-    await completing;
-    await waitFor('the TaskInstance to be completed in Redis', async () =>
-      (await run.status()).state === 'completed' ? true : undefined,
-    );
-    proxy.dropHeld();
+    const { run, sha1 } = await endWithLostReply('pin/which', 'completed');
     assert.equal(await run.result(), 'v1');
     // Released before the completion, so already now, with no event and no prune pass.
     assert.deepEqual(await holders(r, sha1), []);
@@ -125,26 +135,8 @@ describe('package versions, references and pruning (@integration)', function () 
   });
 
   it('releases the reference before the TaskInstance fails for good: a failure whose reply the master never gets leaks none', async () => {
-    const tydra = client();
     const r = redis();
-    const { sha1 } = await tydra.deploy(await pinPackage('v1'));
-    const run = await tydra.submit('pin/boom');
-    // As above, for BullMQ's moveToFinished to failed (job id, timestamp, `failedReason`): failed
-    // in Redis, no `failed` event in the master, which released the reference until now.
-    const proxy = await startRedisProxy();
-    const id = run.id.replace(/[^A-Za-z0-9-]/g, (c) => `\\${c}`);
-    const failing = proxy.holdRepliesAfter(
-      new RegExp(`\\$${run.id.length}\\r\\n${id}\\r\\n\\$\\d+\\r\\n\\d+\\r\\n\\$12\\r\\nfailedReason\\r\\n`),
-    );
-    const master = new Master({ redis: proxy.url });
-    defer(() => master.close());
-    await master.start();
-    await startNode();
-    await failing;
-    await waitFor('the TaskInstance to be failed in Redis', async () =>
-      (await run.status()).state === 'failed' ? true : undefined,
-    );
-    proxy.dropHeld();
+    const { run, sha1 } = await endWithLostReply('pin/boom', 'failed');
     assert.match((await failure(run.result())).message, /boom v1/);
     assert.deepEqual(await holders(r, sha1), []);
     assert.equal(await r.hexists(keys.refs, run.id), 0);
