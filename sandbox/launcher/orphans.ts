@@ -44,14 +44,11 @@ export async function killOrphanedSandboxes(bwrap: string): Promise<number[]> {
 
 async function isOrphan(pid: string, bwrap: string): Promise<boolean> {
   try {
-    const [cmdline, environ] = await Promise.all([
-      readFile(`/proc/${pid}/cmdline`, 'utf8'),
-      readFile(`/proc/${pid}/environ`, 'utf8'),
-    ]);
-    const args = cmdline.split('\0');
+    const args = (await readFile(`/proc/${pid}/cmdline`, 'utf8')).split('\0');
     if (args[0] !== bwrap || !args.includes(INSTANCE_MARK)) {
       return false;
     }
+    const environ = await readFile(`/proc/${pid}/environ`, 'utf8');
     const prefix = `${NODE_MARK_VARIABLE}=`;
     const mark = environ.split('\0').find((entry) => entry.startsWith(prefix));
     // No mark: not started by a node of this version; leave it to whoever started it.
