@@ -70,7 +70,9 @@ export type Outcome = { result: unknown } | { error: Error };
  * that reached neither a result nor an error is judged by `finalOutcome` after them.
  */
 const RULES: ReadonlyArray<(ending: SandboxEnding) => Error | undefined> = [
-  (e) => e.setupError,
+  // A cancel during the set-up kills the sandbox under the attach, which then fails (ESRCH): the
+  // cancel is the cause, and the rule for it below answers.
+  (e) => (e.aborted ? undefined : e.setupError),
   (e) => (e.limitHit === undefined ? undefined : limitError(e.limitHit, e)),
   (e) => (e.timedOut ? new TaskTimeoutError(e.limits.timeoutMs) : undefined),
   (e) => (e.aborted ? abortError(e.abortReason, e.instanceId) : undefined),

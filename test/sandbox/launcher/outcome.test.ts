@@ -52,9 +52,14 @@ const CASES: Array<[name: string, ending: Partial<SandboxEnding>, expected: Expe
     { error: TaskFailedError, message: 'boom' },
   ],
   [
-    'the cgroup attach failed (wins over all)',
+    'the cgroup attach failed (wins over all but a cancel)',
     { setupError, timedOut: true, limitHit: { limit: 'pids' } },
     { same: setupError },
+  ],
+  [
+    'the cgroup attach failed because a cancel killed the sandbox under it: the cancel',
+    { setupError, aborted: true, abortReason: typedReason },
+    { same: typedReason },
   ],
   [
     'output limit on stdout',
