@@ -37,7 +37,15 @@ export async function isMarkAlive(mark: string): Promise<boolean> {
   }
 }
 
-/** Field 22 of `/proc/PID/stat`; comm (field 2) may hold spaces and parentheses, so count after the last ')'. */
+/**
+ * The fields of a `/proc/PID/stat` text after `pid (comm)`, so field N of proc(5) is at N - 3:
+ * comm may hold spaces and parentheses, so the text is cut at its last ')'.
+ */
+export function statFieldsAfterComm(stat: string): string[] {
+  return stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+}
+
+/** Field 22 of `/proc/PID/stat`: the start time, in clock ticks since boot. */
 function startTimeOf(stat: string): string {
-  return stat.slice(stat.lastIndexOf(')') + 2).split(' ')[19] ?? '';
+  return statFieldsAfterComm(stat)[19] ?? '';
 }

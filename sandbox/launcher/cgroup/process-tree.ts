@@ -11,6 +11,8 @@
  */
 import { readdirSync, readFileSync } from 'node:fs';
 
+import { statFieldsAfterComm } from '../process-mark.js';
+
 /** Direct children of `pid` (empty when it is gone). Each call reads /proc afresh. */
 export function childPids(pid: number): number[] {
   return readChildrenFiles(pid) ?? childrenOfAny(new Set([pid]));
@@ -19,7 +21,7 @@ export function childPids(pid: number): number[] {
 /**
  * Children of any of `parents` that are not in it themselves, all in one pass: the children files
  * of each parent where the kernel has them, else ONE scan of /proc for the whole set (not one per
- * parent), its stat files read in parallel.
+ * parent).
  */
 export function childrenOfAny(parents: ReadonlySet<number>): number[] {
   const found = new Set<number>();
@@ -60,9 +62,8 @@ export function descendantPids(pid: number): number[] {
 /** Parent pid from `/proc/<pid>/stat`, or undefined when the process is gone. */
 function parentPidNow(pid: number): number | undefined {
   try {
-    const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
-    // "pid (comm) state ppid …": comm may hold spaces and parentheses, so cut at the last ")".
-    const ppid = stat.slice(stat.lastIndexOf(')') + 2).split(' ')[1];
+    // "pid (comm) state ppid …": the ppid is field 4.
+    const ppid = statFieldsAfterComm(readFileSync(`/proc/${pid}/stat`, 'utf8'))[1];
     return ppid === undefined ? undefined : Number(ppid);
   } catch {
     return undefined;
