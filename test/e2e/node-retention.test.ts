@@ -22,8 +22,11 @@ describe('nodes gone for longer than the retention period (@integration)', funct
     await waitFor('the stopped node to be forgotten', async () =>
       (await tydra.nodes()).some((node) => node.id === leaving.id) ? undefined : true,
     );
-    assert.deepEqual(await redis.keys(`{tydra}:bull:${nodeQueueName(leaving.id)}:*`), []);
     assert.deepEqual(await redis.keys(`{tydra}:node:${leaving.id}`), []);
+    // The registry entry goes first, then the sweep obliterates the queue (`retireIfExpired`).
+    await waitFor("the stopped node's queue to be obliterated", async () =>
+      (await redis.keys(`{tydra}:bull:${nodeQueueName(leaving.id)}:*`)).length === 0 ? true : undefined,
+    );
     assert.deepEqual(
       (await tydra.nodes()).map((node) => [node.id, node.alive]),
       [[staying.id, true]],
