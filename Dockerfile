@@ -14,8 +14,10 @@ WORKDIR /app
 
 # Dependencies first, so editing a source file does not reinstall them.
 # --ignore-scripts: `prepare` would run tsc before any source is here; and the
-# only dependency with an install script (msgpackr-extract) merely tries to
-# compile a fallback that its prebuilt optional package makes unnecessary.
+# only dependencies with an install script need it not: msgpackr-extract merely
+# tries to compile a fallback that its prebuilt optional package makes
+# unnecessary, and esbuild's (a build tool only) swaps its launcher for the
+# platform binary its optional package already holds.
 COPY package.json package-lock.json ./
 RUN npm ci --ignore-scripts
 

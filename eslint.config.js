@@ -11,6 +11,8 @@ export default tseslint.config(
       'examples/',
       // Plain JavaScript run inside tydra's container image by scripts/compose-smoke.sh, like examples/.
       'scripts/compose-smoke/',
+      // Plain JavaScript run by `npm run build` after tsc (it bundles tsc's output).
+      'scripts/bundle-runtime.mjs',
       '.tydra/',
       'eslint.config.js',
       '.dependency-cruiser.cjs',

@@ -38,10 +38,10 @@ import { SANDBOX_SYNC_FDS } from '../sandbox/launcher/cgroup/attach.js';
 import { detectCgroups, removeCgroupParent } from '../sandbox/launcher/cgroup/support.js';
 import { createTaskCgroup } from '../sandbox/launcher/cgroup/task-cgroup.js';
 import { findPrlimit } from '../sandbox/launcher/rlimits.js';
-import { prepareLaunch, RUNTIME_DIR } from '../sandbox/launcher/launch.js';
+import { prepareLaunch } from '../sandbox/launcher/launch.js';
 import { runTask } from '../sandbox/launcher/run-task.js';
 import { spawnSandbox } from '../sandbox/launcher/spawn-sandbox.js';
-import { installRuntime } from '../sandbox/launcher/runtime-dir.js';
+import { installRuntime, RUNNER_FILE, RUNTIME_DIR } from '../sandbox/launcher/runtime-dir.js';
 import { WarmSandbox } from '../sandbox/launcher/warm-sandbox.js';
 
 const WARMUP = 2;
@@ -102,7 +102,7 @@ async function main(): Promise<void> {
     };
     const runner = async (): Promise<number> => {
       const start = performance.now();
-      const child = execa(process.execPath, ['--disable-proto=delete', join(RUNTIME_DIR, 'runner/main.js')], {
+      const child = execa(process.execPath, ['--disable-proto=delete', join(RUNTIME_DIR, RUNNER_FILE)], {
         stdio: ['pipe', 'ignore', 'ignore', 'pipe'],
         extendEnv: false,
         env: { TYDRA_WARM: '1' },

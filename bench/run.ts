@@ -11,6 +11,8 @@
  *     TaskInstances submitted at once, vs the same M jobs through a raw BullMQ Queue + Worker
  *     (concurrency 2) that spawns `node -e 0` per job. Plus the idle submit→result latency, and
  *     the cancel latency: `run.cancel()` on a running TaskInstance until it is settled as cancelled.
+ *     tydra's runs go twice: the task as an ES module (`noop.mjs`), then as CommonJS (`noop.cjs`,
+ *     which the runner loads without starting Node's ES module loader; `sandbox/runner/task-module.ts`).
  *
  * Environment: BENCH_SPAWNS (default 30), BENCH_TASKS (default 40), BENCH_LATENCY (idle
  * latency samples, default 7). Progress goes to stderr; the table and, as the very last line,
@@ -48,6 +50,9 @@ const NODE_CONCURRENCY = 2;
 const PACKAGE_NAME = 'bench';
 const TASK_NAME = 'noop';
 const NOOP_MODULE = 'export default async () => 1;\n';
+/** The same task as CommonJS: the runner loads it with `require()` and never starts Node's ES module loader. */
+const NOOP_COMMONJS_MODULE = 'module.exports = async () => 1;\n';
+const COMMONJS_TASK_NAME = 'noop-cjs';
 /** Never returns: cancelled by the cancel-latency benchmark. */
 const HANG_MODULE = 'export default () => new Promise(() => setInterval(() => {}, 1000));\n';
 
@@ -84,6 +89,11 @@ interface Results {
     };
     latency: { baseline: Summary; tydra: Summary; ratioMedian: number };
     cancel: { baseline: Summary; tydra: Summary; ratioMedian: number };
+    /** The same runs with the task as a CommonJS module (`noop.cjs`), after the ES module's. */
+    commonJs: {
+      throughput: { tydraTasksPerSec: number; ratio: number; tydraWallMs: number; tydraCpu: CpuShares };
+      latency: { tydra: Summary; ratioMedian: number };
+    };
   };
 }
 
@@ -204,14 +214,20 @@ async function bareSpawn(): Promise<void> {
   await execa(process.execPath, ['-e', '0'], { extendEnv: false, env: {} });
 }
 
-/** A package folder with `noop.mjs` (and a manifest, for deploying). World-readable for the sandbox user. */
+/** A package folder with `noop.mjs`, `noop.cjs` (and a manifest, for deploying). World-readable for the sandbox user. */
 async function makePackage(dir: string): Promise<void> {
   await mkdir(dir, { recursive: true });
   await writeFile(join(dir, 'noop.mjs'), NOOP_MODULE);
+  await writeFile(join(dir, 'noop.cjs'), NOOP_COMMONJS_MODULE);
   await writeFile(join(dir, 'hang.mjs'), HANG_MODULE);
+  const tasks = {
+    [TASK_NAME]: { module: 'noop.mjs' },
+    [COMMONJS_TASK_NAME]: { module: 'noop.cjs' },
+    hang: { module: 'hang.mjs' },
+  };
   await writeFile(
     join(dir, 'tydra.json'),
-    `${JSON.stringify({ name: PACKAGE_NAME, description: 'benchmark noop', tasks: { [TASK_NAME]: { module: 'noop.mjs' }, hang: { module: 'hang.mjs' } } }, null, 2)}\n`,
+    `${JSON.stringify({ name: PACKAGE_NAME, description: 'benchmark noop', tasks }, null, 2)}\n`,
   );
   await chmod(dir, 0o755);
 }
@@ -270,11 +286,13 @@ async function benchSpawn(config: Config, packageDir: string): Promise<Results['
 // Benchmark 2, baseline: raw BullMQ, one Queue + one Worker (concurrency 2) spawning `node -e 0`.
 
 /** The same measurement for both systems: warm-up, idle latency one at a time, then M at once. */
-async function measureEndToEnd(
-  config: Config,
-  label: string,
-  once: () => Promise<void>,
-): Promise<{ wallMs: number; latency: number[]; cpu: CpuShares }> {
+interface EndToEnd {
+  wallMs: number;
+  latency: number[];
+  cpu: CpuShares;
+}
+
+async function measureEndToEnd(config: Config, label: string, once: () => Promise<void>): Promise<EndToEnd> {
   for (let i = 0; i < WARMUP; i += 1) {
     await once();
   }
@@ -292,10 +310,7 @@ async function measureEndToEnd(
   return { wallMs, latency, cpu };
 }
 
-async function benchRawBullmq(
-  config: Config,
-  redisUrl: string,
-): Promise<{ wallMs: number; latency: number[]; cpu: CpuShares }> {
+async function benchRawBullmq(config: Config, redisUrl: string): Promise<EndToEnd> {
   const queueName = `bench-raw-${randomUUID().slice(0, 8)}`;
   const connection = { url: redisUrl, maxRetriesPerRequest: null };
   const queue = new Queue(queueName, { connection, defaultJobOptions: { removeOnComplete: true, removeOnFail: true } });
@@ -337,7 +352,7 @@ async function benchTydra(
   redisUrl: string,
   packageDir: string,
   cacheDir: string,
-): Promise<{ wallMs: number; latency: number[]; cpu: CpuShares; cancel: number[] }> {
+): Promise<{ esm: EndToEnd; commonJs: EndToEnd; cancel: number[] }> {
   const master = new Master({ redis: redisUrl });
   onCleanup('master', () => master.close());
   const node = new TydraNode({
@@ -353,9 +368,8 @@ async function benchTydra(
   const deployed = await tydra.deploy(packageDir);
   progress(`end to end: deployed ${deployed.ref}; node ${node.id}`);
 
-  const ref = `${PACKAGE_NAME}/${TASK_NAME}`;
-  const once = async (): Promise<void> => {
-    const run = await tydra.submit(ref, null, { timeoutMs: TASK_TIMEOUT_MS });
+  const onceOf = (task: string) => async (): Promise<void> => {
+    const run = await tydra.submit(`${PACKAGE_NAME}/${task}`, null, { timeoutMs: TASK_TIMEOUT_MS });
     const value = await run.result({ timeoutMs: RESULT_TIMEOUT_MS });
     if (value !== 1) {
       throw new Error(`Expected the tydra task to return 1, got ${JSON.stringify(value)}`);
@@ -364,7 +378,8 @@ async function benchTydra(
   // Warm-up also pulls the package into the node's cache and opens the client's QueueEvents.
   // The sandboxes' CPU is charged to the node's parent cgroup once they are moved there.
   const cpu = { ...config.cpu, otherCgroups: [nodeCpuCgroup(NODE_DEFAULTS.cgroupName, node.id)] };
-  const measured = await measureEndToEnd({ ...config, cpu }, 'tydra', once);
+  const esm = await measureEndToEnd({ ...config, cpu }, 'tydra', onceOf(TASK_NAME));
+  const commonJs = await measureEndToEnd({ ...config, cpu }, 'tydra (CommonJS task)', onceOf(COMMONJS_TASK_NAME));
 
   // Cancel latency: from `run.cancel()` on a running TaskInstance to `result()` rejecting as
   // cancelled (the node heard it over pub/sub, killed the sandbox, the master settled it).
@@ -391,7 +406,7 @@ async function benchTydra(
       throw new Error(`Expected TaskCancelledError, got ${error.name}: ${error.message}`);
     }
   }
-  return { ...measured, cancel };
+  return { esm, commonJs, cancel };
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -432,6 +447,22 @@ function formatTable(results: Results): string {
       'tydra/baseline, lower is better',
     ],
     [
+      'end to end',
+      `throughput, CommonJS task (M=${results.config.tasks})`,
+      results.endToEnd.throughput.baselineTasksPerSec.toFixed(1),
+      results.endToEnd.commonJs.throughput.tydraTasksPerSec.toFixed(1),
+      `${results.endToEnd.commonJs.throughput.ratio.toFixed(2)}x`,
+      'tydra/baseline, higher is better',
+    ],
+    [
+      'end to end',
+      `idle latency, CommonJS task (n=${results.endToEnd.commonJs.latency.tydra.n})`,
+      results.endToEnd.latency.baseline.medianMs.toFixed(1),
+      results.endToEnd.commonJs.latency.tydra.medianMs.toFixed(1),
+      `${results.endToEnd.commonJs.latency.ratioMedian.toFixed(2)}x`,
+      'tydra/baseline, lower is better',
+    ],
+    [
       'cancel',
       `cancel() -> cancelled, median ms (n=${results.endToEnd.cancel.tydra.n})`,
       results.endToEnd.cancel.baseline.medianMs.toFixed(1),
@@ -459,6 +490,7 @@ function formatTable(results: Results): string {
     'CPU during the throughput runs, in cores busy over the window:',
     `  baseline: ${formatCpu(results.endToEnd.throughput.baselineCpu, results.config.tasks)}`,
     `  tydra:    ${formatCpu(results.endToEnd.throughput.tydraCpu, results.config.tasks)}`,
+    `  tydra, CommonJS task: ${formatCpu(results.endToEnd.commonJs.throughput.tydraCpu, results.config.tasks)}`,
   ].join('\n');
 }
 
@@ -494,12 +526,14 @@ async function main(): Promise<void> {
   progress(`end to end: raw BullMQ baseline, ${config.latencySamples} idle + ${config.tasks} concurrent jobs`);
   const raw = await benchRawBullmq(config, redis.url);
   progress(`end to end: tydra, ${config.latencySamples} idle + ${config.tasks} concurrent TaskInstances`);
-  const ours = await benchTydra(config, redis.url, packageDir, join(root, 'cache'));
+  const { esm: ours, commonJs, cancel } = await benchTydra(config, redis.url, packageDir, join(root, 'cache'));
 
   const baselineTasksPerSec = (config.tasks * 1000) / raw.wallMs;
   const tydraTasksPerSec = (config.tasks * 1000) / ours.wallMs;
+  const commonJsTasksPerSec = (config.tasks * 1000) / commonJs.wallMs;
   const rawLatency = summarize(raw.latency);
   const tydraLatency = summarize(ours.latency);
+  const commonJsLatency = summarize(commonJs.latency);
   const cpu = cpus()[0];
   const results: Results = {
     config: { ...config, warmup: WARMUP, nodeConcurrency: NODE_CONCURRENCY },
@@ -527,8 +561,17 @@ async function main(): Promise<void> {
       },
       cancel: {
         baseline: rawLatency,
-        tydra: summarize(ours.cancel),
-        ratioMedian: round(summarize(ours.cancel).medianMs / rawLatency.medianMs),
+        tydra: summarize(cancel),
+        ratioMedian: round(summarize(cancel).medianMs / rawLatency.medianMs),
+      },
+      commonJs: {
+        throughput: {
+          tydraTasksPerSec: round(commonJsTasksPerSec),
+          ratio: round(commonJsTasksPerSec / baselineTasksPerSec),
+          tydraWallMs: round(commonJs.wallMs),
+          tydraCpu: commonJs.cpu,
+        },
+        latency: { tydra: commonJsLatency, ratioMedian: round(commonJsLatency.medianMs / rawLatency.medianMs) },
       },
     },
   };

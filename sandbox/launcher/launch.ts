@@ -6,7 +6,6 @@
  */
 import { randomUUID } from 'node:crypto';
 import { realpathSync } from 'node:fs';
-import { fileURLToPath } from 'node:url';
 
 import { SandboxUnavailableError, TaskFailedError } from '../../lib/core/errors.js';
 import type { CompiledTaskLimits } from '../../lib/core/limits.js';
@@ -18,10 +17,9 @@ import { openSandboxNetwork, type SandboxNetwork, type SandboxNetworkOptions } f
 import { NODE_MARK_VARIABLE } from './orphans.js';
 import { nodeMark } from './process-mark.js';
 import { prlimitArgs } from './rlimits.js';
+import { RUNNER_FILE, RUNTIME_DIR } from './runtime-dir.js';
 import { encodeSecretArgs, secretArgsFlags } from './secret-args.js';
 
-/** The compiled `sandbox/` folder, mounted read-only into every sandbox. */
-export const RUNTIME_DIR = fileURLToPath(new URL('..', import.meta.url));
 const NODE_BINARY = realpathSync(process.execPath);
 
 /** What to start in the sandbox: a JavaScript module under the runner, or a command's argv. */
@@ -199,7 +197,7 @@ function entryCommand(options: SandboxOptions, entry: TaskEntry, withCgroup: boo
     // too much address space for RLIMIT_AS). With one, the cgroup bounds every process, and
     // the flag is left out: it made a sandboxed start about 10 ms slower here.
     ...(withCgroup ? [] : [`--max-old-space-size=${heapMiB(options.limits.memoryBytes)}`]),
-    `${bwrap === undefined ? RUNTIME_DIR : RUNTIME_MOUNT}/runner/main.js`,
+    `${bwrap === undefined ? RUNTIME_DIR : RUNTIME_MOUNT}/${RUNNER_FILE}`,
   ];
 }
 

@@ -1,30 +1,34 @@
 /**
- * Installs the in-sandbox runner next to a node's package cache. The runner is mounted
- * read-only into every sandbox, and bubblewrap, running as the unprivileged sandbox user, must
- * be able to reach its folder: tydra's own install folder may sit under `/root` or another
- * private folder, the cache folder is checked to be reachable. The copy is a few small files,
- * replaced at every node start (write into a temporary folder, then rename).
+ * What tydra puts into every sandbox, read-only at `/opt/tydra`: two self-contained CommonJS
+ * files that `npm run build` bundles from `sandbox/runner/` (`scripts/bundle-runtime.mjs`), the
+ * runner of a JavaScript task and a command task's network forwarder. They import nothing but
+ * Node's own modules.
+ *
+ * A node installs them next to its package cache: bubblewrap, running as the unprivileged
+ * sandbox user, must be able to reach the folder it mounts, and tydra's own install folder may
+ * sit under `/root` or another private folder (the cache folder is checked to be reachable). The
+ * copy is replaced at every node start (written into a temporary folder, then renamed).
  */
-import { copyFile, mkdir, readdir, rename, rm, writeFile } from 'node:fs/promises';
+import { copyFile, mkdir, rename, rm } from 'node:fs/promises';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 
-/** The compiled `sandbox/` folder of this install. */
-const SOURCE = fileURLToPath(new URL('..', import.meta.url));
+/** The bundles of this install (`dist/sandbox/runtime`). */
+export const RUNTIME_DIR = fileURLToPath(new URL('../runtime', import.meta.url));
+/** The runner of a JavaScript task: `node runner.cjs [network.json]` (`sandbox/runner/main.ts`). */
+export const RUNNER_FILE = 'runner.cjs';
+/** A command task's network forwarder: `node forwarder.cjs <config.json> <command…>` (`sandbox/runner/forwarder.ts`). */
+export const FORWARDER_FILE = 'forwarder.cjs';
 
-/** Copies the runner into `<cacheDir>/.runtime` and returns that folder. */
+/** Copies the runtime into `<cacheDir>/.runtime` and returns that folder. */
 export async function installRuntime(cacheDir: string): Promise<string> {
   const target = join(cacheDir, '.runtime');
   const temporary = join(cacheDir, `.runtime-new-${process.pid}`);
   await rm(temporary, { recursive: true, force: true });
-  await mkdir(join(temporary, 'runner'), { recursive: true, mode: 0o755 });
-  // What the runner needs: the protocol and the runner's own modules, nothing of the launcher.
-  const runnerFiles = (await readdir(join(SOURCE, 'runner'))).filter((name) => name.endsWith('.js'));
-  for (const file of ['protocol.js', ...runnerFiles.map((name) => `runner/${name}`)]) {
-    await copyFile(join(SOURCE, file), join(temporary, file));
+  await mkdir(temporary, { recursive: true, mode: 0o755 });
+  for (const file of [RUNNER_FILE, FORWARDER_FILE]) {
+    await copyFile(join(RUNTIME_DIR, file), join(temporary, file));
   }
-  // ES modules: the repository's package.json with "type": "module" is not in the sandbox.
-  await writeFile(join(temporary, 'package.json'), '{ "type": "module" }\n', { mode: 0o644 });
   await rm(target, { recursive: true, force: true });
   await rename(temporary, target);
   return target;

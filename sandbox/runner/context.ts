@@ -3,11 +3,10 @@
  * turning what task code returns or logs into JSON for the protocol. One module rather than
  * three: each module the runner loads before `start` is on every cold start's critical path.
  */
-import { pathToFileURL } from 'node:url';
-
 import { type NodeMessage, UNRECOVERABLE_ERROR_NAME, type UnitFailure } from '../protocol.js';
 import type { Channel } from './channel.js';
 import type { Pausable } from './item-buffer.js';
+import { loadTaskModule } from './task-module.js';
 
 export type StartMessage = Extract<NodeMessage, { type: 'start' }>;
 
@@ -72,15 +71,15 @@ export function taskContext(start: StartMessage, env: RunnerEnv): TaskContext {
 
 /**
  * The export `name` of the package module `module` (`default` for a simple task), or a
- * TypeError naming both when it is not a function. Imports task code from the read-only package
- * folder: called only once `start` arrived, never before (see `sandbox/launcher/cgroup/attach-overlapped.ts`).
+ * TypeError naming both when it is not a function. Loads task code from the read-only package
+ * folder (`task-module.ts`: CommonJS with `require()`, the rest with `import()`): called only once `start` arrived, never before (see `sandbox/launcher/cgroup/attach-overlapped.ts`).
  */
 export async function loadExport<F extends (...args: never[]) => unknown>(
   module: string,
   name: string,
   signature: string,
 ): Promise<F> {
-  const exports = (await import(pathToFileURL(`${PACKAGE_DIR}/${module}`).href)) as Record<string, unknown>;
+  const exports = await loadTaskModule(`${PACKAGE_DIR}/${module}`, PACKAGE_DIR);
   const fn = exports[name];
   if (typeof fn !== 'function') {
     const which = name === 'default' ? 'the default export' : `an export named \`${name}\``;

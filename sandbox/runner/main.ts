@@ -1,5 +1,6 @@
 /**
- * Entry point of the in-sandbox runner: `node /opt/tydra/runner/main.js [network.json]`. It only
+ * Entry point of the in-sandbox runner: `node /opt/tydra/runner.cjs [network.json]`
+ * (bundled with the rest of `sandbox/runner/` into that one file, `scripts/bundle-runtime.mjs`). It only
  * wires the process to a `TaskRunner` (see `task-runner.ts`), after serving the task's network
  * endpoints when it has some (`loopback-forwarder.ts`, imported only then: it loads `node:net`).
  */

@@ -22,6 +22,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
 
+import { FORWARDER_FILE } from '../runtime-dir.js';
 import { type EndpointAccess, loopbackPlan, NETWORK_MOUNT, type PlacedEndpoint } from './loopback-plan.js';
 import { networkFolderPrefix } from './stale-folders.js';
 
@@ -128,7 +129,7 @@ export async function openSandboxNetwork(
         : [
             ...(ownThreads ? ['/usr/bin/env', `${FORWARDER_THREADS}=1`] : []),
             ...[nodePath, '--v8-pool-size=1', '--max-old-space-size=16', '--max-semi-space-size=1'],
-            `${runtimeMount}/runner/forwarder.js`,
+            `${runtimeMount}/${FORWARDER_FILE}`,
             `${NETWORK_MOUNT}/forwarder.json`,
             ...command,
           ],
