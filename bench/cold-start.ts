@@ -14,35 +14,31 @@
  * - moving a live process into it (the migration a cgroup-v1 host pays on every start);
  * - a whole cold sandbox: `runTask()` of a no-op module (prlimit → bwrap → cgroup → runner → task),
  *   to its result as a node gets it (`cold`: at the runner's final message) and to its end
- *   (`coldGone`: exited, cgroup removed);
+ *   (`coldGone`: exited, cgroup removed); the same with the task as CommonJS (`coldCommonJs`,
+ *   `coldCommonJsGone`: loaded with `require()`, no ES module loader);
  * - a pooled sandbox's share: `WarmSandbox.claim()` of a sandbox started and ready beforehand
  *   (the `start` message, the task's import and run, the exit and the clean-up).
  *
  * Environment: BENCH_COLD_ROUNDS (default 15). The table and `BENCH_COLD_JSON {...}` go to stdout.
  */
 import { randomUUID } from 'node:crypto';
-import { realpathSync } from 'node:fs';
 import { chmod, mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
 import { performance } from 'node:perf_hooks';
-import type { Writable } from 'node:stream';
 
 import { execa } from 'execa';
 
 import { DEFAULT_TASK_LIMITS } from '../lib/core/limits.js';
 import { defaultSandboxUser } from '../lib/node/options.js';
 import { checkBwrap } from '../sandbox/launcher/bwrap.js';
-import { sandboxNodePath } from '../sandbox/launcher/bwrap-args.js';
-import { SANDBOX_SYNC_FDS } from '../sandbox/launcher/cgroup/attach.js';
 import { detectCgroups, removeCgroupParent } from '../sandbox/launcher/cgroup/support.js';
 import { createTaskCgroup } from '../sandbox/launcher/cgroup/task-cgroup.js';
 import { findPrlimit } from '../sandbox/launcher/rlimits.js';
-import { prepareLaunch } from '../sandbox/launcher/launch.js';
 import { runTask } from '../sandbox/launcher/run-task.js';
-import { spawnSandbox } from '../sandbox/launcher/spawn-sandbox.js';
 import { installRuntime, RUNNER_FILE, RUNTIME_DIR } from '../sandbox/launcher/runtime-dir.js';
 import { WarmSandbox } from '../sandbox/launcher/warm-sandbox.js';
+import { sandboxFloor } from './sandbox-floor.js';
 
 const WARMUP = 2;
 
@@ -67,6 +63,7 @@ async function main(): Promise<void> {
   const packageDir = join(root, 'package');
   await execa('mkdir', ['-p', packageDir]);
   await writeFile(join(packageDir, 'noop.mjs'), 'export default async () => 1;\n');
+  await writeFile(join(packageDir, 'noop.cjs'), 'module.exports = async () => 1;\n');
   await chmod(packageDir, 0o755);
   const cgroups = await detectCgroups({ parentName: `tydra-bench-cold-${process.pid}` });
   try {
@@ -83,23 +80,8 @@ async function main(): Promise<void> {
       sandboxUser: defaultSandboxUser(),
     };
     const bare = (): Promise<unknown> => execa(process.execPath, ['-e', '0'], { extendEnv: false, env: {} });
-    const sandboxFloor = async (): Promise<number> => {
-      const start = performance.now();
-      const node = sandboxNodePath(realpathSync(process.execPath));
-      // No cgroup: a command's memory limit is then an address-space rlimit, under which V8
-      // cannot reserve its code range. Set out of reach here; the other rlimits stay.
-      const limits = { ...sandbox.limits, memoryBytes: 2 ** 45 };
-      const options = { ...sandbox, limits, cgroups: undefined, instanceId: randomUUID(), attempt: 1 };
-      const launch = await prepareLaunch(options, { command: [node, '-e', '0'] });
-      const child = spawnSandbox({ ...launch, timeoutMs: 10_000, user: sandbox.sandboxUser });
-      // Let go at once: the byte the node writes once the sandbox is in its cgroup (`attach.ts`).
-      (child.stdio[SANDBOX_SYNC_FDS.blockFd] as Writable).end(Buffer.of(1));
-      const { exitCode } = await child;
-      if (exitCode !== 0) {
-        throw new Error(`Expected node -e 0 in the sandbox to exit 0, got ${String(exitCode)}`);
-      }
-      return performance.now() - start;
-    };
+    const floorOnce = await sandboxFloor(packageDir, dirname(packageDir));
+    const sandboxFloorMs = (): Promise<number> => timed(floorOnce);
     const runner = async (): Promise<number> => {
       const start = performance.now();
       const child = execa(process.execPath, ['--disable-proto=delete', join(RUNTIME_DIR, RUNNER_FILE)], {
@@ -131,10 +113,10 @@ async function main(): Promise<void> {
     };
     // As a node runs it: the result counts at the runner's final message (`onTeardown`); `gone`
     // is when nothing of the sandbox is left (its exit, its cgroup's removal).
-    const cold = async (): Promise<{ result: number; gone: number }> => {
+    const cold = async (module = 'noop.mjs'): Promise<{ result: number; gone: number }> => {
       let ended: Promise<void> = Promise.resolve();
       const start = performance.now();
-      const task = { module: 'noop.mjs' };
+      const task = { module };
       await runTask({
         ...sandbox,
         task,
@@ -158,16 +140,18 @@ async function main(): Promise<void> {
       return ms;
     };
     const series: Record<string, number[]> = {
-      ...{ bare: [], sandboxFloor: [], runner: [], cgroup: [], migrate: [], cold: [], coldGone: [], claim: [] },
+      ...{ bare: [], sandboxFloor: [], runner: [], cgroup: [], migrate: [], cold: [], coldGone: [] },
+      ...{ coldCommonJs: [], coldCommonJsGone: [], claim: [] },
     };
     for (let round = 0; round < WARMUP + rounds; round += 1) {
       const sample = {
         bare: await timed(bare),
-        sandboxFloor: await sandboxFloor(),
+        sandboxFloor: await sandboxFloorMs(),
         runner: await runner(),
         cgroup: await makeCgroup(),
         migrate: await migrate(),
         ...(await cold().then(({ result, gone }) => ({ cold: result, coldGone: gone }))),
+        ...(await cold('noop.cjs').then(({ result, gone }) => ({ coldCommonJs: result, coldCommonJsGone: gone }))),
         claim: await claim(),
       };
       if (round >= WARMUP) {
@@ -177,7 +161,7 @@ async function main(): Promise<void> {
     const medians = Object.fromEntries(Object.entries(series).map(([name, samples]) => [name, median(samples)]));
     const base = medians.bare ?? 1;
     const lines = Object.entries(medians).map(
-      ([name, ms]) => `${name.padEnd(12)} ${ms.toFixed(1).padStart(7)} ms  ${(ms / base).toFixed(2)}x node -e 0`,
+      ([name, ms]) => `${name.padEnd(16)} ${ms.toFixed(1).padStart(7)} ms  ${(ms / base).toFixed(2)}x node -e 0`,
     );
     process.stdout.write(
       `cold start pieces (cgroup ${cgroups.mode}, ${rounds} rounds, medians)\n${lines.join('\n')}\n`,

@@ -11,6 +11,8 @@
  *     TaskInstances submitted at once, vs the same M jobs through a raw BullMQ Queue + Worker
  *     (concurrency 2) that spawns `node -e 0` per job. Plus the idle submit→result latency, and
  *     the cancel latency: `run.cancel()` on a running TaskInstance until it is settled as cancelled.
+ *     Between them, raw BullMQ once more, its processor spawning `node -e 0` in a bare tydra sandbox
+ *     (`sandbox-floor.ts`): the throughput floor of any design with a fresh sandbox per job.
  *     tydra's runs go twice: the task as an ES module (`noop.mjs`), then as CommonJS (`noop.cjs`,
  *     which the runner loads without starting Node's ES module loader; `sandbox/runner/task-module.ts`).
  *
@@ -40,6 +42,7 @@ import { installRuntime } from '../sandbox/launcher/runtime-dir.js';
 import { runTask } from '../sandbox/launcher/run-task.js';
 import { type CpuShares, type CpuSources, formatCpu, measureCpu, nodeCpuCgroup, ownCpuCgroup } from './cpu-window.js';
 import { envInt } from './env.js';
+import { sandboxFloor } from './sandbox-floor.js';
 
 const MiB = 1024 * 1024;
 const WARMUP = 3;
@@ -89,6 +92,12 @@ interface Results {
     };
     latency: { baseline: Summary; tydra: Summary; ratioMedian: number };
     cancel: { baseline: Summary; tydra: Summary; ratioMedian: number };
+    /**
+     * Raw BullMQ again, its processor spawning `node -e 0` in a sandbox as tydra builds one, with
+     * no cgroup and no runner (`sandbox-floor.ts`): the throughput any design that starts a fresh
+     * bwrap sandbox per job starts from, before a master, a node or a runner costs anything.
+     */
+    sandboxFloor: { tasksPerSec: number; ratio: number; wallMs: number; cpu: CpuShares };
     /** The same runs with the task as a CommonJS module (`noop.cjs`), after the ES module's. */
     commonJs: {
       throughput: { tydraTasksPerSec: number; ratio: number; tydraWallMs: number; tydraCpu: CpuShares };
@@ -310,7 +319,12 @@ async function measureEndToEnd(config: Config, label: string, once: () => Promis
   return { wallMs, latency, cpu };
 }
 
-async function benchRawBullmq(config: Config, redisUrl: string): Promise<EndToEnd> {
+async function benchRawBullmq(
+  config: Config,
+  redisUrl: string,
+  label = 'raw BullMQ',
+  spawnOne: () => Promise<void> = bareSpawn,
+): Promise<EndToEnd> {
   const queueName = `bench-raw-${randomUUID().slice(0, 8)}`;
   const connection = { url: redisUrl, maxRetriesPerRequest: null };
   const queue = new Queue(queueName, { connection, defaultJobOptions: { removeOnComplete: true, removeOnFail: true } });
@@ -320,7 +334,7 @@ async function benchRawBullmq(config: Config, redisUrl: string): Promise<EndToEn
   const worker = new Worker(
     queueName,
     async () => {
-      await bareSpawn();
+      await spawnOne();
       return 1;
     },
     { connection, concurrency: NODE_CONCURRENCY },
@@ -341,7 +355,7 @@ async function benchRawBullmq(config: Config, redisUrl: string): Promise<EndToEn
       throw new Error(`Expected the raw BullMQ job to return 1, got ${JSON.stringify(value)}`);
     }
   };
-  return measureEndToEnd(config, 'raw BullMQ', once);
+  return measureEndToEnd(config, label, once);
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -448,6 +462,14 @@ function formatTable(results: Results): string {
     ],
     [
       'end to end',
+      `throughput, raw BullMQ + sandbox floor (M=${results.config.tasks})`,
+      results.endToEnd.throughput.baselineTasksPerSec.toFixed(1),
+      results.endToEnd.sandboxFloor.tasksPerSec.toFixed(1),
+      `${results.endToEnd.sandboxFloor.ratio.toFixed(2)}x`,
+      'floor/baseline: the most any per-job bwrap sandbox keeps',
+    ],
+    [
+      'end to end',
       `throughput, CommonJS task (M=${results.config.tasks})`,
       results.endToEnd.throughput.baselineTasksPerSec.toFixed(1),
       results.endToEnd.commonJs.throughput.tydraTasksPerSec.toFixed(1),
@@ -490,6 +512,7 @@ function formatTable(results: Results): string {
     'CPU during the throughput runs, in cores busy over the window:',
     `  baseline: ${formatCpu(results.endToEnd.throughput.baselineCpu, results.config.tasks)}`,
     `  tydra:    ${formatCpu(results.endToEnd.throughput.tydraCpu, results.config.tasks)}`,
+    `  sandbox floor: ${formatCpu(results.endToEnd.sandboxFloor.cpu, results.config.tasks)}`,
     `  tydra, CommonJS task: ${formatCpu(results.endToEnd.commonJs.throughput.tydraCpu, results.config.tasks)}`,
   ].join('\n');
 }
@@ -525,12 +548,20 @@ async function main(): Promise<void> {
 
   progress(`end to end: raw BullMQ baseline, ${config.latencySamples} idle + ${config.tasks} concurrent jobs`);
   const raw = await benchRawBullmq(config, redis.url);
+  progress(`end to end: raw BullMQ spawning node -e 0 in a bare tydra sandbox (the floor), ${config.tasks} at once`);
+  const floor = await benchRawBullmq(
+    { ...config, latencySamples: 0 },
+    redis.url,
+    'raw BullMQ + sandbox floor',
+    await sandboxFloor(packageDir, dirname(packageDir)),
+  );
   progress(`end to end: tydra, ${config.latencySamples} idle + ${config.tasks} concurrent TaskInstances`);
   const { esm: ours, commonJs, cancel } = await benchTydra(config, redis.url, packageDir, join(root, 'cache'));
 
   const baselineTasksPerSec = (config.tasks * 1000) / raw.wallMs;
   const tydraTasksPerSec = (config.tasks * 1000) / ours.wallMs;
   const commonJsTasksPerSec = (config.tasks * 1000) / commonJs.wallMs;
+  const floorTasksPerSec = (config.tasks * 1000) / floor.wallMs;
   const rawLatency = summarize(raw.latency);
   const tydraLatency = summarize(ours.latency);
   const commonJsLatency = summarize(commonJs.latency);
@@ -563,6 +594,12 @@ async function main(): Promise<void> {
         baseline: rawLatency,
         tydra: summarize(cancel),
         ratioMedian: round(summarize(cancel).medianMs / rawLatency.medianMs),
+      },
+      sandboxFloor: {
+        tasksPerSec: round(floorTasksPerSec),
+        ratio: round(floorTasksPerSec / baselineTasksPerSec),
+        wallMs: round(floor.wallMs),
+        cpu: floor.cpu,
       },
       commonJs: {
         throughput: {

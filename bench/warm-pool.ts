@@ -6,7 +6,8 @@
  *    a Master and one node (concurrency 2): COLD (a node with `warmMax: 0`) and WARM (a node with
  *    the pool on, each sample submitted once a pooled sandbox is ready), each interleaved one to
  *    one with the baseline: a raw BullMQ Queue + Worker (concurrency 2) on the same Redis whose
- *    processor spawns a bare `node -e 0` with an empty environment. Ratios are of medians.
+ *    processor spawns a bare `node -e 0` with an empty environment. Ratios are of medians. COLD
+ *    runs twice: the task as an ES module (`noop`), then as CommonJS (`noop-cjs`).
  * 2. Throughput of M no-op TaskInstances submitted at once, pool on, against the same baseline,
  *    and the pool's hit rate over them.
  * 3. Memory: a node started as its own process (`tydra node`, pool on) on the same Redis; its RSS
@@ -248,15 +249,17 @@ async function main(): Promise<void> {
   await tydra.deploy(join(root, 'package'));
   const ref = 'benchpool/noop';
   const raw = await rawBullmq(redis.url);
-  const once = async (): Promise<void> => {
-    if ((await (await tydra.submit(ref, null)).result({ timeoutMs: RESULT_TIMEOUT_MS })) !== 1) {
-      throw new Error('Expected the no-op task to return 1');
+  const onceOf = (task: string) => async (): Promise<void> => {
+    if ((await (await tydra.submit(task, null)).result({ timeoutMs: RESULT_TIMEOUT_MS })) !== 1) {
+      throw new Error(`Expected the no-op task ${task} to return 1`);
     }
   };
+  const once = onceOf(ref);
 
-  progress(`cold: a node without a pool, ${samples} idle samples interleaved with raw BullMQ`);
+  progress(`cold: a node without a pool, ${samples} idle samples interleaved with raw BullMQ, ES module then CommonJS`);
   const coldNode = await startNode(redis.url, join(root, 'cache-cold'), 0);
   const cold = await interleaved(samples, raw, once, () => Promise.resolve());
+  const coldCommonJs = await interleaved(samples, raw, onceOf('benchpool/noop-cjs'), () => Promise.resolve());
   await coldNode.close();
 
   progress(`warm: a node with the pool on, ${samples} idle samples, each once a pooled sandbox is ready`);
@@ -284,7 +287,7 @@ async function main(): Promise<void> {
   const results = {
     date: new Date().toISOString(),
     host: { node: process.version, cpus: availableParallelism(), cpuModel: cpu?.model.trim() ?? 'unknown' },
-    latency: { cold, warm, warmSampleHits: `${warmHits - (WARMUP - 1)}/${samples}` },
+    latency: { cold, coldCommonJs, warm, warmSampleHits: `${warmHits - (WARMUP - 1)}/${samples}` },
     throughput: {
       tasks,
       baselineTasksPerSec: round((tasks * 1000) / rawWallMs),
@@ -300,17 +303,18 @@ async function main(): Promise<void> {
 }
 
 function formatTable(r: {
-  latency: { cold: Awaited<ReturnType<typeof interleaved>>; warm: Awaited<ReturnType<typeof interleaved>> };
+  latency: Record<'cold' | 'coldCommonJs' | 'warm', Awaited<ReturnType<typeof interleaved>>>;
   throughput: { tasks: number; baselineTasksPerSec: number; tydraTasksPerSec: number; ratio: number; hitRate: number };
   memory: Awaited<ReturnType<typeof measureMemory>>;
 }): string {
-  const { cold, warm } = r.latency;
+  const { cold, coldCommonJs, warm } = r.latency;
   const t = r.throughput;
   const m = r.memory;
   const first = m.sandboxes[0];
   return [
     'warm pool bench (baseline: raw BullMQ, concurrency 2, spawning `node -e 0` per job, same Redis, same process)',
     `idle submit→result, cold : ${cold.tydra.medianMs} ms vs ${cold.baseline.medianMs} ms  = ${cold.ratioMedian}x (p95 ${cold.tydra.p95Ms} vs ${cold.baseline.p95Ms})`,
+    `idle submit→result, cold, CommonJS task : ${coldCommonJs.tydra.medianMs} ms vs ${coldCommonJs.baseline.medianMs} ms  = ${coldCommonJs.ratioMedian}x (p95 ${coldCommonJs.tydra.p95Ms} vs ${coldCommonJs.baseline.p95Ms})`,
     `idle submit→result, warm : ${warm.tydra.medianMs} ms vs ${warm.baseline.medianMs} ms  = ${warm.ratioMedian}x (p95 ${warm.tydra.p95Ms} vs ${warm.baseline.p95Ms})`,
     `throughput, ${t.tasks} at once : ${t.tydraTasksPerSec}/s vs ${t.baselineTasksPerSec}/s = ${t.ratio}x, pool hit rate ${Math.round(t.hitRate * 100)}%`,
     `node RSS: idle ${m.idleRssMiB} MiB (lowest over ${IDLE_SAMPLE_S} s; at 2 s ${m.idleRssAt2sMiB}, at 10 s ${m.idleRssAt10sMiB}, start-up peak ${m.startPeakRssMiB}), with ${m.sandboxes.length} pooled sandboxes ${m.pooledRssMiB} MiB`,
