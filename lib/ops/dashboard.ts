@@ -32,9 +32,15 @@ import { nodePauseHandler, QUEUE_PAUSE_PATH, QUEUE_RESUME_PATH } from './node-pa
 import { RUN_PRUNE_NOW_PATH, runPruneNow } from './run-prune-now.js';
 import {
   refuseChildrenRemoval,
+  refuseEmptyWhileWaiting,
+  refuseObliterate,
+  refuseUnendedClean,
   refuseUnendedDelete,
   TASK_CHILDREN_REMOVAL_PATH,
   TASK_DELETE_PATH,
+  TASKS_CLEAN_PATH,
+  TASKS_EMPTY_PATH,
+  TASKS_OBLITERATE_PATH,
 } from './task-guards.js';
 import { TYDRA_PAGES_PATH, tydraPages } from './tydra-pages.js';
 import { Tydra } from '../client/client.js';
@@ -190,6 +196,12 @@ export class Dashboard {
       refuseUnendedDelete(() => this.boardQueue(TASKS_QUEUE)),
     );
     app.put(TASK_CHILDREN_REMOVAL_PATH, refuseChildrenRemoval());
+    app.put(TASKS_CLEAN_PATH, refuseUnendedClean());
+    app.put(
+      TASKS_EMPTY_PATH,
+      refuseEmptyWhileWaiting(() => this.boardQueue(TASKS_QUEUE)),
+    );
+    app.put(TASKS_OBLITERATE_PATH, refuseObliterate());
     app.put(
       QUEUE_PAUSE_PATH,
       nodePauseHandler('pause', () => this.drainDeps(), this.logger),

@@ -178,6 +178,43 @@ describe('what the board shows and allows on tydra queues (@integration)', funct
     await assert.rejects(done.status(), TaskNotFoundError);
   });
 
+  it("refuses the tasks queue's Clean of unended states, its Empty while TaskInstances wait, and Obliterate", async () => {
+    // No master: what is submitted stays waiting in tasks.
+    const tydra = testClient();
+    await tydra.deploy(await copyFixture('probe'));
+    const dashboard = new Dashboard({ redis: redisUrl(), port: 0 });
+    defer(() => dashboard.close());
+    const url = await dashboard.start();
+    const put = (path: string) =>
+      fetch(`${url}api/queues/tasks/${path}`, { method: 'PUT', headers: { origin: new URL(url).origin } });
+    assert.equal((await put('empty')).status, 200, 'nothing waits: Empty goes on to the board');
+
+    const waiting = await tydra.submit('probe/echo', { left: 'alone' });
+    const emptied = await put('empty');
+    assert.equal(emptied.status, 409);
+    assert.deepEqual(await emptied.json(), {
+      error: 'cancel them instead',
+      message:
+        '1 TaskInstance waits in tasks: Empty would remove them without cancelling them. A TaskInstance that has ' +
+        'not ended is cancelled, not removed: removed, it keeps its package version held, its node job or steps ' +
+        'run on, and its client waits for ever. Cancel each with tydra cancel ID.',
+    });
+    for (const state of ['waiting', 'wait', 'delayed', 'prioritized', 'active', 'waiting-children', 'paused']) {
+      const cleaned = await put(`clean/${state}`);
+      assert.equal(cleaned.status, 409, state);
+      assert.match(
+        ((await cleaned.json()) as { message: string }).message,
+        new RegExp(`^Clean of ${state} TaskInstances is refused: only completed and failed ones may be cleaned\\.`),
+      );
+    }
+    const obliterated = await put('obliterate');
+    assert.equal(obliterated.status, 405);
+    assert.match(((await obliterated.json()) as { message: string }).message, /^Obliterate would delete every/);
+    assert.equal((await put('clean/completed')).status, 200, 'ended states go on to the board');
+    assert.equal((await put('clean/failed')).status, 200);
+    assert.equal((await waiting.status()).state, 'queued', 'untouched');
+  });
+
   it('lets an admin run the prune now on the read-only maintenance queue, and no one anything else there', async () => {
     await startCluster(1);
     const dashboard = new Dashboard({
