@@ -1,6 +1,6 @@
 /** How the CLI prints what the library returns: `--json` prints the data, otherwise these lines. */
 import type { NodeInfo, PackageVersionUse, PruneReport, TaskStatus } from '../../lib/index.js';
-import { cacheInWords, poolInWords } from '../../lib/cluster/node-facts.js';
+import { cacheInWords, poolInWords, secretKeyInWords } from '../../lib/cluster/node-facts.js';
 import { formatProgress } from './progress.js';
 
 export function print(json: boolean | undefined, data: unknown, text: string): void {
@@ -38,8 +38,8 @@ export function formatNode(n: NodeInfo): string {
   const health = n.alive ? 'alive' : n.state === 'stopped' ? 'stopped' : n.lost ? 'dead' : 'late';
   // Draining: marked by an operator (`tydra node drain`); it gets no new work.
   const state = n.draining && !n.lost ? `${health}, draining` : health;
-  // Sandbox and cache: what the node published with its heartbeat (`?` for a node that did not).
-  const facts = `sandbox ${n.sandbox ?? '?'}  cache ${cacheInWords(n)}`;
+  // Sandbox, cache, secret key: what the node published with its heartbeat (`?` for a node that did not).
+  const facts = `sandbox ${n.sandbox ?? '?'}  cache ${cacheInWords(n)}  secret key ${secretKeyInWords(n)}`;
   return `${n.id}  ${state}  concurrency ${n.concurrency}  warm pool ${poolInWords(n.pool)}  host ${n.hostname} pid ${n.pid}  ${facts}  last heartbeat ${seen}`;
 }
 

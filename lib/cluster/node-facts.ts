@@ -21,6 +21,11 @@ export interface NodeFacts {
   cachedVersions: number;
   /** Bytes of their extracted files. */
   cachedBytes: number;
+  /**
+   * Whether it holds a secret key (`TYDRA_SECRET_KEY`, `--secret-key-file`): the masters send a
+   * TaskInstance that needs secrets only to nodes that do, when there are any. Never the key.
+   */
+  secretKey: boolean;
 }
 
 /** The hash fields of `facts`, as the heartbeat writes them. */
@@ -29,6 +34,7 @@ export function nodeFactsFields(facts: NodeFacts): Record<string, string> {
     sandbox: facts.sandbox,
     cachedVersions: String(facts.cachedVersions),
     cachedBytes: String(facts.cachedBytes),
+    secretKey: facts.secretKey ? '1' : '0',
   };
 }
 
@@ -42,11 +48,18 @@ export function readNodeFacts(raw: Record<string, string>): Partial<NodeFacts> {
   const sandbox = SANDBOX_MODES.find((mode) => mode === raw.sandbox);
   const cachedVersions = count(raw.cachedVersions);
   const cachedBytes = count(raw.cachedBytes);
+  const secretKey = raw.secretKey === '1' ? true : raw.secretKey === '0' ? false : undefined;
   return {
     ...(sandbox === undefined ? {} : { sandbox }),
     ...(cachedVersions === undefined ? {} : { cachedVersions }),
     ...(cachedBytes === undefined ? {} : { cachedBytes }),
+    ...(secretKey === undefined ? {} : { secretKey }),
   };
+}
+
+/** `yes`, `no`, or `?` for a node that did not publish it: whether a node holds a secret key. */
+export function secretKeyInWords(facts: Partial<NodeFacts>): string {
+  return facts.secretKey === undefined ? '?' : facts.secretKey ? 'yes' : 'no';
 }
 
 /** `3 versions, 1.2 MiB`, as `tydra nodes` and the Nodes page show a node's cache; `?` when unpublished. */

@@ -100,8 +100,9 @@ async function prepareDispatch(
   job: TaskInstanceJob,
 ): Promise<{ nodeId: string | undefined; refError: Error | undefined }> {
   const { name, sha1 } = job.data.package;
+  const needsSecrets = Object.keys(job.data.secrets ?? {}).length > 0;
   const [nodeId, refError] = await Promise.all([
-    pickNode(deps, `${name}@${sha1}`),
+    pickNode(deps, `${name}@${sha1}`, needsSecrets),
     refusedReference(deps, name, sha1, job.id ?? ''),
   ]);
   return { nodeId, refError };
@@ -189,9 +190,17 @@ async function addNodeJob(queue: Queue<NodeJobData>, job: TaskInstanceJob): Prom
   );
 }
 
-/** The live node not draining with the lowest load per slot, warm or cached for `version` if one ties (see `chooseNode`). */
-async function pickNode(deps: DispatchDeps, version: string): Promise<string | undefined> {
-  const nodes = await deps.registry.schedulable();
+/**
+ * The live node not draining with the lowest load per slot, warm or cached for `version` if one
+ * ties (see `chooseNode`). A TaskInstance that needs secrets goes only to nodes holding a secret
+ * key, when any does (a node of a version that does not say counts as holding one); when none
+ * does, to any: that node refuses it with the message that says what is missing, rather than it
+ * waiting for ever for a node that may never come.
+ */
+async function pickNode(deps: DispatchDeps, version: string, needsSecrets: boolean): Promise<string | undefined> {
+  const live = await deps.registry.schedulable();
+  const holders = needsSecrets ? live.filter((node) => node.secretKey !== false) : live;
+  const nodes = holders.length > 0 ? holders : live;
   if (nodes.length === 1) {
     // The only choice: its load would not change it.
     return nodes[0]?.id;

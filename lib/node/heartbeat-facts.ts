@@ -1,7 +1,7 @@
 /**
  * The facts a node adds to its heartbeat (see `lib/cluster/node-facts.ts`): its sandbox mode,
- * fixed once the sandbox is prepared, and its cache's summary, read from the cache's in-memory
- * index at each beat.
+ * fixed once the sandbox is prepared, its cache's summary, read from the cache's in-memory
+ * index at each beat, and whether it holds a secret key.
  */
 import type { CgroupSupport } from '../../sandbox/launcher/cgroup/support.js';
 import type { NodeFacts, SandboxMode } from '../cluster/node-facts.js';
@@ -18,7 +18,11 @@ export function sandboxMode(unsafeNoSandbox: boolean, cgroups: CgroupSupport | u
   return cgroups?.mode === 'v1' ? 'cgroup-v1' : 'rlimits';
 }
 
-export function heartbeatFacts(sandbox: SandboxMode, cache: Pick<PackageCache, 'summary'>): NodeFacts {
+export function heartbeatFacts(
+  sandbox: SandboxMode,
+  cache: Pick<PackageCache, 'summary'>,
+  secretKey: boolean,
+): NodeFacts {
   const { versions, bytes } = cache.summary();
-  return { sandbox, cachedVersions: versions, cachedBytes: bytes };
+  return { sandbox, cachedVersions: versions, cachedBytes: bytes, secretKey };
 }

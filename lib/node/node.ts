@@ -462,7 +462,11 @@ export class TydraNode {
         startedAt: this.startedAt,
         heartbeatMs: this.options.heartbeatMs,
         lockDurationMs: this.options.lockDurationMs,
-        facts: heartbeatFacts(sandboxMode(this.options.unsafeNoSandbox, this.cgroups), this.cache),
+        facts: heartbeatFacts(
+          sandboxMode(this.options.unsafeNoSandbox, this.cgroups),
+          this.cache,
+          this.options.secretKey !== undefined,
+        ),
         warm: pool?.warmVersions() ?? [],
         cached: this.cache.versions().map((version) => `${version.name}@${version.sha1}`),
         pool: { size: stats.size, max: pool?.enabled === true ? this.options.warmMax : 0, ...pickHits(stats) },

@@ -3,7 +3,7 @@
  * active in its queue, its sandbox mode, package cache and warm pool (as its heartbeat published them) and its
  * last heartbeat; for an admin, Drain / Resume (see `tydra-pages.ts`).
  */
-import { cacheInWords, poolInWords } from '../cluster/node-facts.js';
+import { cacheInWords, poolInWords, secretKeyInWords } from '../cluster/node-facts.js';
 import type { NodeInfo } from '../cluster/node-registry.js';
 import { html, type SafeHtml, timeWithAge } from './page-html.js';
 
@@ -60,6 +60,7 @@ export function nodesBody(rows: NodeRow[], now = Date.now(), admin = false): Saf
       <td>${running ?? '?'}</td>
       <td class="sandbox">${node.sandbox ?? '?'}</td>
       <td class="cache">${cacheInWords(node)}</td>
+      <td class="secret-key">${secretKeyInWords(node)}</td>
       <td class="pool">${poolInWords(node.pool)}</td>
       <td>${timeWithAge(node.lastSeen, now)}</td>
       ${admin ? html`<td>${nodeAction(node, state)}</td>` : html``}
@@ -75,6 +76,7 @@ export function nodesBody(rows: NodeRow[], now = Date.now(), admin = false): Saf
           <th>running</th>
           <th>sandbox</th>
           <th>cached packages</th>
+          <th>secret key</th>
           <th>warm pool</th>
           <th>last heartbeat</th>
           ${admin ? html`<th></th>` : html``}
@@ -90,7 +92,8 @@ export function nodesBody(rows: NodeRow[], now = Date.now(), admin = false): Saf
       (Resume); late: silent longer; dead: silent past its lock duration, its waiting work taken back; stopped: shut
       down cleanly. Sandbox: bubblewrap with a cgroup (v2 or v1) per TaskInstance, or with rlimits only (no usable
       cgroups), or unsandboxed (--unsafe-no-sandbox, development only). Cached packages: versions extracted in its cache
-      and their size, as of its last heartbeat. Warm pool: pre-started single-use sandboxes it keeps / the most it keeps
+      and their size, as of its last heartbeat. Secret key: whether it holds one (TaskInstances that need secrets go
+      only to nodes that do, when any does). Warm pool: pre-started single-use sandboxes it keeps / the most it keeps
       (--warm-max), and how many TaskInstances found one (hits) or started cold (misses).
     </p>`;
 }

@@ -6,7 +6,7 @@ import { join } from 'node:path';
 import type { Tydra } from '../../lib/client/client.js';
 import { InvalidOptionError, SecretKeyError, UnknownSecretError } from '../../lib/core/errors.js';
 import { openSecret } from '../../lib/core/secret-box.js';
-import { makePackage, redisUrl, startCluster, tempDir, testClient, testRedis, waitFor } from '../helpers.js';
+import { makePackage, redisUrl, startCluster, startNode, tempDir, testClient, testRedis, waitFor } from '../helpers.js';
 import { tydra as cli } from '../bin/run-cli.js';
 import { everyRedisString } from './redis-strings.js';
 
@@ -212,6 +212,42 @@ describe('secrets @integration', () => {
     assert.equal(data.ending?.kind, 'rejected');
     // A task without secrets still runs there.
     assert.deepEqual(await (await client.submit('secretive/plain')).result(), { db: null, api: null });
+  });
+
+  it('sends a TaskInstance that needs secrets only to a node holding the key, while one is live', async () => {
+    await startCluster(0);
+    const keyless = await startNode();
+    const holder = await startNode({ secretKey: key });
+    const client = testClient({ secretKey: key });
+    await deploySecretsPackage(client);
+    await client.setSecret('DB_PASSWORD', value);
+    // Both heartbeats have said whether their node holds a key.
+    await waitFor('both nodes to publish whether they hold a key', async () => {
+      const nodes = await client.nodes();
+      const said = (id: string) => nodes.find((node) => node.id === id)?.secretKey;
+      return said(keyless.id) === false && said(holder.id) === true ? true : undefined;
+    });
+    const listed = await cli(['nodes', '--redis', redisUrl()]);
+    assert.match(listed.stdout, new RegExp(`${keyless.id} .* secret key no`));
+    assert.match(listed.stdout, new RegExp(`${holder.id} .* secret key yes`));
+
+    // attempts: 1, so a TaskInstance sent to the keyless node would fail ('rejected') instead of moving on.
+    const secretive = await Promise.all(
+      Array.from({ length: 6 }, () => client.submit('secretive/digest', null, { attempts: 1 })),
+    );
+    for (const run of secretive) {
+      assert.deepEqual(await run.result(), { db: sha256(value), api: null });
+      assert.equal((await run.status()).nodeId, holder.id);
+    }
+    // With the key holder gone, a task without secrets runs on the keyless node, and one that needs
+    // them goes there too, to be refused saying why, rather than wait for a holder that may never come.
+    await holder.close();
+    const plain = await client.submit('secretive/plain');
+    assert.deepEqual(await plain.result(), { db: null, api: null });
+    assert.equal((await plain.status()).nodeId, keyless.id);
+    const stranded = await client.submit('secretive/digest', null, { attempts: 1 });
+    await assert.rejects(stranded.result(), /Expected node .* to have a secret key/);
+    assert.equal((await stranded.status()).nodeId, keyless.id);
   });
 
   it('a submit naming a missing secret fails naming it, nothing enqueued (a sequence too)', async () => {

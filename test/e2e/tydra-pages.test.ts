@@ -108,7 +108,7 @@ describe('the tydra pages: nodes, TaskInstances, packages (@integration)', funct
     for (const node of nodes) {
       const running = node.id === nodeId ? 1 : 0;
       const row = new RegExp(
-        `${node.id}</a></td>\\s*<td>[^<]+\\(pid \\d+\\)</td>\\s*<td class="state-alive">alive</td>\\s*<td>2</td>\\s*<td>${running}</td>\\s*<td class="sandbox">[^<]+</td>\\s*<td class="cache">[^<]+</td>\\s*<td class="pool">off</td>\\s*<td>\\d{4}-[^<]+ \\(\\d+ s ago\\)</td>`,
+        `${node.id}</a></td>\\s*<td>[^<]+\\(pid \\d+\\)</td>\\s*<td class="state-alive">alive</td>\\s*<td>2</td>\\s*<td>${running}</td>\\s*<td class="sandbox">[^<]+</td>\\s*<td class="cache">[^<]+</td>\\s*<td class="secret-key">no</td>\\s*<td class="pool">off</td>\\s*<td>\\d{4}-[^<]+ \\(\\d+ s ago\\)</td>`,
       );
       assert.match(text, row);
     }

@@ -45,20 +45,34 @@ describe('node registry: alive and lost (@integration)', () => {
     const redis = testRedis();
     const registry = new NodeRegistry(redis, keys);
     await registry.heartbeat({ ...node, id: 'old-node' }, 10_000);
-    await registry.heartbeat({ ...node, facts: { sandbox: 'rlimits', cachedVersions: 2, cachedBytes: 4096 } }, 10_000);
+    await registry.heartbeat(
+      { ...node, facts: { sandbox: 'rlimits', cachedVersions: 2, cachedBytes: 4096, secretKey: true } },
+      10_000,
+    );
     const byId = new Map((await registry.list(10_001)).map((info) => [info.id, info]));
     const published = byId.get(node.id);
-    assert.deepEqual([published?.sandbox, published?.cachedVersions, published?.cachedBytes], ['rlimits', 2, 4096]);
+    assert.deepEqual(
+      [published?.sandbox, published?.cachedVersions, published?.cachedBytes, published?.secretKey],
+      ['rlimits', 2, 4096, true],
+    );
     const old = byId.get('old-node');
-    assert.deepEqual([old?.sandbox, old?.cachedVersions, old?.cachedBytes], [undefined, undefined, undefined]);
+    assert.deepEqual(
+      [old?.sandbox, old?.cachedVersions, old?.cachedBytes, old?.secretKey],
+      [undefined, undefined, undefined, undefined],
+    );
     // Not a field of the hash: the facts are stored flat, one field each.
     assert.equal(await redis.hexists(keys.nodeInfo(node.id), 'facts'), 0);
     // Whatever else is in the hash (anyone with Redis access writes there) reads as unpublished.
-    await redis.hset(keys.nodeInfo(node.id), { sandbox: 'chroot', cachedVersions: '-1', cachedBytes: 'many' });
+    await redis.hset(keys.nodeInfo(node.id), {
+      sandbox: 'chroot',
+      cachedVersions: '-1',
+      cachedBytes: 'many',
+      secretKey: 'yes',
+    });
     const tampered = (await registry.list(10_001)).find((info) => info.id === node.id);
     assert.deepEqual(
-      [tampered?.sandbox, tampered?.cachedVersions, tampered?.cachedBytes],
-      [undefined, undefined, undefined],
+      [tampered?.sandbox, tampered?.cachedVersions, tampered?.cachedBytes, tampered?.secretKey],
+      [undefined, undefined, undefined, undefined],
     );
   });
 
