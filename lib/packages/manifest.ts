@@ -50,6 +50,13 @@ const commandSchema = z
   .min(1)
   .max(256);
 
+/**
+ * A command's exit codes that mean "failed for good": the TaskInstance (or workunit) fails with
+ * `TaskUnrecoverableError` and is not retried, as a JavaScript task's `ctx.fail()`. 1 to 125: 0 is
+ * success, 126 and 127 are the shell's "cannot run", and 128 + N a death by signal N.
+ */
+const unrecoverableExitCodesSchema = z.array(z.number().int().min(1).max(125)).min(1).max(32);
+
 const secretNameSchema = z
   .string()
   .regex(ENV_NAME_PATTERN, `a secret name matching ${ENV_NAME_PATTERN.source}`)
@@ -63,6 +70,8 @@ const simpleTaskSchema = z
     description: z.string().max(1000).optional(),
     module: packagePath.optional(),
     command: commandSchema.optional(),
+    /** A command's exit codes that fail it for good, never retried. */
+    unrecoverableExitCodes: unrecoverableExitCodesSchema.optional(),
     /** This task's limits; override the package's, capped by each node's maxima. */
     limits: taskLimitsSchema.optional(),
     /** JSON Schema of the input, checked at submit (`task-schemas.ts`). */
@@ -76,9 +85,15 @@ const simpleTaskSchema = z
   })
   .refine((task) => (task.module === undefined) !== (task.command === undefined), {
     message: 'exactly one of `module` or `command`',
+  })
+  .refine((task) => task.command !== undefined || task.unrecoverableExitCodes === undefined, {
+    message: '`unrecoverableExitCodes` only with `command` (a module calls `ctx.fail()` instead)',
   });
 
-const phaseCommandSchema = z.strictObject({ command: commandSchema });
+const phaseCommandSchema = z.strictObject({
+  command: commandSchema,
+  unrecoverableExitCodes: unrecoverableExitCodesSchema.optional(),
+});
 
 const parallelTaskSchema = z
   .strictObject({
@@ -163,7 +178,9 @@ export type TaskSpec = SimpleTaskSpec | ParallelTaskSpec | SequenceTaskSpec;
 export type Manifest = z.output<typeof manifestSchema>;
 
 /** What a sandbox of one phase of a parallel task starts: a JS module in a mode, or a command. */
-export type PhaseEntry = { module: string; mode: 'split' | 'work' | 'reduce' } | { command: readonly string[] };
+export type PhaseEntry =
+  | { module: string; mode: 'split' | 'work' | 'reduce' }
+  | { command: readonly string[]; unrecoverableExitCodes?: readonly number[] };
 
 /** The kind of a task: its `kind`, or `simple` when it has none. */
 export function taskKind(spec: TaskSpec): TaskKind {
@@ -189,7 +206,7 @@ export function parallelEntries(spec: ParallelTaskSpec): { split: PhaseEntry; wo
     // parseManifest refuses such a spec: only a hand-made one gets here.
     throw new ManifestError('Expected a parallel task with `module` or all three phase commands, got neither');
   }
-  return { split: { command: split.command }, work: { command: work.command }, reduce: { command: reduce.command } };
+  return { split, work, reduce };
 }
 
 /**

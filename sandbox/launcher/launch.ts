@@ -26,6 +26,8 @@ const NODE_BINARY = realpathSync(process.execPath);
 export interface TaskEntry {
   module?: string;
   command?: readonly string[];
+  /** A command's exit codes that mean "failed for good, do not retry" (`tydra.json`). */
+  unrecoverableExitCodes?: readonly number[];
 }
 
 /** Everything about a sandbox but what runs in it and its input. */
@@ -95,12 +97,16 @@ export interface Launch {
   network?: SandboxNetwork;
   /** bwrap's `--args` input (the secrets' `--setenv`s), written to its pipe at spawn. */
   secretArgs?: Buffer;
+  /** A command's exit codes that fail it for good (`TaskEntry`). */
+  unrecoverableExitCodes?: readonly number[];
 }
 
 /** The argv, environment and cgroup of a sandbox running `entry`; throws before making anything on bad options. */
 export async function prepareLaunch(options: SandboxOptions, entry: TaskEntry): Promise<Launch> {
   const { instanceId, bwrap, limits } = options;
   const isModule = entry.module !== undefined;
+  const codes = entry.unrecoverableExitCodes;
+  const exitCodes = isModule || codes === undefined ? {} : { unrecoverableExitCodes: codes };
   const cgroups =
     bwrap !== undefined && options.cgroups !== undefined && options.cgroups.mode !== 'none'
       ? options.cgroups
@@ -119,7 +125,7 @@ export async function prepareLaunch(options: SandboxOptions, entry: TaskEntry): 
     const [file = '', ...args] = command;
     // Unsandboxed (development only): a child's environ is readable by its own user alone.
     const hostEnv = { PATH: process.env.PATH ?? '', HOME: '/tmp', ...(isModule ? {} : options.secrets), ...env };
-    return { file, args, isModule, sandboxed: false, env: hostEnv, cgroup: undefined };
+    return { file, args, isModule, sandboxed: false, env: hostEnv, cgroup: undefined, ...exitCodes };
   }
   if (options.prlimit === undefined) {
     throw new SandboxUnavailableError('Expected the path of prlimit to run a sandboxed task, got none');
@@ -164,7 +170,17 @@ export async function prepareLaunch(options: SandboxOptions, entry: TaskEntry): 
         });
   // bwrap's own environment is only this node's mark (`orphans.ts`); the task's is set by --clearenv.
   const launchEnv = { [NODE_MARK_VARIABLE]: nodeMark() };
-  return { file: options.prlimit, args, isModule, sandboxed: true, env: launchEnv, cgroup, network, ...secretArgs };
+  return {
+    file: options.prlimit,
+    args,
+    isModule,
+    sandboxed: true,
+    env: launchEnv,
+    cgroup,
+    network,
+    ...secretArgs,
+    ...exitCodes,
+  };
 }
 
 /** The sandbox's network, for a task with endpoints (`network/sandbox-network.ts`). */

@@ -38,6 +38,8 @@ export interface SandboxEnding {
   sandboxed: boolean;
   /** A JavaScript module under the runner, or a command whose stdout is its result. */
   kind: 'module' | 'command';
+  /** Commands: exit codes that fail the task for good (`TaskUnrecoverableError`, never retried). */
+  unrecoverableExitCodes?: readonly number[];
   /** The node could not put the sandbox in its cgroup: the node failed, not the task. */
   setupError?: Error;
   /** The first limit seen broken while it ran, or in the cgroup's final counters. */
@@ -141,7 +143,10 @@ function commandOutcome(ending: SandboxEnding): Outcome {
   const { instanceId, stderrTail } = ending;
   if (ending.exitCode !== 0) {
     const message = `command ${exitDescription(ending)}${tailSuffix(stderrTail)}`;
-    return { error: new TaskFailedError(message, instanceId, stderrTail || undefined) };
+    // An exit code the package declared final; only when exited, never for a signal's 128 + N.
+    const final = ending.signal === undefined && ending.unrecoverableExitCodes?.includes(ending.exitCode ?? 0);
+    const Failure = final === true ? TaskUnrecoverableError : TaskFailedError;
+    return { error: new Failure(message, instanceId, stderrTail || undefined) };
   }
   const text = ending.stdout.trim();
   if (text === '') {

@@ -226,6 +226,7 @@ function endingOf(
     maxResultBytes: parts.maxResultBytes,
     sandboxed: launch.sandboxed,
     kind: launch.isModule ? 'module' : 'command',
+    unrecoverableExitCodes: launch.unrecoverableExitCodes,
     setupError: monitor?.setupError,
     limitHit: state.limitHit,
     ...exit,

@@ -20,6 +20,29 @@ async function deployOptionsPackage(): Promise<Tydra> {
         block: { module: 'block.mjs' },
         flaky: { module: 'flaky.mjs' },
         give_up: { module: 'give-up.mjs' },
+        // Commands: units 0..n-1; unit 2's worker exits 3, declared final; reduce joins what it gets.
+        units_cmd: {
+          kind: 'parallel',
+          attempts: 3,
+          maxFailedWorkunits: 1,
+          split: { command: ['/bin/sh', '-c', 'read n; i=0; while [ $i -lt "$n" ]; do echo $i; i=$((i+1)); done'] },
+          work: {
+            command: [
+              '/bin/sh',
+              '-c',
+              'while read u; do [ "$u" = 2 ] && { echo "unit 2 gives up" >&2; exit 3; }; echo "$u"; done',
+            ],
+            unrecoverableExitCodes: [3],
+          },
+          reduce: {
+            command: ['/bin/sh', '-c', 'read spec; out=; while read r; do out="$out$r,"; done; echo "\\"$out\\""'],
+          },
+        },
+        // Exits with the code it is given; 3 is declared final.
+        exits: {
+          command: ['/bin/sh', '-c', 'echo "attempt $TYDRA_ATTEMPT" >&2; exit "$(cat)"'],
+          unrecoverableExitCodes: [3],
+        },
         env: { module: 'env.mjs' },
         pair: { kind: 'sequence', steps: ['stamp', 'stamp'] },
         units: { kind: 'parallel', module: 'units.mjs', attempts: 3, maxFailedWorkunits: 1 },
@@ -232,6 +255,29 @@ describe('submit options: priority, delay, idempotency, backoff, env (@integrati
     assert.equal(times.length, 3);
     assert.ok((times[1] ?? 0) - (times[0] ?? 0) >= 300, `first gap ${(times[1] ?? 0) - (times[0] ?? 0)} ms`);
     assert.ok((times[2] ?? 0) - (times[1] ?? 0) >= 600, `second gap ${(times[2] ?? 0) - (times[1] ?? 0)} ms`);
+  });
+
+  it('a command exiting with a code its manifest declares unrecoverable is not retried; another code is', async () => {
+    await startCluster(1);
+    const client = await deployOptionsPackage();
+    const final = await client.submit('subopts/exits', 3, { attempts: 3 });
+    const given = await failure(final.result());
+    assert.ok(given instanceof TaskUnrecoverableError, `got ${given.name}`);
+    assert.equal(given.message, 'command exited with code 3: attempt 1');
+    const retried = await client.submit('subopts/exits', 4, { attempts: 3 });
+    const error = await failure(retried.result());
+    assert.ok(!(error instanceof TaskUnrecoverableError), `got ${error.name}`);
+    assert.equal(error.message, 'command exited with code 4: attempt 3');
+    const attempts = async (run: typeof final) =>
+      (await run.status()).logs.filter((line) => line.startsWith('[stderr] attempt '));
+    assert.deepEqual(await attempts(final), ['[stderr] attempt 1']);
+    assert.deepEqual(await attempts(retried), ['[stderr] attempt 1', '[stderr] attempt 2', '[stderr] attempt 3']);
+
+    // A parallel task's work command: the unit whose worker exited 3 is not tried again.
+    const units = await client.submit('subopts/units_cmd', 4);
+    assert.equal(await units.result(), '0,1,null,3,');
+    const unitLogs = (await units.status()).logs.filter((line) => line.startsWith('[workunit 2] attempt'));
+    assert.deepEqual(unitLogs, ['[workunit 2] attempt 1 failed: command exited with code 3: unit 2 gives up']);
   });
 
   it('a task that calls ctx.fail or throws a TydraUnrecoverable error is not retried', async () => {

@@ -7,7 +7,9 @@ import type { RunTaskOptions } from '../run-task.js';
  * What runs a phase: the package module (exporting `split`, `work` and `reduce`) under the
  * runner in that mode, or the phase's own command.
  */
-export type PhaseEntry = { module: string; mode: 'split' | 'work' | 'reduce' } | { command: readonly string[] };
+export type PhaseEntry =
+  | { module: string; mode: 'split' | 'work' | 'reduce' }
+  | { command: readonly string[]; unrecoverableExitCodes?: readonly number[] };
 
 /** A phase runs with everything a task runs with (limits, cgroup, bwrap, signal…) but its entry. */
 export interface PhaseOptions extends Omit<RunTaskOptions, 'task' | 'input'> {
@@ -18,7 +20,11 @@ export type { UnitFailure };
 
 /** The `TaskEntry` the launcher starts for a phase entry. */
 export function taskEntry(entry: PhaseEntry): TaskEntry {
-  return 'module' in entry ? { module: entry.module } : { command: entry.command };
+  if ('module' in entry) {
+    return { module: entry.module };
+  }
+  const codes = entry.unrecoverableExitCodes;
+  return { command: entry.command, ...(codes === undefined ? {} : { unrecoverableExitCodes: codes }) };
 }
 
 /** The `env` of a runner's start message: the phase's secrets, set before the module is imported. */

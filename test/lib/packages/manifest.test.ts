@@ -195,6 +195,37 @@ describe('manifest', () => {
     assert.equal(taskKind(manifest.tasks.q0!), 'sequence');
   });
 
+  it('takes `unrecoverableExitCodes` (1 to 125) on a command and on phase commands, never on a module', () => {
+    const manifest = parse(
+      withTasks({
+        run: { command: ['sh', 'run.sh'], unrecoverableExitCodes: [2, 64] },
+        par: {
+          kind: 'parallel',
+          split: { command: ['sh', 's.sh'] },
+          work: { command: ['sh', 'w.sh'], unrecoverableExitCodes: [9] },
+          reduce: { command: ['sh', 'r.sh'] },
+        },
+      }),
+    );
+    assert.deepEqual((manifest.tasks.run as { unrecoverableExitCodes?: number[] }).unrecoverableExitCodes, [2, 64]);
+    assert.deepEqual(parallelEntries(manifest.tasks.par as ParallelTaskSpec).work, {
+      command: ['sh', 'w.sh'],
+      unrecoverableExitCodes: [9],
+    });
+    assertRejected(
+      withTasks({ m: { module: 'm.js', unrecoverableExitCodes: [2] } }),
+      'tasks.m',
+      /`unrecoverableExitCodes` only with `command`/,
+    );
+    for (const codes of [[0], [126], [255], [1.5], ['2']]) {
+      assertRejected(
+        withTasks({ c: { command: ['sh'], unrecoverableExitCodes: codes } }),
+        'tasks.c.unrecoverableExitCodes[0]',
+      );
+    }
+    assertRejected(withTasks({ c: { command: ['sh'], unrecoverableExitCodes: [] } }), 'tasks.c.unrecoverableExitCodes');
+  });
+
   it('keeps simple tasks as they were: no kind, or "simple"', () => {
     const manifest = parse(withTasks({ a: { module: 'a.js' }, b: { kind: 'simple', command: ['sh', 'run.sh'] } }));
     assert.equal(taskKind(manifest.tasks.a!), 'simple');

@@ -11,6 +11,7 @@ import {
   TaskCancelledError,
   TaskFailedError,
   TaskTimeoutError,
+  TaskUnrecoverableError,
 } from '../../../lib/core/errors.js';
 import { DEFAULT_TASK_LIMITS } from '../../../lib/core/limits.js';
 import { outcome, type SandboxEnding } from '../../../sandbox/launcher/outcome.js';
@@ -181,6 +182,16 @@ const CASES: Array<[name: string, ending: Partial<SandboxEnding>, expected: Expe
     { ...COMMAND, exitCode: 3, stdout: '1', stderrTail: 'no such file\n' },
     { error: TaskFailedError, message: 'command exited with code 3: no such file' },
   ],
+  [
+    'a command exiting with a code its package declared unrecoverable: failed for good',
+    { ...COMMAND, exitCode: 3, unrecoverableExitCodes: [2, 3], stderrTail: 'bad input\n' },
+    { error: TaskUnrecoverableError, message: 'command exited with code 3: bad input' },
+  ],
+  [
+    'a command exiting with another code than those declared: an ordinary failure',
+    { ...COMMAND, exitCode: 4, unrecoverableExitCodes: [2, 3] },
+    { error: TaskFailedError, message: 'command exited with code 4' },
+  ],
 ];
 
 describe('outcome(ending)', () => {
@@ -197,6 +208,12 @@ describe('outcome(ending)', () => {
         return;
       }
       assert.ok(got.error instanceof expected.error, `${got.error.name}: ${got.error.message}`);
+      // Exactly that class: TaskUnrecoverableError is a TaskFailedError too.
+      assert.equal(
+        got.error.constructor,
+        expected.error,
+        `${got.error.constructor.name}, expected ${expected.error.name}`,
+      );
       assert.equal(got.error.message, expected.message);
       if (got.error instanceof LimitExceededError) {
         assert.equal(got.error.limit, expected.limit);
