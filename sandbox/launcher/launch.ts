@@ -103,10 +103,14 @@ export interface Launch {
 
 /** The argv, environment and cgroup of a sandbox running `entry`; throws before making anything on bad options. */
 export async function prepareLaunch(options: SandboxOptions, entry: TaskEntry): Promise<Launch> {
+  const launch = await launchOf(options, entry);
+  const codes = entry.unrecoverableExitCodes;
+  return launch.isModule || codes === undefined ? launch : { ...launch, unrecoverableExitCodes: codes };
+}
+
+async function launchOf(options: SandboxOptions, entry: TaskEntry): Promise<Launch> {
   const { instanceId, bwrap, limits } = options;
   const isModule = entry.module !== undefined;
-  const codes = entry.unrecoverableExitCodes;
-  const exitCodes = isModule || codes === undefined ? {} : { unrecoverableExitCodes: codes };
   const cgroups =
     bwrap !== undefined && options.cgroups !== undefined && options.cgroups.mode !== 'none'
       ? options.cgroups
@@ -125,7 +129,7 @@ export async function prepareLaunch(options: SandboxOptions, entry: TaskEntry): 
     const [file = '', ...args] = command;
     // Unsandboxed (development only): a child's environ is readable by its own user alone.
     const hostEnv = { PATH: process.env.PATH ?? '', HOME: '/tmp', ...(isModule ? {} : options.secrets), ...env };
-    return { file, args, isModule, sandboxed: false, env: hostEnv, cgroup: undefined, ...exitCodes };
+    return { file, args, isModule, sandboxed: false, env: hostEnv, cgroup: undefined };
   }
   if (options.prlimit === undefined) {
     throw new SandboxUnavailableError('Expected the path of prlimit to run a sandboxed task, got none');
@@ -170,17 +174,7 @@ export async function prepareLaunch(options: SandboxOptions, entry: TaskEntry): 
         });
   // bwrap's own environment is only this node's mark (`orphans.ts`); the task's is set by --clearenv.
   const launchEnv = { [NODE_MARK_VARIABLE]: nodeMark() };
-  return {
-    file: options.prlimit,
-    args,
-    isModule,
-    sandboxed: true,
-    env: launchEnv,
-    cgroup,
-    network,
-    ...secretArgs,
-    ...exitCodes,
-  };
+  return { file: options.prlimit, args, isModule, sandboxed: true, env: launchEnv, cgroup, network, ...secretArgs };
 }
 
 /** The sandbox's network, for a task with endpoints (`network/sandbox-network.ts`). */
