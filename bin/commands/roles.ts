@@ -11,7 +11,6 @@ import { type Command, Option } from 'commander';
 import { CLIENT_DEFAULTS } from '../../lib/client/defaults.js';
 import { FORCE_CLOSE_MS } from '../../lib/core/bounded-close.js';
 import { DEFAULT_TASK_LIMITS, formatBytes, formatDuration, type TaskLimits } from '../../lib/core/limit-values.js';
-import { DEFAULT_NAMESPACE } from '../../lib/core/namespace.js';
 import { MASTER_DEFAULTS } from '../../lib/master/defaults.js';
 import { NODE_DEFAULTS } from '../../lib/node/defaults.js';
 import { DASHBOARD_DEFAULTS, DEV_CLUSTER_DEFAULTS } from '../../lib/ops/defaults.js';
@@ -57,6 +56,7 @@ export function registerRoles(program: Command): void {
 
 interface DevFlags {
   redis?: string;
+  namespace: string;
   nodes: number;
   port: number;
   dataDir: string;
@@ -73,6 +73,7 @@ function registerDev(program: Command): void {
     .command('dev')
     .description('start a local cluster: a private redis-server (unless --redis), a master, N nodes and the dashboard')
     .option('--redis <url>', 'use this Redis instead of starting a private one (env TYDRA_REDIS_URL)')
+    .addOption(namespaceOption())
     .addOption(defaulted('-n, --nodes <n>', 'nodes to start', integer, DEV_CLUSTER_DEFAULTS.nodes))
     .addOption(defaulted('-p, --port <port>', 'dashboard port (0 = any free port)', integer, DASHBOARD_DEFAULTS.port))
     .option(
@@ -93,6 +94,7 @@ async function runDev(flags: DevFlags): Promise<void> {
   const { startDevCluster } = await import('../../lib/ops/dev-cluster.js');
   const cluster = await startDevCluster({
     redis: flags.redis ?? (process.env.TYDRA_REDIS_URL ? env.redisUrl : undefined),
+    namespace: flags.namespace,
     nodes: flags.nodes,
     dashboardPort: flags.port,
     dashboardHost: flags.host,
@@ -110,7 +112,7 @@ async function runDev(flags: DevFlags): Promise<void> {
   process.stdout.write(`tydra dev: ${cluster.nodes.length} node(s) on ${redactRedisUrl(cluster.redisUrl)}\n`);
   process.stdout.write(`dashboard: ${cluster.dashboardUrl}\n`);
   if (flags.demo) {
-    await runDemo(cluster.redisUrl);
+    await runDemo(cluster.redisUrl, flags.namespace);
     process.stdout.write(`dashboard: ${cluster.dashboardUrl}\n`);
   }
   if (flags.demo && flags.exit) {
@@ -121,36 +123,32 @@ async function runDev(flags: DevFlags): Promise<void> {
   await waitForever();
 }
 
-async function runDemo(redis: string): Promise<void> {
-  // `tydra dev` runs its roles in the default namespace.
-  await withClient(
-    { redis, namespace: DEFAULT_NAMESPACE, connectTimeout: CLIENT_DEFAULTS.connectTimeoutMs },
-    async (tydra) => {
-      for (const dir of ['hello', 'shout', 'wordcount', 'montecarlo-pi', 'report']) {
-        const deployed = await tydra.deploy(`${EXAMPLES_DIR}${dir}`);
-        process.stdout.write(`deployed ${deployed.ref}\n`);
+async function runDemo(redis: string, namespace: string): Promise<void> {
+  await withClient({ redis, namespace, connectTimeout: CLIENT_DEFAULTS.connectTimeoutMs }, async (tydra) => {
+    for (const dir of ['hello', 'shout', 'wordcount', 'montecarlo-pi', 'report']) {
+      const deployed = await tydra.deploy(`${EXAMPLES_DIR}${dir}`);
+      process.stdout.write(`deployed ${deployed.ref}\n`);
+    }
+    for (const [ref, input] of DEMO_RUNS) {
+      const run = await tydra.submit(ref, input);
+      // A parallel task's workunits spread over the nodes: a progress bar shows them (terminal only).
+      const bar = new ProgressBar(process.stderr);
+      if (bar.enabled) {
+        run.on('progress', (progress) => bar.update(progress));
       }
-      for (const [ref, input] of DEMO_RUNS) {
-        const run = await tydra.submit(ref, input);
-        // A parallel task's workunits spread over the nodes: a progress bar shows them (terminal only).
-        const bar = new ProgressBar(process.stderr);
-        if (bar.enabled) {
-          run.on('progress', (progress) => bar.update(progress));
-        }
-        try {
-          const result = await run.result({ timeoutMs: 120_000 });
-          bar.clear();
-          const status = await run.status();
-          process.stdout.write(
-            `ran ${ref} on ${status.nodeId ?? '?'} (TaskInstance ${run.id}): ${JSON.stringify(result)}\n`,
-          );
-        } finally {
-          run.close();
-          bar.clear();
-        }
+      try {
+        const result = await run.result({ timeoutMs: 120_000 });
+        bar.clear();
+        const status = await run.status();
+        process.stdout.write(
+          `ran ${ref} on ${status.nodeId ?? '?'} (TaskInstance ${run.id}): ${JSON.stringify(result)}\n`,
+        );
+      } finally {
+        run.close();
+        bar.clear();
       }
-    },
-  );
+    }
+  });
 }
 
 const DEMO_RUNS = [

@@ -22,6 +22,8 @@ import { type RedisServer, startRedisServer } from './redis-server.js';
 export interface DevClusterOptions {
   /** Use this Redis instead of starting a private one. */
   redis?: string;
+  /** The namespace of every role (`lib/core/namespace.ts`): one Redis may hold several installations. @defaultValue `tydra` */
+  namespace?: string;
   /** Nodes to start. @defaultValue 2 */
   nodes?: number;
   /** Project-local folder for Redis data and node caches. @defaultValue `./.tydra` */
@@ -89,6 +91,17 @@ async function devCacheRoot(dataDir: string, logger: Logger): Promise<string> {
   return shared;
 }
 
+/** The dashboard's options, with the namespace: compiled before anything starts. */
+function devDashboardOptions(options: DevClusterOptions) {
+  return {
+    ...(options.namespace === undefined ? {} : { namespace: options.namespace }),
+    port: options.dashboardPort ?? DEV_CLUSTER_DEFAULTS.dashboardPort,
+    host: options.dashboardHost ?? DASHBOARD_DEFAULTS.host,
+    ...(options.dashboardAuth !== undefined && options.dashboardAuth.length > 0 ? { auth: options.dashboardAuth } : {}),
+    insecureNoAuth: options.insecureNoAuth ?? false,
+  };
+}
+
 export async function startDevCluster(options: DevClusterOptions = {}): Promise<DevCluster> {
   const logger = options.logger ?? silentLogger();
   const dataDir = resolve(options.dataDir ?? DEV_CLUSTER_DEFAULTS.dataDir);
@@ -96,13 +109,9 @@ export async function startDevCluster(options: DevClusterOptions = {}): Promise<
   if (!Number.isInteger(nodeCount) || nodeCount < 1 || nodeCount > 64) {
     throw new TypeError(`Expected the \`nodes\` option to be an integer from 1 to 64, got \`${String(nodeCount)}\``);
   }
-  const dashboardOptions = {
-    port: options.dashboardPort ?? DEV_CLUSTER_DEFAULTS.dashboardPort,
-    host: options.dashboardHost ?? DASHBOARD_DEFAULTS.host,
-    ...(options.dashboardAuth !== undefined && options.dashboardAuth.length > 0 ? { auth: options.dashboardAuth } : {}),
-    insecureNoAuth: options.insecureNoAuth ?? false,
-  };
-  // Refuse an unsafe dashboard before anything starts (a redis-server would outlive the throw).
+  const namespace = options.namespace === undefined ? {} : { namespace: options.namespace };
+  // Refuse an unsafe dashboard or a bad namespace before anything starts (a redis-server would outlive the throw).
+  const dashboardOptions = devDashboardOptions(options);
   compileDashboardOptions(dashboardOptions);
   let redisServer: RedisServer | undefined;
   let redisUrl = options.redis;
@@ -118,7 +127,7 @@ export async function startDevCluster(options: DevClusterOptions = {}): Promise<
     logger.info({ url: redisUrl, dir: join(dataDir, 'redis') }, 'started a private redis-server');
   }
   // One registry for every role: the dashboard's `/metrics` shows them all.
-  const shared = { redis: redisUrl, logger, metrics: new Registry() };
+  const shared = { redis: redisUrl, ...namespace, logger, metrics: new Registry() };
   const master = new Master({ ...shared, drainTimeoutMs: DEV_MASTER_DRAIN_MS });
   const cacheRoot = await devCacheRoot(dataDir, logger);
   const nodes = Array.from(

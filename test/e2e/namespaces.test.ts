@@ -1,7 +1,8 @@
 import assert from 'node:assert/strict';
 
 import { TaskNotFoundError, UnknownTaskError } from '../../lib/core/errors.js';
-import { copyFixture, redisUrl, testClient, testRedis } from '../helpers.js';
+import { startDevCluster } from '../../lib/ops/dev-cluster.js';
+import { copyFixture, defer, redisUrl, tempDir, testClient, testRedis } from '../helpers.js';
 import { deployRunCancel, startNamespace, undeployAndPrune } from '../namespace-scenario.js';
 
 /**
@@ -38,6 +39,41 @@ describe('namespaces (@integration)', function () {
     assert.deepEqual(
       keys.filter((key) => !key.startsWith('{alpha}:') && !key.startsWith('{beta}:')),
       [],
+    );
+  });
+
+  it('runs `tydra dev` in a namespace of its own: its roles, dashboard and keys', async () => {
+    const cluster = await startDevCluster({
+      redis: redisUrl(),
+      namespace: 'devspace',
+      nodes: 1,
+      dashboardPort: 0,
+      dataDir: await tempDir(),
+    });
+    defer(() => cluster.close());
+    const client = testClient({ namespace: 'devspace' });
+    await client.deploy(await copyFixture('probe'));
+    const echoed = (await (await client.submit('probe/echo', { in: 'devspace' })).result()) as { input: unknown };
+    assert.deepEqual(echoed.input, { in: 'devspace' });
+    assert.deepEqual(
+      (await client.nodes()).map((node) => node.id),
+      ['dev-1'],
+    );
+    const queues = await fetch(`${cluster.dashboardUrl}api/queues`);
+    assert.ok(
+      ((await queues.json()) as { queues: Array<{ name: string }> }).queues.some((q) => q.name === 'node.dev-1'),
+    );
+    const keys = await testRedis().keys('*');
+    assert.ok(keys.length > 0);
+    assert.deepEqual(
+      keys.filter((key) => !key.startsWith('{devspace}:')),
+      [],
+    );
+    // Read after the keys: a client of the default namespace writes its queue's meta.
+    assert.deepEqual(await testClient().nodes(), [], 'nothing of it in the default namespace');
+    await assert.rejects(
+      startDevCluster({ redis: redisUrl(), namespace: 'Bad:Name', dashboardPort: 0, dataDir: await tempDir() }),
+      /namespace/,
     );
   });
 
