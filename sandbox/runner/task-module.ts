@@ -1,18 +1,21 @@
 /**
- * Loads a task's module the way Node would import it, but a CommonJS module with `require()`:
- * `import()` starts Node's ES module loader, which costs a fresh runner about as much CPU again as
- * the rest of its start (docs/benchmarks.md, 2026-12-01), and a CommonJS module does not need it.
+ * Loads a task's module the way Node would import it, but with `require()` where that gives the
+ * same exports: `import()` starts the whole of Node's ES module loader (resolution, formats, an
+ * asynchronous module job), 5 to 9 ms of CPU in a fresh runner (docs/benchmarks.md, 2026-12-01).
  *
- * Only modules Node reads as CommonJS on grounds it states go through `require()`: a `.cjs` file,
- * or a `.js` file whose nearest package.json (up to the package's root) says `"type": "commonjs"`.
- * Everything else (`.mjs`, `"type": "module"`, a package.json without `type`, where recent Node
- * versions guess from the syntax) is imported as before. What the task gets is the same either
- * way: the default export of a CommonJS module is its `module.exports`.
+ * - A CommonJS module (on grounds Node states: a `.cjs` file, or a `.js` file whose nearest
+ *   package.json, up to the package's root, says `"type": "commonjs"`) is required: no ES module
+ *   machinery loads at all. Its default export is its `module.exports`, as `import()` gives it.
+ * - Any other module is required too where Node can require an ES module (`process.features
+ *   .require_module`: Node 20.19, 22.12 and later), which links and evaluates it synchronously and
+ *   loads a third of the loader; a graph with top-level await cannot be required (Node says so
+ *   before evaluating any of it) and is imported instead. On older Node it is imported.
  */
 import { readFileSync } from 'node:fs';
 import { createRequire } from 'node:module';
 import { dirname, extname, join, relative } from 'node:path';
 import { pathToFileURL } from 'node:url';
+import { types } from 'node:util';
 
 /** A module's exports by name, as `import()` gives them. */
 export type ModuleExports = Record<string, unknown>;
@@ -59,11 +62,29 @@ function packageType(path: string): string | undefined {
 }
 
 /** The exports of the task module at `file` (absolute, under the package's `root`). */
-export async function loadTaskModule(file: string, root: string): Promise<ModuleExports> {
-  if (!isCommonJs(file, root)) {
-    return (await import(pathToFileURL(file).href)) as ModuleExports;
+export async function loadTaskModule(
+  file: string,
+  root: string,
+  requireEsm = process.features.require_module,
+): Promise<ModuleExports> {
+  const commonJs = isCommonJs(file, root);
+  if (commonJs || requireEsm) {
+    try {
+      return exportsOf(createRequire(file)(file));
+    } catch (error) {
+      if (commonJs || (error as NodeJS.ErrnoException).code !== 'ERR_REQUIRE_ASYNC_MODULE') {
+        throw error;
+      }
+    }
   }
-  const value = createRequire(file)(file) as unknown;
+  return (await import(pathToFileURL(file).href)) as ModuleExports;
+}
+
+/** What `require()` gave, as `import()` gives it: an ES module's namespace, or a CommonJS module's exports. */
+function exportsOf(value: unknown): ModuleExports {
+  if (types.isModuleNamespaceObject(value)) {
+    return value as ModuleExports;
+  }
   // As `import()` of a CommonJS module: `default` is `module.exports`, the rest its properties.
   const named = (typeof value === 'object' || typeof value === 'function') && value !== null ? value : {};
   return { ...(named as ModuleExports), default: value };

@@ -9,7 +9,7 @@ import { join } from 'node:path';
 import { TaskFailedError } from '../../../lib/core/errors.js';
 import { DEFAULT_TASK_LIMITS } from '../../../lib/core/limits.js';
 import { runTask, type RunTaskOptions } from '../../../sandbox/launcher/run-task.js';
-import { isCommonJs } from '../../../sandbox/runner/task-module.js';
+import { isCommonJs, loadTaskModule } from '../../../sandbox/runner/task-module.js';
 import { sandboxBase } from '../launcher/sandbox-base.js';
 import { tempDir } from '../../helpers.js';
 
@@ -75,7 +75,44 @@ describe('isCommonJs', () => {
 const PROBE_BODY = `async (input) => ({
   input,
   linked: process.moduleLoadList.includes('NativeModule internal/modules/esm/module_job'),
+  resolved: process.moduleLoadList.includes('NativeModule internal/modules/esm/resolve'),
 })`;
+
+/** Counts its evaluations, then waits at the top level: only import() can load it. */
+const TOP_LEVEL_AWAIT = `globalThis.evaluations = (globalThis.evaluations ?? 0) + 1;
+const value = await Promise.resolve(6);
+export default () => ({ value, evaluations: globalThis.evaluations });
+`;
+
+describe('loadTaskModule', () => {
+  let root: string;
+
+  beforeEach(async () => {
+    root = await tempDir();
+    await writeTree(root, {
+      'esm.mjs': 'export default () => 1;\nexport const named = 2;\n',
+      'tla.mjs': TOP_LEVEL_AWAIT.replaceAll('globalThis.evaluations', 'globalThis.tlaEvaluations'),
+      'thrower.mjs': "throw new Error('thrown at the top level');\n",
+    });
+  });
+
+  it('gives an ES module namespace, required or imported alike', async () => {
+    for (const requireEsm of [true, false]) {
+      const loaded = await loadTaskModule(join(root, 'esm.mjs'), root, requireEsm);
+      assert.equal(typeof loaded.default, 'function', `requireEsm ${String(requireEsm)}`);
+      assert.equal(loaded.named, 2);
+    }
+  });
+
+  it('imports a graph with top-level await that require() refuses, evaluating it once', async () => {
+    const loaded = await loadTaskModule(join(root, 'tla.mjs'), root, true);
+    assert.deepEqual((loaded.default as () => unknown)(), { value: 6, evaluations: 1 });
+  });
+
+  it('passes on the error a module throws at its top level', async () => {
+    await assert.rejects(loadTaskModule(join(root, 'thrower.mjs'), root, true), /thrown at the top level/);
+  });
+});
 
 describe('the runner loading task modules (@integration)', function () {
   this.timeout(60_000);
@@ -93,6 +130,7 @@ describe('the runner loading task modules (@integration)', function () {
       'typed/probe.js': `module.exports = ${PROBE_BODY};\n`,
       'esm/package.json': '{ "type": "module" }',
       'esm/probe.js': `export default ${PROBE_BODY};\n`,
+      'tla.mjs': TOP_LEVEL_AWAIT,
       'object.cjs': 'module.exports = { run: () => 1 };\n',
       'transpiled.cjs': 'Object.defineProperty(exports, "__esModule", { value: true }); exports.default = () => 1;\n',
       'helper.cjs': 'module.exports = (x) => x * 3;\n',
@@ -112,13 +150,16 @@ describe('the runner loading task modules (@integration)', function () {
   }
 
   it('runs a CommonJS task without linking a single ES module', async () => {
-    assert.deepEqual(await run('probe.cjs', 7), { input: 7, linked: false });
-    assert.deepEqual(await run('typed/probe.js', 8), { input: 8, linked: false });
+    assert.deepEqual(await run('probe.cjs', 7), { input: 7, linked: false, resolved: false });
+    assert.deepEqual(await run('typed/probe.js', 8), { input: 8, linked: false, resolved: false });
   });
 
-  it('imports an ES module task as before (the probe sees the ES module loader at work)', async () => {
-    assert.deepEqual(await run('probe.mjs', 9), { input: 9, linked: true });
-    assert.deepEqual(await run('esm/probe.js', 10), { input: 10, linked: true });
+  it("loads an ES module task, required without the loader's resolver where Node can (this one's)", async () => {
+    // The sandbox runs the same Node binary as this test.
+    const resolved = !process.features.require_module;
+    assert.deepEqual(await run('probe.mjs', 9), { input: 9, linked: true, resolved });
+    assert.deepEqual(await run('esm/probe.js', 10), { input: 10, linked: true, resolved });
+    assert.deepEqual(await run('tla.mjs'), { value: 6, evaluations: 1 }, 'top-level await: imported instead');
   });
 
   it('gives a CommonJS task what import() would: module.exports is the default export, require() works', async () => {
