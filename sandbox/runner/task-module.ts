@@ -43,7 +43,7 @@ export function isCommonJs(file: string, root: string): boolean {
 /**
  * The `type` of a package.json: a string (`''` when it has none), or undefined when there is no
  * such file. A package.json that cannot be read as JSON counts as "not CommonJS" (`'unreadable'`),
- * so `import()` reports it as Node does.
+ * so Node's own loading of the module reports it.
  */
 function packageType(path: string): string | undefined {
   let text: string;

@@ -61,7 +61,7 @@ describe('isCommonJs', () => {
     assert.equal(isCommonJs(join(root, 'a.js'), root), false, 'no package.json up to the root');
   });
 
-  it('leaves a package.json it cannot read as an object to import(), which reports it', () => {
+  it('leaves a package.json it cannot read as an object to Node, which reports it', () => {
     assert.equal(isCommonJs(join(root, 'cjs/broken/a.js'), root), false);
     assert.equal(isCommonJs(join(root, 'cjs/array/a.js'), root), false);
   });
