@@ -97,7 +97,15 @@ interface Results {
      * no cgroup and no runner (`sandbox-floor.ts`): the throughput any design that starts a fresh
      * bwrap sandbox per job starts from, before a master, a node or a runner costs anything.
      */
-    sandboxFloor: { tasksPerSec: number; ratio: number; wallMs: number; cpu: CpuShares };
+    sandboxFloor: {
+      tasksPerSec: number;
+      ratio: number;
+      wallMs: number;
+      cpu: CpuShares;
+      /** tydra's throughput over the floor's, ES module and CommonJS task: what tydra's own parts keep. */
+      tydraRatio: number;
+      commonJsRatio: number;
+    };
     /** The same runs with the task as a CommonJS module (`noop.cjs`), after the ES module's. */
     commonJs: {
       throughput: { tydraTasksPerSec: number; ratio: number; tydraWallMs: number; tydraCpu: CpuShares };
@@ -470,6 +478,22 @@ function formatTable(results: Results): string {
     ],
     [
       'end to end',
+      `throughput against the floor (ES module task)`,
+      results.endToEnd.sandboxFloor.tasksPerSec.toFixed(1),
+      results.endToEnd.throughput.tydraTasksPerSec.toFixed(1),
+      `${results.endToEnd.sandboxFloor.tydraRatio.toFixed(2)}x`,
+      "tydra/floor: what tydra's own parts keep, higher is better",
+    ],
+    [
+      'end to end',
+      `throughput against the floor (CommonJS task)`,
+      results.endToEnd.sandboxFloor.tasksPerSec.toFixed(1),
+      results.endToEnd.commonJs.throughput.tydraTasksPerSec.toFixed(1),
+      `${results.endToEnd.sandboxFloor.commonJsRatio.toFixed(2)}x`,
+      "tydra/floor: what tydra's own parts keep, higher is better",
+    ],
+    [
+      'end to end',
       `throughput, CommonJS task (M=${results.config.tasks})`,
       results.endToEnd.throughput.baselineTasksPerSec.toFixed(1),
       results.endToEnd.commonJs.throughput.tydraTasksPerSec.toFixed(1),
@@ -596,6 +620,8 @@ async function main(): Promise<void> {
         ratioMedian: round(summarize(cancel).medianMs / rawLatency.medianMs),
       },
       sandboxFloor: {
+        tydraRatio: round(tydraTasksPerSec / floorTasksPerSec),
+        commonJsRatio: round(commonJsTasksPerSec / floorTasksPerSec),
         tasksPerSec: round(floorTasksPerSec),
         ratio: round(floorTasksPerSec / baselineTasksPerSec),
         wallMs: round(floor.wallMs),
