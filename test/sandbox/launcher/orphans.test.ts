@@ -34,9 +34,12 @@ describe('orphaned sandboxes (@integration)', function () {
   it('kills a tydra bwrap whose node process is gone, and leaves those of live nodes and unmarked ones', async () => {
     const bwrap = await checkBwrap();
     const id = `orphan-test-${process.pid}-${randomUUID()}`;
-    const args = (tag: string) => ['--ro-bind', '/', '/', '--die-with-parent', '--setenv', 'TYDRA_INSTANCE_ID', tag];
+    const args = (tag: string) => ['--ro-bind', '/', '/', '--setenv', 'TYDRA_INSTANCE_ID', tag];
     // `setsid --fork` exits at once after forking: its child, bwrap, goes to init or a subreaper,
     // as the stuck child of a crashed node's bwrap does. No pipes: execa would wait for it to close them.
+    // Without --die-with-parent: on a busy machine setsid's parent may exit only after bwrap armed
+    // its parent-death signal, which then kills it (CI once saw a sandbox never start). What the
+    // sweep goes by is the command line's instance mark and the environment's node mark.
     const detached = (tag: string, env: Record<string, string>) =>
       execa('setsid', ['--fork', bwrap, ...args(tag), 'sleep', '600'], {
         stdio: 'ignore',
@@ -48,7 +51,10 @@ describe('orphaned sandboxes (@integration)', function () {
     await detached(`${id}-crashed`, { [NODE_MARK_VARIABLE]: processMark(crashedNode.pid ?? 0) });
     await detached(`${id}-live`, live);
     await detached(`${id}-unmarked`, {});
-    const attached = execa(bwrap, [...args(`${id}-attached`), 'sleep', '600'], { reject: false, env: live });
+    const attached = execa(bwrap, ['--die-with-parent', ...args(`${id}-attached`), 'sleep', '600'], {
+      reject: false,
+      env: live,
+    });
     const pidsOf = async (...which: string[]) =>
       (await Promise.all(which.map((name) => processesWith(`${id}-${name}`)))).flat();
     try {
