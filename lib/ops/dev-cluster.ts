@@ -91,10 +91,10 @@ async function devCacheRoot(dataDir: string, logger: Logger): Promise<string> {
   return shared;
 }
 
-/** The dashboard's options, with the namespace: compiled before anything starts. */
-function devDashboardOptions(options: DevClusterOptions) {
+/** The dashboard's options, with the namespace the roles share: compiled before anything starts. */
+function devDashboardOptions(options: DevClusterOptions, namespace: { namespace?: string }) {
   return {
-    ...(options.namespace === undefined ? {} : { namespace: options.namespace }),
+    ...namespace,
     port: options.dashboardPort ?? DEV_CLUSTER_DEFAULTS.dashboardPort,
     host: options.dashboardHost ?? DASHBOARD_DEFAULTS.host,
     ...(options.dashboardAuth !== undefined && options.dashboardAuth.length > 0 ? { auth: options.dashboardAuth } : {}),
@@ -111,7 +111,7 @@ export async function startDevCluster(options: DevClusterOptions = {}): Promise<
   }
   const namespace = options.namespace === undefined ? {} : { namespace: options.namespace };
   // Refuse an unsafe dashboard or a bad namespace before anything starts (a redis-server would outlive the throw).
-  const dashboardOptions = devDashboardOptions(options);
+  const dashboardOptions = devDashboardOptions(options, namespace);
   compileDashboardOptions(dashboardOptions);
   let redisServer: RedisServer | undefined;
   let redisUrl = options.redis;

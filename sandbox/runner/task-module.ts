@@ -67,12 +67,13 @@ export async function loadTaskModule(
   root: string,
   requireEsm = process.features.require_module,
 ): Promise<ModuleExports> {
-  const commonJs = isCommonJs(file, root);
-  if (commonJs || requireEsm) {
+  // Where Node requires ES modules too, which format it is does not matter: no package.json is read.
+  if (requireEsm || isCommonJs(file, root)) {
     try {
       return exportsOf(createRequire(file)(file));
     } catch (error) {
-      if (commonJs || (error as NodeJS.ErrnoException).code !== 'ERR_REQUIRE_ASYNC_MODULE') {
+      // Only an ES module graph with top-level await, which Node refused before evaluating any of it.
+      if ((error as NodeJS.ErrnoException).code !== 'ERR_REQUIRE_ASYNC_MODULE') {
         throw error;
       }
     }

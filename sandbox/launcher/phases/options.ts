@@ -20,11 +20,8 @@ export type { UnitFailure };
 
 /** The `TaskEntry` the launcher starts for a phase entry. */
 export function taskEntry(entry: PhaseEntry): TaskEntry {
-  if ('module' in entry) {
-    return { module: entry.module };
-  }
-  const codes = entry.unrecoverableExitCodes;
-  return { command: entry.command, ...(codes === undefined ? {} : { unrecoverableExitCodes: codes }) };
+  // A command entry is a TaskEntry already (its argv and its unrecoverable exit codes).
+  return 'module' in entry ? { module: entry.module } : entry;
 }
 
 /** The `env` of a runner's start message: the phase's secrets, set before the module is imported. */
