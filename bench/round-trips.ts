@@ -394,6 +394,7 @@ async function main(): Promise<void> {
       id: `trips-${randomUUID().slice(0, 8)}`,
       concurrency: NODE_CONCURRENCY,
       cacheDir: join(root, 'cache'),
+      warmMax: envInt('BENCH_TRIPS_WARM_MAX', NODE_CONCURRENCY, 0),
     });
     closers.push(() => node.close());
     await node.start();

@@ -54,14 +54,18 @@ export class CancelListener {
     return (await this.redis.exists(this.keys.cancel(instanceId))) === 1;
   }
 
-  /** The signal that aborts this run on a cancel request or a forced shutdown; `release` when the run ends. */
-  track(instanceId: string): { signal: AbortSignal; release: () => void } {
+  /**
+   * The signal that aborts this run on a cancel request or a forced shutdown, and `abort` for the
+   * node's own reasons (see `task-execution.ts`); `release` when the run ends.
+   */
+  track(instanceId: string): { signal: AbortSignal; abort: (reason: Error) => void; release: () => void } {
     const controller = new AbortController();
     const runs = this.running.get(instanceId) ?? new Set<AbortController>();
     runs.add(controller);
     this.running.set(instanceId, runs);
     return {
       signal: controller.signal,
+      abort: (reason) => controller.abort(reason),
       release: () => {
         runs.delete(controller);
         if (runs.size === 0 && this.running.get(instanceId) === runs) {

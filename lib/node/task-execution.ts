@@ -48,10 +48,11 @@ export async function executeNodeJob(env: ExecutionEnv, job: Job<NodeJobData>, t
     // Left by an earlier attempt: it must not describe this one if this one ends unrecorded.
     await job.updateData(withoutEnding(job.data));
   }
-  const { signal, release } = env.cancels.track(job.id ?? '');
+  const run = env.cancels.track(job.id ?? '');
+  const { signal, release } = run;
   env.metrics.queueWait(job);
   try {
-    return await execute(env, job, token, signal);
+    return await execute(env, job, token, run);
   } catch (error) {
     if (error instanceof DelayedError) {
       throw error;
@@ -70,7 +71,7 @@ async function execute(
   env: ExecutionEnv,
   job: Job<NodeJobData>,
   token: string | undefined,
-  signal: AbortSignal,
+  { signal, abort }: { signal: AbortSignal; abort: (reason: Error) => void },
 ): Promise<unknown> {
   const parsed = nodeJobSchema.safeParse(job.data);
   if (!parsed.success) {
@@ -81,17 +82,27 @@ async function execute(
   const data = parsed.data;
   const mirror = new RedisMirror(job, env.tasksQueue, data.instanceId);
   // A cancel may have been asked before this job reached us: its message is long gone.
-  if (await env.cancels.requested(data.instanceId)) {
-    if (data.kind === 'parallel') {
-      await endUnits(env, data.instanceId, { kind: 'cancelled' });
-    }
+  if (data.kind === 'parallel' && (await env.cancels.requested(data.instanceId))) {
+    await endUnits(env, data.instanceId, { kind: 'cancelled' });
     throw new TaskCancelledError(data.instanceId);
   }
-  // The lease keeps the version from eviction while this TaskInstance reads and runs it.
-  const lease = await env.cache.acquire(data.package.name, data.package.sha1);
+  // A simple task's check goes alongside the lease and its sandbox's boot: its code starts only
+  // once the answer came (`startAfter`), and a cancel found aborts the run.
+  const cancelChecked = data.kind === 'parallel' ? Promise.resolve() : checkCancelKey(env, data.instanceId, abort);
   try {
-    return await runFromPackage(env, { job, token, data, packageDir: lease.dir, mirror, signal });
+    // The lease keeps the version from eviction while this TaskInstance reads and runs it.
+    const lease = await env.cache.acquire(data.package.name, data.package.sha1);
+    try {
+      return await runFromPackage(env, { job, token, data, packageDir: lease.dir, mirror, signal, cancelChecked });
+    } finally {
+      lease.release();
+    }
   } catch (error) {
+    // A cancel found by the check wins over whatever failed meanwhile.
+    await cancelChecked;
+    if (signal.reason instanceof TaskCancelledError) {
+      throw signal.reason;
+    }
     if (signal.reason instanceof NodeShutdownError && token !== undefined) {
       // Killed by the drain timeout: not the task's fault. Parked here (this node is stopped),
       // the masters' sweep hands it to a live node; parked (delayed, not active), it is a
@@ -106,7 +117,21 @@ async function execute(
   } finally {
     // Before BullMQ finishes the job: the log is complete when a client reads the result.
     await mirror.finish();
-    lease.release();
+  }
+}
+
+/**
+ * Aborts the run with a `TaskCancelledError` when a cancel was asked before its job reached this
+ * node (the request's message is long gone; its key stays), or with the Redis error when the key
+ * cannot be read: no task starts unchecked. Never rejects.
+ */
+async function checkCancelKey(env: ExecutionEnv, instanceId: string, abort: (reason: Error) => void): Promise<void> {
+  try {
+    if (await env.cancels.requested(instanceId)) {
+      abort(new TaskCancelledError(instanceId));
+    }
+  } catch (error) {
+    abort(error instanceof Error ? error : new Error(String(error)));
   }
 }
 
@@ -138,10 +163,12 @@ interface PackageRun {
   packageDir: string;
   mirror: RedisMirror;
   signal: AbortSignal;
+  /** Settles once the cancel key was checked (`checkCancelKey`); the task starts only after. */
+  cancelChecked: Promise<void>;
 }
 
 async function runFromPackage(env: ExecutionEnv, run: PackageRun): Promise<unknown> {
-  const { job, token, data, packageDir, mirror, signal } = run;
+  const { job, token, data, packageDir, mirror, signal, cancelChecked } = run;
   const manifest = await cachedManifest(data.package.name, data.package.sha1, packageDir);
   const task = manifest.tasks[data.task];
   if (task === undefined) {
@@ -174,6 +201,7 @@ async function runFromPackage(env: ExecutionEnv, run: PackageRun): Promise<unkno
         env.warmPool,
         {
           ...{ packageDir, task, input: data.input, instanceId: data.instanceId, attempt, limits, signal },
+          startAfter: cancelChecked,
           ...{ bwrap: env.bwrap, prlimit: env.prlimit, cgroups: env.cgroups, runtimeDir: env.runtimeDir },
           sandboxUser: env.options.sandboxUser,
           ...(data.env !== undefined ? { env: data.env } : {}),

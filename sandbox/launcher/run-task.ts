@@ -33,6 +33,14 @@ export interface RunTaskOptions extends SandboxOptions {
    * sandbox gone. Absent, `runTask` resolves only once nothing of the sandbox is left.
    */
   onTeardown?: (ended: Promise<void>) => void;
+  /**
+   * The task's code starts only once this settled, and only if `signal` was not aborted by then:
+   * the node's check for a cancel asked before the TaskInstance reached it, which aborts `signal`
+   * when it finds one. A module's sandbox boots meanwhile (its runner waits for `start`), so the
+   * check costs its start no round trip; a command, which runs as soon as it is let go, is not
+   * spawned before. Must never reject.
+   */
+  startAfter?: Promise<void>;
 }
 
 /**
@@ -41,6 +49,9 @@ export interface RunTaskOptions extends SandboxOptions {
  * `signal`), `RunnerProtocolError`, or an `InfrastructureError` when the node could not sandbox it.
  */
 export async function runTask(options: RunTaskOptions): Promise<unknown> {
+  if (options.task.module === undefined && options.startAfter !== undefined) {
+    await options.startAfter;
+  }
   const launched = performance.now();
   const launch = await prepareLaunch(options, options.task);
   const sandbox = await startSandbox(options, launch, {
@@ -48,6 +59,7 @@ export async function runTask(options: RunTaskOptions): Promise<unknown> {
     onLog: options.onLog ?? (() => undefined),
     onProgress: options.onProgress,
     feed: (stdin) => feedSandbox(stdin, options),
+    ...(options.startAfter !== undefined ? { startAfter: options.startAfter } : {}),
   });
   options.onStarted?.((performance.now() - launched) / 1000);
   if (options.onTeardown === undefined) {

@@ -34,6 +34,11 @@ export interface SandboxIo {
   feed: (stdin: Writable) => () => void;
   /** See `CaptureOptions.onReady`. */
   onReady?: () => void;
+  /**
+   * What `feed` waits for, while the sandbox boots: see `RunTaskOptions.startAfter`. Never
+   * rejects; once it settled, `feed` runs only if `signal` is still not aborted.
+   */
+  startAfter?: Promise<void>;
   /** A pooled sandbox's claim: see `monitorSandbox`'s `watchFrom`. */
   watchFrom?: Promise<number>;
 }
@@ -127,7 +132,7 @@ export async function startSandbox(options: SandboxOptions, launch: Launch, io: 
         launch.isModule && launch.network === undefined ? 'overlapped' : 'blocking',
       )
     : undefined;
-  const unfeed = io.feed(streams.stdin);
+  const unfeed = await feedWhenAllowed(io, streams.stdin, signal);
   const parts = { options, launch, subprocess, capture, monitor, state, maxResultBytes };
   const judged = judge(parts).finally(() => {
     unfeed();
@@ -152,6 +157,12 @@ export async function startSandbox(options: SandboxOptions, launch: Launch, io: 
     // Whatever happened, nothing of the sandbox survives it, and its cgroup goes.
     ending: judged.finally(() => releaseLaunch(launch)),
   };
+}
+
+/** Feeds the sandbox once `startAfter` settled; not when the run was aborted meanwhile (execa is killing it). */
+async function feedWhenAllowed(io: SandboxIo, stdin: Writable, signal: AbortSignal | undefined): Promise<() => void> {
+  await io.startAfter;
+  return signal?.aborted === true ? () => undefined : io.feed(stdin);
 }
 
 /** Stops the sandbox (SIGTERM, then execa's SIGKILL), recording the limit that made it stop. */

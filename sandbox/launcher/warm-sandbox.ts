@@ -61,6 +61,8 @@ export interface WarmClaim {
   onLog?: (line: string) => void;
   /** Called once the `start` message is sent: the TaskInstance runs. */
   onStarted?: () => void;
+  /** As `RunTaskOptions.startAfter`: `start` is sent only once it settled, if `signal` is not aborted. */
+  startAfter?: Promise<void>;
 }
 
 /** Why a pooled sandbox was stopped before any TaskInstance claimed it. */
@@ -174,9 +176,14 @@ export class WarmSandbox {
     const timer = setTimeout(() => this.sandbox.timeOut(), this.options.limits.timeoutMs);
     const env = { ...claim.env, TYDRA_INSTANCE_ID: instanceId, TYDRA_ATTEMPT: String(attempt), ...claim.secrets };
     const start = { instanceId, attempt, module: this.options.module, input: claim.input, env };
-    const unstart = startRunner(this.sandbox.stdin, start, signal);
-    claim.onStarted?.();
+    let unstart = (): void => undefined;
     try {
+      await claim.startAfter;
+      // Aborted by now, the sandbox is being stopped (`forward`): its task must not get its input.
+      if (signal?.aborted !== true) {
+        unstart = startRunner(this.sandbox.stdin, start, signal);
+        claim.onStarted?.();
+      }
       // Settled at the runner's final message: the exit and the cgroup's removal need not delay
       // the result. The pool waits for `ended` (drain, close): nothing of it outlives the node.
       const ending = await this.sandbox.settled;

@@ -83,6 +83,51 @@ describe('cancellation (@integration)', function () {
     await waitFor('busy to release', async () => ((await holders(redis, sha1)).length === 0 ? true : undefined));
   });
 
+  // The node checks the cancel key while the sandbox boots, or alongside the claim of a pooled
+  // one (`startAfter`): either way the task must never start.
+  for (const warmMax of [0, 1]) {
+    const sandbox = warmMax === 0 ? 'a cold sandbox' : 'a pooled sandbox';
+    it(`a node job cancelled before it reached its node ends cancelled, its task never run (${sandbox})`, async () => {
+      const { nodes } = await startCluster(1, { warmMax });
+      const node = nodes[0];
+      assert.ok(node !== undefined);
+      const { tydra, redis } = await probeClient();
+      const done = await tydra.submit('probe/echo', 'first');
+      await done.result();
+      if (warmMax > 0) {
+        await waitFor('a pooled sandbox', () => (node.warmPoolStats.ready >= 1 ? true : undefined));
+      }
+      const pinned = JSON.parse((await redis.hget(`{tydra}:bull:tasks:${done.id}`, 'data')) ?? '{}') as object;
+      // Added straight to the node's queue, past the master's own check, with the cancel asked.
+      const instanceId = `precancelled-${process.pid}-${warmMax}`;
+      await redis.set(`{tydra}:cancel:${instanceId}`, JSON.stringify({ ref: 'probe/echo', at: Date.now() }), 'EX', 600);
+      const queue = new Queue(nodeQueueName(node.id), {
+        prefix: '{tydra}:bull',
+        connection: testRedis({ maxRetriesPerRequest: null }),
+      });
+      const job = await queue.add(
+        'run',
+        { ...pinned, instanceId, input: 'second' },
+        { jobId: instanceId, attempts: 3 },
+      );
+      const reason = await waitFor('the node job to fail', async () =>
+        (await job.getState()) === 'failed' ? (await queue.getJob(instanceId))?.failedReason : undefined,
+      );
+      assert.equal(reason, new TaskCancelledError(instanceId).message);
+      const failed = await queue.getJob(instanceId);
+      assert.equal(failed?.attemptsMade, 1, 'a cancelled run is not retried');
+      assert.deepEqual((failed?.data as { ending?: unknown }).ending, { kind: 'cancelled' });
+      const { logs } = await queue.getJobLogs(instanceId);
+      assert.equal(
+        logs.filter((line) => line.includes('echo log line')).length,
+        0,
+        `the task logged: ${logs.join(' | ')}`,
+      );
+      assert.equal(node.warmPoolStats.hits, warmMax, warmMax === 0 ? 'no pool' : 'it claimed the pooled sandbox');
+      await queue.close();
+    });
+  }
+
   it('kills a running TaskInstance; it ends cancelled, not retried, reference released', async () => {
     await startCluster(1);
     const { tydra, sha1, redis } = await probeClient();
