@@ -1,5 +1,6 @@
 /**
- * `workunits`: one queue shared by every node. Each job is a batch of consecutive workunits of one
+ * `workunits`: one queue shared by every node (and `workunits.secrets`, the same for TaskInstances
+ * that need secrets, shared by the nodes that hold a secret key). Each job is a batch of consecutive workunits of one
  * parallel TaskInstance (Pydra batched about five per dispatch; batching is what lets a workunit
  * cost less than a job). Every node's workunit Worker pulls from it when it has a free slot, so
  * work spreads by free capacity, a node that joins mid-run gets work at once, and the batches of a
@@ -12,6 +13,21 @@ import type { DefaultJobOptions } from 'bullmq';
 import { z } from 'zod';
 
 export const WORKUNITS_QUEUE = 'workunits';
+/**
+ * The batches of parallel TaskInstances that need secrets. Only nodes that hold a secret key pull
+ * from it, so a node started without one never takes a unit it could only fail. The node that
+ * coordinates such an instance holds a key (it opened the secrets for split), so someone always
+ * pulls: units never wait for a node that may never come.
+ */
+export const SECRETS_WORKUNITS_QUEUE = 'workunits.secrets';
+/** Every workunits queue, plain first. */
+export const WORKUNITS_QUEUES = [WORKUNITS_QUEUE, SECRETS_WORKUNITS_QUEUE] as const;
+export type WorkunitsQueueName = (typeof WORKUNITS_QUEUES)[number];
+
+/** The queue of a parallel TaskInstance's batches, from its secret mapping (names only). */
+export function workunitsQueueOf(secrets: Readonly<Record<string, string>> | undefined): WorkunitsQueueName {
+  return secrets !== undefined && Object.keys(secrets).length > 0 ? SECRETS_WORKUNITS_QUEUE : WORKUNITS_QUEUE;
+}
 export const WORKUNIT_BATCH_JOB = 'batch';
 
 export const workunitBatchSchema = z.object({

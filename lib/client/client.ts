@@ -14,7 +14,7 @@ import type { Redis } from 'ioredis';
 
 import { NODE_JOB_OPTIONS, nodeQueueName } from '../../queues/node.js';
 import { type FireJobData, SCHEDULES_QUEUE } from '../../queues/schedules.js';
-import { WORKUNITS_QUEUE, type WorkunitBatchData } from '../../queues/workunits.js';
+import { type WorkunitBatchData, workunitsQueueOf } from '../../queues/workunits.js';
 import { TASK_INSTANCE_JOB, TASKS_QUEUE, type TaskInstanceData, type TaskInstanceResult } from '../../queues/tasks.js';
 import { InvalidOptionError, TaskCancelledError, TaskNotFoundError, UnknownTaskError } from '../core/errors.js';
 import { settlesWithin } from '../core/bounded-close.js';
@@ -364,7 +364,7 @@ export class Tydra {
     if (parallel) {
       // Its workunits run on every node, and its coordinator may be parked (not running, so
       // not listening): stop them from here.
-      await stopParallel(this.redis, this.keys, this.workunits(), id, { kind: 'cancelled' });
+      await stopParallel(this.redis, this.keys, this.workunits(job.data.secrets), id, { kind: 'cancelled' });
     }
     // A sequence parked on its step is not removed whole (its finished steps with it): its
     // step's children are cancelled below, and the master then fails it as cancelled.
@@ -531,9 +531,9 @@ export class Tydra {
     return this.queueEvents;
   }
 
-  /** The shared `workunits` queue (a cancel of a parallel TaskInstance). */
-  private workunits(): Queue<WorkunitBatchData> {
-    return this.sharedQueue<WorkunitBatchData>(WORKUNITS_QUEUE);
+  /** The workunits queue of a parallel TaskInstance with this secret mapping (a cancel of one). */
+  private workunits(secrets: Readonly<Record<string, string>> | undefined): Queue<WorkunitBatchData> {
+    return this.sharedQueue<WorkunitBatchData>(workunitsQueueOf(secrets));
   }
 
   /** A queue other than `tasks` and the nodes', opened on first use and kept until `close()`. */

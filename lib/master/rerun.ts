@@ -17,7 +17,7 @@ import { UnrecoverableError } from 'bullmq';
 import type { Redis } from 'ioredis';
 
 import { withoutEnding } from '../../queues/task-ending.js';
-import { WORKUNITS_QUEUE } from '../../queues/workunits.js';
+import { workunitsQueueOf } from '../../queues/workunits.js';
 import type { Logger } from '../core/logger.js';
 import type { PackageStore } from '../packages/store.js';
 import type { Keyspace } from '../redis/keys.js';
@@ -48,7 +48,7 @@ export async function startRerun(deps: RerunDeps, job: TaskInstanceJob): Promise
   const dropped = await dropRun(deps.redis, deps.keys, {
     tasksQueue: job.queueName,
     instanceId,
-    ...(parallel ? { workunitsQueue: WORKUNITS_QUEUE } : {}),
+    ...(parallel ? { workunitsQueue: workunitsQueueOf(job.data.secrets) } : {}),
   });
   if (dropped === 'running') {
     throw new Error(

@@ -33,7 +33,8 @@ export interface ExecutionEnv {
   /** The node's slots, shared with its workunit batches. */
   gate: SlotGate;
   reporter: InstanceReporter;
-  workunitsQueue: Queue<WorkunitBatchData>;
+  /** The workunits queue of a parallel TaskInstance with this secret mapping (`workunitsQueueOf`). */
+  workunitsQueueOf: (secrets: Readonly<Record<string, string>> | undefined) => Queue<WorkunitBatchData>;
   /** Slots of all live nodes (at least 1), for sizing workunit batches and holding split back. */
   clusterSlots: () => Promise<number>;
   /** This node's metrics (`tydra_run_duration_seconds`, …). */

@@ -12,7 +12,13 @@ import type { Redis } from 'ioredis';
 
 import { type NodeJobData, nodeQueueName } from '../../queues/node.js';
 import { TASKS_QUEUE } from '../../queues/tasks.js';
-import { WORKUNITS_QUEUE, type WorkunitBatchData } from '../../queues/workunits.js';
+import {
+  SECRETS_WORKUNITS_QUEUE,
+  WORKUNITS_QUEUE,
+  type WorkunitBatchData,
+  type WorkunitsQueueName,
+  workunitsQueueOf,
+} from '../../queues/workunits.js';
 import { checkBwrap } from '../../sandbox/launcher/bwrap.js';
 import {
   type CgroupSupport,
@@ -70,8 +76,8 @@ export class TydraNode {
   private readonly tasksQueue: Queue;
   private worker: Worker<NodeJobData, unknown> | undefined;
   /** Takes batches of parallel TaskInstances' workunits from the shared `workunits` queue. */
-  private unitsWorker: Worker<WorkunitBatchData> | undefined;
-  private readonly workunitsQueue: Queue<WorkunitBatchData>;
+  private unitsWorkers: Array<Worker<WorkunitBatchData>> = [];
+  private readonly workunitsQueues: Readonly<Record<WorkunitsQueueName, Queue<WorkunitBatchData>>>;
   /** Other nodes' queues, to wake the coordinator of a parallel TaskInstance. */
   private readonly otherQueues = new Map<string, Queue>();
   private readonly gate: SlotGate;
@@ -110,11 +116,15 @@ export class TydraNode {
     this.tasksQueue = new Queue(TASKS_QUEUE, { connection: this.redis, prefix: this.keys.bullPrefix });
     logErrors(this.tasksQueue, (error) => this.logger.warn({ err: error.message }, 'tasks queue error'));
     this.cancels = new CancelListener(this.redis, this.keys, this.logger);
-    this.workunitsQueue = new Queue<WorkunitBatchData>(WORKUNITS_QUEUE, {
-      connection: this.redis,
-      prefix: this.keys.bullPrefix,
-    });
-    logErrors(this.workunitsQueue, (error) => this.logger.warn({ err: error.message }, 'workunits queue error'));
+    const workunitsQueue = (name: WorkunitsQueueName): Queue<WorkunitBatchData> => {
+      const queue = new Queue<WorkunitBatchData>(name, { connection: this.redis, prefix: this.keys.bullPrefix });
+      logErrors(queue, (error) => this.logger.warn({ err: error.message, queue: name }, 'workunits queue error'));
+      return queue;
+    };
+    this.workunitsQueues = {
+      [WORKUNITS_QUEUE]: workunitsQueue(WORKUNITS_QUEUE),
+      [SECRETS_WORKUNITS_QUEUE]: workunitsQueue(SECRETS_WORKUNITS_QUEUE),
+    };
     this.gate = new SlotGate(this.options.concurrency);
     this.reporter = new InstanceReporter(this.tasksQueue, this.redis, this.keys);
     this.metrics = nodeMetrics(tydraMetrics(this.options.metrics), this.id);
@@ -190,7 +200,7 @@ export class TydraNode {
     });
     logErrors(this.worker, (error) => this.logger.error({ err: error.message }, 'node worker error'));
     await this.worker.waitUntilReady();
-    this.startUnitsWorker(env);
+    this.startUnitsWorkers(env);
     this.state = 'running';
     this.logger.info(
       {
@@ -204,8 +214,12 @@ export class TydraNode {
     );
   }
 
-  /** The second Worker: batches of workunits, sharing this node's slots (see `slot-gate.ts`). */
-  private startUnitsWorker(env: ExecutionEnv): void {
+  /**
+   * The Workers of workunit batches, sharing this node's slots (see `slot-gate.ts`): of
+   * `workunits`, and of `workunits.secrets` when this node holds a secret key (a node without one
+   * could only fail those units).
+   */
+  private startUnitsWorkers(env: ExecutionEnv): void {
     const pool = new WorkerPool(env, this.logger);
     this.pool = pool;
     this.cancels.onUnitsStop((instanceId) => void pool.stop(instanceId, new TaskCancelledError(instanceId)));
@@ -215,22 +229,31 @@ export class TydraNode {
       pool,
       gate: this.gate,
       reporter: this.reporter,
-      workunitsQueue: this.workunitsQueue,
+      workunitsQueueOf: env.workunitsQueueOf,
       queueNamed: (name: string) => this.queueNamed(name),
       logger: this.logger,
       metrics: this.metrics,
     };
-    this.unitsWorker = new Worker<WorkunitBatchData>(WORKUNITS_QUEUE, (job) => processBatch(deps, job), {
-      connection: this.redis,
-      prefix: this.keys.bullPrefix,
-      concurrency: this.options.concurrency,
-      name: this.id,
-      lockDuration: this.options.lockDurationMs,
-      // A batch whose node died goes back to waiting once its lock expires (at least once).
-      stalledInterval: this.options.lockDurationMs,
-      maxStalledCount: 100,
+    const names = this.options.secretKey === undefined ? [WORKUNITS_QUEUE] : [WORKUNITS_QUEUE, SECRETS_WORKUNITS_QUEUE];
+    this.unitsWorkers = names.map((name) => {
+      const worker = new Worker<WorkunitBatchData>(name, (job) => processBatch(deps, job), {
+        connection: this.redis,
+        prefix: this.keys.bullPrefix,
+        concurrency: this.options.concurrency,
+        name: this.id,
+        lockDuration: this.options.lockDurationMs,
+        // A batch whose node died goes back to waiting once its lock expires (at least once).
+        stalledInterval: this.options.lockDurationMs,
+        maxStalledCount: 100,
+      });
+      logErrors(worker, (error) => this.logger.error({ err: error.message, queue: name }, 'workunits worker error'));
+      return worker;
     });
-    logErrors(this.unitsWorker, (error) => this.logger.error({ err: error.message }, 'workunits worker error'));
+  }
+
+  /** The workunits queue of a parallel TaskInstance with this secret mapping. */
+  private workunitsQueueOf(secrets: Readonly<Record<string, string>> | undefined): Queue<WorkunitBatchData> {
+    return this.workunitsQueues[workunitsQueueOf(secrets)];
   }
 
   private queueNamed(name: string): Queue {
@@ -344,7 +367,7 @@ export class TydraNode {
       keys: this.keys,
       gate: this.gate,
       reporter: this.reporter,
-      workunitsQueue: this.workunitsQueue,
+      workunitsQueueOf: (secrets) => this.workunitsQueueOf(secrets),
       clusterSlots: () => this.clusterSlots(),
       metrics: this.metrics,
       warmPool: this.warmPool,
@@ -377,7 +400,7 @@ export class TydraNode {
     // what waits in our queue, while running TaskInstances finish. Not awaited before the
     // drain: with Redis down it would wait for ever.
     const stopped = this.registered ? this.registry.markStopped(this.id).catch(() => undefined) : undefined;
-    const worker = Promise.allSettled([this.worker?.close(), this.unitsWorker?.close()]);
+    const worker = Promise.allSettled([this.worker?.close(), ...this.unitsWorkers.map((units) => units.close())]);
     await this.drain(worker);
     await pooled;
     await this.pool?.close(new NodeShutdownError(this.id));
@@ -387,7 +410,7 @@ export class TydraNode {
     const closed = Promise.allSettled([
       stopped?.then(() => this.registry.markStopped(this.id)),
       this.tasksQueue.close(),
-      this.workunitsQueue.close(),
+      ...Object.values(this.workunitsQueues).map((queue) => queue.close()),
       ...[...this.otherQueues.values()].map((queue) => queue.close()),
       this.cache.idle(),
       this.cancels.close(),
@@ -436,9 +459,9 @@ export class TydraNode {
   private dropConnections(): void {
     dropConnections([
       this.worker,
-      this.unitsWorker,
+      ...this.unitsWorkers,
       this.tasksQueue,
-      this.workunitsQueue,
+      ...Object.values(this.workunitsQueues),
       ...this.otherQueues.values(),
       this.redis,
     ]);

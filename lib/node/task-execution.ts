@@ -83,7 +83,7 @@ async function execute(
   const mirror = new RedisMirror(job, env.tasksQueue, data.instanceId);
   // A cancel may have been asked before this job reached us: its message is long gone.
   if (data.kind === 'parallel' && (await env.cancels.requested(data.instanceId))) {
-    await endUnits(env, data.instanceId, { kind: 'cancelled' });
+    await endUnits(env, data.instanceId, { kind: 'cancelled' }, data.secrets);
     throw new TaskCancelledError(data.instanceId);
   }
   // A simple task's check goes alongside the lease and its sandbox's boot: its code starts only

@@ -19,7 +19,7 @@ import { MAINTENANCE_QUEUE } from '../../queues/maintenance.js';
 import { nodeQueueName } from '../../queues/node.js';
 import { SCHEDULES_QUEUE } from '../../queues/schedules.js';
 import { TASKS_QUEUE } from '../../queues/tasks.js';
-import { WORKUNITS_QUEUE } from '../../queues/workunits.js';
+import { SECRETS_WORKUNITS_QUEUE, WORKUNITS_QUEUE, WORKUNITS_QUEUES } from '../../queues/workunits.js';
 import type { DashboardRole } from './dashboard-options.js';
 import { jobTitle, readableData, readableProgress } from './job-display.js';
 import { nodeIdOfQueue } from './queue-names.js';
@@ -37,6 +37,10 @@ const READ_ONLY_QUEUES: ReadonlyMap<string, string> = new Map([
   [
     WORKUNITS_QUEUE,
     "Batches of parallel TaskInstances' workunits (job id <TaskInstance id>.b<first unit>), pulled by every node with a free slot. Read-only: cancel the TaskInstance instead.",
+  ],
+  [
+    SECRETS_WORKUNITS_QUEUE,
+    'Batches of workunits of parallel TaskInstances that need secrets, pulled only by nodes holding a secret key (Nodes: secret key yes). Read-only: cancel the TaskInstance instead.',
   ],
   [
     SCHEDULES_QUEUE,
@@ -106,7 +110,13 @@ export function boardAdapter(queue: Queue, role: DashboardRole): BullMQAdapter {
   return adapter;
 }
 
-/** The board's queue order: `tasks` first, then the nodes by id, then `workunits`, `schedules`, `maintenance`. */
+/** The board's queue order: `tasks` first, then the nodes by id, then the workunits queues, `schedules`, `maintenance`. */
 export function boardQueueNames(nodeIds: string[]): string[] {
-  return [TASKS_QUEUE, ...[...nodeIds].sort().map(nodeQueueName), WORKUNITS_QUEUE, SCHEDULES_QUEUE, MAINTENANCE_QUEUE];
+  return [
+    TASKS_QUEUE,
+    ...[...nodeIds].sort().map(nodeQueueName),
+    ...WORKUNITS_QUEUES,
+    SCHEDULES_QUEUE,
+    MAINTENANCE_QUEUE,
+  ];
 }

@@ -14,12 +14,12 @@ async function queueNames(url: string, headers: Record<string, string> = {}): Pr
 }
 
 /** The queues every board lists, whatever the nodes. */
-const SHARED_QUEUES = ['tasks', 'workunits', 'schedules', 'maintenance'];
+const SHARED_QUEUES = ['tasks', 'workunits', 'workunits.secrets', 'schedules', 'maintenance'];
 
 describe('the dashboard (@integration)', function () {
   this.timeout(30_000);
 
-  it('shows the tasks, workunits, schedules and maintenance queues and every node queue, following nodes as they come', async () => {
+  it('shows the tasks, workunits (both), schedules and maintenance queues and every node queue, following nodes as they come', async () => {
     const { nodes } = await startCluster(1);
     const dashboard = new Dashboard({ redis: redisUrl(), port: 0, refreshMs: 100 });
     defer(() => dashboard.close());
@@ -90,7 +90,7 @@ describe('what the board shows and allows on tydra queues (@integration)', funct
     const tasks = await boardQueue(url, 'tasks', 'completed');
     const response = await fetch(`${url}api/queues?activeQueue=&page=1&jobsPerPage=10`);
     const order = ((await response.json()) as { queues: BoardQueue[] }).queues.map((queue) => queue.name);
-    assert.deepEqual(order, ['tasks', `node.${nodeId}`, 'workunits', 'schedules', 'maintenance']);
+    assert.deepEqual(order, ['tasks', `node.${nodeId}`, 'workunits', 'workunits.secrets', 'schedules', 'maintenance']);
     assert.match(tasks.description ?? '', /waits in waiting-children while its node job is active/);
     const card = tasks.jobs.find((job) => job.id === run.id);
     assert.equal(card?.name, `probe@${sha1.slice(0, 7)}/echo · ${nodeId}`);

@@ -9,10 +9,11 @@ import { createHash, randomBytes, randomUUID } from 'node:crypto';
 import { type Job, Queue } from 'bullmq';
 
 import type { Tydra } from '../../lib/client/client.js';
-import { UnknownSecretError } from '../../lib/core/errors.js';
+import { TaskCancelledError, UnknownSecretError } from '../../lib/core/errors.js';
+import { SECRETS_WORKUNITS_QUEUE, WORKUNITS_QUEUE } from '../../queues/workunits.js';
 import { TASKS_QUEUE, type TaskInstanceData } from '../../queues/tasks.js';
 import { tydra as cli } from '../bin/run-cli.js';
-import { defer, makePackage, redisUrl, startCluster, testClient, testRedis, waitFor } from '../helpers.js';
+import { defer, makePackage, redisUrl, startCluster, startNode, testClient, testRedis, waitFor } from '../helpers.js';
 import { everyRedisString } from './redis-strings.js';
 
 const sha256 = (text: string): string => createHash('sha256').update(text).digest('hex');
@@ -60,6 +61,23 @@ const PARALLEL_MODULE = [
   '',
 ].join('\n');
 
+/** `input.units` units that each take `input.ms`; reduce counts them and the secret hashes work saw. */
+const PARALLEL_MANY = [
+  "import { createHash } from 'node:crypto';",
+  "const hash = (text) => createHash('sha256').update(text ?? '').digest('hex');",
+  'export function* split(input) { for (let i = 0; i < input.units; i += 1) yield { ms: input.ms }; }',
+  'export const work = async (unit) => {',
+  '  await new Promise((resolve) => setTimeout(resolve, unit.ms));',
+  '  return hash(process.env.DB_PASSWORD);',
+  '};',
+  'export const reduce = async (results) => {',
+  '  const seen = new Set(); let units = 0;',
+  '  for await (const r of results) { units += 1; seen.add(r); }',
+  '  return { units, hashes: [...seen] };',
+  '};',
+  '',
+].join('\n');
+
 /** Returns hashes of both secrets, its env, and the input it got (the first step's output). */
 const STEP_MODULE = [
   "import { createHash } from 'node:crypto';",
@@ -93,8 +111,11 @@ async function deployKinds(client: Tydra): Promise<void> {
         cmdfail: { ...sh('cat >/dev/null; echo "bad $DB_PASSWORD" >&2; exit 3'), secrets: ['DB_PASSWORD'] },
         parfail: { kind: 'parallel', module: 'parfail.mjs', secrets: ['DB_PASSWORD'] },
         seq: { kind: 'sequence', steps: ['cmd', 'step'] },
+        many: { kind: 'parallel', module: 'many.mjs', secrets: ['DB_PASSWORD'] },
+        manyplain: { kind: 'parallel', module: 'many.mjs' },
       },
     }),
+    'many.mjs': PARALLEL_MANY,
     'par.mjs': PARALLEL_MODULE,
     'step.mjs': STEP_MODULE,
     'parfail.mjs': [
@@ -224,6 +245,47 @@ describe('secrets and env of commands, parallel phases, sequence steps and sched
     for (const ref of ['kinds/cmd', 'kinds/par', 'kinds/parcmd', 'kinds/seq']) {
       await assert.rejects((await client.submit(ref)).result(), refusal, ref);
     }
+  });
+
+  it('the workunits of a parallel task that needs secrets run only on nodes holding the key, plain ones anywhere', async () => {
+    // The keyless node first, and idle: it pulls every batch it can.
+    const { nodes } = await startCluster(1);
+    const keyless = nodes[0];
+    assert.ok(keyless !== undefined);
+    const holder = await startNode({ secretKey: key });
+    const client = testClient({ secretKey: key });
+    await deployKinds(client);
+    await client.setSecret('DB_PASSWORD', value);
+    await waitFor('both nodes to publish whether they hold a key', async () => {
+      const listed = await client.nodes();
+      return listed.filter((node) => node.secretKey !== undefined).length === 2 ? true : undefined;
+    });
+    const input = { units: 24, ms: 40 };
+    assert.deepEqual(await (await client.submit('kinds/many', input)).result(), { units: 24, hashes: [sha256(value)] });
+    assert.equal(keyless.workunitStats.units, 0, 'the keyless node ran none of them');
+    assert.equal(holder.workunitStats.units, 24);
+    // The same units without secrets: the keyless node takes its share (so it could have above).
+    const plain = await (await client.submit('kinds/manyplain', input)).result();
+    assert.deepEqual(plain, { units: 24, hashes: [sha256('')] });
+    assert.ok(keyless.workunitStats.units > 0, 'the keyless node ran some plain units');
+    assert.equal(keyless.workunitStats.units + holder.workunitStats.units, 48);
+  });
+
+  it('a cancel of a parallel task that needs secrets removes its batches waiting in workunits.secrets', async () => {
+    const client = await setUp();
+    const secretsQueue = new Queue(SECRETS_WORKUNITS_QUEUE, { prefix: '{tydra}:bull', connection: testRedis() });
+    const plainQueue = new Queue(WORKUNITS_QUEUE, { prefix: '{tydra}:bull', connection: testRedis() });
+    defer(() => Promise.all([secretsQueue.close(), plainQueue.close()]));
+    const run = await client.submit('kinds/many', { units: 60, ms: 500 });
+    const waiting = async () =>
+      (await secretsQueue.getJobs(['waiting', 'prioritized'])).filter((job) => job.data.instanceId === run.id);
+    await waitFor('batches waiting in workunits.secrets', async () =>
+      (await waiting()).length > 0 ? true : undefined,
+    );
+    assert.equal(await plainQueue.count(), 0, 'none in the plain workunits queue');
+    await run.cancel();
+    await assert.rejects(run.result(), TaskCancelledError);
+    assert.deepEqual(await waiting(), []);
   });
 
   it('a schedule carries its env and secret mapping to every firing (CLI --every 1s, fires twice)', async () => {

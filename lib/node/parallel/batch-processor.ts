@@ -48,7 +48,8 @@ export interface BatchDeps {
   pool: WorkerPool;
   gate: SlotGate;
   reporter: InstanceReporter;
-  workunitsQueue: Queue<WorkunitBatchData>;
+  /** See `ExecutionEnv.workunitsQueueOf`. */
+  workunitsQueueOf: (secrets: Readonly<Record<string, string>> | undefined) => Queue<WorkunitBatchData>;
   /** Queues of coordinators' node queues, to wake them. */
   queueNamed: (name: string) => Queue;
   logger: Logger;
@@ -80,7 +81,7 @@ export async function processBatch(deps: BatchDeps, job: Job<WorkunitBatchData>)
   if (started.abort === undefined && !started.cancelled) {
     run = await deps.gate.with(() => runUnits(deps, job, data, started.meta));
   }
-  await requeue(deps, data, run, job.opts.priority);
+  await requeue(deps, data, run, { secrets: started.meta.secrets, priority: job.opts.priority });
   const counts = await recordUnits(deps.redis, deps.keys, id, job.id ?? '', data.units.length, run.records);
   if (counts === undefined) {
     return;
@@ -177,7 +178,13 @@ async function runUnit(
 
 /** Adds each unit to try again as a batch of its own, with the next attempt. */
 /** Retries keep the batch's priority (its TaskInstance's). */
-async function requeue(deps: BatchDeps, data: WorkunitBatchData, run: BatchRun, priority?: number): Promise<void> {
+/** Adds the batch's retries and hand-back to the instance's workunits queue, as batches of their own. */
+async function requeue(
+  deps: BatchDeps,
+  data: WorkunitBatchData,
+  run: BatchRun,
+  { secrets, priority }: { secrets: Readonly<Record<string, string>> | undefined; priority: number | undefined },
+): Promise<void> {
   const id = data.instanceId;
   const batch = (first: number, units: unknown[], attempt: number, handBack?: string) => ({
     name: WORKUNIT_BATCH_JOB,
@@ -195,7 +202,7 @@ async function requeue(deps: BatchDeps, data: WorkunitBatchData, run: BatchRun, 
   if (jobs.length === 0) {
     return;
   }
-  await deps.workunitsQueue.addBulk(jobs);
+  await deps.workunitsQueueOf(secrets).addBulk(jobs);
   await addBatches(
     deps.redis,
     deps.keys,

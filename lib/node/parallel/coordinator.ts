@@ -123,7 +123,7 @@ export async function coordinate(run: CoordinatorRun): Promise<unknown> {
       error instanceof NodeShutdownError ||
       error instanceof InfrastructureError
     )) {
-      await endUnits(env, id, abortOf(error));
+      await endUnits(env, id, abortOf(error), data.secrets);
     }
     throw error;
   }
@@ -131,11 +131,13 @@ export async function coordinate(run: CoordinatorRun): Promise<unknown> {
 
 /** Stops what is left of the instance's units and ends its state (the TaskInstance is ending). */
 export async function endUnits(
-  env: Pick<ExecutionEnv, 'redis' | 'keys' | 'workunitsQueue' | 'reporter'>,
+  env: Pick<ExecutionEnv, 'redis' | 'keys' | 'workunitsQueueOf' | 'reporter'>,
   id: string,
   abort: ParallelAbort,
+  /** The instance's secret mapping: which workunits queue its batches wait in. */
+  secrets: Readonly<Record<string, string>> | undefined,
 ): Promise<void> {
-  await stopParallel(env.redis, env.keys, env.workunitsQueue, id, abort).catch(() => undefined);
+  await stopParallel(env.redis, env.keys, env.workunitsQueueOf(secrets), id, abort).catch(() => undefined);
   await endParallel(env.redis, env.keys, id).catch(() => undefined);
   env.reporter.forget(id);
 }
@@ -159,7 +161,7 @@ async function splitPhase(run: CoordinatorRun, alreadyEnqueued: number): Promise
   const enqueuer = new UnitEnqueuer({
     redis: env.redis,
     keys: env.keys,
-    queue: env.workunitsQueue,
+    queue: env.workunitsQueueOf(data.secrets),
     instanceId: id,
     alreadyEnqueued,
     clusterSlots: env.clusterSlots,

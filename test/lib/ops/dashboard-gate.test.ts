@@ -61,6 +61,7 @@ describe('the dashboard gate: users, roles and same-origin checks (@integration)
       [
         ['tasks', true],
         ['workunits', true],
+        ['workunits.secrets', true],
         ['schedules', true],
         ['maintenance', true],
       ],
@@ -74,6 +75,7 @@ describe('the dashboard gate: users, roles and same-origin checks (@integration)
       [
         ['tasks', false],
         ['workunits', true],
+        ['workunits.secrets', true],
         ['schedules', true],
         ['maintenance', true],
       ],
