@@ -20,7 +20,8 @@
  * comes first, and its counts are subtracted: the figures are what the TaskInstances added.
  *
  * Environment: BENCH_TRIPS_TASKS (M, default 30); BENCH_TRIPS_TIMELINE (N, default 0: the last N
- * TaskInstances' commands as sent, each with its time since `submit()`). Progress goes to stderr; the table and, as the
+ * TaskInstances' commands as sent, each with its time since `submit()`); BENCH_TRIPS_WARM_MAX (the
+ * node's warm pool, default its concurrency; 0 makes every TaskInstance cold, for the cold path's timeline). Progress goes to stderr; the table and, as the
  * very last line, `BENCH_TRIPS_JSON {...}` go to stdout.
  */
 import { createHash, randomUUID } from 'node:crypto';
