@@ -1,6 +1,7 @@
 /**
  * `startAfter`: a module's sandbox boots while the node checks for a cancel asked before the
- * TaskInstance reached it, and its task starts only once that check settled, if not aborted.
+ * TaskInstance reached it (a pooled one is claimed meanwhile), and its task starts only once that
+ * check settled, if not aborted.
  */
 import assert from 'node:assert/strict';
 import { chmod, writeFile } from 'node:fs/promises';
@@ -13,6 +14,7 @@ import { detectCgroups, removeCgroupParent } from '../../../sandbox/launcher/cgr
 import { findPrlimit } from '../../../sandbox/launcher/rlimits.js';
 import { runTask, type RunTaskOptions } from '../../../sandbox/launcher/run-task.js';
 import { installRuntime } from '../../../sandbox/launcher/runtime-dir.js';
+import { WarmSandbox } from '../../../sandbox/launcher/warm-sandbox.js';
 import { defer, tempDir, waitFor } from '../../helpers.js';
 import { pidsWithArg, pidsWithEnv } from '../../processes.js';
 
@@ -106,5 +108,47 @@ describe('a sandbox whose start waits for a check (@integration)', function () {
     release();
     assert.equal(await result, 5);
     assert.deepEqual(lines, ['[stderr] started']);
+  });
+
+  it('claims a pooled sandbox at once but sends it `start` only once the check settled', async () => {
+    for (const cancelled of [false, true]) {
+      const warm = await WarmSandbox.start({ ...base, module: 'ran.mjs' });
+      assert.equal(await warm.ready, true);
+      let release = (): void => undefined;
+      const startAfter = new Promise<void>((resolve) => (release = resolve));
+      const controller = new AbortController();
+      const lines: string[] = [];
+      const claimed = warm
+        .claim({
+          instanceId: `start-after-${process.pid}-pooled`,
+          attempt: 1,
+          input: null,
+          signal: controller.signal,
+          startAfter,
+          onLog: (line) => lines.push(line),
+        })
+        .then(
+          (value) => ({ value }),
+          (error: unknown) => ({ error }),
+        );
+      assert.equal(warm.state, 'claimed');
+      if (cancelled) {
+        controller.abort('cancelled by request');
+      } else {
+        // A negative check, as for the command above: a `start` sent early would have run it by now.
+        await new Promise((resolve) => setTimeout(resolve, 300));
+        assert.deepEqual(lines, []);
+      }
+      release();
+      const ended = await claimed;
+      if (cancelled) {
+        assert.ok('error' in ended && ended.error instanceof TaskFailedError, JSON.stringify(ended));
+        assert.equal(ended.error.message, 'cancelled');
+        assert.deepEqual(lines, []);
+      } else {
+        assert.deepEqual(ended, { value: 7 });
+        assert.deepEqual(lines, ['task ran']);
+      }
+    }
   });
 });
