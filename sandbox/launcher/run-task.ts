@@ -38,7 +38,7 @@ export interface RunTaskOptions extends SandboxOptions {
    * the node's check for a cancel asked before the TaskInstance reached it, which aborts `signal`
    * when it finds one. A module's sandbox boots meanwhile (its runner waits for `start`), so the
    * check costs its start no round trip; a command, which runs as soon as it is let go, is not
-   * spawned before. Must never reject.
+   * spawned before. Must never reject. The wall-clock timeout starts once it settled.
    */
   startAfter?: Promise<void>;
 }
@@ -52,15 +52,23 @@ export async function runTask(options: RunTaskOptions): Promise<unknown> {
   if (options.task.module === undefined && options.startAfter !== undefined) {
     await options.startAfter;
   }
+  // A module held for `startAfter` is timed from its start, not its spawn: a slow answer (Redis
+  // restarting) must not use up the task's own time, as a pooled sandbox is timed from its claim.
+  const timedHere = options.startAfter !== undefined;
   const launched = performance.now();
   const launch = await prepareLaunch(options, options.task);
   const sandbox = await startSandbox(options, launch, {
-    timeoutMs: options.limits.timeoutMs,
+    timeoutMs: timedHere ? 0 : options.limits.timeoutMs,
     onLog: options.onLog ?? (() => undefined),
     onProgress: options.onProgress,
     feed: (stdin) => feedSandbox(stdin, options),
     ...(options.startAfter !== undefined ? { startAfter: options.startAfter } : {}),
   });
+  if (timedHere) {
+    // startSandbox resolved once `start` went out (or was withheld after an abort).
+    const timer = setTimeout(() => sandbox.timeOut(), options.limits.timeoutMs);
+    void sandbox.ending.finally(() => clearTimeout(timer));
+  }
   options.onStarted?.((performance.now() - launched) / 1000);
   if (options.onTeardown === undefined) {
     return settle(outcome(await sandbox.ending));

@@ -173,12 +173,14 @@ export class WarmSandbox {
     if (signal?.aborted) {
       forward();
     }
-    const timer = setTimeout(() => this.sandbox.timeOut(), this.options.limits.timeoutMs);
     const env = { ...claim.env, TYDRA_INSTANCE_ID: instanceId, TYDRA_ATTEMPT: String(attempt), ...claim.secrets };
     const start = { instanceId, attempt, module: this.options.module, input: claim.input, env };
     let unstart = (): void => undefined;
+    let timer: NodeJS.Timeout | undefined;
     try {
       await claim.startAfter;
+      // Timed from here: waiting for `startAfter` is not the task's time.
+      timer = setTimeout(() => this.sandbox.timeOut(), this.options.limits.timeoutMs);
       // Aborted by now, the sandbox is being stopped (`forward`): its task must not get its input.
       if (signal?.aborted !== true) {
         unstart = startRunner(this.sandbox.stdin, start, signal);

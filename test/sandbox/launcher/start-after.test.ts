@@ -7,7 +7,7 @@ import assert from 'node:assert/strict';
 import { chmod, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 
-import { TaskFailedError } from '../../../lib/core/errors.js';
+import { TaskFailedError, TaskTimeoutError } from '../../../lib/core/errors.js';
 import { DEFAULT_TASK_LIMITS } from '../../../lib/core/limits.js';
 import { checkBwrap } from '../../../sandbox/launcher/bwrap.js';
 import { detectCgroups, removeCgroupParent } from '../../../sandbox/launcher/cgroup/support.js';
@@ -27,6 +27,9 @@ describe('a sandbox whose start waits for a check (@integration)', function () {
     const root = await tempDir();
     await chmod(root, 0o755);
     await writeFile(join(root, 'ran.mjs'), "export default (input, ctx) => { ctx.log('task ran'); return 7; };\n", {
+      mode: 0o644,
+    });
+    await writeFile(join(root, 'hang.mjs'), 'export default () => new Promise(() => setInterval(() => {}, 1000));\n', {
       mode: 0o644,
     });
     const cgroups = await detectCgroups({ parentName: `tydra-test-start-after-${process.pid}` });
@@ -150,5 +153,36 @@ describe('a sandbox whose start waits for a check (@integration)', function () {
         assert.deepEqual(lines, ['task ran']);
       }
     }
+  });
+
+  // The check is a Redis round trip: while Redis restarts it may take longer than the task may run.
+  it("times the task from its start: a check slower than the timeout uses none of the task's time", async () => {
+    // The check takes well over the timeout; once it answered, the task needs a few milliseconds.
+    const limits = { ...DEFAULT_TASK_LIMITS, timeoutMs: 1000 };
+    const slowCheck = () => new Promise<void>((resolve) => setTimeout(resolve, 2500));
+    const instanceId = `start-after-${process.pid}-slow`;
+    assert.equal(await runTask({ ...base, limits, instanceId, startAfter: slowCheck() }), 7);
+    const warm = await WarmSandbox.start({ ...base, limits, module: 'ran.mjs' });
+    assert.equal(await warm.ready, true);
+    assert.equal(await warm.claim({ instanceId, attempt: 1, input: null, startAfter: slowCheck() }), 7);
+    // And the timeout still holds once the task started.
+    const hung = await runTask({
+      ...base,
+      task: { module: 'hang.mjs' },
+      limits,
+      instanceId,
+      startAfter: slowCheck(),
+    }).then(
+      () => 'returned',
+      (error: unknown) => error,
+    );
+    assert.ok(hung instanceof TaskTimeoutError, String(hung));
+    const hungWarm = await WarmSandbox.start({ ...base, limits, module: 'hang.mjs' });
+    assert.equal(await hungWarm.ready, true);
+    const claimed = await hungWarm.claim({ instanceId, attempt: 1, input: null, startAfter: Promise.resolve() }).then(
+      () => 'returned',
+      (error: unknown) => error,
+    );
+    assert.ok(claimed instanceof TaskTimeoutError, String(claimed));
   });
 });
