@@ -7,7 +7,7 @@
  *    the pool on, each sample submitted once a pooled sandbox is ready), each interleaved one to
  *    one with the baseline: a raw BullMQ Queue + Worker (concurrency 2) on the same Redis whose
  *    processor spawns a bare `node -e 0` with an empty environment. Ratios are of medians. COLD
- *    runs twice: the task as an ES module (`noop`), then as CommonJS (`noop-cjs`).
+ *    has two series, the task as an ES module (`noop`) and as CommonJS (`noop-cjs`), taking turns.
  * 2. Throughput of M no-op TaskInstances submitted at once, pool on, against the same baseline,
  *    and the pool's hit rate over them.
  * 3. Memory: a node started as its own process (`tydra node`, pool on) on the same Redis; its RSS
@@ -114,28 +114,43 @@ async function startNode(redisUrl: string, cacheDir: string, warmMax: number): P
   return node;
 }
 
-/** Idle latency samples of `tydra` interleaved with the baseline's; `before` runs ahead of each tydra sample, untimed. */
+interface LatencySeries {
+  baseline: Summary;
+  tydra: Summary;
+  ratioMedian: number;
+}
+
+/**
+ * Idle latency samples of each of `series` interleaved with the baseline's, one to one, the series
+ * taking turns (raw, first, raw, second, …) so that none gets the slower early rounds of a fresh
+ * node alone; `before` runs ahead of each tydra sample, untimed.
+ */
 async function interleaved(
   samples: number,
   raw: () => Promise<void>,
-  tydra: () => Promise<void>,
+  series: ReadonlyArray<() => Promise<void>>,
   before: () => Promise<void>,
-): Promise<{ baseline: Summary; tydra: Summary; ratioMedian: number }> {
+): Promise<LatencySeries[]> {
   for (let i = 0; i < WARMUP; i += 1) {
-    await raw();
-    await before();
-    await tydra();
+    for (const tydra of series) {
+      await raw();
+      await before();
+      await tydra();
+    }
   }
-  const a: number[] = [];
-  const b: number[] = [];
+  const times = series.map(() => ({ baseline: [] as number[], tydra: [] as number[] }));
   for (let i = 0; i < samples; i += 1) {
-    a.push(await timed(raw));
-    await before();
-    b.push(await timed(tydra));
+    for (const [index, tydra] of series.entries()) {
+      times[index]?.baseline.push(await timed(raw));
+      await before();
+      times[index]?.tydra.push(await timed(tydra));
+    }
   }
-  const baseline = summarize(a);
-  const ours = summarize(b);
-  return { baseline, tydra: ours, ratioMedian: round(ours.medianMs / baseline.medianMs) };
+  return times.map((time) => {
+    const baseline = summarize(time.baseline);
+    const ours = summarize(time.tydra);
+    return { baseline, tydra: ours, ratioMedian: round(ours.medianMs / baseline.medianMs) };
+  });
 }
 
 /** kB of a /proc/<pid>/ file's `field:` line (VmRSS in status, Pss in smaps_rollup). */
@@ -256,11 +271,17 @@ async function main(): Promise<void> {
   };
   const once = onceOf(ref);
 
-  progress(`cold: a node without a pool, ${samples} idle samples interleaved with raw BullMQ, ES module then CommonJS`);
+  progress(
+    `cold: a node without a pool, ${samples} idle samples of each interleaved with raw BullMQ, ES module and CommonJS in turn`,
+  );
   const coldNode = await startNode(redis.url, join(root, 'cache-cold'), 0);
-  const cold = await interleaved(samples, raw, once, () => Promise.resolve());
-  const coldCommonJs = await interleaved(samples, raw, onceOf('benchpool/noop-cjs'), () => Promise.resolve());
+  const [cold, coldCommonJs] = await interleaved(samples, raw, [once, onceOf('benchpool/noop-cjs')], () =>
+    Promise.resolve(),
+  );
   await coldNode.close();
+  if (cold === undefined || coldCommonJs === undefined) {
+    throw new Error('Expected two cold series');
+  }
 
   progress(`warm: a node with the pool on, ${samples} idle samples, each once a pooled sandbox is ready`);
   const node = await startNode(redis.url, join(root, 'cache-warm'), NODE_CONCURRENCY);
@@ -268,7 +289,10 @@ async function main(): Promise<void> {
   // The node's first TaskInstance is cold (nothing ran yet to pool for); every later one finds one.
   const ready = (): Promise<void> =>
     waitUntil('a ready pooled sandbox', () => node.warmPoolStats.misses === 0 || node.warmPoolStats.ready >= 1);
-  const warm = await interleaved(samples, raw, once, ready);
+  const [warm] = await interleaved(samples, raw, [once], ready);
+  if (warm === undefined) {
+    throw new Error('Expected a warm series');
+  }
   const warmHits = node.warmPoolStats.hits;
 
   progress(`throughput: ${tasks} at once, pool on, against raw BullMQ`);
@@ -303,7 +327,7 @@ async function main(): Promise<void> {
 }
 
 function formatTable(r: {
-  latency: Record<'cold' | 'coldCommonJs' | 'warm', Awaited<ReturnType<typeof interleaved>>>;
+  latency: Record<'cold' | 'coldCommonJs' | 'warm', LatencySeries>;
   throughput: { tasks: number; baselineTasksPerSec: number; tydraTasksPerSec: number; ratio: number; hitRate: number };
   memory: Awaited<ReturnType<typeof measureMemory>>;
 }): string {
