@@ -1,8 +1,8 @@
 /**
  * `workunits`: one queue shared by every node (and `workunits.secrets`, the same for TaskInstances
- * that need secrets, shared by the nodes that hold a secret key). Each job is a batch of consecutive workunits of one
- * parallel TaskInstance (Pydra batched about five per dispatch; batching is what lets a workunit
- * cost less than a job). Every node's workunit Worker pulls from it when it has a free slot, so
+ * that need secrets, shared by the nodes that hold a secret key). Each job is a batch of
+ * consecutive workunits of one parallel TaskInstance (Pydra batched about five per dispatch;
+ * batching is what lets a workunit cost less than a job). Every node's workunit Worker pulls from it when it has a free slot, so
  * work spreads by free capacity, a node that joins mid-run gets work at once, and the batches of a
  * node that dies go back to waiting through BullMQ's stalled-job check (at least once per unit).
  *

@@ -75,7 +75,7 @@ export class TydraNode {
   private readonly registry: NodeRegistry;
   private readonly tasksQueue: Queue;
   private worker: Worker<NodeJobData, unknown> | undefined;
-  /** Takes batches of parallel TaskInstances' workunits from the shared `workunits` queue. */
+  /** Take batches of parallel TaskInstances' workunits from `workunits` (and `workunits.secrets`). */
   private unitsWorkers: Array<Worker<WorkunitBatchData>> = [];
   private readonly workunitsQueues: Readonly<Record<WorkunitsQueueName, Queue<WorkunitBatchData>>>;
   /** Other nodes' queues, to wake the coordinator of a parallel TaskInstance. */

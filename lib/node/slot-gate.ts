@@ -1,8 +1,8 @@
 /**
  * The node's slots, shared by its BullMQ Workers: the node queue's (simple tasks, a parallel
  * task's reduce) and the workunits ones (batches of workunits: `workunits`, and `workunits.secrets`
- * on a node that holds a secret key). Each Worker may hold up to the
- * node's concurrency in jobs; the gate is what keeps the sandboxes doing work at that number.
+ * on a node that holds a secret key). Each Worker may hold up to the node's concurrency in jobs;
+ * the gate is what keeps the sandboxes doing work at that number.
  * A parallel task's split runs outside the gate: it only produces units, and holding a slot while
  * it waits for them to be worked off would deadlock a one-slot node.
  */

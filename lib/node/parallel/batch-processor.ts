@@ -176,9 +176,10 @@ async function runUnit(
   }
 }
 
-/** Adds each unit to try again as a batch of its own, with the next attempt. */
-/** Retries keep the batch's priority (its TaskInstance's). */
-/** Adds the batch's retries and hand-back to the instance's workunits queue, as batches of their own. */
+/**
+ * Adds each unit to try again as a batch of its own, with the next attempt, and what a shutdown
+ * handed back, to the instance's workunits queue; both keep the batch's priority (its TaskInstance's).
+ */
 async function requeue(
   deps: BatchDeps,
   data: WorkunitBatchData,
