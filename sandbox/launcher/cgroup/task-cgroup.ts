@@ -4,21 +4,22 @@
  * runs (`cgroup-attach.ts`), so a task can neither escape the limits by forking nor outlive
  * `kill()` by daemonising: membership is inherited across fork, setsid and double-fork.
  */
-import { mkdir } from 'node:fs/promises';
+import { mkdirSync } from 'node:fs';
 import { join } from 'node:path';
 
 import { CgroupError, describe, InvalidOptionError } from '../../../lib/core/errors.js';
 import type { AvailableCgroupSupport } from './support.js';
 import { assertCgroupName } from './support.js';
 import {
+  cgroupFileExists,
   errnoCode,
   killCgroupProcesses,
   listCgroupPids,
-  pathExists,
   readKeyedCounts,
   readNumber,
   removeCgroupDir,
   writeCgroupFile,
+  writeCgroupFileSync,
 } from './fs.js';
 
 export interface TaskCgroupLimits {
@@ -63,17 +64,16 @@ export async function createTaskCgroup(
           cpu: support.cpuacct === undefined ? undefined : join(support.cpuacct, name),
         };
   const cgroup = new TaskCgroup(support, name, dirs);
-  // Every folder, then every limit, at once (each is its own file in cgroupfs): on the critical
-  // path of every cold start.
-  const made = await Promise.allSettled(cgroup.paths.map(makeNewCgroup));
-  const failed = made.find((result) => result.status === 'rejected');
+  // Synchronously, every folder then every limit: cgroupfs answers these at once, and they are
+  // on the critical path of every cold start (see `writeCgroupFileSync`).
+  const created: string[] = [];
   try {
-    if (failed !== undefined) {
-      throw failed.reason;
+    for (const dir of cgroup.paths) {
+      makeNewCgroup(dir);
+      created.push(dir);
     }
-    await applyLimits(support, dirs.memory, dirs.pids, limits);
+    applyLimits(support, dirs.memory, dirs.pids, limits);
   } catch (error) {
-    const created = cgroup.paths.filter((_, i) => made[i]?.status === 'fulfilled');
     await Promise.all(created.map((dir) => removeCgroupDir(dir).catch(() => undefined)));
     throw error;
   }
@@ -162,9 +162,9 @@ export class TaskCgroup {
   }
 }
 
-async function makeNewCgroup(dir: string): Promise<void> {
+function makeNewCgroup(dir: string): void {
   try {
-    await mkdir(dir);
+    mkdirSync(dir);
   } catch (error) {
     const code = errnoCode(error);
     const received =
@@ -175,43 +175,43 @@ async function makeNewCgroup(dir: string): Promise<void> {
   }
 }
 
-async function applyLimits(
-  support: AvailableCgroupSupport,
-  memory: string,
-  pids: string,
-  limits: TaskCgroupLimits,
-): Promise<void> {
-  await Promise.all([
-    applyMemoryLimit(support, memory, String(limits.memoryBytes)),
-    writeCgroupFile(join(pids, 'pids.max'), String(limits.pids)),
-  ]);
+function applyLimits(support: AvailableCgroupSupport, memory: string, pids: string, limits: TaskCgroupLimits): void {
+  for (const [file, value] of limitWrites(support, { memory, pids }, limits, cgroupFileExists)) {
+    writeCgroupFileSync(file, value);
+  }
 }
 
-/** The memory limit and what goes with it; the optional files are probed in parallel with the limit's write. */
-async function applyMemoryLimit(support: AvailableCgroupSupport, memory: string, bytes: string): Promise<void> {
-  const writeIfPresent = async (file: string, value: string): Promise<void> => {
-    if (await pathExists(join(memory, file))) {
-      await writeCgroupFile(join(memory, file), value);
-    }
-  };
+/**
+ * The files a new TaskInstance cgroup's limits are written to, with their values, in order;
+ * `exists` says whether an optional file is there (the kernel's version decides). @internal
+ */
+export function limitWrites(
+  support: AvailableCgroupSupport,
+  dirs: { memory: string; pids: string },
+  limits: TaskCgroupLimits,
+  exists: (file: string) => boolean,
+): Array<[file: string, value: string]> {
+  const bytes = String(limits.memoryBytes);
+  const at = (file: string): string => join(dirs.memory, file);
+  const ifPresent = (file: string, value: string): Array<[string, string]> =>
+    exists(at(file)) ? [[at(file), value]] : [];
+  const pids: [string, string] = [join(dirs.pids, 'pids.max'), String(limits.pids)];
   if (support.mode === 'v2') {
-    // One OOM kill takes the whole sandbox down instead of leaving a half-dead process tree.
-    await Promise.all([
-      writeCgroupFile(join(memory, 'memory.max'), bytes),
-      writeIfPresent('memory.swap.max', '0'),
-      writeIfPresent('memory.oom.group', '1'),
-    ]);
-    return;
+    // No swap on top; one OOM kill takes the whole sandbox down instead of a half-dead tree.
+    return [
+      [at('memory.max'), bytes],
+      ...ifPresent('memory.swap.max', '0'),
+      ...ifPresent('memory.oom.group', '1'),
+      pids,
+    ];
   }
   // Order matters: memsw (memory + swap) may never be below the memory limit, so lower the
   // memory limit first, then memsw to the same value, leaving no room for swap. Without
   // memsw (swapaccount=0) swappiness 0 keeps this cgroup's own reclaim from swapping.
-  const [hasMemsw] = await Promise.all([
-    pathExists(join(memory, 'memory.memsw.limit_in_bytes')),
-    writeCgroupFile(join(memory, 'memory.limit_in_bytes'), bytes),
-    writeCgroupFile(join(memory, 'memory.swappiness'), '0'),
-  ]);
-  if (hasMemsw) {
-    await writeCgroupFile(join(memory, 'memory.memsw.limit_in_bytes'), bytes);
-  }
+  return [
+    [at('memory.limit_in_bytes'), bytes],
+    [at('memory.swappiness'), '0'],
+    ...ifPresent('memory.memsw.limit_in_bytes', bytes),
+    pids,
+  ];
 }
