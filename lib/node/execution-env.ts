@@ -35,8 +35,11 @@ export interface ExecutionEnv {
   reporter: InstanceReporter;
   /** The workunits queue of a parallel TaskInstance with this secret mapping (`workunitsQueueOf`). */
   workunitsQueueOf: (secrets: Readonly<Record<string, string>> | undefined) => Queue<WorkunitBatchData>;
-  /** Slots of all live nodes (at least 1), for sizing workunit batches and holding split back. */
-  clusterSlots: () => Promise<number>;
+  /**
+   * Slots of all live nodes (at least 1), or of those holding a secret key, for sizing workunit
+   * batches and holding split back.
+   */
+  clusterSlots: (keyHolders?: boolean) => Promise<number>;
   /** This node's metrics (`tydra_run_duration_seconds`, …). */
   metrics: NodeMetrics;
   /** Sandboxes still ending after their TaskInstance settled; the node waits for them at close. */

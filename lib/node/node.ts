@@ -37,7 +37,7 @@ import type { Logger } from '../core/logger.js';
 import { tydraMetrics } from '../core/metrics.js';
 import { type MetricsServer, serveMetricsIfAsked } from '../core/metrics-server.js';
 import { unreachableFolder } from '../core/path-access.js';
-import { NodeRegistry } from '../cluster/node-registry.js';
+import { type NodeInfo, NodeRegistry } from '../cluster/node-registry.js';
 import { blobExists, PackageCache } from '../packages/cache/package-cache.js';
 import { PackageStore } from '../packages/store.js';
 import { createRedis, logErrors, watchConnection } from '../redis/connection.js';
@@ -83,7 +83,7 @@ export class TydraNode {
   private readonly gate: SlotGate;
   private readonly reporter: InstanceReporter;
   private pool: WorkerPool | undefined;
-  private slotsCache: { at: number; slots: Promise<number> } | undefined;
+  private slotsCache: { at: number; slots: Promise<{ all: number; keyHolders: number }> } | undefined;
   private heartbeat: NodeJS.Timeout | undefined;
   private cachePruner: NodeJS.Timeout | undefined;
   private readonly cancels: CancelListener;
@@ -266,21 +266,23 @@ export class TydraNode {
     return queue;
   }
 
-  /** Slots of the live nodes (at least 1), read at most every 2 s. */
-  private clusterSlots(): Promise<number> {
+  /**
+   * Slots of the live nodes (at least 1), read at most every 2 s; `keyHolders`: of those that may
+   * hold a secret key (the only ones that pull a secret instance's units; a node of a version that
+   * does not say counts, as for dispatch).
+   */
+  private async clusterSlots(keyHolders = false): Promise<number> {
     if (this.slotsCache === undefined || Date.now() - this.slotsCache.at > 2000) {
+      const own = this.options.concurrency;
+      const sum = (nodes: NodeInfo[]): number => nodes.reduce((total, node) => total + node.concurrency, 0);
       const slots = this.registry
         .live()
-        .then((nodes) =>
-          Math.max(
-            1,
-            nodes.reduce((sum, node) => sum + node.concurrency, 0),
-          ),
-        )
-        .catch(() => this.options.concurrency);
+        .then((nodes) => ({ all: sum(nodes), keyHolders: sum(nodes.filter((node) => node.secretKey !== false)) }))
+        .catch(() => ({ all: own, keyHolders: own }));
       this.slotsCache = { at: Date.now(), slots };
     }
-    return this.slotsCache.slots;
+    const slots = await this.slotsCache.slots;
+    return Math.max(1, keyHolders ? slots.keyHolders : slots.all);
   }
 
   /** Sandboxes of node processes on this host that crashed: whatever is left of them goes now. */
@@ -368,7 +370,7 @@ export class TydraNode {
       gate: this.gate,
       reporter: this.reporter,
       workunitsQueueOf: (secrets) => this.workunitsQueueOf(secrets),
-      clusterSlots: () => this.clusterSlots(),
+      clusterSlots: (keyHolders) => this.clusterSlots(keyHolders),
       metrics: this.metrics,
       warmPool: this.warmPool,
       teardowns: this.teardowns,

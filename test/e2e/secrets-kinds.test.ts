@@ -128,6 +128,18 @@ async function deployKinds(client: Tydra): Promise<void> {
   await client.deploy(dir);
 }
 
+/** The sizes of a parallel TaskInstance's first batches (`<id>.b<first>`), from its workunits queue's `added` events. */
+async function batchSizes(queue: string, instanceId: string, units: number): Promise<number[]> {
+  const entries = await testRedis().xrange(`{tydra}:bull:${queue}:events`, '-', '+');
+  const firsts = entries
+    .map(([, fields]) => (fields[fields.indexOf('event') + 1] === 'added' ? fields[fields.indexOf('jobId') + 1] : ''))
+    .map((jobId) => /^(.+)\.b(\d+)$/.exec(jobId ?? ''))
+    .filter((match) => match?.[1] === instanceId)
+    .map((match) => Number(match?.[2]))
+    .sort((a, b) => a - b);
+  return firsts.map((first, i) => (firsts[i + 1] ?? units) - first);
+}
+
 async function assertNotInRedis(value: string): Promise<void> {
   for (const text of await everyRedisString(testRedis())) {
     assert.ok(!text.includes(value), 'a secret value is in Redis in clear');
@@ -248,11 +260,11 @@ describe('secrets and env of commands, parallel phases, sequence steps and sched
   });
 
   it('the workunits of a parallel task that needs secrets run only on nodes holding the key, plain ones anywhere', async () => {
-    // The keyless node first, and idle: it pulls every batch it can.
-    const { nodes } = await startCluster(1);
+    // The keyless node first, idle and large: it pulls every batch it can.
+    const { nodes } = await startCluster(1, { concurrency: 8 });
     const keyless = nodes[0];
     assert.ok(keyless !== undefined);
-    const holder = await startNode({ secretKey: key });
+    const holder = await startNode({ secretKey: key, concurrency: 1 });
     const client = testClient({ secretKey: key });
     await deployKinds(client);
     await client.setSecret('DB_PASSWORD', value);
@@ -261,9 +273,14 @@ describe('secrets and env of commands, parallel phases, sequence steps and sched
       return listed.filter((node) => node.secretKey !== undefined).length === 2 ? true : undefined;
     });
     const input = { units: 24, ms: 40 };
-    assert.deepEqual(await (await client.submit('kinds/many', input)).result(), { units: 24, hashes: [sha256(value)] });
+    const run = await client.submit('kinds/many', input);
+    assert.deepEqual(await run.result(), { units: 24, hashes: [sha256(value)] });
     assert.equal(keyless.workunitStats.units, 0, 'the keyless node ran none of them');
     assert.equal(holder.workunitStats.units, 24);
+    // Its batches were sized for the key holder's one slot, not the cluster's nine: n units split
+    // handed over at once make batches of ceil(n / (2 × slots)), 12 here, at most 2 for nine slots.
+    const sizes = await batchSizes(SECRETS_WORKUNITS_QUEUE, run.id, 24);
+    assert.ok(Math.max(...sizes) >= 3, `batch sizes ${sizes.join(', ')}`);
     // The same units without secrets: the keyless node takes its share (so it could have above).
     const plain = await (await client.submit('kinds/manyplain', input)).result();
     assert.deepEqual(plain, { units: 24, hashes: [sha256('')] });

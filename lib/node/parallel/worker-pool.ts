@@ -6,6 +6,7 @@
  * sandbox is closed after `idleMs`, and all of an instance's at once when it ends, is cancelled
  * or aborted, or when the node closes.
  */
+import { setMaxListeners } from 'node:events';
 import { readFile } from 'node:fs/promises';
 import { join } from 'node:path';
 
@@ -50,7 +51,10 @@ export class InstanceWorkers {
     private readonly sandboxEnv: { env?: TaskEnv; secrets: Record<string, string>; endpoints?: EndpointAccess[] } = {
       secrets: {},
     },
-  ) {}
+  ) {
+    // Every work sandbox of the instance here listens to it: as many as the node's slots.
+    setMaxListeners(0, this.abort.signal);
+  }
 
   /** `text` with this instance's secret values masked as `***` (unit logs, results, failures). */
   mask(text: string): string {
