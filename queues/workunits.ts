@@ -24,9 +24,14 @@ export const SECRETS_WORKUNITS_QUEUE = 'workunits.secrets';
 export const WORKUNITS_QUEUES = [WORKUNITS_QUEUE, SECRETS_WORKUNITS_QUEUE] as const;
 export type WorkunitsQueueName = (typeof WORKUNITS_QUEUES)[number];
 
-/** The queue of a parallel TaskInstance's batches, from its secret mapping (names only). */
+/** Whether a parallel TaskInstance with this secret mapping (names only) needs nodes holding a key. */
+export function needsSecretKey(secrets: Readonly<Record<string, string>> | undefined): boolean {
+  return secrets !== undefined && Object.keys(secrets).length > 0;
+}
+
+/** The queue of a parallel TaskInstance's batches, from its secret mapping. */
 export function workunitsQueueOf(secrets: Readonly<Record<string, string>> | undefined): WorkunitsQueueName {
-  return secrets !== undefined && Object.keys(secrets).length > 0 ? SECRETS_WORKUNITS_QUEUE : WORKUNITS_QUEUE;
+  return needsSecretKey(secrets) ? SECRETS_WORKUNITS_QUEUE : WORKUNITS_QUEUE;
 }
 export const WORKUNIT_BATCH_JOB = 'batch';
 

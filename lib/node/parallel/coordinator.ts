@@ -16,7 +16,7 @@
 import { DelayedError, type Job } from 'bullmq';
 
 import type { NodeJobData } from '../../../queues/node.js';
-import { SECRETS_WORKUNITS_QUEUE, workunitsQueueOf } from '../../../queues/workunits.js';
+import { needsSecretKey } from '../../../queues/workunits.js';
 import { runReduce, runSplit } from '../../../sandbox/launcher/phases/index.js';
 import {
   InfrastructureError,
@@ -166,7 +166,7 @@ async function splitPhase(run: CoordinatorRun, alreadyEnqueued: number): Promise
     instanceId: id,
     alreadyEnqueued,
     // A secret instance's units go only to nodes holding a key: size its batches for their slots.
-    clusterSlots: () => env.clusterSlots(workunitsQueueOf(data.secrets) === SECRETS_WORKUNITS_QUEUE),
+    clusterSlots: () => env.clusterSlots(needsSecretKey(data.secrets)),
     stopped: () => signal.aborted,
     // The priority the master gave the node job (0 or absent: none).
     ...(run.job.opts.priority ? { priority: run.job.opts.priority } : {}),

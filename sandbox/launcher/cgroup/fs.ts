@@ -66,12 +66,7 @@ export async function writeCgroupFile(path: string, value: string): Promise<void
   try {
     await writeFile(path, value, { flag: 'r+' });
   } catch (error) {
-    throw new CgroupError(
-      `Expected to write \`${value.trim()}\` to ${path}, got ${errnoCode(error) ?? String(error)}`,
-      path,
-      errnoCode(error),
-      { cause: error },
-    );
+    throw writeRefused(path, value, error);
   }
 }
 
@@ -85,13 +80,15 @@ export function writeCgroupFileSync(path: string, value: string): void {
   try {
     writeFileSync(path, value, { flag: 'r+' });
   } catch (error) {
-    throw new CgroupError(
-      `Expected to write \`${value.trim()}\` to ${path}, got ${errnoCode(error) ?? String(error)}`,
-      path,
-      errnoCode(error),
-      { cause: error },
-    );
+    throw writeRefused(path, value, error);
   }
+}
+
+function writeRefused(path: string, value: string, error: unknown): CgroupError {
+  const code = errnoCode(error);
+  return new CgroupError(`Expected to write \`${value.trim()}\` to ${path}, got ${code ?? String(error)}`, path, code, {
+    cause: error,
+  });
 }
 
 /** Whether a cgroup file exists, synchronously (see {@link writeCgroupFileSync}). */
