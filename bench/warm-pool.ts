@@ -138,17 +138,17 @@ async function interleaved(
       await tydra();
     }
   }
-  const times = series.map(() => ({ baseline: [] as number[], tydra: [] as number[] }));
+  const runs = series.map((tydra) => ({ tydra, baselineMs: [] as number[], tydraMs: [] as number[] }));
   for (let i = 0; i < samples; i += 1) {
-    for (const [index, tydra] of series.entries()) {
-      times[index]?.baseline.push(await timed(raw));
+    for (const run of runs) {
+      run.baselineMs.push(await timed(raw));
       await before();
-      times[index]?.tydra.push(await timed(tydra));
+      run.tydraMs.push(await timed(run.tydra));
     }
   }
-  return times.map((time) => {
-    const baseline = summarize(time.baseline);
-    const ours = summarize(time.tydra);
+  return runs.map((run) => {
+    const baseline = summarize(run.baselineMs);
+    const ours = summarize(run.tydraMs);
     return { baseline, tydra: ours, ratioMedian: round(ours.medianMs / baseline.medianMs) };
   });
 }

@@ -52,7 +52,7 @@ export async function runTask(options: RunTaskOptions): Promise<unknown> {
   if (options.task.module === undefined && options.startAfter !== undefined) {
     await options.startAfter;
   }
-  // A module held for `startAfter` is timed from its start, not its spawn: a slow answer (Redis
+  // A run held for `startAfter` is timed from its start, not its spawn: a slow answer (Redis
   // restarting) must not use up the task's own time, as a pooled sandbox is timed from its claim.
   const timedHere = options.startAfter !== undefined;
   const launched = performance.now();

@@ -5,7 +5,7 @@
  * `CgroupError` naming the file. No shell, no cgroup tools: `node:fs` and `process.kill` only.
  * @internal
  */
-import { existsSync, readFileSync, writeFileSync } from 'node:fs';
+import { readFileSync, writeFileSync } from 'node:fs';
 import { readdir, rmdir, stat, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 
@@ -89,11 +89,6 @@ function writeRefused(path: string, value: string, error: unknown): CgroupError 
   return new CgroupError(`Expected to write \`${value.trim()}\` to ${path}, got ${code ?? String(error)}`, path, code, {
     cause: error,
   });
-}
-
-/** Whether a cgroup file exists, synchronously (see {@link writeCgroupFileSync}). */
-export function cgroupFileExists(path: string): boolean {
-  return existsSync(path);
 }
 
 /** Parses `key value` lines (memory.events, pids.events, cpu.stat, memory.oom_control). */

@@ -4,14 +4,13 @@
  * runs (`cgroup-attach.ts`), so a task can neither escape the limits by forking nor outlive
  * `kill()` by daemonising: membership is inherited across fork, setsid and double-fork.
  */
-import { mkdirSync } from 'node:fs';
+import { existsSync, mkdirSync } from 'node:fs';
 import { join } from 'node:path';
 
 import { CgroupError, describe, InvalidOptionError } from '../../../lib/core/errors.js';
 import type { AvailableCgroupSupport } from './support.js';
 import { assertCgroupName } from './support.js';
 import {
-  cgroupFileExists,
   errnoCode,
   killCgroupProcesses,
   listCgroupPids,
@@ -176,7 +175,7 @@ function makeNewCgroup(dir: string): void {
 }
 
 function applyLimits(support: AvailableCgroupSupport, memory: string, pids: string, limits: TaskCgroupLimits): void {
-  for (const [file, value] of limitWrites(support, { memory, pids }, limits, cgroupFileExists)) {
+  for (const [file, value] of limitWrites(support, { memory, pids }, limits, existsSync)) {
     writeCgroupFileSync(file, value);
   }
 }
