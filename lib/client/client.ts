@@ -29,7 +29,7 @@ import { declaredSecrets, type TaskSpec, taskKind } from '../packages/manifest.j
 import { packDirectory } from '../packages/pack.js';
 import { checkTaskInput } from '../packages/task-schemas.js';
 import { type PruneOptions, type PruneReport, prunePackages } from '../packages/pruner.js';
-import { type DeployResult, PackageStore } from '../packages/store.js';
+import { type DeployResult, PackageStore, type PackageVersion } from '../packages/store.js';
 import { wasCancelled } from './task-ending.js';
 import { BOUNDED_QUEUE_OPTIONS, createBoundedRedis, whenReachable } from '../redis/connection.js';
 import { confirmReplicated } from '../redis/replication.js';
@@ -165,7 +165,12 @@ export class Tydra {
     return this.submitData(ref, input, options, {});
   }
 
-  /** `submit`, with data only tydra sets (`rerunOf`). */
+  /**
+   * `submit`, with data only tydra sets (`rerunOf`). The version is resolved and the new
+   * TaskInstance's reference taken on it in one round trip; from then on every way out that does
+   * not enqueue it (a failed check, an idempotent submit that finds its TaskInstance, a failed
+   * add) lets go of the reference again.
+   */
   private async submitData(
     ref: string,
     input: unknown,
@@ -175,73 +180,81 @@ export class Tydra {
     const parsed = parseTaskRef(ref);
     const checked = checkSubmitOptions(options);
     const inputJson = serialiseInput(input, this.options.maxInputBytes);
-    const version = await this.store.resolve(parsed.name, parsed.version);
-    const spec = version.manifest.tasks[parsed.task];
+    const id = randomUUID();
+    const version = await this.store.resolve(parsed.name, parsed.version, { referenceFor: id });
+    let enqueued: { data: TaskInstanceData; existing?: TaskRun };
+    try {
+      await submitHooksOf(this).afterReference?.();
+      enqueued = await this.enqueue(id, version, parsed.task, { inputJson, checked, extra });
+    } catch (error) {
+      await this.store.releaseRef(id, version).catch(() => undefined);
+      throw error;
+    }
+    if (enqueued.existing !== undefined) {
+      await this.store.releaseRef(id, version).catch(() => undefined);
+      return enqueued.existing;
+    }
+    if (this.options.durableSubmit !== undefined) {
+      // After the enqueue, not instead of it: `WAIT` covers every write of this connection so far.
+      await confirmReplicated(this.redis, this.keys, id, this.options.durableSubmit);
+    }
+    this.logger.debug({ instanceId: id, ref: enqueued.data.ref }, 'TaskInstance submitted');
+    return new TaskRun(this.runContext, id, enqueued.data.ref);
+  }
+
+  /**
+   * Checks the task and its input against the resolved version, then adds the TaskInstance job
+   * (after claiming its idempotency key, if it has one: `existing` is the TaskInstance that holds
+   * it, and nothing was added).
+   */
+  private async enqueue(
+    id: string,
+    version: PackageVersion,
+    task: string,
+    submission: { inputJson: string; checked: CheckedSubmitOptions; extra: Pick<TaskInstanceData, 'rerunOf'> },
+  ): Promise<{ data: TaskInstanceData; existing?: TaskRun }> {
+    const { checked } = submission;
+    const spec = version.manifest.tasks[task];
     if (spec === undefined) {
       const known = Object.keys(version.manifest.tasks).join(', ');
       throw new UnknownTaskError(
-        `Expected package ${version.name}@${version.sha1.slice(0, 12)} to define task ${parsed.task}, got only: ${known}`,
+        `Expected package ${version.name}@${version.sha1.slice(0, 12)} to define task ${task}, got only: ${known}`,
       );
     }
-    // The input as the task will get it (after JSON), checked before anything is written.
-    const jsonInput = JSON.parse(inputJson) as unknown;
-    checkTaskInput(parsed.task, spec, jsonInput);
-    const declared = declaredSecrets(version.manifest, parsed.task);
-    const mapping = await submissionSecrets(this.redis, this.keys, parsed.task, declared, checked.secrets);
-    const id = randomUUID();
+    // The input as the task will get it (after JSON), checked before the TaskInstance is written.
+    const jsonInput = JSON.parse(submission.inputJson) as unknown;
+    checkTaskInput(task, spec, jsonInput);
+    const declared = declaredSecrets(version.manifest, task);
+    const mapping = await submissionSecrets(this.redis, this.keys, task, declared, checked.secrets);
     const now = Date.now();
-    const pinned = formatTaskRef(version.name, version.sha1, parsed.task);
     const data: TaskInstanceData = {
-      ref: pinned,
+      ref: formatTaskRef(version.name, version.sha1, task),
       package: { name: version.name, sha1: version.sha1 },
-      task: parsed.task,
+      task,
       input: jsonInput,
       submittedAt: now,
-      ...kindData(parsed.task, spec, checked),
+      ...kindData(task, spec, checked),
       ...(checked.timeoutMs !== undefined ? { timeoutMs: checked.timeoutMs } : {}),
       ...(checked.limits !== undefined ? { limits: checked.limits } : {}),
       ...(checked.retryOnLimit ? { retryOnLimit: true } : {}),
       ...scheduleData(checked, runAtOf(checked, now)),
       ...(mapping !== undefined ? { secrets: mapping } : {}),
-      ...extra,
+      ...submission.extra,
     };
-    const scope = checked.key === undefined ? undefined : { pkg: version.name, task: parsed.task, key: checked.key };
-    if (scope !== undefined) {
-      const existing = await this.claimKey(scope, id);
-      if (existing !== undefined) {
-        return existing;
-      }
+    const scope = checked.key === undefined ? undefined : { pkg: version.name, task, key: checked.key };
+    const existing = scope === undefined ? undefined : await this.claimKey(scope, id);
+    if (existing !== undefined) {
+      return { data, existing };
     }
     try {
-      await this.enqueue(id, data);
+      await this.tasksQueue.add(TASK_INSTANCE_JOB, data, { jobId: id, ...scheduleJobOptions(data, Date.now()) });
     } catch (error) {
       if (scope !== undefined) {
         await releaseIdempotencyKey(this.redis, this.keys, scope, id).catch(() => undefined);
       }
       throw error;
     }
-    if (this.options.durableSubmit !== undefined) {
-      // After the enqueue, not instead of it: `WAIT` covers every write of this connection so far.
-      await confirmReplicated(this.redis, this.keys, id, this.options.durableSubmit);
-    }
-    this.logger.debug({ instanceId: id, ref: pinned }, 'TaskInstance submitted');
-    return new TaskRun(this.runContext, id, pinned);
-  }
-
-  /** Takes the package reference, then adds the TaskInstance job; lets go of the reference if the add fails. */
-  private async enqueue(id: string, data: TaskInstanceData): Promise<void> {
-    const hooks = submitHooksOf(this);
-    await hooks.afterResolve?.();
-    // The reference first, atomically with the check that the version still exists: from here
-    // on no prune can delete it. Then the enqueue; if that fails, let go again.
-    await this.store.takeRef(data.package.name, data.package.sha1, id);
-    try {
-      await hooks.afterReference?.();
-      await this.tasksQueue.add(TASK_INSTANCE_JOB, data, { jobId: id, ...scheduleJobOptions(data, Date.now()) });
-    } catch (error) {
-      await this.store.releaseRef(id, data.package).catch(() => undefined);
-      throw error;
-    }
+    return { data };
   }
 
   /**

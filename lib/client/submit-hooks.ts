@@ -1,15 +1,14 @@
 /**
  * @internal A test seam: hooks that `Tydra.submit` awaits between its steps, so a test can force
- * a prune into the exact gap it wants (after resolve, after the reference is taken). Kept out of
+ * a prune into the exact gap it wants (after the version is resolved and referenced, which is one
+ * step, before the TaskInstance is enqueued). Kept out of
  * the public class and out of `lib/index.ts`: only tests import this module. A client without
  * hooks pays one WeakMap lookup per submit.
  */
 
 /** Points in `submit` a test can stop at. */
 export interface SubmitHooks {
-  /** After the version is resolved, before the reference is taken. */
-  afterResolve?: () => Promise<void>;
-  /** After the reference is taken, before the TaskInstance is enqueued. */
+  /** After the version is resolved and the reference taken, before the TaskInstance is enqueued. */
   afterReference?: () => Promise<void>;
 }
 

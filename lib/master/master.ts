@@ -34,11 +34,24 @@ import { PruneJob } from './prune-job.js';
 import { ScheduleFiring } from './schedule-firing.js';
 import { isRetried, type RerunDeps, startRerun } from './rerun.js';
 import { runSequence, type SequenceDeps } from './sequence.js';
-import { failsForGood, neverDispatched, releaseIfFinal, settle, type TaskInstanceJob } from './settle.js';
+import {
+  failsForGood,
+  neverDispatched,
+  releaseIfFinal,
+  settle,
+  type SettleDeps,
+  type TaskInstanceJob,
+} from './settle.js';
 
 export type { PruneSummary } from './prune-job.js';
 
 export type MasterState = 'idle' | 'running' | 'closing' | 'closed';
+
+/** What a step returns: the TaskInstance's value, and whether its reference was released on the way. */
+interface StepOutcome {
+  value: TaskInstanceResult;
+  released: boolean;
+}
 
 export class Master {
   readonly options: CompiledMasterOptions;
@@ -54,6 +67,7 @@ export class Master {
   private readonly dispatchDeps: DispatchDeps;
   private readonly sequenceDeps: SequenceDeps;
   private readonly rerunDeps: RerunDeps;
+  private readonly settleDeps: SettleDeps;
   private worker: Worker<TaskInstanceData, TaskInstanceResult> | undefined;
   private tasksQueue: Queue<TaskInstanceData> | undefined;
   private sweepTimer: NodeJS.Timeout | undefined;
@@ -96,6 +110,7 @@ export class Master {
       nextTurn: () => (this.turn += 1),
     };
     this.rerunDeps = { redis: this.redis, keys: this.keys, store: this.store, logger: this.logger };
+    this.settleDeps = { redis: this.redis, keys: this.keys, nodeQueue: (nodeId) => this.nodeQueue(nodeId) };
     this.sequenceDeps = {
       redis: this.redis,
       keys: this.keys,
@@ -222,13 +237,13 @@ export class Master {
   /**
    * One step of a TaskInstance. A step that returns completes the TaskInstance (a final state), so
    * its package reference is released first: released before completed, never completed and
-   * still held. Should the completion itself be lost, the step runs again and the release, being
-   * idempotent, changes nothing.
+   * still held (a settled child's read released it already). Should the completion itself be
+   * lost, the step runs again and the release, being idempotent, changes nothing.
    */
   private async process(job: TaskInstanceJob, token?: string): Promise<TaskInstanceResult> {
-    let value: TaskInstanceResult;
+    let outcome: StepOutcome;
     try {
-      value = await this.step(job, token);
+      outcome = await this.step(job, token);
     } catch (error) {
       // Released before BullMQ records the failure, like a completion below: the `failed` event
       // is lost when the master dies, or Redis restarts, in between. A closing worker leaves the
@@ -238,12 +253,14 @@ export class Master {
       }
       throw error;
     }
-    await releaseIfFinal(job, this.store, this.logger, true);
-    return value;
+    if (!outcome.released) {
+      await releaseIfFinal(job, this.store, this.logger, true);
+    }
+    return outcome.value;
   }
 
   /** Settles a TaskInstance if its child has finished, dispatches it otherwise; steps a sequence. */
-  private async step(job: TaskInstanceJob, token?: string): Promise<TaskInstanceResult> {
+  private async step(job: TaskInstanceJob, token?: string): Promise<StepOutcome> {
     if (token === undefined || job.id === undefined) {
       throw new IllegalStateError('a TaskInstance was processed without a lock token or id');
     }
@@ -259,22 +276,21 @@ export class Master {
       await startRerun(this.rerunDeps, job);
     }
     if (job.data.kind === 'sequence') {
-      return runSequence(this.sequenceDeps, job, token);
+      return { value: await runSequence(this.sequenceDeps, job, token), released: false };
     }
-    const nodeQueue = (nodeId: string): Queue<NodeJobData> => this.nodeQueue(nodeId);
     // Step 2 first: a TaskInstance that comes back from waiting-children has a settled child.
     // One never dispatched has no child to read (a dispatch is recorded before its child is added).
-    const settled = neverDispatched(job) ? undefined : await settle(job, nodeQueue);
+    const settled = neverDispatched(job) ? undefined : await settle(job, this.settleDeps);
     if (settled !== undefined) {
-      return settled.value;
+      return { value: settled.value, released: true };
     }
     await dispatch(this.dispatchDeps, job, token);
     // The child finished before we could park the TaskInstance: settle it now.
-    const late = await settle(job, nodeQueue);
+    const late = await settle(job, this.settleDeps);
     if (late === undefined) {
       throw new IllegalStateError(`TaskInstance ${job.id} has no pending and no settled node job`);
     }
-    return late.value;
+    return { value: late.value, released: true };
   }
 
   /** One sweep of dead nodes' queues at a time; errors are logged, never thrown. */

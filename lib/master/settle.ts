@@ -5,12 +5,15 @@
  * a final state, its package reference is released.
  */
 import { Job, type Queue, UnrecoverableError } from 'bullmq';
+import type { Redis } from 'ioredis';
 
 import type { NodeJobData } from '../../queues/node.js';
 import { recordedEnding, type TaskEnding } from '../../queues/task-ending.js';
 import type { TaskInstanceData, TaskInstanceResult } from '../../queues/tasks.js';
 import type { Logger } from '../core/logger.js';
 import type { PackageStore } from '../packages/store.js';
+import type { Keyspace } from '../redis/keys.js';
+import { readSettled } from '../redis/settle-commands.js';
 
 export type TaskInstanceJob = Job<TaskInstanceData, TaskInstanceResult>;
 
@@ -27,27 +30,43 @@ export async function failWith(job: TaskInstanceJob, ending: TaskEnding, error: 
   return error;
 }
 
-/** The settled child's value, or throws its error; undefined while no child has settled. */
+export interface SettleDeps {
+  redis: Redis;
+  keys: Keyspace;
+  nodeQueue: (nodeId: string) => Queue<NodeJobData>;
+}
+
+/**
+ * The settled child's value, or throws its error; undefined while no child has settled. A value
+ * comes with the TaskInstance's package reference already released, in the same round trip as
+ * its read (`read-settled-5.lua`): the step completes the TaskInstance with it.
+ */
 export async function settle(
   job: TaskInstanceJob,
-  nodeQueue: (nodeId: string) => Queue<NodeJobData>,
+  deps: SettleDeps,
 ): Promise<{ value: TaskInstanceResult } | undefined> {
-  const values = await job.getChildrenValues<TaskInstanceResult>();
-  const [value] = Object.values(values);
-  if (Object.keys(values).length > 0) {
-    return { value: value ?? null };
+  const instanceId = job.id ?? '';
+  const { processed, failed } = await readSettled(deps.redis, deps.keys, {
+    tasksQueue: job.queueName,
+    instanceId,
+    name: job.data.package.name,
+    sha1: job.data.package.sha1,
+    now: Date.now(),
+  });
+  const [value] = Object.values(processed);
+  if (value !== undefined) {
+    return { value: JSON.parse(value) as TaskInstanceResult };
   }
-  const failures = Object.entries(await job.getIgnoredChildrenFailures());
+  const failures = Object.entries(failed);
   const [first] = failures;
   if (first === undefined) {
     return undefined;
   }
   // The child is the node job with the TaskInstance's id on the queue of a node it was sent to;
   // its key is matched against those queues' keys rather than taken apart.
-  const instanceId = job.id ?? '';
   const nodes = [job.data.dispatch?.nodeId, ...(job.data.lostNodes ?? [])].filter((id) => id !== undefined);
   for (const nodeId of nodes) {
-    const queue = nodeQueue(nodeId);
+    const queue = deps.nodeQueue(nodeId);
     const failure = failures.find(([key]) => key === queue.toKey(instanceId));
     if (failure !== undefined) {
       const child = await Job.fromId<NodeJobData>(queue, instanceId);
@@ -80,7 +99,7 @@ export function neverDispatched(job: TaskInstanceJob): boolean {
  * Releases the TaskInstance's package reference once it has reached a final state: at once when
  * it is known to (its step returned, or threw what fails it for good: {@link failsForGood}), after
  * checking when it failed (on the worker's `failed` event, for the cases that does not cover).
- * Idempotent (`release-ref-3.lua`).
+ * Idempotent (`release-ref-3.lua`). A settled child's value comes with the release made ({@link settle}).
  */
 export async function releaseIfFinal(
   job: TaskInstanceJob,

@@ -9,8 +9,9 @@
  *
  * Safety: the decision and the delete of each version happen in one script
  * (`prune-version-8.lua`), and a submit takes its reference in one script too
- * (`take-ref-6.lua`), so a version with a holder is never deleted. Healing a holder only starts
- * the version's grace period; the version is deleted at the earliest one grace period later.
+ * (`resolve-version-5.lua`, or `take-ref-6.lua` when the master holds it again), so a version
+ * with a holder is never deleted. Healing a holder only starts the version's grace period; the
+ * version is deleted at the earliest one grace period later.
  */
 import type { Redis } from 'ioredis';
 

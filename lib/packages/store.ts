@@ -131,27 +131,19 @@ export class PackageStore {
     return { name, sha1, size: tarball.length, ref: `${name}@${sha1}`, stored: status === CommitDeployStatus.Stored };
   }
 
-  /** The version `name` or `name@prefix` names. Throws `UnknownTaskError` if none or ambiguous. */
-  async resolve(name: string, versionPrefix?: string): Promise<PackageVersion> {
-    let sha1: string | undefined;
-    if (versionPrefix !== undefined && versionPrefix.length === 40) {
-      sha1 = versionPrefix;
-    } else if (versionPrefix !== undefined) {
-      const matches = (await this.redis.hkeys(this.keys.packageVersions(name))).filter((candidate) =>
-        candidate.startsWith(versionPrefix),
-      );
-      if (matches.length > 1) {
-        throw new UnknownTaskError(
-          `Expected ${name}@${versionPrefix} to name one version, got ${matches.length}: use a longer prefix`,
-        );
-      }
-      if (matches[0] === undefined) {
-        throw new UnknownTaskError(`Expected a deployed version ${name}@${versionPrefix}, found none`);
-      }
-      sha1 = matches[0];
-    }
-    // Latest, record and undeployed mark in one script: a submit's one round trip before take-ref.
-    const found = await resolveVersion(this.redis, this.keys, { name, sha1 });
+  /**
+   * The version `name` or `name@prefix` names. Throws `UnknownTaskError` if none or ambiguous.
+   * With `referenceFor` (a submit), that TaskInstance's reference on the version is taken in the
+   * same round trip, so nothing can prune it between the two; the caller lets go of it
+   * (`releaseRef`) if it does not enqueue the TaskInstance after all.
+   */
+  async resolve(
+    name: string,
+    versionPrefix?: string,
+    options: { referenceFor?: string } = {},
+  ): Promise<PackageVersion> {
+    const sha1 = await this.fullSha1(name, versionPrefix);
+    const found = await resolveVersion(this.redis, this.keys, { name, sha1, referenceFor: options.referenceFor });
     if (found.sha1 === null) {
       throw new UnknownTaskError(`Expected a deployed package named ${name}, found none`);
     }
@@ -163,7 +155,32 @@ export class PackageStore {
         `Expected a version of ${name} in use, got ${name}@${found.sha1.slice(0, 12)}, which was undeployed`,
       );
     }
+    if (options.referenceFor !== undefined && !found.referenced) {
+      // The record is there but its tarball is not: a prune is taking the version away.
+      throw new UnknownTaskError(
+        `Expected package version ${name}@${found.sha1} to be stored, found none (never deployed, or pruned)`,
+      );
+    }
     return JSON.parse(found.json) as PackageVersion;
+  }
+
+  /** The full sha1 a version prefix names (undefined for the latest: the script reads it). */
+  private async fullSha1(name: string, versionPrefix: string | undefined): Promise<string | undefined> {
+    if (versionPrefix === undefined || versionPrefix.length === 40) {
+      return versionPrefix;
+    }
+    const matches = (await this.redis.hkeys(this.keys.packageVersions(name))).filter((candidate) =>
+      candidate.startsWith(versionPrefix),
+    );
+    if (matches.length > 1) {
+      throw new UnknownTaskError(
+        `Expected ${name}@${versionPrefix} to name one version, got ${matches.length}: use a longer prefix`,
+      );
+    }
+    if (matches[0] === undefined) {
+      throw new UnknownTaskError(`Expected a deployed version ${name}@${versionPrefix}, found none`);
+    }
+    return matches[0];
   }
 
   /**

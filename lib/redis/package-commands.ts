@@ -118,32 +118,50 @@ export interface ResolvedVersion {
   /** The version's record (JSON); null when there is no such version. */
   json: string | null;
   undeployed: boolean;
+  /** Whether `referenceFor`'s reference is now held (false when none was asked for). */
+  referenced: boolean;
 }
 
 /**
  * Which sha1 `name`'s latest is (unless `sha1` is given), that version's record and whether it was
- * undeployed, in one round trip.
+ * undeployed, in one round trip; with `referenceFor`, that TaskInstance's reference on it is taken
+ * in the same step when the version can be used.
  */
 export async function resolveVersion(
   redis: Redis,
   keys: Keyspace,
-  args: { name: string; sha1: string | undefined },
+  args: { name: string; sha1: string | undefined; referenceFor?: string; now?: number },
 ): Promise<ResolvedVersion> {
+  const { name } = args;
   const reply = await runScript(redis, {
     script: 'resolveVersion',
-    keys: [keys.packageLatest(args.name), keys.packageVersions(args.name), keys.packageUndeployed(args.name)],
-    argv: [args.sha1 ?? ''],
+    keys: [
+      keys.packageLatest(name),
+      keys.packageVersions(name),
+      keys.packageUndeployed(name),
+      keys.refs,
+      keys.packageIdle(name),
+    ],
+    argv: [
+      args.sha1 ?? '',
+      args.referenceFor ?? '',
+      String(args.now ?? Date.now()),
+      name,
+      keys.packageHolders(name, ''),
+      keys.packageBlob(name, ''),
+    ],
   });
-  if (!Array.isArray(reply) || reply.length !== 3) {
+  if (!Array.isArray(reply) || reply.length !== 4) {
     throw new IllegalStateError(
-      `the resolveVersion script replied ${JSON.stringify(reply)}, expected [sha1, json, 0|1]`,
+      `the resolveVersion script replied ${JSON.stringify(reply)}, expected [sha1, json, 0|1, 0|1]`,
     );
   }
-  const [sha1, json, undeployed] = reply as [unknown, unknown, unknown];
+  const [sha1, json, undeployed, referenced] = reply as [unknown, unknown, unknown, unknown];
   return {
     sha1: typeof sha1 === 'string' && sha1 !== '' ? sha1 : null,
     json: typeof json === 'string' && json !== '' ? json : null,
     undeployed: undeployed === 1,
+    referenced: referenced === 1,
   };
 }
 

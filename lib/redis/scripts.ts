@@ -8,10 +8,13 @@
  * A script may pull in one of the installed BullMQ's own Lua functions with
  * `--- @include "bullmq:<name>"` (a file of BullMQ's `commands/includes`, with the includes it
  * needs, each once): a script that changes BullMQ's keys then does it exactly as BullMQ does.
+ * `--- @include "tydra:<name>"` pulls in one of tydra's own, from `commands/includes`: a step that
+ * two scripts share (a reference's release) is written once.
  */
 import { readFileSync } from 'node:fs';
 import { createRequire } from 'node:module';
 import { dirname, join } from 'node:path';
+import { fileURLToPath } from 'node:url';
 
 import type { ChainableCommander, Redis } from 'ioredis';
 
@@ -23,6 +26,7 @@ export type ScriptName =
   | 'takeRef'
   | 'resolveVersion'
   | 'releaseRef'
+  | 'readSettled'
   | 'pruneVersion'
   | 'undeploy'
   | 'takeBackNodeJob'
@@ -36,8 +40,9 @@ export type ScriptName =
 const FILES: Readonly<Record<ScriptName, string>> = {
   commitDeploy: 'commit-deploy-8.lua',
   takeRef: 'take-ref-6.lua',
-  resolveVersion: 'resolve-version-3.lua',
+  resolveVersion: 'resolve-version-5.lua',
   releaseRef: 'release-ref-3.lua',
+  readSettled: 'read-settled-5.lua',
   pruneVersion: 'prune-version-8.lua',
   undeploy: 'undeploy-3.lua',
   takeBackNodeJob: 'take-back-node-job-7.lua',
@@ -49,25 +54,33 @@ const FILES: Readonly<Record<ScriptName, string>> = {
   listNodes: 'list-nodes-1.lua',
 };
 
-/** The installed BullMQ's Lua includes (the package has no `exports` map, so its files are reachable). */
-const BULLMQ_INCLUDES = join(
-  dirname(createRequire(import.meta.url).resolve('bullmq/package.json')),
-  'dist/esm/commands/includes',
-);
+/** Where each include source's files are: the installed BullMQ's (the package has no `exports` map, so its files are reachable), and tydra's own. */
+const INCLUDE_DIRS: Readonly<Record<string, string>> = {
+  bullmq: join(dirname(createRequire(import.meta.url).resolve('bullmq/package.json')), 'dist/esm/commands/includes'),
+  tydra: fileURLToPath(new URL('./commands/includes', import.meta.url)),
+};
 const INCLUDE = /^--- @include "([^"]+)"\s*$/gm;
 
-/** Replaces each `bullmq:` include line with the function's source, its own includes first, each once. */
-function resolveIncludes(lua: string, included = new Set<string>()): string {
+/**
+ * Replaces each include line with the function's source, its own includes first, each once. A
+ * script names the source (`bullmq:` or `tydra:`); an included file's own includes, unprefixed
+ * (BullMQ writes `"includes/<name>"` or `"<name>"`), come from that file's source.
+ */
+function resolveIncludes(lua: string, included = new Set<string>(), within?: string): string {
   return lua.replace(INCLUDE, (_line, target: string) => {
-    const name = target.replace(/^bullmq:/, '').replace(/^includes\//, '');
-    if (!/^[A-Za-z]+$/.test(name)) {
-      throw new IllegalStateError(`a Lua script includes ${JSON.stringify(target)}; only bullmq:<name> is supported`);
+    const [, prefix, name] = /^(?:(bullmq|tydra):)?(?:includes\/)?([A-Za-z]+)$/.exec(target) ?? [];
+    const source = prefix ?? within;
+    if (source === undefined || name === undefined) {
+      throw new IllegalStateError(
+        `a Lua script includes ${JSON.stringify(target)}; only bullmq:<name> and tydra:<name> are supported`,
+      );
     }
-    if (included.has(name)) {
+    const key = `${source}:${name}`;
+    if (included.has(key)) {
       return '';
     }
-    included.add(name);
-    return resolveIncludes(readFileSync(join(BULLMQ_INCLUDES, `${name}.lua`), 'utf8'), included);
+    included.add(key);
+    return resolveIncludes(readFileSync(join(INCLUDE_DIRS[source] ?? '', `${name}.lua`), 'utf8'), included, source);
   });
 }
 

@@ -1,8 +1,6 @@
 --[[
   Takes a TaskInstance's reference on a package version, atomically with the check that the
-  version can still be used. A prune runs as one script too, so it sees either no holder (and
-  this script then finds the version gone) or the holder (and keeps the version).
-  Idempotent: taking a reference the instance already holds changes nothing.
+  version can still be used (`includes/takeHolder.lua`). Idempotent.
 
   Input:
     KEYS[1] versions hash   {NAME}:package:<name>:versions
@@ -23,14 +21,5 @@
      0  no such version (never deployed, or pruned): nothing changed
     -1  the version was undeployed: nothing changed
 ]]
-if redis.call('HEXISTS', KEYS[1], ARGV[1]) == 0 or redis.call('EXISTS', KEYS[5]) == 0 then
-  return 0
-end
-local held = redis.call('ZSCORE', KEYS[2], ARGV[2])
-if not held and ARGV[5] ~= '1' and redis.call('SISMEMBER', KEYS[4], ARGV[1]) == 1 then
-  return -1
-end
-redis.call('ZADD', KEYS[2], 'NX', ARGV[3], ARGV[2])
-redis.call('HSET', KEYS[3], ARGV[2], ARGV[4])
-redis.call('HDEL', KEYS[6], ARGV[1])
-return 1
+--- @include "tydra:takeHolder"
+return takeHolder(KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5], KEYS[6], ARGV[1], ARGV[2], ARGV[3], ARGV[4], ARGV[5])

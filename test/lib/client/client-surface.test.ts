@@ -15,9 +15,9 @@ describe('the client surface (@integration)', () => {
       assert.equal(name in tydra, false, `Tydra must not expose ${name}`);
     }
     assert.deepEqual(submitHooksOf(tydra), {}, 'a client has no hooks unless a test installs them');
-    const afterResolve = (): Promise<void> => Promise.resolve();
-    setSubmitHooks(tydra, { afterResolve });
-    assert.equal(submitHooksOf(tydra).afterResolve, afterResolve);
+    const afterReference = (): Promise<void> => Promise.resolve();
+    setSubmitHooks(tydra, { afterReference });
+    assert.equal(submitHooksOf(tydra).afterReference, afterReference);
     assert.deepEqual(submitHooksOf(testClient()), {}, 'hooks belong to one client');
   });
 

@@ -209,29 +209,30 @@ describe('package versions, references and pruning (@integration)', function () 
     assert.equal(await run.result(), 'v1');
   });
 
-  it('a prune between resolve and reference wins cleanly: the submit fails, nothing is enqueued', async () => {
-    const tydra = client({ deployLeaseMs: 1 });
+  it('a submit that does not enqueue lets go of the reference it took with the resolve', async () => {
+    const tydra = client();
     const r = redis();
-    const v1 = await tydra.deploy(await pinPackage('v1'));
-    await tydra.deploy(await pinPackage('v2'));
-    await sleep(5);
-    let pruned: string[] | undefined;
+    const { sha1 } = await tydra.deploy(await pinPackage('v1'));
+    let heldMidSubmit: string[] | undefined;
     setSubmitHooks(tydra, {
-      afterResolve: async () => {
-        pruned = (await prunePackages(r, keys, { graceMs: 0 })).removed.map((d) => d.sha1);
+      afterReference: async () => {
+        heldMidSubmit = await r.hkeys('{tydra}:refs');
       },
     });
     await assert.rejects(
-      tydra.submit(`pin@${v1.sha1}/which`),
-      (error: unknown) =>
-        error instanceof UnknownTaskError &&
-        /pin@[0-9a-f]{40} to be stored, found none \(never deployed, or pruned\)/.test(error.message),
+      tydra.submit('pin/missing'),
+      (error: unknown) => error instanceof UnknownTaskError && /to define task missing/.test(error.message),
     );
-    assert.deepEqual(pruned, [v1.sha1], 'the prune ran in the gap and removed v1');
+    assert.equal(heldMidSubmit?.length, 1, 'the resolve took the reference');
+    assert.deepEqual(await holders(r, sha1), [], 'the unknown task let go of it');
+    const first = await tydra.submit('pin/which', null, { key: 'once' });
+    const second = await tydra.submit('pin/which', null, { key: 'once' });
+    assert.equal(second.id, first.id, 'the second submit found the first TaskInstance');
+    assert.deepEqual(await holders(r, sha1), [first.id], 'only the enqueued TaskInstance holds a reference');
+    assert.deepEqual(await r.hkeys('{tydra}:refs'), [first.id]);
     assert.deepEqual(await new Queue(TASKS_QUEUE, { prefix: '{tydra}:bull', connection: r }).getJobCounts('waiting'), {
-      waiting: 0,
+      waiting: 1,
     });
-    assert.equal(await r.hlen('{tydra}:refs'), 0);
   });
 
   it('keeps latest, leased, held and in-grace versions, removes only the eligible one; dry-run changes nothing', async () => {

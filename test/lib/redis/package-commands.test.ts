@@ -63,6 +63,7 @@ describe('typed package script wrappers (@integration)', () => {
       sha1: null,
       json: null,
       undeployed: false,
+      referenced: false,
     });
     await deployed(redis, SHA_A, 1000);
     await deployed(redis, SHA_B, 2000);
@@ -79,7 +80,29 @@ describe('typed package script wrappers (@integration)', () => {
       sha1: 'c'.repeat(40),
       json: null,
       undeployed: false,
+      referenced: false,
     });
+    assert.equal(await redis.hlen('{tydra}:refs'), 0, 'a resolve without an instance id only reads');
+  });
+
+  it('resolveVersion with referenceFor: the reference taken in the same step, never on an undeployed or vanished version', async () => {
+    const redis = testRedis();
+    await deployed(redis, SHA_A, 1000);
+    await deployed(redis, SHA_B, 2000);
+    const latest = await resolveVersion(redis, keys, { name: 'pkg', sha1: undefined, referenceFor: 'i1', now: 3000 });
+    assert.equal(latest.sha1, SHA_B);
+    assert.equal(latest.referenced, true);
+    assert.deepEqual(await redis.zrange(`{tydra}:package:pkg:holders:${SHA_B}`, 0, -1, 'WITHSCORES'), ['i1', '3000']);
+    assert.equal(await redis.hget('{tydra}:refs', 'i1'), `pkg@${SHA_B}`);
+    await undeploy(redis, keys, { name: 'pkg', sha1: SHA_A });
+    const undeployed = await resolveVersion(redis, keys, { name: 'pkg', sha1: SHA_A, referenceFor: 'i2', now: 3000 });
+    assert.deepEqual([undeployed.undeployed, undeployed.referenced], [true, false]);
+    assert.equal(await redis.exists(`{tydra}:package:pkg:holders:${SHA_A}`), 0);
+    // A record whose tarball is gone (a prune taking the version away) gets no holder.
+    await redis.del(`{tydra}:pkg:pkg:${SHA_B}`);
+    const vanished = await resolveVersion(redis, keys, { name: 'pkg', sha1: undefined, referenceFor: 'i3', now: 3000 });
+    assert.deepEqual([vanished.sha1, vanished.referenced], [SHA_B, false]);
+    assert.deepEqual(await redis.hkeys('{tydra}:refs'), ['i1']);
   });
 
   it('releaseRef: Released once, then NotHeld; the last release starts the idle time', async () => {
