@@ -3,13 +3,15 @@
  * the end-to-end throughput (`bench/README.md`, "What limits the throughput"):
  *
  *   node --cpu-prof --cpu-prof-dir=/tmp/prof dist/bench/run.js
- *   node dist/bench/profile-summary.js /tmp/prof/CPU.*.cpuprofile [fromUs toUs]
+ *   node dist/bench/profile-summary.js /tmp/prof/CPU.*.cpuprofile [fromUs toUs [module]]
  *
  * `fromUs toUs` cut the profile to a window on the monotonic clock, as `run.ts` prints it for each
  * throughput run. Two tables: by the package of the function the sample was in (tydra, bullmq,
  * ioredis, node internals, GC, idle), and by the nearest tydra module on the stack (which role's
  * code led there: `lib/master`, `lib/node`, `lib/client`, `sandbox/launcher`…). Asynchronous
  * continuations start with a fresh stack, so a BullMQ worker loop's own work has no tydra caller.
+ * With a `module` (`sandbox/launcher`), a third table: the functions on the stacks of that
+ * module's samples, by inclusive time (each function counted once per sample), the top 30.
  */
 import { readFile } from 'node:fs/promises';
 
@@ -58,8 +60,24 @@ function table(title: string, counts: Map<string, number>, total: number): strin
   ].join('\n');
 }
 
+/** `name file:line` of a frame, the file as its last two path parts. */
+function frameName(node: ProfileNode): string {
+  const { functionName, url } = node.callFrame;
+  return `${functionName || '(anonymous)'} ${url.split('/').slice(-2).join('/')}`;
+}
+
+/** Adds `ms` to every distinct function on the stack (leaf first) when one of its frames is in `module`. */
+function addInclusive(stack: ProfileNode[], module: string, ms: number, into: Map<string, number>): void {
+  if (!stack.some((node) => tydraModuleOf(node.callFrame.url) === module)) {
+    return;
+  }
+  for (const name of new Set(stack.map(frameName))) {
+    into.set(name, (into.get(name) ?? 0) + ms);
+  }
+}
+
 async function main(): Promise<void> {
-  const [file, fromArg, toArg] = process.argv.slice(2);
+  const [file, fromArg, toArg, module] = process.argv.slice(2);
   if (file === undefined) {
     throw new Error('Expected a .cpuprofile path (and optionally fromUs toUs), got none');
   }
@@ -75,6 +93,7 @@ async function main(): Promise<void> {
   }
   const byPackage = new Map<string, number>();
   const byModule = new Map<string, number>();
+  const inclusive = new Map<string, number>();
   let at = profile.startTime;
   let total = 0;
   profile.samples.forEach((sample, index) => {
@@ -88,18 +107,32 @@ async function main(): Promise<void> {
     const leaf = byId.get(sample);
     const pkg = leaf === undefined ? '?' : packageOf(leaf.callFrame.url, leaf.callFrame.functionName);
     byPackage.set(pkg, (byPackage.get(pkg) ?? 0) + ms);
-    let module: string | undefined;
-    for (let id: number | undefined = sample; id !== undefined && module === undefined; id = parent.get(id)) {
-      module = tydraModuleOf(byId.get(id)?.callFrame.url ?? '');
+    let nearest: string | undefined;
+    for (let id: number | undefined = sample; id !== undefined && nearest === undefined; id = parent.get(id)) {
+      nearest = tydraModuleOf(byId.get(id)?.callFrame.url ?? '');
     }
-    const key = module ?? (pkg.startsWith('(') ? pkg : `no tydra caller (${pkg})`);
+    const key = nearest ?? (pkg.startsWith('(') ? pkg : `no tydra caller (${pkg})`);
     byModule.set(key, (byModule.get(key) ?? 0) + ms);
+    if (module !== undefined) {
+      const stack: ProfileNode[] = [];
+      for (let id: number | undefined = sample; id !== undefined; id = parent.get(id)) {
+        const node = byId.get(id);
+        if (node !== undefined) {
+          stack.push(node);
+        }
+      }
+      addInclusive(stack, module, ms, inclusive);
+    }
   });
+  const top = new Map([...inclusive].sort((a, b) => b[1] - a[1]).slice(0, 30));
   process.stdout.write(
     `${[
       `${Math.round(total)} ms of samples in the window`,
       table('by the package of the running function:', byPackage, total),
       table('by the nearest tydra module on the stack:', byModule, total),
+      ...(module === undefined
+        ? []
+        : [table(`functions on the stacks of ${module}'s samples, inclusive:`, top, total)]),
     ].join('\n')}\n`,
   );
 }
