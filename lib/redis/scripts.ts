@@ -54,7 +54,10 @@ const FILES: Readonly<Record<ScriptName, string>> = {
   listNodes: 'list-nodes-1.lua',
 };
 
-/** Where each include source's files are: the installed BullMQ's (the package has no `exports` map, so its files are reachable), and tydra's own. */
+/**
+ * Where each include source's files are: the installed BullMQ's (the package has no `exports` map,
+ * so its files are reachable), and tydra's own.
+ */
 const INCLUDE_DIRS: Readonly<Record<string, string>> = {
   bullmq: join(dirname(createRequire(import.meta.url).resolve('bullmq/package.json')), 'dist/esm/commands/includes'),
   tydra: fileURLToPath(new URL('./commands/includes', import.meta.url)),
