@@ -60,7 +60,7 @@ function table(title: string, counts: Map<string, number>, total: number): strin
   ].join('\n');
 }
 
-/** `name file:line` of a frame, the file as its last two path parts. */
+/** `name file` of a frame, the file as its last two path parts. */
 function frameName(node: ProfileNode): string {
   const { functionName, url } = node.callFrame;
   return `${functionName || '(anonymous)'} ${url.split('/').slice(-2).join('/')}`;
@@ -107,20 +107,17 @@ async function main(): Promise<void> {
     const leaf = byId.get(sample);
     const pkg = leaf === undefined ? '?' : packageOf(leaf.callFrame.url, leaf.callFrame.functionName);
     byPackage.set(pkg, (byPackage.get(pkg) ?? 0) + ms);
-    let nearest: string | undefined;
-    for (let id: number | undefined = sample; id !== undefined && nearest === undefined; id = parent.get(id)) {
-      nearest = tydraModuleOf(byId.get(id)?.callFrame.url ?? '');
+    const stack: ProfileNode[] = [];
+    for (let id: number | undefined = sample; id !== undefined; id = parent.get(id)) {
+      const node = byId.get(id);
+      if (node !== undefined) {
+        stack.push(node);
+      }
     }
+    const nearest = stack.map((node) => tydraModuleOf(node.callFrame.url)).find((name) => name !== undefined);
     const key = nearest ?? (pkg.startsWith('(') ? pkg : `no tydra caller (${pkg})`);
     byModule.set(key, (byModule.get(key) ?? 0) + ms);
     if (module !== undefined) {
-      const stack: ProfileNode[] = [];
-      for (let id: number | undefined = sample; id !== undefined; id = parent.get(id)) {
-        const node = byId.get(id);
-        if (node !== undefined) {
-          stack.push(node);
-        }
-      }
       addInclusive(stack, module, ms, inclusive);
     }
   });
