@@ -20,6 +20,7 @@
  * folders it did not create.
  */
 import { randomUUID } from 'node:crypto';
+import { lstatSync } from 'node:fs';
 import { lstat, lutimes, mkdir, readdir, rename, rm } from 'node:fs/promises';
 import { join } from 'node:path';
 
@@ -194,11 +195,11 @@ export class PackageCache {
         continue;
       }
       // Deleting a verified folder is the common accident (Ray #49254); one lstat catches it.
-      const present = await isRealFolder(entry.dir);
-      if (this.entries.get(key) !== entry || !entry.verified || this.inflight.has(key)) {
-        continue; // evicted, pruned or re-checked while we looked
-      }
-      if (!present) {
+      // Synchronous: this is every TaskInstance's path to its sandbox, and an lstat of a cached
+      // local folder takes microseconds where `fs/promises` waits a threadpool round trip and an
+      // event-loop turn (0.5-1 ms on a busy node). It also leaves no await for an eviction to
+      // slip into between the look and the lease.
+      if (!isRealFolderNow(entry.dir)) {
         entry.verified = false;
         continue;
       }
@@ -564,6 +565,14 @@ async function discard(path: string): Promise<void> {
     throw error;
   }
   await rm(aside, { recursive: true, force: true });
+}
+
+function isRealFolderNow(path: string): boolean {
+  try {
+    return lstatSync(path).isDirectory();
+  } catch {
+    return false;
+  }
 }
 
 async function isRealFolder(path: string): Promise<boolean> {
