@@ -27,6 +27,9 @@ export interface UnitFailure {
 }
 
 /**
+ * After its final message (`result` or `error`) a runner sends nothing more and exits once the
+ * node half-closes its end of fd 3 (`launcher/exit-hold.ts`).
+ *
  * Node → runner. A runner gets one `start`, then, by mode:
  * - task: nothing more but a possible `cancel`;
  * - split: `credit` messages: it sends one `unit` per credit and stops pulling from the split's

@@ -41,6 +41,13 @@ export interface RunTaskOptions extends SandboxOptions {
    * spawned before. Must never reject. The wall-clock timeout starts once it settled.
    */
   startAfter?: Promise<void>;
+  /**
+   * A JavaScript task's sandbox exits only once this settled (or at the latest
+   * `MAX_EXIT_HOLD_MS` after its final message; see `exit-hold.ts`): the node passes the moment
+   * its result was handed on, so that the exit's kernel work does not compete with that. Absent,
+   * the sandbox is let go at its final message.
+   */
+  exitAfter?: Promise<unknown>;
 }
 
 /**
@@ -63,6 +70,7 @@ export async function runTask(options: RunTaskOptions): Promise<unknown> {
     onProgress: options.onProgress,
     feed: (stdin) => feedSandbox(stdin, options),
     ...(options.startAfter !== undefined ? { startAfter: options.startAfter } : {}),
+    ...(options.exitAfter !== undefined ? { exitAfter: options.exitAfter } : {}),
   });
   if (timedHere) {
     // startSandbox resolved once `start` went out (or was withheld after an abort).

@@ -9,6 +9,7 @@ import type { Readable, Writable } from 'node:stream';
 
 import type { ResultPromise } from 'execa';
 
+import { type ExitAfter, holdExit } from './exit-hold.js';
 import type { Launch, SandboxOptions } from './launch.js';
 import { monitorSandbox, type SandboxMonitor } from './monitor.js';
 import { abortError, type LimitHit, type SandboxEnding } from './outcome.js';
@@ -41,6 +42,8 @@ export interface SandboxIo {
   startAfter?: Promise<void>;
   /** A pooled sandbox's claim: see `monitorSandbox`'s `watchFrom`. */
   watchFrom?: Promise<number>;
+  /** What the exit waits for after the final message: see `RunTaskOptions.exitAfter`. */
+  exitAfter?: Promise<unknown>;
 }
 
 export interface RunningSandbox {
@@ -65,6 +68,12 @@ export interface RunningSandbox {
   readonly settled: Promise<SandboxEnding>;
   /** How it ended, judged at its exit, once nothing of it is left (cgroup, network); never rejects. */
   readonly ending: Promise<SandboxEnding>;
+  /**
+   * What a JavaScript sandbox's exit waits for once its final message came (`exit-hold.ts`): by
+   * default `SandboxIo.exitAfter`, or nothing. For a pooled sandbox's claim: call it before
+   * `start` goes out.
+   */
+  readonly exitAfter: ExitAfter;
 }
 
 /** What is known of a sandbox while it runs. */
@@ -116,6 +125,7 @@ export async function startSandbox(options: SandboxOptions, launch: Launch, io: 
   const streams = sandboxStreams(subprocess, launch.isModule);
   const maxResultBytes = options.maxResultBytes ?? DEFAULT_MAX_RESULT_BYTES;
   const capture = captureStreams(streams, { ...io, outputBytes: limits.outputBytes, maxResultBytes, onStop: stop });
+  const exitAfter = holdExit(streams.protocol, capture.final, exit, io.exitAfter);
   // No task code before the sandbox is in its cgroup (a runner without a network boots while it
   // is moved, and gets `start` from the feed below, after); then watch the cgroup's counters.
   const shouldStart = (): boolean =>
@@ -156,6 +166,7 @@ export async function startSandbox(options: SandboxOptions, launch: Launch, io: 
     settled: launch.isModule ? Promise.race([judged, capture.final.then(() => judgeAtFinal(parts))]) : judged,
     // Whatever happened, nothing of the sandbox survives it, and its cgroup goes.
     ending: judged.finally(() => releaseLaunch(launch)),
+    exitAfter,
   };
 }
 

@@ -63,6 +63,8 @@ export interface WarmClaim {
   onStarted?: () => void;
   /** As `RunTaskOptions.startAfter`: `start` is sent only once it settled, if `signal` is not aborted. */
   startAfter?: Promise<void>;
+  /** As `RunTaskOptions.exitAfter`. */
+  exitAfter?: Promise<unknown>;
 }
 
 /** Why a pooled sandbox was stopped before any TaskInstance claimed it. */
@@ -183,6 +185,9 @@ export class WarmSandbox {
       timer = setTimeout(() => this.sandbox.timeOut(), this.options.limits.timeoutMs);
       // Aborted by now, the sandbox is being stopped (`forward`): its task must not get its input.
       if (signal?.aborted !== true) {
+        if (claim.exitAfter !== undefined) {
+          this.sandbox.exitAfter(claim.exitAfter);
+        }
         unstart = startRunner(this.sandbox.stdin, start, signal);
         claim.onStarted?.();
       }

@@ -1,6 +1,6 @@
 /**
  * The runner's side of the protocol: messages in on fd 0, out on fd 3, and the one way a runner
- * process ends (drain what the task printed, send the last message, exit).
+ * process ends (drain what the task printed, send the last message, wait to be let go, exit).
  *
  * Plain fd calls rather than streams on the way to `start`: `process.stdin` on a pipe is a
  * `net.Socket`, and loading `net` (and a WriteStream for fd 3) took about 5 ms of every cold
@@ -63,7 +63,8 @@ export class Channel {
    * Sends the final message (if any), then exits 0 once everything is flushed. stdout and stderr
    * are pipes, which Node writes asynchronously: `process.exit()` with writes still queued would
    * drop what the task printed last, and the node could neither show it nor hold it to the output
-   * limit. So they drain first, and only then goes the final message.
+   * limit. So they drain first, and only then goes the final message. After a final message the
+   * runner holds until the node lets it go ({@link holdUntilLetGo}).
    */
   finish(message?: RunnerMessage): void {
     if (this.finished) {
@@ -74,11 +75,31 @@ export class Channel {
       try {
         if (message !== undefined) {
           writeMessage(message);
+          holdUntilLetGo();
         }
       } finally {
         process.exit(0);
       }
     });
+  }
+}
+
+/**
+ * Blocks until the node closes its end of fd 3 (or is gone). An exit is several milliseconds of
+ * kernel work (the process, then bwrap's namespaces and mounts) that would compete with the
+ * node's hand-over of the result on a small machine; the node lets the runner go once that is
+ * done (`RunningSandbox.exitAfter`). The read is synchronous, so no task code runs meanwhile,
+ * as none ran after the final message before. The node writes nothing on fd 3; a non-blocking
+ * fd 3 (EAGAIN) or any other error ends the hold at once.
+ */
+function holdUntilLetGo(): void {
+  const byte = Buffer.alloc(1);
+  try {
+    while (readSync(RUNNER_FD, byte, 0, 1, null) > 0) {
+      // Nothing is expected here; keep waiting for the end.
+    }
+  } catch {
+    // Exit now.
   }
 }
 

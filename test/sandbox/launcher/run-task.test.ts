@@ -3,15 +3,17 @@
  * reasons an abort rejects with.
  */
 import assert from 'node:assert/strict';
-import { chmod, readdir, writeFile } from 'node:fs/promises';
+import { chmod, readdir, readFile, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 
 import { LimitExceededError, TaskCancelledError, TaskFailedError } from '../../../lib/core/errors.js';
 import { type CompiledTaskLimits, DEFAULT_TASK_LIMITS } from '../../../lib/core/limits.js';
 import { type CgroupSupport, detectCgroups, removeCgroupParent } from '../../../sandbox/launcher/cgroup/support.js';
 import { runTask, type RunTaskOptions } from '../../../sandbox/launcher/run-task.js';
+import { WarmSandbox } from '../../../sandbox/launcher/warm-sandbox.js';
+import { MAX_EXIT_HOLD_MS } from '../../../sandbox/launcher/exit-hold.js';
 import { sandboxBase } from './sandbox-base.js';
-import { tempDir } from '../../helpers.js';
+import { tempDir, waitFor } from '../../helpers.js';
 
 const MiB = 1024 * 1024;
 
@@ -37,6 +39,11 @@ export default () => {
   return 'held';
 };
 `;
+/** Returns at once. */
+const NOOP = "export default () => 'done';\n";
+/** `read`'s system call number, as `/proc/<pid>/syscall` shows it. */
+const READ_SYSCALL = process.arch === 'arm64' ? 63 : 0;
+
 /** Says it started, then never returns. */
 const HANG =
   "export default () => { console.log('started'); return new Promise(() => setInterval(() => {}, 1000)); };\n";
@@ -89,6 +96,7 @@ describe('runTask (@integration)', function () {
       'loud-exit.mjs': LOUD_EXIT,
       'hang.mjs': HANG,
       'hold-exit.mjs': HOLD_EXIT,
+      'noop.mjs': NOOP,
     })) {
       await writeFile(join(root, name), text, { mode: 0o644 });
     }
@@ -185,6 +193,90 @@ describe('runTask (@integration)', function () {
       const bytes = lines.reduce((sum, line) => sum + Buffer.byteLength(line) - '[stdout] '.length, 0);
       assert.equal(bytes, 100 * 64 * 1024);
       await ended;
+    });
+  });
+
+  describe('held after the final message (exitAfter, as a node runs it)', () => {
+    /** The pids in this test's task cgroups whose `/proc/<pid>/syscall` is a read of fd 3. */
+    async function readingFd3(): Promise<number[]> {
+      const parent = cgroups.mode === 'v2' ? cgroups.parent : cgroups.mode === 'v1' ? cgroups.memory : undefined;
+      assert.ok(parent !== undefined, 'this test needs cgroups');
+      const pids: number[] = [];
+      for (const name of (await readdir(parent)).filter((entry) => entry.startsWith('task-'))) {
+        const procs = await readFile(join(parent, name, 'cgroup.procs'), 'utf8').catch(() => '');
+        for (const pid of procs.split('\n').filter(Boolean).map(Number)) {
+          const [call, fd] = (await readFile(`/proc/${pid}/syscall`, 'utf8').catch(() => '')).split(' ');
+          if (Number(call) === READ_SYSCALL && Number(fd) === 3) {
+            pids.push(pid);
+          }
+        }
+      }
+      return pids;
+    }
+
+    it('holds the runner in a read of fd 3 after its result until exitAfter settles; then it ends', async () => {
+      let letGo = (): void => undefined;
+      const exitAfter = new Promise<void>((resolve) => (letGo = resolve));
+      let ended: Promise<void> | undefined;
+      let gone = false;
+      const result = await run(
+        'noop.mjs',
+        {},
+        {
+          exitAfter,
+          onTeardown: (teardown) => {
+            ended = teardown.then(() => {
+              gone = true;
+            });
+          },
+        },
+      );
+      assert.equal(result, 'done');
+      const held = await waitFor('the runner blocked in a read of fd 3', async () => {
+        const pids = await readingFd3();
+        return pids.length > 0 ? pids : undefined;
+      });
+      assert.equal(held.length, 1, 'one runner, held');
+      assert.equal(gone, false, 'the sandbox waits for exitAfter');
+      letGo();
+      await ended;
+      assert.equal(gone, true);
+      assert.deepEqual(await readingFd3(), [], 'nothing of it is left');
+    });
+
+    it("holds a pooled sandbox's runner the same way, from its claim's exitAfter", async () => {
+      const warm = await WarmSandbox.start({ ...base, limits: DEFAULT_TASK_LIMITS, module: 'noop.mjs' });
+      assert.equal(await warm.ready, true);
+      let letGo = (): void => undefined;
+      const exitAfter = new Promise<void>((resolve) => (letGo = resolve));
+      let gone = false;
+      const ended = warm.ended.then(() => {
+        gone = true;
+      });
+      const instanceId = `run-task-${process.pid}-pooled`;
+      assert.equal(await warm.claim({ instanceId, attempt: 1, input: null, exitAfter }), 'done');
+      await waitFor('the pooled runner blocked in a read of fd 3', async () =>
+        (await readingFd3()).length === 1 ? true : undefined,
+      );
+      assert.equal(gone, false, 'the sandbox waits for exitAfter');
+      letGo();
+      await ended;
+      assert.deepEqual(await readingFd3(), []);
+    });
+
+    it(`lets the runner go ${MAX_EXIT_HOLD_MS} ms after its final message when exitAfter never settles`, async () => {
+      let ended: Promise<void> = Promise.reject(new Error('no teardown was handed over'));
+      const result = await run(
+        'noop.mjs',
+        {},
+        {
+          exitAfter: new Promise(() => undefined),
+          onTeardown: (teardown) => void (ended = teardown),
+        },
+      );
+      assert.equal(result, 'done');
+      await ended;
+      assert.deepEqual(await readingFd3(), []);
     });
   });
 
