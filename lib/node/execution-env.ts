@@ -8,6 +8,7 @@ import type { Logger } from '../core/logger.js';
 import type { PackageCache } from '../packages/cache/package-cache.js';
 import type { Keyspace } from '../redis/keys.js';
 import type { CancelListener } from './cancel-listener.js';
+import type { Handoffs } from './handoffs.js';
 import type { NodeMetrics } from './node-metrics.js';
 import type { CompiledNodeOptions } from './options.js';
 import type { InstanceReporter } from './parallel/instance-report.js';
@@ -44,6 +45,8 @@ export interface ExecutionEnv {
   metrics: NodeMetrics;
   /** Sandboxes still ending after their TaskInstance settled; the node waits for them at close. */
   teardowns: Teardowns;
+  /** When a node job's ending is recorded in Redis: its sandbox exits after (`handoffs.ts`). */
+  handoffs: Handoffs;
   /** Pre-started sandboxes for simple JavaScript tasks (`warm-pool.ts`); absent: every sandbox starts cold. */
   warmPool?: WarmPool;
 }

@@ -53,6 +53,7 @@ import { WorkerPool, type WorkunitStats } from './parallel/worker-pool.js';
 import { SlotGate } from './slot-gate.js';
 import { executeNodeJob, type ExecutionEnv } from './task-execution.js';
 import { Teardowns } from './teardowns.js';
+import { Handoffs } from './handoffs.js';
 import { WarmPool, type WarmPoolStats } from './warm-pool.js';
 import { upkeepWarmPool } from './warm-upkeep.js';
 
@@ -101,6 +102,7 @@ export class TydraNode {
   /** Pre-started sandboxes (`warm-pool.ts`); made once the sandbox is prepared. */
   private warmPool: WarmPool | undefined;
   private readonly teardowns = new Teardowns();
+  private readonly handoffs = new Handoffs();
   /** `http://host:port/metrics` once started with `metricsPort`. */
   metricsUrl: string | undefined;
   state: NodeState = 'idle';
@@ -199,6 +201,8 @@ export class TydraNode {
       lockDuration: this.options.lockDurationMs,
     });
     logErrors(this.worker, (error) => this.logger.error({ err: error.message }, 'node worker error'));
+    this.worker.on('completed', (job) => this.handoffs.recorded(job.id));
+    this.worker.on('failed', (job) => this.handoffs.recorded(job?.id));
     await this.worker.waitUntilReady();
     this.startUnitsWorkers(env);
     this.state = 'running';
@@ -374,6 +378,7 @@ export class TydraNode {
       metrics: this.metrics,
       warmPool: this.warmPool,
       teardowns: this.teardowns,
+      handoffs: this.handoffs,
     };
   }
 
@@ -404,6 +409,8 @@ export class TydraNode {
     const stopped = this.registered ? this.registry.markStopped(this.id).catch(() => undefined) : undefined;
     const worker = Promise.allSettled([this.worker?.close(), ...this.unitsWorkers.map((units) => units.close())]);
     await this.drain(worker);
+    // Every job's ending is recorded or given up on by now: no sandbox waits for it any more.
+    this.handoffs.releaseAll();
     await pooled;
     await this.pool?.close(new NodeShutdownError(this.id));
     // Sandboxes of settled TaskInstances still ending: their cgroups go before their parent does.

@@ -22,10 +22,10 @@ export function runSimpleTask(
   if (!isWarmEligible(options.env) || (options.network?.endpoints.length ?? 0) > 0) {
     return runTask(options);
   }
-  const { instanceId, attempt, input, env, secrets, signal, onLog, onProgress, startAfter } = options;
+  const { instanceId, attempt, input, env, secrets, signal, onLog, onProgress, startAfter, exitAfter } = options;
   return pool.run(
     { package: version, packageDir: options.packageDir, module, limits: options.limits },
-    { instanceId, attempt, input, env, secrets, signal, onLog, onProgress, startAfter },
+    { instanceId, attempt, input, env, secrets, signal, onLog, onProgress, startAfter, exitAfter },
     (started) =>
       runTask({
         ...options,
