@@ -121,9 +121,20 @@ interface LatencySeries {
 }
 
 /**
+ * The pause before each idle sample. A sample ends at its result, while its process or sandbox
+ * may still be exiting (a tydra sandbox exits once its node job's ending is recorded, after the
+ * result is on its way: `sandbox/launcher/exit-hold.ts`). Without a pause, that teardown would
+ * land in the next sample, the other system's: idle means nothing is left of the sample before.
+ */
+const IDLE_GAP_MS = 50;
+
+const idleGap = (): Promise<void> => new Promise((resolve) => setTimeout(resolve, IDLE_GAP_MS));
+
+/**
  * Idle latency samples of each of `series` interleaved with the baseline's, one to one, the series
  * taking turns (raw, first, raw, second, …) so that none gets the slower early rounds of a fresh
- * node alone; `before` runs ahead of each tydra sample, untimed.
+ * node alone; `before` runs ahead of each tydra sample, untimed, and {@link IDLE_GAP_MS} ahead of
+ * every sample.
  */
 async function interleaved(
   samples: number,
@@ -141,8 +152,10 @@ async function interleaved(
   const runs = series.map((tydra) => ({ tydra, baselineMs: [] as number[], tydraMs: [] as number[] }));
   for (let i = 0; i < samples; i += 1) {
     for (const run of runs) {
+      await idleGap();
       run.baselineMs.push(await timed(raw));
       await before();
+      await idleGap();
       run.tydraMs.push(await timed(run.tydra));
     }
   }
