@@ -36,6 +36,8 @@ export interface TydraMetrics {
   pruneRemovals: Counter<'package'>;
   /** Simple JavaScript TaskInstances by `result`: `hit` (a pre-started sandbox) or `miss` (a cold start) (node). */
   warmPoolClaims: Counter<'node' | 'result'>;
+  /** Node jobs by what let their sandbox exit (`lib/node/handoffs.ts`): `event`, `grace` or `close` (node). */
+  nodeJobHandoffs: Counter<'node' | 'by'>;
   /** Workunits of parallel TaskInstances by `outcome`: ok, failed (for good) or retried (node). */
   workunits: Counter<'package' | 'task' | 'node' | 'outcome'>;
   /** Nodes alive right now, read from the node registry at scrape time (master, dashboard). */
@@ -174,6 +176,12 @@ function packageMetrics(registers: Registry[]) {
       name: 'tydra_warm_pool_claims_total',
       help: 'Simple JavaScript TaskInstances by result: hit (a pre-started sandbox) or miss (a cold start)',
       labelNames: ['node', 'result'],
+      registers,
+    }),
+    nodeJobHandoffs: new Counter({
+      name: 'tydra_node_job_handoffs_total',
+      help: 'Node jobs by what let their sandbox exit: event (their ending recorded in Redis), grace (not recorded within 1 s of the end of their run), close (the node closed)',
+      labelNames: ['node', 'by'],
       registers,
     }),
   };

@@ -7,6 +7,7 @@ import type { Job } from 'bullmq';
 
 import type { TydraMetrics } from '../core/metrics.js';
 import type { CacheObserver } from '../packages/cache/package-cache.js';
+import type { HandoffBy } from './handoffs.js';
 
 /** The labels a run is known by: package name and task (never the instance id or sha1). */
 interface RunLabels {
@@ -25,6 +26,8 @@ export interface NodeMetrics {
   connection(outcome: 'opened' | 'refused' | 'failed'): void;
   /** Counts a TaskInstance the warm pool saw: `hit` when it claimed a pre-started sandbox. */
   warmClaim(hit: boolean): void;
+  /** Counts a node job whose sandbox was let go, by what let it go (`handoffs.ts`). */
+  handoff(by: HandoffBy): void;
   /** Counts one workunit by outcome. */
   workunit(labels: RunLabels, outcome: 'ok' | 'failed' | 'retried'): void;
   /** For the package cache. */
@@ -64,6 +67,9 @@ export function nodeMetrics(metrics: TydraMetrics, node: string): NodeMetrics {
     },
     warmClaim(hit) {
       metrics.warmPoolClaims.inc({ node, result: hit ? 'hit' : 'miss' });
+    },
+    handoff(by) {
+      metrics.nodeJobHandoffs.inc({ node, by });
     },
     workunit(labels, outcome) {
       metrics.workunits.inc({ ...runLabels(labels), outcome });

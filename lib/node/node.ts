@@ -102,7 +102,7 @@ export class TydraNode {
   /** Pre-started sandboxes (`warm-pool.ts`); made once the sandbox is prepared. */
   private warmPool: WarmPool | undefined;
   private readonly teardowns = new Teardowns();
-  private readonly handoffs = new Handoffs();
+  private readonly handoffs: Handoffs;
   /** `http://host:port/metrics` once started with `metricsPort`. */
   metricsUrl: string | undefined;
   state: NodeState = 'idle';
@@ -130,6 +130,7 @@ export class TydraNode {
     this.gate = new SlotGate(this.options.concurrency);
     this.reporter = new InstanceReporter(this.tasksQueue, this.redis, this.keys);
     this.metrics = nodeMetrics(tydraMetrics(this.options.metrics), this.id);
+    this.handoffs = new Handoffs((by) => this.metrics.handoff(by));
     this.cache = new PackageCache(
       this.options.cacheDir,
       new PackageStore(this.redis, this.keys),

@@ -51,11 +51,13 @@ export async function executeNodeJob(env: ExecutionEnv, job: Job<NodeJobData>, t
   const run = env.cancels.track(job.id ?? '');
   const { signal, release } = run;
   env.metrics.queueWait(job);
-  const handedOn = env.handoffs.after(job.id ?? '');
+  // Moved to delayed (an infrastructure error, retried): BullMQ records that without an event.
+  let recordedByEvent = true;
   try {
-    return await execute(env, job, token, { ...run, handedOn });
+    return await execute(env, job, token, run);
   } catch (error) {
     if (error instanceof DelayedError) {
+      recordedByEvent = false;
       throw error;
     }
     const ending = endingOf(error, signal);
@@ -65,7 +67,7 @@ export async function executeNodeJob(env: ExecutionEnv, job: Job<NodeJobData>, t
     throw toBullMQError(error, ending, job.data);
   } finally {
     release();
-    env.handoffs.processed(job.id ?? '');
+    env.handoffs.processed(job.id ?? '', recordedByEvent);
   }
 }
 
@@ -73,7 +75,7 @@ async function execute(
   env: ExecutionEnv,
   job: Job<NodeJobData>,
   token: string | undefined,
-  { signal, abort, handedOn }: { signal: AbortSignal; abort: (reason: Error) => void; handedOn: Promise<void> },
+  { signal, abort }: { signal: AbortSignal; abort: (reason: Error) => void },
 ): Promise<unknown> {
   const parsed = nodeJobSchema.safeParse(job.data);
   if (!parsed.success) {
@@ -95,8 +97,7 @@ async function execute(
     // The lease keeps the version from eviction while this TaskInstance reads and runs it.
     const lease = await env.cache.acquire(data.package.name, data.package.sha1);
     try {
-      const run = { job, token, data, packageDir: lease.dir, mirror, signal, cancelChecked, handedOn };
-      return await runFromPackage(env, run);
+      return await runFromPackage(env, { job, token, data, packageDir: lease.dir, mirror, signal, cancelChecked });
     } finally {
       lease.release();
     }
@@ -168,12 +169,10 @@ interface PackageRun {
   signal: AbortSignal;
   /** Settles once the cancel key was checked (`checkCancelKey`); the task starts only after. */
   cancelChecked: Promise<void>;
-  /** Settles once the job's ending is recorded in Redis (`handoffs.ts`); the sandbox exits only after. */
-  handedOn: Promise<void>;
 }
 
 async function runFromPackage(env: ExecutionEnv, run: PackageRun): Promise<unknown> {
-  const { job, token, data, packageDir, mirror, signal, cancelChecked, handedOn } = run;
+  const { job, token, data, packageDir, mirror, signal, cancelChecked } = run;
   const manifest = await cachedManifest(data.package.name, data.package.sha1, packageDir);
   const task = manifest.tasks[data.task];
   if (task === undefined) {
@@ -207,7 +206,8 @@ async function runFromPackage(env: ExecutionEnv, run: PackageRun): Promise<unkno
         {
           ...{ packageDir, task, input: data.input, instanceId: data.instanceId, attempt, limits, signal },
           startAfter: cancelChecked,
-          exitAfter: handedOn,
+          // The sandbox exits once this job's ending is recorded in Redis (`handoffs.ts`).
+          exitAfter: env.handoffs.after(job.id ?? ''),
           ...{ bwrap: env.bwrap, prlimit: env.prlimit, cgroups: env.cgroups, runtimeDir: env.runtimeDir },
           sandboxUser: env.options.sandboxUser,
           ...(data.env !== undefined ? { env: data.env } : {}),

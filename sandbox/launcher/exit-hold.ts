@@ -17,7 +17,7 @@ import { Duplex, type Readable } from 'node:stream';
 /** The longest a runner is held after its final message, should the caller's word never come. */
 export const MAX_EXIT_HOLD_MS = 2000;
 
-/** Sets what the sandbox's exit waits for; at most once, before or after the final message. */
+/** Sets what the sandbox's exit waits for; only a call before the final message is read counts. */
 export type ExitAfter = (when: Promise<unknown>) => void;
 
 /**

@@ -102,6 +102,10 @@ describe('Prometheus metrics (@integration)', function () {
     assert.ok((sample(text, 'tydra_package_cache_lookups_total', { ...at, result: 'hit' }) ?? 0) >= 1);
     assert.equal(sample(text, 'tydra_package_sync_seconds_count', at), 2);
     assert.ok((sample(text, 'tydra_package_sync_bytes_total', at) ?? 0) > 0);
+    // The two simple tasks' sandboxes were let go when BullMQ recorded their node jobs' endings,
+    // not by the grace after their runs (a parallel task's coordinator has no sandbox to hold).
+    text = await scrapeUntil(node.metricsUrl, 'tydra_node_job_handoffs_total', { ...at, by: 'event' }, 2);
+    assert.equal(sample(text, 'tydra_node_job_handoffs_total', { ...at, by: 'grace' }), undefined);
     // Low cardinality: no instance ids, no package versions.
     assert.ok(!text.includes(sha1) && !/[{,]\s*instance/.test(text), text);
 
