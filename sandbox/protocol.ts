@@ -17,6 +17,13 @@ export const UNRECOVERABLE_ERROR_NAME = 'TydraUnrecoverable';
 /** The runner's protocol file descriptor. */
 export const RUNNER_FD = 3;
 
+/**
+ * tydra's own empty ES module, next to the runner (`launcher/runtime-dir.ts` writes it): a pooled
+ * runner whose task is an ES module requires it while it waits for its claim, so that Node's ES
+ * module loader is loaded before the task is (`runner/task-module.ts`, `warmUpLoader`).
+ */
+export const LOADER_WARMUP_FILE = 'loader-warmup.mjs';
+
 /** What a runner process does: one task (the default), or one phase of a parallel task. */
 export type RunnerMode = 'task' | 'split' | 'work' | 'reduce';
 

@@ -5,6 +5,9 @@
  *   dist/sandbox/runtime/runner.cjs     the runner of a JavaScript task (sandbox/runner/main.ts)
  *   dist/sandbox/runtime/forwarder.cjs  a command task's network forwarder (sandbox/runner/forwarder.ts)
  *
+ * and writes next to them `loader-warmup.mjs`, an empty ES module a pooled runner requires to
+ * load Node's ES module loader before its claim (`LOADER_WARMUP_FILE` in sandbox/protocol.ts).
+ *
  * Why: every TaskInstance starts a fresh Node, so the runner's own start is paid once per task.
  * As ES modules (six files, plus a package.json to say so) Node starts its ES module loader,
  * resolves and reads each file: about 10 ms of CPU more than `node -e 0` (docs/benchmarks.md,
@@ -13,8 +16,10 @@
  * runner imports lazily (a parallel task's modes, the loopback forwarder and `node:net`) stay lazy:
  * esbuild wraps each in a function run on first use.
  */
-import { build } from 'esbuild';
+import { writeFile } from 'node:fs/promises';
 import { fileURLToPath } from 'node:url';
+
+import { build } from 'esbuild';
 
 const dist = fileURLToPath(new URL('../dist/sandbox/', import.meta.url));
 
@@ -30,3 +35,8 @@ await build({
   external: ['node:*'],
   logLevel: 'warning',
 });
+
+await writeFile(
+  `${dist}runtime/loader-warmup.mjs`,
+  "// tydra's own: a pooled runner requires it to load Node's ES module loader before its claim.\nexport {};\n",
+);

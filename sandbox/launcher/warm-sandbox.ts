@@ -110,7 +110,8 @@ export class WarmSandbox {
     const launch = await prepareLaunch(
       {
         ...sandboxOptions,
-        env: { TYDRA_WARM: '1' },
+        // The module's path, for the runner's warm-up of the loader it needs (`warmUpLoader`).
+        env: { TYDRA_WARM: '1', TYDRA_WARM_MODULE: options.module },
         limits: { ...options.limits, cpuMs: options.limits.cpuMs + WARM_START_CPU_MS },
       },
       { module: options.module },

@@ -11,7 +11,7 @@ import { loadTaskModule } from './task-module.js';
 export type StartMessage = Extract<NodeMessage, { type: 'start' }>;
 
 /** The folder the package is mounted at (read-only); the launcher always sets it. */
-const PACKAGE_DIR = process.env.TYDRA_PACKAGE_DIR ?? '/task';
+export const PACKAGE_DIR = process.env.TYDRA_PACKAGE_DIR ?? '/task';
 
 export interface TaskContext {
   instanceId: string;

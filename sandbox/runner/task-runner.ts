@@ -5,17 +5,21 @@
  * them). Every later message goes to that mode; `cancel` aborts `ctx.signal` in any mode.
  * Imports nothing outside Node's standard library.
  */
+import { dirname } from 'node:path';
+
 import { LineSplitter, type NodeMessage } from '../protocol.js';
 import { Channel, InputReader } from './channel.js';
 import {
   loadExport,
   type Mode,
+  PACKAGE_DIR,
   type RunnerEnv,
   type StartMessage,
   type TaskContext,
   taskContext,
   toJsonValue,
 } from './context.js';
+import { warmUpLoader } from './task-module.js';
 
 export type { ReduceContext, TaskContext, WorkContext } from './context.js';
 
@@ -72,8 +76,13 @@ export class TaskRunner {
       () => this.mode?.onInputEnd(),
     );
     if (process.env.TYDRA_WARM === '1') {
-      // A pooled sandbox: tell the node this runner is loaded. The variable is the node's, not the task's.
+      // A pooled sandbox: tell the node this runner is loaded. The variables are the node's, not the task's.
+      const module = process.env.TYDRA_WARM_MODULE;
       delete process.env.TYDRA_WARM;
+      delete process.env.TYDRA_WARM_MODULE;
+      if (module !== undefined) {
+        warmUpLoader(`${PACKAGE_DIR}/${module}`, PACKAGE_DIR, dirname(process.argv[1] ?? ''));
+      }
       this.channel.send({ type: 'ready' });
     }
     const input = this.input;
