@@ -86,7 +86,7 @@ export async function loadTaskModule(
 /**
  * In a pooled runner, before its claim: when the task module at `file` is not CommonJS and Node
  * requires ES modules, requires tydra's own empty ES module from `runtimeDir`. That loads the
- * part of Node's ES module loader the task's `require()` needs (1.5 to 2 ms of a claim on the
+ * part of Node's ES module loader the task's `require()` needs (about 2.5 ms of a claim on the
  * 2-core benchmark machine), while the runner waits anyway. No task code runs: the task module is
  * loaded only at the claim. Returns whether it warmed up; a failure only leaves the loader cold.
  */
