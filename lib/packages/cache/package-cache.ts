@@ -157,7 +157,7 @@ export class PackageCache {
     for (const name of await readdir(this.dir)) {
       if (name.startsWith(TMP_PREFIX)) {
         await rm(join(this.dir, name), { recursive: true, force: true });
-      } else if (PACKAGE_NAME_PATTERN.test(name) && (await isRealFolder(join(this.dir, name)))) {
+      } else if (PACKAGE_NAME_PATTERN.test(name) && isRealFolder(join(this.dir, name))) {
         found.push(...(await this.scanPackage(name)));
       }
     }
@@ -199,7 +199,7 @@ export class PackageCache {
       // local folder takes microseconds where `fs/promises` waits a threadpool round trip and an
       // event-loop turn (0.5-1 ms on a busy node). It also leaves no await for an eviction to
       // slip into between the look and the lease.
-      if (!isRealFolderNow(entry.dir)) {
+      if (!isRealFolder(entry.dir)) {
         entry.verified = false;
         continue;
       }
@@ -475,7 +475,7 @@ export class PackageCache {
     // pool) lets go of it before it goes.
     this.removalListeners.forEach((listener) => listener(name, sha1));
     const packageDir = join(this.dir, name);
-    if (!(await isRealFolder(packageDir))) {
+    if (!isRealFolder(packageDir)) {
       return;
     }
     await discard(join(packageDir, sha1));
@@ -502,7 +502,7 @@ export class PackageCache {
       const key = `${name}@${sha1}`;
       const dir = join(packageDir, sha1);
       try {
-        if (!(await isRealFolder(dir))) {
+        if (!isRealFolder(dir)) {
           throw new Error(`Expected ${dir} to be a folder, got something else`);
         }
         const { marker, mtimeMs } = await readMarker(markerPath(this.dir, name, sha1), name, sha1);
@@ -567,17 +567,10 @@ async function discard(path: string): Promise<void> {
   await rm(aside, { recursive: true, force: true });
 }
 
-function isRealFolderNow(path: string): boolean {
+/** Whether `path` is a folder itself, not a link to one; synchronous: see `acquire`. */
+function isRealFolder(path: string): boolean {
   try {
     return lstatSync(path).isDirectory();
-  } catch {
-    return false;
-  }
-}
-
-async function isRealFolder(path: string): Promise<boolean> {
-  try {
-    return (await lstat(path)).isDirectory();
   } catch {
     return false;
   }
