@@ -158,6 +158,16 @@ export async function measureCpu<T>(sources: CpuSources, fn: () => Promise<T>): 
   };
 }
 
+/** CPU of this process, its children and Redis per task, in ms (other jobs' share left out). */
+export function cpuPerTaskMs(cpu: CpuShares, tasks: number): number {
+  return ((cpu.process + cpu.children + cpu.redis) * cpu.wallMs) / tasks;
+}
+
+/** The throughput `cpu` allows at most: every core busy with nothing but these tasks. */
+export function cpuCeiling(cpu: CpuShares, tasks: number): number {
+  return (cpu.cores * 1000) / cpuPerTaskMs(cpu, tasks);
+}
+
 /**
  * `process 0.62, children 0.70, redis 0.08, rest of machine 0.40, idle 0.20 (cores busy, of 2);
  * per task: process 9.1 ms, children 10.2 ms, redis 1.2 ms`

@@ -40,7 +40,16 @@ import { detectCgroups, removeCgroupParent } from '../sandbox/launcher/cgroup/su
 import { findPrlimit } from '../sandbox/launcher/rlimits.js';
 import { installRuntime } from '../sandbox/launcher/runtime-dir.js';
 import { runTask } from '../sandbox/launcher/run-task.js';
-import { type CpuShares, type CpuSources, formatCpu, measureCpu, nodeCpuCgroup, ownCpuCgroup } from './cpu-window.js';
+import {
+  cpuCeiling,
+  cpuPerTaskMs,
+  type CpuShares,
+  type CpuSources,
+  formatCpu,
+  measureCpu,
+  nodeCpuCgroup,
+  ownCpuCgroup,
+} from './cpu-window.js';
 import { envInt } from './env.js';
 import { sandboxFloor } from './sandbox-floor.js';
 
@@ -90,7 +99,8 @@ interface Results {
       baselineCpu: CpuShares;
       tydraCpu: CpuShares;
     };
-    latency: { baseline: Summary; tydra: Summary; ratioMedian: number };
+    /** `warm`: of the tydra samples, how many claimed a pooled sandbox (the rest started cold). */
+    latency: { baseline: Summary; tydra: Summary; ratioMedian: number; warm: number };
     cancel: { baseline: Summary; tydra: Summary; ratioMedian: number };
     /**
      * Raw BullMQ again, its processor spawning `node -e 0` in a sandbox as tydra builds one, with
@@ -109,7 +119,7 @@ interface Results {
     /** The same runs with the task as a CommonJS module (`noop.cjs`), after the ES module's. */
     commonJs: {
       throughput: { tydraTasksPerSec: number; ratio: number; tydraWallMs: number; tydraCpu: CpuShares };
-      latency: { tydra: Summary; ratioMedian: number };
+      latency: { tydra: Summary; ratioMedian: number; warm: number };
     };
   };
 }
@@ -306,17 +316,28 @@ async function benchSpawn(config: Config, packageDir: string): Promise<Results['
 interface EndToEnd {
   wallMs: number;
   latency: number[];
+  /** Of the idle samples, how many claimed a pooled sandbox (tydra only: `warmHits` given). */
+  latencyWarm?: number;
   cpu: CpuShares;
 }
 
-async function measureEndToEnd(config: Config, label: string, once: () => Promise<void>): Promise<EndToEnd> {
+async function measureEndToEnd(
+  config: Config,
+  label: string,
+  once: () => Promise<void>,
+  warmHits?: () => number,
+): Promise<EndToEnd> {
   for (let i = 0; i < WARMUP; i += 1) {
     await once();
   }
   const latency: number[] = [];
+  const hitsBefore = warmHits?.();
   for (let i = 0; i < config.latencySamples; i += 1) {
     latency.push(await timed(once));
   }
+  // Samples one after the other find a pooled sandbox or not depending on whether its refill was
+  // ready in time: the series mixes warm and cold starts, and says how many were warm.
+  const latencyWarm = hitsBefore === undefined ? undefined : (warmHits?.() ?? hitsBefore) - hitsBefore;
   // The window on the monotonic clock a `--cpu-prof` profile uses, to cut the profile to it.
   const from = process.hrtime.bigint() / 1000n;
   const { value: wallMs, cpu } = await measureCpu(config.cpu, () =>
@@ -324,7 +345,7 @@ async function measureEndToEnd(config: Config, label: string, once: () => Promis
   );
   progress(`${label} throughput window (µs, monotonic): ${from} ${process.hrtime.bigint() / 1000n}`);
   progress(`${label} throughput CPU: ${formatCpu(cpu, config.tasks)}`);
-  return { wallMs, latency, cpu };
+  return { wallMs, latency, latencyWarm, cpu };
 }
 
 async function benchRawBullmq(
@@ -400,8 +421,14 @@ async function benchTydra(
   // Warm-up also pulls the package into the node's cache and opens the client's QueueEvents.
   // The sandboxes' CPU is charged to the node's parent cgroup once they are moved there.
   const cpu = { ...config.cpu, otherCgroups: [nodeCpuCgroup(NODE_DEFAULTS.cgroupName, node.id)] };
-  const esm = await measureEndToEnd({ ...config, cpu }, 'tydra', onceOf(TASK_NAME));
-  const commonJs = await measureEndToEnd({ ...config, cpu }, 'tydra (CommonJS task)', onceOf(COMMONJS_TASK_NAME));
+  const warmHits = (): number => node.warmPoolStats.hits;
+  const esm = await measureEndToEnd({ ...config, cpu }, 'tydra', onceOf(TASK_NAME), warmHits);
+  const commonJs = await measureEndToEnd(
+    { ...config, cpu },
+    'tydra (CommonJS task)',
+    onceOf(COMMONJS_TASK_NAME),
+    warmHits,
+  );
 
   // Cancel latency: from `run.cancel()` on a running TaskInstance to `result()` rejecting as
   // cancelled (the node heard it over pub/sub, killed the sandbox, the master settled it).
@@ -462,7 +489,7 @@ function formatTable(results: Results): string {
     ],
     [
       'end to end',
-      `idle latency median ms (n=${results.endToEnd.latency.tydra.n})`,
+      `idle latency median ms (n=${results.endToEnd.latency.tydra.n}, ${results.endToEnd.latency.warm} warm)`,
       results.endToEnd.latency.baseline.medianMs.toFixed(1),
       results.endToEnd.latency.tydra.medianMs.toFixed(1),
       `${results.endToEnd.latency.ratioMedian.toFixed(2)}x`,
@@ -502,7 +529,7 @@ function formatTable(results: Results): string {
     ],
     [
       'end to end',
-      `idle latency, CommonJS task (n=${results.endToEnd.commonJs.latency.tydra.n})`,
+      `idle latency, CommonJS task (n=${results.endToEnd.commonJs.latency.tydra.n}, ${results.endToEnd.commonJs.latency.warm} warm)`,
       results.endToEnd.latency.baseline.medianMs.toFixed(1),
       results.endToEnd.commonJs.latency.tydra.medianMs.toFixed(1),
       `${results.endToEnd.commonJs.latency.ratioMedian.toFixed(2)}x`,
@@ -538,7 +565,44 @@ function formatTable(results: Results): string {
     `  tydra:    ${formatCpu(results.endToEnd.throughput.tydraCpu, results.config.tasks)}`,
     `  sandbox floor: ${formatCpu(results.endToEnd.sandboxFloor.cpu, results.config.tasks)}`,
     `  tydra, CommonJS task: ${formatCpu(results.endToEnd.commonJs.throughput.tydraCpu, results.config.tasks)}`,
+    '',
+    ...throughputLimits(results),
   ].join('\n');
+}
+
+/**
+ * What limits each throughput, from the CPU figures: a run at its CPU ceiling (every core busy
+ * with it) is CPU-bound; one well under it waits on something else, its slots on each job's round
+ * trip. And how much CPU per TaskInstance tydra could use at 0.8x the baseline's throughput.
+ */
+function throughputLimits(results: Results): string[] {
+  const { tasks } = results.config;
+  const { throughput, sandboxFloor, commonJs } = results.endToEnd;
+  const line = (label: string, tasksPerSec: number, cpu: CpuShares): string => {
+    const ceiling = cpuCeiling(cpu, tasks);
+    // Under a tenth of the cores idle: CPU-bound; more, and waits limit it too.
+    const bound = cpu.idle / cpu.cores < 0.1 ? 'CPU-bound' : `${cpu.idle.toFixed(2)} cores idle: waits limit it too`;
+    return (
+      `  ${label}: ${cpuPerTaskMs(cpu, tasks).toFixed(1)} ms of CPU per task, at most ` +
+      `${ceiling.toFixed(1)}/s on ${cpu.cores} cores; ran at ${tasksPerSec.toFixed(1)}/s ` +
+      `(${(tasksPerSec / ceiling).toFixed(2)} of it, ${bound})`
+    );
+  };
+  const target = 0.8 * throughput.baselineTasksPerSec;
+  const budget = (throughput.tydraCpu.cores * 1000) / target;
+  const floorChildren = (sandboxFloor.cpu.children * sandboxFloor.cpu.wallMs) / tasks;
+  const tydraOver = cpuPerTaskMs(throughput.tydraCpu, tasks) - floorChildren;
+  return [
+    'What limits the throughput:',
+    line('baseline', throughput.baselineTasksPerSec, throughput.baselineCpu),
+    line('sandbox floor', sandboxFloor.tasksPerSec, sandboxFloor.cpu),
+    line('tydra', throughput.tydraTasksPerSec, throughput.tydraCpu),
+    line('tydra, CommonJS task', commonJs.throughput.tydraTasksPerSec, commonJs.throughput.tydraCpu),
+    `  0.8x the baseline (${target.toFixed(1)}/s) needs at most ${budget.toFixed(1)} ms of CPU per TaskInstance ` +
+      `on ${throughput.tydraCpu.cores} cores, all busy. The floor's sandboxes alone (bwrap and \`node -e 0\`) used ` +
+      `${floorChildren.toFixed(1)} ms, leaving ${(budget - floorChildren).toFixed(1)} ms for tydra's master, node, ` +
+      `client, runner and Redis; they used ${tydraOver.toFixed(1)} ms (ES module task).`,
+  ];
 }
 
 async function main(): Promise<void> {
@@ -613,6 +677,7 @@ async function main(): Promise<void> {
         baseline: rawLatency,
         tydra: tydraLatency,
         ratioMedian: round(tydraLatency.medianMs / rawLatency.medianMs),
+        warm: ours.latencyWarm ?? 0,
       },
       cancel: {
         baseline: rawLatency,
@@ -634,7 +699,11 @@ async function main(): Promise<void> {
           tydraWallMs: round(commonJs.wallMs),
           tydraCpu: commonJs.cpu,
         },
-        latency: { tydra: commonJsLatency, ratioMedian: round(commonJsLatency.medianMs / rawLatency.medianMs) },
+        latency: {
+          tydra: commonJsLatency,
+          ratioMedian: round(commonJsLatency.medianMs / rawLatency.medianMs),
+          warm: commonJs.latencyWarm ?? 0,
+        },
       },
     },
   };
