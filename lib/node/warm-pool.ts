@@ -13,10 +13,13 @@
  *   `idleMs` gets none; when the pool is full, a combination that missed takes the place of the
  *   least recently used one.
  *
- * Refills never delay real work: at most two sandboxes start at a time, only once the TaskInstance
- * that used the last one has started (its `start` message sent, or its cold sandbox let go), and
- * never while a cold start is under way on the node. A pooled sandbox runs under its own limits, not a
- * TaskInstance's, and its timeout starts at the claim.
+ * Refills never delay real work: at most two sandboxes start at a time; a claimed one's replacement
+ * {@link REFILL_AFTER_CLAIM_MS} after its TaskInstance settled, a cold one's once its sandbox was let
+ * go; never while a cold start is under way on the node. A TaskInstance takes the readiest sandbox of
+ * its combination, even one still being spawned (it waits for the spawn), rather than start a cold
+ * one beside it: two sandboxes starting at once on a small machine slow each other, and the one in
+ * the pool had a head start. A pooled sandbox runs under its own limits, not a TaskInstance's, and
+ * its timeout starts at the claim.
  *
  * Drained (every sandbox stopped): a version by `drainVersion` (cache eviction, prune, undeploy:
  * the node calls it), all by `pause` (node drain) and `close` (shutdown). Nothing of a pooled
@@ -88,8 +91,13 @@ interface Combination {
 
 interface Pooled {
   combination: Combination;
-  /** Undefined while `WarmSandbox.start` runs. */
+  /** Undefined while `WarmSandbox.start` runs (see `spawned`). */
   sandbox: WarmSandbox | undefined;
+  /** The sandbox once `WarmSandbox.start` resolved; undefined when it failed or was drained meanwhile. */
+  spawned: Promise<WarmSandbox | undefined>;
+  /** Settles when a TaskInstance takes it ({@link WarmPool.take}). */
+  taken: Promise<void>;
+  markTaken: () => void;
   /** Stopped by the pool (drain, idle, close): its end is no death. */
   discarded: boolean;
   idleTimer: NodeJS.Timeout;
@@ -102,6 +110,50 @@ interface Pooled {
  * after it, on the job's way to Redis. A refill is only for a future TaskInstance.
  */
 const REFILL_AFTER_CLAIM_MS = 10;
+
+/** How far on a pooled sandbox is: 3 ready, 2 loading its runner, 1 being spawned, 0 not claimable. */
+function readiness(pooled: Pooled): number {
+  if (pooled.sandbox === undefined) {
+    return pooled.discarded ? 0 : 1;
+  }
+  if (!pooled.sandbox.claimable) {
+    return 0;
+  }
+  return pooled.sandbox.state === 'ready' ? 3 : 2;
+}
+
+/**
+ * The sandbox of `pooled` once its runner is ready, or undefined when it could not be spawned or
+ * ended before: a pooled sandbox's own start-up must not fail the TaskInstance that took it, which
+ * then starts cold. One still starting is waited for: it is further on than a cold start would be,
+ * and a cold start beside it would slow both. A cancel ends the wait (the claim then stops the
+ * sandbox and settles as cancelled).
+ */
+async function readyToClaim(pooled: Pooled, signal: AbortSignal | undefined): Promise<WarmSandbox | undefined> {
+  const sandbox = pooled.sandbox ?? (await pooled.spawned);
+  if (sandbox === undefined || !(await readyOrAborted(sandbox, signal))) {
+    return undefined;
+  }
+  return sandbox.claimable ? sandbox : undefined;
+}
+
+/** `sandbox.ready`, or true as soon as `signal` aborts. */
+function readyOrAborted(sandbox: WarmSandbox, signal: AbortSignal | undefined): Promise<boolean> {
+  if (sandbox.state === 'ready' || signal?.aborted === true) {
+    return Promise.resolve(true);
+  }
+  if (signal === undefined) {
+    return sandbox.ready;
+  }
+  return new Promise((resolve) => {
+    const onAbort = (): void => resolve(true);
+    signal.addEventListener('abort', onAbort, { once: true });
+    void sandbox.ready.then((ready) => {
+      signal.removeEventListener('abort', onAbort);
+      resolve(ready);
+    });
+  });
+}
 
 export class WarmPool {
   private readonly combinations = new Map<string, Combination>();
@@ -158,11 +210,12 @@ export class WarmPool {
     let hit = false;
     try {
       const pooled = this.take(combination);
-      if (pooled?.sandbox !== undefined) {
+      const sandbox = pooled === undefined ? undefined : await readyToClaim(pooled, claim.signal);
+      if (sandbox !== undefined) {
         hit = true;
         this.counts.hits += 1;
         this.options.onClaim?.(true);
-        return await pooled.sandbox.claim(claim);
+        return await sandbox.claim(claim);
       }
       this.counts.misses += 1;
       this.options.onClaim?.(false);
@@ -236,16 +289,20 @@ export class WarmPool {
     return combination;
   }
 
-  /** A claimable sandbox of the combination, ready ones first, taken out of the pool. */
+  /**
+   * A sandbox of the combination, taken out of the pool: the readiest, from a ready one to one
+   * still being spawned (`sandbox` undefined: whoever takes it waits for `spawned`).
+   */
   private take(combination: Combination): Pooled | undefined {
     let best: Pooled | undefined;
     for (const pooled of combination.sandboxes) {
-      if (pooled.sandbox?.claimable === true && (best === undefined || pooled.sandbox.state === 'ready')) {
+      if (readiness(pooled) > (best === undefined ? 0 : readiness(best))) {
         best = pooled;
       }
     }
     if (best !== undefined) {
       this.release(best);
+      best.markTaken();
     }
     return best;
   }
@@ -323,9 +380,14 @@ export class WarmPool {
   }
 
   private async startOne(combination: Combination): Promise<void> {
+    let spawned: (sandbox: WarmSandbox | undefined) => void = () => undefined;
+    let markTaken: () => void = () => undefined;
     const pooled: Pooled = {
       combination,
       sandbox: undefined,
+      spawned: new Promise((resolve) => (spawned = resolve)),
+      taken: new Promise((resolve) => (markTaken = resolve)),
+      markTaken: () => markTaken(),
       discarded: false,
       idleTimer: setTimeout(() => this.discard(pooled, 'idle'), this.options.idleMs).unref(),
     };
@@ -343,6 +405,7 @@ export class WarmPool {
       this.options.logger.warn({ err: (error as Error).message }, 'could not start a pooled sandbox');
       combination.deaths += 1;
       this.release(pooled);
+      spawned(undefined);
       return;
     }
     const sandbox = pooled.sandbox;
@@ -351,10 +414,13 @@ export class WarmPool {
     void ended.finally(() => this.ending.delete(ended));
     if (pooled.discarded) {
       sandbox.discard('drained while it started');
+      spawned(undefined);
       return;
     }
-    // The next refill waits for this runner to load: refills never pile up on the CPU.
-    await sandbox.ready;
+    spawned(sandbox);
+    // The next refill waits for this runner to load (refills never pile up on the CPU), or for a
+    // TaskInstance to take it: from then on it is that TaskInstance's start, not a refill.
+    await Promise.race([sandbox.ready, pooled.taken]);
   }
 
   private onEnded(pooled: Pooled): void {
