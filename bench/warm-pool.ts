@@ -8,6 +8,9 @@
  *    one with the baseline: a raw BullMQ Queue + Worker (concurrency 2) on the same Redis whose
  *    processor spawns a bare `node -e 0` with an empty environment. Ratios are of medians. COLD
  *    has two series, the task as an ES module (`noop`) and as CommonJS (`noop-cjs`), taking turns.
+ *    BACK TO BACK: pool on, 2 × that many samples, each submitted as soon as the one before
+ *    returned (a service awaiting each result), with no pause and no wait for a pooled sandbox,
+ *    in blocks of ten taking turns with the baseline's; it says how many came from the pool.
  * 2. Throughput of M no-op TaskInstances submitted at once, pool on, against the same baseline,
  *    and the pool's hit rate over them.
  * 3. Memory: a node started as its own process (`tydra node`, pool on) on the same Redis; its RSS
@@ -166,6 +169,35 @@ async function interleaved(
   });
 }
 
+/** Samples per block of {@link backToBack}. */
+const BLOCK = 10;
+
+/**
+ * Submit → result with each sample submitted as soon as the one before returned, as a service that
+ * awaits each result does: no pause, no wait for a ready pooled sandbox, so the pool's refills
+ * race the next TaskInstance. In blocks of {@link BLOCK}, the baseline's and tydra's in turn.
+ */
+async function backToBack(
+  samples: number,
+  raw: () => Promise<void>,
+  tydra: () => Promise<void>,
+): Promise<LatencySeries> {
+  const baselineMs: number[] = [];
+  const tydraMs: number[] = [];
+  while (tydraMs.length < samples) {
+    const block = Math.min(BLOCK, samples - tydraMs.length);
+    for (let i = 0; i < block; i += 1) {
+      baselineMs.push(await timed(raw));
+    }
+    for (let i = 0; i < block; i += 1) {
+      tydraMs.push(await timed(tydra));
+    }
+  }
+  const baseline = summarize(baselineMs);
+  const ours = summarize(tydraMs);
+  return { baseline, tydra: ours, ratioMedian: round(ours.medianMs / baseline.medianMs) };
+}
+
 /** kB of a /proc/<pid>/ file's `field:` line (VmRSS in status, Pss in smaps_rollup). */
 async function procKb(pid: number, file: string, field: string): Promise<number> {
   const text = await readFile(`/proc/${pid}/${file}`, 'utf8').catch(() => '');
@@ -308,6 +340,13 @@ async function main(): Promise<void> {
   }
   const warmHits = node.warmPoolStats.hits;
 
+  progress(
+    `back to back: ${samples * 2} TaskInstances each right after the last, pool on, in blocks with raw BullMQ's`,
+  );
+  const hitsBefore = node.warmPoolStats.hits;
+  const backToBackSeries = await backToBack(samples * 2, raw, once);
+  const backToBackHits = node.warmPoolStats.hits - hitsBefore;
+
   progress(`throughput: ${tasks} at once, pool on, against raw BullMQ`);
   const rawWallMs = await timed(() => Promise.all(Array.from({ length: tasks }, raw)));
   const before = node.warmPoolStats;
@@ -324,7 +363,14 @@ async function main(): Promise<void> {
   const results = {
     date: new Date().toISOString(),
     host: { node: process.version, cpus: availableParallelism(), cpuModel: cpu?.model.trim() ?? 'unknown' },
-    latency: { cold, coldCommonJs, warm, warmSampleHits: `${warmHits - (WARMUP - 1)}/${samples}` },
+    latency: {
+      cold,
+      coldCommonJs,
+      warm,
+      warmSampleHits: `${warmHits - (WARMUP - 1)}/${samples}`,
+      backToBack: backToBackSeries,
+      backToBackHits: `${backToBackHits}/${samples * 2}`,
+    },
     throughput: {
       tasks,
       baselineTasksPerSec: round((tasks * 1000) / rawWallMs),
@@ -340,11 +386,11 @@ async function main(): Promise<void> {
 }
 
 function formatTable(r: {
-  latency: Record<'cold' | 'coldCommonJs' | 'warm', LatencySeries>;
+  latency: Record<'cold' | 'coldCommonJs' | 'warm' | 'backToBack', LatencySeries> & { backToBackHits: string };
   throughput: { tasks: number; baselineTasksPerSec: number; tydraTasksPerSec: number; ratio: number; hitRate: number };
   memory: Awaited<ReturnType<typeof measureMemory>>;
 }): string {
-  const { cold, coldCommonJs, warm } = r.latency;
+  const { cold, coldCommonJs, warm, backToBack: b2b } = r.latency;
   const t = r.throughput;
   const m = r.memory;
   const first = m.sandboxes[0];
@@ -353,6 +399,7 @@ function formatTable(r: {
     `idle submit→result, cold : ${cold.tydra.medianMs} ms vs ${cold.baseline.medianMs} ms  = ${cold.ratioMedian}x (p95 ${cold.tydra.p95Ms} vs ${cold.baseline.p95Ms})`,
     `idle submit→result, cold, CommonJS task : ${coldCommonJs.tydra.medianMs} ms vs ${coldCommonJs.baseline.medianMs} ms  = ${coldCommonJs.ratioMedian}x (p95 ${coldCommonJs.tydra.p95Ms} vs ${coldCommonJs.baseline.p95Ms})`,
     `idle submit→result, warm : ${warm.tydra.medianMs} ms vs ${warm.baseline.medianMs} ms  = ${warm.ratioMedian}x (p95 ${warm.tydra.p95Ms} vs ${warm.baseline.p95Ms})`,
+    `submit→result back to back, pool on : ${b2b.tydra.medianMs} ms vs ${b2b.baseline.medianMs} ms  = ${b2b.ratioMedian}x (p95 ${b2b.tydra.p95Ms} vs ${b2b.baseline.p95Ms}), ${r.latency.backToBackHits} from the pool`,
     `throughput, ${t.tasks} at once : ${t.tydraTasksPerSec}/s vs ${t.baselineTasksPerSec}/s = ${t.ratio}x, pool hit rate ${Math.round(t.hitRate * 100)}%`,
     `node RSS: idle ${m.idleRssMiB} MiB (lowest over ${IDLE_SAMPLE_S} s; at 2 s ${m.idleRssAt2sMiB}, at 10 s ${m.idleRssAt10sMiB}, start-up peak ${m.startPeakRssMiB}), with ${m.sandboxes.length} pooled sandboxes ${m.pooledRssMiB} MiB`,
     first === undefined
