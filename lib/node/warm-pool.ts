@@ -49,7 +49,19 @@ export interface WarmPoolOptions {
   logger: Logger;
   /** Each TaskInstance the pool saw: `hit` when it claimed a pooled sandbox. */
   onClaim?: (hit: boolean) => void;
+  /**
+   * How long a TaskInstance waits for the runner of a pooled sandbox it took, still starting; then
+   * that sandbox is stopped and the TaskInstance starts cold. @defaultValue {@link READY_WAIT_MS}
+   */
+  readyWaitMs?: number;
 }
+
+/**
+ * A pooled runner is ready well within a second, even on a loaded machine; one that is not after
+ * this is stuck (a package that blocks the runner's start-up, a wedged bwrap), and its
+ * TaskInstance is better off cold than waiting with no timeout armed (a claim arms it).
+ */
+export const READY_WAIT_MS = 10_000;
 
 export interface WarmPoolStats {
   /** Pooled sandboxes now, starting ones included. */
@@ -122,36 +134,21 @@ function readiness(pooled: Pooled): number {
   return pooled.sandbox.state === 'ready' ? 3 : 2;
 }
 
-/**
- * The sandbox of `pooled` once its runner is ready, or undefined when it could not be spawned or
- * ended before: a pooled sandbox's own start-up must not fail the TaskInstance that took it, which
- * then starts cold. One still starting is waited for: it is further on than a cold start would be,
- * and a cold start beside it would slow both. A cancel ends the wait (the claim then stops the
- * sandbox and settles as cancelled).
- */
-async function readyToClaim(pooled: Pooled, signal: AbortSignal | undefined): Promise<WarmSandbox | undefined> {
-  const sandbox = pooled.sandbox ?? (await pooled.spawned);
-  if (sandbox === undefined || !(await readyOrAborted(sandbox, signal))) {
-    return undefined;
-  }
-  return sandbox.claimable ? sandbox : undefined;
-}
-
-/** `sandbox.ready`, or true as soon as `signal` aborts. */
-function readyOrAborted(sandbox: WarmSandbox, signal: AbortSignal | undefined): Promise<boolean> {
+/** `sandbox.ready`; true as soon as `signal` aborts, false after `waitMs`. */
+function readyOrAborted(sandbox: WarmSandbox, signal: AbortSignal | undefined, waitMs: number): Promise<boolean> {
   if (sandbox.state === 'ready' || signal?.aborted === true) {
     return Promise.resolve(true);
   }
-  if (signal === undefined) {
-    return sandbox.ready;
-  }
   return new Promise((resolve) => {
-    const onAbort = (): void => resolve(true);
-    signal.addEventListener('abort', onAbort, { once: true });
-    void sandbox.ready.then((ready) => {
-      signal.removeEventListener('abort', onAbort);
+    const done = (ready: boolean): void => {
+      clearTimeout(timer);
+      signal?.removeEventListener('abort', onAbort);
       resolve(ready);
-    });
+    };
+    const onAbort = (): void => done(true);
+    const timer = setTimeout(() => done(false), waitMs);
+    signal?.addEventListener('abort', onAbort, { once: true });
+    void sandbox.ready.then(done);
   });
 }
 
@@ -196,7 +193,7 @@ export class WarmPool {
 
   /**
    * Runs one TaskInstance: in a pooled sandbox of its combination when one is there, ready or
-   * still starting ({@link readyToClaim}), else with `runCold(onStarted)`, which must call
+   * still starting ({@link WarmPool.readyToClaim}), else with `runCold(onStarted)`, which must call
    * `onStarted` once its sandbox runs. Either way it
    * counts as a use of the combination; a replacement starts once a cold TaskInstance started,
    * and shortly after a pooled one settled ({@link REFILL_AFTER_CLAIM_MS}).
@@ -211,7 +208,7 @@ export class WarmPool {
     let hit = false;
     try {
       const pooled = this.take(combination);
-      const sandbox = pooled === undefined ? undefined : await readyToClaim(pooled, claim.signal);
+      const sandbox = pooled === undefined ? undefined : await this.readyToClaim(pooled, claim.signal);
       if (sandbox !== undefined) {
         hit = true;
         this.counts.hits += 1;
@@ -234,6 +231,29 @@ export class WarmPool {
         this.refill();
       }
     }
+  }
+
+  /**
+   * The sandbox of `pooled` once its runner is ready, or undefined when it could not be spawned or
+   * ended before: a pooled sandbox's own start-up must not fail the TaskInstance that took it, which
+   * then starts cold. One still starting is waited for: it is further on than a cold start would be,
+   * and a cold start beside it would slow both. A cancel ends the wait (the claim then stops the
+   * sandbox and settles as cancelled); a runner not ready within `readyWaitMs` is stopped.
+   */
+  private async readyToClaim(pooled: Pooled, signal: AbortSignal | undefined): Promise<WarmSandbox | undefined> {
+    const sandbox = pooled.sandbox ?? (await pooled.spawned);
+    if (sandbox === undefined) {
+      return undefined;
+    }
+    const waitMs = this.options.readyWaitMs ?? READY_WAIT_MS;
+    if (!(await readyOrAborted(sandbox, signal, waitMs))) {
+      const reason = `its runner was not ready within ${waitMs} ms`;
+      this.options.logger.warn({ module: pooled.combination.spec.module, reason }, 'pooled sandbox stopped');
+      this.counts.discarded += 1;
+      sandbox.discard(reason);
+      return undefined;
+    }
+    return sandbox.claimable ? sandbox : undefined;
   }
 
   /** {@link refill} in {@link REFILL_AFTER_CLAIM_MS}, once however many claims settle meanwhile. */

@@ -1,12 +1,14 @@
 /**
  * The warm pool's choice for a TaskInstance, on real bwrap: its combination's readiest sandbox,
  * even one still being spawned, before a cold start beside it; a cold start when that one ends
- * before its runner is ready.
+ * before its runner is ready, or is not ready in time.
  * The pool's `runCold` is the node's own seam for a cold sandbox: here it says what ran cold.
  */
 import assert from 'node:assert/strict';
 import { chmod, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
+
+import { execa } from 'execa';
 
 import { DEFAULT_TASK_LIMITS } from '../../../lib/core/limits.js';
 import { silentLogger } from '../../../lib/core/logger.js';
@@ -40,13 +42,14 @@ describe('warm pool: what a TaskInstance takes (@integration)', function () {
     };
   });
 
-  function pool(prlimit = base.prlimit): WarmPool {
+  function pool(prlimit = base.prlimit, readyWaitMs?: number): WarmPool {
     const { bwrap, cgroups, runtimeDir, sandboxUser } = base;
     const made = new WarmPool({
       max: 2,
       idleMs: 60_000,
       sandbox: { bwrap, prlimit, cgroups, runtimeDir, sandboxUser },
       logger: silentLogger(),
+      ...(readyWaitMs !== undefined ? { readyWaitMs } : {}),
     });
     defer(() => made.close());
     return made;
@@ -56,14 +59,17 @@ describe('warm pool: what a TaskInstance takes (@integration)', function () {
    * Runs a first TaskInstance of `spec` cold; the moment its sandbox is let go, the pool starts a
    * replacement, and a second TaskInstance arrives while that replacement is still being spawned.
    */
-  async function secondDuringRefill(warm: WarmPool): Promise<{ first: unknown; second: unknown; cold: string[] }> {
+  async function secondDuringRefill(
+    warm: WarmPool,
+    of: WarmSpec = spec,
+  ): Promise<{ first: unknown; second: unknown; cold: string[] }> {
     const cold: string[] = [];
     let second: Promise<unknown> | undefined;
-    const first = await warm.run(spec, { instanceId: 'first', attempt: 1, input: null }, (onStarted) => {
+    const first = await warm.run(of, { instanceId: 'first', attempt: 1, input: null }, (onStarted) => {
       cold.push('first');
       onStarted();
       assert.deepEqual({ size: warm.stats.size, ready: warm.stats.ready }, { size: 1, ready: 0 });
-      second = warm.run(spec, { instanceId: 'second', attempt: 1, input: null }, () => {
+      second = warm.run(of, { instanceId: 'second', attempt: 1, input: null }, () => {
         cold.push('second');
         return Promise.resolve('second, cold');
       });
@@ -87,5 +93,21 @@ describe('warm pool: what a TaskInstance takes (@integration)', function () {
     assert.equal(second, 'second, cold');
     assert.deepEqual(cold, ['first', 'second']);
     assert.deepEqual(counts(warm.stats), { hits: 0, misses: 2 });
+  });
+
+  it('stops a sandbox whose runner is not ready in time, and starts cold', async () => {
+    // The runner reads the package.json of a `.js` task before it says ready; a FIFO nobody writes
+    // holds it there for good.
+    await writeFile(join(base.packageDir, 'stuck.js'), 'module.exports = () => 1;\n', { mode: 0o644 });
+    await execa('mkfifo', ['-m', '644', join(base.packageDir, 'package.json')]);
+    const warm = pool(base.prlimit, 300);
+    const { second, cold } = await secondDuringRefill(warm, { ...spec, module: 'stuck.js' });
+    assert.equal(second, 'second, cold');
+    assert.deepEqual(cold, ['first', 'second']);
+    assert.deepEqual(counts(warm.stats), { hits: 0, misses: 2 });
+    assert.ok(
+      warm.stats.discarded >= 1,
+      `expected the stuck sandbox counted as discarded, got ${warm.stats.discarded}`,
+    );
   });
 });
