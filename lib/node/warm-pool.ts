@@ -58,7 +58,8 @@ export interface WarmPoolOptions {
 
 /**
  * A pooled runner is ready well within a second, even on a loaded machine; one that is not after
- * this is stuck (a package that blocks the runner's start-up, a wedged bwrap), and its
+ * this is stuck (bwrap or the kernel wedged; a package cannot block it: it holds only regular
+ * files, `lib/packages/extract.ts`), and its
  * TaskInstance is better off cold than waiting with no timeout armed (a claim arms it).
  */
 export const READY_WAIT_MS = 10_000;

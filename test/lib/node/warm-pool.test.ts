@@ -97,7 +97,8 @@ describe('warm pool: what a TaskInstance takes (@integration)', function () {
 
   it('stops a sandbox whose runner is not ready in time, and starts cold', async () => {
     // The runner reads the package.json of a `.js` task before it says ready; a FIFO nobody writes
-    // holds it there for good.
+    // holds it there for good. (A deployed package cannot hold a FIFO: this stands for a runner
+    // stuck for any reason.)
     await writeFile(join(base.packageDir, 'stuck.js'), 'module.exports = () => 1;\n', { mode: 0o644 });
     await execa('mkfifo', ['-m', '644', join(base.packageDir, 'package.json')]);
     const warm = pool(base.prlimit, 300);
