@@ -57,10 +57,10 @@ export interface WarmPoolOptions {
 }
 
 /**
- * A pooled runner is ready well within a second, even on a loaded machine; one that is not after
- * this is stuck (bwrap or the kernel wedged; a package cannot block it: it holds only regular
- * files, `lib/packages/extract.ts`), and its
- * TaskInstance is better off cold than waiting with no timeout armed (a claim arms it).
+ * A pooled runner is ready well within a second, even on a loaded machine. One that is not after
+ * this is stuck (bwrap or the kernel wedged; not a package, which holds only regular files:
+ * `lib/packages/extract.ts`), and its TaskInstance is better off cold than waiting with no timeout
+ * armed (a claim arms it).
  */
 export const READY_WAIT_MS = 10_000;
 
