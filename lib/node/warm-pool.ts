@@ -195,9 +195,9 @@ export class WarmPool {
   /**
    * Runs one TaskInstance: in a pooled sandbox of its combination when one is there, ready or
    * still starting ({@link WarmPool.readyToClaim}), else with `runCold(onStarted)`, which must call
-   * `onStarted` once its sandbox runs. Either way it
-   * counts as a use of the combination; a replacement starts once a cold TaskInstance started,
-   * and shortly after a pooled one settled ({@link REFILL_AFTER_CLAIM_MS}).
+   * `onStarted` once its sandbox runs. Either way it counts as a use of the combination; a
+   * replacement starts once a cold TaskInstance started, and shortly after a pooled one settled
+   * ({@link REFILL_AFTER_CLAIM_MS}).
    */
   async run(spec: WarmSpec, claim: WarmClaim, runCold: (onStarted: () => void) => Promise<unknown>): Promise<unknown> {
     if (!this.enabled || this.closed) {
