@@ -62,6 +62,7 @@ describe('warm pool: what a TaskInstance takes (@integration)', function () {
   async function secondDuringRefill(
     warm: WarmPool,
     of: WarmSpec = spec,
+    signal?: AbortSignal,
   ): Promise<{ first: unknown; second: unknown; cold: string[] }> {
     const cold: string[] = [];
     let second: Promise<unknown> | undefined;
@@ -69,13 +70,14 @@ describe('warm pool: what a TaskInstance takes (@integration)', function () {
       cold.push('first');
       onStarted();
       assert.deepEqual({ size: warm.stats.size, ready: warm.stats.ready }, { size: 1, ready: 0 });
-      second = warm.run(of, { instanceId: 'second', attempt: 1, input: null }, () => {
+      second = warm.run(of, { instanceId: 'second', attempt: 1, input: null, signal }, () => {
         cold.push('second');
         return Promise.resolve('second, cold');
       });
       return Promise.resolve('first, cold');
     });
-    return { first, second: await second, cold };
+    // A rejection is the outcome too: it comes back as the error.
+    return { first, second: await second?.catch((error: unknown) => error), cold };
   }
 
   it('takes its combination sandbox while it is still being spawned, and starts none beside it', async () => {
@@ -85,6 +87,18 @@ describe('warm pool: what a TaskInstance takes (@integration)', function () {
     assert.equal(second, 'second', 'the second TaskInstance ran in the pooled sandbox, with its own id');
     assert.deepEqual(cold, ['first']);
     assert.deepEqual(counts(warm.stats), { hits: 1, misses: 1 });
+  });
+
+  it('settles as cancelled when cancelled while it waits, and starts nothing cold', async () => {
+    const warm = pool();
+    const cancel = new AbortController();
+    const reason = new Error('cancelled while it waited');
+    // Aborted before the sandbox it took was even spawned: the wait ends at once.
+    const spawning = secondDuringRefill(warm, spec, cancel.signal);
+    cancel.abort(reason);
+    const { second, cold } = await spawning;
+    assert.equal(second, reason);
+    assert.deepEqual(cold, ['first']);
   });
 
   it('starts cold when the sandbox it waited for ended before it was ready', async () => {
