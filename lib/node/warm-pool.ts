@@ -404,12 +404,15 @@ export class WarmPool {
   private async startOne(combination: Combination): Promise<void> {
     let spawned: (sandbox: WarmSandbox | undefined) => void = () => undefined;
     let markTaken: () => void = () => undefined;
+    // Both executors run at once: the resolvers are set before the object is made.
+    const whenSpawned = new Promise<WarmSandbox | undefined>((resolve) => (spawned = resolve));
+    const taken = new Promise<void>((resolve) => (markTaken = resolve));
     const pooled: Pooled = {
       combination,
       sandbox: undefined,
-      spawned: new Promise((resolve) => (spawned = resolve)),
-      taken: new Promise((resolve) => (markTaken = resolve)),
-      markTaken: () => markTaken(),
+      spawned: whenSpawned,
+      taken,
+      markTaken,
       discarded: false,
       idleTimer: setTimeout(() => this.discard(pooled, 'idle'), this.options.idleMs).unref(),
     };
