@@ -15,9 +15,11 @@
  *     (`sandbox-floor.ts`): the throughput floor of any design with a fresh sandbox per job.
  *     tydra's runs go twice: the task as an ES module (`noop.mjs`), then as CommonJS (`noop.cjs`,
  *     which the runner loads without starting Node's ES module loader; `sandbox/runner/task-module.ts`).
+ *  3. what starting the task costs in CPU on top of `node -e 0` (`runner-cpu.ts`), for the
+ *     arithmetic of the throughput target below the table.
  *
  * Environment: BENCH_SPAWNS (default 30), BENCH_TASKS (default 40), BENCH_LATENCY (idle
- * latency samples, default 7). Progress goes to stderr; the table and, as the very last line,
+ * latency samples, default 7), BENCH_RUNNER_CPU_SPAWNS (processes of each kind, default 15). Progress goes to stderr; the table and, as the very last line,
  * `BENCH_JSON {...}` go to stdout.
  */
 import { randomUUID } from 'node:crypto';
@@ -51,6 +53,7 @@ import {
   ownCpuCgroup,
 } from './cpu-window.js';
 import { envInt } from './env.js';
+import { measureRunnerCpu, type RunnerCpu } from './runner-cpu.js';
 import { sandboxFloor } from './sandbox-floor.js';
 
 const MiB = 1024 * 1024;
@@ -72,6 +75,8 @@ interface Config {
   spawns: number;
   tasks: number;
   latencySamples: number;
+  /** Processes of each kind `runner-cpu.ts` measures. */
+  runnerCpuSpawns: number;
   /** Where to read CPU time (`cpu-window.ts`); the node's cgroup is added once it exists. */
   cpu: CpuSources;
 }
@@ -122,6 +127,12 @@ interface Results {
       latency: { tydra: Summary; ratioMedian: number; warm: number };
     };
   };
+  /**
+   * CPU per process of Node loading and calling the no-op task, and of tydra's runner doing it,
+   * against `node -e 0`, outside any sandbox (`runner-cpu.ts`): what starting a task costs
+   * whoever runs it, set against what the throughput target leaves above the sandbox floor.
+   */
+  runnerCpu: RunnerCpu;
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -588,20 +599,51 @@ function throughputLimits(results: Results): string[] {
       `(${(tasksPerSec / ceiling).toFixed(2)} of it, ${bound})`
     );
   };
-  const target = 0.8 * throughput.baselineTasksPerSec;
-  const budget = (throughput.tydraCpu.cores * 1000) / target;
-  const floorChildren = (sandboxFloor.cpu.children * sandboxFloor.cpu.wallMs) / tasks;
-  const tydraOver = cpuPerTaskMs(throughput.tydraCpu, tasks) - floorChildren;
   return [
     'What limits the throughput:',
     line('baseline', throughput.baselineTasksPerSec, throughput.baselineCpu),
     line('sandbox floor', sandboxFloor.tasksPerSec, sandboxFloor.cpu),
     line('tydra', throughput.tydraTasksPerSec, throughput.tydraCpu),
     line('tydra, CommonJS task', commonJs.throughput.tydraTasksPerSec, commonJs.throughput.tydraCpu),
-    `  0.8x the baseline (${target.toFixed(1)}/s) needs at most ${budget.toFixed(1)} ms of CPU per TaskInstance ` +
-      `on ${throughput.tydraCpu.cores} cores, all busy. The floor's sandboxes alone (bwrap and \`node -e 0\`) used ` +
-      `${floorChildren.toFixed(1)} ms, leaving ${(budget - floorChildren).toFixed(1)} ms for tydra's master, node, ` +
-      `client, runner and Redis; they used ${tydraOver.toFixed(1)} ms (ES module task).`,
+    ...targetArithmetic(results),
+  ];
+}
+
+/**
+ * The CPU per TaskInstance that 0.8x the baseline's throughput allows, against what the sandbox
+ * floor uses per job and what starting the task costs on top of `node -e 0` (`runner-cpu.ts`):
+ * what is left for the master's hop, the TaskInstance's cgroup, the node and the client, and what
+ * they used.
+ */
+function targetArithmetic(results: Results): string[] {
+  const { tasks } = results.config;
+  const { throughput, sandboxFloor, commonJs } = results.endToEnd;
+  const { runnerCpu: r } = results;
+  const budget = (throughput.tydraCpu.cores * 1000) / (0.8 * throughput.baselineTasksPerSec);
+  const floor = cpuPerTaskMs(sandboxFloor.cpu, tasks);
+  const runnerModule = r.runnerModuleMs - r.bareMs;
+  const runnerCommonJs = r.runnerCommonJsMs - r.bareMs;
+  const ms = (value: number): string => `${value.toFixed(1)} ms`;
+  // What tydra's master, node, client and Redis used: its CPU per TaskInstance less the floor and the runner.
+  const rest = (cpu: CpuShares, runner: number): number => cpuPerTaskMs(cpu, tasks) - floor - runner;
+  const left = budget - floor - runnerModule;
+  return [
+    `  0.8x the baseline (${(0.8 * throughput.baselineTasksPerSec).toFixed(1)}/s) needs at most ${ms(budget)} of ` +
+      `CPU per TaskInstance on ${throughput.tydraCpu.cores} cores, all busy. The sandbox floor used ${ms(floor)} ` +
+      `per task (one raw BullMQ job, bwrap around \`node -e 0\`, nothing of tydra): ${ms(budget - floor)} is left ` +
+      'for all a TaskInstance adds to that.',
+    `  Starting the task uses more than \`node -e 0\` (outside a sandbox, ${r.spawns} of each, one at a time): ` +
+      `tydra's runner, to its result and exit, ${ms(runnerModule)} for an ES module, ${ms(runnerCommonJs)} for ` +
+      `CommonJS; Node doing nothing but load and call the task, ${ms(r.loadModuleMs - r.bareMs)} and ` +
+      `${ms(r.loadCommonJsMs - r.bareMs)}.`,
+    `  That leaves ${ms(left)} (ES module) and ${ms(budget - floor - runnerCommonJs)} (CommonJS) for the master's ` +
+      "hop, the TaskInstance's cgroup, the node, the client and Redis; they used " +
+      `${ms(rest(throughput.tydraCpu, runnerModule))} and ${ms(rest(commonJs.throughput.tydraCpu, runnerCommonJs))}.`,
+    left <= 0
+      ? '  So 0.8x is out of reach here for an ES module task whatever the master, node and client cost: ' +
+        'starting the task alone uses more than the floor leaves.'
+      : `  So 0.8x would need them to cost ${ms(rest(throughput.tydraCpu, runnerModule) - left)} less per ` +
+        'TaskInstance (ES module task).',
   ];
 }
 
@@ -610,6 +652,7 @@ async function main(): Promise<void> {
     spawns: envInt('BENCH_SPAWNS', 30),
     tasks: envInt('BENCH_TASKS', 40),
     latencySamples: envInt('BENCH_LATENCY', 7),
+    runnerCpuSpawns: envInt('BENCH_RUNNER_CPU_SPAWNS', 15),
     cpu: { redisPid: undefined, ownCgroup: undefined, otherCgroups: [] },
   };
   // First, so that every process started later is born in it (and it is removed last).
@@ -645,6 +688,12 @@ async function main(): Promise<void> {
   );
   progress(`end to end: tydra, ${config.latencySamples} idle + ${config.tasks} concurrent TaskInstances`);
   const { esm: ours, commonJs, cancel } = await benchTydra(config, redis.url, packageDir, join(root, 'cache'));
+  progress(`runner CPU: node -e 0, the task loaded and called, tydra's runner; ${config.runnerCpuSpawns} of each`);
+  const runnerCpu = await measureRunnerCpu(
+    config.cpu,
+    { packageDir, module: 'noop.mjs', commonJs: 'noop.cjs' },
+    config.runnerCpuSpawns,
+  );
 
   const baselineTasksPerSec = (config.tasks * 1000) / raw.wallMs;
   const tydraTasksPerSec = (config.tasks * 1000) / ours.wallMs;
@@ -706,6 +755,7 @@ async function main(): Promise<void> {
         },
       },
     },
+    runnerCpu,
   };
 
   await cleanupAll();
