@@ -139,10 +139,10 @@ async function runDemo(redis: string, namespace: string): Promise<void> {
       try {
         const result = await run.result({ timeoutMs: 120_000 });
         bar.clear();
-        const status = await run.status();
-        process.stdout.write(
-          `ran ${ref} on ${status.nodeId ?? '?'} (TaskInstance ${run.id}): ${JSON.stringify(result)}\n`,
-        );
+        // A sequence's steps each ran on a node of their own: it has none to name.
+        const { nodeId } = await run.status();
+        const where = nodeId === undefined ? '' : ` on ${nodeId}`;
+        process.stdout.write(`ran ${ref}${where} (TaskInstance ${run.id}): ${JSON.stringify(result)}\n`);
       } finally {
         run.close();
         bar.clear();

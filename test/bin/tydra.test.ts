@@ -317,5 +317,7 @@ async function devDemo(): Promise<void> {
     result.stdout,
     /^ran shout\/shout on dev-[12] \(TaskInstance [0-9a-f-]{36}\): \{"shout":"HELLO FROM A SANDBOX!"\}$/m,
   );
+  // A sequence (TaskContainer): its steps ran on nodes of their own, so the line names none.
+  assert.match(result.stdout, /^ran report\/report \(TaskInstance [0-9a-f-]{36}\): \[\["a {8}#+ \d+"/m);
   assert.doesNotMatch(result.stderr, /open handles/);
 }
