@@ -19,8 +19,8 @@
  *     arithmetic of the throughput target below the table.
  *
  * Environment: BENCH_SPAWNS (default 30), BENCH_TASKS (default 40), BENCH_LATENCY (idle
- * latency samples, default 7), BENCH_RUNNER_CPU_SPAWNS (processes of each kind, default 15). Progress goes to stderr; the table and, as the very last line,
- * `BENCH_JSON {...}` go to stdout.
+ * latency samples, default 7), BENCH_RUNNER_CPU_SPAWNS (processes of each kind, default 15).
+ * Progress goes to stderr; the table and, as the very last line, `BENCH_JSON {...}` go to stdout.
  */
 import { randomUUID } from 'node:crypto';
 import { chmod, mkdir, mkdtemp, rm, writeFile } from 'node:fs/promises';

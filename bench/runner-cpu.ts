@@ -5,8 +5,9 @@
  *
  * Five kinds of process, in batches that take turns, so that a burst of load hits them alike:
  * - `bare`: `node -e 0` with an empty environment, the baseline's process;
- * - `loadModule` / `loadCommonJs`: Node that loads the no-op task and calls it, and nothing else:
- *   the least any runner of a JavaScript task could do (an ES module starts Node's ES module loader);
+ * - `loadModule` / `loadCommonJs`: Node that loads the no-op task the usual way (`import()`,
+ *   `require()`) and calls it, and nothing else: what loading a task costs whoever runs it (the
+ *   runner's `require()` of an ES module, `task-module.ts`, costs less than `import()`);
  * - `runnerModule` / `runnerCommonJs`: tydra's runner (`runner.cjs`) given the same task by its
  *   `start` message, to its result and its exit, let go as a node lets it go (`exit-hold.ts`).
  *
@@ -19,8 +20,10 @@ import { pathToFileURL } from 'node:url';
 
 import { execa } from 'execa';
 
-import { encodeMessage, RUNNER_FD, type RunnerMessage } from '../sandbox/protocol.js';
+import { RUNNER_FD, type RunnerMessage } from '../sandbox/protocol.js';
+import { parseRunnerMessage } from '../sandbox/launcher/runner-message.js';
 import { RUNNER_FILE, RUNTIME_DIR } from '../sandbox/launcher/runtime-dir.js';
+import { startRunner } from '../sandbox/launcher/stream-capture.js';
 import { type CpuSources, measureCpu } from './cpu-window.js';
 
 export interface RunnerCpu {
@@ -54,26 +57,26 @@ async function runner(packageDir: string, module: string): Promise<void> {
     env: { TYDRA_PACKAGE_DIR: packageDir },
   });
   const protocol = child.stdio[RUNNER_FD] as Duplex;
-  const final = new Promise<RunnerMessage>((resolve, reject) => {
+  // Read to the end (execa waits for every stream), answering at the final message.
+  const final = new Promise<RunnerMessage | undefined>((resolve) => {
     let text = '';
     protocol.setEncoding('utf8');
     protocol.on('data', (chunk: string) => {
       text += chunk;
-      for (let end = text.indexOf('\n'); end !== -1; end = text.indexOf('\n')) {
-        const message = JSON.parse(text.slice(0, end)) as RunnerMessage;
-        text = text.slice(end + 1);
-        if (message.type === 'result' || message.type === 'error') {
-          resolve(message);
-        }
+      const lines = text.split('\n');
+      text = lines.pop() ?? '';
+      const message = lines.map(parseRunnerMessage).find((m) => m?.type === 'result' || m?.type === 'error');
+      if (message !== undefined) {
+        resolve(message);
       }
     });
-    protocol.once('end', () => reject(new Error('Expected the runner to send its result, got the end of fd 3')));
+    protocol.once('end', () => resolve(undefined));
   });
-  child.stdin.write(encodeMessage({ type: 'start', instanceId: 'bench-runner-cpu', attempt: 1, module, input: null }));
+  startRunner(child.stdin, { instanceId: 'bench-runner-cpu', attempt: 1, module, input: null }, undefined);
   const message = await final;
   protocol.end(); // let it go: it exits once fd 3 is half-closed
   await child;
-  if (message.type !== 'result' || message.value !== 1) {
+  if (message?.type !== 'result' || message.value !== 1) {
     throw new Error(`Expected the no-op task's result 1 from the runner, got ${JSON.stringify(message)}`);
   }
 }
