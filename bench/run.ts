@@ -512,7 +512,7 @@ function formatTable(results: Results): string {
       results.endToEnd.throughput.baselineTasksPerSec.toFixed(1),
       results.endToEnd.sandboxFloor.tasksPerSec.toFixed(1),
       `${results.endToEnd.sandboxFloor.ratio.toFixed(2)}x`,
-      'floor/baseline: the most any per-job bwrap sandbox keeps',
+      'floor/baseline: a bwrap sandbox spawned per job, nothing else',
     ],
     [
       'end to end',
