@@ -626,7 +626,8 @@ function targetArithmetic(results: Results): string[] {
   const ms = (value: number): string => `${value.toFixed(1)} ms`;
   // What tydra's master, node, client and Redis used: its CPU per TaskInstance less the floor and the runner.
   const rest = (cpu: CpuShares, runner: number): number => cpuPerTaskMs(cpu, tasks) - floor - runner;
-  const left = budget - floor - runnerModule;
+  const leftFor = (runner: number): number => budget - floor - runner;
+  const left = leftFor(runnerModule);
   return [
     `  0.8x the baseline (${(0.8 * throughput.baselineTasksPerSec).toFixed(1)}/s) needs at most ${ms(budget)} of ` +
       `CPU per TaskInstance on ${throughput.tydraCpu.cores} cores, all busy. The sandbox floor used ${ms(floor)} ` +
@@ -636,7 +637,7 @@ function targetArithmetic(results: Results): string[] {
       `tydra's runner, to its result and exit, ${ms(runnerModule)} for an ES module, ${ms(runnerCommonJs)} for ` +
       `CommonJS; Node doing nothing but load and call the task, ${ms(r.loadModuleMs - r.bareMs)} and ` +
       `${ms(r.loadCommonJsMs - r.bareMs)}.`,
-    `  That leaves ${ms(left)} (ES module) and ${ms(budget - floor - runnerCommonJs)} (CommonJS) for the master's ` +
+    `  That leaves ${ms(left)} (ES module) and ${ms(leftFor(runnerCommonJs))} (CommonJS) for the master's ` +
       "hop, the TaskInstance's cgroup, the node, the client and Redis; they used " +
       `${ms(rest(throughput.tydraCpu, runnerModule))} and ${ms(rest(commonJs.throughput.tydraCpu, runnerCommonJs))}.`,
     left <= 0

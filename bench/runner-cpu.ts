@@ -92,26 +92,29 @@ export async function measureRunnerCpu(sources: CpuSources, tasks: NoopTasks, sp
     runnerModuleMs: () => runner(tasks.packageDir, tasks.module),
     runnerCommonJsMs: () => runner(tasks.packageDir, tasks.commonJs),
   };
+  type Kind = keyof typeof kinds;
   const batch = Math.max(1, Math.round(spawns / ROUNDS));
-  const totals = new Map<keyof typeof kinds, number>();
+  const totals: Record<Kind, number> = {
+    bareMs: 0,
+    loadModuleMs: 0,
+    loadCommonJsMs: 0,
+    runnerModuleMs: 0,
+    runnerCommonJsMs: 0,
+  };
   for (let round = 0; round < ROUNDS; round += 1) {
-    for (const [kind, once] of Object.entries(kinds) as Array<[keyof typeof kinds, () => Promise<void>]>) {
+    for (const [kind, once] of Object.entries(kinds) as Array<[Kind, () => Promise<void>]>) {
       const { cpu } = await measureCpu(sources, async () => {
         for (let i = 0; i < batch; i += 1) {
           await once();
         }
       });
-      totals.set(kind, (totals.get(kind) ?? 0) + cpu.children * cpu.wallMs);
+      totals[kind] += cpu.children * cpu.wallMs;
     }
   }
-  const perProcess = (kind: keyof typeof kinds): number =>
-    Math.round(((totals.get(kind) ?? 0) / (batch * ROUNDS)) * 10) / 10;
-  return {
-    spawns: batch * ROUNDS,
-    bareMs: perProcess('bareMs'),
-    loadModuleMs: perProcess('loadModuleMs'),
-    loadCommonJsMs: perProcess('loadCommonJsMs'),
-    runnerModuleMs: perProcess('runnerModuleMs'),
-    runnerCommonJsMs: perProcess('runnerCommonJsMs'),
-  };
+  const perProcess = (total: number): number => Math.round((total / (batch * ROUNDS)) * 10) / 10;
+  const result = { spawns: batch * ROUNDS } as RunnerCpu;
+  for (const kind of Object.keys(totals) as Kind[]) {
+    result[kind] = perProcess(totals[kind]);
+  }
+  return result;
 }
