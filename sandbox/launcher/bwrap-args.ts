@@ -48,6 +48,25 @@ export function isolationArgs(): string[] {
   ];
 }
 
+/**
+ * For a JavaScript task's sandbox with a cgroup: the runner's Node is the sandbox's pid 1 instead of
+ * a child of bwrap's own pid 1 (an init that only reaps and relays the exit status). One process
+ * fewer per sandbox: bwrap neither forks nor keeps that init, about 4 ms of CPU per TaskInstance
+ * on the 2-core bench machine (docs/benchmarks.md), and the process the node moves into the cgroup
+ * is the runner itself, so the move finds no child to chase (`cgroup/attach-overlapped.ts`).
+ *
+ * What changes for the task, and why only with a cgroup: a namespace's pid 1 gets no signal it
+ * has no handler for, except SIGKILL and SIGSTOP from outside and the faults of its own code.
+ * Nothing the node does relies on another signal (it stops a sandbox by signalling bwrap, whose
+ * death SIGKILLs pid 1: `--die-with-parent`), but the CPU rlimit's first signal, SIGXCPU, is
+ * lost; its SIGKILL a second later is not. With a cgroup the node reads the sandbox's CPU time
+ * and stops it at the limit itself (`monitor.ts`); without one that SIGXCPU is how the limit
+ * shows, so the runner then keeps bwrap's init. Also, orphans of the task's own children are
+ * reparented to the runner, which does not reap them: they stay zombies, counted by the cgroup's
+ * process limit, until the sandbox ends.
+ */
+export const RUNNER_AS_PID_1_ARGS: readonly string[] = ['--as-pid-1'];
+
 /** A cleared environment plus the documented allow-list. */
 export function environmentArgs(extra: Record<string, string>): string[] {
   // tydra's variables last: `extra` cannot replace them.

@@ -9,7 +9,7 @@ import { realpathSync } from 'node:fs';
 
 import { SandboxUnavailableError, TaskFailedError } from '../../lib/core/errors.js';
 import type { CompiledTaskLimits } from '../../lib/core/limits.js';
-import { buildBwrapArgs, PACKAGE_MOUNT, RUNTIME_MOUNT, sandboxNodePath } from './bwrap-args.js';
+import { buildBwrapArgs, PACKAGE_MOUNT, RUNNER_AS_PID_1_ARGS, RUNTIME_MOUNT, sandboxNodePath } from './bwrap-args.js';
 import { sandboxSyncArgs } from './cgroup/attach.js';
 import type { CgroupSupport } from './cgroup/support.js';
 import { createTaskCgroup, type TaskCgroup } from './cgroup/task-cgroup.js';
@@ -158,7 +158,7 @@ async function launchOf(options: SandboxOptions, entry: TaskEntry): Promise<Laun
   // A module's runner gets them in its start message and sets them after it started: they are
   // then in no process's launch environment. A command can only get them in its environment.
   const secrets = !isModule && Object.keys(options.secrets ?? {}).length > 0 ? options.secrets : undefined;
-  const extra = [...sandboxSyncArgs(), ...(secrets !== undefined ? secretArgsFlags() : [])];
+  const extra = extraBwrapArgs(isModule && cgroups !== undefined, secrets !== undefined);
   const args = [...rlimits, bwrap, ...buildBwrapArgs(mounts, env, started, extra)];
   const secretArgs = secrets !== undefined ? { secretArgs: encodeSecretArgs(secrets) } : {};
   // One cgroup per sandbox, made before it and joined by it before the task runs.
@@ -175,6 +175,15 @@ async function launchOf(options: SandboxOptions, entry: TaskEntry): Promise<Laun
   // bwrap's own environment is only this node's mark (`orphans.ts`); the task's is set by --clearenv.
   const launchEnv = { [NODE_MARK_VARIABLE]: nodeMark() };
   return { file: options.prlimit, args, isModule, sandboxed: true, env: launchEnv, cgroup, network, ...secretArgs };
+}
+
+/** The sync pipes' flags, `--as-pid-1` for a runner with a cgroup (`bwrap-args.ts`), `--args` for a command's secrets. */
+function extraBwrapArgs(runnerAsPid1: boolean, hasSecrets: boolean): string[] {
+  return [
+    ...sandboxSyncArgs(),
+    ...(runnerAsPid1 ? RUNNER_AS_PID_1_ARGS : []),
+    ...(hasSecrets ? secretArgsFlags() : []),
+  ];
 }
 
 /** The sandbox's network, for a task with endpoints (`network/sandbox-network.ts`). */

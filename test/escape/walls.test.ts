@@ -10,8 +10,9 @@ import { createServer, type Server } from 'node:net';
 import { networkInterfaces } from 'node:os';
 import { join } from 'node:path';
 
-import { NODE_MARK_VARIABLE } from '../../sandbox/launcher/orphans.js';
+import { RUNTIME_MOUNT } from '../../sandbox/launcher/bwrap-args.js';
 import { nodeMark } from '../../sandbox/launcher/process-mark.js';
+import { RUNNER_FILE } from '../../sandbox/launcher/runtime-dir.js';
 import { defer, redisUrl, tempDir } from '../helpers.js';
 import { arena, CANARY, expectFailure, expectHostUnchanged, expectResult, hostState, sha256File } from './harness.js';
 
@@ -76,11 +77,18 @@ describe('escape suite: walls (@integration)', function () {
     const report = (await expectResult(a, run)) as SecretsReport;
     assert.deepEqual(report.shadow, { ok: false, code: 'ENOENT' });
     assert.deepEqual(report.root, { ok: false, code: 'ENOENT' });
-    // Pid 1 is bwrap's own init in the sandbox's pid namespace, started with nothing in its
-    // environment but its node's mark (`sandbox/launcher/orphans.ts`): no secret, no Redis address.
-    assert.deepEqual(report.pid1Environ, { ok: true, value: `${NODE_MARK_VARIABLE}=${nodeMark()}\0` });
+    // Pid 1 of the sandbox's pid namespace is the task's own runner (`--as-pid-1`, with a
+    // cgroup). Its launch environment is the task's, set by bwrap after it cleared its own (which
+    // held the node's mark, `sandbox/launcher/orphans.ts`): no secret, no Redis address, no mark.
+    assert.equal(report.pid1Environ.ok, true);
+    const pid1Names = String(report.pid1Environ.value)
+      .split('\0')
+      .filter(Boolean)
+      .map((entry) => entry.slice(0, entry.indexOf('=')));
+    assert.deepEqual(pid1Names.sort(), report.envKeys);
+    assert.ok(!String(report.pid1Environ.value).includes(nodeMark()), 'the node mark is not in pid 1');
     assert.equal(report.pid1Cmdline.ok, true);
-    assert.deepEqual((report.pid1Cmdline.value as string[]).slice(0, 2), ['/usr/bin/bwrap', '--unshare-all']);
+    assert.equal((report.pid1Cmdline.value as string[]).at(-1), `${RUNTIME_MOUNT}/${RUNNER_FILE}`);
     assert.deepEqual(report.nodeEnviron, { ok: false, code: 'ENOENT' });
     assert.deepEqual(report.nodeCacheDir, { ok: false, code: 'ENOENT' });
     assert.deepEqual(report.nodeCwd, { ok: false, code: 'ENOENT' });

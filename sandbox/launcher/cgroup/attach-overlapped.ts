@@ -15,8 +15,10 @@
  *
  * The move: bwrap reports the sandbox's pid N (`--info-fd`) and is let go at once (`--block-fd`).
  * N is moved, then, in rounds, every process whose parent is one already moved (the task's Node
- * when N forked it before its own move; reparented orphans too, since N is the namespace's
- * init), each round read after the previous one's moves, until a round finds none. A process
+ * when N is bwrap's init and forked it before its own move; reparented orphans too, since N is
+ * the namespace's init), each round read after the previous one's moves, until a round finds
+ * none. With a cgroup the runner is N itself (`--as-pid-1`, `bwrap-args.ts`), so the first round
+ * normally finds nothing: one scan, not two. A process
  * forked after its parent's move is born in the cgroup, one forked before is seen in the next
  * round: nothing is missed. cgroup.procs moves every thread of a process at once.
  *

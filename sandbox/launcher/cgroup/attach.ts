@@ -13,7 +13,8 @@
  * 3. The node moves N into the cgroup, then walks N's descendants (none in practice; a setuid
  *    bwrap's set-up helper would be one) top-down, each read after its parent moved, so no
  *    process forked meanwhile can be missed.
- * 4. The node writes one byte to fd 5; N forks pid 1 and the task, which inherit the cgroup.
+ * 4. The node writes one byte to fd 5; N forks pid 1 and the task, which inherit the cgroup
+ *    (with `--as-pid-1`, N is pid 1 and execs the task itself).
  *
  * What the task sees: bwrap closes the info fd in the sandbox right after clone() and the block
  * fd right after reading it, so neither is open in the task (nor in pid 1, which closes all
@@ -56,7 +57,7 @@ export interface SandboxSubprocess {
 }
 
 export interface AttachedSandbox {
-  /** Host pid of the sandbox's first process (bwrap's pid 1 inside the sandbox). */
+  /** Host pid of the sandbox's first process, its pid 1: bwrap's init, or the runner (`--as-pid-1`). */
   childPid: number;
   /** Host pids moved into the cgroup, `childPid` first; empty without a cgroup. */
   movedPids: number[];

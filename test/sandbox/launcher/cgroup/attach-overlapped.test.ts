@@ -47,6 +47,12 @@ for (let i = 0; i < 200; i += 1) {
 export default () => new Promise(() => setInterval(() => undefined, 1000));
 `;
 
+/** The task's own pid and every process its sandbox's /proc shows, read at import. */
+const PROCESSES_AT_IMPORT = `import { readdirSync } from 'node:fs';
+const processes = readdirSync('/proc').filter((name) => /^[0-9]+$/.test(name)).map(Number);
+export default () => ({ pid: process.pid, processes });
+`;
+
 /** Prints a line at import: its absence shows the task never ran. */
 const MARKER = `console.log('task code ran');
 export default () => 'ran';
@@ -78,6 +84,7 @@ describe('overlapped cgroup attach (@integration)', function () {
       'fork-at-import.mjs': FORK_AT_IMPORT,
       'fork-bomb-at-import.mjs': FORK_BOMB_AT_IMPORT,
       'marker.mjs': MARKER,
+      'processes-at-import.mjs': PROCESSES_AT_IMPORT,
     };
     for (const [name, text] of Object.entries(modules)) {
       await writeFile(join(root, name), text, { mode: 0o644 });
@@ -118,6 +125,25 @@ describe('overlapped cgroup attach (@integration)', function () {
       assert.equal(error.limit, 'pids');
       return true;
     });
+  });
+
+  it("runs the runner as the sandbox's pid 1, alone: no bwrap init around it, cold or pooled", async () => {
+    assert.deepEqual(await run('processes-at-import.mjs'), { pid: 1, processes: [1] });
+    const warm = await WarmSandbox.start({ ...base, module: 'processes-at-import.mjs' });
+    assert.equal(await warm.ready, true);
+    const pooled = await warm.claim({ instanceId: 'overlap-pid-1', attempt: 1, input: null });
+    assert.deepEqual(pooled, { pid: 1, processes: [1] });
+  });
+
+  it("keeps bwrap's init around a runner without a cgroup, whose CPU rlimit must be able to signal it", async () => {
+    const bare = { ...base };
+    delete bare.cgroups;
+    const result = await runTask({
+      ...bare,
+      task: { module: 'processes-at-import.mjs' },
+      instanceId: 'overlap-no-cgroup',
+    });
+    assert.deepEqual(result, { pid: 2, processes: [1, 2] });
   });
 
   it('fails the TaskInstance with the CgroupError, its task never run, when the move is refused', async () => {
