@@ -87,7 +87,16 @@ describe('chaos: nodes, a master and Redis killed under load (@integration)', fu
       for (const child of processes) {
         child.kill('SIGTERM');
       }
-      await Promise.all([...processes].map((child) => child.catch(() => undefined)));
+      const results = await Promise.all([...processes].map((child) => child.catch(() => undefined)));
+      // A node stopped cleanly removes its parent cgroup, and the leak check fails the test if it
+      // did not: its own warning then says why (a CI run once left one, not reproduced since).
+      for (const result of results) {
+        for (const line of String(result?.stderr ?? '').split('\n')) {
+          if (line.includes("could not remove the node's parent cgroup")) {
+            note(`${result?.command.split(' ').slice(2, 5).join(' ') ?? '?'}: ${line}`);
+          }
+        }
+      }
     });
 
     let nodeCount = 0;
