@@ -1,8 +1,9 @@
 /**
- * `node -e 0` spawned exactly as tydra spawns a JavaScript task's sandbox (prlimit, bwrap with every
- * isolation flag and mount, the sync pipes, Node as the sandbox's pid 1), let go at once, with no
- * cgroup and no runner: what no change in tydra's own code can go under. `cold-start.ts` times it against a bare `node -e 0`; `run.ts`
- * puts it behind a raw BullMQ worker, the throughput any sandboxed design would start from.
+ * `node -e 0` spawned exactly as tydra spawns a JavaScript task's sandbox (prlimit, bwrap with
+ * every isolation flag and mount, the sync pipes, Node as the sandbox's pid 1), let go at once,
+ * with no cgroup and no runner: what no change in tydra's own code can go under. `cold-start.ts`
+ * times it against a bare `node -e 0`; `run.ts` puts it behind a raw BullMQ worker, the
+ * throughput any sandboxed design would start from.
  */
 import { realpathSync } from 'node:fs';
 import { randomUUID } from 'node:crypto';

@@ -51,7 +51,7 @@ export function isolationArgs(): string[] {
 /**
  * For a JavaScript task's sandbox with a cgroup: the runner's Node is the sandbox's pid 1 instead of
  * a child of bwrap's own pid 1 (an init that only reaps and relays the exit status). One process
- * fewer per sandbox: bwrap neither forks nor keeps that init, about 4 ms of CPU per TaskInstance
+ * fewer per sandbox: bwrap neither forks nor keeps that init, about 3 ms of CPU per TaskInstance
  * on the 2-core bench machine (docs/benchmarks.md), and the process the node moves into the cgroup
  * is the runner itself, so the move finds no child to chase (`cgroup/attach-overlapped.ts`).
  *

@@ -18,9 +18,9 @@
  * when N is bwrap's init and forked it before its own move; reparented orphans too, since N is
  * the namespace's init), each round read after the previous one's moves, until a round finds
  * none. With a cgroup the runner is N itself (`--as-pid-1`, `bwrap-args.ts`), so the first round
- * normally finds nothing: one scan, not two. A process
- * forked after its parent's move is born in the cgroup, one forked before is seen in the next
- * round: nothing is missed. cgroup.procs moves every thread of a process at once.
+ * normally finds nothing: one scan, not two. A process forked after its parent's move is born in
+ * the cgroup, one forked before is seen in the next round: nothing is missed. cgroup.procs moves
+ * every thread of a process at once.
  *
  * What differs from the blocking recipe: on cgroup v1, memory pages Node touched before its move
  * stay charged to the node's cgroup (v1 does not move charges), so the task's cgroup does not
