@@ -5,8 +5,8 @@
  * (docs/benchmarks.md, 2026-12-01 19:12–20:10), a cost a node process on its own pays on its own
  * memory only. Here:
  *
- * - tydra: `tydra master` and `tydra node --concurrency 2` as the CLI starts them (its Node flags
- *   included), the client in this process;
+ * - tydra: `tydra master` and `tydra node --concurrency 2`, each its own process (started as
+ *   `node dist/bin/tydra.js`, so without the bin's memory flags), the client in this process;
  * - baseline: `raw-worker.js`, one BullMQ Worker process (concurrency 2) spawning `node -e 0` per
  *   job, the Queue and QueueEvents in this process.
  *
