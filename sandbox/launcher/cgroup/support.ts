@@ -279,7 +279,9 @@ function reasonFor(error: unknown, root: string): string {
 
 /**
  * Removes the parent cgroup and everything under it: called when a node closes, so a host that
- * runs many short-lived nodes (tests, autoscaling) does not collect empty cgroup folders.
+ * runs many short-lived nodes (tests, autoscaling) does not collect empty cgroup folders. On v1
+ * every hierarchy is tried even when one fails (what can go, goes); the first failure is thrown
+ * once all were tried.
  */
 export async function removeCgroupParent(support: CgroupSupport): Promise<void> {
   if (support.mode === 'none') {
@@ -289,8 +291,14 @@ export async function removeCgroupParent(support: CgroupSupport): Promise<void> 
     support.mode === 'v2'
       ? [support.parent]
       : [support.memory, support.pids, support.cpuacct].filter((dir) => dir !== undefined);
+  const failures: unknown[] = [];
   for (const parent of parents) {
-    await removeCgroupTree(parent, support.mode === 'v2' && support.cgroupKill);
+    await removeCgroupTree(parent, support.mode === 'v2' && support.cgroupKill).catch((error: unknown) => {
+      failures.push(error);
+    });
+  }
+  if (failures.length > 0) {
+    throw failures[0];
   }
 }
 

@@ -5,10 +5,10 @@
  * processes. The README ("cgroups") says what has only been tested this way.
  */
 import assert from 'node:assert/strict';
-import { mkdir, readFile, writeFile } from 'node:fs/promises';
+import { access, mkdir, readFile, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 
-import { detectCgroups } from '../../../../sandbox/launcher/cgroup/support.js';
+import { detectCgroups, removeCgroupParent } from '../../../../sandbox/launcher/cgroup/support.js';
 import { limitWrites, TaskCgroup } from '../../../../sandbox/launcher/cgroup/task-cgroup.js';
 import { tempDir } from '../../../helpers.js';
 
@@ -97,5 +97,29 @@ describe('cgroup v2 on a fake tree', () => {
     });
     await cgroup.addProcess(4242);
     assert.equal(await readFile(join(dir, 'cgroup.procs'), 'utf8'), '4242');
+  });
+});
+
+/** v1 parents on a fake tree: plain folders stand in for the three hierarchies. */
+describe('cgroup parents on a fake tree', () => {
+  it('removes the v1 parents it can when one of them cannot be removed, then throws that failure', async () => {
+    const root = await tempDir('tydra-fake-v1-');
+    const memory = join(root, 'memory', 'tydra.x.1');
+    const pids = join(root, 'pids', 'tydra.x.1');
+    const cpuacct = join(root, 'cpuacct', 'tydra.x.1');
+    for (const dir of [memory, pids, cpuacct]) {
+      await cgroupFolder(join(dir, 'task-a'), {});
+    }
+    // A regular file in the first hierarchy's parent: its rmdir fails (ENOTEMPTY; cgroupfs would
+    // answer EBUSY for a child cgroup made after the parent was listed).
+    await writeFile(join(memory, 'stuck'), '');
+    await assert.rejects(
+      removeCgroupParent({ mode: 'v1', memory, pids, cpuacct }),
+      (error: unknown) => error instanceof Error && error.message.includes(memory),
+    );
+    for (const gone of [pids, cpuacct, join(memory, 'task-a')]) {
+      await assert.rejects(access(gone), { code: 'ENOENT' }, `${gone} should be removed`);
+    }
+    await access(join(memory, 'stuck'));
   });
 });
