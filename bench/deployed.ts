@@ -35,12 +35,11 @@ const TASKS = envInt('BENCH_TASKS', 100);
 const ROUNDS = envInt('BENCH_ROUNDS', 3);
 const RESULT_TIMEOUT_MS = 300_000;
 
-/** Busy and total jiffies of the whole machine. */
-function machineTicks(): { busy: number; total: number } {
+/** Busy jiffies of the whole machine since boot (all but idle and iowait). */
+function machineBusyTicks(): number {
   const fields = (readFileSync('/proc/stat', 'utf8').split('\n')[0] ?? '').trim().split(/\s+/).slice(1).map(Number);
   const total = fields.reduce((a, b) => a + b, 0);
-  const idle = (fields[3] ?? 0) + (fields[4] ?? 0);
-  return { busy: total - idle, total };
+  return total - (fields[3] ?? 0) - (fields[4] ?? 0);
 }
 
 /** A process's own CPU and its reaped children's (a node's sandboxes), in jiffies, from `/proc/<pid>/stat`. */
@@ -66,12 +65,12 @@ interface Batch {
 async function batch(run: () => Promise<unknown>, pids: Record<string, number>): Promise<Batch> {
   const readAll = (): Array<[string, ReturnType<typeof processTicks>]> =>
     Object.entries(pids).map(([name, pid]) => [name, processTicks(pid)]);
-  const before = machineTicks();
+  const before = machineBusyTicks();
   const processesBefore = readAll();
   const start = performance.now();
   await Promise.all(Array.from({ length: TASKS }, run));
   const seconds = (performance.now() - start) / 1000;
-  const after = machineTicks();
+  const after = machineBusyTicks();
   const processes: Record<string, number> = {};
   for (const [index, [name, ticks]] of readAll().entries()) {
     const earlier = processesBefore[index]?.[1] ?? { self: 0, children: 0 };
@@ -80,7 +79,7 @@ async function batch(run: () => Promise<unknown>, pids: Record<string, number>):
       processes[`${name} children`] = ((ticks.children - earlier.children) * 10) / TASKS;
     }
   }
-  return { perSec: TASKS / seconds, cpuMs: ((after.busy - before.busy) * 10) / TASKS, processes };
+  return { perSec: TASKS / seconds, cpuMs: ((after - before) * 10) / TASKS, processes };
 }
 
 /** A CLI or worker process that prints a line once it is up; its output is kept for errors. */

@@ -45,7 +45,7 @@ function firstJsFrame(frames: readonly string[]): string | undefined {
   return frame?.slice(3);
 }
 
-export function parseSamples(text: string): Sample[] {
+function parseSamples(text: string): Sample[] {
   const samples: Sample[] = [];
   for (const block of text.split(/\n\s*\n/)) {
     const [header, ...lines] = block.split('\n').filter((line) => line.trim() !== '');
