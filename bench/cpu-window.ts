@@ -89,8 +89,8 @@ export interface CpuShares {
   idle: number;
 }
 
-/** utime + stime (and the reaped children's cutime + cstime) of a process, from `/proc/<pid>/stat`. */
-async function processTimes(pid: number | 'self'): Promise<{ own: number; children: number }> {
+/** utime + stime (and the reaped children's cutime + cstime) of a process, from `/proc/<pid>/stat`, in ms. */
+export async function processTimes(pid: number | 'self'): Promise<{ own: number; children: number }> {
   const stat = await readFile(`/proc/${pid}/stat`, 'utf8');
   // The command name may hold spaces and parentheses: the fields start after its last ')'.
   const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
@@ -98,8 +98,8 @@ async function processTimes(pid: number | 'self'): Promise<{ own: number; childr
   return { own: tick(14) + tick(15), children: tick(16) + tick(17) };
 }
 
-/** The machine's busy time (all cores, idle and iowait left out), from `/proc/stat`. */
-async function machineBusyMs(): Promise<number> {
+/** The machine's busy time (all cores, idle and iowait left out), from `/proc/stat`, in ms. */
+export async function machineBusyMs(): Promise<number> {
   const line = (await readFile('/proc/stat', 'utf8')).split('\n')[0] ?? '';
   const [, ...values] = line.trim().split(/\s+/).map(Number);
   const total = values.slice(0, 8).reduce((sum, value) => sum + value, 0);

@@ -15,7 +15,6 @@
  * batch (`/proc/stat`), per task. Not part of `npm run bench`: `node dist/bench/deployed.js`.
  */
 import { randomUUID } from 'node:crypto';
-import { readFileSync } from 'node:fs';
 import { chmod, mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
@@ -26,6 +25,7 @@ import { execa, type ResultPromise } from 'execa';
 
 import { Tydra } from '../lib/client/client.js';
 import { startRedisServer } from '../lib/ops/redis-server.js';
+import { machineBusyMs, processTimes } from './cpu-window.js';
 import { envInt } from './env.js';
 import { makeNoopPackage } from './noop-package.js';
 
@@ -35,51 +35,32 @@ const TASKS = envInt('BENCH_TASKS', 100);
 const ROUNDS = envInt('BENCH_ROUNDS', 3);
 const RESULT_TIMEOUT_MS = 300_000;
 
-/** Busy jiffies of the whole machine since boot (all but idle and iowait). */
-function machineBusyTicks(): number {
-  const fields = (readFileSync('/proc/stat', 'utf8').split('\n')[0] ?? '').trim().split(/\s+/).slice(1).map(Number);
-  const total = fields.reduce((a, b) => a + b, 0);
-  return total - (fields[3] ?? 0) - (fields[4] ?? 0);
-}
-
-/** A process's own CPU and its reaped children's (a node's sandboxes), in jiffies, from `/proc/<pid>/stat`. */
-function processTicks(pid: number): { self: number; children: number } {
-  const text = readFileSync(`/proc/${pid}/stat`, 'utf8');
-  // Fields after "pid (comm)": state is field 3, utime 14, stime 15, cutime 16, cstime 17.
-  const fields = text
-    .slice(text.lastIndexOf(')') + 2)
-    .split(' ')
-    .map(Number);
-  const at = (field: number): number => fields[field - 3] ?? 0;
-  return { self: at(14) + at(15), children: at(16) + at(17) };
-}
-
 interface Batch {
   perSec: number;
-  /** Machine CPU per task, ms (10 ms a jiffy). */
+  /** Machine CPU per task, ms. */
   cpuMs: number;
   /** CPU per task of each named process (and `<name> children`), ms. */
   processes: Record<string, number>;
 }
 
 async function batch(run: () => Promise<unknown>, pids: Record<string, number>): Promise<Batch> {
-  const readAll = (): Array<[string, ReturnType<typeof processTicks>]> =>
-    Object.entries(pids).map(([name, pid]) => [name, processTicks(pid)]);
-  const before = machineBusyTicks();
-  const processesBefore = readAll();
+  const readAll = (): Promise<Array<{ own: number; children: number }>> =>
+    Promise.all(Object.values(pids).map(processTimes));
+  const [before, processesBefore] = await Promise.all([machineBusyMs(), readAll()]);
   const start = performance.now();
   await Promise.all(Array.from({ length: TASKS }, run));
   const seconds = (performance.now() - start) / 1000;
-  const after = machineBusyTicks();
+  const [after, processesAfter] = await Promise.all([machineBusyMs(), readAll()]);
   const processes: Record<string, number> = {};
-  for (const [index, [name, ticks]] of readAll().entries()) {
-    const earlier = processesBefore[index]?.[1] ?? { self: 0, children: 0 };
-    processes[name] = ((ticks.self - earlier.self) * 10) / TASKS;
-    if (ticks.children > earlier.children) {
-      processes[`${name} children`] = ((ticks.children - earlier.children) * 10) / TASKS;
+  for (const [index, name] of Object.keys(pids).entries()) {
+    const earlier = processesBefore[index] ?? { own: 0, children: 0 };
+    const later = processesAfter[index] ?? earlier;
+    processes[name] = (later.own - earlier.own) / TASKS;
+    if (later.children > earlier.children) {
+      processes[`${name} children`] = (later.children - earlier.children) / TASKS;
     }
   }
-  return { perSec: TASKS / seconds, cpuMs: ((after - before) * 10) / TASKS, processes };
+  return { perSec: TASKS / seconds, cpuMs: (after - before) / TASKS, processes };
 }
 
 /** A CLI or worker process that prints a line once it is up; its output is kept for errors. */

@@ -94,13 +94,7 @@ export async function measureRunnerCpu(sources: CpuSources, tasks: NoopTasks, sp
   };
   type Kind = keyof typeof kinds;
   const batch = Math.max(1, Math.round(spawns / ROUNDS));
-  const totals: Record<Kind, number> = {
-    bareMs: 0,
-    loadModuleMs: 0,
-    loadCommonJsMs: 0,
-    runnerModuleMs: 0,
-    runnerCommonJsMs: 0,
-  };
+  const totals = Object.fromEntries(Object.keys(kinds).map((kind) => [kind, 0])) as Record<Kind, number>;
   for (let round = 0; round < ROUNDS; round += 1) {
     for (const [kind, once] of Object.entries(kinds) as Array<[Kind, () => Promise<void>]>) {
       const { cpu } = await measureCpu(sources, async () => {
