@@ -176,10 +176,10 @@ export async function killCgroupProcesses(dirs: readonly string[], useCgroupKill
 
 /**
  * Removes an (emptied) cgroup folder. rmdir answers EBUSY for a short while after the last
- * process was killed, until the kernel finishes tearing down exiting tasks, so it is retried.
- * A missing folder counts as removed.
+ * process was killed, until the kernel finishes tearing down exiting tasks, so it is retried,
+ * `beforeRetry` first. A missing folder counts as removed.
  */
-export async function removeCgroupDir(dir: string): Promise<void> {
+export async function removeCgroupDir(dir: string, beforeRetry?: () => Promise<void>): Promise<void> {
   for (let attempt = 1; ; attempt += 1) {
     try {
       await rmdir(dir);
@@ -195,17 +195,24 @@ export async function removeCgroupDir(dir: string): Promise<void> {
         });
       }
       await sleep(20);
+      await beforeRetry?.();
     }
   }
 }
 
 /** Kills everything in `dir` and its child cgroups, deepest first, then removes them all. */
 export async function removeCgroupTree(dir: string, useCgroupKill = false): Promise<void> {
-  for (const child of await listChildCgroups(dir)) {
-    await removeCgroupTree(join(dir, child), useCgroupKill);
-  }
-  await killCgroupProcesses([dir], useCgroupKill);
-  await removeCgroupDir(dir);
+  const empty = async (): Promise<void> => {
+    for (const child of await listChildCgroups(dir)) {
+      await removeCgroupTree(join(dir, child), useCgroupKill);
+    }
+    await killCgroupProcesses([dir], useCgroupKill);
+  };
+  await empty();
+  // rmdir also answers EBUSY for a child cgroup made after the listing, or a process moved in
+  // after the kill (a sandbox still starting while its node closes): a retry that only waited
+  // would wait for nothing, so each one empties the folder again.
+  await removeCgroupDir(dir, empty);
 }
 
 function signalProcess(pid: number): void {

@@ -152,7 +152,7 @@ export class TaskCgroup {
   remove(): Promise<void> {
     this.#removal ??= (async () => {
       await this.kill();
-      await Promise.all(this.paths.map(removeCgroupDir));
+      await Promise.all(this.paths.map((dir) => removeCgroupDir(dir)));
     })().catch((error: unknown) => {
       this.#removal = undefined; // let a later call retry
       throw error;

@@ -5,7 +5,7 @@
  * the node's `tydra`, and removes it afterwards.
  */
 import assert from 'node:assert/strict';
-import { existsSync, readFileSync } from 'node:fs';
+import { existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 
 import { execa, type ResultPromise } from 'execa';
@@ -20,7 +20,7 @@ import {
   sandboxSyncArgs,
   sandboxSyncStdio,
 } from '../../../../sandbox/launcher/cgroup/attach.js';
-import { removeCgroupDir } from '../../../../sandbox/launcher/cgroup/fs.js';
+import { removeCgroupDir, removeCgroupTree } from '../../../../sandbox/launcher/cgroup/fs.js';
 import type { AvailableCgroupSupport, CgroupSupport } from '../../../../sandbox/launcher/cgroup/support.js';
 import { cleanStaleCgroups, detectCgroups } from '../../../../sandbox/launcher/cgroup/support.js';
 import { signalFromExit } from '../../../../sandbox/launcher/exit-signal.js';
@@ -305,6 +305,45 @@ describe('per-TaskInstance cgroups and rlimits (@integration)', function () {
       await Promise.all([cgroup.remove(), cgroup.remove()]);
       await cgroup.remove();
       assert.ok(cgroup.paths.every((dir) => !existsSync(dir)));
+    });
+  });
+
+  describe('removeCgroupTree', () => {
+    /**
+     * Makes `<dir>/late` once `<dir>/early` is gone, that is once the removal has listed the
+     * children of `dir` and is killing `dir`'s own process: false if `dir` went first.
+     */
+    async function makeLateChild(dir: string): Promise<boolean> {
+      while (existsSync(join(dir, 'early'))) {
+        await new Promise((resolve) => setImmediate(resolve));
+      }
+      try {
+        mkdirSync(join(dir, 'late'));
+        return true;
+      } catch (error) {
+        if ((error as NodeJS.ErrnoException).code === 'ENOENT') {
+          return false;
+        }
+        throw error;
+      }
+    }
+
+    it('removes a child cgroup made after it listed the children (rmdir says EBUSY for it)', async () => {
+      const [root = ''] = supportPaths(support);
+      let lateMade = false;
+      // The late child loses the race only if `dir` is gone first; a few tries make it near sure.
+      for (let attempt = 1; attempt <= 5 && !lateMade; attempt += 1) {
+        const dir = join(root, `tree-${attempt}`);
+        mkdirSync(join(dir, 'early'), { recursive: true });
+        const sleeper = execa('sleep', ['60'], { reject: false });
+        writeFileSync(join(dir, 'cgroup.procs'), String(sleeper.pid));
+        const late = makeLateChild(dir);
+        await removeCgroupTree(dir);
+        lateMade = await late;
+        assert.equal(existsSync(dir), false, `${dir} should be gone`);
+        assert.equal((await sleeper).signal, 'SIGKILL');
+      }
+      assert.ok(lateMade, 'the late child was never made before its parent went: the case was not tested');
     });
   });
 
