@@ -6,7 +6,13 @@
 import type { Job } from 'bullmq';
 
 import { recordedEnding } from '../../queues/task-ending.js';
-import { LimitExceededError, TaskCancelledError, TaskFailedError, TaskUnrecoverableError } from '../core/errors.js';
+import {
+  LimitExceededError,
+  TaskCancelledError,
+  TaskFailedError,
+  TaskTimeoutError,
+  TaskUnrecoverableError,
+} from '../core/errors.js';
 
 /** Whether a failed TaskInstance job was cancelled (its recorded ending says so). */
 export function wasCancelled(job: Pick<Job, 'data'>): boolean {
@@ -15,7 +21,8 @@ export function wasCancelled(job: Pick<Job, 'data'>): boolean {
 
 /**
  * The error `result()` rejects with for a failed TaskInstance job: `TaskCancelledError` when it
- * was cancelled, `LimitExceededError` when it broke a limit, `TaskUnrecoverableError` when it
+ * was cancelled, `TaskTimeoutError` when it ran out of time, `LimitExceededError` when it broke a
+ * limit, `TaskUnrecoverableError` when it
  * failed for good on its own say (`ctx.fail`), `TaskFailedError` otherwise (with
  * the task's message, and its stack as `remoteStack`).
  */
@@ -25,6 +32,8 @@ export function failedError(job: Pick<Job, 'data' | 'failedReason' | 'stacktrace
   switch (ending?.kind) {
     case 'cancelled':
       return new TaskCancelledError(id);
+    case 'timeout':
+      return new TaskTimeoutError(ending.timeoutMs, id);
     case 'limit':
       return new LimitExceededError(job.failedReason, id, ending.limit, ending.value);
     case 'failed':

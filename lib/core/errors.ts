@@ -253,10 +253,17 @@ export class ParallelResultMissingError extends TydraError {
 /** The in-sandbox runner broke the node↔runner protocol (bad message, early exit). */
 export class RunnerProtocolError extends TydraError {}
 
-/** The task exceeded its wall-clock limit and its whole process tree was killed. */
-export class TaskTimeoutError extends TydraError {
-  constructor(readonly timeoutMs: number) {
-    super(`timed out after ${formatSeconds(timeoutMs)}`);
+/**
+ * The task exceeded its wall-clock limit and its whole process tree was killed. A
+ * `TaskFailedError`, as a broken limit is: whoever catches a task's failure catches it too.
+ * `instanceId` is empty where a launcher raises it without one (the node adds it to the ending).
+ */
+export class TaskTimeoutError extends TaskFailedError {
+  constructor(
+    readonly timeoutMs: number,
+    instanceId = '',
+  ) {
+    super(`timed out after ${formatSeconds(timeoutMs)}`, instanceId);
   }
 }
 

@@ -76,7 +76,7 @@ const RULES: ReadonlyArray<(ending: SandboxEnding) => Error | undefined> = [
   // cancel is the cause, and the rule for it below answers.
   (e) => (e.aborted ? undefined : e.setupError),
   (e) => (e.limitHit === undefined ? undefined : limitError(e.limitHit, e)),
-  (e) => (e.timedOut ? new TaskTimeoutError(e.limits.timeoutMs) : undefined),
+  (e) => (e.timedOut ? new TaskTimeoutError(e.limits.timeoutMs, e.instanceId) : undefined),
   (e) => (e.aborted ? abortError(e.abortReason, e.instanceId) : undefined),
   (e) => {
     const hit = e.final === undefined ? limitFromDeath(e) : undefined;

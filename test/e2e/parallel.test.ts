@@ -4,7 +4,14 @@ import { Job, Queue } from 'bullmq';
 import { execa } from 'execa';
 
 import type { Tydra } from '../../lib/client/client.js';
-import { ParallelResultMissingError, TaskCancelledError, TaskFailedError } from '../../lib/core/errors.js';
+import {
+  LimitExceededError,
+  ParallelResultMissingError,
+  TaskCancelledError,
+  TaskFailedError,
+  TaskTimeoutError,
+  TaskUnrecoverableError,
+} from '../../lib/core/errors.js';
 import { createKeys } from '../../lib/redis/keys.js';
 import { nodeQueueName } from '../../queues/node.js';
 import { WORKUNITS_QUEUE } from '../../queues/workunits.js';
@@ -37,6 +44,7 @@ const PARALLEL_PACKAGE = {
       count: { kind: 'parallel', module: 'count.js' },
       order: { kind: 'parallel', module: 'order.js' },
       flaky: { kind: 'parallel', module: 'flaky.js', attempts: 2 },
+      ends: { kind: 'parallel', module: 'ends.js', attempts: 3 },
       pi: {
         kind: 'parallel',
         split: { command: ['python3', 'split.py'] },
@@ -83,6 +91,17 @@ const PARALLEL_PACKAGE = {
     }
     const input_crash = 4;
     export async function reduce(results) { let sum = 0; for await (const r of results) sum += r; return sum; }`,
+  'ends.js': `
+    export function split(input) {
+      if (input.how === 'split-hog') { const hog = []; for (;;) hog.push(Buffer.alloc(1 << 20, 1)); }
+      return [1, 2];
+    }
+    export function work(unit) { return unit; }
+    export async function reduce(results, input, ctx) {
+      if (input.how === 'reduce-fail') ctx.fail('no good, said reduce');
+      if (input.how === 'reduce-sleep') await new Promise((resolve) => setTimeout(resolve, 60_000));
+      return 'reduced';
+    }`,
   'split.py': `
 import json, sys
 spec = json.loads(sys.stdin.readline())
@@ -338,6 +357,37 @@ describe('ParallelTask (@integration)', function () {
     );
     const next = await tydra.submit('par/order', { n: 4 });
     assert.deepEqual(((await next.result()) as { order: number[] }).order, [0, 1, 2, 3]);
+  });
+
+  it('fails with the ending split or reduce met: a broken limit, a timeout, ctx.fail; none is retried', async () => {
+    await startCluster(1);
+    const tydra = await deployed();
+    const memoryBytes = 64 * 1024 * 1024;
+    const hog = await tydra.submit('par/ends', { how: 'split-hog' }, { limits: { memoryBytes } });
+    const limit = await rejection(hog.result());
+    assert.ok(limit instanceof LimitExceededError, String(limit));
+    assert.equal(limit.limit, 'memoryBytes');
+    assert.equal(limit.instanceId, hog.id);
+    assert.match(limit.message, /^split failed: /);
+
+    const sleeper = await tydra.submit('par/ends', { how: 'reduce-sleep' }, { timeoutMs: 2000 });
+    const timeout = await rejection(sleeper.result());
+    assert.ok(timeout instanceof TaskTimeoutError, String(timeout));
+    assert.equal(timeout.timeoutMs, 2000);
+    assert.equal(timeout.instanceId, sleeper.id);
+
+    const failing = await tydra.submit('par/ends', { how: 'reduce-fail' });
+    const unrecoverable = await rejection(failing.result());
+    assert.ok(unrecoverable instanceof TaskUnrecoverableError, String(unrecoverable));
+    assert.equal(unrecoverable.message, 'reduce failed: no good, said reduce');
+    for (const run of [hog, sleeper, failing]) {
+      const { logs } = await run.status();
+      assert.equal(
+        logs.filter((line) => line.startsWith('coordinating ')).length,
+        1,
+        `${run.id} ran once: ${logs.join(' | ')}`,
+      );
+    }
   });
 
   it('runs a parallel task written as commands (Python split, work and reduce)', async () => {

@@ -1,6 +1,7 @@
 import assert from 'node:assert/strict';
 
 import type { Tydra } from '../../lib/client/client.js';
+import { TaskTimeoutError } from '../../lib/core/errors.js';
 import {
   copyFixture,
   defer,
@@ -99,6 +100,9 @@ describe('running TaskInstances through master and node (@integration)', functio
     );
     const error = await failure(run.result());
     assert.equal(error.message, 'timed out after 1.5 s');
+    assert.ok(error instanceof TaskTimeoutError, `a TaskTimeoutError, got ${error.constructor.name}`);
+    assert.equal(error.timeoutMs, 1500);
+    assert.equal(error.instanceId, run.id);
     assert.deepEqual(await pidsWithEnv('TYDRA_INSTANCE_ID', run.id), [], 'no process of the task may survive');
     const status = await run.status();
     assert.equal(status.state, 'failed');

@@ -20,10 +20,13 @@ import { needsSecretKey } from '../../../queues/workunits.js';
 import { runReduce, runSplit } from '../../../sandbox/launcher/phases/index.js';
 import {
   InfrastructureError,
+  LimitExceededError,
   NodeShutdownError,
   ParallelResultMissingError,
   TaskCancelledError,
   TaskFailedError,
+  TaskTimeoutError,
+  TaskUnrecoverableError,
 } from '../../core/errors.js';
 import type { CompiledTaskLimits } from '../../core/limits.js';
 import { stopParallel } from '../../cluster/parallel-stop.js';
@@ -283,12 +286,21 @@ async function* resultsOf(run: CoordinatorRun, total: number): AsyncGenerator<un
   }
 }
 
-/** A task's own failure in split or reduce says which; limits, timeouts and cancels stay as they are. */
+/**
+ * A failure in split or reduce says which phase, and keeps its kind: a broken limit stays a
+ * `LimitExceededError`, `ctx.fail` a `TaskUnrecoverableError` (the TaskInstance's ending, and so
+ * whether it is retried, is read from the class). Timeouts and cancels stay as they are.
+ */
 function phaseError(phase: 'split' | 'reduce', error: unknown, id: string): unknown {
-  if (error instanceof TaskFailedError) {
-    return new TaskFailedError(`${phase} failed: ${error.message}`, id, error.remoteStack);
+  if (!(error instanceof TaskFailedError) || error instanceof TaskTimeoutError || error instanceof TaskCancelledError) {
+    return error;
   }
-  return error;
+  const message = `${phase} failed: ${error.message}`;
+  if (error instanceof LimitExceededError) {
+    return new LimitExceededError(message, id, error.limit, error.value);
+  }
+  const Failure = error instanceof TaskUnrecoverableError ? TaskUnrecoverableError : TaskFailedError;
+  return new Failure(message, id, error.remoteStack);
 }
 
 /** The error the TaskInstance fails with when its units were stopped. */

@@ -43,7 +43,7 @@ export async function runSplit(options: SplitOptions): Promise<number> {
   };
   const { timeoutMs } = options.limits;
   const timer = new PausableTimer(timeoutMs, () =>
-    ref.sandbox === undefined ? fail(new TaskTimeoutError(timeoutMs)) : ref.sandbox.timeOut(),
+    ref.sandbox === undefined ? fail(new TaskTimeoutError(timeoutMs, options.instanceId)) : ref.sandbox.timeOut(),
   );
   const pump = splitPump(options, ref, timer, fail);
   const takeLine = (line: string): void => {
