@@ -12,7 +12,7 @@ type Flags = ClientFlags & { follow?: boolean; json?: boolean };
 export function registerLogs(program: Command): void {
   program
     .command('logs')
-    .description("print a TaskInstance's log lines; --follow prints new ones until it has ended")
+    .description("print a TaskInstance's log lines and how it ended; --follow prints new ones until it has ended")
     .argument('<id>', 'TaskInstance id')
     .option('-f, --follow', 'keep printing new lines until the TaskInstance has ended')
     .option('--json', 'print each line as a JSON string, one per line (NDJSON), with --follow too')

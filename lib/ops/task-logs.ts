@@ -1,7 +1,9 @@
 /**
  * A TaskInstance's log lines, as `tydra logs ID [--follow]` prints them: the lines its master and
- * node wrote on its job in `tasks` (dispatch, the task's own `ctx.log` and output lines, how it
- * ended). Following polls the log from the last line read (BullMQ keeps it as a list) until the
+ * node wrote on its job in `tasks` (dispatch, the task's own `ctx.log` and output lines), then,
+ * once it has ended, how: `ended: completed`, `ended: cancelled` or `ended: failed: REASON`, read
+ * from its state and recorded ending, not written on the hot path of every TaskInstance.
+ * Following polls the log from the last line read (BullMQ keeps it as a list) until the
  * TaskInstance has ended, then reads once more; each wait is bounded by the poll period.
  *
  * The TaskInstance's log is trimmed to its last lines (a run keeps at most 1000, and a TaskInstance
@@ -13,6 +15,7 @@ import type { Redis } from 'ioredis';
 
 import { TASKS_QUEUE } from '../../queues/tasks.js';
 import { QUIT_MS, settlesWithin } from '../core/bounded-close.js';
+import { wasCancelled } from '../client/task-ending.js';
 import { TaskNotFoundError } from '../core/errors.js';
 import { BOUNDED_QUEUE_OPTIONS, createBoundedRedis, whenReachable } from '../redis/connection.js';
 import { dropConnections } from '../redis/force-disconnect.js';
@@ -60,12 +63,30 @@ export class TaskLogs {
     for (;;) {
       const state = await this.queue.getJobState(id);
       yield* await this.read(id, cursor);
-      const ended = FINAL_STATES.has(state) || state === 'unknown';
-      if (options.follow !== true || ended || options.signal?.aborted === true) {
+      if (FINAL_STATES.has(state)) {
+        const ending = await this.endingLine(id, state);
+        if (ending !== undefined) {
+          yield ending;
+        }
+        return;
+      }
+      if (options.follow !== true || state === 'unknown' || options.signal?.aborted === true) {
         return;
       }
       await new Promise((resolve) => setTimeout(resolve, this.pollMs));
     }
+  }
+
+  /** How an ended TaskInstance ended, or undefined when its job is gone meanwhile. */
+  private async endingLine(id: string, state: string): Promise<string | undefined> {
+    if (state === 'completed') {
+      return 'ended: completed';
+    }
+    const job = await this.queue.getJob(id);
+    if (job === undefined) {
+      return undefined;
+    }
+    return wasCancelled(job) ? 'ended: cancelled' : `ended: failed: ${job.failedReason}`;
   }
 
   /** The lines after the cursor, moving it (see the module comment for a trimmed log). */

@@ -1,12 +1,12 @@
 import assert from 'node:assert/strict';
 
 import { tydra as cli } from '../bin/run-cli.js';
-import { makePackage, redisUrl, startCluster, testClient } from '../helpers.js';
+import { makePackage, redisUrl, rejection, startCluster, testClient, waitFor } from '../helpers.js';
 
 describe('tydra logs ID [--follow] (@integration)', function () {
   this.timeout(60_000);
 
-  it("prints a TaskInstance's lines, and with --follow new ones until it has ended", async () => {
+  it("prints a TaskInstance's lines and how it ended, and with --follow new ones until it has ended", async () => {
     const { nodes } = await startCluster(1);
     const tydra = testClient();
     await tydra.deploy(
@@ -14,6 +14,7 @@ describe('tydra logs ID [--follow] (@integration)', function () {
         'package.json': JSON.stringify({ type: 'module', private: true }),
         'tydra.json': JSON.stringify({ name: 'ticks', tasks: { tick: { module: 'tick.mjs' } } }),
         'tick.mjs': `export default async (input, ctx) => {
+          if (input.fail) throw new Error('no more ticks');
           for (let i = 1; i <= input.n; i += 1) {
             ctx.log('tick ' + i);
             await new Promise((resolve) => setTimeout(resolve, input.ms));
@@ -28,6 +29,7 @@ describe('tydra logs ID [--follow] (@integration)', function () {
     assert.equal((await run.status()).state, 'completed', 'the follow ended with the TaskInstance');
     const lines = followed.stdout.trim().split('\n');
     assert.equal(lines[0], `dispatched to node ${nodes[0]?.id ?? ''}`);
+    assert.equal(lines.at(-1), 'ended: completed');
     const ticks = lines.filter((line) => /tick \d$/.test(line));
     assert.deepEqual(
       ticks.map((line) => line.replace(/^.*(tick \d)$/, '$1')),
@@ -44,6 +46,21 @@ describe('tydra logs ID [--follow] (@integration)', function () {
         .map((line) => JSON.parse(line) as string),
       lines,
     );
+
+    const failed = await tydra.submit('ticks/tick', { fail: true });
+    await rejection(failed.result());
+    const failedLogs = await cli(['logs', failed.id, '--redis', redisUrl()]);
+    assert.equal(failedLogs.stdout.trim().split('\n').at(-1), 'ended: failed: no more ticks');
+    const cancelled = await tydra.submit('ticks/tick', { n: 1000, ms: 100 });
+    const following = cli(['logs', cancelled.id, '--follow', '--redis', redisUrl()]);
+    await waitFor('the first tick', async () =>
+      (await cancelled.status()).logs.some((line) => line.endsWith('tick 1')) ? true : undefined,
+    );
+    await cancelled.cancel();
+    const cancelledLogs = await following;
+    assert.equal(cancelledLogs.exitCode, 0, cancelledLogs.stderr);
+    assert.equal(cancelledLogs.stdout.trim().split('\n').at(-1), 'ended: cancelled');
+
     const unknown = await cli(['logs', 'no-such-id', '--redis', redisUrl()]);
     assert.equal(unknown.exitCode, 1);
     assert.match(unknown.stderr, /no-such-id/);
