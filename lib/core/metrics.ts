@@ -40,11 +40,12 @@ export interface TydraMetrics {
   nodeJobHandoffs: Counter<'node' | 'by'>;
   /** Workunits of parallel TaskInstances by `outcome`: ok, failed (for good) or retried (node). */
   workunits: Counter<'package' | 'task' | 'node' | 'outcome'>;
-  /** Nodes alive right now, read from the node registry at scrape time (master, dashboard). */
-  nodesAlive: Gauge;
   /**
-   * Adds a source for `tydra_nodes_alive`; returns its remover (call it on close). With several
-   * sources on one registry (`tydra dev`) the first answers: they all read the same registry.
+   * Adds a source for `tydra_nodes_alive` (nodes alive right now, read from the node registry at
+   * scrape time: master, dashboard); returns its remover (call it on close). The gauge is
+   * registered with the first source, so a registry no master or dashboard reads into (a lone
+   * node's) has none, rather than a 0 that reads as "no node alive". With several sources on one
+   * registry (`tydra dev`) the first answers: they all read the same registry; with none left, NaN.
    */
   watchAliveNodes(source: AliveNodesSource): () => void;
 }
@@ -74,6 +75,7 @@ function createMetrics(registry: Registry): TydraMetrics {
 /** What the master and the dashboard see of the whole cluster. */
 function clusterMetrics(registers: Registry[]) {
   const sources: AliveNodesSource[] = [];
+  let nodesAlive: Gauge | undefined;
   return {
     taskInstances: new Counter({
       name: 'tydra_task_instances_total',
@@ -81,19 +83,16 @@ function clusterMetrics(registers: Registry[]) {
       labelNames: ['package', 'task', 'state'],
       registers,
     }),
-    nodesAlive: new Gauge({
-      name: 'tydra_nodes_alive',
-      help: 'Nodes alive (heard from within three heartbeat periods), read from the node registry at scrape time',
-      registers,
-      async collect() {
-        const source = sources[0];
-        if (source !== undefined) {
-          // A failed read (Redis down) reads as NaN (unknown) rather than failing the whole scrape.
-          this.set(await source().catch(() => Number.NaN));
-        }
-      },
-    }),
     watchAliveNodes(source: AliveNodesSource) {
+      nodesAlive ??= new Gauge({
+        name: 'tydra_nodes_alive',
+        help: 'Nodes alive (heard from within three heartbeat periods), read from the node registry at scrape time',
+        registers,
+        async collect() {
+          // A failed read (Redis down) reads as NaN (unknown) rather than failing the whole scrape.
+          this.set((await sources[0]?.().catch(() => Number.NaN)) ?? Number.NaN);
+        },
+      });
       sources.push(source);
       return () => {
         const index = sources.indexOf(source);
