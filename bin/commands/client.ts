@@ -119,7 +119,7 @@ function registerRun(program: Command): void {
     )
     .option(
       '--at <iso-date>',
-      'start no earlier than this ISO 8601 date-time (in the future), e.g. 2030-01-01T09:00:00Z',
+      'start no earlier than this ISO 8601 date-time, in the future and within a year: YYYY-MM-DDTHH:MM:SSZ, or with an offset such as +01:00 instead of Z',
     )
     .option('--key <key>', 'idempotency key: a second run with the same key (same package and task) returns the first')
     .option('--backoff <type:ms>', 'wait between attempts: exponential:MS or fixed:MS', backoffValue)

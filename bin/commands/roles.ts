@@ -282,7 +282,7 @@ function registerNode(program: Command): void {
     .option('-c, --concurrency <n>', 'TaskInstances run at once (default: number of CPUs)', integer)
     .option(
       '--cache-dir <dir>',
-      'package cache folder (env TYDRA_CACHE_DIR; default ~/.cache/tydra/packages)',
+      'package cache folder (env TYDRA_CACHE_DIR; default /var/cache/tydra/packages as root, else ~/.cache/tydra/packages)',
       env.cacheDir,
     )
     .option(

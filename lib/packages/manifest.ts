@@ -297,7 +297,11 @@ function manifestIssueError(issue: z.core.$ZodIssue | undefined, raw: unknown): 
     issue.code === 'unrecognized_keys'
       ? `unknown key(s) ${issue.keys.map((k) => `\`${k}\``).join(', ')}`
       : describe(received);
-  const expected = issue.message.charAt(0).toLowerCase() + issue.message.slice(1);
+  // zod's messages start a sentence ("Invalid input"); one that starts with a placeholder
+  // (`HOST:PORT with …`) keeps its capitals.
+  const expected = /^[A-Z][a-z]/.test(issue.message)
+    ? issue.message.charAt(0).toLowerCase() + issue.message.slice(1)
+    : issue.message;
   return new ManifestError(`Expected ${subject} to be valid (${expected}), got ${got}`, field || undefined);
 }
 

@@ -25,7 +25,7 @@ export interface ConnectPattern {
 function patternProblem(text: string): string | undefined {
   const parts = splitHostPort(text);
   if (parts === undefined) {
-    return 'HOST:PORT';
+    return 'a `:` before the port';
   }
   if (parts.port !== '*' && parsePort(parts.port) === undefined) {
     return 'a port from 1 to 65535 or `*`';

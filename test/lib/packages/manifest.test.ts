@@ -121,7 +121,11 @@ describe('manifest', () => {
     assert.deepEqual((manifest.tasks.p as ParallelTaskSpec).network, network);
     assert.deepEqual((manifest.tasks.c as ParallelTaskSpec).network, network);
     const bad = { connect: ['db.internal'] };
-    assertRejected(withTasks({ p: { kind: 'parallel', module: 'p.js', network: bad } }), 'tasks.p.network.connect[0]');
+    assertRejected(
+      withTasks({ p: { kind: 'parallel', module: 'p.js', network: bad } }),
+      'tasks.p.network.connect[0]',
+      /to be valid \(HOST:PORT with a `:` before the port\), got `"db.internal"`/,
+    );
   });
 
   it('rejects a phase command that is not an argv', () => {

@@ -56,6 +56,10 @@ describe('network endpoints, --allow-connect patterns and the sandbox loopback p
         text,
       );
     }
+    assert.throws(
+      () => compileConnectPolicy(['Bad Host']),
+      /to be HOST:PORT with a `:` before the port, got `Bad Host`$/,
+    );
   });
 
   it('places names on their own loopback addresses, literals on themselves, and shares a listener', () => {
