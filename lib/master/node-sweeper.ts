@@ -127,9 +127,12 @@ async function sweepNode(deps: TakeBackDeps, nodeId: string, states: readonly Jo
     }
     takenBack += 1;
     const ran = status === TakeBackStatus.TakenBackRunning;
+    // A job the node parked as it stopped (its drain timeout killed the run) waits again, but
+    // its run had started there: BullMQ counts every move to active.
+    const where = ran ? '' : job.attemptsStarted > 0 ? ' (its run there was stopped)' : ' (it had not started there)';
     await deps.tasksQueue.addJobLog(
       instanceId,
-      `node ${nodeId} ${why}; TaskInstance taken back for a new dispatch${ran ? '' : ' (it had not started there)'}`,
+      `node ${nodeId} ${why}; TaskInstance taken back for a new dispatch${where}`,
     );
     deps.logger.warn({ nodeId, instanceId, ran }, `took a TaskInstance back from a node that ${why}`);
   }

@@ -223,6 +223,12 @@ describe('node shutdown (@integration)', function () {
     const status = await long.status();
     assert.equal(status.nodeId, stayer.id);
     assert.ok(status.logs.some((line) => line.startsWith(`running probe@`) && line.includes(`on node ${leaving.id}`)));
+    assert.ok(
+      status.logs.includes(
+        `node ${leaving.id} is gone; TaskInstance taken back for a new dispatch (its run there was stopped)`,
+      ),
+      status.logs.join(' | '),
+    );
   });
 });
 
