@@ -5,11 +5,11 @@ import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 
 /** Yields one workunit per `linesPerUnit` lines; a generator, so units stream out as they are cut. */
-export function* split(input = {}) {
-  const text = input.text ?? readFileSync(join(process.env.TYDRA_PACKAGE_DIR, 'corpus.txt'), 'utf8');
+export function* split(input) {
+  const text = input?.text ?? readFileSync(join(process.env.TYDRA_PACKAGE_DIR, 'corpus.txt'), 'utf8');
   const lines = text.split('\n').filter((line) => line.trim() !== '');
-  const per = input.linesPerUnit ?? 4;
-  for (let copy = 0; copy < (input.copies ?? 50); copy += 1) {
+  const per = input?.linesPerUnit ?? 4;
+  for (let copy = 0; copy < (input?.copies ?? 50); copy += 1) {
     for (let first = 0; first < lines.length; first += per) {
       yield lines.slice(first, first + per);
     }
@@ -29,7 +29,7 @@ export function work(lines, ctx) {
 }
 
 /** Merges the counts; `results` is an async iterable in split order, never all in memory at once. */
-export async function reduce(results, input = {}, ctx) {
+export async function reduce(results, input, ctx) {
   const totals = new Map();
   let words = 0;
   for await (const counts of results) {
@@ -38,6 +38,6 @@ export async function reduce(results, input = {}, ctx) {
       words += n;
     }
   }
-  const top = [...totals].sort((a, b) => b[1] - a[1] || a[0].localeCompare(b[0])).slice(0, input.top ?? 5);
+  const top = [...totals].sort((a, b) => b[1] - a[1] || a[0].localeCompare(b[0])).slice(0, input?.top ?? 5);
   return { words, distinct: totals.size, top: Object.fromEntries(top), failedUnits: ctx.failures.length };
 }
