@@ -22,9 +22,8 @@ export function wasCancelled(job: Pick<Job, 'data'>): boolean {
 /**
  * The error `result()` rejects with for a failed TaskInstance job: `TaskCancelledError` when it
  * was cancelled, `TaskTimeoutError` when it ran out of time, `LimitExceededError` when it broke a
- * limit, `TaskUnrecoverableError` when it
- * failed for good on its own say (`ctx.fail`), `TaskFailedError` otherwise (with
- * the task's message, and its stack as `remoteStack`).
+ * limit, `TaskUnrecoverableError` when it failed for good on its own say (`ctx.fail`),
+ * `TaskFailedError` otherwise (with the task's message, and its stack as `remoteStack`).
  */
 export function failedError(job: Pick<Job, 'data' | 'failedReason' | 'stacktrace'>, id: string): TaskFailedError {
   const ending = recordedEnding(job.data);
