@@ -75,6 +75,19 @@ export function environmentArgs(extra: Record<string, string>): string[] {
 }
 
 /**
+ * All a sandbox sees of the host's `/etc`, each where the host has it: what the dynamic loader
+ * and the C library read, the `alternatives` links some of `/usr/bin` point through, and the
+ * time zone. No passwd, no shadow, no hosts.
+ */
+export const SYSTEM_ETC_FILES: readonly string[] = [
+  '/etc/ld.so.cache',
+  '/etc/ld.so.conf',
+  '/etc/ld.so.conf.d',
+  '/etc/alternatives',
+  '/etc/localtime',
+];
+
+/**
  * The system folders a runtime needs, read-only. On merged-/usr systems `/bin`, `/lib`… are
  * symlinks into `/usr`, recreated as symlinks; elsewhere they are bound if they exist.
  */
@@ -88,14 +101,7 @@ export function systemMountArgs(root = '/'): string[] {
       args.push('--ro-bind-try', dir, dir);
     }
   }
-  // Only what the dynamic loader and the C library read; no passwd, no shadow, no hosts.
-  for (const file of [
-    '/etc/ld.so.cache',
-    '/etc/ld.so.conf',
-    '/etc/ld.so.conf.d',
-    '/etc/alternatives',
-    '/etc/localtime',
-  ]) {
+  for (const file of SYSTEM_ETC_FILES) {
     args.push('--ro-bind-try', file, file);
   }
   args.push('--proc', '/proc', ...procCoverArgs(), '--dev', '/dev');

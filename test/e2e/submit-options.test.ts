@@ -203,6 +203,23 @@ describe('submit options: priority, delay, idempotency, backoff, env (@integrati
     assert.match(both.stderr, /option '--delay <ms>' cannot be used with option '--at <iso-date>'/);
   });
 
+  it('refuses an input over maxInputBytes (1 MiB by default) before it enqueues anything', async () => {
+    const client = await deployOptionsPackage();
+    const tasks = new Queue('tasks', { prefix: '{tydra}:bull', connection: testRedis({ maxRetriesPerRequest: null }) });
+    defer(() => tasks.close());
+    const before = await tasks.getJobCountByTypes('waiting', 'prioritized', 'delayed');
+    // A JSON string of 1 MiB of letters is 1 MiB + 2 bytes (its quotes).
+    const input = 'x'.repeat(1024 * 1024);
+    await assert.rejects(client.submit('subopts/stamp', input), {
+      name: 'InvalidOptionError',
+      message: `Expected the input to be JSON of at most 1048576 bytes, got 1048578 bytes`,
+    });
+    assert.equal(await tasks.getJobCountByTypes('waiting', 'prioritized', 'delayed'), before);
+    const fits = await client.submit('subopts/stamp', input.slice(2));
+    assert.equal(await tasks.getJobState(fits.id), 'waiting', 'exactly 1 MiB of JSON is taken');
+    await fits.cancel();
+  });
+
   it('a second submit with the same key returns the first TaskInstance, queued or finished (client and CLI)', async () => {
     await startCluster(1);
     const client = await deployOptionsPackage();

@@ -52,6 +52,12 @@ describe('escape suite: resource attacks (@integration)', function () {
     await expectFailure(a, await a.attack('huge-line'), 'output limit exceeded (64 KiB on stdout)');
   });
 
+  it('a result over 16 MiB is refused at the result limit, however much memory the task has', async () => {
+    const a = await arena();
+    const run = await a.attack('huge-result', null, { memoryBytes: 512 * 1024 * 1024 });
+    await expectFailure(a, run, 'output limit exceeded (16 MiB in one result message)');
+  });
+
   it('a single endless line on stderr is stopped at the output limit', async () => {
     const a = await arena();
     await expectFailure(a, await a.attack('stderr-flood'), 'output limit exceeded (64 KiB on stderr)');

@@ -4,13 +4,13 @@
  * the sandbox blocks by design return a report of errno codes, asserted exactly.
  */
 import assert from 'node:assert/strict';
-import { existsSync } from 'node:fs';
+import { existsSync, readlinkSync } from 'node:fs';
 import { readFile, writeFile } from 'node:fs/promises';
 import { createServer, type Server } from 'node:net';
 import { networkInterfaces } from 'node:os';
 import { join } from 'node:path';
 
-import { RUNTIME_MOUNT } from '../../sandbox/launcher/bwrap-args.js';
+import { RUNTIME_MOUNT, SYSTEM_ETC_FILES } from '../../sandbox/launcher/bwrap-args.js';
 import { nodeMark } from '../../sandbox/launcher/process-mark.js';
 import { RUNNER_FILE } from '../../sandbox/launcher/runtime-dir.js';
 import { defer, redisUrl, tempDir } from '../helpers.js';
@@ -188,6 +188,49 @@ describe('escape suite: walls (@integration)', function () {
     assert.notEqual((report.su as { status: number }).status, 0);
     assert.match(String(report.usrMount), /(^|,)ro(,|$)/);
     assert.match(String(report.usrMount), /(^|,)nosuid(,|$)/);
+  });
+
+  it('lives in namespaces of its own, named tydra-sandbox, with a fresh /dev, the loader\'s /etc and no core dumps', async () => {
+    const a = await arena();
+    const report = (await expectResult(a, await a.attack('look-around'))) as {
+      namespaces: Record<string, string>;
+      hostname: string;
+      dev: string[];
+      etc: string[];
+      core: string[];
+    };
+    assert.deepEqual(Object.keys(report.namespaces), ['cgroup', 'ipc', 'mnt', 'net', 'pid', 'user', 'uts']);
+    for (const [name, link] of Object.entries(report.namespaces)) {
+      assert.notEqual(link, readlinkSync(`/proc/self/ns/${name}`), `the ${name} namespace is the host's`);
+    }
+    assert.equal(report.hostname, 'tydra-sandbox');
+    // bwrap's --dev: the harmless devices, a private pts and shm; no disk, memory or kernel log.
+    assert.deepEqual(report.dev, [
+      ...['core', 'fd', 'full', 'null', 'ptmx', 'pts', 'random', 'shm'],
+      ...['stderr', 'stdin', 'stdout', 'tty', 'urandom', 'zero'],
+    ]);
+    const allowedEtc = SYSTEM_ETC_FILES.map((file) => file.slice('/etc/'.length));
+    assert.ok(report.etc.includes('ld.so.cache'), `etc: ${report.etc.join(' ')}`);
+    assert.deepEqual(
+      report.etc.filter((name) => !allowedEtc.includes(name)),
+      [],
+      'only the files bwrap-args.ts binds',
+    );
+    assert.deepEqual(report.core, ['0', '0'], 'RLIMIT_CORE soft and hard');
+  });
+
+  it('a command task gets the same environment as a JavaScript one, and nothing else', async () => {
+    const a = await arena();
+    assert.deepEqual(await expectResult(a, await a.attack('env-names')), [
+      'HOME',
+      'LANG',
+      'PATH',
+      'PWD',
+      'TMPDIR',
+      'TYDRA_ATTEMPT',
+      'TYDRA_INSTANCE_ID',
+      'TYDRA_PACKAGE_DIR',
+    ]);
   });
 
   it('symlinks planted in /tmp to host files change nothing: the result is only what the task printed', async () => {
