@@ -93,7 +93,7 @@ function registerDev(program: Command): void {
 async function runDev(flags: DevFlags): Promise<void> {
   const { startDevCluster } = await import('../../lib/ops/dev-cluster.js');
   const cluster = await startDevCluster({
-    redis: flags.redis ?? (process.env.TYDRA_REDIS_URL ? env.redisUrl : undefined),
+    redis: flags.redis ?? (env.redisUrlSet ? env.redisUrl : undefined),
     namespace: flags.namespace,
     nodes: flags.nodes,
     dashboardPort: flags.port,
@@ -271,6 +271,9 @@ function allowConnectOption(): Option {
     .default([]);
 }
 
+/** As `lib/cluster/node-registry.ts` reads a heartbeat: late after three silent periods, lost once its lock expired too. */
+const HEARTBEAT_HELP = 'heartbeat period; late after 3 missed beats, dead once its lock duration has passed too';
+
 function registerNode(program: Command): void {
   const d = NODE_DEFAULTS;
   const command = program
@@ -309,7 +312,7 @@ function registerNode(program: Command): void {
         formatBytes(d.cacheMaxBytes),
       ),
     )
-    .addOption(defaulted('--heartbeat <ms>', 'heartbeat period; dead after 3 missed beats', integer, d.heartbeatMs))
+    .addOption(defaulted('--heartbeat <ms>', HEARTBEAT_HELP, integer, d.heartbeatMs))
     .addOption(
       defaulted(
         '--lock-duration <ms>',

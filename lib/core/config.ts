@@ -33,6 +33,12 @@ export interface EnvConfig {
   dashboardReadOnlyPasswordFile: string | undefined;
   /** `TYDRA_LOG_FORMAT`: `auto` (readable on a terminal, JSON otherwise), `pretty` or `json`. */
   logFormat: string | undefined;
+  /** `TYDRA_LOG_LEVEL`: pino's level of every default logger (`createLogger`). */
+  logLevel: string | undefined;
+  /** `NO_COLOR` set (https://no-color.org): a readable log has no colours, even on a terminal. */
+  noColor: boolean;
+  /** Whether `TYDRA_REDIS_URL` was set: `tydra dev` then uses that Redis instead of starting its own. */
+  redisUrlSet: boolean;
   /** `TYDRA_SECRET_KEY`: the 32-byte secret key (base64 or hex) of clients setting secrets and of nodes. Never logged. */
   secretKey: string | undefined;
 }
@@ -50,6 +56,9 @@ export function readEnvConfig(env: NodeJS.ProcessEnv = process.env): EnvConfig {
     dashboardReadOnlyPassword: env.TYDRA_DASHBOARD_READONLY_PASSWORD || undefined,
     dashboardReadOnlyPasswordFile: env.TYDRA_DASHBOARD_READONLY_PASSWORD_FILE || undefined,
     logFormat: env.TYDRA_LOG_FORMAT || undefined,
+    logLevel: env.TYDRA_LOG_LEVEL || undefined,
+    noColor: Boolean(env.NO_COLOR),
+    redisUrlSet: Boolean(env.TYDRA_REDIS_URL),
     secretKey: env.TYDRA_SECRET_KEY || undefined,
   };
 }

@@ -1,5 +1,6 @@
 import { pino, type Logger as PinoLogger } from 'pino';
 
+import { readEnvConfig } from './config.js';
 import { type LogFormat, resolveLogFormat } from './log-format.js';
 import { prettyDestination } from './pretty-log.js';
 
@@ -25,7 +26,7 @@ export interface LoggerOptions {
  * an options object. (A bare string is taken as the level, as before formats existed.)
  */
 export function createLogger(options: LoggerOptions | string = {}): Logger {
-  const { level = process.env.TYDRA_LOG_LEVEL ?? 'info', format = 'json' } =
+  const { level = readEnvConfig().logLevel ?? 'info', format = 'json' } =
     typeof options === 'string' ? { level: options } : options;
   const pinoOptions = {
     level,
@@ -36,7 +37,7 @@ export function createLogger(options: LoggerOptions | string = {}): Logger {
     },
   };
   if (resolveLogFormat(format) === 'pretty') {
-    const colours = process.stderr.isTTY === true && !process.env.NO_COLOR;
+    const colours = process.stderr.isTTY === true && !readEnvConfig().noColor;
     return pino(pinoOptions, prettyDestination(process.stderr, { colours }));
   }
   return pino(pinoOptions, pino.destination(2));

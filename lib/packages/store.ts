@@ -288,7 +288,7 @@ export class PackageStore {
   }
 
   /**
-   * Reads `pkg:<name>:<sha1>` in GETRANGE chunks of at most 1 MiB and checks its SHA-1; returns
+   * Reads `{NAME}:pkg:<name>:<sha1>` in GETRANGE chunks of at most 1 MiB and checks its SHA-1; returns
    * the chunks in order (never concatenated: extraction streams them). Up to
    * `DOWNLOAD_IN_FLIGHT` GETRANGEs are pipelined on the connection, so the next chunk is already
    * on its way while one is read; Redis still serves them one 1 MiB command at a time.

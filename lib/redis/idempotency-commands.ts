@@ -1,5 +1,5 @@
 /**
- * Idempotent submits: a submission with a key claims `tydra:idem:<pkg>:<task>:<key>` for its
+ * Idempotent submits: a submission with a key claims `{NAME}:idem:<pkg>:<task>:<key>` for its
  * TaskInstance id before it enqueues anything, in one command that also returns the id already
  * there (SET NX GET), so two submits racing on one key agree on a single TaskInstance.
  */

@@ -190,15 +190,24 @@ describe('escape suite: walls (@integration)', function () {
     assert.match(String(report.usrMount), /(^|,)nosuid(,|$)/);
   });
 
-  it('lives in namespaces of its own, named tydra-sandbox, with a fresh /dev, the loader\'s /etc and no core dumps', async () => {
+  it("lives in namespaces of its own, named tydra-sandbox, with a fresh /dev, the loader's /etc, no core dumps; its cgroup paths name only its node", async () => {
     const a = await arena();
     const report = (await expectResult(a, await a.attack('look-around'))) as {
       namespaces: Record<string, string>;
       hostname: string;
       dev: string[];
       etc: string[];
+      cgroups: string[];
       core: string[];
     };
+    // The cgroup namespace is bwrap's, made before the node moved the sandbox into its
+    // TaskInstance cgroup: paths read from the node's own cgroup, naming only the node's parent
+    // cgroup and the task's.
+    const parent = `tydra.${a.node.id}.${process.pid}`.replaceAll('.', '\\.');
+    for (const line of report.cgroups) {
+      const path = line.slice(line.indexOf(':', line.indexOf(':') + 1) + 1);
+      assert.ok(path === '/' || new RegExp(`^/(\\.\\./)*${parent}/task-[0-9a-f-]+$`).test(path), line);
+    }
     assert.deepEqual(Object.keys(report.namespaces), ['cgroup', 'ipc', 'mnt', 'net', 'pid', 'user', 'uts']);
     for (const [name, link] of Object.entries(report.namespaces)) {
       assert.notEqual(link, readlinkSync(`/proc/self/ns/${name}`), `the ${name} namespace is the host's`);

@@ -1,8 +1,9 @@
 // Reports what a task sees of its sandbox, so compose-smoke.sh can check that it ran under
 // bubblewrap inside a node container: its uid and the uid map of its user namespace as seen from
 // inside, its capabilities, no_new_privs and seccomp mode, the pid it has in its own pid
-// namespace, its hostname (its own UTS namespace) and its cgroups (in its own cgroup namespace
-// they all read `/`).
+// namespace, its hostname (its own UTS namespace) and its cgroups (as its own cgroup namespace
+// shows them: `/`, or, where the node moved it into a TaskInstance cgroup, that cgroup's path
+// from the node's).
 import { readFileSync } from 'node:fs';
 import { hostname } from 'node:os';
 
