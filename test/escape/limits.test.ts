@@ -91,6 +91,12 @@ describe('escape suite: resource attacks (@integration)', function () {
     );
   });
 
+  it('files in /tmp count toward the memory limit: a scratch folder larger than it is stopped there', async () => {
+    const a = await arena();
+    const run = await a.attack('fill-scratch', null, { scratchBytes: 256 * MiB, memoryBytes: 64 * MiB });
+    await expectFailure(a, run, 'memory limit exceeded (64 MiB)');
+  });
+
   it('opening files without end stops at the open-files limit with EMFILE', async () => {
     const a = await arena();
     // 32 descriptors: stdin, stdout, stderr and the interpreter's own take the first few.

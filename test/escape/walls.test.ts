@@ -228,6 +228,19 @@ describe('escape suite: walls (@integration)', function () {
     assert.deepEqual(report.core, ['0', '0'], 'RLIMIT_CORE soft and hard');
   });
 
+  it('an orphan of the task is re-parented to the runner, pid 1, and stays a zombie until the sandbox ends', async () => {
+    const a = await arena();
+    const report = (await expectResult(a, await a.attack('orphan'))) as {
+      self: number;
+      others: Array<{ pid: number; ppid: number; state: string; name: string }>;
+    };
+    assert.equal(report.self, 1, 'the runner is pid 1 (--as-pid-1, with a cgroup)');
+    assert.deepEqual(
+      report.others.map(({ ppid, state, name }) => ({ ppid, state, name })),
+      [{ ppid: 1, state: 'Z', name: 'sleep' }],
+    );
+  });
+
   it('a command task gets the same environment as a JavaScript one, and nothing else', async () => {
     const a = await arena();
     assert.deepEqual(await expectResult(a, await a.attack('env-names')), [
