@@ -200,3 +200,9 @@ export async function failure(promise: Promise<unknown>): Promise<TaskFailedErro
   assert.ok(error instanceof TaskFailedError, `expected a TaskFailedError, got ${String(error)}`);
   return error;
 }
+
+/** The names of every task's environment, sorted, as the README's Security section lists them. */
+export const SANDBOX_ENV_NAMES: readonly string[] = [
+  ...['HOME', 'LANG', 'PATH', 'PWD', 'TMPDIR'],
+  ...['TYDRA_ATTEMPT', 'TYDRA_INSTANCE_ID', 'TYDRA_PACKAGE_DIR'],
+];
