@@ -271,7 +271,10 @@ function allowConnectOption(): Option {
     .default([]);
 }
 
-/** As `lib/cluster/node-registry.ts` reads a heartbeat: late after three silent periods, lost once its lock expired too. */
+/**
+ * As `lib/cluster/node-registry.ts` reads heartbeats: late after three silent periods, lost once
+ * its lock has expired too.
+ */
 const HEARTBEAT_HELP = 'heartbeat period; late after 3 missed beats, dead once its lock duration has passed too';
 
 function registerNode(program: Command): void {
