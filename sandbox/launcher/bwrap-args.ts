@@ -124,13 +124,23 @@ export function procCoverArgs(): string[] {
   ]);
 }
 
-/** The package and the runner read-only; a private size-capped tmpfs for scratch. */
+/**
+ * The package and the runner read-only; private size-capped tmpfs for scratch: `/tmp`, and
+ * `/dev/shm` for POSIX shared memory and semaphores (Python's `multiprocessing` locks need it).
+ * bwrap's `--dev` makes `/dev/shm` a folder of its `/dev` tmpfs, which has no size of its own
+ * (half the host's RAM) and stays writable after `--remount-ro /`: a task could park gigabytes
+ * there past the scratch cap, bounded only by a memory cgroup, and by nothing in `rlimits` mode.
+ */
 export function taskMountArgs(mounts: SandboxMounts): string[] {
   const args = [
     '--size',
     String(mounts.scratchBytes),
     '--tmpfs',
     '/tmp',
+    '--size',
+    String(mounts.scratchBytes),
+    '--tmpfs',
+    '/dev/shm',
     '--ro-bind',
     mounts.packageDir,
     PACKAGE_MOUNT,
@@ -143,8 +153,10 @@ export function taskMountArgs(mounts: SandboxMounts): string[] {
   }
   args.push(...(mounts.extraMounts ?? []));
   // Last, once every mount point exists: the root tmpfs bwrap builds the sandbox in becomes
-  // read-only, so `/` and `/etc` cannot be written (nor used as scratch beyond the /tmp cap).
-  return [...args, '--remount-ro', '/', '--chdir', PACKAGE_MOUNT];
+  // read-only, so `/` and `/etc` cannot be written (nor used as scratch beyond the /tmp cap), and
+  // so does `/dev`'s (not recursive: the device nodes, `/dev/pts` and `/dev/shm` are mounts of
+  // their own; a device node stays writable on a read-only mount).
+  return [...args, '--remount-ro', '/', '--remount-ro', '/dev', '--chdir', PACKAGE_MOUNT];
 }
 
 /** The full argv for `bwrap`: flags, then `--` so the command can never be read as a flag. */

@@ -87,7 +87,16 @@ describe('escape suite: resource attacks (@integration)', function () {
     // 64 KiB files: the 65th finds the 4 MiB tmpfs full.
     assert.deepEqual(
       await expectResult(a, await a.attack('fill-scratch', null, { scratchBytes: 4 * MiB, fileSizeBytes: 64 * MiB })),
-      { error: 'ENOSPC', written: 4 * MiB },
+      { error: 'ENOSPC', written: 4 * MiB, lock: 'ok' },
+    );
+  });
+
+  it('/dev/shm is scratch of its own at the scratch size: ENOSPC there too, and POSIX semaphores work', async () => {
+    const a = await arena();
+    // bwrap's /dev/shm would be a folder of its /dev tmpfs, half the host's RAM; tydra mounts its own.
+    assert.deepEqual(
+      await expectResult(a, await a.attack('fill-shm', null, { scratchBytes: 4 * MiB, fileSizeBytes: 64 * MiB })),
+      { error: 'ENOSPC', written: 4 * MiB, lock: 'ok' },
     );
   });
 

@@ -124,7 +124,7 @@ describe('escape suite: walls (@integration)', function () {
     assert.equal(server.connections(), 0, 'the host server must see no connection');
   });
 
-  it('writes nothing outside its own /tmp: not /usr, /, /etc, the package, the runner, /proc', async () => {
+  it('writes nothing outside its own /tmp and /dev/shm: not /usr, /, /etc, /dev, the package, the runner, /proc', async () => {
     const a = await arena();
     const before = await hostState(a);
     const report = await expectResult(a, await a.attack('write-system'));
@@ -134,6 +134,8 @@ describe('escape suite: walls (@integration)', function () {
       root: 'EROFS',
       rootDir: 'EROFS',
       etc: 'EROFS',
+      dev: 'EROFS',
+      devDir: 'EROFS',
       package: 'EROFS',
       packageManifest: 'EROFS',
       packageLink: 'EROFS',
@@ -142,6 +144,8 @@ describe('escape suite: walls (@integration)', function () {
       sysctl: 'EROFS',
       irq: 'EROFS',
       tmp: 'ok',
+      devShm: 'ok',
+      devNull: 'ok',
     });
     assert.equal(existsSync('/usr/planted'), false);
     assert.equal(existsSync('/planted'), false);

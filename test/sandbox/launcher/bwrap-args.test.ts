@@ -45,6 +45,16 @@ describe('bwrap argv', () => {
     assert.ok(remount > lastMount, `--remount-ro at ${remount}, last mount at ${lastMount}`);
   });
 
+  it('gives /tmp and /dev/shm a tmpfs of the scratch size each, and remounts /dev read-only', () => {
+    for (const folder of ['/tmp', '/dev/shm']) {
+      const at = argv.findIndex((arg, index) => arg === folder && argv[index - 1] === '--tmpfs');
+      assert.deepEqual(argv.slice(at - 3, at + 1), ['--size', String(1024 * 1024), '--tmpfs', folder]);
+      assert.ok(at > argv.indexOf('--dev'), `${folder} is mounted after /dev is made`);
+    }
+    const remounts = argv.flatMap((arg, index) => (arg === '--remount-ro' ? [argv[index + 1]] : []));
+    assert.deepEqual(remounts, ['/', '/dev']);
+  });
+
   it("puts a task's network mounts before the root turns read-only (bwrap must create their mount points)", () => {
     const extraMounts = [
       '--ro-bind',
