@@ -339,14 +339,15 @@ describe('package versions, references and pruning (@integration)', function () 
       async () => ((await r.exists(`{tydra}:pkg:pin:${v1.sha1}`)) === 0 ? true : undefined),
       15_000,
     );
-    const completed = await maintenance.getJobs(['completed'], 0, 50);
-    const withRemoval = await Promise.all(
-      completed.map(async (job) => (await maintenance.getJobLogs(job.id ?? '')).logs),
-    );
-    assert.ok(
-      withRemoval.some((logs) => logs.some((line) => line.startsWith(`removed pin@${v1.sha1}: no holders since`))),
-      'a prune job logged the removal',
-    );
+    // The job that removed it may still be active, its log written but not yet moved to completed:
+    // looked for in both, until it is seen (a CI run read `completed` too early once).
+    await waitFor('a prune job to log the removal', async () => {
+      const jobs = await maintenance.getJobs(['active', 'completed'], 0, 100);
+      const logs = await Promise.all(jobs.map(async (job) => (await maintenance.getJobLogs(job.id ?? '')).logs));
+      return logs.some((lines) => lines.some((line) => line.startsWith(`removed pin@${v1.sha1}: no holders since`)))
+        ? true
+        : undefined;
+    });
   });
 
   it('many masters starting at once upsert one prune scheduler', async () => {
