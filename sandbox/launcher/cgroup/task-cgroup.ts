@@ -207,10 +207,14 @@ export function limitWrites(
   // Order matters: memsw (memory + swap) may never be below the memory limit, so lower the
   // memory limit first, then memsw to the same value, leaving no room for swap. Without
   // memsw (swapaccount=0) swappiness 0 keeps this cgroup's own reclaim from swapping.
+  // v1 counts socket buffers apart from memory, and only once their own limit is set: without
+  // it a task's unread TCP or UDP data is kernel memory no limit holds (gigabytes, up to the
+  // host-wide tcp_mem, where every connection on the host stalls). v2 counts them in memory.max.
   return [
     [at('memory.limit_in_bytes'), bytes],
     [at('memory.swappiness'), '0'],
     ...ifPresent('memory.memsw.limit_in_bytes', bytes),
+    ...ifPresent('memory.kmem.tcp.limit_in_bytes', bytes),
     pids,
   ];
 }

@@ -271,13 +271,15 @@ describe('per-TaskInstance cgroups and rlimits (@integration)', function () {
   });
 
   describe('createTaskCgroup', () => {
-    it('sets the memory limit with no swap on top, and the pids limit', async () => {
+    it('sets the memory limit with no swap on top, socket buffers capped too, and the pids limit', async () => {
       const cgroup = await newCgroup(64 * MiB, 16);
       if (support.mode === 'v1') {
         const [memory, pids] = cgroup.paths as [string, string];
         assert.equal(readFileSync(join(memory, 'memory.limit_in_bytes'), 'utf8').trim(), String(64 * MiB));
-        if (existsSync(join(memory, 'memory.memsw.limit_in_bytes'))) {
-          assert.equal(readFileSync(join(memory, 'memory.memsw.limit_in_bytes'), 'utf8').trim(), String(64 * MiB));
+        for (const file of ['memory.memsw.limit_in_bytes', 'memory.kmem.tcp.limit_in_bytes']) {
+          if (existsSync(join(memory, file))) {
+            assert.equal(readFileSync(join(memory, file), 'utf8').trim(), String(64 * MiB), file);
+          }
         }
         assert.equal(readFileSync(join(pids, 'pids.max'), 'utf8').trim(), '16');
       } else {
