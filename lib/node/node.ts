@@ -28,6 +28,7 @@ import {
   removeOrphanParents,
 } from '../../sandbox/launcher/cgroup/support.js';
 import { removeStaleNetworkFolders } from '../../sandbox/launcher/network/stale-folders.js';
+import { WITH_SECCOMP } from '../../sandbox/launcher/seccomp.js';
 import { killOrphanedSandboxes } from '../../sandbox/launcher/orphans.js';
 import { findPrlimit } from '../../sandbox/launcher/rlimits.js';
 import { installRuntime } from '../../sandbox/launcher/runtime-dir.js';
@@ -318,6 +319,12 @@ export class TydraNode {
     if (user?.uid === 0) {
       this.logger.warn(
         "UNSAFE: sandboxUser uid 0: tasks are the host's root for the kernel (sysctls, mounted files); use an unprivileged user",
+      );
+    }
+    if (!WITH_SECCOMP) {
+      this.logger.warn(
+        { cpu: process.arch },
+        'no seccomp filter for this CPU: tasks may use the kernel key calls (keys in a keyring they share with the node)',
       );
     }
     this.cgroups = await detectCgroups({ parentName: this.cgroupParentName() });

@@ -2,13 +2,14 @@
  * Finds bubblewrap and proves it can build a sandbox here before a node takes any job: a node
  * that cannot sandbox must refuse to start, not fail every task.
  */
-import { accessSync, constants } from 'node:fs';
+import { accessSync, closeSync, constants } from 'node:fs';
 import { delimiter, join } from 'node:path';
 
-import { execa } from 'execa';
+import { execa, type Options } from 'execa';
 
 import { SandboxUnavailableError } from '../../lib/core/errors.js';
 import { isolationArgs, systemMountArgs } from './bwrap-args.js';
+import { openSeccompFilter, seccompFlags, WITH_SECCOMP, withSeccompStdio } from './seccomp.js';
 
 export const INSTALL_HINT = 'install it with: apt-get install -y bubblewrap';
 
@@ -38,23 +39,35 @@ export async function checkBwrap(path?: string, user?: { uid: number; gid: numbe
   if (bwrap === undefined) {
     throw new SandboxUnavailableError(`bubblewrap (bwrap) was not found on PATH; ${INSTALL_HINT}`);
   }
-  const probe = await execa(bwrap, [...isolationArgs(), ...systemMountArgs(), '--', 'true'], {
-    reject: false,
-    timeout: 10_000,
-    extendEnv: false,
-    env: {},
-    ...user,
-  });
-  if (probe.exitCode !== 0) {
-    const reason = String(probe.stderr).trim().split('\n').pop() ?? '';
+  // With the seccomp filter every sandbox gets: a kernel that refuses it fails here, not each task.
+  const filter = WITH_SECCOMP ? openSeccompFilter() : undefined;
+  const probe = execa(
+    bwrap,
+    [...isolationArgs(), ...systemMountArgs(), ...(WITH_SECCOMP ? seccompFlags() : []), '--', 'true'],
+    {
+      // execa types a descriptor as 3 to 9 only; any open one works.
+      stdio: filter === undefined ? 'pipe' : (withSeccompStdio(['ignore', 'pipe', 'pipe'], filter) as Options['stdio']),
+      reject: false,
+      timeout: 10_000,
+      extendEnv: false,
+      env: {},
+      ...user,
+    },
+  );
+  if (filter !== undefined) {
+    closeSync(filter);
+  }
+  const { exitCode, stderr } = await probe;
+  if (exitCode !== 0) {
+    const reason = String(stderr).trim().split('\n').pop() ?? '';
     if (user !== undefined && user.uid !== 0) {
       throw new SandboxUnavailableError(
-        `bubblewrap at ${bwrap} cannot create a sandbox as the sandbox user ${user.uid}:${user.gid} (${reason || `exit code ${probe.exitCode}`}); ` +
+        `bubblewrap at ${bwrap} cannot create a sandbox as the sandbox user ${user.uid}:${user.gid} (${reason || `exit code ${exitCode}`}); ` +
           'it needs unprivileged user namespaces (sysctl kernel.unprivileged_userns_clone=1, user.max_user_namespaces > 0, and on Ubuntu kernel.apparmor_restrict_unprivileged_userns=0)',
       );
     }
     throw new SandboxUnavailableError(
-      `bubblewrap at ${bwrap} cannot create a sandbox on this host (${reason || `exit code ${probe.exitCode}`}); ` +
+      `bubblewrap at ${bwrap} cannot create a sandbox on this host (${reason || `exit code ${exitCode}`}); ` +
         'it needs unprivileged user namespaces, or root, and in a container a seccomp/AppArmor profile that allows them',
     );
   }

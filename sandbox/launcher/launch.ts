@@ -11,13 +11,14 @@ import { SandboxUnavailableError, TaskFailedError } from '../../lib/core/errors.
 import type { CompiledTaskLimits } from '../../lib/core/limits.js';
 import { buildBwrapArgs, PACKAGE_MOUNT, RUNNER_AS_PID_1_ARGS, RUNTIME_MOUNT, sandboxNodePath } from './bwrap-args.js';
 import { sandboxSyncArgs } from './cgroup/attach.js';
-import type { CgroupSupport } from './cgroup/support.js';
+import type { AvailableCgroupSupport, CgroupSupport } from './cgroup/support.js';
 import { createTaskCgroup, type TaskCgroup } from './cgroup/task-cgroup.js';
 import { openSandboxNetwork, type SandboxNetwork, type SandboxNetworkOptions } from './network/sandbox-network.js';
 import { NODE_MARK_VARIABLE } from './orphans.js';
 import { nodeMark } from './process-mark.js';
 import { prlimitArgs } from './rlimits.js';
 import { RUNNER_FILE, RUNTIME_DIR } from './runtime-dir.js';
+import { seccompFlags, WITH_SECCOMP } from './seccomp.js';
 import { encodeSecretArgs, secretArgsFlags } from './secret-args.js';
 
 const NODE_BINARY = realpathSync(process.execPath);
@@ -97,6 +98,8 @@ export interface Launch {
   network?: SandboxNetwork;
   /** bwrap's `--args` input (the secrets' `--setenv`s), written to its pipe at spawn. */
   secretArgs?: Buffer;
+  /** bwrap reads the seccomp filter from `SECCOMP_FD` (`seccomp.ts`), given at spawn. */
+  seccomp?: boolean;
   /** A command's exit codes that fail it for good (`TaskEntry`). */
   unrecoverableExitCodes?: readonly number[];
 }
@@ -160,29 +163,40 @@ async function launchOf(options: SandboxOptions, entry: TaskEntry): Promise<Laun
   const secrets = !isModule && Object.keys(options.secrets ?? {}).length > 0 ? options.secrets : undefined;
   const extra = extraBwrapArgs(isModule && cgroups !== undefined, secrets !== undefined);
   const args = [...rlimits, bwrap, ...buildBwrapArgs(mounts, env, started, extra)];
-  const secretArgs = secrets !== undefined ? { secretArgs: encodeSecretArgs(secrets) } : {};
+  const fdInputs = {
+    seccomp: WITH_SECCOMP,
+    ...(secrets !== undefined ? { secretArgs: encodeSecretArgs(secrets) } : {}),
+  };
   // One cgroup per sandbox, made before it and joined by it before the task runs.
-  const cgroup =
-    cgroups === undefined
-      ? undefined
-      : await createTaskCgroup(cgroups, `task-${randomUUID()}`, {
-          memoryBytes: limits.memoryBytes,
-          pids: limits.pids,
-        }).catch(async (error: unknown) => {
-          await network?.close();
-          throw error;
-        });
+  const cgroup = cgroups === undefined ? undefined : await taskCgroupOf(cgroups, limits, network);
   // bwrap's own environment is only this node's mark (`orphans.ts`); the task's is set by --clearenv.
   const launchEnv = { [NODE_MARK_VARIABLE]: nodeMark() };
-  return { file: options.prlimit, args, isModule, sandboxed: true, env: launchEnv, cgroup, network, ...secretArgs };
+  return { file: options.prlimit, args, isModule, sandboxed: true, env: launchEnv, cgroup, network, ...fdInputs };
 }
 
-/** The sync pipes' flags, `--as-pid-1` for a runner with a cgroup (`bwrap-args.ts`), `--args` for a command's secrets. */
+/** The sandbox's cgroup with its limits; its network is closed if the cgroup cannot be made. */
+function taskCgroupOf(
+  cgroups: AvailableCgroupSupport,
+  limits: CompiledTaskLimits,
+  network: SandboxNetwork | undefined,
+): Promise<TaskCgroup> {
+  const cgroupLimits = { memoryBytes: limits.memoryBytes, pids: limits.pids };
+  return createTaskCgroup(cgroups, `task-${randomUUID()}`, cgroupLimits).catch(async (error: unknown) => {
+    await network?.close();
+    throw error;
+  });
+}
+
+/**
+ * The sync pipes' flags, `--as-pid-1` for a runner with a cgroup (`bwrap-args.ts`), `--args` for
+ * a command's secrets, `--seccomp` for the key calls' filter (`seccomp.ts`).
+ */
 function extraBwrapArgs(runnerAsPid1: boolean, hasSecrets: boolean): string[] {
   return [
     ...sandboxSyncArgs(),
     ...(runnerAsPid1 ? RUNNER_AS_PID_1_ARGS : []),
     ...(hasSecrets ? secretArgsFlags() : []),
+    ...(WITH_SECCOMP ? seccompFlags() : []),
   ];
 }
 

@@ -13,6 +13,7 @@
  * - File size: SIGXFSZ (exit code 153) for a process with the default action, but Python and
  *   Node ignore SIGXFSZ, so for them write() fails with EFBIG and the task handles (or not) the error.
  * - Open files: open() fails with EMFILE.
+ * - POSIX message queues: none (RLIMIT_MSGQUEUE 0), mq_open() fails with EMFILE.
  * - Memory (cgroup OOM kill): SIGKILL, exit code 137; `stats().oomKills` tells it from a kill by
  *   another cause.
  */
@@ -101,7 +102,9 @@ export function prlimitArgs(limits: ProcessLimits, uid = process.getuid?.()): st
   if (limits.core !== undefined && limits.core !== 0) {
     throw new InvalidOptionError(`Expected the \`core\` limit to be 0, got ${describe(limits.core)}`);
   }
-  args.push('--core=0:0', '--');
+  // No POSIX message queues: their bytes are counted per host user, one budget that every
+  // sandbox (all the same sandbox user) would share, so one task could use it up for the rest.
+  args.push('--core=0:0', '--msgqueue=0:0', '--');
   return args;
 }
 

@@ -17,11 +17,13 @@
  * node's pipes open. The group cannot be reused while such a member lives, and a group with no
  * member left makes the kill a no-op (ESRCH).
  */
+import { closeSync } from 'node:fs';
 import type { Readable, Writable } from 'node:stream';
 
-import { execa, type ResultPromise } from 'execa';
+import { execa, type Options, type ResultPromise } from 'execa';
 
 import { sandboxSyncStdio, type StdioArray } from './cgroup/attach.js';
+import { openSeccompFilter, withSeccompStdio } from './seccomp.js';
 import { feedSecretArgs, SECRET_ARGS_FD, withSecretArgsStdio } from './secret-args.js';
 import type { SandboxStreams } from './stream-capture.js';
 
@@ -42,14 +44,30 @@ export interface SpawnOptions {
   user?: { uid: number; gid: number };
   /** bwrap's `--args` input (`secret-args.ts`): piped at `SECRET_ARGS_FD`, never on the command line. */
   secretArgs?: Uint8Array;
+  /** bwrap was given `--seccomp SECCOMP_FD`: the filter's descriptor goes there (`seccomp.ts`). */
+  seccomp?: boolean;
 }
 
 /** Spawns the sandbox in its own process group, with every stream a pipe. */
 export function spawnSandbox(options: SpawnOptions): ResultPromise {
   const baseStdio: StdioArray = options.isModule ? ['pipe', 'pipe', 'pipe', 'pipe'] : ['pipe', 'pipe', 'pipe'];
   const syncStdio = options.sandboxed ? sandboxSyncStdio(baseStdio) : baseStdio;
+  const pipes = options.secretArgs !== undefined ? withSecretArgsStdio(syncStdio) : syncStdio;
+  // The child holds its own copy once spawned (execa spawns before it returns): closed here then.
+  const filter = options.seccomp === true ? openSeccompFilter() : undefined;
+  try {
+    return spawned(options, filter === undefined ? pipes : withSeccompStdio(pipes, filter));
+  } finally {
+    if (filter !== undefined) {
+      closeSync(filter);
+    }
+  }
+}
+
+function spawned(options: SpawnOptions, stdio: ReadonlyArray<string | number>): ResultPromise {
   const subprocess = execa(options.file, options.args, {
-    stdio: options.secretArgs !== undefined ? withSecretArgsStdio(syncStdio) : syncStdio,
+    // execa types a descriptor as 3 to 9 only; any open one works.
+    stdio: stdio as Options['stdio'],
     buffer: false,
     reject: false,
     extendEnv: false,

@@ -185,7 +185,18 @@ describe('escape suite: walls (@integration)', function () {
     assert.match(String(report.usrMount), /(^|,)nosuid(,|$)/);
   });
 
-  it("lives in namespaces of its own, named tydra-sandbox, with a fresh /dev, the loader's /etc, no core dumps; its cgroup paths name only its node", async () => {
+  it("cannot use the kernel's key calls: no key planted in, read from or requested of the node's keyring", async () => {
+    // bwrap gives a sandbox no session keyring: without the seccomp filter, a task under a node
+    // that has one (systemd, containers) shares it with every other task, and it outlives them.
+    const a = await arena();
+    assert.deepEqual(await expectResult(a, await a.attack('keys')), {
+      add_key: 'EPERM',
+      keyctl_read: 'EPERM',
+      request_key: 'EPERM',
+    });
+  });
+
+  it("lives in namespaces of its own, named tydra-sandbox, with a fresh /dev, the loader's /etc, no core dumps or message queues; its cgroup paths name only its node", async () => {
     const a = await arena();
     const report = (await expectResult(a, await a.attack('look-around'))) as {
       namespaces: Record<string, string>;
@@ -194,6 +205,7 @@ describe('escape suite: walls (@integration)', function () {
       etc: string[];
       cgroups: string[];
       core: string[];
+      msgqueue: string[];
     };
     // The cgroup namespace is bwrap's, made before the node moved the sandbox into its
     // TaskInstance cgroup: paths read from the node's own cgroup, naming only the node's parent
@@ -221,6 +233,7 @@ describe('escape suite: walls (@integration)', function () {
       'only the files bwrap-args.ts binds',
     );
     assert.deepEqual(report.core, ['0', '0'], 'RLIMIT_CORE soft and hard');
+    assert.deepEqual(report.msgqueue, ['0', '0'], 'RLIMIT_MSGQUEUE soft and hard: no POSIX message queue');
   });
 
   it('an orphan of the task is re-parented to the runner, pid 1, and stays a zombie until the sandbox ends', async () => {

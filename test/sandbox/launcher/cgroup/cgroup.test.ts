@@ -602,7 +602,7 @@ except OSError as e:
 });
 
 describe('sandbox limit argv', () => {
-  it('prlimitArgs: CPU soft = limit and hard = limit + 1 s, the rest soft = hard, core always 0, then --', () => {
+  it('prlimitArgs: CPU soft = limit and hard = limit + 1 s, the rest soft = hard, core and message queues always 0, then --', () => {
     assert.deepEqual(
       prlimitArgs({ cpuSeconds: 30, openFiles: 256, fileSizeBytes: MiB, addressSpaceBytes: 4096 * MiB }, 0),
       [
@@ -611,14 +611,15 @@ describe('sandbox limit argv', () => {
         `--fsize=${MiB}:${MiB}`,
         `--as=${4096 * MiB}:${4096 * MiB}`,
         '--core=0:0',
+        '--msgqueue=0:0',
         '--',
       ],
     );
-    assert.deepEqual(prlimitArgs({}, 0), ['--core=0:0', '--']);
+    assert.deepEqual(prlimitArgs({}, 0), ['--core=0:0', '--msgqueue=0:0', '--']);
   });
 
   it('prlimitArgs: --nproc only for a non-root node, and limits must be integers', () => {
-    assert.deepEqual(prlimitArgs({ nproc: 200 }, 1000), ['--nproc=200:200', '--core=0:0', '--']);
+    assert.deepEqual(prlimitArgs({ nproc: 200 }, 1000), ['--nproc=200:200', '--core=0:0', '--msgqueue=0:0', '--']);
     assert.throws(() => prlimitArgs({ nproc: 200 }, 0), {
       name: 'InvalidOptionError',
       message:
