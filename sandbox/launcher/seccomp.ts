@@ -5,10 +5,11 @@
  * keyring of its own, so a task inherits the node's. Under systemd (a service gets a private
  * session keyring) or in a container, that keyring is shared by every task the node runs and
  * outlives each of them: a task could leave keys there for the next one to read, and fill the
- * key quota that all sandboxes share (they run as one host user). Nothing a task needs uses keys.
+ * key quota that all sandboxes share (they run as one host user). Few programs use keys (a
+ * Kerberos `KEYRING:` credential cache is one); in a sandbox they get EPERM, as under Docker.
  *
- * The program is classic BPF, built here rather than by libseccomp (a native dependency for eight
- * instructions). It checks the architecture first, as a filter must: the same number means
+ * The program is classic BPF, built here rather than by libseccomp (a native dependency for a
+ * program of sixteen instructions). It checks the architecture first, as a filter must: the same number means
  * another call under the 32-bit ABI, so each ABI the kernel runs has its own numbers, and an
  * architecture it does not know is refused outright. x32 calls (the x86_64 ABI with bit 30 set)
  * are refused as a whole. On a CPU without a program here, sandboxes start without the filter
