@@ -251,6 +251,7 @@ interface NodeFlags {
   heartbeat: number;
   lockDuration: number;
   sandboxUser?: { uid: number; gid: number };
+  sandboxUsers?: number;
   unsafeNoSandbox?: boolean;
   secretKeyFile?: string;
   allowConnect: string[];
@@ -324,15 +325,29 @@ function registerNode(program: Command): void {
         d.lockDurationMs,
       ),
     )
-    .option('--sandbox-user <uid:gid>', 'host user the sandboxes run as (default when root: 65534:65534)', userValue)
-    .option('--unsafe-no-sandbox', 'DEVELOPMENT ONLY: run tasks without bubblewrap (logged loudly)')
     .option(
       '--secret-key-file <file>',
       'file holding the 32-byte secret key (base64 or hex) that opens task secrets (or env TYDRA_SECRET_KEY)',
     )
     .addOption(allowConnectOption())
     .addOption(logFormatOption());
-  withMetricsOptions(withWarmOptions(command), d.metricsHost).action(runNode);
+  withMetricsOptions(withWarmOptions(withSandboxOptions(command)), d.metricsHost).action(runNode);
+}
+
+/** Who sandboxes run as, or none (`lib/node/options.ts`, `sandbox/launcher/sandbox-users.ts`). */
+function withSandboxOptions(command: Command): Command {
+  return command
+    .option(
+      '--sandbox-user <uid:gid>',
+      'host user the sandboxes run as, the first of --sandbox-users (default when root: 60000:65534)',
+      userValue,
+    )
+    .option(
+      '--sandbox-users <n>',
+      'host users sandboxes take turns as, consecutive uids from --sandbox-user, one per live sandbox (default when root: 256, or 1 with --sandbox-user)',
+      integer,
+    )
+    .option('--unsafe-no-sandbox', 'DEVELOPMENT ONLY: run tasks without bubblewrap (logged loudly)');
 }
 
 /** The warm pool's flags (`lib/node/warm-pool.ts`). */
@@ -371,6 +386,7 @@ async function runNode(flags: NodeFlags): Promise<void> {
       warmMax: flags.warmMax,
       warmIdleMs: flags.warmIdle,
       sandboxUser: flags.sandboxUser,
+      sandboxUsers: flags.sandboxUsers,
       unsafeNoSandbox: flags.unsafeNoSandbox ?? false,
       metricsPort: flags.metricsPort,
       metricsHost: flags.metricsHost,

@@ -28,6 +28,7 @@ import {
   removeOrphanParents,
 } from '../../sandbox/launcher/cgroup/support.js';
 import { removeStaleNetworkFolders } from '../../sandbox/launcher/network/stale-folders.js';
+import { firstSandboxUser, SandboxUsers } from '../../sandbox/launcher/sandbox-users.js';
 import { WITH_SECCOMP } from '../../sandbox/launcher/seccomp.js';
 import { killOrphanedSandboxes } from '../../sandbox/launcher/orphans.js';
 import { findPrlimit } from '../../sandbox/launcher/rlimits.js';
@@ -312,13 +313,20 @@ export class TydraNode {
 
   /** Checks bubblewrap and prlimit, detects cgroups and removes what crashed nodes left behind. */
   private async prepareSandbox(): Promise<void> {
-    const user = this.options.sandboxUser;
+    const user = firstSandboxUser(this.options.sandboxUser);
     const bwrap = await checkBwrap(undefined, user);
     this.bwrap = bwrap;
     this.prlimit = findPrlimit();
     if (user?.uid === 0) {
       this.logger.warn(
         "UNSAFE: sandboxUser uid 0: tasks are the host's root for the kernel (sysctls, mounted files); use an unprivileged user",
+      );
+    }
+    const users = this.options.sandboxUser;
+    if (users instanceof SandboxUsers) {
+      this.logger.info(
+        { uids: `${users.first.uid}-${users.first.uid + users.count - 1}`, gid: users.first.gid },
+        'each sandbox runs as a host user of its own while there are enough (shared evenly beyond)',
       );
     }
     if (!WITH_SECCOMP) {
@@ -520,7 +528,8 @@ export class TydraNode {
    * private).
    */
   private async prepareSandboxFiles(): Promise<void> {
-    const user = this.options.sandboxUser;
+    // The first sandbox user stands for all: they are all "others" to the cache's owner.
+    const user = firstSandboxUser(this.options.sandboxUser);
     if (user !== undefined) {
       const blocked = await unreachableFolder(this.options.cacheDir, user.uid, user.gid);
       if (blocked !== undefined) {

@@ -31,6 +31,7 @@ import {
 } from '../core/options.js';
 import { loadSecretKey } from '../core/secret-box.js';
 import { parseOptions } from '../core/validate.js';
+import { type SandboxUser, SandboxUsers } from '../../sandbox/launcher/sandbox-users.js';
 import { NODE_DEFAULTS } from './defaults.js';
 import { compileConnectPolicy, type ConnectPattern } from './network/connect-policy.js';
 import { type CompiledPackageLimits, compilePackageLimits, type PackageLimits } from '../packages/limits.js';
@@ -66,12 +67,21 @@ export interface NodeOptions extends CommonOptions, MetricsOptions {
   /** Name of the parent cgroup under which each TaskInstance gets its own. @defaultValue `tydra` */
   cgroupName?: string;
   /**
-   * Host user and group the sandboxes run as. bwrap maps a task's uid to the user that starts
-   * it, so a node running as root starts them as this unprivileged user; the package cache must
-   * then be reachable by it. 0 maps tasks to the host's root: never do that outside a VM.
-   * @defaultValue `{ uid: 65534, gid: 65534 }` (nobody) when the node runs as root, else the node's own user
+   * Host user and group the sandboxes run as, the first of `sandboxUsers` when there are more.
+   * bwrap maps a task's uid to the user that starts it, so a node running as root starts them
+   * as unprivileged users; the package cache must then be reachable by them. 0 maps tasks to the
+   * host's root: never do that outside a VM.
+   * @defaultValue `{ uid: 60000, gid: 65534 }` when the node runs as root, else the node's own user
    */
   sandboxUser?: { uid: number; gid: number };
+  /**
+   * How many host users sandboxes take turns as: consecutive uids from `sandboxUser.uid`, one per
+   * live sandbox while there are enough (`sandbox/launcher/sandbox-users.ts`: the kernel counts
+   * inotify instances, queued signals, pipe buffers… per user, so with one user a task could use
+   * them up for its neighbours). Needs a node running as root; pick uids nothing else uses.
+   * @defaultValue 256 (uids 60000–60255) when the node runs as root and `sandboxUser` is not set, else 1
+   */
+  sandboxUsers?: number;
   /** Heartbeat period; a node is dead after 3 missed beats. @defaultValue 5,000 ms */
   heartbeatMs?: number;
   /**
@@ -126,7 +136,8 @@ export interface CompiledNodeOptions extends CompiledMetricsOptions {
   drainTimeoutMs: number;
   cachePruneMs: number;
   cgroupName: string;
-  sandboxUser: { uid: number; gid: number } | undefined;
+  /** One user, the users sandboxes take turns as, or none (the node's own). */
+  sandboxUser: SandboxUser | SandboxUsers | undefined;
   heartbeatMs: number;
   lockDurationMs: number;
   unsafeNoSandbox: boolean;
@@ -172,6 +183,7 @@ const nodeSchema = z.strictObject({
         .max(2 ** 32 - 2),
     })
     .optional(),
+  sandboxUsers: positiveInt.max(65_536).optional(),
   heartbeatMs: positiveInt.min(100).max(600_000).default(NODE_DEFAULTS.heartbeatMs),
   lockDurationMs: positiveInt.min(1000).max(3_600_000).default(NODE_DEFAULTS.lockDurationMs),
   unsafeNoSandbox: z.boolean().default(NODE_DEFAULTS.unsafeNoSandbox),
@@ -214,15 +226,39 @@ export function compileNodeOptions(raw: NodeOptions = {}): CompiledNodeOptions {
     warmMax: parsed.warmMax ?? parsed.concurrency ?? availableParallelism(),
     cacheDir: resolve(parsed.cacheDir ?? defaultCacheDir()),
     limits: compilePackageLimits(raw.limits),
-    sandboxUser: parsed.sandboxUser ?? defaultSandboxUser(),
+    sandboxUser: compileSandboxUsers(parsed.sandboxUser, parsed.sandboxUsers),
     taskLimits,
     maxTaskLimits,
   };
 }
 
-/** nobody (65534) when this process is root, so tasks are never the host's root; else undefined (the process's own user). */
+/**
+ * Users nothing else on a host uses, one per live sandbox: uids 60000–60255, group nogroup. As
+ * isolate's boxes do, they start at 60000, below systemd's dynamic users (61184–65519) and far
+ * from login users; none needs an entry in `/etc/passwd`.
+ */
+const DEFAULT_SANDBOX_USERS = { first: { uid: 60_000, gid: 65_534 }, count: 256 } as const;
+
+/** The first sandbox user when this process is root, so tasks are never the host's root; else undefined (the process's own user). */
 export function defaultSandboxUser(): { uid: number; gid: number } | undefined {
-  return process.getuid?.() === 0 ? { uid: 65534, gid: 65534 } : undefined;
+  return process.getuid?.() === 0 ? DEFAULT_SANDBOX_USERS.first : undefined;
+}
+
+function compileSandboxUsers(
+  user: SandboxUser | undefined,
+  count: number | undefined,
+): SandboxUser | SandboxUsers | undefined {
+  const first = user ?? defaultSandboxUser();
+  if (first === undefined) {
+    if ((count ?? 1) > 1) {
+      throw new InvalidOptionError(
+        `Expected \`sandboxUsers\` only on a node running as root (only root starts sandboxes as other users), got ${count}`,
+      );
+    }
+    return undefined;
+  }
+  const users = count ?? (user === undefined ? DEFAULT_SANDBOX_USERS.count : 1);
+  return users === 1 ? first : new SandboxUsers(first, users);
 }
 
 /**

@@ -18,6 +18,7 @@ import { NODE_MARK_VARIABLE } from './orphans.js';
 import { nodeMark } from './process-mark.js';
 import { prlimitArgs } from './rlimits.js';
 import { RUNNER_FILE, RUNTIME_DIR } from './runtime-dir.js';
+import { type HeldSandboxUser, type SandboxUser, type SandboxUsers, takeSandboxUser } from './sandbox-users.js';
 import { seccompFlags, WITH_SECCOMP } from './seccomp.js';
 import { encodeSecretArgs, secretArgsFlags } from './secret-args.js';
 
@@ -43,11 +44,12 @@ export interface SandboxOptions {
   /** Absolute path of util-linux prlimit, which applies the rlimits. Required with `bwrap`. */
   prlimit?: string;
   /**
-   * Host user the sandbox runs as. bwrap maps the task's uid 65534 to the user that starts it, so
-   * a node running as root must start it as an unprivileged user, or the task is the host's root
-   * for the kernel (sysctls, files of mounts). @defaultValue the node's own user
+   * Host user the sandbox runs as, or the users it takes one of (`sandbox-users.ts`). bwrap maps
+   * the task's uid 65534 to the user that starts it, so a node running as root must start it as
+   * an unprivileged user, or the task is the host's root for the kernel (sysctls, files of
+   * mounts). @defaultValue the node's own user
    */
-  sandboxUser?: { uid: number; gid: number };
+  sandboxUser?: SandboxUser | SandboxUsers;
   /** The runner folder mounted at `/opt/tydra` (see `installRuntime`). @defaultValue this install's `sandbox/` */
   runtimeDir?: string;
   /** How TaskInstance cgroups are made on this host (`detectCgroups`); absent or none: rlimits only. */
@@ -100,18 +102,27 @@ export interface Launch {
   secretArgs?: Buffer;
   /** bwrap reads the seccomp filter from `SECCOMP_FD` (`seccomp.ts`), given at spawn. */
   seccomp?: boolean;
+  /** The host user it runs as, taken for it; whoever spawns the sandbox releases it at the end. */
+  user?: HeldSandboxUser;
   /** A command's exit codes that fail it for good (`TaskEntry`). */
   unrecoverableExitCodes?: readonly number[];
 }
 
 /** The argv, environment and cgroup of a sandbox running `entry`; throws before making anything on bad options. */
 export async function prepareLaunch(options: SandboxOptions, entry: TaskEntry): Promise<Launch> {
-  const launch = await launchOf(options, entry);
-  const codes = entry.unrecoverableExitCodes;
-  return launch.isModule || codes === undefined ? launch : { ...launch, unrecoverableExitCodes: codes };
+  // A host user of its own for the sandbox (`sandbox-users.ts`), given back by whoever releases it.
+  const held = options.bwrap === undefined ? undefined : takeSandboxUser(options.sandboxUser);
+  try {
+    const launch = { ...(await launchOf(options, entry, held?.user)), user: held };
+    const codes = entry.unrecoverableExitCodes;
+    return launch.isModule || codes === undefined ? launch : { ...launch, unrecoverableExitCodes: codes };
+  } catch (error) {
+    held?.release();
+    throw error;
+  }
 }
 
-async function launchOf(options: SandboxOptions, entry: TaskEntry): Promise<Launch> {
+async function launchOf(options: SandboxOptions, entry: TaskEntry, user: SandboxUser | undefined): Promise<Launch> {
   const { instanceId, bwrap, limits } = options;
   const isModule = entry.module !== undefined;
   const cgroups =
@@ -149,7 +160,7 @@ async function launchOf(options: SandboxOptions, entry: TaskEntry): Promise<Laun
     // Not for JavaScript: V8 reserves far more address space than it uses; the heap flag bounds it.
     ...(addressSpaceBytes !== undefined && !hasNetwork ? { addressSpaceBytes } : {}),
   });
-  const network = hasNetwork ? await openNetwork(options, isModule, addressSpaceBytes) : undefined;
+  const network = hasNetwork ? await openNetwork(options, { isModule, user }, addressSpaceBytes) : undefined;
   const mounts = {
     packageDir: options.packageDir,
     runtimeDir: options.runtimeDir ?? RUNTIME_DIR,
@@ -203,7 +214,7 @@ function extraBwrapArgs(runnerAsPid1: boolean, hasSecrets: boolean): string[] {
 /** The sandbox's network, for a task with endpoints (`network/sandbox-network.ts`). */
 function openNetwork(
   options: SandboxOptions,
-  isModule: boolean,
+  sandbox: { isModule: boolean; user: SandboxUser | undefined },
   addressSpaceBytes: number | undefined,
 ): Promise<SandboxNetwork | undefined> {
   const { network, prlimit } = options;
@@ -211,7 +222,7 @@ function openNetwork(
     return Promise.resolve(undefined);
   }
   return openSandboxNetwork(network, {
-    ...{ isModule, sandboxUser: options.sandboxUser, env: options.env },
+    ...{ isModule: sandbox.isModule, sandboxUser: sandbox.user, env: options.env },
     commandRlimits:
       addressSpaceBytes === undefined || prlimit === undefined ? [] : [prlimit, `--as=${addressSpaceBytes}`, '--'],
   });

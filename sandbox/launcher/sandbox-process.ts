@@ -83,10 +83,14 @@ interface SandboxState {
   exited: boolean;
 }
 
-/** Removes what `prepareLaunch` made for the sandbox: its cgroup and its network. */
+/** Removes what `prepareLaunch` made for the sandbox: its cgroup and its network; gives its user back. */
 async function releaseLaunch(launch: Launch): Promise<void> {
-  await launch.cgroup?.remove().catch(() => undefined);
-  await launch.network?.close();
+  try {
+    await launch.cgroup?.remove().catch(() => undefined);
+    await launch.network?.close();
+  } finally {
+    launch.user?.release();
+  }
 }
 
 /** Resolves when the sandbox process exits, marking `state.exited` first. */
@@ -116,7 +120,7 @@ export async function startSandbox(options: SandboxOptions, launch: Launch, io: 
     cwd: launch.sandboxed ? undefined : options.packageDir,
     timeoutMs: io.timeoutMs,
     signal,
-    user: options.sandboxUser,
+    user: launch.user?.user,
   });
   const forgetOnExit = killOnExit(subprocess);
   const state: SandboxState = { limitHit: undefined, timedOut: false, exited: false };

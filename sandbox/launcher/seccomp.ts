@@ -5,7 +5,7 @@
  * keyring of its own, so a task inherits the node's. Under systemd (a service gets a private
  * session keyring) or in a container, that keyring is shared by every task the node runs and
  * outlives each of them: a task could leave keys there for the next one to read, and fill the
- * key quota that all sandboxes share (they run as one host user). Few programs use keys (a
+ * key quota of its host user, which sandboxes that share one share. Few programs use keys (a
  * Kerberos `KEYRING:` credential cache is one); in a sandbox they get EPERM, as under Docker.
  *
  * The program is classic BPF, built here rather than by libseccomp (a native dependency for a

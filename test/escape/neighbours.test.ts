@@ -4,9 +4,10 @@
  */
 import assert from 'node:assert/strict';
 import { randomUUID } from 'node:crypto';
+import { readFile } from 'node:fs/promises';
 
 import { TaskCancelledError } from '../../lib/core/errors.js';
-import { waitFor } from '../helpers.js';
+import { defer, waitFor } from '../helpers.js';
 import { pidsWithEnv } from '../processes.js';
 import { arena, expectFailure, expectNothingLeft, expectResult, taskCgroups } from './harness.js';
 
@@ -41,6 +42,29 @@ describe('escape suite: neighbours (@integration)', function () {
     await planter.cancel();
     await assert.rejects(planter.result(), TaskCancelledError);
     await expectNothingLeft(a, planter);
+  });
+
+  it('each sandbox is a host user of its own: a task holding all the inotify instances a user may have leaves its neighbour its own', async () => {
+    // The kernel counts inotify instances per host user, whatever the namespaces: were both
+    // sandboxes one user (as before sandbox-users.ts), the neighbour would get EMFILE.
+    const perUser = Number(await readFile('/proc/sys/fs/inotify/max_user_instances', 'utf8'));
+    const a = await arena({ concurrency: 2 });
+    const hog = await a.attack('inotify', { take: perUser + 10, holdMs: 600_000 }, { timeoutMs: 600_000 });
+    defer(() => hog.cancel()); // should an assertion below fail first
+    const holding = await waitFor('the hog to hold its instances', async () =>
+      (await hog.status()).logs.find((line) => line.startsWith('[stderr] holding ')),
+    );
+    assert.equal(
+      holding,
+      `[stderr] holding ${perUser} inotify instances`,
+      'the hog got every instance its user may have',
+    );
+    const neighbour = await a.attack('inotify', { take: 1 });
+    assert.deepEqual(await expectResult(a, neighbour, { cgroups: false }), { got: 1, error: null });
+    assert.equal((await hog.status()).state, 'running', 'the neighbour ran while the hog held them');
+    await hog.cancel();
+    await assert.rejects(hog.result(), TaskCancelledError);
+    await expectNothingLeft(a, hog);
   });
 
   it('a fork bomb and a memory hog beside a well-behaved task: the hostile ones fail, the good one completes correctly', async () => {

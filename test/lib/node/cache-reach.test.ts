@@ -24,7 +24,7 @@ describe('the package cache, reachable by the sandbox user (@integration)', func
       assert.ok(error instanceof SandboxUnavailableError, String(error));
       assert.equal(
         error.message,
-        `Expected the package cache ${cacheDir} to be reachable by the sandbox user 65534:65534, but ${parent} has mode 0700; ` +
+        `Expected the package cache ${cacheDir} to be reachable by the sandbox user 60000:65534, but ${parent} has mode 0700; ` +
           `allow it with chmod o+x ${parent}, or choose another --cache-dir (default for root: /var/cache/tydra/packages)`,
       );
       return true;

@@ -2,6 +2,7 @@ import assert from 'node:assert/strict';
 
 import { InvalidOptionError } from '../../../lib/core/errors.js';
 import { compileNodeOptions } from '../../../lib/node/options.js';
+import { SandboxUsers } from '../../../sandbox/launcher/sandbox-users.js';
 
 describe('node options', () => {
   it('names the option, the expectation and the received value', () => {
@@ -16,6 +17,28 @@ describe('node options', () => {
         error.message.startsWith('Expected the `id` option to be valid (') &&
         error.message.endsWith('got `"has:colon"` (string)'),
     );
+  });
+
+  it('sandbox users: as root 256 from 60000 by default, one with --sandbox-user, as many as asked with both', () => {
+    if (process.getuid?.() !== 0) {
+      // Not root: sandboxes run as the node's own user, and it cannot start them as others.
+      assert.equal(compileNodeOptions({}).sandboxUser, undefined);
+      assert.throws(() => compileNodeOptions({ sandboxUsers: 2 }), /only on a node running as root/);
+      return;
+    }
+    const byDefault = compileNodeOptions({}).sandboxUser;
+    assert.ok(byDefault instanceof SandboxUsers);
+    assert.deepEqual([byDefault.first, byDefault.count], [{ uid: 60_000, gid: 65_534 }, 256]);
+    assert.deepEqual(compileNodeOptions({ sandboxUser: { uid: 1234, gid: 1234 } }).sandboxUser, {
+      uid: 1234,
+      gid: 1234,
+    });
+    const asked = compileNodeOptions({ sandboxUser: { uid: 70_000, gid: 70_000 }, sandboxUsers: 8 }).sandboxUser;
+    assert.ok(asked instanceof SandboxUsers);
+    assert.deepEqual([asked.first, asked.count], [{ uid: 70_000, gid: 70_000 }, 8]);
+    assert.deepEqual(compileNodeOptions({ sandboxUsers: 1 }).sandboxUser, { uid: 60_000, gid: 65_534 });
+    assert.throws(() => compileNodeOptions({ sandboxUsers: 0 }), /`sandboxUsers` option to be valid/);
+    assert.throws(() => compileNodeOptions({ sandboxUser: { uid: 0, gid: 0 }, sandboxUsers: 2 }), /one sandbox user/);
   });
 
   it('rejects a default task limit above the maximum, naming both', () => {
