@@ -93,6 +93,22 @@ async function releaseLaunch(launch: Launch): Promise<void> {
   }
 }
 
+/**
+ * Spawns the sandbox; should the spawn throw (out of descriptors for the seccomp filter's, say),
+ * what was made for it goes first: nothing else would release it.
+ */
+function spawnOrRelease(
+  launch: Launch,
+  rest: { cwd: string | undefined; timeoutMs: number; signal: AbortSignal | undefined },
+): ReturnType<typeof spawnSandbox> {
+  try {
+    return spawnSandbox({ ...launch, ...rest, user: launch.user?.user });
+  } catch (error) {
+    void releaseLaunch(launch).catch(() => undefined);
+    throw error;
+  }
+}
+
 /** Resolves when the sandbox process exits, marking `state.exited` first. */
 function exitOf(subprocess: ResultPromise, state: SandboxState): Promise<void> {
   return new Promise<void>((resolve) =>
@@ -115,12 +131,10 @@ export async function startSandbox(options: SandboxOptions, launch: Launch, io: 
     await releaseLaunch(launch);
     throw abortError(signal.reason, options.instanceId);
   }
-  const subprocess = spawnSandbox({
-    ...launch,
+  const subprocess = spawnOrRelease(launch, {
     cwd: launch.sandboxed ? undefined : options.packageDir,
     timeoutMs: io.timeoutMs,
     signal,
-    user: launch.user?.user,
   });
   const forgetOnExit = killOnExit(subprocess);
   const state: SandboxState = { limitHit: undefined, timedOut: false, exited: false };
