@@ -102,8 +102,8 @@ export function prlimitArgs(limits: ProcessLimits, uid = process.getuid?.()): st
   if (limits.core !== undefined && limits.core !== 0) {
     throw new InvalidOptionError(`Expected the \`core\` limit to be 0, got ${describe(limits.core)}`);
   }
-  // No POSIX message queues: their bytes are counted per host user, one budget that every
-  // sandbox (all the same sandbox user) would share, so one task could use it up for the rest.
+  // No POSIX message queues: their bytes are counted per host user, one budget that sandboxes
+  // sharing a host user (`sandbox-users.ts`: when there are more than users) would share.
   args.push('--core=0:0', '--msgqueue=0:0', '--');
   return args;
 }
