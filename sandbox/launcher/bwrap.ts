@@ -2,14 +2,14 @@
  * Finds bubblewrap and proves it can build a sandbox here before a node takes any job: a node
  * that cannot sandbox must refuse to start, not fail every task.
  */
-import { accessSync, closeSync, constants } from 'node:fs';
+import { accessSync, constants } from 'node:fs';
 import { delimiter, join } from 'node:path';
 
 import { execa, type Options } from 'execa';
 
 import { SandboxUnavailableError } from '../../lib/core/errors.js';
 import { isolationArgs, systemMountArgs } from './bwrap-args.js';
-import { openSeccompFilter, seccompFlags, WITH_SECCOMP, withSeccompStdio } from './seccomp.js';
+import { seccompFlags, spawnWithSeccomp, WITH_SECCOMP } from './seccomp.js';
 
 export const INSTALL_HINT = 'install it with: apt-get install -y bubblewrap';
 
@@ -40,23 +40,19 @@ export async function checkBwrap(path?: string, user?: { uid: number; gid: numbe
     throw new SandboxUnavailableError(`bubblewrap (bwrap) was not found on PATH; ${INSTALL_HINT}`);
   }
   // With the seccomp filter every sandbox gets: a kernel that refuses it fails here, not each task.
-  const filter = WITH_SECCOMP ? openSeccompFilter() : undefined;
-  const probe = execa(
-    bwrap,
-    [...isolationArgs(), ...systemMountArgs(), ...(WITH_SECCOMP ? seccompFlags() : []), '--', 'true'],
-    {
-      // execa types a descriptor as 3 to 9 only; any open one works.
-      stdio: filter === undefined ? 'pipe' : (withSeccompStdio(['ignore', 'pipe', 'pipe'], filter) as Options['stdio']),
+  const probeWith = (stdio: Options['stdio']) =>
+    execa(bwrap, [...isolationArgs(), ...systemMountArgs(), ...(WITH_SECCOMP ? seccompFlags() : []), '--', 'true'], {
+      stdio,
       reject: false,
       timeout: 10_000,
       extendEnv: false,
       env: {},
       ...user,
-    },
-  );
-  if (filter !== undefined) {
-    closeSync(filter);
-  }
+    });
+  const probe = WITH_SECCOMP
+    ? // execa types a descriptor as 3 to 9 only; any open one works.
+      spawnWithSeccomp(['ignore', 'pipe', 'pipe'], (stdio) => probeWith(stdio as Options['stdio']))
+    : probeWith('pipe');
   const { exitCode, stderr } = await probe;
   if (exitCode !== 0) {
     const reason = String(stderr).trim().split('\n').pop() ?? '';

@@ -15,7 +15,7 @@
  * are refused as a whole. On a CPU without a program here, sandboxes start without the filter
  * (`seccompProgram` answers `undefined`) and the node logs it.
  */
-import { openSync, unlinkSync, writeFileSync } from 'node:fs';
+import { closeSync, openSync, unlinkSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { randomUUID } from 'node:crypto';
@@ -141,16 +141,16 @@ export const WITH_SECCOMP = SECCOMP_PROGRAM !== undefined;
 let held: number | undefined;
 
 /**
- * A descriptor of the filter at offset 0, for one spawn; the caller closes it once the child has
- * it. bwrap reads its fd to the end, and descriptors dup'ed into children share their offset, so
- * each spawn needs a description of its own: the program is written once into a file that is
- * unlinked at once (nothing left behind, whatever ends the node), and reopened through
- * `/proc/self/fd`, which gives a new description of the same file each time.
+ * A descriptor of the filter at offset 0, for one spawn. bwrap reads its fd to the end, and
+ * descriptors dup'ed into children share their offset, so each spawn needs a description of its
+ * own: the program is written once into a file that is unlinked at once (nothing left behind,
+ * whatever ends the node), and reopened through `/proc/self/fd`, which gives a new description
+ * of the same file each time.
  */
-export function openSeccompFilter(program: Buffer = SECCOMP_PROGRAM ?? Buffer.alloc(0)): number {
+function openSeccompFilter(): number {
   if (held === undefined) {
     const file = join(tmpdir(), `tydra-seccomp-${randomUUID()}`);
-    writeFileSync(file, program, { mode: 0o600, flag: 'wx' });
+    writeFileSync(file, SECCOMP_PROGRAM ?? Buffer.alloc(0), { mode: 0o600, flag: 'wx' });
     try {
       held = openSync(file, 'r');
     } finally {
@@ -158,6 +158,20 @@ export function openSeccompFilter(program: Buffer = SECCOMP_PROGRAM ?? Buffer.al
     }
   }
   return openSync(`/proc/self/fd/${held}`, 'r');
+}
+
+/**
+ * Calls `spawn` with `stdio` plus a descriptor of the filter at `SECCOMP_FD`, for bwrap's
+ * `--seccomp`, and closes the descriptor once `spawn` returned: a child spawned by then (execa
+ * and Node spawn before they return) holds its own copy.
+ */
+export function spawnWithSeccomp<T, R>(stdio: readonly [T, T, T, ...T[]], spawn: (stdio: StdioWithFd<T>) => R): R {
+  const fd = openSeccompFilter();
+  try {
+    return spawn(withSeccompStdio(stdio, fd));
+  } finally {
+    closeSync(fd);
+  }
 }
 
 /** A `stdio` array: stdin, stdout, stderr, then extra fds; any entry may be a descriptor. */

@@ -17,13 +17,12 @@
  * node's pipes open. The group cannot be reused while such a member lives, and a group with no
  * member left makes the kill a no-op (ESRCH).
  */
-import { closeSync } from 'node:fs';
 import type { Readable, Writable } from 'node:stream';
 
 import { execa, type Options, type ResultPromise } from 'execa';
 
 import { sandboxSyncStdio, type StdioArray } from './cgroup/attach.js';
-import { openSeccompFilter, withSeccompStdio } from './seccomp.js';
+import { spawnWithSeccomp } from './seccomp.js';
 import { feedSecretArgs, SECRET_ARGS_FD, withSecretArgsStdio } from './secret-args.js';
 import type { SandboxStreams } from './stream-capture.js';
 
@@ -53,15 +52,9 @@ export function spawnSandbox(options: SpawnOptions): ResultPromise {
   const baseStdio: StdioArray = options.isModule ? ['pipe', 'pipe', 'pipe', 'pipe'] : ['pipe', 'pipe', 'pipe'];
   const syncStdio = options.sandboxed ? sandboxSyncStdio(baseStdio) : baseStdio;
   const pipes = options.secretArgs !== undefined ? withSecretArgsStdio(syncStdio) : syncStdio;
-  // The child holds its own copy once spawned (execa spawns before it returns): closed here then.
-  const filter = options.seccomp === true ? openSeccompFilter() : undefined;
-  try {
-    return spawned(options, filter === undefined ? pipes : withSeccompStdio(pipes, filter));
-  } finally {
-    if (filter !== undefined) {
-      closeSync(filter);
-    }
-  }
+  return options.seccomp === true
+    ? spawnWithSeccomp(pipes, (stdio) => spawned(options, stdio))
+    : spawned(options, pipes);
 }
 
 function spawned(options: SpawnOptions, stdio: ReadonlyArray<string | number>): ResultPromise {
