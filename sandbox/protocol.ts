@@ -14,6 +14,15 @@
  */
 export const UNRECOVERABLE_ERROR_NAME = 'TydraUnrecoverable';
 
+/**
+ * Largest `ctx.progress` value, in bytes of JSON. A progress value is a status to show (a
+ * percent, a few counts, a short message), yet the node writes each one to two jobs and BullMQ
+ * copies it into two events streams of about 10,000 entries each: without a cap of its own a
+ * value could be as large as a result message (16 MiB). 64 KiB is far more than a status needs
+ * and bounds what one write costs Redis; the task's `outputBytes` bounds what all of them cost.
+ */
+export const MAX_PROGRESS_BYTES = 65_536;
+
 /** The runner's protocol file descriptor. */
 export const RUNNER_FD = 3;
 

@@ -13,13 +13,15 @@ import {
   TaskUnrecoverableError,
 } from '../../lib/core/errors.js';
 import { type CompiledTaskLimits, formatBytes, formatDuration } from '../../lib/core/limits.js';
-import { type RunnerMessage, UNRECOVERABLE_ERROR_NAME } from '../protocol.js';
+import { MAX_PROGRESS_BYTES, type RunnerMessage, UNRECOVERABLE_ERROR_NAME } from '../protocol.js';
 import { signalFromExit } from './exit-signal.js';
 
 /** A limit the task broke, seen by the stream capture, the cgroup counters or the exit status. */
 export type LimitHit =
-  | { limit: 'outputBytes'; stream: 'stdout' | 'stderr' | 'ctx.log' }
+  | { limit: 'outputBytes'; stream: 'stdout' | 'stderr' | 'ctx.log' | 'ctx.progress' }
   | { limit: 'resultBytes' }
+  /** One `ctx.progress` value over `MAX_PROGRESS_BYTES`; `bytes` is its size as JSON. */
+  | { limit: 'progressBytes'; bytes: number }
   | { limit: 'memoryBytes' }
   | { limit: 'pids' }
   | { limit: 'cpuMs' }
@@ -180,6 +182,14 @@ function limitError(hit: LimitHit, ending: SandboxEnding): LimitExceededError {
         hit.limit,
         ending.maxResultBytes,
       );
+    case 'progressBytes': {
+      const got = formatBytes(hit.bytes);
+      return error(
+        `output limit exceeded (${formatBytes(MAX_PROGRESS_BYTES)} in one progress value, got ${got})`,
+        hit.limit,
+        MAX_PROGRESS_BYTES,
+      );
+    }
     case 'memoryBytes':
       return error(`memory limit exceeded (${formatBytes(limits.memoryBytes)})`, hit.limit, limits.memoryBytes);
     case 'pids':

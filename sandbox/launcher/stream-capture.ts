@@ -8,7 +8,7 @@ import type { Readable, Writable } from 'node:stream';
 import { finished } from 'node:stream/promises';
 import { setTimeout as delay } from 'node:timers/promises';
 
-import { encodeMessage, LineSplitter, type NodeMessage } from '../protocol.js';
+import { encodeMessage, LineSplitter, MAX_PROGRESS_BYTES, type NodeMessage } from '../protocol.js';
 import type { FinalMessage, LimitHit } from './outcome.js';
 import { type PhaseRunnerMessage, parseRunnerMessage } from './runner-message.js';
 
@@ -143,28 +143,54 @@ function captureResult(stream: Readable, maxBytes: number, output: CapturedOutpu
   });
 }
 
-/** The runner's messages: progress and `ctx.log` lines on the way, then the final message. */
+/**
+ * The runner's messages: progress values and `ctx.log` lines on the way, then the final message.
+ * Progress values and log lines are what the task sends the operator, and both end up in Redis:
+ * they share one `outputBytes` budget, and a progress value has its own cap besides
+ * (`MAX_PROGRESS_BYTES`). Past either the sandbox is being stopped, and nothing more it sends is
+ * handed on: no log line, no progress, no unit and no unit's result (a work unit that broke a
+ * limit fails with it rather than succeeding with the result that followed).
+ */
 function captureProtocol(
   stream: Readable,
   options: CaptureOptions & { onFinal: () => void },
   output: CapturedOutput,
   hit: (limit: LimitHit) => void,
 ): void {
-  let logBytes = 0;
+  let sentBytes = 0;
+  let refused = false;
+  const refuse = (limit: LimitHit): void => {
+    refused = true;
+    hit(limit);
+  };
+  /** Counts `bytes` against the budget; false (and the limit hit) when they do not fit. */
+  const spend = (bytes: number, stream: 'ctx.log' | 'ctx.progress'): boolean => {
+    sentBytes += bytes;
+    if (sentBytes <= options.outputBytes) {
+      return true;
+    }
+    refuse({ limit: 'outputBytes', stream });
+    return false;
+  };
   const onLine = (line: string): void => {
     const message = parseRunnerMessage(line);
     if (message === undefined) {
       output.protocolError ??= `Expected a runner message, got ${JSON.stringify(line.slice(0, 200))}`;
       options.onStop();
+    } else if (refused && message.type !== 'result' && message.type !== 'error') {
+      // Dropped. A final message is still recorded: `outcome` lets the broken limit win over it.
     } else if (message.type === 'progress') {
-      options.onProgress?.(message.value);
-    } else if (message.type === 'log') {
-      logBytes += Buffer.byteLength(message.line);
-      if (logBytes > options.outputBytes) {
-        hit({ limit: 'outputBytes', stream: 'ctx.log' });
-        return;
+      // Measured as the JSON the node writes to Redis, not as the line (which may be padded).
+      const bytes = Buffer.byteLength(JSON.stringify(message.value));
+      if (bytes > MAX_PROGRESS_BYTES) {
+        refuse({ limit: 'progressBytes', bytes });
+      } else if (spend(bytes, 'ctx.progress')) {
+        options.onProgress?.(message.value);
       }
-      options.onLog(message.line.slice(0, LOG_LINE_BYTES));
+    } else if (message.type === 'log') {
+      if (spend(Buffer.byteLength(message.line), 'ctx.log')) {
+        options.onLog(message.line.slice(0, LOG_LINE_BYTES));
+      }
     } else if (message.type === 'result' || message.type === 'error') {
       if (output.final === undefined) {
         output.final = message;

@@ -83,6 +83,26 @@ const CASES: Array<[name: string, ending: Partial<SandboxEnding>, expected: Expe
     },
   ],
   [
+    'output limit on ctx.progress (the budget ctx.log shares), even though the task returned',
+    { limitHit: { limit: 'outputBytes', stream: 'ctx.progress' } },
+    {
+      error: LimitExceededError,
+      message: 'output limit exceeded (1 MiB on ctx.progress)',
+      limit: 'outputBytes',
+      value: MiB,
+    },
+  ],
+  [
+    'one progress value over its cap, with its size',
+    { limitHit: { limit: 'progressBytes', bytes: 3 * MiB + 16 } },
+    {
+      error: LimitExceededError,
+      message: 'output limit exceeded (64 KiB in one progress value, got 3 MiB)',
+      limit: 'progressBytes',
+      value: 64 * 1024,
+    },
+  ],
+  [
     'a result message over its limit',
     { limitHit: { limit: 'resultBytes' }, final: undefined },
     {

@@ -107,6 +107,30 @@ describe('startWorker (@integration)', function () {
     assert.equal(worker.alive, false);
   });
 
+  it('fails a unit that sends a progress value over 64 KiB with LimitExceededError, and the worker is dead', async () => {
+    const worker = closeAfter(await startWorker(phaseOptions(base, WORK, { outputBytes: 64 * MiB })));
+    await worker.run({ index: 0, attempt: 1, value: { op: 'progress', bytes: 1000 } });
+    await assert.rejects(worker.run({ index: 1, attempt: 1, value: { op: 'progress', bytes: MiB } }), (error) => {
+      assert.ok(error instanceof LimitExceededError, String(error));
+      assert.equal(error.message, 'output limit exceeded (64 KiB in one progress value, got 1 MiB)');
+      return true;
+    });
+    assert.equal(worker.alive, false);
+  });
+
+  it("counts ctx.progress values toward the output limit over the worker's life", async () => {
+    const worker = closeAfter(await startWorker(phaseOptions(base, WORK, { outputBytes: 64 * 1024 })));
+    // 40 values of about 1 KiB a unit: the 2nd unit crosses 64 KiB.
+    const progress = { op: 'progress', count: 40, bytes: 1000 };
+    await worker.run({ index: 0, attempt: 1, value: progress });
+    await assert.rejects(worker.run({ index: 1, attempt: 1, value: progress }), (error) => {
+      assert.ok(error instanceof LimitExceededError, String(error));
+      assert.equal(error.message, 'output limit exceeded (64 KiB on ctx.progress)');
+      return true;
+    });
+    assert.equal(worker.alive, false);
+  });
+
   it('fails a unit whose result is over maxResultBytes with LimitExceededError', async () => {
     const worker = closeAfter(await startWorker({ ...phaseOptions(base, WORK), maxResultBytes: 4096 }));
     assert.equal(await worker.run({ index: 0, attempt: 1, value: { op: 'big', bytes: 1000 } }), 'x'.repeat(1000));
