@@ -1,6 +1,7 @@
 /**
- * Writes a run's progress and log lines to its node job and to its TaskInstance, in order and
- * without blocking the task: each write is chained, and `finish` waits for the chain.
+ * Writes a run's progress and log lines to its node job and to its TaskInstance without blocking
+ * the task: log lines in order (each write is chained), progress coalesced (`progress-writer.ts`:
+ * only the latest value, at most one write per period), and `finish` waits for both.
  *
  * A run keeps at most `MAX_RUN_LOG_LINES` lines (a chatty task must not fill Redis); the lines
  * past that are counted, and `finish` ends both logs with how many were not kept.
@@ -10,6 +11,7 @@ import type { Job, Queue } from 'bullmq';
 import { MAX_RUN_LOG_LINES } from '../../queues/node.js';
 import { percentOf, type TaskProgress } from '../../queues/progress.js';
 import { maskSecrets, maskSecretsIn } from '../core/secret-box.js';
+import { ProgressWriter } from './progress-writer.js';
 
 /**
  * Lines the TaskInstance's log keeps: one run's lines and its note, plus room for the lines the
@@ -19,6 +21,11 @@ const TASK_INSTANCE_KEEP_LOGS = MAX_RUN_LOG_LINES + 1 + 20;
 
 export class RedisMirror {
   private chain: Promise<unknown> = Promise.resolve();
+  private readonly progressWriter = new ProgressWriter<number | Record<string, unknown>>((reported) => {
+    const value = this.maskValue(reported);
+    const progress: TaskProgress = { percent: percentOf(value), value };
+    return Promise.all([this.job.updateProgress(value), this.tasksQueue.updateJobProgress(this.instanceId, progress)]);
+  });
   private lines = 0;
   /** Secret values of the run: masked as `***` in every line before it is written. */
   private secrets: readonly string[] = [];
@@ -65,23 +72,25 @@ export class RedisMirror {
     }
   }
 
-  /** The task's own value on the node job; `{ percent, value }` on the TaskInstance (see `queues/progress.ts`). */
+  /**
+   * The task's own value on the node job; `{ percent, value }` on the TaskInstance (see
+   * `queues/progress.ts`). Coalesced: a value superseded before its turn is never written.
+   */
   progress(reported: number | Record<string, unknown>): void {
-    const value = this.maskValue(reported);
-    const progress: TaskProgress = { percent: percentOf(value), value };
-    this.enqueue(() =>
-      Promise.all([this.job.updateProgress(value), this.tasksQueue.updateJobProgress(this.instanceId, progress)]),
-    );
+    this.progressWriter.push(reported);
   }
 
-  /** Waits for every write; then, if lines were dropped, says how many (once, at the end of the run). */
+  /**
+   * Waits for every write, the latest progress value's included; then, if lines were dropped, says
+   * how many (once, at the end of the run).
+   */
   async finish(): Promise<void> {
     const dropped = this.lines - MAX_RUN_LOG_LINES;
     if (dropped > 0) {
       this.lines = MAX_RUN_LOG_LINES;
       this.enqueue(() => this.both(`… ${dropped.toLocaleString('en-US')} more lines not kept`));
     }
-    await this.chain;
+    await Promise.all([this.chain, this.progressWriter.flush()]);
   }
 
   private both(line: string): Promise<unknown> {
