@@ -45,7 +45,8 @@ export async function runSplit(options: SplitOptions): Promise<number> {
   const timer = new PausableTimer(timeoutMs, () =>
     ref.sandbox === undefined ? fail(new TaskTimeoutError(timeoutMs, options.instanceId)) : ref.sandbox.timeOut(),
   );
-  const pump = splitPump(options, ref, timer, fail);
+  const credits: Credits = { granted: 0, received: 0, broken: false };
+  const pump = splitPump(options, ref, timer, fail, credits);
   const takeLine = (line: string): void => {
     pushLine(line, pump, options.instanceId, fail);
     holdBack(ref.sandbox, pump);
@@ -56,9 +57,11 @@ export async function runSplit(options: SplitOptions): Promise<number> {
     onLog: options.onLog ?? (() => undefined),
     onProgress: options.onProgress,
     onMessage: (message) =>
-      message.type === 'unit' ? pump.push(message.value) : fail(unexpected(message.type, options.instanceId)),
+      message.type === 'unit'
+        ? takeCredited(message.value, credits, pump, (error) => fail(error), options.instanceId)
+        : fail(unexpected(message.type, options.instanceId)),
     onStdoutLine: isModule ? undefined : takeLine,
-    feed: (stdin) => feedSplit(stdin, options),
+    feed: (stdin) => feedSplit(stdin, options, credits),
   });
   ref.sandbox = sandbox;
   if (failure !== undefined) {
@@ -92,12 +95,13 @@ function splitPump(
   ref: { sandbox?: RunningSandbox },
   timer: PausableTimer,
   fail: (error: unknown) => void,
+  credits: Credits,
 ): UnitPump {
   const isModule = 'module' in options.entry;
   let owed = 0;
   const repay = (atLeast: number): void => {
     if (isModule && owed >= atLeast && owed > 0) {
-      grant(ref.sandbox?.stdin, owed);
+      grant(ref.sandbox?.stdin, owed, credits);
       owed = 0;
     }
   };
@@ -120,7 +124,7 @@ function splitPump(
 }
 
 /** The runner's start (split mode, `SPLIT_WINDOW` credits), or a command's input line. */
-function feedSplit(stdin: Writable, options: SplitOptions): () => void {
+function feedSplit(stdin: Writable, options: SplitOptions, credits: Credits): () => void {
   const { entry, instanceId, attempt, input } = options;
   if (!('module' in entry)) {
     stdin.on('error', () => undefined);
@@ -132,13 +136,46 @@ function feedSplit(stdin: Writable, options: SplitOptions): () => void {
     { instanceId, attempt, module: entry.module, input, mode: 'split', ...secretEnv(options) },
     options.signal,
   );
-  grant(stdin, SPLIT_WINDOW);
+  grant(stdin, SPLIT_WINDOW, credits);
   return forget;
 }
 
-function grant(stdin: Writable | undefined, count: number): void {
+/** Units the runner was allowed to send (its credits) and units it sent. */
+interface Credits {
+  granted: number;
+  received: number;
+  /** Set at the first unit beyond them: the split is failing, and no unit of it is taken after. */
+  broken: boolean;
+}
+
+function grant(stdin: Writable | undefined, count: number, credits: Credits): void {
   if (stdin !== undefined && !stdin.destroyed) {
+    credits.granted += count;
     stdin.write(encodeMessage({ type: 'credit', count }));
+  }
+}
+
+/**
+ * Takes a runner's unit if a credit covers it. The credits are the runner's to honour, and it runs
+ * beside the task's code, which can write units to fd 3 itself: each one past the credits would
+ * wait in the node's memory (and hold the split's timer) for as long as the node is slower than
+ * the split. A unit beyond them is a protocol error; what waits stays within `SPLIT_WINDOW`.
+ */
+function takeCredited(
+  unit: unknown,
+  credits: Credits,
+  pump: UnitPump,
+  fail: (error: unknown) => void,
+  instanceId: string,
+): void {
+  credits.received += 1;
+  if (credits.received > credits.granted && !credits.broken) {
+    credits.broken = true;
+    const message = `Expected the split runner to wait for the node's credits, got work unit ${credits.received} with ${credits.granted} granted`;
+    fail(new TaskFailedError(message, instanceId));
+  }
+  if (!credits.broken) {
+    pump.push(unit);
   }
 }
 

@@ -127,6 +127,32 @@ describe('runSplit (@integration)', function () {
     assert.equal(units, 100);
   });
 
+  it('fails a split that sends units beyond its credits, and holds no more of them than the window', async () => {
+    let taken = 0;
+    await assert.rejects(
+      runSplit({
+        // A long limit: the split must fail because it ignored its credits, not time out.
+        ...phaseOptions(base, { module: 'credit-flood.mjs', mode: 'split' }, { timeoutMs: 600_000 }),
+        input: { count: 5000, pad: 4000 },
+        // A node that takes units slowly, as when Redis is busy: every unit the split sends
+        // beyond its credits would wait in the node's memory.
+        onUnit: async () => {
+          await delay(5);
+          taken += 1;
+        },
+      }),
+      (error: unknown) => {
+        assert.ok(error instanceof TaskFailedError, String(error));
+        assert.match(
+          error.message,
+          /^Expected the split runner to wait for the node's credits, got work unit (\d+) with \d+ granted$/,
+        );
+        return true;
+      },
+    );
+    assert.ok(taken <= SPLIT_WINDOW, `the node took ${taken} units`);
+  });
+
   it('refuses a unit that is not JSON, naming it', async () => {
     await assert.rejects(
       runSplit({
