@@ -39,7 +39,10 @@ export interface ConnectionEvent {
 export interface SandboxNetworkOptions {
   /** The task's endpoints (distinct), each allowed by the node or not. */
   endpoints: readonly EndpointAccess[];
+  /** Each connection, as it is opened, refused or failed; a task controls how often: keep it cheap. */
   onConnection?: (event: ConnectionEvent) => void;
+  /** Once, when the network is closed: no `onConnection` comes after. */
+  onClose?: () => void;
 }
 
 /** What the launcher adds to a sandbox that has a network. */
@@ -104,9 +107,13 @@ export async function openSandboxNetwork(
   let closing: Promise<void> | undefined;
   const close = (): Promise<void> => {
     closing ??= (async () => {
-      sockets.forEach((socket) => socket.destroy());
-      await Promise.all(servers.map((server) => new Promise((resolve) => server.close(resolve))));
-      await rm(dir, { recursive: true, force: true });
+      try {
+        sockets.forEach((socket) => socket.destroy());
+        await Promise.all(servers.map((server) => new Promise((resolve) => server.close(resolve))));
+        await rm(dir, { recursive: true, force: true });
+      } finally {
+        options.onClose?.();
+      }
     })();
     return closing;
   };
