@@ -1,28 +1,22 @@
 /**
  * The network of one TaskInstance: each endpoint its task declares, with the node's verdict
- * (`connect-policy.ts`), and where each connection is reported: the node's log (every one) and
- * metric (`tydra_sandbox_connections_total`), and the TaskInstance's log (refusals and failures,
- * so whoever reads it learns why a connection closed at once).
+ * (`connect-policy.ts`), and where each connection is reported (`connection-reporter.ts`): the
+ * node's metric (every one), the node's log and the TaskInstance's log (refusals and failures, so
+ * whoever reads it learns why a connection closed at once; the first few of each endpoint).
  *
  * A simple task's sandbox, and split and reduce, get both at once (`taskNetwork`). A parallel
  * task's work sandboxes, many per instance on a node, share the verdicts (`judgeEndpoints`, said
  * once in the log) and each reports its connections to the unit it runs (`connectionReporter`).
  */
-import type { ConnectionEvent, SandboxNetworkOptions } from '../../../sandbox/launcher/network/sandbox-network.js';
+import type { SandboxNetworkOptions } from '../../../sandbox/launcher/network/sandbox-network.js';
 import type { EndpointAccess } from '../../../sandbox/launcher/network/loopback-plan.js';
-import type { Logger } from '../../core/logger.js';
 import { parseEndpoint, type TaskNetwork } from '../../core/network-endpoint.js';
-import type { NodeMetrics } from '../node-metrics.js';
 import { allowingPattern, type ConnectPattern } from './connect-policy.js';
+import { connectionReporter, type ConnectionReporterContext } from './connection-reporter.js';
 
-export interface TaskNetworkContext {
+export interface TaskNetworkContext extends ConnectionReporterContext {
   nodeId: string;
-  instanceId: string;
   policy: readonly ConnectPattern[];
-  logger: Logger;
-  metrics: Pick<NodeMetrics, 'connection'>;
-  /** A line in the TaskInstance's log. */
-  log: (line: string) => void;
 }
 
 /** The sandbox's network options, or undefined when the task declares no endpoint. */
@@ -31,7 +25,7 @@ export function taskNetwork(
   context: TaskNetworkContext,
 ): SandboxNetworkOptions | undefined {
   const endpoints = judgeEndpoints(declared, context);
-  return endpoints === undefined ? undefined : { endpoints, onConnection: connectionReporter(context) };
+  return endpoints === undefined ? undefined : { endpoints, ...connectionReporter(context) };
 }
 
 /**
@@ -57,23 +51,4 @@ export function judgeEndpoints(
     }
     return { ...endpoint, allowed };
   });
-}
-
-/** Reports one sandbox's connections: the node's log and metric, and refusals and failures in `log`. */
-export function connectionReporter(
-  context: Pick<TaskNetworkContext, 'instanceId' | 'logger' | 'metrics' | 'log'>,
-): (event: ConnectionEvent) => void {
-  const { instanceId, logger, metrics, log } = context;
-  return (event) => {
-    const fields = { instanceId, host: event.host, port: event.port, outcome: event.outcome, reason: event.reason };
-    metrics.connection(event.outcome);
-    if (event.outcome === 'opened') {
-      logger.info(fields, 'sandbox connection opened');
-      return;
-    }
-    logger.warn(fields, `sandbox connection ${event.outcome}`);
-    log(
-      `network: connection to ${event.host}:${event.port} ${event.outcome}${event.reason ? ` (${event.reason})` : ''}`,
-    );
-  };
 }

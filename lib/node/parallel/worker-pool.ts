@@ -22,7 +22,8 @@ import type { CacheLease } from '../../packages/cache/package-cache.js';
 import { MANIFEST_FILE, parseManifest, parallelEntries, type PhaseEntry } from '../../packages/manifest.js';
 import type { ParallelMeta } from '../../redis/parallel-commands.js';
 import type { ExecutionEnv } from '../execution-env.js';
-import { connectionReporter, judgeEndpoints } from '../network/task-network.js';
+import { connectionReporter } from '../network/connection-reporter.js';
+import { judgeEndpoints } from '../network/task-network.js';
 import { openTaskSecrets } from '../task-secrets.js';
 
 const IDLE_MS = 3000;
@@ -126,7 +127,7 @@ export class InstanceWorkers {
     }
     const { logger, metrics } = this.env;
     return {
-      network: { endpoints, onConnection: connectionReporter({ instanceId: this.instanceId, logger, metrics, log }) },
+      network: { endpoints, ...connectionReporter({ instanceId: this.instanceId, logger, metrics, log }) },
     };
   }
 
