@@ -5,10 +5,13 @@
  * test's own.
  */
 import assert from 'node:assert/strict';
+import { connect } from 'node:net';
 
 import { execa } from 'execa';
+import { Registry } from 'prom-client';
 
 import { InvalidOptionError, ManifestError } from '../../lib/core/errors.js';
+import { LOGGED_CONNECTIONS } from '../../lib/node/network/connection-reporter.js';
 import { TydraNode } from '../../lib/node/node.js';
 import { tydra } from '../bin/run-cli.js';
 import {
@@ -22,7 +25,7 @@ import {
   testClient,
   waitFor,
 } from '../helpers.js';
-import { type Arena, expectNothingLeft, LIMITS } from './harness.js';
+import { type Arena, arena, expectNothingLeft, LIMITS } from './harness.js';
 import { loopbackServer, networkFolders, ROUND_TRIP_JS } from './network-harness.js';
 
 /** Sends `payload` to each {host, port}, reads until the peer ends; reports data or the error code. */
@@ -147,6 +150,69 @@ describe('escape: network, opened per task where the node allows it @integration
     );
     const { logs } = await run.status();
     assert.ok(logs.includes(`network: connection to 127.0.0.1:${port} failed (ECONNREFUSED)`), logs.join(' | '));
+  });
+
+  it('a flood of refused and failed connections: a few logged, the rest counted and summed up once', async () => {
+    // `connect-flood` declares both; the host has nothing on port 1, so the node's connections fail.
+    const probe = connect({ host: '127.0.0.1', port: 1 });
+    const [code] = await new Promise<[string]>((resolve) => {
+      probe.on('connect', () => resolve(['connected']));
+      probe.on('error', (error: NodeJS.ErrnoException) => resolve([error.code ?? error.message]));
+    });
+    probe.destroy();
+    assert.equal(code, 'ECONNREFUSED', 'nothing may listen on 127.0.0.1:1 of the host');
+    const { logger, entries } = recordingLogger('info');
+    const registry = new Registry();
+    const a = await arena({ allowConnect: ['127.0.0.1:1'], logger, metrics: registry });
+    const count = 300;
+    const targets = [
+      { host: 'blocked.example', port: 5432 }, // declared, not allowed by the node: refused
+      { host: '127.0.0.1', port: 1 }, // allowed, nothing listens: failed
+    ];
+    const run = await a.attack('connect-flood', { targets, count });
+    // Accepted in the sandbox, closed at once by the node: each one, none lost.
+    assert.deepEqual(await run.result(), [{ closed: count }, { closed: count }]);
+    // Each connection is reported before the node closes it: every one is in by the result.
+    const logged = (msg: string) => entries.filter((entry) => entry.msg === msg);
+    assert.equal(logged('sandbox connection refused').length, LOGGED_CONNECTIONS);
+    assert.equal(logged('sandbox connection failed').length, LOGGED_CONNECTIONS);
+    const metric = (await registry.getSingleMetric('tydra_sandbox_connections_total')?.get())?.values ?? [];
+    const counted = Object.fromEntries(metric.map((value) => [value.labels.outcome, value.value]));
+    assert.deepEqual(counted, { refused: count, failed: count }, 'the metric counts every one');
+    const unlogged = count - LOGGED_CONNECTIONS;
+    const summary =
+      `network: not logged: ${unlogged} more connections to blocked.example:5432 refused (${count} in all); ` +
+      `${unlogged} more connections to 127.0.0.1:1 failed (${count} in all)`;
+    // Said when the sandbox's network closes, once the sandbox is gone: after the result.
+    const logs = await waitFor('the summary in the log', async () => {
+      const { logs: lines } = await run.status();
+      return lines.includes(summary) ? lines : undefined;
+    });
+    const network = logs.filter((line) => line.startsWith('network: '));
+    const refused = 'network: connection to blocked.example:5432 refused (not allowed by the node (--allow-connect))';
+    const failed = 'network: connection to 127.0.0.1:1 failed (ECONNREFUSED)';
+    assert.deepEqual(
+      network.filter((line) => line.startsWith('network: connection to ')),
+      [
+        ...Array.from({ length: LOGGED_CONNECTIONS - 1 }, () => refused),
+        `${refused}; more refused connections to blocked.example:5432 are counted, not logged`,
+        ...Array.from({ length: LOGGED_CONNECTIONS - 1 }, () => failed),
+        `${failed}; more failed connections to 127.0.0.1:1 are counted, not logged`,
+      ],
+    );
+    assert.equal(network.filter((line) => line === summary).length, 1, 'one summary');
+    assert.deepEqual(
+      logged('sandbox connections not logged').map(
+        (entry) => (entry as unknown as { connections: unknown }).connections,
+      ),
+      [
+        [
+          { endpoint: 'blocked.example:5432', outcome: 'refused', unlogged, total: count },
+          { endpoint: '127.0.0.1:1', outcome: 'failed', unlogged, total: count },
+        ],
+      ],
+    );
+    await expectNothingLeft(a, run);
   });
 
   it('serves a port below 1024 (its own namespace lets the sandbox bind it): JS and a command', async () => {
