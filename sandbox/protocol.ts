@@ -83,6 +83,11 @@ export type NodeMessage =
 export type RunnerMessage =
   /** A pooled runner (`TYDRA_WARM=1`, see `launcher/warm-sandbox.ts`): loaded, waiting for `start`. */
   | { type: 'ready' }
+  /**
+   * Every runner, once it read `start` and before the task's module is loaded: no task code has
+   * run before it, so it proves to the node that the sandbox was set up (see `outcome.ts`).
+   */
+  | { type: 'started' }
   | { type: 'progress'; value: number | Record<string, unknown> }
   | { type: 'log'; line: string }
   | { type: 'result'; value: unknown }

@@ -57,6 +57,8 @@ export interface SandboxEnding {
   signal: NodeJS.Signals | undefined;
   /** JavaScript tasks: the runner's final message, when one came. */
   final?: FinalMessage;
+  /** JavaScript tasks: the runner said `started` (bwrap had set the sandbox up; no task code had run). */
+  started?: boolean;
   /** JavaScript tasks: the runner sent something that is not a runner message. */
   protocolError?: string;
   /** What ran, in the message of a JavaScript sandbox that died early. @defaultValue 'task process' */
@@ -120,9 +122,17 @@ function limitFromDeath(ending: SandboxEnding): LimitHit | undefined {
   return signal === 'SIGXFSZ' ? { limit: 'fileSizeBytes' } : undefined;
 }
 
+/**
+ * bwrap failed to set the sandbox up: it said so on stderr (`bwrap: …`) and no task ran. stderr is
+ * the task's too, so the line alone proves nothing: a task can print it and exit 1, and would be
+ * tried again as the node's failure, three times, with the node blamed in its log. A JavaScript
+ * runner says `started` before any task code runs; once it did, the line is the task's. A command
+ * has no such witness (bwrap execs it directly): see the README's limitations.
+ */
 function sandboxSetupFailure(ending: SandboxEnding): Error | undefined {
   const failure = /^bwrap: .*/m.exec(ending.stderrTail);
-  if (ending.sandboxed && failure && ending.final === undefined && ending.exitCode !== 0) {
+  const ran = ending.kind === 'module' && ending.started === true;
+  if (ending.sandboxed && failure && !ran && ending.final === undefined && ending.exitCode !== 0) {
     return new SandboxUnavailableError(`sandbox set-up failed: ${failure[0]}`);
   }
   return undefined;

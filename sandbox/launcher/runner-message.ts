@@ -10,6 +10,7 @@ const unitIndex = z.number().int().nonnegative();
 
 const runnerMessageSchema = z.discriminatedUnion('type', [
   z.strictObject({ type: z.literal('ready') }),
+  z.strictObject({ type: z.literal('started') }),
   z.strictObject({
     type: z.literal('progress'),
     value: z.union([z.number().finite(), z.record(z.string(), z.unknown())]),

@@ -48,6 +48,8 @@ export interface CaptureOptions {
 /** What the streams carried, filled in as it arrives; complete once `ended` resolves. */
 export interface CapturedOutput {
   final?: FinalMessage;
+  /** A JavaScript runner said `started`: bwrap had set the sandbox up (see `outcome.ts`). */
+  started?: boolean;
   protocolError?: string;
   stderrTail: string;
   stdout: string;
@@ -196,6 +198,8 @@ function captureProtocol(
         output.final = message;
         options.onFinal();
       }
+    } else if (message.type === 'started') {
+      output.started = true;
     } else if (message.type === 'ready') {
       if (options.onReady === undefined) {
         output.protocolError ??= 'Expected a task\'s runner message, got a "ready" message from a runner not pooled';

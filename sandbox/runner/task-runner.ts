@@ -113,6 +113,9 @@ export class TaskRunner {
           // does not name it: its title (/proc/<pid>/cmdline, `ps`) does instead.
           process.title = `TYDRA_INSTANCE_ID=${instance}`;
         }
+        // Before any of the task's code: the node's proof that bwrap set the sandbox up (a task
+        // can print what bwrap prints when it fails, but cannot take this message back).
+        this.channel.send({ type: 'started' });
         const env: RunnerEnv = { channel: this.channel, signal: this.abort.signal, stdin: this.input };
         const phase = message.mode === undefined || message.mode === 'task' ? undefined : PHASE_MODES[message.mode];
         this.phase = phase !== undefined;
