@@ -19,9 +19,19 @@ export const UNRECOVERABLE_ERROR_NAME = 'TydraUnrecoverable';
  * percent, a few counts, a short message), yet the node writes each one to two jobs and BullMQ
  * copies it into two events streams of about 10,000 entries each: without a cap of its own a
  * value could be as large as a result message (16 MiB). 64 KiB is far more than a status needs
- * and bounds what one write costs Redis; the task's `outputBytes` bounds what all of them cost.
+ * and bounds what one write costs Redis; how many are written is bounded by their rate
+ * ({@link PROGRESS_SEND_MS}, and the node's coalesced writes), not by the output limit.
  */
 export const MAX_PROGRESS_BYTES = 65_536;
+
+/**
+ * Shortest time between two progress messages of one runner: `ctx.progress` sends a value at
+ * once when the last one went out at least this long ago, else keeps only the latest and sends it
+ * when the period is over, or before the runner's final message (`runner/progress-coalescer.ts`).
+ * A task may report per item of a long loop; the node parses each message on its main thread, and
+ * takes more than 10 a second only from a runner that bypasses this (`launcher/stream-capture.ts`).
+ */
+export const PROGRESS_SEND_MS = 100;
 
 /** The runner's protocol file descriptor. */
 export const RUNNER_FD = 3;

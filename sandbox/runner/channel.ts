@@ -12,6 +12,7 @@ import { readSync, writeSync } from 'node:fs';
 
 import { encodeMessage, RUNNER_FD, type RunnerMessage } from '../protocol.js';
 import type { Pausable } from './item-buffer.js';
+import { ProgressCoalescer } from './progress-coalescer.js';
 
 /** stdout/stderr streams the process created: Node makes them on first use, and a task that never printed has none to flush. */
 const createdStdio = new Set<NodeJS.WriteStream>();
@@ -41,10 +42,22 @@ export function trackStdio(): void {
 
 export class Channel {
   private finished = false;
+  private readonly progressLines = new ProgressCoalescer(writeLine);
 
   send(message: RunnerMessage): void {
     if (!this.finished) {
       writeMessage(message);
+    }
+  }
+
+  /**
+   * `ctx.progress(value)`: sent coalesced (`ProgressCoalescer`), the latest value before the
+   * final message. Not flushed before a work unit's answer: that would send one per unit, and a
+   * worker of many short units would report faster than the node reads progress.
+   */
+  progress(value: number | Record<string, unknown>): void {
+    if (!this.finished) {
+      this.progressLines.push(encodeMessage({ type: 'progress', value }));
     }
   }
 
@@ -63,8 +76,9 @@ export class Channel {
    * Sends the final message (if any), then exits 0 once everything is flushed. stdout and stderr
    * are pipes, which Node writes asynchronously: `process.exit()` with writes still queued would
    * drop what the task printed last, and the node could neither show it nor hold it to the output
-   * limit. So they drain first, and only then goes the final message. After a final message the
-   * runner holds until the node lets it go ({@link holdUntilLetGo}).
+   * limit. So they drain first, and only then go the progress value still waiting and the final
+   * message. After a final message the runner holds until the node lets it go
+   * ({@link holdUntilLetGo}).
    */
   finish(message?: RunnerMessage): void {
     if (this.finished) {
@@ -73,6 +87,7 @@ export class Channel {
     this.finished = true;
     void this.flushOutput().then(() => {
       try {
+        this.progressLines.flush();
         if (message !== undefined) {
           writeMessage(message);
           holdUntilLetGo();
@@ -103,9 +118,13 @@ function holdUntilLetGo(): void {
   }
 }
 
-/** One whole message on fd 3; dropped when the node is gone (EPIPE): the sandbox dies with it. */
 function writeMessage(message: RunnerMessage): void {
-  const bytes = Buffer.from(encodeMessage(message));
+  writeLine(encodeMessage(message));
+}
+
+/** One whole message on fd 3; dropped when the node is gone (EPIPE): the sandbox dies with it. */
+function writeLine(line: string): void {
+  const bytes = Buffer.from(line);
   try {
     for (let offset = 0; offset < bytes.length;) {
       offset += writeSync(RUNNER_FD, bytes, offset);

@@ -59,7 +59,7 @@ export function taskContext(start: StartMessage, env: RunnerEnv): TaskContext {
     instanceId: start.instanceId,
     attempt: start.attempt,
     signal: env.signal,
-    progress: (value) => env.channel.send({ type: 'progress', value }),
+    progress: (value) => env.channel.progress(value),
     log: (...args) => env.channel.send({ type: 'log', line: args.map(formatArg).join(' ') }),
     fail: (message) => {
       const error = new Error(String(message));
