@@ -18,7 +18,7 @@ import { signalFromExit } from './exit-signal.js';
 
 /** A limit the task broke, seen by the stream capture, the cgroup counters or the exit status. */
 export type LimitHit =
-  | { limit: 'outputBytes'; stream: 'stdout' | 'stderr' | 'ctx.log' | 'ctx.progress' }
+  | { limit: 'outputBytes'; stream: 'stdout' | 'stderr' | 'ctx.log' }
   | { limit: 'resultBytes' }
   /** One `ctx.progress` value over `MAX_PROGRESS_BYTES`; `bytes` is its size as JSON. */
   | { limit: 'progressBytes'; bytes: number }

@@ -2,7 +2,8 @@
  * The sandbox's streams: feeds stdin, turns stdout and stderr into log lines (or, for a command,
  * its result), reads the runner's protocol fd, counts each stream's bytes against the output
  * limit, and records what it saw for `outcome`. Every stream is read to its end, even past a
- * limit, so the sandbox never blocks on a full pipe and nothing it wrote goes uncounted.
+ * limit, so the sandbox never blocks on a full pipe and nothing it wrote goes uncounted; only the
+ * protocol fd is read more slowly while its progress messages come too fast (`captureProtocol`).
  */
 import type { Readable, Writable } from 'node:stream';
 import { finished } from 'node:stream/promises';
@@ -11,10 +12,21 @@ import { setTimeout as delay } from 'node:timers/promises';
 import { encodeMessage, LineSplitter, MAX_PROGRESS_BYTES, type NodeMessage } from '../protocol.js';
 import type { FinalMessage, LimitHit } from './outcome.js';
 import { type PhaseRunnerMessage, parseRunnerMessage } from './runner-message.js';
+import { TokenBucket } from './token-bucket.js';
 
 const STDERR_TAIL_BYTES = 2048;
 /** Longest log line handed on; longer ones are cut into pieces. */
 const LOG_LINE_BYTES = 16_384;
+/**
+ * The progress messages a sandbox may send: a burst, then so many a second. The runner sends at
+ * most 10 a second (`PROGRESS_SEND_MS`) and one before its final message, so twice that never
+ * holds it back, timers late on a loaded machine included; the burst covers a runner started
+ * late or stalled, and is what a flood gets before it is held: a hundred parses of at most
+ * 64 KiB each, once per sandbox. Held to 20 a second a flood costs the node about as little as a
+ * well-behaved task (each value is then handed on, but the node's Redis writes are coalesced).
+ */
+const PROGRESS_BURST = 100;
+const PROGRESS_PER_SECOND = 20;
 
 export interface SandboxStreams {
   stdin: Writable;
@@ -78,6 +90,7 @@ export function captureStreams(streams: SandboxStreams, options: CaptureOptions)
   const output: CapturedOutput = { stderrTail: '', stdout: '' };
   const hit = (limit: LimitHit): void => options.onStop(limit);
   const flushers: Array<() => void> = [];
+  let releaseProtocol = (): void => undefined;
   let onFinal = (): void => undefined;
   const final = new Promise<void>((resolve) => (onFinal = resolve));
   const stderrLines = captureLines(streams.stderr, options.outputBytes, (line) => options.onLog(`[stderr] ${line}`), {
@@ -96,11 +109,14 @@ export function captureStreams(streams: SandboxStreams, options: CaptureOptions)
       onLimit: () => hit({ limit: 'outputBytes', stream: 'stdout' }),
     });
     flushers.push(stdoutLines);
-    captureProtocol(streams.protocol, { ...options, onFinal }, output, hit);
+    releaseProtocol = captureProtocol(streams.protocol, { ...options, onFinal }, output, hit);
   }
   const readables = [streams.stdout, streams.stderr, ...(streams.protocol ? [streams.protocol] : [])];
   const allEnded = Promise.all(readables.map(endOf));
   const ended = async (graceMs: number): Promise<void> => {
+    // The sandbox exited: what it left in the protocol pipe is read at once, or a flood held back
+    // could keep its final message there past the grace.
+    releaseProtocol();
     const grace = new AbortController();
     await Promise.race([allEnded, delay(graceMs, undefined, { signal: grace.signal }).catch(() => undefined)]);
     grace.abort();
@@ -147,34 +163,36 @@ function captureResult(stream: Readable, maxBytes: number, output: CapturedOutpu
 
 /**
  * The runner's messages: progress values and `ctx.log` lines on the way, then the final message.
- * Progress values and log lines are what the task sends the operator, and both end up in Redis:
- * they share one `outputBytes` budget, and a progress value has its own cap besides
+ * `ctx.log` lines count toward `outputBytes`; a progress value has a cap of its own
  * (`MAX_PROGRESS_BYTES`). Past either the sandbox is being stopped, and nothing more it sends is
  * handed on: no log line, no progress, no unit and no unit's result (a work unit that broke a
  * limit fails with it rather than succeeding with the result that followed).
+ *
+ * Progress values are not output: a long task reporting per item would reach any byte budget.
+ * Their count is bounded instead. The runner coalesces them (`PROGRESS_SEND_MS`), but a task can
+ * write lines on fd 3 itself, at pipe speed, and each is parsed here on the node's one thread. So
+ * they draw on a token bucket ({@link PROGRESS_BURST}, {@link PROGRESS_PER_SECOND}): one that finds
+ * it empty is still handed on (the node's Redis writes are coalesced, so that costs nothing more),
+ * then fd 3 is not read until the token it owes is back. A flood then blocks on its own writes.
+ * That holds back whatever follows on fd 3, units and units' results included, which are not
+ * counted: only a runner that does not coalesce is ever held. The returned function ends the
+ * holding once the sandbox exited (see `captureDataLines`); past that, a progress value the bucket
+ * has no token for is dropped.
  */
 function captureProtocol(
   stream: Readable,
   options: CaptureOptions & { onFinal: () => void },
   output: CapturedOutput,
   hit: (limit: LimitHit) => void,
-): void {
-  let sentBytes = 0;
+): () => void {
+  let logBytes = 0;
   let refused = false;
+  const progress = rateProgress(options.onProgress);
   const refuse = (limit: LimitHit): void => {
     refused = true;
     hit(limit);
   };
-  /** Counts `bytes` against the budget; false (and the limit hit) when they do not fit. */
-  const spend = (bytes: number, stream: 'ctx.log' | 'ctx.progress'): boolean => {
-    sentBytes += bytes;
-    if (sentBytes <= options.outputBytes) {
-      return true;
-    }
-    refuse({ limit: 'outputBytes', stream });
-    return false;
-  };
-  const onLine = (line: string): void => {
+  const onLine = (line: string): number => {
     const message = parseRunnerMessage(line);
     if (message === undefined) {
       output.protocolError ??= `Expected a runner message, got ${JSON.stringify(line.slice(0, 200))}`;
@@ -186,11 +204,14 @@ function captureProtocol(
       const bytes = Buffer.byteLength(JSON.stringify(message.value));
       if (bytes > MAX_PROGRESS_BYTES) {
         refuse({ limit: 'progressBytes', bytes });
-      } else if (spend(bytes, 'ctx.progress')) {
-        options.onProgress?.(message.value);
+      } else {
+        return progress.take(message.value);
       }
     } else if (message.type === 'log') {
-      if (spend(Buffer.byteLength(message.line), 'ctx.log')) {
+      logBytes += Buffer.byteLength(message.line);
+      if (logBytes > options.outputBytes) {
+        refuse({ limit: 'outputBytes', stream: 'ctx.log' });
+      } else {
         options.onLog(message.line.slice(0, LOG_LINE_BYTES));
       }
     } else if (message.type === 'result' || message.type === 'error') {
@@ -213,35 +234,93 @@ function captureProtocol(
       output.protocolError ??= `Expected a task's runner message, got a ${JSON.stringify(message.type)} message`;
       options.onStop();
     }
+    return 0;
   };
-  captureDataLines(stream, options.maxResultBytes, onLine, () => hit({ limit: 'resultBytes' }));
+  const release = captureDataLines(stream, options.maxResultBytes, onLine, () => hit({ limit: 'resultBytes' }));
+  return () => {
+    progress.exited();
+    release();
+  };
+}
+
+/**
+ * Progress values handed on under the token bucket (see `captureProtocol`): `take` returns how
+ * long to hold fd 3 after the value; once `exited`, a value without a token is dropped instead.
+ */
+function rateProgress(onProgress: CaptureOptions['onProgress']): {
+  take: (value: number | Record<string, unknown>) => number;
+  exited: () => void;
+} {
+  const bucket = new TokenBucket(PROGRESS_BURST, PROGRESS_PER_SECOND);
+  let exited = false;
+  return {
+    take: (value) => {
+      if (!exited) {
+        onProgress?.(value);
+        return bucket.take();
+      }
+      if (bucket.available) {
+        bucket.take();
+        onProgress?.(value);
+      }
+      return 0;
+    },
+    exited: () => (exited = true),
+  };
 }
 
 /**
  * Lines of data (protocol messages, units, results: no output limit), each up to `maxLineBytes`;
  * past it `onLimit` once, and the rest is read and dropped (buffering it would grow without bound).
+ * `onLine` may ask for a hold: `stream` is paused for that many milliseconds, and the lines already
+ * read meanwhile (at most the chunk at hand) wait, in order. The returned function ends every hold
+ * for good, at once: for a sandbox that exited, whose pipe holds all that is left to read, and a
+ * stream held paused would never end (its 'end' comes only once its data is read).
  */
 function captureDataLines(
   stream: Readable,
   maxLineBytes: number,
-  onLine: (line: string) => void,
+  onLine: (line: string) => number | void,
   onLimit: () => void,
-): void {
+): () => void {
   let over = false;
+  let released = false;
+  let hold: NodeJS.Timeout | undefined;
+  const waiting: string[] = [];
   const refuse = (): void => {
     over = true;
     onLimit();
   };
-  const lines = new LineSplitter(maxLineBytes, (line) => {
-    if (over) {
-      return;
-    }
+  const take = (line: string): void => {
     // The splitter refuses only a line still unterminated past the limit; one that arrived
     // whole in a chunk is measured here.
-    if (line.length > maxLineBytes) {
+    if (!over && line.length > maxLineBytes) {
       refuse();
+    } else if (!over) {
+      const holdMs = onLine(line) ?? 0;
+      if (holdMs > 0 && !released) {
+        stream.pause();
+        hold = setTimeout(pump, holdMs);
+      }
+    }
+  };
+  /** Hands on what waits until the next hold; resumes the stream once nothing does. */
+  function pump(): void {
+    hold = undefined;
+    let next = 0;
+    while (hold === undefined && next < waiting.length) {
+      take(waiting[next++] as string);
+    }
+    waiting.splice(0, next);
+    if (hold === undefined) {
+      stream.resume();
+    }
+  }
+  const lines = new LineSplitter(maxLineBytes, (line) => {
+    if (hold === undefined && waiting.length === 0) {
+      take(line);
     } else {
-      onLine(line);
+      waiting.push(line);
     }
   });
   stream.setEncoding('utf8');
@@ -251,6 +330,13 @@ function captureDataLines(
     }
   });
   stream.on('end', () => lines.flush());
+  return () => {
+    released = true;
+    if (hold !== undefined) {
+      clearTimeout(hold);
+      pump();
+    }
+  };
 }
 
 /**

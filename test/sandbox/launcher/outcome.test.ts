@@ -83,16 +83,6 @@ const CASES: Array<[name: string, ending: Partial<SandboxEnding>, expected: Expe
     },
   ],
   [
-    'output limit on ctx.progress (the budget ctx.log shares), even though the task returned',
-    { limitHit: { limit: 'outputBytes', stream: 'ctx.progress' } },
-    {
-      error: LimitExceededError,
-      message: 'output limit exceeded (1 MiB on ctx.progress)',
-      limit: 'outputBytes',
-      value: MiB,
-    },
-  ],
-  [
     'one progress value over its cap, with its size',
     { limitHit: { limit: 'progressBytes', bytes: 3 * MiB + 16 } },
     {

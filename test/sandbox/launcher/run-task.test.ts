@@ -6,7 +6,7 @@ import assert from 'node:assert/strict';
 import { chmod, readdir, readFile, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 
-import { LimitExceededError, TaskCancelledError, TaskFailedError } from '../../../lib/core/errors.js';
+import { LimitExceededError, TaskCancelledError, TaskFailedError, TaskTimeoutError } from '../../../lib/core/errors.js';
 import { type CompiledTaskLimits, DEFAULT_TASK_LIMITS } from '../../../lib/core/limits.js';
 import { type CgroupSupport, detectCgroups, removeCgroupParent } from '../../../sandbox/launcher/cgroup/support.js';
 import { runTask, type RunTaskOptions } from '../../../sandbox/launcher/run-task.js';
@@ -41,6 +41,36 @@ export default () => {
 `;
 /** Returns at once. */
 const NOOP = "export default () => 'done';\n";
+/** `ctx.progress` per item of a tight loop, 50,000 times. */
+const PROGRESS_LOOP = `export default (input, ctx) => {
+  for (let i = 0; i < 50_000; i += 1) ctx.progress({ i });
+  return 'reported';
+};
+`;
+/**
+ * Writes progress messages on fd 3 itself (bypassing the runner's coalescing), 1,000 lines a
+ * write: `count` of them, then, given `exit`, a result message of its own and an exit.
+ */
+const FD3_FLOOD = `import { writeSync } from 'node:fs';
+const write = (text) => {
+  const bytes = Buffer.from(text);
+  for (let offset = 0; offset < bytes.length; ) offset += writeSync(3, bytes, offset);
+};
+export default ({ count, exit }) => {
+  for (let i = 0; i < count; ) {
+    let lines = '';
+    for (const end = Math.min(count, i + 1000); i < end; i += 1) {
+      lines += JSON.stringify({ type: 'progress', value: { i } }) + '\\n';
+    }
+    write(lines);
+  }
+  if (exit) {
+    write(JSON.stringify({ type: 'result', value: 'written on fd 3' }) + '\\n');
+    process.exit(0);
+  }
+  return 'not held back';
+};
+`;
 /** `read`'s system call number, as `/proc/<pid>/syscall` shows it. */
 const READ_SYSCALL = process.arch === 'arm64' ? 63 : 0;
 
@@ -97,6 +127,8 @@ describe('runTask (@integration)', function () {
       'hang.mjs': HANG,
       'hold-exit.mjs': HOLD_EXIT,
       'noop.mjs': NOOP,
+      'progress-loop.mjs': PROGRESS_LOOP,
+      'fd3-flood.mjs': FD3_FLOOD,
     })) {
       await writeFile(join(root, name), text, { mode: 0o644 });
     }
@@ -277,6 +309,43 @@ describe('runTask (@integration)', function () {
       assert.equal(result, 'done');
       await ended;
       assert.deepEqual(await readingFd3(), []);
+    });
+  });
+
+  describe('ctx.progress', () => {
+    it('in a tight loop: the task is not held back, a few values reach onProgress, the last one last', async () => {
+      const values: unknown[] = [];
+      const result = await run('progress-loop.mjs', {}, { onProgress: (value) => values.push(value) });
+      assert.equal(result, 'reported');
+      // The runner sends one per 100 ms and the latest before its result.
+      assert.ok(values.length >= 1 && values.length < 1000, `${values.length} progress values handed on`);
+      assert.deepEqual(values.at(-1), { i: 49_999 });
+    });
+
+    it("written on fd 3 itself: held to the node's rate, the task blocks on its writes and times out", async () => {
+      const values: unknown[] = [];
+      await assert.rejects(
+        run('fd3-flood.mjs', { timeoutMs: 2000 }, { input: { count: 200_000 }, onProgress: (v) => values.push(v) }),
+        (error: unknown) => {
+          assert.ok(error instanceof TaskTimeoutError, String(error));
+          return true;
+        },
+      );
+      // A burst of 100, then 20 a second (and, once the sandbox exited, only what a token is
+      // left for): a few hundred at most of the 200,000.
+      assert.ok(values.length >= 100 && values.length < 1000, `${values.length} progress values handed on`);
+    });
+
+    it('written on fd 3 itself, then a result and an exit: what was held back is read at the exit', async () => {
+      const values: unknown[] = [];
+      // 2,000 lines fit in the pipe; at 20 a second the node would take 95 s to read them, over the timeout.
+      const result = await run(
+        'fd3-flood.mjs',
+        { timeoutMs: 20_000 },
+        { input: { count: 2000, exit: true }, onProgress: (value) => values.push(value) },
+      );
+      assert.equal(result, 'written on fd 3');
+      assert.ok(values.length >= 100 && values.length < 1000, `${values.length} progress values handed on`);
     });
   });
 
