@@ -208,7 +208,7 @@ function captureProtocol(
         return progress.take(message.value);
       }
     } else if (message.type === 'log') {
-      logBytes += Buffer.byteLength(message.line);
+      logBytes += Buffer.byteLength(message.line) + 1; // + its newline: an empty line is not free
       if (logBytes > options.outputBytes) {
         refuse({ limit: 'outputBytes', stream: 'ctx.log' });
       } else {
@@ -222,12 +222,7 @@ function captureProtocol(
     } else if (message.type === 'started') {
       output.started = true;
     } else if (message.type === 'ready') {
-      if (options.onReady === undefined) {
-        output.protocolError ??= 'Expected a task\'s runner message, got a "ready" message from a runner not pooled';
-        options.onStop();
-      } else {
-        options.onReady();
-      }
+      takeReady(options, output);
     } else if (options.onMessage !== undefined) {
       options.onMessage(message);
     } else {
@@ -241,6 +236,16 @@ function captureProtocol(
     progress.exited();
     release();
   };
+}
+
+/** A pooled runner's `ready`; from a runner not pooled, a protocol error. */
+function takeReady(options: CaptureOptions, output: CapturedOutput): void {
+  if (options.onReady === undefined) {
+    output.protocolError ??= 'Expected a task\'s runner message, got a "ready" message from a runner not pooled';
+    options.onStop();
+  } else {
+    options.onReady();
+  }
 }
 
 /**

@@ -68,6 +68,16 @@ describe('escape suite: resource attacks (@integration)', function () {
     await expectFailure(a, await a.attack('log-flood'), 'output limit exceeded (64 KiB on ctx.log)');
   });
 
+  it('a flood of empty log messages written to fd 3 is stopped at the output limit too (each counts its newline)', async () => {
+    const a = await arena();
+    await expectFailure(
+      a,
+      // A long limit: the flood must be stopped by the output limit, not time out.
+      await a.attack('log-flood', { empty: true }, { timeoutMs: 600_000 }),
+      'output limit exceeded (64 KiB on ctx.log)',
+    );
+  });
+
   it('a giant file from a plain process dies of SIGXFSZ at the file size limit', async () => {
     const a = await arena();
     await expectFailure(a, await a.attack('giant-file-sh'), 'file size limit exceeded (1 MiB)');
