@@ -12,7 +12,7 @@ export function formatStatus(s: TaskStatus): string {
     `${s.id}  ${s.state}`,
     `ref: ${s.ref}`,
     `node: ${s.nodeId ?? '-'}`,
-    `submitted: ${new Date(s.submittedAt).toISOString()}`,
+    `submitted: ${s.submittedAt === undefined ? '-' : new Date(s.submittedAt).toISOString()}`,
   ];
   if (s.runAt !== undefined) {
     lines.push(`runs at: ${new Date(s.runAt).toISOString()}`);

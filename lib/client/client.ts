@@ -42,7 +42,7 @@ import {
 } from './submit-options.js';
 import { formatTaskRef, parseTaskRef } from '../packages/task-ref.js';
 import { claimIdempotencyKey, type IdempotencyScope, releaseIdempotencyKey } from '../redis/idempotency-commands.js';
-import { readCancelRecord, writeCancelRecord } from './cancel-record.js';
+import { listUnstartedCancels, readCancelRecord, recordUnstartedCancel, writeCancelRecord } from './cancel-record.js';
 import { reportedProgress } from './progress.js';
 import { serialiseInput } from './input.js';
 import {
@@ -288,10 +288,14 @@ export class Tydra {
   /**
    * TaskInstances, newest first (see {@link RunsOptions}; the steps of sequences only with `all`),
    * from BullMQ's own sets of the `tasks` queue: what retention (`keepCompleted`, `keepFailed`)
-   * has kept.
+   * has kept; and those cancelled before they started (their jobs removed) while their cancel
+   * request lasts (7 days; the newest 10,000 by submit time).
    */
   async runs(options: RunsOptions = {}): Promise<RunRow[]> {
-    return listRuns(this.tasksQueue, options, (nodeId, id) => this.nodeQueue(nodeId).getJobState(id));
+    return listRuns(this.tasksQueue, options, {
+      nodeJobState: (nodeId, id) => this.nodeQueue(nodeId).getJobState(id),
+      unstartedCancels: (query) => listUnstartedCancels(this.redis, this.keys, query),
+    });
   }
 
   /**
@@ -363,16 +367,24 @@ export class Tydra {
   /**
    * Cancels a TaskInstance. One that has not started is removed (and its package reference
    * released); a running one is killed on whichever node runs it and ends as `cancelled`.
-   * Throws `TaskNotFoundError` for an unknown id.
+   * One that has already ended, cancelled before it started included, is left as it is
+   * (`finished`). Throws `TaskNotFoundError` for an unknown id.
    */
   async cancel(id: string): Promise<CancelResult> {
-    const job = await this.job(id);
+    const job = await Job.fromId<TaskInstanceData, TaskInstanceResult>(this.tasksQueue, id);
+    if (job === undefined) {
+      // Removed by an earlier cancel (its request outlives the job), or never there.
+      if ((await readCancelRecord(this.redis, this.keys, id)) !== undefined) {
+        return { id, outcome: 'finished' };
+      }
+      throw new TaskNotFoundError(id);
+    }
     const state = await job.getState();
     if (state === 'completed' || state === 'failed') {
       return { id, outcome: 'finished' };
     }
     // Remembered first: a master or node that picks the job up after this point sees it.
-    await writeCancelRecord(this.redis, this.keys, id, job.data.ref);
+    await writeCancelRecord(this.redis, this.keys, id, job.data);
     const parallel = job.data.kind === 'parallel';
     if (parallel) {
       // Its workunits run on every node, and its coordinator may be parked (not running, so
@@ -390,6 +402,7 @@ export class Tydra {
           await endParallel(this.redis, this.keys, id);
         }
         await this.store.releaseRef(id, job.data.package);
+        await recordUnstartedCancel(this.redis, this.keys, id, job.data.submittedAt);
         await this.redis.publish(this.keys.cancelChannel, id);
         this.logger.info({ instanceId: id }, 'TaskInstance cancelled before it started: removed');
         return { id, outcome: 'removed' };
@@ -601,7 +614,7 @@ export class Tydra {
         progress: undefined,
         result: undefined,
         error: new TaskCancelledError(id).message,
-        submittedAt: 0,
+        submittedAt: cancelled.submittedAt,
         finishedAt: cancelled.at,
         logs: [],
       };

@@ -3,7 +3,8 @@
  * (never a SCAN of the keyspace), in pages. Completed and failed are sorted sets by finish time:
  * reading them from the newest end stops as soon as nothing older can still make the list. The
  * unfinished states (waiting, prioritised, active, delayed, waiting-children) are read whole, up to
- * a bound, and sorted here.
+ * a bound, and sorted here. A TaskInstance cancelled before it started has no job left: those come
+ * from the set `cancel` keeps of them (`cancel-record.ts`), by submit time, again only as far as needed.
  */
 import type { Job, JobType, Queue } from 'bullmq';
 import { z } from 'zod';
@@ -12,6 +13,7 @@ import type { TaskInstanceData, TaskInstanceResult } from '../../queues/tasks.js
 import { DURATION_PATTERN, parseDuration } from '../core/duration.js';
 import { parseOptions } from '../core/validate.js';
 import { parsePackageName } from '../packages/task-ref.js';
+import type { UnstartedCancel } from './cancel-record.js';
 import { wasCancelled } from './task-ending.js';
 import type { TaskState } from './types.js';
 
@@ -133,23 +135,69 @@ function matches(job: TaskJob, filter: RunsFilter): boolean {
   );
 }
 
+/** Whether a TaskInstance cancelled before it started matches (`since` is applied by the reader). */
+function accepts({ record }: UnstartedCancel, filter: RunsFilter): boolean {
+  // `name@sha1/task`, as the job's data had it.
+  const slash = record.ref.indexOf('/');
+  const name = record.ref.slice(0, slash).split('@')[0];
+  return (
+    slash > 0 &&
+    (filter.all || record.sequenceId === undefined) &&
+    (filter.name === undefined || name === filter.name) &&
+    (filter.task === undefined || record.ref.slice(slash + 1) === filter.task)
+  );
+}
+
+function unstartedRow({ id, record }: UnstartedCancel): RunRow {
+  return {
+    id,
+    ref: record.ref,
+    state: 'cancelled',
+    submittedAt: record.submittedAt,
+    finishedAt: record.at,
+    nodeId: undefined,
+    ...(record.rerunOf !== undefined ? { rerunOf: record.rerunOf } : {}),
+    ...(record.sequenceId !== undefined ? { sequenceId: record.sequenceId } : {}),
+  };
+}
+
 /** Asks a node queue for the state of a TaskInstance's node job (running or only dispatched). */
 export type NodeJobState = (nodeId: string, id: string) => Promise<string>;
+
+/** What a listing reads besides the `tasks` queue. */
+export interface RunsSources {
+  nodeJobState: NodeJobState;
+  /** TaskInstances cancelled before they started (`listUnstartedCancels`). */
+  unstartedCancels(query: {
+    since: number;
+    limit: number;
+    accept: (found: UnstartedCancel) => boolean;
+  }): Promise<UnstartedCancel[]>;
+}
 
 /** Lists TaskInstances as {@link RunsOptions} says, newest (by submit time) first. */
 export async function listRuns(
   tasks: Queue<TaskInstanceData, TaskInstanceResult>,
   options: RunsOptions,
-  nodeJobState: NodeJobState,
+  sources: RunsSources,
 ): Promise<RunRow[]> {
   const now = Date.now();
   const filter = compileFilter(options, now);
   const types = filter.state === undefined ? ALL_BULL_STATES : BULL_STATES[filter.state];
-  const perState = await Promise.all(types.map((type) => readState(tasks, type, filter)));
-  const rows: RunRow[] = [];
+  const [perState, unstarted] = await Promise.all([
+    Promise.all(types.map((type) => readState(tasks, type, filter))),
+    filter.state === undefined || filter.state === 'cancelled'
+      ? sources.unstartedCancels({
+          since: filter.since,
+          limit: filter.limit,
+          accept: (found) => accepts(found, filter),
+        })
+      : [],
+  ]);
+  const rows: RunRow[] = unstarted.map(unstartedRow);
   for (const [index, jobs] of perState.entries()) {
     for (const job of jobs) {
-      const row = await rowOf(job, types[index] as JobType, now, nodeJobState);
+      const row = await rowOf(job, types[index] as JobType, now, sources.nodeJobState);
       if (filter.state === undefined || row.state === filter.state) {
         rows.push(row);
       }

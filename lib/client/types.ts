@@ -91,7 +91,11 @@ export interface TaskStatus {
   result: unknown;
   /** The task's error message, once failed. */
   error: string | undefined;
-  submittedAt: number;
+  /**
+   * When it was submitted (ms since the epoch). Undefined only for a TaskInstance cancelled before it
+   * started whose cancel request does not say (one cancelled by an older client).
+   */
+  submittedAt: number | undefined;
   /** A delayed submission (`delayMs`, `at`): when it may start (ms since the epoch). */
   runAt?: number;
   finishedAt: number | undefined;

@@ -93,7 +93,7 @@ export function instanceBody(status: TaskStatus, view: InstanceView): SafeHtml {
       </tr>
       <tr>
         <th>submitted</th>
-        <td>${status.submittedAt > 0 ? timeWithAge(status.submittedAt, now) : '-'}</td>
+        <td>${status.submittedAt !== undefined ? timeWithAge(status.submittedAt, now) : '-'}</td>
       </tr>
       <tr>
         <th>finished</th>

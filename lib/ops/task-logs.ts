@@ -2,7 +2,8 @@
  * A TaskInstance's log lines, as `tydra logs ID [--follow]` prints them: the lines its master and
  * node wrote on its job in `tasks` (dispatch, the task's own `ctx.log` and output lines), then,
  * once it has ended, how: `ended: completed`, `ended: cancelled` or `ended: failed: REASON`, read
- * from its state and recorded ending, not written on the hot path of every TaskInstance.
+ * from its state and recorded ending, not written on the hot path of every TaskInstance (or, for
+ * one cancelled before it started, whose job is gone, from its cancel request).
  * Following polls the log from the last line read (BullMQ keeps it as a list) until the
  * TaskInstance has ended, then reads once more; each wait is bounded by the poll period.
  *
@@ -16,10 +17,11 @@ import type { Redis } from 'ioredis';
 import { TASKS_QUEUE } from '../../queues/tasks.js';
 import { QUIT_MS, settlesWithin } from '../core/bounded-close.js';
 import { wasCancelled } from '../client/task-ending.js';
+import { readCancelRecord } from '../client/cancel-record.js';
 import { TaskNotFoundError } from '../core/errors.js';
 import { BOUNDED_QUEUE_OPTIONS, createBoundedRedis, whenReachable } from '../redis/connection.js';
 import { dropConnections } from '../redis/force-disconnect.js';
-import { createKeys } from '../redis/keys.js';
+import { createKeys, type Keyspace } from '../redis/keys.js';
 
 export interface TaskLogsOptions {
   redis: string;
@@ -35,15 +37,17 @@ const FINAL_STATES = new Set(['completed', 'failed']);
 
 export class TaskLogs {
   private readonly redis: Redis;
+  private readonly keys: Keyspace;
   private readonly queue: Queue;
   private readonly pollMs: number;
 
   constructor(options: TaskLogsOptions) {
     this.redis = createBoundedRedis(options.redis, options.connectTimeoutMs ?? 10_000);
     this.redis.on('error', () => undefined);
+    this.keys = createKeys(options.namespace);
     this.queue = new Queue(TASKS_QUEUE, {
       connection: this.redis,
-      prefix: createKeys(options.namespace).bullPrefix,
+      prefix: this.keys.bullPrefix,
       ...BOUNDED_QUEUE_OPTIONS,
     });
     this.queue.on('error', () => undefined);
@@ -52,12 +56,18 @@ export class TaskLogs {
 
   /**
    * Yields the TaskInstance's log lines; with `follow`, goes on yielding new ones until it has
-   * ended (or was removed, or `signal` aborts). Throws `TaskNotFoundError` for an unknown id.
+   * ended (or was removed, or `signal` aborts). One cancelled before it started has no job, and no
+   * lines: only `ended: cancelled`, as `status()` tells it. Throws `TaskNotFoundError` for an
+   * unknown id.
    */
   async *lines(id: string, options: { follow?: boolean; signal?: AbortSignal } = {}): AsyncGenerator<string> {
     await whenReachable(this.redis);
     if ((await this.queue.getJobState(id)) === 'unknown') {
-      throw new TaskNotFoundError(id);
+      if (!(await this.cancelledUnstarted(id))) {
+        throw new TaskNotFoundError(id);
+      }
+      yield 'ended: cancelled';
+      return;
     }
     const cursor = { next: 0, last: undefined as string | undefined };
     for (;;) {
@@ -70,11 +80,23 @@ export class TaskLogs {
         }
         return;
       }
-      if (options.follow !== true || state === 'unknown' || options.signal?.aborted === true) {
+      if (state === 'unknown') {
+        // Removed while followed: cancelled before it started, or taken by retention.
+        if (await this.cancelledUnstarted(id)) {
+          yield 'ended: cancelled';
+        }
+        return;
+      }
+      if (options.follow !== true || options.signal?.aborted === true) {
         return;
       }
       await new Promise((resolve) => setTimeout(resolve, this.pollMs));
     }
+  }
+
+  /** Whether a TaskInstance without a job was cancelled before it started (its cancel request outlives the job). */
+  private async cancelledUnstarted(id: string): Promise<boolean> {
+    return (await readCancelRecord(this.redis, this.keys, id)) !== undefined;
   }
 
   /** How an ended TaskInstance ended, or undefined when its job is gone meanwhile. */

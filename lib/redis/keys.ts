@@ -27,6 +27,11 @@ export class Keyspace {
   readonly refs: string;
   /** Pub/sub channel: a message (a TaskInstance id) asks the node running it to kill it now. */
   readonly cancelChannel: string;
+  /**
+   * ZSET of TaskInstance ids cancelled before they started (their jobs removed), scored by submit
+   * time (ms), for `runs()`; the newest 10,000 are kept, and an id whose cancel request expired is dropped.
+   */
+  readonly cancelledUnstarted: string;
   /** Pub/sub channel: a message (a TaskInstance id) tells every node to stop that instance's workunits. */
   readonly parallelAbortChannel: string;
   /** HASH secret name → its sealed value (AES-256-GCM, base64; see `lib/core/secret-box.ts`). Never a clear value. */
@@ -47,6 +52,7 @@ export class Keyspace {
     this.nodes = `${this.tag}:nodes`;
     this.refs = `${this.tag}:refs`;
     this.cancelChannel = `${this.tag}:cancel`;
+    this.cancelledUnstarted = `${this.tag}:cancelled-unstarted`;
     this.parallelAbortChannel = `${this.tag}:par-abort`;
     this.secrets = `${this.tag}:secrets`;
     this.secretsSetAt = `${this.tag}:secrets:set-at`;
@@ -110,7 +116,10 @@ export class Keyspace {
     return `${this.tag}:taken-back:${instanceId}`;
   }
 
-  /** STRING JSON {ref, at}, with a TTL: the TaskInstance was asked to stop. Checked before every step. */
+  /**
+   * STRING JSON {ref, at, submittedAt, rerunOf?, sequenceId?}, with a TTL: the TaskInstance was
+   * asked to stop. Checked before every step.
+   */
   cancel(instanceId: string): string {
     return `${this.tag}:cancel:${instanceId}`;
   }

@@ -7,10 +7,12 @@ import type { Redis } from 'ioredis';
 
 import type { Tydra } from '../../lib/client/client.js';
 import { TaskCancelledError, TaskFailedError, TaskNotFoundError } from '../../lib/core/errors.js';
+import { TaskLogs } from '../../lib/ops/task-logs.js';
 import { nodeQueueName } from '../../queues/node.js';
 import {
   CLI,
   copyFixture,
+  defer,
   redisUrl,
   startCluster,
   startNode,
@@ -61,6 +63,69 @@ describe('cancellation (@integration)', function () {
     await assert.rejects(tydra.cancel('no-such-id'), TaskNotFoundError);
     // result() learns that a job does not exist from its wait's first check, not a fetch before it.
     await assert.rejects(tydra.run('no-such-id').result(), TaskNotFoundError);
+  });
+
+  it('keeps a TaskInstance cancelled before it started visible: status, logs, cancel and runs agree', async () => {
+    const { tydra, redis } = await probeClient();
+    // Delayed, with no master: its job waits in `tasks` until the cancel removes it.
+    const run = await tydra.submit('probe/echo', 'later', { delayMs: 60_000 });
+    const { submittedAt } = await run.status();
+    assert.ok(submittedAt !== undefined);
+    assert.deepEqual(await run.cancel(), { id: run.id, outcome: 'removed' });
+    const status = await run.status();
+    assert.equal(status.state, 'cancelled');
+    assert.equal(status.submittedAt, submittedAt);
+    // It has ended: a second cancel, from the handle or by id, says so instead of "not found".
+    assert.deepEqual(await run.cancel(), { id: run.id, outcome: 'finished' });
+    assert.deepEqual(await tydra.cancel(run.id), { id: run.id, outcome: 'finished' });
+    const logs = new TaskLogs({ redis: redisUrl() });
+    defer(() => logs.close());
+    const lines: string[] = [];
+    for await (const line of logs.lines(run.id)) {
+      lines.push(line);
+    }
+    assert.deepEqual(lines, ['ended: cancelled']);
+    const row = { id: run.id, ref: run.ref, state: 'cancelled', submittedAt, finishedAt: status.finishedAt };
+    assert.deepEqual(await tydra.runs({ state: 'cancelled' }), [{ ...row, nodeId: undefined }]);
+    assert.deepEqual(
+      (await tydra.runs({ task: 'probe/echo' })).map((r) => r.id),
+      [run.id],
+    );
+    assert.deepEqual(await tydra.runs({ task: 'probe/nap' }), []);
+    assert.deepEqual(await tydra.runs({ state: 'failed' }), []);
+    assert.deepEqual(await tydra.runs({ since: new Date(submittedAt + 1) }), []);
+    // Its cancel request expired: it is unknown again, and leaves the list.
+    await redis.del(`{tydra}:cancel:${run.id}`);
+    assert.deepEqual(await tydra.runs(), []);
+    assert.equal(await redis.zcard('{tydra}:cancelled-unstarted'), 0);
+    await assert.rejects(run.cancel(), TaskNotFoundError);
+    await assert.rejects(logs.lines(run.id).next(), TaskNotFoundError);
+  });
+
+  it('tydra status, logs and cancel of a TaskInstance cancelled before it started', async () => {
+    const { tydra, redis } = await probeClient();
+    const run = await tydra.submit('probe/echo', 'later', { delayMs: 60_000 });
+    const { submittedAt } = await run.status();
+    const cli = (...args: string[]) =>
+      execa(process.execPath, [CLI, ...args, run.id, '--redis', redisUrl()], {
+        reject: false,
+        extendEnv: false,
+        env: { PATH: process.env.PATH ?? '' },
+      });
+    assert.equal((await cli('cancel')).stdout, `${run.id}: removed before it started`);
+    const status = await cli('status');
+    assert.equal(status.exitCode, 0, status.stderr);
+    assert.match(status.stdout, new RegExp(`^submitted: ${new Date(submittedAt ?? 0).toISOString()}$`, 'm'));
+    const logs = await cli('logs');
+    assert.equal(logs.exitCode, 0, logs.stderr);
+    assert.equal(logs.stdout, 'ended: cancelled');
+    const again = await cli('cancel');
+    assert.equal(again.exitCode, 0, again.stderr);
+    assert.equal(again.stdout, `${run.id}: already finished; nothing to cancel`);
+    // A cancel request written without the submit time (by an older client): no 1970 date.
+    await redis.set(`{tydra}:cancel:${run.id}`, JSON.stringify({ ref: run.ref, at: Date.now() }), 'EX', 600);
+    assert.equal((await run.status()).submittedAt, undefined);
+    assert.match((await cli('status')).stdout, /^submitted: -$/m);
   });
 
   it('removes a TaskInstance waiting on a busy node, node job included', async () => {

@@ -86,6 +86,7 @@ describe('history: runs and rerun (@integration)', function () {
     assert.deepEqual(await ids({ state: 'completed', task: 'hist' }), [pair.id, one.id]);
     assert.deepEqual(await ids({ limit: 2 }), [later.id, pair.id]);
     const { submittedAt } = await boom.status();
+    assert.ok(submittedAt !== undefined);
     assert.deepEqual(await ids({ since: new Date(submittedAt) }), [later.id, pair.id, boom.id]);
     assert.equal((await ids({ since: '1h' })).length, 5);
 
@@ -110,7 +111,7 @@ describe('history: runs and rerun (@integration)', function () {
         [one.id, 'completed', false],
       ],
     );
-    assert.equal(printed[1]?.submitted, new Date((await one.status()).submittedAt).toISOString());
+    assert.equal(printed[1]?.submitted, new Date((await one.status()).submittedAt ?? Number.NaN).toISOString());
     const text = await cli(['runs', '--state', 'failed', '--since', '1h', '--redis', redisUrl()]);
     assert.equal(text.exitCode, 0, text.stderr);
     assert.match(

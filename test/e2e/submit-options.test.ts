@@ -170,6 +170,7 @@ describe('submit options: priority, delay, idempotency, backoff, env (@integrati
     assert.equal(ran.exitCode, 0, ran.stderr);
     const printed = JSON.parse(ran.stdout) as { id: string; result: { at: number } };
     const { submittedAt } = await client.run(printed.id).status();
+    assert.ok(submittedAt !== undefined);
     assert.ok(printed.result.at >= submittedAt + 500, 'the CLI delay was not applied');
   });
 
