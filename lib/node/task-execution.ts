@@ -221,8 +221,9 @@ async function runFromPackage(env: ExecutionEnv, run: PackageRun): Promise<unkno
         data.package,
       );
     // Timed inside the slot: waiting for one is queueing, not running.
-    const value = await env.gate.with(() => env.metrics.timeRun(data, run, (error) => endingOf(error, signal).kind));
-    checkTaskOutput(data.task, task, value, data.instanceId);
+    const value = await env.gate.with(() =>
+      env.metrics.timeRun(data, checkedRun(run, data, task), (error) => endingOf(error, signal).kind),
+    );
     // A secret is never stored in clear, not even in a result the task chose to return.
     return mirror.maskValue(value);
   } catch (error) {
@@ -230,6 +231,18 @@ async function runFromPackage(env: ExecutionEnv, run: PackageRun): Promise<unkno
     env.logger.info({ instanceId: data.instanceId, reason: (error as Error).message }, 'task failed');
     throw error;
   }
+}
+
+/**
+ * `run`, then its value checked against the task's `output` schema: timed together, a value that
+ * breaks the schema is measured as the failure the master counts it as, not as completed.
+ */
+function checkedRun(run: () => Promise<unknown>, data: NodeJobData, task: SimpleTaskSpec): () => Promise<unknown> {
+  return async () => {
+    const value = await run();
+    checkTaskOutput(data.task, task, value, data.instanceId);
+    return value;
+  };
 }
 
 /** The limits that apply on this node, each one clamped to its maximum said in the TaskInstance's log. */

@@ -3,6 +3,7 @@ import assert from 'node:assert/strict';
 import { Queue } from 'bullmq';
 import { execa } from 'execa';
 
+import { TaskUnrecoverableError } from '../../lib/core/errors.js';
 import { Dashboard } from '../../lib/ops/dashboard.js';
 import { nodeQueueName } from '../../queues/node.js';
 import { startDevCluster } from '../../lib/ops/dev-cluster.js';
@@ -60,6 +61,16 @@ const PARALLEL_PACKAGE = {
   `,
 };
 
+/** `liar` returns what breaks its `output` schema. */
+const LIAR_PACKAGE = {
+  'package.json': '{ "type": "module", "private": true }',
+  'tydra.json': JSON.stringify({
+    name: 'schemas',
+    tasks: { liar: { module: 'liar.mjs', output: { type: 'object', required: ['greeting'] } } },
+  }),
+  'liar.mjs': 'export default () => ({ greeting: undefined });\n',
+};
+
 const basic = (user: string, password: string) => ({
   authorization: `Basic ${Buffer.from(`${user}:${password}`).toString('base64')}`,
 });
@@ -112,6 +123,21 @@ describe('Prometheus metrics (@integration)', function () {
     const other = await fetch(node.metricsUrl.replace(/metrics$/, 'other'));
     assert.equal(other.status, 404);
     await other.text();
+  });
+
+  it("times a run whose result breaks its task's output schema as failed, as the master counts it", async () => {
+    const { master, nodes } = await startCluster(1, { metricsPort: 0 }, { metricsPort: 0 });
+    const node = nodes[0];
+    assert.ok(node?.metricsUrl !== undefined && master.metricsUrl !== undefined);
+    const tydra = testClient();
+    await tydra.deploy(await makePackage(LIAR_PACKAGE));
+    await assert.rejects((await tydra.submit('schemas/liar')).result(), TaskUnrecoverableError);
+    const liar = { package: 'schemas', task: 'liar' };
+    await scrapeUntil(master.metricsUrl, 'tydra_task_instances_total', { ...liar, state: 'failed' }, 1);
+    const text = await scrape(node.metricsUrl);
+    const at = { ...liar, node: node.id };
+    assert.equal(sample(text, 'tydra_run_duration_seconds_count', { ...at, outcome: 'failed' }), 1);
+    assert.equal(sample(text, 'tydra_run_duration_seconds_count', { ...at, outcome: 'completed' }), undefined);
   });
 
   it('measures nothing of a node job whose data is not an object, and still refuses it', async () => {
