@@ -40,7 +40,7 @@ export function formatNode(n: NodeInfo): string {
   const state = n.draining && !n.lost ? `${health}, draining` : health;
   // Sandbox, cache, secret key: what the node published with its heartbeat (`?` for a node that did not).
   const facts = `sandbox ${n.sandbox ?? '?'}  cache ${cacheInWords(n)}  secret key ${secretKeyInWords(n)}`;
-  return `${n.id}  ${state}  concurrency ${n.concurrency}  warm pool ${poolInWords(n.pool)}  host ${n.hostname} pid ${n.pid}  ${facts}  last heartbeat ${seen}`;
+  return `${n.id}  ${state}  concurrency ${n.concurrency}  warm pool ${poolInWords(n)}  host ${n.hostname} pid ${n.pid}  ${facts}  last heartbeat ${seen}`;
 }
 
 /** One row of `tydra packages NAME`, as `--json` prints it. */

@@ -71,8 +71,18 @@ export function cacheInWords(facts: Partial<NodeFacts>): string {
   return `${versions}, ${formatBytes(facts.cachedBytes)}`;
 }
 
-/** A node's warm pool (`lib/node/warm-pool.ts`) as its last heartbeat published it, in words. */
-export function poolInWords(pool: { size: number; max: number; hits: number; misses: number } | undefined): string {
+/**
+ * A node's warm pool (`lib/node/warm-pool.ts`) as its last heartbeat published it, in words; `-`
+ * for a node that is not alive (stopped, late or dead), whose last published pool is gone or stale.
+ */
+export function poolInWords(node: {
+  alive: boolean;
+  pool?: { size: number; max: number; hits: number; misses: number } | undefined;
+}): string {
+  const { pool } = node;
+  if (!node.alive) {
+    return '-';
+  }
   if (pool === undefined) {
     return 'unknown';
   }

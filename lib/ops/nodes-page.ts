@@ -61,7 +61,7 @@ export function nodesBody(rows: NodeRow[], now = Date.now(), admin = false): Saf
       <td class="sandbox">${node.sandbox ?? '?'}</td>
       <td class="cache">${cacheInWords(node)}</td>
       <td class="secret-key">${secretKeyInWords(node)}</td>
-      <td class="pool">${poolInWords(node.pool)}</td>
+      <td class="pool">${poolInWords(node)}</td>
       <td>${timeWithAge(node.lastSeen, now)}</td>
       ${admin ? html`<td>${nodeAction(node, state)}</td>` : html``}
     </tr>`;
@@ -94,6 +94,6 @@ export function nodesBody(rows: NodeRow[], now = Date.now(), admin = false): Saf
       cgroups), or unsandboxed (--unsafe-no-sandbox, development only). Cached packages: versions extracted in its cache
       and their size, as of its last heartbeat. Secret key: whether it holds one (TaskInstances that need secrets go
       only to nodes that do, when any does). Warm pool: pre-started single-use sandboxes it keeps / the most it keeps
-      (--warm-max), and how many TaskInstances found one (hits) or started cold (misses).
+      (--warm-max), and how many TaskInstances found one (hits) or started cold (misses); - for a node not alive.
     </p>`;
 }

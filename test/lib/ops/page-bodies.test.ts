@@ -68,6 +68,17 @@ describe('what the tydra pages say', () => {
     assert.match(page, /<td class="pool">unknown<\/td>/);
   });
 
+  it('shows no warm pool (-) for a node that is not alive: its last heartbeat says nothing of now', () => {
+    const pool = { size: 1, max: 1, hits: 0, misses: 0 };
+    const page = nodesBody([
+      { node: node({ id: 'stopped', state: 'stopped', alive: false, lost: true, pool }), running: 0 },
+      { node: node({ id: 'dead', alive: false, lost: true, pool }), running: 0 },
+      { node: node({ id: 'late', alive: false, pool }), running: 0 },
+    ]).text;
+    assert.equal(page.match(/<td class="pool">-<\/td>/g)?.length, 3, page);
+    assert.ok(!page.includes('1/1'), page);
+  });
+
   it("pages a parallel TaskInstance's failed workunits and links a sequence's reached steps", () => {
     const failures = Array.from({ length: FAILURES_PER_PAGE }, (_, i) => ({ index: 100 + i, message: `boom <${i}>` }));
     const parallel = partsBody('p1', {
