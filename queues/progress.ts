@@ -15,7 +15,10 @@ export interface WorkunitCounts {
 export type TaskProgress =
   /** A simple task: `value` is what the task reported with `ctx.progress` (a number or an object). */
   | { percent: number; value: number | Record<string, unknown> }
-  /** A parallel task; `splitDone` false while split still runs (percent is then a lower bound). */
+  /**
+   * A parallel task; `splitDone` false while split still runs: percent is then of the units known so
+   * far, at most 99, and can go back as split adds units (97% of 100, then 91% of 110).
+   */
   | { percent: number; workunits: WorkunitCounts; splitDone: boolean }
   /** A sequence: the step running now (0-based) and how many steps there are. */
   | { percent: number; step: { index: number; name: string }; steps: number };

@@ -24,7 +24,9 @@ export function parallelProgress(counts: Omit<ParallelCounts, 'enqueued' | 'abor
   const total = Math.max(counts.total, ended);
   const exact = total === 0 ? (counts.splitDone ? 100 : 0) : Math.floor((ended / total) * 100);
   return {
-    // While split runs the total still grows: never claim 100 before it has ended.
+    // While split runs the total still grows: never claim 100 before it has ended. The percent can
+    // go back meanwhile; holding it up would take a high-water mark in Redis, shared by every node
+    // that reports, for what the counts beside it already say.
     percent: counts.splitDone ? exact : Math.min(exact, 99),
     workunits: {
       total,
