@@ -1,5 +1,5 @@
 /** `tydra schedule add|ls|rm`: TaskInstances on a cron pattern or every so often, made by the masters. */
-import type { Command } from 'commander';
+import { type Command, Option } from 'commander';
 
 import type { ScheduleInfo } from '../../lib/index.js';
 import { type ClientFlags, withClient } from '../cli/common.js';
@@ -28,7 +28,7 @@ export function registerScheduleCommands(program: Command): void {
     .option('--cron <pattern>', 'cron pattern, e.g. "*/5 * * * *" (a sixth, leading field is seconds)')
     .option('--tz <zone>', 'IANA time zone of --cron, e.g. Europe/Berlin')
     .option('--every <duration>', 'period instead of --cron: 30s, 5m, 1h (at least 1s)')
-    .option('--input <json>', 'input JSON of each TaskInstance')
+    .addOption(new Option('--input <json>', 'input JSON of each TaskInstance').conflicts('inputFile'))
     .option('--input-file <file>', 'read the input JSON (UTF-8) from a file')
     .option('--env <NAME=value>', "environment variable in each firing's sandbox, repeatable", collectEnv, {})
     .option(

@@ -40,6 +40,17 @@ describe('the tydra CLI: defaults and validation from the library (@integration)
     );
   });
 
+  it('--input and --input-file together are refused by run and by schedule add, naming both', async () => {
+    for (const command of [
+      ['run', 'hello/greet'],
+      ['schedule', 'add', 'tick', 'hello/greet', '--every', '1h'],
+    ]) {
+      const both = await tydra([...command, '--input', '{}', '--input-file', 'in.json', '--redis', redisUrl()]);
+      assert.equal(both.exitCode, 1, command.join(' '));
+      assert.match(both.stderr, /option '--input <json>' cannot be used with option '--input-file <file>'/);
+    }
+  });
+
   it('a 4-hex version prefix and a package name that breaks the manifest rule are refused', async () => {
     const short = await tydra(['undeploy', 'probe@abcd', '--redis', redisUrl()]);
     assert.equal(short.exitCode, 1);
