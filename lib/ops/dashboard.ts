@@ -5,7 +5,7 @@
  * gate (`dashboard-auth.ts`) authenticates each request and hands it to its role's board.
  * Dashboard access is Redis access: beyond loopback the options refuse to start without users.
  */
-import type { Server } from 'node:http';
+import { createServer, type Server } from 'node:http';
 
 import { createBullBoard } from '@bull-board/api';
 import { ExpressAdapter } from '@bull-board/express';
@@ -149,10 +149,7 @@ export class Dashboard {
       }
       board.router(req, res, next);
     });
-    this.server = await new Promise<Server>((resolve, reject) => {
-      const server = app.listen(this.options.port, this.options.host, () => resolve(server));
-      server.once('error', reject);
-    });
+    this.server = await this.listen(app);
     const address = this.server.address();
     const port = typeof address === 'object' && address !== null ? address.port : this.options.port;
     const host = this.options.host.includes(':') ? `[${this.options.host}]` : this.options.host;
@@ -169,6 +166,31 @@ export class Dashboard {
       'dashboard started',
     );
     return this.url;
+  }
+
+  /**
+   * Serves `app` on the configured address. Not `app.listen`: Express 5 calls its callback on a
+   * listen error too, so a port in use would look like a started dashboard (and its URL would
+   * open the other process's).
+   */
+  private async listen(app: express.Express): Promise<Server> {
+    const server = createServer(app);
+    try {
+      await new Promise<void>((resolve, reject) => {
+        server.once('error', reject);
+        server.listen(this.options.port, this.options.host, () => {
+          server.off('error', reject);
+          resolve();
+        });
+      });
+    } catch (error) {
+      // The refresh timer and the Redis connections are open already: a caller that gives up on
+      // a dashboard that did not start must not be kept alive by them.
+      await this.close();
+      throw error;
+    }
+    server.on('error', (error) => this.logger.warn({ err: error.message }, 'dashboard server error'));
+    return server;
   }
 
   /** `/metrics`, behind the gate: read-only users may read it, nobody else. */

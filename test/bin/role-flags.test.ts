@@ -4,6 +4,7 @@ import { join } from 'node:path';
 
 import { execa } from 'execa';
 
+import { Dashboard } from '../../lib/ops/dashboard.js';
 import { CLI, defer, redisUrl, tempDir, waitFor } from '../helpers.js';
 import { tydra } from './run-cli.js';
 
@@ -80,6 +81,17 @@ describe('role log lines: JSON for services, readable on request (@integration)'
     assert.equal(result.exitCode, 0, result.stderr);
     return result.stderr;
   }
+
+  it('tydra dashboard on a port in use exits 1 with the listen error, printing no URL', async () => {
+    const first = new Dashboard({ redis: redisUrl(), port: 0 });
+    defer(() => first.close());
+    const port = Number(new URL(await first.start()).port);
+    const result = await tydra(['dashboard', '--redis', redisUrl(), '--port', String(port)]);
+    assert.equal(result.exitCode, 1);
+    assert.equal(result.stdout, '');
+    assert.equal(lastLine(result.stderr), `tydra: listen EADDRINUSE: address already in use 127.0.0.1:${port}`);
+    assert.doesNotMatch(result.stderr, /dashboard started/);
+  });
 
   it('writes JSON lines when stderr is not a terminal', async () => {
     const stderr = await dashboardStderr([]);

@@ -33,6 +33,19 @@ describe('the dashboard (@integration)', function () {
     );
   });
 
+  it('refuses to start on a port another server holds, naming the address, and leaves nothing open', async () => {
+    const first = new Dashboard({ redis: redisUrl(), port: 0 });
+    defer(() => first.close());
+    const port = Number(new URL(await first.start()).port);
+    const second = new Dashboard({ redis: redisUrl(), port });
+    defer(() => second.close());
+    await assert.rejects(second.start(), {
+      code: 'EADDRINUSE',
+      message: `listen EADDRINUSE: address already in use 127.0.0.1:${port}`,
+    });
+    assert.equal(second.url, '', 'no URL for a dashboard that does not serve');
+  });
+
   it('asks for basic auth when credentials are set', async () => {
     const dashboard = new Dashboard({ redis: redisUrl(), port: 0, auth: { user: 'ops', password: 's3cret' } });
     defer(() => dashboard.close());
