@@ -9,6 +9,7 @@ import { type Command, InvalidArgumentError, Option } from 'commander';
 
 import type { Tydra } from '../../lib/client/client.js';
 import { CLIENT_DEFAULTS } from '../../lib/client/defaults.js';
+import type { Logger } from '../../lib/core/logger.js';
 import { readEnvConfig } from '../../lib/core/config.js';
 import { MAX_NAMESPACE_LENGTH, NAMESPACE_PATTERN } from '../../lib/core/namespace.js';
 import { withRedisPassword } from '../../lib/core/redis-url.js';
@@ -99,32 +100,39 @@ const STOP_SIGNALS = ['SIGINT', 'SIGTERM', 'SIGHUP'] as const;
  * the close (running TaskInstances are killed and handed back), then exit 128 + the signal's
  * number (130 for SIGINT). Third: exit at once. The library bounds every close (`boundMs`: the
  * drain timeout plus 5 s); a watchdog exits with 1 should a close outlive it anyway.
+ * What it says goes through the role's `logger` (a `stopped` record ends the log), so that
+ * `--log-format json` stays one JSON object a line to the end.
  * Returns the graceful stop so a command can also call it itself.
  */
-export function onShutdown(close: (force: boolean) => Promise<void>, boundMs: number): () => Promise<void> {
+export function onShutdown(
+  close: (force: boolean) => Promise<void>,
+  boundMs: number,
+  roleLogger: Logger,
+): () => Promise<void> {
+  const logger = roleLogger.child({ component: 'cli' });
   let stopping: Promise<void> | undefined;
   /** Set by a second signal: the exit status then names it. */
   let forcedBy: NodeJS.Signals | undefined;
   const stop = (): Promise<void> => {
-    stopping ??= close(false);
+    stopping ??= close(false).then(() => logger.info({ forcedBy }, 'stopped'));
     return stopping;
   };
   const exit = (): never => process.exit(forcedBy === undefined ? 0 : 128 + constants.signals[forcedBy]);
   const handler = (signal: NodeJS.Signals): void => {
     if (forcedBy !== undefined) {
-      process.stderr.write(`tydra: third ${signal}, exiting now\n`);
+      logger.warn({ signal }, `third ${signal}, exiting now`);
       process.exit(128 + constants.signals[signal]);
     }
     if (stopping !== undefined) {
       forcedBy = signal;
-      process.stderr.write(`tydra: second ${signal}, force-closing (running tasks are killed and re-routed)\n`);
+      logger.warn({ signal }, `second ${signal}, force-closing (running tasks are killed and re-routed)`);
       // The same close, cut short: `stopping` resolves when it is done, and exits.
       void close(true);
       return;
     }
-    process.stderr.write(`tydra: ${signal} received, stopping (send it again to force)\n`);
+    logger.info({ signal }, `${signal} received, stopping (send it again to force)`);
     setTimeout(() => {
-      process.stderr.write(`tydra: the stop did not finish within ${boundMs} ms; exiting\n`);
+      logger.error({ boundMs }, `the stop did not finish within ${boundMs} ms; exiting`);
       process.exit(1);
     }, boundMs).unref();
     void stop().then(exit);

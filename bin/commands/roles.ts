@@ -92,6 +92,7 @@ function registerDev(program: Command): void {
 
 async function runDev(flags: DevFlags): Promise<void> {
   const { startDevCluster } = await import('../../lib/ops/dev-cluster.js');
+  const logger = await roleLogger(flags);
   const cluster = await startDevCluster({
     redis: flags.redis ?? (env.redisUrlSet ? env.redisUrl : undefined),
     namespace: flags.namespace,
@@ -103,12 +104,12 @@ async function runDev(flags: DevFlags): Promise<void> {
     dataDir: flags.dataDir,
     unsafeNoSandbox: flags.unsafeNoSandbox ?? false,
     ...secretKeyOf(undefined),
-    logger: await roleLogger(flags),
+    logger,
   });
   // Nodes drain first, then the master: the bound is the sum of both drains plus the force margin.
   const drainMs =
     Math.max(...cluster.nodes.map((node) => node.options.drainTimeoutMs)) + cluster.master.options.drainTimeoutMs;
-  const stop = onShutdown((force) => cluster.close({ force }), drainMs + FORCE_CLOSE_MS);
+  const stop = onShutdown((force) => cluster.close({ force }), drainMs + FORCE_CLOSE_MS, logger);
   process.stdout.write(`tydra dev: ${cluster.nodes.length} node(s) on ${redactRedisUrl(cluster.redisUrl)}\n`);
   process.stdout.write(`dashboard: ${cluster.dashboardUrl}\n`);
   if (flags.demo) {
@@ -220,6 +221,7 @@ interface MasterFlags {
 
 async function runMaster(flags: MasterFlags): Promise<void> {
   const { Master } = await import('../../lib/master/master.js');
+  const logger = await roleLogger(flags);
   const master = new Master({
     ...stripUndefined({ metricsPort: flags.metricsPort, metricsHost: flags.metricsHost }),
     redis: flags.redis,
@@ -230,10 +232,10 @@ async function runMaster(flags: MasterFlags): Promise<void> {
     pruneEveryMs: flags.pruneEvery,
     pruneGraceMs: flags.pruneGrace,
     drainTimeoutMs: flags.drainTimeout,
-    logger: await roleLogger(flags),
+    logger,
   });
   await master.start();
-  onShutdown((force) => master.close({ force }), master.options.drainTimeoutMs + FORCE_CLOSE_MS);
+  onShutdown((force) => master.close({ force }), master.options.drainTimeoutMs + FORCE_CLOSE_MS, logger);
   await waitForever();
 }
 
@@ -370,6 +372,7 @@ function withWarmOptions(command: Command): Command {
 
 async function runNode(flags: NodeFlags): Promise<void> {
   const { TydraNode } = await import('../../lib/node/node.js');
+  const logger = await roleLogger(flags);
   const node = new TydraNode(
     stripUndefined({
       redis: flags.redis,
@@ -392,11 +395,11 @@ async function runNode(flags: NodeFlags): Promise<void> {
       metricsHost: flags.metricsHost,
       ...secretKeyOf(flags.secretKeyFile),
       allowConnect: flags.allowConnect,
-      logger: await roleLogger(flags),
+      logger,
     }),
   );
   await node.start();
-  onShutdown((force) => node.close({ force }), node.options.drainTimeoutMs + FORCE_CLOSE_MS);
+  onShutdown((force) => node.close({ force }), node.options.drainTimeoutMs + FORCE_CLOSE_MS, logger);
   await waitForever();
 }
 
@@ -424,6 +427,7 @@ function registerDashboard(program: Command): void {
 
 async function runDashboard(flags: DashboardFlags): Promise<void> {
   const { Dashboard } = await import('../../lib/ops/dashboard.js');
+  const logger = await roleLogger(flags);
   const dashboard = new Dashboard(
     stripUndefined({
       redis: flags.redis,
@@ -432,11 +436,11 @@ async function runDashboard(flags: DashboardFlags): Promise<void> {
       host: flags.host,
       auth: await dashboardAuthFromEnv(),
       insecureNoAuth: flags.insecureNoAuth,
-      logger: await roleLogger(flags),
+      logger,
     }),
   );
   const url = await dashboard.start();
   process.stdout.write(`dashboard: ${url}\n`);
-  onShutdown(() => dashboard.close(), FORCE_CLOSE_MS);
+  onShutdown(() => dashboard.close(), FORCE_CLOSE_MS, logger);
   await waitForever();
 }

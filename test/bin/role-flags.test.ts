@@ -104,6 +104,36 @@ describe('role log lines: JSON for services, readable on request (@integration)'
     assert.equal(started?.level, 30);
   });
 
+  it('with --log-format json, what it says on stopping is JSON too, down to a final stopped record', async () => {
+    const child = execa(process.execPath, [CLI, 'master', '--redis', redisUrl(), '--log-format', 'json'], {
+      reject: false,
+      extendEnv: false,
+      env: { PATH: process.env.PATH ?? '', HOME: process.env.HOME ?? '/root' },
+    });
+    defer(async () => {
+      child.kill('SIGKILL');
+      await child;
+    });
+    let stderr = '';
+    child.stderr?.on('data', (chunk: Buffer) => (stderr += chunk.toString()));
+    await waitFor('the master to start', () => (stderr.includes('"master started"') ? true : undefined));
+    child.kill('SIGTERM');
+    const result = await child;
+    assert.equal(result.exitCode, 0, result.stderr);
+    const entries = result.stderr
+      .trim()
+      .split('\n')
+      .map((line) => JSON.parse(line) as { msg: string; component: string; signal?: string });
+    assert.deepEqual(
+      entries.filter((entry) => entry.component === 'cli').map(({ msg, signal }) => [msg, signal]),
+      [
+        ['SIGTERM received, stopping (send it again to force)', 'SIGTERM'],
+        ['stopped', undefined],
+      ],
+    );
+    assert.equal(entries.at(-1)?.msg, 'stopped');
+  });
+
   it('writes readable lines with --log-format pretty (and TYDRA_LOG_FORMAT=pretty)', async () => {
     for (const [args, env] of [
       [['--log-format', 'pretty'], {}],

@@ -236,7 +236,7 @@ async function sigtermDrains(): Promise<void> {
   node.kill('SIGTERM');
   const exit = await node;
   assert.equal(exit.exitCode, 0, exit.stderr);
-  assert.match(exit.stderr, /tydra: SIGTERM received, stopping \(send it again to force\)/);
+  assert.match(exit.stderr, /"msg":"SIGTERM received, stopping \(send it again to force\)"/);
   assert.deepEqual(await run.result({ timeoutMs: 5000 }), { rested: 'drained' });
   assert.deepEqual(
     (await client.nodes()).map((n) => [n.id, n.state, n.alive]),
@@ -284,7 +284,7 @@ async function secondSigtermForces(): Promise<void> {
   const exit = await node;
   // 128 + SIGTERM's number, after a forced close.
   assert.equal(exit.exitCode, 143, exit.stderr);
-  assert.match(exit.stderr, /tydra: second SIGTERM, force-closing/);
+  assert.match(exit.stderr, /"msg":"second SIGTERM, force-closing/);
   await waitFor(
     'every sandbox process to die',
     async () => ((await pidsWithEnv('TYDRA_INSTANCE_ID', run.id)).length === 0 ? true : undefined),
