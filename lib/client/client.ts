@@ -31,7 +31,12 @@ import { checkTaskInput } from '../packages/task-schemas.js';
 import { type PruneOptions, type PruneReport, prunePackages } from '../packages/pruner.js';
 import { type DeployResult, PackageStore, type PackageVersion } from '../packages/store.js';
 import { wasCancelled } from './task-ending.js';
-import { BOUNDED_QUEUE_OPTIONS, createBoundedRedis, whenReachable } from '../redis/connection.js';
+import {
+  BOUNDED_QUEUE_OPTIONS,
+  createBoundedRedis,
+  whenReachable,
+  withoutStaleDisconnectTimer,
+} from '../redis/connection.js';
 import { confirmReplicated } from '../redis/replication.js';
 import {
   checkSubmitOptions,
@@ -543,7 +548,7 @@ export class Tydra {
       });
     const lastEventId = await this.eventsStart;
     if (this.queueEvents === undefined) {
-      this.eventsRedis = this.redis.duplicate();
+      this.eventsRedis = withoutStaleDisconnectTimer(this.redis.duplicate());
       this.eventsRedis.on('error', (error) => this.logger.warn({ err: error.message }, 'redis connection error'));
       this.queueEvents = new QueueEvents(TASKS_QUEUE, {
         connection: this.eventsRedis,

@@ -64,10 +64,42 @@ export function createRedis(url: string, options: RedisOptions = {}): Redis {
     return cluster as unknown as Redis;
   }
   if (!isSentinelUrl(url)) {
-    return new Redis(url, common);
+    return withoutStaleDisconnectTimer(new Redis(url, common));
   }
   const { sentinels, name, username, password, db } = parseSentinelUrl(url);
-  return new Redis({ sentinels, name, username, password, db, ...SENTINEL_OPTIONS, ...common });
+  return withoutStaleDisconnectTimer(
+    new Redis({ sentinels, name, username, password, db, ...SENTINEL_OPTIONS, ...common }),
+  );
+}
+
+/** What ioredis keeps private: the connector that holds the socket of the latest connect. */
+interface ConnectorHolder {
+  connector?: { stream?: { closed?: boolean }; disconnect(): void };
+}
+
+/**
+ * Returns `redis`, changed so that a disconnect leaves no timer behind. ioredis 5.11's
+ * `disconnect()` ends the connector's last socket and arms a `disconnectTimeout` timer (2 s) to
+ * destroy it, cleared by that socket's `close` event. A socket that closed already (Redis refused
+ * or dropped it, and ioredis is waiting to reconnect) never emits it again, so each disconnect of a
+ * connection that cannot reach Redis held the process for 2 s more: `tydra nodes` with Redis
+ * down exited 2 s after its error. Forgetting a closed socket skips the timer, and nothing else
+ * reads it before the next connect replaces it. Also for `duplicate()`s of a connection, which
+ * ioredis builds without this function.
+ */
+export function withoutStaleDisconnectTimer(redis: Redis): Redis {
+  const connector = (redis as unknown as ConnectorHolder).connector;
+  if (connector === undefined) {
+    return redis;
+  }
+  const disconnect = connector.disconnect.bind(connector);
+  connector.disconnect = () => {
+    if (connector.stream?.closed === true) {
+      connector.stream = undefined;
+    }
+    disconnect();
+  };
+  return redis;
 }
 
 export { redactRedisUrl } from './url.js';

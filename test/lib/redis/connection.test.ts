@@ -2,6 +2,7 @@ import assert from 'node:assert/strict';
 import { once } from 'node:events';
 import { Writable } from 'node:stream';
 
+import { execa } from 'execa';
 import { pino } from 'pino';
 
 import { Tydra } from '../../../lib/client/client.js';
@@ -89,6 +90,22 @@ describe('Redis connections (@integration)', function () {
     observer.disconnect();
     await server.stop();
     await tydra.close();
+  });
+
+  it('close() after could not reach Redis leaves no timer behind, so a CLI command exits with its error', async () => {
+    // In a process of its own: the question is what keeps a process alive once the client closed.
+    const script = `
+      const { Tydra } = await import(${JSON.stringify(new URL('../../../lib/client/client.js', import.meta.url).href)});
+      const tydra = new Tydra({ redis: 'redis://127.0.0.1:${await freePort()}', connectTimeoutMs: 200 });
+      const error = await tydra.nodes().then(() => 'none', (error) => error.name);
+      await tydra.close();
+      const timers = process.getActiveResourcesInfo().filter((resource) => resource === 'Timeout');
+      process.stdout.write(JSON.stringify({ error, timers }));
+    `;
+    const child = await execa(process.execPath, ['--input-type=module', '-e', script], { reject: false });
+    assert.equal(child.exitCode, 0, child.stderr);
+    // ioredis armed its 2 s disconnect timer for a socket that had closed long before.
+    assert.deepEqual(JSON.parse(child.stdout), { error: 'RedisUnreachableError', timers: [] });
   });
 
   it('watchConnection logs a lost connection once, not at every retry, then that it is back', async () => {
