@@ -18,8 +18,11 @@ export function integer(text: string): number {
   return value;
 }
 
-/** Commander reducer for repeated `--limit name=value`. */
-export function collectLimits(text: string, previous: TaskLimits): TaskLimits {
+/**
+ * Commander reducer for repeated `--limit name=value`. No commander default: it would show in
+ * `--help` as `(default: {})`; the first call gets `undefined`.
+ */
+export function collectLimits(text: string, previous: TaskLimits = {}): TaskLimits {
   const at = text.indexOf('=');
   const name: LimitName | undefined = at === -1 ? undefined : LIMIT_FLAGS[text.slice(0, at)];
   if (name === undefined) {
@@ -56,9 +59,10 @@ export function stripUndefined<T extends object>(object: T): T {
 
 /**
  * Commander reducer for repeated `--env NAME=value` (the value is everything after the first `=`,
- * and may be empty). The names' rules are the client's, which checks them once.
+ * and may be empty). The names' rules are the client's, which checks them once. Like
+ * {@link collectLimits}, it starts from `undefined`.
  */
-export function collectEnv(text: string, previous: Record<string, string>): Record<string, string> {
+export function collectEnv(text: string, previous: Record<string, string> = {}): Record<string, string> {
   const at = text.indexOf('=');
   if (at <= 0) {
     throw new InvalidArgumentError(`Expected NAME=value, got \`${text.length > 80 ? `${text.slice(0, 80)}…` : text}\``);

@@ -79,7 +79,7 @@ interface RunFlags {
   detach?: boolean;
   timeout?: number;
   attempts?: number;
-  limit: TaskLimits;
+  limit?: TaskLimits;
   retryOnLimit?: boolean;
   maxFailedWorkunits?: number;
   priority?: number;
@@ -87,8 +87,8 @@ interface RunFlags {
   at?: string;
   key?: string;
   backoff?: { type: 'exponential' | 'fixed'; delayMs: number };
-  env: Record<string, string>;
-  secret: Record<string, string>;
+  env?: Record<string, string>;
+  secret?: Record<string, string>;
 }
 
 function registerRun(program: Command): void {
@@ -101,7 +101,7 @@ function registerRun(program: Command): void {
     .option('--detach', 'print the TaskInstance id and return without waiting')
     .option('--timeout <ms>', 'wall-clock limit of the task', integer)
     .option('--attempts <n>', 'runs before the task fails for good', integer)
-    .option('--limit <name=value>', `limit for this run, repeatable; names: ${LIMIT_FLAG_NAMES}`, collectLimits, {})
+    .option('--limit <name=value>', `limit for this run, repeatable; names: ${LIMIT_FLAG_NAMES}`, collectLimits)
     .option('--retry-on-limit', 'retry (within --attempts) a run that broke a limit')
     .option(
       '--max-failed-workunits <n>',
@@ -123,17 +123,11 @@ function registerRun(program: Command): void {
     )
     .option('--key <key>', 'idempotency key: a second run with the same key (same package and task) returns the first')
     .option('--backoff <type:ms>', 'wait between attempts: exponential:MS or fixed:MS', backoffValue)
-    .option(
-      '--env <NAME=value>',
-      "environment variable in this TaskInstance's sandbox only, repeatable",
-      collectEnv,
-      {},
-    )
+    .option('--env <NAME=value>', "environment variable in this TaskInstance's sandbox only, repeatable", collectEnv)
     .option(
       '--secret <NAME=STORED>',
       'environment variable NAME gets stored secret STORED (`tydra secret set`), repeatable',
       collectEnv,
-      {},
     )
     .action(async (ref: string, flags: Flags<RunFlags>) => {
       const input = await readInput(flags);
@@ -153,7 +147,7 @@ function submitOptionsOf(flags: RunFlags): SubmitOptions {
   return stripUndefined({
     timeoutMs: flags.timeout,
     attempts: flags.attempts,
-    limits: Object.keys(flags.limit).length > 0 ? flags.limit : undefined,
+    limits: flags.limit,
     retryOnLimit: flags.retryOnLimit,
     maxFailedWorkunits: flags.maxFailedWorkunits,
     priority: flags.priority,
@@ -161,8 +155,8 @@ function submitOptionsOf(flags: RunFlags): SubmitOptions {
     at: flags.at,
     key: flags.key,
     backoff: flags.backoff,
-    env: Object.keys(flags.env).length > 0 ? flags.env : undefined,
-    secrets: Object.keys(flags.secret).length > 0 ? flags.secret : undefined,
+    env: flags.env,
+    secrets: flags.secret,
   });
 }
 

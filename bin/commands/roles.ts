@@ -246,8 +246,8 @@ interface NodeFlags {
   concurrency?: number;
   cacheDir?: string;
   timeout?: number;
-  limit: TaskLimits;
-  maxLimit: TaskLimits;
+  limit?: TaskLimits;
+  maxLimit?: TaskLimits;
   drainTimeout: number;
   cacheMax: number;
   heartbeat: number;
@@ -256,7 +256,7 @@ interface NodeFlags {
   sandboxUsers?: number;
   unsafeNoSandbox?: boolean;
   secretKeyFile?: string;
-  allowConnect: string[];
+  allowConnect?: string[];
   logFormat: string;
   metricsPort?: number;
   metricsHost: string;
@@ -269,9 +269,7 @@ function allowConnectOption(): Option {
   return new Option(
     '--allow-connect <host:port>',
     'endpoint a task that declares it in network.connect may reach, repeatable: db.internal:5432, *.internal:5432, 127.0.0.1:* (default: none)',
-  )
-    .argParser((text: string, previous: string[]) => [...previous, text])
-    .default([]);
+  ).argParser((text: string, previous: string[] = []) => [...previous, text]);
 }
 
 /**
@@ -299,8 +297,8 @@ function registerNode(program: Command): void {
       `default wall-clock limit of a task, same as --limit timeout=<ms> (default: ${formatDuration(DEFAULT_TASK_LIMITS.timeoutMs)})`,
       integer,
     )
-    .option('--limit <name=value>', `default task limit, repeatable; names: ${LIMIT_FLAG_NAMES}`, collectLimits, {})
-    .option('--max-limit <name=value>', 'most a submission or tydra.json may ask for, repeatable', collectLimits, {})
+    .option('--limit <name=value>', `default task limit, repeatable; names: ${LIMIT_FLAG_NAMES}`, collectLimits)
+    .option('--max-limit <name=value>', 'most a submission or tydra.json may ask for, repeatable', collectLimits)
     .addOption(
       defaulted(
         '--drain-timeout <ms>',

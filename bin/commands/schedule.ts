@@ -14,8 +14,8 @@ type AddFlags = Flags & {
   every?: string;
   input?: string;
   inputFile?: string;
-  env: Record<string, string>;
-  secret: Record<string, string>;
+  env?: Record<string, string>;
+  secret?: Record<string, string>;
 };
 
 export function registerScheduleCommands(program: Command): void {
@@ -30,12 +30,11 @@ export function registerScheduleCommands(program: Command): void {
     .option('--every <duration>', 'period instead of --cron: 30s, 5m, 1h (at least 1s)')
     .addOption(new Option('--input <json>', 'input JSON of each TaskInstance').conflicts('inputFile'))
     .option('--input-file <file>', 'read the input JSON (UTF-8) from a file')
-    .option('--env <NAME=value>', "environment variable in each firing's sandbox, repeatable", collectEnv, {})
+    .option('--env <NAME=value>', "environment variable in each firing's sandbox, repeatable", collectEnv)
     .option(
       '--secret <NAME=STORED>',
       'environment variable NAME of each firing gets stored secret STORED (`tydra secret set`), repeatable',
       collectEnv,
-      {},
     )
     .action(async (name: string, ref: string, flags: AddFlags) => {
       const input = await readInput(flags);
@@ -45,8 +44,8 @@ export function registerScheduleCommands(program: Command): void {
           ...(flags.cron !== undefined ? { cron: flags.cron } : {}),
           ...(flags.tz !== undefined ? { tz: flags.tz } : {}),
           ...(flags.every !== undefined ? { every: flags.every } : {}),
-          ...(Object.keys(flags.env).length > 0 ? { env: flags.env } : {}),
-          ...(Object.keys(flags.secret).length > 0 ? { secrets: flags.secret } : {}),
+          ...(flags.env !== undefined ? { env: flags.env } : {}),
+          ...(flags.secret !== undefined ? { secrets: flags.secret } : {}),
         });
         process.stdout.write(flags.json ? `${JSON.stringify(added)}\n` : `${describe(added)}\n`);
       });

@@ -31,6 +31,24 @@ describe('the tydra CLI: defaults and validation from the library (@integration)
     assert.ok(helpOf(node.stdout, '--cache-max').endsWith(`(default: ${formatBytes(NODE_DEFAULTS.cacheMaxBytes)})`));
   });
 
+  it('--help shows no empty default for a repeatable flag, in any command', async () => {
+    const commands = [
+      ...['dev', 'master', 'node', 'dashboard', 'deploy', 'run', 'cancel', 'status', 'nodes', 'packages'],
+      ...['undeploy', 'prune', 'runs', 'rerun', 'logs', 'node drain', 'node resume'],
+      ...['schedule add', 'schedule ls', 'schedule rm', 'secret set', 'secret ls', 'secret rm'],
+    ];
+    const helps = await Promise.all(commands.map((command) => tydra([...command.split(' '), '--help'])));
+    for (const [index, help] of helps.entries()) {
+      assert.equal(help.exitCode, 0, `${commands[index]}: ${help.stderr}`);
+      assert.doesNotMatch(help.stdout, /\(default: (\{\}|\[\])\)/, `${commands[index]} --help`);
+    }
+    const node = helps[commands.indexOf('node')]?.stdout ?? '';
+    assert.match(helpOf(node, '--allow-connect'), /127\.0\.0\.1:\* \(default: none\)$/);
+    for (const flag of ['--limit <name=value>', '--max-limit <name=value>']) {
+      assert.doesNotMatch(helpOf(node, flag), /\(default:/, flag);
+    }
+  });
+
   it('the library validates flags: an option out of range is one line and exit 1', async () => {
     const result = await tydra(['master', '--concurrency', '0', '--redis', redisUrl()]);
     assert.equal(result.exitCode, 1);
