@@ -11,7 +11,7 @@ import { InvalidOptionError } from '../../lib/core/errors.js';
 export async function readInput(flags: { input?: string; inputFile?: string }): Promise<unknown> {
   let text = 'null';
   if (flags.inputFile !== undefined) {
-    text = decodeUtf8(await readFile(flags.inputFile), `the file ${flags.inputFile}`);
+    text = decodeUtf8(await readInputFile(flags.inputFile), `the file ${flags.inputFile}`);
   } else if (flags.input !== undefined) {
     text = flags.input.includes('\uFFFD') ? decodeUtf8(rawArgument(flags.input), '--input') : flags.input;
   }
@@ -19,6 +19,16 @@ export async function readInput(flags: { input?: string; inputFile?: string }): 
     return JSON.parse(text) as unknown;
   } catch (error) {
     throw new InvalidOptionError(`Expected the input to be JSON, got a parse error: ${(error as Error).message}`);
+  }
+}
+
+async function readInputFile(file: string): Promise<Buffer> {
+  try {
+    return await readFile(file);
+  } catch (error) {
+    // `ENOENT: no such file or directory, open '/x'`: the code and its words, the path is said once.
+    const reason = (error as Error).message.split(',')[0];
+    throw new InvalidOptionError(`Expected a readable --input-file, got \`${file}\` (${reason})`);
   }
 }
 

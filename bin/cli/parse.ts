@@ -18,6 +18,29 @@ export function integer(text: string): number {
   return value;
 }
 
+/** A whole number from 1, for flags where 0 means nothing (`--attempts`): one message for `abc` and `0`. */
+export function positiveInteger(text: string): number {
+  const value = Number(text);
+  if (!/^\d+$/.test(text) || !Number.isSafeInteger(value) || value === 0) {
+    throw new InvalidArgumentError(`Expected a positive integer, got \`${text}\``);
+  }
+  return value;
+}
+
+/**
+ * `--at`: an ISO 8601 date-time that says its zone (`Z` or an offset). One without would be read
+ * in some time zone or other; the client refuses it, with a message that cannot tell why. The
+ * rest (a real date, in the future, within a year) is the client's to check.
+ */
+export function zonedDateTime(text: string): string {
+  if (/^\d{4}-\d\d-\d\dT\d\d:\d\d(:\d\d(\.\d+)?)?$/.test(text)) {
+    throw new InvalidArgumentError(
+      `Expected an ISO 8601 date-time with Z or an offset, such as ${text}Z or ${text}+01:00, got \`${text}\``,
+    );
+  }
+  return text;
+}
+
 /**
  * Commander reducer for repeated `--limit name=value`. No commander default: it would show in
  * `--help` as `(default: {})`; the first call gets `undefined`.
@@ -31,14 +54,14 @@ export function collectLimits(text: string, previous: TaskLimits = {}): TaskLimi
   return { ...previous, [name]: limitValue(name, text.slice(at + 1)) };
 }
 
-/** `10GiB`, `512M`, `1048576`. */
-export function bytesValue(text: string): number {
-  return limitValue('memoryBytes', text);
+/** A parser of `10GiB`, `512M`, `1048576` for `flag`, which its messages name. */
+export function bytesOf(flag: string): (text: string) => number {
+  return (text) => limitValue('memoryBytes', text, flag);
 }
 
-function limitValue(name: LimitName, text: string): number {
+function limitValue(name: LimitName, text: string, label?: string): number {
   try {
-    return parseLimitValue(name, text);
+    return parseLimitValue(name, text, label);
   } catch (error) {
     throw new InvalidArgumentError((error as Error).message);
   }

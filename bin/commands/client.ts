@@ -24,7 +24,16 @@ import {
 import { formatNode, formatPrune, formatStatus, formatVersion, print, versionRow } from '../cli/format.js';
 import { readInput } from '../cli/input.js';
 import { ProgressBar } from '../cli/progress.js';
-import { backoffValue, collectEnv, collectLimits, integer, LIMIT_FLAG_NAMES, stripUndefined } from '../cli/parse.js';
+import {
+  backoffValue,
+  collectEnv,
+  collectLimits,
+  integer,
+  LIMIT_FLAG_NAMES,
+  positiveInteger,
+  stripUndefined,
+  zonedDateTime,
+} from '../cli/parse.js';
 
 type Flags<T = object> = ClientFlags & { json?: boolean } & T;
 
@@ -99,8 +108,8 @@ function registerRun(program: Command): void {
     .addOption(new Option('--input <json>', 'input as JSON (UTF-8)').conflicts('inputFile'))
     .option('--input-file <file>', 'read the input JSON (UTF-8) from a file')
     .option('--detach', 'print the TaskInstance id and return without waiting')
-    .option('--timeout <ms>', 'wall-clock limit of the task', integer)
-    .option('--attempts <n>', 'runs before the task fails for good', integer)
+    .option('--timeout <ms>', 'wall-clock limit of the task', positiveInteger)
+    .option('--attempts <n>', 'runs before the task fails for good', positiveInteger)
     .option('--limit <name=value>', `limit for this run, repeatable; names: ${LIMIT_FLAG_NAMES}`, collectLimits)
     .option('--retry-on-limit', 'retry (within --attempts) a run that broke a limit')
     .option(
@@ -120,6 +129,7 @@ function registerRun(program: Command): void {
     .option(
       '--at <iso-date>',
       'start no earlier than this ISO 8601 date-time, in the future and within a year: YYYY-MM-DDTHH:MM:SSZ, or with an offset such as +01:00 instead of Z',
+      zonedDateTime,
     )
     .option('--key <key>', 'idempotency key: a second run with the same key (same package and task) returns the first')
     .option('--backoff <type:ms>', 'wait between attempts: exponential:MS or fixed:MS', backoffValue)

@@ -10,7 +10,16 @@ import { type Command, Option } from 'commander';
 
 import { CLIENT_DEFAULTS } from '../../lib/client/defaults.js';
 import { FORCE_CLOSE_MS } from '../../lib/core/bounded-close.js';
-import { DEFAULT_TASK_LIMITS, formatBytes, formatDuration, type TaskLimits } from '../../lib/core/limit-values.js';
+import { InvalidOptionError } from '../../lib/core/errors.js';
+import {
+  DEFAULT_MAX_TASK_LIMITS,
+  DEFAULT_TASK_LIMITS,
+  formatBytes,
+  formatDuration,
+  limitFlagOf,
+  type LimitName,
+  type TaskLimits,
+} from '../../lib/core/limit-values.js';
 import { MASTER_DEFAULTS } from '../../lib/master/defaults.js';
 import { NODE_DEFAULTS } from '../../lib/node/defaults.js';
 import { DASHBOARD_DEFAULTS, DEV_CLUSTER_DEFAULTS } from '../../lib/ops/defaults.js';
@@ -24,7 +33,7 @@ import {
   roleLogger,
 } from '../cli/role-flags.js';
 import { ProgressBar } from '../cli/progress.js';
-import { bytesValue, collectLimits, integer, LIMIT_FLAG_NAMES, stripUndefined, userValue } from '../cli/parse.js';
+import { bytesOf, collectLimits, integer, LIMIT_FLAG_NAMES, stripUndefined, userValue } from '../cli/parse.js';
 
 const EXAMPLES_DIR = fileURLToPath(new URL('../../../examples/', import.meta.url));
 
@@ -311,7 +320,7 @@ function registerNode(program: Command): void {
       defaulted(
         '--cache-max <bytes>',
         'package cache budget, e.g. 10GiB',
-        bytesValue,
+        bytesOf('--cache-max'),
         d.cacheMaxBytes,
         formatBytes(d.cacheMaxBytes),
       ),
@@ -368,7 +377,35 @@ function withWarmOptions(command: Command): Command {
     );
 }
 
+/**
+ * A default task limit above the maximum, refused in the flags' words: the node refuses it too,
+ * but names its options (`taskLimits.memoryBytes`, `maxTaskLimits.memoryBytes`) and bare numbers.
+ */
+function checkLimitsWithinMax(flags: NodeFlags): void {
+  const max = { ...DEFAULT_MAX_TASK_LIMITS, ...flags.maxLimit };
+  const given: TaskLimits = { ...flags.limit, ...(flags.timeout !== undefined ? { timeoutMs: flags.timeout } : {}) };
+  for (const [name, value] of Object.entries(given) as Array<[LimitName, number]>) {
+    if (value <= max[name]) {
+      continue;
+    }
+    const flag = name === 'timeoutMs' && flags.timeout !== undefined ? '--timeout' : `--limit ${limitFlagOf(name)}`;
+    const ceiling =
+      flags.maxLimit?.[name] !== undefined ? `--max-limit ${limitFlagOf(name)}` : `tydra's maximum without --max-limit`;
+    throw new InvalidOptionError(
+      `Expected ${flag} to be at most ${ceiling} (${showLimit(name, max[name])}), got ${showLimit(name, value)}`,
+    );
+  }
+}
+
+function showLimit(name: LimitName, value: number): string {
+  if (name.endsWith('Bytes')) {
+    return formatBytes(value);
+  }
+  return name.endsWith('Ms') ? formatDuration(value) : String(value);
+}
+
 async function runNode(flags: NodeFlags): Promise<void> {
+  checkLimitsWithinMax(flags);
   const { TydraNode } = await import('../../lib/node/node.js');
   const logger = await roleLogger(flags);
   const node = new TydraNode(

@@ -2,6 +2,7 @@
 import { type Command, Option } from 'commander';
 
 import type { ScheduleInfo } from '../../lib/index.js';
+import { InvalidOptionError } from '../../lib/core/errors.js';
 import { type ClientFlags, withClient } from '../cli/common.js';
 import { readInput } from '../cli/input.js';
 import { collectEnv } from '../cli/parse.js';
@@ -37,6 +38,7 @@ export function registerScheduleCommands(program: Command): void {
       collectEnv,
     )
     .action(async (name: string, ref: string, flags: AddFlags) => {
+      checkWhen(flags);
       const input = await readInput(flags);
       await withClient(flags, async (tydra) => {
         const added = await tydra.addSchedule(name, ref, {
@@ -80,4 +82,16 @@ function describe(schedule: ScheduleInfo): string {
   const env = schedule.env === undefined ? '' : `  env ${Object.keys(schedule.env).join(',')}`;
   const secrets = schedule.secrets === undefined ? '' : `  secrets ${Object.keys(schedule.secrets).join(',')}`;
   return `${schedule.name}  ${schedule.ref}  ${when}${next}  input ${JSON.stringify(schedule.input)}${env}${secrets}`;
+}
+
+/** The client checks these too, in its option names (`cron`, `every`): say it in the flags' here. */
+function checkWhen(flags: AddFlags): void {
+  if ((flags.cron === undefined) === (flags.every === undefined)) {
+    throw new InvalidOptionError(
+      `Expected exactly one of --cron or --every, got ${flags.cron === undefined ? 'neither' : 'both'}`,
+    );
+  }
+  if (flags.tz !== undefined && flags.cron === undefined) {
+    throw new InvalidOptionError(`Expected --tz only with --cron, got --tz ${flags.tz} with --every`);
+  }
 }

@@ -30,9 +30,13 @@ export const submitOptionsSchema = z.strictObject({
     .optional(),
   delayMs: z.number().int('an integer number of ms').min(0, 'an integer >= 0').max(MAX_DELAY_MS).optional(),
   at: z
-    .union([z.date(), z.iso.datetime({ offset: true, message: 'a Date or an ISO 8601 date-time string' })], {
-      message: 'a Date or an ISO 8601 date-time string',
-    })
+    .union(
+      [
+        z.date(),
+        z.iso.datetime({ offset: true, message: 'a Date or an ISO 8601 date-time string with Z or an offset' }),
+      ],
+      { message: 'a Date or an ISO 8601 date-time string with Z or an offset' },
+    )
     .optional(),
   key: z
     .string()

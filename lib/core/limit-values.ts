@@ -83,12 +83,13 @@ export function formatDuration(ms: number): string {
 
 /**
  * Parses `512MiB`, `1G`, `64k`, `1048576` (bytes) or `90s`, `1.5m`, `2h`, `250ms`, `60000`
- * (milliseconds), for the CLI's `--limit name=value`.
+ * (milliseconds), for the CLI's `--limit name=value`. Messages name the value as `label` (the
+ * CLI's name of the limit, `memory`, unless the caller names its own flag, `--cache-max`).
  */
-export function parseLimitValue(name: LimitName, text: string): number {
+export function parseLimitValue(name: LimitName, text: string, label = limitFlagOf(name)): number {
   const match = /^(\d+(?:\.\d+)?)\s*([a-zA-Z]*)$/.exec(text.trim());
   if (match === null) {
-    throw new TypeError(`Expected a number with an optional unit for ${name}, got \`${text}\``);
+    throw new TypeError(`Expected a number with an optional unit for ${label}, got \`${text}\``);
   }
   const value = Number(match[1]);
   const unit = (match[2] ?? '').toLowerCase();
@@ -102,12 +103,12 @@ export function parseLimitValue(name: LimitName, text: string): number {
   }
   if (factor === undefined) {
     throw new TypeError(
-      `Expected a unit for ${name} (${name === 'timeoutMs' || name === 'cpuMs' ? 'ms, s, m or h' : name === 'pids' || name === 'openFiles' ? 'a plain count' : 'B, KiB, MiB or GiB'}), got \`${match[2] ?? ''}\``,
+      `Expected a unit for ${label} (${name === 'timeoutMs' || name === 'cpuMs' ? 'ms, s, m or h' : name === 'pids' || name === 'openFiles' ? 'a plain count' : 'B, KiB, MiB or GiB'}), got \`${match[2] ?? ''}\``,
     );
   }
   const result = Math.round(value * factor);
   if (!Number.isSafeInteger(result) || result <= 0) {
-    throw new TypeError(`Expected a positive value for ${name}, got \`${text}\``);
+    throw new TypeError(`Expected a positive value for ${label}, got \`${text}\``);
   }
   return result;
 }
@@ -123,3 +124,8 @@ export const LIMIT_FLAGS: Record<string, LimitName> = {
   scratch: 'scratchBytes',
   output: 'outputBytes',
 };
+
+/** The CLI's name of limit `name`: `memory` for `memoryBytes`. */
+export function limitFlagOf(name: LimitName): string {
+  return Object.keys(LIMIT_FLAGS).find((flag) => LIMIT_FLAGS[flag] === name) ?? name;
+}

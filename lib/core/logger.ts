@@ -1,6 +1,7 @@
 import { pino, type Logger as PinoLogger } from 'pino';
 
 import { readEnvConfig } from './config.js';
+import { InvalidOptionError } from './errors.js';
 import { type LogFormat, resolveLogFormat } from './log-format.js';
 import { prettyDestination } from './pretty-log.js';
 
@@ -11,6 +12,9 @@ import { prettyDestination } from './pretty-log.js';
 export type Logger = PinoLogger;
 
 export { LOG_FORMATS, type LogFormat, resolveLogFormat } from './log-format.js';
+
+/** The levels pino knows, most verbose first, and `silent`. */
+const LOG_LEVELS = ['trace', 'debug', 'info', 'warn', 'error', 'fatal', 'silent'];
 
 export interface LoggerOptions {
   /** pino level. @defaultValue `TYDRA_LOG_LEVEL`, else `info` */
@@ -26,8 +30,14 @@ export interface LoggerOptions {
  * an options object. (A bare string is taken as the level, as before formats existed.)
  */
 export function createLogger(options: LoggerOptions | string = {}): Logger {
-  const { level = readEnvConfig().logLevel ?? 'info', format = 'json' } =
-    typeof options === 'string' ? { level: options } : options;
+  const given = typeof options === 'string' ? { level: options } : options;
+  const { level = readEnvConfig().logLevel ?? 'info', format = 'json' } = given;
+  // pino's own message ("default level:bogus must be included in custom levels") names neither
+  // where the level came from nor the levels it knows.
+  if (!LOG_LEVELS.includes(level)) {
+    const source = given.level === undefined ? 'TYDRA_LOG_LEVEL' : 'the `level` logger option';
+    throw new InvalidOptionError(`Expected ${source} to be one of ${LOG_LEVELS.join(', ')}, got \`${level}\``);
+  }
   const pinoOptions = {
     level,
     base: undefined,

@@ -11,7 +11,7 @@
  */
 import { createHash } from 'node:crypto';
 import { createReadStream } from 'node:fs';
-import { lstat, readdir, readFile } from 'node:fs/promises';
+import { lstat, readdir, readFile, stat } from 'node:fs/promises';
 import { join } from 'node:path';
 import { Writable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
@@ -198,6 +198,14 @@ async function readManifest(dir: string): Promise<Manifest> {
   } catch (error) {
     const code = (error as NodeJS.ErrnoException).code;
     if (code === 'ENOENT' || code === 'ENOTDIR') {
+      // Not finding the manifest of a folder that is not there is the wrong news: say the folder.
+      const folder = await stat(dir).catch(() => undefined);
+      if (folder === undefined) {
+        throw new ManifestError(`Expected a package folder at ${dir}, found nothing there (no such folder)`);
+      }
+      if (!folder.isDirectory()) {
+        throw new ManifestError(`Expected a package folder at ${dir}, got a file`);
+      }
       throw new ManifestError(`Expected a ${MANIFEST_FILE} in ${dir}, found none`);
     }
     throw error;

@@ -79,7 +79,7 @@ export function compileTaskSchema(schema: JsonSchema): ValidateFunction {
     strictTuples: false,
     logger: false,
   });
-  const validate = ajv.compile(schema);
+  const validate = compileOrExplain(ajv, schema);
   validators.set(text, validate);
   if (validators.size > TASK_SCHEMA_LIMITS.cachedValidators) {
     const oldest = validators.keys().next().value;
@@ -88,6 +88,26 @@ export function compileTaskSchema(schema: JsonSchema): ValidateFunction {
     }
   }
   return validate;
+}
+
+/**
+ * `ajv.compile`, with its strict-mode message for a `format` reworded: ajv says the format is
+ * "ignored" (its wording for non-strict mode) while strict mode refuses the schema, and it ships
+ * no formats at all, so every `format` lands here.
+ */
+function compileOrExplain(ajv: Ajv, schema: JsonSchema): ValidateFunction {
+  try {
+    return ajv.compile(schema);
+  } catch (error) {
+    const format = /^unknown format "(.*)" ignored in schema at path "(.*)"$/.exec((error as Error).message);
+    if (format === null) {
+      throw error;
+    }
+    throw new Error(
+      `unknown format "${format[1]}" at path "${format[2]}": tydra checks no formats, so a schema with "format" is refused (use "pattern")`,
+      { cause: error },
+    );
+  }
 }
 
 /** The first way `value` breaks `schema` (`{ path: '/name', reason: 'must be string' }`), or undefined. */

@@ -69,6 +69,65 @@ describe('the tydra CLI: defaults and validation from the library (@integration)
     }
   });
 
+  it('flag errors name the flag and what it expects, not the option of the library it feeds', async () => {
+    const firstLine = async (args: string[], env: Record<string, string> = {}) => {
+      const result = await tydra([...args, '--redis', redisUrl()], { env });
+      assert.equal(result.exitCode, 1, `${args.join(' ')}: ${result.stdout}`);
+      return result.stderr.split('\n')[0];
+    };
+    const invalid = (flag: string, value: string, expected: string) =>
+      `error: option '${flag}' argument '${value}' is invalid. ${expected}`;
+    assert.equal(
+      await firstLine(['run', 'probe/echo', '--at', '2027-01-01T00:00:00']),
+      invalid(
+        '--at <iso-date>',
+        '2027-01-01T00:00:00',
+        'Expected an ISO 8601 date-time with Z or an offset, such as 2027-01-01T00:00:00Z or ' +
+          '2027-01-01T00:00:00+01:00, got `2027-01-01T00:00:00`',
+      ),
+    );
+    assert.equal(
+      await firstLine(['schedule', 'add', 'x', 'probe/echo']),
+      'tydra: Expected exactly one of --cron or --every, got neither',
+    );
+    assert.equal(
+      await firstLine(['schedule', 'add', 'x', 'probe/echo', '--cron', '* * * * *', '--every', '5s']),
+      'tydra: Expected exactly one of --cron or --every, got both',
+    );
+    assert.equal(
+      await firstLine(['node', '--cache-max', '10XB']),
+      invalid('--cache-max <bytes>', '10XB', 'Expected a unit for --cache-max (B, KiB, MiB or GiB), got `XB`'),
+    );
+    assert.equal(
+      await firstLine(['node', '--max-limit', 'memory=1GiB', '--limit', 'memory=2GiB']),
+      'tydra: Expected --limit memory to be at most --max-limit memory (1 GiB), got 2 GiB',
+    );
+    assert.equal(
+      await firstLine(['node', '--limit', 'memory=200GiB']),
+      "tydra: Expected --limit memory to be at most tydra's maximum without --max-limit (16 GiB), got 200 GiB",
+    );
+    for (const attempts of ['abc', '0']) {
+      assert.equal(
+        await firstLine(['run', 'probe/echo', '--attempts', attempts]),
+        invalid('--attempts <n>', attempts, `Expected a positive integer, got \`${attempts}\``),
+      );
+    }
+    const missing = join(await tempDir(), 'missing.json');
+    assert.equal(
+      await firstLine(['run', 'probe/echo', '--input-file', missing]),
+      `tydra: Expected a readable --input-file, got \`${missing}\` (ENOENT: no such file or directory)`,
+    );
+    assert.equal(
+      await firstLine(['master'], { TYDRA_LOG_LEVEL: 'bogus' }),
+      'tydra: Expected TYDRA_LOG_LEVEL to be one of trace, debug, info, warn, error, fatal, silent, got `bogus`',
+    );
+    const folder = join(await tempDir(), 'missing');
+    assert.equal(
+      await firstLine(['deploy', folder]),
+      `tydra: Expected a package folder at ${folder}, found nothing there (no such folder)`,
+    );
+  });
+
   it('a 4-hex version prefix and a package name that breaks the manifest rule are refused', async () => {
     const short = await tydra(['undeploy', 'probe@abcd', '--redis', redisUrl()]);
     assert.equal(short.exitCode, 1);

@@ -41,10 +41,12 @@ describe('submit options', () => {
     rejects({ priority: 2_097_153 }, /^Expected the `priority` submit option to be valid \(an integer from 1/);
     rejects({ priority: 1.5 }, /`priority`.*got `1\.5` \(number\)$/);
     rejects({ delayMs: -1 }, 'Expected the `delayMs` submit option to be valid (an integer >= 0), got `-1` (number)');
-    rejects(
-      { at: 'tomorrow' },
-      /^Expected the `at` submit option to be valid \(a Date or an ISO 8601 date-time string\)/,
-    );
+    for (const at of ['tomorrow', '2030-01-01T00:00:00']) {
+      rejects(
+        { at },
+        `Expected the \`at\` submit option to be valid (a Date or an ISO 8601 date-time string with Z or an offset), got \`"${at}"\` (string)`,
+      );
+    }
     rejects({ key: '' }, /^Expected the `key` submit option to be valid \(a string of 1 to 256 characters\)/);
     rejects({ key: 'a\nb' }, /^Expected the `key` submit option to be valid \(a string without control characters\)/);
     rejects({ backoff: { type: 'linear', delayMs: 5 } }, /^Expected the `backoff.type` submit option to be valid/);

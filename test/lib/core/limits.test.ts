@@ -86,8 +86,11 @@ describe('limit values and names', () => {
     assert.throws(() => parseLimitValue('pids', '12k'), /Expected a unit for pids \(a plain count\), got `k`/);
     assert.throws(
       () => parseLimitValue('memoryBytes', 'lots'),
-      /Expected a number with an optional unit for memoryBytes, got `lots`/,
+      /Expected a number with an optional unit for memory, got `lots`/,
     );
+    // Messages name the limit as the CLI's --limit does, or the flag the caller names.
+    assert.throws(() => parseLimitValue('openFiles', '1k'), /^TypeError: Expected a unit for open-files \(/);
+    assert.throws(() => parseLimitValue('memoryBytes', '1XB', '--cache-max'), /Expected a unit for --cache-max \(/);
   });
 
   it('describes limits the way error messages name them', () => {

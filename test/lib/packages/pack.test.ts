@@ -76,6 +76,19 @@ describe('packDirectory', () => {
       );
     });
 
+    it('says when the folder itself is missing, or a file', async () => {
+      const missing = join(await tempDir(), 'missing', 'dir');
+      await assert.rejects(packDirectory(missing, limits), {
+        name: 'ManifestError',
+        message: `Expected a package folder at ${missing}, found nothing there (no such folder)`,
+      });
+      const file = join(await makePackage({ 'run.js': 'x' }), 'run.js');
+      await assert.rejects(packDirectory(file, limits), {
+        name: 'ManifestError',
+        message: `Expected a package folder at ${file}, got a file`,
+      });
+    });
+
     it('rejects tydra.json that is not JSON', async () => {
       const dir = await makePackage({ 'tydra.json': '{"name": ' });
       await assert.rejects(

@@ -55,6 +55,13 @@ describe('task schemas', () => {
       'tasks.c.output',
       /unknown format/,
     );
+    assertRefused(
+      {
+        greet: { module: 'g.js', input: { type: 'object', properties: { when: { type: 'string', format: 'date' } } } },
+      },
+      'tasks.greet.input',
+      /: unknown format "date" at path "#\/properties\/when": tydra checks no formats, so a schema with "format" is refused \(use "pattern"\)$/,
+    );
   });
 
   it('refuses a schema that is not an object or a boolean', () => {
