@@ -44,7 +44,9 @@ export class ProgressBar {
     this.drawnAt = at;
     this.drawn = true;
     // `\x1b[K` erases what a longer previous line left on the right.
-    this.stream.write(`\r${renderBar(progress, this.stream.columns ?? 80)}\x1b[K`);
+    // A terminal that reports 0 columns (a serial console, some CI pseudo-terminals) has not said
+    // its width: 80, as when it says nothing.
+    this.stream.write(`\r${renderBar(progress, this.stream.columns || 80)}\x1b[K`);
   }
 
   /** Erases the bar, so what is printed next starts on a clean line. */

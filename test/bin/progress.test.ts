@@ -109,6 +109,14 @@ describe('progress bar', () => {
     assert.match(stream.written[1] ?? '', /\] 100%/);
   });
 
+  it('takes a terminal that reports 0 columns for one of unknown width (80)', () => {
+    const stream = fakeStream(true, 0);
+    new ProgressBar(stream).update(PARALLEL);
+    assert.deepEqual(stream.written, [
+      `\r[##########--------------] 42% · workunits 420/1000 done, 3 failed, 8 running\x1b[K`,
+    ]);
+  });
+
   it('fits the terminal width', () => {
     assert.equal(renderBar(PARALLEL, 30).length, 29);
     assert.equal(renderBar({ percent: 100, value: 100 }, 200), `[${'#'.repeat(24)}] 100%`);
