@@ -76,7 +76,7 @@ function handle(handler: (req: express.Request, res: Res) => Promise<void>) {
       res
         .status(missing ? 404 : 400)
         .type('html')
-        .send(page('Not done', html`<p>${error.message}</p>`));
+        .send(page(missing ? 'Not found' : 'Not done', html`<p>${error.message}</p>`));
     });
   };
 }

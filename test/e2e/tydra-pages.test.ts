@@ -221,12 +221,16 @@ describe('the tydra pages: nodes, TaskInstances, packages (@integration)', funct
 
     const missing = await fetch(`${url}tydra/instances/${encodeURIComponent(HOSTILE)}`, { headers: ADMIN });
     assert.equal(missing.status, 404);
-    assert.ok(!/<script/i.test(await missing.text()));
+    const missingText = await missing.text();
+    assert.ok(!/<script/i.test(missingText));
+    assert.match(missingText, /<h1>Not found<\/h1>/);
     const badQuery = await fetch(`${url}tydra/instances/${done.id}?cancel=${encodeURIComponent(HOSTILE)}`, {
       headers: ADMIN,
     });
     assert.equal(badQuery.status, 400);
-    assert.ok(!/<script/i.test(await badQuery.text()));
+    const badQueryText = await badQuery.text();
+    assert.ok(!/<script/i.test(badQueryText));
+    assert.match(badQueryText, /<h1>Not done<\/h1>/);
   });
 
   it("show a parallel TaskInstance's workunits with its failures a page at a time", async () => {
