@@ -217,15 +217,13 @@ function registerCancel(program: Command): void {
     'cancel a TaskInstance: removed if it has not started, killed on its node if it runs',
   )
     .argument('<id>', 'TaskInstance id')
-    .option('--wait', 'wait until a running TaskInstance has ended')
+    .option('--wait', 'wait until a running TaskInstance has ended, and print how it ended')
     .action((id: string, flags: Flags<{ wait?: boolean }>) =>
       withClient(flags, async (tydra) => {
         const result = await tydra.cancel(id);
         if (flags.wait && result.outcome === 'cancelling') {
-          await tydra
-            .run(id)
-            .result({ timeoutMs: 60_000 })
-            .catch(() => undefined);
+          await printCancelWait(tydra, id, flags.json);
+          return;
         }
         const text = {
           removed: `${id}: removed before it started`,
@@ -235,6 +233,31 @@ function registerCancel(program: Command): void {
         print(flags.json, result, text);
       }),
     );
+}
+
+/** How long `tydra cancel --wait` waits for a running TaskInstance's node to kill it. */
+const CANCEL_WAIT_MS = 60_000;
+
+/**
+ * `tydra cancel ID --wait` of a running TaskInstance: waits for it to end and says how it did
+ * (`cancelled`, or how it ended first); one still running after {@link CANCEL_WAIT_MS} exits 1.
+ */
+async function printCancelWait(tydra: Tydra, id: string, json: boolean | undefined): Promise<void> {
+  const run = tydra.run(id);
+  // Its ending is read from the status below; a cancelled run's result() rejects, as it should.
+  await run.result({ timeoutMs: CANCEL_WAIT_MS }).catch(() => undefined);
+  const { state } = await run.status();
+  const ended = state === 'cancelled' || state === 'completed' || state === 'failed';
+  if (!ended) {
+    process.exitCode = 1;
+  }
+  const text =
+    state === 'cancelled'
+      ? `${id}: cancelled`
+      : ended
+        ? `${id}: ${state} before its node could kill it`
+        : `${id}: still ${state} after ${CANCEL_WAIT_MS / 1000} s; its node was told to kill it`;
+  print(json, { id, outcome: 'cancelling', state }, text);
 }
 
 function registerPackages(program: Command): void {
