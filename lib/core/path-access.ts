@@ -7,7 +7,11 @@
 import { stat } from 'node:fs/promises';
 import { dirname, resolve } from 'node:path';
 
-/** The first folder on the way to `path` that `uid`/`gid` cannot pass, or undefined if none. */
+/**
+ * The first folder on the way to `path` that `uid`/`gid` cannot pass, or undefined if none. The
+ * walk stops at the first folder that does not exist yet: the caller creates the rest (0755), and
+ * can ask before it creates anything.
+ */
 export async function unreachableFolder(
   path: string,
   uid: number,
@@ -22,7 +26,15 @@ export async function unreachableFolder(
     }
   }
   for (const dir of folders) {
-    const info = await stat(dir);
+    const info = await stat(dir).catch((error: NodeJS.ErrnoException) => {
+      if (error.code === 'ENOENT') {
+        return undefined;
+      }
+      throw error;
+    });
+    if (info === undefined) {
+      break;
+    }
     const need = 0o1;
     const bits =
       info.uid === uid ? (info.mode >> 6) & 0o7 : info.gid === gid ? (info.mode >> 3) & 0o7 : info.mode & 0o7;

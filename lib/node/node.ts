@@ -183,6 +183,10 @@ export class TydraNode {
     } else {
       await this.prepareSandbox();
     }
+    if (this.bwrap !== undefined) {
+      // Before the cache creates its folder: a refused --cache-dir must not be left behind.
+      await this.checkCacheReach();
+    }
     await this.cache.init();
     if (this.bwrap !== undefined) {
       await this.prepareSandboxFiles();
@@ -528,18 +532,25 @@ export class TydraNode {
    * private).
    */
   private async prepareSandboxFiles(): Promise<void> {
+    // Again now that the cache made its folders: a umask may have made them private.
+    await this.checkCacheReach();
+    this.runtimeDir = await installRuntime(this.options.cacheDir);
+  }
+
+  /** Throws, naming the folder and the fix, when the sandbox user cannot reach the package cache. */
+  private async checkCacheReach(): Promise<void> {
     // The first sandbox user stands for all: they are all "others" to the cache's owner.
     const user = firstSandboxUser(this.options.sandboxUser);
-    if (user !== undefined) {
-      const blocked = await unreachableFolder(this.options.cacheDir, user.uid, user.gid);
-      if (blocked !== undefined) {
-        throw new SandboxUnavailableError(
-          `Expected the package cache ${this.options.cacheDir} to be reachable by the sandbox user ${user.uid}:${user.gid}, but ${blocked.path} has mode ${blocked.mode}; ` +
-            `allow it with chmod o+x ${blocked.path}, or choose another --cache-dir (default for root: /var/cache/tydra/packages)`,
-        );
-      }
+    if (user === undefined) {
+      return;
     }
-    this.runtimeDir = await installRuntime(this.options.cacheDir);
+    const blocked = await unreachableFolder(this.options.cacheDir, user.uid, user.gid);
+    if (blocked !== undefined) {
+      throw new SandboxUnavailableError(
+        `Expected the package cache ${this.options.cacheDir} to be reachable by the sandbox user ${user.uid}:${user.gid}, but ${blocked.path} has mode ${blocked.mode}; ` +
+          `allow it with chmod o+x ${blocked.path}, or choose another --cache-dir (default for root: /var/cache/tydra/packages)`,
+      );
+    }
   }
 
   /**

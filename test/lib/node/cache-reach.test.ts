@@ -4,6 +4,7 @@
  * node at start, naming the folder and the fix, rather than failing every TaskInstance later.
  */
 import assert from 'node:assert/strict';
+import { existsSync } from 'node:fs';
 import { chmod } from 'node:fs/promises';
 import { join } from 'node:path';
 
@@ -29,6 +30,7 @@ describe('the package cache, reachable by the sandbox user (@integration)', func
       );
       return true;
     });
+    assert.equal(existsSync(cacheDir), false, 'a refused cache folder is not created');
     await chmod(parent, 0o711);
     const started = await startNode({ cacheDir });
     assert.equal(started.state, 'running');
