@@ -1,28 +1,12 @@
 import assert from 'node:assert/strict';
 
-import type { NodeInfo } from '../../../lib/cluster/node-registry.js';
 import { progressInWords } from '../../../lib/ops/instance-page.js';
 import { FAILURES_PER_PAGE } from '../../../lib/ops/instance-parts.js';
 import { partsBody } from '../../../lib/ops/instance-parts-page.js';
 import { nodesBody, nodeState } from '../../../lib/ops/nodes-page.js';
+import { nodeInfo } from '../../node-info.js';
 
-const node = (fields: Partial<NodeInfo>): NodeInfo => ({
-  id: 'n1',
-  concurrency: 1,
-  hostname: 'h',
-  pid: 1,
-  startedAt: 0,
-  heartbeatMs: 1000,
-  lockDurationMs: 30_000,
-  lastSeen: 0,
-  state: 'running',
-  alive: true,
-  draining: false,
-  lost: false,
-  warm: [],
-  cached: [],
-  ...fields,
-});
+const node = nodeInfo;
 
 describe('what the tydra pages say', () => {
   it('reads a node as alive, paused, draining, late, dead or stopped', () => {
