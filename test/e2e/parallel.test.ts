@@ -349,9 +349,10 @@ describe('ParallelTask (@integration)', function () {
       const progress = (await run.status()).progress as { workunits?: { done: number } } | undefined;
       return (progress?.workunits?.done ?? 0) >= 2 ? true : undefined;
     });
-    const waiting = run.result();
+    // Its rejection may come while cancel() still runs: caught from the start.
+    const waiting = rejection(run.result());
     await run.cancel();
-    assert.ok((await rejection(waiting)) instanceof TaskCancelledError);
+    assert.ok((await waiting) instanceof TaskCancelledError);
     await waitFor('no sandbox of the instance left', async () =>
       (await pidsWithEnv('TYDRA_INSTANCE_ID', run.id)).length === 0 ? true : undefined,
     );
