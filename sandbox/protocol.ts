@@ -25,6 +25,17 @@ export const UNRECOVERABLE_ERROR_NAME = 'TydraUnrecoverable';
 export const MAX_PROGRESS_BYTES = 65_536;
 
 /**
+ * The bytes of a progress value in its message line, `{"type":"progress","value":…}`: the line's
+ * less the message around the value. Both sides measure the line as it crosses fd 3, so the node
+ * never encodes a value again to measure it (a hostile value nested deep enough to parse can
+ * still be too deep to encode: `JSON.stringify` throws).
+ */
+export function progressValueBytes(line: string): number {
+  return Buffer.byteLength(line.trimEnd()) - PROGRESS_ENVELOPE_BYTES;
+}
+const PROGRESS_ENVELOPE_BYTES = '{"type":"progress","value":}'.length;
+
+/**
  * Shortest time between two progress messages of one runner: `ctx.progress` sends a value at
  * once when the last one went out at least this long ago, else keeps only the latest and sends it
  * when the period is over, or before the runner's final message (`runner/progress-coalescer.ts`).

@@ -68,7 +68,7 @@ export class ProgressWriter<T> {
     }
     this.pending = undefined;
     this.lastWriteAt = performance.now();
-    this.inFlight = this.write(pending.value)
+    this.inFlight = this.writeOnce(pending.value)
       .then(
         () => undefined,
         () => undefined,
@@ -77,6 +77,18 @@ export class ProgressWriter<T> {
         this.inFlight = undefined;
         this.schedule();
       });
+  }
+
+  /**
+   * `write`, whose synchronous throw (a hostile value too deep to mask or encode) is a rejection
+   * like any other: it may run from a timer, where a throw would take the node down.
+   */
+  private writeOnce(value: T): Promise<unknown> {
+    try {
+      return this.write(value);
+    } catch (error) {
+      return Promise.reject(error instanceof Error ? error : new Error(String(error)));
+    }
   }
 
   private disarm(): void {

@@ -9,7 +9,7 @@ import type { Readable, Writable } from 'node:stream';
 import { finished } from 'node:stream/promises';
 import { setTimeout as delay } from 'node:timers/promises';
 
-import { encodeMessage, LineSplitter, MAX_PROGRESS_BYTES, type NodeMessage } from '../protocol.js';
+import { encodeMessage, LineSplitter, MAX_PROGRESS_BYTES, type NodeMessage, progressValueBytes } from '../protocol.js';
 import type { FinalMessage, LimitHit } from './outcome.js';
 import { type PhaseRunnerMessage, parseRunnerMessage } from './runner-message.js';
 import { TokenBucket } from './token-bucket.js';
@@ -200,8 +200,7 @@ function captureProtocol(
     } else if (refused && message.type !== 'result' && message.type !== 'error') {
       // Dropped. A final message is still recorded: `outcome` lets the broken limit win over it.
     } else if (message.type === 'progress') {
-      // Measured as the JSON the node writes to Redis, not as the line (which may be padded).
-      const bytes = Buffer.byteLength(JSON.stringify(message.value));
+      const bytes = progressValueBytes(line); // as the runner measures it; a padded line only costs its sender
       if (bytes > MAX_PROGRESS_BYTES) {
         refuse({ limit: 'progressBytes', bytes });
       } else {
@@ -231,10 +230,33 @@ function captureProtocol(
     }
     return 0;
   };
-  const release = captureDataLines(stream, options.maxResultBytes, onLine, () => hit({ limit: 'resultBytes' }));
+  const guarded = guardLine(onLine, output, options.onStop);
+  const release = captureDataLines(stream, options.maxResultBytes, guarded, () => hit({ limit: 'resultBytes' }));
   return () => {
     progress.exited();
     release();
+  };
+}
+
+/**
+ * `onLine`, where a message the node cannot handle is a protocol error rather than an exception.
+ * What the runner sends is hostile input, and it is handled in a stream's 'data' event: a throw
+ * there (a value nested deep enough to parse but not to walk, say: `RangeError: Maximum call
+ * stack size exceeded`) would be uncaught, and take the node down with every TaskInstance on it.
+ */
+function guardLine(
+  onLine: (line: string) => number,
+  output: CapturedOutput,
+  onStop: () => void,
+): (line: string) => number {
+  return (line) => {
+    try {
+      return onLine(line);
+    } catch (error) {
+      output.protocolError ??= `Expected a runner message the node can handle, got one it failed on: ${String(error)}`;
+      onStop();
+      return 0;
+    }
   };
 }
 

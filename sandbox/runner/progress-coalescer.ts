@@ -12,7 +12,7 @@
  * `performance` global on first use, and the runner loads nothing it can do without
  * (`sandbox/README.md`); a clock set back only makes one value go early (below).
  */
-import { MAX_PROGRESS_BYTES, PROGRESS_SEND_MS } from '../protocol.js';
+import { MAX_PROGRESS_BYTES, PROGRESS_SEND_MS, progressValueBytes } from '../protocol.js';
 
 export class ProgressCoalescer {
   private sentAt = Number.NEGATIVE_INFINITY;
@@ -30,7 +30,7 @@ export class ProgressCoalescer {
     // A value over the cap (its line is, at least) goes at once: the node fails the run with it,
     // and a work unit that sent it must fail, not a later one. A clock set back counts as the
     // period being over. The value waiting, if any, is older than this one: dropped.
-    if (now - this.sentAt >= PROGRESS_SEND_MS || now < this.sentAt || Buffer.byteLength(line) > MAX_PROGRESS_BYTES) {
+    if (now - this.sentAt >= PROGRESS_SEND_MS || now < this.sentAt || progressValueBytes(line) > MAX_PROGRESS_BYTES) {
       this.disarm();
       this.send(line, now);
       return;

@@ -75,6 +75,13 @@ describe('escape suite: ctx.progress floods (@integration)', function () {
     assert.deepEqual(onNode.at(-1), last);
   });
 
+  it('a progress value nested too deep to encode costs the node nothing: the task completes, the next one runs', async () => {
+    const a = await arena();
+    // 20,000 levels: 40 KB, under the cap; JSON.stringify overflows the stack at about 5,000.
+    assert.deepEqual(await expectResult(a, await a.attack('progress-flood', { depth: 20_000 })), { deep: 20_000 });
+    assert.deepEqual(await expectResult(a, await a.attack('progress-flood', { count: 3 })), { sent: 3 });
+  });
+
   it('progress messages written on fd 3 itself, bypassing the runner, are held back until the timeout', async () => {
     const a = await arena();
     // 200,000 messages, 9 MiB: read at the node's 20 a second they would take hours; the task

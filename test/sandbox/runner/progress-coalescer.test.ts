@@ -1,7 +1,7 @@
 /** The runner's `ctx.progress` coalescing, on a clock the test moves. */
 import assert from 'node:assert/strict';
 
-import { MAX_PROGRESS_BYTES, PROGRESS_SEND_MS } from '../../../sandbox/protocol.js';
+import { encodeMessage, MAX_PROGRESS_BYTES, PROGRESS_SEND_MS } from '../../../sandbox/protocol.js';
 import { ProgressCoalescer } from '../../../sandbox/runner/progress-coalescer.js';
 import { waitFor } from '../../helpers.js';
 
@@ -55,7 +55,8 @@ describe('ProgressCoalescer', () => {
     const { sent, progress } = coalescer();
     progress.push('a');
     progress.push('b');
-    const huge = 'x'.repeat(MAX_PROGRESS_BYTES + 1);
+    // A message line whose value is one byte over the cap (as the runner encodes it).
+    const huge = encodeMessage({ type: 'progress', value: { pad: 'x'.repeat(MAX_PROGRESS_BYTES - 9) } });
     progress.push(huge);
     assert.deepEqual(sent, ['a', huge]);
     progress.flush();
