@@ -144,11 +144,13 @@ function childData(
 /**
  * Asks children to stop as a client's cancel does: a request key first (a child not yet
  * dispatched, or not yet started on its node, reads it there), then the message to the node
- * running it. A child that already ended ignores both.
+ * running it. A child that already ended ignores both. A request already there is kept (`NX`):
+ * the client's cancel of a step it removed before it started wrote a fuller one (the step's own
+ * ref, its sequence, its submit time), which `runs()` and `status()` read.
  */
 export async function cancelChildren(redis: Redis, keys: Keyspace, children: StepChild[], ref: string): Promise<void> {
   for (const child of children) {
-    await redis.set(keys.cancel(child.id), JSON.stringify({ ref, at: Date.now() }), 'EX', CANCEL_TTL_SECONDS);
+    await redis.set(keys.cancel(child.id), JSON.stringify({ ref, at: Date.now() }), 'EX', CANCEL_TTL_SECONDS, 'NX');
     await redis.publish(keys.cancelChannel, child.id);
   }
 }

@@ -252,6 +252,11 @@ describe('sequences (@integration)', function () {
     assert.deepEqual(await run.cancel(), { id: run.id, outcome: 'cancelling' });
     assert.ok((await rejection(run.result())) instanceof TaskCancelledError);
     assert.equal(await Job.fromId(tasksQueue(redis), `${run.id}.s0`), undefined, 'the waiting step is removed');
+    // Listed as a step of its sequence, as the client's cancel recorded it: only with `all`.
+    const step = `${run.id}.s0`;
+    assert.ok(!(await tydra.runs()).some((row) => row.id === step), 'a step is not a top-level run');
+    const listed = (await tydra.runs({ all: true })).find((row) => row.id === step);
+    assert.equal(listed?.sequenceId, run.id, JSON.stringify(listed));
     await busy.cancel();
     await assert.rejects(busy.result(), TaskCancelledError);
     await waitFor('every reference released', async () =>
