@@ -143,6 +143,7 @@ export async function startSandbox(options: SandboxOptions, launch: Launch, io: 
   const streams = sandboxStreams(subprocess, launch.isModule);
   const maxResultBytes = options.maxResultBytes ?? DEFAULT_MAX_RESULT_BYTES;
   const capture = captureStreams(streams, { ...io, outputBytes: limits.outputBytes, maxResultBytes, onStop: stop });
+  void exit.then(() => capture.exited());
   const exitAfter = holdExit(streams.protocol, capture.final, exit, () => stop(), io.exitAfter);
   // No task code before the sandbox is in its cgroup (a runner without a network boots while it
   // is moved, and gets `start` from the feed below, after); then watch the cgroup's counters.

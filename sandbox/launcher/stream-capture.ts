@@ -83,6 +83,11 @@ export interface StreamCapture {
   flushLines(): void;
   /** Resolves when the runner's final message (`output.final`) arrived; never, without one. */
   final: Promise<void>;
+  /**
+   * Call at the sandbox's exit: the protocol fd is no longer held back (`captureProtocol`), so what
+   * the sandbox left in its pipe, a final message behind a flood included, is read at once.
+   */
+  exited(): void;
 }
 
 /** Wires the streams of a sandbox; `protocol` present means a JavaScript task under the runner. */
@@ -114,15 +119,19 @@ export function captureStreams(streams: SandboxStreams, options: CaptureOptions)
   const readables = [streams.stdout, streams.stderr, ...(streams.protocol ? [streams.protocol] : [])];
   const allEnded = Promise.all(readables.map(endOf));
   const ended = async (graceMs: number): Promise<void> => {
-    // The sandbox exited: what it left in the protocol pipe is read at once, or a flood held back
-    // could keep its final message there past the grace.
-    releaseProtocol();
+    releaseProtocol(); // normally done at the exit already (`exited`)
     const grace = new AbortController();
     await Promise.race([allEnded, delay(graceMs, undefined, { signal: grace.signal }).catch(() => undefined)]);
     grace.abort();
     readables.forEach((stream) => stream.destroy());
   };
-  return { output, ended, flushLines: () => flushers.forEach((flush) => flush()), final };
+  return {
+    output,
+    ended,
+    flushLines: () => flushers.forEach((flush) => flush()),
+    final,
+    exited: () => releaseProtocol(),
+  };
 }
 
 /** Sends the runner its `start` message and, on abort, `cancel`; returns the listener's remover. */
