@@ -58,7 +58,7 @@ export async function runSplit(options: SplitOptions): Promise<number> {
     onProgress: options.onProgress,
     onMessage: (message) =>
       message.type === 'unit'
-        ? takeCredited(message.value, credits, pump, (error) => fail(error), options.instanceId)
+        ? takeCredited(message.value, credits, pump, fail, options.instanceId)
         : fail(unexpected(message.type, options.instanceId)),
     onStdoutLine: isModule ? undefined : takeLine,
     feed: (stdin) => feedSplit(stdin, options, credits),
