@@ -62,9 +62,16 @@ describe('the roles refuse an unsafe dashboard before they start', function () {
 describe('role log lines: JSON for services, readable on request (@integration)', function () {
   this.timeout(30_000);
 
-  /** Runs `tydra dashboard` until it serves, stops it with SIGTERM, and returns what it wrote to stderr. */
-  async function dashboardStderr(args: string[], env: Record<string, string> = {}): Promise<string> {
-    const child = execa(process.execPath, [CLI, 'dashboard', '--redis', redisUrl(), '--port', '0', ...args], {
+  /**
+   * Runs the CLI with `args` until `stream` shows `ready`, stops it with SIGTERM, asserts it exited
+   * 0, and returns what it wrote to stderr.
+   */
+  async function stoppedStderr(
+    args: string[],
+    ready: { stream: 'stdout' | 'stderr'; text: string },
+    env: Record<string, string> = {},
+  ): Promise<string> {
+    const child = execa(process.execPath, [CLI, ...args, '--redis', redisUrl()], {
       reject: false,
       extendEnv: false,
       env: { PATH: process.env.PATH ?? '', HOME: process.env.HOME ?? '/root', ...env },
@@ -73,14 +80,18 @@ describe('role log lines: JSON for services, readable on request (@integration)'
       child.kill('SIGKILL');
       await child;
     });
-    let stdout = '';
-    child.stdout?.on('data', (chunk: Buffer) => (stdout += chunk.toString()));
-    await waitFor('the dashboard to serve', () => (stdout.includes('dashboard: http') ? true : undefined));
+    let seen = '';
+    child[ready.stream]?.on('data', (chunk: Buffer) => (seen += chunk.toString()));
+    await waitFor(`${args[0]} to say ${ready.text}`, () => (seen.includes(ready.text) ? true : undefined));
     child.kill('SIGTERM');
     const result = await child;
     assert.equal(result.exitCode, 0, result.stderr);
     return result.stderr;
   }
+
+  /** Runs `tydra dashboard` until it serves, stops it with SIGTERM, and returns what it wrote to stderr. */
+  const dashboardStderr = (args: string[], env: Record<string, string> = {}): Promise<string> =>
+    stoppedStderr(['dashboard', '--port', '0', ...args], { stream: 'stdout', text: 'dashboard: http' }, env);
 
   it('tydra dashboard on a port in use exits 1 with the listen error, printing no URL', async () => {
     const first = new Dashboard({ redis: redisUrl(), port: 0 });
@@ -105,22 +116,11 @@ describe('role log lines: JSON for services, readable on request (@integration)'
   });
 
   it('with --log-format json, what it says on stopping is JSON too, down to a final stopped record', async () => {
-    const child = execa(process.execPath, [CLI, 'master', '--redis', redisUrl(), '--log-format', 'json'], {
-      reject: false,
-      extendEnv: false,
-      env: { PATH: process.env.PATH ?? '', HOME: process.env.HOME ?? '/root' },
+    const stderr = await stoppedStderr(['master', '--log-format', 'json'], {
+      stream: 'stderr',
+      text: '"master started"',
     });
-    defer(async () => {
-      child.kill('SIGKILL');
-      await child;
-    });
-    let stderr = '';
-    child.stderr?.on('data', (chunk: Buffer) => (stderr += chunk.toString()));
-    await waitFor('the master to start', () => (stderr.includes('"master started"') ? true : undefined));
-    child.kill('SIGTERM');
-    const result = await child;
-    assert.equal(result.exitCode, 0, result.stderr);
-    const entries = result.stderr
+    const entries = stderr
       .trim()
       .split('\n')
       .map((line) => JSON.parse(line) as { msg: string; component: string; signal?: string });
