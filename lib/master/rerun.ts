@@ -20,6 +20,7 @@ import { withoutEnding } from '../../queues/task-ending.js';
 import { workunitsQueueOf } from '../../queues/workunits.js';
 import type { Logger } from '../core/logger.js';
 import type { PackageStore } from '../packages/store.js';
+import { readCancelRecord } from '../redis/cancel-record.js';
 import type { Keyspace } from '../redis/keys.js';
 import { resetParallel } from '../redis/parallel-commands.js';
 import { dropRun } from '../redis/rerun-commands.js';
@@ -85,18 +86,9 @@ export async function startRerun(deps: RerunDeps, job: TaskInstanceJob): Promise
  * instant between the pick-up and this read is taken for the old run's.
  */
 async function forgetOldCancel(redis: Redis, keys: Keyspace, job: TaskInstanceJob): Promise<void> {
-  const raw = await redis.get(keys.cancel(job.id ?? ''));
-  if (raw === null) {
-    return;
-  }
-  let at = 0;
-  try {
-    const parsed = JSON.parse(raw) as { at?: unknown };
-    at = typeof parsed.at === 'number' ? parsed.at : 0;
-  } catch {
-    // An unreadable request is an old one.
-  }
-  if (at < (job.processedOn ?? Date.now())) {
+  const request = await readCancelRecord(redis, keys, job.id ?? '');
+  // An unreadable request reads as `at` 0: an old one.
+  if (request !== undefined && request.at < (job.processedOn ?? Date.now())) {
     await redis.del(keys.cancel(job.id ?? ''));
   }
 }

@@ -16,12 +16,10 @@ import type { Redis } from 'ioredis';
 import { TASK_INSTANCE_JOB, TASKS_JOB_OPTIONS, type TaskInstanceData } from '../../queues/tasks.js';
 import { formatTaskRef } from '../packages/task-ref.js';
 import type { PackageStore } from '../packages/store.js';
+import { writeCancelRecord } from '../redis/cancel-record.js';
 import type { Keyspace } from '../redis/keys.js';
 import type { SequencePlan } from './sequence-plan.js';
 import type { TaskInstanceJob } from './settle.js';
-
-/** How long a cancel request the master writes for a step is remembered (as the client's). */
-const CANCEL_TTL_SECONDS = 7 * 24 * 3600;
 
 export interface StepChild {
   id: string;
@@ -150,7 +148,7 @@ function childData(
  */
 export async function cancelChildren(redis: Redis, keys: Keyspace, children: StepChild[], ref: string): Promise<void> {
   for (const child of children) {
-    await redis.set(keys.cancel(child.id), JSON.stringify({ ref, at: Date.now() }), 'EX', CANCEL_TTL_SECONDS, 'NX');
+    await writeCancelRecord(redis, keys, child.id, { ref }, { keep: true });
     await redis.publish(keys.cancelChannel, child.id);
   }
 }

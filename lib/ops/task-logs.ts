@@ -17,7 +17,7 @@ import type { Redis } from 'ioredis';
 import { TASKS_QUEUE } from '../../queues/tasks.js';
 import { QUIT_MS, settlesWithin } from '../core/bounded-close.js';
 import { wasCancelled } from '../client/task-ending.js';
-import { readCancelRecord } from '../client/cancel-record.js';
+import { readCancelRecord } from '../redis/cancel-record.js';
 import { TaskNotFoundError } from '../core/errors.js';
 import { BOUNDED_QUEUE_OPTIONS, createBoundedRedis, whenReachable } from '../redis/connection.js';
 import { dropConnections } from '../redis/force-disconnect.js';
